@@ -1,0 +1,251 @@
+//! The nouns of kbsync (ARCHITECTURE §1): users, knowledge bases, access grants, documents and
+//! search hits.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub type UserId = Uuid;
+pub type KbId = Uuid;
+pub type DocumentId = Uuid;
+
+/// A value that is not one of an enum's spellings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {value:?}; expected one of: {expected}")]
+pub struct UnknownVariant {
+    pub kind: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// Declares a string-backed enum whose database, JSON and display spellings are one and the same.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownVariant;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownVariant {
+                        kind: $kind,
+                        value: s.to_owned(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// What a user may do across the whole instance.
+    Role, "role", { Admin => "admin", User => "user" }
+);
+
+string_enum!(
+    /// Where a knowledge base's documents come from: uploads, or a datasource that kbsync syncs.
+    KbType, "knowledge base type", { Local => "local", OneDrive => "onedrive" }
+);
+
+string_enum!(
+    /// A knowledge base's sync status (ARCHITECTURE §1).
+    SyncStatus, "sync status", {
+        Idle => "idle",
+        Syncing => "syncing",
+        Completed => "completed",
+        CompletedWithErrors => "completed_with_errors",
+        Failed => "failed",
+        Cancelled => "cancelled",
+        AccessRevoked => "access_revoked",
+        FileLimitExceeded => "file_limit_exceeded",
+        NeedsReauth => "needs_reauth",
+    }
+);
+
+string_enum!(
+    /// What a grant lets its user do with a knowledge base.
+    Permission, "permission", { Read => "read", Write => "write" }
+);
+
+string_enum!(
+    /// Who made a grant: a person (kept until a person removes it) or permission sync (follows the drive's sharing).
+    GrantOrigin, "grant origin", { Manual => "manual", Sync => "sync" }
+);
+
+string_enum!(
+    /// Where a document is in the ingestion pipeline.
+    DocumentStatus, "document status", { Pending => "pending", Processed => "processed", Failed => "failed" }
+);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub email: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl User {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnowledgeBase {
+    pub id: KbId,
+    pub name: String,
+    pub description: String,
+    pub owner_id: UserId,
+    #[serde(rename = "type")]
+    pub kb_type: KbType,
+    pub sync_status: SyncStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessGrant {
+    pub kb_id: KbId,
+    pub user_id: UserId,
+    pub permission: Permission,
+    pub origin: GrantOrigin,
+}
+
+/// What one user may do with one knowledge base, from least to most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    /// Not even its existence is revealed.
+    None,
+    /// List, read and search its documents.
+    Read,
+    /// Also add and remove documents.
+    Write,
+    /// Everything, including changing, sharing and deleting the knowledge base (owner or admin).
+    Manage,
+}
+
+impl Access {
+    /// Resolves a user's access from ownership, role and the strongest grant the user holds.
+    pub fn resolve(user: &User, kb: &KnowledgeBase, strongest_grant: Option<Permission>) -> Access {
+        if user.is_admin() || kb.owner_id == user.id {
+            return Access::Manage;
+        }
+        match strongest_grant {
+            Some(Permission::Write) => Access::Write,
+            Some(Permission::Read) => Access::Read,
+            None => Access::None,
+        }
+    }
+
+    pub fn can_read(self) -> bool {
+        self >= Access::Read
+    }
+
+    pub fn can_write(self) -> bool {
+        self >= Access::Write
+    }
+
+    pub fn can_manage(self) -> bool {
+        self >= Access::Manage
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    pub id: DocumentId,
+    pub kb_id: KbId,
+    pub name: String,
+    /// Display path inside the knowledge base, `/` separated, ending with the name.
+    pub path: String,
+    pub mime: String,
+    pub size: i64,
+    /// SHA-256 of the original bytes, lowercase hex; also the blob's key.
+    pub content_hash: String,
+    /// The datasource's id for the item this document came from; `None` for uploads.
+    pub source_item_id: Option<String>,
+    pub web_url: Option<String>,
+    pub status: DocumentStatus,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One ranked search result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub knowledge_id: KbId,
+    pub document_id: DocumentId,
+    pub name: String,
+    pub snippet: String,
+    /// Higher is better; comparable only within one result list.
+    pub score: f64,
+    pub web_url: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(role: Role) -> User {
+        User { id: Uuid::new_v4(), email: "a@example.com".into(), role, created_at: Utc::now() }
+    }
+
+    fn kb(owner: UserId) -> KnowledgeBase {
+        KnowledgeBase {
+            id: Uuid::new_v4(),
+            name: "kb".into(),
+            description: String::new(),
+            owner_id: owner,
+            kb_type: KbType::Local,
+            sync_status: SyncStatus::Idle,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn string_enums_round_trip_through_text_and_json() {
+        for s in SyncStatus::ALL {
+            assert_eq!(s.as_str().parse::<SyncStatus>().unwrap(), *s);
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{}\"", s.as_str()));
+        }
+        let err = "bogus".parse::<KbType>().unwrap_err();
+        assert!(err.to_string().contains("local onedrive"), "{err}");
+    }
+
+    #[test]
+    fn access_comes_from_ownership_role_then_grants() {
+        let owner = user(Role::User);
+        let admin = user(Role::Admin);
+        let other = user(Role::User);
+        let k = kb(owner.id);
+        assert_eq!(Access::resolve(&owner, &k, None), Access::Manage);
+        assert_eq!(Access::resolve(&admin, &k, None), Access::Manage);
+        assert_eq!(Access::resolve(&other, &k, None), Access::None);
+        assert_eq!(Access::resolve(&other, &k, Some(Permission::Read)), Access::Read);
+        let w = Access::resolve(&other, &k, Some(Permission::Write));
+        assert!(w.can_read() && w.can_write() && !w.can_manage());
+        assert!(!Access::None.can_read());
+    }
+}

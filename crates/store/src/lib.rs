@@ -1,0 +1,134 @@
+//! Persistence for kbsync: one [`Store`] trait, implemented for SQLite (the embedded default) and
+//! PostgreSQL (several instances sharing one database), plus the content-addressed [`BlobStore`].
+//!
+//! All SQL lives in this crate. Both implementations pass the same conformance suite
+//! (`tests/conformance.rs`).
+
+mod blob;
+mod error;
+mod postgres;
+mod sqlite;
+mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kbsync_core::{
+    AccessGrant, Document, DocumentId, KbId, KnowledgeBase, Permission, SearchHit, User, UserId,
+};
+
+pub use blob::{BlobError, BlobStore, StoredBlob};
+pub use error::StoreError;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Opens the store a URL names and runs its migrations: `sqlite://PATH` (created when missing) or
+/// `postgres://…` / `postgresql://…`.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(PostgresStore::connect(url).await?)
+    } else if url.starts_with("sqlite:") {
+        Arc::new(SqliteStore::connect(url).await?)
+    } else {
+        return Err(StoreError::InvalidUrl(
+            "the database URL must start with sqlite: or postgres://".to_owned(),
+        ));
+    };
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Everything kbsync persists, behind one interface.
+///
+/// Errors: a missing row is [`StoreError::NotFound`]; a unique-key clash is
+/// [`StoreError::Conflict`]; a reference to a row that does not exist is
+/// [`StoreError::InvalidReference`]; a database that cannot be reached is
+/// [`StoreError::Unavailable`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations; safe to call on every start and from several instances at once.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<()>;
+
+    // --- users -----------------------------------------------------------------------------
+
+    /// Emails are unique regardless of case; a clash is `Conflict`.
+    async fn create_user(&self, id: UserId, new: NewUser, now: DateTime<Utc>) -> Result<User>;
+    async fn count_users(&self) -> Result<u64>;
+    async fn get_user(&self, id: UserId) -> Result<User>;
+    /// Looks the email up regardless of case.
+    async fn get_credentials_by_email(&self, email: &str) -> Result<UserCredentials>;
+
+    // --- API sessions (opaque bearer tokens, stored only as their SHA-256) -----------------
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: UserId,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The session's user; `NotFound` when the token is unknown or expired at `now`.
+    async fn user_for_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<User>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+
+    // --- login throttling (shared by all instances) ----------------------------------------
+
+    /// Failures recorded for an email (case-insensitive); zero when none.
+    async fn login_failures(&self, email: &str) -> Result<LoginFailures>;
+    /// Adds one failure and returns the new tally.
+    async fn record_login_failure(&self, email: &str, now: DateTime<Utc>) -> Result<LoginFailures>;
+    async fn clear_login_failures(&self, email: &str) -> Result<()>;
+
+    // --- knowledge bases -------------------------------------------------------------------
+
+    async fn create_kb(&self, id: KbId, new: NewKnowledgeBase, now: DateTime<Utc>) -> Result<KnowledgeBase>;
+    async fn get_kb(&self, id: KbId) -> Result<KnowledgeBase>;
+    /// The knowledge bases a reader may read, newest first, with the total count.
+    async fn list_readable_kbs(&self, reader: Reader, page: Page) -> Result<PageOf<KnowledgeBase>>;
+    async fn update_kb(&self, id: KbId, patch: KbPatch, now: DateTime<Utc>) -> Result<KnowledgeBase>;
+    /// Deletes the knowledge base with its documents, chunks and grants. Returns the content
+    /// hashes that no remaining document references, so their blobs can be removed.
+    async fn delete_kb(&self, id: KbId) -> Result<Vec<String>>;
+
+    // --- access grants ---------------------------------------------------------------------
+
+    /// The strongest permission any grant (manual or sync) gives this user on this knowledge base.
+    async fn strongest_grant(&self, kb_id: KbId, user_id: UserId) -> Result<Option<Permission>>;
+    async fn list_grants(&self, kb_id: KbId) -> Result<Vec<AccessGrant>>;
+    /// Replaces the manual grants of a knowledge base (sync grants are untouched). A user listed
+    /// under both gets write. An unknown user id is `InvalidReference` and changes nothing.
+    async fn set_manual_grants(&self, kb_id: KbId, read: &[UserId], write: &[UserId]) -> Result<()>;
+
+    // --- documents and their chunks --------------------------------------------------------
+
+    /// Creates a document in status `pending`.
+    async fn create_document(&self, id: DocumentId, new: NewDocument, now: DateTime<Utc>) -> Result<Document>;
+    async fn get_document(&self, kb_id: KbId, id: DocumentId) -> Result<Document>;
+    /// A knowledge base's documents ordered by path, with the total count.
+    async fn list_documents(&self, kb_id: KbId, page: Page) -> Result<PageOf<Document>>;
+    /// Atomically replaces the document's chunks and marks it `processed` (clearing any error).
+    async fn complete_document(&self, id: DocumentId, chunks: &[String], now: DateTime<Utc>) -> Result<()>;
+    /// Marks the document `failed` with a readable reason and removes any chunks it had.
+    async fn fail_document(&self, id: DocumentId, error: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Deletes the document and its chunks. Returns its content hash when no other document
+    /// references it any more (so the blob can be removed).
+    async fn delete_document(&self, kb_id: KbId, id: DocumentId) -> Result<Option<String>>;
+    /// Documents still `pending`, oldest first: work an earlier process did not finish.
+    async fn pending_documents(&self, limit: u32) -> Result<Vec<Document>>;
+
+    // --- search ----------------------------------------------------------------------------
+
+    /// Full-text search over processed documents of the knowledge bases the reader may read
+    /// (optionally narrowed to `kb_ids`). One hit per document (its best chunk), best first.
+    /// The query is plain user text: it is never interpreted as query syntax.
+    async fn search(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>>;
+}
