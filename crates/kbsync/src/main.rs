@@ -1,1 +1,237 @@
-fn main() {}
+//! The `kbsync` binary: command line, configuration and wiring. The only crate that names
+//! concrete implementations.
+
+mod config;
+mod demo;
+mod secret;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use kbsync_core::{Clock, OsRandom, Role, SystemClock};
+use kbsync_ingest::{Extractor, IngestConfig};
+use kbsync_server::{AppState, ServerSettings, service::users};
+use kbsync_store::{BlobStore, Store};
+use tracing_subscriber::{EnvFilter, fmt};
+
+use crate::config::{FileConfig, Flags, LogFormat, Settings};
+
+#[derive(Parser)]
+#[command(name = "kbsync", version, about = "Keeps knowledge bases in sync with cloud drives")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Seed a demo account and a knowledge base of sample documents, so that a fresh
+        /// machine has something to log in to and search.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// A TOML configuration file (see `kbsync config example`).
+    #[arg(long, env = "KBSYNC_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the database, stored files and generated secret live [env: KBSYNC_DATA_DIR] [default: ./data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The address to listen on [env: KBSYNC_BIND] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    bind: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Create {
+        #[command(flatten)]
+        common: CommonArgs,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        /// Give the user the admin role.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a documented example configuration file.
+    Example,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kbsync: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kbsync: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Config { command: ConfigCommand::Example } => {
+            print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+        Command::Serve { common, demo } => {
+            let settings = load_settings(&common)?;
+            init_logging(settings.log_format);
+            serve(settings, demo).await
+        }
+        Command::Migrate { common } => {
+            let settings = load_settings(&common)?;
+            init_logging(settings.log_format);
+            open_store(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User { command: UserCommand::Create { common, email, password, admin } } => {
+            let settings = load_settings(&common)?;
+            init_logging(settings.log_format);
+            let store = open_store(&settings).await?;
+            let role = if admin { Role::Admin } else { Role::User };
+            let user = users::create_user(store.as_ref(), &OsRandom, SystemClock.now(), &email, &password, role)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("created {} user {} ({})", user.role, user.email, user.id);
+            Ok(())
+        }
+    }
+}
+
+fn load_settings(common: &CommonArgs) -> anyhow::Result<Settings> {
+    let file = match &common.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let flags = Flags { data_dir: common.data_dir.clone(), bind: common.bind.clone() };
+    Ok(Settings::resolve(&flags, &|name| std::env::var(name).ok(), file)?)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second initialisation (never expected) would only fail to replace the first.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+    let store = kbsync_store::connect(&settings.database_url).await.context("cannot open the database")?;
+    Ok(store)
+}
+
+async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+    let store = open_store(&settings).await?;
+    // Kept for the token encryption of OneDrive connections.
+    let _secret_key = secret::load_or_generate(&settings)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let random = Arc::new(OsRandom);
+
+    if let Some((email, password)) = &settings.admin {
+        match users::bootstrap_admin(store.as_ref(), random.as_ref(), clock.now(), email, password).await {
+            Ok(Some(user)) => tracing::info!(user.email = %user.email, "created the first admin"),
+            Ok(None) => {}
+            Err(e) => anyhow::bail!("KBSYNC_ADMIN_EMAIL / KBSYNC_ADMIN_PASSWORD: {e}"),
+        }
+    }
+
+    let extractor = Extractor::new(IngestConfig {
+        max_concurrent: settings.ingest_concurrency,
+        per_file_timeout: Duration::from_secs(settings.ingest_timeout_secs),
+        chunk_size: settings.chunk_size,
+        chunk_overlap: settings.chunk_overlap,
+        ..IngestConfig::default()
+    });
+    let server_settings = ServerSettings {
+        public_url: settings.public_origin(),
+        max_upload_bytes: settings.max_upload_bytes,
+        ..ServerSettings::default()
+    };
+    let blobs = BlobStore::new(settings.data_dir.join("blobs"));
+    let state = AppState::new(store, blobs, extractor, clock, random, server_settings);
+
+    if demo {
+        demo::seed(&state).await?;
+    }
+
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("KBSYNC_BIND / --bind: cannot listen on {}", settings.bind))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, public_url = %settings.public_url, database = store_kind(&settings.database_url), "kbsync listening");
+    kbsync_server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("kbsync stopped");
+    Ok(())
+}
+
+fn store_kind(url: &str) -> &'static str {
+    if url.starts_with("sqlite:") { "sqlite" } else { "postgres" }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,110 @@
+//! `kbsync serve --demo`: a demo account and a knowledge base of generated sample documents of
+//! every supported type, so that a fresh machine has something real to log in to and search.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use kbsync_core::{Role, User};
+use kbsync_server::{AppState, service::documents, service::knowledge, service::users};
+use kbsync_store::{Page, Reader, StoreError};
+
+pub const DEMO_EMAIL: &str = "demo@kbsync.local";
+/// Deliberately public: the demo account exists only on machines started with `--demo`.
+pub const DEMO_PASSWORD: &str = "kbsync-demo";
+const DEMO_KB_NAME: &str = "Demo: sample documents";
+
+/// Creates the demo user and knowledge base unless they exist, and prints how to use them.
+pub async fn seed(state: &AppState) -> anyhow::Result<()> {
+    let user = demo_user(state).await?;
+    let existing = state.store.list_readable_kbs(Reader::User(user.id), Page { limit: 200, offset: 0 }).await?;
+    if !existing.items.iter().any(|kb| kb.name == DEMO_KB_NAME && kb.owner_id == user.id) {
+        let view = knowledge::create(
+            state,
+            &user,
+            DEMO_KB_NAME,
+            Some("Generated documents of every supported type, for trying out search."),
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the demo knowledge base: {e}"))?;
+        for (name, bytes) in sample_documents() {
+            let body = futures::stream::once(async move { Ok::<_, Infallible>(Bytes::from(bytes)) });
+            documents::upload(state, &user, view.kb.id, Some(&name), None, body)
+                .await
+                .map_err(|e| anyhow::anyhow!("adding demo document {name}: {e}"))?;
+        }
+        tracing::info!(kb.id = %view.kb.id, "created the demo knowledge base");
+    }
+    println!(
+        "demo: log in as {DEMO_EMAIL} / {DEMO_PASSWORD}, e.g.\n  \
+         TOKEN=$(curl -s {url}/api/v1/auth/login -H 'content-type: application/json' \
+         -d '{{\"email\":\"{DEMO_EMAIL}\",\"password\":\"{DEMO_PASSWORD}\"}}' | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" '{url}/api/v1/search?q=onboarding+checklist'",
+        url = state.settings.public_url
+    );
+    Ok(())
+}
+
+async fn demo_user(state: &AppState) -> anyhow::Result<User> {
+    match state.store.get_credentials_by_email(DEMO_EMAIL).await {
+        Ok(c) => Ok(c.user),
+        Err(StoreError::NotFound) => {
+            users::create_user(state.store.as_ref(), state.random.as_ref(), state.clock.now(), DEMO_EMAIL, DEMO_PASSWORD, Role::Admin)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating the demo user: {e}"))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One document of each supported type, with text worth searching for.
+fn sample_documents() -> Vec<(String, Vec<u8>)> {
+    use kbsync_fixtures as fx;
+    let prose = fx::text_corpus(42, 600);
+    vec![
+        (
+            "Onboarding checklist.docx".into(),
+            fx::docx(&[
+                "Onboarding checklist for new engineers",
+                "Day one: collect your laptop, sign the security policy and join the on-call rotation channel.",
+                "Week one: pair with your buddy on a small change and ship it to production.",
+            ]),
+        ),
+        (
+            "Quarterly revenue.xlsx".into(),
+            fx::xlsx(&[(
+                "Revenue",
+                vec![
+                    vec!["Quarter".into(), "Region".into(), "Revenue (EUR)".into()],
+                    vec!["Q1".into(), "North".into(), "125000".into()],
+                    vec!["Q2".into(), "North".into(), "148500".into()],
+                    vec!["Q1".into(), "South".into(), "98000".into()],
+                ],
+            )]),
+        ),
+        (
+            "Product roadmap.pptx".into(),
+            fx::pptx(&["Product roadmap 2027", "Milestone: Google Drive datasource", "Milestone: semantic search"]),
+        ),
+        (
+            "Incident postmortem.pdf".into(),
+            fx::pdf(&[
+                "Incident postmortem: the search index fell behind during a database failover.",
+                "Action items: alert on replication lag, rehearse the failover runbook every quarter.",
+            ]),
+        ),
+        (
+            "Travel policy.html".into(),
+            fx::html(
+                "Travel policy",
+                &["Book trains for journeys under four hours.", "Expenses are reimbursed within ten working days."],
+            )
+            .into_bytes(),
+        ),
+        ("Meeting notes.md".into(), format!("# Weekly sync\n\n- Decided to adopt the onboarding checklist.\n\n{prose}\n").into_bytes()),
+        ("Release notes.txt".into(), b"Release 1.4 adds incremental sync and faster full-text search.\n".to_vec()),
+        ("Office locations.csv".into(), b"city,address\nBerlin,Alexanderplatz 1\nLisbon,Rua Augusta 10\n".to_vec()),
+        ("Service catalogue.json".into(), br#"{"services":[{"name":"search","owner":"platform team"},{"name":"sync","owner":"data team"}]}"#.to_vec()),
+        ("Glossary.xml".into(), b"<glossary><term name=\"delta query\">Asks a drive only for what changed since a cursor.</term></glossary>".to_vec()),
+    ]
+}

@@ -1,0 +1,5 @@
+//! HTTP handlers: extract, call one service function, map the result. No SQL, no rules.
+
+pub mod extract;
+pub mod health;
+pub mod v1;

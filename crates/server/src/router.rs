@@ -1,0 +1,52 @@
+//! Every route, in one place, grouped by API version.
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+};
+use tower_http::trace::TraceLayer;
+
+use crate::{
+    AppState,
+    api::{health, v1},
+    error::ApiError,
+    metrics_layer,
+};
+
+/// JSON request bodies larger than this are refused; uploads have their own limit.
+const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let uploads = Router::new()
+        .route("/knowledge/{id}/files", post(v1::upload_file).get(v1::list_files))
+        .layer(DefaultBodyLimit::disable());
+
+    let api_v1 = Router::new()
+        .route("/auth/login", post(v1::login))
+        .route("/auth/logout", post(v1::logout))
+        .route("/me", get(v1::me))
+        .route("/users", post(v1::create_user))
+        .route("/knowledge", post(v1::create_knowledge).get(v1::list_knowledge))
+        .route(
+            "/knowledge/{id}",
+            get(v1::get_knowledge).patch(v1::patch_knowledge).delete(v1::delete_knowledge),
+        )
+        .route("/knowledge/{id}/access", get(v1::get_access).put(v1::put_access))
+        .route("/knowledge/{id}/files/{file_id}", get(v1::get_file).delete(v1::delete_file))
+        .route("/knowledge/{id}/files/{file_id}/content", get(v1::file_content))
+        .route("/search", get(v1::search_route))
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .merge(uploads);
+
+    Router::new()
+        .nest("/api/v1", api_v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .layer(middleware::from_fn(metrics_layer::record_request))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,158 @@
+//! Documents of local knowledge bases: upload, listing, download, deletion.
+
+use bytes::Bytes;
+use futures::Stream;
+use kbsync_core::{Document, DocumentId, KbId, KbType, User};
+use kbsync_ingest::FileKind;
+use kbsync_store::{BlobError, NewDocument, Page, PageOf, StoreError};
+
+use super::knowledge;
+use crate::{AppState, error::ApiError};
+
+const MAX_FILE_NAME_CHARS: usize = 255;
+
+/// Stores an uploaded file and queues it for extraction. The document is `pending` on return.
+pub async fn upload<S, E>(
+    state: &AppState,
+    user: &User,
+    kb_id: KbId,
+    file_name: Option<&str>,
+    content_type: Option<&str>,
+    body: S,
+) -> Result<Document, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send,
+    E: std::fmt::Display,
+{
+    let view = knowledge::writable(state, user, kb_id).await?;
+    if view.kb.kb_type != KbType::Local {
+        return Err(ApiError::Conflict(format!(
+            "files of a {} knowledge base come from its sources; uploads go to local knowledge bases",
+            view.kb.kb_type
+        )));
+    }
+    let name = sanitize_file_name(file_name.unwrap_or_default())?;
+    let kind = FileKind::detect(&name, content_type).ok_or_else(|| {
+        ApiError::invalid(
+            "file",
+            format!(
+                "unsupported file type for {name:?}; supported: {}",
+                kbsync_ingest::supported_extensions().join(", ")
+            ),
+        )
+    })?;
+    let limit = state.settings.max_upload_bytes;
+    let blob = match state.blobs.write_stream(body, limit).await {
+        Ok(blob) => blob,
+        Err(BlobError::TooLarge { limit }) => {
+            return Err(ApiError::PayloadTooLarge { what: "the file", limit_bytes: limit });
+        }
+        Err(BlobError::Source(reason)) => {
+            return Err(ApiError::BadRequest { message: format!("the upload could not be read: {reason}") });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let doc = state
+        .store
+        .create_document(
+            state.random.uuid(),
+            NewDocument {
+                kb_id,
+                path: format!("/{name}"),
+                name,
+                mime: kind.mime().to_owned(),
+                size: i64::try_from(blob.size).unwrap_or(i64::MAX),
+                content_hash: blob.hash,
+                source_item_id: None,
+                web_url: None,
+            },
+            state.clock.now(),
+        )
+        .await?;
+    state.pipeline.enqueue(doc.clone());
+    Ok(doc)
+}
+
+pub async fn list(state: &AppState, user: &User, kb_id: KbId, page: Page) -> Result<PageOf<Document>, ApiError> {
+    knowledge::readable(state, user, kb_id).await?;
+    Ok(state.store.list_documents(kb_id, page).await?)
+}
+
+pub async fn get(state: &AppState, user: &User, kb_id: KbId, id: DocumentId) -> Result<Document, ApiError> {
+    knowledge::readable(state, user, kb_id).await?;
+    find(state, kb_id, id).await
+}
+
+/// The document and an open handle on its original bytes.
+pub async fn content(
+    state: &AppState,
+    user: &User,
+    kb_id: KbId,
+    id: DocumentId,
+) -> Result<(Document, tokio::fs::File), ApiError> {
+    let doc = get(state, user, kb_id, id).await?;
+    match state.blobs.open(&doc.content_hash).await {
+        Ok(file) => Ok((doc, file)),
+        Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ApiError::internal("blob store", format!("blob of document {id} is missing")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete(state: &AppState, user: &User, kb_id: KbId, id: DocumentId) -> Result<(), ApiError> {
+    knowledge::writable(state, user, kb_id).await?;
+    match state.store.delete_document(kb_id, id).await {
+        Ok(Some(orphaned)) => {
+            remove_blob(state, &orphaned).await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(StoreError::NotFound) => Err(ApiError::NotFound("file")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn find(state: &AppState, kb_id: KbId, id: DocumentId) -> Result<Document, ApiError> {
+    match state.store.get_document(kb_id, id).await {
+        Ok(doc) => Ok(doc),
+        Err(StoreError::NotFound) => Err(ApiError::NotFound("file")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes a blob no document references any more. A failure only leaks disk space, so it is
+/// logged rather than failing the request that freed the blob.
+pub async fn remove_blob(state: &AppState, hash: &str) {
+    if let Err(e) = state.blobs.delete(hash).await {
+        tracing::warn!(blob = %hash, error = %e, "could not remove an unreferenced blob");
+    }
+}
+
+/// Keeps the last path component of an uploaded name, without control characters.
+fn sanitize_file_name(raw: &str) -> Result<String, ApiError> {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last.chars().filter(|c| !c.is_control()).collect();
+    let cleaned = cleaned.trim();
+    if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+        return Err(ApiError::invalid("file", "the multipart field needs a file name"));
+    }
+    if cleaned.chars().count() > MAX_FILE_NAME_CHARS {
+        return Err(ApiError::invalid("file", format!("file names must be at most {MAX_FILE_NAME_CHARS} characters")));
+    }
+    Ok(cleaned.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_lose_directories_and_control_characters() {
+        assert_eq!(sanitize_file_name("../../etc/passwd").unwrap(), "passwd");
+        assert_eq!(sanitize_file_name("C:\\Users\\a\\report.pdf").unwrap(), "report.pdf");
+        assert_eq!(sanitize_file_name(" a\u{7}b.txt ").unwrap(), "ab.txt");
+        assert!(sanitize_file_name("dir/").is_err());
+        assert!(sanitize_file_name("..").is_err());
+    }
+}

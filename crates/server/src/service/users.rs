@@ -1,0 +1,181 @@
+//! Accounts, login with throttling, and API sessions.
+
+use std::sync::OnceLock;
+
+use chrono::Duration;
+use kbsync_core::{Role, User};
+use kbsync_store::{NewUser, Store, StoreError};
+
+use crate::{
+    AppState,
+    auth::{blocking, hash_password, token_hash, verify_password},
+    error::ApiError,
+};
+
+/// Passwords shorter than this are refused.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+const MAX_PASSWORD_CHARS: usize = 1024;
+const MAX_EMAIL_CHARS: usize = 254;
+
+/// How failed logins for one account are slowed down: after `free_attempts` failures, each
+/// further attempt must wait `base_delay_secs · 2^(failures − free_attempts)`, at most
+/// `max_delay_secs`, after the previous failure. A success resets the count.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginThrottle {
+    pub free_attempts: u32,
+    pub base_delay_secs: u64,
+    pub max_delay_secs: u64,
+}
+
+impl Default for LoginThrottle {
+    fn default() -> Self {
+        Self { free_attempts: 5, base_delay_secs: 1, max_delay_secs: 15 * 60 }
+    }
+}
+
+impl LoginThrottle {
+    /// The delay owed after `failures` failures, in seconds (0 while attempts are free).
+    pub fn delay_secs(&self, failures: u32) -> u64 {
+        if failures < self.free_attempts {
+            return 0;
+        }
+        let exponent = (failures - self.free_attempts).min(30);
+        self.base_delay_secs.saturating_mul(1u64 << exponent).min(self.max_delay_secs)
+    }
+}
+
+pub struct LoginOutcome {
+    pub token: String,
+    pub user: User,
+}
+
+/// Checks an email and password and opens a session.
+pub async fn login(state: &AppState, email: &str, password: &str) -> Result<LoginOutcome, ApiError> {
+    let email = email.trim();
+    if email.is_empty() {
+        return Err(ApiError::invalid("email", "must not be empty"));
+    }
+    let throttle = state.settings.login_throttle;
+    let failures = state.store.login_failures(email).await?;
+    if let Some(last) = failures.last_failure_at {
+        let owed = throttle.delay_secs(failures.count) as i64;
+        let waited = (state.clock.now() - last).num_seconds();
+        if waited < owed {
+            metrics::counter!("kbsync_logins_total", "outcome" => "throttled").increment(1);
+            return Err(ApiError::TooManyRequests { retry_after_secs: (owed - waited).max(1) as u64 });
+        }
+    }
+
+    let credentials = match state.store.get_credentials_by_email(email).await {
+        Ok(c) => Some(c),
+        Err(StoreError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    // An unknown email costs the same argon2 work as a wrong password, so timing does not tell
+    // which accounts exist.
+    let phc = credentials.as_ref().map(|c| c.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
+    let password = password.to_owned();
+    let matches = blocking(move || verify_password(&password, &phc)).await?;
+
+    match credentials {
+        Some(c) if matches => {
+            state.store.clear_login_failures(email).await?;
+            let token = state.random.token_hex(32);
+            let now = state.clock.now();
+            state.store.create_session(&token_hash(&token), c.user.id, now, now + state.settings.session_ttl).await?;
+            metrics::counter!("kbsync_logins_total", "outcome" => "success").increment(1);
+            Ok(LoginOutcome { token, user: c.user })
+        }
+        _ => {
+            state.store.record_login_failure(email, state.clock.now()).await?;
+            metrics::counter!("kbsync_logins_total", "outcome" => "failure").increment(1);
+            Err(ApiError::BadCredentials)
+        }
+    }
+}
+
+pub async fn logout(state: &AppState, token: &str) -> Result<(), ApiError> {
+    Ok(state.store.delete_session(&token_hash(token)).await?)
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("kbsync-dummy-password").unwrap_or_default())
+}
+
+/// Validates and creates a user. Used by the API (admins only) and by the CLI.
+pub async fn create_user(
+    store: &dyn Store,
+    random: &dyn kbsync_core::Random,
+    now: chrono::DateTime<chrono::Utc>,
+    email: &str,
+    password: &str,
+    role: Role,
+) -> Result<User, ApiError> {
+    let email = validate_email(email)?;
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(ApiError::invalid("password", format!("must be at least {MIN_PASSWORD_CHARS} characters")));
+    }
+    if chars > MAX_PASSWORD_CHARS {
+        return Err(ApiError::invalid("password", format!("must be at most {MAX_PASSWORD_CHARS} characters")));
+    }
+    let password = password.to_owned();
+    let password_hash = blocking(move || hash_password(&password)).await??;
+    match store.create_user(random.uuid(), NewUser { email: email.clone(), password_hash, role }, now).await {
+        Ok(user) => Ok(user),
+        Err(StoreError::Conflict(_)) => Err(ApiError::Conflict(format!("a user with email {email} already exists"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the first admin when the database has no user yet. Returns the user when it made one.
+pub async fn bootstrap_admin(
+    store: &dyn Store,
+    random: &dyn kbsync_core::Random,
+    now: chrono::DateTime<chrono::Utc>,
+    email: &str,
+    password: &str,
+) -> Result<Option<User>, ApiError> {
+    if store.count_users().await? > 0 {
+        return Ok(None);
+    }
+    create_user(store, random, now, email, password, Role::Admin).await.map(Some)
+}
+
+fn validate_email(email: &str) -> Result<String, ApiError> {
+    let email = email.trim();
+    let valid = email.chars().count() <= MAX_EMAIL_CHARS
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+    if valid { Ok(email.to_owned()) } else { Err(ApiError::invalid("email", "must be an email address")) }
+}
+
+/// The default session lifetime.
+pub fn default_session_ttl() -> Duration {
+    Duration::days(7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_is_free_at_first_then_doubles_up_to_the_cap() {
+        let t = LoginThrottle { free_attempts: 3, base_delay_secs: 2, max_delay_secs: 60 };
+        assert_eq!(t.delay_secs(0), 0);
+        assert_eq!(t.delay_secs(2), 0);
+        assert_eq!(t.delay_secs(3), 2);
+        assert_eq!(t.delay_secs(4), 4);
+        assert_eq!(t.delay_secs(9), 60);
+        assert_eq!(t.delay_secs(u32::MAX), 60);
+    }
+
+    #[test]
+    fn email_validation_accepts_addresses_and_rejects_the_rest() {
+        assert_eq!(validate_email(" a@b.c ").unwrap(), "a@b.c");
+        for bad in ["", "ab", "@b", "a@", "a b@c", "a@b@c"] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! A kbsync server on port 0 with a typed-enough client, for the API tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use kbsync_core::{ManualClock, OsRandom, Role};
+use kbsync_ingest::{Extractor, IngestConfig};
+use kbsync_server::{AppState, LoginThrottle, ServerSettings, service::users};
+use kbsync_store::{BlobStore, PostgresStore, SqliteStore, Store};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Clone, Copy, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub clock: ManualClock,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pg_schema: Option<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+/// The PostgreSQL URL for tests, or `None` (the PostgreSQL variants are then skipped, loudly).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("KBSYNC_TEST_DATABASE_URL").ok().filter(|v| !v.is_empty())
+}
+
+pub struct Options {
+    pub max_upload_bytes: u64,
+    pub throttle: LoginThrottle,
+    pub ingest: IngestConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 10 * 1024 * 1024,
+            throttle: LoginThrottle::default(),
+            ingest: IngestConfig { max_concurrent: 2, ..IngestConfig::default() },
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts a server; `None` when the backend is PostgreSQL and no test database is configured.
+    pub async fn start(db: Db, options: Options) -> Option<TestServer> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pg_schema = None;
+        let store: Arc<dyn Store> = match db {
+            Db::Sqlite => {
+                let url = format!("sqlite://{}", dir.path().join("kbsync.sqlite").display());
+                Arc::new(SqliteStore::connect(&url).await.unwrap())
+            }
+            Db::Postgres => {
+                let Some(url) = postgres_url() else {
+                    eprintln!("KBSYNC_TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
+                    return None;
+                };
+                let schema = format!("api_test_{}", uuid::Uuid::new_v4().simple());
+                let store = PostgresStore::connect_in_schema(&url, &schema)
+                    .await
+                    .expect("KBSYNC_TEST_DATABASE_URL is set but PostgreSQL cannot be reached");
+                pg_schema = Some((url, schema));
+                Arc::new(store)
+            }
+        };
+        store.migrate().await.unwrap();
+        let start: DateTime<Utc> = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = ManualClock::new(start);
+        users::create_user(store.as_ref(), &OsRandom, start, ADMIN_EMAIL, PASSWORD, Role::Admin).await.unwrap();
+
+        let settings = ServerSettings {
+            public_url: "http://127.0.0.1".into(),
+            max_upload_bytes: options.max_upload_bytes,
+            login_throttle: options.throttle,
+            ..ServerSettings::default()
+        };
+        let state = AppState::new(
+            store,
+            BlobStore::new(dir.path().join("blobs")),
+            Extractor::new(options.ingest),
+            Arc::new(clock.clone()),
+            Arc::new(OsRandom),
+            settings,
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let server_state = state.clone();
+        let task = tokio::spawn(async move {
+            kbsync_server::serve(listener, server_state, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Some(TestServer {
+            base,
+            http: reqwest::Client::new(),
+            clock,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+            pg_schema,
+            _dir: dir,
+        })
+    }
+
+    /// Stops the server and removes its PostgreSQL schema.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+        if let Some((url, schema)) = self.pg_schema.take() {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = self.post("/api/v1/auth/login", None, json!({"email": email, "password": password})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        self.login(ADMIN_EMAIL, PASSWORD).await
+    }
+
+    /// Creates a user through the API and returns (id, token).
+    pub async fn user(&self, admin: &str, email: &str) -> (String, String) {
+        let (status, body) =
+            self.post("/api/v1/users", Some(admin), json!({"email": email, "password": PASSWORD, "role": "user"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (body["id"].as_str().unwrap().to_owned(), self.login(email, PASSWORD).await)
+    }
+
+    pub async fn create_kb(&self, token: &str, name: &str) -> String {
+        let (status, body) = self.post("/api/v1/knowledge", Some(token), json!({"name": name, "description": "d"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn upload(&self, token: Option<&str>, kb: &str, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()));
+        let mut req = self.http.post(format!("{}/api/v1/knowledge/{kb}/files", self.base)).multipart(form);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls a file until it leaves `pending`, with a deadline.
+    pub async fn wait_processed(&self, token: &str, kb: &str, file: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get(&format!("/api/v1/knowledge/{kb}/files/{file}"), Some(token)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if body["status"] != "pending" {
+                return body;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "file {file} still pending: {body}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Runs one async test body against SQLite and against PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(common::Db::Sqlite).await;
+                }
+            )+
+            use super::common;
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(common::Db::Postgres).await;
+                }
+            )+
+            use super::common;
+        }
+    };
+}

@@ -1,0 +1,703 @@
+//! The part of [`Store`](crate::Store) whose SQL text is the same on SQLite and PostgreSQL.
+//!
+//! `impl_store!(Type)` writes the whole `impl Store for Type`. The type provides, as inherent
+//! items: `BACKEND`, `fn err(sqlx::Error) -> StoreError`, `begin_write()` (a transaction that
+//! may write), `insert_chunks(tx, document_id, kb_id, chunks)`, `run_migrations()`, `ping_db()`
+//! and `search_impl(query)`.
+
+macro_rules! user_cols {
+    () => {
+        "id, email, role, created_at"
+    };
+}
+
+macro_rules! kb_cols {
+    () => {
+        "id, name, description, owner_id, kb_type, sync_status, created_at, updated_at"
+    };
+}
+
+macro_rules! doc_cols {
+    () => {
+        "id, kb_id, name, path, mime, size, content_hash, source_item_id, web_url, status, error, \
+         created_at, updated_at"
+    };
+}
+
+macro_rules! impl_store {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $ty {
+            fn backend(&self) -> $crate::Backend {
+                Self::BACKEND
+            }
+
+            async fn migrate(&self) -> $crate::Result<()> {
+                self.run_migrations().await
+            }
+
+            async fn ping(&self) -> $crate::Result<()> {
+                self.ping_db().await
+            }
+
+            // --- users ---------------------------------------------------------------------
+
+            async fn create_user(
+                &self,
+                id: kbsync_core::UserId,
+                new: $crate::NewUser,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<kbsync_core::User> {
+                use $crate::common::*;
+                let created_at = truncate_ms(now)?;
+                sqlx::query(
+                    "INSERT INTO users (id, email, email_lower, password_hash, role, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id.to_string())
+                .bind(&new.email)
+                .bind(email_key(&new.email))
+                .bind(&new.password_hash)
+                .bind(new.role.as_str())
+                .bind(ms(created_at))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::Conflict(_) => $crate::StoreError::Conflict(format!(
+                        "a user with email {} (or that id) already exists",
+                        new.email
+                    )),
+                    other => other,
+                })?;
+                Ok(kbsync_core::User { id, email: new.email, role: new.role, created_at })
+            }
+
+            async fn count_users(&self) -> $crate::Result<u64> {
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                $crate::common::to_u64(n)
+            }
+
+            async fn get_user(&self, id: kbsync_core::UserId) -> $crate::Result<kbsync_core::User> {
+                sqlx::query_as::<_, $crate::common::UserRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::user_cols!(),
+                    " FROM users WHERE id = $1"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_user()
+            }
+
+            async fn get_credentials_by_email(
+                &self,
+                email: &str,
+            ) -> $crate::Result<$crate::UserCredentials> {
+                let row = sqlx::query_as::<_, $crate::common::CredentialsRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::user_cols!(),
+                    ", password_hash FROM users WHERE email_lower = $1"
+                ))
+                .bind($crate::common::email_key(email))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?;
+                let user = $crate::common::UserRow {
+                    id: row.id,
+                    email: row.email,
+                    role: row.role,
+                    created_at: row.created_at,
+                }
+                .into_user()?;
+                Ok($crate::UserCredentials { user, password_hash: row.password_hash })
+            }
+
+            // --- sessions ------------------------------------------------------------------
+
+            async fn create_session(
+                &self,
+                token_hash: &str,
+                user_id: kbsync_core::UserId,
+                created_at: chrono::DateTime<chrono::Utc>,
+                expires_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                use $crate::common::ms;
+                sqlx::query(
+                    "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(token_hash)
+                .bind(user_id.to_string())
+                .bind(ms(created_at))
+                .bind(ms(expires_at))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::InvalidReference(_) => {
+                        $crate::StoreError::InvalidReference(format!("unknown user {user_id}"))
+                    }
+                    $crate::StoreError::Conflict(_) => {
+                        $crate::StoreError::Conflict("session token".to_owned())
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn user_for_session(
+                &self,
+                token_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<kbsync_core::User> {
+                sqlx::query_as::<_, $crate::common::UserRow>(
+                    "SELECT u.id, u.email, u.role, u.created_at FROM sessions s \
+                     JOIN users u ON u.id = s.user_id \
+                     WHERE s.token_hash = $1 AND s.expires_at > $2",
+                )
+                .bind(token_hash)
+                .bind($crate::common::ms(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_user()
+            }
+
+            async fn delete_session(&self, token_hash: &str) -> $crate::Result<()> {
+                sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                Ok(())
+            }
+
+            // --- login throttling ----------------------------------------------------------
+
+            async fn login_failures(&self, email: &str) -> $crate::Result<$crate::LoginFailures> {
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT count, last_failure_at FROM login_failures WHERE email = $1",
+                )
+                .bind($crate::common::email_key(email))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                match row {
+                    None => Ok($crate::LoginFailures::default()),
+                    Some((count, last)) => Ok($crate::LoginFailures {
+                        count: u32::try_from(count).unwrap_or(u32::MAX),
+                        last_failure_at: Some($crate::common::from_ms(last)?),
+                    }),
+                }
+            }
+
+            async fn record_login_failure(
+                &self,
+                email: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<$crate::LoginFailures> {
+                let (count, last): (i64, i64) = sqlx::query_as(
+                    "INSERT INTO login_failures (email, count, last_failure_at) VALUES ($1, 1, $2) \
+                     ON CONFLICT (email) DO UPDATE SET count = login_failures.count + 1, \
+                     last_failure_at = excluded.last_failure_at \
+                     RETURNING count, last_failure_at",
+                )
+                .bind($crate::common::email_key(email))
+                .bind($crate::common::ms(now))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok($crate::LoginFailures {
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                    last_failure_at: Some($crate::common::from_ms(last)?),
+                })
+            }
+
+            async fn clear_login_failures(&self, email: &str) -> $crate::Result<()> {
+                sqlx::query("DELETE FROM login_failures WHERE email = $1")
+                    .bind($crate::common::email_key(email))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                Ok(())
+            }
+
+            // --- knowledge bases -----------------------------------------------------------
+
+            async fn create_kb(
+                &self,
+                id: kbsync_core::KbId,
+                new: $crate::NewKnowledgeBase,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<kbsync_core::KnowledgeBase> {
+                use $crate::common::*;
+                let now = truncate_ms(now)?;
+                sqlx::query(
+                    "INSERT INTO knowledge_bases \
+                     (id, name, description, owner_id, kb_type, sync_status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, 'idle', $6, $6)",
+                )
+                .bind(id.to_string())
+                .bind(&new.name)
+                .bind(&new.description)
+                .bind(new.owner_id.to_string())
+                .bind(new.kb_type.as_str())
+                .bind(ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::InvalidReference(_) => $crate::StoreError::InvalidReference(
+                        format!("unknown owner {}", new.owner_id),
+                    ),
+                    $crate::StoreError::Conflict(_) => {
+                        $crate::StoreError::Conflict(format!("knowledge base {id}"))
+                    }
+                    other => other,
+                })?;
+                Ok(kbsync_core::KnowledgeBase {
+                    id,
+                    name: new.name,
+                    description: new.description,
+                    owner_id: new.owner_id,
+                    kb_type: new.kb_type,
+                    sync_status: kbsync_core::SyncStatus::Idle,
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+
+            async fn get_kb(
+                &self,
+                id: kbsync_core::KbId,
+            ) -> $crate::Result<kbsync_core::KnowledgeBase> {
+                sqlx::query_as::<_, $crate::common::KbRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::kb_cols!(),
+                    " FROM knowledge_bases WHERE id = $1"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_kb()
+            }
+
+            async fn list_readable_kbs(
+                &self,
+                reader: $crate::Reader,
+                page: $crate::Page,
+            ) -> $crate::Result<$crate::PageOf<kbsync_core::KnowledgeBase>> {
+                use $crate::common::*;
+                let limit = i64::from(page.limit);
+                let offset = to_i64(page.offset);
+                let (rows, total): (Vec<KbRow>, i64) = match reader {
+                    $crate::Reader::Admin => {
+                        let rows = sqlx::query_as::<_, KbRow>(concat!(
+                            "SELECT ",
+                            $crate::shared::kb_cols!(),
+                            " FROM knowledge_bases ORDER BY created_at DESC, id DESC \
+                             LIMIT $1 OFFSET $2"
+                        ))
+                        .bind(limit)
+                        .bind(offset)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(Self::err)?;
+                        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM knowledge_bases")
+                            .fetch_one(&self.pool)
+                            .await
+                            .map_err(Self::err)?;
+                        (rows, total)
+                    }
+                    $crate::Reader::User(user_id) => {
+                        let uid = user_id.to_string();
+                        let rows = sqlx::query_as::<_, KbRow>(concat!(
+                            "SELECT ",
+                            $crate::shared::kb_cols!(),
+                            " FROM knowledge_bases WHERE owner_id = $1 \
+                             OR id IN (SELECT kb_id FROM kb_grants WHERE user_id = $1) \
+                             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+                        ))
+                        .bind(&uid)
+                        .bind(limit)
+                        .bind(offset)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(Self::err)?;
+                        let total: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM knowledge_bases WHERE owner_id = $1 \
+                             OR id IN (SELECT kb_id FROM kb_grants WHERE user_id = $1)",
+                        )
+                        .bind(&uid)
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(Self::err)?;
+                        (rows, total)
+                    }
+                };
+                Ok($crate::PageOf { items: collect(rows, KbRow::into_kb)?, total: to_u64(total)? })
+            }
+
+            async fn update_kb(
+                &self,
+                id: kbsync_core::KbId,
+                patch: $crate::KbPatch,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<kbsync_core::KnowledgeBase> {
+                sqlx::query_as::<_, $crate::common::KbRow>(concat!(
+                    "UPDATE knowledge_bases SET name = COALESCE($2, name), \
+                     description = COALESCE($3, description), updated_at = $4 \
+                     WHERE id = $1 RETURNING ",
+                    $crate::shared::kb_cols!()
+                ))
+                .bind(id.to_string())
+                .bind(patch.name)
+                .bind(patch.description)
+                .bind($crate::common::ms(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_kb()
+            }
+
+            async fn delete_kb(&self, id: kbsync_core::KbId) -> $crate::Result<Vec<String>> {
+                let kb_id = id.to_string();
+                let mut tx = self.begin_write().await?;
+                let mut hashes: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT d.content_hash FROM documents d WHERE d.kb_id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM documents o \
+                     WHERE o.content_hash = d.content_hash AND o.kb_id <> $1)",
+                )
+                .bind(&kb_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                let deleted = sqlx::query("DELETE FROM knowledge_bases WHERE id = $1")
+                    .bind(&kb_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                if deleted.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                tx.commit().await.map_err(Self::err)?;
+                hashes.sort();
+                Ok(hashes)
+            }
+
+            // --- access grants -------------------------------------------------------------
+
+            async fn strongest_grant(
+                &self,
+                kb_id: kbsync_core::KbId,
+                user_id: kbsync_core::UserId,
+            ) -> $crate::Result<Option<kbsync_core::Permission>> {
+                let best: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(MAX(CASE WHEN permission = 'write' THEN 2 ELSE 1 END) AS BIGINT) \
+                     FROM kb_grants WHERE kb_id = $1 AND user_id = $2",
+                )
+                .bind(kb_id.to_string())
+                .bind(user_id.to_string())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(match best {
+                    None => None,
+                    Some(2) => Some(kbsync_core::Permission::Write),
+                    Some(_) => Some(kbsync_core::Permission::Read),
+                })
+            }
+
+            async fn list_grants(
+                &self,
+                kb_id: kbsync_core::KbId,
+            ) -> $crate::Result<Vec<kbsync_core::AccessGrant>> {
+                let rows = sqlx::query_as::<_, $crate::common::GrantRow>(
+                    "SELECT kb_id, user_id, permission, origin FROM kb_grants WHERE kb_id = $1 \
+                     ORDER BY origin, user_id",
+                )
+                .bind(kb_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                $crate::common::collect(rows, $crate::common::GrantRow::into_grant)
+            }
+
+            async fn set_manual_grants(
+                &self,
+                kb_id: kbsync_core::KbId,
+                read: &[kbsync_core::UserId],
+                write: &[kbsync_core::UserId],
+            ) -> $crate::Result<()> {
+                let mut wanted: std::collections::BTreeMap<
+                    kbsync_core::UserId,
+                    kbsync_core::Permission,
+                > = std::collections::BTreeMap::new();
+                for u in read {
+                    wanted.insert(*u, kbsync_core::Permission::Read);
+                }
+                for u in write {
+                    wanted.insert(*u, kbsync_core::Permission::Write);
+                }
+                let kb = kb_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let exists = sqlx::query("SELECT 1 FROM knowledge_bases WHERE id = $1")
+                    .bind(&kb)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                if exists.is_none() {
+                    return Err($crate::StoreError::NotFound);
+                }
+                for user_id in wanted.keys() {
+                    let known = sqlx::query("SELECT 1 FROM users WHERE id = $1")
+                        .bind(user_id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(Self::err)?;
+                    if known.is_none() {
+                        return Err($crate::StoreError::InvalidReference(format!(
+                            "unknown user {user_id}"
+                        )));
+                    }
+                }
+                sqlx::query("DELETE FROM kb_grants WHERE kb_id = $1 AND origin = 'manual'")
+                    .bind(&kb)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                for (user_id, permission) in &wanted {
+                    sqlx::query(
+                        "INSERT INTO kb_grants (kb_id, user_id, permission, origin) \
+                         VALUES ($1, $2, $3, 'manual')",
+                    )
+                    .bind(&kb)
+                    .bind(user_id.to_string())
+                    .bind(permission.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                }
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            // --- documents -----------------------------------------------------------------
+
+            async fn create_document(
+                &self,
+                id: kbsync_core::DocumentId,
+                new: $crate::NewDocument,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<kbsync_core::Document> {
+                use $crate::common::*;
+                let now = truncate_ms(now)?;
+                sqlx::query(
+                    "INSERT INTO documents (id, kb_id, name, path, mime, size, content_hash, \
+                     source_item_id, web_url, status, error, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', NULL, $10, $10)",
+                )
+                .bind(id.to_string())
+                .bind(new.kb_id.to_string())
+                .bind(&new.name)
+                .bind(&new.path)
+                .bind(&new.mime)
+                .bind(new.size)
+                .bind(&new.content_hash)
+                .bind(&new.source_item_id)
+                .bind(&new.web_url)
+                .bind(ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::InvalidReference(_) => $crate::StoreError::InvalidReference(
+                        format!("unknown knowledge base {}", new.kb_id),
+                    ),
+                    $crate::StoreError::Conflict(_) => {
+                        $crate::StoreError::Conflict(format!("document {id}"))
+                    }
+                    other => other,
+                })?;
+                Ok(kbsync_core::Document {
+                    id,
+                    kb_id: new.kb_id,
+                    name: new.name,
+                    path: new.path,
+                    mime: new.mime,
+                    size: new.size,
+                    content_hash: new.content_hash,
+                    source_item_id: new.source_item_id,
+                    web_url: new.web_url,
+                    status: kbsync_core::DocumentStatus::Pending,
+                    error: None,
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+
+            async fn get_document(
+                &self,
+                kb_id: kbsync_core::KbId,
+                id: kbsync_core::DocumentId,
+            ) -> $crate::Result<kbsync_core::Document> {
+                sqlx::query_as::<_, $crate::common::DocRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::doc_cols!(),
+                    " FROM documents WHERE kb_id = $1 AND id = $2"
+                ))
+                .bind(kb_id.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_document()
+            }
+
+            async fn list_documents(
+                &self,
+                kb_id: kbsync_core::KbId,
+                page: $crate::Page,
+            ) -> $crate::Result<$crate::PageOf<kbsync_core::Document>> {
+                use $crate::common::*;
+                let kb = kb_id.to_string();
+                let rows = sqlx::query_as::<_, DocRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::doc_cols!(),
+                    " FROM documents WHERE kb_id = $1 ORDER BY path, id LIMIT $2 OFFSET $3"
+                ))
+                .bind(&kb)
+                .bind(i64::from(page.limit))
+                .bind(to_i64(page.offset))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents WHERE kb_id = $1")
+                    .bind(&kb)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                Ok(PageOf { items: collect(rows, DocRow::into_document)?, total: to_u64(total)? })
+            }
+
+            async fn complete_document(
+                &self,
+                id: kbsync_core::DocumentId,
+                chunks: &[String],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                let doc_id = id.to_string();
+                let mut tx = self.begin_write().await?;
+                let kb_id: Option<String> = sqlx::query_scalar(
+                    "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
+                     WHERE id = $1 RETURNING kb_id",
+                )
+                .bind(&doc_id)
+                .bind($crate::common::ms(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                let kb_id = kb_id.ok_or($crate::StoreError::NotFound)?;
+                sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+                    .bind(&doc_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                Self::insert_chunks(&mut tx, &doc_id, &kb_id, chunks).await?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn fail_document(
+                &self,
+                id: kbsync_core::DocumentId,
+                error: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                let doc_id = id.to_string();
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(
+                    "UPDATE documents SET status = 'failed', error = $2, updated_at = $3 \
+                     WHERE id = $1",
+                )
+                .bind(&doc_id)
+                .bind(error)
+                .bind($crate::common::ms(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                if updated.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+                    .bind(&doc_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn delete_document(
+                &self,
+                kb_id: kbsync_core::KbId,
+                id: kbsync_core::DocumentId,
+            ) -> $crate::Result<Option<String>> {
+                let mut tx = self.begin_write().await?;
+                let hash: Option<String> = sqlx::query_scalar(
+                    "DELETE FROM documents WHERE kb_id = $1 AND id = $2 RETURNING content_hash",
+                )
+                .bind(kb_id.to_string())
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                let hash = hash.ok_or($crate::StoreError::NotFound)?;
+                let still_used =
+                    sqlx::query("SELECT 1 FROM documents WHERE content_hash = $1 LIMIT 1")
+                        .bind(&hash)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(Self::err)?
+                        .is_some();
+                tx.commit().await.map_err(Self::err)?;
+                Ok(if still_used { None } else { Some(hash) })
+            }
+
+            async fn pending_documents(
+                &self,
+                limit: u32,
+            ) -> $crate::Result<Vec<kbsync_core::Document>> {
+                let rows = sqlx::query_as::<_, $crate::common::DocRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::doc_cols!(),
+                    " FROM documents WHERE status = 'pending' ORDER BY created_at, id LIMIT $1"
+                ))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                $crate::common::collect(rows, $crate::common::DocRow::into_document)
+            }
+
+            // --- search --------------------------------------------------------------------
+
+            async fn search(
+                &self,
+                query: $crate::SearchQuery<'_>,
+            ) -> $crate::Result<Vec<kbsync_core::SearchHit>> {
+                self.search_impl(query).await
+            }
+        }
+    };
+}
+
+pub(crate) use {doc_cols, impl_store, kb_cols, user_cols};
