@@ -1,0 +1,199 @@
+//! The PostgreSQL store: for several instances sharing one database. Full-text search uses a
+//! `tsvector` column (configuration `simple`) with a GIN index. The store folds text itself
+//! (Unicode decomposition, diacritics removed, lower case, split into words) before building the
+//! vector and the query, so matching ignores diacritics without the `unaccent` extension and
+//! user text never reaches tsquery syntax.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use kbsync_core::SearchHit;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Transaction};
+
+use crate::common::{self, map_migrate, map_sqlx};
+use crate::{Backend, Reader, Result, SearchQuery, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// How long taking a connection (including opening one) may last before the database counts as
+/// unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`Store`](crate::Store) over a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    const BACKEND: Backend = Backend::Postgres;
+
+    /// Connects to the database a `postgres://` URL names. Fails with
+    /// [`StoreError::Unavailable`] within a few seconds when it cannot be reached. Does not run
+    /// migrations: call [`Store::migrate`](crate::Store::migrate) or use [`connect`](crate::connect).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = Self::parse(url)?;
+        Self::connect_with(options, 10).await
+    }
+
+    /// Connects like [`connect`](Self::connect), but keeps every table in `schema` (created when
+    /// missing; `search_path` is set on every connection). For tests, which each take their own
+    /// schema in one database, and for deployments that share a database with other software.
+    ///
+    /// `schema` must be a plain lower-case identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self> {
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && !schema.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err(StoreError::InvalidUrl(format!(
+                "schema name {schema:?} must match [a-z_][a-z0-9_]* (at most 63 bytes)"
+            )));
+        }
+        let options = Self::parse(url)?;
+        let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out connecting to PostgreSQL".to_owned()))?
+            .map_err(Self::err)?;
+        let created = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+            .execute(&mut conn)
+            .await;
+        match created {
+            Ok(_) => {}
+            // Two connections creating the same schema at once: the loser sees a unique violation.
+            Err(e) if e.as_database_error().is_some_and(|d| d.is_unique_violation()) => {}
+            Err(e) => return Err(Self::err(e)),
+        }
+        let _ = conn.close().await;
+        Self::connect_with(options.options([("search_path", schema)]), 5).await
+    }
+
+    fn parse(url: &str) -> Result<PgConnectOptions> {
+        PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))
+    }
+
+    async fn connect_with(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(Self::err)?;
+        Ok(Self { pool })
+    }
+
+    fn err(e: sqlx::Error) -> StoreError {
+        map_sqlx(Backend::Postgres, e)
+    }
+
+    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(Self::err)
+    }
+
+    async fn insert_chunks(
+        tx: &mut Transaction<'static, Postgres>,
+        document_id: &str,
+        kb_id: &str,
+        chunks: &[String],
+    ) -> Result<()> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let ordinals: Vec<i64> = (0..chunks.len()).map(|i| i64::try_from(i).unwrap_or(i64::MAX)).collect();
+        // PostgreSQL text cannot hold NUL characters.
+        let texts: Vec<String> = chunks.iter().map(|t| t.replace('\0', "")).collect();
+        let folded: Vec<String> = chunks.iter().map(|t| common::folded_words(t).join(" ")).collect();
+        sqlx::query(
+            "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv) \
+             SELECT $1, $2, u.ordinal, u.text, to_tsvector('simple', u.folded) \
+             FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[]) AS u (ordinal, text, folded)",
+        )
+        .bind(document_id)
+        .bind(kb_id)
+        .bind(ordinals)
+        .bind(texts)
+        .bind(folded)
+        .execute(&mut **tx)
+        .await
+        .map_err(Self::err)?;
+        Ok(())
+    }
+
+    /// sqlx's migrator holds a PostgreSQL advisory lock (keyed by the database name) while it
+    /// applies migrations, so instances starting together apply each migration once.
+    async fn run_migrations(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(Self::err)?;
+        let result = MIGRATOR.run(&mut *conn).await;
+        if let Err(e) = result {
+            // A failed run can leave the session's advisory lock held: close the connection
+            // rather than return it to the pool.
+            let _ = conn.detach().close().await;
+            return Err(map_migrate(Backend::Postgres, e));
+        }
+        Ok(())
+    }
+
+    async fn ping_db(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(Self::err)?;
+        Ok(())
+    }
+
+    async fn search_impl(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>> {
+        let terms = common::folded_query_words(query.text);
+        if terms.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Words are letters and digits only, so plainto_tsquery sees no operators: it ANDs them.
+        let tsquery_text = terms.join(" ");
+        // The GIN index finds the matching chunks; they are filtered by knowledge base, reduced
+        // to the best chunk per document, joined to documents, ranked and cut to the limit; only
+        // then is the text of the returned chunks read.
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
+            "SELECT t.id, t.kb_id, t.name, t.web_url, t.score, c.text FROM ( \
+             SELECT d.id, d.kb_id, d.name, d.web_url, h.chunk_id, h.score FROM ( \
+             SELECT DISTINCT ON (c.document_id) c.document_id, c.id AS chunk_id, \
+             CAST(ts_rank_cd(c.tsv, plainto_tsquery('simple', ",
+        );
+        qb.push_bind(tsquery_text.clone());
+        qb.push(")) AS DOUBLE PRECISION) AS score FROM chunks c WHERE c.tsv @@ plainto_tsquery('simple', ");
+        qb.push_bind(tsquery_text);
+        qb.push(")");
+        if let Reader::User(user_id) = query.reader {
+            let uid = user_id.to_string();
+            qb.push(" AND c.kb_id IN (SELECT id FROM knowledge_bases WHERE owner_id = ")
+                .push_bind(uid.clone())
+                .push(" UNION SELECT kb_id FROM kb_grants WHERE user_id = ")
+                .push_bind(uid)
+                .push(")");
+        }
+        if !query.kb_ids.is_empty() {
+            let ids: Vec<String> = query.kb_ids.iter().map(ToString::to_string).collect();
+            qb.push(" AND c.kb_id = ANY(").push_bind(ids).push(")");
+        }
+        qb.push(
+            " ORDER BY c.document_id, score DESC, c.id) h \
+             JOIN documents d ON d.id = h.document_id \
+             WHERE d.status = 'processed' ORDER BY h.score DESC, d.id LIMIT ",
+        );
+        qb.push_bind(i64::from(query.limit));
+        qb.push(") t JOIN chunks c ON c.id = t.chunk_id ORDER BY t.score DESC, t.id");
+        let rows: Vec<(String, String, String, Option<String>, f64, String)> =
+            qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+        rows.into_iter()
+            .map(|(id, kb_id, name, web_url, score, text)| {
+                Ok(SearchHit {
+                    knowledge_id: common::parse_uuid(&kb_id)?,
+                    document_id: common::parse_uuid(&id)?,
+                    name,
+                    snippet: common::snippet_around(&text, &terms, common::SNIPPET_MAX_CHARS),
+                    score,
+                    web_url,
+                })
+            })
+            .collect()
+    }
+}
+
+crate::shared::impl_store!(PostgresStore);

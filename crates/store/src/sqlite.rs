@@ -1,0 +1,298 @@
+//! The SQLite store: the embedded default (one process, one file). Full-text search uses an
+//! external-content FTS5 index over `chunks` with the `unicode61 remove_diacritics 2` tokenizer.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use kbsync_core::SearchHit;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+
+use crate::common::{self, map_migrate, map_sqlx};
+use crate::{Backend, Reader, Result, SearchQuery, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// How long a statement waits for another connection's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A [`Store`](crate::Store) over one SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    const BACKEND: Backend = Backend::Sqlite;
+
+    /// Opens (creating when missing) the database a `sqlite:` URL names, in WAL mode with foreign
+    /// keys enforced. Does not run migrations: call [`Store::migrate`](crate::Store::migrate) or
+    /// use [`connect`](crate::connect).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            if let Some(parent) = options.get_filename().parent() {
+                if !parent.as_os_str().is_empty() {
+                    tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                        StoreError::Unavailable(format!(
+                            "cannot create the database directory {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+            }
+        }
+        let pool_options = if in_memory {
+            // An in-memory database lives as long as its one connection.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(8)
+        };
+        let pool = pool_options
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(Self::err)?;
+        Ok(Self { pool })
+    }
+
+    fn err(e: sqlx::Error) -> StoreError {
+        map_sqlx(Backend::Sqlite, e)
+    }
+
+    /// A transaction that takes the write lock up front, so it never fails half-way with
+    /// SQLITE_BUSY when upgrading from a read.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(Self::err)
+    }
+
+    async fn insert_chunks(
+        tx: &mut Transaction<'static, Sqlite>,
+        document_id: &str,
+        kb_id: &str,
+        chunks: &[String],
+    ) -> Result<()> {
+        for (ordinal, text) in chunks.iter().enumerate() {
+            sqlx::query("INSERT INTO chunks (document_id, kb_id, ordinal, text) VALUES ($1, $2, $3, $4)")
+                .bind(document_id)
+                .bind(kb_id)
+                .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
+                .bind(text)
+                .execute(&mut **tx)
+                .await
+                .map_err(Self::err)?;
+        }
+        Ok(())
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        // Several processes opening one file at once: a migration another process applied
+        // between our listing and our attempt makes the attempt fail; the next round sees it.
+        let mut attempt = 0;
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "sqlite migration failed; retrying");
+                }
+                Err(e) => return Err(map_migrate(Backend::Sqlite, e)),
+            }
+        }
+    }
+
+    async fn ping_db(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(Self::err)?;
+        Ok(())
+    }
+
+    async fn search_impl(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>> {
+        let Some(expr) = common::fts5_match_expression(query.text) else {
+            return Ok(Vec::new());
+        };
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        // FTS5 drives the plan (CROSS JOIN fixes the join order): only matching chunks are
+        // visited, each joined to its row by primary key and filtered by knowledge base; the
+        // best chunk per document is kept; documents are joined last. Snippets are made only
+        // for the hits returned.
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "WITH hits AS (SELECT chunks_fts.rowid AS chunk_id, c.document_id AS document_id, \
+             bm25(chunks_fts) AS rank FROM chunks_fts CROSS JOIN chunks c ON c.id = chunks_fts.rowid \
+             WHERE chunks_fts MATCH ",
+        );
+        qb.push_bind(expr.clone());
+        if let Reader::User(user_id) = query.reader {
+            let uid = user_id.to_string();
+            qb.push(" AND c.kb_id IN (SELECT id FROM knowledge_bases WHERE owner_id = ")
+                .push_bind(uid.clone())
+                .push(" UNION SELECT kb_id FROM kb_grants WHERE user_id = ")
+                .push_bind(uid)
+                .push(")");
+        }
+        if !query.kb_ids.is_empty() {
+            qb.push(" AND c.kb_id IN (");
+            let mut list = qb.separated(", ");
+            for kb in query.kb_ids {
+                list.push_bind(kb.to_string());
+            }
+            qb.push(")");
+        }
+        qb.push(
+            "), best AS (SELECT document_id, chunk_id, MIN(rank) AS rank FROM hits \
+             GROUP BY document_id) \
+             SELECT d.id, d.kb_id, d.name, d.web_url, b.chunk_id, -b.rank AS score \
+             FROM best b CROSS JOIN documents d ON d.id = b.document_id \
+             WHERE d.status = 'processed' ORDER BY b.rank, d.id LIMIT ",
+        );
+        qb.push_bind(i64::from(query.limit));
+        let rows: Vec<(String, String, String, Option<String>, i64, f64)> =
+            qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let mut sq: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT rowid, snippet(chunks_fts, 0, '', '', '…', 24) FROM chunks_fts \
+             WHERE chunks_fts MATCH ",
+        );
+        sq.push_bind(expr);
+        sq.push(" AND rowid IN (");
+        let mut list = sq.separated(", ");
+        for row in &rows {
+            list.push_bind(row.4);
+        }
+        sq.push(")");
+        let snippets: HashMap<i64, String> = sq
+            .build_query_as::<(i64, String)>()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?
+            .into_iter()
+            .collect();
+
+        rows.into_iter()
+            .map(|(id, kb_id, name, web_url, chunk_id, score)| {
+                let snippet = snippets
+                    .get(&chunk_id)
+                    .map(|s| {
+                        common::clamp_chars(&common::collapse_whitespace(s), common::SNIPPET_MAX_CHARS)
+                    })
+                    .unwrap_or_default();
+                Ok(SearchHit {
+                    knowledge_id: common::parse_uuid(&kb_id)?,
+                    document_id: common::parse_uuid(&id)?,
+                    name,
+                    snippet,
+                    score,
+                    web_url,
+                })
+            })
+            .collect()
+    }
+}
+
+crate::shared::impl_store!(SqliteStore);
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use kbsync_core::{KbType, Role};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{NewDocument, NewKnowledgeBase, NewUser, Store};
+
+    async fn fts_integrity(store: &SqliteStore) {
+        sqlx::query("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn fts_index_stays_consistent_through_replace_fail_and_cascading_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("sub/dir/kb.db").display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let now = Utc::now();
+        let owner = Uuid::new_v4();
+        store
+            .create_user(
+                owner,
+                NewUser { email: "o@x.test".into(), password_hash: "h".into(), role: Role::User },
+                now,
+            )
+            .await
+            .unwrap();
+        let kb = Uuid::new_v4();
+        store
+            .create_kb(
+                kb,
+                NewKnowledgeBase {
+                    name: "k".into(),
+                    description: String::new(),
+                    owner_id: owner,
+                    kb_type: KbType::Local,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let mut docs = Vec::new();
+        for i in 0..3 {
+            let id = Uuid::new_v4();
+            store
+                .create_document(
+                    id,
+                    NewDocument {
+                        kb_id: kb,
+                        name: format!("d{i}"),
+                        path: format!("/d{i}"),
+                        mime: "text/plain".into(),
+                        size: 1,
+                        content_hash: format!("{i:064}"),
+                        source_item_id: None,
+                        web_url: None,
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+            store.complete_document(id, &["alpha beta".into(), "gamma".into()], now).await.unwrap();
+            docs.push(id);
+        }
+        store.complete_document(docs[0], &["delta".into()], now).await.unwrap();
+        fts_integrity(&store).await;
+        store.fail_document(docs[1], "broken", now).await.unwrap();
+        fts_integrity(&store).await;
+        store.delete_kb(kb).await.unwrap();
+        fts_integrity(&store).await;
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'alpha'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn in_memory_database_keeps_its_data_across_calls() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(store.count_users().await.unwrap(), 0);
+    }
+}
