@@ -4,6 +4,7 @@
 //! ingestion pipeline fills documents with text.
 
 pub mod clock;
+pub mod datasource;
 pub mod model;
 pub mod random;
 

@@ -208,7 +208,12 @@ mod tests {
     use super::*;
 
     fn user(role: Role) -> User {
-        User { id: Uuid::new_v4(), email: "a@example.com".into(), role, created_at: Utc::now() }
+        User {
+            id: Uuid::new_v4(),
+            email: "a@example.com".into(),
+            role,
+            created_at: Utc::now(),
+        }
     }
 
     fn kb(owner: UserId) -> KnowledgeBase {

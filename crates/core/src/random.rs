@@ -42,13 +42,18 @@ pub struct SeededRandom {
 
 impl SeededRandom {
     pub fn new(seed: u64) -> Self {
-        Self { rng: Mutex::new(StdRng::seed_from_u64(seed)) }
+        Self {
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+        }
     }
 }
 
 impl Random for SeededRandom {
     fn fill(&self, buf: &mut [u8]) {
-        self.rng.lock().unwrap_or_else(PoisonError::into_inner).fill_bytes(buf);
+        self.rng
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .fill_bytes(buf);
     }
 }
 

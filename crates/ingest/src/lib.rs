@@ -1,1 +1,340 @@
-//! placeholder
+//! Text extraction and chunking.
+//!
+//! [`extract`] turns the bytes of a supported file into plain text, synchronously; [`chunk`] splits text
+//! into overlapping chunks; [`Extractor`] runs both on a bounded pool of blocking threads, contained:
+//! a panic, a timeout or an oversized file becomes an [`ExtractError`] whose `Display` is a reason a
+//! user can read.
+//!
+//! | kind | engine |
+//! |---|---|
+//! | PDF | pdf_oxide; empty text is [`ExtractError::NoText`] (scanned pages) |
+//! | docx, pptx | zip + quick-xml by hand (`w:t`/`w:p`/`w:tab`/tables; slides in numeric order, `a:t`/`a:p`) |
+//! | xlsx | calamine's streaming cell reader; rows as tab-separated cells, one block per sheet |
+//! | HTML | html2text (script/style dropped); a linear tag stripper for absurdly nested markup |
+//! | txt, md, csv | text, decoded from UTF-8/UTF-16 (BOM) or whatever chardetng detects; never fails |
+//! | JSON | keys and string values (serde_json); invalid JSON is `Corrupt` |
+//! | XML | text nodes (quick-xml); deeper than 256 levels is `Corrupt`; DTD entities are never expanded |
+//!
+//! Limits ([`IngestConfig`]): extracted text is capped at `max_text_bytes`, zip-based formats at
+//! `max_decompressed_bytes` (the central directory's declared total and the bytes actually inflated are
+//! both checked), and every extraction at `per_file_timeout`.
+
+mod chunk;
+mod html;
+mod office;
+mod pdf;
+mod sink;
+mod text;
+mod xml;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+pub use chunk::chunk;
+#[doc(hidden)]
+pub use chunk::chunk_spans;
+#[doc(hidden)]
+pub use sink::Budget;
+
+/// Limits and chunking parameters of the ingestion pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// Extractions running at once (default: the number of cores).
+    pub max_concurrent: usize,
+    /// Wall-clock limit for extracting and chunking one file (default 60 s).
+    pub per_file_timeout: Duration,
+    /// Cap on the extracted text of one file, in bytes of UTF-8 (default 20 MiB).
+    pub max_text_bytes: usize,
+    /// Cap on the total inflated size of a zip-based file (docx, xlsx, pptx; default 200 MiB).
+    pub max_decompressed_bytes: u64,
+    /// Maximum chunk length in characters (default 1000).
+    pub chunk_size: usize,
+    /// Approximate overlap of consecutive chunks in characters (default 100).
+    pub chunk_overlap: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            per_file_timeout: Duration::from_secs(60),
+            max_text_bytes: 20 * 1024 * 1024,
+            max_decompressed_bytes: 200 * 1024 * 1024,
+            chunk_size: 1000,
+            chunk_overlap: 100,
+        }
+    }
+}
+
+/// The file types kbsync extracts text from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    Pdf,
+    Docx,
+    Xlsx,
+    Pptx,
+    Txt,
+    Md,
+    Html,
+    Json,
+    Xml,
+    Csv,
+}
+
+const EXTENSIONS: &[&str] = &[
+    "pdf", "docx", "xlsx", "pptx", "txt", "text", "log", "md", "markdown", "html", "htm", "json", "xml",
+    "csv", "tsv",
+];
+
+/// Lower-case file extensions (without the dot) that [`FileKind::detect`] recognises.
+pub fn supported_extensions() -> &'static [&'static str] {
+    EXTENSIONS
+}
+
+impl FileKind {
+    pub const ALL: [FileKind; 10] = [
+        FileKind::Pdf,
+        FileKind::Docx,
+        FileKind::Xlsx,
+        FileKind::Pptx,
+        FileKind::Txt,
+        FileKind::Md,
+        FileKind::Html,
+        FileKind::Json,
+        FileKind::Xml,
+        FileKind::Csv,
+    ];
+
+    /// The kind of a file from its name's extension (case-insensitive) or, when the extension says
+    /// nothing, from its MIME type (parameters such as `; charset=` are ignored). `None`: unsupported.
+    pub fn detect(name: &str, mime: Option<&str>) -> Option<FileKind> {
+        let ext = name.rsplit_once('.').map(|(_, e)| e.trim().to_ascii_lowercase());
+        if let Some(kind) = ext.as_deref().and_then(Self::from_extension) {
+            return Some(kind);
+        }
+        let mime = mime?.split(';').next()?.trim().to_ascii_lowercase();
+        Self::from_mime(&mime)
+    }
+
+    fn from_extension(ext: &str) -> Option<FileKind> {
+        Some(match ext {
+            "pdf" => FileKind::Pdf,
+            "docx" => FileKind::Docx,
+            "xlsx" => FileKind::Xlsx,
+            "pptx" => FileKind::Pptx,
+            "txt" | "text" | "log" => FileKind::Txt,
+            "md" | "markdown" => FileKind::Md,
+            "html" | "htm" => FileKind::Html,
+            "json" => FileKind::Json,
+            "xml" => FileKind::Xml,
+            "csv" | "tsv" => FileKind::Csv,
+            _ => return None,
+        })
+    }
+
+    fn from_mime(mime: &str) -> Option<FileKind> {
+        if let Some(kind) = Self::ALL.into_iter().find(|k| k.mime() == mime) {
+            return Some(kind);
+        }
+        Some(match mime {
+            "application/x-pdf" => FileKind::Pdf,
+            "text/x-markdown" => FileKind::Md,
+            "application/xhtml+xml" => FileKind::Html,
+            "text/xml" => FileKind::Xml,
+            "text/tab-separated-values" => FileKind::Csv,
+            m if m.ends_with("+json") => FileKind::Json,
+            m if m.ends_with("+xml") => FileKind::Xml,
+            _ => return None,
+        })
+    }
+
+    /// The canonical MIME type.
+    pub fn mime(self) -> &'static str {
+        match self {
+            FileKind::Pdf => "application/pdf",
+            FileKind::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            FileKind::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            FileKind::Pptx => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+            FileKind::Txt => "text/plain",
+            FileKind::Md => "text/markdown",
+            FileKind::Html => "text/html",
+            FileKind::Json => "application/json",
+            FileKind::Xml => "application/xml",
+            FileKind::Csv => "text/csv",
+        }
+    }
+
+    /// A short lower-case name (`"pdf"`, `"docx"`, …), also the usual extension.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Pdf => "pdf",
+            FileKind::Docx => "docx",
+            FileKind::Xlsx => "xlsx",
+            FileKind::Pptx => "pptx",
+            FileKind::Txt => "txt",
+            FileKind::Md => "md",
+            FileKind::Html => "html",
+            FileKind::Json => "json",
+            FileKind::Xml => "xml",
+            FileKind::Csv => "csv",
+        }
+    }
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a file yielded no text. `Display` is meant for users ("the file is encrypted …").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    /// Not a format we read (e.g. a legacy .doc): convert the file.
+    #[error("unsupported file: {0}")]
+    Unsupported(String),
+    /// The file is damaged or not what its name says.
+    #[error("the file is damaged or not in the expected format: {0}")]
+    Corrupt(String),
+    /// Password-protected: the user must remove the protection.
+    #[error("the file is encrypted (password-protected), so its text cannot be read")]
+    Encrypted,
+    /// Readable, but has no text layer (e.g. a scanned, image-only PDF).
+    #[error("the file contains no extractable text (it may be a scanned image)")]
+    NoText,
+    /// Over a configured limit; the message says which.
+    #[error("the file is too large to index: {0}")]
+    TooLarge(String),
+    /// Extraction took longer than the per-file limit.
+    #[error("text extraction took longer than the limit of {}", fmt_duration(*.0))]
+    Timeout(Duration),
+    /// The extractor panicked (a bug in a parser, contained).
+    #[error("the text extractor crashed on this file")]
+    Panicked,
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+fn fmt_duration(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
+}
+
+/// Extracts the plain text of a file, synchronously, within the limits of `cfg` (the per-file timeout is
+/// enforced cooperatively: checked between pages, parts and every few thousand pieces of text).
+/// Runs on the calling thread; prefer [`Extractor::process`] from async code.
+pub fn extract(kind: FileKind, bytes: &[u8], cfg: &IngestConfig) -> Result<String, ExtractError> {
+    extract_with_budget(kind, bytes, cfg, &Budget::new(cfg.per_file_timeout))
+}
+
+fn extract_with_budget(
+    kind: FileKind,
+    bytes: &[u8],
+    cfg: &IngestConfig,
+    budget: &Budget,
+) -> Result<String, ExtractError> {
+    let max = cfg.max_text_bytes;
+    let text = match kind {
+        FileKind::Pdf => pdf::pdf(bytes, cfg, budget)?,
+        FileKind::Docx => office::docx(bytes, cfg, budget)?,
+        FileKind::Xlsx => office::xlsx(bytes, cfg, budget)?,
+        FileKind::Pptx => office::pptx(bytes, cfg, budget)?,
+        FileKind::Txt | FileKind::Md | FileKind::Csv => text::plain(bytes, max)?,
+        FileKind::Html => html::html(bytes, max, budget)?,
+        FileKind::Json => text::json(bytes, max, budget)?,
+        FileKind::Xml => {
+            let source = text::decode(bytes);
+            xml::extract(&source, max, budget)?
+        }
+    };
+    budget.check()?;
+    Ok(text)
+}
+
+struct Inner {
+    cfg: IngestConfig,
+    permits: Arc<Semaphore>,
+}
+
+/// A bounded pool for extraction + chunking. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct Extractor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Extractor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extractor")
+            .field("cfg", &self.inner.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Extractor {
+    pub fn new(cfg: IngestConfig) -> Self {
+        let permits = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
+        Self {
+            inner: Arc::new(Inner { cfg, permits }),
+        }
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.inner.cfg
+    }
+
+    /// Waits for a permit, extracts on a blocking thread under `catch_unwind` with the per-file timeout,
+    /// then chunks. Never panics and never blocks the async runtime.
+    ///
+    /// The permit is held until the blocking work has really ended, so at most `max_concurrent`
+    /// extractions ever run at once; after a timeout the caller gets `Timeout` at once while the
+    /// extraction notices its cancelled budget at its next check and stops.
+    pub async fn process(&self, kind: FileKind, bytes: bytes::Bytes) -> Result<Vec<String>, ExtractError> {
+        let cfg = self.inner.cfg.clone();
+        self.run(move |budget| {
+            let text = extract_with_budget(kind, &bytes, &cfg, budget)?;
+            budget.check()?;
+            Ok(chunk(&text, cfg.chunk_size, cfg.chunk_overlap))
+        })
+        .await
+    }
+
+    /// Test hook: runs `work` exactly as [`Extractor::process`] runs an extraction (pool permit,
+    /// blocking thread, `catch_unwind`, timeout). `work` should return once `budget.is_cancelled()`.
+    #[doc(hidden)]
+    pub async fn run<T, F>(&self, work: F) -> Result<T, ExtractError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Budget) -> Result<T, ExtractError> + Send + 'static,
+    {
+        let timeout = self.inner.cfg.per_file_timeout;
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| ExtractError::Io("the extraction pool is closed".into()))?;
+        // The deadline starts once a permit is held: waiting in the queue does not count.
+        let budget = Budget::new(timeout);
+        let worker_budget = budget.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            std::panic::catch_unwind(AssertUnwindSafe(|| work(&worker_budget)))
+                .unwrap_or(Err(ExtractError::Panicked))
+        });
+        match tokio::time::timeout(timeout, handle).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_error)) => {
+                tracing::error!(error = %join_error, "extraction task failed");
+                Err(ExtractError::Panicked)
+            }
+            Err(_) => {
+                budget.cancel();
+                Err(ExtractError::Timeout(timeout))
+            }
+        }
+    }
+}

@@ -85,24 +85,40 @@ pub const MIN_SECRET_KEY_CHARS: usize = 16;
 
 impl Settings {
     /// Resolves settings from flags, an environment lookup and the file.
-    pub fn resolve(flags: &Flags, env: &dyn Fn(&str) -> Option<String>, file: FileConfig) -> Result<Self, ConfigError> {
+    pub fn resolve(
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+        file: FileConfig,
+    ) -> Result<Self, ConfigError> {
         let text = |var: &str, from_file: Option<String>| env(var).filter(|v| !v.is_empty()).or(from_file);
 
         let data_dir = flags
             .data_dir
             .clone()
-            .or_else(|| env("KBSYNC_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                env("KBSYNC_DATA_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("./data"));
 
-        let bind_text = flags.bind.clone().or_else(|| text("KBSYNC_BIND", file.bind)).unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind_text = flags
+            .bind
+            .clone()
+            .or_else(|| text("KBSYNC_BIND", file.bind))
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
         let bind = SocketAddr::from_str(bind_text.trim()).map_err(|_| {
-            ConfigError(format!("KBSYNC_BIND / --bind: {bind_text:?} is not a socket address like 127.0.0.1:8080"))
+            ConfigError(format!(
+                "KBSYNC_BIND / --bind: {bind_text:?} is not a socket address like 127.0.0.1:8080"
+            ))
         })?;
 
         let database_url = match text("KBSYNC_DATABASE_URL", file.database_url) {
             Some(url) => {
-                let valid = url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://");
+                let valid = url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://");
                 if !valid {
                     return Err(ConfigError(
                         "KBSYNC_DATABASE_URL: must start with postgres://, postgresql:// or sqlite:".into(),
@@ -116,43 +132,71 @@ impl Settings {
         let secret_key = text("KBSYNC_SECRET_KEY", file.secret_key);
         if let Some(key) = &secret_key {
             if key.chars().count() < MIN_SECRET_KEY_CHARS {
-                return Err(ConfigError(format!("KBSYNC_SECRET_KEY: must be at least {MIN_SECRET_KEY_CHARS} characters")));
+                return Err(ConfigError(format!(
+                    "KBSYNC_SECRET_KEY: must be at least {MIN_SECRET_KEY_CHARS} characters"
+                )));
             }
         }
 
-        let public_text = text("KBSYNC_PUBLIC_URL", file.public_url).unwrap_or_else(|| format!("http://{bind}"));
+        let public_text =
+            text("KBSYNC_PUBLIC_URL", file.public_url).unwrap_or_else(|| format!("http://{bind}"));
         let public_url = Url::parse(public_text.trim())
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-            .ok_or_else(|| ConfigError(format!("KBSYNC_PUBLIC_URL: {public_text:?} is not an http(s) URL")))?;
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "KBSYNC_PUBLIC_URL: {public_text:?} is not an http(s) URL"
+                ))
+            })?;
 
-        let admin = match (text("KBSYNC_ADMIN_EMAIL", file.admin_email), text("KBSYNC_ADMIN_PASSWORD", file.admin_password)) {
+        let admin = match (
+            text("KBSYNC_ADMIN_EMAIL", file.admin_email),
+            text("KBSYNC_ADMIN_PASSWORD", file.admin_password),
+        ) {
             (Some(email), Some(password)) => Some((email, password)),
             (None, None) => None,
-            (Some(_), None) => return Err(ConfigError("KBSYNC_ADMIN_PASSWORD: required with KBSYNC_ADMIN_EMAIL".into())),
-            (None, Some(_)) => return Err(ConfigError("KBSYNC_ADMIN_EMAIL: required with KBSYNC_ADMIN_PASSWORD".into())),
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "KBSYNC_ADMIN_PASSWORD: required with KBSYNC_ADMIN_EMAIL".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "KBSYNC_ADMIN_EMAIL: required with KBSYNC_ADMIN_PASSWORD".into(),
+                ));
+            }
         };
 
         let max_upload_mb: u64 = number(env, "KBSYNC_MAX_UPLOAD_MB", file.max_upload_mb, 100)?;
         positive("KBSYNC_MAX_UPLOAD_MB", max_upload_mb)?;
         let chunk_size: usize = number(env, "KBSYNC_CHUNK_SIZE", file.chunk_size, 1000)?;
         if chunk_size < 100 {
-            return Err(ConfigError("KBSYNC_CHUNK_SIZE: must be at least 100 characters".into()));
+            return Err(ConfigError(
+                "KBSYNC_CHUNK_SIZE: must be at least 100 characters".into(),
+            ));
         }
         let chunk_overlap: usize = number(env, "KBSYNC_CHUNK_OVERLAP", file.chunk_overlap, 100)?;
         if chunk_overlap >= chunk_size / 2 {
-            return Err(ConfigError("KBSYNC_CHUNK_OVERLAP: must be less than half of KBSYNC_CHUNK_SIZE".into()));
+            return Err(ConfigError(
+                "KBSYNC_CHUNK_OVERLAP: must be less than half of KBSYNC_CHUNK_SIZE".into(),
+            ));
         }
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let ingest_concurrency: usize = number(env, "KBSYNC_INGEST_CONCURRENCY", file.ingest_concurrency, cores)?;
+        let ingest_concurrency: usize =
+            number(env, "KBSYNC_INGEST_CONCURRENCY", file.ingest_concurrency, cores)?;
         positive("KBSYNC_INGEST_CONCURRENCY", ingest_concurrency as u64)?;
-        let ingest_timeout_secs: u64 = number(env, "KBSYNC_INGEST_TIMEOUT_SECS", file.ingest_timeout_secs, 60)?;
+        let ingest_timeout_secs: u64 =
+            number(env, "KBSYNC_INGEST_TIMEOUT_SECS", file.ingest_timeout_secs, 60)?;
         positive("KBSYNC_INGEST_TIMEOUT_SECS", ingest_timeout_secs)?;
 
         let log_format = match text("KBSYNC_LOG_FORMAT", file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
-            Some(other) => return Err(ConfigError(format!("KBSYNC_LOG_FORMAT: {other:?} is not one of: text, json"))),
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "KBSYNC_LOG_FORMAT: {other:?} is not one of: text, json"
+                )));
+            }
         };
 
         Ok(Settings {
@@ -193,7 +237,11 @@ fn number<T: FromStr + Copy>(
 }
 
 fn positive(var: &str, value: u64) -> Result<(), ConfigError> {
-    if value == 0 { Err(ConfigError(format!("{var}: must be greater than 0"))) } else { Ok(()) }
+    if value == 0 {
+        Err(ConfigError(format!("{var}: must be greater than 0")))
+    } else {
+        Ok(())
+    }
 }
 
 /// A documented configuration file with every setting at its default.
@@ -243,7 +291,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
@@ -262,12 +313,19 @@ mod tests {
 
     #[test]
     fn flags_beat_environment_which_beats_the_file() {
-        let file = FileConfig { bind: Some("127.0.0.1:1".into()), chunk_size: Some(500), ..Default::default() };
+        let file = FileConfig {
+            bind: Some("127.0.0.1:1".into()),
+            chunk_size: Some(500),
+            ..Default::default()
+        };
         let env = env_of(&[("KBSYNC_BIND", "127.0.0.1:2"), ("KBSYNC_CHUNK_SIZE", "700")]);
         let s = Settings::resolve(&Flags::default(), &env, file).unwrap();
         assert_eq!(s.bind.port(), 2);
         assert_eq!(s.chunk_size, 700);
-        let flags = Flags { bind: Some("127.0.0.1:3".into()), ..Default::default() };
+        let flags = Flags {
+            bind: Some("127.0.0.1:3".into()),
+            ..Default::default()
+        };
         let s = Settings::resolve(&flags, &env, FileConfig::default()).unwrap();
         assert_eq!(s.bind.port(), 3);
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:3/");
@@ -288,7 +346,8 @@ mod tests {
             ("KBSYNC_ADMIN_EMAIL", "a@b.c"),
         ];
         for (var, value) in cases {
-            let err = Settings::resolve(&Flags::default(), &env_of(&[(var, value)]), FileConfig::default()).unwrap_err();
+            let err = Settings::resolve(&Flags::default(), &env_of(&[(var, value)]), FileConfig::default())
+                .unwrap_err();
             assert!(err.0.contains(var), "{var}={value}: {err}");
         }
     }

@@ -16,8 +16,21 @@ const DEMO_KB_NAME: &str = "Demo: sample documents";
 /// Creates the demo user and knowledge base unless they exist, and prints how to use them.
 pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     let user = demo_user(state).await?;
-    let existing = state.store.list_readable_kbs(Reader::User(user.id), Page { limit: 200, offset: 0 }).await?;
-    if !existing.items.iter().any(|kb| kb.name == DEMO_KB_NAME && kb.owner_id == user.id) {
+    let existing = state
+        .store
+        .list_readable_kbs(
+            Reader::User(user.id),
+            Page {
+                limit: 200,
+                offset: 0,
+            },
+        )
+        .await?;
+    if !existing
+        .items
+        .iter()
+        .any(|kb| kb.name == DEMO_KB_NAME && kb.owner_id == user.id)
+    {
         let view = knowledge::create(
             state,
             &user,
@@ -48,11 +61,16 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
 async fn demo_user(state: &AppState) -> anyhow::Result<User> {
     match state.store.get_credentials_by_email(DEMO_EMAIL).await {
         Ok(c) => Ok(c.user),
-        Err(StoreError::NotFound) => {
-            users::create_user(state.store.as_ref(), state.random.as_ref(), state.clock.now(), DEMO_EMAIL, DEMO_PASSWORD, Role::Admin)
-                .await
-                .map_err(|e| anyhow::anyhow!("creating the demo user: {e}"))
-        }
+        Err(StoreError::NotFound) => users::create_user(
+            state.store.as_ref(),
+            state.random.as_ref(),
+            state.clock.now(),
+            DEMO_EMAIL,
+            DEMO_PASSWORD,
+            Role::Admin,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the demo user: {e}")),
         Err(e) => Err(e.into()),
     }
 }

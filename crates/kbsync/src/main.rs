@@ -18,7 +18,11 @@ use tracing_subscriber::{EnvFilter, fmt};
 use crate::config::{FileConfig, Flags, LogFormat, Settings};
 
 #[derive(Parser)]
-#[command(name = "kbsync", version, about = "Keeps knowledge bases in sync with cloud drives")]
+#[command(
+    name = "kbsync",
+    version,
+    about = "Keeps knowledge bases in sync with cloud drives"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,7 +111,9 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Config { command: ConfigCommand::Example } => {
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => {
             print!("{}", config::EXAMPLE);
             Ok(())
         }
@@ -123,14 +129,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::User { command: UserCommand::Create { common, email, password, admin } } => {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    common,
+                    email,
+                    password,
+                    admin,
+                },
+        } => {
             let settings = load_settings(&common)?;
             init_logging(settings.log_format);
             let store = open_store(&settings).await?;
             let role = if admin { Role::Admin } else { Role::User };
-            let user = users::create_user(store.as_ref(), &OsRandom, SystemClock.now(), &email, &password, role)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = users::create_user(
+                store.as_ref(),
+                &OsRandom,
+                SystemClock.now(),
+                &email,
+                &password,
+                role,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("created {} user {} ({})", user.role, user.email, user.id);
             Ok(())
         }
@@ -142,13 +163,20 @@ fn load_settings(common: &CommonArgs) -> anyhow::Result<Settings> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let flags = Flags { data_dir: common.data_dir.clone(), bind: common.bind.clone() };
+    let flags = Flags {
+        data_dir: common.data_dir.clone(),
+        bind: common.bind.clone(),
+    };
     Ok(Settings::resolve(&flags, &|name| std::env::var(name).ok(), file)?)
 }
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(|| LossyStderr)
+        .with_ansi(ansi);
     // A second initialisation (never expected) would only fail to replace the first.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
@@ -156,10 +184,27 @@ fn init_logging(format: LogFormat) {
     };
 }
 
+/// Standard error that drops what it cannot write. A server must outlive whoever reads its log:
+/// the subscriber's own error report on a closed stderr would otherwise panic the process.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(std::io::stderr().write(buf).unwrap_or(buf.len()))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
-    let store = kbsync_store::connect(&settings.database_url).await.context("cannot open the database")?;
+    let store = kbsync_store::connect(&settings.database_url)
+        .await
+        .context("cannot open the database")?;
     Ok(store)
 }
 
@@ -208,7 +253,11 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
 }
 
 fn store_kind(url: &str) -> &'static str {
-    if url.starts_with("sqlite:") { "sqlite" } else { "postgres" }
+    if url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    }
 }
 
 async fn shutdown_signal() {

@@ -24,7 +24,10 @@ fn load_or_generate_at(path: &Path) -> anyhow::Result<String> {
         Ok(text) => {
             let key = text.trim().to_owned();
             if key.chars().count() < MIN_SECRET_KEY_CHARS {
-                anyhow::bail!("{}: the stored secret key is too short; remove the file or set KBSYNC_SECRET_KEY", path.display());
+                anyhow::bail!(
+                    "{}: the stored secret key is too short; remove the file or set KBSYNC_SECRET_KEY",
+                    path.display()
+                );
             }
             Ok(key)
         }

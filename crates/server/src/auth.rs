@@ -1,15 +1,12 @@
 //! Authentication: password hashing, opaque bearer tokens stored hashed, and the extractor that
 //! turns `Authorization: Bearer …` into the calling [`User`].
 
-use argon2::{
-    Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
-    password_hash::{SaltString, rand_core::OsRng},
-};
+use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use axum::{
     extract::FromRequestParts,
     http::{header, request::Parts},
 };
-use kbsync_core::User;
+use kbsync_core::{OsRandom, Random, User};
 use kbsync_store::StoreError;
 use sha2::{Digest, Sha256};
 
@@ -24,7 +21,11 @@ impl FromRequestParts<AppState> for CurrentUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(ApiError::Unauthenticated)?;
-        match state.store.user_for_session(&token_hash(token), state.clock.now()).await {
+        match state
+            .store
+            .user_for_session(&token_hash(token), state.clock.now())
+            .await
+        {
             Ok(user) => Ok(CurrentUser(user)),
             Err(StoreError::NotFound) => Err(ApiError::Unauthenticated),
             Err(other) => Err(other.into()),
@@ -40,7 +41,9 @@ impl FromRequestParts<AppState> for BearerToken {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, Self::Rejection> {
-        bearer_token(parts).map(|t| BearerToken(t.to_owned())).ok_or(ApiError::Unauthenticated)
+        bearer_token(parts)
+            .map(|t| BearerToken(t.to_owned()))
+            .ok_or(ApiError::Unauthenticated)
     }
 }
 
@@ -58,7 +61,9 @@ pub fn token_hash(token: &str) -> String {
 
 /// Hashes a password with argon2id (PHC string). CPU-heavy: call from a blocking thread.
 pub fn hash_password(password: &str) -> Result<String, ApiError> {
-    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 16];
+    OsRandom.fill(&mut salt_bytes);
+    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| ApiError::internal("password salt", e))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -69,13 +74,19 @@ pub fn hash_password(password: &str) -> Result<String, ApiError> {
 /// CPU-heavy: call from a blocking thread.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
 /// Runs a CPU-heavy closure off the async runtime.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal("blocking task", e))
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal("blocking task", e))
 }
 
 #[cfg(test)]

@@ -41,7 +41,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError::Invalid { field, message: message.into() }
+        ApiError::Invalid {
+            field,
+            message: message.into(),
+        }
     }
 
     pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
@@ -79,7 +82,8 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
+        let mut response =
+            (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
         match &self {
             ApiError::TooManyRequests { retry_after_secs } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
@@ -87,7 +91,9 @@ impl IntoResponse for ApiError {
                 }
             }
             ApiError::Unauthenticated | ApiError::BadCredentials => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}
         }

@@ -95,7 +95,9 @@ pub async fn serve(
         tracing::warn!(error = %e, "could not resume pending documents; they will be retried at the next start");
     }
     let pipeline = state.pipeline.clone();
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     pipeline.drain().await;
     Ok(())
 }

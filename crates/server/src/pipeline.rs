@@ -5,10 +5,14 @@
 //! never affects the others. Documents left `pending` by an earlier process are picked up again
 //! by [`Pipeline::resume_pending`].
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, PoisonError},
+    time::Instant,
+};
 
 use bytes::Bytes;
-use kbsync_core::{Clock, Document};
+use kbsync_core::{Clock, Document, DocumentId};
 use kbsync_ingest::{Extractor, FileKind};
 use kbsync_store::{BlobStore, Store, StoreError};
 use tokio::sync::Semaphore;
@@ -25,18 +29,44 @@ pub struct Pipeline {
     clock: Arc<dyn Clock>,
     permits: Arc<Semaphore>,
     tasks: TaskTracker,
+    /// Documents queued or being processed, so that the same one is never processed twice at
+    /// once (an upload racing the start-up resume, say).
+    in_flight: Arc<Mutex<HashSet<DocumentId>>>,
 }
 
 impl Pipeline {
     pub fn new(store: Arc<dyn Store>, blobs: BlobStore, extractor: Extractor, clock: Arc<dyn Clock>) -> Self {
         let permits = Arc::new(Semaphore::new(extractor.config().max_concurrent.max(1)));
-        Self { store, blobs, extractor, clock, permits, tasks: TaskTracker::new() }
+        Self {
+            store,
+            blobs,
+            extractor,
+            clock,
+            permits,
+            tasks: TaskTracker::new(),
+            in_flight: Arc::default(),
+        }
     }
 
-    /// Queues a pending document; returns at once.
+    /// Queues a pending document unless it is already queued; returns at once.
     pub fn enqueue(&self, doc: Document) {
+        if !self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(doc.id)
+        {
+            return;
+        }
         let this = self.clone();
-        self.tasks.spawn(async move { this.process(doc).await });
+        self.tasks.spawn(async move {
+            let id = doc.id;
+            this.process(doc).await;
+            this.in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+        });
     }
 
     /// Queues the documents an earlier process left pending.
@@ -65,10 +95,17 @@ impl Pipeline {
         };
         let started = Instant::now();
         let outcome = match self.extract(&doc).await {
-            Ok(chunks) => self.store.complete_document(doc.id, &chunks, self.clock.now()).await.map(|()| "processed"),
+            Ok(chunks) => self
+                .store
+                .complete_document(doc.id, &chunks, self.clock.now())
+                .await
+                .map(|()| "processed"),
             Err(reason) => {
                 tracing::info!(document.id = %doc.id, kb.id = %doc.kb_id, reason = %reason, "document failed");
-                self.store.fail_document(doc.id, &reason, self.clock.now()).await.map(|()| "failed")
+                self.store
+                    .fail_document(doc.id, &reason, self.clock.now())
+                    .await
+                    .map(|()| "failed")
             }
         };
         match outcome {
@@ -78,7 +115,9 @@ impl Pipeline {
             }
             // Deleted while it was being processed: nothing left to record.
             Err(StoreError::NotFound) => {}
-            Err(e) => tracing::error!(document.id = %doc.id, error = %e, "could not record the ingestion result"),
+            Err(e) => {
+                tracing::error!(document.id = %doc.id, error = %e, "could not record the ingestion result")
+            }
         }
     }
 
@@ -91,6 +130,9 @@ impl Pipeline {
             .read(&doc.content_hash)
             .await
             .map_err(|e| format!("the stored file could not be read: {e}"))?;
-        self.extractor.process(kind, Bytes::from(bytes)).await.map_err(|e| e.to_string())
+        self.extractor
+            .process(kind, Bytes::from(bytes))
+            .await
+            .map_err(|e| e.to_string())
     }
 }

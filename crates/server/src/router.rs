@@ -31,10 +31,15 @@ pub fn router(state: AppState) -> Router {
         .route("/knowledge", post(v1::create_knowledge).get(v1::list_knowledge))
         .route(
             "/knowledge/{id}",
-            get(v1::get_knowledge).patch(v1::patch_knowledge).delete(v1::delete_knowledge),
+            get(v1::get_knowledge)
+                .patch(v1::patch_knowledge)
+                .delete(v1::delete_knowledge),
         )
         .route("/knowledge/{id}/access", get(v1::get_access).put(v1::put_access))
-        .route("/knowledge/{id}/files/{file_id}", get(v1::get_file).delete(v1::delete_file))
+        .route(
+            "/knowledge/{id}/files/{file_id}",
+            get(v1::get_file).delete(v1::delete_file),
+        )
         .route("/knowledge/{id}/files/{file_id}/content", get(v1::file_content))
         .route("/search", get(v1::search_route))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))

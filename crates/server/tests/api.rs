@@ -30,99 +30,184 @@ on_both_databases!(
 );
 
 async fn login_returns_a_token_and_the_user_and_wrong_credentials_get_401(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
-    let (status, body) = s.post("/api/v1/auth/login", None, json!({"email": "ADMIN@example.com", "password": PASSWORD})).await;
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let (status, body) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "ADMIN@example.com", "password": PASSWORD}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["user"]["email"], "admin@example.com");
     assert_eq!(body["user"]["role"], "admin");
     assert!(body["token"].as_str().unwrap().len() >= 32);
     assert!(body["user"].get("password_hash").is_none());
 
-    let (status, body) = s.post("/api/v1/auth/login", None, json!({"email": "admin@example.com", "password": "nope"})).await;
+    let (status, body) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "admin@example.com", "password": "nope"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "bad_credentials");
-    let (status, _) = s.post("/api/v1/auth/login", None, json!({"email": "ghost@example.com", "password": "nope"})).await;
+    let (status, _) = s
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "ghost@example.com", "password": "nope"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, body) = s.post("/api/v1/auth/login", None, json!({"email": "admin@example.com"})).await;
+    let (status, body) = s
+        .post("/api/v1/auth/login", None, json!({"email": "admin@example.com"}))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     s.stop().await;
 }
 
 async fn repeated_login_failures_are_slowed_down_until_the_delay_has_passed(db: Db) {
-    let options =
-        Options { throttle: LoginThrottle { free_attempts: 3, base_delay_secs: 10, max_delay_secs: 600 }, ..Options::default() };
-    let Some(s) = TestServer::start(db, options).await else { return };
+    let options = Options {
+        throttle: LoginThrottle {
+            free_attempts: 3,
+            base_delay_secs: 10,
+            max_delay_secs: 600,
+        },
+        ..Options::default()
+    };
+    let Some(s) = TestServer::start(db, options).await else {
+        return;
+    };
     let wrong = json!({"email": common::ADMIN_EMAIL, "password": "wrong password"});
     for _ in 0..3 {
-        assert_eq!(s.post("/api/v1/auth/login", None, wrong.clone()).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            s.post("/api/v1/auth/login", None, wrong.clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     // Even the right password is refused while the delay runs, so guessing gains nothing.
     let right = json!({"email": common::ADMIN_EMAIL, "password": PASSWORD});
-    let resp = s.http.post(format!("{}/api/v1/auth/login", s.base)).json(&right).send().await.unwrap();
+    let resp = s
+        .http
+        .post(format!("{}/api/v1/auth/login", s.base))
+        .json(&right)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let retry_after: i64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=10).contains(&retry_after), "{retry_after}");
 
     s.clock.advance(Duration::seconds(10));
-    assert_eq!(s.post("/api/v1/auth/login", None, right.clone()).await.0, StatusCode::OK);
+    assert_eq!(
+        s.post("/api/v1/auth/login", None, right.clone()).await.0,
+        StatusCode::OK
+    );
     // Success reset the count: three more free attempts.
     for _ in 0..3 {
-        assert_eq!(s.post("/api/v1/auth/login", None, wrong.clone()).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            s.post("/api/v1/auth/login", None, wrong.clone()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     s.stop().await;
 }
 
 async fn logout_ends_the_session(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let token = s.admin_token().await;
     assert_eq!(s.get("/api/v1/me", Some(&token)).await.0, StatusCode::OK);
-    assert_eq!(s.call(Method::POST, "/api/v1/auth/logout", Some(&token), None).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(s.get("/api/v1/me", Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.get("/api/v1/me", Some(&token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     s.stop().await;
 }
 
 async fn me_requires_a_valid_bearer_token(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let (status, body) = s.get("/api/v1/me", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "unauthenticated");
-    assert_eq!(s.get("/api/v1/me", Some("not-a-token")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.get("/api/v1/me", Some("not-a-token")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let token = s.admin_token().await;
     let (status, body) = s.get("/api/v1/me", Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["email"], common::ADMIN_EMAIL);
     // Sessions expire.
     s.clock.advance(Duration::days(8));
-    assert_eq!(s.get("/api/v1/me", Some(&token)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.get("/api/v1/me", Some(&token)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     s.stop().await;
 }
 
 async fn only_admins_create_users_and_bad_input_names_the_field(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let admin = s.admin_token().await;
     let (_, user) = s.user(&admin, "user@example.com").await;
     let new = json!({"email": "x@example.com", "password": PASSWORD, "role": "user"});
-    assert_eq!(s.post("/api/v1/users", Some(&user), new.clone()).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(s.post("/api/v1/users", None, new.clone()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.post("/api/v1/users", Some(&user), new.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.post("/api/v1/users", None, new.clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (status, body) = s.post("/api/v1/users", Some(&admin), new.clone()).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["role"], "user");
-    let (status, _) = s.post("/api/v1/users", Some(&admin), json!({"email": "X@EXAMPLE.com", "password": PASSWORD})).await;
+    let (status, _) = s
+        .post(
+            "/api/v1/users",
+            Some(&admin),
+            json!({"email": "X@EXAMPLE.com", "password": PASSWORD}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     for (body, field) in [
         (json!({"email": "not-an-email", "password": PASSWORD}), "email"),
         (json!({"email": "y@example.com", "password": "short"}), "password"),
-        (json!({"email": "y@example.com", "password": PASSWORD, "role": "root"}), "role"),
+        (
+            json!({"email": "y@example.com", "password": PASSWORD, "role": "root"}),
+            "role",
+        ),
     ] {
         let (status, resp) = s.post("/api/v1/users", Some(&admin), body).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{resp}");
-        assert!(resp["error"]["message"].as_str().unwrap().starts_with(field), "{resp}");
+        assert!(
+            resp["error"]["message"].as_str().unwrap().starts_with(field),
+            "{resp}"
+        );
     }
     s.stop().await;
 }
 
 async fn knowledge_routes_enforce_access_for_every_kind_of_caller(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let admin = s.admin_token().await;
     let (_, owner) = s.user(&admin, "owner@example.com").await;
     let (reader_id, reader) = s.user(&admin, "reader@example.com").await;
@@ -130,7 +215,12 @@ async fn knowledge_routes_enforce_access_for_every_kind_of_caller(db: Db) {
     let (_, stranger) = s.user(&admin, "stranger@example.com").await;
     let kb = s.create_kb(&owner, "Handbook").await;
     let (status, body) = s
-        .call(Method::PUT, &format!("/api/v1/knowledge/{kb}/access"), Some(&owner), Some(json!({"read": [reader_id], "write": [writer_id]})))
+        .call(
+            Method::PUT,
+            &format!("/api/v1/knowledge/{kb}/access"),
+            Some(&owner),
+            Some(json!({"read": [reader_id], "write": [writer_id]})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
@@ -141,18 +231,47 @@ async fn knowledge_routes_enforce_access_for_every_kind_of_caller(db: Db) {
         ("admin", Some(&admin), StatusCode::OK, StatusCode::OK),
         ("writer", Some(&writer), StatusCode::OK, StatusCode::FORBIDDEN),
         ("reader", Some(&reader), StatusCode::OK, StatusCode::FORBIDDEN),
-        ("stranger", Some(&stranger), StatusCode::NOT_FOUND, StatusCode::NOT_FOUND),
-        ("anonymous", None, StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED),
+        (
+            "stranger",
+            Some(&stranger),
+            StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "anonymous",
+            None,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::UNAUTHORIZED,
+        ),
     ];
     for (who, token, get_status, patch_status) in callers {
         assert_eq!(s.get(&path, token).await.0, get_status, "GET as {who}");
-        let (status, body) = s.call(Method::PATCH, &path, token, Some(json!({"description": format!("by {who}")}))).await;
+        let (status, body) = s
+            .call(
+                Method::PATCH,
+                &path,
+                token,
+                Some(json!({"description": format!("by {who}")})),
+            )
+            .await;
         assert_eq!(status, patch_status, "PATCH as {who}: {body}");
         let access_path = format!("{path}/access");
-        let expected_access = if patch_status == StatusCode::OK { StatusCode::OK } else { patch_status };
-        assert_eq!(s.get(&access_path, token).await.0, expected_access, "GET access as {who}");
+        let expected_access = if patch_status == StatusCode::OK {
+            StatusCode::OK
+        } else {
+            patch_status
+        };
+        assert_eq!(
+            s.get(&access_path, token).await.0,
+            expected_access,
+            "GET access as {who}"
+        );
         let files_path = format!("{path}/files");
-        assert_eq!(s.get(&files_path, token).await.0, get_status, "list files as {who}");
+        assert_eq!(
+            s.get(&files_path, token).await.0,
+            get_status,
+            "list files as {who}"
+        );
     }
     let (_, body) = s.get(&path, Some(&reader)).await;
     assert_eq!(body["access"], "read");
@@ -166,20 +285,38 @@ async fn knowledge_routes_enforce_access_for_every_kind_of_caller(db: Db) {
         ("reader", Some(reader.as_str()), StatusCode::FORBIDDEN),
         ("writer", Some(writer.as_str()), StatusCode::FORBIDDEN),
     ] {
-        assert_eq!(s.call(Method::DELETE, &path, token, None).await.0, expected, "DELETE as {who}");
+        assert_eq!(
+            s.call(Method::DELETE, &path, token, None).await.0,
+            expected,
+            "DELETE as {who}"
+        );
     }
-    assert_eq!(s.call(Method::DELETE, &path, Some(&owner), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.call(Method::DELETE, &path, Some(&owner), None).await.0,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(s.get(&path, Some(&owner)).await.0, StatusCode::NOT_FOUND);
     assert_eq!(s.get(&path, Some(&admin)).await.0, StatusCode::NOT_FOUND);
     // A malformed id names nothing.
-    assert_eq!(s.get("/api/v1/knowledge/not-a-uuid", Some(&admin)).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get("/api/v1/knowledge/not-a-uuid", Some(&admin)).await.0,
+        StatusCode::NOT_FOUND
+    );
     s.stop().await;
 }
 
 async fn knowledge_creation_validates_name_type_and_body(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let token = s.admin_token().await;
-    let (status, body) = s.post("/api/v1/knowledge", Some(&token), json!({"name": "  Team wiki  "})).await;
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&token),
+            json!({"name": "  Team wiki  "}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["name"], "Team wiki");
     assert_eq!(body["type"], "local");
@@ -193,7 +330,10 @@ async fn knowledge_creation_validates_name_type_and_body(db: Db) {
     ] {
         let (status, resp) = s.post("/api/v1/knowledge", Some(&token), req.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{req}: {resp}");
-        assert!(resp["error"]["message"].as_str().unwrap().starts_with(field), "{resp}");
+        assert!(
+            resp["error"]["message"].as_str().unwrap().starts_with(field),
+            "{resp}"
+        );
     }
     let resp = s
         .http
@@ -211,7 +351,9 @@ async fn knowledge_creation_validates_name_type_and_body(db: Db) {
 }
 
 async fn knowledge_list_is_paginated_and_shows_only_readable_bases(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let admin = s.admin_token().await;
     let (_, alice) = s.user(&admin, "alice@example.com").await;
     let (bob_id, bob) = s.user(&admin, "bob@example.com").await;
@@ -220,7 +362,13 @@ async fn knowledge_list_is_paginated_and_shows_only_readable_bases(db: Db) {
     }
     let shared = s.create_kb(&alice, "shared with bob").await;
     s.create_kb(&bob, "bob's own").await;
-    s.call(Method::PUT, &format!("/api/v1/knowledge/{shared}/access"), Some(&alice), Some(json!({"read": [bob_id]}))).await;
+    s.call(
+        Method::PUT,
+        &format!("/api/v1/knowledge/{shared}/access"),
+        Some(&alice),
+        Some(json!({"read": [bob_id]})),
+    )
+    .await;
 
     let (status, page) = s.get("/api/v1/knowledge?limit=4&offset=0", Some(&alice)).await;
     assert_eq!(status, StatusCode::OK);
@@ -230,40 +378,85 @@ async fn knowledge_list_is_paginated_and_shows_only_readable_bases(db: Db) {
     assert_eq!(rest["items"].as_array().unwrap().len(), 2);
 
     let (_, bobs) = s.get("/api/v1/knowledge", Some(&bob)).await;
-    let names: Vec<&str> = bobs["items"].as_array().unwrap().iter().map(|k| k["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = bobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
     assert_eq!(bobs["total"], 2);
-    assert!(names.contains(&"shared with bob") && names.contains(&"bob's own"), "{names:?}");
+    assert!(
+        names.contains(&"shared with bob") && names.contains(&"bob's own"),
+        "{names:?}"
+    );
 
     let (_, all) = s.get("/api/v1/knowledge", Some(&admin)).await;
     assert_eq!(all["total"], 7);
-    assert_eq!(s.get("/api/v1/knowledge?limit=0", Some(&admin)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(s.get("/api/v1/knowledge?limit=abc", Some(&admin)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s.get("/api/v1/knowledge?limit=0", Some(&admin)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        s.get("/api/v1/knowledge?limit=abc", Some(&admin)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     s.stop().await;
 }
 
 async fn access_grants_replace_manual_grants_and_reject_unknown_users(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let admin = s.admin_token().await;
     let (a_id, a) = s.user(&admin, "a@example.com").await;
     let (b_id, b) = s.user(&admin, "b@example.com").await;
     let kb = s.create_kb(&admin, "kb").await;
     let path = format!("/api/v1/knowledge/{kb}/access");
-    let (status, body) = s.call(Method::PUT, &path, Some(&admin), Some(json!({"read": [a_id], "write": [b_id]}))).await;
+    let (status, body) = s
+        .call(
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({"read": [a_id], "write": [b_id]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"read": [a_id], "write": [b_id]}));
-    assert_eq!(s.get(&format!("/api/v1/knowledge/{kb}"), Some(&a)).await.0, StatusCode::OK);
+    assert_eq!(
+        s.get(&format!("/api/v1/knowledge/{kb}"), Some(&a)).await.0,
+        StatusCode::OK
+    );
 
     // Replacing drops a's grant.
-    s.call(Method::PUT, &path, Some(&admin), Some(json!({"write": [b_id]}))).await;
-    assert_eq!(s.get(&format!("/api/v1/knowledge/{kb}"), Some(&a)).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(s.get(&format!("/api/v1/knowledge/{kb}"), Some(&b)).await.0, StatusCode::OK);
+    s.call(Method::PUT, &path, Some(&admin), Some(json!({"write": [b_id]})))
+        .await;
+    assert_eq!(
+        s.get(&format!("/api/v1/knowledge/{kb}"), Some(&a)).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.get(&format!("/api/v1/knowledge/{kb}"), Some(&b)).await.0,
+        StatusCode::OK
+    );
 
     let ghost = uuid::Uuid::new_v4();
-    let (status, body) = s.call(Method::PUT, &path, Some(&admin), Some(json!({"read": [ghost]}))).await;
+    let (status, body) = s
+        .call(Method::PUT, &path, Some(&admin), Some(json!({"read": [ghost]})))
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     // Nothing changed.
-    assert_eq!(s.get(&path, Some(&admin)).await.1, json!({"read": [], "write": [b_id]}));
-    let (status, _) = s.call(Method::PUT, &path, Some(&admin), Some(json!({"read": ["not-a-uuid"]}))).await;
+    assert_eq!(
+        s.get(&path, Some(&admin)).await.1,
+        json!({"read": [], "write": [b_id]})
+    );
+    let (status, _) = s
+        .call(
+            Method::PUT,
+            &path,
+            Some(&admin),
+            Some(json!({"read": ["not-a-uuid"]})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     s.stop().await;
 }
@@ -271,21 +464,47 @@ async fn access_grants_replace_manual_grants_and_reject_unknown_users(db: Db) {
 fn sample_files() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     use kbsync_fixtures as fx;
     vec![
-        ("plan.docx", fx::docx(&["The zeppelin hangar plan", "Übergabe am Montag"]), "zeppelin"),
-        ("budget.xlsx", fx::xlsx(&[("Budget", vec![vec!["item".into(), "kumquat".into()]])]), "kumquat"),
+        (
+            "plan.docx",
+            fx::docx(&["The zeppelin hangar plan", "Übergabe am Montag"]),
+            "zeppelin",
+        ),
+        (
+            "budget.xlsx",
+            fx::xlsx(&[("Budget", vec![vec!["item".into(), "kumquat".into()]])]),
+            "kumquat",
+        ),
         ("deck.pptx", fx::pptx(&["Quarterly narwhal review"]), "narwhal"),
-        ("report.pdf", fx::pdf(&["The aardvark migration report"]), "aardvark"),
-        ("page.html", fx::html("Title", &["The marmalade recipe"]).into_bytes(), "marmalade"),
-        ("notes.md", b"# Notes\n\nThe xylophone workshop".to_vec(), "xylophone"),
+        (
+            "report.pdf",
+            fx::pdf(&["The aardvark migration report"]),
+            "aardvark",
+        ),
+        (
+            "page.html",
+            fx::html("Title", &["The marmalade recipe"]).into_bytes(),
+            "marmalade",
+        ),
+        (
+            "notes.md",
+            b"# Notes\n\nThe xylophone workshop".to_vec(),
+            "xylophone",
+        ),
         ("readme.txt", b"The quokka census".to_vec(), "quokka"),
         ("data.csv", b"animal,count\nwombat,3\n".to_vec(), "wombat"),
         ("data.json", br#"{"animal": "platypus"}"#.to_vec(), "platypus"),
-        ("data.xml", b"<root><animal>pangolin</animal></root>".to_vec(), "pangolin"),
+        (
+            "data.xml",
+            b"<root><animal>pangolin</animal></root>".to_vec(),
+            "pangolin",
+        ),
     ]
 }
 
 async fn every_supported_file_type_is_ingested_and_searchable(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let token = s.admin_token().await;
     let kb = s.create_kb(&token, "all types").await;
     let mut ids = Vec::new();
@@ -306,7 +525,14 @@ async fn every_supported_file_type_is_ingested_and_searchable(db: Db) {
         assert_eq!(results[0]["document_id"], id.as_str());
         assert_eq!(results[0]["knowledge_id"], kb.as_str());
         assert_eq!(results[0]["name"], name);
-        assert!(results[0]["snippet"].as_str().unwrap().to_lowercase().contains(word), "{body}");
+        assert!(
+            results[0]["snippet"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains(word),
+            "{body}"
+        );
     }
     // Diacritics are folded: "ubergabe" finds "Übergabe".
     let (_, body) = s.get("/api/v1/search?q=ubergabe", Some(&token)).await;
@@ -315,50 +541,109 @@ async fn every_supported_file_type_is_ingested_and_searchable(db: Db) {
 }
 
 async fn upload_enforces_access_type_size_and_form_rules(db: Db) {
-    let Some(s) = TestServer::start(db, Options { max_upload_bytes: 1024, ..Options::default() }).await else { return };
+    let Some(s) = TestServer::start(
+        db,
+        Options {
+            max_upload_bytes: 1024,
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
     let admin = s.admin_token().await;
     let (reader_id, reader) = s.user(&admin, "reader@example.com").await;
     let (writer_id, writer) = s.user(&admin, "writer@example.com").await;
     let (_, stranger) = s.user(&admin, "stranger@example.com").await;
     let kb = s.create_kb(&admin, "uploads").await;
-    s.call(Method::PUT, &format!("/api/v1/knowledge/{kb}/access"), Some(&admin), Some(json!({"read": [reader_id], "write": [writer_id]})))
-        .await;
+    s.call(
+        Method::PUT,
+        &format!("/api/v1/knowledge/{kb}/access"),
+        Some(&admin),
+        Some(json!({"read": [reader_id], "write": [writer_id]})),
+    )
+    .await;
     let small = b"hello".to_vec();
-    assert_eq!(s.upload(None, &kb, "a.txt", small.clone()).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(s.upload(Some(&stranger), &kb, "a.txt", small.clone()).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(s.upload(Some(&reader), &kb, "a.txt", small.clone()).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(s.upload(Some(&writer), &kb, "a.txt", small.clone()).await.0, StatusCode::ACCEPTED);
+    assert_eq!(
+        s.upload(None, &kb, "a.txt", small.clone()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.upload(Some(&stranger), &kb, "a.txt", small.clone()).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.upload(Some(&reader), &kb, "a.txt", small.clone()).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.upload(Some(&writer), &kb, "a.txt", small.clone()).await.0,
+        StatusCode::ACCEPTED
+    );
 
     let (status, body) = s.upload(Some(&writer), &kb, "tool.exe", small.clone()).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().starts_with("file"), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().starts_with("file"),
+        "{body}"
+    );
     let (status, body) = s.upload(Some(&writer), &kb, "big.txt", vec![b'a'; 4096]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
 
     let url = format!("{}/api/v1/knowledge/{kb}/files", s.base);
     let form = reqwest::multipart::Form::new().text("other", "x");
-    let resp = s.http.post(&url).bearer_auth(&writer).multipart(form).send().await.unwrap();
+    let resp = s
+        .http
+        .post(&url)
+        .bearer_auth(&writer)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let resp = s.http.post(&url).bearer_auth(&writer).json(&json!({})).send().await.unwrap();
+    let resp = s
+        .http
+        .post(&url)
+        .bearer_auth(&writer)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 
     // Only the accepted upload exists.
-    let (_, files) = s.get(&format!("/api/v1/knowledge/{kb}/files"), Some(&reader)).await;
+    let (_, files) = s
+        .get(&format!("/api/v1/knowledge/{kb}/files"), Some(&reader))
+        .await;
     assert_eq!(files["total"], 1, "{files}");
     s.stop().await;
 }
 
 async fn a_broken_file_fails_with_a_reason_without_affecting_others(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let token = s.admin_token().await;
     let kb = s.create_kb(&token, "mixed").await;
     let mut truncated = kbsync_fixtures::docx(&["never seen"]);
     truncated.truncate(truncated.len() / 2);
     let (_, bad) = s.upload(Some(&token), &kb, "broken.docx", truncated).await;
-    let (_, garbage) = s.upload(Some(&token), &kb, "garbage.pdf", b"%PDF-1.4 this is not really a pdf".to_vec()).await;
-    let (_, good) = s.upload(Some(&token), &kb, "good.txt", b"the resilient heron".to_vec()).await;
+    let (_, garbage) = s
+        .upload(
+            Some(&token),
+            &kb,
+            "garbage.pdf",
+            b"%PDF-1.4 this is not really a pdf".to_vec(),
+        )
+        .await;
+    let (_, good) = s
+        .upload(Some(&token), &kb, "good.txt", b"the resilient heron".to_vec())
+        .await;
     for failed in [bad, garbage] {
-        let file = s.wait_processed(&token, &kb, failed["id"].as_str().unwrap()).await;
+        let file = s
+            .wait_processed(&token, &kb, failed["id"].as_str().unwrap())
+            .await;
         assert_eq!(file["status"], "failed", "{file}");
         assert!(!file["error"].as_str().unwrap().is_empty(), "{file}");
     }
@@ -371,12 +656,20 @@ async fn a_broken_file_fails_with_a_reason_without_affecting_others(db: Db) {
 }
 
 async fn file_routes_return_metadata_original_bytes_and_delete(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let admin = s.admin_token().await;
     let (reader_id, reader) = s.user(&admin, "reader@example.com").await;
     let (_, stranger) = s.user(&admin, "stranger@example.com").await;
     let kb = s.create_kb(&admin, "files").await;
-    s.call(Method::PUT, &format!("/api/v1/knowledge/{kb}/access"), Some(&admin), Some(json!({"read": [reader_id]}))).await;
+    s.call(
+        Method::PUT,
+        &format!("/api/v1/knowledge/{kb}/access"),
+        Some(&admin),
+        Some(json!({"read": [reader_id]})),
+    )
+    .await;
     let bytes = kbsync_fixtures::pdf(&["The okapi sanctuary"]);
     let (_, up) = s.upload(Some(&admin), &kb, "okapi.pdf", bytes.clone()).await;
     let id = up["id"].as_str().unwrap();
@@ -386,26 +679,68 @@ async fn file_routes_return_metadata_original_bytes_and_delete(db: Db) {
     assert_eq!(file["path"], "/okapi.pdf");
     assert_eq!(file["content_hash"].as_str().unwrap().len(), 64);
 
-    let (_, list) = s.get(&format!("/api/v1/knowledge/{kb}/files"), Some(&reader)).await;
+    let (_, list) = s
+        .get(&format!("/api/v1/knowledge/{kb}/files"), Some(&reader))
+        .await;
     let item = &list["items"][0];
-    for key in ["id", "name", "path", "size", "mime", "status", "error", "content_hash", "updated_at"] {
+    for key in [
+        "id",
+        "name",
+        "path",
+        "size",
+        "mime",
+        "status",
+        "error",
+        "content_hash",
+        "updated_at",
+    ] {
         assert!(item.get(key).is_some(), "missing {key}: {item}");
     }
 
     let content_url = format!("{}/api/v1/knowledge/{kb}/files/{id}/content", s.base);
-    let resp = s.http.get(&content_url).bearer_auth(&reader).send().await.unwrap();
+    let resp = s
+        .http
+        .get(&content_url)
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "application/pdf");
     assert_eq!(resp.bytes().await.unwrap().to_vec(), bytes);
-    assert_eq!(s.http.get(&content_url).bearer_auth(&stranger).send().await.unwrap().status(), StatusCode::NOT_FOUND);
-    assert_eq!(s.http.get(&content_url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.http
+            .get(&content_url)
+            .bearer_auth(&stranger)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.http.get(&content_url).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
 
     let file_path = format!("/api/v1/knowledge/{kb}/files/{id}");
-    assert_eq!(s.call(Method::DELETE, &file_path, Some(&reader), None).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(s.call(Method::DELETE, &file_path, Some(&stranger), None).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(s.call(Method::DELETE, &file_path, Some(&admin), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.call(Method::DELETE, &file_path, Some(&reader), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.call(Method::DELETE, &file_path, Some(&stranger), None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        s.call(Method::DELETE, &file_path, Some(&admin), None).await.0,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(s.get(&file_path, Some(&admin)).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(s.call(Method::DELETE, &file_path, Some(&admin), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.call(Method::DELETE, &file_path, Some(&admin), None).await.0,
+        StatusCode::NOT_FOUND
+    );
     let (_, body) = s.get("/api/v1/search?q=okapi", Some(&admin)).await;
     assert_eq!(body["results"].as_array().unwrap().len(), 0);
     // The blob went with its last document.
@@ -415,65 +750,162 @@ async fn file_routes_return_metadata_original_bytes_and_delete(db: Db) {
 }
 
 async fn search_returns_only_documents_the_caller_may_read(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let admin = s.admin_token().await;
     let (_, alice) = s.user(&admin, "alice@example.com").await;
     let (bob_id, bob) = s.user(&admin, "bob@example.com").await;
     let private = s.create_kb(&alice, "private").await;
     let shared = s.create_kb(&alice, "shared").await;
-    s.call(Method::PUT, &format!("/api/v1/knowledge/{shared}/access"), Some(&alice), Some(json!({"read": [bob_id]}))).await;
-    let (_, a) = s.upload(Some(&alice), &private, "secret.txt", b"the capybara secret plan".to_vec()).await;
-    let (_, b) = s.upload(Some(&alice), &shared, "public.txt", b"the capybara public plan, capybara again".to_vec()).await;
-    s.wait_processed(&alice, &private, a["id"].as_str().unwrap()).await;
+    s.call(
+        Method::PUT,
+        &format!("/api/v1/knowledge/{shared}/access"),
+        Some(&alice),
+        Some(json!({"read": [bob_id]})),
+    )
+    .await;
+    let (_, a) = s
+        .upload(
+            Some(&alice),
+            &private,
+            "secret.txt",
+            b"the capybara secret plan".to_vec(),
+        )
+        .await;
+    let (_, b) = s
+        .upload(
+            Some(&alice),
+            &shared,
+            "public.txt",
+            b"the capybara public plan, capybara again".to_vec(),
+        )
+        .await;
+    s.wait_processed(&alice, &private, a["id"].as_str().unwrap())
+        .await;
     s.wait_processed(&alice, &shared, b["id"].as_str().unwrap()).await;
 
     let names = |body: &serde_json::Value| -> Vec<String> {
-        body["results"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect()
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect()
     };
     let (_, body) = s.get("/api/v1/search?q=capybara", Some(&alice)).await;
-    assert_eq!(names(&body), vec!["public.txt", "secret.txt"], "ranked by relevance: {body}");
+    assert_eq!(
+        names(&body),
+        vec!["public.txt", "secret.txt"],
+        "ranked by relevance: {body}"
+    );
     assert!(body["results"][0]["score"].as_f64().unwrap() >= body["results"][1]["score"].as_f64().unwrap());
     let (_, body) = s.get("/api/v1/search?q=capybara", Some(&bob)).await;
     assert_eq!(names(&body), vec!["public.txt"]);
     // Asking for a KB one may not read yields nothing from it.
-    let (_, body) = s.get(&format!("/api/v1/search?q=capybara&knowledge_id={private}"), Some(&bob)).await;
+    let (_, body) = s
+        .get(
+            &format!("/api/v1/search?q=capybara&knowledge_id={private}"),
+            Some(&bob),
+        )
+        .await;
     assert!(names(&body).is_empty());
-    let (_, body) = s.get(&format!("/api/v1/search?q=capybara&knowledge_id={private}&knowledge_id={shared}"), Some(&alice)).await;
+    let (_, body) = s
+        .get(
+            &format!("/api/v1/search?q=capybara&knowledge_id={private}&knowledge_id={shared}"),
+            Some(&alice),
+        )
+        .await;
     assert_eq!(names(&body).len(), 2);
-    let (_, body) = s.get(&format!("/api/v1/search?q=capybara&knowledge_id={private}"), Some(&alice)).await;
+    let (_, body) = s
+        .get(
+            &format!("/api/v1/search?q=capybara&knowledge_id={private}"),
+            Some(&alice),
+        )
+        .await;
     assert_eq!(names(&body), vec!["secret.txt"]);
     let (_, body) = s.get("/api/v1/search?q=capybara&limit=1", Some(&alice)).await;
     assert_eq!(names(&body).len(), 1);
     let (_, body) = s.get("/api/v1/search?q=capybara", Some(&admin)).await;
     assert_eq!(names(&body).len(), 2);
 
-    assert_eq!(s.get("/api/v1/search?q=capybara", None).await.0, StatusCode::UNAUTHORIZED);
-    for bad in ["/api/v1/search", "/api/v1/search?q=", "/api/v1/search?q=x&limit=0", "/api/v1/search?q=x&knowledge_id=nope"] {
-        assert_eq!(s.get(bad, Some(&alice)).await.0, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    assert_eq!(
+        s.get("/api/v1/search?q=capybara", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    for bad in [
+        "/api/v1/search",
+        "/api/v1/search?q=",
+        "/api/v1/search?q=x&limit=0",
+        "/api/v1/search?q=x&knowledge_id=nope",
+    ] {
+        assert_eq!(
+            s.get(bad, Some(&alice)).await.0,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}"
+        );
     }
     // Query syntax is plain text, never an error.
     for q in ["%22capybara", "capybara%20OR", "NEAR(", "*", "-capybara"] {
-        assert_eq!(s.get(&format!("/api/v1/search?q={q}"), Some(&alice)).await.0, StatusCode::OK, "{q}");
+        assert_eq!(
+            s.get(&format!("/api/v1/search?q={q}"), Some(&alice)).await.0,
+            StatusCode::OK,
+            "{q}"
+        );
     }
     s.stop().await;
 }
 
 async fn deleting_a_knowledge_base_removes_its_files_from_search(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let token = s.admin_token().await;
     let kb = s.create_kb(&token, "doomed").await;
-    let (_, f) = s.upload(Some(&token), &kb, "a.txt", b"the ephemeral mayfly".to_vec()).await;
+    let (_, f) = s
+        .upload(Some(&token), &kb, "a.txt", b"the ephemeral mayfly".to_vec())
+        .await;
     s.wait_processed(&token, &kb, f["id"].as_str().unwrap()).await;
-    assert_eq!(s.get("/api/v1/search?q=mayfly", Some(&token)).await.1["results"].as_array().unwrap().len(), 1);
-    assert_eq!(s.call(Method::DELETE, &format!("/api/v1/knowledge/{kb}"), Some(&token), None).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(s.get("/api/v1/search?q=mayfly", Some(&token)).await.1["results"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        s.get("/api/v1/search?q=mayfly", Some(&token)).await.1["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.call(
+            Method::DELETE,
+            &format!("/api/v1/knowledge/{kb}"),
+            Some(&token),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        s.get("/api/v1/search?q=mayfly", Some(&token)).await.1["results"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
     s.stop().await;
 }
 
 async fn health_readiness_metrics_and_unknown_routes(db: Db) {
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
-    assert_eq!(s.get("/healthz", None).await, (StatusCode::OK, json!({"status": "ok"})));
-    assert_eq!(s.get("/readyz", None).await, (StatusCode::OK, json!({"status": "ready"})));
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    assert_eq!(
+        s.get("/healthz", None).await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        s.get("/readyz", None).await,
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
     s.admin_token().await;
     let resp = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);

@@ -34,7 +34,9 @@ pub struct TestServer {
 
 /// The PostgreSQL URL for tests, or `None` (the PostgreSQL variants are then skipped, loudly).
 pub fn postgres_url() -> Option<String> {
-    std::env::var("KBSYNC_TEST_DATABASE_URL").ok().filter(|v| !v.is_empty())
+    std::env::var("KBSYNC_TEST_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
 }
 
 pub struct Options {
@@ -48,7 +50,10 @@ impl Default for Options {
         Self {
             max_upload_bytes: 10 * 1024 * 1024,
             throttle: LoginThrottle::default(),
-            ingest: IngestConfig { max_concurrent: 2, ..IngestConfig::default() },
+            ingest: IngestConfig {
+                max_concurrent: 2,
+                ..IngestConfig::default()
+            },
         }
     }
 }
@@ -79,7 +84,16 @@ impl TestServer {
         store.migrate().await.unwrap();
         let start: DateTime<Utc> = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let clock = ManualClock::new(start);
-        users::create_user(store.as_ref(), &OsRandom, start, ADMIN_EMAIL, PASSWORD, Role::Admin).await.unwrap();
+        users::create_user(
+            store.as_ref(),
+            &OsRandom,
+            start,
+            ADMIN_EMAIL,
+            PASSWORD,
+            Role::Admin,
+        )
+        .await
+        .unwrap();
 
         let settings = ServerSettings {
             public_url: "http://127.0.0.1".into(),
@@ -128,14 +142,22 @@ impl TestServer {
         }
         if let Some((url, schema)) = self.pg_schema.take() {
             let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                .execute(&pool)
-                .await
-                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
         }
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -146,7 +168,11 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         let text = resp.text().await.unwrap();
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, value)
     }
 
@@ -159,7 +185,13 @@ impl TestServer {
     }
 
     pub async fn login(&self, email: &str, password: &str) -> String {
-        let (status, body) = self.post("/api/v1/auth/login", None, json!({"email": email, "password": password})).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"email": email, "password": password}),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["token"].as_str().unwrap().to_owned()
     }
@@ -170,21 +202,47 @@ impl TestServer {
 
     /// Creates a user through the API and returns (id, token).
     pub async fn user(&self, admin: &str, email: &str) -> (String, String) {
-        let (status, body) =
-            self.post("/api/v1/users", Some(admin), json!({"email": email, "password": PASSWORD, "role": "user"})).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/users",
+                Some(admin),
+                json!({"email": email, "password": PASSWORD, "role": "user"}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        (body["id"].as_str().unwrap().to_owned(), self.login(email, PASSWORD).await)
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            self.login(email, PASSWORD).await,
+        )
     }
 
     pub async fn create_kb(&self, token: &str, name: &str) -> String {
-        let (status, body) = self.post("/api/v1/knowledge", Some(token), json!({"name": name, "description": "d"})).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/knowledge",
+                Some(token),
+                json!({"name": name, "description": "d"}),
+            )
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
 
-    pub async fn upload(&self, token: Option<&str>, kb: &str, name: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
-        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()));
-        let mut req = self.http.post(format!("{}/api/v1/knowledge/{kb}/files", self.base)).multipart(form);
+    pub async fn upload(
+        &self,
+        token: Option<&str>,
+        kb: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        );
+        let mut req = self
+            .http
+            .post(format!("{}/api/v1/knowledge/{kb}/files", self.base))
+            .multipart(form);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -197,12 +255,17 @@ impl TestServer {
     pub async fn wait_processed(&self, token: &str, kb: &str, file: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let (status, body) = self.get(&format!("/api/v1/knowledge/{kb}/files/{file}"), Some(token)).await;
+            let (status, body) = self
+                .get(&format!("/api/v1/knowledge/{kb}/files/{file}"), Some(token))
+                .await;
             assert_eq!(status, StatusCode::OK, "{body}");
             if body["status"] != "pending" {
                 return body;
             }
-            assert!(tokio::time::Instant::now() < deadline, "file {file} still pending: {body}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "file {file} still pending: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

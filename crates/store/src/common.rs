@@ -4,9 +4,7 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use kbsync_core::{
-    AccessGrant, Document, KnowledgeBase, UnknownVariant, User,
-};
+use kbsync_core::{AccessGrant, Document, KnowledgeBase, UnknownVariant, User};
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 use uuid::Uuid;
@@ -239,7 +237,10 @@ fn is_transient(backend: Backend, code: &str) -> bool {
 /// [`MAX_QUERY_WORDS`], duplicates removed.
 pub(crate) fn raw_query_words(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for w in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         if !out.iter().any(|o| o == w) {
             out.push(w.to_owned());
         }
@@ -252,7 +253,10 @@ pub(crate) fn raw_query_words(text: &str) -> Vec<String> {
 
 /// Folds text for matching: compatibility decomposition, combining marks removed, lower case.
 pub(crate) fn fold(text: &str) -> String {
-    text.nfkd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
+    text.nfkd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// The folded words of a text, in order (duplicates kept).
@@ -285,8 +289,10 @@ pub(crate) fn fts5_match_expression(text: &str) -> Option<String> {
     if words.is_empty() {
         return None;
     }
-    let quoted: Vec<String> =
-        words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
     Some(quoted.join(" "))
 }
 
@@ -344,12 +350,11 @@ pub(crate) fn snippet_around(text: &str, terms: &[String], max: usize) -> String
         }
     }
     let mut end = (start + budget).min(clean.len());
-    if end < clean.len() {
-        if let Some(off) = clean[start..end].iter().rposition(|c| *c == ' ') {
-            if start + off > hit {
-                end = start + off;
-            }
-        }
+    if end < clean.len()
+        && let Some(off) = clean[start..end].iter().rposition(|c| *c == ' ')
+        && start + off > hit
+    {
+        end = start + off;
     }
     let mut out = String::new();
     if start > 0 {
@@ -376,9 +381,10 @@ mod tests {
 
     #[test]
     fn fts5_expression_quotes_every_word_and_drops_syntax() {
-        assert_eq!(fts5_match_expression("foo OR \"bar\" NEAR(x* -y)").as_deref(), Some(
-            "\"foo\" \"OR\" \"bar\" \"NEAR\" \"x\" \"y\""
-        ));
+        assert_eq!(
+            fts5_match_expression("foo OR \"bar\" NEAR(x* -y)").as_deref(),
+            Some("\"foo\" \"OR\" \"bar\" \"NEAR\" \"x\" \"y\"")
+        );
         assert_eq!(fts5_match_expression(" \"*- () "), None);
     }
 

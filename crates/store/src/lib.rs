@@ -5,8 +5,10 @@
 //! (`tests/conformance.rs`).
 
 mod blob;
+mod common;
 mod error;
 mod postgres;
+mod shared;
 mod sqlite;
 mod types;
 
@@ -111,7 +113,8 @@ pub trait Store: Send + Sync + 'static {
     // --- documents and their chunks --------------------------------------------------------
 
     /// Creates a document in status `pending`.
-    async fn create_document(&self, id: DocumentId, new: NewDocument, now: DateTime<Utc>) -> Result<Document>;
+    async fn create_document(&self, id: DocumentId, new: NewDocument, now: DateTime<Utc>)
+    -> Result<Document>;
     async fn get_document(&self, kb_id: KbId, id: DocumentId) -> Result<Document>;
     /// A knowledge base's documents ordered by path, with the total count.
     async fn list_documents(&self, kb_id: KbId, page: Page) -> Result<PageOf<Document>>;

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use kbsync_core::SearchHit;
+use sqlx::postgres::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Transaction};
 
@@ -45,7 +46,9 @@ impl PostgresStore {
     pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self> {
         let valid = !schema.is_empty()
             && schema.len() <= 63
-            && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             && !schema.starts_with(|c: char| c.is_ascii_digit());
         if !valid {
             return Err(StoreError::InvalidUrl(format!(
@@ -53,13 +56,15 @@ impl PostgresStore {
             )));
         }
         let options = Self::parse(url)?;
-        let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::PgConnection::connect_with(&options))
+        let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
             .await
             .map_err(|_| StoreError::Unavailable("timed out connecting to PostgreSQL".to_owned()))?
             .map_err(Self::err)?;
-        let created = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
-            .execute(&mut conn)
-            .await;
+        let created = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}"
+        )))
+        .execute(&mut conn)
+        .await;
         match created {
             Ok(_) => {}
             // Two connections creating the same schema at once: the loser sees a unique violation.
@@ -101,7 +106,9 @@ impl PostgresStore {
         if chunks.is_empty() {
             return Ok(());
         }
-        let ordinals: Vec<i64> = (0..chunks.len()).map(|i| i64::try_from(i).unwrap_or(i64::MAX)).collect();
+        let ordinals: Vec<i64> = (0..chunks.len())
+            .map(|i| i64::try_from(i).unwrap_or(i64::MAX))
+            .collect();
         // PostgreSQL text cannot hold NUL characters.
         let texts: Vec<String> = chunks.iter().map(|t| t.replace('\0', "")).collect();
         let folded: Vec<String> = chunks.iter().map(|t| common::folded_words(t).join(" ")).collect();
@@ -125,7 +132,9 @@ impl PostgresStore {
     /// applies migrations, so instances starting together apply each migration once.
     async fn run_migrations(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(Self::err)?;
-        let result = MIGRATOR.run(&mut *conn).await;
+        // `run_direct` is `run` on a connection we hold (sqlx's own workaround for a lifetime
+        // limitation of `run(&mut conn)` in Send futures).
+        let result = MIGRATOR.run_direct(None, &mut *conn, false).await;
         if let Err(e) = result {
             // A failed run can leave the session's advisory lock held: close the connection
             // rather than return it to the pool.
@@ -136,7 +145,10 @@ impl PostgresStore {
     }
 
     async fn ping_db(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(Self::err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(Self::err)?;
         Ok(())
     }
 
@@ -179,8 +191,11 @@ impl PostgresStore {
         );
         qb.push_bind(i64::from(query.limit));
         qb.push(") t JOIN chunks c ON c.id = t.chunk_id ORDER BY t.score DESC, t.id");
-        let rows: Vec<(String, String, String, Option<String>, f64, String)> =
-            qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+        let rows: Vec<(String, String, String, Option<String>, f64, String)> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
         rows.into_iter()
             .map(|(id, kb_id, name, web_url, score, text)| {
                 Ok(SearchHit {

@@ -69,7 +69,12 @@ macro_rules! impl_store {
                     )),
                     other => other,
                 })?;
-                Ok(kbsync_core::User { id, email: new.email, role: new.role, created_at })
+                Ok(kbsync_core::User {
+                    id,
+                    email: new.email,
+                    role: new.role,
+                    created_at,
+                })
             }
 
             async fn count_users(&self) -> $crate::Result<u64> {
@@ -94,10 +99,7 @@ macro_rules! impl_store {
                 .into_user()
             }
 
-            async fn get_credentials_by_email(
-                &self,
-                email: &str,
-            ) -> $crate::Result<$crate::UserCredentials> {
+            async fn get_credentials_by_email(&self, email: &str) -> $crate::Result<$crate::UserCredentials> {
                 let row = sqlx::query_as::<_, $crate::common::CredentialsRow>(concat!(
                     "SELECT ",
                     $crate::shared::user_cols!(),
@@ -115,7 +117,10 @@ macro_rules! impl_store {
                     created_at: row.created_at,
                 }
                 .into_user()?;
-                Ok($crate::UserCredentials { user, password_hash: row.password_hash })
+                Ok($crate::UserCredentials {
+                    user,
+                    password_hash: row.password_hash,
+                })
             }
 
             // --- sessions ------------------------------------------------------------------
@@ -181,13 +186,12 @@ macro_rules! impl_store {
             // --- login throttling ----------------------------------------------------------
 
             async fn login_failures(&self, email: &str) -> $crate::Result<$crate::LoginFailures> {
-                let row: Option<(i64, i64)> = sqlx::query_as(
-                    "SELECT count, last_failure_at FROM login_failures WHERE email = $1",
-                )
-                .bind($crate::common::email_key(email))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(Self::err)?;
+                let row: Option<(i64, i64)> =
+                    sqlx::query_as("SELECT count, last_failure_at FROM login_failures WHERE email = $1")
+                        .bind($crate::common::email_key(email))
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(Self::err)?;
                 match row {
                     None => Ok($crate::LoginFailures::default()),
                     Some((count, last)) => Ok($crate::LoginFailures {
@@ -252,9 +256,9 @@ macro_rules! impl_store {
                 .execute(&self.pool)
                 .await
                 .map_err(|e| match Self::err(e) {
-                    $crate::StoreError::InvalidReference(_) => $crate::StoreError::InvalidReference(
-                        format!("unknown owner {}", new.owner_id),
-                    ),
+                    $crate::StoreError::InvalidReference(_) => {
+                        $crate::StoreError::InvalidReference(format!("unknown owner {}", new.owner_id))
+                    }
                     $crate::StoreError::Conflict(_) => {
                         $crate::StoreError::Conflict(format!("knowledge base {id}"))
                     }
@@ -272,10 +276,7 @@ macro_rules! impl_store {
                 })
             }
 
-            async fn get_kb(
-                &self,
-                id: kbsync_core::KbId,
-            ) -> $crate::Result<kbsync_core::KnowledgeBase> {
+            async fn get_kb(&self, id: kbsync_core::KbId) -> $crate::Result<kbsync_core::KnowledgeBase> {
                 sqlx::query_as::<_, $crate::common::KbRow>(concat!(
                     "SELECT ",
                     $crate::shared::kb_cols!(),
@@ -342,7 +343,10 @@ macro_rules! impl_store {
                         (rows, total)
                     }
                 };
-                Ok($crate::PageOf { items: collect(rows, KbRow::into_kb)?, total: to_u64(total)? })
+                Ok($crate::PageOf {
+                    items: collect(rows, KbRow::into_kb)?,
+                    total: to_u64(total)?,
+                })
             }
 
             async fn update_kb(
@@ -437,10 +441,8 @@ macro_rules! impl_store {
                 read: &[kbsync_core::UserId],
                 write: &[kbsync_core::UserId],
             ) -> $crate::Result<()> {
-                let mut wanted: std::collections::BTreeMap<
-                    kbsync_core::UserId,
-                    kbsync_core::Permission,
-                > = std::collections::BTreeMap::new();
+                let mut wanted: std::collections::BTreeMap<kbsync_core::UserId, kbsync_core::Permission> =
+                    std::collections::BTreeMap::new();
                 for u in read {
                     wanted.insert(*u, kbsync_core::Permission::Read);
                 }
@@ -518,12 +520,10 @@ macro_rules! impl_store {
                 .execute(&self.pool)
                 .await
                 .map_err(|e| match Self::err(e) {
-                    $crate::StoreError::InvalidReference(_) => $crate::StoreError::InvalidReference(
-                        format!("unknown knowledge base {}", new.kb_id),
-                    ),
-                    $crate::StoreError::Conflict(_) => {
-                        $crate::StoreError::Conflict(format!("document {id}"))
+                    $crate::StoreError::InvalidReference(_) => {
+                        $crate::StoreError::InvalidReference(format!("unknown knowledge base {}", new.kb_id))
                     }
+                    $crate::StoreError::Conflict(_) => $crate::StoreError::Conflict(format!("document {id}")),
                     other => other,
                 })?;
                 Ok(kbsync_core::Document {
@@ -585,7 +585,10 @@ macro_rules! impl_store {
                     .fetch_one(&self.pool)
                     .await
                     .map_err(Self::err)?;
-                Ok(PageOf { items: collect(rows, DocRow::into_document)?, total: to_u64(total)? })
+                Ok($crate::PageOf {
+                    items: collect(rows, DocRow::into_document)?,
+                    total: to_u64(total)?,
+                })
             }
 
             async fn complete_document(
@@ -661,21 +664,17 @@ macro_rules! impl_store {
                 .await
                 .map_err(Self::err)?;
                 let hash = hash.ok_or($crate::StoreError::NotFound)?;
-                let still_used =
-                    sqlx::query("SELECT 1 FROM documents WHERE content_hash = $1 LIMIT 1")
-                        .bind(&hash)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(Self::err)?
-                        .is_some();
+                let still_used = sqlx::query("SELECT 1 FROM documents WHERE content_hash = $1 LIMIT 1")
+                    .bind(&hash)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Self::err)?
+                    .is_some();
                 tx.commit().await.map_err(Self::err)?;
                 Ok(if still_used { None } else { Some(hash) })
             }
 
-            async fn pending_documents(
-                &self,
-                limit: u32,
-            ) -> $crate::Result<Vec<kbsync_core::Document>> {
+            async fn pending_documents(&self, limit: u32) -> $crate::Result<Vec<kbsync_core::Document>> {
                 let rows = sqlx::query_as::<_, $crate::common::DocRow>(concat!(
                     "SELECT ",
                     $crate::shared::doc_cols!(),

@@ -38,17 +38,16 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
-            if let Some(parent) = options.get_filename().parent() {
-                if !parent.as_os_str().is_empty() {
-                    tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                        StoreError::Unavailable(format!(
-                            "cannot create the database directory {}: {e}",
-                            parent.display()
-                        ))
-                    })?;
-                }
-            }
+        if !in_memory
+            && let Some(parent) = options.get_filename().parent()
+            && !parent.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(parent).await.map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot create the database directory {}: {e}",
+                    parent.display()
+                ))
+            })?;
         }
         let pool_options = if in_memory {
             // An in-memory database lives as long as its one connection.
@@ -114,7 +113,10 @@ impl SqliteStore {
     }
 
     async fn ping_db(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(Self::err)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(Self::err)?;
         Ok(())
     }
 
@@ -130,7 +132,7 @@ impl SqliteStore {
         // best chunk per document is kept; documents are joined last. Snippets are made only
         // for the hits returned.
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "WITH hits AS (SELECT chunks_fts.rowid AS chunk_id, c.document_id AS document_id, \
+            "WITH hits AS MATERIALIZED (SELECT chunks_fts.rowid AS chunk_id, c.document_id AS document_id, \
              bm25(chunks_fts) AS rank FROM chunks_fts CROSS JOIN chunks c ON c.id = chunks_fts.rowid \
              WHERE chunks_fts MATCH ",
         );
@@ -159,8 +161,11 @@ impl SqliteStore {
              WHERE d.status = 'processed' ORDER BY b.rank, d.id LIMIT ",
         );
         qb.push_bind(i64::from(query.limit));
-        let rows: Vec<(String, String, String, Option<String>, i64, f64)> =
-            qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+        let rows: Vec<(String, String, String, Option<String>, i64, f64)> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -188,9 +193,7 @@ impl SqliteStore {
             .map(|(id, kb_id, name, web_url, chunk_id, score)| {
                 let snippet = snippets
                     .get(&chunk_id)
-                    .map(|s| {
-                        common::clamp_chars(&common::collapse_whitespace(s), common::SNIPPET_MAX_CHARS)
-                    })
+                    .map(|s| common::clamp_chars(&common::collapse_whitespace(s), common::SNIPPET_MAX_CHARS))
                     .unwrap_or_default();
                 Ok(SearchHit {
                     knowledge_id: common::parse_uuid(&kb_id)?,
@@ -234,7 +237,11 @@ mod tests {
         store
             .create_user(
                 owner,
-                NewUser { email: "o@x.test".into(), password_hash: "h".into(), role: Role::User },
+                NewUser {
+                    email: "o@x.test".into(),
+                    password_hash: "h".into(),
+                    role: Role::User,
+                },
                 now,
             )
             .await
@@ -273,10 +280,16 @@ mod tests {
                 )
                 .await
                 .unwrap();
-            store.complete_document(id, &["alpha beta".into(), "gamma".into()], now).await.unwrap();
+            store
+                .complete_document(id, &["alpha beta".into(), "gamma".into()], now)
+                .await
+                .unwrap();
             docs.push(id);
         }
-        store.complete_document(docs[0], &["delta".into()], now).await.unwrap();
+        store
+            .complete_document(docs[0], &["delta".into()], now)
+            .await
+            .unwrap();
         fts_integrity(&store).await;
         store.fail_document(docs[1], "broken", now).await.unwrap();
         fts_integrity(&store).await;

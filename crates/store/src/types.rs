@@ -67,7 +67,11 @@ pub enum Reader {
 
 impl Reader {
     pub fn of(user: &User) -> Reader {
-        if user.is_admin() { Reader::Admin } else { Reader::User(user.id) }
+        if user.is_admin() {
+            Reader::Admin
+        } else {
+            Reader::User(user.id)
+        }
     }
 }
 

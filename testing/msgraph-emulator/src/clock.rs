@@ -17,7 +17,12 @@ pub struct EmulatorClock {
 impl EmulatorClock {
     /// A clock starting at `start`; unless `frozen`, it also follows real elapsed time.
     pub fn new(start: DateTime<Utc>, frozen: bool) -> Self {
-        Self { start, started_at: Instant::now(), frozen, offset: Mutex::new(chrono::Duration::zero()) }
+        Self {
+            start,
+            started_at: Instant::now(),
+            frozen,
+            offset: Mutex::new(chrono::Duration::zero()),
+        }
     }
 
     /// The emulator's current time.

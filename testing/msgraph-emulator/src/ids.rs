@@ -16,7 +16,9 @@ const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 impl IdGen {
     pub fn new(seed: u64) -> Self {
-        Self { rng: StdRng::seed_from_u64(seed) }
+        Self {
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     pub fn rng(&mut self) -> &mut StdRng {
@@ -30,12 +32,17 @@ impl IdGen {
     }
 
     pub fn guid(&mut self) -> String {
-        uuid::Builder::from_random_bytes(self.bytes::<16>()).into_uuid().to_string()
+        uuid::Builder::from_random_bytes(self.bytes::<16>())
+            .into_uuid()
+            .to_string()
     }
 
     pub fn business_drive_id(&mut self) -> String {
         let raw = self.bytes::<48>();
-        format!("b!{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw))
+        format!(
+            "b!{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        )
     }
 
     pub fn business_item_id(&mut self) -> String {
@@ -55,7 +62,9 @@ impl IdGen {
     /// An opaque token of `len` url-safe characters.
     pub fn token(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        (0..len).map(|_| char::from(ALPHABET[self.rng.random_range(0..ALPHABET.len())])).collect()
+        (0..len)
+            .map(|_| char::from(ALPHABET[self.rng.random_range(0..ALPHABET.len())]))
+            .collect()
     }
 
     pub fn chance(&mut self, p: f64) -> bool {

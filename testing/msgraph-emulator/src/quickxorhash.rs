@@ -33,7 +33,10 @@ impl Default for QuickXorHash {
 impl QuickXorHash {
     /// A hasher with no input yet.
     pub fn new() -> Self {
-        Self { fold: [0; WIDTH_BITS], length: 0 }
+        Self {
+            fold: [0; WIDTH_BITS],
+            length: 0,
+        }
     }
 
     /// Feeds more bytes; any chunking gives the same result.
@@ -91,7 +94,9 @@ mod tests {
     use super::*;
 
     fn b64(s: &str) -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD.decode(s.replace('\n', "")).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(s.replace('\n', ""))
+            .unwrap()
     }
 
     /// Published vectors: the reference's four plus longer ones from rclone's test table (base64 in → hash).
@@ -135,7 +140,9 @@ mod tests {
                 assert_eq!(h.finalize(), *expected, "block {block}");
             }
         }
-        let big: Vec<u8> = (0..100_003u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let big: Vec<u8> = (0..100_003u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let whole = quickxorhash(&big);
         let mut h = QuickXorHash::new();
         for chunk in big.chunks(4093) {

@@ -17,10 +17,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(JsonRejection::JsonDataError(e)) => {
-                Err(ApiError::Invalid { field: "body", message: e.body_text() })
-            }
-            Err(e) => Err(ApiError::BadRequest { message: e.body_text() }),
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Invalid {
+                field: "body",
+                message: e.body_text(),
+            }),
+            Err(e) => Err(ApiError::BadRequest {
+                message: e.body_text(),
+            }),
         }
     }
 }
@@ -49,6 +52,9 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(v)| ApiQuery(v))
-            .map_err(|e| ApiError::Invalid { field: "query", message: e.body_text() })
+            .map_err(|e| ApiError::Invalid {
+                field: "query",
+                message: e.body_text(),
+            })
     }
 }

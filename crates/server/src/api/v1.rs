@@ -32,7 +32,11 @@ pub struct UserDto {
 
 impl From<User> for UserDto {
     fn from(u: User) -> Self {
-        Self { id: u.id, email: u.email, role: u.role }
+        Self {
+            id: u.id,
+            email: u.email,
+            role: u.role,
+        }
     }
 }
 
@@ -147,9 +151,15 @@ pub struct LoginResponse {
     pub user: UserDto,
 }
 
-pub async fn login(State(state): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> ApiResult<Json<LoginResponse>> {
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
     let outcome = users::login(&state, &req.email, &req.password).await?;
-    Ok(Json(LoginResponse { token: outcome.token, user: outcome.user.into() }))
+    Ok(Json(LoginResponse {
+        token: outcome.token,
+        user: outcome.user.into(),
+    }))
 }
 
 pub async fn logout(State(state): State<AppState>, token: crate::auth::BearerToken) -> ApiResult<StatusCode> {
@@ -178,11 +188,19 @@ pub async fn create_user(
     }
     let role = match req.role.as_deref() {
         None => Role::User,
-        Some(r) => r.parse().map_err(|e: kbsync_core::UnknownVariant| ApiError::invalid("role", e.to_string()))?,
+        Some(r) => r
+            .parse()
+            .map_err(|e: kbsync_core::UnknownVariant| ApiError::invalid("role", e.to_string()))?,
     };
-    let user =
-        users::create_user(state.store.as_ref(), state.random.as_ref(), state.clock.now(), &req.email, &req.password, role)
-            .await?;
+    let user = users::create_user(
+        state.store.as_ref(),
+        state.random.as_ref(),
+        state.clock.now(),
+        &req.email,
+        &req.password,
+        role,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -201,8 +219,14 @@ pub async fn create_knowledge(
     CurrentUser(user): CurrentUser,
     ApiJson(req): ApiJson<CreateKnowledgeRequest>,
 ) -> ApiResult<(StatusCode, Json<KnowledgeDto>)> {
-    let view =
-        knowledge::create(&state, &user, &req.name, req.description.as_deref(), req.kb_type.as_deref()).await?;
+    let view = knowledge::create(
+        &state,
+        &user,
+        &req.name,
+        req.description.as_deref(),
+        req.kb_type.as_deref(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
@@ -263,7 +287,10 @@ pub async fn get_access(
     ApiPath(id): ApiPath<KbId>,
 ) -> ApiResult<Json<AccessDto>> {
     let lists = knowledge::get_access(&state, &user, id).await?;
-    Ok(Json(AccessDto { read: lists.read, write: lists.write }))
+    Ok(Json(AccessDto {
+        read: lists.read,
+        write: lists.write,
+    }))
 }
 
 pub async fn put_access(
@@ -273,7 +300,10 @@ pub async fn put_access(
     ApiJson(req): ApiJson<AccessDto>,
 ) -> ApiResult<Json<AccessDto>> {
     let lists = knowledge::set_access(&state, &user, id, &req.read, &req.write).await?;
-    Ok(Json(AccessDto { read: lists.read, write: lists.write }))
+    Ok(Json(AccessDto {
+        read: lists.read,
+        write: lists.write,
+    }))
 }
 
 // --- files -------------------------------------------------------------------------------------
@@ -293,22 +323,41 @@ pub async fn upload_file(
 ) -> ApiResult<(StatusCode, Json<UploadAccepted>)> {
     // Access is checked before the body is read, so strangers cannot make the server store bytes.
     knowledge::writable(&state, &user, kb_id).await?;
-    let mut multipart = multipart.map_err(|e| ApiError::BadRequest { message: e.body_text() })?;
+    let mut multipart = multipart.map_err(|e| ApiError::BadRequest {
+        message: e.body_text(),
+    })?;
     loop {
-        let field = multipart
-            .next_field()
-            .await
-            .map_err(|e| ApiError::BadRequest { message: format!("malformed multipart body: {e}") })?;
+        let field = multipart.next_field().await.map_err(|e| ApiError::BadRequest {
+            message: format!("malformed multipart body: {e}"),
+        })?;
         let Some(field) = field else {
-            return Err(ApiError::invalid("file", "the multipart body needs a field named \"file\""));
+            return Err(ApiError::invalid(
+                "file",
+                "the multipart body needs a field named \"file\"",
+            ));
         };
         if field.name() != Some("file") {
             continue;
         }
         let name = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(str::to_owned);
-        let doc = documents::upload(&state, &user, kb_id, name.as_deref(), content_type.as_deref(), field).await?;
-        return Ok((StatusCode::ACCEPTED, Json(UploadAccepted { id: doc.id, name: doc.name, status: doc.status })));
+        let doc = documents::upload(
+            &state,
+            &user,
+            kb_id,
+            name.as_deref(),
+            content_type.as_deref(),
+            field,
+        )
+        .await?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(UploadAccepted {
+                id: doc.id,
+                name: doc.name,
+                status: doc.status,
+            }),
+        ));
     }
 }
 
@@ -361,11 +410,25 @@ pub async fn delete_file(
 
 /// `attachment` with an ASCII fallback name and the exact name in RFC 5987 form.
 fn content_disposition(name: &str) -> String {
-    let fallback: String =
-        name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let encoded: String = name
         .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-._~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect();
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
@@ -391,10 +454,16 @@ pub async fn search_route(
         match key.as_ref() {
             "q" => q = Some(value.into_owned()),
             "limit" => {
-                limit = Some(value.parse::<u32>().map_err(|_| ApiError::invalid("limit", "must be a whole number"))?)
+                limit = Some(
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| ApiError::invalid("limit", "must be a whole number"))?,
+                )
             }
             "knowledge_id" => kb_ids.push(
-                value.parse::<KbId>().map_err(|_| ApiError::invalid("knowledge_id", "must be a knowledge base id"))?,
+                value
+                    .parse::<KbId>()
+                    .map_err(|_| ApiError::invalid("knowledge_id", "must be a knowledge base id"))?,
             ),
             _ => {}
         }
@@ -411,7 +480,13 @@ mod tests {
     #[test]
     fn content_disposition_quotes_safely_and_keeps_the_exact_name_encoded() {
         let d = content_disposition("Übergabe \"final\".pdf");
-        assert!(d.starts_with("attachment; filename=\"_bergabe _final_.pdf\""), "{d}");
-        assert!(d.ends_with("filename*=UTF-8''%C3%9Cbergabe%20%22final%22.pdf"), "{d}");
+        assert!(
+            d.starts_with("attachment; filename=\"_bergabe _final_.pdf\""),
+            "{d}"
+        );
+        assert!(
+            d.ends_with("filename*=UTF-8''%C3%9Cbergabe%20%22final%22.pdf"),
+            "{d}"
+        );
     }
 }

@@ -45,10 +45,15 @@ where
     let blob = match state.blobs.write_stream(body, limit).await {
         Ok(blob) => blob,
         Err(BlobError::TooLarge { limit }) => {
-            return Err(ApiError::PayloadTooLarge { what: "the file", limit_bytes: limit });
+            return Err(ApiError::PayloadTooLarge {
+                what: "the file",
+                limit_bytes: limit,
+            });
         }
         Err(BlobError::Source(reason)) => {
-            return Err(ApiError::BadRequest { message: format!("the upload could not be read: {reason}") });
+            return Err(ApiError::BadRequest {
+                message: format!("the upload could not be read: {reason}"),
+            });
         }
         Err(e) => return Err(e.into()),
     };
@@ -73,7 +78,12 @@ where
     Ok(doc)
 }
 
-pub async fn list(state: &AppState, user: &User, kb_id: KbId, page: Page) -> Result<PageOf<Document>, ApiError> {
+pub async fn list(
+    state: &AppState,
+    user: &User,
+    kb_id: KbId,
+    page: Page,
+) -> Result<PageOf<Document>, ApiError> {
     knowledge::readable(state, user, kb_id).await?;
     Ok(state.store.list_documents(kb_id, page).await?)
 }
@@ -93,9 +103,10 @@ pub async fn content(
     let doc = get(state, user, kb_id, id).await?;
     match state.blobs.open(&doc.content_hash).await {
         Ok(file) => Ok((doc, file)),
-        Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(ApiError::internal("blob store", format!("blob of document {id} is missing")))
-        }
+        Err(BlobError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::internal(
+            "blob store",
+            format!("blob of document {id} is missing"),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -138,7 +149,10 @@ fn sanitize_file_name(raw: &str) -> Result<String, ApiError> {
         return Err(ApiError::invalid("file", "the multipart field needs a file name"));
     }
     if cleaned.chars().count() > MAX_FILE_NAME_CHARS {
-        return Err(ApiError::invalid("file", format!("file names must be at most {MAX_FILE_NAME_CHARS} characters")));
+        return Err(ApiError::invalid(
+            "file",
+            format!("file names must be at most {MAX_FILE_NAME_CHARS} characters"),
+        ));
     }
     Ok(cleaned.to_owned())
 }
@@ -150,7 +164,10 @@ mod tests {
     #[test]
     fn file_names_lose_directories_and_control_characters() {
         assert_eq!(sanitize_file_name("../../etc/passwd").unwrap(), "passwd");
-        assert_eq!(sanitize_file_name("C:\\Users\\a\\report.pdf").unwrap(), "report.pdf");
+        assert_eq!(
+            sanitize_file_name("C:\\Users\\a\\report.pdf").unwrap(),
+            "report.pdf"
+        );
         assert_eq!(sanitize_file_name(" a\u{7}b.txt ").unwrap(), "ab.txt");
         assert!(sanitize_file_name("dir/").is_err());
         assert!(sanitize_file_name("..").is_err());

@@ -23,8 +23,11 @@ pub async fn readable(state: &AppState, user: &User, id: KbId) -> Result<KbView,
         Err(StoreError::NotFound) => return Err(ApiError::NotFound("knowledge base")),
         Err(e) => return Err(e.into()),
     };
-    let grant =
-        if user.is_admin() || kb.owner_id == user.id { None } else { state.store.strongest_grant(id, user.id).await? };
+    let grant = if user.is_admin() || kb.owner_id == user.id {
+        None
+    } else {
+        state.store.strongest_grant(id, user.id).await?
+    };
     let access = Access::resolve(user, &kb, grant);
     if !access.can_read() {
         return Err(ApiError::NotFound("knowledge base"));
@@ -36,7 +39,9 @@ pub async fn readable(state: &AppState, user: &User, id: KbId) -> Result<KbView,
 pub async fn writable(state: &AppState, user: &User, id: KbId) -> Result<KbView, ApiError> {
     let view = readable(state, user, id).await?;
     if !view.access.can_write() {
-        return Err(ApiError::Forbidden("you may read this knowledge base but not change its files".into()));
+        return Err(ApiError::Forbidden(
+            "you may read this knowledge base but not change its files".into(),
+        ));
     }
     Ok(view)
 }
@@ -45,7 +50,9 @@ pub async fn writable(state: &AppState, user: &User, id: KbId) -> Result<KbView,
 pub async fn manageable(state: &AppState, user: &User, id: KbId) -> Result<KbView, ApiError> {
     let view = readable(state, user, id).await?;
     if !view.access.can_manage() {
-        return Err(ApiError::Forbidden("only the owner or an admin may change this knowledge base".into()));
+        return Err(ApiError::Forbidden(
+            "only the owner or an admin may change this knowledge base".into(),
+        ));
     }
     Ok(view)
 }
@@ -58,26 +65,47 @@ pub async fn create(
     kb_type: Option<&str>,
 ) -> Result<KbView, ApiError> {
     let name = required_text("name", name, MAX_NAME_CHARS)?;
-    let description = optional_text("description", description.unwrap_or_default(), MAX_DESCRIPTION_CHARS)?;
+    let description = optional_text(
+        "description",
+        description.unwrap_or_default(),
+        MAX_DESCRIPTION_CHARS,
+    )?;
     let kb_type = match kb_type {
         None => KbType::Local,
-        Some(t) => t.parse::<KbType>().map_err(|e| ApiError::invalid("type", e.to_string()))?,
+        Some(t) => t
+            .parse::<KbType>()
+            .map_err(|e| ApiError::invalid("type", e.to_string()))?,
     };
     if kb_type != KbType::Local && !state.settings.datasources.contains(&kb_type) {
-        return Err(ApiError::invalid("type", format!("the {kb_type} datasource is not configured on this server")));
+        return Err(ApiError::invalid(
+            "type",
+            format!("the {kb_type} datasource is not configured on this server"),
+        ));
     }
     let kb = state
         .store
         .create_kb(
             state.random.uuid(),
-            NewKnowledgeBase { name, description, owner_id: user.id, kb_type },
+            NewKnowledgeBase {
+                name,
+                description,
+                owner_id: user.id,
+                kb_type,
+            },
             state.clock.now(),
         )
         .await?;
-    Ok(KbView { kb, access: Access::Manage })
+    Ok(KbView {
+        kb,
+        access: Access::Manage,
+    })
 }
 
-pub async fn list(state: &AppState, user: &User, page: kbsync_store::Page) -> Result<PageOf<KbView>, ApiError> {
+pub async fn list(
+    state: &AppState,
+    user: &User,
+    page: kbsync_store::Page,
+) -> Result<PageOf<KbView>, ApiError> {
     let found = state.store.list_readable_kbs(Reader::of(user), page).await?;
     let mut items = Vec::with_capacity(found.items.len());
     for kb in found.items {
@@ -89,7 +117,10 @@ pub async fn list(state: &AppState, user: &User, page: kbsync_store::Page) -> Re
         let access = Access::resolve(user, &kb, grant);
         items.push(KbView { kb, access });
     }
-    Ok(PageOf { items, total: found.total })
+    Ok(PageOf {
+        items,
+        total: found.total,
+    })
 }
 
 pub async fn update(
@@ -101,11 +132,18 @@ pub async fn update(
 ) -> Result<KbView, ApiError> {
     manageable(state, user, id).await?;
     let patch = KbPatch {
-        name: name.map(|n| required_text("name", n, MAX_NAME_CHARS)).transpose()?,
-        description: description.map(|d| optional_text("description", d, MAX_DESCRIPTION_CHARS)).transpose()?,
+        name: name
+            .map(|n| required_text("name", n, MAX_NAME_CHARS))
+            .transpose()?,
+        description: description
+            .map(|d| optional_text("description", d, MAX_DESCRIPTION_CHARS))
+            .transpose()?,
     };
     let kb = state.store.update_kb(id, patch, state.clock.now()).await?;
-    Ok(KbView { kb, access: Access::Manage })
+    Ok(KbView {
+        kb,
+        access: Access::Manage,
+    })
 }
 
 pub async fn delete(state: &AppState, user: &User, id: KbId) -> Result<(), ApiError> {
@@ -126,8 +164,14 @@ pub struct AccessLists {
 pub async fn get_access(state: &AppState, user: &User, id: KbId) -> Result<AccessLists, ApiError> {
     manageable(state, user, id).await?;
     let grants = state.store.list_grants(id).await?;
-    let mut lists = AccessLists { read: Vec::new(), write: Vec::new() };
-    for g in grants.into_iter().filter(|g| g.origin == kbsync_core::GrantOrigin::Manual) {
+    let mut lists = AccessLists {
+        read: Vec::new(),
+        write: Vec::new(),
+    };
+    for g in grants
+        .into_iter()
+        .filter(|g| g.origin == kbsync_core::GrantOrigin::Manual)
+    {
         match g.permission {
             Permission::Read => lists.read.push(g.user_id),
             Permission::Write => lists.write.push(g.user_id),
@@ -149,7 +193,10 @@ pub async fn set_access(
     match state.store.set_manual_grants(id, read, write).await {
         Ok(()) => {}
         Err(StoreError::InvalidReference(_)) => {
-            return Err(ApiError::invalid("read/write", "every entry must be the id of an existing user"));
+            return Err(ApiError::invalid(
+                "read/write",
+                "every entry must be the id of an existing user",
+            ));
         }
         Err(e) => return Err(e.into()),
     }

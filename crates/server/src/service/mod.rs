@@ -18,9 +18,15 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub fn page(limit: Option<u32>, offset: Option<u64>) -> Result<Page, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if limit == 0 || limit > MAX_PAGE_SIZE {
-        return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_PAGE_SIZE}")));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        ));
     }
-    Ok(Page { limit, offset: offset.unwrap_or(0) })
+    Ok(Page {
+        limit,
+        offset: offset.unwrap_or(0),
+    })
 }
 
 /// Trims a required text field and checks its length in characters.
@@ -36,9 +42,15 @@ pub fn required_text(field: &'static str, value: &str, max_chars: usize) -> Resu
 /// than newlines and tabs.
 pub fn optional_text(field: &'static str, value: &str, max_chars: usize) -> Result<String, ApiError> {
     if value.chars().count() > max_chars {
-        return Err(ApiError::invalid(field, format!("must be at most {max_chars} characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') {
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
+    {
         return Err(ApiError::invalid(field, "must not contain control characters"));
     }
     Ok(value.to_owned())
@@ -52,7 +64,13 @@ mod tests {
     fn page_rejects_zero_and_oversized_limits_and_defaults_the_rest() {
         assert!(page(Some(0), None).is_err());
         assert!(page(Some(MAX_PAGE_SIZE + 1), None).is_err());
-        assert_eq!(page(None, None).unwrap(), Page { limit: DEFAULT_PAGE_SIZE, offset: 0 });
+        assert_eq!(
+            page(None, None).unwrap(),
+            Page {
+                limit: DEFAULT_PAGE_SIZE,
+                offset: 0
+            }
+        );
     }
 
     #[test]

@@ -21,14 +21,28 @@ pub async fn search(
         return Err(ApiError::invalid("q", "must not be empty"));
     }
     if text.chars().count() > MAX_QUERY_CHARS {
-        return Err(ApiError::invalid("q", format!("must be at most {MAX_QUERY_CHARS} characters")));
+        return Err(ApiError::invalid(
+            "q",
+            format!("must be at most {MAX_QUERY_CHARS} characters"),
+        ));
     }
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_LIMIT}")));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
     }
     let started = std::time::Instant::now();
-    let hits = state.store.search(SearchQuery { text, reader: Reader::of(user), kb_ids, limit }).await?;
+    let hits = state
+        .store
+        .search(SearchQuery {
+            text,
+            reader: Reader::of(user),
+            kb_ids,
+            limit,
+        })
+        .await?;
     metrics::histogram!("kbsync_search_seconds").record(started.elapsed().as_secs_f64());
     Ok(hits)
 }

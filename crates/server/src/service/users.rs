@@ -29,7 +29,11 @@ pub struct LoginThrottle {
 
 impl Default for LoginThrottle {
     fn default() -> Self {
-        Self { free_attempts: 5, base_delay_secs: 1, max_delay_secs: 15 * 60 }
+        Self {
+            free_attempts: 5,
+            base_delay_secs: 1,
+            max_delay_secs: 15 * 60,
+        }
     }
 }
 
@@ -40,7 +44,9 @@ impl LoginThrottle {
             return 0;
         }
         let exponent = (failures - self.free_attempts).min(30);
-        self.base_delay_secs.saturating_mul(1u64 << exponent).min(self.max_delay_secs)
+        self.base_delay_secs
+            .saturating_mul(1u64 << exponent)
+            .min(self.max_delay_secs)
     }
 }
 
@@ -62,7 +68,9 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Logi
         let waited = (state.clock.now() - last).num_seconds();
         if waited < owed {
             metrics::counter!("kbsync_logins_total", "outcome" => "throttled").increment(1);
-            return Err(ApiError::TooManyRequests { retry_after_secs: (owed - waited).max(1) as u64 });
+            return Err(ApiError::TooManyRequests {
+                retry_after_secs: (owed - waited).max(1) as u64,
+            });
         }
     }
 
@@ -73,7 +81,10 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Logi
     };
     // An unknown email costs the same argon2 work as a wrong password, so timing does not tell
     // which accounts exist.
-    let phc = credentials.as_ref().map(|c| c.password_hash.clone()).unwrap_or_else(|| dummy_hash().to_owned());
+    let phc = credentials
+        .as_ref()
+        .map(|c| c.password_hash.clone())
+        .unwrap_or_else(|| dummy_hash().to_owned());
     let password = password.to_owned();
     let matches = blocking(move || verify_password(&password, &phc)).await?;
 
@@ -82,7 +93,15 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Logi
             state.store.clear_login_failures(email).await?;
             let token = state.random.token_hex(32);
             let now = state.clock.now();
-            state.store.create_session(&token_hash(&token), c.user.id, now, now + state.settings.session_ttl).await?;
+            state
+                .store
+                .create_session(
+                    &token_hash(&token),
+                    c.user.id,
+                    now,
+                    now + state.settings.session_ttl,
+                )
+                .await?;
             metrics::counter!("kbsync_logins_total", "outcome" => "success").increment(1);
             Ok(LoginOutcome { token, user: c.user })
         }
@@ -115,16 +134,35 @@ pub async fn create_user(
     let email = validate_email(email)?;
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS {
-        return Err(ApiError::invalid("password", format!("must be at least {MIN_PASSWORD_CHARS} characters")));
+        return Err(ApiError::invalid(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
     }
     if chars > MAX_PASSWORD_CHARS {
-        return Err(ApiError::invalid("password", format!("must be at most {MAX_PASSWORD_CHARS} characters")));
+        return Err(ApiError::invalid(
+            "password",
+            format!("must be at most {MAX_PASSWORD_CHARS} characters"),
+        ));
     }
     let password = password.to_owned();
     let password_hash = blocking(move || hash_password(&password)).await??;
-    match store.create_user(random.uuid(), NewUser { email: email.clone(), password_hash, role }, now).await {
+    match store
+        .create_user(
+            random.uuid(),
+            NewUser {
+                email: email.clone(),
+                password_hash,
+                role,
+            },
+            now,
+        )
+        .await
+    {
         Ok(user) => Ok(user),
-        Err(StoreError::Conflict(_)) => Err(ApiError::Conflict(format!("a user with email {email} already exists"))),
+        Err(StoreError::Conflict(_)) => Err(ApiError::Conflict(format!(
+            "a user with email {email} already exists"
+        ))),
         Err(e) => Err(e.into()),
     }
 }
@@ -140,7 +178,9 @@ pub async fn bootstrap_admin(
     if store.count_users().await? > 0 {
         return Ok(None);
     }
-    create_user(store, random, now, email, password, Role::Admin).await.map(Some)
+    create_user(store, random, now, email, password, Role::Admin)
+        .await
+        .map(Some)
 }
 
 fn validate_email(email: &str) -> Result<String, ApiError> {
@@ -148,7 +188,11 @@ fn validate_email(email: &str) -> Result<String, ApiError> {
     let valid = email.chars().count() <= MAX_EMAIL_CHARS
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && matches!(email.split_once('@'), Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
-    if valid { Ok(email.to_owned()) } else { Err(ApiError::invalid("email", "must be an email address")) }
+    if valid {
+        Ok(email.to_owned())
+    } else {
+        Err(ApiError::invalid("email", "must be an email address"))
+    }
 }
 
 /// The default session lifetime.
@@ -162,7 +206,11 @@ mod tests {
 
     #[test]
     fn throttle_is_free_at_first_then_doubles_up_to_the_cap() {
-        let t = LoginThrottle { free_attempts: 3, base_delay_secs: 2, max_delay_secs: 60 };
+        let t = LoginThrottle {
+            free_attempts: 3,
+            base_delay_secs: 2,
+            max_delay_secs: 60,
+        };
         assert_eq!(t.delay_secs(0), 0);
         assert_eq!(t.delay_secs(2), 0);
         assert_eq!(t.delay_secs(3), 2);

@@ -1,0 +1,321 @@
+//! The datasource abstraction (ARCHITECTURE §3).
+//!
+//! A datasource is stateless: it answers questions about a remote drive (browse, changes since a
+//! cursor, item metadata, download, permissions). The sync engine owns the loop, cursors,
+//! retries and persistence. Every datasource is named in [`DatasourceKind`], a closed enum, so
+//! the compiler lists every place a new one must be handled.
+
+use std::{fmt, pin::Pin, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+
+use crate::KbType;
+
+/// Every datasource kbsync knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DatasourceKind {
+    #[serde(rename = "onedrive")]
+    OneDrive,
+}
+
+impl DatasourceKind {
+    pub const ALL: &'static [DatasourceKind] = &[DatasourceKind::OneDrive];
+
+    pub fn as_str(self) -> &'static str {
+        self.kb_type().as_str()
+    }
+
+    /// The knowledge-base type whose documents this datasource provides.
+    pub fn kb_type(self) -> KbType {
+        match self {
+            DatasourceKind::OneDrive => KbType::OneDrive,
+        }
+    }
+
+    /// The datasource of a knowledge-base type; `None` for `local`.
+    pub fn of(kb_type: KbType) -> Option<DatasourceKind> {
+        match kb_type {
+            KbType::Local => None,
+            KbType::OneDrive => Some(DatasourceKind::OneDrive),
+        }
+    }
+
+    pub fn display_name(self) -> &'static str {
+        match self {
+            DatasourceKind::OneDrive => "OneDrive / SharePoint",
+        }
+    }
+}
+
+impl fmt::Display for DatasourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What went wrong, phrased as what the caller must do next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The credentials were refused even after a refresh: the user must sign in again.
+    #[error("the datasource refused the credentials: {0}")]
+    Unauthorized(String),
+    /// Too many requests: wait at least `retry_after` before the next one.
+    #[error("throttled by the datasource; retry after {retry_after:?}")]
+    Throttled { retry_after: Duration },
+    /// The change cursor is no longer valid: enumerate again from scratch (from `restart`, when
+    /// the datasource named where to start) and remove what the enumeration no longer returns.
+    #[error("the change cursor has expired; a full resync is needed")]
+    CursorExpired { restart: Option<String> },
+    /// The item does not exist, or the caller may no longer see it (404 or 403).
+    #[error("not found or no longer accessible: {0}")]
+    NotFound(String),
+    /// A passing failure (timeout, connection reset, 5xx, a corrupted transfer): retry later.
+    #[error("temporary datasource failure: {0}")]
+    Transient(String),
+    /// A failure that will not go away by retrying (a malformed answer, an unsupported item).
+    #[error("datasource error: {0}")]
+    Permanent(String),
+}
+
+/// A bearer access token. Its `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The token itself, for an `Authorization` header and nothing else.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(***)")
+    }
+}
+
+/// Where a datasource gets its access tokens. The datasource asks once per request, and asks
+/// for a refresh at most once when the remote answers 401.
+#[async_trait]
+pub trait TokenProvider: Send + Sync {
+    async fn access_token(&self) -> Result<AccessToken, ProviderError>;
+    /// `rejected` was refused by the remote; return a different, fresh token, or
+    /// `ProviderError::Unauthorized` when none can be had.
+    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, ProviderError>;
+}
+
+/// A fixed token (one supplied by the browser for a single run); it cannot be refreshed.
+#[derive(Debug, Clone)]
+pub struct StaticToken(pub AccessToken);
+
+#[async_trait]
+impl TokenProvider for StaticToken {
+    async fn access_token(&self) -> Result<AccessToken, ProviderError> {
+        Ok(self.0.clone())
+    }
+
+    async fn refresh(&self, _rejected: &AccessToken) -> Result<AccessToken, ProviderError> {
+        Err(ProviderError::Unauthorized(
+            "the supplied access token was refused".into(),
+        ))
+    }
+}
+
+/// A place in the picker: the top level, a drive's root, or a folder.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BrowseLocation {
+    pub drive_id: Option<String>,
+    pub item_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    Drive,
+    Site,
+    Folder,
+    File,
+}
+
+/// One row of the picker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowseEntry {
+    pub kind: EntryKind,
+    pub id: String,
+    pub drive_id: Option<String>,
+    pub name: String,
+    pub size: Option<i64>,
+    pub child_count: Option<i64>,
+    pub web_url: Option<String>,
+    pub modified_at: Option<DateTime<Utc>>,
+}
+
+/// A picked folder or file that a knowledge base syncs from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRef {
+    pub drive_id: String,
+    pub item_id: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    File,
+    Folder,
+    /// The root of a drive (or of a delta scope).
+    Root,
+}
+
+/// An item's content hash as the datasource reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContentHash {
+    /// e.g. `quickXorHash`.
+    pub algorithm: String,
+    pub value: String,
+}
+
+/// The latest state of one remote item, as a change feed or a lookup reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteItem {
+    pub id: String,
+    pub drive_id: String,
+    pub kind: ItemKind,
+    /// Absent on some deletions: track items by id.
+    pub name: Option<String>,
+    pub parent_id: Option<String>,
+    pub size: Option<i64>,
+    pub hash: Option<ContentHash>,
+    pub mime: Option<String>,
+    pub web_url: Option<String>,
+    pub modified_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+}
+
+/// One page of changes since a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangePage {
+    pub items: Vec<RemoteItem>,
+    pub next: NextPage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextPage {
+    /// More pages belong to this round: ask again with this cursor.
+    More(String),
+    /// The round is complete: keep this cursor for the next round.
+    Done(String),
+}
+
+/// Who a permission names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Principal {
+    User {
+        id: Option<String>,
+        email: Option<String>,
+        display_name: Option<String>,
+    },
+    Group {
+        id: Option<String>,
+        email: Option<String>,
+        display_name: Option<String>,
+    },
+    /// A sharing link: `anonymous` (anyone), `organization`, or `users` (specific people).
+    Link { scope: String },
+}
+
+/// One sharing permission on an item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemotePermission {
+    pub id: String,
+    pub roles: Vec<String>,
+    pub principals: Vec<Principal>,
+    /// Set when the permission is inherited from an ancestor (not reported by every service).
+    pub inherited_from: Option<String>,
+}
+
+/// A download as a stream of byte chunks; the datasource verifies the content hash and fails
+/// the stream's last item with `Transient` when the bytes do not match.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
+
+/// The OAuth 2.0 authorization-code settings of a datasource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSpec {
+    pub authorize_url: String,
+    pub token_url: String,
+    pub scopes: Vec<String>,
+}
+
+/// What every datasource provides (ARCHITECTURE §3).
+#[async_trait]
+pub trait Datasource: Send + Sync + 'static {
+    fn kind(&self) -> DatasourceKind;
+    fn oauth(&self) -> &OAuthSpec;
+
+    /// The picker: at the top level (`BrowseLocation::default()`) drives and sites, then folders
+    /// and files.
+    async fn browse(
+        &self,
+        tokens: &dyn TokenProvider,
+        at: &BrowseLocation,
+    ) -> Result<Vec<BrowseEntry>, ProviderError>;
+
+    /// One page of changes of a folder's subtree since `cursor` (`None`: enumerate everything).
+    async fn changes(
+        &self,
+        tokens: &dyn TokenProvider,
+        source: &SourceRef,
+        cursor: Option<&str>,
+    ) -> Result<ChangePage, ProviderError>;
+
+    /// An item's current metadata.
+    async fn item(
+        &self,
+        tokens: &dyn TokenProvider,
+        drive_id: &str,
+        item_id: &str,
+    ) -> Result<RemoteItem, ProviderError>;
+
+    /// The item's bytes, verified against `item.hash` when it has one.
+    async fn download(
+        &self,
+        tokens: &dyn TokenProvider,
+        item: &RemoteItem,
+    ) -> Result<ByteStream, ProviderError>;
+
+    /// Every sharing permission on an item (all pages).
+    async fn permissions(
+        &self,
+        tokens: &dyn TokenProvider,
+        drive_id: &str,
+        item_id: &str,
+    ) -> Result<Vec<RemotePermission>, ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_tokens_never_print_their_value() {
+        let t = AccessToken::new("eyJ-secret");
+        assert_eq!(format!("{t:?}"), "AccessToken(***)");
+        assert_eq!(t.secret(), "eyJ-secret");
+    }
+
+    #[test]
+    fn every_datasource_maps_to_its_knowledge_base_type_and_back() {
+        for kind in DatasourceKind::ALL {
+            assert_eq!(DatasourceKind::of(kind.kb_type()), Some(*kind));
+        }
+        assert_eq!(DatasourceKind::of(KbType::Local), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! The `kbsync` binary as a user runs it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+fn kbsync() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kbsync"));
+    // The tests decide every setting themselves.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("KBSYNC_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn config_example_prints_a_file_that_serve_accepts() {
+    let out = kbsync().args(["config", "example"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("bind = \"127.0.0.1:8080\""), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kbsync.toml");
+    std::fs::write(&path, &text).unwrap();
+    // `migrate` loads the same settings as `serve` and exits.
+    let out = kbsync()
+        .args(["migrate", "--config"])
+        .arg(&path)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.path().join("data/kbsync.sqlite").exists());
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("KBSYNC_BIND", "not-an-address"),
+        ("KBSYNC_DATABASE_URL", "mysql://x"),
+        ("KBSYNC_CHUNK_SIZE", "ten"),
+    ] {
+        let out = kbsync()
+            .args(["serve", "--data-dir"])
+            .arg(dir.path())
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var), "{var}: {err}");
+    }
+    let bad_file = dir.path().join("bad.toml");
+    std::fs::write(&bad_file, "bindd = 1\n").unwrap();
+    let out = kbsync()
+        .args(["serve", "--config"])
+        .arg(&bad_file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bindd"));
+}
+
+#[test]
+fn user_create_makes_an_account_that_can_log_in_and_refuses_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let create = |email: &str| {
+        kbsync()
+            .args([
+                "user",
+                "create",
+                "--email",
+                email,
+                "--password",
+                "a long password",
+                "--admin",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = create("ops@example.com");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created admin user ops@example.com"));
+    let out = create("OPS@example.com");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+}
+
+/// The README's first command, on port 0: the demo is searchable, and SIGTERM stops it cleanly.
+#[test]
+fn serve_demo_answers_search_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = kbsync()
+        .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut addr = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if line.contains("kbsync listening") {
+            addr = line
+                .split("addr=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+            break;
+        }
+    }
+    let base = format!("http://{}", addr.expect("the server never said where it listens"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let login: serde_json::Value = http
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": "demo@kbsync.local", "password": "kbsync-demo"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = login["token"].as_str().unwrap().to_owned();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body: serde_json::Value = http
+                .get(format!("{base}/api/v1/search?q=onboarding"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if body["results"].as_array().is_some_and(|r| !r.is_empty()) {
+                assert_eq!(body["results"][0]["name"], "Onboarding checklist.docx");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "demo documents never became searchable: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            assert!(exit.success(), "{exit:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "kbsync did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A generated secret key was kept, private to its owner.
+    let meta = std::fs::metadata(dir.path().join("secret_key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+}

@@ -1,0 +1,1216 @@
+//! The store conformance suite: one set of test bodies, each run against SQLite (a fresh file in
+//! a temporary directory) and PostgreSQL (a fresh schema in the database named by
+//! `KBSYNC_TEST_DATABASE_URL`; skipped with a message when the variable is unset, failing when it
+//! is set and the database cannot be reached).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use futures::FutureExt;
+use kbsync_core::{
+    AccessGrant, DocumentStatus, GrantOrigin, KbId, KbType, Permission, Role, SyncStatus, UserId,
+};
+use kbsync_store::{
+    Backend, KbPatch, NewDocument, NewKnowledgeBase, NewUser, Page, PostgresStore, Reader, SearchQuery,
+    Store, StoreError,
+};
+use uuid::Uuid;
+
+const PG_ENV: &str = "KBSYNC_TEST_DATABASE_URL";
+
+// --- harness ---------------------------------------------------------------------------------
+
+async fn run_sqlite<F, Fut>(body: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kbsync.db").display());
+    let store = kbsync_store::connect(&url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    body(store).await;
+}
+
+async fn run_postgres<F, Fut>(body: F)
+where
+    F: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(url) = std::env::var(PG_ENV) else {
+        eprintln!("skipped: {PG_ENV} is not set, so this PostgreSQL variant did not run");
+        return;
+    };
+    let schema = format!("kbsync_test_{}", Uuid::new_v4().simple());
+    let store = PostgresStore::connect_in_schema(&url, &schema)
+        .await
+        .unwrap_or_else(|e| panic!("{PG_ENV} is set but PostgreSQL is unusable: {e}"));
+    store.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    assert_eq!(store.backend(), Backend::Postgres);
+    let outcome = AssertUnwindSafe(body(store)).catch_unwind().await;
+    drop_schema(&url, &schema).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// Declares each body once per backend: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::run_sqlite(super::$name).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::run_postgres(super::$name).await } )*
+        }
+    };
+}
+
+conformance!(
+    migrate_and_ping_are_repeatable_and_concurrent_migrations_are_safe,
+    create_user_round_trips_and_get_user_finds_it,
+    email_uniqueness_ignores_case,
+    credentials_lookup_ignores_email_case,
+    unknown_user_and_email_are_not_found,
+    count_users_counts_every_user,
+    session_resolves_to_its_user_until_it_expires,
+    deleted_session_no_longer_resolves,
+    session_for_unknown_user_is_invalid_reference,
+    login_failures_count_per_email_ignoring_case_and_clear,
+    create_kb_round_trips_with_idle_status,
+    create_kb_with_unknown_owner_is_invalid_reference,
+    list_readable_kbs_shows_owner_grantee_and_admin_but_not_stranger,
+    list_readable_kbs_pages_newest_first_with_total,
+    update_kb_changes_only_given_fields_and_unknown_is_not_found,
+    delete_kb_cascades_and_returns_only_unreferenced_hashes,
+    set_manual_grants_replaces_previous_manual_grants,
+    set_manual_grants_write_wins_over_read,
+    set_manual_grants_unknown_user_is_invalid_reference_and_changes_nothing,
+    set_manual_grants_on_unknown_kb_is_not_found,
+    create_document_starts_pending_and_round_trips,
+    create_document_in_unknown_kb_is_invalid_reference,
+    get_document_in_another_kb_is_not_found,
+    list_documents_orders_by_path_and_pages_with_total,
+    complete_document_marks_processed_and_replaces_chunks,
+    fail_document_records_error_and_removes_chunks_from_search,
+    complete_or_fail_unknown_document_is_not_found,
+    delete_document_returns_hash_only_when_last_reference_goes,
+    pending_documents_are_oldest_first_and_limited,
+    search_ranks_document_mentioning_term_more_often_higher,
+    search_ignores_diacritics,
+    search_treats_query_syntax_characters_as_plain_text,
+    search_query_without_words_returns_nothing,
+    search_requires_every_query_word,
+    search_returns_only_readable_kbs,
+    search_kb_ids_filter_narrows_but_never_widens_access,
+    search_returns_one_hit_per_document,
+    search_snippet_is_plain_short_text_around_the_match,
+    search_hit_names_kb_document_and_web_url,
+    search_respects_limit,
+    search_skips_documents_not_processed,
+);
+
+// --- fixtures --------------------------------------------------------------------------------
+
+fn t(offset_secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(1_750_000_000_123).unwrap() + Duration::seconds(offset_secs)
+}
+
+async fn user(s: &dyn Store, email: &str, role: Role) -> UserId {
+    let id = Uuid::new_v4();
+    s.create_user(
+        id,
+        NewUser {
+            email: email.into(),
+            password_hash: "$argon2id$x".into(),
+            role,
+        },
+        t(0),
+    )
+    .await
+    .unwrap();
+    id
+}
+
+async fn kb_at(s: &dyn Store, owner: UserId, name: &str, at: DateTime<Utc>) -> KbId {
+    let id = Uuid::new_v4();
+    s.create_kb(
+        id,
+        NewKnowledgeBase {
+            name: name.into(),
+            description: format!("{name} description"),
+            owner_id: owner,
+            kb_type: KbType::Local,
+        },
+        at,
+    )
+    .await
+    .unwrap();
+    id
+}
+
+async fn kb(s: &dyn Store, owner: UserId, name: &str) -> KbId {
+    kb_at(s, owner, name, t(0)).await
+}
+
+fn new_doc(kb_id: KbId, path: &str, hash: &str) -> NewDocument {
+    let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+    NewDocument {
+        kb_id,
+        name,
+        path: path.into(),
+        mime: "text/plain".into(),
+        size: 42,
+        content_hash: hash.into(),
+        source_item_id: Some(format!("item-{path}")),
+        web_url: Some(format!("https://drive.example/{path}")),
+    }
+}
+
+fn hash(n: u32) -> String {
+    format!("{n:064x}")
+}
+
+async fn doc_at(s: &dyn Store, kb_id: KbId, path: &str, hash: &str, at: DateTime<Utc>) -> Uuid {
+    let id = Uuid::new_v4();
+    s.create_document(id, new_doc(kb_id, path, hash), at)
+        .await
+        .unwrap();
+    id
+}
+
+/// A processed document whose chunks are `chunks`.
+async fn indexed(s: &dyn Store, kb_id: KbId, path: &str, chunks: &[&str]) -> Uuid {
+    let id = doc_at(s, kb_id, path, &hash(rand_u32()), t(0)).await;
+    let chunks: Vec<String> = chunks.iter().map(|c| (*c).to_owned()).collect();
+    s.complete_document(id, &chunks, t(1)).await.unwrap();
+    id
+}
+
+fn rand_u32() -> u32 {
+    Uuid::new_v4().as_u128() as u32
+}
+
+fn q<'a>(text: &'a str, reader: Reader) -> SearchQuery<'a> {
+    SearchQuery {
+        text,
+        reader,
+        kb_ids: &[],
+        limit: 20,
+    }
+}
+
+async fn search_ids(s: &dyn Store, query: SearchQuery<'_>) -> Vec<Uuid> {
+    s.search(query)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.document_id)
+        .collect()
+}
+
+fn page(limit: u32, offset: u64) -> Page {
+    Page { limit, offset }
+}
+
+// --- migrations and health -------------------------------------------------------------------
+
+async fn migrate_and_ping_are_repeatable_and_concurrent_migrations_are_safe(s: Arc<dyn Store>) {
+    s.ping().await.unwrap();
+    s.migrate().await.unwrap();
+    let (a, b, c) = tokio::join!(s.migrate(), s.migrate(), s.migrate());
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    s.ping().await.unwrap();
+    assert_eq!(s.count_users().await.unwrap(), 0);
+}
+
+// --- users -----------------------------------------------------------------------------------
+
+async fn create_user_round_trips_and_get_user_finds_it(s: Arc<dyn Store>) {
+    let id = Uuid::new_v4();
+    let created = s
+        .create_user(
+            id,
+            NewUser {
+                email: "Alice@Example.com".into(),
+                password_hash: "phc".into(),
+                role: Role::Admin,
+            },
+            t(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.id, id);
+    assert_eq!(created.email, "Alice@Example.com");
+    assert_eq!(created.role, Role::Admin);
+    assert_eq!(created.created_at, t(5));
+    assert_eq!(s.get_user(id).await.unwrap(), created);
+}
+
+async fn email_uniqueness_ignores_case(s: Arc<dyn Store>) {
+    user(&*s, "bob@example.com", Role::User).await;
+    let err = s
+        .create_user(
+            Uuid::new_v4(),
+            NewUser {
+                email: "BOB@Example.COM".into(),
+                password_hash: "x".into(),
+                role: Role::User,
+            },
+            t(0),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.count_users().await.unwrap(), 1);
+}
+
+async fn credentials_lookup_ignores_email_case(s: Arc<dyn Store>) {
+    let id = user(&*s, "Carol@Example.com", Role::User).await;
+    for email in ["carol@example.com", "CAROL@EXAMPLE.COM", "Carol@Example.com"] {
+        let creds = s.get_credentials_by_email(email).await.unwrap();
+        assert_eq!(creds.user.id, id);
+        assert_eq!(creds.user.email, "Carol@Example.com");
+        assert_eq!(creds.password_hash, "$argon2id$x");
+    }
+}
+
+async fn unknown_user_and_email_are_not_found(s: Arc<dyn Store>) {
+    assert!(matches!(
+        s.get_user(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.get_credentials_by_email("nobody@example.com").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn count_users_counts_every_user(s: Arc<dyn Store>) {
+    assert_eq!(s.count_users().await.unwrap(), 0);
+    user(&*s, "a@example.com", Role::User).await;
+    user(&*s, "b@example.com", Role::Admin).await;
+    assert_eq!(s.count_users().await.unwrap(), 2);
+}
+
+// --- sessions --------------------------------------------------------------------------------
+
+async fn session_resolves_to_its_user_until_it_expires(s: Arc<dyn Store>) {
+    let id = user(&*s, "dave@example.com", Role::User).await;
+    s.create_session("tokhash", id, t(0), t(3600)).await.unwrap();
+    assert_eq!(s.user_for_session("tokhash", t(10)).await.unwrap().id, id);
+    assert_eq!(s.user_for_session("tokhash", t(3599)).await.unwrap().id, id);
+    assert!(matches!(
+        s.user_for_session("tokhash", t(3600)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.user_for_session("tokhash", t(7200)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.user_for_session("other", t(10)).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn deleted_session_no_longer_resolves(s: Arc<dyn Store>) {
+    let id = user(&*s, "erin@example.com", Role::User).await;
+    s.create_session("a", id, t(0), t(3600)).await.unwrap();
+    s.create_session("b", id, t(0), t(3600)).await.unwrap();
+    s.delete_session("a").await.unwrap();
+    assert!(matches!(
+        s.user_for_session("a", t(1)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.user_for_session("b", t(1)).await.unwrap().id, id);
+    // deleting an unknown session is not an error
+    s.delete_session("a").await.unwrap();
+}
+
+async fn session_for_unknown_user_is_invalid_reference(s: Arc<dyn Store>) {
+    let err = s
+        .create_session("x", Uuid::new_v4(), t(0), t(10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
+}
+
+// --- login failures --------------------------------------------------------------------------
+
+async fn login_failures_count_per_email_ignoring_case_and_clear(s: Arc<dyn Store>) {
+    let none = s.login_failures("frank@example.com").await.unwrap();
+    assert_eq!(none.count, 0);
+    assert_eq!(none.last_failure_at, None);
+    let one = s.record_login_failure("frank@example.com", t(1)).await.unwrap();
+    assert_eq!(one.count, 1);
+    assert_eq!(one.last_failure_at, Some(t(1)));
+    let two = s.record_login_failure("FRANK@example.com", t(2)).await.unwrap();
+    assert_eq!(two.count, 2);
+    assert_eq!(two.last_failure_at, Some(t(2)));
+    s.record_login_failure("grace@example.com", t(3)).await.unwrap();
+    let read = s.login_failures("Frank@Example.com").await.unwrap();
+    assert_eq!((read.count, read.last_failure_at), (2, Some(t(2))));
+    s.clear_login_failures("frank@EXAMPLE.com").await.unwrap();
+    assert_eq!(s.login_failures("frank@example.com").await.unwrap().count, 0);
+    assert_eq!(s.login_failures("grace@example.com").await.unwrap().count, 1);
+}
+
+// --- knowledge bases -------------------------------------------------------------------------
+
+async fn create_kb_round_trips_with_idle_status(s: Arc<dyn Store>) {
+    let owner = user(&*s, "o@example.com", Role::User).await;
+    let id = Uuid::new_v4();
+    let created = s
+        .create_kb(
+            id,
+            NewKnowledgeBase {
+                name: "Handbook".into(),
+                description: "all the things".into(),
+                owner_id: owner,
+                kb_type: KbType::OneDrive,
+            },
+            t(7),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.sync_status, SyncStatus::Idle);
+    assert_eq!(created.kb_type, KbType::OneDrive);
+    assert_eq!((created.created_at, created.updated_at), (t(7), t(7)));
+    assert_eq!(s.get_kb(id).await.unwrap(), created);
+    assert!(matches!(
+        s.get_kb(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn create_kb_with_unknown_owner_is_invalid_reference(s: Arc<dyn Store>) {
+    let err = s
+        .create_kb(
+            Uuid::new_v4(),
+            NewKnowledgeBase {
+                name: "x".into(),
+                description: String::new(),
+                owner_id: Uuid::new_v4(),
+                kb_type: KbType::Local,
+            },
+            t(0),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
+}
+
+async fn list_readable_kbs_shows_owner_grantee_and_admin_but_not_stranger(s: Arc<dyn Store>) {
+    let owner = user(&*s, "owner@example.com", Role::User).await;
+    let reader = user(&*s, "reader@example.com", Role::User).await;
+    let writer = user(&*s, "writer@example.com", Role::User).await;
+    let stranger = user(&*s, "stranger@example.com", Role::User).await;
+    let a = kb_at(&*s, owner, "a", t(1)).await;
+    let b = kb_at(&*s, owner, "b", t(2)).await;
+    let c = kb_at(&*s, stranger, "c", t(3)).await;
+    s.set_manual_grants(a, &[reader], &[writer]).await.unwrap();
+    s.set_manual_grants(b, &[], &[writer]).await.unwrap();
+
+    let ids = |p: kbsync_store::PageOf<kbsync_core::KnowledgeBase>| {
+        (p.items.into_iter().map(|k| k.id).collect::<Vec<_>>(), p.total)
+    };
+    let all = page(100, 0);
+    assert_eq!(
+        ids(s.list_readable_kbs(Reader::User(owner), all).await.unwrap()),
+        (vec![b, a], 2)
+    );
+    assert_eq!(
+        ids(s.list_readable_kbs(Reader::User(reader), all).await.unwrap()),
+        (vec![a], 1)
+    );
+    assert_eq!(
+        ids(s.list_readable_kbs(Reader::User(writer), all).await.unwrap()),
+        (vec![b, a], 2)
+    );
+    assert_eq!(
+        ids(s.list_readable_kbs(Reader::User(stranger), all).await.unwrap()),
+        (vec![c], 1)
+    );
+    assert_eq!(
+        ids(s.list_readable_kbs(Reader::Admin, all).await.unwrap()),
+        (vec![c, b, a], 3)
+    );
+    let nobody = user(&*s, "nobody@example.com", Role::User).await;
+    assert_eq!(
+        ids(s.list_readable_kbs(Reader::User(nobody), all).await.unwrap()),
+        (vec![], 0)
+    );
+}
+
+async fn list_readable_kbs_pages_newest_first_with_total(s: Arc<dyn Store>) {
+    let owner = user(&*s, "pager@example.com", Role::User).await;
+    let mut kbs = Vec::new();
+    for i in 0..5 {
+        kbs.push(kb_at(&*s, owner, &format!("kb{i}"), t(i)).await);
+    }
+    kbs.reverse(); // newest first
+    let p1 = s
+        .list_readable_kbs(Reader::User(owner), page(2, 0))
+        .await
+        .unwrap();
+    let p2 = s
+        .list_readable_kbs(Reader::User(owner), page(2, 2))
+        .await
+        .unwrap();
+    let p3 = s
+        .list_readable_kbs(Reader::User(owner), page(2, 4))
+        .await
+        .unwrap();
+    let p4 = s.list_readable_kbs(Reader::Admin, page(2, 10)).await.unwrap();
+    assert_eq!(p1.items.iter().map(|k| k.id).collect::<Vec<_>>(), kbs[0..2]);
+    assert_eq!(p2.items.iter().map(|k| k.id).collect::<Vec<_>>(), kbs[2..4]);
+    assert_eq!(p3.items.iter().map(|k| k.id).collect::<Vec<_>>(), kbs[4..5]);
+    assert!(p4.items.is_empty());
+    assert_eq!((p1.total, p2.total, p3.total, p4.total), (5, 5, 5, 5));
+}
+
+async fn update_kb_changes_only_given_fields_and_unknown_is_not_found(s: Arc<dyn Store>) {
+    let owner = user(&*s, "upd@example.com", Role::User).await;
+    let id = kb(&*s, owner, "before").await;
+    let renamed = s
+        .update_kb(
+            id,
+            KbPatch {
+                name: Some("after".into()),
+                description: None,
+            },
+            t(50),
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "after");
+    assert_eq!(renamed.description, "before description");
+    assert_eq!(renamed.created_at, t(0));
+    assert_eq!(renamed.updated_at, t(50));
+    let described = s
+        .update_kb(
+            id,
+            KbPatch {
+                name: None,
+                description: Some(String::new()),
+            },
+            t(60),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (described.name.as_str(), described.description.as_str()),
+        ("after", "")
+    );
+    assert_eq!(s.get_kb(id).await.unwrap(), described);
+    let err = s
+        .update_kb(Uuid::new_v4(), KbPatch::default(), t(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+async fn delete_kb_cascades_and_returns_only_unreferenced_hashes(s: Arc<dyn Store>) {
+    let owner = user(&*s, "del@example.com", Role::User).await;
+    let reader = user(&*s, "delr@example.com", Role::User).await;
+    let doomed = kb(&*s, owner, "doomed").await;
+    let kept = kb(&*s, owner, "kept").await;
+    s.set_manual_grants(doomed, &[reader], &[]).await.unwrap();
+    let only_here = hash(1);
+    let shared = hash(2);
+    let d1 = doc_at(&*s, doomed, "/one.txt", &only_here, t(0)).await;
+    let _d1b = doc_at(&*s, doomed, "/one-copy.txt", &only_here, t(0)).await;
+    let d2 = doc_at(&*s, doomed, "/two.txt", &shared, t(0)).await;
+    let k2 = doc_at(&*s, kept, "/two.txt", &shared, t(0)).await;
+    s.complete_document(d1, &["zeppelin cargo manifest".into()], t(1))
+        .await
+        .unwrap();
+    s.complete_document(k2, &["zeppelin flight plan".into()], t(1))
+        .await
+        .unwrap();
+
+    let freed = s.delete_kb(doomed).await.unwrap();
+    assert_eq!(freed, vec![only_here]);
+    assert!(matches!(s.get_kb(doomed).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.get_document(doomed, d1).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.get_document(doomed, d2).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.list_documents(doomed, page(10, 0)).await.unwrap().total, 0);
+    assert!(s.list_grants(doomed).await.unwrap().is_empty());
+    assert_eq!(s.strongest_grant(doomed, reader).await.unwrap(), None);
+    assert_eq!(search_ids(&*s, q("zeppelin", Reader::Admin)).await, vec![k2]);
+    assert_eq!(s.get_document(kept, k2).await.unwrap().content_hash, shared);
+
+    // the last reference going frees the shared hash too
+    assert_eq!(s.delete_kb(kept).await.unwrap(), vec![shared]);
+    assert!(matches!(s.delete_kb(kept).await, Err(StoreError::NotFound)));
+}
+
+// --- grants ----------------------------------------------------------------------------------
+
+async fn set_manual_grants_replaces_previous_manual_grants(s: Arc<dyn Store>) {
+    let owner = user(&*s, "g-owner@example.com", Role::User).await;
+    let u1 = user(&*s, "g1@example.com", Role::User).await;
+    let u2 = user(&*s, "g2@example.com", Role::User).await;
+    let u3 = user(&*s, "g3@example.com", Role::User).await;
+    let k = kb(&*s, owner, "granted").await;
+    s.set_manual_grants(k, &[u1, u2], &[]).await.unwrap();
+    assert_eq!(s.strongest_grant(k, u1).await.unwrap(), Some(Permission::Read));
+    assert_eq!(s.strongest_grant(k, u2).await.unwrap(), Some(Permission::Read));
+    s.set_manual_grants(k, &[u2], &[u3]).await.unwrap();
+    assert_eq!(s.strongest_grant(k, u1).await.unwrap(), None);
+    assert_eq!(s.strongest_grant(k, u2).await.unwrap(), Some(Permission::Read));
+    assert_eq!(s.strongest_grant(k, u3).await.unwrap(), Some(Permission::Write));
+    let mut grants = s.list_grants(k).await.unwrap();
+    grants.sort_by_key(|g| g.user_id);
+    let mut expected = vec![
+        AccessGrant {
+            kb_id: k,
+            user_id: u2,
+            permission: Permission::Read,
+            origin: GrantOrigin::Manual,
+        },
+        AccessGrant {
+            kb_id: k,
+            user_id: u3,
+            permission: Permission::Write,
+            origin: GrantOrigin::Manual,
+        },
+    ];
+    expected.sort_by_key(|g| g.user_id);
+    assert_eq!(grants, expected);
+    s.set_manual_grants(k, &[], &[]).await.unwrap();
+    assert!(s.list_grants(k).await.unwrap().is_empty());
+}
+
+async fn set_manual_grants_write_wins_over_read(s: Arc<dyn Store>) {
+    let owner = user(&*s, "w-owner@example.com", Role::User).await;
+    let u = user(&*s, "w@example.com", Role::User).await;
+    let k = kb(&*s, owner, "w").await;
+    s.set_manual_grants(k, &[u, u], &[u]).await.unwrap();
+    let grants = s.list_grants(k).await.unwrap();
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert_eq!(grants[0].permission, Permission::Write);
+    assert_eq!(s.strongest_grant(k, u).await.unwrap(), Some(Permission::Write));
+}
+
+async fn set_manual_grants_unknown_user_is_invalid_reference_and_changes_nothing(s: Arc<dyn Store>) {
+    let owner = user(&*s, "i-owner@example.com", Role::User).await;
+    let u = user(&*s, "i@example.com", Role::User).await;
+    let k = kb(&*s, owner, "i").await;
+    s.set_manual_grants(k, &[u], &[]).await.unwrap();
+    let before = s.list_grants(k).await.unwrap();
+    let err = s
+        .set_manual_grants(k, &[], &[u, Uuid::new_v4()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
+    assert_eq!(s.list_grants(k).await.unwrap(), before);
+    assert_eq!(s.strongest_grant(k, u).await.unwrap(), Some(Permission::Read));
+}
+
+async fn set_manual_grants_on_unknown_kb_is_not_found(s: Arc<dyn Store>) {
+    let u = user(&*s, "nk@example.com", Role::User).await;
+    let err = s.set_manual_grants(Uuid::new_v4(), &[u], &[]).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+// --- documents -------------------------------------------------------------------------------
+
+async fn create_document_starts_pending_and_round_trips(s: Arc<dyn Store>) {
+    let owner = user(&*s, "doc@example.com", Role::User).await;
+    let k = kb(&*s, owner, "docs").await;
+    let id = Uuid::new_v4();
+    let created = s
+        .create_document(id, new_doc(k, "/reports/q1.pdf", &hash(9)), t(3))
+        .await
+        .unwrap();
+    assert_eq!(created.status, DocumentStatus::Pending);
+    assert_eq!(created.name, "q1.pdf");
+    assert_eq!(created.error, None);
+    assert_eq!(created.source_item_id.as_deref(), Some("item-/reports/q1.pdf"));
+    assert_eq!((created.created_at, created.updated_at), (t(3), t(3)));
+    assert_eq!(s.get_document(k, id).await.unwrap(), created);
+
+    let mut upload = new_doc(k, "/upload.txt", &hash(10));
+    upload.source_item_id = None;
+    upload.web_url = None;
+    let up_id = Uuid::new_v4();
+    let up = s.create_document(up_id, upload, t(4)).await.unwrap();
+    assert_eq!(s.get_document(k, up_id).await.unwrap(), up);
+    assert_eq!((up.source_item_id, up.web_url), (None, None));
+
+    let dup = s
+        .create_document(id, new_doc(k, "/again", &hash(9)), t(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup:?}");
+}
+
+async fn create_document_in_unknown_kb_is_invalid_reference(s: Arc<dyn Store>) {
+    let err = s
+        .create_document(Uuid::new_v4(), new_doc(Uuid::new_v4(), "/x", &hash(1)), t(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
+}
+
+async fn get_document_in_another_kb_is_not_found(s: Arc<dyn Store>) {
+    let owner = user(&*s, "other@example.com", Role::User).await;
+    let a = kb(&*s, owner, "a").await;
+    let b = kb(&*s, owner, "b").await;
+    let d = doc_at(&*s, a, "/x", &hash(1), t(0)).await;
+    assert!(matches!(s.get_document(b, d).await, Err(StoreError::NotFound)));
+    assert!(matches!(s.delete_document(b, d).await, Err(StoreError::NotFound)));
+    assert!(s.get_document(a, d).await.is_ok());
+}
+
+async fn list_documents_orders_by_path_and_pages_with_total(s: Arc<dyn Store>) {
+    let owner = user(&*s, "list@example.com", Role::User).await;
+    let k = kb(&*s, owner, "list").await;
+    let other = kb(&*s, owner, "other").await;
+    for p in ["/c.txt", "/a.txt", "/b/z.txt", "/b/a.txt"] {
+        doc_at(&*s, k, p, &hash(1), t(0)).await;
+    }
+    doc_at(&*s, other, "/a.txt", &hash(1), t(0)).await;
+    let first = s.list_documents(k, page(3, 0)).await.unwrap();
+    let rest = s.list_documents(k, page(3, 3)).await.unwrap();
+    let paths: Vec<_> = first
+        .items
+        .iter()
+        .chain(rest.items.iter())
+        .map(|d| d.path.clone())
+        .collect();
+    assert_eq!(paths, ["/a.txt", "/b/a.txt", "/b/z.txt", "/c.txt"]);
+    assert_eq!((first.items.len(), first.total, rest.total), (3, 4, 4));
+}
+
+async fn complete_document_marks_processed_and_replaces_chunks(s: Arc<dyn Store>) {
+    let owner = user(&*s, "cmp@example.com", Role::User).await;
+    let k = kb(&*s, owner, "cmp").await;
+    let d = doc_at(&*s, k, "/doc.txt", &hash(1), t(0)).await;
+    s.fail_document(d, "extractor crashed", t(1)).await.unwrap();
+    s.complete_document(
+        d,
+        &["first version walrus".into(), "more walrus text".into()],
+        t(2),
+    )
+    .await
+    .unwrap();
+    let doc = s.get_document(k, d).await.unwrap();
+    assert_eq!(doc.status, DocumentStatus::Processed);
+    assert_eq!(doc.error, None);
+    assert_eq!(doc.updated_at, t(2));
+    assert_eq!(search_ids(&*s, q("walrus", Reader::Admin)).await, vec![d]);
+
+    s.complete_document(d, &["second version narwhal".into()], t(3))
+        .await
+        .unwrap();
+    assert!(search_ids(&*s, q("walrus", Reader::Admin)).await.is_empty());
+    assert_eq!(search_ids(&*s, q("narwhal", Reader::Admin)).await, vec![d]);
+
+    // no chunks at all: processed, nothing searchable
+    s.complete_document(d, &[], t(4)).await.unwrap();
+    assert!(search_ids(&*s, q("narwhal", Reader::Admin)).await.is_empty());
+    assert_eq!(
+        s.get_document(k, d).await.unwrap().status,
+        DocumentStatus::Processed
+    );
+}
+
+async fn fail_document_records_error_and_removes_chunks_from_search(s: Arc<dyn Store>) {
+    let owner = user(&*s, "fail@example.com", Role::User).await;
+    let k = kb(&*s, owner, "fail").await;
+    let d = indexed(&*s, k, "/f.txt", &["platypus facts"]).await;
+    assert_eq!(search_ids(&*s, q("platypus", Reader::Admin)).await, vec![d]);
+    s.fail_document(d, "password protected", t(9)).await.unwrap();
+    let doc = s.get_document(k, d).await.unwrap();
+    assert_eq!(doc.status, DocumentStatus::Failed);
+    assert_eq!(doc.error.as_deref(), Some("password protected"));
+    assert_eq!(doc.updated_at, t(9));
+    assert!(search_ids(&*s, q("platypus", Reader::Admin)).await.is_empty());
+}
+
+async fn complete_or_fail_unknown_document_is_not_found(s: Arc<dyn Store>) {
+    let err = s
+        .complete_document(Uuid::new_v4(), &["x".into()], t(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let err = s.fail_document(Uuid::new_v4(), "x", t(0)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let err = s
+        .delete_document(Uuid::new_v4(), Uuid::new_v4())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
+
+async fn delete_document_returns_hash_only_when_last_reference_goes(s: Arc<dyn Store>) {
+    let owner = user(&*s, "dd@example.com", Role::User).await;
+    let a = kb(&*s, owner, "a").await;
+    let b = kb(&*s, owner, "b").await;
+    let h = hash(77);
+    let d1 = doc_at(&*s, a, "/1", &h, t(0)).await;
+    let d2 = doc_at(&*s, b, "/2", &h, t(0)).await;
+    s.complete_document(d1, &["quokka".into()], t(1)).await.unwrap();
+    assert_eq!(s.delete_document(a, d1).await.unwrap(), None);
+    assert!(matches!(s.get_document(a, d1).await, Err(StoreError::NotFound)));
+    assert!(search_ids(&*s, q("quokka", Reader::Admin)).await.is_empty());
+    assert_eq!(s.delete_document(b, d2).await.unwrap(), Some(h));
+    assert!(matches!(
+        s.delete_document(b, d2).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn pending_documents_are_oldest_first_and_limited(s: Arc<dyn Store>) {
+    let owner = user(&*s, "pend@example.com", Role::User).await;
+    let k = kb(&*s, owner, "pend").await;
+    let newest = doc_at(&*s, k, "/n", &hash(1), t(30)).await;
+    let oldest = doc_at(&*s, k, "/o", &hash(2), t(10)).await;
+    let middle = doc_at(&*s, k, "/m", &hash(3), t(20)).await;
+    let done = doc_at(&*s, k, "/d", &hash(4), t(5)).await;
+    let failed = doc_at(&*s, k, "/f", &hash(5), t(6)).await;
+    s.complete_document(done, &["x".into()], t(40)).await.unwrap();
+    s.fail_document(failed, "nope", t(40)).await.unwrap();
+    let ids = |v: Vec<kbsync_core::Document>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.pending_documents(10).await.unwrap()),
+        vec![oldest, middle, newest]
+    );
+    assert_eq!(ids(s.pending_documents(2).await.unwrap()), vec![oldest, middle]);
+    assert!(s.pending_documents(0).await.unwrap().is_empty());
+}
+
+// --- search ----------------------------------------------------------------------------------
+
+async fn search_ranks_document_mentioning_term_more_often_higher(s: Arc<dyn Store>) {
+    let owner = user(&*s, "rank@example.com", Role::User).await;
+    let k = kb(&*s, owner, "rank").await;
+    let once = indexed(
+        &*s,
+        k,
+        "/once",
+        &["the budget was discussed once with several other topics"],
+    )
+    .await;
+    let often = indexed(
+        &*s,
+        k,
+        "/often",
+        &["budget budget budget: the budget was discussed again"],
+    )
+    .await;
+    let hits = s.search(q("budget", Reader::Admin)).await.unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.document_id).collect::<Vec<_>>(),
+        vec![often, once]
+    );
+    assert!(hits[0].score > hits[1].score, "{hits:?}");
+}
+
+async fn search_ignores_diacritics(s: Arc<dyn Store>) {
+    let owner = user(&*s, "dia@example.com", Role::User).await;
+    let k = kb(&*s, owner, "dia").await;
+    let umlaut = indexed(&*s, k, "/de", &["Die Übergabe der Schlüssel erfolgt am Montag"]).await;
+    let plain = indexed(&*s, k, "/fr", &["Le cafe est ferme"]).await;
+    assert_eq!(search_ids(&*s, q("ubergabe", Reader::Admin)).await, vec![umlaut]);
+    assert_eq!(search_ids(&*s, q("ÜBERGABE", Reader::Admin)).await, vec![umlaut]);
+    assert_eq!(search_ids(&*s, q("schlussel", Reader::Admin)).await, vec![umlaut]);
+    assert_eq!(search_ids(&*s, q("café fermé", Reader::Admin)).await, vec![plain]);
+}
+
+async fn search_treats_query_syntax_characters_as_plain_text(s: Arc<dyn Store>) {
+    let owner = user(&*s, "syn@example.com", Role::User).await;
+    let k = kb(&*s, owner, "syn").await;
+    let d = indexed(&*s, k, "/s", &["alpha beta gamma delta"]).await;
+    let nasty = [
+        "\"",
+        "\"alpha",
+        "alpha\"",
+        "*",
+        "alpha*",
+        "alpha OR",
+        "OR alpha",
+        "alpha OR zulu",
+        "-alpha",
+        "alpha -beta",
+        "NEAR(",
+        "NEAR(alpha beta)",
+        "alpha AND",
+        "NOT alpha",
+        "(",
+        ")",
+        "alpha)",
+        "{",
+        "alpha:",
+        "text:alpha",
+        "^alpha",
+        "alpha & beta",
+        "alpha | zulu",
+        "!alpha",
+        "alpha <-> beta",
+        "'",
+        "alpha'",
+        "\\",
+        "alpha\\",
+        "%",
+        "_",
+        ";",
+        "alpha; DROP TABLE chunks; --",
+        ":*",
+        "alpha:*",
+        "+alpha",
+        "alpha~",
+        "[alpha]",
+        "\u{0}",
+        "alpha\u{0}beta",
+        "\u{0345}",
+        "\u{0903}",
+        "alpha\u{0301}",
+        "²",
+        "ǅ",
+        "\u{FFFF}",
+    ];
+    for text in nasty {
+        let result = s.search(q(text, Reader::Admin)).await;
+        assert!(result.is_ok(), "query {text:?} failed: {result:?}");
+    }
+    // Operators are words like any other: every word must occur.
+    assert!(
+        search_ids(&*s, q("alpha OR zulu", Reader::Admin))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        search_ids(&*s, q("\"alpha\" -beta*", Reader::Admin)).await,
+        vec![d]
+    );
+    assert_eq!(
+        search_ids(&*s, q("NEAR(alpha gamma)", Reader::Admin)).await,
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        search_ids(&*s, q("(alpha) & [gamma]", Reader::Admin)).await,
+        vec![d]
+    );
+    let or_doc = indexed(&*s, k, "/or", &["near or not, alpha stays"]).await;
+    assert_eq!(
+        search_ids(&*s, q("NEAR(alpha OR)", Reader::Admin)).await,
+        vec![or_doc]
+    );
+}
+
+async fn search_query_without_words_returns_nothing(s: Arc<dyn Store>) {
+    let owner = user(&*s, "empty@example.com", Role::User).await;
+    let k = kb(&*s, owner, "empty").await;
+    indexed(&*s, k, "/e", &["anything at all"]).await;
+    for text in ["", "   ", "!!!", "*", "\"\"", "- ( ) :", "\t\n"] {
+        assert!(
+            s.search(q(text, Reader::Admin)).await.unwrap().is_empty(),
+            "{text:?}"
+        );
+    }
+}
+
+async fn search_requires_every_query_word(s: Arc<dyn Store>) {
+    let owner = user(&*s, "and@example.com", Role::User).await;
+    let k = kb(&*s, owner, "and").await;
+    let both = indexed(&*s, k, "/both", &["red apples and green pears"]).await;
+    let one = indexed(&*s, k, "/one", &["red cars only"]).await;
+    assert_eq!(search_ids(&*s, q("red pears", Reader::Admin)).await, vec![both]);
+    let mut red = search_ids(&*s, q("RED", Reader::Admin)).await;
+    red.sort();
+    let mut expected = vec![both, one];
+    expected.sort();
+    assert_eq!(red, expected);
+}
+
+async fn search_returns_only_readable_kbs(s: Arc<dyn Store>) {
+    let owner = user(&*s, "so@example.com", Role::User).await;
+    let grantee = user(&*s, "sg@example.com", Role::User).await;
+    let stranger = user(&*s, "ss@example.com", Role::User).await;
+    let mine = kb(&*s, owner, "mine").await;
+    let shared = kb(&*s, owner, "shared").await;
+    s.set_manual_grants(shared, &[grantee], &[]).await.unwrap();
+    let in_mine = indexed(&*s, mine, "/m", &["secret okapi notes"]).await;
+    let in_shared = indexed(&*s, shared, "/s", &["shared okapi notes"]).await;
+    let sorted = |mut v: Vec<Uuid>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(search_ids(&*s, q("okapi", Reader::User(owner))).await),
+        sorted(vec![in_mine, in_shared])
+    );
+    assert_eq!(
+        search_ids(&*s, q("okapi", Reader::User(grantee))).await,
+        vec![in_shared]
+    );
+    assert!(
+        search_ids(&*s, q("okapi", Reader::User(stranger)))
+            .await
+            .is_empty()
+    );
+    assert_eq!(search_ids(&*s, q("okapi", Reader::Admin)).await.len(), 2);
+}
+
+async fn search_kb_ids_filter_narrows_but_never_widens_access(s: Arc<dyn Store>) {
+    let owner = user(&*s, "fo@example.com", Role::User).await;
+    let other = user(&*s, "fx@example.com", Role::User).await;
+    let a = kb(&*s, owner, "a").await;
+    let b = kb(&*s, owner, "b").await;
+    let foreign = kb(&*s, other, "foreign").await;
+    let da = indexed(&*s, a, "/a", &["ibex sighting"]).await;
+    let db = indexed(&*s, b, "/b", &["ibex sighting"]).await;
+    let df = indexed(&*s, foreign, "/f", &["ibex sighting"]).await;
+    let a_only = [a];
+    let query = SearchQuery {
+        text: "ibex",
+        reader: Reader::User(owner),
+        kb_ids: &a_only,
+        limit: 10,
+    };
+    assert_eq!(search_ids(&*s, query).await, vec![da]);
+    let a_and_foreign = [a, foreign];
+    let query = SearchQuery {
+        text: "ibex",
+        reader: Reader::User(owner),
+        kb_ids: &a_and_foreign,
+        limit: 10,
+    };
+    assert_eq!(search_ids(&*s, query).await, vec![da]);
+    let foreign_only = [foreign];
+    let query = SearchQuery {
+        text: "ibex",
+        reader: Reader::User(owner),
+        kb_ids: &foreign_only,
+        limit: 10,
+    };
+    assert!(search_ids(&*s, query).await.is_empty());
+    let query = SearchQuery {
+        text: "ibex",
+        reader: Reader::Admin,
+        kb_ids: &[b, foreign],
+        limit: 10,
+    };
+    let mut got = search_ids(&*s, query).await;
+    got.sort();
+    let mut expected = vec![db, df];
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+async fn search_returns_one_hit_per_document(s: Arc<dyn Store>) {
+    let owner = user(&*s, "one@example.com", Role::User).await;
+    let k = kb(&*s, owner, "one").await;
+    let many = indexed(
+        &*s,
+        k,
+        "/many",
+        &[
+            "a chunk about the tapir and nothing else of note here at all",
+            "tapir tapir tapir tapir",
+            "another tapir chunk with filler words around it",
+        ],
+    )
+    .await;
+    let single = indexed(
+        &*s,
+        k,
+        "/single",
+        &["one tapir mention within a rather long sentence of words"],
+    )
+    .await;
+    let hits = s.search(q("tapir", Reader::Admin)).await.unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.document_id).collect::<Vec<_>>(),
+        vec![many, single]
+    );
+    assert!(
+        hits[0].snippet.contains("tapir tapir"),
+        "best chunk's snippet expected: {:?}",
+        hits[0].snippet
+    );
+}
+
+async fn search_snippet_is_plain_short_text_around_the_match(s: Arc<dyn Store>) {
+    let owner = user(&*s, "snip@example.com", Role::User).await;
+    let k = kb(&*s, owner, "snip").await;
+    let filler = "lorem ipsum dolor sit amet consectetur ".repeat(40);
+    let text = format!("{filler}\n\nThe Übergabe   protocol starts here. {filler}");
+    indexed(&*s, k, "/long", &[text.as_str()]).await;
+    for query in ["ubergabe", "Übergabe protocol"] {
+        let hits = s.search(q(query, Reader::Admin)).await.unwrap();
+        assert_eq!(hits.len(), 1);
+        let snippet = &hits[0].snippet;
+        assert!(
+            snippet.chars().count() <= 240,
+            "{} chars: {snippet:?}",
+            snippet.chars().count()
+        );
+        assert!(snippet.contains("Übergabe"), "{snippet:?}");
+        assert!(
+            !snippet.contains('<') && !snippet.contains('>') && !snippet.contains('\n'),
+            "{snippet:?}"
+        );
+    }
+}
+
+async fn search_hit_names_kb_document_and_web_url(s: Arc<dyn Store>) {
+    let owner = user(&*s, "hit@example.com", Role::User).await;
+    let k = kb(&*s, owner, "hit").await;
+    let d = indexed(&*s, k, "/folder/Report.docx", &["axolotl habitat"]).await;
+    let hits = s.search(q("axolotl", Reader::Admin)).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    let h = &hits[0];
+    assert_eq!((h.knowledge_id, h.document_id), (k, d));
+    assert_eq!(h.name, "Report.docx");
+    assert_eq!(
+        h.web_url.as_deref(),
+        Some("https://drive.example//folder/Report.docx")
+    );
+    assert_eq!(h.snippet, "axolotl habitat");
+    assert!(h.score.is_finite() && h.score > 0.0, "{}", h.score);
+}
+
+async fn search_respects_limit(s: Arc<dyn Store>) {
+    let owner = user(&*s, "lim@example.com", Role::User).await;
+    let k = kb(&*s, owner, "lim").await;
+    for i in 0..5 {
+        indexed(&*s, k, &format!("/{i}"), &["pangolin"]).await;
+    }
+    assert_eq!(
+        s.search(SearchQuery {
+            limit: 3,
+            ..q("pangolin", Reader::Admin)
+        })
+        .await
+        .unwrap()
+        .len(),
+        3
+    );
+    assert_eq!(s.search(q("pangolin", Reader::Admin)).await.unwrap().len(), 5);
+    assert!(
+        s.search(SearchQuery {
+            limit: 0,
+            ..q("pangolin", Reader::Admin)
+        })
+        .await
+        .unwrap()
+        .is_empty()
+    );
+}
+
+async fn search_skips_documents_not_processed(s: Arc<dyn Store>) {
+    let owner = user(&*s, "np@example.com", Role::User).await;
+    let k = kb(&*s, owner, "np").await;
+    let ok = indexed(&*s, k, "/ok", &["wombat burrow"]).await;
+    let failed = indexed(&*s, k, "/failed", &["wombat burrow"]).await;
+    s.fail_document(failed, "later failure", t(5)).await.unwrap();
+    let _pending = doc_at(&*s, k, "/pending", &hash(3), t(0)).await;
+    assert_eq!(search_ids(&*s, q("wombat", Reader::Admin)).await, vec![ok]);
+}
+
+// --- backend-specific ------------------------------------------------------------------------
+
+#[tokio::test]
+async fn connect_rejects_unknown_url_scheme_as_invalid_url() {
+    let err = kbsync_store::connect("mysql://localhost/x").await.err().unwrap();
+    assert!(matches!(err, StoreError::InvalidUrl(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn sqlite_connect_creates_missing_file_and_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/data/kbsync.db");
+    let store = kbsync_store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    assert!(path.exists());
+}
+
+#[tokio::test]
+async fn postgres_connect_to_unreachable_server_is_unavailable_promptly() {
+    let started = std::time::Instant::now();
+    // Port 1 on loopback: nothing listens there.
+    let err = PostgresStore::connect("postgres://postgres@127.0.0.1:1/none")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn postgres_connect_in_schema_rejects_unsafe_schema_names() {
+    for bad in ["", "Upper", "semi;colon", "quote\"", "1abc", &"a".repeat(64)] {
+        let err = PostgresStore::connect_in_schema("postgres://postgres@127.0.0.1:1/none", bad)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::InvalidUrl(_)), "{bad:?}: {err:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_migrations_from_several_instances_apply_once() {
+    let Ok(url) = std::env::var(PG_ENV) else {
+        eprintln!("skipped: {PG_ENV} is not set, so this PostgreSQL test did not run");
+        return;
+    };
+    let schema = format!("kbsync_test_{}", Uuid::new_v4().simple());
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(PostgresStore::connect_in_schema(&url, &schema).await.unwrap());
+    }
+    let outcome = AssertUnwindSafe(async {
+        let results = futures::future::join_all(stores.iter().map(|s| s.migrate())).await;
+        for r in results {
+            r.unwrap();
+        }
+        let s: &dyn Store = &stores[0];
+        user(s, "after@example.com", Role::User).await;
+        assert_eq!(stores[3].count_users().await.unwrap(), 1);
+    })
+    .catch_unwind()
+    .await;
+    drop(stores);
+    drop_schema(&url, &schema).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -1,0 +1,572 @@
+//! Identity platform state: registered clients, authorization codes, refresh and access tokens, and the rules
+//! the token endpoint applies (with the AADSTS codes of the reference).
+
+use crate::store::{Store, StoreError};
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use std::collections::{BTreeMap, HashMap};
+
+/// A confidential client registered with the emulator's identity platform.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClientRegistration {
+    pub client_id: String,
+    pub client_secret: String,
+    pub redirect_uris: Vec<String>,
+    /// Shown on the consent page.
+    #[serde(default = "default_client_name")]
+    pub display_name: String,
+    /// A single-page-app registration: refresh tokens are capped at 24 hours (AADSTS700084).
+    #[serde(default)]
+    pub spa: bool,
+}
+
+fn default_client_name() -> String {
+    "kbsync".into()
+}
+
+/// The client the binary registers when no `--client-id` is given.
+pub const DEFAULT_CLIENT_ID: &str = "3c0a2d3e-5f7b-4b8e-9a1c-6d2f8e4b7a10";
+/// The secret of [`DEFAULT_CLIENT_ID`].
+pub const DEFAULT_CLIENT_SECRET: &str = "emulator-client-secret";
+/// The redirect URI of [`DEFAULT_CLIENT_ID`].
+pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:8080/api/v1/oauth/callback";
+
+impl Default for ClientRegistration {
+    fn default() -> Self {
+        Self {
+            client_id: DEFAULT_CLIENT_ID.into(),
+            client_secret: DEFAULT_CLIENT_SECRET.into(),
+            redirect_uris: vec![DEFAULT_REDIRECT_URI.into()],
+            display_name: default_client_name(),
+            spa: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RegisteredClient {
+    pub reg: ClientRegistration,
+    pub secret_expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub user_id: String,
+    pub scopes: Vec<String>,
+    pub code_challenge: String,
+    pub expires_at: DateTime<Utc>,
+    pub redeemed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshRecord {
+    pub client_id: String,
+    pub user_id: String,
+    pub scopes: Vec<String>,
+    pub issued_at: DateTime<Utc>,
+    /// When the sign-in that started this chain of rotated tokens happened (SPA cap).
+    pub family_started: DateTime<Utc>,
+    pub revoked: bool,
+    pub expired: bool,
+    pub spa: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessRecord {
+    pub user_id: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuthState {
+    pub clients: BTreeMap<String, RegisteredClient>,
+    pub codes: HashMap<String, AuthCode>,
+    pub refresh: HashMap<String, RefreshRecord>,
+    pub access: HashMap<String, AccessRecord>,
+}
+
+/// An identity platform error: the `error` value, the AADSTS number, the message, and the HTTP status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AadError {
+    pub status: u16,
+    pub error: &'static str,
+    pub code: u32,
+    pub message: String,
+    pub suberror: Option<&'static str>,
+}
+
+impl AadError {
+    pub fn new(status: u16, error: &'static str, code: u32, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            code,
+            message: message.into(),
+            suberror: None,
+        }
+    }
+    fn grant(code: u32, message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_grant", code, message)
+    }
+    pub fn missing(param: &str) -> Self {
+        Self::new(
+            400,
+            "invalid_request",
+            900144,
+            format!("The request body must contain the following parameter: '{param}'."),
+        )
+    }
+}
+
+/// Refresh tokens unused for this long expire (AADSTS700082).
+pub const REFRESH_INACTIVITY_DAYS: i64 = 90;
+/// SPA refresh tokens live at most this long from sign-in (AADSTS700084).
+pub const SPA_REFRESH_HOURS: i64 = 24;
+/// Authorization codes live this long.
+pub const CODE_LIFETIME_MINUTES: i64 = 10;
+
+/// What the token endpoint returns on success.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenResponse {
+    pub token_type: String,
+    pub scope: String,
+    pub expires_in: i64,
+    pub ext_expires_in: i64,
+    pub access_token: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id_token: Option<String>,
+}
+
+/// Scopes that are about the sign-in itself rather than a resource; always consentable.
+fn is_oidc_scope(s: &str) -> bool {
+    matches!(
+        s.to_ascii_lowercase().as_str(),
+        "openid" | "profile" | "email" | "offline_access"
+    )
+}
+
+/// Strips the Graph resource prefix so `https://graph.microsoft.com/Files.Read.All` equals `Files.Read.All`.
+fn normalise_scope(s: &str) -> String {
+    s.strip_prefix("https://graph.microsoft.com/")
+        .unwrap_or(s)
+        .to_string()
+}
+
+pub fn parse_scopes(s: &str) -> Vec<String> {
+    s.split_whitespace().map(normalise_scope).collect()
+}
+
+/// `BASE64URL(SHA256(verifier))`, the S256 PKCE transformation.
+pub fn pkce_s256(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
+}
+
+fn b64url(v: &serde_json::Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+impl Store {
+    pub fn register_client(&mut self, reg: ClientRegistration) {
+        self.auth.clients.insert(
+            reg.client_id.clone(),
+            RegisteredClient {
+                reg,
+                secret_expires_at: None,
+            },
+        );
+    }
+
+    /// Checks client id and secret the way the token endpoint does.
+    pub fn authenticate_client(
+        &self,
+        client_id: Option<&str>,
+        secret: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<&RegisteredClient, AadError> {
+        let client_id = client_id
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AadError::missing("client_id"))?;
+        let client = self.auth.clients.get(client_id).ok_or_else(|| {
+            AadError::new(
+                400,
+                "unauthorized_client",
+                700016,
+                format!(
+                    "Application with identifier '{client_id}' was not found in the directory '{}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.",
+                    self.tenant.display_name
+                ),
+            )
+        })?;
+        let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+            return Err(AadError::new(
+                401,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+            ));
+        };
+        if secret != client.reg.client_secret {
+            return Err(AadError::new(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"
+                    .to_string()
+                    + client_id
+                    + "'.",
+            ));
+        }
+        if client.secret_expires_at.is_some_and(|t| t <= now) {
+            return Err(AadError::new(
+                401,
+                "invalid_client",
+                7000222,
+                format!(
+                    "The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app."
+                ),
+            ));
+        }
+        Ok(client)
+    }
+
+    pub fn issue_code(
+        &mut self,
+        client_id: &str,
+        redirect_uri: &str,
+        user_id: &str,
+        scopes: Vec<String>,
+        code_challenge: &str,
+        now: DateTime<Utc>,
+    ) -> String {
+        let code = format!("1.A{}", self.ids.token(180));
+        self.auth.codes.insert(
+            code.clone(),
+            AuthCode {
+                client_id: client_id.to_string(),
+                redirect_uri: redirect_uri.to_string(),
+                user_id: user_id.to_string(),
+                scopes,
+                code_challenge: code_challenge.to_string(),
+                expires_at: now + Duration::minutes(CODE_LIFETIME_MINUTES),
+                redeemed: false,
+            },
+        );
+        code
+    }
+
+    /// Mints an access token for a user directly (tests of Graph clients skip the OAuth dance with it).
+    pub fn mint_access_token(
+        &mut self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+        lifetime: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
+        let user = self.user(user_id)?.clone();
+        let exp = now + lifetime;
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "msgraph-emulator"});
+        let payload = serde_json::json!({
+            "aud": "00000003-0000-0000-c000-000000000000",
+            "iss": format!("https://sts.windows.net/{}/", self.tenant.id),
+            "iat": now.timestamp(), "nbf": now.timestamp(), "exp": exp.timestamp(),
+            "appid": client_id, "name": user.display_name, "oid": user.id, "tid": self.tenant.id,
+            "scp": scopes.join(" "), "upn": user.upn, "uti": self.ids.token(22), "ver": "1.0",
+        });
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.ids.bytes::<64>());
+        let token = format!("{}.{}.{sig}", b64url(&header), b64url(&payload));
+        self.auth.access.insert(
+            token.clone(),
+            AccessRecord {
+                user_id: user_id.to_string(),
+                client_id: client_id.to_string(),
+                scopes: scopes.to_vec(),
+                expires_at: exp,
+            },
+        );
+        Ok(token)
+    }
+
+    fn id_token(&mut self, user_id: &str, client_id: &str, now: DateTime<Utc>) -> Result<String, StoreError> {
+        let user = self.user(user_id)?.clone();
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "msgraph-emulator"});
+        let payload = serde_json::json!({
+            "aud": client_id, "iss": format!("https://login.microsoftonline.com/{}/v2.0", self.tenant.id),
+            "iat": now.timestamp(), "nbf": now.timestamp(), "exp": (now + Duration::hours(1)).timestamp(),
+            "name": user.display_name, "oid": user.id, "preferred_username": user.upn, "sub": user.id,
+            "tid": self.tenant.id, "ver": "2.0",
+        });
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.ids.bytes::<64>());
+        Ok(format!("{}.{}.{sig}", b64url(&header), b64url(&payload)))
+    }
+
+    fn issue_tokens(
+        &mut self,
+        client_id: &str,
+        user_id: &str,
+        scopes: Vec<String>,
+        family_started: DateTime<Utc>,
+        spa: bool,
+        now: DateTime<Utc>,
+    ) -> Result<TokenResponse, AadError> {
+        let internal = |e: StoreError| AadError::new(400, "invalid_grant", 70000, e.to_string());
+        let expires_in = 3599 + self.ids.below(1801) as i64;
+        let resource_scopes: Vec<String> = scopes.iter().filter(|s| !is_oidc_scope(s)).cloned().collect();
+        let access_token = self
+            .mint_access_token(
+                user_id,
+                client_id,
+                &resource_scopes,
+                Duration::seconds(expires_in),
+                now,
+            )
+            .map_err(internal)?;
+        let offline = scopes.iter().any(|s| s.eq_ignore_ascii_case("offline_access"));
+        let refresh_token = if offline {
+            let t = format!("1.A{}", self.ids.token(300));
+            self.auth.refresh.insert(
+                t.clone(),
+                RefreshRecord {
+                    client_id: client_id.to_string(),
+                    user_id: user_id.to_string(),
+                    scopes: scopes.clone(),
+                    issued_at: now,
+                    family_started,
+                    revoked: false,
+                    expired: false,
+                    spa,
+                },
+            );
+            Some(t)
+        } else {
+            None
+        };
+        let id_token = if scopes.iter().any(|s| s.eq_ignore_ascii_case("openid")) {
+            Some(self.id_token(user_id, client_id, now).map_err(internal)?)
+        } else {
+            None
+        };
+        let mut granted = resource_scopes;
+        granted.extend(
+            scopes
+                .iter()
+                .filter(|s| is_oidc_scope(s) && !s.eq_ignore_ascii_case("offline_access"))
+                .cloned(),
+        );
+        Ok(TokenResponse {
+            token_type: "Bearer".into(),
+            scope: granted.join(" "),
+            expires_in,
+            ext_expires_in: expires_in,
+            access_token,
+            refresh_token,
+            id_token,
+        })
+    }
+
+    /// `grant_type=authorization_code`.
+    pub fn redeem_code(
+        &mut self,
+        client_id: &str,
+        code: Option<&str>,
+        redirect_uri: Option<&str>,
+        code_verifier: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenResponse, AadError> {
+        let code = code
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AadError::missing("code"))?;
+        let record = self.auth.codes.get(code).cloned().ok_or_else(|| {
+            AadError::grant(70000, "The provided value for the 'code' parameter is not valid.")
+        })?;
+        if record.redeemed {
+            return Err(AadError::grant(
+                54005,
+                "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+            ));
+        }
+        if record.expires_at <= now {
+            return Err(AadError::grant(
+                70008,
+                "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.",
+            ));
+        }
+        if record.client_id != client_id {
+            return Err(AadError::grant(
+                70000,
+                "The provided value for the 'code' parameter is not valid. The code was issued to a different client.",
+            ));
+        }
+        let redirect_uri = redirect_uri
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AadError::missing("redirect_uri"))?;
+        if redirect_uri != record.redirect_uri {
+            return Err(AadError::grant(
+                50011,
+                format!(
+                    "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URI used in the authorization request."
+                ),
+            ));
+        }
+        let verifier = code_verifier
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AadError::missing("code_verifier"))?;
+        if pkce_s256(verifier) != record.code_challenge {
+            return Err(AadError::grant(
+                501481,
+                "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+            ));
+        }
+        if let Some(c) = self.auth.codes.get_mut(code) {
+            c.redeemed = true;
+        }
+        let spa = self.auth.clients.get(client_id).is_some_and(|c| c.reg.spa);
+        self.issue_tokens(client_id, &record.user_id, record.scopes, now, spa, now)
+    }
+
+    /// `grant_type=refresh_token`: a new refresh token every time; the old one stays valid (rotation is the
+    /// client's job), except when revoked or expired.
+    pub fn redeem_refresh(
+        &mut self,
+        client_id: &str,
+        refresh_token: Option<&str>,
+        scope: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<TokenResponse, AadError> {
+        let token = refresh_token
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AadError::missing("refresh_token"))?;
+        let record = self.auth.refresh.get(token).cloned().ok_or_else(|| {
+            AadError::grant(
+                70000,
+                "The provided value for the input parameter 'refresh_token' or 'assertion' is not valid.",
+            )
+        })?;
+        if record.client_id != client_id {
+            return Err(AadError::grant(
+                70000,
+                "The refresh token was issued to a different client.",
+            ));
+        }
+        if record.revoked {
+            return Err(AadError::grant(
+                50173,
+                "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. Have the user sign in again.",
+            ));
+        }
+        if record.expired {
+            return Err(AadError::grant(
+                70008,
+                "The provided authorization code or refresh token has expired due to inactivity. Send a new interactive authorization request for this user and resource.",
+            ));
+        }
+        if record.spa && now - record.family_started > Duration::hours(SPA_REFRESH_HOURS) {
+            return Err(AadError::grant(
+                700084,
+                "The refresh token was issued to a single page app (SPA), and therefore has a fixed, limited lifetime of 1.00:00:00, which cannot be extended. It is now expired and a new sign in request must be sent by the SPA to the sign in page.",
+            ));
+        }
+        let idle = now - record.issued_at;
+        if idle > Duration::days(REFRESH_INACTIVITY_DAYS) {
+            return Err(AadError::grant(
+                700082,
+                format!(
+                    "The refresh token has expired due to inactivity. The token was issued on {} and was inactive for {}.00:00:00.",
+                    record.issued_at.format("%Y-%m-%dT%H:%M:%S%.6f0Z"),
+                    REFRESH_INACTIVITY_DAYS
+                ),
+            ));
+        }
+        let user = self
+            .user(&record.user_id)
+            .map_err(|e| AadError::grant(70000, e.to_string()))?;
+        if user.mfa_required {
+            let mut e = AadError::new(
+                400,
+                "interaction_required",
+                50076,
+                "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '00000003-0000-0000-c000-000000000000'.",
+            );
+            e.suberror = Some("basic_action");
+            return Err(e);
+        }
+        let scopes = match scope.filter(|s| !s.trim().is_empty()) {
+            Some(s) => {
+                let requested = parse_scopes(s);
+                let granted: Vec<String> = record.scopes.iter().map(|s| s.to_ascii_lowercase()).collect();
+                if let Some(missing) = requested
+                    .iter()
+                    .find(|s| !is_oidc_scope(s) && !granted.contains(&s.to_ascii_lowercase()))
+                {
+                    return Err(AadError::grant(
+                        65001,
+                        format!(
+                            "The user or administrator has not consented to use the application with ID '{client_id}'. Send an interactive authorization request for this user and resource. Missing scope: {missing}."
+                        ),
+                    ));
+                }
+                let mut scopes = requested;
+                if record
+                    .scopes
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case("offline_access"))
+                    && !scopes.iter().any(|s| s.eq_ignore_ascii_case("offline_access"))
+                {
+                    scopes.push("offline_access".into());
+                }
+                scopes
+            }
+            None => record.scopes.clone(),
+        };
+        self.issue_tokens(
+            client_id,
+            &record.user_id,
+            scopes,
+            record.family_started,
+            record.spa,
+            now,
+        )
+    }
+
+    /// Marks every refresh token of a user revoked (AADSTS50173 afterwards).
+    pub fn revoke_refresh_tokens(&mut self, user_id: &str) -> Result<usize, StoreError> {
+        self.user(user_id)?;
+        let mut n = 0;
+        for r in self.auth.refresh.values_mut().filter(|r| r.user_id == user_id) {
+            r.revoked = true;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Marks every refresh token of a user expired (AADSTS70008 afterwards).
+    pub fn expire_refresh_tokens(&mut self, user_id: &str) -> Result<usize, StoreError> {
+        self.user(user_id)?;
+        let mut n = 0;
+        for r in self.auth.refresh.values_mut().filter(|r| r.user_id == user_id) {
+            r.expired = true;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The user behind a bearer token, or why it is refused.
+    pub fn check_access_token(&self, token: &str, now: DateTime<Utc>) -> Result<&AccessRecord, &'static str> {
+        match self.auth.access.get(token) {
+            None if !token.contains('.') => Err(
+                "IDX14100: JWT is not well formed, there are no dots (.).\nThe token needs to be in JWS or JWE Compact Serialization Format.",
+            ),
+            None => Err("Access token validation failure. Invalid audience."),
+            Some(r) if r.expires_at <= now => Err("Access token has expired or is not yet valid."),
+            Some(r) => Ok(r),
+        }
+    }
+}

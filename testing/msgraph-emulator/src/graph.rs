@@ -1,0 +1,669 @@
+//! The Graph v1.0 surface under `/v1.0`: users, drives, items (by id or path), children, delta, content,
+//! permissions and sites. One handler parses the path itself, because Graph addresses the same drive through
+//! many prefixes (`/me/drive`, `/users/{id}/drive`, `/drives/{id}`, `/sites/{id}/drive`, …) and items through
+//! `root:/path:` segments that a router cannot express.
+
+use crate::Shared;
+use crate::delta::{DeltaError, DeltaLink, DeltaRequest};
+use crate::error::{GraphError, RequestMeta};
+use crate::render::{self, Mode, RenderCtx};
+use crate::store::{DriveOwner, Store};
+use axum::Extension;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use percent_encoding::percent_decode_str;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Query = HashMap<String, String>;
+
+fn parse_query(uri: &Uri) -> Query {
+    let mut q = HashMap::new();
+    if let Some(raw) = uri.query() {
+        for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+            let k = k.trim_start_matches('$').to_ascii_lowercase();
+            q.insert(k, v.into_owned());
+        }
+    }
+    q
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+fn select_of(q: &Query) -> Option<Vec<String>> {
+    q.get("select").map(|s| {
+        s.split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect()
+    })
+}
+
+fn top_of(q: &Query) -> Result<Option<usize>, GraphError> {
+    match q.get("top") {
+        None => Ok(None),
+        Some(t) => t
+            .parse::<usize>()
+            .map(|n| Some(n.clamp(1, 1000)))
+            .map_err(|_| GraphError::bad_request(format!("Invalid $top value '{t}'"))),
+    }
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// Where a drive-relative request points.
+enum ItemRef {
+    Root,
+    Id(String),
+}
+
+/// The entry point for every `/v1.0/…` request.
+pub(crate) async fn handle(
+    State(shared): State<Arc<Shared>>,
+    Extension(meta): Extension<RequestMeta>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = match authenticate(&shared, &meta, &headers) {
+        Err(e) => Err(e),
+        Ok((caller, app)) => {
+            let rest = uri
+                .path()
+                .strip_prefix("/v1.0")
+                .unwrap_or("")
+                .trim_end_matches('/');
+            let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+            if segs.first() == Some(&"subscriptions") {
+                crate::subscriptions::handle(&shared, &meta, &caller, &app, &method, &segs, &body).await
+            } else {
+                route(&shared, &meta, &caller, &method, &uri, &headers)
+            }
+        }
+    };
+    match result {
+        Ok(r) => r,
+        Err(e) => e.into_response_with(&meta),
+    }
+}
+
+/// The caller's user id and application id, from the bearer token.
+fn authenticate(
+    shared: &Shared,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+) -> Result<(String, String), GraphError> {
+    let token = bearer(headers)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| GraphError::unauthorized("Access token is empty."))?;
+    let store = shared.store.read();
+    let record = store
+        .check_access_token(token, meta.date)
+        .map_err(GraphError::unauthorized)?;
+    Ok((record.user_id.clone(), record.client_id.clone()))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+fn route(
+    shared: &Shared,
+    meta: &RequestMeta,
+    caller: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, GraphError> {
+    let now = meta.date;
+    let caller = caller.to_string();
+    if method != Method::GET && method != Method::HEAD {
+        return Err(GraphError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "notSupported",
+            "The emulator serves read operations only.",
+        ));
+    }
+    let q = parse_query(uri);
+    let rest = uri.path().strip_prefix("/v1.0").unwrap_or("");
+    let rest = rest.trim_end_matches('/');
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let ctx = RenderCtx {
+        base_url: &shared.base_url,
+        now,
+        download_key: &shared.download_key,
+        download_lifetime_secs: shared.download_lifetime_secs,
+    };
+    match segs.as_slice() {
+        [] => Err(GraphError::bad_request("Invalid request")),
+        ["me"] => user_response(shared, &caller),
+        ["users", id] => user_response(shared, &decode(id)),
+        ["me", "drives"] => user_drives(shared, &caller),
+        ["users", id, "drives"] => user_drives(shared, &decode(id)),
+        ["drives"] => user_drives(shared, &caller),
+        ["sites"] => list_sites(shared, &q),
+        ["sites", id] => {
+            let store = shared.store.read();
+            let site = find_site(&store, &decode(id))?;
+            Ok(json_response(
+                StatusCode::OK,
+                render::site_json(site, &shared.graph_url),
+            ))
+        }
+        ["sites", id, "drives"] => {
+            let store = shared.store.read();
+            let site = find_site(&store, &decode(id))?;
+            let drives: Vec<Value> = site
+                .drive_ids
+                .iter()
+                .filter_map(|d| store.drives.get(d))
+                .map(|d| render::drive_json(&store, d))
+                .collect();
+            Ok(json_response(
+                StatusCode::OK,
+                json!({"@odata.context": format!("{}/$metadata#drives", shared.graph_url), "value": drives}),
+            ))
+        }
+        _ => {
+            let (drive_id, tail) = {
+                let store = shared.store.read();
+                resolve_drive(&store, &caller, &segs)?
+            };
+            let tail_raw: Vec<&str> = segs
+                .get(segs.len() - tail..)
+                .map(<[&str]>::to_vec)
+                .unwrap_or_default();
+            drive_route(shared, &ctx, &drive_id, &tail_raw.join("/"), &q, headers)
+        }
+    }
+}
+
+fn user_response(shared: &Shared, key: &str) -> Result<Response, GraphError> {
+    let store = shared.store.read();
+    let user = store.find_user(key).ok_or_else(|| {
+        GraphError::new(StatusCode::NOT_FOUND, "Request_ResourceNotFound", format!("Resource '{key}' does not exist or one of its queried reference-property objects are not present."))
+    })?;
+    Ok(json_response(
+        StatusCode::OK,
+        render::user_json(user, &shared.graph_url),
+    ))
+}
+
+fn user_drives(shared: &Shared, key: &str) -> Result<Response, GraphError> {
+    let store = shared.store.read();
+    let user = store
+        .find_user(key)
+        .ok_or_else(|| GraphError::not_found(format!("user {key}")))?;
+    let drives: Vec<Value> = store
+        .drives
+        .values()
+        .filter(|d| matches!(&d.owner, DriveOwner::User(u) if *u == user.id))
+        .map(|d| render::drive_json(&store, d))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"@odata.context": format!("{}/$metadata#drives", shared.graph_url), "value": drives}),
+    ))
+}
+
+fn find_site<'a>(store: &'a Store, key: &str) -> Result<&'a crate::store::Site, GraphError> {
+    if key == "root" {
+        return store
+            .sites
+            .values()
+            .next()
+            .ok_or_else(|| GraphError::not_found("no root site"));
+    }
+    store
+        .sites
+        .get(key)
+        .or_else(|| store.sites.values().find(|s| s.id.split(',').nth(1) == Some(key)))
+        .ok_or_else(|| GraphError::not_found(format!("site {key}")))
+}
+
+fn list_sites(shared: &Shared, q: &Query) -> Result<Response, GraphError> {
+    let store = shared.store.read();
+    let search = q
+        .get("search")
+        .map(|s| s.trim_matches('"').to_lowercase())
+        .unwrap_or_default();
+    let sites: Vec<Value> = store
+        .sites
+        .values()
+        .filter(|s| {
+            search.is_empty()
+                || search == "*"
+                || s.display_name.to_lowercase().contains(&search)
+                || s.name.to_lowercase().contains(&search)
+        })
+        .map(|s| {
+            let mut v = render::site_json(s, &shared.graph_url);
+            if let Some(o) = v.as_object_mut() {
+                o.remove("@odata.context");
+            }
+            v
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"@odata.context": format!("{}/$metadata#sites", shared.graph_url), "value": sites}),
+    ))
+}
+
+/// Finds the drive a path addresses; returns it and how many trailing segments remain.
+fn resolve_drive(store: &Store, caller: &str, segs: &[&str]) -> Result<(String, usize), GraphError> {
+    let user_drive = |key: &str| -> Result<String, GraphError> {
+        let user = store
+            .find_user(key)
+            .ok_or_else(|| GraphError::not_found(format!("user {key}")))?;
+        user.drive_id
+            .clone()
+            .ok_or_else(|| GraphError::not_found("The user has no drive (mysite not found)"))
+    };
+    let site_drive = |key: &str| -> Result<String, GraphError> {
+        let site = find_site(store, key)?;
+        site.drive_ids
+            .first()
+            .cloned()
+            .ok_or_else(|| GraphError::not_found("site has no drive"))
+    };
+    match segs {
+        ["me", "drive", ..] => Ok((user_drive(caller)?, segs.len() - 2)),
+        ["users", id, "drive", ..] => Ok((user_drive(&decode(id))?, segs.len() - 3)),
+        ["drives", id, ..] => {
+            let id = decode(id);
+            store.drive(&id)?;
+            Ok((id, segs.len() - 2))
+        }
+        ["sites", id, "drive", ..] => Ok((site_drive(&decode(id))?, segs.len() - 3)),
+        ["sites", _, "drives", id, ..] => {
+            let id = decode(id);
+            store.drive(&id)?;
+            Ok((id, segs.len() - 4))
+        }
+        _ => Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Resource not found for the segment.",
+        )),
+    }
+}
+
+/// Splits `root:/a/b:/children` or `items/{id}:/rel:/content` into (item reference, relative path, action).
+fn parse_item_path(tail: &str) -> Result<(ItemRef, Option<String>, String), GraphError> {
+    let (base, after) = if let Some(after) = tail.strip_prefix("root") {
+        (ItemRef::Root, after)
+    } else if let Some(after) = tail.strip_prefix("items/") {
+        let end = after.find(['/', ':']).unwrap_or(after.len());
+        (ItemRef::Id(decode(&after[..end])), &after[end..])
+    } else {
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("Resource not found for the segment '{tail}'."),
+        ));
+    };
+    if let Some(path_part) = after.strip_prefix(':') {
+        let (path, action) = match path_part.find(':') {
+            Some(i) => (&path_part[..i], &path_part[i + 1..]),
+            None => (path_part, ""),
+        };
+        Ok((
+            base,
+            Some(decode(path)),
+            action.trim_start_matches('/').to_string(),
+        ))
+    } else {
+        Ok((base, None, after.trim_start_matches('/').to_string()))
+    }
+}
+
+fn drive_route(
+    shared: &Shared,
+    ctx: &RenderCtx<'_>,
+    drive_id: &str,
+    tail: &str,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, GraphError> {
+    if tail.is_empty() {
+        let store = shared.store.read();
+        let drive = store.drive(drive_id)?;
+        let mut v = render::drive_json(&store, drive);
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "@odata.context".into(),
+                format!("{}/$metadata#drives/$entity", shared.graph_url).into(),
+            );
+        }
+        return Ok(json_response(StatusCode::OK, v));
+    }
+    let (base, rel, action) = parse_item_path(tail)?;
+    let item_id = {
+        let store = shared.store.read();
+        let drive = store.drive(drive_id)?;
+        let base_id = match &base {
+            ItemRef::Root => drive.root_id.clone(),
+            ItemRef::Id(id) => drive.item(id)?.id.clone(),
+        };
+        match &rel {
+            Some(p) => drive.resolve(&base_id, p)?.id.clone(),
+            None => base_id,
+        }
+    };
+    let action_decoded = decode(&action);
+    match action_decoded.as_str() {
+        "" => {
+            let store = shared.store.read();
+            let drive = store.drive(drive_id)?;
+            let item = drive.item(&item_id)?;
+            let mut m = render::item_json(&store, drive, item, ctx, Mode::Full);
+            m.insert(
+                "@odata.context".into(),
+                format!(
+                    "{}/$metadata#drives('{}')/items/$entity",
+                    shared.graph_url, drive_id
+                )
+                .into(),
+            );
+            if q.get("expand").is_some_and(|e| e.contains("permissions")) {
+                let perms: Vec<Value> = render::effective_permissions(drive, item)
+                    .into_iter()
+                    .map(|(p, from)| render::permission_json(&store, drive, p, from))
+                    .collect();
+                m.insert("permissions".into(), Value::Array(perms));
+            }
+            let mut sel = select_of(q);
+            if let Some(s) = &mut sel {
+                s.push("@odata.context".into());
+                if q.get("expand").is_some_and(|e| e.contains("permissions")) {
+                    s.push("permissions".into());
+                }
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                render::apply_select(m, sel.as_deref()),
+            ))
+        }
+        "children" => children(shared, ctx, drive_id, &item_id, q),
+        "content" => content(shared, ctx, drive_id, &item_id, headers),
+        "permissions" => permissions(shared, drive_id, &item_id, q, None),
+        a if a.starts_with("permissions/") => {
+            permissions(shared, drive_id, &item_id, q, a.strip_prefix("permissions/"))
+        }
+        a if a == "delta" || a.starts_with("delta(") => {
+            let mut token = q.get("token").cloned();
+            if let Some(inner) = a.strip_prefix("delta(").and_then(|s| s.strip_suffix(')')) {
+                let v = inner.trim_start_matches("token=").trim_matches('\'');
+                if !v.is_empty() {
+                    token = Some(v.to_string());
+                }
+            }
+            delta(shared, ctx, drive_id, &item_id, token, q, headers)
+        }
+        other => Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("Resource not found for the segment '{other}'."),
+        )),
+    }
+}
+
+fn encode_skiptoken(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("Paged=TRUE&p_SortBehavior=0&p_Offset={offset}"))
+}
+
+fn decode_skiptoken(t: &str) -> Result<usize, GraphError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.rsplit_once("p_Offset=").and_then(|(_, n)| n.parse().ok()))
+        .ok_or_else(|| GraphError::bad_request("Invalid $skiptoken"))
+}
+
+fn next_link(graph_url: &str, path: &str, top: usize, offset: usize, select: Option<&String>) -> String {
+    let mut link = format!(
+        "{graph_url}{path}?$top={top}&$skiptoken={}",
+        encode_skiptoken(offset)
+    );
+    if let Some(s) = select {
+        link.push_str("&$select=");
+        link.push_str(&render::encode_segment(s));
+    }
+    link
+}
+
+fn children(
+    shared: &Shared,
+    ctx: &RenderCtx<'_>,
+    drive_id: &str,
+    item_id: &str,
+    q: &Query,
+) -> Result<Response, GraphError> {
+    let store = shared.store.read();
+    let drive = store.drive(drive_id)?;
+    let item = drive.item(item_id)?;
+    if !item.folder {
+        return Ok(json_response(StatusCode::OK, json!({"value": []})));
+    }
+    let top = top_of(q)?.unwrap_or(200);
+    let offset = q
+        .get("skiptoken")
+        .map(|t| decode_skiptoken(t))
+        .transpose()?
+        .unwrap_or(0);
+    let select = select_of(q);
+    let ids: Vec<&String> = item.children.values().collect();
+    let page: Vec<Value> = ids
+        .iter()
+        .skip(offset)
+        .take(top)
+        .filter_map(|id| drive.items.get(*id))
+        .map(|c| {
+            render::apply_select(
+                render::item_json(&store, drive, c, ctx, Mode::Full),
+                select.as_deref(),
+            )
+        })
+        .collect();
+    let mut body = json!({
+        "@odata.context": format!("{}/$metadata#drives('{}')/items('{}')/children", shared.graph_url, drive_id, item_id),
+        "value": page,
+    });
+    if offset + top < ids.len() {
+        let path = format!(
+            "/drives/{}/items/{}/children",
+            drive_id,
+            render::encode_segment(item_id)
+        );
+        if let Some(o) = body.as_object_mut() {
+            o.insert(
+                "@odata.nextLink".into(),
+                next_link(&shared.graph_url, &path, top, offset + top, q.get("select")).into(),
+            );
+        }
+    }
+    Ok(json_response(StatusCode::OK, body))
+}
+
+fn content(
+    shared: &Shared,
+    ctx: &RenderCtx<'_>,
+    drive_id: &str,
+    item_id: &str,
+    headers: &HeaderMap,
+) -> Result<Response, GraphError> {
+    let store = shared.store.read();
+    let drive = store.drive(drive_id)?;
+    let item = drive.item(item_id)?;
+    if item.folder {
+        return Err(GraphError::not_found("The item is a folder and has no content."));
+    }
+    let (etag, ctag) = render::item_etags(item);
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+        // eTags contain commas themselves, so match them as substrings rather than splitting the list.
+        if inm.trim() == "*" || inm.contains(&etag) || inm.contains(&ctag) {
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
+    }
+    let url = render::download_url(ctx, drive_id, item_id);
+    let mut resp = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+fn permissions(
+    shared: &Shared,
+    drive_id: &str,
+    item_id: &str,
+    q: &Query,
+    single: Option<&str>,
+) -> Result<Response, GraphError> {
+    let store = shared.store.read();
+    let drive = store.drive(drive_id)?;
+    let item = drive.item(item_id)?;
+    let all = render::effective_permissions(drive, item);
+    if let Some(pid) = single {
+        let (p, from) = all
+            .into_iter()
+            .find(|(p, _)| p.id == pid)
+            .ok_or_else(|| GraphError::not_found(format!("permission {pid}")))?;
+        return Ok(json_response(
+            StatusCode::OK,
+            render::permission_json(&store, drive, p, from),
+        ));
+    }
+    let top = top_of(q)?.unwrap_or(100);
+    let offset = q
+        .get("skiptoken")
+        .map(|t| decode_skiptoken(t))
+        .transpose()?
+        .unwrap_or(0);
+    let select = select_of(q);
+    let page: Vec<Value> = all
+        .iter()
+        .skip(offset)
+        .take(top)
+        .map(|(p, from)| {
+            let v = render::permission_json(&store, drive, p, *from);
+            match v {
+                Value::Object(m) => render::apply_select(m, select.as_deref()),
+                other => other,
+            }
+        })
+        .collect();
+    let mut body = json!({
+        "@odata.context": format!("{}/$metadata#drives('{}')/items('{}')/permissions", shared.graph_url, drive_id, item_id),
+        "value": page,
+    });
+    if offset + top < all.len() {
+        let path = format!(
+            "/drives/{}/items/{}/permissions",
+            drive_id,
+            render::encode_segment(item_id)
+        );
+        if let Some(o) = body.as_object_mut() {
+            o.insert(
+                "@odata.nextLink".into(),
+                next_link(&shared.graph_url, &path, top, offset + top, q.get("select")).into(),
+            );
+        }
+    }
+    Ok(json_response(StatusCode::OK, body))
+}
+
+fn delta_base(graph_url: &str, drive_id: &str, root_id: &str, scope_id: &str) -> String {
+    if scope_id == root_id {
+        format!("{graph_url}/drives/{drive_id}/root/delta")
+    } else {
+        format!(
+            "{graph_url}/drives/{drive_id}/items/{}/delta",
+            render::encode_segment(scope_id)
+        )
+    }
+}
+
+fn delta(
+    shared: &Shared,
+    ctx: &RenderCtx<'_>,
+    drive_id: &str,
+    scope_id: &str,
+    token: Option<String>,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, GraphError> {
+    let exclude_parent = headers.get_all("prefer").iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.to_ascii_lowercase().contains("deltaexcludeparent"))
+    }) || headers
+        .get("deltaExcludeParent")
+        .is_some_and(|v| v.to_str().is_ok_and(|s| !s.eq_ignore_ascii_case("false")));
+    let mut store = shared.store.write();
+    let root_id = store.drive(drive_id)?.root_id.clone();
+    let base = delta_base(&shared.graph_url, drive_id, &root_id, scope_id);
+    let req = DeltaRequest {
+        drive_id,
+        scope_id,
+        token: token.as_deref(),
+        top: top_of(q)?,
+        select: select_of(q),
+        exclude_parent,
+    };
+    let page = match store.delta_page(req, ctx.now) {
+        Ok(p) => p,
+        Err(DeltaError::Store(e)) => return Err(e.into()),
+        Err(DeltaError::Mismatch) => {
+            return Err(GraphError::bad_request(
+                "The delta token does not belong to this drive and item.",
+            ));
+        }
+        Err(DeltaError::Expired { code }) => {
+            return Err(GraphError::new(
+                StatusCode::GONE,
+                "resyncRequired",
+                "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd. Upload any local changes that the server doesn't know about.",
+            )
+            .with_inner(code.as_str())
+            .with_header(header::LOCATION, base));
+        }
+    };
+    let store = &*store;
+    let drive = store.drive(drive_id)?;
+    let values: Vec<Value> = page
+        .entries
+        .iter()
+        .filter_map(|e| {
+            let item = drive.items.get(&e.id)?;
+            let m = if e.tombstone || !item.is_live() {
+                render::tombstone_json(drive, item)
+            } else {
+                render::item_json(store, drive, item, ctx, Mode::Delta)
+            };
+            Some(render::apply_select(m, page.select.as_deref()))
+        })
+        .collect();
+    let mut body = json!({"@odata.context": format!("{}/$metadata#Collection(driveItem)", shared.graph_url), "value": values});
+    if let Some(o) = body.as_object_mut() {
+        match page.link {
+            DeltaLink::Next(t) => o.insert("@odata.nextLink".into(), format!("{base}?token={t}").into()),
+            DeltaLink::Delta(t) => o.insert("@odata.deltaLink".into(), format!("{base}?token={t}").into()),
+        };
+    }
+    Ok(json_response(StatusCode::OK, body))
+}

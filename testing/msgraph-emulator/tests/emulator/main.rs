@@ -1,0 +1,14 @@
+//! End-to-end tests of the emulator: each starts its own emulator on 127.0.0.1:0 and talks HTTP to it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+mod content;
+mod control;
+mod delta;
+mod faults;
+mod generator;
+mod graph_read;
+mod identity;
+mod permissions;
+mod sites;
