@@ -1,6 +1,7 @@
 //! End-to-end tests of the emulator: each starts its own emulator on 127.0.0.1:0 and talks HTTP to it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod binary;
 mod common;
 
 mod content;
@@ -12,3 +13,4 @@ mod graph_read;
 mod identity;
 mod permissions;
 mod sites;
+mod subscriptions;
