@@ -27,7 +27,53 @@ pub struct FileConfig {
     pub ingest_concurrency: Option<usize>,
     pub ingest_timeout_secs: Option<u64>,
     pub log_format: Option<String>,
+    pub secret_key_previous: Option<String>,
+    pub onedrive: Option<OneDriveFileConfig>,
 }
+
+/// The `[onedrive]` table. The client secret itself is never read from this file: give it in
+/// `KBSYNC_ONEDRIVE_CLIENT_SECRET` or point `client_secret_file` at a file holding it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneDriveFileConfig {
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub tenant_id: Option<String>,
+    pub authority_url: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub graph_url: Option<String>,
+    pub scopes: Option<String>,
+}
+
+/// The OneDrive / SharePoint datasource's settings.
+#[derive(Clone)]
+pub struct OneDriveSettings {
+    pub client_id: String,
+    /// `None` when no secret is configured: connecting then answers 501.
+    pub client_secret: Option<String>,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub graph_url: String,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for OneDriveSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneDriveSettings")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("graph_url", &self.graph_url)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+pub const DEFAULT_AUTHORITY_URL: &str = "https://login.microsoftonline.com";
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
+pub const DEFAULT_SCOPES: &str = "https://graph.microsoft.com/Files.Read.All offline_access";
 
 impl FileConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -55,7 +101,7 @@ pub enum LogFormat {
 }
 
 /// The resolved settings of one kbsync process.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
     pub bind: SocketAddr,
@@ -63,6 +109,8 @@ pub struct Settings {
     /// `None` when neither the environment nor the file gives one: a key is then generated
     /// once and kept in the data directory.
     pub secret_key: Option<String>,
+    /// The key that encrypted older rows, while keys are being rotated.
+    pub secret_key_previous: Option<String>,
     pub public_url: Url,
     pub admin: Option<(String, String)>,
     pub max_upload_bytes: u64,
@@ -71,6 +119,22 @@ pub struct Settings {
     pub ingest_concurrency: usize,
     pub ingest_timeout_secs: u64,
     pub log_format: LogFormat,
+    /// `None` when no client id is configured: the OneDrive datasource is then unavailable.
+    pub onedrive: Option<OneDriveSettings>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("bind", &self.bind)
+            .field("database", &if self.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" })
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("public_url", &self.public_url.as_str())
+            .field("admin", &self.admin.as_ref().map(|(email, _)| email))
+            .field("onedrive", &self.onedrive)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Values given on the command line (they win over everything else).
@@ -199,11 +263,14 @@ impl Settings {
             }
         };
 
+        let onedrive = onedrive_settings(&text, file.onedrive.unwrap_or_default())?;
+
         Ok(Settings {
             data_dir,
             bind,
             database_url,
             secret_key,
+            secret_key_previous,
             public_url,
             admin,
             max_upload_bytes: max_upload_mb.saturating_mul(1024 * 1024),
@@ -212,13 +279,75 @@ impl Settings {
             ingest_concurrency,
             ingest_timeout_secs,
             log_format,
+            onedrive,
         })
+    }
+
+    /// Where the identity platform sends the user back after consent.
+    pub fn onedrive_redirect_uri(&self) -> String {
+        format!("{}/api/v1/connectors/onedrive/auth/callback", self.public_origin())
     }
 
     /// The public URL without a trailing slash, as the server composes links with it.
     pub fn public_origin(&self) -> String {
         self.public_url.as_str().trim_end_matches('/').to_owned()
     }
+}
+
+fn onedrive_settings(
+    text: &dyn Fn(&str, Option<String>) -> Option<String>,
+    file: OneDriveFileConfig,
+) -> Result<Option<OneDriveSettings>, ConfigError> {
+    let Some(client_id) = text("KBSYNC_ONEDRIVE_CLIENT_ID", file.client_id) else {
+        return Ok(None);
+    };
+    let secret_file = text("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE", file.client_secret_file.map(|p| p.display().to_string()));
+    let client_secret = match (text("KBSYNC_ONEDRIVE_CLIENT_SECRET", None), secret_file) {
+        (Some(secret), _) => Some(secret),
+        (None, Some(path)) => {
+            let secret = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: cannot read {path}: {e}")))?;
+            let secret = secret.trim().to_owned();
+            if secret.is_empty() {
+                return Err(ConfigError(format!("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: {path} is empty")));
+            }
+            Some(secret)
+        }
+        (None, None) => None,
+    };
+    let tenant = text("KBSYNC_ONEDRIVE_TENANT_ID", file.tenant_id).unwrap_or_else(|| "common".into());
+    let authority = text("KBSYNC_ONEDRIVE_AUTHORITY_URL", file.authority_url).unwrap_or_else(|| DEFAULT_AUTHORITY_URL.into());
+    let authority = http_url("KBSYNC_ONEDRIVE_AUTHORITY_URL", &authority)?;
+    let authorize_url = match text("KBSYNC_ONEDRIVE_AUTHORIZE_URL", file.authorize_url) {
+        Some(u) => http_url("KBSYNC_ONEDRIVE_AUTHORIZE_URL", &u)?,
+        None => format!("{authority}/{tenant}/oauth2/v2.0/authorize"),
+    };
+    let token_url = match text("KBSYNC_ONEDRIVE_TOKEN_URL", file.token_url) {
+        Some(u) => http_url("KBSYNC_ONEDRIVE_TOKEN_URL", &u)?,
+        None => format!("{authority}/{tenant}/oauth2/v2.0/token"),
+    };
+    let graph_url = text("KBSYNC_ONEDRIVE_GRAPH_URL", file.graph_url).unwrap_or_else(|| DEFAULT_GRAPH_URL.into());
+    let graph_url = http_url("KBSYNC_ONEDRIVE_GRAPH_URL", &graph_url)?;
+    let scopes: Vec<String> = text("KBSYNC_ONEDRIVE_SCOPES", file.scopes)
+        .unwrap_or_else(|| DEFAULT_SCOPES.into())
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if !scopes.iter().any(|s| s == "offline_access") {
+        return Err(ConfigError(
+            "KBSYNC_ONEDRIVE_SCOPES: must include offline_access, or no refresh token is issued".into(),
+        ));
+    }
+    Ok(Some(OneDriveSettings { client_id, client_secret, authorize_url, token_url, graph_url, scopes }))
+}
+
+/// An http(s) URL without a trailing slash.
+fn http_url(var: &str, value: &str) -> Result<String, ConfigError> {
+    Url::parse(value.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .map(|u| u.as_str().trim_end_matches('/').to_owned())
+        .ok_or_else(|| ConfigError(format!("{var}: {value:?} is not an http(s) URL")))
 }
 
 fn number<T: FromStr + Copy>(
@@ -283,6 +412,22 @@ ingest_timeout_secs = 60
 
 # Log lines as "text" or "json". The level comes from RUST_LOG (default: info).
 log_format = "text"
+
+# While rotating KBSYNC_SECRET_KEY: the previous key, so rows it encrypted stay readable.
+# secret_key_previous = "the old key"
+
+# OneDrive / SharePoint (Microsoft Graph). Without client_id the datasource is off. The client
+# secret is never read from this file: set KBSYNC_ONEDRIVE_CLIENT_SECRET or client_secret_file.
+# The app registration's redirect URI is <public_url>/api/v1/connectors/onedrive/auth/callback.
+[onedrive]
+# client_id = "00000000-0000-0000-0000-000000000000"
+# client_secret_file = "/run/secrets/onedrive_client_secret"
+tenant_id = "common"
+authority_url = "https://login.microsoftonline.com"
+# authorize_url and token_url default to <authority_url>/<tenant_id>/oauth2/v2.0/{authorize,token};
+# set them to use any standards-compliant authorization server.
+graph_url = "https://graph.microsoft.com/v1.0"
+scopes = "https://graph.microsoft.com/Files.Read.All offline_access"
 "#;
 
 #[cfg(test)]
@@ -349,6 +494,44 @@ mod tests {
             let err = Settings::resolve(&Flags::default(), &env_of(&[(var, value)]), FileConfig::default())
                 .unwrap_err();
             assert!(err.0.contains(var), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn onedrive_urls_derive_from_authority_and_tenant_unless_overridden() {
+        let env = env_of(&[("KBSYNC_ONEDRIVE_CLIENT_ID", "app"), ("KBSYNC_ONEDRIVE_TENANT_ID", "contoso")]);
+        let s = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap();
+        let od = s.onedrive.unwrap();
+        assert_eq!(od.authorize_url, "https://login.microsoftonline.com/contoso/oauth2/v2.0/authorize");
+        assert_eq!(od.token_url, "https://login.microsoftonline.com/contoso/oauth2/v2.0/token");
+        assert_eq!(od.graph_url, DEFAULT_GRAPH_URL);
+        assert_eq!(od.client_secret, None);
+        assert_eq!(s.onedrive_redirect_uri(), "http://127.0.0.1:8080/api/v1/connectors/onedrive/auth/callback");
+
+        let dir = tempfile::tempdir().unwrap();
+        let secret_path = dir.path().join("secret");
+        std::fs::write(&secret_path, "s3cret\n").unwrap();
+        let env = env_of(&[
+            ("KBSYNC_ONEDRIVE_CLIENT_ID", "app"),
+            ("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE", secret_path.to_str().unwrap()),
+            ("KBSYNC_ONEDRIVE_TOKEN_URL", "https://auth.example.com/token/"),
+        ]);
+        let od = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap().onedrive.unwrap();
+        assert_eq!(od.client_secret.as_deref(), Some("s3cret"));
+        assert_eq!(od.token_url, "https://auth.example.com/token");
+        assert!(!format!("{od:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_onedrive_values_name_the_setting() {
+        for (var, value) in [
+            ("KBSYNC_ONEDRIVE_GRAPH_URL", "graph"),
+            ("KBSYNC_ONEDRIVE_SCOPES", "Files.Read.All"),
+            ("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE", "/nonexistent/secret"),
+        ] {
+            let env = env_of(&[("KBSYNC_ONEDRIVE_CLIENT_ID", "app"), (var, value)]);
+            let err = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap_err();
+            assert!(err.0.contains(var), "{var}: {err}");
         }
     }
 

@@ -4,9 +4,51 @@
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use kbsync_core::{Role, User};
+use kbsync_core::{OsRandom, Random, Role, User};
+use msgraph_emulator::{ClientRegistration, Emulator, RunningEmulator};
 use kbsync_server::{AppState, service::documents, service::knowledge, service::users};
 use kbsync_store::{Page, Reader, StoreError};
+
+use crate::config::{OneDriveSettings, Settings};
+
+/// How many files the emulated demo drive holds.
+const DEMO_DRIVE_FILES: usize = 60;
+
+/// Starts the Microsoft Graph emulator in-process with a generated drive and points the OneDrive
+/// datasource at it, so that connecting a knowledge base works without a Microsoft account.
+/// Consent is given automatically. The emulator lives as long as the returned handle.
+pub async fn start_emulator(settings: &mut Settings) -> anyhow::Result<RunningEmulator> {
+    let client_id = "kbsync-demo".to_owned();
+    let client_secret = OsRandom.token_hex(24);
+    let emulator = Emulator::builder()
+        .seed(7)
+        .generate(DEMO_DRIVE_FILES)
+        .auto_consent(true)
+        .client(ClientRegistration {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            redirect_uris: vec![settings.onedrive_redirect_uri()],
+            display_name: "kbsync demo".into(),
+            spa: false,
+        })
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the demo OneDrive emulator: {e}"))?;
+    settings.onedrive = Some(OneDriveSettings {
+        client_id,
+        client_secret: Some(client_secret),
+        authorize_url: emulator.authorize_url(),
+        token_url: emulator.token_url(),
+        graph_url: emulator.graph_url().to_owned(),
+        scopes: crate::config::DEFAULT_SCOPES.split_whitespace().map(str::to_owned).collect(),
+    });
+    println!(
+        "demo: an emulated OneDrive with {DEMO_DRIVE_FILES} sample files runs at {}; create a knowledge base of type \
+         \"onedrive\" and connect it (consent is automatic)",
+        emulator.base_url()
+    );
+    Ok(emulator)
+}
 
 pub const DEMO_EMAIL: &str = "demo@kbsync.local";
 /// Deliberately public: the demo account exists only on machines started with `--demo`.

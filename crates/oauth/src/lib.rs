@@ -1,1 +1,29 @@
-//! placeholder
+//! The connection lifecycle of a knowledge base (ARCHITECTURE §2 "Connect" and "Token refresh").
+//!
+//! - **Connect**: [`ConnectionManager::initiate`] stores a random `state` (only its SHA-256) and a
+//!   PKCE S256 verifier (encrypted) in the database with a 10-minute lifetime and returns the
+//!   authorize URL; [`ConnectionManager::complete`] consumes the state exactly once, redeems the
+//!   code with the client secret and the verifier, and stores the refresh token encrypted.
+//! - **Refresh**: [`ConnectionManager::tokens`] is the [`TokenProvider`] of a knowledge base. An
+//!   access token is cached in memory until 5 minutes before it expires, and is also kept
+//!   (encrypted) in the database, so that every instance can use the one any instance obtained. A
+//!   refresh is single-flight per connection across all instances: in-process by a per-connection
+//!   lock, across instances by a lease in the database. The rotated refresh token is written before
+//!   the new access token is handed out. `invalid_grant` (or `interaction_required`) marks the
+//!   connection and its knowledge base `needs_reauth`; a timeout or 5xx from the token endpoint is
+//!   transient and never does.
+//!
+//! Nothing here logs or returns a token, secret, code or verifier; their `Debug` output is
+//! redacted.
+//!
+//! [`TokenProvider`]: kbsync_core::datasource::TokenProvider
+
+mod config;
+mod errors;
+mod manager;
+mod pkce;
+mod token_endpoint;
+
+pub use config::{ClientSecret, ProviderConfig};
+pub use errors::{CallbackError, CallbackErrorKind, OAuthError};
+pub use manager::{ConnectionManager, ConnectionStatus, RefreshSettings};

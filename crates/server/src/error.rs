@@ -35,6 +35,12 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable")]
     Unavailable(String),
+    /// The server is not set up for this (for example, a datasource without credentials).
+    #[error("{0}")]
+    NotImplemented(String),
+    /// A remote service answered something unusable.
+    #[error("the datasource answered with an error: {0}")]
+    BadGateway(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -63,6 +69,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_configured"),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

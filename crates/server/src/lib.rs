@@ -11,10 +11,14 @@ pub mod pipeline;
 pub mod router;
 pub mod service;
 
-use std::{future::Future, sync::Arc};
+use std::{collections::HashMap, future::Future, sync::Arc};
 
 use chrono::Duration;
-use kbsync_core::{Clock, KbType, Random};
+use kbsync_core::{
+    Clock, Random,
+    datasource::{Datasource, DatasourceKind},
+};
+use kbsync_oauth::ConnectionManager;
 use kbsync_ingest::Extractor;
 use kbsync_store::{BlobStore, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -34,8 +38,6 @@ pub struct ServerSettings {
     /// How long an API token from `POST /auth/login` stays valid.
     pub session_ttl: Duration,
     pub login_throttle: LoginThrottle,
-    /// Knowledge-base types other than `local` that this server can serve.
-    pub datasources: Vec<KbType>,
 }
 
 impl Default for ServerSettings {
@@ -45,8 +47,26 @@ impl Default for ServerSettings {
             max_upload_bytes: 100 * 1024 * 1024,
             session_ttl: service::users::default_session_ttl(),
             login_throttle: LoginThrottle::default(),
-            datasources: Vec::new(),
         }
+    }
+}
+
+/// The datasources this server can connect to, and the connections of knowledge bases.
+#[derive(Clone)]
+pub struct Connectors {
+    pub manager: ConnectionManager,
+    datasources: Arc<HashMap<DatasourceKind, Arc<dyn Datasource>>>,
+}
+
+impl Connectors {
+    pub fn new(manager: ConnectionManager, datasources: Vec<Arc<dyn Datasource>>) -> Self {
+        let datasources = datasources.into_iter().map(|d| (d.kind(), d)).collect();
+        Self { manager, datasources: Arc::new(datasources) }
+    }
+
+    /// The datasource of a kind, when this server has one.
+    pub fn datasource(&self, kind: DatasourceKind) -> Option<&Arc<dyn Datasource>> {
+        self.datasources.get(&kind)
     }
 }
 
@@ -56,6 +76,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub blobs: BlobStore,
     pub pipeline: Pipeline,
+    pub connectors: Connectors,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub settings: Arc<ServerSettings>,
@@ -67,6 +88,7 @@ impl AppState {
         store: Arc<dyn Store>,
         blobs: BlobStore,
         extractor: Extractor,
+        connectors: Connectors,
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
         settings: ServerSettings,
@@ -76,6 +98,7 @@ impl AppState {
             store,
             blobs,
             pipeline,
+            connectors,
             clock,
             random,
             settings: Arc::new(settings),

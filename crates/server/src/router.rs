@@ -10,7 +10,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::{
     AppState,
-    api::{health, v1},
+    api::{connectors, health, v1},
     error::ApiError,
     metrics_layer,
 };
@@ -42,6 +42,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/knowledge/{id}/files/{file_id}/content", get(v1::file_content))
         .route("/search", get(v1::search_route))
+        .route("/knowledge/{id}/connection", get(connectors::get_connection).delete(connectors::delete_connection))
+        .route("/connectors", get(connectors::list))
+        .route("/connectors/{provider}/auth/initiate", get(connectors::initiate))
+        .route("/connectors/{provider}/auth/callback", get(connectors::callback))
+        .route("/connectors/{provider}/browse", get(connectors::browse))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .merge(uploads);
 

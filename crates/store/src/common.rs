@@ -4,12 +4,15 @@
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
+use kbsync_core::datasource::DatasourceKind;
 use kbsync_core::{AccessGrant, Document, KnowledgeBase, UnknownVariant, User};
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
 use uuid::Uuid;
 
-use crate::{Backend, Result, StoreError};
+use crate::{
+    Backend, Connection, Encrypted, OAuthState, RefreshLease, Result, StoreError, StoredAccessToken,
+};
 
 /// Longest snippet returned by search, in characters.
 pub(crate) const SNIPPET_MAX_CHARS: usize = 240;
@@ -161,6 +164,96 @@ impl DocRow {
             error: self.error,
             created_at: from_ms(self.created_at)?,
             updated_at: from_ms(self.updated_at)?,
+        })
+    }
+}
+
+/// A datasource kind as stored (its `as_str`).
+pub(crate) fn parse_provider(s: &str) -> Result<DatasourceKind> {
+    DatasourceKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown datasource {s:?}")))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OAuthStateRow {
+    pub kb_id: String,
+    pub user_id: String,
+    pub provider: String,
+    pub code_verifier_ciphertext: String,
+    pub code_verifier_key_id: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl OAuthStateRow {
+    pub fn into_state(self) -> Result<OAuthState> {
+        Ok(OAuthState {
+            kb_id: parse_uuid(&self.kb_id)?,
+            user_id: parse_uuid(&self.user_id)?,
+            provider: parse_provider(&self.provider)?,
+            code_verifier: Encrypted {
+                ciphertext: self.code_verifier_ciphertext,
+                key_id: self.code_verifier_key_id,
+            },
+            created_at: from_ms(self.created_at)?,
+            expires_at: from_ms(self.expires_at)?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ConnectionRow {
+    pub kb_id: String,
+    pub provider: String,
+    pub refresh_token_ciphertext: String,
+    pub refresh_token_key_id: String,
+    pub access_token_ciphertext: Option<String>,
+    pub access_token_key_id: Option<String>,
+    pub access_expires_at: Option<i64>,
+    pub tenant: Option<String>,
+    pub stored_at: i64,
+    pub last_refreshed_at: Option<i64>,
+    pub needs_reauth: bool,
+    pub refresh_lease_owner: Option<String>,
+    pub refresh_lease_until: Option<i64>,
+}
+
+impl ConnectionRow {
+    pub fn into_connection(self) -> Result<Connection> {
+        let access_token = match (
+            self.access_token_ciphertext,
+            self.access_token_key_id,
+            self.access_expires_at,
+        ) {
+            (Some(ciphertext), Some(key_id), Some(expires_at)) => Some(StoredAccessToken {
+                token: Encrypted { ciphertext, key_id },
+                expires_at: from_ms(expires_at)?,
+            }),
+            _ => None,
+        };
+        let refresh_lease = match (self.refresh_lease_owner, self.refresh_lease_until) {
+            (Some(owner), Some(until)) => Some(RefreshLease {
+                owner,
+                until: from_ms(until)?,
+            }),
+            _ => None,
+        };
+        Ok(Connection {
+            kb_id: parse_uuid(&self.kb_id)?,
+            provider: parse_provider(&self.provider)?,
+            refresh_token: Encrypted {
+                ciphertext: self.refresh_token_ciphertext,
+                key_id: self.refresh_token_key_id,
+            },
+            access_token,
+            tenant: self.tenant,
+            stored_at: from_ms(self.stored_at)?,
+            last_refreshed_at: self.last_refreshed_at.map(from_ms).transpose()?,
+            needs_reauth: self.needs_reauth,
+            refresh_lease,
         })
     }
 }

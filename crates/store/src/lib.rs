@@ -6,6 +6,7 @@
 
 mod blob;
 mod common;
+mod crypto;
 mod error;
 mod postgres;
 mod shared;
@@ -21,6 +22,7 @@ use kbsync_core::{
 };
 
 pub use blob::{BlobError, BlobStore, StoredBlob};
+pub use crypto::{CryptoError, TokenCipher};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -134,4 +136,61 @@ pub trait Store: Send + Sync + 'static {
     /// (optionally narrowed to `kb_ids`). One hit per document (its best chunk), best first.
     /// The query is plain user text: it is never interpreted as query syntax.
     async fn search(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>>;
+
+    // --- OAuth: pending authorizations -----------------------------------------------------
+    //
+    // A pending authorization lives in the database (not in process memory) so that any instance
+    // can serve the callback. Its state is stored only as a SHA-256 hash.
+
+    /// Records a pending authorization. An unknown knowledge base or user is
+    /// `InvalidReference`; a state hash already in use is `Conflict`.
+    async fn create_oauth_state(&self, state: NewOAuthState) -> Result<()>;
+    /// Consumes a pending authorization: atomically deletes the row and returns it, so that of
+    /// several concurrent takes exactly one succeeds. `NotFound` when the hash is unknown, already
+    /// taken, or the state expired at `now` (an expired row is deleted too).
+    async fn take_oauth_state(&self, state_hash: &str, now: DateTime<Utc>) -> Result<OAuthState>;
+    /// Deletes every pending authorization expired at `now`; returns how many.
+    async fn delete_expired_oauth_states(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    // --- OAuth: connections ----------------------------------------------------------------
+
+    /// The stored connection of a knowledge base; `NotFound` when it has none.
+    async fn get_connection(&self, kb_id: KbId) -> Result<Connection>;
+    /// Stores the credentials of a completed authorization, replacing any earlier connection of
+    /// the knowledge base: `stored_at` becomes `now`, `needs_reauth` false, and any refresh lease
+    /// and refresh time are cleared. A knowledge base whose sync status was `needs_reauth` goes
+    /// back to `idle`. An unknown knowledge base is `InvalidReference`.
+    async fn upsert_connection(&self, new: NewConnection, now: DateTime<Utc>) -> Result<Connection>;
+    /// Forgets the connection of a knowledge base (a sync status of `needs_reauth` goes back to
+    /// `idle`: there is nothing left to re-authorize). `NotFound` when it has none.
+    async fn delete_connection(&self, kb_id: KbId) -> Result<()>;
+    /// Takes the refresh lease of a connection for `owner` until `until`, when no one holds it or
+    /// the holder's lease has expired at `now` (one atomic conditional update, so of several
+    /// instances trying at once exactly one gets it). Returns whether `owner` now holds it; a lease
+    /// `owner` itself holds is not taken again (false). `NotFound` when there is no connection.
+    async fn try_acquire_refresh_lease(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Stores what a refresh produced and releases the lease, only while `owner` holds the lease:
+    /// the rotated refresh token (when there is one), the access token with its expiry,
+    /// `last_refreshed_at = now` and `needs_reauth = false`. Returns false, changing nothing, when
+    /// `owner` does not hold the lease (it expired and was taken, or the user connected again).
+    async fn store_refreshed_tokens(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        tokens: RefreshedTokens,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Releases the refresh lease if `owner` holds it (otherwise does nothing).
+    async fn release_refresh_lease(&self, kb_id: KbId, owner: &str) -> Result<()>;
+    /// Records that the refresh token was refused (revoked or expired), only while `owner` holds
+    /// the refresh lease (so a refusal of an old token never marks a connection the user has just
+    /// renewed): sets `needs_reauth`, drops the stored access token, releases the lease and sets
+    /// the knowledge base's sync status to `needs_reauth`. Returns whether it did.
+    async fn mark_needs_reauth(&self, kb_id: KbId, owner: &str) -> Result<bool>;
 }

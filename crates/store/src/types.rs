@@ -1,6 +1,7 @@
 //! Inputs and outputs of the [`Store`](crate::Store) that are not domain types.
 
 use chrono::{DateTime, Utc};
+use kbsync_core::datasource::DatasourceKind;
 use kbsync_core::{KbId, KbType, Role, User, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,4 +95,98 @@ pub struct SearchQuery<'a> {
     /// Restrict to these knowledge bases (still filtered by access); empty means all readable.
     pub kb_ids: &'a [KbId],
     pub limit: u32,
+}
+
+// --- OAuth connections -----------------------------------------------------------------------
+
+/// A value encrypted by [`TokenCipher`](crate::TokenCipher), with the id of the key that made it.
+/// `Debug` shows only the key id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Encrypted {
+    pub ciphertext: String,
+    pub key_id: String,
+}
+
+impl std::fmt::Debug for Encrypted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encrypted")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A pending authorization (the `state` of an authorize request), as it is created.
+#[derive(Debug, Clone)]
+pub struct NewOAuthState {
+    /// SHA-256 of the state, lower-case hex: the state itself is never stored.
+    pub state_hash: String,
+    pub kb_id: KbId,
+    /// Who started the connection.
+    pub user_id: UserId,
+    pub provider: DatasourceKind,
+    /// The PKCE code verifier, encrypted.
+    pub code_verifier: Encrypted,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A pending authorization, as taken back by the callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthState {
+    pub kb_id: KbId,
+    pub user_id: UserId,
+    pub provider: DatasourceKind,
+    pub code_verifier: Encrypted,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// An access token as stored, so that every instance can use one that any instance obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAccessToken {
+    pub token: Encrypted,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The credentials a completed authorization produced.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub kb_id: KbId,
+    pub provider: DatasourceKind,
+    pub refresh_token: Encrypted,
+    /// The access token that came with the refresh token, when it should be reused.
+    pub access_token: Option<StoredAccessToken>,
+    /// The directory (tenant) the user signed in to, when known.
+    pub tenant: Option<String>,
+}
+
+/// Tokens a refresh produced.
+#[derive(Debug, Clone)]
+pub struct RefreshedTokens {
+    /// The rotated refresh token; `None` keeps the stored one (a server that does not rotate).
+    pub refresh_token: Option<Encrypted>,
+    pub access_token: StoredAccessToken,
+}
+
+/// The stored credentials of a knowledge base for a datasource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub kb_id: KbId,
+    pub provider: DatasourceKind,
+    pub refresh_token: Encrypted,
+    pub access_token: Option<StoredAccessToken>,
+    pub tenant: Option<String>,
+    /// When the user connected (the refresh token was first stored).
+    pub stored_at: DateTime<Utc>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    /// The refresh token was refused (revoked or expired): the user must connect again.
+    pub needs_reauth: bool,
+    /// The instance currently refreshing the tokens, and until when it may.
+    pub refresh_lease: Option<RefreshLease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshLease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
 }

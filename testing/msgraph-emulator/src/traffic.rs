@@ -366,6 +366,9 @@ pub fn resource_units(method: &str, path: &str, query: Option<&str>) -> u32 {
     1
 }
 
+/// The log keeps at most this many entries (counts and resource units keep counting after that).
+pub const MAX_LOG_ENTRIES: usize = 1_000_000;
+
 /// Lets the fault middleware close the TCP connection a request came on.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionKill(pub CancellationToken);
@@ -573,7 +576,7 @@ fn log_request(
     let seq = t.log.entries.len() as u64 + 1;
     *t.log.counts.entry(route.clone()).or_insert(0) += 1;
     t.log.resource_units += u64::from(units);
-    if t.log.entries.len() < 2_000_000 {
+    if t.log.entries.len() < MAX_LOG_ENTRIES {
         t.log.entries.push(LogEntry {
             seq,
             timestamp: meta.date,

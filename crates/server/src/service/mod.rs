@@ -1,6 +1,7 @@
 //! Business rules. Handlers call exactly one function here; nothing here knows about HTTP beyond
 //! returning [`ApiError`](crate::error::ApiError).
 
+pub mod connections;
 pub mod documents;
 pub mod knowledge;
 pub mod search;

@@ -22,23 +22,45 @@ async fn receiver(echo: bool) -> Receiver {
     ) -> (axum::http::StatusCode, [(&'static str, &'static str); 1], String) {
         if let Some(t) = q.get("validationToken") {
             let reply = if echo { t.clone() } else { "nope".into() };
-            return (axum::http::StatusCode::OK, [("content-type", "text/plain")], reply);
+            return (
+                axum::http::StatusCode::OK,
+                [("content-type", "text/plain")],
+                reply,
+            );
         }
         let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
-        (axum::http::StatusCode::ACCEPTED, [("content-type", "text/plain")], String::new())
+        (
+            axum::http::StatusCode::ACCEPTED,
+            [("content-type", "text/plain")],
+            String::new(),
+        )
     }
-    let app = axum::Router::new().route("/hook", post(hook)).with_state((tx, echo));
+    let app = axum::Router::new()
+        .route("/hook", post(hook))
+        .with_state((tx, echo));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook?tenant=contoso", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async { stopped.await.ok(); }).await.ok();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                stopped.await.ok();
+            })
+            .await
+            .ok();
     });
     Receiver { url, rx, stop }
 }
 
 async fn create(env: &Env, body: Value) -> (u16, Value) {
-    let r = env.http.post(env.url("/subscriptions")).bearer_auth(&env.token).json(&body).send().await.unwrap();
+    let r = env
+        .http
+        .post(env.url("/subscriptions"))
+        .bearer_auth(&env.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -59,7 +81,10 @@ async fn subscription_is_created_after_the_validation_handshake() {
     assert_eq!(status, 201, "{sub}");
     assert_eq!(sub["changeType"], "updated");
     assert_eq!(sub["clientState"], "secret");
-    assert_eq!(sub["notificationUrl"], hook.url, "query strings in notificationUrl are preserved");
+    assert_eq!(
+        sub["notificationUrl"], hook.url,
+        "query strings in notificationUrl are preserved"
+    );
     assert!(sub["id"].is_string() && sub["creatorId"] == env.user.as_str());
     let _ = hook.stop.send(());
     env.shutdown().await;
@@ -106,11 +131,30 @@ async fn subscription_is_renewed_with_patch_and_removed_with_delete() {
     .await;
     let url = env.url(&format!("/subscriptions/{}", sub["id"].as_str().unwrap()));
     let new_exp = expiry(&env, 3000);
-    let r = env.http.patch(&url).bearer_auth(&env.token).json(&json!({"expirationDateTime": new_exp})).send().await.unwrap();
+    let r = env
+        .http
+        .patch(&url)
+        .bearer_auth(&env.token)
+        .json(&json!({"expirationDateTime": new_exp}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let renewed: Value = r.json().await.unwrap();
-    assert_eq!(renewed["expirationDateTime"].as_str().unwrap()[..16], new_exp[..16]);
-    assert_eq!(env.http.delete(&url).bearer_auth(&env.token).send().await.unwrap().status(), 204);
+    assert_eq!(
+        renewed["expirationDateTime"].as_str().unwrap()[..16],
+        new_exp[..16]
+    );
+    assert_eq!(
+        env.http
+            .delete(&url)
+            .bearer_auth(&env.token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eq!(env.get(&url).await.status(), 404);
     let _ = hook.stop.send(());
     env.shutdown().await;
@@ -127,7 +171,10 @@ async fn drive_change_sends_a_notification_without_resource_data() {
     )
     .await;
     env.ctl.put_file(&env.drive, "/new.txt", "x").unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(10), hook.rx.recv()).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), hook.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     let v = &n["value"][0];
     assert_eq!(v["subscriptionId"], sub["id"]);
     assert_eq!(v["clientState"], "s3cret");
@@ -150,10 +197,19 @@ async fn lifecycle_reauthorization_required_notification_is_sent() {
     .await;
     let id = sub["id"].as_str().unwrap();
     env.ctl.send_reauthorization_required(id).unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(10), hook.rx.recv()).await.unwrap().unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), hook.rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(n["value"][0]["lifecycleEvent"], "reauthorizationRequired");
     assert_eq!(n["value"][0]["subscriptionId"], id);
-    let r = env.http.post(env.url(&format!("/subscriptions/{id}/reauthorize"))).bearer_auth(&env.token).send().await.unwrap();
+    let r = env
+        .http
+        .post(env.url(&format!("/subscriptions/{id}/reauthorize")))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let _ = hook.stop.send(());
     env.shutdown().await;

@@ -1,0 +1,398 @@
+//! The Graph HTTP client: one place that sends requests, times them out, retries them and turns
+//! answers into [`ProviderError`]s.
+//!
+//! * 429 and 503 honour `Retry-After` fully (seconds, decimals or an HTTP date) plus jitter, up to
+//!   [`GraphConfig::max_retry_wait`]; a longer wait is handed back as `Throttled` at once.
+//! * 408, 500, 502, 504, 509, timeouts and connection errors back off exponentially with jitter.
+//! * A 401 asks the [`TokenProvider`] for a refresh once; a second 401 is `Unauthorized`.
+//! * Everything is bounded by [`GraphConfig::max_attempts`].
+//!
+//! Waiting goes through a [`Sleeper`] and jitter through a [`Random`], so tests record the waits
+//! instead of sleeping. Tokens are never logged, and neither are URLs (pre-authenticated download
+//! URLs are credentials themselves); only the path of Graph URLs is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use kbsync_core::datasource::{AccessToken, ProviderError, TokenProvider};
+use kbsync_core::{Clock, Random};
+use reqwest::header::{ACCEPT, HeaderMap, USER_AGENT};
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use tracing::{debug, warn};
+use url::Url;
+
+use crate::config::GraphConfig;
+use crate::errors::{Decision, GraphErrorBody, decide};
+
+/// Largest JSON answer read into memory (a delta page of 1000 items is a few MB).
+const MAX_JSON_BYTES: usize = 64 * 1024 * 1024;
+/// Largest error body read (the rest is dropped).
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// Waits. Production uses [`TokioSleeper`]; tests record the durations and return at once.
+#[async_trait]
+pub trait Sleeper: Send + Sync {
+    async fn sleep(&self, duration: Duration);
+}
+
+/// Sleeps on the Tokio timer.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TokioSleeper;
+
+#[async_trait]
+impl Sleeper for TokioSleeper {
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// Who may see a request's credentials.
+#[derive(Clone, Copy)]
+pub(crate) enum Auth<'a> {
+    /// A Graph request: `Authorization: Bearer …` from the provider.
+    Bearer(&'a dyn TokenProvider),
+    /// A pre-authenticated download URL: no `Authorization` header at all.
+    Anonymous,
+}
+
+/// What the caller wants from a successful answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// The whole body, read within the request timeout (a failure while reading is retried).
+    Body,
+    /// The answer as soon as its headers arrive (2xx or 3xx); the body is streamed by the caller.
+    Head,
+}
+
+/// A successful answer.
+pub(crate) enum Answer {
+    Body(Bytes),
+    Head(Response),
+}
+
+/// Why one attempt failed and whether to try again.
+enum Failure {
+    /// 401 on a Graph request: refresh the token (once) and repeat.
+    Refresh,
+    /// Retry after `wait` (`None`: exponential backoff).
+    Retry {
+        why: String,
+        wait: Option<Duration>,
+        throttled: bool,
+    },
+    /// Give up now.
+    Fail(ProviderError),
+}
+
+pub(crate) struct GraphClient {
+    http: reqwest::Client,
+    pub(crate) config: GraphConfig,
+    sleeper: Arc<dyn Sleeper>,
+    pub(crate) random: Arc<dyn Random>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl GraphClient {
+    pub(crate) fn new(
+        http: reqwest::Client,
+        config: GraphConfig,
+        sleeper: Arc<dyn Sleeper>,
+        random: Arc<dyn Random>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            http,
+            config,
+            sleeper,
+            random,
+            clock,
+        }
+    }
+
+    /// The base URL with `segments` appended (each percent-encoded as one path segment).
+    pub(crate) fn url(&self, segments: &[&str]) -> Result<Url, ProviderError> {
+        let mut url = self.base()?;
+        {
+            let mut path = url.path_segments_mut().map_err(|()| {
+                ProviderError::Permanent(format!(
+                    "graph_url {:?} cannot be a base URL",
+                    self.config.graph_url
+                ))
+            })?;
+            path.pop_if_empty();
+            for s in segments {
+                path.push(s);
+            }
+        }
+        Ok(url)
+    }
+
+    fn base(&self) -> Result<Url, ProviderError> {
+        Url::parse(self.config.graph_url.trim_end_matches('/')).map_err(|e| {
+            ProviderError::Permanent(format!("graph_url {:?} is invalid: {e}", self.config.graph_url))
+        })
+    }
+
+    /// A link the service handed out (nextLink, deltaLink, a 410's Location), followed verbatim.
+    /// It must point at the configured Graph origin: the bearer token goes nowhere else.
+    pub(crate) fn service_link(&self, link: &str) -> Result<Url, ProviderError> {
+        let url = Url::parse(link)
+            .map_err(|e| ProviderError::Permanent(format!("the service link is not a URL: {e}")))?;
+        if url.origin() != self.base()?.origin() {
+            return Err(ProviderError::Permanent(format!(
+                "refusing to send credentials to {}, which is not the configured Graph origin",
+                url.origin().ascii_serialization()
+            )));
+        }
+        Ok(url)
+    }
+
+    /// GET a Graph URL and parse its JSON answer.
+    pub(crate) async fn get_json<T: DeserializeOwned>(
+        &self,
+        tokens: &dyn TokenProvider,
+        url: &Url,
+    ) -> Result<T, ProviderError> {
+        match self.execute(Auth::Bearer(tokens), url, Want::Body).await? {
+            Answer::Body(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                ProviderError::Permanent(format!(
+                    "unexpected answer from GET {}: {e}",
+                    url.path()
+                ))
+            }),
+            Answer::Head(_) => Err(ProviderError::Permanent(
+                "internal: a body was asked for".into(),
+            )),
+        }
+    }
+
+    /// GET and return the answer once its headers arrived (2xx or 3xx), for redirects and
+    /// downloads.
+    pub(crate) async fn get_head(&self, auth: Auth<'_>, url: &Url) -> Result<Response, ProviderError> {
+        match self.execute(auth, url, Want::Head).await? {
+            Answer::Head(r) => Ok(r),
+            Answer::Body(_) => Err(ProviderError::Permanent(
+                "internal: headers were asked for".into(),
+            )),
+        }
+    }
+
+    /// Where requests are logged: the path of Graph URLs, never a download URL.
+    fn loggable(auth: Auth<'_>, url: &Url) -> String {
+        match auth {
+            Auth::Bearer(_) => url.path().to_string(),
+            Auth::Anonymous => "<download URL>".to_string(),
+        }
+    }
+
+    async fn execute(&self, auth: Auth<'_>, url: &Url, want: Want) -> Result<Answer, ProviderError> {
+        let target = Self::loggable(auth, url);
+        let max_attempts = self.config.max_attempts.max(1);
+        let mut token: Option<AccessToken> = match auth {
+            Auth::Bearer(tokens) => Some(tokens.access_token().await?),
+            Auth::Anonymous => None,
+        };
+        let mut refreshed = false;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let failure = match self.attempt(url, token.as_ref(), want, auth).await {
+                Ok(answer) => return Ok(answer),
+                Err(f) => f,
+            };
+            let (why, wait, throttled) = match failure {
+                Failure::Fail(e) => return Err(e),
+                Failure::Retry {
+                    why,
+                    wait,
+                    throttled,
+                } => (why, wait, throttled),
+                Failure::Refresh => {
+                    let (Auth::Bearer(tokens), Some(rejected)) = (auth, token.as_ref()) else {
+                    return Err(ProviderError::Permanent("internal: refresh without a token".into()));
+                };
+                    if refreshed {
+                        return Err(ProviderError::Unauthorized(format!(
+                            "GET {target} was refused again after a token refresh"
+                        )));
+                    }
+                    debug!(request.path = %target, "access token refused; refreshing it once");
+                    refreshed = true;
+                    token = Some(tokens.refresh(rejected).await?);
+                    // A refresh is not a failed attempt: repeat at once.
+                    attempt -= 1;
+                    continue;
+                }
+            };
+            if let Some(w) = wait
+                && w > self.config.max_retry_wait
+            {
+                debug!(request.path = %target, retry_after_ms = w.as_millis() as u64, "throttled beyond the retry cap");
+                return Err(ProviderError::Throttled { retry_after: w });
+            }
+            let delay = match wait {
+                Some(w) => w + self.jitter(self.config.base_backoff),
+                None => self.backoff(attempt),
+            };
+            if attempt >= max_attempts {
+                warn!(request.path = %target, attempts = attempt, "giving up: {why}");
+                return Err(if throttled {
+                    ProviderError::Throttled {
+                        retry_after: wait.unwrap_or(delay),
+                    }
+                } else {
+                    ProviderError::Transient(format!(
+                        "GET {target} failed after {attempt} attempts: {why}"
+                    ))
+                });
+            }
+            debug!(
+                request.path = %target,
+                attempt,
+                wait_ms = delay.as_millis() as u64,
+                "retrying: {why}"
+            );
+            self.sleeper.sleep(delay).await;
+        }
+    }
+
+    /// One request, classified.
+    async fn attempt(
+        &self,
+        url: &Url,
+        token: Option<&AccessToken>,
+        want: Want,
+        auth: Auth<'_>,
+    ) -> Result<Answer, Failure> {
+        let mut req = self
+            .http
+            .get(url.clone())
+            .header(USER_AGENT, &self.config.user_agent);
+        if want == Want::Body {
+            req = req
+                .header(ACCEPT, "application/json")
+                .timeout(self.config.request_timeout);
+        }
+        if let Some(t) = token {
+            req = req.bearer_auth(t.secret());
+        }
+        let response = match tokio::time::timeout(self.config.request_timeout, req.send()).await {
+            Err(_) => return Err(retry("the request timed out")),
+            Ok(Err(e)) => return Err(transport_failure(e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        if status.is_success() || status.is_redirection() {
+            return match want {
+                Want::Head => Ok(Answer::Head(response)),
+                Want::Body => match read_limited(response, MAX_JSON_BYTES).await {
+                    Ok(bytes) => Ok(Answer::Body(bytes)),
+                    Err(e) => Err(e),
+                },
+            };
+        }
+        let headers = response.headers().clone();
+        // A failed read of an error body only loses the details; the status still decides.
+        let body = read_limited(response, MAX_ERROR_BYTES)
+            .await
+            .unwrap_or_default();
+        Err(self.classify(status, &headers, &body, auth))
+    }
+
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8], auth: Auth<'_>) -> Failure {
+        let parsed = GraphErrorBody::parse(body);
+        let authenticated = matches!(auth, Auth::Bearer(_));
+        match decide(status, headers, &parsed, authenticated, self.clock.now()) {
+            Decision::Refresh => Failure::Refresh,
+            Decision::Throttled { retry_after } => Failure::Retry {
+                why: parsed.describe(status),
+                wait: retry_after,
+                throttled: true,
+            },
+            Decision::Retry => Failure::Retry {
+                why: parsed.describe(status),
+                wait: None,
+                throttled: false,
+            },
+            Decision::Fail(e) => Failure::Fail(e),
+        }
+    }
+
+    /// Exponential backoff with "equal jitter": half the step for sure, half at random.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(20);
+        let step = self
+            .config
+            .base_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.config.max_retry_wait);
+        step / 2 + self.jitter(step / 2)
+    }
+
+    /// A uniformly random duration in `[0, max)`.
+    fn jitter(&self, max: Duration) -> Duration {
+        let mut bytes = [0u8; 8];
+        self.random.fill(&mut bytes);
+        let fraction = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64;
+        max.mul_f64(fraction)
+    }
+}
+
+fn retry(why: &str) -> Failure {
+    Failure::Retry {
+        why: why.to_string(),
+        wait: None,
+        throttled: false,
+    }
+}
+
+/// A failure below HTTP: timeouts and connection trouble are retried; a request that cannot be
+/// built never will be. The URL is stripped from the message (it may carry credentials).
+fn transport_failure(e: reqwest::Error) -> Failure {
+    if e.is_builder() {
+        return Failure::Fail(ProviderError::Permanent(e.without_url().to_string()));
+    }
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "connection error"
+    };
+    retry(&format!("{kind}: {}", error_chain(e)))
+}
+
+/// The error and its sources, without the URL.
+pub(crate) fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Reads a body up to `limit` bytes; a read failure is a retryable failure.
+async fn read_limited(mut response: Response, limit: usize) -> Result<Bytes, Failure> {
+    let mut buf = BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(Failure::Fail(ProviderError::Permanent(format!(
+                        "the answer is larger than {limit} bytes"
+                    ))));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => return Err(transport_failure(e)),
+        }
+    }
+}

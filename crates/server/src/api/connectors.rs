@@ -1,0 +1,275 @@
+//! `/api/v1/connectors/…` and `/api/v1/knowledge/{id}/connection`.
+
+use axum::{
+    Json,
+    extract::State,
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use kbsync_core::{
+    KbId,
+    datasource::{BrowseEntry, BrowseLocation, DatasourceKind},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::extract::{ApiPath, ApiQuery};
+use crate::{AppState, auth::CurrentUser, error::ApiResult, service::connections};
+
+#[derive(Serialize)]
+pub struct ConnectorDto {
+    pub provider: DatasourceKind,
+    pub name: &'static str,
+    pub configured: bool,
+}
+
+pub async fn list(State(state): State<AppState>, CurrentUser(_user): CurrentUser) -> Json<serde_json::Value> {
+    let items: Vec<ConnectorDto> = connections::connectors(&state)
+        .into_iter()
+        .map(|c| ConnectorDto { provider: c.kind, name: c.kind.display_name(), configured: c.configured })
+        .collect();
+    Json(json!({ "connectors": items }))
+}
+
+#[derive(Deserialize)]
+pub struct KbParam {
+    pub knowledge_id: KbId,
+}
+
+#[derive(Serialize)]
+pub struct InitiateResponse {
+    pub auth_url: String,
+}
+
+pub async fn initiate(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(provider): ApiPath<String>,
+    ApiQuery(params): ApiQuery<KbParam>,
+) -> ApiResult<Json<InitiateResponse>> {
+    let kind = connections::provider(&provider)?;
+    let auth_url = connections::initiate(&state, &user, kind, params.knowledge_id).await?;
+    Ok(Json(InitiateResponse { auth_url }))
+}
+
+#[derive(Deserialize)]
+pub struct CallbackParams {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// The redirect target of the authorization server. Needs no login: the single-use state is
+/// the proof. Always answers the small page that reports to the opener.
+pub async fn callback(
+    State(state): State<AppState>,
+    ApiPath(provider): ApiPath<String>,
+    params: Result<axum::extract::Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let outcome = match (connections::provider(&provider), params) {
+        (Err(_), _) => CallbackOutcome::error(None, "unknown connector"),
+        (_, Err(_)) => CallbackOutcome::error(None, "the authorization response was malformed"),
+        (Ok(_), Ok(axum::extract::Query(p))) => match (p.state, p.code, p.error) {
+            (Some(st), _, Some(error)) => {
+                let kb = state.connectors.manager.abandon(&st).await;
+                let detail = p.error_description.unwrap_or_default();
+                CallbackOutcome::error(kb, &format!("authorization was not granted: {error}: {detail}"))
+            }
+            (Some(st), Some(code), None) => match state.connectors.manager.complete(&st, &code).await {
+                Ok(kb) => CallbackOutcome { knowledge_id: Some(kb), error: None },
+                Err(e) => CallbackOutcome::error(e.kb_id, &e.reason),
+            },
+            _ => CallbackOutcome::error(None, "the authorization response has no state or no code"),
+        },
+    };
+    if let Some(error) = &outcome.error {
+        tracing::info!(kb.id = ?outcome.knowledge_id, %error, "oauth callback refused");
+    }
+    let status = if outcome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let page = callback_page(&state.settings.public_url, &outcome);
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, callback_csp()),
+        ],
+        Html(page),
+    )
+        .into_response()
+}
+
+pub struct CallbackOutcome {
+    pub knowledge_id: Option<KbId>,
+    pub error: Option<String>,
+}
+
+impl CallbackOutcome {
+    fn error(knowledge_id: Option<KbId>, reason: &str) -> Self {
+        Self { knowledge_id, error: Some(reason.to_owned()) }
+    }
+}
+
+/// The script of the callback page; fixed text, so its hash can be pinned in the CSP.
+const CALLBACK_SCRIPT: &str = "var d=JSON.parse(document.getElementById('kbsync-result').textContent);\
+if(window.opener){window.opener.postMessage(d.message,d.origin);window.close();}";
+
+/// Only the page's own fixed script may run.
+fn callback_csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(CALLBACK_SCRIPT.as_bytes()));
+        format!("default-src 'none'; script-src 'sha256-{hash}'; base-uri 'none'; form-action 'none'")
+    })
+}
+
+/// Renders the page: the result travels as JSON inside a non-executable script element (with
+/// `<`, `>`, `&` and quotes escaped so no value can end it), is posted to the opener only at
+/// the public origin, and is shown HTML-escaped for a person when there is no opener.
+pub fn callback_page(public_url: &str, outcome: &CallbackOutcome) -> String {
+    let origin = url::Url::parse(public_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| public_url.trim_end_matches('/').to_owned());
+    let message = json!({
+        "type": if outcome.error.is_some() { "kbsync-auth-error" } else { "kbsync-auth-success" },
+        "knowledge_id": outcome.knowledge_id,
+        "error": outcome.error,
+    });
+    let data = json!({ "message": message, "origin": origin });
+    let human = match &outcome.error {
+        None => "Connected. You can close this window.".to_owned(),
+        Some(e) => format!("The connection failed: {e}. Close this window and try again."),
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>kbsync</title></head>\n<body>\n\
+         <p>{}</p>\n<script type=\"application/json\" id=\"kbsync-result\">{}</script>\n<script>{}</script>\n</body></html>\n",
+        html_escape(&human),
+        script_safe_json(&data),
+        CALLBACK_SCRIPT
+    )
+}
+
+/// JSON that cannot close or confuse the script element it sits in.
+fn script_safe_json(value: &serde_json::Value) -> String {
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\'', "\\u0027")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+pub struct ConnectionDto {
+    pub provider: DatasourceKind,
+    pub has_stored_token: bool,
+    pub token_stored_at: Option<DateTime<Utc>>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    pub needs_reauth: bool,
+}
+
+pub async fn get_connection(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(kb_id): ApiPath<KbId>,
+) -> ApiResult<Json<ConnectionDto>> {
+    let s = connections::status(&state, &user, kb_id).await?;
+    Ok(Json(ConnectionDto {
+        provider: s.provider,
+        has_stored_token: s.has_stored_token,
+        token_stored_at: s.token_stored_at,
+        last_refreshed_at: s.last_refreshed_at,
+        needs_reauth: s.needs_reauth,
+    }))
+}
+
+pub async fn delete_connection(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(kb_id): ApiPath<KbId>,
+) -> ApiResult<StatusCode> {
+    connections::forget(&state, &user, kb_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct BrowseParams {
+    pub knowledge_id: KbId,
+    pub drive_id: Option<String>,
+    pub item_id: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct BrowseResponse {
+    pub items: Vec<BrowseEntry>,
+}
+
+pub async fn browse(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(provider): ApiPath<String>,
+    ApiQuery(params): ApiQuery<BrowseParams>,
+) -> ApiResult<Json<BrowseResponse>> {
+    let kind = connections::provider(&provider)?;
+    let at = BrowseLocation { drive_id: params.drive_id, item_id: params.item_id };
+    let items = connections::browse(&state, &user, kind, params.knowledge_id, at).await?;
+    Ok(Json(BrowseResponse { items }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_page_keeps_hostile_error_text_inert_and_posts_only_to_the_public_origin() {
+        let hostile = "</script><script>alert(1)</script> \"quoted\" 'single' & <b>";
+        let page = callback_page(
+            "https://kb.example.com/some/path",
+            &CallbackOutcome { knowledge_id: None, error: Some(hostile.to_owned()) },
+        );
+        // Exactly the two script elements of the template, nothing injected.
+        assert_eq!(page.matches("<script").count(), 2, "{page}");
+        assert_eq!(page.matches("</script>").count(), 2, "{page}");
+        assert!(!page.contains("<b>"));
+        assert!(page.contains("&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; &quot;quoted&quot; &#x27;single&#x27; &amp; &lt;b&gt;"));
+        assert!(page.contains(r#""origin":"https://kb.example.com""#), "{page}");
+        assert!(!page.contains("\"*\""));
+        assert!(page.contains("kbsync-auth-error"));
+        // The embedded JSON still decodes to the original text.
+        let start = page.find("id=\"kbsync-result\">").unwrap() + "id=\"kbsync-result\">".len();
+        let end = start + page[start..].find("</script>").unwrap();
+        let data: serde_json::Value = serde_json::from_str(&page[start..end]).unwrap();
+        assert_eq!(data["message"]["error"], hostile);
+    }
+
+    #[test]
+    fn callback_page_reports_success_with_the_knowledge_base() {
+        let kb = uuid::Uuid::new_v4();
+        let page = callback_page("http://127.0.0.1:8080", &CallbackOutcome { knowledge_id: Some(kb), error: None });
+        assert!(page.contains("kbsync-auth-success"));
+        assert!(page.contains(&kb.to_string()));
+        assert!(page.contains(r#""origin":"http://127.0.0.1:8080""#));
+    }
+}

@@ -1,0 +1,123 @@
+//! Connecting a knowledge base to a datasource, and using that connection to browse.
+
+use kbsync_core::{
+    KbId, User,
+    datasource::{BrowseEntry, BrowseLocation, DatasourceKind, ProviderError},
+};
+use kbsync_oauth::{ConnectionStatus, OAuthError};
+
+use super::knowledge;
+use crate::{AppState, error::ApiError};
+
+/// A registered datasource and whether this server has credentials for it.
+pub struct ConnectorInfo {
+    pub kind: DatasourceKind,
+    pub configured: bool,
+}
+
+pub fn connectors(state: &AppState) -> Vec<ConnectorInfo> {
+    DatasourceKind::ALL
+        .iter()
+        .map(|&kind| ConnectorInfo {
+            kind,
+            configured: state.connectors.manager.provider(kind).is_some() && state.connectors.datasource(kind).is_some(),
+        })
+        .collect()
+}
+
+/// Parses a provider path segment into a configured datasource.
+pub fn provider(name: &str) -> Result<DatasourceKind, ApiError> {
+    DatasourceKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.as_str() == name)
+        .ok_or(ApiError::NotFound("connector"))
+}
+
+/// Starts the authorization-code flow for a knowledge base the caller may change.
+pub async fn initiate(state: &AppState, user: &User, kind: DatasourceKind, kb_id: KbId) -> Result<String, ApiError> {
+    let view = knowledge::manageable(state, user, kb_id).await?;
+    if view.kb.kb_type != kind.kb_type() {
+        return Err(ApiError::Conflict(format!(
+            "this is a {} knowledge base; only {} knowledge bases connect to {}",
+            view.kb.kb_type,
+            kind.kb_type(),
+            kind.display_name()
+        )));
+    }
+    state.connectors.manager.initiate(kind, kb_id, user.id).await.map_err(oauth_error)
+}
+
+pub async fn status(state: &AppState, user: &User, kb_id: KbId) -> Result<ConnectionStatus, ApiError> {
+    let view = knowledge::readable(state, user, kb_id).await?;
+    let Some(kind) = DatasourceKind::of(view.kb.kb_type) else {
+        return Err(ApiError::NotFound("connection"));
+    };
+    let status = state.connectors.manager.status(kb_id).await.map_err(oauth_error)?;
+    Ok(status.unwrap_or(ConnectionStatus {
+        provider: kind,
+        has_stored_token: false,
+        token_stored_at: None,
+        last_refreshed_at: None,
+        needs_reauth: false,
+    }))
+}
+
+pub async fn forget(state: &AppState, user: &User, kb_id: KbId) -> Result<(), ApiError> {
+    knowledge::manageable(state, user, kb_id).await?;
+    state.connectors.manager.forget(kb_id).await.map_err(oauth_error)
+}
+
+/// Lists a level of the picker through the knowledge base's stored connection.
+pub async fn browse(
+    state: &AppState,
+    user: &User,
+    kind: DatasourceKind,
+    kb_id: KbId,
+    at: BrowseLocation,
+) -> Result<Vec<BrowseEntry>, ApiError> {
+    let view = knowledge::writable(state, user, kb_id).await?;
+    if view.kb.kb_type != kind.kb_type() {
+        return Err(ApiError::Conflict(format!("this knowledge base is not connected to {}", kind.display_name())));
+    }
+    let datasource = state.connectors.datasource(kind).ok_or(ApiError::NotImplemented(format!(
+        "{} is not configured on this server",
+        kind.display_name()
+    )))?;
+    match state.connectors.manager.status(kb_id).await.map_err(oauth_error)? {
+        None => return Err(ApiError::Conflict("connect this knowledge base first".into())),
+        Some(s) if s.needs_reauth => return Err(needs_reauth()),
+        Some(_) => {}
+    }
+    let tokens = state.connectors.manager.tokens(kb_id);
+    datasource.browse(tokens.as_ref(), &at).await.map_err(provider_error)
+}
+
+fn needs_reauth() -> ApiError {
+    ApiError::Conflict("the connection needs re-authorisation: connect the knowledge base again".into())
+}
+
+pub fn oauth_error(e: OAuthError) -> ApiError {
+    match e {
+        OAuthError::NotConfigured(kind) => {
+            ApiError::NotImplemented(format!("{} is not configured on this server", kind.display_name()))
+        }
+        OAuthError::NotConnected => ApiError::Conflict("connect this knowledge base first".into()),
+        OAuthError::NeedsReauth => needs_reauth(),
+        OAuthError::Transient(detail) => ApiError::Unavailable(detail),
+        OAuthError::Store(e) => e.into(),
+        other => ApiError::internal("oauth", other),
+    }
+}
+
+pub fn provider_error(e: ProviderError) -> ApiError {
+    match e {
+        ProviderError::Unauthorized(_) => needs_reauth(),
+        ProviderError::NotFound(_) => ApiError::NotFound("drive item"),
+        ProviderError::Throttled { retry_after } => {
+            ApiError::TooManyRequests { retry_after_secs: retry_after.as_secs().max(1) }
+        }
+        ProviderError::Transient(detail) => ApiError::Unavailable(detail),
+        other => ApiError::BadGateway(other.to_string()),
+    }
+}
