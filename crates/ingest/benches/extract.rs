@@ -31,12 +31,19 @@ fn mb(n: usize) -> f64 {
 }
 
 fn main() {
-    let target_mb: usize = std::env::var("KBSYNC_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let target_mb: usize = std::env::var("KBSYNC_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     // ~6.6 bytes per word in the corpus
     let words = target_mb * 1_000_000 / 66 * 10;
     let corpus = fx::text_corpus(42, words);
     let paras: Vec<&str> = corpus.split("\n\n").collect();
-    let cfg = IngestConfig { max_text_bytes: 200 << 20, per_file_timeout: Duration::from_secs(600), ..Default::default() };
+    let cfg = IngestConfig {
+        max_text_bytes: 200 << 20,
+        per_file_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
 
     // Pages of ~40 lines of 85 characters, as the PDF writer lays them out.
     let mut pages: Vec<String> = Vec::new();
@@ -66,17 +73,26 @@ fn main() {
     let files: Vec<(FileKind, Vec<u8>)> = vec![
         (FileKind::Pdf, fx::pdf(&page_refs)),
         (FileKind::Docx, fx::docx(&paras)),
-        (FileKind::Xlsx, fx::xlsx(&[("One", rows[..half].to_vec()), ("Two", rows[half..].to_vec())])),
+        (
+            FileKind::Xlsx,
+            fx::xlsx(&[("One", rows[..half].to_vec()), ("Two", rows[half..].to_vec())]),
+        ),
         (FileKind::Pptx, fx::pptx(&page_refs)),
         (FileKind::Html, fx::html("Benchmark", &paras).into_bytes()),
         (FileKind::Txt, corpus.clone().into_bytes()),
         (FileKind::Md, fx::markdown("Benchmark", &paras).into_bytes()),
         (FileKind::Csv, fx::csv(&rows).into_bytes()),
-        (FileKind::Json, fx::json_document("Benchmark", &paras).into_bytes()),
+        (
+            FileKind::Json,
+            fx::json_document("Benchmark", &paras).into_bytes(),
+        ),
         (FileKind::Xml, fx::xml_document("Benchmark", &paras).into_bytes()),
     ];
 
-    println!("Extraction throughput, best of {RUNS} (release build; corpus {} words, seed 42)\n", words);
+    println!(
+        "Extraction throughput, best of {RUNS} (release build; corpus {} words, seed 42)\n",
+        words
+    );
     println!("| type | file MB | text MB | best time (ms) | file MB/s | text MB/s | pdftotext MB/s (file) |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let dir = std::env::temp_dir().join(format!("kbsync-bench-{}", std::process::id()));
@@ -88,9 +104,21 @@ fn main() {
             std::fs::write(&path, bytes).unwrap();
             let probe = Command::new("pdftotext").arg("-v").output();
             if probe.is_ok() {
-                let (pt, out) = best_of(|| Command::new("pdftotext").arg("-enc").arg("UTF-8").arg(&path).arg("-").output().unwrap());
+                let (pt, out) = best_of(|| {
+                    Command::new("pdftotext")
+                        .arg("-enc")
+                        .arg("UTF-8")
+                        .arg(&path)
+                        .arg("-")
+                        .output()
+                        .unwrap()
+                });
                 assert!(out.status.success());
-                format!("{:.2} ({} text MB)", mb(bytes.len()) / pt.as_secs_f64(), format_args!("{:.2}", mb(out.stdout.len())))
+                format!(
+                    "{:.2} ({} text MB)",
+                    mb(bytes.len()) / pt.as_secs_f64(),
+                    format_args!("{:.2}", mb(out.stdout.len()))
+                )
             } else {
                 "not installed".to_string()
             }

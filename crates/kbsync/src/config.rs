@@ -202,6 +202,8 @@ impl Settings {
             }
         }
 
+        let secret_key_previous = text("KBSYNC_SECRET_KEY_PREVIOUS", file.secret_key_previous);
+
         let public_text =
             text("KBSYNC_PUBLIC_URL", file.public_url).unwrap_or_else(|| format!("http://{bind}"));
         let public_url = Url::parse(public_text.trim())
@@ -435,7 +437,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -501,7 +503,7 @@ mod tests {
     fn onedrive_urls_derive_from_authority_and_tenant_unless_overridden() {
         let env = env_of(&[("KBSYNC_ONEDRIVE_CLIENT_ID", "app"), ("KBSYNC_ONEDRIVE_TENANT_ID", "contoso")]);
         let s = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap();
-        let od = s.onedrive.unwrap();
+        let od = s.onedrive.clone().unwrap();
         assert_eq!(od.authorize_url, "https://login.microsoftonline.com/contoso/oauth2/v2.0/authorize");
         assert_eq!(od.token_url, "https://login.microsoftonline.com/contoso/oauth2/v2.0/token");
         assert_eq!(od.graph_url, DEFAULT_GRAPH_URL);

@@ -11,8 +11,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kbsync_core::{Clock, OsRandom, Role, SystemClock};
 use kbsync_ingest::{Extractor, IngestConfig};
-use kbsync_server::{AppState, ServerSettings, service::users};
-use kbsync_store::{BlobStore, Store};
+use kbsync_core::datasource::{Datasource, DatasourceKind, OAuthSpec};
+use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
+use kbsync_oauth::{ClientSecret, ConnectionManager, ProviderConfig};
+use kbsync_server::{AppState, Connectors, ServerSettings, service::users};
+use kbsync_store::{BlobStore, Store, TokenCipher};
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::{FileConfig, Flags, LogFormat, Settings};
@@ -208,12 +211,16 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
-async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
+    // The demo's emulated OneDrive must be up before the datasource is built from the settings.
+    let emulator = if demo { Some(demo::start_emulator(&mut settings).await?) } else { None };
     let store = open_store(&settings).await?;
-    // Kept for the token encryption of OneDrive connections.
-    let _secret_key = secret::load_or_generate(&settings)?;
+    let secret_key = secret::load_or_generate(&settings)?;
+    let cipher = TokenCipher::new(&secret_key, settings.secret_key_previous.as_deref())
+        .map_err(|e| anyhow::anyhow!("KBSYNC_SECRET_KEY: {e}"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let random = Arc::new(OsRandom);
+    let connectors = build_connectors(&settings, store.clone(), cipher, clock.clone(), random.clone())?;
 
     if let Some((email, password)) = &settings.admin {
         match users::bootstrap_admin(store.as_ref(), random.as_ref(), clock.now(), email, password).await {
@@ -236,7 +243,7 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
         ..ServerSettings::default()
     };
     let blobs = BlobStore::new(settings.data_dir.join("blobs"));
-    let state = AppState::new(store, blobs, extractor, clock, random, server_settings);
+    let state = AppState::new(store, blobs, extractor, connectors, clock, random, server_settings);
 
     if demo {
         demo::seed(&state).await?;
@@ -248,8 +255,56 @@ async fn serve(settings: Settings, demo: bool) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, public_url = %settings.public_url, database = store_kind(&settings.database_url), "kbsync listening");
     kbsync_server::serve(listener, state, shutdown_signal()).await?;
+    if let Some(emulator) = emulator {
+        emulator.shutdown().await;
+    }
     tracing::info!("kbsync stopped");
     Ok(())
+}
+
+/// The datasources this process can use, and the connection manager that holds their
+/// credentials. A datasource without a client secret can browse nothing: connecting to it
+/// answers 501.
+fn build_connectors(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    cipher: TokenCipher,
+    clock: Arc<dyn Clock>,
+    random: Arc<OsRandom>,
+) -> anyhow::Result<Connectors> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")?;
+    let mut providers = Vec::new();
+    let mut datasources: Vec<Arc<dyn Datasource>> = Vec::new();
+    if let Some(od) = &settings.onedrive {
+        let graph = GraphConfig { graph_url: od.graph_url.clone(), ..GraphConfig::default() };
+        let graph_http = graph.http_client().context("building the Graph HTTP client")?;
+        let oauth = OAuthSpec {
+            authorize_url: od.authorize_url.clone(),
+            token_url: od.token_url.clone(),
+            scopes: od.scopes.clone(),
+        };
+        datasources.push(Arc::new(
+            OneDrive::new(graph, oauth, graph_http, Arc::new(TokioSleeper)).with_random(random.clone()),
+        ));
+        match &od.client_secret {
+            Some(secret) => providers.push(ProviderConfig {
+                kind: DatasourceKind::OneDrive,
+                client_id: od.client_id.clone(),
+                client_secret: ClientSecret::new(secret.clone()),
+                authorize_url: od.authorize_url.clone(),
+                token_url: od.token_url.clone(),
+                scopes: od.scopes.clone(),
+                redirect_uri: settings.onedrive_redirect_uri(),
+            }),
+            None => tracing::warn!("KBSYNC_ONEDRIVE_CLIENT_SECRET is not set: knowledge bases cannot connect to OneDrive"),
+        }
+    }
+    let manager = ConnectionManager::new(store, http, cipher, clock, random, providers);
+    Ok(Connectors::new(manager, datasources))
 }
 
 fn store_kind(url: &str) -> &'static str {

@@ -158,14 +158,9 @@ impl GraphClient {
     ) -> Result<T, ProviderError> {
         match self.execute(Auth::Bearer(tokens), url, Want::Body).await? {
             Answer::Body(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                ProviderError::Permanent(format!(
-                    "unexpected answer from GET {}: {e}",
-                    url.path()
-                ))
+                ProviderError::Permanent(format!("unexpected answer from GET {}: {e}", url.path()))
             }),
-            Answer::Head(_) => Err(ProviderError::Permanent(
-                "internal: a body was asked for".into(),
-            )),
+            Answer::Head(_) => Err(ProviderError::Permanent("internal: a body was asked for".into())),
         }
     }
 
@@ -205,15 +200,13 @@ impl GraphClient {
             };
             let (why, wait, throttled) = match failure {
                 Failure::Fail(e) => return Err(e),
-                Failure::Retry {
-                    why,
-                    wait,
-                    throttled,
-                } => (why, wait, throttled),
+                Failure::Retry { why, wait, throttled } => (why, wait, throttled),
                 Failure::Refresh => {
                     let (Auth::Bearer(tokens), Some(rejected)) = (auth, token.as_ref()) else {
-                    return Err(ProviderError::Permanent("internal: refresh without a token".into()));
-                };
+                        return Err(ProviderError::Permanent(
+                            "internal: refresh without a token".into(),
+                        ));
+                    };
                     if refreshed {
                         return Err(ProviderError::Unauthorized(format!(
                             "GET {target} was refused again after a token refresh"
@@ -244,9 +237,7 @@ impl GraphClient {
                         retry_after: wait.unwrap_or(delay),
                     }
                 } else {
-                    ProviderError::Transient(format!(
-                        "GET {target} failed after {attempt} attempts: {why}"
-                    ))
+                    ProviderError::Transient(format!("GET {target} failed after {attempt} attempts: {why}"))
                 });
             }
             debug!(
@@ -296,9 +287,7 @@ impl GraphClient {
         }
         let headers = response.headers().clone();
         // A failed read of an error body only loses the details; the status still decides.
-        let body = read_limited(response, MAX_ERROR_BYTES)
-            .await
-            .unwrap_or_default();
+        let body = read_limited(response, MAX_ERROR_BYTES).await.unwrap_or_default();
         Err(self.classify(status, &headers, &body, auth))
     }
 

@@ -51,10 +51,7 @@ pub(crate) fn verified_stream(
         match tokio::time::timeout(s.idle_timeout, s.body.next()).await {
             Err(_) => {
                 s.finished = true;
-                let e = ProviderError::Transient(format!(
-                    "the download stalled after {} bytes",
-                    s.received
-                ));
+                let e = ProviderError::Transient(format!("the download stalled after {} bytes", s.received));
                 Some((Err(e), s))
             }
             Ok(Some(Ok(chunk))) => {

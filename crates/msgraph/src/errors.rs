@@ -34,10 +34,7 @@ impl GraphErrorBody {
         };
         let mut out = Self {
             codes: Vec::new(),
-            message: error
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            message: error.get("message").and_then(Value::as_str).map(str::to_string),
         };
         let mut node = Some(error);
         let mut depth = 0;
@@ -239,7 +236,10 @@ mod tests {
     fn statuses_map_to_what_the_caller_does_next() {
         let e = GraphErrorBody::default();
         let h = HeaderMap::new();
-        assert_eq!(decide(StatusCode::UNAUTHORIZED, &h, &e, true, now()), Decision::Refresh);
+        assert_eq!(
+            decide(StatusCode::UNAUTHORIZED, &h, &e, true, now()),
+            Decision::Refresh
+        );
         assert!(matches!(
             decide(StatusCode::UNAUTHORIZED, &h, &e, false, now()),
             Decision::Fail(ProviderError::Unauthorized(_))

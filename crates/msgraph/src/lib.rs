@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kbsync_core::datasource::{
-    BrowseEntry, BrowseLocation, ByteStream, ChangePage, Datasource, DatasourceKind, ItemKind,
-    NextPage, OAuthSpec, ProviderError, RemoteItem, RemotePermission, SourceRef, TokenProvider,
+    BrowseEntry, BrowseLocation, ByteStream, ChangePage, Datasource, DatasourceKind, ItemKind, NextPage,
+    OAuthSpec, ProviderError, RemoteItem, RemotePermission, SourceRef, TokenProvider,
 };
 use kbsync_core::{Clock, OsRandom, Random, SystemClock};
 use reqwest::header::LOCATION;
@@ -84,13 +84,7 @@ impl OneDrive {
         sleeper: Arc<dyn Sleeper>,
     ) -> Self {
         Self {
-            client: GraphClient::new(
-                http,
-                config,
-                sleeper,
-                Arc::new(OsRandom),
-                Arc::new(SystemClock),
-            ),
+            client: GraphClient::new(http, config, sleeper, Arc::new(OsRandom), Arc::new(SystemClock)),
             oauth,
         }
     }
@@ -174,11 +168,8 @@ impl OneDrive {
         }
         let shared: Vec<DriveItem> = optional(
             "items shared with the user",
-            self.all_pages(
-                tokens,
-                self.client.url(&["me", "drive", "sharedWithMe"])?,
-            )
-            .await,
+            self.all_pages(tokens, self.client.url(&["me", "drive", "sharedWithMe"])?)
+                .await,
         )?
         .unwrap_or_default();
         entries.extend(shared.iter().filter_map(|i| mapping::browse_entry(i, None)));
@@ -215,9 +206,7 @@ impl OneDrive {
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                ProviderError::Transient("the content redirect has no Location".into())
-            })?;
+            .ok_or_else(|| ProviderError::Transient("the content redirect has no Location".into()))?;
         let target = content_url
             .join(location)
             .map_err(|e| ProviderError::Transient(format!("the content redirect is not a URL: {e}")))?;
@@ -231,9 +220,7 @@ impl OneDrive {
         // Pre-authenticated: the bearer token must not go to the download host.
         match self.client.get_head(Auth::Anonymous, &target).await {
             Ok(r) => Ok(Content::Ready(r)),
-            Err(ProviderError::Unauthorized(why) | ProviderError::NotFound(why)) => {
-                Ok(Content::Refused(why))
-            }
+            Err(ProviderError::Unauthorized(why) | ProviderError::NotFound(why)) => Ok(Content::Refused(why)),
             Err(e) => Err(e),
         }
     }

@@ -40,18 +40,16 @@ pub fn remote_item(item: &DriveItem, fallback_drive_id: &str, scope_id: Option<&
     let hash = if deleted {
         None
     } else {
-        hashes.and_then(|h| {
-            match (&h.quick_xor_hash, &h.sha1_hash) {
-                (Some(q), _) if !q.is_empty() => Some(ContentHash {
-                    algorithm: QUICK_XOR_HASH.into(),
-                    value: q.clone(),
-                }),
-                (_, Some(s)) if !s.is_empty() => Some(ContentHash {
-                    algorithm: SHA1_HASH.into(),
-                    value: s.clone(),
-                }),
-                _ => None,
-            }
+        hashes.and_then(|h| match (&h.quick_xor_hash, &h.sha1_hash) {
+            (Some(q), _) if !q.is_empty() => Some(ContentHash {
+                algorithm: QUICK_XOR_HASH.into(),
+                value: q.clone(),
+            }),
+            (_, Some(s)) if !s.is_empty() => Some(ContentHash {
+                algorithm: SHA1_HASH.into(),
+                value: s.clone(),
+            }),
+            _ => None,
         })
     };
     RemoteItem {
@@ -82,7 +80,11 @@ pub fn browse_entry(item: &DriveItem, fallback_drive_id: Option<&str>) -> Option
     if let Some(remote) = &item.remote_item {
         let folder = remote.folder.is_some() || remote.package.is_some() || item.folder.is_some();
         return Some(BrowseEntry {
-            kind: if folder { EntryKind::Folder } else { EntryKind::File },
+            kind: if folder {
+                EntryKind::Folder
+            } else {
+                EntryKind::File
+            },
             id: remote.id.clone(),
             drive_id: remote
                 .parent_reference
@@ -103,7 +105,11 @@ pub fn browse_entry(item: &DriveItem, fallback_drive_id: Option<&str>) -> Option
     }
     let folder = item.folder.is_some() || item.package.is_some();
     Some(BrowseEntry {
-        kind: if folder { EntryKind::Folder } else { EntryKind::File },
+        kind: if folder {
+            EntryKind::Folder
+        } else {
+            EntryKind::File
+        },
         id: item.id.clone(),
         drive_id: item
             .parent_reference
@@ -311,11 +317,7 @@ mod tests {
 
     #[test]
     fn removed_annotation_is_tolerated_as_a_tombstone() {
-        let r = remote_item(
-            &item(r#"{"id":"a","@removed":{"reason":"deleted"}}"#),
-            "d",
-            None,
-        );
+        let r = remote_item(&item(r#"{"id":"a","@removed":{"reason":"deleted"}}"#), "d", None);
         assert!(r.deleted);
         assert_eq!(r.drive_id, "d");
     }
@@ -336,7 +338,10 @@ mod tests {
         assert_eq!(r.mime.as_deref(), Some("text/plain"));
         assert!(r.modified_at.is_some());
         let sha1_only = item(r#"{"id":"a","file":{"hashes":{"sha1Hash":"ABCD"}}}"#);
-        assert_eq!(remote_item(&sha1_only, "d", None).hash.unwrap().algorithm, "sha1Hash");
+        assert_eq!(
+            remote_item(&sha1_only, "d", None).hash.unwrap().algorithm,
+            "sha1Hash"
+        );
     }
 
     #[test]
@@ -350,8 +355,27 @@ mod tests {
 
     #[test]
     fn a_bad_timestamp_does_not_fail_the_item() {
-        let r = remote_item(&item(r#"{"id":"a","lastModifiedDateTime":"yesterday"}"#), "d", None);
+        let r = remote_item(
+            &item(r#"{"id":"a","lastModifiedDateTime":"yesterday"}"#),
+            "d",
+            None,
+        );
         assert_eq!(r.modified_at, None);
+    }
+
+    #[test]
+    fn a_shared_item_points_at_the_drive_that_holds_it() {
+        let shared = item(
+            r#"{"id":"local","name":"Team Plans","remoteItem":{"id":"01REMOTE","parentReference":{"driveId":"b!other","driveType":"business"},"folder":{"childCount":4},"webUrl":"https://x/Plans"}}"#,
+        );
+        let e = browse_entry(&shared, None).unwrap();
+        assert_eq!(e.kind, EntryKind::Folder);
+        assert_eq!(e.id, "01REMOTE");
+        assert_eq!(e.drive_id.as_deref(), Some("b!other"));
+        assert_eq!(e.name, "Team Plans");
+        assert_eq!(e.child_count, Some(4));
+        let tombstone = item(r#"{"id":"x","deleted":{}}"#);
+        assert!(browse_entry(&tombstone, Some("d")).is_none());
     }
 
     #[test]

@@ -61,10 +61,7 @@ impl QuickXorHash {
     /// The 20 raw bytes of the hash.
     pub fn digest(&self) -> [u8; STATE_BYTES] {
         let mut out = self.state;
-        for (slot, len_byte) in out[STATE_BYTES - 8..]
-            .iter_mut()
-            .zip(self.length.to_le_bytes())
-        {
+        for (slot, len_byte) in out[STATE_BYTES - 8..].iter_mut().zip(self.length.to_le_bytes()) {
             *slot ^= len_byte;
         }
         out

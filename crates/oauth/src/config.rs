@@ -47,11 +47,7 @@ pub struct ProviderConfig {
 impl ProviderConfig {
     /// The `scope` parameter: the configured scopes plus `offline_access` when missing.
     pub(crate) fn scope_param(&self) -> String {
-        let mut scopes: Vec<&str> = self
-            .scopes
-            .iter()
-            .flat_map(|s| s.split_whitespace())
-            .collect();
+        let mut scopes: Vec<&str> = self.scopes.iter().flat_map(|s| s.split_whitespace()).collect();
         if !scopes.iter().any(|s| s.eq_ignore_ascii_case("offline_access")) {
             scopes.push("offline_access");
         }

@@ -136,14 +136,24 @@ mod tests {
         let e = CallbackError::denied(None, "access_denied", None);
         assert_eq!(e.reason, "The sign-in was cancelled or access was declined.");
         let e = CallbackError::denied(None, "bad\"<script>", Some(&"x".repeat(1000)));
-        assert!(e.reason.starts_with("The sign-in did not complete (badscript): "), "{}", e.reason);
+        assert!(
+            e.reason.starts_with("The sign-in did not complete (badscript): "),
+            "{}",
+            e.reason
+        );
         assert!(e.reason.len() < 400);
     }
 
     #[test]
     fn oauth_errors_map_to_what_a_datasource_caller_does_next() {
-        assert!(matches!(ProviderError::from(OAuthError::NeedsReauth), ProviderError::Unauthorized(_)));
-        assert!(matches!(ProviderError::from(OAuthError::NotConnected), ProviderError::Unauthorized(_)));
+        assert!(matches!(
+            ProviderError::from(OAuthError::NeedsReauth),
+            ProviderError::Unauthorized(_)
+        ));
+        assert!(matches!(
+            ProviderError::from(OAuthError::NotConnected),
+            ProviderError::Unauthorized(_)
+        ));
         assert!(matches!(
             ProviderError::from(OAuthError::Transient("x".into())),
             ProviderError::Transient(_)

@@ -33,7 +33,7 @@ mod tests {
     #[test]
     fn challenge_matches_rfc_7636_appendix_b() {
         assert_eq!(
-            s256_challenge("dBjftJeZ4CVP-1mB3tOs4mKbL8nPB2OPcDN6ZDLhkCA"),
+            s256_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
@@ -44,7 +44,11 @@ mod tests {
         let a = random_url_safe(&r);
         let b = random_url_safe(&r);
         assert_eq!(a.len(), 43);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'), "{a}");
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "{a}"
+        );
         assert_ne!(a, b);
         assert_eq!(state_hash(&a).len(), 64);
     }

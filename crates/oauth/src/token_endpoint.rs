@@ -111,17 +111,17 @@ async fn post(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| EndpointError::Transient(describe_transport(&e)))?;
+        .map_err(|e| EndpointError::Transient(describe_transport(e)))?;
     let status = response.status();
     let body = response
         .bytes()
         .await
-        .map_err(|e| EndpointError::Transient(describe_transport(&e)))?;
+        .map_err(|e| EndpointError::Transient(describe_transport(e)))?;
     classify(status, &body)
 }
 
-/// A transport error without its URL's query (there is none, but be safe) and without any body.
-fn describe_transport(e: &reqwest::Error) -> String {
+/// A transport error, without its URL (not secret, but not needed either).
+fn describe_transport(e: reqwest::Error) -> String {
     if e.is_timeout() {
         "the token endpoint did not answer in time".to_owned()
     } else if e.is_connect() {
@@ -163,7 +163,10 @@ fn classify(status: reqwest::StatusCode, body: &[u8]) -> Result<TokenSet, Endpoi
     {
         return Err(EndpointError::Transient(format!(
             "the token endpoint answered {status}{}",
-            error.as_ref().map(|e| format!(" ({})", summary(e))).unwrap_or_default()
+            error
+                .as_ref()
+                .map(|e| format!(" ({})", summary(e)))
+                .unwrap_or_default()
         )));
     }
     let Some(error) = error else {
@@ -229,7 +232,11 @@ mod tests {
 
     #[test]
     fn grant_errors_mean_sign_in_again() {
-        for (e, c) in [("invalid_grant", 50173), ("invalid_grant", 70008), ("interaction_required", 50076)] {
+        for (e, c) in [
+            ("invalid_grant", 50173),
+            ("invalid_grant", 70008),
+            ("interaction_required", 50076),
+        ] {
             assert_eq!(
                 classify(StatusCode::BAD_REQUEST, &aad(e, c)).unwrap_err(),
                 EndpointError::GrantRefused(format!("{e} (AADSTS{c})"))

@@ -6,8 +6,10 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use kbsync_core::{ManualClock, OsRandom, Role};
 use kbsync_ingest::{Extractor, IngestConfig};
-use kbsync_server::{AppState, LoginThrottle, ServerSettings, service::users};
-use kbsync_store::{BlobStore, PostgresStore, SqliteStore, Store};
+use kbsync_core::datasource::Datasource;
+use kbsync_oauth::{ConnectionManager, ProviderConfig};
+use kbsync_server::{AppState, Connectors, LoginThrottle, ServerSettings, service::users};
+use kbsync_store::{BlobStore, PostgresStore, SqliteStore, Store, TokenCipher};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -29,6 +31,7 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     pg_schema: Option<(String, String)>,
+    pub emulator: Option<msgraph_emulator::RunningEmulator>,
     _dir: tempfile::TempDir,
 }
 
@@ -43,6 +46,17 @@ pub struct Options {
     pub max_upload_bytes: u64,
     pub throttle: LoginThrottle,
     pub ingest: IngestConfig,
+    pub providers: Vec<ProviderConfig>,
+    pub datasources: Vec<Arc<dyn Datasource>>,
+    pub public_url: String,
+    /// Start an emulated OneDrive and configure the datasource against it.
+    pub onedrive: Option<OneDriveTest>,
+}
+
+#[derive(Clone, Copy)]
+pub struct OneDriveTest {
+    /// Whether the OAuth client secret is configured (without it, connecting answers 501).
+    pub with_secret: bool,
 }
 
 impl Default for Options {
@@ -54,6 +68,10 @@ impl Default for Options {
                 max_concurrent: 2,
                 ..IngestConfig::default()
             },
+            providers: Vec::new(),
+            datasources: Vec::new(),
+            public_url: "http://127.0.0.1".into(),
+            onedrive: None,
         }
     }
 }
@@ -62,6 +80,8 @@ impl TestServer {
     /// Starts a server; `None` when the backend is PostgreSQL and no test database is configured.
     pub async fn start(db: Db, options: Options) -> Option<TestServer> {
         let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let mut pg_schema = None;
         let store: Arc<dyn Store> = match db {
             Db::Sqlite => {
@@ -95,8 +115,62 @@ impl TestServer {
         .await
         .unwrap();
 
+        let clock_arc: Arc<dyn kbsync_core::Clock> = Arc::new(clock.clone());
+        let mut providers = options.providers;
+        let mut datasources = options.datasources;
+        let mut public_url = options.public_url.clone();
+        let mut emulator = None;
+        if let Some(od) = options.onedrive {
+            public_url = base.clone();
+            let redirect_uri = format!("{base}/api/v1/connectors/onedrive/auth/callback");
+            let emu = msgraph_emulator::Emulator::builder()
+                .seed(3)
+                .auto_consent(true)
+                .client(msgraph_emulator::ClientRegistration {
+                    client_id: "kbsync-test".into(),
+                    client_secret: "kbsync-test-secret".into(),
+                    redirect_uris: vec![redirect_uri.clone()],
+                    display_name: "kbsync test".into(),
+                    spa: false,
+                })
+                .start()
+                .await
+                .unwrap();
+            let scopes: Vec<String> = vec!["https://graph.microsoft.com/Files.Read.All".into(), "offline_access".into()];
+            let graph = kbsync_msgraph::GraphConfig { graph_url: emu.graph_url().to_owned(), ..Default::default() };
+            let http = graph.http_client().unwrap();
+            let spec = kbsync_core::datasource::OAuthSpec {
+                authorize_url: emu.authorize_url(),
+                token_url: emu.token_url(),
+                scopes: scopes.clone(),
+            };
+            datasources.push(Arc::new(kbsync_msgraph::OneDrive::new(graph, spec, http, Arc::new(kbsync_msgraph::TokioSleeper))));
+            if od.with_secret {
+                providers.push(ProviderConfig {
+                    kind: kbsync_core::datasource::DatasourceKind::OneDrive,
+                    client_id: "kbsync-test".into(),
+                    client_secret: kbsync_oauth::ClientSecret::new("kbsync-test-secret"),
+                    authorize_url: emu.authorize_url(),
+                    token_url: emu.token_url(),
+                    scopes,
+                    redirect_uri,
+                });
+            }
+            emulator = Some(emu);
+        }
+        let connectors = Connectors::new(
+            ConnectionManager::new(
+                store.clone(),
+                reqwest::Client::new(),
+                TokenCipher::new("api-test-secret-key", None).unwrap(),
+                clock_arc.clone(),
+                Arc::new(OsRandom),
+                providers,
+            ),
+            datasources,
+        );
         let settings = ServerSettings {
-            public_url: "http://127.0.0.1".into(),
+            public_url,
             max_upload_bytes: options.max_upload_bytes,
             login_throttle: options.throttle,
             ..ServerSettings::default()
@@ -105,12 +179,11 @@ impl TestServer {
             store,
             BlobStore::new(dir.path().join("blobs")),
             Extractor::new(options.ingest),
-            Arc::new(clock.clone()),
+            connectors,
+            clock_arc,
             Arc::new(OsRandom),
             settings,
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let server_state = state.clone();
         let task = tokio::spawn(async move {
@@ -128,6 +201,7 @@ impl TestServer {
             shutdown: Some(tx),
             task: Some(task),
             pg_schema,
+            emulator,
             _dir: dir,
         })
     }
@@ -139,6 +213,9 @@ impl TestServer {
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap();
+        }
+        if let Some(emulator) = self.emulator.take() {
+            emulator.shutdown().await;
         }
         if let Some((url, schema)) = self.pg_schema.take() {
             let pool = sqlx::PgPool::connect(&url).await.unwrap();

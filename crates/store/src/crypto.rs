@@ -181,19 +181,29 @@ mod tests {
         assert_eq!(rotated.encrypt("x").key_id, rotated.key_id());
         // Without the previous key the row is unreadable, and the error says which key it needs.
         let forgot = TokenCipher::new("new secret", None).unwrap();
-        assert_eq!(forgot.open(&row), Err(CryptoError::UnknownKey(old.key_id().to_owned())));
+        assert_eq!(
+            forgot.open(&row),
+            Err(CryptoError::UnknownKey(old.key_id().to_owned()))
+        );
     }
 
     #[test]
     fn tampered_or_mislabelled_values_are_refused() {
         let c = TokenCipher::new("k1", Some("k2")).unwrap();
         let mut v = c.encrypt("secret");
-        let flipped = if v.ciphertext.as_bytes()[30] == b'A' { "B" } else { "A" };
+        let flipped = if v.ciphertext.as_bytes()[30] == b'A' {
+            "B"
+        } else {
+            "A"
+        };
         v.ciphertext.replace_range(30..31, flipped);
         assert!(matches!(c.open(&v), Err(CryptoError::Invalid(_))));
         let other = TokenCipher::new("k2", None).unwrap().encrypt("secret");
         // Right ciphertext, wrong label.
-        assert!(matches!(c.decrypt(&other.ciphertext, c.key_id()), Err(CryptoError::Invalid(_))));
+        assert!(matches!(
+            c.decrypt(&other.ciphertext, c.key_id()),
+            Err(CryptoError::Invalid(_))
+        ));
         assert_eq!(TokenCipher::new("", None).err(), Some(CryptoError::EmptyKey));
     }
 
@@ -203,8 +213,7 @@ mod tests {
         let d = format!("{c:?}");
         assert!(d.contains(c.key_id()), "{d}");
         assert!(!d.contains("very secret") && !d.contains("older secret"), "{d}");
-        let derived = base64::engine::general_purpose::URL_SAFE
-            .encode(Sha256::digest(b"very secret key"));
+        let derived = base64::engine::general_purpose::URL_SAFE.encode(Sha256::digest(b"very secret key"));
         assert!(!d.contains(&derived), "{d}");
     }
 }

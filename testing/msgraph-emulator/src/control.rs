@@ -290,7 +290,11 @@ impl Control {
         );
         if let Some(t) = new.drive_type {
             let name = "OneDrive".to_string();
-            let site_id = if t.is_personal() { None } else { Some(crate::new_site_id(&mut s)) };
+            let site_id = if t.is_personal() {
+                None
+            } else {
+                Some(crate::new_site_id(&mut s))
+            };
             let id = s.create_drive(
                 NewDriveSpec {
                     drive_type: t,

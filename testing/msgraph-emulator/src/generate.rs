@@ -285,9 +285,26 @@ pub fn generate_drive(
             .chunks(chunk.max(1))
             .map(|part| {
                 s.spawn(move || {
-                    part.iter()
-                        .map(|f| Content::new(Bytes::from(file_bytes(f.kind, f.seed, &f.title))))
-                        .collect::<Vec<_>>()
+                    // Files are generated in batches and stored as slices of one buffer per batch, so the
+                    // long-lived content does not interleave with the generators' temporaries in the heap
+                    // (which kept gigabytes resident for 100k files).
+                    let mut out = Vec::with_capacity(part.len());
+                    for batch in part.chunks(256) {
+                        let files: Vec<Vec<u8>> = batch
+                            .iter()
+                            .map(|f| file_bytes(f.kind, f.seed, &f.title))
+                            .collect();
+                        let mut buf = Vec::with_capacity(files.iter().map(Vec::len).sum());
+                        let mut ranges = Vec::with_capacity(files.len());
+                        for f in &files {
+                            ranges.push(buf.len()..buf.len() + f.len());
+                            buf.extend_from_slice(f);
+                        }
+                        drop(files);
+                        let shared = Bytes::from(buf);
+                        out.extend(ranges.into_iter().map(|r| Content::new(shared.slice(r))));
+                    }
+                    out
                 })
             })
             .collect();

@@ -165,6 +165,63 @@ pub struct AuthorizationLeak {
     pub scheme: String,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_key_replaces_ids_and_item_paths() {
+        assert_eq!(
+            route_key("GET", "/v1.0/drives/b!x/items/01AB/children"),
+            "GET /v1.0/drives/{id}/items/{id}/children"
+        );
+        assert_eq!(
+            route_key("GET", "/v1.0/me/drive/root:/A/B c.txt:/content"),
+            "GET /v1.0/me/drive/root:{path}:/content"
+        );
+        assert_eq!(
+            route_key("GET", "/v1.0/me/drive/root:/A/b.txt"),
+            "GET /v1.0/me/drive/root:{path}"
+        );
+        assert_eq!(
+            route_key("GET", "/v1.0/drives/d/root/delta(token='x')"),
+            "GET /v1.0/drives/{id}/root/delta(…)"
+        );
+    }
+
+    #[test]
+    fn glob_star_stays_within_a_segment_and_double_star_crosses() {
+        assert!(glob_match(
+            "/v1.0/drives/*/root/delta",
+            "/v1.0/drives/b!abc/root/delta"
+        ));
+        assert!(!glob_match("/v1.0/drives/*", "/v1.0/drives/b!abc/root"));
+        assert!(glob_match("/v1.0/**", "/v1.0/drives/b!abc/root"));
+        assert!(glob_match("/_download/*", "/_download/abc.def"));
+    }
+
+    #[test]
+    fn resource_units_follow_the_sharepoint_table() {
+        assert_eq!(resource_units("GET", "/v1.0/drives/d/items/i", None), 1);
+        assert_eq!(
+            resource_units("GET", "/v1.0/drives/d/root/delta", Some("token=abc")),
+            1
+        );
+        assert_eq!(resource_units("GET", "/v1.0/drives/d/root/delta", None), 2);
+        assert_eq!(resource_units("GET", "/v1.0/drives/d/items/i/children", None), 2);
+        assert_eq!(
+            resource_units("GET", "/v1.0/drives/d/items/i/permissions", None),
+            5
+        );
+        assert_eq!(
+            resource_units("GET", "/v1.0/drives/d/items/i", Some("$expand=permissions")),
+            5
+        );
+        assert_eq!(resource_units("GET", "/_download/x", None), 1);
+        assert_eq!(resource_units("POST", "/common/oauth2/v2.0/token", None), 0);
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct RateLimit {
     per_second: u32,
@@ -316,20 +373,27 @@ const LITERALS: &[&str] = &[
     "$metadata",
 ];
 
-/// The path with every non-literal segment replaced by `{id}` (used for per-route counts).
+/// The path with every non-literal segment replaced by `{id}` and a `:/path:` address replaced by `:{path}:`
+/// (used for per-route counts), e.g. `GET /v1.0/me/drive/root:{path}:/children`.
 pub fn route_key(method: &str, path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
+    let normalized = match path.find(':') {
+        Some(a) => match path[a + 1..].find(':') {
+            Some(b) => format!("{}:{{path}}:{}", &path[..a], &path[a + 1 + b + 1..]),
+            None => format!("{}:{{path}}", &path[..a]),
+        },
+        None => path.to_string(),
+    };
+    let mut out = String::with_capacity(normalized.len());
+    for seg in normalized.split('/').filter(|s| !s.is_empty()) {
         out.push('/');
         if LITERALS.contains(&seg) {
             out.push_str(seg);
         } else if seg.starts_with("delta(") {
             out.push_str("delta(…)");
-        } else if let Some(idx) = seg.find(':') {
-            // `root:` / `root:/a/b:` style addressing: keep the literal before the colon.
-            let head = &seg[..idx];
+        } else if let Some((head, tail)) = seg.split_once(':') {
             out.push_str(if LITERALS.contains(&head) { head } else { "{id}" });
-            out.push_str(":…");
+            out.push(':');
+            out.push_str(tail);
         } else {
             out.push_str("{id}");
         }

@@ -149,8 +149,7 @@ pub async fn env_with(b: EmulatorBuilder, tweak: impl FnOnce(&mut GraphConfig)) 
     let sleeper = Arc::new(RecordingSleeper::default());
     let http = config.http_client().unwrap();
     let oauth = microsoft_oauth(emu.base_url(), &ctl.tenant_id(), vec!["Files.Read.All".into()]);
-    let ds = OneDrive::new(config, oauth, http, sleeper.clone())
-        .with_random(Arc::new(SeededRandom::new(3)));
+    let ds = OneDrive::new(config, oauth, http, sleeper.clone()).with_random(Arc::new(SeededRandom::new(3)));
     let user = ctl.default_user_id();
     let tokens = TestTokens::new(&ctl, &user);
     let drive = ctl.default_drive_id();

@@ -47,10 +47,7 @@ async fn delta_enumerates_a_nested_folder_across_several_pages() {
     assert_eq!(hash.algorithm, "quickXorHash");
     assert_eq!(Some(hash.value.clone()), c.quick_xor_hash);
     assert_eq!(hash.value, QuickXorHash::of(&noise(5000, 1)));
-    assert_eq!(
-        round.get(&a.id).unwrap().mime.as_deref(),
-        Some("text/plain")
-    );
+    assert_eq!(round.get(&a.id).unwrap().mime.as_deref(), Some("text/plain"));
     assert!(round.items.iter().all(|i| !i.deleted));
 
     // The first request is item-scoped with $top; every later one is a nextLink followed
@@ -123,10 +120,7 @@ async fn incremental_delta_reports_add_modify_rename_move_and_delete() {
         QuickXorHash::of(b"a2 is longer")
     );
     assert_eq!(modified.size, Some(12));
-    assert_eq!(
-        second.get(&b.id).unwrap().name.as_deref(),
-        Some("b-renamed.txt")
-    );
+    assert_eq!(second.get(&b.id).unwrap().name.as_deref(), Some("b-renamed.txt"));
     assert_eq!(
         second.get(&c.id).unwrap().parent_id.as_deref(),
         Some(sub.id.as_str())
@@ -204,9 +198,15 @@ async fn delta_tolerates_children_before_parents_duplicates_and_empty_pages() {
         .collect();
     assert_eq!(files, expected);
     let unique: BTreeSet<&str> = round.items.iter().map(|i| i.id.as_str()).collect();
-    assert!(round.items.len() > unique.len(), "duplicates were reported as they came");
     assert!(
-        round.pages.iter().any(|p| p.items.is_empty() && matches!(p.next, NextPage::More(_))),
+        round.items.len() > unique.len(),
+        "duplicates were reported as they came"
+    );
+    assert!(
+        round
+            .pages
+            .iter()
+            .any(|p| p.items.is_empty() && matches!(p.next, NextPage::More(_))),
         "an empty page with a nextLink was followed"
     );
     env.shutdown().await;

@@ -1,8 +1,6 @@
 use std::time::Duration;
 
-use kbsync_core::datasource::{
-    AccessToken, Datasource, NextPage, ProviderError, StaticToken,
-};
+use kbsync_core::datasource::{AccessToken, Datasource, NextPage, ProviderError, StaticToken};
 use msgraph_emulator::{FaultAction, FaultRule, RetryAfter};
 
 use crate::common::*;
@@ -36,9 +34,8 @@ fn secs(s: f64) -> Duration {
 #[tokio::test]
 async fn throttled_429_with_retry_after_2_waits_at_least_2_seconds_then_succeeds() {
     let (env, id) = env_with_file().await;
-    env.ctl.add_fault(
-        FaultRule::new("GET", ITEM_ROUTE, throttle(429, RetryAfter::Seconds(2))).times(1),
-    );
+    env.ctl
+        .add_fault(FaultRule::new("GET", ITEM_ROUTE, throttle(429, RetryAfter::Seconds(2))).times(1));
 
     let item = env.ds.item(&env.tokens, &env.drive, &id).await.unwrap();
 
@@ -54,9 +51,8 @@ async fn throttled_429_with_retry_after_2_waits_at_least_2_seconds_then_succeeds
 #[tokio::test]
 async fn retry_after_as_an_http_date_is_waited_until_that_date() {
     let (env, id) = env_with_file().await;
-    env.ctl.add_fault(
-        FaultRule::new("GET", ITEM_ROUTE, throttle(429, RetryAfter::HttpDate(7))).times(1),
-    );
+    env.ctl
+        .add_fault(FaultRule::new("GET", ITEM_ROUTE, throttle(429, RetryAfter::HttpDate(7))).times(1));
 
     env.ds.item(&env.tokens, &env.drive, &id).await.unwrap();
 
@@ -69,15 +65,17 @@ async fn retry_after_as_an_http_date_is_waited_until_that_date() {
 #[tokio::test]
 async fn service_unavailable_503_honours_retry_after() {
     let (env, id) = env_with_file().await;
-    env.ctl.add_fault(
-        FaultRule::new("GET", ITEM_ROUTE, throttle(503, RetryAfter::Seconds(3))).times(2),
-    );
+    env.ctl
+        .add_fault(FaultRule::new("GET", ITEM_ROUTE, throttle(503, RetryAfter::Seconds(3))).times(2));
 
     env.ds.item(&env.tokens, &env.drive, &id).await.unwrap();
 
     let waits = env.sleeper.waits();
     assert_eq!(waits.len(), 2);
-    assert!(waits.iter().all(|w| *w >= secs(3.0) && *w < secs(4.0)), "{waits:?}");
+    assert!(
+        waits.iter().all(|w| *w >= secs(3.0) && *w < secs(4.0)),
+        "{waits:?}"
+    );
     env.shutdown().await;
 }
 
@@ -129,9 +127,8 @@ async fn persistent_throttling_gives_throttled_after_max_attempts() {
 #[tokio::test]
 async fn throttling_without_retry_after_backs_off_exponentially() {
     let (env, id) = env_with_file().await;
-    env.ctl.add_fault(
-        FaultRule::new("GET", ITEM_ROUTE, throttle(429, RetryAfter::Omitted)).times(3),
-    );
+    env.ctl
+        .add_fault(FaultRule::new("GET", ITEM_ROUTE, throttle(429, RetryAfter::Omitted)).times(3));
 
     env.ds.item(&env.tokens, &env.drive, &id).await.unwrap();
 
@@ -197,9 +194,8 @@ async fn too_many_500s_give_transient_after_max_attempts() {
 #[tokio::test]
 async fn a_dropped_connection_is_retried() {
     let (env, id) = env_with_file().await;
-    env.ctl.add_fault(
-        FaultRule::new("GET", ITEM_ROUTE, FaultAction::DropConnection).times(2),
-    );
+    env.ctl
+        .add_fault(FaultRule::new("GET", ITEM_ROUTE, FaultAction::DropConnection).times(2));
 
     let item = env.ds.item(&env.tokens, &env.drive, &id).await.unwrap();
 
@@ -212,9 +208,8 @@ async fn a_dropped_connection_is_retried() {
 async fn a_request_that_exceeds_the_timeout_is_retried() {
     let env = env_config(|c| c.request_timeout = Duration::from_millis(300)).await;
     let f = env.ctl.put_file(&env.drive, "/f.txt", "f").unwrap();
-    env.ctl.add_fault(
-        FaultRule::new("GET", ITEM_ROUTE, FaultAction::Delay { millis: 30_000 }).times(1),
-    );
+    env.ctl
+        .add_fault(FaultRule::new("GET", ITEM_ROUTE, FaultAction::Delay { millis: 30_000 }).times(1));
 
     let item = env.ds.item(&env.tokens, &env.drive, &f.id).await.unwrap();
 
@@ -226,9 +221,8 @@ async fn a_request_that_exceeds_the_timeout_is_retried() {
 #[tokio::test]
 async fn unauthorized_once_refreshes_exactly_once_then_succeeds() {
     let (env, id) = env_with_file().await;
-    env.ctl.add_fault(
-        FaultRule::new("GET", ITEM_ROUTE, FaultAction::Unauthorized).times(1),
-    );
+    env.ctl
+        .add_fault(FaultRule::new("GET", ITEM_ROUTE, FaultAction::Unauthorized).times(1));
 
     let item = env.ds.item(&env.tokens, &env.drive, &id).await.unwrap();
 
@@ -241,9 +235,8 @@ async fn unauthorized_once_refreshes_exactly_once_then_succeeds() {
 #[tokio::test]
 async fn unauthorized_twice_gives_unauthorized_after_one_refresh() {
     let (env, id) = env_with_file().await;
-    env.ctl.add_fault(
-        FaultRule::new("GET", ITEM_ROUTE, FaultAction::Unauthorized).times(2),
-    );
+    env.ctl
+        .add_fault(FaultRule::new("GET", ITEM_ROUTE, FaultAction::Unauthorized).times(2));
 
     let r = env.ds.item(&env.tokens, &env.drive, &id).await;
 
@@ -297,17 +290,19 @@ async fn a_throttled_delta_page_is_retried_with_the_same_link() {
     );
     env.ctl.clear_request_log();
 
-    env.ds
-        .changes(&env.tokens, &source, Some(&next))
-        .await
-        .unwrap();
+    env.ds.changes(&env.tokens, &source, Some(&next)).await.unwrap();
 
     let log = env.ctl.request_log();
     assert_eq!(log.entries.len(), 2);
     assert_eq!(log.entries[0].status, 429);
     assert_eq!(log.entries[0].query, log.entries[1].query);
     assert_eq!(
-        format!("{}{}?{}", env.emu.base_url(), log.entries[1].path, log.entries[1].query.as_deref().unwrap()),
+        format!(
+            "{}{}?{}",
+            env.emu.base_url(),
+            log.entries[1].path,
+            log.entries[1].query.as_deref().unwrap()
+        ),
         next
     );
     env.shutdown().await;

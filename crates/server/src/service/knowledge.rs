@@ -76,11 +76,14 @@ pub async fn create(
             .parse::<KbType>()
             .map_err(|e| ApiError::invalid("type", e.to_string()))?,
     };
-    if kb_type != KbType::Local && !state.settings.datasources.contains(&kb_type) {
-        return Err(ApiError::invalid(
-            "type",
-            format!("the {kb_type} datasource is not configured on this server"),
-        ));
+    if let Some(kind) = kbsync_core::datasource::DatasourceKind::of(kb_type) {
+        let configured = state.connectors.datasource(kind).is_some();
+        if !configured {
+            return Err(ApiError::invalid(
+                "type",
+                format!("the {kb_type} datasource is not configured on this server"),
+            ));
+        }
     }
     let kb = state
         .store

@@ -1,0 +1,663 @@
+//! [`ConnectionManager`]: connecting a knowledge base, and the access tokens of its connection.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use kbsync_core::datasource::{AccessToken, DatasourceKind, ProviderError, TokenProvider};
+use kbsync_core::{Clock, KbId, Random, UserId};
+use kbsync_store::{
+    Connection, NewConnection, NewOAuthState, RefreshedTokens, Store, StoreError, StoredAccessToken,
+    TokenCipher,
+};
+use serde::Serialize;
+use tracing::{info, instrument, warn};
+
+use crate::config::ProviderConfig;
+use crate::errors::{CallbackError, CallbackErrorKind, OAuthError};
+use crate::pkce;
+use crate::token_endpoint::{self, EndpointError};
+
+/// How long a pending authorization (state + verifier) may be completed.
+const STATE_TTL_MINUTES: i64 = 10;
+
+/// An access token is used until this long before it expires, then refreshed.
+const EXPIRY_MARGIN_MINUTES: i64 = 5;
+
+/// Timing of token requests and of the cross-instance refresh lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshSettings {
+    /// Timeout of every request to a token endpoint.
+    pub request_timeout: Duration,
+    /// How long (real time) a caller waits for another instance's refresh before it answers
+    /// `Transient`.
+    pub lease_wait: Duration,
+    /// How often a waiting caller looks at the database for the other instance's result.
+    pub poll_interval: Duration,
+    /// How long a refresh lease lasts (on the injected clock): an instance that dies while
+    /// refreshing blocks others for at most this long. Longer than `request_timeout`.
+    pub lease_duration: chrono::Duration,
+}
+
+impl Default for RefreshSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(20),
+            lease_wait: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(100),
+            lease_duration: chrono::Duration::seconds(60),
+        }
+    }
+}
+
+/// What the API shows about a knowledge base's connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionStatus {
+    pub provider: DatasourceKind,
+    pub has_stored_token: bool,
+    pub token_stored_at: Option<DateTime<Utc>>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    pub needs_reauth: bool,
+}
+
+/// An access token held in memory with its expiry.
+struct CachedToken {
+    token: AccessToken,
+    expires_at: DateTime<Utc>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    cipher: TokenCipher,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+    providers: Vec<ProviderConfig>,
+    /// This instance's name as the holder of refresh leases.
+    instance_id: String,
+    cache: Mutex<HashMap<KbId, CachedToken>>,
+    /// One lock per connection: at most one task of this instance refreshes it at a time.
+    flights: Mutex<HashMap<KbId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Connects knowledge bases to datasources and hands out their access tokens. Clones share the
+/// in-memory token cache; create one per process.
+#[derive(Clone)]
+pub struct ConnectionManager {
+    inner: Arc<Inner>,
+    settings: RefreshSettings,
+}
+
+impl fmt::Debug for ConnectionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionManager")
+            .field("instance_id", &self.inner.instance_id)
+            .field("providers", &self.inner.providers)
+            .field("cipher", &self.inner.cipher)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fresh(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    expires_at - chrono::Duration::minutes(EXPIRY_MARGIN_MINUTES) > now
+}
+
+fn not_connected(e: StoreError) -> OAuthError {
+    match e {
+        StoreError::NotFound => OAuthError::NotConnected,
+        other => OAuthError::Store(other),
+    }
+}
+
+/// The tenant (`tid` claim) of a JWT access token, when it is one. Read without verification:
+/// it is only displayed, never trusted.
+fn tenant_of(access_token: &str) -> Option<String> {
+    let payload = access_token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let tid = claims.get("tid")?.as_str()?;
+    let valid = !tid.is_empty()
+        && tid.len() <= 64
+        && tid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    valid.then(|| tid.to_owned())
+}
+
+impl ConnectionManager {
+    /// `random` supplies the states, PKCE verifiers and this instance's lease-holder id (two
+    /// managers sharing a database must not be given identically seeded generators).
+    pub fn new(
+        store: Arc<dyn Store>,
+        http: reqwest::Client,
+        cipher: TokenCipher,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+        providers: Vec<ProviderConfig>,
+    ) -> Self {
+        let instance_id = format!("instance-{}", random.uuid().simple());
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                http,
+                cipher,
+                clock,
+                random,
+                providers,
+                instance_id,
+                cache: Mutex::new(HashMap::new()),
+                flights: Mutex::new(HashMap::new()),
+            }),
+            settings: RefreshSettings::default(),
+        }
+    }
+
+    /// Replaces the default timing (tests shorten the request timeout).
+    pub fn with_settings(mut self, settings: RefreshSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The configuration of a datasource; `None` when it is not configured.
+    pub fn provider(&self, kind: DatasourceKind) -> Option<&ProviderConfig> {
+        self.inner.providers.iter().find(|p| p.kind == kind)
+    }
+
+    // --- connect ---------------------------------------------------------------------------
+
+    /// Starts connecting a knowledge base: creates a random `state` (256 bits, URL-safe) and a
+    /// PKCE S256 verifier, stores them (the state only hashed, the verifier encrypted) for 10
+    /// minutes, and returns the authorize URL to send the user to (`response_type=code`,
+    /// `client_id`, `redirect_uri`, `scope` with `offline_access`, `state`, `code_challenge`,
+    /// `code_challenge_method=S256`, `prompt=consent`, `response_mode=query`).
+    #[instrument(skip_all, fields(kb.id = %kb_id, provider = %kind))]
+    pub async fn initiate(
+        &self,
+        kind: DatasourceKind,
+        kb_id: KbId,
+        user_id: UserId,
+    ) -> Result<String, OAuthError> {
+        let provider = self.provider(kind).ok_or(OAuthError::NotConfigured(kind))?;
+        let mut url = url::Url::parse(&provider.authorize_url)
+            .map_err(|e| OAuthError::Misconfigured(format!("the authorize URL is invalid: {e}")))?;
+        let state = pkce::random_url_safe(&*self.inner.random);
+        let verifier = pkce::random_url_safe(&*self.inner.random);
+        let now = self.inner.clock.now();
+        if let Err(e) = self.inner.store.delete_expired_oauth_states(now).await {
+            warn!(error = %e, "could not delete expired OAuth states");
+        }
+        self.inner
+            .store
+            .create_oauth_state(NewOAuthState {
+                state_hash: pkce::state_hash(&state),
+                kb_id,
+                user_id,
+                provider: kind,
+                code_verifier: self.inner.cipher.encrypt(&verifier),
+                created_at: now,
+                expires_at: now + chrono::Duration::minutes(STATE_TTL_MINUTES),
+            })
+            .await?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &provider.client_id)
+            .append_pair("response_type", "code")
+            .append_pair("redirect_uri", &provider.redirect_uri)
+            .append_pair("response_mode", "query")
+            .append_pair("scope", &provider.scope_param())
+            .append_pair("state", &state)
+            .append_pair("code_challenge", &pkce::s256_challenge(&verifier))
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("prompt", "consent");
+        info!(user.id = %user_id, "authorization started");
+        Ok(url.into())
+    }
+
+    /// Finishes connecting: consumes the state exactly once, redeems the code at the token
+    /// endpoint with the client secret, the PKCE verifier and the redirect URI, and stores the
+    /// refresh token (and the access token that came with it) encrypted, replacing any earlier
+    /// connection and clearing `needs_reauth`. Returns the knowledge base the state was for.
+    #[instrument(skip_all)]
+    pub async fn complete(&self, state: &str, code: &str) -> Result<KbId, CallbackError> {
+        let pending = self.take_state(state).await?;
+        let kb_id = pending.kb_id;
+        let fail = |kind: CallbackErrorKind, reason: &str| CallbackError::new(kind, Some(kb_id), reason);
+        if code.is_empty() {
+            return Err(fail(
+                CallbackErrorKind::TokenExchange,
+                "The sign-in returned no authorization code. Start connecting again.",
+            ));
+        }
+        let Some(provider) = self.provider(pending.provider) else {
+            return Err(fail(
+                CallbackErrorKind::NotConfigured,
+                "This datasource is not configured on the server any more.",
+            ));
+        };
+        let verifier = self.inner.cipher.open(&pending.code_verifier).map_err(|e| {
+            warn!(kb.id = %kb_id, error = %e, "cannot decrypt the PKCE verifier");
+            fail(
+                CallbackErrorKind::Internal,
+                "kbsync could not read the pending sign-in. Start connecting again.",
+            )
+        })?;
+        let set = token_endpoint::redeem_code(
+            &self.inner.http,
+            provider,
+            code,
+            &verifier,
+            self.settings.request_timeout,
+        )
+        .await
+        .map_err(|e| {
+            warn!(kb.id = %kb_id, error = ?e, "authorization code not redeemed");
+            match e {
+                EndpointError::GrantRefused(why) => fail(
+                    CallbackErrorKind::TokenExchange,
+                    &format!("The sign-in could not be completed: the authorization code was refused ({why}). Start connecting again."),
+                ),
+                EndpointError::Transient(_) => fail(
+                    CallbackErrorKind::Transient,
+                    "The sign-in service could not be reached. Start connecting again in a moment.",
+                ),
+                EndpointError::Misconfigured(why) => fail(
+                    CallbackErrorKind::Misconfigured,
+                    &format!("The sign-in service refused kbsync's registration ({why}). An administrator must check the OAuth settings."),
+                ),
+            }
+        })?;
+        let Some(refresh_token) = set.refresh_token.as_deref() else {
+            return Err(fail(
+                CallbackErrorKind::TokenExchange,
+                "The sign-in did not grant offline access (no refresh token), so kbsync cannot sync on its own.",
+            ));
+        };
+        let now = self.inner.clock.now();
+        let expires_at = now + chrono::Duration::seconds(set.expires_in);
+        let stored = self
+            .inner
+            .store
+            .upsert_connection(
+                NewConnection {
+                    kb_id,
+                    provider: pending.provider,
+                    refresh_token: self.inner.cipher.encrypt(refresh_token),
+                    access_token: Some(StoredAccessToken {
+                        token: self.inner.cipher.encrypt(&set.access_token),
+                        expires_at,
+                    }),
+                    tenant: tenant_of(&set.access_token),
+                },
+                now,
+            )
+            .await
+            .map_err(|e| {
+                warn!(kb.id = %kb_id, error = %e, "cannot store the connection");
+                match e {
+                    StoreError::Unavailable(_) => fail(
+                        CallbackErrorKind::Transient,
+                        "kbsync could not save the connection right now. Start connecting again in a moment.",
+                    ),
+                    StoreError::InvalidReference(_) => fail(
+                        CallbackErrorKind::Internal,
+                        "The knowledge base no longer exists.",
+                    ),
+                    _ => fail(
+                        CallbackErrorKind::Internal,
+                        "kbsync could not save the connection.",
+                    ),
+                }
+            })?;
+        self.remember(kb_id, AccessToken::new(set.access_token), expires_at);
+        info!(
+            kb.id = %kb_id,
+            user.id = %pending.user_id,
+            provider = %pending.provider,
+            tenant = stored.tenant.as_deref().unwrap_or(""),
+            "connection stored"
+        );
+        Ok(kb_id)
+    }
+
+    /// For a callback that carries an error instead of a code: consumes the state (when valid)
+    /// and says which knowledge base it was for.
+    #[instrument(skip_all)]
+    pub async fn abandon(&self, state: &str) -> Option<KbId> {
+        let pending = self.take_state(state).await.ok()?;
+        info!(kb.id = %pending.kb_id, "authorization abandoned");
+        Some(pending.kb_id)
+    }
+
+    async fn take_state(&self, state: &str) -> Result<kbsync_store::OAuthState, CallbackError> {
+        if state.is_empty() {
+            return Err(CallbackError::invalid_state());
+        }
+        let now = self.inner.clock.now();
+        match self
+            .inner
+            .store
+            .take_oauth_state(&pkce::state_hash(state), now)
+            .await
+        {
+            Ok(p) => Ok(p),
+            Err(StoreError::NotFound) => Err(CallbackError::invalid_state()),
+            Err(e) => {
+                warn!(error = %e, "cannot read the pending authorization");
+                Err(CallbackError::new(
+                    CallbackErrorKind::Transient,
+                    None,
+                    "kbsync could not read the pending sign-in right now. Start connecting again in a moment.",
+                ))
+            }
+        }
+    }
+
+    // --- the stored connection -------------------------------------------------------------
+
+    /// The connection of a knowledge base as the API shows it; `None` when it has none.
+    pub async fn status(&self, kb_id: KbId) -> Result<Option<ConnectionStatus>, OAuthError> {
+        match self.inner.store.get_connection(kb_id).await {
+            Ok(c) => Ok(Some(ConnectionStatus {
+                provider: c.provider,
+                has_stored_token: true,
+                token_stored_at: Some(c.stored_at),
+                last_refreshed_at: c.last_refreshed_at,
+                needs_reauth: c.needs_reauth,
+            })),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Forgets the stored tokens of a knowledge base (automatic sync stops). Succeeds when there
+    /// was nothing to forget. Other instances may keep using an access token they cached until it
+    /// expires (at most its lifetime, about an hour).
+    #[instrument(skip_all, fields(kb.id = %kb_id))]
+    pub async fn forget(&self, kb_id: KbId) -> Result<(), OAuthError> {
+        self.drop_cached(kb_id);
+        match self.inner.store.delete_connection(kb_id).await {
+            Ok(()) => {
+                info!("connection forgotten");
+                Ok(())
+            }
+            Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The [`TokenProvider`] of a knowledge base's stored connection.
+    pub fn tokens(&self, kb_id: KbId) -> Arc<dyn TokenProvider> {
+        Arc::new(KbTokens {
+            manager: self.clone(),
+            kb_id,
+        })
+    }
+
+    /// A usable access token of a knowledge base's connection (refreshing it when needed).
+    pub async fn access_token(&self, kb_id: KbId) -> Result<AccessToken, OAuthError> {
+        self.token(kb_id, None).await
+    }
+
+    // --- access tokens ---------------------------------------------------------------------
+
+    fn remember(&self, kb_id: KbId, token: AccessToken, expires_at: DateTime<Utc>) {
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kb_id, CachedToken { token, expires_at });
+    }
+
+    fn drop_cached(&self, kb_id: KbId) {
+        self.inner
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&kb_id);
+    }
+
+    /// The cached token when it is fresh and not the one the remote refused.
+    fn cached(&self, kb_id: KbId, rejected: Option<&AccessToken>) -> Option<AccessToken> {
+        let now = self.inner.clock.now();
+        let mut cache = self.inner.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = cache.get(&kb_id)?;
+        if fresh(entry.expires_at, now) && rejected != Some(&entry.token) {
+            return Some(entry.token.clone());
+        }
+        cache.remove(&kb_id);
+        None
+    }
+
+    fn flight(&self, kb_id: KbId) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .flights
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(kb_id)
+            .or_default()
+            .clone()
+    }
+
+    /// The stored access token when it is fresh and not the one the remote refused (another
+    /// instance may have put it there).
+    fn stored_token(
+        &self,
+        conn: &Connection,
+        rejected: Option<&AccessToken>,
+    ) -> Result<Option<(AccessToken, DateTime<Utc>)>, OAuthError> {
+        let Some(stored) = &conn.access_token else {
+            return Ok(None);
+        };
+        if !fresh(stored.expires_at, self.inner.clock.now()) {
+            return Ok(None);
+        }
+        let token = AccessToken::new(self.inner.cipher.open(&stored.token)?);
+        if rejected == Some(&token) {
+            return Ok(None);
+        }
+        Ok(Some((token, stored.expires_at)))
+    }
+
+    /// An access token: from memory, else from the database, else by a refresh that only one
+    /// instance at a time performs (the others wait for its result).
+    #[instrument(skip_all, fields(kb.id = %kb_id, forced = rejected.is_some()))]
+    async fn token(&self, kb_id: KbId, rejected: Option<&AccessToken>) -> Result<AccessToken, OAuthError> {
+        if let Some(t) = self.cached(kb_id, rejected) {
+            return Ok(t);
+        }
+        let flight = self.flight(kb_id);
+        let _in_flight = flight.lock().await;
+        if let Some(t) = self.cached(kb_id, rejected) {
+            return Ok(t);
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.lease_wait;
+        loop {
+            let conn = self
+                .inner
+                .store
+                .get_connection(kb_id)
+                .await
+                .map_err(not_connected)?;
+            if conn.needs_reauth {
+                return Err(OAuthError::NeedsReauth);
+            }
+            if let Some((token, expires_at)) = self.stored_token(&conn, rejected)? {
+                self.remember(kb_id, token.clone(), expires_at);
+                return Ok(token);
+            }
+            let now = self.inner.clock.now();
+            let leased = self
+                .inner
+                .store
+                .try_acquire_refresh_lease(
+                    kb_id,
+                    &self.inner.instance_id,
+                    now,
+                    now + self.settings.lease_duration,
+                )
+                .await
+                .map_err(not_connected)?;
+            if leased && let Some(token) = self.refresh_under_lease(kb_id, rejected).await? {
+                return Ok(token);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(OAuthError::Transient(
+                    "another instance is still refreshing the access token".to_owned(),
+                ));
+            }
+            tokio::time::sleep(self.settings.poll_interval).await;
+        }
+    }
+
+    /// Refreshes while holding the lease, and always gives the lease back. `None`: the lease was
+    /// lost or the connection changed meanwhile; look again.
+    async fn refresh_under_lease(
+        &self,
+        kb_id: KbId,
+        rejected: Option<&AccessToken>,
+    ) -> Result<Option<AccessToken>, OAuthError> {
+        let outcome = self.refresh_steps(kb_id, rejected).await;
+        // After a successful store or mark the lease is already free and this does nothing.
+        if let Err(e) = self
+            .inner
+            .store
+            .release_refresh_lease(kb_id, &self.inner.instance_id)
+            .await
+        {
+            warn!(error = %e, "cannot release the refresh lease; it expires on its own");
+        }
+        outcome
+    }
+
+    async fn refresh_steps(
+        &self,
+        kb_id: KbId,
+        rejected: Option<&AccessToken>,
+    ) -> Result<Option<AccessToken>, OAuthError> {
+        let owner = self.inner.instance_id.as_str();
+        // Read again under the lease: another instance may have refreshed (and rotated the
+        // refresh token) since the last look.
+        let conn = self
+            .inner
+            .store
+            .get_connection(kb_id)
+            .await
+            .map_err(not_connected)?;
+        if conn.needs_reauth {
+            return Err(OAuthError::NeedsReauth);
+        }
+        if let Some((token, expires_at)) = self.stored_token(&conn, rejected)? {
+            self.remember(kb_id, token.clone(), expires_at);
+            return Ok(Some(token));
+        }
+        let provider = self
+            .provider(conn.provider)
+            .ok_or(OAuthError::NotConfigured(conn.provider))?;
+        let refresh_token = self.inner.cipher.open(&conn.refresh_token)?;
+        let result = token_endpoint::refresh(
+            &self.inner.http,
+            provider,
+            &refresh_token,
+            self.settings.request_timeout,
+        )
+        .await;
+        match result {
+            Ok(set) => {
+                let now = self.inner.clock.now();
+                let expires_at = now + chrono::Duration::seconds(set.expires_in);
+                let tokens = RefreshedTokens {
+                    refresh_token: set.refresh_token.as_deref().map(|r| self.inner.cipher.encrypt(r)),
+                    access_token: StoredAccessToken {
+                        token: self.inner.cipher.encrypt(&set.access_token),
+                        expires_at,
+                    },
+                };
+                // The rotated refresh token is durable before the access token is used.
+                if !self
+                    .inner
+                    .store
+                    .store_refreshed_tokens(kb_id, owner, tokens, now)
+                    .await?
+                {
+                    warn!("the refresh lease was lost before the tokens were stored; looking again");
+                    return Ok(None);
+                }
+                let token = AccessToken::new(set.access_token);
+                self.remember(kb_id, token.clone(), expires_at);
+                info!(rotated = set.refresh_token.is_some(), "access token refreshed");
+                Ok(Some(token))
+            }
+            Err(EndpointError::GrantRefused(why)) => {
+                if !self.inner.store.mark_needs_reauth(kb_id, owner).await? {
+                    warn!("the connection changed while its refresh was refused; looking again");
+                    return Ok(None);
+                }
+                self.drop_cached(kb_id);
+                warn!(reason = %why, "refresh token refused; the knowledge base needs re-authorization");
+                Err(OAuthError::NeedsReauth)
+            }
+            Err(EndpointError::Transient(why)) => {
+                warn!(reason = %why, "token refresh failed; will retry later");
+                Err(OAuthError::Transient(why))
+            }
+            Err(EndpointError::Misconfigured(why)) => {
+                tracing::error!(reason = %why, "token refresh refused kbsync's OAuth configuration");
+                Err(OAuthError::Misconfigured(why))
+            }
+        }
+    }
+}
+
+/// The token source of one knowledge base's stored connection.
+struct KbTokens {
+    manager: ConnectionManager,
+    kb_id: KbId,
+}
+
+impl fmt::Debug for KbTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KbTokens").field("kb_id", &self.kb_id).finish()
+    }
+}
+
+#[async_trait]
+impl TokenProvider for KbTokens {
+    async fn access_token(&self) -> Result<AccessToken, ProviderError> {
+        Ok(self.manager.token(self.kb_id, None).await?)
+    }
+
+    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, ProviderError> {
+        Ok(self.manager.token(self.kb_id, Some(rejected)).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_is_read_from_a_jwt_access_token_only() {
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"tid":"72f988bf-86f1-41af-91ab-2d7cd011db47","oid":"x"}"#);
+        assert_eq!(
+            tenant_of(&format!("eyJ0eXAiOiJKV1QifQ.{payload}.sig")).as_deref(),
+            Some("72f988bf-86f1-41af-91ab-2d7cd011db47")
+        );
+        assert_eq!(tenant_of("opaque-token"), None);
+        let evil = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"tid":"<script>"}"#);
+        assert_eq!(tenant_of(&format!("a.{evil}.c")), None);
+    }
+
+    #[test]
+    fn tokens_are_fresh_until_five_minutes_before_expiry() {
+        let now = DateTime::from_timestamp(1_750_000_000, 0).unwrap_or_default();
+        assert!(fresh(now + chrono::Duration::seconds(301), now));
+        assert!(!fresh(now + chrono::Duration::seconds(300), now));
+    }
+}

@@ -1,0 +1,803 @@
+//! The connection lifecycle end to end against the in-process emulator of the identity platform,
+//! each test on SQLite (a fresh file) and on PostgreSQL (a fresh schema in the database named by
+//! `KBSYNC_TEST_DATABASE_URL`; skipped with a message when the variable is unset, failing when it
+//! is set and the database cannot be reached).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use kbsync_core::datasource::{AccessToken, DatasourceKind, ProviderError};
+use kbsync_core::{Clock, KbId, KbType, ManualClock, Role, SeededRandom, SyncStatus, UserId};
+use kbsync_oauth::{
+    CallbackErrorKind, ClientSecret, ConnectionManager, OAuthError, ProviderConfig, RefreshSettings,
+};
+use kbsync_store::{NewKnowledgeBase, NewUser, PostgresStore, Store, StoreError, TokenCipher};
+use msgraph_emulator::{ClientRegistration, Emulator, FaultAction, FaultRule, RetryAfter, RunningEmulator};
+use sha2::Digest;
+use uuid::Uuid;
+
+const PG_ENV: &str = "KBSYNC_TEST_DATABASE_URL";
+const CLIENT_ID: &str = "kbsync-test-client";
+const CLIENT_SECRET: &str = "kbsync-test-client-secret";
+const REDIRECT_URI: &str = "http://127.0.0.1:9/api/v1/connectors/onedrive/auth/callback";
+const SECRET_KEY: &str = "the kbsync secret key of these tests";
+const TOKEN_ROUTE: &str = "POST /{id}/oauth2/v2.0/token";
+const TOKEN_PATH_GLOB: &str = "/*/oauth2/v2.0/token";
+
+// --- databases -------------------------------------------------------------------------------
+
+enum Db {
+    Sqlite { url: String, _dir: tempfile::TempDir },
+    Postgres { url: String, schema: String },
+}
+
+impl Db {
+    /// A new, migrated store handle (its own connection pool: another "instance").
+    async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Db::Sqlite { url, .. } => kbsync_store::connect(url).await.unwrap(),
+            Db::Postgres { url, schema } => {
+                let s = PostgresStore::connect_in_schema(url, schema)
+                    .await
+                    .unwrap_or_else(|e| panic!("{PG_ENV} is set but PostgreSQL is unusable: {e}"));
+                s.migrate().await.unwrap();
+                Arc::new(s)
+            }
+        }
+    }
+
+    /// The text columns of every row `sql` selects, read with sqlx directly (not through the store).
+    async fn raw_text(&self, sql: &'static str) -> Vec<Vec<Option<String>>> {
+        use sqlx::{Connection, Row};
+        fn texts<R: Row>(rows: Vec<R>) -> Vec<Vec<Option<String>>>
+        where
+            for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            usize: sqlx::ColumnIndex<R>,
+        {
+            rows.iter()
+                .map(|r| {
+                    (0..r.columns().len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                        .collect()
+                })
+                .collect()
+        }
+        match self {
+            Db::Sqlite { url, .. } => {
+                let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+                let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
+                texts(rows)
+            }
+            Db::Postgres { url, schema } => {
+                let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                    .unwrap()
+                    .options([("search_path", schema.as_str())]);
+                let mut c = sqlx::PgConnection::connect_with(&options).await.unwrap();
+                let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
+                texts(rows)
+            }
+        }
+    }
+}
+
+async fn run_sqlite<F, Fut>(body: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kbsync.db").display());
+    body(Db::Sqlite { url, _dir: dir }).await;
+}
+
+async fn run_postgres<F, Fut>(body: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Ok(url) = std::env::var(PG_ENV) else {
+        eprintln!("skipped: {PG_ENV} is not set, so this PostgreSQL variant did not run");
+        return;
+    };
+    let schema = format!("kbsync_oauth_test_{}", Uuid::new_v4().simple());
+    let db = Db::Postgres {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let outcome = AssertUnwindSafe(body(db)).catch_unwind().await;
+    drop_schema(&url, &schema).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// Declares each body once per database: `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+               async fn $name() { super::run_sqlite(super::$name).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+               async fn $name() { super::run_postgres(super::$name).await } )*
+        }
+    };
+}
+
+on_both_databases!(
+    full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it,
+    revoked_refresh_token_marks_needs_reauth_until_the_user_connects_again,
+    server_errors_from_the_token_endpoint_are_transient_and_never_need_reauth,
+    token_endpoint_timeout_is_transient_and_never_needs_reauth,
+    refused_client_secret_is_misconfiguration_not_needs_reauth,
+    replayed_expired_forged_and_missing_states_are_refused,
+    state_of_one_kb_cannot_complete_for_another,
+    two_instances_refresh_once_and_store_the_rotated_token,
+    previous_secret_key_still_decrypts_after_rotation,
+    status_forget_and_unconfigured_datasource,
+);
+
+// --- harness ---------------------------------------------------------------------------------
+
+struct Harness {
+    db: Db,
+    emu: RunningEmulator,
+    store: Arc<dyn Store>,
+    clock: ManualClock,
+    manager: ConnectionManager,
+    owner: UserId,
+    kb: KbId,
+}
+
+fn provider(emu: &RunningEmulator) -> ProviderConfig {
+    ProviderConfig {
+        kind: DatasourceKind::OneDrive,
+        client_id: CLIENT_ID.into(),
+        client_secret: ClientSecret::new(CLIENT_SECRET),
+        authorize_url: emu.authorize_url(),
+        token_url: emu.token_url(),
+        scopes: vec!["https://graph.microsoft.com/Files.Read.All".into()],
+        redirect_uri: REDIRECT_URI.into(),
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+fn now_ms() -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap()
+}
+
+impl Harness {
+    async fn new(db: Db) -> Self {
+        let emu = Emulator::builder()
+            .auto_consent(true)
+            .client(ClientRegistration {
+                client_id: CLIENT_ID.into(),
+                client_secret: CLIENT_SECRET.into(),
+                redirect_uris: vec![REDIRECT_URI.into()],
+                ..ClientRegistration::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        let store = db.open().await;
+        let clock = ManualClock::new(now_ms());
+        let owner = Uuid::new_v4();
+        store
+            .create_user(
+                owner,
+                NewUser {
+                    email: format!("{owner}@example.com"),
+                    password_hash: "$argon2id$x".into(),
+                    role: Role::User,
+                },
+                clock.now(),
+            )
+            .await
+            .unwrap();
+        let mut h = Self {
+            manager: ConnectionManager::new(
+                store.clone(),
+                http(),
+                TokenCipher::new(SECRET_KEY, None).unwrap(),
+                Arc::new(clock.clone()),
+                Arc::new(SeededRandom::new(1)),
+                vec![provider(&emu)],
+            ),
+            db,
+            emu,
+            store,
+            clock,
+            owner,
+            kb: Uuid::nil(),
+        };
+        h.kb = h.new_kb().await;
+        h
+    }
+
+    async fn new_kb(&self) -> KbId {
+        let id = Uuid::new_v4();
+        self.store
+            .create_kb(
+                id,
+                NewKnowledgeBase {
+                    name: "Team drive".into(),
+                    description: String::new(),
+                    owner_id: self.owner,
+                    kb_type: KbType::OneDrive,
+                },
+                self.clock.now(),
+            )
+            .await
+            .unwrap();
+        id
+    }
+
+    /// Another manager ("instance") on `store`, with its own randomness and settings.
+    fn manager_on(&self, store: Arc<dyn Store>, cipher: TokenCipher, seed: u64) -> ConnectionManager {
+        ConnectionManager::new(
+            store,
+            http(),
+            cipher,
+            Arc::new(self.clock.clone()),
+            Arc::new(SeededRandom::new(seed)),
+            vec![provider(&self.emu)],
+        )
+    }
+
+    /// Starts connecting `kb` and lets the emulator consent: returns the authorize URL's query
+    /// and the `state` and `code` of the redirect back.
+    async fn authorize(
+        &self,
+        manager: &ConnectionManager,
+        kb: KbId,
+    ) -> (HashMap<String, String>, String, String) {
+        let url = manager
+            .initiate(DatasourceKind::OneDrive, kb, self.owner)
+            .await
+            .unwrap();
+        let query: HashMap<String, String> = url::Url::parse(&url)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap();
+        let resp = browser.get(&url).send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            reqwest::StatusCode::FOUND,
+            "{}",
+            resp.text().await.unwrap()
+        );
+        let location = resp.headers()[reqwest::header::LOCATION]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(location.starts_with(REDIRECT_URI), "{location}");
+        let back: HashMap<String, String> = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        (query, back["state"].clone(), back["code"].clone())
+    }
+
+    async fn connect(&self, kb: KbId) {
+        let (_, state, code) = self.authorize(&self.manager, kb).await;
+        assert_eq!(self.manager.complete(&state, &code).await.unwrap(), kb);
+    }
+
+    fn token_calls(&self) -> u64 {
+        self.emu.control().request_counts().count(TOKEN_ROUTE)
+    }
+
+    /// The stored refresh token, decrypted.
+    async fn stored_refresh_token(&self, kb: KbId) -> String {
+        let c = self.store.get_connection(kb).await.unwrap();
+        TokenCipher::new(SECRET_KEY, None)
+            .unwrap()
+            .open(&c.refresh_token)
+            .unwrap()
+    }
+
+    /// Lets the access tokens run out (on the injected clock).
+    fn expire_access_tokens(&self) {
+        self.clock.advance(chrono::Duration::hours(2));
+    }
+
+    fn fail_token_endpoint(&self, action: FaultAction) {
+        self.emu
+            .control()
+            .add_fault(FaultRule::new("POST", TOKEN_PATH_GLOB, action));
+    }
+
+    /// The Graph API accepts the token.
+    async fn graph_accepts(&self, token: &AccessToken) -> bool {
+        http()
+            .get(format!("{}/me/drive", self.emu.graph_url()))
+            .bearer_auth(token.secret())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    }
+}
+
+fn sha256_hex(s: &str) -> String {
+    sha2::Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn flatten(rows: Vec<Vec<Option<String>>>) -> String {
+    rows.into_iter().flatten().flatten().collect::<Vec<_>>().join("|")
+}
+
+// --- tests -----------------------------------------------------------------------------------
+
+async fn full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it(db: Db) {
+    let h = Harness::new(db).await;
+    let (query, state, code) = h.authorize(&h.manager, h.kb).await;
+    for (k, v) in [
+        ("response_type", "code"),
+        ("client_id", CLIENT_ID),
+        ("redirect_uri", REDIRECT_URI),
+        ("code_challenge_method", "S256"),
+        ("prompt", "consent"),
+        ("response_mode", "query"),
+    ] {
+        assert_eq!(query[k], v, "{k}");
+    }
+    assert!(
+        query["scope"].split(' ').any(|s| s == "offline_access"),
+        "{}",
+        query["scope"]
+    );
+    assert!(query["state"].len() >= 43 && query["code_challenge"].len() == 43);
+
+    // The pending state is stored only hashed, the verifier only encrypted.
+    let pending = h
+        .db
+        .raw_text("SELECT state_hash, kb_id, user_id, provider, code_verifier_ciphertext, code_verifier_key_id FROM oauth_states")
+        .await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0][0].as_deref(), Some(sha256_hex(&state).as_str()));
+    assert!(!flatten(pending).contains(&state));
+
+    let calls = h.token_calls();
+    assert_eq!(h.manager.complete(&state, &code).await.unwrap(), h.kb);
+    assert_eq!(h.token_calls(), calls + 1, "one code redemption");
+    assert!(
+        h.db.raw_text("SELECT state_hash FROM oauth_states")
+            .await
+            .is_empty(),
+        "the state is consumed"
+    );
+
+    let status = h.manager.status(h.kb).await.unwrap().unwrap();
+    assert_eq!(status.provider, DatasourceKind::OneDrive);
+    assert!(status.has_stored_token && !status.needs_reauth);
+    assert_eq!(status.token_stored_at, Some(h.clock.now()));
+    assert_eq!(status.last_refreshed_at, None);
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(json["provider"], "onedrive");
+
+    // The stored row holds no token in plaintext.
+    let first_refresh = h.stored_refresh_token(h.kb).await;
+    let first_access = h.manager.access_token(h.kb).await.unwrap();
+    assert_eq!(
+        h.token_calls(),
+        calls + 1,
+        "the access token of the code redemption is reused"
+    );
+    let row = flatten(
+        h.db.raw_text(
+            "SELECT kb_id, provider, refresh_token_ciphertext, refresh_token_key_id, access_token_ciphertext, \
+             access_token_key_id, tenant, refresh_lease_owner FROM connections",
+        )
+        .await,
+    );
+    assert!(row.contains("gAAAAA"), "Fernet ciphertext expected: {row}");
+    assert!(
+        !row.contains(&first_refresh),
+        "the refresh token is stored in plaintext"
+    );
+    assert!(
+        !row.contains(first_access.secret()),
+        "the access token is stored in plaintext"
+    );
+    assert!(h.graph_accepts(&first_access).await);
+    let tenant = h.store.get_connection(h.kb).await.unwrap().tenant;
+    assert_eq!(tenant, Some(h.emu.control().tenant_id()));
+
+    // Expiry: one refresh, which stores the rotated refresh token.
+    h.expire_access_tokens();
+    let second_access = h.manager.access_token(h.kb).await.unwrap();
+    assert_ne!(second_access, first_access);
+    assert_eq!(h.token_calls(), calls + 2);
+    let second_refresh = h.stored_refresh_token(h.kb).await;
+    assert_ne!(
+        second_refresh, first_refresh,
+        "the rotated refresh token replaced the old one"
+    );
+    let status = h.manager.status(h.kb).await.unwrap().unwrap();
+    assert_eq!(status.last_refreshed_at, Some(h.clock.now()));
+    assert!(h.graph_accepts(&second_access).await);
+
+    // Cached in memory now.
+    for _ in 0..3 {
+        assert_eq!(h.manager.access_token(h.kb).await.unwrap(), second_access);
+    }
+    assert_eq!(h.token_calls(), calls + 2);
+
+    // A rejected token forces a refresh (once), through the datasource interface.
+    let tokens = h.manager.tokens(h.kb);
+    assert_eq!(tokens.access_token().await.unwrap(), second_access);
+    let third_access = tokens.refresh(&second_access).await.unwrap();
+    assert_ne!(third_access, second_access);
+    assert_eq!(h.token_calls(), calls + 3);
+    assert_ne!(h.stored_refresh_token(h.kb).await, second_refresh);
+    // Refusing an older token than the current one does not refresh again.
+    assert_eq!(tokens.refresh(&second_access).await.unwrap(), third_access);
+    assert_eq!(h.token_calls(), calls + 3);
+    h.emu.shutdown().await;
+}
+
+async fn revoked_refresh_token_marks_needs_reauth_until_the_user_connects_again(db: Db) {
+    let h = Harness::new(db).await;
+    h.connect(h.kb).await;
+    let control = h.emu.control();
+    assert!(control.revoke_refresh_tokens(&control.default_user_id()).unwrap() >= 1);
+    h.expire_access_tokens();
+    let err = h.manager.access_token(h.kb).await.unwrap_err();
+    assert!(matches!(err, OAuthError::NeedsReauth), "{err:?}");
+    let status = h.manager.status(h.kb).await.unwrap().unwrap();
+    assert!(status.needs_reauth && status.has_stored_token);
+    assert_eq!(
+        h.store.get_kb(h.kb).await.unwrap().sync_status,
+        SyncStatus::NeedsReauth
+    );
+    let conn = h.store.get_connection(h.kb).await.unwrap();
+    assert_eq!(conn.refresh_lease, None);
+
+    // Further requests do not hammer the token endpoint, and datasources see Unauthorized.
+    let calls = h.token_calls();
+    let err = h.manager.tokens(h.kb).access_token().await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unauthorized(_)), "{err:?}");
+    assert_eq!(h.token_calls(), calls);
+
+    // Connecting again clears it.
+    h.connect(h.kb).await;
+    let status = h.manager.status(h.kb).await.unwrap().unwrap();
+    assert!(!status.needs_reauth);
+    assert_eq!(h.store.get_kb(h.kb).await.unwrap().sync_status, SyncStatus::Idle);
+    h.manager.access_token(h.kb).await.unwrap();
+    h.emu.shutdown().await;
+}
+
+async fn server_errors_from_the_token_endpoint_are_transient_and_never_need_reauth(db: Db) {
+    let h = Harness::new(db).await;
+    h.connect(h.kb).await;
+    let before = h.stored_refresh_token(h.kb).await;
+    h.expire_access_tokens();
+    for action in [
+        FaultAction::Throttle {
+            status: 503,
+            retry_after: RetryAfter::Seconds(1),
+            rate_limit_headers: false,
+        },
+        FaultAction::ServerError { status: 500 },
+        FaultAction::DropConnection,
+    ] {
+        h.emu.control().clear_faults();
+        h.fail_token_endpoint(action.clone());
+        let err = h.manager.access_token(h.kb).await.unwrap_err();
+        assert!(matches!(err, OAuthError::Transient(_)), "{action:?}: {err:?}");
+        let err = h.manager.tokens(h.kb).access_token().await.unwrap_err();
+        assert!(matches!(err, ProviderError::Transient(_)), "{action:?}: {err:?}");
+        let conn = h.store.get_connection(h.kb).await.unwrap();
+        assert!(!conn.needs_reauth, "{action:?}");
+        assert_eq!(conn.refresh_lease, None, "{action:?}: the lease is released");
+        assert_eq!(h.store.get_kb(h.kb).await.unwrap().sync_status, SyncStatus::Idle);
+    }
+    assert_eq!(h.stored_refresh_token(h.kb).await, before);
+    // Once the endpoint recovers, the next request refreshes.
+    h.emu.control().clear_faults();
+    let token = h.manager.access_token(h.kb).await.unwrap();
+    assert!(h.graph_accepts(&token).await);
+    assert_ne!(h.stored_refresh_token(h.kb).await, before);
+    h.emu.shutdown().await;
+}
+
+async fn token_endpoint_timeout_is_transient_and_never_needs_reauth(db: Db) {
+    let h = Harness::new(db).await;
+    h.connect(h.kb).await;
+    let manager = h.manager.clone().with_settings(RefreshSettings {
+        request_timeout: Duration::from_millis(300),
+        ..RefreshSettings::default()
+    });
+    h.expire_access_tokens();
+    h.fail_token_endpoint(FaultAction::Delay { millis: 5_000 });
+    let started = std::time::Instant::now();
+    let err = manager.access_token(h.kb).await.unwrap_err();
+    assert!(matches!(err, OAuthError::Transient(_)), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let conn = h.store.get_connection(h.kb).await.unwrap();
+    assert!(!conn.needs_reauth);
+    assert_eq!(conn.refresh_lease, None);
+    assert_eq!(h.store.get_kb(h.kb).await.unwrap().sync_status, SyncStatus::Idle);
+    h.emu.control().clear_faults();
+    manager.access_token(h.kb).await.unwrap();
+    h.emu.shutdown().await;
+}
+
+async fn refused_client_secret_is_misconfiguration_not_needs_reauth(db: Db) {
+    let h = Harness::new(db).await;
+    h.connect(h.kb).await;
+    h.emu.control().expire_client_secret(CLIENT_ID).unwrap();
+    h.expire_access_tokens();
+    let err = h.manager.access_token(h.kb).await.unwrap_err();
+    assert!(matches!(err, OAuthError::Misconfigured(_)), "{err:?}");
+    assert!(err.to_string().contains("invalid_client"), "{err}");
+    assert!(!err.to_string().contains(CLIENT_SECRET));
+    let err = h.manager.tokens(h.kb).access_token().await.unwrap_err();
+    assert!(matches!(err, ProviderError::Permanent(_)), "{err:?}");
+    let conn = h.store.get_connection(h.kb).await.unwrap();
+    assert!(!conn.needs_reauth);
+    assert_eq!(conn.refresh_lease, None);
+
+    // A wrong secret at the code redemption is reported to the user as the operator's problem.
+    let other = h.new_kb().await;
+    let (_, state, code) = h.authorize(&h.manager, other).await;
+    let err = h.manager.complete(&state, &code).await.unwrap_err();
+    assert_eq!(err.kind, CallbackErrorKind::Misconfigured);
+    assert_eq!(err.kb_id, Some(other));
+    assert!(!err.reason.contains(CLIENT_SECRET) && !err.reason.contains(&code));
+    assert!(h.manager.status(other).await.unwrap().is_none());
+    h.emu.shutdown().await;
+}
+
+async fn replayed_expired_forged_and_missing_states_are_refused(db: Db) {
+    let h = Harness::new(db).await;
+    // Replayed.
+    let (_, state, code) = h.authorize(&h.manager, h.kb).await;
+    h.manager.complete(&state, &code).await.unwrap();
+    let err = h.manager.complete(&state, &code).await.unwrap_err();
+    assert_eq!((err.kind, err.kb_id), (CallbackErrorKind::InvalidState, None));
+
+    // Expired (the state lives 10 minutes).
+    let (_, state, code) = h.authorize(&h.manager, h.kb).await;
+    h.clock.advance(chrono::Duration::minutes(11));
+    let err = h.manager.complete(&state, &code).await.unwrap_err();
+    assert_eq!((err.kind, err.kb_id), (CallbackErrorKind::InvalidState, None));
+
+    // Forged and missing: refused, and the genuine state is still usable afterwards.
+    let (_, state, code) = h.authorize(&h.manager, h.kb).await;
+    for forged in ["forged-state", "", &format!("{state}x"), &sha256_hex(&state)] {
+        let err = h.manager.complete(forged, &code).await.unwrap_err();
+        assert_eq!(
+            (err.kind, err.kb_id),
+            (CallbackErrorKind::InvalidState, None),
+            "{forged:?}"
+        );
+        assert!(h.manager.abandon(forged).await.is_none());
+    }
+    assert_eq!(h.manager.complete(&state, &code).await.unwrap(), h.kb);
+
+    // An error callback consumes the state too.
+    let (_, state, code) = h.authorize(&h.manager, h.kb).await;
+    assert_eq!(h.manager.abandon(&state).await, Some(h.kb));
+    assert_eq!(h.manager.abandon(&state).await, None);
+    let err = h.manager.complete(&state, &code).await.unwrap_err();
+    assert_eq!(err.kind, CallbackErrorKind::InvalidState);
+
+    // A state without a code is consumed and says which knowledge base it was for.
+    let (_, state, _) = h.authorize(&h.manager, h.kb).await;
+    let err = h.manager.complete(&state, "").await.unwrap_err();
+    assert_eq!(
+        (err.kind, err.kb_id),
+        (CallbackErrorKind::TokenExchange, Some(h.kb))
+    );
+    h.emu.shutdown().await;
+}
+
+async fn state_of_one_kb_cannot_complete_for_another(db: Db) {
+    let h = Harness::new(db).await;
+    let kb_a = h.kb;
+    let kb_b = h.new_kb().await;
+    let (_, state_a, code_a) = h.authorize(&h.manager, kb_a).await;
+    let (_, state_b, code_b) = h.authorize(&h.manager, kb_b).await;
+
+    // A's state with B's code: the code was issued for B's PKCE challenge, so it is refused, and
+    // the error names A (the state's knowledge base), never B.
+    let err = h.manager.complete(&state_a, &code_b).await.unwrap_err();
+    assert_eq!(
+        (err.kind, err.kb_id),
+        (CallbackErrorKind::TokenExchange, Some(kb_a))
+    );
+    assert!(!err.reason.contains(&code_b));
+    assert!(h.manager.status(kb_a).await.unwrap().is_none());
+    assert!(h.manager.status(kb_b).await.unwrap().is_none());
+    // A's state is spent; A's code cannot be attached to B's state either.
+    assert_eq!(
+        h.manager.complete(&state_a, &code_a).await.unwrap_err().kind,
+        CallbackErrorKind::InvalidState
+    );
+    let err = h.manager.complete(&state_b, &code_a).await.unwrap_err();
+    assert_eq!(err.kb_id, Some(kb_b));
+    assert!(h.manager.status(kb_a).await.unwrap().is_none());
+    assert!(h.manager.status(kb_b).await.unwrap().is_none());
+
+    // A genuine pair connects exactly its own knowledge base.
+    let (_, state_b, code_b) = h.authorize(&h.manager, kb_b).await;
+    assert_eq!(h.manager.complete(&state_b, &code_b).await.unwrap(), kb_b);
+    assert!(h.manager.status(kb_b).await.unwrap().is_some());
+    assert!(h.manager.status(kb_a).await.unwrap().is_none());
+    h.emu.shutdown().await;
+}
+
+async fn two_instances_refresh_once_and_store_the_rotated_token(db: Db) {
+    let h = Harness::new(db).await;
+    h.connect(h.kb).await;
+    let original = h.stored_refresh_token(h.kb).await;
+    // Two instances: separate store handles (connection pools) on one database, separate caches.
+    let a = h.manager_on(h.db.open().await, TokenCipher::new(SECRET_KEY, None).unwrap(), 11);
+    let b = h.manager_on(h.db.open().await, TokenCipher::new(SECRET_KEY, None).unwrap(), 22);
+    h.expire_access_tokens();
+    h.emu.control().clear_request_log();
+
+    let asks = (0..20).map(|i| {
+        let m = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let kb = h.kb;
+        tokio::spawn(async move { m.access_token(kb).await })
+    });
+    let tokens: Vec<AccessToken> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        h.token_calls(),
+        1,
+        "one refresh for all 20 requests of both instances"
+    );
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "every caller got the refreshed token"
+    );
+    assert!(h.graph_accepts(&tokens[0]).await);
+
+    // The refresh token stored is the one that single refresh returned.
+    let rotated = h.stored_refresh_token(h.kb).await;
+    assert_ne!(rotated, original);
+    let conn = h.store.get_connection(h.kb).await.unwrap();
+    assert!(conn.last_refreshed_at.is_some() && conn.refresh_lease.is_none());
+    // … and it works: the next forced refresh (by the other instance) is made with it.
+    let next = b.tokens(h.kb).refresh(&tokens[0]).await.unwrap();
+    assert_ne!(next, tokens[0]);
+    assert_eq!(h.token_calls(), 2);
+    assert_ne!(h.stored_refresh_token(h.kb).await, rotated);
+    // Instance a picks up b's token from the database once it refuses its cached one.
+    assert_eq!(a.tokens(h.kb).refresh(&tokens[0]).await.unwrap(), next);
+    assert_eq!(h.token_calls(), 2);
+    h.emu.shutdown().await;
+}
+
+async fn previous_secret_key_still_decrypts_after_rotation(db: Db) {
+    let h = Harness::new(db).await;
+    h.connect(h.kb).await; // encrypted under SECRET_KEY
+    let old_key_id = TokenCipher::new(SECRET_KEY, None).unwrap().key_id().to_owned();
+    assert_eq!(
+        h.store.get_connection(h.kb).await.unwrap().refresh_token.key_id,
+        old_key_id
+    );
+    h.expire_access_tokens();
+
+    // The key changed and the old one was not kept: the row cannot be read, nothing is marked.
+    let forgot = h.manager_on(
+        h.store.clone(),
+        TokenCipher::new("a brand new secret key", None).unwrap(),
+        5,
+    );
+    let err = forgot.access_token(h.kb).await.unwrap_err();
+    assert!(matches!(err, OAuthError::Crypto(_)), "{err:?}");
+    assert!(!h.store.get_connection(h.kb).await.unwrap().needs_reauth);
+
+    // With the old key as the previous key, the refresh works and the new row uses the new key.
+    let rotated_cipher = TokenCipher::new("a brand new secret key", Some(SECRET_KEY)).unwrap();
+    let new_key_id = rotated_cipher.key_id().to_owned();
+    let rotated = h.manager_on(h.store.clone(), rotated_cipher, 6);
+    let token = rotated.access_token(h.kb).await.unwrap();
+    assert!(h.graph_accepts(&token).await);
+    let conn = h.store.get_connection(h.kb).await.unwrap();
+    assert_eq!(conn.refresh_token.key_id, new_key_id);
+    assert_eq!(conn.access_token.unwrap().token.key_id, new_key_id);
+    h.emu.shutdown().await;
+}
+
+async fn status_forget_and_unconfigured_datasource(db: Db) {
+    let h = Harness::new(db).await;
+    assert!(h.manager.status(h.kb).await.unwrap().is_none());
+    assert!(matches!(
+        h.manager.access_token(h.kb).await,
+        Err(OAuthError::NotConnected)
+    ));
+    h.connect(h.kb).await;
+    h.manager.access_token(h.kb).await.unwrap();
+    h.manager.forget(h.kb).await.unwrap();
+    assert!(h.manager.status(h.kb).await.unwrap().is_none());
+    assert!(matches!(
+        h.manager.access_token(h.kb).await,
+        Err(OAuthError::NotConnected)
+    ));
+    let err = h.manager.tokens(h.kb).access_token().await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unauthorized(_)), "{err:?}");
+    h.manager.forget(h.kb).await.unwrap();
+
+    let unconfigured = ConnectionManager::new(
+        h.store.clone(),
+        http(),
+        TokenCipher::new(SECRET_KEY, None).unwrap(),
+        Arc::new(h.clock.clone()),
+        Arc::new(SeededRandom::new(9)),
+        Vec::new(),
+    );
+    assert!(unconfigured.provider(DatasourceKind::OneDrive).is_none());
+    let err = unconfigured
+        .initiate(DatasourceKind::OneDrive, h.kb, h.owner)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OAuthError::NotConfigured(DatasourceKind::OneDrive)),
+        "{err:?}"
+    );
+
+    // Initiating for a knowledge base that does not exist fails in the store.
+    let err = h
+        .manager
+        .initiate(DatasourceKind::OneDrive, Uuid::new_v4(), h.owner)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OAuthError::Store(StoreError::InvalidReference(_))),
+        "{err:?}"
+    );
+
+    // Debug output of the manager shows no secret.
+    let d = format!("{:?}", h.manager);
+    assert!(!d.contains(CLIENT_SECRET) && !d.contains(SECRET_KEY), "{d}");
+    h.emu.shutdown().await;
+}
