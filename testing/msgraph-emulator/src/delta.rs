@@ -89,6 +89,7 @@ impl Store {
                     epoch,
                     issued_at: now,
                     select: req.select.clone(),
+                    top: req.top,
                 });
                 Ok(DeltaPage {
                     entries: Vec::new(),
@@ -106,6 +107,7 @@ impl Store {
                             epoch: te,
                             issued_at,
                             select,
+                            top,
                         } => {
                             if drive_id != req.drive_id || scope_id != req.scope_id {
                                 return Err(DeltaError::Mismatch);
@@ -121,8 +123,10 @@ impl Store {
                             )?;
                             let req = DeltaRequest {
                                 select: req.select.or(select),
+                                top: req.top.or(top),
                                 ..req
                             };
+                            let page_size = req.top.unwrap_or(self.delta.page_size).clamp(1, 1000);
                             self.start_round(&req, entries, epoch, page_size, now)
                         }
                         DeltaToken::Page {
@@ -181,6 +185,7 @@ impl Store {
             epoch,
             page_size,
             select: req.select.clone(),
+            top: req.top,
         });
         Ok(self.page_of(round, 0, true, now))
     }
@@ -228,6 +233,7 @@ impl Store {
                 epoch: round.epoch,
                 issued_at: now,
                 select: round.select.clone(),
+                top: round.top,
             }))
         };
         DeltaPage {

@@ -151,6 +151,10 @@ fn route(
         ["me", "drives"] => user_drives(shared, &caller),
         ["users", id, "drives"] => user_drives(shared, &decode(id)),
         ["drives"] => user_drives(shared, &caller),
+        ["me", "drive", "sharedWithMe"] => shared_with_me(shared, &ctx, &caller, &caller),
+        ["users", id, "drive", "sharedWithMe"] => {
+            shared_with_me(shared, &ctx, &caller, &decode(id))
+        }
         ["sites"] => list_sites(shared, &q),
         ["sites", id] => {
             let store = shared.store.read();
@@ -183,7 +187,15 @@ fn route(
                 .get(segs.len() - tail..)
                 .map(<[&str]>::to_vec)
                 .unwrap_or_default();
-            drive_route(shared, &ctx, &drive_id, &tail_raw.join("/"), &q, headers)
+            drive_route(
+                shared,
+                &ctx,
+                &caller,
+                &drive_id,
+                &tail_raw.join("/"),
+                &q,
+                headers,
+            )
         }
     }
 }
@@ -328,14 +340,38 @@ fn parse_item_path(tail: &str) -> Result<(ItemRef, Option<String>, String), Grap
     }
 }
 
+/// The answer when the caller may not read something in `drive`: 404 `itemNotFound` on personal drives
+/// (consumer OneDrive does not reveal items that are not shared with the caller), 403 `accessDenied` on
+/// OneDrive for Business and SharePoint.
+fn access_error(drive: &crate::store::Drive) -> GraphError {
+    if drive.drive_type.is_personal() {
+        GraphError::not_found("Item does not exist")
+    } else {
+        GraphError::new(
+            StatusCode::FORBIDDEN,
+            "accessDenied",
+            "Access denied. You do not have permission to perform this action or access this resource.",
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn drive_route(
     shared: &Shared,
     ctx: &RenderCtx<'_>,
+    caller: &str,
     drive_id: &str,
     tail: &str,
     q: &Query,
     headers: &HeaderMap,
 ) -> Result<Response, GraphError> {
+    {
+        let store = shared.store.read();
+        let drive = store.drive(drive_id)?;
+        if !store.can_see_drive(caller, drive) {
+            return Err(access_error(drive));
+        }
+    }
     if tail.is_empty() {
         let store = shared.store.read();
         let drive = store.drive(drive_id)?;
@@ -356,10 +392,14 @@ fn drive_route(
             ItemRef::Root => drive.root_id.clone(),
             ItemRef::Id(id) => drive.item(id)?.id.clone(),
         };
-        match &rel {
+        let id = match &rel {
             Some(p) => drive.resolve(&base_id, p)?.id.clone(),
             None => base_id,
+        };
+        if !store.can_read(caller, drive, &id) {
+            return Err(access_error(drive));
         }
+        id
     };
     let action_decoded = decode(&action);
     match action_decoded.as_str() {
@@ -395,7 +435,7 @@ fn drive_route(
                 render::apply_select(m, sel.as_deref()),
             ))
         }
-        "children" => children(shared, ctx, drive_id, &item_id, q),
+        "children" => children(shared, ctx, caller, drive_id, &item_id, q),
         "content" => content(shared, ctx, drive_id, &item_id, headers),
         "permissions" => permissions(shared, drive_id, &item_id, q, None),
         a if a.starts_with("permissions/") => {
@@ -409,7 +449,7 @@ fn drive_route(
                     token = Some(v.to_string());
                 }
             }
-            delta(shared, ctx, drive_id, &item_id, token, q, headers)
+            delta(shared, ctx, caller, drive_id, &item_id, token, q, headers)
         }
         other => Err(GraphError::new(
             StatusCode::BAD_REQUEST,
@@ -417,6 +457,40 @@ fn drive_route(
             format!("Resource not found for the segment '{other}'."),
         )),
     }
+}
+
+/// `GET /me/drive/sharedWithMe`: items of other drives shared with the caller, each with a `remoteItem` facet
+/// that points at the drive really holding it. Another user's list is not the caller's to read (403).
+fn shared_with_me(
+    shared: &Shared,
+    ctx: &RenderCtx<'_>,
+    caller: &str,
+    whose: &str,
+) -> Result<Response, GraphError> {
+    let store = shared.store.read();
+    let user = store.find_user(whose).ok_or_else(|| {
+        GraphError::new(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            format!("Resource '{whose}' does not exist or one of its queried reference-property objects are not present."),
+        )
+    })?;
+    if user.id != caller {
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "accessDenied",
+            "Access denied. You do not have permission to perform this action or access this resource.",
+        ));
+    }
+    let values: Vec<Value> = store
+        .shared_with_me(&user.id)
+        .into_iter()
+        .map(|(drive, item)| Value::Object(render::shared_item_json(&store, drive, item, ctx)))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"@odata.context": format!("{}/$metadata#Collection(driveItem)", shared.graph_url), "value": values}),
+    ))
 }
 
 fn encode_skiptoken(offset: usize) -> String {
@@ -448,6 +522,7 @@ fn next_link(graph_url: &str, path: &str, top: usize, offset: usize, select: Opt
 fn children(
     shared: &Shared,
     ctx: &RenderCtx<'_>,
+    caller: &str,
     drive_id: &str,
     item_id: &str,
     q: &Query,
@@ -465,7 +540,12 @@ fn children(
         .transpose()?
         .unwrap_or(0);
     let select = select_of(q);
-    let ids: Vec<&String> = item.children.values().collect();
+    let filter = store.has_revocations(caller, drive_id);
+    let ids: Vec<&String> = item
+        .children
+        .values()
+        .filter(|id| !filter || store.can_read(caller, drive, id))
+        .collect();
     let page: Vec<Value> = ids
         .iter()
         .skip(offset)
@@ -599,9 +679,11 @@ fn delta_base(graph_url: &str, drive_id: &str, root_id: &str, scope_id: &str) ->
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn delta(
     shared: &Shared,
     ctx: &RenderCtx<'_>,
+    caller: &str,
     drive_id: &str,
     scope_id: &str,
     token: Option<String>,
@@ -645,12 +727,17 @@ fn delta(
     };
     let store = &*store;
     let drive = store.drive(drive_id)?;
+    let filter = store.has_revocations(caller, drive_id);
     let values: Vec<Value> = page
         .entries
         .iter()
         .filter_map(|e| {
             let item = drive.items.get(&e.id)?;
-            let m = if e.tombstone || !item.is_live() {
+            let dead = e.tombstone || !item.is_live();
+            if filter && !dead && !store.can_read(caller, drive, &e.id) {
+                return None;
+            }
+            let m = if dead {
                 render::tombstone_json(drive, item)
             } else {
                 render::item_json(store, drive, item, ctx, Mode::Delta)

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod auth;
 mod clock;
 mod control;

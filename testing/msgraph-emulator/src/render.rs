@@ -493,3 +493,62 @@ pub fn effective_permissions<'a>(
     out.extend(item.permissions.iter().map(|p| (p, None)));
     out
 }
+
+/// The id a "shared with me" entry has in the caller's view: stable for the shared item, and different from the
+/// item's own id (as in Graph's examples), so clients must use `remoteItem.id` with `remoteItem.parentReference.driveId`.
+fn shared_entry_id(drive: &Drive, item: &Item) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(b"sharedWithMe\n");
+    h.update(drive.id.as_bytes());
+    h.update(b"\n");
+    h.update(item.id.as_bytes());
+    let digest = h.finalize();
+    const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut s = String::with_capacity(34);
+    s.push_str("01");
+    for b in digest.iter().take(32) {
+        s.push(char::from(BASE32[usize::from(*b) % 32]));
+    }
+    s
+}
+
+/// One entry of `sharedWithMe`: a driveItem whose `remoteItem` facet describes the item in the drive that holds
+/// it (id, name, size, webUrl, `parentReference.driveId`/`driveType`/`id`, `file` or `folder`, timestamps,
+/// `createdBy`/`lastModifiedBy`, `shared.owner`).
+pub fn shared_item_json(store: &Store, drive: &Drive, item: &Item, ctx: &RenderCtx<'_>) -> Map<String, Value> {
+    let mut remote = item_json(store, drive, item, ctx, Mode::Full);
+    for k in ["eTag", "cTag", "@microsoft.graph.downloadUrl", "root"] {
+        remote.remove(k);
+    }
+    let owner = match &drive.owner {
+        DriveOwner::User(uid) => identity_of(store, drive, uid),
+        DriveOwner::Site(sid) => {
+            let name = store.sites.get(sid).map_or("", |s| s.display_name.as_str());
+            json!({"group": {"id": sid, "displayName": format!("{name} Owners")}})
+        }
+    };
+    remote.insert("shared".into(), json!({"owner": owner}));
+    let mut m = Map::new();
+    m.insert("id".into(), shared_entry_id(drive, item).into());
+    for k in [
+        "name",
+        "size",
+        "webUrl",
+        "createdDateTime",
+        "lastModifiedDateTime",
+        "createdBy",
+        "lastModifiedBy",
+        "fileSystemInfo",
+    ] {
+        if let Some(v) = remote.get(k) {
+            m.insert(k.into(), v.clone());
+        }
+    }
+    if item.folder {
+        m.insert("folder".into(), json!({"childCount": item.children.len()}));
+    } else {
+        m.insert("file".into(), json!({"mimeType": mime_for(&item.name)}));
+    }
+    m.insert("remoteItem".into(), Value::Object(remote));
+    m
+}

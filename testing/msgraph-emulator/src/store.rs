@@ -243,6 +243,8 @@ pub struct DeltaRound {
     pub epoch: u64,
     pub page_size: usize,
     pub select: Option<Vec<String>>,
+    /// The `$top` asked for (kept in the round's deltaLink).
+    pub top: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +256,8 @@ pub enum DeltaToken {
         epoch: u64,
         issued_at: DateTime<Utc>,
         select: Option<Vec<String>>,
+        /// The `$top` of the request that started the first round, carried over to every later round.
+        top: Option<usize>,
     },
     Page {
         round: Arc<DeltaRound>,
@@ -305,6 +309,8 @@ pub struct Store {
     pub default_drive_id: String,
     pub web_base: String,
     pub subscriptions: BTreeMap<String, crate::subscriptions::Subscription>,
+    /// Explicit access rules and group memberships (see [`crate::access`]).
+    pub access: crate::access::AccessState,
 }
 
 /// Characters OneDrive refuses in names.
@@ -531,6 +537,7 @@ impl Store {
             default_drive_id: String::new(),
             web_base,
             subscriptions: BTreeMap::new(),
+            access: crate::access::AccessState::default(),
         }
     }
 

@@ -138,6 +138,9 @@ pub struct LogEntry {
     pub route: String,
     pub status: u16,
     pub had_authorization: bool,
+    /// The request's `User-Agent` header, if it had one (and it was valid text).
+    #[serde(default)]
+    pub user_agent: Option<String>,
     pub resource_units: u32,
     pub fault: Option<String>,
 }
@@ -218,6 +221,7 @@ mod tests {
             5
         );
         assert_eq!(resource_units("GET", "/_download/x", None), 1);
+        assert_eq!(resource_units("GET", "/v1.0/me/drive/sharedWithMe", None), 2);
         assert_eq!(resource_units("POST", "/common/oauth2/v2.0/token", None), 0);
     }
 }
@@ -370,6 +374,7 @@ const LITERALS: &[&str] = &[
     "token",
     "_download",
     "search",
+    "sharedWithMe",
     "$metadata",
 ];
 
@@ -424,7 +429,11 @@ pub fn resource_units(method: &str, path: &str, query: Option<&str>) -> u32 {
         let has_token = q.split('&').any(|kv| kv.starts_with("token=")) || path.contains("delta(token");
         return if has_token { 1 } else { 2 };
     }
-    if path.ends_with("/children") || path.ends_with("/drives") || path.ends_with("/sites") {
+    if path.ends_with("/children")
+        || path.ends_with("/drives")
+        || path.ends_with("/sites")
+        || path.ends_with("/sharedWithMe")
+    {
         return 2;
     }
     1
@@ -521,6 +530,11 @@ pub(crate) async fn layer(State(shared): State<Arc<Shared>>, mut req: Request, n
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let now = shared.clock.now();
     let n = shared
         .request_counter
@@ -581,6 +595,7 @@ pub(crate) async fn layer(State(shared): State<Arc<Shared>>, mut req: Request, n
                         query,
                         0,
                         auth_header.is_some(),
+                        user_agent,
                         Some(name),
                     );
                     if let Some(k) = kill {
@@ -618,6 +633,7 @@ pub(crate) async fn layer(State(shared): State<Arc<Shared>>, mut req: Request, n
         query,
         status,
         auth_header.is_some(),
+        user_agent,
         fault_name,
     );
     resp
@@ -632,6 +648,7 @@ fn log_request(
     query: Option<String>,
     status: u16,
     had_authorization: bool,
+    user_agent: Option<String>,
     fault: Option<String>,
 ) {
     let units = resource_units(method, path, query.as_deref());
@@ -650,6 +667,7 @@ fn log_request(
             route,
             status,
             had_authorization,
+            user_agent,
             resource_units: units,
             fault,
         });
