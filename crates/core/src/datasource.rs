@@ -1,4 +1,4 @@
-//! The datasource abstraction (ARCHITECTURE §3).
+//! The datasource abstraction.
 //!
 //! A datasource is stateless: it answers questions about a remote drive (browse, changes since a
 //! cursor, item metadata, download, permissions). The sync engine owns the loop, cursors,
@@ -254,7 +254,7 @@ pub struct OAuthSpec {
     pub scopes: Vec<String>,
 }
 
-/// What every datasource provides (ARCHITECTURE §3).
+/// What every datasource provides.
 #[async_trait]
 pub trait Datasource: Send + Sync + 'static {
     fn kind(&self) -> DatasourceKind;

@@ -1,4 +1,4 @@
-//! The nouns of kbsync (ARCHITECTURE §1): users, knowledge bases, access grants, documents and
+//! The nouns of kbsync: users, knowledge bases, access grants, documents and
 //! search hits.
 
 use chrono::{DateTime, Utc};
@@ -68,7 +68,7 @@ string_enum!(
 );
 
 string_enum!(
-    /// A knowledge base's sync status (ARCHITECTURE §1).
+    /// A knowledge base's sync status.
     SyncStatus, "sync status", {
         Idle => "idle",
         Syncing => "syncing",

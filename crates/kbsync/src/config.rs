@@ -128,7 +128,14 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("data_dir", &self.data_dir)
             .field("bind", &self.bind)
-            .field("database", &if self.database_url.starts_with("sqlite:") { "sqlite" } else { "postgres" })
+            .field(
+                "database",
+                &if self.database_url.starts_with("sqlite:") {
+                    "sqlite"
+                } else {
+                    "postgres"
+                },
+            )
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("public_url", &self.public_url.as_str())
             .field("admin", &self.admin.as_ref().map(|(email, _)| email))
@@ -194,12 +201,12 @@ impl Settings {
         };
 
         let secret_key = text("KBSYNC_SECRET_KEY", file.secret_key);
-        if let Some(key) = &secret_key {
-            if key.chars().count() < MIN_SECRET_KEY_CHARS {
-                return Err(ConfigError(format!(
-                    "KBSYNC_SECRET_KEY: must be at least {MIN_SECRET_KEY_CHARS} characters"
-                )));
-            }
+        if let Some(key) = &secret_key
+            && key.chars().count() < MIN_SECRET_KEY_CHARS
+        {
+            return Err(ConfigError(format!(
+                "KBSYNC_SECRET_KEY: must be at least {MIN_SECRET_KEY_CHARS} characters"
+            )));
         }
 
         let secret_key_previous = text("KBSYNC_SECRET_KEY_PREVIOUS", file.secret_key_previous);
@@ -287,7 +294,10 @@ impl Settings {
 
     /// Where the identity platform sends the user back after consent.
     pub fn onedrive_redirect_uri(&self) -> String {
-        format!("{}/api/v1/connectors/onedrive/auth/callback", self.public_origin())
+        format!(
+            "{}/api/v1/connectors/onedrive/auth/callback",
+            self.public_origin()
+        )
     }
 
     /// The public URL without a trailing slash, as the server composes links with it.
@@ -303,22 +313,31 @@ fn onedrive_settings(
     let Some(client_id) = text("KBSYNC_ONEDRIVE_CLIENT_ID", file.client_id) else {
         return Ok(None);
     };
-    let secret_file = text("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE", file.client_secret_file.map(|p| p.display().to_string()));
+    let secret_file = text(
+        "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE",
+        file.client_secret_file.map(|p| p.display().to_string()),
+    );
     let client_secret = match (text("KBSYNC_ONEDRIVE_CLIENT_SECRET", None), secret_file) {
         (Some(secret), _) => Some(secret),
         (None, Some(path)) => {
-            let secret = std::fs::read_to_string(&path)
-                .map_err(|e| ConfigError(format!("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: cannot read {path}: {e}")))?;
+            let secret = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError(format!(
+                    "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: cannot read {path}: {e}"
+                ))
+            })?;
             let secret = secret.trim().to_owned();
             if secret.is_empty() {
-                return Err(ConfigError(format!("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: {path} is empty")));
+                return Err(ConfigError(format!(
+                    "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: {path} is empty"
+                )));
             }
             Some(secret)
         }
         (None, None) => None,
     };
     let tenant = text("KBSYNC_ONEDRIVE_TENANT_ID", file.tenant_id).unwrap_or_else(|| "common".into());
-    let authority = text("KBSYNC_ONEDRIVE_AUTHORITY_URL", file.authority_url).unwrap_or_else(|| DEFAULT_AUTHORITY_URL.into());
+    let authority = text("KBSYNC_ONEDRIVE_AUTHORITY_URL", file.authority_url)
+        .unwrap_or_else(|| DEFAULT_AUTHORITY_URL.into());
     let authority = http_url("KBSYNC_ONEDRIVE_AUTHORITY_URL", &authority)?;
     let authorize_url = match text("KBSYNC_ONEDRIVE_AUTHORIZE_URL", file.authorize_url) {
         Some(u) => http_url("KBSYNC_ONEDRIVE_AUTHORIZE_URL", &u)?,
@@ -328,7 +347,8 @@ fn onedrive_settings(
         Some(u) => http_url("KBSYNC_ONEDRIVE_TOKEN_URL", &u)?,
         None => format!("{authority}/{tenant}/oauth2/v2.0/token"),
     };
-    let graph_url = text("KBSYNC_ONEDRIVE_GRAPH_URL", file.graph_url).unwrap_or_else(|| DEFAULT_GRAPH_URL.into());
+    let graph_url =
+        text("KBSYNC_ONEDRIVE_GRAPH_URL", file.graph_url).unwrap_or_else(|| DEFAULT_GRAPH_URL.into());
     let graph_url = http_url("KBSYNC_ONEDRIVE_GRAPH_URL", &graph_url)?;
     let scopes: Vec<String> = text("KBSYNC_ONEDRIVE_SCOPES", file.scopes)
         .unwrap_or_else(|| DEFAULT_SCOPES.into())
@@ -340,7 +360,14 @@ fn onedrive_settings(
             "KBSYNC_ONEDRIVE_SCOPES: must include offline_access, or no refresh token is issued".into(),
         ));
     }
-    Ok(Some(OneDriveSettings { client_id, client_secret, authorize_url, token_url, graph_url, scopes }))
+    Ok(Some(OneDriveSettings {
+        client_id,
+        client_secret,
+        authorize_url,
+        token_url,
+        graph_url,
+        scopes,
+    }))
 }
 
 /// An http(s) URL without a trailing slash.
@@ -501,24 +528,42 @@ mod tests {
 
     #[test]
     fn onedrive_urls_derive_from_authority_and_tenant_unless_overridden() {
-        let env = env_of(&[("KBSYNC_ONEDRIVE_CLIENT_ID", "app"), ("KBSYNC_ONEDRIVE_TENANT_ID", "contoso")]);
+        let env = env_of(&[
+            ("KBSYNC_ONEDRIVE_CLIENT_ID", "app"),
+            ("KBSYNC_ONEDRIVE_TENANT_ID", "contoso"),
+        ]);
         let s = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap();
         let od = s.onedrive.clone().unwrap();
-        assert_eq!(od.authorize_url, "https://login.microsoftonline.com/contoso/oauth2/v2.0/authorize");
-        assert_eq!(od.token_url, "https://login.microsoftonline.com/contoso/oauth2/v2.0/token");
+        assert_eq!(
+            od.authorize_url,
+            "https://login.microsoftonline.com/contoso/oauth2/v2.0/authorize"
+        );
+        assert_eq!(
+            od.token_url,
+            "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
+        );
         assert_eq!(od.graph_url, DEFAULT_GRAPH_URL);
         assert_eq!(od.client_secret, None);
-        assert_eq!(s.onedrive_redirect_uri(), "http://127.0.0.1:8080/api/v1/connectors/onedrive/auth/callback");
+        assert_eq!(
+            s.onedrive_redirect_uri(),
+            "http://127.0.0.1:8080/api/v1/connectors/onedrive/auth/callback"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let secret_path = dir.path().join("secret");
         std::fs::write(&secret_path, "s3cret\n").unwrap();
         let env = env_of(&[
             ("KBSYNC_ONEDRIVE_CLIENT_ID", "app"),
-            ("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE", secret_path.to_str().unwrap()),
+            (
+                "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE",
+                secret_path.to_str().unwrap(),
+            ),
             ("KBSYNC_ONEDRIVE_TOKEN_URL", "https://auth.example.com/token/"),
         ]);
-        let od = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap().onedrive.unwrap();
+        let od = Settings::resolve(&Flags::default(), &env, FileConfig::default())
+            .unwrap()
+            .onedrive
+            .unwrap();
         assert_eq!(od.client_secret.as_deref(), Some("s3cret"));
         assert_eq!(od.token_url, "https://auth.example.com/token");
         assert!(!format!("{od:?}").contains("s3cret"));

@@ -5,9 +5,9 @@ use std::convert::Infallible;
 
 use bytes::Bytes;
 use kbsync_core::{OsRandom, Random, Role, User};
-use msgraph_emulator::{ClientRegistration, Emulator, RunningEmulator};
 use kbsync_server::{AppState, service::documents, service::knowledge, service::users};
 use kbsync_store::{Page, Reader, StoreError};
+use msgraph_emulator::{ClientRegistration, Emulator, RunningEmulator};
 
 use crate::config::{OneDriveSettings, Settings};
 
@@ -40,7 +40,10 @@ pub async fn start_emulator(settings: &mut Settings) -> anyhow::Result<RunningEm
         authorize_url: emulator.authorize_url(),
         token_url: emulator.token_url(),
         graph_url: emulator.graph_url().to_owned(),
-        scopes: crate::config::DEFAULT_SCOPES.split_whitespace().map(str::to_owned).collect(),
+        scopes: crate::config::DEFAULT_SCOPES
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
     });
     println!(
         "demo: an emulated OneDrive with {DEMO_DRIVE_FILES} sample files runs at {}; create a knowledge base of type \

@@ -9,9 +9,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use kbsync_core::datasource::{Datasource, DatasourceKind, OAuthSpec};
 use kbsync_core::{Clock, OsRandom, Role, SystemClock};
 use kbsync_ingest::{Extractor, IngestConfig};
-use kbsync_core::datasource::{Datasource, DatasourceKind, OAuthSpec};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
 use kbsync_oauth::{ClientSecret, ConnectionManager, ProviderConfig};
 use kbsync_server::{AppState, Connectors, ServerSettings, service::users};
@@ -213,7 +213,11 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 
 async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
     // The demo's emulated OneDrive must be up before the datasource is built from the settings.
-    let emulator = if demo { Some(demo::start_emulator(&mut settings).await?) } else { None };
+    let emulator = if demo {
+        Some(demo::start_emulator(&mut settings).await?)
+    } else {
+        None
+    };
     let store = open_store(&settings).await?;
     let secret_key = secret::load_or_generate(&settings)?;
     let cipher = TokenCipher::new(&secret_key, settings.secret_key_previous.as_deref())
@@ -243,7 +247,15 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         ..ServerSettings::default()
     };
     let blobs = BlobStore::new(settings.data_dir.join("blobs"));
-    let state = AppState::new(store, blobs, extractor, connectors, clock, random, server_settings);
+    let state = AppState::new(
+        store,
+        blobs,
+        extractor,
+        connectors,
+        clock,
+        random,
+        server_settings,
+    );
 
     if demo {
         demo::seed(&state).await?;
@@ -280,7 +292,10 @@ fn build_connectors(
     let mut providers = Vec::new();
     let mut datasources: Vec<Arc<dyn Datasource>> = Vec::new();
     if let Some(od) = &settings.onedrive {
-        let graph = GraphConfig { graph_url: od.graph_url.clone(), ..GraphConfig::default() };
+        let graph = GraphConfig {
+            graph_url: od.graph_url.clone(),
+            ..GraphConfig::default()
+        };
         let graph_http = graph.http_client().context("building the Graph HTTP client")?;
         let oauth = OAuthSpec {
             authorize_url: od.authorize_url.clone(),
@@ -300,7 +315,9 @@ fn build_connectors(
                 scopes: od.scopes.clone(),
                 redirect_uri: settings.onedrive_redirect_uri(),
             }),
-            None => tracing::warn!("KBSYNC_ONEDRIVE_CLIENT_SECRET is not set: knowledge bases cannot connect to OneDrive"),
+            None => tracing::warn!(
+                "KBSYNC_ONEDRIVE_CLIENT_SECRET is not set: knowledge bases cannot connect to OneDrive"
+            ),
         }
     }
     let manager = ConnectionManager::new(store, http, cipher, clock, random, providers);

@@ -1,5 +1,5 @@
 //! The OneDrive / SharePoint datasource: Microsoft Graph v1.0 drives, as
-//! `reference/graph-semantics.md` describes them.
+//! Microsoft documents them (and as they behave where the documentation is silent).
 //!
 //! [`OneDrive`] implements [`Datasource`]; it is stateless, and the sync engine owns cursors,
 //! retries across runs and persistence. Within one call the Graph client retries on its own

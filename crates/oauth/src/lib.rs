@@ -1,4 +1,4 @@
-//! The connection lifecycle of a knowledge base (ARCHITECTURE §2 "Connect" and "Token refresh").
+//! The connection lifecycle of a knowledge base.
 //!
 //! - **Connect**: [`ConnectionManager::initiate`] stores a random `state` (only its SHA-256) and a
 //!   PKCE S256 verifier (encrypted) in the database with a 10-minute lifetime and returns the

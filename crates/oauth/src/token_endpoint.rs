@@ -1,6 +1,6 @@
 //! Requests to an authorization server's token endpoint (form POST, client secret in the body) and
-//! the classification of its answers (reference/graph-semantics.md §7: branch on `error` first,
-//! use `error_codes` only to describe).
+//! the classification of its answers (as the identity platform documents it: branch on `error`
+//! first, use `error_codes` only to describe).
 
 use std::fmt;
 use std::time::Duration;

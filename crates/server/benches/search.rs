@@ -17,6 +17,9 @@ use uuid::Uuid;
 const CHUNKS_PER_DOCUMENT: usize = 20;
 const CHUNK_WORDS: usize = 160;
 
+/// Builds the i-th query of one shape.
+type QueryMaker<'a> = Box<dyn Fn(usize) -> String + 'a>;
+
 struct Args {
     chunks: usize,
     queries: usize,
@@ -138,7 +141,7 @@ async fn run(label: &str, store: Arc<dyn Store>, args: &Args) {
         .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
         .filter(|w| w.len() > 3)
         .collect();
-    let shapes: [(&str, Box<dyn Fn(usize) -> String>); 3] = [
+    let shapes: [(&str, QueryMaker); 3] = [
         ("one word", Box::new(|i| vocabulary[i % vocabulary.len()].clone())),
         (
             "two words",

@@ -18,8 +18,8 @@ use kbsync_core::{
     Clock, Random,
     datasource::{Datasource, DatasourceKind},
 };
-use kbsync_oauth::ConnectionManager;
 use kbsync_ingest::Extractor;
+use kbsync_oauth::ConnectionManager;
 use kbsync_store::{BlobStore, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -61,7 +61,10 @@ pub struct Connectors {
 impl Connectors {
     pub fn new(manager: ConnectionManager, datasources: Vec<Arc<dyn Datasource>>) -> Self {
         let datasources = datasources.into_iter().map(|d| (d.kind(), d)).collect();
-        Self { manager, datasources: Arc::new(datasources) }
+        Self {
+            manager,
+            datasources: Arc::new(datasources),
+        }
     }
 
     /// The datasource of a kind, when this server has one.

@@ -42,7 +42,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/knowledge/{id}/files/{file_id}/content", get(v1::file_content))
         .route("/search", get(v1::search_route))
-        .route("/knowledge/{id}/connection", get(connectors::get_connection).delete(connectors::delete_connection))
+        .route(
+            "/knowledge/{id}/connection",
+            get(connectors::get_connection).delete(connectors::delete_connection),
+        )
         .route("/connectors", get(connectors::list))
         .route("/connectors/{provider}/auth/initiate", get(connectors::initiate))
         .route("/connectors/{provider}/auth/callback", get(connectors::callback))

@@ -4,9 +4,9 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
+use kbsync_core::datasource::Datasource;
 use kbsync_core::{ManualClock, OsRandom, Role};
 use kbsync_ingest::{Extractor, IngestConfig};
-use kbsync_core::datasource::Datasource;
 use kbsync_oauth::{ConnectionManager, ProviderConfig};
 use kbsync_server::{AppState, Connectors, LoginThrottle, ServerSettings, service::users};
 use kbsync_store::{BlobStore, PostgresStore, SqliteStore, Store, TokenCipher};
@@ -136,15 +136,26 @@ impl TestServer {
                 .start()
                 .await
                 .unwrap();
-            let scopes: Vec<String> = vec!["https://graph.microsoft.com/Files.Read.All".into(), "offline_access".into()];
-            let graph = kbsync_msgraph::GraphConfig { graph_url: emu.graph_url().to_owned(), ..Default::default() };
+            let scopes: Vec<String> = vec![
+                "https://graph.microsoft.com/Files.Read.All".into(),
+                "offline_access".into(),
+            ];
+            let graph = kbsync_msgraph::GraphConfig {
+                graph_url: emu.graph_url().to_owned(),
+                ..Default::default()
+            };
             let http = graph.http_client().unwrap();
             let spec = kbsync_core::datasource::OAuthSpec {
                 authorize_url: emu.authorize_url(),
                 token_url: emu.token_url(),
                 scopes: scopes.clone(),
             };
-            datasources.push(Arc::new(kbsync_msgraph::OneDrive::new(graph, spec, http, Arc::new(kbsync_msgraph::TokioSleeper))));
+            datasources.push(Arc::new(kbsync_msgraph::OneDrive::new(
+                graph,
+                spec,
+                http,
+                Arc::new(kbsync_msgraph::TokioSleeper),
+            )));
             if od.with_secret {
                 providers.push(ProviderConfig {
                     kind: kbsync_core::datasource::DatasourceKind::OneDrive,

@@ -22,7 +22,10 @@ on_both_databases!(
 );
 
 fn with_onedrive(with_secret: bool) -> Options {
-    Options { onedrive: Some(OneDriveTest { with_secret }), ..Options::default() }
+    Options {
+        onedrive: Some(OneDriveTest { with_secret }),
+        ..Options::default()
+    }
 }
 
 struct Roles {
@@ -40,7 +43,13 @@ async fn roles(s: &TestServer) -> Roles {
     let (writer_id, writer) = s.user(&admin, "writer@example.com").await;
     let (reader_id, reader) = s.user(&admin, "reader@example.com").await;
     let (_, stranger) = s.user(&admin, "stranger@example.com").await;
-    let (status, body) = s.post("/api/v1/knowledge", Some(&owner), json!({"name": "Drive", "type": "onedrive"})).await;
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&owner),
+            json!({"name": "Drive", "type": "onedrive"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let kb = body["id"].as_str().unwrap().to_owned();
     let (status, _) = s
@@ -52,13 +61,23 @@ async fn roles(s: &TestServer) -> Roles {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    Roles { admin, owner, writer, reader, stranger, kb }
+    Roles {
+        admin,
+        owner,
+        writer,
+        reader,
+        stranger,
+        kb,
+    }
 }
 
 /// Follows the authorize URL through the emulator's automatic consent and calls kbsync's
 /// callback with what comes back, as the browser would. Returns the callback's status and page.
 async fn consent(s: &TestServer, auth_url: &str) -> (StatusCode, String, String) {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let resp = http.get(auth_url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND, "{}", resp.text().await.unwrap());
     let callback = resp.headers()["location"].to_str().unwrap().to_owned();
@@ -69,7 +88,11 @@ async fn consent(s: &TestServer, auth_url: &str) -> (StatusCode, String, String)
 }
 
 async fn initiate(s: &TestServer, token: Option<&str>, kb: &str) -> (StatusCode, Value) {
-    s.get(&format!("/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}"), token).await
+    s.get(
+        &format!("/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}"),
+        token,
+    )
+    .await
 }
 
 async fn connect(s: &TestServer, r: &Roles) {
@@ -81,15 +104,25 @@ async fn connect(s: &TestServer, r: &Roles) {
 }
 
 async fn connectors_list_shows_whether_each_datasource_is_configured(db: Db) {
-    let Some(s) = TestServer::start(db, with_onedrive(true)).await else { return };
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
     let token = s.admin_token().await;
-    assert_eq!(s.get("/api/v1/connectors", None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        s.get("/api/v1/connectors", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (status, body) = s.get("/api/v1/connectors", Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["connectors"], json!([{"provider": "onedrive", "name": "OneDrive / SharePoint", "configured": true}]));
+    assert_eq!(
+        body["connectors"],
+        json!([{"provider": "onedrive", "name": "OneDrive / SharePoint", "configured": true}])
+    );
     s.stop().await;
 
-    let Some(s) = TestServer::start(db, Options::default()).await else { return };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
     let token = s.admin_token().await;
     let (_, body) = s.get("/api/v1/connectors", Some(&token)).await;
     assert_eq!(body["connectors"][0]["configured"], false);
@@ -97,7 +130,9 @@ async fn connectors_list_shows_whether_each_datasource_is_configured(db: Db) {
 }
 
 async fn initiate_answers_each_caller_with_the_right_status(db: Db) {
-    let Some(s) = TestServer::start(db, with_onedrive(true)).await else { return };
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
     let r = roles(&s).await;
     for (who, token, expected) in [
         ("anonymous", None, StatusCode::UNAUTHORIZED),
@@ -116,20 +151,38 @@ async fn initiate_answers_each_caller_with_the_right_status(db: Db) {
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["prompt"], "consent");
     assert!(q["scope"].split(' ').any(|sc| sc == "offline_access"), "{q:?}");
-    assert_eq!(q["redirect_uri"], format!("{}/api/v1/connectors/onedrive/auth/callback", s.base));
+    assert_eq!(
+        q["redirect_uri"],
+        format!("{}/api/v1/connectors/onedrive/auth/callback", s.base)
+    );
     assert!(q["state"].len() >= 32);
 
-    assert_eq!(initiate(&s, Some(&r.owner), "not-a-uuid").await.0, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(initiate(&s, Some(&r.owner), &uuid::Uuid::new_v4().to_string()).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        initiate(&s, Some(&r.owner), "not-a-uuid").await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(
+        initiate(&s, Some(&r.owner), &uuid::Uuid::new_v4().to_string())
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
     let local = s.create_kb(&r.owner, "local").await;
     assert_eq!(initiate(&s, Some(&r.owner), &local).await.0, StatusCode::CONFLICT);
-    let (status, _) = s.get(&format!("/api/v1/connectors/dropbox/auth/initiate?knowledge_id={}", r.kb), Some(&r.owner)).await;
+    let (status, _) = s
+        .get(
+            &format!("/api/v1/connectors/dropbox/auth/initiate?knowledge_id={}", r.kb),
+            Some(&r.owner),
+        )
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     s.stop().await;
 }
 
 async fn initiate_without_a_client_secret_answers_501(db: Db) {
-    let Some(s) = TestServer::start(db, with_onedrive(false)).await else { return };
+    let Some(s) = TestServer::start(db, with_onedrive(false)).await else {
+        return;
+    };
     let r = roles(&s).await;
     let (status, body) = initiate(&s, Some(&r.owner), &r.kb).await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
@@ -138,7 +191,9 @@ async fn initiate_without_a_client_secret_answers_501(db: Db) {
 }
 
 async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused(db: Db) {
-    let Some(s) = TestServer::start(db, with_onedrive(true)).await else { return };
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
     let r = roles(&s).await;
     let path = format!("/api/v1/knowledge/{}/connection", r.kb);
     let (status, before) = s.get(&path, Some(&r.owner)).await;
@@ -148,7 +203,10 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
     let (_, body) = initiate(&s, Some(&r.owner), &r.kb).await;
     let (status, page, callback) = consent(&s, body["auth_url"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    assert!(page.contains("kbsync-auth-success") && page.contains(&r.kb), "{page}");
+    assert!(
+        page.contains("kbsync-auth-success") && page.contains(&r.kb),
+        "{page}"
+    );
 
     for (who, token, expected) in [
         ("anonymous", None, StatusCode::UNAUTHORIZED),
@@ -173,7 +231,10 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
     assert!(resp.text().await.unwrap().contains("kbsync-auth-error"));
     // A forged state and a missing one: refused.
     for forged in [
-        format!("{}/api/v1/connectors/onedrive/auth/callback?code=abc&state=forged", s.base),
+        format!(
+            "{}/api/v1/connectors/onedrive/auth/callback?code=abc&state=forged",
+            s.base
+        ),
         format!("{}/api/v1/connectors/onedrive/auth/callback?code=abc", s.base),
         format!("{}/api/v1/connectors/onedrive/auth/callback", s.base),
     ] {
@@ -191,35 +252,59 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
 }
 
 async fn callback_error_text_is_inert_and_posted_only_to_the_public_origin(db: Db) {
-    let Some(s) = TestServer::start(db, with_onedrive(true)).await else { return };
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
     let r = roles(&s).await;
     let (_, body) = initiate(&s, Some(&r.owner), &r.kb).await;
     let url = url::Url::parse(body["auth_url"].as_str().unwrap()).unwrap();
-    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-    let mut callback = url::Url::parse(&format!("{}/api/v1/connectors/onedrive/auth/callback", s.base)).unwrap();
+    let state = url
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+    let mut callback =
+        url::Url::parse(&format!("{}/api/v1/connectors/onedrive/auth/callback", s.base)).unwrap();
     callback
         .query_pairs_mut()
         .append_pair("state", &state)
         .append_pair("error", "access_denied")
-        .append_pair("error_description", "</script><script>alert('x')</script>\"quotes\"");
+        .append_pair(
+            "error_description",
+            "</script><script>alert('x')</script>\"quotes\"",
+        );
     let resp = reqwest::get(callback.as_str()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("script-src 'sha256-"), "{csp}");
     let page = resp.text().await.unwrap();
     assert_eq!(page.matches("<script").count(), 2, "{page}");
     assert!(!page.contains("alert('x')"), "{page}");
     assert!(page.contains("kbsync-auth-error"));
-    assert!(page.contains(&r.kb), "the error names the knowledge base it was for: {page}");
+    assert!(
+        page.contains(&r.kb),
+        "the error names the knowledge base it was for: {page}"
+    );
     assert!(page.contains(&format!("\"origin\":\"{}\"", s.base)), "{page}");
     assert!(!page.contains("\"*\""));
     // The error consumed the state.
-    assert_eq!(s.get(&format!("/api/v1/knowledge/{}/connection", r.kb), Some(&r.owner)).await.1["has_stored_token"], false);
+    assert_eq!(
+        s.get(&format!("/api/v1/knowledge/{}/connection", r.kb), Some(&r.owner))
+            .await
+            .1["has_stored_token"],
+        false
+    );
     s.stop().await;
 }
 
 async fn browse_uses_the_stored_connection_and_enforces_access(db: Db) {
-    let Some(s) = TestServer::start(db, with_onedrive(true)).await else { return };
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
     let r = roles(&s).await;
     let browse = |token: Option<String>, extra: String| {
         let path = format!("/api/v1/connectors/onedrive/browse?knowledge_id={}{extra}", r.kb);
@@ -227,12 +312,17 @@ async fn browse_uses_the_stored_connection_and_enforces_access(db: Db) {
         async move { s.get(&path, token.as_deref()).await }
     };
     // Not connected yet.
-    assert_eq!(browse(Some(r.owner.clone()), String::new()).await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        browse(Some(r.owner.clone()), String::new()).await.0,
+        StatusCode::CONFLICT
+    );
     connect(&s, &r).await;
     let control = s.emulator.as_ref().unwrap().control();
     let drive = control.default_drive_id();
     control.create_folder(&drive, "/Projects").unwrap();
-    control.put_file(&drive, "/Projects/plan.txt", b"the plan".to_vec()).unwrap();
+    control
+        .put_file(&drive, "/Projects/plan.txt", b"the plan".to_vec())
+        .unwrap();
 
     for (who, token, expected) in [
         ("anonymous", None, StatusCode::UNAUTHORIZED),
@@ -244,23 +334,43 @@ async fn browse_uses_the_stored_connection_and_enforces_access(db: Db) {
         assert_eq!(browse(token, String::new()).await.0, expected, "{who}");
     }
     let (_, top) = browse(Some(r.owner.clone()), String::new()).await;
-    let drives: Vec<&Value> = top["items"].as_array().unwrap().iter().filter(|e| e["kind"] == "drive").collect();
+    let drives: Vec<&Value> = top["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "drive")
+        .collect();
     assert!(drives.iter().any(|d| d["id"] == drive.as_str()), "{top}");
     let (status, root) = browse(Some(r.owner.clone()), format!("&drive_id={drive}")).await;
     assert_eq!(status, StatusCode::OK, "{root}");
-    let projects = root["items"].as_array().unwrap().iter().find(|e| e["name"] == "Projects").unwrap().clone();
+    let projects = root["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "Projects")
+        .unwrap()
+        .clone();
     assert_eq!(projects["kind"], "folder");
-    let (_, inside) =
-        browse(Some(r.owner.clone()), format!("&drive_id={drive}&item_id={}", projects["id"].as_str().unwrap())).await;
+    let (_, inside) = browse(
+        Some(r.owner.clone()),
+        format!("&drive_id={drive}&item_id={}", projects["id"].as_str().unwrap()),
+    )
+    .await;
     assert_eq!(inside["items"][0]["name"], "plan.txt");
     assert_eq!(inside["items"][0]["kind"], "file");
-    let (status, _) = browse(Some(r.owner.clone()), format!("&drive_id={drive}&item_id=nonexistent")).await;
+    let (status, _) = browse(
+        Some(r.owner.clone()),
+        format!("&drive_id={drive}&item_id=nonexistent"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     s.stop().await;
 }
 
 async fn a_revoked_refresh_token_marks_the_knowledge_base_needs_reauth(db: Db) {
-    let Some(s) = TestServer::start(db, with_onedrive(true)).await else { return };
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
     let r = roles(&s).await;
     connect(&s, &r).await;
     let browse = format!("/api/v1/connectors/onedrive/browse?knowledge_id={}", r.kb);
@@ -273,22 +383,36 @@ async fn a_revoked_refresh_token_marks_the_knowledge_base_needs_reauth(db: Db) {
     control.advance_clock(Duration::hours(2));
     let (status, body) = s.get(&browse, Some(&r.owner)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("re-authorisation"), "{body}");
-    let (_, conn) = s.get(&format!("/api/v1/knowledge/{}/connection", r.kb), Some(&r.owner)).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("re-authorisation"),
+        "{body}"
+    );
+    let (_, conn) = s
+        .get(&format!("/api/v1/knowledge/{}/connection", r.kb), Some(&r.owner))
+        .await;
     assert_eq!(conn["needs_reauth"], true);
-    let (_, kb) = s.get(&format!("/api/v1/knowledge/{}", r.kb), Some(&r.owner)).await;
+    let (_, kb) = s
+        .get(&format!("/api/v1/knowledge/{}", r.kb), Some(&r.owner))
+        .await;
     assert_eq!(kb["sync_status"], "needs_reauth");
 
     // Connecting again clears it.
     connect(&s, &r).await;
-    let (_, conn) = s.get(&format!("/api/v1/knowledge/{}/connection", r.kb), Some(&r.owner)).await;
+    let (_, conn) = s
+        .get(&format!("/api/v1/knowledge/{}/connection", r.kb), Some(&r.owner))
+        .await;
     assert_eq!(conn["needs_reauth"], false);
     assert_eq!(s.get(&browse, Some(&r.owner)).await.0, StatusCode::OK);
     s.stop().await;
 }
 
 async fn forgetting_the_connection_needs_manage_access_and_removes_the_token(db: Db) {
-    let Some(s) = TestServer::start(db, with_onedrive(true)).await else { return };
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
     let r = roles(&s).await;
     connect(&s, &r).await;
     let path = format!("/api/v1/knowledge/{}/connection", r.kb);
@@ -298,9 +422,16 @@ async fn forgetting_the_connection_needs_manage_access_and_removes_the_token(db:
         ("reader", Some(r.reader.as_str()), StatusCode::FORBIDDEN),
         ("writer", Some(r.writer.as_str()), StatusCode::FORBIDDEN),
     ] {
-        assert_eq!(s.call(Method::DELETE, &path, token, None).await.0, expected, "{who}");
+        assert_eq!(
+            s.call(Method::DELETE, &path, token, None).await.0,
+            expected,
+            "{who}"
+        );
     }
-    assert_eq!(s.call(Method::DELETE, &path, Some(&r.owner), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        s.call(Method::DELETE, &path, Some(&r.owner), None).await.0,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(s.get(&path, Some(&r.owner)).await.1["has_stored_token"], false);
     let browse = format!("/api/v1/connectors/onedrive/browse?knowledge_id={}", r.kb);
     assert_eq!(s.get(&browse, Some(&r.owner)).await.0, StatusCode::CONFLICT);

@@ -76,10 +76,7 @@ impl Store {
         let Some(user) = self.users.get(user_id) else {
             return false;
         };
-        let rules = self
-            .access
-            .rules
-            .get(&(user_id.to_string(), drive.id.clone()));
+        let rules = self.access.rules.get(&(user_id.to_string(), drive.id.clone()));
         let owner = matches!(&drive.owner, DriveOwner::User(u) if u == user_id);
         let mut granted = owner;
         let mut cur = Some(item_id);
@@ -117,15 +114,11 @@ impl Store {
         if self.can_read(user_id, drive, &drive.root_id) {
             return true;
         }
-        let rules = self
-            .access
-            .rules
-            .get(&(user_id.to_string(), drive.id.clone()));
+        let rules = self.access.rules.get(&(user_id.to_string(), drive.id.clone()));
         let owner = matches!(&drive.owner, DriveOwner::User(u) if u == user_id);
         drive.items.values().filter(|i| i.is_live()).any(|i| {
-            let candidate = owner
-                || !i.permissions.is_empty()
-                || rules.is_some_and(|r| r.get(&i.id) == Some(&true));
+            let candidate =
+                owner || !i.permissions.is_empty() || rules.is_some_and(|r| r.get(&i.id) == Some(&true));
             candidate && self.can_read(user_id, drive, &i.id)
         })
     }

@@ -525,6 +525,91 @@ impl Control {
         Ok(id)
     }
 
+    /// Takes read access to an item and its subtree away from a user, whatever their ownership or permissions:
+    /// Graph then answers 403 `accessDenied` (404 `itemNotFound` on personal drives) for the item, its children,
+    /// content, permissions and delta (also when resuming a delta or next link), and listings of a still readable
+    /// parent leave it out. The nearest rule on the way to the root wins, so `grant_access` on a descendant
+    /// re-opens that part.
+    pub fn revoke_access(&self, user_id: &str, drive_id: &str, item_id: &str) -> Result<(), StoreError> {
+        self.set_access(user_id, drive_id, item_id, false)
+    }
+
+    /// Gives a user read access to an item and its subtree (and cancels a `revoke_access` on that same item).
+    pub fn grant_access(&self, user_id: &str, drive_id: &str, item_id: &str) -> Result<(), StoreError> {
+        self.set_access(user_id, drive_id, item_id, true)
+    }
+
+    fn set_access(
+        &self,
+        user_id: &str,
+        drive_id: &str,
+        item_id: &str,
+        grant: bool,
+    ) -> Result<(), StoreError> {
+        let mut s = self.shared.store.write();
+        s.user(user_id)?;
+        s.drive(drive_id)?.item(item_id)?;
+        s.set_access_rule(user_id, drive_id, item_id, grant);
+        Ok(())
+    }
+
+    /// Whether Graph lets the user read the item now (explicit rules, ownership, permissions, memberships).
+    pub fn can_read(&self, user_id: &str, drive_id: &str, item_id: &str) -> Result<bool, StoreError> {
+        let s = self.shared.store.read();
+        s.user(user_id)?;
+        let d = s.drive(drive_id)?;
+        d.item(item_id)?;
+        Ok(s.can_read(user_id, d, item_id))
+    }
+
+    /// Makes a user a member of an Entra group: permissions granted to the group (`PermissionSpec::Group` with
+    /// that `group_id`) then apply to them, and items shared with the group show in their `sharedWithMe`.
+    pub fn add_group_member(&self, group_id: &str, user_id: &str) -> Result<(), StoreError> {
+        let mut s = self.shared.store.write();
+        s.user(user_id)?;
+        s.access
+            .group_members
+            .entry(group_id.to_string())
+            .or_default()
+            .insert(user_id.to_string());
+        Ok(())
+    }
+
+    pub fn remove_group_member(&self, group_id: &str, user_id: &str) -> bool {
+        let mut s = self.shared.store.write();
+        s.access
+            .group_members
+            .get_mut(group_id)
+            .is_some_and(|m| m.remove(user_id))
+    }
+
+    /// Makes a user a member of a SharePoint site group of `site_id` (a site's id, or the `site_id` of a drive):
+    /// `PermissionSpec::SiteGroup` permissions with that id then apply to them. A site's creator (the default
+    /// user) starts in its Owners group (`3`).
+    pub fn add_site_group_member(
+        &self,
+        site_id: &str,
+        site_group_id: &str,
+        user_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut s = self.shared.store.write();
+        s.user(user_id)?;
+        s.access
+            .site_group_members
+            .entry((site_id.to_string(), site_group_id.to_string()))
+            .or_default()
+            .insert(user_id.to_string());
+        Ok(())
+    }
+
+    pub fn remove_site_group_member(&self, site_id: &str, site_group_id: &str, user_id: &str) -> bool {
+        let mut s = self.shared.store.write();
+        s.access
+            .site_group_members
+            .get_mut(&(site_id.to_string(), site_group_id.to_string()))
+            .is_some_and(|m| m.remove(user_id))
+    }
+
     /// Revokes every refresh token of a user (the token endpoint then answers AADSTS50173).
     pub fn revoke_refresh_tokens(&self, user_id: &str) -> Result<usize, StoreError> {
         self.shared.store.write().revoke_refresh_tokens(user_id)
@@ -893,6 +978,24 @@ struct ToggleBody {
 struct LookupQuery {
     path: String,
 }
+#[derive(Deserialize)]
+struct AccessBody {
+    user_id: String,
+    drive_id: String,
+    /// Default: the drive's root.
+    #[serde(default)]
+    item_id: Option<String>,
+}
+
+impl AccessBody {
+    fn item(&self, c: &Control) -> Result<String, ControlError> {
+        match &self.item_id {
+            Some(i) => Ok(i.clone()),
+            None => Ok(c.drive(&self.drive_id)?.root_id),
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 struct LogQuery {
     #[serde(default)]
@@ -983,6 +1086,50 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
                 let b: ExpireBody = opt_json(&body)?;
                 ctl(&s).expire_delta_tokens(&d, b.code.unwrap_or_default())?;
                 Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/_emulator/access/revoke",
+            post(|State(s): State<Arc<Shared>>, Json(b): Json<AccessBody>| async move {
+                let c = ctl(&s);
+                c.revoke_access(&b.user_id, &b.drive_id, &b.item(&c)?)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/_emulator/access/grant",
+            post(|State(s): State<Arc<Shared>>, Json(b): Json<AccessBody>| async move {
+                let c = ctl(&s);
+                c.grant_access(&b.user_id, &b.drive_id, &b.item(&c)?)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/_emulator/access",
+            get(|State(s): State<Arc<Shared>>, Query(b): Query<AccessBody>| async move {
+                let c = ctl(&s);
+                let readable = c.can_read(&b.user_id, &b.drive_id, &b.item(&c)?)?;
+                Ok::<_, ControlError>(Json(serde_json::json!({"readable": readable})))
+            }),
+        )
+        .route(
+            "/_emulator/groups/{g}/members/{u}",
+            put(|State(s): State<Arc<Shared>>, Path((g, u)): Path<(String, String)>| async move {
+                ctl(&s).add_group_member(&g, &u)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            })
+            .delete(|State(s): State<Arc<Shared>>, Path((g, u)): Path<(String, String)>| async move {
+                if ctl(&s).remove_group_member(&g, &u) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }
+            }),
+        )
+        .route(
+            "/_emulator/sites/{site}/groups/{g}/members/{u}",
+            put(|State(s): State<Arc<Shared>>, Path((site, g, u)): Path<(String, String, String)>| async move {
+                ctl(&s).add_site_group_member(&site, &g, &u)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            })
+            .delete(|State(s): State<Arc<Shared>>, Path((site, g, u)): Path<(String, String, String)>| async move {
+                if ctl(&s).remove_site_group_member(&site, &g, &u) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }
             }),
         )
         .route(

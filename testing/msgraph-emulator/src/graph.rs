@@ -152,9 +152,7 @@ fn route(
         ["users", id, "drives"] => user_drives(shared, &decode(id)),
         ["drives"] => user_drives(shared, &caller),
         ["me", "drive", "sharedWithMe"] => shared_with_me(shared, &ctx, &caller, &caller),
-        ["users", id, "drive", "sharedWithMe"] => {
-            shared_with_me(shared, &ctx, &caller, &decode(id))
-        }
+        ["users", id, "drive", "sharedWithMe"] => shared_with_me(shared, &ctx, &caller, &decode(id)),
         ["sites"] => list_sites(shared, &q),
         ["sites", id] => {
             let store = shared.store.read();
@@ -187,15 +185,7 @@ fn route(
                 .get(segs.len() - tail..)
                 .map(<[&str]>::to_vec)
                 .unwrap_or_default();
-            drive_route(
-                shared,
-                &ctx,
-                &caller,
-                &drive_id,
-                &tail_raw.join("/"),
-                &q,
-                headers,
-            )
+            drive_route(shared, &ctx, &caller, &drive_id, &tail_raw.join("/"), &q, headers)
         }
     }
 }
@@ -343,7 +333,7 @@ fn parse_item_path(tail: &str) -> Result<(ItemRef, Option<String>, String), Grap
 /// The answer when the caller may not read something in `drive`: 404 `itemNotFound` on personal drives
 /// (consumer OneDrive does not reveal items that are not shared with the caller), 403 `accessDenied` on
 /// OneDrive for Business and SharePoint.
-fn access_error(drive: &crate::store::Drive) -> GraphError {
+pub(crate) fn access_error(drive: &crate::store::Drive) -> GraphError {
     if drive.drive_type.is_personal() {
         GraphError::not_found("Item does not exist")
     } else {

@@ -1,6 +1,6 @@
 //! An emulator of the Microsoft Graph v1.0 drive API and the Microsoft identity platform v2.0, for kbsync's
-//! tests, demo and benchmarks. Its behaviour follows `reference/graph-semantics.md` (see the crate README for
-//! the mapping and the choices made where the reference is silent).
+//! tests, demo and benchmarks. Its behaviour follows Microsoft's documentation of those services (see the crate README
+//! for the mapping and the choices made where the documentation is silent).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -346,6 +346,12 @@ pub(crate) fn create_site(s: &mut Store, new: &NewSite, now: DateTime<Utc>) -> R
         }
         drive_ids.push(d);
     }
+    // The creator is in the site's Owners group, so the libraries are readable by them.
+    s.access
+        .site_group_members
+        .entry((id.clone(), "3".to_string()))
+        .or_default()
+        .insert(creator.clone());
     let site = Site {
         id: id.clone(),
         name: name.clone(),

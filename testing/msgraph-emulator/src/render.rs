@@ -515,7 +515,12 @@ fn shared_entry_id(drive: &Drive, item: &Item) -> String {
 /// One entry of `sharedWithMe`: a driveItem whose `remoteItem` facet describes the item in the drive that holds
 /// it (id, name, size, webUrl, `parentReference.driveId`/`driveType`/`id`, `file` or `folder`, timestamps,
 /// `createdBy`/`lastModifiedBy`, `shared.owner`).
-pub fn shared_item_json(store: &Store, drive: &Drive, item: &Item, ctx: &RenderCtx<'_>) -> Map<String, Value> {
+pub fn shared_item_json(
+    store: &Store,
+    drive: &Drive,
+    item: &Item,
+    ctx: &RenderCtx<'_>,
+) -> Map<String, Value> {
     let mut remote = item_json(store, drive, item, ctx, Mode::Full);
     for k in ["eTag", "cTag", "@microsoft.graph.downloadUrl", "root"] {
         remote.remove(k);

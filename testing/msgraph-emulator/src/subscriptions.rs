@@ -126,7 +126,17 @@ fn resolve_resource(shared: &Shared, caller: &str, resource: &str) -> Result<Str
         }
         _ => return Err(bad()),
     };
-    drive.ok_or_else(bad)
+    let drive_id = drive.ok_or_else(bad)?;
+    // The caller must be able to read what it subscribes to.
+    let d = store.drive(&drive_id)?;
+    let item = match segs.as_slice() {
+        ["drives", _, "items", i] => (*i).to_string(),
+        _ => d.root_id.clone(),
+    };
+    if !store.can_read(caller, d, &item) {
+        return Err(crate::graph::access_error(d));
+    }
+    Ok(drive_id)
 }
 
 fn append_query(url: &str, key: &str, value: &str) -> String {

@@ -187,6 +187,10 @@ mod tests {
             "GET /v1.0/me/drive/root:{path}"
         );
         assert_eq!(
+            route_key("GET", "/v1.0/me/drive/sharedWithMe"),
+            "GET /v1.0/me/drive/sharedWithMe"
+        );
+        assert_eq!(
             route_key("GET", "/v1.0/drives/d/root/delta(token='x')"),
             "GET /v1.0/drives/{id}/root/delta(…)"
         );

@@ -1,5 +1,5 @@
 use kbsync_core::datasource::{BrowseLocation, Datasource, EntryKind, ProviderError};
-use msgraph_emulator::{DriveType, NewDrive, NewSite};
+use msgraph_emulator::{DriveType, NewDrive, NewSite, NewUser, PermissionSpec};
 
 use crate::common::*;
 
@@ -29,6 +29,35 @@ async fn browse_top_level_lists_my_drive_first_then_other_drives_and_sites() {
             libraries: vec!["Documents".into(), "Specs".into()],
         })
         .unwrap();
+    // A colleague shares a folder of their own drive with the user.
+    let colleague = env
+        .ctl
+        .create_user(NewUser {
+            display_name: "Colleague".into(),
+            mail: Some("colleague@contoso.example".into()),
+            user_principal_name: None,
+            drive_type: None,
+        })
+        .unwrap();
+    let colleague_drive = env
+        .ctl
+        .create_drive(NewDrive {
+            owner_user_id: colleague.id.clone(),
+            drive_type: DriveType::Business,
+            name: None,
+        })
+        .unwrap();
+    let shared_folder = env
+        .ctl
+        .create_folder(&colleague_drive.id, "/Shared plans")
+        .unwrap();
+    env.ctl
+        .add_permission(
+            &colleague_drive.id,
+            &shared_folder.id,
+            PermissionSpec::user(&env.user, &["read"]),
+        )
+        .unwrap();
 
     let entries = env
         .ds
@@ -37,6 +66,13 @@ async fn browse_top_level_lists_my_drive_first_then_other_drives_and_sites() {
         .unwrap();
 
     assert_eq!(entries[0].kind, EntryKind::Drive);
+    let shared = entries
+        .iter()
+        .find(|e| e.name == "Shared plans")
+        .unwrap_or_else(|| panic!("the shared folder is listed: {entries:?}"));
+    assert_eq!(shared.kind, EntryKind::Folder);
+    assert_eq!(shared.id, shared_folder.id, "the entry points at the real item");
+    assert_eq!(shared.drive_id.as_deref(), Some(colleague_drive.id.as_str()));
     assert_eq!(entries[0].id, env.drive, "the user's own drive comes first");
     assert_eq!(entries[0].drive_id.as_deref(), Some(env.drive.as_str()));
     let drives: Vec<&str> = entries
@@ -56,8 +92,6 @@ async fn browse_top_level_lists_my_drive_first_then_other_drives_and_sites() {
         "{sites:?}"
     );
     assert!(sites.iter().any(|(n, _)| *n == "Contoso Team"), "{sites:?}");
-    // The emulator does not serve /me/drive/sharedWithMe (400); that part is left out and the
-    // rest of the top level still shows.
     let shared_with_me = env
         .ctl
         .request_log()
@@ -65,7 +99,7 @@ async fn browse_top_level_lists_my_drive_first_then_other_drives_and_sites() {
         .into_iter()
         .find(|e| e.path == "/v1.0/me/drive/sharedWithMe")
         .expect("items shared with the user were asked for");
-    assert_eq!(shared_with_me.status, 400);
+    assert_eq!(shared_with_me.status, 200);
     let names: Vec<&str> = sites.iter().map(|(n, _)| *n).collect();
     let mut sorted = names.clone();
     sorted.sort_by_key(|n| n.to_lowercase());

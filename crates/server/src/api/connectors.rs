@@ -27,7 +27,11 @@ pub struct ConnectorDto {
 pub async fn list(State(state): State<AppState>, CurrentUser(_user): CurrentUser) -> Json<serde_json::Value> {
     let items: Vec<ConnectorDto> = connections::connectors(&state)
         .into_iter()
-        .map(|c| ConnectorDto { provider: c.kind, name: c.kind.display_name(), configured: c.configured })
+        .map(|c| ConnectorDto {
+            provider: c.kind,
+            name: c.kind.display_name(),
+            configured: c.configured,
+        })
         .collect();
     Json(json!({ "connectors": items }))
 }
@@ -78,7 +82,10 @@ pub async fn callback(
                 CallbackOutcome::error(kb, &format!("authorization was not granted: {error}: {detail}"))
             }
             (Some(st), Some(code), None) => match state.connectors.manager.complete(&st, &code).await {
-                Ok(kb) => CallbackOutcome { knowledge_id: Some(kb), error: None },
+                Ok(kb) => CallbackOutcome {
+                    knowledge_id: Some(kb),
+                    error: None,
+                },
                 Err(e) => CallbackOutcome::error(e.kb_id, &e.reason),
             },
             _ => CallbackOutcome::error(None, "the authorization response has no state or no code"),
@@ -87,7 +94,11 @@ pub async fn callback(
     if let Some(error) = &outcome.error {
         tracing::info!(kb.id = ?outcome.knowledge_id, %error, "oauth callback refused");
     }
-    let status = if outcome.error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let status = if outcome.error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
     let page = callback_page(&state.settings.public_url, &outcome);
     (
         status,
@@ -109,7 +120,10 @@ pub struct CallbackOutcome {
 
 impl CallbackOutcome {
     fn error(knowledge_id: Option<KbId>, reason: &str) -> Self {
-        Self { knowledge_id, error: Some(reason.to_owned()) }
+        Self {
+            knowledge_id,
+            error: Some(reason.to_owned()),
+        }
     }
 }
 
@@ -123,7 +137,8 @@ fn callback_csp() -> &'static str {
     CSP.get_or_init(|| {
         use base64::Engine;
         use sha2::Digest;
-        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(CALLBACK_SCRIPT.as_bytes()));
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(CALLBACK_SCRIPT.as_bytes()));
         format!("default-src 'none'; script-src 'sha256-{hash}'; base-uri 'none'; form-action 'none'")
     })
 }
@@ -233,7 +248,10 @@ pub async fn browse(
     ApiQuery(params): ApiQuery<BrowseParams>,
 ) -> ApiResult<Json<BrowseResponse>> {
     let kind = connections::provider(&provider)?;
-    let at = BrowseLocation { drive_id: params.drive_id, item_id: params.item_id };
+    let at = BrowseLocation {
+        drive_id: params.drive_id,
+        item_id: params.item_id,
+    };
     let items = connections::browse(&state, &user, kind, params.knowledge_id, at).await?;
     Ok(Json(BrowseResponse { items }))
 }
@@ -247,7 +265,10 @@ mod tests {
         let hostile = "</script><script>alert(1)</script> \"quoted\" 'single' & <b>";
         let page = callback_page(
             "https://kb.example.com/some/path",
-            &CallbackOutcome { knowledge_id: None, error: Some(hostile.to_owned()) },
+            &CallbackOutcome {
+                knowledge_id: None,
+                error: Some(hostile.to_owned()),
+            },
         );
         // Exactly the two script elements of the template, nothing injected.
         assert_eq!(page.matches("<script").count(), 2, "{page}");
@@ -267,7 +288,13 @@ mod tests {
     #[test]
     fn callback_page_reports_success_with_the_knowledge_base() {
         let kb = uuid::Uuid::new_v4();
-        let page = callback_page("http://127.0.0.1:8080", &CallbackOutcome { knowledge_id: Some(kb), error: None });
+        let page = callback_page(
+            "http://127.0.0.1:8080",
+            &CallbackOutcome {
+                knowledge_id: Some(kb),
+                error: None,
+            },
+        );
         assert!(page.contains("kbsync-auth-success"));
         assert!(page.contains(&kb.to_string()));
         assert!(page.contains(r#""origin":"http://127.0.0.1:8080""#));

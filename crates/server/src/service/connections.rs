@@ -20,7 +20,8 @@ pub fn connectors(state: &AppState) -> Vec<ConnectorInfo> {
         .iter()
         .map(|&kind| ConnectorInfo {
             kind,
-            configured: state.connectors.manager.provider(kind).is_some() && state.connectors.datasource(kind).is_some(),
+            configured: state.connectors.manager.provider(kind).is_some()
+                && state.connectors.datasource(kind).is_some(),
         })
         .collect()
 }
@@ -35,7 +36,12 @@ pub fn provider(name: &str) -> Result<DatasourceKind, ApiError> {
 }
 
 /// Starts the authorization-code flow for a knowledge base the caller may change.
-pub async fn initiate(state: &AppState, user: &User, kind: DatasourceKind, kb_id: KbId) -> Result<String, ApiError> {
+pub async fn initiate(
+    state: &AppState,
+    user: &User,
+    kind: DatasourceKind,
+    kb_id: KbId,
+) -> Result<String, ApiError> {
     let view = knowledge::manageable(state, user, kb_id).await?;
     if view.kb.kb_type != kind.kb_type() {
         return Err(ApiError::Conflict(format!(
@@ -45,7 +51,12 @@ pub async fn initiate(state: &AppState, user: &User, kind: DatasourceKind, kb_id
             kind.display_name()
         )));
     }
-    state.connectors.manager.initiate(kind, kb_id, user.id).await.map_err(oauth_error)
+    state
+        .connectors
+        .manager
+        .initiate(kind, kb_id, user.id)
+        .await
+        .map_err(oauth_error)
 }
 
 pub async fn status(state: &AppState, user: &User, kb_id: KbId) -> Result<ConnectionStatus, ApiError> {
@@ -53,7 +64,12 @@ pub async fn status(state: &AppState, user: &User, kb_id: KbId) -> Result<Connec
     let Some(kind) = DatasourceKind::of(view.kb.kb_type) else {
         return Err(ApiError::NotFound("connection"));
     };
-    let status = state.connectors.manager.status(kb_id).await.map_err(oauth_error)?;
+    let status = state
+        .connectors
+        .manager
+        .status(kb_id)
+        .await
+        .map_err(oauth_error)?;
     Ok(status.unwrap_or(ConnectionStatus {
         provider: kind,
         has_stored_token: false,
@@ -78,19 +94,34 @@ pub async fn browse(
 ) -> Result<Vec<BrowseEntry>, ApiError> {
     let view = knowledge::writable(state, user, kb_id).await?;
     if view.kb.kb_type != kind.kb_type() {
-        return Err(ApiError::Conflict(format!("this knowledge base is not connected to {}", kind.display_name())));
+        return Err(ApiError::Conflict(format!(
+            "this knowledge base is not connected to {}",
+            kind.display_name()
+        )));
     }
-    let datasource = state.connectors.datasource(kind).ok_or(ApiError::NotImplemented(format!(
-        "{} is not configured on this server",
-        kind.display_name()
-    )))?;
-    match state.connectors.manager.status(kb_id).await.map_err(oauth_error)? {
+    let datasource = state
+        .connectors
+        .datasource(kind)
+        .ok_or(ApiError::NotImplemented(format!(
+            "{} is not configured on this server",
+            kind.display_name()
+        )))?;
+    match state
+        .connectors
+        .manager
+        .status(kb_id)
+        .await
+        .map_err(oauth_error)?
+    {
         None => return Err(ApiError::Conflict("connect this knowledge base first".into())),
         Some(s) if s.needs_reauth => return Err(needs_reauth()),
         Some(_) => {}
     }
     let tokens = state.connectors.manager.tokens(kb_id);
-    datasource.browse(tokens.as_ref(), &at).await.map_err(provider_error)
+    datasource
+        .browse(tokens.as_ref(), &at)
+        .await
+        .map_err(provider_error)
 }
 
 fn needs_reauth() -> ApiError {
@@ -99,9 +130,10 @@ fn needs_reauth() -> ApiError {
 
 pub fn oauth_error(e: OAuthError) -> ApiError {
     match e {
-        OAuthError::NotConfigured(kind) => {
-            ApiError::NotImplemented(format!("{} is not configured on this server", kind.display_name()))
-        }
+        OAuthError::NotConfigured(kind) => ApiError::NotImplemented(format!(
+            "{} is not configured on this server",
+            kind.display_name()
+        )),
         OAuthError::NotConnected => ApiError::Conflict("connect this knowledge base first".into()),
         OAuthError::NeedsReauth => needs_reauth(),
         OAuthError::Transient(detail) => ApiError::Unavailable(detail),
@@ -114,9 +146,9 @@ pub fn provider_error(e: ProviderError) -> ApiError {
     match e {
         ProviderError::Unauthorized(_) => needs_reauth(),
         ProviderError::NotFound(_) => ApiError::NotFound("drive item"),
-        ProviderError::Throttled { retry_after } => {
-            ApiError::TooManyRequests { retry_after_secs: retry_after.as_secs().max(1) }
-        }
+        ProviderError::Throttled { retry_after } => ApiError::TooManyRequests {
+            retry_after_secs: retry_after.as_secs().max(1),
+        },
         ProviderError::Transient(detail) => ApiError::Unavailable(detail),
         other => ApiError::BadGateway(other.to_string()),
     }

@@ -60,6 +60,25 @@ pub async fn env_with(b: EmulatorBuilder) -> Env {
 }
 
 impl Env {
+    /// From now on, requests carry a token of `user_id` (Graph lets a user read only what they may see).
+    pub fn act_as(&mut self, user_id: &str) {
+        self.token = self
+            .ctl
+            .mint_access_token(user_id, &["Files.Read.All", "Sites.Read.All"])
+            .unwrap();
+        self.user = user_id.to_string();
+    }
+
+    /// A GET with another token.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             path.to_string()

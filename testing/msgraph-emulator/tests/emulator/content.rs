@@ -183,7 +183,7 @@ async fn quickxorhash_on_every_business_file_matches_the_bytes_served() {
 
 #[tokio::test]
 async fn personal_drive_files_carry_sha1_and_quickxorhash() {
-    let env = env().await;
+    let mut env = env().await;
     let u = env
         .ctl
         .create_user(NewUser {
@@ -193,6 +193,8 @@ async fn personal_drive_files_carry_sha1_and_quickxorhash() {
         })
         .unwrap();
     let d = u.drive_id.unwrap();
+    // The drive is Pat's: read it as Pat.
+    env.act_as(&u.id);
     let f = env.ctl.put_file(&d, "/hello.txt", "hello world").unwrap();
     let item = env.get_json(&format!("/drives/{d}/items/{}", f.id)).await;
     assert_eq!(

@@ -160,7 +160,7 @@ async fn business_tombstones_have_deleted_facet_and_no_name() {
 
 #[tokio::test]
 async fn personal_tombstones_keep_name_and_omit_size_and_ctag() {
-    let env = env().await;
+    let mut env = env().await;
     let u = env
         .ctl
         .create_user(NewUser {
@@ -170,6 +170,8 @@ async fn personal_tombstones_keep_name_and_omit_size_and_ctag() {
         })
         .unwrap();
     let d = u.drive_id.unwrap();
+    // The drive is Pat's: read it as Pat.
+    env.act_as(&u.id);
     let f = env.ctl.put_file(&d, "/gone.txt", "x").unwrap();
     let (_, _, link) = env.delta_round(&format!("/drives/{d}/root/delta")).await;
     env.ctl.delete(&d, &f.id).unwrap();
@@ -463,4 +465,48 @@ async fn delta_is_deterministic_for_a_seed() {
         (ids, token)
     }
     assert_eq!(run().await, run().await);
+}
+
+#[tokio::test]
+async fn delta_top_of_the_first_request_is_carried_over_to_next_and_delta_links() {
+    let env = env().await;
+    for i in 0..5 {
+        env.ctl.put_file(&env.drive, &format!("/f{i}.txt"), "x").unwrap();
+    }
+    // Root + 5 files by 2: three pages, every link followed verbatim (no $top repeated).
+    let (items, pages, link) = env.delta_round(&format!("{}?$top=2", root_delta(&env))).await;
+    assert_eq!(items.len(), 6);
+    assert_eq!(pages.len(), 3);
+    assert!(pages.iter().all(|p| p["value"].as_array().unwrap().len() <= 2));
+    assert!(!link.contains("top"), "links are opaque: {link}");
+    for i in 5..10 {
+        env.ctl.put_file(&env.drive, &format!("/f{i}.txt"), "x").unwrap();
+    }
+    // The next round (root + 5 new files) keeps the page size of the first request.
+    let (items, pages, link) = env.delta_round(&link).await;
+    assert_eq!(items.len(), 6);
+    assert_eq!(pages.len(), 3);
+    assert!(pages.iter().all(|p| p["value"].as_array().unwrap().len() <= 2));
+    // And the round after that too.
+    for i in 10..13 {
+        env.ctl.put_file(&env.drive, &format!("/f{i}.txt"), "x").unwrap();
+    }
+    let (_, pages, _) = env.delta_round(&link).await;
+    assert_eq!(pages.len(), 2, "root + 3 files by 2");
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn delta_token_latest_keeps_top_for_the_following_rounds() {
+    let env = env().await;
+    let latest = env
+        .get_json(&format!("{}?token=latest&$top=1", root_delta(&env)))
+        .await;
+    let link = latest["@odata.deltaLink"].as_str().unwrap().to_string();
+    env.ctl.put_file(&env.drive, "/a.txt", "a").unwrap();
+    env.ctl.put_file(&env.drive, "/b.txt", "b").unwrap();
+    let (items, pages, _) = env.delta_round(&link).await;
+    assert_eq!(items.len(), 3, "root + 2 files");
+    assert_eq!(pages.len(), 3, "one item per page");
+    env.shutdown().await;
 }

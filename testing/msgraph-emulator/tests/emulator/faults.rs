@@ -252,3 +252,35 @@ async fn resource_units_are_counted_1_2_5() {
     assert_eq!(log.resource_units, 13);
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn request_log_records_the_user_agent_of_each_request() {
+    let env = env().await;
+    let ua = "ISV|kbsync|kbsync/0.1.0";
+    env.http
+        .get(env.url("/me"))
+        .bearer_auth(&env.token)
+        .header("user-agent", ua)
+        .send()
+        .await
+        .unwrap();
+    env.get("/me").await;
+    let log = env.ctl.request_log();
+    assert_eq!(log.entries[0].user_agent.as_deref(), Some(ua));
+    assert!(log.entries[0].had_authorization);
+    assert_eq!(log.entries[1].user_agent, None, "no User-Agent sent");
+    // The control API's log JSON carries it too.
+    let json: serde_json::Value = env
+        .http
+        .get(format!("{}/requests", env.emu.control_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(json["entries"][0]["user_agent"], ua);
+    assert_eq!(json["entries"][0]["had_authorization"], true);
+    assert!(json["entries"][1]["user_agent"].is_null());
+    env.shutdown().await;
+}

@@ -30,7 +30,7 @@ async fn me_drive_and_me_drives_return_the_default_business_drive() {
 
 #[tokio::test]
 async fn item_ids_have_business_and_personal_shapes() {
-    let env = env().await;
+    let mut env = env().await;
     let f = env.ctl.put_file(&env.drive, "/a.txt", "x").unwrap();
     assert_eq!(f.id.len(), 34);
     assert!(f.id.starts_with("01"));
@@ -45,6 +45,8 @@ async fn item_ids_have_business_and_personal_shapes() {
         })
         .unwrap();
     let pd = u.drive_id.unwrap();
+    // The drive is Pat's: read it as Pat.
+    env.act_as(&u.id);
     assert_eq!(pd.len(), 16);
     let pf = env.ctl.put_file(&pd, "/b.txt", "y").unwrap();
     let (prefix, num) = pf.id.split_once('!').unwrap();

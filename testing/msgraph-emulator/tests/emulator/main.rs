@@ -4,6 +4,7 @@
 mod binary;
 mod common;
 
+mod access;
 mod content;
 mod control;
 mod delta;
@@ -12,5 +13,6 @@ mod generator;
 mod graph_read;
 mod identity;
 mod permissions;
+mod shared_with_me;
 mod sites;
 mod subscriptions;

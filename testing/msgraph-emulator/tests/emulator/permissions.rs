@@ -129,7 +129,7 @@ async fn permissions_are_paged_with_next_link() {
 
 #[tokio::test]
 async fn personal_drive_permissions_show_inherited_from() {
-    let env = env().await;
+    let mut env = env().await;
     let u = env
         .ctl
         .create_user(NewUser {
@@ -139,6 +139,8 @@ async fn personal_drive_permissions_show_inherited_from() {
         })
         .unwrap();
     let d = u.drive_id.unwrap();
+    // The drive is Pat's: read it as Pat.
+    env.act_as(&u.id);
     let docs = env.ctl.create_folder(&d, "/Documents").unwrap();
     env.ctl
         .add_permission(&d, &docs.id, PermissionSpec::link("view", "anonymous"))
