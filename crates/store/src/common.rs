@@ -505,3 +505,89 @@ mod tests {
         assert!(s.ends_with("word…"), "{s}");
     }
 }
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SourceRow {
+    pub id: String,
+    pub kb_id: String,
+    pub provider: String,
+    pub kind: String,
+    pub drive_id: String,
+    pub item_id: String,
+    pub name: String,
+    pub path: String,
+    pub cursor: Option<String>,
+    pub created_at: i64,
+}
+
+impl SourceRow {
+    pub fn into_source(self) -> Result<crate::Source> {
+        let kind = match self.kind.as_str() {
+            "folder" => crate::SourceKind::Folder,
+            "file" => crate::SourceKind::File,
+            other => return Err(StoreError::Corrupt(format!("unknown source kind {other:?}"))),
+        };
+        Ok(crate::Source {
+            id: parse_uuid(&self.id)?,
+            kb_id: parse_uuid(&self.kb_id)?,
+            provider: parse_provider(&self.provider)?,
+            kind,
+            drive_id: self.drive_id,
+            item_id: self.item_id,
+            name: self.name,
+            path: self.path,
+            cursor: self.cursor,
+            created_at: from_ms(self.created_at)?,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SyncRunRow {
+    pub id: String,
+    pub kb_id: String,
+    pub run_trigger: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: String,
+    pub processed: i64,
+    pub failed: i64,
+    pub deleted: i64,
+    pub skipped: i64,
+    pub total_found: i64,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SyncFailureRow {
+    pub run_id: String,
+    pub item_id: String,
+    pub name: String,
+    pub reason: String,
+}
+
+impl SyncRunRow {
+    pub fn into_run(self, failures: Vec<crate::SyncFailure>) -> Result<crate::SyncRun> {
+        let trigger = match self.run_trigger.as_str() {
+            "manual" => crate::SyncTrigger::Manual,
+            "scheduled" => crate::SyncTrigger::Scheduled,
+            "webhook" => crate::SyncTrigger::Webhook,
+            other => return Err(StoreError::Corrupt(format!("unknown sync trigger {other:?}"))),
+        };
+        Ok(crate::SyncRun {
+            id: parse_uuid(&self.id)?,
+            kb_id: parse_uuid(&self.kb_id)?,
+            trigger,
+            started_at: from_ms(self.started_at)?,
+            finished_at: self.finished_at.map(from_ms).transpose()?,
+            outcome: crate::SyncRunOutcome {
+                status: parse_enum(&self.status)?,
+                processed: to_u64(self.processed)?,
+                failed: to_u64(self.failed)?,
+                deleted: to_u64(self.deleted)?,
+                skipped: to_u64(self.skipped)?,
+                total_found: to_u64(self.total_found)?,
+                failures,
+            },
+        })
+    }
+}

@@ -193,4 +193,58 @@ pub trait Store: Send + Sync + 'static {
     /// renewed): sets `needs_reauth`, drops the stored access token, releases the lease and sets
     /// the knowledge base's sync status to `needs_reauth`. Returns whether it did.
     async fn mark_needs_reauth(&self, kb_id: KbId, owner: &str) -> Result<bool>;
+
+    // --- sources and sync runs -------------------------------------------------------------
+
+    /// Adds a source to a knowledge base. Adding an item the knowledge base already syncs from
+    /// (same drive and item) is harmless: the existing source is returned unchanged. An unknown
+    /// knowledge base is `InvalidReference`.
+    async fn add_source(&self, id: uuid::Uuid, new: NewSource, now: DateTime<Utc>) -> Result<Source>;
+    /// A knowledge base's sources, oldest first.
+    async fn list_sources(&self, kb_id: KbId) -> Result<Vec<Source>>;
+    /// Saves a source's cursor (`None` forgets it). `NotFound` when the source is gone.
+    async fn set_source_cursor(&self, source_id: uuid::Uuid, cursor: Option<&str>) -> Result<()>;
+    /// Sets a knowledge base's sync status. `NotFound` when it does not exist.
+    async fn set_sync_status(&self, kb_id: KbId, status: kbsync_core::SyncStatus) -> Result<()>;
+    /// The documents that came from a source, ordered by path.
+    async fn source_documents(&self, source_id: uuid::Uuid) -> Result<Vec<Document>>;
+    /// The document of a knowledge base that mirrors a remote item, if any.
+    async fn document_by_source_item(&self, kb_id: KbId, source_item_id: &str) -> Result<Option<Document>>;
+    /// Creates or replaces the document of a knowledge base that mirrors `new.source_item_id`
+    /// (required: `InvalidReference` without it): an existing document keeps its id, gets the new
+    /// metadata and content hash, loses its chunks and goes back to `pending`; otherwise a
+    /// `pending` document with `id` is created. Returns the document and the content hash it
+    /// replaced when no document references that hash any more (so its blob can be removed).
+    async fn upsert_source_document(
+        &self,
+        id: DocumentId,
+        source_id: uuid::Uuid,
+        new: NewDocument,
+        now: DateTime<Utc>,
+    ) -> Result<(Document, Option<String>)>;
+    /// A rename or move: changes name, path and web URL only (content, chunks and status stay).
+    async fn update_document_location(
+        &self,
+        kb_id: KbId,
+        id: DocumentId,
+        location: DocumentLocation,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Records the start of a sync run (status `syncing`, counts zero).
+    async fn create_sync_run(
+        &self,
+        id: uuid::Uuid,
+        kb_id: KbId,
+        trigger: SyncTrigger,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Records how a run ended, with its failed files. `NotFound` when the run is unknown.
+    async fn finish_sync_run(
+        &self,
+        id: uuid::Uuid,
+        outcome: &SyncRunOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// A knowledge base's most recent runs, newest first, with their failed files.
+    async fn list_sync_runs(&self, kb_id: KbId, limit: u32) -> Result<Vec<SyncRun>>;
 }

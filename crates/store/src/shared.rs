@@ -24,6 +24,12 @@ macro_rules! doc_cols {
     };
 }
 
+macro_rules! source_cols {
+    () => {
+        "id, kb_id, provider, kind, drive_id, item_id, name, path, cursor, created_at"
+    };
+}
+
 macro_rules! connection_cols {
     () => {
         "kb_id, provider, refresh_token_ciphertext, refresh_token_key_id, access_token_ciphertext, \
@@ -986,8 +992,356 @@ macro_rules! impl_store {
                 tx.commit().await.map_err(Self::err)?;
                 Ok(true)
             }
+
+            // --- sources and sync runs -----------------------------------------------------
+
+            async fn add_source(
+                &self,
+                id: uuid::Uuid,
+                new: $crate::NewSource,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<$crate::Source> {
+                let kb = new.kb_id.to_string();
+                sqlx::query(
+                    "INSERT INTO sources (id, kb_id, provider, kind, drive_id, item_id, name, path, \
+                     cursor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) \
+                     ON CONFLICT (kb_id, drive_id, item_id) DO NOTHING",
+                )
+                .bind(id.to_string())
+                .bind(&kb)
+                .bind(new.provider.as_str())
+                .bind(new.kind.as_str())
+                .bind(&new.drive_id)
+                .bind(&new.item_id)
+                .bind(&new.name)
+                .bind(&new.path)
+                .bind($crate::common::ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::InvalidReference(_) => {
+                        $crate::StoreError::InvalidReference(format!("unknown knowledge base {}", new.kb_id))
+                    }
+                    other => other,
+                })?;
+                sqlx::query_as::<_, $crate::common::SourceRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::source_cols!(),
+                    " FROM sources WHERE kb_id = $1 AND drive_id = $2 AND item_id = $3"
+                ))
+                .bind(&kb)
+                .bind(&new.drive_id)
+                .bind(&new.item_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_source()
+            }
+
+            async fn list_sources(&self, kb_id: kbsync_core::KbId) -> $crate::Result<Vec<$crate::Source>> {
+                let rows = sqlx::query_as::<_, $crate::common::SourceRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::source_cols!(),
+                    " FROM sources WHERE kb_id = $1 ORDER BY created_at, id"
+                ))
+                .bind(kb_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                $crate::common::collect(rows, $crate::common::SourceRow::into_source)
+            }
+
+            async fn set_source_cursor(&self, source_id: uuid::Uuid, cursor: Option<&str>) -> $crate::Result<()> {
+                let done = sqlx::query("UPDATE sources SET cursor = $2 WHERE id = $1")
+                    .bind(source_id.to_string())
+                    .bind(cursor)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn set_sync_status(
+                &self,
+                kb_id: kbsync_core::KbId,
+                status: kbsync_core::SyncStatus,
+            ) -> $crate::Result<()> {
+                let done = sqlx::query("UPDATE knowledge_bases SET sync_status = $2 WHERE id = $1")
+                    .bind(kb_id.to_string())
+                    .bind(status.as_str())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn source_documents(&self, source_id: uuid::Uuid) -> $crate::Result<Vec<kbsync_core::Document>> {
+                let rows = sqlx::query_as::<_, $crate::common::DocRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::doc_cols!(),
+                    " FROM documents WHERE source_id = $1 ORDER BY path, id"
+                ))
+                .bind(source_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                $crate::common::collect(rows, $crate::common::DocRow::into_document)
+            }
+
+            async fn document_by_source_item(
+                &self,
+                kb_id: kbsync_core::KbId,
+                source_item_id: &str,
+            ) -> $crate::Result<Option<kbsync_core::Document>> {
+                sqlx::query_as::<_, $crate::common::DocRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::doc_cols!(),
+                    " FROM documents WHERE kb_id = $1 AND source_item_id = $2"
+                ))
+                .bind(kb_id.to_string())
+                .bind(source_item_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .map($crate::common::DocRow::into_document)
+                .transpose()
+            }
+
+            async fn upsert_source_document(
+                &self,
+                id: kbsync_core::DocumentId,
+                source_id: uuid::Uuid,
+                new: $crate::NewDocument,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<(kbsync_core::Document, Option<String>)> {
+                use $crate::common::*;
+                let Some(item_id) = new.source_item_id.clone() else {
+                    return Err($crate::StoreError::InvalidReference(
+                        "a synced document needs a source item id".to_owned(),
+                    ));
+                };
+                let now = truncate_ms(now)?;
+                let kb = new.kb_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let old_hash: Option<String> = sqlx::query_scalar(
+                    "SELECT content_hash FROM documents WHERE kb_id = $1 AND source_item_id = $2",
+                )
+                .bind(&kb)
+                .bind(&item_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                sqlx::query(
+                    "INSERT INTO documents (id, kb_id, name, path, mime, size, content_hash, \
+                     source_item_id, web_url, status, error, created_at, updated_at, source_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', NULL, $10, $10, $11) \
+                     ON CONFLICT (kb_id, source_item_id) WHERE source_item_id IS NOT NULL DO UPDATE SET \
+                     name = excluded.name, path = excluded.path, mime = excluded.mime, \
+                     size = excluded.size, content_hash = excluded.content_hash, \
+                     web_url = excluded.web_url, status = 'pending', error = NULL, \
+                     updated_at = excluded.updated_at, source_id = excluded.source_id",
+                )
+                .bind(id.to_string())
+                .bind(&kb)
+                .bind(&new.name)
+                .bind(&new.path)
+                .bind(&new.mime)
+                .bind(new.size)
+                .bind(&new.content_hash)
+                .bind(&item_id)
+                .bind(&new.web_url)
+                .bind(ms(now))
+                .bind(source_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::InvalidReference(_) => $crate::StoreError::InvalidReference(format!(
+                        "unknown knowledge base {} or source {source_id}",
+                        new.kb_id
+                    )),
+                    other => other,
+                })?;
+                let row = sqlx::query_as::<_, DocRow>(concat!(
+                    "SELECT ",
+                    $crate::shared::doc_cols!(),
+                    " FROM documents WHERE kb_id = $1 AND source_item_id = $2"
+                ))
+                .bind(&kb)
+                .bind(&item_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+                    .bind(&row.id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                let mut unreferenced = None;
+                if let Some(old) = old_hash.filter(|h| *h != new.content_hash) {
+                    let used = sqlx::query("SELECT 1 FROM documents WHERE content_hash = $1 LIMIT 1")
+                        .bind(&old)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(Self::err)?
+                        .is_some();
+                    if !used {
+                        unreferenced = Some(old);
+                    }
+                }
+                tx.commit().await.map_err(Self::err)?;
+                Ok((row.into_document()?, unreferenced))
+            }
+
+            async fn update_document_location(
+                &self,
+                kb_id: kbsync_core::KbId,
+                id: kbsync_core::DocumentId,
+                location: $crate::DocumentLocation,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                let done = sqlx::query(
+                    "UPDATE documents SET name = $3, path = $4, web_url = $5, updated_at = $6 \
+                     WHERE kb_id = $1 AND id = $2",
+                )
+                .bind(kb_id.to_string())
+                .bind(id.to_string())
+                .bind(&location.name)
+                .bind(&location.path)
+                .bind(&location.web_url)
+                .bind($crate::common::ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn create_sync_run(
+                &self,
+                id: uuid::Uuid,
+                kb_id: kbsync_core::KbId,
+                trigger: $crate::SyncTrigger,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO sync_runs (id, kb_id, run_trigger, started_at, status) \
+                     VALUES ($1, $2, $3, $4, 'syncing')",
+                )
+                .bind(id.to_string())
+                .bind(kb_id.to_string())
+                .bind(trigger.as_str())
+                .bind($crate::common::ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::InvalidReference(_) => {
+                        $crate::StoreError::InvalidReference(format!("unknown knowledge base {kb_id}"))
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn finish_sync_run(
+                &self,
+                id: uuid::Uuid,
+                outcome: &$crate::SyncRunOutcome,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                use $crate::common::*;
+                let run = id.to_string();
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE sync_runs SET finished_at = $2, status = $3, processed = $4, failed = $5, \
+                     deleted = $6, skipped = $7, total_found = $8 WHERE id = $1",
+                )
+                .bind(&run)
+                .bind(ms(now))
+                .bind(outcome.status.as_str())
+                .bind(to_i64(outcome.processed))
+                .bind(to_i64(outcome.failed))
+                .bind(to_i64(outcome.deleted))
+                .bind(to_i64(outcome.skipped))
+                .bind(to_i64(outcome.total_found))
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                sqlx::query("DELETE FROM sync_failures WHERE run_id = $1")
+                    .bind(&run)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                for (ordinal, f) in (0_i64..).zip(outcome.failures.iter()) {
+                    sqlx::query(
+                        "INSERT INTO sync_failures (run_id, ordinal, item_id, name, reason) \
+                         VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(&run)
+                    .bind(ordinal)
+                    .bind(&f.item_id)
+                    .bind(&f.name)
+                    .bind(&f.reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                }
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn list_sync_runs(
+                &self,
+                kb_id: kbsync_core::KbId,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::SyncRun>> {
+                use $crate::common::*;
+                let rows = sqlx::query_as::<_, SyncRunRow>(
+                    "SELECT id, kb_id, run_trigger, started_at, finished_at, status, processed, failed, \
+                     deleted, skipped, total_found FROM sync_runs WHERE kb_id = $1 \
+                     ORDER BY started_at DESC, id DESC LIMIT $2",
+                )
+                .bind(kb_id.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                let failures = sqlx::query_as::<_, SyncFailureRow>(
+                    "SELECT f.run_id, f.item_id, f.name, f.reason FROM sync_failures f \
+                     JOIN sync_runs r ON r.id = f.run_id WHERE r.kb_id = $1 ORDER BY f.run_id, f.ordinal",
+                )
+                .bind(kb_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                rows.into_iter()
+                    .map(|row| {
+                        let mine = failures
+                            .iter()
+                            .filter(|f| f.run_id == row.id)
+                            .map(|f| $crate::SyncFailure {
+                                item_id: f.item_id.clone(),
+                                name: f.name.clone(),
+                                reason: f.reason.clone(),
+                            })
+                            .collect();
+                        row.into_run(mine)
+                    })
+                    .collect()
+            }
         }
     };
 }
 
-pub(crate) use {connection_cols, doc_cols, impl_store, kb_cols, user_cols};
+pub(crate) use {connection_cols, doc_cols, impl_store, kb_cols, source_cols, user_cols};

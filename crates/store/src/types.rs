@@ -190,3 +190,104 @@ pub struct RefreshLease {
     pub owner: String,
     pub until: DateTime<Utc>,
 }
+
+/// Whether a source is a folder (followed through its change feed) or a single file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceKind {
+    Folder,
+    File,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Folder => "folder",
+            SourceKind::File => "file",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSource {
+    pub kb_id: KbId,
+    pub provider: DatasourceKind,
+    pub kind: SourceKind,
+    pub drive_id: String,
+    pub item_id: String,
+    /// Display name and path, as the picker showed them.
+    pub name: String,
+    pub path: String,
+}
+
+/// One picked item a knowledge base syncs from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub id: uuid::Uuid,
+    pub kb_id: KbId,
+    pub provider: DatasourceKind,
+    pub kind: SourceKind,
+    pub drive_id: String,
+    pub item_id: String,
+    pub name: String,
+    pub path: String,
+    /// A folder's delta link or a file's last content hash; `None` until a round completed.
+    pub cursor: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What started a sync run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncTrigger {
+    Manual,
+    Scheduled,
+    Webhook,
+}
+
+impl SyncTrigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncTrigger::Manual => "manual",
+            SyncTrigger::Scheduled => "scheduled",
+            SyncTrigger::Webhook => "webhook",
+        }
+    }
+}
+
+/// A file a sync run could not bring in, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncFailure {
+    pub item_id: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// How a sync run ended, as recorded by [`Store::finish_sync_run`](crate::Store::finish_sync_run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRunOutcome {
+    pub status: kbsync_core::SyncStatus,
+    pub processed: u64,
+    pub failed: u64,
+    pub deleted: u64,
+    pub skipped: u64,
+    pub total_found: u64,
+    pub failures: Vec<SyncFailure>,
+}
+
+/// One recorded sync run; while it runs, its status is `syncing` and its counts are zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRun {
+    pub id: uuid::Uuid,
+    pub kb_id: KbId,
+    pub trigger: SyncTrigger,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: SyncRunOutcome,
+}
+
+/// Where a document is, as a rename or move changes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentLocation {
+    pub name: String,
+    pub path: String,
+    pub web_url: Option<String>,
+}
