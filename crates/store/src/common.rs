@@ -517,6 +517,7 @@ pub(crate) struct SourceRow {
     pub name: String,
     pub path: String,
     pub cursor: Option<String>,
+    pub state: Option<String>,
     pub created_at: i64,
 }
 
@@ -537,6 +538,7 @@ impl SourceRow {
             name: self.name,
             path: self.path,
             cursor: self.cursor,
+            state: self.state,
             created_at: from_ms(self.created_at)?,
         })
     }

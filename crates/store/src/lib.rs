@@ -202,8 +202,14 @@ pub trait Store: Send + Sync + 'static {
     async fn add_source(&self, id: uuid::Uuid, new: NewSource, now: DateTime<Utc>) -> Result<Source>;
     /// A knowledge base's sources, oldest first.
     async fn list_sources(&self, kb_id: KbId) -> Result<Vec<Source>>;
-    /// Saves a source's cursor (`None` forgets it). `NotFound` when the source is gone.
-    async fn set_source_cursor(&self, source_id: uuid::Uuid, cursor: Option<&str>) -> Result<()>;
+    /// Saves a source's cursor together with the engine's state at that cursor, in one write
+    /// (`None` forgets them). `NotFound` when the source is gone.
+    async fn set_source_cursor(
+        &self,
+        source_id: uuid::Uuid,
+        cursor: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<()>;
     /// Sets a knowledge base's sync status. `NotFound` when it does not exist.
     async fn set_sync_status(&self, kb_id: KbId, status: kbsync_core::SyncStatus) -> Result<()>;
     /// The documents that came from a source, ordered by path.

@@ -26,7 +26,7 @@ macro_rules! doc_cols {
 
 macro_rules! source_cols {
     () => {
-        "id, kb_id, provider, kind, drive_id, item_id, name, path, cursor, created_at"
+        "id, kb_id, provider, kind, drive_id, item_id, name, path, cursor, state, created_at"
     };
 }
 
@@ -1052,10 +1052,16 @@ macro_rules! impl_store {
                 $crate::common::collect(rows, $crate::common::SourceRow::into_source)
             }
 
-            async fn set_source_cursor(&self, source_id: uuid::Uuid, cursor: Option<&str>) -> $crate::Result<()> {
-                let done = sqlx::query("UPDATE sources SET cursor = $2 WHERE id = $1")
+            async fn set_source_cursor(
+                &self,
+                source_id: uuid::Uuid,
+                cursor: Option<&str>,
+                state: Option<&str>,
+            ) -> $crate::Result<()> {
+                let done = sqlx::query("UPDATE sources SET cursor = $2, state = $3 WHERE id = $1")
                     .bind(source_id.to_string())
                     .bind(cursor)
+                    .bind(state)
                     .execute(&self.pool)
                     .await
                     .map_err(Self::err)?;

@@ -232,6 +232,8 @@ pub struct Source {
     pub path: String,
     /// A folder's delta link or a file's last content hash; `None` until a round completed.
     pub cursor: Option<String>,
+    /// What the sync engine knew of the source's items at `cursor` (its own serialization).
+    pub state: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 

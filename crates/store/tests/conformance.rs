@@ -184,16 +184,20 @@ async fn add_source_twice_is_harmless_and_cursor_round_trips(s: Arc<dyn Store>) 
         .add_source(Uuid::new_v4(), new_source(kb_id, "folder-2"), t(1))
         .await
         .unwrap();
-    s.set_source_cursor(first.id, Some("delta-link-1")).await.unwrap();
+    s.set_source_cursor(first.id, Some("delta-link-1"), Some("{}"))
+        .await
+        .unwrap();
     let sources = s.list_sources(kb_id).await.unwrap();
     assert_eq!(sources.len(), 2);
     assert_eq!(sources[0].id, first.id);
     assert_eq!(sources[0].cursor.as_deref(), Some("delta-link-1"));
+    assert_eq!(sources[0].state.as_deref(), Some("{}"));
     assert_eq!(sources[1].id, other.id);
-    s.set_source_cursor(first.id, None).await.unwrap();
+    s.set_source_cursor(first.id, None, None).await.unwrap();
     assert_eq!(s.list_sources(kb_id).await.unwrap()[0].cursor, None);
+    assert_eq!(s.list_sources(kb_id).await.unwrap()[0].state, None);
     assert!(matches!(
-        s.set_source_cursor(Uuid::new_v4(), Some("x")).await,
+        s.set_source_cursor(Uuid::new_v4(), Some("x"), None).await,
         Err(StoreError::NotFound)
     ));
 }

@@ -14,6 +14,9 @@ CREATE TABLE sources (
     name       TEXT NOT NULL,
     path       TEXT NOT NULL,
     cursor     TEXT,
+    -- What the sync engine knows of the source's items at its cursor (names, parents, hashes; the
+    -- engine's own serialization), saved in the same write as the cursor so the two always match.
+    state      TEXT,
     created_at BIGINT NOT NULL,
     UNIQUE (kb_id, drive_id, item_id)
 );

@@ -1,0 +1,179 @@
+//! What the engine knows of a source's items: every item of the subtree by id with its name,
+//! parent and content hash, so that paths can be rebuilt from parent ids (a folder rename changes
+//! the path of every file below it, though the change feed reports only the folder) and nameless
+//! tombstones can be resolved by id. Saved next to the cursor it belongs to.
+
+use std::collections::BTreeMap;
+
+use kbsync_core::datasource::{ContentHash, ItemKind, RemoteItem};
+use serde::{Deserialize, Serialize};
+
+/// One remembered item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownItem {
+    pub kind: ItemKind,
+    pub name: String,
+    pub parent_id: Option<String>,
+    pub size: Option<i64>,
+    pub hash: Option<ContentHash>,
+    pub mime: Option<String>,
+    pub web_url: Option<String>,
+    /// The content hash at which this file was last brought in completely (indexed, or skipped
+    /// for good as unsupported or too large); `None` while it still has to be (re)tried.
+    pub synced_hash: Option<String>,
+}
+
+impl KnownItem {
+    /// The remote hash value, or a marker for a file without one (so it is fetched once).
+    pub fn hash_value(&self) -> String {
+        self.hash
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |h| h.value.clone())
+    }
+
+    pub fn to_remote(&self, id: &str, drive_id: &str) -> RemoteItem {
+        RemoteItem {
+            id: id.to_owned(),
+            drive_id: drive_id.to_owned(),
+            kind: self.kind,
+            name: Some(self.name.clone()),
+            parent_id: self.parent_id.clone(),
+            size: self.size,
+            hash: self.hash.clone(),
+            mime: self.mime.clone(),
+            web_url: self.web_url.clone(),
+            modified_at: None,
+            deleted: false,
+        }
+    }
+}
+
+/// The items of one source, by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceState {
+    pub items: BTreeMap<String, KnownItem>,
+}
+
+impl SourceState {
+    /// A saved state; an unreadable one is treated as unknown (the caller then enumerates again).
+    pub fn parse(text: Option<&str>) -> Option<Self> {
+        text.and_then(|t| serde_json::from_str(t).ok())
+    }
+
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+
+    /// Applies the latest state of one item (a change of the round). A tombstone forgets it; an
+    /// item without a name keeps the name it had.
+    pub fn apply(&mut self, item: &RemoteItem) {
+        if item.deleted {
+            self.items.remove(&item.id);
+            return;
+        }
+        let previous = self.items.remove(&item.id);
+        let Some(name) = item
+            .name
+            .clone()
+            .or_else(|| previous.as_ref().map(|p| p.name.clone()))
+        else {
+            return;
+        };
+        let synced_hash = previous.and_then(|p| p.synced_hash);
+        self.items.insert(
+            item.id.clone(),
+            KnownItem {
+                kind: item.kind,
+                name,
+                parent_id: item.parent_id.clone(),
+                size: item.size,
+                hash: item.hash.clone(),
+                mime: item.mime.clone(),
+                web_url: item.web_url.clone(),
+                synced_hash,
+            },
+        );
+    }
+
+    /// The item's path below the source root, starting with the root's name (`Docs/a/b.txt`);
+    /// `None` when the item is not (or no longer) inside the subtree of `root_id`.
+    pub fn path(&self, root_id: &str, id: &str) -> Option<String> {
+        let mut parts = Vec::new();
+        let mut current = id;
+        // A parent chain longer than the map is a cycle: treat it as outside.
+        for _ in 0..=self.items.len() {
+            let item = self.items.get(current)?;
+            parts.push(item.name.as_str());
+            if current == root_id {
+                parts.reverse();
+                return Some(parts.join("/"));
+            }
+            current = item.parent_id.as_deref()?;
+        }
+        None
+    }
+
+    /// Forgets every item that is not inside the subtree of `root_id`.
+    pub fn prune(&mut self, root_id: &str) {
+        let outside: Vec<String> = self
+            .items
+            .keys()
+            .filter(|id| self.path(root_id, id).is_none())
+            .cloned()
+            .collect();
+        for id in outside {
+            self.items.remove(&id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn item(id: &str, name: Option<&str>, parent: Option<&str>, kind: ItemKind) -> RemoteItem {
+        RemoteItem {
+            id: id.into(),
+            drive_id: "d".into(),
+            kind,
+            name: name.map(Into::into),
+            parent_id: parent.map(Into::into),
+            size: None,
+            hash: None,
+            mime: None,
+            web_url: None,
+            modified_at: None,
+            deleted: false,
+        }
+    }
+
+    #[test]
+    fn paths_are_rebuilt_from_parents_in_any_order_and_follow_folder_renames() {
+        let mut s = SourceState::default();
+        s.apply(&item("f", Some("c.txt"), Some("sub"), ItemKind::File));
+        s.apply(&item("sub", Some("Sub"), Some("root"), ItemKind::Folder));
+        s.apply(&item("root", Some("Docs"), None, ItemKind::Root));
+        assert_eq!(s.path("root", "f").as_deref(), Some("Docs/Sub/c.txt"));
+        s.apply(&item("sub", Some("Renamed"), Some("root"), ItemKind::Folder));
+        assert_eq!(s.path("root", "f").as_deref(), Some("Docs/Renamed/c.txt"));
+        s.apply(&item("sub", None, Some("elsewhere"), ItemKind::Folder));
+        assert_eq!(s.path("root", "f"), None);
+        s.prune("root");
+        assert_eq!(s.items.keys().collect::<Vec<_>>(), ["root"]);
+    }
+
+    #[test]
+    fn a_nameless_tombstone_removes_by_id_and_state_round_trips() {
+        let mut s = SourceState::default();
+        s.apply(&item("root", Some("Docs"), None, ItemKind::Root));
+        s.apply(&item("f", Some("a.txt"), Some("root"), ItemKind::File));
+        let text = s.to_json().unwrap();
+        assert_eq!(SourceState::parse(Some(&text)).unwrap(), s);
+        let mut gone = item("f", None, None, ItemKind::File);
+        gone.deleted = true;
+        s.apply(&gone);
+        assert_eq!(s.path("root", "f"), None);
+        assert_eq!(SourceState::parse(Some("not json")), None);
+    }
+}
