@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::extract::{ApiPath, ApiQuery};
+use kbsync_oauth::CallbackError;
+
 use crate::{AppState, auth::CurrentUser, error::ApiResult, service::connections};
 
 #[derive(Serialize)]
@@ -78,8 +80,8 @@ pub async fn callback(
         (Ok(_), Ok(axum::extract::Query(p))) => match (p.state, p.code, p.error) {
             (Some(st), _, Some(error)) => {
                 let kb = state.connectors.manager.abandon(&st).await;
-                let detail = p.error_description.unwrap_or_default();
-                CallbackOutcome::error(kb, &format!("authorization was not granted: {error}: {detail}"))
+                let denied = CallbackError::denied(kb, &error, p.error_description.as_deref());
+                CallbackOutcome::error(denied.kb_id, &denied.reason)
             }
             (Some(st), Some(code), None) => match state.connectors.manager.complete(&st, &code).await {
                 Ok(kb) => CallbackOutcome {
