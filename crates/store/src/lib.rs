@@ -253,4 +253,117 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// A knowledge base's most recent runs, newest first, with their failed files.
     async fn list_sync_runs(&self, kb_id: KbId, limit: u32) -> Result<Vec<SyncRun>>;
+
+    // --- scheduling, leases and progress ---------------------------------------------------
+
+    /// Claims up to `limit` due knowledge bases for `owner` until `lease_until`, oldest due
+    /// first, in one atomic step (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: one UPDATE), so
+    /// no two callers ever claim the same one. Due: its type is a datasource (not `local`), it has
+    /// a source and a connection that is not `needs_reauth`, no live lease (an expired one is
+    /// stale and taken over), and `next_sync_at` is unset or not after `now`. Claiming clears a
+    /// pending cancel request.
+    async fn claim_due_syncs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedSync>> {
+        let _ = (owner, now, lease_until, limit);
+        Err(StoreError::Unavailable("claim_due_syncs is not implemented".to_owned()))
+    }
+    /// Takes the lease of one knowledge base whatever its schedule (a manual run): `false` when
+    /// another live lease holds it. `NotFound` when the knowledge base does not exist.
+    async fn try_claim_sync(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let _ = (kb_id, owner, now, lease_until);
+        Err(StoreError::Unavailable("try_claim_sync is not implemented".to_owned()))
+    }
+    /// Extends `owner`'s lease to `lease_until` and reports whether a cancel was requested.
+    async fn renew_sync_lease(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<LeaseRenewal> {
+        let _ = (kb_id, owner, lease_until);
+        Err(StoreError::Unavailable("renew_sync_lease is not implemented".to_owned()))
+    }
+    /// Ends `owner`'s lease and records the schedule that follows; a lease `owner` no longer
+    /// holds is left alone (returns `false`).
+    async fn release_sync(&self, kb_id: KbId, owner: &str, release: &SyncRelease) -> Result<bool> {
+        let _ = (kb_id, owner, release);
+        Err(StoreError::Unavailable("release_sync is not implemented".to_owned()))
+    }
+    /// Asks whoever runs the knowledge base's sync to stop; `false` when no run holds a live
+    /// lease at `now`. `NotFound` when the knowledge base does not exist.
+    async fn request_sync_cancel(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<bool> {
+        let _ = (kb_id, now);
+        Err(StoreError::Unavailable("request_sync_cancel is not implemented".to_owned()))
+    }
+    /// Sets when the scheduler next considers the knowledge base (e.g. now, after sources were
+    /// added or a connection restored). `NotFound` when it does not exist.
+    async fn schedule_sync(&self, kb_id: KbId, next_sync_at: DateTime<Utc>) -> Result<()> {
+        let _ = (kb_id, next_sync_at);
+        Err(StoreError::Unavailable("schedule_sync is not implemented".to_owned()))
+    }
+    /// Sets (or with `None` clears) a knowledge base's own sync interval.
+    async fn set_sync_interval(&self, kb_id: KbId, minutes: Option<u32>) -> Result<()> {
+        let _ = (kb_id, minutes);
+        Err(StoreError::Unavailable("set_sync_interval is not implemented".to_owned()))
+    }
+    /// Persists the current run's progress. `NotFound` when the knowledge base is gone.
+    async fn set_sync_progress(&self, kb_id: KbId, progress: &SyncProgress) -> Result<()> {
+        let _ = (kb_id, progress);
+        Err(StoreError::Unavailable("set_sync_progress is not implemented".to_owned()))
+    }
+    /// A knowledge base's sync state; `running` is judged against `now`.
+    async fn get_sync_state(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<SyncState> {
+        let _ = (kb_id, now);
+        Err(StoreError::Unavailable("get_sync_state is not implemented".to_owned()))
+    }
+    /// Marks every run of the knowledge base still recorded as `syncing` as `failed` with
+    /// `finished_at = now` (a process died mid-run); returns how many there were.
+    async fn close_interrupted_runs(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<u64> {
+        let _ = (kb_id, now);
+        Err(StoreError::Unavailable("close_interrupted_runs is not implemented".to_owned()))
+    }
+    /// Appends failed files to a run as they happen (so they survive a crash and every instance
+    /// can report them); `finish_sync_run` appends its own after these.
+    async fn record_sync_failures(&self, run_id: uuid::Uuid, failures: &[SyncFailure]) -> Result<()> {
+        let _ = (run_id, failures);
+        Err(StoreError::Unavailable("record_sync_failures is not implemented".to_owned()))
+    }
+    /// A run's failed files after the first `skip`, in the order they were recorded.
+    async fn list_sync_failures(&self, run_id: uuid::Uuid, skip: u64) -> Result<Vec<SyncFailure>> {
+        let _ = (run_id, skip);
+        Err(StoreError::Unavailable("list_sync_failures is not implemented".to_owned()))
+    }
+    /// Removes a source of a knowledge base and the documents that came from it; returns the
+    /// content hashes no document references any more. `NotFound` when the source is not one
+    /// of that knowledge base's.
+    async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>> {
+        let _ = (kb_id, source_id);
+        Err(StoreError::Unavailable("delete_source is not implemented".to_owned()))
+    }
+    /// Replaces the knowledge base's grants that came from sync with read grants for `readers`
+    /// (grants given by hand are untouched).
+    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId]) -> Result<()> {
+        let _ = (kb_id, readers);
+        Err(StoreError::Unavailable("replace_sync_grants is not implemented".to_owned()))
+    }
+    /// The users whose email is one of `emails`, compared case-insensitively.
+    async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>> {
+        let _ = emails;
+        Err(StoreError::Unavailable("users_by_emails is not implemented".to_owned()))
+    }
+    /// Every user id (for link grants an admin allowed), in creation order.
+    async fn all_user_ids(&self) -> Result<Vec<UserId>> {
+        Err(StoreError::Unavailable("all_user_ids is not implemented".to_owned()))
+    }
 }

@@ -293,3 +293,63 @@ pub struct DocumentLocation {
     pub path: String,
     pub web_url: Option<String>,
 }
+
+/// A knowledge base the scheduler claimed, with when it was due (`None`: never synced, due at
+/// once), so the caller can measure how late it started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedSync {
+    pub kb_id: KbId,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+/// What a lease holder learns when it renews its sync lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRenewal {
+    /// Still ours; carry on.
+    Held,
+    /// Still ours, and someone asked (possibly through another instance) to cancel the run.
+    CancelRequested,
+    /// Another instance took the lease over (ours had expired) or the knowledge base is gone.
+    Lost,
+}
+
+/// How a finished (or abandoned) run leaves a knowledge base's schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRelease {
+    /// When the scheduler should next consider the knowledge base.
+    pub next_sync_at: DateTime<Utc>,
+    /// Consecutive failed runs (0 after a run that did not fail), for the backoff.
+    pub consecutive_failures: u32,
+    /// Set when a run actually ran (a released-without-running lease leaves it unchanged).
+    pub last_sync_at: Option<DateTime<Utc>>,
+    /// The run's error for the KB view; `None` clears it.
+    pub last_error: Option<String>,
+}
+
+/// Progress of the current run, persisted so every instance can report it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SyncProgress {
+    pub run_id: Option<uuid::Uuid>,
+    pub current: u64,
+    pub total: u64,
+    /// The file being worked on (or the last one finished).
+    pub file: Option<String>,
+}
+
+/// A knowledge base's sync state as the store keeps it (ARCHITECTURE §1 "sync state", minus
+/// what the connection holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncState {
+    pub kb_id: KbId,
+    pub status: kbsync_core::SyncStatus,
+    pub progress: SyncProgress,
+    pub last_error: Option<String>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub next_sync_at: Option<DateTime<Utc>>,
+    /// The knowledge base's own interval; `None` means the server-wide default.
+    pub interval_minutes: Option<u32>,
+    pub consecutive_failures: u32,
+    /// Whether some instance holds a live lease (a run is going) at the time asked.
+    pub running: bool,
+    pub cancel_requested: bool,
+}

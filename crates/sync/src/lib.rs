@@ -9,6 +9,9 @@
 //! failed file; failed files are retried by the next run although the cursor moved, because
 //! their state says they were never brought in at their current hash.
 
+pub mod events;
+pub mod runner;
+pub mod scheduler;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
