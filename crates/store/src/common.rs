@@ -593,3 +593,59 @@ impl SyncRunRow {
         })
     }
 }
+
+/// An `i32` column (INTEGER) read back as a count or a number of minutes.
+pub(crate) fn to_u32(v: i32) -> Result<u32> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value: {v}")))
+}
+
+/// A `u32` as an INTEGER column holds it (saturating: no count or interval comes near).
+pub(crate) fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+/// The scheduling, lease and progress columns of a knowledge base (migration 0004).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SyncStateRow {
+    pub id: String,
+    pub sync_status: String,
+    pub sync_run_id: Option<String>,
+    pub sync_current: i64,
+    pub sync_total: i64,
+    pub sync_file: Option<String>,
+    pub sync_error: Option<String>,
+    pub last_sync_at: Option<i64>,
+    pub next_sync_at: Option<i64>,
+    pub sync_interval_minutes: Option<i32>,
+    pub sync_failures: i32,
+    pub sync_lease_owner: Option<String>,
+    pub sync_lease_expires_at: Option<i64>,
+    pub sync_cancel_requested: bool,
+}
+
+impl SyncStateRow {
+    /// `now` decides whether the lease is live (a run is going).
+    pub fn into_state(self, now: DateTime<Utc>) -> Result<crate::SyncState> {
+        let running = self.sync_lease_owner.is_some()
+            && self.sync_lease_expires_at.is_some_and(|until| until > ms(now));
+        Ok(crate::SyncState {
+            kb_id: parse_uuid(&self.id)?,
+            status: parse_enum(&self.sync_status)?,
+            progress: crate::SyncProgress {
+                run_id: self.sync_run_id.as_deref().map(parse_uuid).transpose()?,
+                current: to_u64(self.sync_current)?,
+                total: to_u64(self.sync_total)?,
+                file: self.sync_file,
+            },
+            last_error: self.sync_error,
+            last_sync_at: self.last_sync_at.map(from_ms).transpose()?,
+            next_sync_at: self.next_sync_at.map(from_ms).transpose()?,
+            interval_minutes: self.sync_interval_minutes.map(to_u32).transpose()?,
+            consecutive_failures: to_u32(self.sync_failures)?,
+            running,
+            // A flag left behind by a run that died is stale: it only means something while a
+            // run holds a live lease (taking the lease clears it).
+            cancel_requested: running && self.sync_cancel_requested,
+        })
+    }
+}

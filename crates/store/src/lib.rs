@@ -244,7 +244,9 @@ pub trait Store: Send + Sync + 'static {
         trigger: SyncTrigger,
         now: DateTime<Utc>,
     ) -> Result<()>;
-    /// Records how a run ended, with its failed files. `NotFound` when the run is unknown.
+    /// Records how a run ended. `outcome.failures` are appended after the failures already
+    /// recorded with [`record_sync_failures`](Store::record_sync_failures) (pass only those not
+    /// recorded yet); the counts are taken as given. `NotFound` when the run is unknown.
     async fn finish_sync_run(
         &self,
         id: uuid::Uuid,
@@ -255,115 +257,92 @@ pub trait Store: Send + Sync + 'static {
     async fn list_sync_runs(&self, kb_id: KbId, limit: u32) -> Result<Vec<SyncRun>>;
 
     // --- scheduling, leases and progress ---------------------------------------------------
+    //
+    // A sync lease (owner, expiry) marks the one instance running a knowledge base's sync. A lease
+    // is live while `now < expiry`; an expired lease is stale and may be taken over, but until
+    // someone takes it its owner still holds it (it can renew or release it).
 
-    /// Claims up to `limit` due knowledge bases for `owner` until `lease_until`, oldest due
-    /// first, in one atomic step (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: one UPDATE), so
-    /// no two callers ever claim the same one. Due: its type is a datasource (not `local`), it has
-    /// a source and a connection that is not `needs_reauth`, no live lease (an expired one is
-    /// stale and taken over), and `next_sync_at` is unset or not after `now`. Claiming clears a
-    /// pending cancel request.
+    /// Claims up to `limit` due knowledge bases for `owner` until `lease_until`, in one atomic
+    /// step (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: one UPDATE), so no two callers ever
+    /// claim the same one. Due: its type is a datasource (not `local`), it has a source and a
+    /// connection that is not `needs_reauth`, no live lease at `now` (an expired one is stale and
+    /// taken over), and `next_sync_at` is unset or not after `now`. Taken in claim order: never
+    /// scheduled (`next_sync_at` unset) first, then oldest `next_sync_at`, then by id; the result
+    /// is in that order. Claiming clears a pending cancel request. A PostgreSQL claimer may come
+    /// back with fewer than `limit` while due rows remain, when it skipped rows another claimer
+    /// was taking: callers claim again on their next tick.
     async fn claim_due_syncs(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<ClaimedSync>> {
-        let _ = (owner, now, lease_until, limit);
-        Err(StoreError::Unavailable("claim_due_syncs is not implemented".to_owned()))
-    }
-    /// Takes the lease of one knowledge base whatever its schedule (a manual run): `false` when
-    /// another live lease holds it. `NotFound` when the knowledge base does not exist.
+    ) -> Result<Vec<ClaimedSync>>;
+    /// Takes the lease of one knowledge base whatever its schedule, type or connection (a manual
+    /// run), when it is free or expired at `now`, and clears a pending cancel request. `false`
+    /// when a live lease holds it (`owner`'s own included: not re-entrant). `NotFound` when the
+    /// knowledge base does not exist.
     async fn try_claim_sync(
         &self,
         kb_id: KbId,
         owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
-    ) -> Result<bool> {
-        let _ = (kb_id, owner, now, lease_until);
-        Err(StoreError::Unavailable("try_claim_sync is not implemented".to_owned()))
-    }
-    /// Extends `owner`'s lease to `lease_until` and reports whether a cancel was requested.
+    ) -> Result<bool>;
+    /// Extends `owner`'s lease to `lease_until` (also one that expired but was not taken over)
+    /// and reports whether a cancel was requested. `Lost` when another owner holds the lease,
+    /// none does, or the knowledge base is gone.
     async fn renew_sync_lease(
         &self,
         kb_id: KbId,
         owner: &str,
         lease_until: DateTime<Utc>,
-    ) -> Result<LeaseRenewal> {
-        let _ = (kb_id, owner, lease_until);
-        Err(StoreError::Unavailable("renew_sync_lease is not implemented".to_owned()))
-    }
-    /// Ends `owner`'s lease and records the schedule that follows; a lease `owner` no longer
-    /// holds is left alone (returns `false`).
-    async fn release_sync(&self, kb_id: KbId, owner: &str, release: &SyncRelease) -> Result<bool> {
-        let _ = (kb_id, owner, release);
-        Err(StoreError::Unavailable("release_sync is not implemented".to_owned()))
-    }
-    /// Asks whoever runs the knowledge base's sync to stop; `false` when no run holds a live
-    /// lease at `now`. `NotFound` when the knowledge base does not exist.
-    async fn request_sync_cancel(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<bool> {
-        let _ = (kb_id, now);
-        Err(StoreError::Unavailable("request_sync_cancel is not implemented".to_owned()))
-    }
+    ) -> Result<LeaseRenewal>;
+    /// Ends `owner`'s lease and records the schedule that follows: clears the lease and any
+    /// cancel request, sets `next_sync_at`, the consecutive failures and the last error (`None`
+    /// clears it), and `last_sync_at` only when given. A lease `owner` no longer holds is left
+    /// alone and nothing changes (returns `false`; also for an unknown knowledge base).
+    async fn release_sync(&self, kb_id: KbId, owner: &str, release: &SyncRelease) -> Result<bool>;
+    /// Asks whoever runs the knowledge base's sync to stop (the holder sees it on its next
+    /// renew); `false`, changing nothing, when no run holds a live lease at `now`. `NotFound`
+    /// when the knowledge base does not exist.
+    async fn request_sync_cancel(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<bool>;
     /// Sets when the scheduler next considers the knowledge base (e.g. now, after sources were
     /// added or a connection restored). `NotFound` when it does not exist.
-    async fn schedule_sync(&self, kb_id: KbId, next_sync_at: DateTime<Utc>) -> Result<()> {
-        let _ = (kb_id, next_sync_at);
-        Err(StoreError::Unavailable("schedule_sync is not implemented".to_owned()))
-    }
-    /// Sets (or with `None` clears) a knowledge base's own sync interval.
-    async fn set_sync_interval(&self, kb_id: KbId, minutes: Option<u32>) -> Result<()> {
-        let _ = (kb_id, minutes);
-        Err(StoreError::Unavailable("set_sync_interval is not implemented".to_owned()))
-    }
-    /// Persists the current run's progress. `NotFound` when the knowledge base is gone.
-    async fn set_sync_progress(&self, kb_id: KbId, progress: &SyncProgress) -> Result<()> {
-        let _ = (kb_id, progress);
-        Err(StoreError::Unavailable("set_sync_progress is not implemented".to_owned()))
-    }
-    /// A knowledge base's sync state; `running` is judged against `now`.
-    async fn get_sync_state(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<SyncState> {
-        let _ = (kb_id, now);
-        Err(StoreError::Unavailable("get_sync_state is not implemented".to_owned()))
-    }
+    async fn schedule_sync(&self, kb_id: KbId, next_sync_at: DateTime<Utc>) -> Result<()>;
+    /// Sets (or with `None` clears) a knowledge base's own sync interval; `next_sync_at` is left
+    /// as it is. `NotFound` when it does not exist.
+    async fn set_sync_interval(&self, kb_id: KbId, minutes: Option<u32>) -> Result<()>;
+    /// Persists the current run's progress (it stays after the run, as the last run's). `NotFound`
+    /// when the knowledge base is gone.
+    async fn set_sync_progress(&self, kb_id: KbId, progress: &SyncProgress) -> Result<()>;
+    /// A knowledge base's sync state; `running` is judged against `now`. `NotFound` when it does
+    /// not exist.
+    async fn get_sync_state(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<SyncState>;
     /// Marks every run of the knowledge base still recorded as `syncing` as `failed` with
-    /// `finished_at = now` (a process died mid-run); returns how many there were.
-    async fn close_interrupted_runs(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<u64> {
-        let _ = (kb_id, now);
-        Err(StoreError::Unavailable("close_interrupted_runs is not implemented".to_owned()))
-    }
+    /// `finished_at = now` (a process died mid-run); returns how many there were. Call it only
+    /// while holding the knowledge base's lease, before creating the new run.
+    async fn close_interrupted_runs(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<u64>;
     /// Appends failed files to a run as they happen (so they survive a crash and every instance
-    /// can report them); `finish_sync_run` appends its own after these.
-    async fn record_sync_failures(&self, run_id: uuid::Uuid, failures: &[SyncFailure]) -> Result<()> {
-        let _ = (run_id, failures);
-        Err(StoreError::Unavailable("record_sync_failures is not implemented".to_owned()))
-    }
-    /// A run's failed files after the first `skip`, in the order they were recorded.
-    async fn list_sync_failures(&self, run_id: uuid::Uuid, skip: u64) -> Result<Vec<SyncFailure>> {
-        let _ = (run_id, skip);
-        Err(StoreError::Unavailable("list_sync_failures is not implemented".to_owned()))
-    }
-    /// Removes a source of a knowledge base and the documents that came from it; returns the
-    /// content hashes no document references any more. `NotFound` when the source is not one
-    /// of that knowledge base's.
-    async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>> {
-        let _ = (kb_id, source_id);
-        Err(StoreError::Unavailable("delete_source is not implemented".to_owned()))
-    }
-    /// Replaces the knowledge base's grants that came from sync with read grants for `readers`
-    /// (grants given by hand are untouched).
-    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId]) -> Result<()> {
-        let _ = (kb_id, readers);
-        Err(StoreError::Unavailable("replace_sync_grants is not implemented".to_owned()))
-    }
-    /// The users whose email is one of `emails`, compared case-insensitively.
-    async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>> {
-        let _ = emails;
-        Err(StoreError::Unavailable("users_by_emails is not implemented".to_owned()))
-    }
+    /// can report them), after those already recorded; `finish_sync_run` appends its own after
+    /// these. Concurrent appends to one run are safe. `NotFound` when the run is unknown.
+    async fn record_sync_failures(&self, run_id: uuid::Uuid, failures: &[SyncFailure]) -> Result<()>;
+    /// A run's failed files after the first `skip`, in the order they were recorded (empty for
+    /// an unknown run).
+    async fn list_sync_failures(&self, run_id: uuid::Uuid, skip: u64) -> Result<Vec<SyncFailure>>;
+    /// Removes a source of a knowledge base and the documents that came from it (with their
+    /// chunks, so they leave search at once), in one transaction; returns the content hashes,
+    /// sorted, that no remaining document (in any knowledge base) references, so their blobs can
+    /// be removed. `NotFound` when the source is not one of that knowledge base's.
+    async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>>;
+    /// Replaces, in one transaction, the knowledge base's grants that came from sync with read
+    /// grants for `readers` (duplicates ignored); grants given by hand are untouched (a user may
+    /// hold both). `NotFound` when the knowledge base does not exist; an unknown user is
+    /// `InvalidReference` and changes nothing.
+    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId]) -> Result<()>;
+    /// The users whose email is one of `emails`, compared case-insensitively (and ignoring
+    /// surrounding whitespace), ordered by email; emails without a user are left out.
+    async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>>;
     /// Every user id (for link grants an admin allowed), in creation order.
-    async fn all_user_ids(&self) -> Result<Vec<UserId>> {
-        Err(StoreError::Unavailable("all_user_ids is not implemented".to_owned()))
-    }
+    async fn all_user_ids(&self) -> Result<Vec<UserId>>;
 }

@@ -29,6 +29,8 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     const BACKEND: Backend = Backend::Postgres;
+    /// Concurrent claimers skip the rows another one has locked.
+    const CLAIM_DUE_SYNCS: &'static str = crate::shared::claim_due_syncs_sql!(" FOR UPDATE SKIP LOCKED");
 
     /// Connects to the database a `postgres://` URL names. Fails with
     /// [`StoreError::Unavailable`] within a few seconds when it cannot be reached. Does not run

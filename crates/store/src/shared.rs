@@ -1,9 +1,9 @@
 //! The part of [`Store`](crate::Store) whose SQL text is the same on SQLite and PostgreSQL.
 //!
 //! `impl_store!(Type)` writes the whole `impl Store for Type`. The type provides, as inherent
-//! items: `BACKEND`, `fn err(sqlx::Error) -> StoreError`, `begin_write()` (a transaction that
-//! may write), `insert_chunks(tx, document_id, kb_id, chunks)`, `run_migrations()`, `ping_db()`
-//! and `search_impl(query)`.
+//! items: `BACKEND`, `CLAIM_DUE_SYNCS` (from `claim_due_syncs_sql!`), `fn err(sqlx::Error) ->
+//! StoreError`, `begin_write()` (a transaction that may write), `insert_chunks(tx, document_id,
+//! kb_id, chunks)`, `run_migrations()`, `ping_db()` and `search_impl(query)`.
 
 macro_rules! user_cols {
     () => {
@@ -38,8 +38,79 @@ macro_rules! connection_cols {
     };
 }
 
+/// The statement behind `claim_due_syncs`; `$lock` is what the backend appends to the picking
+/// subquery (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: nothing, its writers are serialised).
+/// Binds: owner, now, lease_until, limit.
+///
+/// `COALESCE(next_sync_at, -1)` is "never synced: due at once, and first" written as the
+/// expression of the `knowledge_bases_due` index (migration 0004), so the due rows are one range
+/// of that index, read in claim order.
+macro_rules! claim_due_syncs_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE knowledge_bases SET sync_lease_owner = $1, sync_lease_expires_at = $3, \
+             sync_cancel_requested = FALSE \
+             WHERE id IN (SELECT k.id FROM knowledge_bases k \
+             WHERE k.kb_type <> 'local' \
+             AND COALESCE(k.next_sync_at, -1) <= $2 \
+             AND (k.sync_lease_owner IS NULL OR k.sync_lease_expires_at IS NULL \
+             OR k.sync_lease_expires_at <= $2) \
+             AND EXISTS (SELECT 1 FROM sources s WHERE s.kb_id = k.id) \
+             AND EXISTS (SELECT 1 FROM connections c WHERE c.kb_id = k.id AND c.needs_reauth = FALSE) \
+             ORDER BY COALESCE(k.next_sync_at, -1), k.id LIMIT $4",
+            $lock,
+            ") RETURNING id, next_sync_at"
+        )
+    };
+}
+
+/// Appends `$failures` (a slice of `SyncFailure`) to run `$run` (its id as a string) inside the
+/// write transaction `$tx`, numbered after the run's last recorded failure. The caller must hold
+/// the run's row lock (it has updated the `sync_runs` row in `$tx`), so that concurrent appends
+/// to one run never pick the same ordinal. Expands to statements of the enclosing `Store` method.
+macro_rules! append_sync_failures {
+    ($tx:ident, $run:ident, $failures:expr) => {
+        if !$failures.is_empty() {
+            let next: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(ordinal), -1) + 1 FROM sync_failures WHERE run_id = $1",
+            )
+            .bind(&$run)
+            .fetch_one(&mut *$tx)
+            .await
+            .map_err(Self::err)?;
+            for (ordinal, f) in (next..).zip($failures.iter()) {
+                sqlx::query(
+                    "INSERT INTO sync_failures (run_id, ordinal, item_id, name, reason) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&$run)
+                .bind(ordinal)
+                .bind(&f.item_id)
+                .bind(&f.name)
+                .bind(&f.reason)
+                .execute(&mut *$tx)
+                .await
+                .map_err(Self::err)?;
+            }
+        }
+    };
+}
+
 macro_rules! impl_store {
     ($ty:ty) => {
+        impl $ty {
+            /// `NotFound` unless the knowledge base exists.
+            async fn kb_exists(&self, kb_id: &str) -> $crate::Result<()> {
+                sqlx::query("SELECT 1 FROM knowledge_bases WHERE id = $1")
+                    .bind(kb_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(Self::err)?
+                    .map(|_| ())
+                    .ok_or($crate::StoreError::NotFound)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::Store for $ty {
             fn backend(&self) -> $crate::Backend {
@@ -1284,25 +1355,9 @@ macro_rules! impl_store {
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                sqlx::query("DELETE FROM sync_failures WHERE run_id = $1")
-                    .bind(&run)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-                for (ordinal, f) in (0_i64..).zip(outcome.failures.iter()) {
-                    sqlx::query(
-                        "INSERT INTO sync_failures (run_id, ordinal, item_id, name, reason) \
-                         VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(&run)
-                    .bind(ordinal)
-                    .bind(&f.item_id)
-                    .bind(&f.name)
-                    .bind(&f.reason)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-                }
+                // The UPDATE above holds the run's row lock: failures recorded during the run
+                // stay, and these follow them.
+                $crate::shared::append_sync_failures!(tx, run, &outcome.failures);
                 tx.commit().await.map_err(Self::err)?;
                 Ok(())
             }
@@ -1325,9 +1380,11 @@ macro_rules! impl_store {
                 .map_err(Self::err)?;
                 let failures = sqlx::query_as::<_, SyncFailureRow>(
                     "SELECT f.run_id, f.item_id, f.name, f.reason FROM sync_failures f \
-                     JOIN sync_runs r ON r.id = f.run_id WHERE r.kb_id = $1 ORDER BY f.run_id, f.ordinal",
+                     WHERE f.run_id IN (SELECT id FROM sync_runs WHERE kb_id = $1 \
+                     ORDER BY started_at DESC, id DESC LIMIT $2) ORDER BY f.run_id, f.ordinal",
                 )
                 .bind(kb_id.to_string())
+                .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(Self::err)?;
@@ -1346,8 +1403,415 @@ macro_rules! impl_store {
                     })
                     .collect()
             }
+
+            // --- scheduling, leases and progress -------------------------------------------
+
+            async fn claim_due_syncs(
+                &self,
+                owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> $crate::Result<Vec<$crate::ClaimedSync>> {
+                use $crate::common::*;
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                // One statement: the subquery picks the due rows in claim order (walking the
+                // `knowledge_bases_due` index) and the UPDATE takes their leases. SQLite runs it
+                // under its one write lock; PostgreSQL locks the picked rows and skips rows another
+                // claimer has locked, and re-checks a row another claimer changed meanwhile, so no
+                // row is claimed twice.
+                let rows: Vec<(String, Option<i64>)> = sqlx::query_as(Self::CLAIM_DUE_SYNCS)
+                .bind(owner)
+                .bind(ms(now))
+                .bind(ms(lease_until))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                let mut claimed = rows
+                    .into_iter()
+                    .map(|(id, due)| {
+                        Ok($crate::ClaimedSync {
+                            kb_id: parse_uuid(&id)?,
+                            due_at: due.map(from_ms).transpose()?,
+                        })
+                    })
+                    .collect::<$crate::Result<Vec<_>>>()?;
+                // RETURNING promises no order.
+                claimed.sort_by(|a, b| (a.due_at, a.kb_id).cmp(&(b.due_at, b.kb_id)));
+                Ok(claimed)
+            }
+
+            async fn try_claim_sync(
+                &self,
+                kb_id: kbsync_core::KbId,
+                owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<bool> {
+                use $crate::common::ms;
+                let kb = kb_id.to_string();
+                let taken = sqlx::query(
+                    "UPDATE knowledge_bases SET sync_lease_owner = $2, sync_lease_expires_at = $4, \
+                     sync_cancel_requested = FALSE \
+                     WHERE id = $1 AND (sync_lease_owner IS NULL OR sync_lease_expires_at IS NULL \
+                     OR sync_lease_expires_at <= $3)",
+                )
+                .bind(&kb)
+                .bind(owner)
+                .bind(ms(now))
+                .bind(ms(lease_until))
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                if taken.rows_affected() == 1 {
+                    return Ok(true);
+                }
+                self.kb_exists(&kb).await?;
+                Ok(false)
+            }
+
+            async fn renew_sync_lease(
+                &self,
+                kb_id: kbsync_core::KbId,
+                owner: &str,
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<$crate::LeaseRenewal> {
+                let cancel: Option<bool> = sqlx::query_scalar(
+                    "UPDATE knowledge_bases SET sync_lease_expires_at = $3 \
+                     WHERE id = $1 AND sync_lease_owner = $2 RETURNING sync_cancel_requested",
+                )
+                .bind(kb_id.to_string())
+                .bind(owner)
+                .bind($crate::common::ms(lease_until))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(match cancel {
+                    None => $crate::LeaseRenewal::Lost,
+                    Some(true) => $crate::LeaseRenewal::CancelRequested,
+                    Some(false) => $crate::LeaseRenewal::Held,
+                })
+            }
+
+            async fn release_sync(
+                &self,
+                kb_id: kbsync_core::KbId,
+                owner: &str,
+                release: &$crate::SyncRelease,
+            ) -> $crate::Result<bool> {
+                use $crate::common::*;
+                let done = sqlx::query(
+                    "UPDATE knowledge_bases SET sync_lease_owner = NULL, sync_lease_expires_at = NULL, \
+                     sync_cancel_requested = FALSE, next_sync_at = $3, sync_failures = $4, \
+                     last_sync_at = COALESCE($5, last_sync_at), sync_error = $6 \
+                     WHERE id = $1 AND sync_lease_owner = $2",
+                )
+                .bind(kb_id.to_string())
+                .bind(owner)
+                .bind(ms(release.next_sync_at))
+                .bind(to_i32(release.consecutive_failures))
+                .bind(release.last_sync_at.map(ms))
+                .bind(&release.last_error)
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn request_sync_cancel(
+                &self,
+                kb_id: kbsync_core::KbId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<bool> {
+                let kb = kb_id.to_string();
+                let done = sqlx::query(
+                    "UPDATE knowledge_bases SET sync_cancel_requested = TRUE \
+                     WHERE id = $1 AND sync_lease_owner IS NOT NULL AND sync_lease_expires_at > $2",
+                )
+                .bind(&kb)
+                .bind($crate::common::ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 1 {
+                    return Ok(true);
+                }
+                self.kb_exists(&kb).await?;
+                Ok(false)
+            }
+
+            async fn schedule_sync(
+                &self,
+                kb_id: kbsync_core::KbId,
+                next_sync_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                let done = sqlx::query("UPDATE knowledge_bases SET next_sync_at = $2 WHERE id = $1")
+                    .bind(kb_id.to_string())
+                    .bind($crate::common::ms(next_sync_at))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn set_sync_interval(
+                &self,
+                kb_id: kbsync_core::KbId,
+                minutes: Option<u32>,
+            ) -> $crate::Result<()> {
+                let done = sqlx::query("UPDATE knowledge_bases SET sync_interval_minutes = $2 WHERE id = $1")
+                    .bind(kb_id.to_string())
+                    .bind(minutes.map($crate::common::to_i32))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn set_sync_progress(
+                &self,
+                kb_id: kbsync_core::KbId,
+                progress: &$crate::SyncProgress,
+            ) -> $crate::Result<()> {
+                use $crate::common::to_i64;
+                let done = sqlx::query(
+                    "UPDATE knowledge_bases SET sync_run_id = $2, sync_current = $3, sync_total = $4, \
+                     sync_file = $5 WHERE id = $1",
+                )
+                .bind(kb_id.to_string())
+                .bind(progress.run_id.map(|r| r.to_string()))
+                .bind(to_i64(progress.current))
+                .bind(to_i64(progress.total))
+                .bind(&progress.file)
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn get_sync_state(
+                &self,
+                kb_id: kbsync_core::KbId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<$crate::SyncState> {
+                sqlx::query_as::<_, $crate::common::SyncStateRow>(
+                    "SELECT id, sync_status, sync_run_id, sync_current, sync_total, sync_file, sync_error, \
+                     last_sync_at, next_sync_at, sync_interval_minutes, sync_failures, sync_lease_owner, \
+                     sync_lease_expires_at, sync_cancel_requested FROM knowledge_bases WHERE id = $1",
+                )
+                .bind(kb_id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_state(now)
+            }
+
+            async fn close_interrupted_runs(
+                &self,
+                kb_id: kbsync_core::KbId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<u64> {
+                let done = sqlx::query(
+                    "UPDATE sync_runs SET status = 'failed', finished_at = $2 \
+                     WHERE kb_id = $1 AND status = 'syncing'",
+                )
+                .bind(kb_id.to_string())
+                .bind($crate::common::ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn record_sync_failures(
+                &self,
+                run_id: uuid::Uuid,
+                failures: &[$crate::SyncFailure],
+            ) -> $crate::Result<()> {
+                if failures.is_empty() {
+                    return Ok(());
+                }
+                let run = run_id.to_string();
+                let mut tx = self.begin_write().await?;
+                // A no-op write that takes the run's row lock (PostgreSQL) so that concurrent
+                // appends to one run number their failures one after the other (SQLite's write
+                // transaction is exclusive already), and tells whether the run exists.
+                let locked = sqlx::query("UPDATE sync_runs SET status = status WHERE id = $1")
+                    .bind(&run)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                if locked.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                $crate::shared::append_sync_failures!(tx, run, failures);
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn list_sync_failures(
+                &self,
+                run_id: uuid::Uuid,
+                skip: u64,
+            ) -> $crate::Result<Vec<$crate::SyncFailure>> {
+                // LIMIT before OFFSET: SQLite has no OFFSET without LIMIT.
+                let rows: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT item_id, name, reason FROM sync_failures WHERE run_id = $1 \
+                     ORDER BY ordinal LIMIT $2 OFFSET $3",
+                )
+                .bind(run_id.to_string())
+                .bind(i64::MAX)
+                .bind($crate::common::to_i64(skip))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(item_id, name, reason)| $crate::SyncFailure { item_id, name, reason })
+                    .collect())
+            }
+
+            async fn delete_source(
+                &self,
+                kb_id: kbsync_core::KbId,
+                source_id: uuid::Uuid,
+            ) -> $crate::Result<Vec<String>> {
+                let kb = kb_id.to_string();
+                let source = source_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let exists = sqlx::query("SELECT 1 FROM sources WHERE id = $1 AND kb_id = $2")
+                    .bind(&source)
+                    .bind(&kb)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                if exists.is_none() {
+                    return Err($crate::StoreError::NotFound);
+                }
+                // The hashes of the source's documents that no other document uses (in any
+                // knowledge base), taken inside the transaction that deletes them.
+                let mut hashes: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT d.content_hash FROM documents d WHERE d.source_id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM documents o WHERE o.content_hash = d.content_hash \
+                     AND (o.source_id IS NULL OR o.source_id <> $1))",
+                )
+                .bind(&source)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                // Chunks go with their documents (ON DELETE CASCADE; on SQLite the FTS5 index
+                // follows through the chunk triggers), exactly as in delete_document.
+                sqlx::query("DELETE FROM documents WHERE source_id = $1")
+                    .bind(&source)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                sqlx::query("DELETE FROM sources WHERE id = $1")
+                    .bind(&source)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                tx.commit().await.map_err(Self::err)?;
+                hashes.sort();
+                Ok(hashes)
+            }
+
+            async fn replace_sync_grants(
+                &self,
+                kb_id: kbsync_core::KbId,
+                readers: &[kbsync_core::UserId],
+            ) -> $crate::Result<()> {
+                let wanted: std::collections::BTreeSet<kbsync_core::UserId> = readers.iter().copied().collect();
+                let kb = kb_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let exists = sqlx::query("SELECT 1 FROM knowledge_bases WHERE id = $1")
+                    .bind(&kb)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                if exists.is_none() {
+                    return Err($crate::StoreError::NotFound);
+                }
+                sqlx::query("DELETE FROM kb_grants WHERE kb_id = $1 AND origin = 'sync'")
+                    .bind(&kb)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                for user_id in &wanted {
+                    sqlx::query(
+                        "INSERT INTO kb_grants (kb_id, user_id, permission, origin) \
+                         VALUES ($1, $2, 'read', 'sync')",
+                    )
+                    .bind(&kb)
+                    .bind(user_id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match Self::err(e) {
+                        $crate::StoreError::InvalidReference(_) => {
+                            $crate::StoreError::InvalidReference(format!("unknown user {user_id}"))
+                        }
+                        other => other,
+                    })?;
+                }
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn users_by_emails(&self, emails: &[String]) -> $crate::Result<Vec<kbsync_core::User>> {
+                let keys: std::collections::BTreeSet<String> =
+                    emails.iter().map(|e| $crate::common::email_key(e)).collect();
+                let keys: Vec<String> = keys.into_iter().collect();
+                let mut users = Vec::new();
+                // Bounded batches keep every statement under the backends' bind-parameter limits.
+                for batch in keys.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::new(concat!(
+                        "SELECT ",
+                        $crate::shared::user_cols!(),
+                        " FROM users WHERE email_lower IN ("
+                    ));
+                    let mut list = qb.separated(", ");
+                    for key in batch {
+                        list.push_bind(key.clone());
+                    }
+                    qb.push(")");
+                    let rows: Vec<$crate::common::UserRow> = qb
+                        .build_query_as()
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(Self::err)?;
+                    for row in rows {
+                        users.push(row.into_user()?);
+                    }
+                }
+                users.sort_by(|a, b| a.email.to_lowercase().cmp(&b.email.to_lowercase()).then(a.id.cmp(&b.id)));
+                Ok(users)
+            }
+
+            async fn all_user_ids(&self) -> $crate::Result<Vec<kbsync_core::UserId>> {
+                let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM users ORDER BY created_at, id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                ids.iter().map(|id| $crate::common::parse_uuid(id)).collect()
+            }
         }
     };
 }
 
-pub(crate) use {connection_cols, doc_cols, impl_store, kb_cols, source_cols, user_cols};
+pub(crate) use {
+    append_sync_failures, claim_due_syncs_sql, connection_cols, doc_cols, impl_store, kb_cols, source_cols,
+    user_cols,
+};

@@ -25,6 +25,8 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     const BACKEND: Backend = Backend::Sqlite;
+    /// SQLite serialises writers: one UPDATE is atomic.
+    const CLAIM_DUE_SYNCS: &'static str = crate::shared::claim_due_syncs_sql!("");
 
     /// Opens (creating when missing) the database a `sqlite:` URL names, in WAL mode with foreign
     /// keys enforced. Does not run migrations: call [`Store::migrate`](crate::Store::migrate) or
@@ -217,7 +219,9 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::{NewDocument, NewKnowledgeBase, NewUser, Store};
+    use kbsync_core::datasource::DatasourceKind;
+
+    use crate::{NewDocument, NewKnowledgeBase, NewSource, NewUser, SourceKind, Store};
 
     async fn fts_integrity(store: &SqliteStore) {
         sqlx::query("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
@@ -296,6 +300,96 @@ mod tests {
         store.delete_kb(kb).await.unwrap();
         fts_integrity(&store).await;
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'alpha'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[tokio::test]
+    async fn fts_index_stays_consistent_when_a_source_is_deleted() {
+        let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let now = Utc::now();
+        let owner = Uuid::new_v4();
+        store
+            .create_user(
+                owner,
+                NewUser {
+                    email: "o@x.test".into(),
+                    password_hash: "h".into(),
+                    role: Role::User,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let kb = Uuid::new_v4();
+        store
+            .create_kb(
+                kb,
+                NewKnowledgeBase {
+                    name: "k".into(),
+                    description: String::new(),
+                    owner_id: owner,
+                    kb_type: KbType::OneDrive,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let mut sources = Vec::new();
+        for s in 0..2 {
+            let source = store
+                .add_source(
+                    Uuid::new_v4(),
+                    NewSource {
+                        kb_id: kb,
+                        provider: DatasourceKind::OneDrive,
+                        kind: SourceKind::Folder,
+                        drive_id: "d".into(),
+                        item_id: format!("folder{s}"),
+                        name: "f".into(),
+                        path: "/f".into(),
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+            for i in 0..3 {
+                let (doc, _) = store
+                    .upsert_source_document(
+                        Uuid::new_v4(),
+                        source.id,
+                        NewDocument {
+                            kb_id: kb,
+                            name: format!("d{s}{i}"),
+                            path: format!("/d{s}{i}"),
+                            mime: "text/plain".into(),
+                            size: 1,
+                            content_hash: format!("{s}{i:063}"),
+                            source_item_id: Some(format!("item{s}{i}")),
+                            web_url: None,
+                        },
+                        now,
+                    )
+                    .await
+                    .unwrap();
+                store
+                    .complete_document(doc.id, &[format!("alpha s{s}"), "gamma".into()], now)
+                    .await
+                    .unwrap();
+            }
+            sources.push(source.id);
+        }
+        store.delete_source(kb, sources[0]).await.unwrap();
+        fts_integrity(&store).await;
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'alpha'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(left, 3);
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 's0'")
             .fetch_one(&store.pool)
             .await
             .unwrap();

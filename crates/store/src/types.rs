@@ -351,5 +351,7 @@ pub struct SyncState {
     pub consecutive_failures: u32,
     /// Whether some instance holds a live lease (a run is going) at the time asked.
     pub running: bool,
+    /// A cancel was requested of the run going now (always false when none is running: a flag
+    /// left by a run that died means nothing).
     pub cancel_requested: bool,
 }
