@@ -28,6 +28,14 @@ pub struct FileConfig {
     pub ingest_timeout_secs: Option<u64>,
     pub log_format: Option<String>,
     pub secret_key_previous: Option<String>,
+    pub sync_interval_minutes: Option<u32>,
+    pub sync_concurrency: Option<usize>,
+    pub max_files_per_kb: Option<u64>,
+    pub max_file_size_mb: Option<u64>,
+    pub sync_link_grants: Option<bool>,
+    pub scheduler: Option<bool>,
+    pub scheduler_tick_secs: Option<u64>,
+    pub sync_lease_secs: Option<u64>,
     pub onedrive: Option<OneDriveFileConfig>,
 }
 
@@ -119,6 +127,24 @@ pub struct Settings {
     pub ingest_concurrency: usize,
     pub ingest_timeout_secs: u64,
     pub log_format: LogFormat,
+    /// Minutes between scheduled runs of a knowledge base (a knowledge base may set its own).
+    pub sync_interval_minutes: u32,
+    /// Files downloaded and extracted at once within one run.
+    pub sync_concurrency: usize,
+    /// A run that finds more files than this in a knowledge base stops with `file_limit_exceeded`.
+    pub max_files_per_kb: u64,
+    /// Larger files are skipped with a reason.
+    pub max_file_size_bytes: u64,
+    /// Whether organisation-wide and anonymous sharing links make a synced knowledge base
+    /// readable by every kbsync user.
+    pub sync_link_grants: bool,
+    /// Whether this instance runs the scheduler (off: only manual runs start here).
+    pub scheduler: bool,
+    /// Seconds between the scheduler's looks for due knowledge bases.
+    pub scheduler_tick_secs: u64,
+    /// Seconds a run's lease lasts without renewal: how long a knowledge base whose instance died
+    /// mid-run waits before another instance takes it over.
+    pub sync_lease_secs: u64,
     /// `None` when no client id is configured: the OneDrive datasource is then unavailable.
     pub onedrive: Option<OneDriveSettings>,
 }
@@ -262,6 +288,32 @@ impl Settings {
             number(env, "KBSYNC_INGEST_TIMEOUT_SECS", file.ingest_timeout_secs, 60)?;
         positive("KBSYNC_INGEST_TIMEOUT_SECS", ingest_timeout_secs)?;
 
+        let sync_interval_minutes: u32 = number(
+            env,
+            "KBSYNC_SYNC_INTERVAL_MINUTES",
+            file.sync_interval_minutes,
+            60,
+        )?;
+        positive("KBSYNC_SYNC_INTERVAL_MINUTES", u64::from(sync_interval_minutes))?;
+        let sync_concurrency: usize = number(env, "KBSYNC_SYNC_CONCURRENCY", file.sync_concurrency, 8)?;
+        positive("KBSYNC_SYNC_CONCURRENCY", sync_concurrency as u64)?;
+        let max_files_per_kb: u64 = number(env, "KBSYNC_MAX_FILES_PER_KB", file.max_files_per_kb, 10_000)?;
+        positive("KBSYNC_MAX_FILES_PER_KB", max_files_per_kb)?;
+        let max_file_size_mb: u64 = number(env, "KBSYNC_MAX_FILE_SIZE_MB", file.max_file_size_mb, 100)?;
+        positive("KBSYNC_MAX_FILE_SIZE_MB", max_file_size_mb)?;
+        let sync_link_grants = boolean(env, "KBSYNC_SYNC_LINK_GRANTS", file.sync_link_grants, false)?;
+        let scheduler = boolean(env, "KBSYNC_SCHEDULER", file.scheduler, true)?;
+        let scheduler_tick_secs: u64 =
+            number(env, "KBSYNC_SCHEDULER_TICK_SECS", file.scheduler_tick_secs, 5)?;
+        positive("KBSYNC_SCHEDULER_TICK_SECS", scheduler_tick_secs)?;
+        let sync_lease_secs: u64 = number(env, "KBSYNC_SYNC_LEASE_SECS", file.sync_lease_secs, 120)?;
+        if !(3..=86_400).contains(&sync_lease_secs) {
+            return Err(ConfigError(
+                "KBSYNC_SYNC_LEASE_SECS: must be between 3 (a lease is renewed every second) and 86400"
+                    .into(),
+            ));
+        }
+
         let log_format = match text("KBSYNC_LOG_FORMAT", file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -288,6 +340,14 @@ impl Settings {
             ingest_concurrency,
             ingest_timeout_secs,
             log_format,
+            sync_interval_minutes,
+            sync_concurrency,
+            max_files_per_kb,
+            max_file_size_bytes: max_file_size_mb.saturating_mul(1024 * 1024),
+            sync_link_grants,
+            scheduler,
+            scheduler_tick_secs,
+            sync_lease_secs,
             onedrive,
         })
     }
@@ -394,6 +454,22 @@ fn number<T: FromStr + Copy>(
     }
 }
 
+fn boolean(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    from_file: Option<bool>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match env(var).filter(|v| !v.is_empty()) {
+        Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError(format!("{var}: {text:?} is not one of: true, false"))),
+        },
+        None => Ok(from_file.unwrap_or(default)),
+    }
+}
+
 fn positive(var: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
         Err(ConfigError(format!("{var}: must be greater than 0")))
@@ -441,6 +517,26 @@ ingest_timeout_secs = 60
 
 # Log lines as "text" or "json". The level comes from RUST_LOG (default: info).
 log_format = "text"
+
+# Sync: minutes between scheduled runs of each knowledge base, files fetched at once per run, the
+# most files one knowledge base may hold (a run finding more stops with file_limit_exceeded), and
+# the largest file synced, in MiB (larger ones are skipped).
+sync_interval_minutes = 60
+sync_concurrency = 8
+max_files_per_kb = 10000
+max_file_size_mb = 100
+
+# Whether a folder shared through an organisation-wide or anonymous link makes its knowledge base
+# readable by every kbsync user. Off: only people the drive names (by email) get read access.
+sync_link_grants = false
+
+# Whether this instance runs the scheduler; turn it off on instances that should only serve.
+scheduler = true
+# Seconds between the scheduler's looks for due knowledge bases.
+scheduler_tick_secs = 5
+# Seconds a running sync's lease lasts without renewal (renewed every second): after a crash, the
+# knowledge base is taken over by another instance, or this one after a restart, once it expires.
+sync_lease_secs = 120
 
 # While rotating KBSYNC_SECRET_KEY: the previous key, so rows it encrypted stay readable.
 # secret_key_previous = "the old key"

@@ -16,6 +16,7 @@ use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
 use kbsync_oauth::{ClientSecret, ConnectionManager, ProviderConfig};
 use kbsync_server::{AppState, Connectors, ServerSettings, service::users};
 use kbsync_store::{BlobStore, Store, TokenCipher};
+use kbsync_sync::{SyncLimits, runner::RunnerSettings, scheduler::SchedulerSettings};
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::{FileConfig, Flags, LogFormat, Settings};
@@ -241,10 +242,27 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         chunk_overlap: settings.chunk_overlap,
         ..IngestConfig::default()
     });
+    let defaults = ServerSettings::default();
     let server_settings = ServerSettings {
         public_url: settings.public_origin(),
         max_upload_bytes: settings.max_upload_bytes,
-        ..ServerSettings::default()
+        sync_limits: SyncLimits {
+            max_files: settings.max_files_per_kb,
+            max_file_size: settings.max_file_size_bytes,
+            concurrency: settings.sync_concurrency,
+            ..defaults.sync_limits.clone()
+        },
+        sync_link_grants: settings.sync_link_grants,
+        sync_interval_minutes: settings.sync_interval_minutes,
+        scheduler: settings.scheduler.then(|| SchedulerSettings {
+            tick: Duration::from_secs(settings.scheduler_tick_secs),
+            ..SchedulerSettings::default()
+        }),
+        runner: RunnerSettings {
+            lease_ttl: chrono::Duration::seconds(i64::try_from(settings.sync_lease_secs).unwrap_or(86_400)),
+            ..defaults.runner.clone()
+        },
+        ..defaults
     };
     let blobs = BlobStore::new(settings.data_dir.join("blobs"));
     let state = AppState::new(

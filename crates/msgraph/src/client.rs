@@ -271,11 +271,18 @@ impl GraphClient {
             req = req.bearer_auth(t.secret());
         }
         let response = match tokio::time::timeout(self.config.request_timeout, req.send()).await {
-            Err(_) => return Err(retry("the request timed out")),
-            Ok(Err(e)) => return Err(transport_failure(e)),
+            Err(_) => {
+                metrics::counter!("kbsync_graph_requests_total", "status" => "timeout").increment(1);
+                return Err(retry("the request timed out"));
+            }
+            Ok(Err(e)) => {
+                metrics::counter!("kbsync_graph_requests_total", "status" => "connection_error").increment(1);
+                return Err(transport_failure(e));
+            }
             Ok(Ok(r)) => r,
         };
         let status = response.status();
+        metrics::counter!("kbsync_graph_requests_total", "status" => status.as_str().to_owned()).increment(1);
         if status.is_success() || status.is_redirection() {
             return match want {
                 Want::Head => Ok(Answer::Head(response)),

@@ -567,6 +567,13 @@ impl ConnectionManager {
             self.settings.request_timeout,
         )
         .await;
+        let outcome = match &result {
+            Ok(_) => "refreshed",
+            Err(EndpointError::GrantRefused(_)) => "refused",
+            Err(EndpointError::Transient(_)) => "transient_error",
+            Err(EndpointError::Misconfigured(_)) => "misconfigured",
+        };
+        metrics::counter!("kbsync_token_refreshes_total", "outcome" => outcome).increment(1);
         match result {
             Ok(set) => {
                 let now = self.inner.clock.now();

@@ -21,8 +21,15 @@ use kbsync_core::{
 use kbsync_ingest::Extractor;
 use kbsync_oauth::ConnectionManager;
 use kbsync_store::{BlobStore, Store};
+use kbsync_sync::{
+    PermissionPolicy, SyncContext, SyncEngine, SyncLimits,
+    events::SyncEvents,
+    runner::{RunnerSettings, SyncRunner},
+    scheduler::{Scheduler, SchedulerSettings},
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use pipeline::Pipeline;
 pub use router::router;
@@ -38,6 +45,21 @@ pub struct ServerSettings {
     /// How long an API token from `POST /auth/login` stays valid.
     pub session_ttl: Duration,
     pub login_throttle: LoginThrottle,
+    /// Limits of every sync run (files per knowledge base, file size, concurrency, time per file).
+    pub sync_limits: SyncLimits,
+    /// Whether organisation-wide and anonymous sharing links make a knowledge base readable by
+    /// every kbsync user (off: such links grant nothing).
+    pub sync_link_grants: bool,
+    /// The default interval between scheduled runs, for knowledge bases without their own.
+    pub sync_interval_minutes: u32,
+    /// Leases, backoff and jitter of runs; its `default_interval` follows `sync_interval_minutes`.
+    pub runner: RunnerSettings,
+    /// The scheduler loop; `None` runs no scheduler (manual runs only).
+    pub scheduler: Option<SchedulerSettings>,
+    /// Names this instance in leases; unique per process.
+    pub instance_id: String,
+    /// How often an event stream re-reads the stored sync state (runs on other instances).
+    pub sse_poll_interval: std::time::Duration,
 }
 
 impl Default for ServerSettings {
@@ -47,6 +69,13 @@ impl Default for ServerSettings {
             max_upload_bytes: 100 * 1024 * 1024,
             session_ttl: service::users::default_session_ttl(),
             login_throttle: LoginThrottle::default(),
+            sync_limits: SyncLimits::default(),
+            sync_link_grants: false,
+            sync_interval_minutes: 60,
+            runner: RunnerSettings::default(),
+            scheduler: Some(SchedulerSettings::default()),
+            instance_id: format!("kbsync-{}", uuid::Uuid::new_v4()),
+            sse_poll_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -84,6 +113,12 @@ pub struct AppState {
     pub random: Arc<dyn Random>,
     pub settings: Arc<ServerSettings>,
     pub metrics: PrometheusHandle,
+    /// Starts, cancels and tracks the sync runs of this instance.
+    pub sync: SyncRunner,
+    pub sync_events: SyncEvents,
+    /// Cancelled when the server starts shutting down, so that endless responses (event
+    /// streams) end and graceful shutdown can finish.
+    pub shutting_down: CancellationToken,
 }
 
 impl AppState {
@@ -96,8 +131,33 @@ impl AppState {
         random: Arc<dyn Random>,
         settings: ServerSettings,
     ) -> Self {
-        let pipeline = Pipeline::new(store.clone(), blobs.clone(), extractor, clock.clone());
+        let pipeline = Pipeline::new(store.clone(), blobs.clone(), extractor.clone(), clock.clone());
+        let sync_events = SyncEvents::new();
+        let cx = SyncContext {
+            store: store.clone(),
+            blobs: blobs.clone(),
+            extractor,
+            clock: clock.clone(),
+            random: random.clone(),
+            limits: settings.sync_limits.clone(),
+            events: sync_events.clone(),
+            permissions: PermissionPolicy {
+                link_grants: settings.sync_link_grants,
+            },
+        };
+        let mut runner_settings = settings.runner.clone();
+        runner_settings.default_interval = Duration::minutes(i64::from(settings.sync_interval_minutes));
+        let sync = SyncRunner::new(
+            Arc::new(SyncEngine::new(cx.clone())),
+            cx,
+            Arc::new(service::sync::ConnectorsResolver(connectors.clone())),
+            runner_settings,
+            settings.instance_id.clone(),
+        );
         Self {
+            sync,
+            sync_events,
+            shutting_down: CancellationToken::new(),
             store,
             blobs,
             pipeline,
@@ -110,8 +170,9 @@ impl AppState {
     }
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, finishes open requests and waits for
-/// queued ingestion to finish.
+/// Serves until `shutdown` resolves, then stops accepting, finishes open requests, stops the
+/// scheduler (runs of this instance are cancelled and their leases released for another
+/// instance) and waits for queued ingestion to finish.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -121,9 +182,29 @@ pub async fn serve(
         tracing::warn!(error = %e, "could not resume pending documents; they will be retried at the next start");
     }
     let pipeline = state.pipeline.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let runner = state.sync.clone();
+    let stop_scheduler = CancellationToken::new();
+    let scheduler = state
+        .settings
+        .scheduler
+        .clone()
+        .map(|settings| Scheduler::new(runner.clone(), settings).spawn(stop_scheduler.clone()));
+    let shutting_down = state.shutting_down.clone();
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            shutting_down.cancel();
+        })
+        .await;
+    stop_scheduler.cancel();
+    match scheduler {
+        Some(handle) => {
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "the scheduler task ended abnormally");
+            }
+        }
+        None => runner.shutdown().await,
+    }
     pipeline.drain().await;
-    Ok(())
+    served
 }

@@ -4,13 +4,13 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     middleware,
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use tower_http::trace::TraceLayer;
 
 use crate::{
     AppState,
-    api::{connectors, health, v1},
+    api::{connectors, health, sync, v1},
     error::ApiError,
     metrics_layer,
 };
@@ -46,6 +46,15 @@ pub fn router(state: AppState) -> Router {
             "/knowledge/{id}/connection",
             get(connectors::get_connection).delete(connectors::delete_connection),
         )
+        .route(
+            "/knowledge/{id}/sources",
+            post(sync::add_sources).get(sync::list_sources),
+        )
+        .route("/knowledge/{id}/sources/{source_id}", delete(sync::delete_source))
+        .route("/knowledge/{id}/sync", post(sync::start_sync).get(sync::get_sync))
+        .route("/knowledge/{id}/sync/cancel", post(sync::cancel_sync))
+        .route("/knowledge/{id}/sync/events", get(sync::sync_events))
+        .route("/knowledge/{id}/sync/runs", get(sync::list_runs))
         .route("/connectors", get(connectors::list))
         .route("/connectors/{provider}/auth/initiate", get(connectors::initiate))
         .route("/connectors/{provider}/auth/callback", get(connectors::callback))

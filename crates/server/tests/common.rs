@@ -51,6 +51,8 @@ pub struct Options {
     pub public_url: String,
     /// Start an emulated OneDrive and configure the datasource against it.
     pub onedrive: Option<OneDriveTest>,
+    /// Run the scheduler loop (off: only manual runs, so tests decide when syncs happen).
+    pub scheduler: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -72,6 +74,7 @@ impl Default for Options {
             datasources: Vec::new(),
             public_url: "http://127.0.0.1".into(),
             onedrive: None,
+            scheduler: false,
         }
     }
 }
@@ -184,6 +187,10 @@ impl TestServer {
             public_url,
             max_upload_bytes: options.max_upload_bytes,
             login_throttle: options.throttle,
+            scheduler: options
+                .scheduler
+                .then(kbsync_sync::scheduler::SchedulerSettings::default),
+            sse_poll_interval: Duration::from_millis(100),
             ..ServerSettings::default()
         };
         let state = AppState::new(
@@ -337,6 +344,45 @@ impl TestServer {
         let resp = req.send().await.unwrap();
         let status = resp.status();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The emulator's control handle (the server must have been started with `onedrive`).
+    pub fn drive(&self) -> msgraph_emulator::Control {
+        self.emulator
+            .as_ref()
+            .expect("started without onedrive")
+            .control()
+    }
+
+    /// Follows an authorize URL through the emulator's automatic consent and calls kbsync's
+    /// callback with what comes back, as the browser would. Returns the callback's status, page
+    /// and URL.
+    pub async fn consent(&self, auth_url: &str) -> (StatusCode, String, String) {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = http.get(auth_url).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FOUND, "{}", resp.text().await.unwrap());
+        let callback = resp.headers()["location"].to_str().unwrap().to_owned();
+        assert!(callback.starts_with(&self.base), "{callback}");
+        let resp = http.get(&callback).send().await.unwrap();
+        let status = resp.status();
+        (status, resp.text().await.unwrap(), callback)
+    }
+
+    /// Connects a OneDrive knowledge base through initiate → consent → callback.
+    pub async fn connect(&self, token: &str, kb: &str) {
+        let (status, body) = self
+            .get(
+                &format!("/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}"),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, page, _) = self.consent(body["auth_url"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("kbsync-auth-success"), "{page}");
     }
 
     /// Polls a file until it leaves `pending`, with a deadline.

@@ -82,10 +82,10 @@ impl SyncEvents {
     /// dropped so the map does not grow with every knowledge base ever synced.
     pub fn publish(&self, kb_id: KbId, event: SyncEvent) {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(sender) = channels.get(&kb_id) {
-            if sender.send(event).is_err() {
-                channels.remove(&kb_id);
-            }
+        if let Some(sender) = channels.get(&kb_id)
+            && sender.send(event).is_err()
+        {
+            channels.remove(&kb_id);
         }
     }
 }
@@ -100,11 +100,26 @@ mod tests {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let mut rx = events.subscribe(a);
         let run_id = Uuid::from_u128(9);
-        events.publish(b, SyncEvent::Status { run_id, status: SyncStatus::Syncing });
-        events.publish(a, SyncEvent::Status { run_id, status: SyncStatus::Completed });
+        events.publish(
+            b,
+            SyncEvent::Status {
+                run_id,
+                status: SyncStatus::Syncing,
+            },
+        );
+        events.publish(
+            a,
+            SyncEvent::Status {
+                run_id,
+                status: SyncStatus::Completed,
+            },
+        );
         assert_eq!(
             rx.recv().await.unwrap(),
-            SyncEvent::Status { run_id, status: SyncStatus::Completed }
+            SyncEvent::Status {
+                run_id,
+                status: SyncStatus::Completed
+            }
         );
         assert!(rx.try_recv().is_err());
     }
@@ -114,13 +129,24 @@ mod tests {
         let events = SyncEvents::new();
         let kb = Uuid::from_u128(1);
         drop(events.subscribe(kb));
-        events.publish(kb, SyncEvent::Status { run_id: Uuid::nil(), status: SyncStatus::Idle });
+        events.publish(
+            kb,
+            SyncEvent::Status {
+                run_id: Uuid::nil(),
+                status: SyncStatus::Idle,
+            },
+        );
         assert!(events.channels.lock().unwrap().is_empty());
     }
 
     #[test]
     fn events_serialise_with_their_name_and_fields() {
-        let event = SyncEvent::Progress { run_id: Uuid::nil(), current: 3, total: 10, file: Some("a.pdf".into()) };
+        let event = SyncEvent::Progress {
+            run_id: Uuid::nil(),
+            current: 3,
+            total: 10,
+            file: Some("a.pdf".into()),
+        };
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(event.name(), "progress");
         assert_eq!(json["current"], 3);

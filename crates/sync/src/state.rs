@@ -8,6 +8,37 @@ use std::collections::BTreeMap;
 use kbsync_core::datasource::{ContentHash, ItemKind, RemoteItem};
 use serde::{Deserialize, Serialize};
 
+/// Why a file was brought in without indexing it. Remembered with the hash it applies to, so a
+/// skipped file is neither counted again nor downloaded again until something changes: its
+/// content, its type (a rename to a supported extension), or the size limit (raised above the
+/// one it was skipped under).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Skip {
+    /// No extractor reads this type.
+    UnsupportedType,
+    /// Larger than `limit` bytes (the `max_file_size` of the run that skipped it).
+    TooLarge { limit: u64 },
+}
+
+impl Skip {
+    /// A readable reason, for logs.
+    pub fn reason(&self) -> String {
+        match self {
+            Skip::UnsupportedType => "unsupported file type".to_owned(),
+            Skip::TooLarge { limit } => format!("larger than the limit of {limit} bytes"),
+        }
+    }
+
+    /// The metrics and log label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Skip::UnsupportedType => "unsupported_type",
+            Skip::TooLarge { .. } => "too_large",
+        }
+    }
+}
+
 /// One remembered item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KnownItem {
@@ -21,6 +52,9 @@ pub struct KnownItem {
     /// The content hash at which this file was last brought in completely (indexed, or skipped
     /// for good as unsupported or too large); `None` while it still has to be (re)tried.
     pub synced_hash: Option<String>,
+    /// Set when the file was brought in at `synced_hash` by skipping it (no document exists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Skip>,
 }
 
 impl KnownItem {
@@ -79,7 +113,7 @@ impl SourceState {
         else {
             return;
         };
-        let synced_hash = previous.and_then(|p| p.synced_hash);
+        let (synced_hash, skipped) = previous.map_or((None, None), |p| (p.synced_hash, p.skipped));
         self.items.insert(
             item.id.clone(),
             KnownItem {
@@ -91,6 +125,7 @@ impl SourceState {
                 mime: item.mime.clone(),
                 web_url: item.web_url.clone(),
                 synced_hash,
+                skipped,
             },
         );
     }
@@ -111,6 +146,14 @@ impl SourceState {
             current = item.parent_id.as_deref()?;
         }
         None
+    }
+
+    /// The ids of the files inside the subtree of `root_id`.
+    pub fn files<'a>(&'a self, root_id: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.items
+            .iter()
+            .filter(move |(id, item)| item.kind == ItemKind::File && self.path(root_id, id).is_some())
+            .map(|(id, _)| id.as_str())
     }
 
     /// Forgets every item that is not inside the subtree of `root_id`.
@@ -175,5 +218,25 @@ mod tests {
         s.apply(&gone);
         assert_eq!(s.path("root", "f"), None);
         assert_eq!(SourceState::parse(Some("not json")), None);
+    }
+
+    #[test]
+    fn a_skip_is_remembered_and_states_saved_before_skips_existed_still_parse() {
+        let mut s = SourceState::default();
+        s.apply(&item("f", Some("a.png"), Some("root"), ItemKind::File));
+        s.items.get_mut("f").unwrap().skipped = Some(Skip::TooLarge { limit: 10 });
+        let text = s.to_json().unwrap();
+        assert!(
+            text.contains(r#""skipped":{"reason":"too_large","limit":10}"#),
+            "{text}"
+        );
+        // A later change keeps what was remembered until the engine decides again.
+        s.apply(&item("f", Some("b.png"), Some("root"), ItemKind::File));
+        assert_eq!(s.items["f"].skipped, Some(Skip::TooLarge { limit: 10 }));
+
+        let old = r#"{"items":{"f":{"kind":"file","name":"a.txt","parent_id":"root","size":3,"hash":null,"mime":null,"web_url":null,"synced_hash":"-"}}}"#;
+        let parsed = SourceState::parse(Some(old)).unwrap();
+        assert_eq!(parsed.items["f"].skipped, None);
+        assert_eq!(parsed.items["f"].synced_hash.as_deref(), Some("-"));
     }
 }

@@ -84,10 +84,13 @@ pub async fn callback(
                 CallbackOutcome::error(denied.kb_id, &denied.reason)
             }
             (Some(st), Some(code), None) => match state.connectors.manager.complete(&st, &code).await {
-                Ok(kb) => CallbackOutcome {
-                    knowledge_id: Some(kb),
-                    error: None,
-                },
+                Ok(kb) => {
+                    connections::connected(&state, kb).await;
+                    CallbackOutcome {
+                        knowledge_id: Some(kb),
+                        error: None,
+                    }
+                }
                 Err(e) => CallbackOutcome::error(e.kb_id, &e.reason),
             },
             _ => CallbackOutcome::error(None, "the authorization response has no state or no code"),

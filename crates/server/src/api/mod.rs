@@ -3,4 +3,5 @@
 pub mod connectors;
 pub mod extract;
 pub mod health;
+pub mod sync;
 pub mod v1;

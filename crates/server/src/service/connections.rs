@@ -1,7 +1,7 @@
 //! Connecting a knowledge base to a datasource, and using that connection to browse.
 
 use kbsync_core::{
-    KbId, User,
+    KbId, SyncStatus, User,
     datasource::{BrowseEntry, BrowseLocation, DatasourceKind, ProviderError},
 };
 use kbsync_oauth::{ConnectionStatus, OAuthError};
@@ -57,6 +57,24 @@ pub async fn initiate(
         .initiate(kind, kb_id, user.id)
         .await
         .map_err(oauth_error)
+}
+
+/// A knowledge base was (re)connected: it is due for a sync at once, and a `needs_reauth` status
+/// left by the revoked connection is cleared. Failures here only delay the next sync.
+pub async fn connected(state: &AppState, kb_id: KbId) {
+    let store = &state.store;
+    if let Err(e) = store.schedule_sync(kb_id, state.clock.now()).await {
+        tracing::warn!(kb.id = %kb_id, error = %e, "could not schedule a sync after connecting");
+    }
+    match store.get_kb(kb_id).await {
+        Ok(kb) if kb.sync_status == SyncStatus::NeedsReauth => {
+            if let Err(e) = store.set_sync_status(kb_id, SyncStatus::Idle).await {
+                tracing::warn!(kb.id = %kb_id, error = %e, "could not clear the re-authorisation status");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(kb.id = %kb_id, error = %e, "could not read the connected knowledge base"),
+    }
 }
 
 pub async fn status(state: &AppState, user: &User, kb_id: KbId) -> Result<ConnectionStatus, ApiError> {

@@ -5,6 +5,8 @@ pub mod connections;
 pub mod documents;
 pub mod knowledge;
 pub mod search;
+pub mod sync;
+pub mod sync_events;
 pub mod users;
 
 use kbsync_store::Page;

@@ -1,0 +1,494 @@
+//! Whole `kbsync serve` processes syncing from the emulated OneDrive: killed mid-sync and
+//! restarted, two instances sharing one PostgreSQL database, and the demo.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Instance, Launch, free_port};
+use futures::StreamExt;
+use msgraph_emulator::{FaultAction, FaultRule};
+use serde_json::{Value, json};
+
+const PG_ENV: &str = "KBSYNC_TEST_DATABASE_URL";
+
+/// A fresh PostgreSQL database for processes (they take a URL, not a schema); dropped by
+/// [`drop_database`].
+async fn fresh_database() -> Option<(String, String)> {
+    let url = std::env::var(PG_ENV).ok().filter(|v| !v.is_empty())?;
+    let name = format!("kbsync_proc_{}", uuid::Uuid::new_v4().simple());
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (prefix, _) = url.rsplit_once('/').unwrap();
+    Some((format!("{prefix}/{name}"), name))
+}
+
+async fn drop_database(name: &str) {
+    let url = std::env::var(PG_ENV).unwrap();
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+/// A deterministic sequence of kill delays (no RNG crate needed for a test's schedule).
+struct Lcg(u64);
+impl Lcg {
+    fn next_millis(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (self.0 >> 33) % (hi - lo)
+    }
+}
+
+async fn killed_mid_sync_ten_times(database: Option<String>) {
+    let port = free_port();
+    let emu = common::emulator(&[port]).await;
+    let drive = emu.control();
+    let drive_id = drive.default_drive_id();
+    let mut expected = BTreeMap::new();
+    for i in 0..2000 {
+        let path = format!("/Big/Folder {:02}/file-{i:04}.txt", i % 20);
+        drive
+            .put_file(
+                &drive_id,
+                &path,
+                format!("crash test file {i} marker{i:04}").into_bytes(),
+            )
+            .unwrap();
+        expected.insert(format!("file-{i:04}.txt"), path);
+    }
+    let folder = drive.item_by_path(&drive_id, "/Big").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut launch = Launch::new(port, dir.path(), &emu);
+    if let Some(url) = &database {
+        launch = launch.env("KBSYNC_DATABASE_URL", url);
+    }
+
+    let mut instance = launch.start();
+    let api = Api::login(&instance.base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let kb = api.create_onedrive_kb("Big drive").await;
+    api.connect(&kb).await;
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/knowledge/{kb}/sources"),
+            json!({"provider": "onedrive", "items": [{"type": "folder", "drive_id": drive_id, "item_id": folder.id, "name": "Big", "path": "/Big"}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+
+    // Downloads take a little while, so that a run lasts long enough to be killed mid-way.
+    drive.add_fault(FaultRule::new(
+        "GET",
+        "/_download/*",
+        FaultAction::Delay { millis: 15 },
+    ));
+    let mut delays = Lcg(42);
+    let mut killed_runs = BTreeSet::new();
+    for round in 0..10 {
+        // Kill at a random point of a run this instance started (after a restart, the scheduler
+        // starts one once the dead instance's lease has expired); a run that finished before we
+        // struck is followed by a manual one, so every kill lands in a run.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let state = api.sync_state(&kb).await;
+            let run = state["progress"]["run_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if state["running"] == true && !run.is_empty() && !killed_runs.contains(&run) {
+                killed_runs.insert(run);
+                break;
+            }
+            if state["running"] == false && state["status"] == "completed" {
+                let (status, body) = api.post(&format!("/api/v1/knowledge/{kb}/sync"), json!({})).await;
+                assert!(status == 202 || status == 409, "{status} {body}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no run started: {state}\n{}",
+                instance.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(delays.next_millis(50, 2500))).await;
+        instance.kill();
+        instance = launch.start();
+    }
+    let state = api.wait_status(&kb, "completed", Duration::from_secs(600)).await;
+    assert_eq!(state["running"], false);
+
+    let files = api.all_files(&kb).await;
+    let mut found = BTreeMap::new();
+    for f in &files {
+        assert_eq!(f["status"], "processed", "{f}");
+        let previous = found.insert(
+            f["name"].as_str().unwrap().to_owned(),
+            f["path"].as_str().unwrap().to_owned(),
+        );
+        assert!(previous.is_none(), "duplicate document {f}");
+    }
+    assert_eq!(found.len(), 2000, "documents: {}", files.len());
+    let differing: Vec<_> = expected
+        .iter()
+        .filter(|(name, path)| found.get(*name) != Some(*path))
+        .take(5)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "not where the drive has them: {differing:?}"
+    );
+    let (_, hits) = api.get("/api/v1/search?q=marker1999").await;
+    assert_eq!(hits["results"][0]["name"], "file-1999.txt", "{hits}");
+    // Runs cut short by a kill are recorded as failed, none stays `syncing`.
+    let (_, runs) = api
+        .get(&format!("/api/v1/knowledge/{kb}/sync/runs?limit=100"))
+        .await;
+    let runs = runs["runs"].as_array().unwrap();
+    assert!(runs.iter().all(|r| r["status"] != "syncing"), "{runs:?}");
+    assert_eq!(runs[0]["status"], "completed");
+    instance.terminate();
+    emu.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_ten_times_ends_equal_to_the_drive_on_sqlite() {
+    killed_mid_sync_ten_times(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_ten_times_ends_equal_to_the_drive_on_postgres() {
+    let Some((url, name)) = fresh_database().await else {
+        eprintln!("skipped: {PG_ENV} is not set");
+        return;
+    };
+    killed_mid_sync_ten_times(Some(url)).await;
+    drop_database(&name).await;
+}
+
+/// Reads server-sent events until one named `until` arrives.
+async fn read_events(resp: reqwest::Response, until: &str) -> Vec<(String, Value)> {
+    let mut stream = resp.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no `{until}` event; got {events:?}"))
+            .expect("the stream ended")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut name, mut data) = (String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if name.is_empty() {
+                continue;
+            }
+            let done = name == until;
+            events.push((name, serde_json::from_str(&data).unwrap_or(Value::Null)));
+            if done {
+                return events;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progress() {
+    let Some((url, name)) = fresh_database().await else {
+        eprintln!("skipped: {PG_ENV} is not set");
+        return;
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let emu = common::emulator(&[port_a, port_b]).await;
+    let drive = emu.control();
+    let drive_id = drive.default_drive_id();
+    let mut folders = Vec::new();
+    for k in 0..50 {
+        for f in 0..2 {
+            drive
+                .put_file(
+                    &drive_id,
+                    &format!("/KB{k:02}/doc{f}.txt"),
+                    format!("kb {k} doc {f}").into_bytes(),
+                )
+                .unwrap();
+        }
+        folders.push(drive.item_by_path(&drive_id, &format!("/KB{k:02}")).unwrap().id);
+    }
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let launch_a = Launch::new(port_a, dir_a.path(), &emu).env("KBSYNC_DATABASE_URL", &url);
+    let launch_b = Launch::new(port_b, dir_b.path(), &emu).env("KBSYNC_DATABASE_URL", &url);
+
+    // Set-up on one instance without a scheduler: 50 connected knowledge bases, each with its
+    // folder as a source (added through the store, so that no manual run starts).
+    let setup = launch_a.clone().env("KBSYNC_SCHEDULER", "false").start();
+    let api = Api::login(&setup.base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut kbs = Vec::new();
+    for k in 0..50 {
+        let kb = api.create_onedrive_kb(&format!("KB {k:02}")).await;
+        api.connect(&kb).await;
+        kbs.push(kb);
+    }
+    setup.terminate();
+    let store = kbsync_store::connect(&url).await.unwrap();
+    for (kb, folder) in kbs.iter().zip(&folders) {
+        store
+            .add_source(
+                uuid::Uuid::new_v4(),
+                kbsync_store::NewSource {
+                    kb_id: kb.parse().unwrap(),
+                    provider: kbsync_core::datasource::DatasourceKind::OneDrive,
+                    kind: kbsync_store::SourceKind::Folder,
+                    drive_id: drive_id.clone(),
+                    item_id: folder.clone(),
+                    name: "folder".into(),
+                    path: "/folder".into(),
+                },
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+    }
+    drive.clear_request_log();
+
+    let a = launch_a.start();
+    let b = launch_b.start();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for kb in &kbs {
+        loop {
+            let runs = store.list_sync_runs(kb.parse().unwrap(), 10).await.unwrap();
+            if runs.iter().any(|r| r.finished_at.is_some()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kb {kb} never synced\nA:\n{}\nB:\n{}",
+                a.log(),
+                b.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Every knowledge base ran once, completed, and is not due again before its interval.
+    let now = chrono::Utc::now();
+    for kb in &kbs {
+        let id = kb.parse().unwrap();
+        let runs = store.list_sync_runs(id, 10).await.unwrap();
+        assert_eq!(runs.len(), 1, "kb {kb}: {runs:?}");
+        assert_eq!(runs[0].outcome.status, kbsync_core::SyncStatus::Completed);
+        assert_eq!(runs[0].trigger, kbsync_store::SyncTrigger::Scheduled);
+        let state = store.get_sync_state(id, now).await.unwrap();
+        assert!(
+            state.next_sync_at.unwrap() > now + chrono::Duration::minutes(59),
+            "{state:?}"
+        );
+    }
+    // The request log proves it: one delta round (one request here) per folder, two downloads
+    // per folder.
+    let log = drive.request_log();
+    let mut deltas: BTreeMap<String, usize> = BTreeMap::new();
+    let mut downloads = 0;
+    for entry in &log.entries {
+        if entry.path.ends_with("/delta") {
+            let folder = entry.path.split('/').rev().nth(1).unwrap().to_owned();
+            *deltas.entry(folder).or_default() += 1;
+        }
+        if entry.path.starts_with("/_download/") {
+            downloads += 1;
+        }
+    }
+    let expected: BTreeMap<String, usize> = folders.iter().map(|f| (f.clone(), 1)).collect();
+    assert_eq!(deltas, expected);
+    assert_eq!(downloads, 100);
+    let work_a = a.log().matches("sync run finished").count();
+    let work_b = b.log().matches("sync run finished").count();
+    assert_eq!(work_a + work_b, 50, "A ran {work_a}, B ran {work_b}");
+
+    // Progress of a run on A reaches a client of B.
+    drive
+        .put_file(&drive_id, "/KB00/doc9.txt", b"a later document".to_vec())
+        .unwrap();
+    drive.add_fault(FaultRule::new(
+        "GET",
+        "/_download/*",
+        FaultAction::Delay { millis: 300 },
+    ));
+    let api_a = Api::login(&a.base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let api_b = api_a.on(&b.base);
+    let events = api_b
+        .http
+        .get(format!("{}/api/v1/knowledge/{}/sync/events", b.base, kbs[0]))
+        .bearer_auth(&api_b.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    let (status, body) = api_a
+        .post(&format!("/api/v1/knowledge/{}/sync", kbs[0]), json!({}))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let seen = read_events(events, "finished").await;
+    let names: BTreeSet<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains("progress"), "{seen:?}");
+    let (_, finished) = seen.last().unwrap();
+    assert_eq!(finished["run_id"], body["run_id"]);
+    assert_eq!(finished["processed"], 1, "{finished}");
+
+    a.terminate();
+    b.terminate();
+    emu.shutdown().await;
+    drop(store);
+    drop_database(&name).await;
+}
+
+/// The README's first command with a one-minute interval: connecting a knowledge base to the
+/// sample drive and adding its root folder makes it searchable, and a file changed through the
+/// emulator's control API is searchable after the next scheduled run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_the_next_scheduled_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = common::kbsync();
+    cmd.args([
+        "serve",
+        "--demo",
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(dir.path())
+    .env("KBSYNC_SYNC_INTERVAL_MINUTES", "1")
+    .env("KBSYNC_SCHEDULER_TICK_SECS", "1")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    // The demo prints where its emulator runs on stdout.
+    let instance = {
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("runs at ").nth(1) {
+                    let _ = tx.send(rest.split(';').next().unwrap().trim().to_owned());
+                }
+            }
+        });
+        let emulator_base = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the demo never printed its emulator");
+        (Instance::adopt(child, port), emulator_base)
+    };
+    let (instance, emulator_base) = instance;
+    let api = Api::login(&instance.base, "demo@kbsync.local", "kbsync-demo").await;
+    let kb = api.create_onedrive_kb("My OneDrive").await;
+    api.connect(&kb).await;
+    let (status, root) = api
+        .get(&format!("/api/v1/connectors/onedrive/browse?knowledge_id={kb}"))
+        .await;
+    assert_eq!(status, 200, "{root}");
+    let control = reqwest::Client::new();
+    let info: Value = control
+        .get(format!("{emulator_base}/_emulator/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let drive_id = info["default_drive_id"].as_str().unwrap().to_owned();
+    let drive_info: Value = control
+        .get(format!("{emulator_base}/_emulator/drives/{drive_id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let note: Value = control
+        .put(format!("{emulator_base}/_emulator/drives/{drive_id}/files"))
+        .json(&json!({"path": "/Notes/standup.txt", "content": "Standup notes, first draft"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/knowledge/{kb}/sources"),
+            json!({"provider": "onedrive", "items": [{"type": "folder", "drive_id": drive_id, "item_id": drive_info["root_id"], "name": "My files", "path": "/"}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let state = api.wait_status(&kb, "completed", Duration::from_secs(60)).await;
+    assert!(started.elapsed() < Duration::from_secs(60), "{state}");
+    let files = api.all_files(&kb).await;
+    assert!(files.len() >= 50, "only {} files synced", files.len());
+    assert!(
+        files.iter().any(|f| f["path"] == "/Notes/standup.txt"),
+        "paths read as in the drive"
+    );
+
+    // Change one file through the control API; the next scheduled run brings it in.
+    let resp = control
+        .put(format!(
+            "{emulator_base}/_emulator/drives/{drive_id}/items/{}/content",
+            note["id"].as_str().unwrap()
+        ))
+        .json(&json!({"content": "Freshly edited: the aubergine manifesto"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let (_, hits) = api.get("/api/v1/search?q=aubergine").await;
+        if hits["results"].as_array().is_some_and(|r| !r.is_empty()) {
+            assert_eq!(hits["results"][0]["name"], "standup.txt");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change never became searchable\n{}",
+            instance.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, runs) = api.get(&format!("/api/v1/knowledge/{kb}/sync/runs")).await;
+    assert!(
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["trigger"] == "scheduled"),
+        "{runs}"
+    );
+    let log = instance.terminate();
+    assert!(log.contains("scheduler started"), "{log}");
+    assert!(log.contains("scheduler stopped"), "{log}");
+}

@@ -1,0 +1,291 @@
+//! Sources of a knowledge base, its sync runs and its sync state.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kbsync_core::{
+    KbId, SyncStatus, User,
+    datasource::{AccessToken, Datasource, DatasourceKind, TokenProvider},
+};
+use kbsync_oauth::ConnectionStatus;
+use kbsync_store::{NewSource, Source, SourceKind, StoreError, SyncProgress, SyncRun};
+use kbsync_sync::runner::{ConnectorResolver, ResolveError, StartError};
+use uuid::Uuid;
+
+use super::{connections, knowledge, required_text};
+use crate::{AppState, Connectors, error::ApiError};
+
+/// The most items one request may add.
+pub const MAX_ITEMS_PER_REQUEST: usize = 100;
+const MAX_ID_CHARS: usize = 512;
+const MAX_NAME_CHARS: usize = 1024;
+const MAX_PATH_CHARS: usize = 4096;
+/// The longest access token a browser may hand over for one run.
+const MAX_ACCESS_TOKEN_CHARS: usize = 16 * 1024;
+/// The most runs the history returns.
+pub const MAX_RUNS: u32 = 100;
+
+/// Gives the sync runner the datasources and stored connections this server knows.
+pub struct ConnectorsResolver(pub Connectors);
+
+#[async_trait]
+impl ConnectorResolver for ConnectorsResolver {
+    fn datasource(&self, kind: DatasourceKind) -> Option<Arc<dyn Datasource>> {
+        self.0.datasource(kind).cloned()
+    }
+
+    async fn tokens(&self, kb_id: KbId) -> Result<Arc<dyn TokenProvider>, ResolveError> {
+        match self.0.manager.status(kb_id).await {
+            Ok(None) => Err(ResolveError::NotConnected),
+            Ok(Some(s)) if s.needs_reauth => Err(ResolveError::NeedsReauth),
+            Ok(Some(_)) => Ok(self.0.manager.tokens(kb_id)),
+            Err(e) => Err(ResolveError::Unavailable(e.to_string())),
+        }
+    }
+}
+
+/// One item picked in the picker.
+pub struct PickedItem {
+    pub kind: String,
+    pub drive_id: String,
+    pub item_id: String,
+    pub name: String,
+    pub path: String,
+}
+
+/// What adding sources did: the sources (new or already there) and the run it started, if it
+/// could start one (`None` when a run was already going; that run or the next one syncs them).
+pub struct AddedSources {
+    pub sources: Vec<Source>,
+    pub run_id: Option<Uuid>,
+}
+
+/// Adds picked folders and files to a knowledge base of that datasource's type and starts a run.
+pub async fn add_sources(
+    state: &AppState,
+    user: &User,
+    kb_id: KbId,
+    provider: &str,
+    items: Vec<PickedItem>,
+    access_token: Option<String>,
+) -> Result<AddedSources, ApiError> {
+    let view = knowledge::writable(state, user, kb_id).await?;
+    let kind = DatasourceKind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.as_str() == provider)
+        .ok_or_else(|| ApiError::invalid("provider", format!("unknown datasource `{provider}`")))?;
+    if view.kb.kb_type != kind.kb_type() {
+        return Err(ApiError::Conflict(format!(
+            "this is a {} knowledge base; sources from {} only go on {} knowledge bases",
+            view.kb.kb_type,
+            kind.display_name(),
+            kind.kb_type()
+        )));
+    }
+    if items.is_empty() {
+        return Err(ApiError::invalid("items", "pick at least one folder or file"));
+    }
+    if items.len() > MAX_ITEMS_PER_REQUEST {
+        return Err(ApiError::invalid(
+            "items",
+            format!("at most {MAX_ITEMS_PER_REQUEST} items per request"),
+        ));
+    }
+    let token = browser_token(access_token)?;
+    let mut new_sources = Vec::with_capacity(items.len());
+    for item in items {
+        let source_kind = match item.kind.as_str() {
+            "folder" => SourceKind::Folder,
+            "file" => SourceKind::File,
+            other => {
+                return Err(ApiError::invalid(
+                    "items.type",
+                    format!("must be `folder` or `file`, not `{other}`"),
+                ));
+            }
+        };
+        new_sources.push(NewSource {
+            kb_id,
+            provider: kind,
+            kind: source_kind,
+            drive_id: required_text("items.drive_id", &item.drive_id, MAX_ID_CHARS)?,
+            item_id: required_text("items.item_id", &item.item_id, MAX_ID_CHARS)?,
+            name: required_text("items.name", &item.name, MAX_NAME_CHARS)?,
+            path: super::optional_text("items.path", item.path.trim(), MAX_PATH_CHARS)?,
+        });
+    }
+    let mut sources = Vec::with_capacity(new_sources.len());
+    for new in new_sources {
+        sources.push(
+            state
+                .store
+                .add_source(state.random.uuid(), new, state.clock.now())
+                .await?,
+        );
+    }
+    tracing::info!(kb.id = %kb_id, sources = sources.len(), "sources added");
+    let run_id = match state.sync.start_manual(kb_id, token).await {
+        Ok(run_id) => Some(run_id),
+        Err(StartError::AlreadyRunning) => None,
+        Err(e) => return Err(start_error(e)),
+    };
+    Ok(AddedSources { sources, run_id })
+}
+
+pub async fn list_sources(state: &AppState, user: &User, kb_id: KbId) -> Result<Vec<Source>, ApiError> {
+    knowledge::readable(state, user, kb_id).await?;
+    Ok(state.store.list_sources(kb_id).await?)
+}
+
+/// Removes a source and the documents that came only from it. Refused while a run is going,
+/// which could otherwise bring some of them back.
+pub async fn remove_source(
+    state: &AppState,
+    user: &User,
+    kb_id: KbId,
+    source_id: Uuid,
+) -> Result<(), ApiError> {
+    knowledge::writable(state, user, kb_id).await?;
+    if state
+        .store
+        .get_sync_state(kb_id, state.clock.now())
+        .await?
+        .running
+    {
+        return Err(ApiError::Conflict(
+            "a sync is running; cancel it or wait for it to finish before removing a source".into(),
+        ));
+    }
+    let unreferenced = match state.store.delete_source(kb_id, source_id).await {
+        Ok(hashes) => hashes,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("source")),
+        Err(e) => return Err(e.into()),
+    };
+    for hash in unreferenced {
+        if let Err(e) = state.blobs.delete(&hash).await {
+            tracing::warn!(blob.hash = %hash, error = %e, "could not remove an unreferenced blob");
+        }
+    }
+    tracing::info!(kb.id = %kb_id, source.id = %source_id, "source removed");
+    Ok(())
+}
+
+/// Starts a manual run (409 while one is going).
+pub async fn start(
+    state: &AppState,
+    user: &User,
+    kb_id: KbId,
+    access_token: Option<String>,
+) -> Result<Uuid, ApiError> {
+    knowledge::writable(state, user, kb_id).await?;
+    let token = browser_token(access_token)?;
+    state.sync.start_manual(kb_id, token).await.map_err(start_error)
+}
+
+/// Asks the running sync, wherever it runs, to stop; `false` when nothing was running.
+pub async fn cancel(state: &AppState, user: &User, kb_id: KbId) -> Result<bool, ApiError> {
+    knowledge::writable(state, user, kb_id).await?;
+    Ok(state.sync.cancel(kb_id).await?)
+}
+
+/// A knowledge base's sync state as the API shows it (ARCHITECTURE §1).
+pub struct SyncStateView {
+    pub status: SyncStatus,
+    pub running: bool,
+    pub progress: SyncProgress,
+    pub last_error: Option<String>,
+    pub last_sync_at: Option<DateTime<Utc>>,
+    pub next_sync_at: Option<DateTime<Utc>>,
+    pub interval_minutes: u32,
+    pub connection: Option<ConnectionStatus>,
+}
+
+pub async fn state_of(state: &AppState, user: &User, kb_id: KbId) -> Result<SyncStateView, ApiError> {
+    let view = knowledge::readable(state, user, kb_id).await?;
+    let now = state.clock.now();
+    let stored = state.store.get_sync_state(kb_id, now).await?;
+    let connection = match DatasourceKind::of(view.kb.kb_type) {
+        Some(_) => state
+            .connectors
+            .manager
+            .status(kb_id)
+            .await
+            .map_err(connections::oauth_error)?,
+        None => None,
+    };
+    let needs_reauth = connection.as_ref().is_some_and(|c| c.needs_reauth);
+    // A connection found revoked outside a run (say, while browsing) shows at once.
+    let status = if needs_reauth && !stored.running {
+        SyncStatus::NeedsReauth
+    } else {
+        stored.status
+    };
+    let schedulable = connection.as_ref().is_some_and(|c| !c.needs_reauth);
+    let next_sync_at = if schedulable {
+        Some(stored.next_sync_at.unwrap_or(now))
+    } else {
+        None
+    };
+    Ok(SyncStateView {
+        status,
+        running: stored.running,
+        progress: stored.progress,
+        last_error: stored.last_error,
+        last_sync_at: stored.last_sync_at,
+        next_sync_at,
+        interval_minutes: stored
+            .interval_minutes
+            .unwrap_or(state.settings.sync_interval_minutes),
+        connection,
+    })
+}
+
+pub async fn runs(
+    state: &AppState,
+    user: &User,
+    kb_id: KbId,
+    limit: Option<u32>,
+) -> Result<Vec<SyncRun>, ApiError> {
+    knowledge::readable(state, user, kb_id).await?;
+    let limit = limit.unwrap_or(20);
+    if limit == 0 || limit > MAX_RUNS {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_RUNS}"),
+        ));
+    }
+    Ok(state.store.list_sync_runs(kb_id, limit).await?)
+}
+
+fn browser_token(token: Option<String>) -> Result<Option<AccessToken>, ApiError> {
+    match token {
+        None => Ok(None),
+        Some(t) if t.trim().is_empty() => Ok(None),
+        Some(t)
+            if t.len() > MAX_ACCESS_TOKEN_CHARS || t.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Err(ApiError::invalid("access_token", "is not a bearer token"))
+        }
+        Some(t) => Ok(Some(AccessToken::new(t))),
+    }
+}
+
+fn start_error(e: StartError) -> ApiError {
+    match e {
+        StartError::AlreadyRunning => {
+            ApiError::Conflict("a sync of this knowledge base is already running".into())
+        }
+        StartError::NotFound => ApiError::NotFound("knowledge base"),
+        StartError::NotConnected => ApiError::Conflict("connect this knowledge base first".into()),
+        StartError::NeedsReauth => ApiError::Conflict(
+            "the connection needs re-authorisation: connect the knowledge base again".into(),
+        ),
+        StartError::Unsupported => ApiError::Conflict(
+            "this knowledge base does not sync from a datasource this server serves".into(),
+        ),
+        StartError::ShuttingDown => ApiError::Unavailable("the server is shutting down".into()),
+        StartError::Store(e) => e.into(),
+    }
+}

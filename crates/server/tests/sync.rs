@@ -1,0 +1,475 @@
+//! Sources, sync runs, their state, history and event stream through the HTTP API, against the
+//! emulated OneDrive, on SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Db, OneDriveTest, Options, TestServer};
+use futures::StreamExt;
+use msgraph_emulator::{FaultAction, FaultRule};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+on_both_databases!(
+    adding_a_folder_source_syncs_it_and_the_kb_matches_the_drive,
+    adding_sources_refuses_bad_input_wrong_kb_types_and_callers_without_write_access,
+    a_second_sync_conflicts_while_one_runs_and_cancel_stops_it,
+    the_event_stream_reports_progress_failed_files_and_the_finished_run,
+    removing_a_source_removes_its_documents_only,
+    a_browser_access_token_syncs_once_without_storing_a_connection,
+);
+
+fn with_onedrive() -> Options {
+    Options {
+        onedrive: Some(OneDriveTest { with_secret: true }),
+        ..Options::default()
+    }
+}
+
+struct Kb {
+    owner: String,
+    id: String,
+}
+
+/// An owner with a connected OneDrive knowledge base.
+async fn connected_kb(s: &TestServer) -> Kb {
+    let admin = s.admin_token().await;
+    let (_, owner) = s.user(&admin, "owner@example.com").await;
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&owner),
+            json!({"name": "Drive", "type": "onedrive"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    s.connect(&owner, &id).await;
+    Kb { owner, id }
+}
+
+/// Puts files under `/Team` in the emulated drive and returns the folder's picker item.
+fn team_folder(s: &TestServer, files: &[(&str, &str)]) -> Value {
+    let drive = s.drive();
+    let drive_id = drive.default_drive_id();
+    for (path, text) in files {
+        drive
+            .put_file(&drive_id, &format!("/Team/{path}"), text.as_bytes().to_vec())
+            .unwrap();
+    }
+    let folder = drive.item_by_path(&drive_id, "/Team").unwrap();
+    json!({"type": "folder", "drive_id": drive_id, "item_id": folder.id, "name": "Team", "path": "/Team"})
+}
+
+async fn add_sources(s: &TestServer, token: &str, kb: &str, items: Value) -> (StatusCode, Value) {
+    s.post(
+        &format!("/api/v1/knowledge/{kb}/sources"),
+        Some(token),
+        json!({"provider": "onedrive", "items": items}),
+    )
+    .await
+}
+
+/// Polls the sync state until no run is going and a run has ended, with a deadline.
+async fn wait_idle(s: &TestServer, token: &str, kb: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = s.get(&format!("/api/v1/knowledge/{kb}/sync"), Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["running"] == false && body["status"] != "syncing" && body["status"] != "idle" {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sync still running: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls until a run holds the knowledge base.
+async fn wait_running(s: &TestServer, token: &str, kb: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, body) = s.get(&format!("/api/v1/knowledge/{kb}/sync"), Some(token)).await;
+        if body["running"] == true {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no run started: {body}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn file_names(s: &TestServer, token: &str, kb: &str) -> Vec<String> {
+    let (status, body) = s.get(&format!("/api/v1/knowledge/{kb}/files"), Some(token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut names: Vec<String> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+async fn adding_a_folder_source_syncs_it_and_the_kb_matches_the_drive(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let kb = connected_kb(&s).await;
+    let folder = team_folder(
+        &s,
+        &[
+            ("plan.txt", "The quarterly harvest plan for the orchard"),
+            ("Notes/minutes.md", "# Minutes\nWe agreed on the zeppelin budget."),
+        ],
+    );
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([folder.clone()])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(body["run_id"].is_string(), "{body}");
+    assert_eq!(body["sources"][0]["type"], "folder");
+    let state = wait_idle(&s, &kb.owner, &kb.id).await;
+    assert_eq!(state["status"], "completed", "{state}");
+    assert_eq!(state["has_stored_token"], true);
+    assert!(state["last_sync_at"].is_string(), "{state}");
+    assert!(state["next_sync_at"].is_string(), "{state}");
+    assert_eq!(
+        file_names(&s, &kb.owner, &kb.id).await,
+        ["minutes.md", "plan.txt"]
+    );
+
+    let (status, hits) = s.get("/api/v1/search?q=zeppelin", Some(&kb.owner)).await;
+    assert_eq!(status, StatusCode::OK, "{hits}");
+    assert_eq!(hits["results"][0]["name"], "minutes.md", "{hits}");
+
+    // Adding the same folder again is harmless: still one source, same documents.
+    s.clock.advance(chrono::Duration::seconds(1));
+    let (status, _) = add_sources(&s, &kb.owner, &kb.id, json!([folder])).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    wait_idle(&s, &kb.owner, &kb.id).await;
+    let (_, sources) = s
+        .get(&format!("/api/v1/knowledge/{}/sources", kb.id), Some(&kb.owner))
+        .await;
+    assert_eq!(sources["sources"].as_array().unwrap().len(), 1, "{sources}");
+    assert_eq!(
+        file_names(&s, &kb.owner, &kb.id).await,
+        ["minutes.md", "plan.txt"]
+    );
+
+    let (status, runs) = s
+        .get(&format!("/api/v1/knowledge/{}/sync/runs", kb.id), Some(&kb.owner))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1]["processed"], 2, "{runs:?}");
+    assert_eq!(runs[1]["trigger"], "manual");
+    assert_eq!(runs[0]["processed"], 0, "nothing changed: {runs:?}");
+    s.stop().await;
+}
+
+async fn adding_sources_refuses_bad_input_wrong_kb_types_and_callers_without_write_access(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let kb = connected_kb(&s).await;
+    let admin = s.admin_token().await;
+    let (reader_id, reader) = s.user(&admin, "reader@example.com").await;
+    let (_, stranger) = s.user(&admin, "stranger@example.com").await;
+    let (status, _) = s
+        .call(
+            Method::PUT,
+            &format!("/api/v1/knowledge/{}/access", kb.id),
+            Some(&kb.owner),
+            Some(json!({"read": [reader_id]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let folder = team_folder(&s, &[("a.txt", "alpha")]);
+    let path = format!("/api/v1/knowledge/{}/sources", kb.id);
+
+    let (status, body) = s
+        .post(
+            &path,
+            Some(&kb.owner),
+            json!({"provider": "dropbox", "items": [folder.clone()]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("provider"),
+        "{body}"
+    );
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let mut wrong = folder.clone();
+    wrong["type"] = json!("site");
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([wrong])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let mut blank = folder.clone();
+    blank["item_id"] = json!("  ");
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([blank])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = s.post(&path, Some(&kb.owner), json!({"items": "nope"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    let (status, _) = add_sources(&s, &reader, &kb.id, json!([folder.clone()])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = add_sources(&s, &stranger, &kb.id, json!([folder.clone()])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .post(
+            &path,
+            None,
+            json!({"provider": "onedrive", "items": [folder.clone()]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Sources only go on a knowledge base of that datasource's type.
+    let local = s.create_kb(&kb.owner, "Uploads").await;
+    let (status, body) = add_sources(&s, &kb.owner, &local, json!([folder])).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/knowledge/{local}/sync"),
+            Some(&kb.owner),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // Nothing was added by the refused requests.
+    let (_, sources) = s.get(&path, Some(&reader)).await;
+    assert_eq!(sources["sources"], json!([]));
+    s.stop().await;
+}
+
+async fn a_second_sync_conflicts_while_one_runs_and_cancel_stops_it(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let kb = connected_kb(&s).await;
+    let files: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("f{i:02}.txt"), format!("file number {i}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let folder = team_folder(&s, &refs);
+    // Every download is slow, so the run is still going when we look.
+    let slow = s.drive().add_fault(FaultRule::new(
+        "GET",
+        "/_download/*",
+        FaultAction::Delay { millis: 400 },
+    ));
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([folder])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_running(&s, &kb.owner, &kb.id).await;
+
+    let sync = format!("/api/v1/knowledge/{}/sync", kb.id);
+    let (status, body) = s.post(&sync, Some(&kb.owner), json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = s
+        .post(&format!("{sync}/cancel"), Some(&kb.owner), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["cancel_requested"], true);
+    let state = wait_idle(&s, &kb.owner, &kb.id).await;
+    assert_eq!(state["status"], "cancelled", "{state}");
+    let (_, sources) = s
+        .get(&format!("/api/v1/knowledge/{}/sources", kb.id), Some(&kb.owner))
+        .await;
+    assert_eq!(
+        sources["sources"][0]["synced"], false,
+        "a cancelled run advances no cursor"
+    );
+
+    // Nothing runs now: cancel says so, and a new run completes everything.
+    s.drive().remove_fault(slow);
+    let (status, body) = s
+        .post(&format!("{sync}/cancel"), Some(&kb.owner), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["cancel_requested"], false);
+    let (status, body) = s.post(&sync, Some(&kb.owner), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let state = wait_idle(&s, &kb.owner, &kb.id).await;
+    assert_eq!(state["status"], "completed", "{state}");
+    assert_eq!(file_names(&s, &kb.owner, &kb.id).await.len(), 12);
+    s.stop().await;
+}
+
+/// Reads server-sent events until one named `until` arrives (or the deadline passes).
+async fn read_events(resp: reqwest::Response, until: &str) -> Vec<(String, Value)> {
+    let mut stream = resp.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no `{until}` event; got {events:?}"))
+            .expect("the stream ended")
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if name.is_empty() {
+                continue;
+            }
+            let done = name == until;
+            events.push((name, serde_json::from_str(&data).unwrap_or(Value::Null)));
+            if done {
+                return events;
+            }
+        }
+    }
+}
+
+async fn the_event_stream_reports_progress_failed_files_and_the_finished_run(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let kb = connected_kb(&s).await;
+    let folder = team_folder(&s, &[("one.txt", "first file"), ("two.txt", "second file")]);
+    let drive = s.drive();
+    let drive_id = drive.default_drive_id();
+    drive
+        .put_file(
+            &drive_id,
+            "/Team/broken.pdf",
+            b"%PDF-1.7 this is not really a pdf".to_vec(),
+        )
+        .unwrap();
+    let resp = s
+        .http
+        .get(format!("{}/api/v1/knowledge/{}/sync/events", s.base, kb.id))
+        .bearer_auth(&kb.owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([folder])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let run_id = body["run_id"].clone();
+    let events = read_events(resp, "finished").await;
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names[0], "status", "{events:?}");
+    assert!(names.contains(&"progress"), "{events:?}");
+    let (_, last_progress) = events.iter().rev().find(|(n, _)| n == "progress").unwrap();
+    assert_eq!(last_progress["current"], last_progress["total"], "{events:?}");
+    let (_, failed) = events
+        .iter()
+        .find(|(n, _)| n == "file_failed")
+        .unwrap_or_else(|| panic!("no file_failed event: {events:?}"));
+    assert_eq!(failed["name"], "broken.pdf");
+    assert!(!failed["reason"].as_str().unwrap().is_empty());
+    let (_, finished) = events.last().unwrap();
+    assert_eq!(finished["run_id"], run_id);
+    assert_eq!(finished["status"], "completed_with_errors", "{finished}");
+    assert_eq!(finished["processed"], 2);
+    assert_eq!(finished["failed"], 1);
+
+    let (_, runs) = s
+        .get(&format!("/api/v1/knowledge/{}/sync/runs", kb.id), Some(&kb.owner))
+        .await;
+    assert_eq!(runs["runs"][0]["failures"][0]["name"], "broken.pdf", "{runs}");
+    s.stop().await;
+}
+
+async fn removing_a_source_removes_its_documents_only(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let kb = connected_kb(&s).await;
+    let team = team_folder(&s, &[("team.txt", "team notes")]);
+    let drive = s.drive();
+    let drive_id = drive.default_drive_id();
+    let other = drive
+        .put_file(&drive_id, "/Other/other.txt", b"other notes".to_vec())
+        .unwrap();
+    let other_item = json!({"type": "file", "drive_id": drive_id, "item_id": other.id, "name": "other.txt", "path": "/Other/other.txt"});
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([team, other_item])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_idle(&s, &kb.owner, &kb.id).await;
+    assert_eq!(file_names(&s, &kb.owner, &kb.id).await, ["other.txt", "team.txt"]);
+
+    let team_source = body["sources"][0]["id"].as_str().unwrap();
+    let path = format!("/api/v1/knowledge/{}/sources/{team_source}", kb.id);
+    let (status, body) = s.call(Method::DELETE, &path, Some(&kb.owner), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(file_names(&s, &kb.owner, &kb.id).await, ["other.txt"]);
+    let (_, hits) = s.get("/api/v1/search?q=team", Some(&kb.owner)).await;
+    assert_eq!(hits["results"], json!([]), "{hits}");
+    let (status, _) = s.call(Method::DELETE, &path, Some(&kb.owner), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+async fn a_browser_access_token_syncs_once_without_storing_a_connection(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let admin = s.admin_token().await;
+    let (_, owner) = s.user(&admin, "owner@example.com").await;
+    let (_, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&owner),
+            json!({"name": "Drive", "type": "onedrive"}),
+        )
+        .await;
+    let kb = body["id"].as_str().unwrap().to_owned();
+    let folder = team_folder(&s, &[("doc.txt", "browser token document")]);
+    let drive = s.drive();
+    let token = drive
+        .mint_access_token(&drive.default_user_id(), &["Files.Read.All"])
+        .unwrap();
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/knowledge/{kb}/sources"),
+            Some(&owner),
+            json!({"provider": "onedrive", "items": [folder], "access_token": token}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let state = wait_idle(&s, &owner, &kb).await;
+    assert_eq!(state["status"], "completed", "{state}");
+    assert_eq!(state["has_stored_token"], false);
+    assert_eq!(file_names(&s, &owner, &kb).await, ["doc.txt"]);
+    let (status, _) = s
+        .get(&format!("/api/v1/knowledge/{kb}/connection"), Some(&owner))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Without a stored connection or a token, a run cannot start.
+    let (status, body) = s
+        .post(&format!("/api/v1/knowledge/{kb}/sync"), Some(&owner), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/knowledge/{kb}/sync"),
+            Some(&owner),
+            json!({"access_token": "has spaces in it"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    s.stop().await;
+}
