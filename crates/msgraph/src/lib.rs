@@ -339,7 +339,12 @@ impl Datasource for OneDrive {
         drive_id: &str,
         item_id: &str,
     ) -> Result<RemoteItem, ProviderError> {
-        let url = self.client.url(&["drives", drive_id, "items", item_id])?;
+        // `root` names a drive's root folder; Graph addresses it as `/drives/{id}/root`.
+        let url = if item_id == "root" {
+            self.client.url(&["drives", drive_id, "root"])?
+        } else {
+            self.client.url(&["drives", drive_id, "items", item_id])?
+        };
         let item: DriveItem = self.client.get_json(tokens, &url).await?;
         Ok(mapping::remote_item(&item, drive_id, None))
     }

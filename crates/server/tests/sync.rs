@@ -19,6 +19,8 @@ on_both_databases!(
     the_event_stream_reports_progress_failed_files_and_the_finished_run,
     removing_a_source_removes_its_documents_only,
     a_browser_access_token_syncs_once_without_storing_a_connection,
+    a_kb_sets_its_own_sync_interval_and_can_return_to_the_default,
+    the_drive_root_picked_by_its_alias_syncs_with_paths_from_the_root,
 );
 
 fn with_onedrive() -> Options {
@@ -471,5 +473,91 @@ async fn a_browser_access_token_syncs_once_without_storing_a_connection(db: Db) 
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    s.stop().await;
+}
+
+async fn a_kb_sets_its_own_sync_interval_and_can_return_to_the_default(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let kb = connected_kb(&s).await;
+    let path = format!("/api/v1/knowledge/{}", kb.id);
+    let sync = format!("{path}/sync");
+    let (_, state) = s.get(&sync, Some(&kb.owner)).await;
+    assert_eq!(state["interval_minutes"], 60, "{state}");
+    let (status, body) = s
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&kb.owner),
+            Some(json!({"sync_interval_minutes": 15})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, state) = s.get(&sync, Some(&kb.owner)).await;
+    assert_eq!(state["interval_minutes"], 15, "{state}");
+    // A rename leaves the interval alone; null goes back to the server's default.
+    s.call(
+        Method::PATCH,
+        &path,
+        Some(&kb.owner),
+        Some(json!({"name": "Renamed"})),
+    )
+    .await;
+    let (_, state) = s.get(&sync, Some(&kb.owner)).await;
+    assert_eq!(state["interval_minutes"], 15, "{state}");
+    s.call(
+        Method::PATCH,
+        &path,
+        Some(&kb.owner),
+        Some(json!({"sync_interval_minutes": null})),
+    )
+    .await;
+    let (_, state) = s.get(&sync, Some(&kb.owner)).await;
+    assert_eq!(state["interval_minutes"], 60, "{state}");
+
+    for bad in [json!(0), json!(7 * 24 * 60 + 1), json!("hourly")] {
+        let (status, body) = s
+            .call(
+                Method::PATCH,
+                &path,
+                Some(&kb.owner),
+                Some(json!({"sync_interval_minutes": bad})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+    }
+    let local = s.create_kb(&kb.owner, "Uploads").await;
+    let (status, body) = s
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/knowledge/{local}"),
+            Some(&kb.owner),
+            Some(json!({"sync_interval_minutes": 30})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    s.stop().await;
+}
+
+async fn the_drive_root_picked_by_its_alias_syncs_with_paths_from_the_root(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let kb = connected_kb(&s).await;
+    team_folder(&s, &[("Deep/memo.txt", "a memo about lighthouses")]);
+    let drive_id = s.drive().default_drive_id();
+    let root =
+        json!({"type": "folder", "drive_id": drive_id, "item_id": "root", "name": "OneDrive", "path": "/"});
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([root])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let real_root = s.drive().drive(&drive_id).unwrap().root_id;
+    assert_eq!(body["sources"][0]["item_id"], real_root.as_str());
+    let state = wait_idle(&s, &kb.owner, &kb.id).await;
+    assert_eq!(state["status"], "completed", "{state}");
+    let (_, files) = s
+        .get(&format!("/api/v1/knowledge/{}/files", kb.id), Some(&kb.owner))
+        .await;
+    assert_eq!(files["items"][0]["path"], "/Team/Deep/memo.txt", "{files}");
     s.stop().await;
 }

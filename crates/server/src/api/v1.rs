@@ -252,6 +252,14 @@ pub async fn get_knowledge(
 pub struct PatchKnowledgeRequest {
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Absent: unchanged; `null`: the server's default; a number: this knowledge base's own.
+    #[serde(default, deserialize_with = "present")]
+    pub sync_interval_minutes: Option<Option<u32>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from an absent one (`None`, via `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Option::<u32>::deserialize(d).map(Some)
 }
 
 pub async fn patch_knowledge(
@@ -260,7 +268,12 @@ pub async fn patch_knowledge(
     ApiPath(id): ApiPath<KbId>,
     ApiJson(req): ApiJson<PatchKnowledgeRequest>,
 ) -> ApiResult<Json<KnowledgeDto>> {
-    let view = knowledge::update(&state, &user, id, req.name.as_deref(), req.description.as_deref()).await?;
+    let changes = knowledge::KbChanges {
+        name: req.name.as_deref(),
+        description: req.description.as_deref(),
+        sync_interval_minutes: req.sync_interval_minutes,
+    };
+    let view = knowledge::patch(&state, &user, id, changes).await?;
     Ok(Json(view.into()))
 }
 

@@ -149,6 +149,50 @@ pub async fn update(
     })
 }
 
+/// The longest interval a knowledge base may set between scheduled syncs (a week).
+pub const MAX_SYNC_INTERVAL_MINUTES: u32 = 7 * 24 * 60;
+
+/// What `PATCH /knowledge/{id}` may change.
+#[derive(Default)]
+pub struct KbChanges<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    /// `Some(None)` goes back to the server's default interval.
+    pub sync_interval_minutes: Option<Option<u32>>,
+}
+
+/// Validates everything first, then applies name, description and the sync interval.
+pub async fn patch(
+    state: &AppState,
+    user: &User,
+    id: KbId,
+    changes: KbChanges<'_>,
+) -> Result<KbView, ApiError> {
+    let view = manageable(state, user, id).await?;
+    if let Some(interval) = changes.sync_interval_minutes {
+        if view.kb.kb_type == KbType::Local {
+            return Err(ApiError::Conflict(
+                "local knowledge bases do not sync; only datasource knowledge bases have an interval".into(),
+            ));
+        }
+        if let Some(minutes) = interval
+            && !(1..=MAX_SYNC_INTERVAL_MINUTES).contains(&minutes)
+        {
+            return Err(ApiError::invalid(
+                "sync_interval_minutes",
+                format!(
+                    "must be between 1 and {MAX_SYNC_INTERVAL_MINUTES}, or null for the server's default"
+                ),
+            ));
+        }
+    }
+    let updated = update(state, user, id, changes.name, changes.description).await?;
+    if let Some(interval) = changes.sync_interval_minutes {
+        state.store.set_sync_interval(id, interval).await?;
+    }
+    Ok(updated)
+}
+
 pub async fn delete(state: &AppState, user: &User, id: KbId) -> Result<(), ApiError> {
     manageable(state, user, id).await?;
     let orphaned = state.store.delete_kb(id).await?;

@@ -116,6 +116,9 @@ pub async fn add_sources(
             path: super::optional_text("items.path", item.path.trim(), MAX_PATH_CHARS)?,
         });
     }
+    if new_sources.iter().any(|s| s.item_id == ROOT_ALIAS) {
+        resolve_roots(state, kb_id, kind, token.as_ref(), &mut new_sources).await?;
+    }
     let mut sources = Vec::with_capacity(new_sources.len());
     for new in new_sources {
         sources.push(
@@ -132,6 +135,48 @@ pub async fn add_sources(
         Err(e) => return Err(start_error(e)),
     };
     Ok(AddedSources { sources, run_id })
+}
+
+/// The id a drive's root answers to besides its own (`/drives/{id}/items/root`).
+const ROOT_ALIAS: &str = "root";
+
+/// Replaces the `root` alias by the root's real id: items name their parent by its real id, so
+/// a source must be known by that id for their paths to resolve.
+async fn resolve_roots(
+    state: &AppState,
+    kb_id: KbId,
+    kind: DatasourceKind,
+    browser_token: Option<&AccessToken>,
+    sources: &mut [NewSource],
+) -> Result<(), ApiError> {
+    let datasource = state.connectors.datasource(kind).ok_or_else(|| {
+        ApiError::NotImplemented(format!(
+            "{} is not configured on this server",
+            kind.display_name()
+        ))
+    })?;
+    let tokens: Arc<dyn TokenProvider> = match browser_token {
+        Some(token) => Arc::new(kbsync_core::datasource::StaticToken(token.clone())),
+        None => {
+            let resolver = ConnectorsResolver(state.connectors.clone());
+            match resolver.tokens(kb_id).await {
+                Ok(tokens) => tokens,
+                Err(ResolveError::NotConnected) => {
+                    return Err(ApiError::Conflict("connect this knowledge base first".into()));
+                }
+                Err(ResolveError::NeedsReauth) => return Err(start_error(StartError::NeedsReauth)),
+                Err(ResolveError::Unavailable(why)) => return Err(ApiError::Unavailable(why)),
+            }
+        }
+    };
+    for source in sources.iter_mut().filter(|s| s.item_id == ROOT_ALIAS) {
+        let root = datasource
+            .item(tokens.as_ref(), &source.drive_id, ROOT_ALIAS)
+            .await
+            .map_err(connections::provider_error)?;
+        source.item_id = root.id;
+    }
+    Ok(())
 }
 
 pub async fn list_sources(state: &AppState, user: &User, kb_id: KbId) -> Result<Vec<Source>, ApiError> {
