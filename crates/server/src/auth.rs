@@ -1,10 +1,11 @@
-//! Authentication: password hashing, opaque bearer tokens stored hashed, and the extractor that
-//! turns `Authorization: Bearer …` into the calling [`User`].
+//! Authentication: password hashing, opaque session tokens stored hashed, and the extractor that
+//! turns `Authorization: Bearer …` (or, on read-only routes, the web UI's session cookie) into the
+//! calling [`User`]; the web UI's CSRF tokens derive from the same session token.
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use axum::{
     extract::FromRequestParts,
-    http::{header, request::Parts},
+    http::{HeaderMap, Method, header, request::Parts},
 };
 use kbsync_core::{OsRandom, Random, User};
 use kbsync_store::StoreError;
@@ -20,17 +21,62 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts).ok_or(ApiError::Unauthenticated)?;
-        match state
-            .store
-            .user_for_session(&token_hash(token), state.clock.now())
-            .await
-        {
-            Ok(user) => Ok(CurrentUser(user)),
-            Err(StoreError::NotFound) => Err(ApiError::Unauthenticated),
-            Err(other) => Err(other.into()),
-        }
+        // The web UI's session cookie opens only the API's safe (read-only) routes: the event
+        // stream and the picker's browse data. Every change the UI makes goes through a UI form
+        // with a CSRF token, so a cookie can never make the API change something by itself.
+        let token = match bearer_token(parts) {
+            Some(token) => token,
+            None if parts.method == Method::GET || parts.method == Method::HEAD => {
+                session_cookie(parts).ok_or(ApiError::Unauthenticated)?
+            }
+            None => return Err(ApiError::Unauthenticated),
+        };
+        user_for_token(state, token).await.map(CurrentUser)
     }
+}
+
+/// The user a session token (bearer or cookie) belongs to, if the session is still valid.
+pub async fn user_for_token(state: &AppState, token: &str) -> Result<User, ApiError> {
+    match state
+        .store
+        .user_for_session(&token_hash(token), state.clock.now())
+        .await
+    {
+        Ok(user) => Ok(user),
+        Err(StoreError::NotFound) => Err(ApiError::Unauthenticated),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The name of the web UI's session cookie; its value is a session token like the API's.
+pub const SESSION_COOKIE: &str = "kbsync_session";
+
+/// The session token carried by the web UI's cookie, if any.
+pub fn session_cookie(parts: &Parts) -> Option<&str> {
+    cookie(&parts.headers, SESSION_COOKIE)
+}
+
+/// The value of one cookie of a request.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v)
+}
+
+/// The CSRF token of a web UI session: derived from the session token, so it needs no storage,
+/// changes with every sign-in, and cannot be computed by a page that does not know the cookie.
+pub fn csrf_token(session_token: &str) -> String {
+    hex::encode(Sha256::digest(format!("csrf:{session_token}").as_bytes()))
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The raw bearer token of a request, for routes that act on the session itself (logout).
@@ -100,6 +146,17 @@ mod tests {
         assert!(verify_password("correct horse", &phc));
         assert!(!verify_password("wrong horse", &phc));
         assert!(!verify_password("correct horse", "not a phc string"));
+    }
+
+    #[test]
+    fn csrf_token_follows_the_session_and_compares_exactly() {
+        let a = csrf_token("session-a");
+        assert_eq!(a, csrf_token("session-a"));
+        assert_ne!(a, csrf_token("session-b"));
+        assert!(!a.contains("session-a"));
+        assert!(constant_time_eq(&a, &csrf_token("session-a")));
+        assert!(!constant_time_eq(&a, &csrf_token("session-b")));
+        assert!(!constant_time_eq(&a, ""));
     }
 
     #[test]

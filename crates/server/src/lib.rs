@@ -1,4 +1,4 @@
-//! kbsync's HTTP server: the JSON API under `/api/v1`, health and metrics routes.
+//! kbsync's HTTP server: the JSON API under `/api/v1`, the web UI, health and metrics routes.
 //!
 //! The binary builds an [`AppState`] from its configuration and calls [`serve`]; tests do the
 //! same on port 0.
@@ -10,6 +10,7 @@ pub mod metrics_layer;
 pub mod pipeline;
 pub mod router;
 pub mod service;
+pub mod ui;
 
 use std::{collections::HashMap, future::Future, sync::Arc};
 

@@ -1,4 +1,5 @@
-//! Every route, in one place, grouped by API version.
+//! Every route, in one place: the API grouped by version, the web UI's pages apart (see
+//! [`crate::ui::router`]).
 
 use axum::{
     Router,
@@ -12,7 +13,7 @@ use crate::{
     AppState,
     api::{connectors, health, sync, v1},
     error::ApiError,
-    metrics_layer,
+    metrics_layer, ui,
 };
 
 /// JSON request bodies larger than this are refused; uploads have their own limit.
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
 
     Router::new()
         .nest("/api/v1", api_v1)
+        .merge(ui::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

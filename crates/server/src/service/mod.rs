@@ -4,6 +4,7 @@
 pub mod connections;
 pub mod documents;
 pub mod knowledge;
+pub mod overview;
 pub mod search;
 pub mod sync;
 pub mod sync_events;

@@ -1,0 +1,270 @@
+//! The pages' templates and the plain values they show. Templates live in `templates/`, are
+//! compiled into the binary and escape every value (HTML auto-escaping is on for `.html`).
+
+use askama::Template;
+
+/// What every page's frame shows: who is signed in, and the token its forms carry.
+pub struct Chrome {
+    pub email: Option<String>,
+    pub is_admin: bool,
+    pub csrf: String,
+    /// The navigation entry to highlight: `kb`, `search`, `admin` or empty.
+    pub section: &'static str,
+}
+
+impl Chrome {
+    pub fn anonymous() -> Self {
+        Self {
+            email: None,
+            is_admin: false,
+            csrf: String::new(),
+            section: "",
+        }
+    }
+
+    pub fn of(session: &super::Session, section: &'static str) -> Self {
+        Self {
+            email: Some(session.user.email.clone()),
+            is_admin: session.user.is_admin(),
+            csrf: session.csrf.clone(),
+            section,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub chrome: Chrome,
+    pub title: String,
+    pub message: String,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub chrome: Chrome,
+    pub login_csrf: String,
+    pub next: String,
+    pub email: String,
+    pub error: Option<String>,
+}
+
+/// A row of the knowledge base list.
+pub struct KbRow {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub badge_text: String,
+    pub badge_tone: &'static str,
+    /// The connect button the row shows to a manager: "Reconnect" when the connection needs
+    /// renewing, "Connect" when a datasource knowledge base has none yet.
+    pub connect: Option<&'static str>,
+    /// Where the page goes once connected: the picker for a first connection.
+    pub after_connect: String,
+}
+
+#[derive(Template)]
+#[template(path = "kb_list.html")]
+pub struct KbListPage {
+    pub chrome: Chrome,
+    pub rows: Vec<KbRow>,
+    pub total: u64,
+    pub prev_offset: Option<u64>,
+    pub next_offset: Option<u64>,
+}
+
+#[derive(Template)]
+#[template(path = "kb_new.html")]
+pub struct KbNewPage {
+    pub chrome: Chrome,
+    pub onedrive: bool,
+    pub name: String,
+    pub description: String,
+    pub error: Option<String>,
+}
+
+pub struct FileRow {
+    pub name: String,
+    pub path: String,
+    pub size: String,
+    pub status: String,
+    pub tone: &'static str,
+    pub error: Option<String>,
+}
+
+pub struct SourceRow {
+    pub id: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub path: String,
+    pub synced: bool,
+}
+
+pub struct FailureRow {
+    pub name: String,
+    pub reason: String,
+}
+
+pub struct RunRow {
+    pub started: String,
+    pub trigger: String,
+    pub status: String,
+    pub tone: &'static str,
+    pub duration: String,
+    pub counts: String,
+    pub failures: Vec<FailureRow>,
+}
+
+#[derive(Template)]
+#[template(path = "kb.html")]
+pub struct KbPage {
+    pub chrome: Chrome,
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+    pub is_remote: bool,
+    pub can_write: bool,
+    pub can_manage: bool,
+    pub badge_text: String,
+    pub badge_tone: &'static str,
+    pub running: bool,
+    pub status: String,
+    pub progress_current: u64,
+    pub progress_total: u64,
+    pub progress_label: String,
+    pub progress_file: String,
+    pub last_error: Option<String>,
+    pub last_sync: String,
+    pub next_sync: String,
+    pub connected: bool,
+    pub needs_reauth: bool,
+    pub sources: Vec<SourceRow>,
+    pub files: Vec<FileRow>,
+    pub files_total: u64,
+    pub prev_offset: Option<u64>,
+    pub next_offset: Option<u64>,
+    pub runs: Vec<RunRow>,
+}
+
+#[derive(Template)]
+#[template(path = "picker.html")]
+pub struct PickerPage {
+    pub chrome: Chrome,
+    pub id: String,
+    pub name: String,
+}
+
+pub struct HitRow {
+    pub name: String,
+    pub kb_id: String,
+    pub kb_name: String,
+    /// The snippet in pieces, each with whether it is a word of the query (shown marked).
+    pub snippet: Vec<(String, bool)>,
+    pub web_url: Option<String>,
+}
+
+pub struct KbChoice {
+    pub id: String,
+    pub name: String,
+    pub selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "search.html")]
+pub struct SearchPage {
+    pub chrome: Chrome,
+    pub q: String,
+    pub kbs: Vec<KbChoice>,
+    pub searched: bool,
+    pub hits: Vec<HitRow>,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "access.html")]
+pub struct AccessPage {
+    pub chrome: Chrome,
+    pub id: String,
+    pub name: String,
+    pub owner: String,
+    pub read: String,
+    pub write: String,
+    pub error: Option<String>,
+    pub saved: bool,
+}
+
+pub struct SettingRow {
+    pub name: &'static str,
+    pub value: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin.html")]
+pub struct AdminPage {
+    pub chrome: Chrome,
+    pub settings: Vec<SettingRow>,
+    pub connectors: Vec<SettingRow>,
+    pub scheduler: Vec<SettingRow>,
+}
+
+/// Splits a snippet into pieces, marking the words that the query contains (case-insensitive).
+/// Only splits; every piece is still escaped by the template.
+pub fn highlight(snippet: &str, query: &str) -> Vec<(String, bool)> {
+    let terms: Vec<String> = query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let mut pieces: Vec<(String, bool)> = Vec::new();
+    let mut push = |text: &str, marked: bool| match pieces.last_mut() {
+        Some((last, m)) if *m == marked => last.push_str(text),
+        _ => pieces.push((text.to_owned(), marked)),
+    };
+    let mut word_start: Option<usize> = None;
+    let mut plain_start = 0;
+    for (i, c) in snippet
+        .char_indices()
+        .chain(std::iter::once((snippet.len(), ' ')))
+    {
+        match (c.is_alphanumeric(), word_start) {
+            (true, None) => word_start = Some(i),
+            (false, Some(start)) => {
+                let word = &snippet[start..i];
+                if terms.iter().any(|t| *t == word.to_lowercase()) {
+                    push(&snippet[plain_start..start], false);
+                    push(word, true);
+                    plain_start = i;
+                }
+                word_start = None;
+            }
+            _ => {}
+        }
+    }
+    push(&snippet[plain_start..], false);
+    pieces.retain(|(text, _)| !text.is_empty());
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highlight_marks_query_words_only_and_keeps_all_text() {
+        let pieces = highlight("The Zebra <b>migration</b>, zebras.", "zebra migration");
+        assert_eq!(
+            pieces,
+            vec![
+                ("The ".to_owned(), false),
+                ("Zebra".to_owned(), true),
+                (" <b>".to_owned(), false),
+                ("migration".to_owned(), true),
+                ("</b>, zebras.".to_owned(), false),
+            ]
+        );
+        assert_eq!(highlight("no match", "x"), vec![("no match".to_owned(), false)]);
+    }
+}

@@ -1,0 +1,505 @@
+//! The web UI over plain HTTP (no browser): sessions, cookie flags, CSRF, escaping, and what the
+//! session cookie may do on the API. The browser test is `ui_browser.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{ADMIN_EMAIL, Db, Options, PASSWORD, TestServer};
+use reqwest::{StatusCode, header};
+
+on_both_databases!(
+    pages_need_a_session_and_send_strangers_to_sign_in,
+    signing_in_sets_a_strict_session_cookie_and_signing_out_ends_it,
+    every_form_needs_the_csrf_token_of_its_session,
+    drive_and_user_text_is_escaped_in_pages,
+    the_session_cookie_opens_only_read_only_api_routes,
+    pages_render_for_a_signed_in_user,
+);
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of a hidden `csrf` field in a page.
+fn csrf_in(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a csrf field") + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
+}
+
+fn set_cookies(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn cookie_value<'a>(set_cookie: &'a str, name: &str) -> Option<&'a str> {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Signs in through the form; returns the `Cookie` header value and the session's CSRF token.
+async fn sign_in(s: &TestServer) -> (String, String) {
+    let http = client();
+    let resp = http.get(format!("{}/login", s.base)).send().await.unwrap();
+    let login_cookie = set_cookies(&resp)
+        .iter()
+        .find_map(|c| cookie_value(c, "kbsync_login").map(str::to_owned))
+        .unwrap();
+    let page = resp.text().await.unwrap();
+    let resp = http
+        .post(format!("{}/login", s.base))
+        .header(header::COOKIE, format!("kbsync_login={login_cookie}"))
+        .form(&[
+            ("email", ADMIN_EMAIL),
+            ("password", PASSWORD),
+            ("csrf", &csrf_in(&page)),
+            ("next", "/kb"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let session = set_cookies(&resp)
+        .iter()
+        .find_map(|c| cookie_value(c, "kbsync_session").map(str::to_owned))
+        .unwrap();
+    let cookie = format!("kbsync_session={session}");
+    let page = http
+        .get(format!("{}/kb", s.base))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (cookie, csrf_in(&page))
+}
+
+async fn pages_need_a_session_and_send_strangers_to_sign_in(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let http = client();
+    for path in ["/kb", "/kb/new", "/search?q=x", "/admin"] {
+        let resp = http.get(format!("{}{path}", s.base)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{path}");
+        let location = resp.headers()[header::LOCATION].to_str().unwrap();
+        assert!(location.starts_with("/login?next=%2F"), "{path} → {location}");
+    }
+    // A stale or forged cookie is no session either.
+    let resp = http
+        .get(format!("{}/kb", s.base))
+        .header(header::COOKIE, "kbsync_session=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    // A sign-in form with no form cookie (a cross-site post) is refused.
+    let resp = http
+        .post(format!("{}/login", s.base))
+        .form(&[("email", ADMIN_EMAIL), ("password", PASSWORD), ("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // Sign-in sends only to local paths afterwards.
+    let page = http
+        .get(format!("{}/login?next=https://evil.example/", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("evil.example"));
+    s.stop().await;
+}
+
+async fn signing_in_sets_a_strict_session_cookie_and_signing_out_ends_it(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let http = client();
+    let resp = http.get(format!("{}/login", s.base)).send().await.unwrap();
+    let login_cookie = set_cookies(&resp)
+        .into_iter()
+        .find(|c| c.starts_with("kbsync_login="))
+        .unwrap();
+    let page = resp.text().await.unwrap();
+    let value = cookie_value(&login_cookie, "kbsync_login").unwrap();
+    // A wrong password shows the form again, with a message.
+    let resp = http
+        .post(format!("{}/login", s.base))
+        .header(header::COOKIE, format!("kbsync_login={value}"))
+        .form(&[
+            ("email", ADMIN_EMAIL),
+            ("password", "wrong password"),
+            ("csrf", &csrf_in(&page)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(resp.text().await.unwrap().contains("Wrong email or password"));
+
+    let resp = http
+        .post(format!("{}/login", s.base))
+        .header(header::COOKIE, format!("kbsync_login={value}"))
+        .form(&[
+            ("email", ADMIN_EMAIL),
+            ("password", PASSWORD),
+            ("csrf", &csrf_in(&page)),
+            ("next", "/search"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()[header::LOCATION], "/search");
+    let session = set_cookies(&resp)
+        .into_iter()
+        .find(|c| c.starts_with("kbsync_session="))
+        .unwrap();
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(session.contains(flag), "{session}");
+    }
+    assert!(!session.contains("Secure"), "plain http: {session}");
+    let cookie = session.split(';').next().unwrap().to_owned();
+
+    // Pages carry the security headers.
+    let resp = http
+        .get(format!("{}/kb", s.base))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let csp = resp.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let csrf = csrf_in(&resp.text().await.unwrap());
+
+    // Signing out ends the session on the server, not only in the browser.
+    let resp = http
+        .post(format!("{}/logout", s.base))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(
+        set_cookies(&resp)
+            .iter()
+            .any(|c| c.starts_with("kbsync_session=;") && c.contains("Max-Age=0"))
+    );
+    let resp = http
+        .get(format!("{}/kb", s.base))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    s.stop().await;
+
+    // Behind https the cookie is Secure.
+    let Some(s) = TestServer::start(
+        db,
+        Options {
+            public_url: "https://kb.example.com".into(),
+            ..Options::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let http = client();
+    let resp = http.get(format!("{}/login", s.base)).send().await.unwrap();
+    let login_cookie = set_cookies(&resp)
+        .into_iter()
+        .find(|c| c.starts_with("kbsync_login="))
+        .unwrap();
+    assert!(login_cookie.contains("; Secure"), "{login_cookie}");
+    let value = cookie_value(&login_cookie, "kbsync_login").unwrap().to_owned();
+    let page = resp.text().await.unwrap();
+    let resp = http
+        .post(format!("{}/login", s.base))
+        .header(header::COOKIE, format!("kbsync_login={value}"))
+        .form(&[
+            ("email", ADMIN_EMAIL),
+            ("password", PASSWORD),
+            ("csrf", &csrf_in(&page)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let session = set_cookies(&resp)
+        .into_iter()
+        .find(|c| c.starts_with("kbsync_session="))
+        .unwrap();
+    assert!(
+        session.contains("; Secure") && session.contains("HttpOnly"),
+        "{session}"
+    );
+    s.stop().await;
+}
+
+async fn every_form_needs_the_csrf_token_of_its_session(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let http = client();
+    let (cookie, csrf) = sign_in(&s).await;
+    let post = |path: &'static str, form: Vec<(&'static str, String)>| {
+        http.post(format!("{}{path}", s.base))
+            .header(header::COOKIE, &cookie)
+            .form(&form)
+            .send()
+    };
+    // No token, a wrong token, another session's token: 403, and nothing is created.
+    let resp = post("/kb", vec![("name", "No token".into())]).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post("/kb", vec![("name", "Wrong".into()), ("csrf", "0".repeat(64))])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let (_, other_csrf) = sign_in(&s).await;
+    assert_ne!(other_csrf, csrf);
+    let resp = post("/kb", vec![("name", "Other".into()), ("csrf", other_csrf)])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let token = s.admin_token().await;
+    let (_, list) = s.get("/api/v1/knowledge", Some(&token)).await;
+    assert_eq!(list["total"], 0, "{list}");
+
+    // The right token creates it and redirects to its page.
+    let resp = post("/kb", vec![("name", "Mine".into()), ("csrf", csrf.clone())])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let location = resp.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/kb/"), "{location}");
+    let kb = location.trim_start_matches("/kb/").to_owned();
+
+    // The other forms too.
+    for path in [
+        format!("/kb/{kb}/sync"),
+        format!("/kb/{kb}/cancel"),
+        format!("/kb/{kb}/access"),
+        format!("/kb/{kb}/delete"),
+        format!("/kb/{kb}/sources"),
+        "/logout".to_owned(),
+    ] {
+        let resp = http
+            .post(format!("{}{path}", s.base))
+            .header(header::COOKIE, &cookie)
+            .form(&[("csrf", "nope")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    // The connect popup's link carries the token in its query.
+    let resp = http
+        .get(format!("{}/kb/{kb}/connect?csrf=nope", s.base))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // An upload without the token stores nothing.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
+    );
+    let resp = http
+        .post(format!("{}/kb/{kb}/files", s.base))
+        .header(header::COOKIE, &cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // With it, the upload lands.
+    let form = reqwest::multipart::Form::new().text("csrf", csrf.clone()).part(
+        "file",
+        reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
+    );
+    let resp = http
+        .post(format!("{}/kb/{kb}/files", s.base))
+        .header(header::COOKIE, &cookie)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (_, files) = s
+        .get(&format!("/api/v1/knowledge/{kb}/files"), Some(&token))
+        .await;
+    assert_eq!(files["total"], 1, "{files}");
+    // Deleting with the token works.
+    let resp = post_kb_delete(&http, &s, &cookie, &kb, &csrf).await;
+    assert_eq!(resp, StatusCode::SEE_OTHER);
+    s.stop().await;
+}
+
+async fn post_kb_delete(
+    http: &reqwest::Client,
+    s: &TestServer,
+    cookie: &str,
+    kb: &str,
+    csrf: &str,
+) -> StatusCode {
+    http.post(format!("{}/kb/{kb}/delete", s.base))
+        .header(header::COOKIE, cookie)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn drive_and_user_text_is_escaped_in_pages(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let http = client();
+    let (cookie, _) = sign_in(&s).await;
+    let token = s.admin_token().await;
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&token),
+            serde_json::json!({"name": "<img src=x onerror=alert(1)>", "description": "\"quoted\" & <b>bold</b>"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let kb = body["id"].as_str().unwrap().to_owned();
+    let (status, body) = s
+        .upload(
+            Some(&token),
+            &kb,
+            "<script>alert(1) x.txt",
+            b"searchable needle text".to_vec(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    s.wait_processed(&token, &kb, body["id"].as_str().unwrap()).await;
+
+    let get = |path: String| {
+        let http = http.clone();
+        let cookie = cookie.clone();
+        let base = s.base.clone();
+        async move {
+            http.get(format!("{base}{path}"))
+                .header(header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    for page in [
+        get(format!("/kb/{kb}")).await,
+        get("/kb".into()).await,
+        get("/search?q=needle".into()).await,
+    ] {
+        assert!(!page.contains("<script>alert(1)"), "{page}");
+        assert!(!page.contains("<img src=x"), "{page}");
+        assert!(!page.contains("<b>bold"), "{page}");
+    }
+    let kb_page = get(format!("/kb/{kb}")).await;
+    assert!(kb_page.contains("&#60;script&#62;alert(1) x.txt"), "{kb_page}");
+    assert!(
+        kb_page.contains("&#60;img src=x onerror=alert(1)&#62;"),
+        "{kb_page}"
+    );
+    let search = get("/search?q=needle".into()).await;
+    assert!(search.contains("&#60;script&#62;alert(1) x.txt"), "{search}");
+    assert!(search.contains("searchable <mark>needle</mark> text"), "{search}");
+    // Text typed into the search box comes back escaped too.
+    let search = get("/search?q=%3Cscript%3Ex".into()).await;
+    assert!(!search.contains("<script>x"), "{search}");
+    s.stop().await;
+}
+
+async fn the_session_cookie_opens_only_read_only_api_routes(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let http = client();
+    let (cookie, _) = sign_in(&s).await;
+    let resp = http
+        .get(format!("{}/api/v1/me", s.base))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = http
+        .post(format!("{}/api/v1/knowledge", s.base))
+        .header(header::COOKIE, &cookie)
+        .json(&serde_json::json!({"name": "via cookie"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+async fn pages_render_for_a_signed_in_user(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let http = client();
+    let (cookie, _) = sign_in(&s).await;
+    let token = s.admin_token().await;
+    let kb = s.create_kb(&token, "Handbook").await;
+    for (path, needle) in [
+        ("/kb".to_owned(), "Handbook"),
+        ("/kb/new".to_owned(), "New knowledge base"),
+        (format!("/kb/{kb}"), "Upload a file"),
+        (format!("/kb/{kb}/access"), "May read and search"),
+        ("/search".to_owned(), "All knowledge bases"),
+        ("/admin".to_owned(), "Free run slots"),
+        ("/static/app.js".to_owned(), "EventSource"),
+        ("/static/app.css".to_owned(), "prefers-color-scheme: dark"),
+    ] {
+        let resp = http
+            .get(format!("{}{path}", s.base))
+            .header(header::COOKIE, &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(needle), "{path}: {text}");
+    }
+    // A knowledge base that does not exist is a 404 page, not an error dump.
+    let resp = http
+        .get(format!("{}/kb/{}", s.base, uuid::Uuid::new_v4()))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(resp.text().await.unwrap().contains("Knowledge base not found"));
+    s.stop().await;
+}

@@ -1,0 +1,453 @@
+//! The web UI end to end in a real browser: headless Chromium driven through chromedriver
+//! (WebDriver), against a kbsync server and the in-process Graph emulator.
+//!
+//! sign in → create a knowledge base → connect through the emulator's consent in the popup →
+//! pick a folder → the progress bar reaches "Completed" → search finds a phrase of a synced
+//! document → the emulator revokes the refresh token → the list shows "Re-authorisation
+//! required" → reconnecting clears it. Takes the screenshots in docs/screenshots/.
+//!
+//! Needs `chromedriver` and `chromium` on PATH (Debian: `chromium-driver`, `chromium`; `.ci/run`
+//! installs them). Without them the test is skipped with a loud message, except under CI (the
+//! `CI` variable set), where it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use common::{ADMIN_EMAIL, Db, OneDriveTest, Options, PASSWORD, TestServer};
+use fantoccini::{Client, ClientBuilder, Locator};
+use msgraph_emulator::{FaultAction, FaultRule};
+
+/// Longest wait for anything the browser shows.
+const DEADLINE: Duration = Duration::from_secs(60);
+/// The phrase the search must find, from a synced document.
+const PHRASE: &str = "quarterly zebra migration";
+
+/// chromedriver as a child process, killed when the test ends however it ends.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+async fn start_driver() -> Option<Driver> {
+    let Some(chromedriver) = on_path("chromedriver") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("chromedriver is not installed, and CI is set: the browser test must run in CI");
+        }
+        eprintln!(
+            "\n\n*** SKIPPED: ui_browser needs `chromedriver` and `chromium` on PATH \
+             (Debian: apt-get install chromium chromium-driver; .ci/run installs them) ***\n"
+        );
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let driver = Driver { child, port };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chromedriver did not start listening"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(driver)
+}
+
+/// A browser at desktop size in light mode, or at phone size in dark mode.
+async fn browser(driver: &Driver, phone_dark: bool) -> Client {
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+    ];
+    if phone_dark {
+        args.extend([
+            "--window-size=390,844",
+            "--force-dark-mode",
+            "--blink-settings=preferredColorScheme=0",
+        ]);
+    } else {
+        args.push("--window-size=1280,900");
+    }
+    let mut chrome = serde_json::json!({ "args": args });
+    if let Some(binary) = on_path("chromium") {
+        chrome["binary"] = serde_json::Value::String(binary.display().to_string());
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".into(), chrome);
+    ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a chromium session")
+}
+
+/// Waits until an element matching the XPath is present.
+async fn wait_for(c: &Client, xpath: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(DEADLINE)
+        .every(Duration::from_millis(100))
+        .for_element(Locator::XPath(xpath))
+        .await
+        .unwrap_or_else(|e| panic!("waited for {xpath}: {e}"))
+}
+
+/// Reloads `url` until an element matching the XPath is present (for server-rendered state).
+async fn reload_until(c: &Client, url: &str, xpath: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        c.goto(url).await.unwrap();
+        if c.find(Locator::XPath(xpath)).await.is_ok() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never showed {xpath}: {}",
+            c.source().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = c.screenshot().await.unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+/// Signs in through the form: a page without a session sends to it, and back afterwards.
+async fn sign_in(c: &Client, base: &str) {
+    c.goto(&format!("{base}/kb")).await.unwrap();
+    wait_for(c, "//h1[normalize-space()='Sign in']").await;
+    c.find(Locator::Id("email"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_EMAIL)
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(PASSWORD)
+        .await
+        .unwrap();
+    c.find(Locator::XPath("//button[normalize-space()='Sign in']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(c, "//h1[normalize-space()='Knowledge bases']").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_pick_watch_search_and_reauthorise_in_a_real_browser() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let s = TestServer::start(
+        Db::Sqlite,
+        Options {
+            onedrive: Some(OneDriveTest { with_secret: true }),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let control = s.drive();
+    let drive = control.default_drive_id();
+    control
+        .put_file(
+            &drive,
+            "/Projects/Handbook/Onboarding.txt",
+            format!("Welcome aboard. The {PHRASE} starts on Monday; bring boots.").into_bytes(),
+        )
+        .unwrap();
+    for i in 0..15 {
+        control
+            .put_file(
+                &drive,
+                &format!("/Projects/Handbook/Chapter {i:02}.txt"),
+                format!("Chapter {i} of the handbook, on policies and procedures.").into_bytes(),
+            )
+            .unwrap();
+    }
+    control
+        .put_file(&drive, "/Private/Diary.txt", b"not picked".to_vec())
+        .unwrap();
+    control
+        .put_file(
+            &drive,
+            "/Projects/Roadmap 2027.txt",
+            b"Themes for next year.".to_vec(),
+        )
+        .unwrap();
+    control
+        .put_file(
+            &drive,
+            "/Projects/Archive/2025/Retrospective.txt",
+            b"What went well.".to_vec(),
+        )
+        .unwrap();
+    // Downloads are slow, so the progress bar can be seen moving.
+    let slow = control.add_fault(FaultRule::new(
+        "GET",
+        "/_download/*",
+        FaultAction::Delay { millis: 1000 },
+    ));
+
+    let c = browser(&driver, false).await;
+    let base = s.base.clone();
+
+    sign_in(&c, &base).await;
+
+    // Create a OneDrive knowledge base.
+    c.find(Locator::LinkText("New knowledge base"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "//input[@id='name']")
+        .await
+        .send_keys("Team handbook")
+        .await
+        .unwrap();
+    c.find(Locator::Id("description"))
+        .await
+        .unwrap()
+        .send_keys("Policies and onboarding, from the team's OneDrive")
+        .await
+        .unwrap();
+    c.find(Locator::XPath("//input[@name='type' and @value='onedrive']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::XPath("//button[normalize-space()='Create']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "//h1[normalize-space()='Team handbook']").await;
+    let kb_url = c.current_url().await.unwrap().to_string();
+    let kb_id = kb_url.rsplit('/').next().unwrap().to_owned();
+
+    // Connect: the popup goes through the emulator's consent to kbsync's callback page, which
+    // tells this page; this page then opens the picker.
+    c.find(Locator::XPath(
+        "//a[@data-connect and normalize-space()='Connect OneDrive']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for(&c, "//h1[normalize-space()='Add folders and files']").await;
+
+    // Pick: open my drive, then Projects, and tick Handbook.
+    wait_for(
+        &c,
+        "(//ul[contains(@class,'picker-list')]/li/button[contains(@class,'open')])[1]",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for(
+        &c,
+        "//ul[contains(@class,'picker-list')]/li[.//span[@class='entry-name' and text()='Projects']]/button",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for(
+        &c,
+        "//ul[contains(@class,'picker-list')]/li[.//span[@class='entry-name' and text()='Handbook']]//input[@type='checkbox']",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for(
+        &c,
+        "//p[contains(@class,'picked-summary') and contains(., '1 selected: Handbook')]",
+    )
+    .await;
+    wait_for(
+        &c,
+        "//nav[contains(@class,'picker-crumbs')]/button[normalize-space()='Projects']",
+    )
+    .await;
+    screenshot(&c, "picker").await;
+    c.find(Locator::XPath(
+        "//button[normalize-space()='Add to knowledge base']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+
+    // Watch: the bar moves while files download, then says "Completed".
+    wait_for(
+        &c,
+        "//span[contains(@class,'progress-label') and starts-with(normalize-space(), 'Syncing ')]",
+    )
+    .await;
+    wait_for(
+        &c,
+        "//span[contains(@class,'progress-file') and contains(., '.txt')]",
+    )
+    .await;
+    screenshot(&c, "kb-sync").await;
+    control.remove_fault(slow);
+    wait_for(
+        &c,
+        "//span[contains(@class,'progress-label') and normalize-space()='Completed']",
+    )
+    .await;
+    // The page reloads with the synced files.
+    wait_for(&c, "//span[@class='file-name' and text()='Onboarding.txt']").await;
+    assert!(
+        c.find(Locator::XPath(
+            "//span[@class='file-name' and text()='Diary.txt']"
+        ))
+        .await
+        .is_err(),
+        "a file outside the picked folder was synced"
+    );
+
+    // The list shows the knowledge base on auto-sync, next to others in other states.
+    let token = s.admin_token().await;
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&token),
+            serde_json::json!({"name": "Meeting notes", "description": "Uploaded by hand"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    let notes = body["id"].as_str().unwrap().to_owned();
+    let (status, _) = s
+        .upload(Some(&token), &notes, "standup.txt", b"Monday standup".to_vec())
+        .await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    let (status, _) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&token),
+            serde_json::json!({"name": "Sales decks", "description": "Not connected yet", "type": "onedrive"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    c.goto(&format!("{base}/kb")).await.unwrap();
+    wait_for(
+        &c,
+        &format!("//li[@data-kb='{kb_id}']//span[contains(@class,'badge') and starts-with(normalize-space(), 'Auto-sync on')]"),
+    )
+    .await;
+    screenshot(&c, "kb-list").await;
+
+    // Search finds a phrase of a synced document.
+    c.goto(&format!("{base}/search")).await.unwrap();
+    wait_for(&c, "//input[@id='q']")
+        .await
+        .send_keys(PHRASE)
+        .await
+        .unwrap();
+    c.find(Locator::XPath(
+        "//form[@role='search']//button[normalize-space()='Search']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for(
+        &c,
+        &format!("//li[@class='hit' and .//*[text()='Onboarding.txt']]/p[@class='snippet' and contains(., '{PHRASE}')]"),
+    )
+    .await;
+    screenshot(&c, "search").await;
+
+    // The emulator revokes the refresh token; once the cached access token runs out, the next
+    // sync must refresh, is refused, and the knowledge base needs its owner again.
+    control.revoke_refresh_tokens(&control.default_user_id()).unwrap();
+    s.clock.advance(chrono::Duration::hours(2));
+    control.advance_clock(chrono::Duration::hours(2));
+    c.goto(&kb_url).await.unwrap();
+    wait_for(&c, "//button[normalize-space()='Sync now']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    let reauth_badge = format!(
+        "//li[@data-kb='{kb_id}']//span[contains(@class,'badge') and normalize-space()='Re-authorisation required']"
+    );
+    reload_until(&c, &format!("{base}/kb"), &reauth_badge).await;
+
+    // Reconnecting from the list clears it.
+    c.find(Locator::XPath(&format!(
+        "//li[@data-kb='{kb_id}']//a[@data-connect and normalize-space()='Reconnect']"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for(
+        &c,
+        &format!("//li[@data-kb='{kb_id}']//span[contains(@class,'badge') and starts-with(normalize-space(), 'Auto-sync on')]"),
+    )
+    .await;
+    assert!(c.find(Locator::XPath(&reauth_badge)).await.is_err());
+
+    c.close().await.unwrap();
+
+    // On a phone, in dark mode, the knowledge base's page still reads well.
+    let phone = browser(&driver, true).await;
+    sign_in(&phone, &base).await;
+    phone.goto(&kb_url).await.unwrap();
+    wait_for(&phone, "//span[@class='file-name' and text()='Onboarding.txt']").await;
+    screenshot(&phone, "kb-phone-dark").await;
+    phone.close().await.unwrap();
+    drop(driver);
+    s.stop().await;
+}
