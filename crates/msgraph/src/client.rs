@@ -5,7 +5,8 @@
 //!   [`GraphConfig::max_retry_wait`]; a longer wait is handed back as `Throttled` at once.
 //! * 408, 500, 502, 504, 509, timeouts and connection errors back off exponentially with jitter.
 //! * A 401 asks the [`TokenProvider`] for a refresh once; a second 401 is `Unauthorized`.
-//! * Everything is bounded by [`GraphConfig::max_attempts`].
+//! * Failures are bounded by [`GraphConfig::max_attempts`]; throttled answers do not count as
+//!   attempts but by the time waited for them, [`GraphConfig::max_throttle_wait`].
 //!
 //! Waiting goes through a [`Sleeper`] and jitter through a [`Random`], so tests record the waits
 //! instead of sleeping. Tokens are never logged, and neither are URLs (pre-authenticated download
@@ -192,6 +193,8 @@ impl GraphClient {
         };
         let mut refreshed = false;
         let mut attempt: u32 = 0;
+        let mut throttled_answers: u32 = 0;
+        let mut throttle_waited = Duration::ZERO;
         loop {
             attempt += 1;
             let failure = match self.attempt(url, token.as_ref(), want, auth).await {
@@ -226,19 +229,37 @@ impl GraphClient {
                 debug!(request.path = %target, retry_after_ms = w.as_millis() as u64, "throttled beyond the retry cap");
                 return Err(ProviderError::Throttled { retry_after: w });
             }
+            if throttled {
+                // Not a failed attempt: the service asked us to come back later.
+                attempt -= 1;
+                throttled_answers += 1;
+                let delay = match wait {
+                    Some(w) => w + self.jitter(self.config.base_backoff),
+                    None => self.backoff(throttled_answers),
+                };
+                if throttle_waited + delay > self.config.max_throttle_wait {
+                    warn!(
+                        request.path = %target, throttled = throttled_answers,
+                        waited_ms = throttle_waited.as_millis() as u64, "giving up: still throttled: {why}"
+                    );
+                    return Err(ProviderError::Throttled {
+                        retry_after: wait.unwrap_or(delay),
+                    });
+                }
+                throttle_waited += delay;
+                debug!(request.path = %target, throttled = throttled_answers, wait_ms = delay.as_millis() as u64, "throttled: waiting");
+                self.sleeper.sleep(delay).await;
+                continue;
+            }
             let delay = match wait {
                 Some(w) => w + self.jitter(self.config.base_backoff),
                 None => self.backoff(attempt),
             };
             if attempt >= max_attempts {
                 warn!(request.path = %target, attempts = attempt, "giving up: {why}");
-                return Err(if throttled {
-                    ProviderError::Throttled {
-                        retry_after: wait.unwrap_or(delay),
-                    }
-                } else {
-                    ProviderError::Transient(format!("GET {target} failed after {attempt} attempts: {why}"))
-                });
+                return Err(ProviderError::Transient(format!(
+                    "GET {target} failed after {attempt} attempts: {why}"
+                )));
             }
             debug!(
                 request.path = %target,

@@ -29,10 +29,15 @@ pub struct GraphConfig {
     /// longer than `request_timeout` as a whole; it only fails when it stalls.
     #[serde(with = "secs")]
     pub download_idle_timeout: Duration,
-    /// Attempts per request (the first one included) before a throttled request is reported as
-    /// `Throttled` and any other retryable failure as `Transient`. A token refresh after a 401
-    /// does not count.
+    /// Attempts per request (the first one included) before a retryable failure (5xx, timeout,
+    /// connection error) is reported as `Transient`. Neither a token refresh after a 401 nor a
+    /// throttled answer counts: throttling has its own budget, `max_throttle_wait`.
     pub max_attempts: u32,
+    /// Total time one request may spend waiting on throttled answers (429/503) before it is
+    /// reported as `Throttled`. Throttling says "later", not "broken": under a sustained rate
+    /// limit a request keeps its place for this long instead of failing after a few answers.
+    #[serde(with = "secs")]
+    pub max_throttle_wait: Duration,
     /// Longest wait the client does on its own. A `Retry-After` longer than this is not waited
     /// for here: the call returns `Throttled { retry_after }` so the engine can reschedule the
     /// work. Exponential backoff is capped at this value too.
@@ -58,6 +63,7 @@ impl Default for GraphConfig {
             request_timeout: Duration::from_secs(30),
             download_idle_timeout: Duration::from_secs(60),
             max_attempts: 6,
+            max_throttle_wait: Duration::from_secs(600),
             max_retry_wait: Duration::from_secs(60),
             base_backoff: Duration::from_secs(1),
             page_size: 200,

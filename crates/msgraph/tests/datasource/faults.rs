@@ -102,8 +102,14 @@ async fn retry_after_beyond_the_cap_returns_throttled_without_waiting() {
 }
 
 #[tokio::test]
-async fn persistent_throttling_gives_throttled_after_max_attempts() {
-    let env = env_config(|c| c.max_attempts = 4).await;
+async fn persistent_throttling_gives_throttled_once_the_throttle_wait_budget_is_spent() {
+    // Waits of 5 s plus at most 1 s of jitter: two fit in 14 s, a third does not. Throttled
+    // answers are not failed attempts, so `max_attempts` = 2 does not cut this short.
+    let env = env_config(|c| {
+        c.max_attempts = 2;
+        c.max_throttle_wait = Duration::from_secs(14);
+    })
+    .await;
     let f = env.ctl.put_file(&env.drive, "/f.txt", "f").unwrap();
     env.ctl.add_fault(FaultRule::new(
         "GET",
@@ -119,8 +125,23 @@ async fn persistent_throttling_gives_throttled_after_max_attempts() {
             retry_after: secs(5.0)
         })
     );
-    assert_eq!(env.ctl.request_log().count(ITEM_KEY), 4);
-    assert_eq!(env.sleeper.waits().len(), 3);
+    assert_eq!(env.ctl.request_log().count(ITEM_KEY), 3);
+    assert_eq!(env.sleeper.waits().len(), 2);
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn throttled_answers_are_not_failed_attempts_so_sustained_throttling_still_succeeds() {
+    let env = env_config(|c| c.max_attempts = 3).await;
+    let f = env.ctl.put_file(&env.drive, "/f.txt", "f").unwrap();
+    env.ctl
+        .add_fault(FaultRule::new("GET", ITEM_ROUTE, throttle(429, RetryAfter::Seconds(1))).times(8));
+
+    let item = env.ds.item(&env.tokens, &env.drive, &f.id).await.unwrap();
+
+    assert_eq!(item.id, f.id);
+    assert_eq!(env.ctl.request_log().count(ITEM_KEY), 9);
+    assert_eq!(env.sleeper.waits().len(), 8);
     env.shutdown().await;
 }
 

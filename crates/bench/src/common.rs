@@ -1,0 +1,293 @@
+//! What every scenario shares: databases, the emulator with a OneDrive datasource pointed at it,
+//! knowledge bases with sources, engines, and the printed report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use kbsync_core::datasource::{AccessToken, DatasourceKind};
+use kbsync_core::{KbId, KbType, Role, SeededRandom, SystemClock, UserId};
+use kbsync_ingest::{Extractor, IngestConfig};
+use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
+use kbsync_store::{
+    BlobStore, NewKnowledgeBase, NewSource, NewUser, PostgresStore, Source, SourceKind, SqliteStore, Store,
+};
+use kbsync_sync::events::SyncEvents;
+use kbsync_sync::{PermissionPolicy, SyncContext, SyncEngine, SyncLimits};
+use msgraph_emulator::{Control, EmulatorBuilder, RunningEmulator};
+use uuid::Uuid;
+
+/// The PostgreSQL server the benchmarks may use, when one is named.
+pub fn pg_url() -> Option<String> {
+    std::env::var("KBSYNC_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("KBSYNC_TEST_DATABASE_URL"))
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A migrated store in a place of its own (a temporary SQLite file, or a PostgreSQL schema that
+/// [`Db::close`] drops).
+pub struct Db {
+    pub label: &'static str,
+    pub store: Arc<dyn Store>,
+    schema: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    pub async fn sqlite() -> Result<Db> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("bench.sqlite").display());
+        let store = SqliteStore::connect(&url).await?;
+        store.migrate().await?;
+        Ok(Db {
+            label: "SQLite",
+            store: Arc::new(store),
+            schema: None,
+            _dir: Some(dir),
+        })
+    }
+
+    pub async fn postgres(url: &str) -> Result<Db> {
+        let schema = format!("kbsync_bench_{}", Uuid::new_v4().simple());
+        let store = PostgresStore::connect_in_schema(url, &schema).await?;
+        store.migrate().await?;
+        Ok(Db {
+            label: "PostgreSQL",
+            store: Arc::new(store),
+            schema: Some((url.to_owned(), schema)),
+            _dir: None,
+        })
+    }
+
+    /// SQLite, then PostgreSQL when a server is named.
+    pub async fn all() -> Result<Vec<Db>> {
+        let mut dbs = vec![Db::sqlite().await?];
+        match pg_url() {
+            Some(url) => dbs.push(Db::postgres(&url).await?),
+            None => {
+                println!("  (PostgreSQL skipped: set KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL)")
+            }
+        }
+        Ok(dbs)
+    }
+
+    /// Drops the PostgreSQL schema (SQLite's directory goes with the value).
+    pub async fn close(self) -> Result<()> {
+        if let Some((url, schema)) = self.schema {
+            drop(self.store);
+            let pool = sqlx::PgPool::connect(&url).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(&pool)
+            .await?;
+            pool.close().await;
+        }
+        Ok(())
+    }
+}
+
+/// The emulator and a OneDrive datasource with a valid access token for its default user.
+pub struct Graph {
+    pub emu: RunningEmulator,
+    pub ctl: Control,
+    pub ds: Arc<OneDrive>,
+    pub token: AccessToken,
+    pub drive: String,
+    pub root: String,
+}
+
+impl Graph {
+    pub async fn start(builder: EmulatorBuilder, tweak: impl FnOnce(&mut GraphConfig)) -> Result<Graph> {
+        let emu = builder.start().await.context("starting the emulator")?;
+        let ctl = emu.control();
+        let mut config = GraphConfig {
+            graph_url: emu.graph_url().to_string(),
+            request_timeout: Duration::from_secs(60),
+            ..GraphConfig::default()
+        };
+        tweak(&mut config);
+        let http = config.http_client()?;
+        let oauth = microsoft_oauth(emu.base_url(), &ctl.tenant_id(), vec!["Files.Read.All".into()]);
+        let ds = Arc::new(OneDrive::new(config, oauth, http, Arc::new(TokioSleeper)));
+        let user = ctl.default_user_id();
+        let token = AccessToken::new(ctl.mint_access_token_for(
+            &user,
+            &["Files.Read.All", "Sites.Read.All"],
+            chrono::Duration::hours(24),
+        )?);
+        let drive = ctl.default_drive_id();
+        let root = ctl.drive(&drive)?.root_id;
+        Ok(Graph {
+            emu,
+            ctl,
+            ds,
+            token,
+            drive,
+            root,
+        })
+    }
+
+    /// Every file of the drive: (item id, path, size), by walking the tree.
+    pub fn files(&self) -> Result<Vec<(String, String, u64)>> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(folder) = stack.pop() {
+            for item in self.ctl.children(&self.drive, &folder)? {
+                if item.folder {
+                    stack.push(item.id);
+                } else {
+                    out.push((item.id, item.path, item.size));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+}
+
+/// A user and a knowledge base of `kb_type` owned by them.
+pub async fn new_kb(store: &Arc<dyn Store>, kb_type: KbType) -> Result<(UserId, KbId)> {
+    let now = Utc::now();
+    let owner = Uuid::new_v4();
+    store
+        .create_user(
+            owner,
+            NewUser {
+                email: format!("{owner}@bench.example"),
+                password_hash: "$argon2id$bench".into(),
+                role: Role::User,
+            },
+            now,
+        )
+        .await?;
+    let kb = Uuid::new_v4();
+    store
+        .create_kb(
+            kb,
+            NewKnowledgeBase {
+                name: "bench".into(),
+                description: String::new(),
+                owner_id: owner,
+                kb_type,
+            },
+            now,
+        )
+        .await?;
+    Ok((owner, kb))
+}
+
+pub async fn add_folder(
+    store: &Arc<dyn Store>,
+    kb: KbId,
+    drive: &str,
+    item_id: &str,
+    path: &str,
+) -> Result<Source> {
+    Ok(store
+        .add_source(
+            Uuid::new_v4(),
+            NewSource {
+                kb_id: kb,
+                provider: DatasourceKind::OneDrive,
+                kind: SourceKind::Folder,
+                drive_id: drive.to_owned(),
+                item_id: item_id.to_owned(),
+                name: path.rsplit('/').next().unwrap_or(path).to_owned(),
+                path: path.to_owned(),
+            },
+            Utc::now(),
+        )
+        .await?)
+}
+
+/// Production limits, except that a drive may hold up to `max_files` files.
+pub fn limits(max_files: u64) -> SyncLimits {
+    SyncLimits {
+        max_files,
+        max_file_size: 200 * 1024 * 1024,
+        ..SyncLimits::default()
+    }
+}
+
+pub fn context(store: Arc<dyn Store>, blobs: &std::path::Path, limits: SyncLimits) -> SyncContext {
+    SyncContext {
+        store,
+        blobs: BlobStore::new(blobs),
+        extractor: Extractor::new(IngestConfig::default()),
+        clock: Arc::new(SystemClock),
+        random: Arc::new(SeededRandom::new(7)),
+        limits,
+        events: SyncEvents::new(),
+        permissions: PermissionPolicy::default(),
+    }
+}
+
+pub fn engine(store: Arc<dyn Store>, blobs: &std::path::Path, limits: SyncLimits) -> SyncEngine {
+    SyncEngine::new(context(store, blobs, limits))
+}
+
+/// Resident memory of this process: (current, peak) in bytes, from /proc/self/status.
+pub fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+pub fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// One printed block per scenario.
+pub struct Block {
+    lines: Vec<String>,
+}
+
+impl Block {
+    pub fn new(title: impl AsRef<str>) -> Self {
+        Self {
+            lines: vec![format!("== {} ==", title.as_ref())],
+        }
+    }
+
+    pub fn line(&mut self, text: impl AsRef<str>) {
+        self.lines.push(format!("  {}", text.as_ref()));
+    }
+
+    /// A figure against its target: prints met / NOT met.
+    pub fn target(&mut self, what: &str, value: impl AsRef<str>, target: &str, met: bool) {
+        self.lines.push(format!(
+            "  target {what}: {} (target {target}) -> {}",
+            value.as_ref(),
+            if met { "met" } else { "NOT met" }
+        ));
+    }
+
+    pub fn print(self) {
+        println!("{}\n", self.lines.join("\n"));
+    }
+}
+
+/// The p-th quantile (0..=1) of sorted values.
+pub fn quantile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Resets the process's peak resident memory (VmHWM) to its current RSS (Linux: `5` to
+/// /proc/self/clear_refs); ignored where that is not allowed.
+pub fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}

@@ -1,0 +1,467 @@
+//! A [`Store`] that counts the calls made through it (each one is one or a few database
+//! queries), by method, and delegates everything to the store it wraps.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kbsync_core::{
+    AccessGrant, Document, DocumentId, KbId, KnowledgeBase, Permission, SearchHit, User, UserId,
+};
+use kbsync_store::*;
+
+tokio::task_local! {
+    /// Set around the code being measured: calls made from within it (not from tasks it spawns)
+    /// are also counted apart, in [`CountingStore::scoped_counts`].
+    pub static SCOPE: ();
+}
+
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+    scoped: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl CountingStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            counts: Mutex::new(BTreeMap::new()),
+            scoped: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn count(&self, method: &'static str) {
+        if SCOPE.try_with(|_| ()).is_ok() {
+            *self
+                .scoped
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(method)
+                .or_default() += 1;
+        }
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(method)
+            .or_default() += 1;
+    }
+
+    /// Calls made within [`SCOPE`], by method.
+    pub fn scoped_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.scoped.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Calls by method so far.
+    pub fn counts(&self) -> BTreeMap<&'static str, u64> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.count("migrate");
+        self.inner.migrate().await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.count("ping");
+        self.inner.ping().await
+    }
+
+    async fn create_user(&self, id: UserId, new: NewUser, now: DateTime<Utc>) -> Result<User> {
+        self.count("create_user");
+        self.inner.create_user(id, new, now).await
+    }
+
+    async fn count_users(&self) -> Result<u64> {
+        self.count("count_users");
+        self.inner.count_users().await
+    }
+
+    async fn get_user(&self, id: UserId) -> Result<User> {
+        self.count("get_user");
+        self.inner.get_user(id).await
+    }
+
+    async fn get_credentials_by_email(&self, email: &str) -> Result<UserCredentials> {
+        self.count("get_credentials_by_email");
+        self.inner.get_credentials_by_email(email).await
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: UserId,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count("create_session");
+        self.inner
+            .create_session(token_hash, user_id, created_at, expires_at)
+            .await
+    }
+
+    async fn user_for_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<User> {
+        self.count("user_for_session");
+        self.inner.user_for_session(token_hash, now).await
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> Result<()> {
+        self.count("delete_session");
+        self.inner.delete_session(token_hash).await
+    }
+
+    async fn login_failures(&self, email: &str) -> Result<LoginFailures> {
+        self.count("login_failures");
+        self.inner.login_failures(email).await
+    }
+
+    async fn record_login_failure(&self, email: &str, now: DateTime<Utc>) -> Result<LoginFailures> {
+        self.count("record_login_failure");
+        self.inner.record_login_failure(email, now).await
+    }
+
+    async fn clear_login_failures(&self, email: &str) -> Result<()> {
+        self.count("clear_login_failures");
+        self.inner.clear_login_failures(email).await
+    }
+
+    async fn create_kb(&self, id: KbId, new: NewKnowledgeBase, now: DateTime<Utc>) -> Result<KnowledgeBase> {
+        self.count("create_kb");
+        self.inner.create_kb(id, new, now).await
+    }
+
+    async fn get_kb(&self, id: KbId) -> Result<KnowledgeBase> {
+        self.count("get_kb");
+        self.inner.get_kb(id).await
+    }
+
+    async fn list_readable_kbs(&self, reader: Reader, page: Page) -> Result<PageOf<KnowledgeBase>> {
+        self.count("list_readable_kbs");
+        self.inner.list_readable_kbs(reader, page).await
+    }
+
+    async fn update_kb(&self, id: KbId, patch: KbPatch, now: DateTime<Utc>) -> Result<KnowledgeBase> {
+        self.count("update_kb");
+        self.inner.update_kb(id, patch, now).await
+    }
+
+    async fn delete_kb(&self, id: KbId) -> Result<Vec<String>> {
+        self.count("delete_kb");
+        self.inner.delete_kb(id).await
+    }
+
+    async fn strongest_grant(&self, kb_id: KbId, user_id: UserId) -> Result<Option<Permission>> {
+        self.count("strongest_grant");
+        self.inner.strongest_grant(kb_id, user_id).await
+    }
+
+    async fn list_grants(&self, kb_id: KbId) -> Result<Vec<AccessGrant>> {
+        self.count("list_grants");
+        self.inner.list_grants(kb_id).await
+    }
+
+    async fn set_manual_grants(&self, kb_id: KbId, read: &[UserId], write: &[UserId]) -> Result<()> {
+        self.count("set_manual_grants");
+        self.inner.set_manual_grants(kb_id, read, write).await
+    }
+
+    async fn create_document(
+        &self,
+        id: DocumentId,
+        new: NewDocument,
+        now: DateTime<Utc>,
+    ) -> Result<Document> {
+        self.count("create_document");
+        self.inner.create_document(id, new, now).await
+    }
+
+    async fn get_document(&self, kb_id: KbId, id: DocumentId) -> Result<Document> {
+        self.count("get_document");
+        self.inner.get_document(kb_id, id).await
+    }
+
+    async fn list_documents(&self, kb_id: KbId, page: Page) -> Result<PageOf<Document>> {
+        self.count("list_documents");
+        self.inner.list_documents(kb_id, page).await
+    }
+
+    async fn complete_document(&self, id: DocumentId, chunks: &[String], now: DateTime<Utc>) -> Result<()> {
+        self.count("complete_document");
+        self.inner.complete_document(id, chunks, now).await
+    }
+
+    async fn fail_document(&self, id: DocumentId, error: &str, now: DateTime<Utc>) -> Result<()> {
+        self.count("fail_document");
+        self.inner.fail_document(id, error, now).await
+    }
+
+    async fn delete_document(&self, kb_id: KbId, id: DocumentId) -> Result<Option<String>> {
+        self.count("delete_document");
+        self.inner.delete_document(kb_id, id).await
+    }
+
+    async fn pending_documents(&self, limit: u32) -> Result<Vec<Document>> {
+        self.count("pending_documents");
+        self.inner.pending_documents(limit).await
+    }
+
+    async fn search(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>> {
+        self.count("search");
+        self.inner.search(query).await
+    }
+
+    async fn create_oauth_state(&self, state: NewOAuthState) -> Result<()> {
+        self.count("create_oauth_state");
+        self.inner.create_oauth_state(state).await
+    }
+
+    async fn take_oauth_state(&self, state_hash: &str, now: DateTime<Utc>) -> Result<OAuthState> {
+        self.count("take_oauth_state");
+        self.inner.take_oauth_state(state_hash, now).await
+    }
+
+    async fn delete_expired_oauth_states(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.count("delete_expired_oauth_states");
+        self.inner.delete_expired_oauth_states(now).await
+    }
+
+    async fn get_connection(&self, kb_id: KbId) -> Result<Connection> {
+        self.count("get_connection");
+        self.inner.get_connection(kb_id).await
+    }
+
+    async fn upsert_connection(&self, new: NewConnection, now: DateTime<Utc>) -> Result<Connection> {
+        self.count("upsert_connection");
+        self.inner.upsert_connection(new, now).await
+    }
+
+    async fn delete_connection(&self, kb_id: KbId) -> Result<()> {
+        self.count("delete_connection");
+        self.inner.delete_connection(kb_id).await
+    }
+
+    async fn try_acquire_refresh_lease(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.count("try_acquire_refresh_lease");
+        self.inner
+            .try_acquire_refresh_lease(kb_id, owner, now, until)
+            .await
+    }
+
+    async fn store_refreshed_tokens(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        tokens: RefreshedTokens,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.count("store_refreshed_tokens");
+        self.inner.store_refreshed_tokens(kb_id, owner, tokens, now).await
+    }
+
+    async fn release_refresh_lease(&self, kb_id: KbId, owner: &str) -> Result<()> {
+        self.count("release_refresh_lease");
+        self.inner.release_refresh_lease(kb_id, owner).await
+    }
+
+    async fn mark_needs_reauth(&self, kb_id: KbId, owner: &str) -> Result<bool> {
+        self.count("mark_needs_reauth");
+        self.inner.mark_needs_reauth(kb_id, owner).await
+    }
+
+    async fn add_source(&self, id: uuid::Uuid, new: NewSource, now: DateTime<Utc>) -> Result<Source> {
+        self.count("add_source");
+        self.inner.add_source(id, new, now).await
+    }
+
+    async fn list_sources(&self, kb_id: KbId) -> Result<Vec<Source>> {
+        self.count("list_sources");
+        self.inner.list_sources(kb_id).await
+    }
+
+    async fn set_source_cursor(
+        &self,
+        source_id: uuid::Uuid,
+        cursor: Option<&str>,
+        state: Option<&str>,
+    ) -> Result<()> {
+        self.count("set_source_cursor");
+        self.inner.set_source_cursor(source_id, cursor, state).await
+    }
+
+    async fn set_sync_status(&self, kb_id: KbId, status: kbsync_core::SyncStatus) -> Result<()> {
+        self.count("set_sync_status");
+        self.inner.set_sync_status(kb_id, status).await
+    }
+
+    async fn source_documents(&self, source_id: uuid::Uuid) -> Result<Vec<Document>> {
+        self.count("source_documents");
+        self.inner.source_documents(source_id).await
+    }
+
+    async fn document_by_source_item(&self, kb_id: KbId, source_item_id: &str) -> Result<Option<Document>> {
+        self.count("document_by_source_item");
+        self.inner.document_by_source_item(kb_id, source_item_id).await
+    }
+
+    async fn upsert_source_document(
+        &self,
+        id: DocumentId,
+        source_id: uuid::Uuid,
+        new: NewDocument,
+        now: DateTime<Utc>,
+    ) -> Result<(Document, Option<String>)> {
+        self.count("upsert_source_document");
+        self.inner.upsert_source_document(id, source_id, new, now).await
+    }
+
+    async fn update_document_location(
+        &self,
+        kb_id: KbId,
+        id: DocumentId,
+        location: DocumentLocation,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count("update_document_location");
+        self.inner
+            .update_document_location(kb_id, id, location, now)
+            .await
+    }
+
+    async fn create_sync_run(
+        &self,
+        id: uuid::Uuid,
+        kb_id: KbId,
+        trigger: SyncTrigger,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count("create_sync_run");
+        self.inner.create_sync_run(id, kb_id, trigger, now).await
+    }
+
+    async fn finish_sync_run(
+        &self,
+        id: uuid::Uuid,
+        outcome: &SyncRunOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count("finish_sync_run");
+        self.inner.finish_sync_run(id, outcome, now).await
+    }
+
+    async fn list_sync_runs(&self, kb_id: KbId, limit: u32) -> Result<Vec<SyncRun>> {
+        self.count("list_sync_runs");
+        self.inner.list_sync_runs(kb_id, limit).await
+    }
+
+    async fn claim_due_syncs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ClaimedSync>> {
+        self.count("claim_due_syncs");
+        self.inner.claim_due_syncs(owner, now, lease_until, limit).await
+    }
+
+    async fn try_claim_sync(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.count("try_claim_sync");
+        self.inner.try_claim_sync(kb_id, owner, now, lease_until).await
+    }
+
+    async fn renew_sync_lease(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<LeaseRenewal> {
+        self.count("renew_sync_lease");
+        self.inner.renew_sync_lease(kb_id, owner, lease_until).await
+    }
+
+    async fn release_sync(&self, kb_id: KbId, owner: &str, release: &SyncRelease) -> Result<bool> {
+        self.count("release_sync");
+        self.inner.release_sync(kb_id, owner, release).await
+    }
+
+    async fn request_sync_cancel(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<bool> {
+        self.count("request_sync_cancel");
+        self.inner.request_sync_cancel(kb_id, now).await
+    }
+
+    async fn schedule_sync(&self, kb_id: KbId, next_sync_at: DateTime<Utc>) -> Result<()> {
+        self.count("schedule_sync");
+        self.inner.schedule_sync(kb_id, next_sync_at).await
+    }
+
+    async fn set_sync_interval(&self, kb_id: KbId, minutes: Option<u32>) -> Result<()> {
+        self.count("set_sync_interval");
+        self.inner.set_sync_interval(kb_id, minutes).await
+    }
+
+    async fn set_sync_progress(&self, kb_id: KbId, progress: &SyncProgress) -> Result<()> {
+        self.count("set_sync_progress");
+        self.inner.set_sync_progress(kb_id, progress).await
+    }
+
+    async fn get_sync_state(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<SyncState> {
+        self.count("get_sync_state");
+        self.inner.get_sync_state(kb_id, now).await
+    }
+
+    async fn close_interrupted_runs(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<u64> {
+        self.count("close_interrupted_runs");
+        self.inner.close_interrupted_runs(kb_id, now).await
+    }
+
+    async fn record_sync_failures(&self, run_id: uuid::Uuid, failures: &[SyncFailure]) -> Result<()> {
+        self.count("record_sync_failures");
+        self.inner.record_sync_failures(run_id, failures).await
+    }
+
+    async fn list_sync_failures(&self, run_id: uuid::Uuid, skip: u64) -> Result<Vec<SyncFailure>> {
+        self.count("list_sync_failures");
+        self.inner.list_sync_failures(run_id, skip).await
+    }
+
+    async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>> {
+        self.count("delete_source");
+        self.inner.delete_source(kb_id, source_id).await
+    }
+
+    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId]) -> Result<()> {
+        self.count("replace_sync_grants");
+        self.inner.replace_sync_grants(kb_id, readers).await
+    }
+
+    async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>> {
+        self.count("users_by_emails");
+        self.inner.users_by_emails(emails).await
+    }
+
+    async fn all_user_ids(&self) -> Result<Vec<UserId>> {
+        self.count("all_user_ids");
+        self.inner.all_user_ids().await
+    }
+}

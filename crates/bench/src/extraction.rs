@@ -1,0 +1,141 @@
+//! Scenario 8: extraction throughput per file type (as `cargo bench -p kbsync-ingest`), PDF next
+//! to `pdftotext` on the same file.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use kbsync_fixtures as fx;
+use kbsync_ingest::{FileKind, IngestConfig, chunk, extract};
+
+use crate::common::{Block, mb};
+
+fn best_of<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(Duration, T)> {
+    let mut best = Duration::MAX;
+    let mut out = f()?;
+    for _ in 1..runs {
+        let t = Instant::now();
+        out = f()?;
+        best = best.min(t.elapsed());
+    }
+    if runs == 1 {
+        let t = Instant::now();
+        out = f()?;
+        best = t.elapsed();
+    }
+    Ok((best, out))
+}
+
+pub fn run(small: bool) -> Result<()> {
+    let target_mb = if small { 0.2 } else { 5.0 };
+    let runs = if small { 1 } else { 3 };
+    let words = (target_mb * 1_000_000.0 / 6.6) as usize;
+    let corpus = fx::text_corpus(42, words);
+    let paras: Vec<&str> = corpus.split("\n\n").collect();
+    let cfg = IngestConfig {
+        max_text_bytes: 200 << 20,
+        per_file_timeout: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let mut pages: Vec<String> = Vec::new();
+    let mut page = String::new();
+    for p in &paras {
+        if page.len() + p.len() > 3000 && !page.is_empty() {
+            pages.push(std::mem::take(&mut page));
+        }
+        page.push_str(p);
+        page.push('\n');
+    }
+    pages.push(page);
+    let page_refs: Vec<&str> = pages.iter().map(String::as_str).collect();
+    let rows: Vec<Vec<String>> = corpus
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .chunks(6)
+        .enumerate()
+        .map(|(i, ws)| {
+            let mut row: Vec<String> = ws.iter().map(|w| w.to_string()).collect();
+            row.push(i.to_string());
+            row
+        })
+        .collect();
+    let half = rows.len() / 2;
+    let files: Vec<(FileKind, Vec<u8>)> = vec![
+        (FileKind::Pdf, fx::pdf(&page_refs)),
+        (FileKind::Docx, fx::docx(&paras)),
+        (
+            FileKind::Xlsx,
+            fx::xlsx(&[("One", rows[..half].to_vec()), ("Two", rows[half..].to_vec())]),
+        ),
+        (FileKind::Pptx, fx::pptx(&page_refs)),
+        (FileKind::Html, fx::html("Benchmark", &paras).into_bytes()),
+        (FileKind::Txt, corpus.clone().into_bytes()),
+        (FileKind::Md, fx::markdown("Benchmark", &paras).into_bytes()),
+        (FileKind::Csv, fx::csv(&rows).into_bytes()),
+        (
+            FileKind::Json,
+            fx::json_document("Benchmark", &paras).into_bytes(),
+        ),
+        (FileKind::Xml, fx::xml_document("Benchmark", &paras).into_bytes()),
+    ];
+    let mut b = Block::new(format!(
+        "8. extraction: ~{target_mb} MB of text per type, best of {runs}, one core (extract only; chunking separately)"
+    ));
+    b.line(format!(
+        "{:<6} {:>8} {:>8} {:>9} {:>10} {:>10}",
+        "type", "file MB", "text MB", "ms", "file MB/s", "text MB/s"
+    ));
+    let dir = tempfile::tempdir()?;
+    let mut pdf_line = None;
+    for (kind, bytes) in &files {
+        let (t, text) = best_of(runs, || Ok(extract(*kind, bytes, &cfg)?))?;
+        b.line(format!(
+            "{:<6} {:>8.2} {:>8.2} {:>9.1} {:>10.2} {:>10.2}",
+            kind.as_str(),
+            mb(bytes.len() as u64),
+            mb(text.len() as u64),
+            t.as_secs_f64() * 1e3,
+            mb(bytes.len() as u64) / t.as_secs_f64(),
+            mb(text.len() as u64) / t.as_secs_f64()
+        ));
+        if *kind == FileKind::Pdf {
+            let path = dir.path().join("bench.pdf");
+            std::fs::write(&path, bytes)?;
+            let ours = mb(bytes.len() as u64) / t.as_secs_f64();
+            pdf_line = Some(if Command::new("pdftotext").arg("-v").output().is_ok() {
+                let (pt, out) = best_of(runs, || {
+                    Ok(Command::new("pdftotext")
+                        .arg("-enc")
+                        .arg("UTF-8")
+                        .arg(&path)
+                        .arg("-")
+                        .output()?)
+                })?;
+                let theirs = mb(bytes.len() as u64) / pt.as_secs_f64();
+                format!(
+                    "pdf: kbsync (pdf_oxide) {ours:.2} MB/s, pdftotext {theirs:.2} MB/s ({:.2} text MB, process start included): ratio {:.2}x",
+                    mb(out.stdout.len() as u64),
+                    ours / theirs
+                )
+            } else {
+                format!(
+                    "pdf: kbsync (pdf_oxide) {ours:.2} MB/s; pdftotext is not installed (apt-get install poppler-utils)"
+                )
+            });
+        }
+    }
+    let (t, chunks) = best_of(runs, || Ok(chunk(&corpus, 1000, 100)))?;
+    b.line(format!(
+        "chunking (1000/100): {:.2} MB of text in {:.1} ms = {:.1} MB/s, {} chunks",
+        mb(corpus.len() as u64),
+        t.as_secs_f64() * 1e3,
+        mb(corpus.len() as u64) / t.as_secs_f64(),
+        chunks.len()
+    ));
+    if let Some(line) = pdf_line {
+        b.line(line);
+    }
+    b.line("no target: extraction is reported against pdftotext only");
+    b.print();
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! `kbsync-bench`: kbsync against the in-process Graph emulator on loopback, one block per
+//! scenario with its figures, baseline, ratio and target. See docs/benchmarks.md.
+//!
+//! ```sh
+//! cargo run --release -p kbsync-bench -- all            # every scenario at full size
+//! cargo run --release -p kbsync-bench -- all --small    # tiny sizes, seconds (CI)
+//! cargo run --release -p kbsync-bench -- scheduler      # one scenario
+//! ```
+//! PostgreSQL (scenarios 5 and 7) when KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL is
+//! set, in a schema of its own dropped afterwards.
+
+mod common;
+mod counting;
+mod extraction;
+mod initial;
+mod memory;
+mod resync;
+mod scheduler;
+mod search;
+mod throttled;
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::Parser;
+
+const SCENARIOS: &[&str] = &[
+    "initial",
+    "resync",
+    "throttled",
+    "scheduler",
+    "memory",
+    "search",
+    "extraction",
+];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kbsync-bench",
+    about = "Benchmarks of kbsync against the in-process Graph emulator"
+)]
+struct Args {
+    /// all, or one of: initial (1), resync (2 no-op + 3 incremental; also `noop`, `incremental`),
+    /// throttled (4), scheduler (5), memory (6), search (7), extraction (8).
+    scenario: String,
+    /// Tiny sizes that run in seconds (CI: the harness must not rot).
+    #[arg(long)]
+    small: bool,
+    /// Files in the drive of scenarios 2 and 3 (default 100,000; 1,000 with --small).
+    #[arg(long)]
+    drive_items: Option<usize>,
+    /// Chunks in the index of scenario 7 (default 1,000,000; 2,000 with --small).
+    #[arg(long)]
+    search_chunks: Option<usize>,
+    /// Internal: the arguments of `memory-child`.
+    #[arg(hide = true, trailing_var_arg = true)]
+    rest: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.scenario == "memory-child" {
+        return memory::child(&args.rest).await;
+    }
+    let chosen: Vec<&str> = match args.scenario.as_str() {
+        "all" => SCENARIOS.to_vec(),
+        "noop" | "incremental" => vec!["resync"],
+        s if SCENARIOS.contains(&s) => vec![s],
+        other => bail!("unknown scenario {other}: all, {}", SCENARIOS.join(", ")),
+    };
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    println!(
+        "kbsync-bench: {} scenario(s){}, {cores} cores, {memory_gib:.1} GiB, {} build\n",
+        chosen.len(),
+        if args.small { " at small sizes" } else { "" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    let started = Instant::now();
+    for s in chosen {
+        let t = Instant::now();
+        match s {
+            "initial" => initial::run(args.small).await?,
+            "resync" => resync::run(args.small, args.drive_items).await?,
+            "throttled" => throttled::run(args.small).await?,
+            "scheduler" => scheduler::run(args.small).await?,
+            "memory" => memory::run(args.small).await?,
+            "search" => search::run(args.small, args.search_chunks).await?,
+            "extraction" => extraction::run(args.small)?,
+            _ => bail!("unknown scenario {s}"),
+        }
+        println!("  ({s}: {:.1} s)\n", t.elapsed().as_secs_f64());
+    }
+    println!("all done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! Scenario 7: search latency over a large index while a writer indexes documents through the
+//! store, as a sync does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::Result;
+use chrono::Utc;
+use kbsync_core::{KbId, KbType};
+use kbsync_store::{NewDocument, Reader, SearchQuery, Store};
+use uuid::Uuid;
+
+use crate::common::{Block, Db, new_kb, quantile};
+
+const CHUNKS_PER_DOCUMENT: usize = 20;
+const CHUNK_WORDS: usize = 160;
+
+fn chunks_of(d: u64) -> Vec<String> {
+    let text = kbsync_fixtures::text_corpus(d, CHUNK_WORDS * CHUNKS_PER_DOCUMENT);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut chunks: Vec<String> = words.chunks(CHUNK_WORDS).map(|w| w.join(" ")).collect();
+    // A rare marker in one document in a thousand, for selective queries.
+    if d.is_multiple_of(1000)
+        && let Some(first) = chunks.first_mut()
+    {
+        first.push_str(" quasarmarker");
+    }
+    chunks
+}
+
+async fn index(store: &Arc<dyn Store>, kb: KbId, d: u64) -> Result<()> {
+    let chunks = chunks_of(d);
+    let doc = store
+        .create_document(
+            Uuid::new_v4(),
+            NewDocument {
+                kb_id: kb,
+                name: format!("doc-{d}.txt"),
+                path: format!("/doc-{d}.txt"),
+                mime: "text/plain".into(),
+                size: 1000,
+                content_hash: format!("{d:064x}"),
+                source_item_id: None,
+                web_url: None,
+            },
+            Utc::now(),
+        )
+        .await?;
+    store.complete_document(doc.id, &chunks, Utc::now()).await?;
+    Ok(())
+}
+
+pub async fn run(small: bool, chunks: Option<usize>) -> Result<()> {
+    let total = chunks.unwrap_or(if small { 2_000 } else { 1_000_000 });
+    let queries = if small { 20 } else { 200 };
+    for db in Db::all().await? {
+        one(&db, total, queries).await?;
+        db.close().await?;
+    }
+    Ok(())
+}
+
+async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
+    let store = db.store.clone();
+    let (owner, kb) = new_kb(&store, KbType::Local).await?;
+    let documents = total.div_ceil(CHUNKS_PER_DOCUMENT) as u64;
+    let t = Instant::now();
+    for d in 0..documents {
+        index(&store, kb, d).await?;
+    }
+    let build = t.elapsed().as_secs_f64();
+
+    // The writer: indexes further documents into the same knowledge base until the queries end.
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (store, stop, written) = (store.clone(), stop.clone(), written.clone());
+        tokio::spawn(async move {
+            let mut d = documents;
+            while !stop.load(Ordering::Relaxed) {
+                index(&store, kb, d).await?;
+                written.fetch_add(1, Ordering::Relaxed);
+                d += 1;
+            }
+            anyhow::Ok(())
+        })
+    };
+
+    let vocabulary: Vec<String> = kbsync_fixtures::text_corpus(999_999, 2_000)
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
+        .filter(|w| w.len() > 3)
+        .collect();
+    let word = |i: usize| vocabulary[i % vocabulary.len()].clone();
+    type Maker<'a> = Box<dyn Fn(usize) -> String + 'a>;
+    let shapes: [(&str, Maker); 3] = [
+        ("one word", Box::new(word)),
+        (
+            "two words",
+            Box::new(|i| format!("{} {}", word(i), word(i * 7 + 3))),
+        ),
+        ("rare word", Box::new(|_| "quasarmarker".to_owned())),
+    ];
+    let mut b = Block::new(format!(
+        "7. search on {}: {total} chunks ({documents} documents), limit 10, as the owner, while a writer indexes",
+        db.label
+    ));
+    b.line(format!(
+        "index build: {:.0} s, {:.0} chunks/s",
+        build,
+        total as f64 / build
+    ));
+    let started = Instant::now();
+    let mut worst_p99: f64 = 0.0;
+    for (shape, make) in shapes {
+        let mut latencies = Vec::with_capacity(queries);
+        let mut hits = 0usize;
+        for i in 0..queries {
+            let q = make(i);
+            let t = Instant::now();
+            let found = store
+                .search(SearchQuery {
+                    text: &q,
+                    reader: Reader::User(owner),
+                    kb_ids: &[],
+                    limit: 10,
+                })
+                .await?;
+            latencies.push(t.elapsed().as_secs_f64() * 1e3);
+            hits += found.len();
+        }
+        latencies.sort_by(f64::total_cmp);
+        let p99 = quantile(&latencies, 0.99);
+        worst_p99 = worst_p99.max(p99);
+        b.line(format!(
+            "{shape:<10} p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  {:.1} hits/query",
+            quantile(&latencies, 0.5),
+            p99,
+            quantile(&latencies, 1.0),
+            hits as f64 / queries as f64
+        ));
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await??;
+    let secs = started.elapsed().as_secs_f64();
+    let w = written.load(Ordering::Relaxed);
+    b.line(format!(
+        "writer: {w} documents ({} chunks) indexed during the {:.1} s of queries",
+        w * CHUNKS_PER_DOCUMENT as u64,
+        secs
+    ));
+    b.target(
+        "p99 (worst shape)",
+        format!("{worst_p99:.2} ms"),
+        "< 50 ms",
+        worst_p99 < 50.0,
+    );
+    b.print();
+    Ok(())
+}
