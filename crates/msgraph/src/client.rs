@@ -5,8 +5,8 @@
 //!   [`GraphConfig::max_retry_wait`]; a longer wait is handed back as `Throttled` at once.
 //! * 408, 500, 502, 504, 509, timeouts and connection errors back off exponentially with jitter.
 //! * A 401 asks the [`TokenProvider`] for a refresh once; a second 401 is `Unauthorized`.
-//! * Failures are bounded by [`GraphConfig::max_attempts`]; throttled answers do not count as
-//!   attempts but by the time waited for them, [`GraphConfig::max_throttle_wait`].
+//! * Failures are bounded by [`GraphConfig::max_attempts`]; throttled answers with `Retry-After`
+//!   do not count as attempts but by the time waited for them, [`GraphConfig::max_throttle_wait`].
 //!
 //! Waiting goes through a [`Sleeper`] and jitter through a [`Random`], so tests record the waits
 //! instead of sleeping. Tokens are never logged, and neither are URLs (pre-authenticated download
@@ -229,14 +229,12 @@ impl GraphClient {
                 debug!(request.path = %target, retry_after_ms = w.as_millis() as u64, "throttled beyond the retry cap");
                 return Err(ProviderError::Throttled { retry_after: w });
             }
-            if throttled {
-                // Not a failed attempt: the service asked us to come back later.
+            if throttled && wait.is_some() {
+                // Not a failed attempt: the service said when to come back. (Throttling without
+                // `Retry-After`, e.g. a bare 503, still counts as an attempt.)
                 attempt -= 1;
                 throttled_answers += 1;
-                let delay = match wait {
-                    Some(w) => w + self.jitter(self.config.base_backoff),
-                    None => self.backoff(throttled_answers),
-                };
+                let delay = wait.unwrap_or_default() + self.jitter(self.config.base_backoff);
                 if throttle_waited + delay > self.config.max_throttle_wait {
                     warn!(
                         request.path = %target, throttled = throttled_answers,
@@ -257,9 +255,11 @@ impl GraphClient {
             };
             if attempt >= max_attempts {
                 warn!(request.path = %target, attempts = attempt, "giving up: {why}");
-                return Err(ProviderError::Transient(format!(
-                    "GET {target} failed after {attempt} attempts: {why}"
-                )));
+                return Err(if throttled {
+                    ProviderError::Throttled { retry_after: delay }
+                } else {
+                    ProviderError::Transient(format!("GET {target} failed after {attempt} attempts: {why}"))
+                });
             }
             debug!(
                 request.path = %target,

@@ -30,10 +30,11 @@ pub struct GraphConfig {
     #[serde(with = "secs")]
     pub download_idle_timeout: Duration,
     /// Attempts per request (the first one included) before a retryable failure (5xx, timeout,
-    /// connection error) is reported as `Transient`. Neither a token refresh after a 401 nor a
-    /// throttled answer counts: throttling has its own budget, `max_throttle_wait`.
+    /// connection error) is reported as `Transient` (throttling without `Retry-After` as
+    /// `Throttled`). Neither a token refresh after a 401 nor a throttled answer with `Retry-After`
+    /// counts: those have their own budget, `max_throttle_wait`.
     pub max_attempts: u32,
-    /// Total time one request may spend waiting on throttled answers (429/503) before it is
+    /// Total time one request may spend waiting on throttled answers (429/503 with `Retry-After`) before it is
     /// reported as `Throttled`. Throttling says "later", not "broken": under a sustained rate
     /// limit a request keeps its place for this long instead of failing after a few answers.
     #[serde(with = "secs")]
