@@ -71,11 +71,9 @@ pub async fn add_sources(
     access_token: Option<String>,
 ) -> Result<AddedSources, ApiError> {
     let view = knowledge::writable(state, user, kb_id).await?;
-    let kind = DatasourceKind::ALL
-        .iter()
-        .copied()
-        .find(|k| k.as_str() == provider)
-        .ok_or_else(|| ApiError::invalid("provider", format!("unknown datasource `{provider}`")))?;
+    // In a body, an unknown provider is a bad field (422), not a missing route (404).
+    let kind = connections::provider(provider)
+        .map_err(|_| ApiError::invalid("provider", format!("unknown datasource `{provider}`")))?;
     if view.kb.kb_type != kind.kb_type() {
         return Err(ApiError::Conflict(format!(
             "this is a {} knowledge base; sources from {} only go on {} knowledge bases",
