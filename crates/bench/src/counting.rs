@@ -297,10 +297,30 @@ impl Store for CountingStore {
         &self,
         source_id: uuid::Uuid,
         cursor: Option<&str>,
-        state: Option<&str>,
+        state: Option<SavedState<'_>>,
     ) -> Result<()> {
         self.count("set_source_cursor");
         self.inner.set_source_cursor(source_id, cursor, state).await
+    }
+
+    async fn advance_source_cursor(&self, source_id: uuid::Uuid, cursor: &str) -> Result<()> {
+        self.count("advance_source_cursor");
+        self.inner.advance_source_cursor(source_id, cursor).await
+    }
+
+    async fn source_state(&self, source_id: uuid::Uuid) -> Result<Option<String>> {
+        self.count("source_state");
+        self.inner.source_state(source_id).await
+    }
+
+    async fn forget_sharing_reads(&self, kb_id: Option<KbId>) -> Result<()> {
+        self.count("forget_sharing_reads");
+        self.inner.forget_sharing_reads(kb_id).await
+    }
+
+    async fn sharing_read_at(&self, kb_id: KbId) -> Result<Option<DateTime<Utc>>> {
+        self.count("sharing_read_at");
+        self.inner.sharing_read_at(kb_id).await
     }
 
     async fn set_sync_status(&self, kb_id: KbId, status: kbsync_core::SyncStatus) -> Result<()> {
@@ -450,9 +470,9 @@ impl Store for CountingStore {
         self.inner.delete_source(kb_id, source_id).await
     }
 
-    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId]) -> Result<()> {
+    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId], now: DateTime<Utc>) -> Result<()> {
         self.count("replace_sync_grants");
-        self.inner.replace_sync_grants(kb_id, readers).await
+        self.inner.replace_sync_grants(kb_id, readers, now).await
     }
 
     async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>> {

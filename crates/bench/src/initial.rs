@@ -17,11 +17,24 @@ use uuid::Uuid;
 
 use crate::common::{Block, Db, Graph, add_folder, engine, limits, mb, new_kb};
 
+/// The drive: 5,000 files, about 100 MB of mixed types.
+const FILES: usize = 5_000;
+const TOTAL_BYTES: u64 = 100_000_000;
+/// `--small`: a few files at the generator's natural sizes.
+const SMALL_FILES: usize = 150;
+
 pub async fn run(small: bool) -> Result<()> {
-    let n = if small { 150 } else { 5_000 };
+    let (n, builder) = if small {
+        (SMALL_FILES, Emulator::builder().seed(42).generate(SMALL_FILES))
+    } else {
+        (
+            FILES,
+            Emulator::builder().seed(42).generate_sized(FILES, TOTAL_BYTES),
+        )
+    };
     let concurrency = SyncLimits::default().concurrency;
     let started = Instant::now();
-    let g = Graph::start(Emulator::builder().seed(42).generate(n), |_| {}).await?;
+    let g = Graph::start(builder, |_| {}).await?;
     let files = g.files()?;
     let bytes: u64 = files.iter().map(|f| f.2).sum();
     let setup = started.elapsed();
@@ -168,8 +181,13 @@ pub async fn run(small: bool) -> Result<()> {
         "1. initial sync: {n} files, {:.1} MB of mixed types, concurrency {concurrency}",
         mb(bytes)
     ));
+    let generated = if small {
+        format!("generate({n})")
+    } else {
+        format!("generate_sized({n}, {:.0} MB)", mb(TOTAL_BYTES))
+    };
     b.line(format!(
-        "emulator start with generate({n}): {:.1} s",
+        "emulator start with {generated}: {:.1} s",
         setup.as_secs_f64()
     ));
     b.line(format!(

@@ -204,6 +204,10 @@ pub struct RemoteItem {
 pub struct ChangePage {
     pub items: Vec<RemoteItem>,
     pub next: NextPage,
+    /// The datasource says the sharing of an item on this page changed since the cursor (Graph:
+    /// the `@microsoft.graph.sharedChanged` annotation). A hint to read the sharing again before
+    /// the usual refresh; its absence proves nothing.
+    pub sharing_changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! instead, so that no tree walk can exhaust the stack.
 
 use crate::ExtractError;
+use crate::input::Input;
 use crate::sink::{Budget, Sink, too_much_text};
 
 /// Nesting above this uses the linear fallback. Real pages stay well below 100.
@@ -83,12 +84,18 @@ fn max_depth(html: &str) -> usize {
     max
 }
 
-pub(crate) fn html(bytes: &[u8], max: usize, budget: &Budget) -> Result<String, ExtractError> {
-    if bytes.len() > max.saturating_mul(4).max(1 << 20) {
+/// html2text parses from memory: the page is read whole, once its size passed the check below.
+pub(crate) fn html(mut input: Input<'_>, max: usize, budget: &Budget) -> Result<String, ExtractError> {
+    let max_page = u64::try_from(max)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(4)
+        .max(1 << 20);
+    if input.len()? > max_page {
         // HTML markup is rarely more than 4× its text; a page this big would exceed the text cap anyway.
         return Err(too_much_text(max));
     }
-    let source = crate::text::decode(bytes);
+    let bytes = input.into_bytes()?;
+    let source = crate::text::decode(&bytes);
     if max_depth(&source) > MAX_HTML_DEPTH {
         return strip_tags(&source, max, budget);
     }

@@ -18,20 +18,33 @@
 //! Limits ([`IngestConfig`]): extracted text is capped at `max_text_bytes`, zip-based formats at
 //! `max_decompressed_bytes` (the central directory's declared total and the bytes actually inflated are
 //! both checked), and every extraction at `per_file_timeout`.
+//!
+//! Memory: [`Extractor::process_file`] (and [`extract_reader`]) read a file without loading it
+//! whole where the format allows. Plain text is decoded as it is read, so it costs about
+//! `max_text_bytes` whatever the file's size (and reading stops once the text exceeds the cap); zip
+//! containers are read through `Seek`, one part at a time. PDF, HTML, JSON and XML are parsed from
+//! memory, so the file is read whole: HTML over `max(4 × max_text_bytes, 1 MiB)` is refused before
+//! reading, the others are bounded only by the caller's cap on file size. The worst case is thus
+//! `max_concurrent` × the largest PDF, JSON or XML file the caller accepts.
 
 mod chunk;
 mod html;
+mod input;
 mod office;
 mod pdf;
 mod sink;
 mod text;
 mod xml;
 
+use std::io::{BufReader, Read, Seek};
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+
+use crate::input::Input;
 
 pub use chunk::chunk;
 #[doc(hidden)]
@@ -230,32 +243,60 @@ fn fmt_duration(d: Duration) -> String {
 /// enforced cooperatively: checked between pages, parts and every few thousand pieces of text).
 /// Runs on the calling thread; prefer [`Extractor::process`] from async code.
 pub fn extract(kind: FileKind, bytes: &[u8], cfg: &IngestConfig) -> Result<String, ExtractError> {
-    extract_with_budget(kind, bytes, cfg, &Budget::new(cfg.per_file_timeout))
+    extract_with_budget(
+        kind,
+        Input::memory(bytes),
+        cfg,
+        &Budget::new(cfg.per_file_timeout),
+    )
+}
+
+/// [`extract`] from a stream (a file, say) rather than a buffer, with the same result for the same
+/// content (from offset 0 to the end), in bounded memory where the format allows (see the crate
+/// documentation). Runs on the calling thread; prefer [`Extractor::process_file`] from async code.
+pub fn extract_reader<R: Read + Seek>(
+    kind: FileKind,
+    mut reader: R,
+    cfg: &IngestConfig,
+) -> Result<String, ExtractError> {
+    extract_with_budget(
+        kind,
+        Input::Stream(&mut reader),
+        cfg,
+        &Budget::new(cfg.per_file_timeout),
+    )
 }
 
 fn extract_with_budget(
     kind: FileKind,
-    bytes: &[u8],
+    mut input: Input<'_>,
     cfg: &IngestConfig,
     budget: &Budget,
 ) -> Result<String, ExtractError> {
     let max = cfg.max_text_bytes;
     let text = match kind {
-        FileKind::Pdf => pdf::pdf(bytes, cfg, budget)?,
-        FileKind::Docx => office::docx(bytes, cfg, budget)?,
-        FileKind::Xlsx => office::xlsx(bytes, cfg, budget)?,
-        FileKind::Pptx => office::pptx(bytes, cfg, budget)?,
-        FileKind::Txt | FileKind::Md | FileKind::Csv => text::plain(bytes, max)?,
-        FileKind::Html => html::html(bytes, max, budget)?,
-        FileKind::Json => text::json(bytes, max, budget)?,
+        FileKind::Pdf => pdf::pdf(input.into_bytes()?.into_owned(), cfg, budget)?,
+        FileKind::Docx => office::docx(&mut input, cfg, budget)?,
+        FileKind::Xlsx => office::xlsx(&mut input, cfg, budget)?,
+        FileKind::Pptx => office::pptx(&mut input, cfg, budget)?,
+        FileKind::Txt | FileKind::Md | FileKind::Csv => {
+            let len = input.len()?;
+            text::plain(&mut input, len, max, budget)?
+        }
+        FileKind::Html => html::html(input, max, budget)?,
+        FileKind::Json => text::json(&input.into_bytes()?, max, budget)?,
         FileKind::Xml => {
-            let source = text::decode(bytes);
+            let bytes = input.into_bytes()?;
+            let source = text::decode(&bytes);
             xml::extract(&source, max, budget)?
         }
     };
     budget.check()?;
     Ok(text)
 }
+
+/// Buffer of a file being extracted (zip parsing does many small reads and seeks).
+const READ_BUFFER: usize = 64 << 10;
 
 struct Inner {
     cfg: IngestConfig,
@@ -295,9 +336,36 @@ impl Extractor {
     /// extractions ever run at once; after a timeout the caller gets `Timeout` at once while the
     /// extraction notices its cancelled budget at its next check and stops.
     pub async fn process(&self, kind: FileKind, bytes: bytes::Bytes) -> Result<Vec<String>, ExtractError> {
+        self.extract_and_chunk(move |cfg, budget| {
+            extract_with_budget(kind, Input::memory(&bytes), cfg, budget)
+        })
+        .await
+    }
+
+    /// [`Extractor::process`] for a file on disk, which is opened on the blocking thread and read
+    /// in bounded memory where the format allows (see the crate documentation). A file that
+    /// cannot be opened or read is an [`ExtractError::Io`].
+    pub async fn process_file(
+        &self,
+        kind: FileKind,
+        path: impl Into<PathBuf>,
+    ) -> Result<Vec<String>, ExtractError> {
+        let path = path.into();
+        self.extract_and_chunk(move |cfg, budget| {
+            let file = std::fs::File::open(&path).map_err(|e| ExtractError::Io(e.to_string()))?;
+            let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+            extract_with_budget(kind, Input::Stream(&mut reader), cfg, budget)
+        })
+        .await
+    }
+
+    async fn extract_and_chunk<F>(&self, extract: F) -> Result<Vec<String>, ExtractError>
+    where
+        F: FnOnce(&IngestConfig, &Budget) -> Result<String, ExtractError> + Send + 'static,
+    {
         let cfg = self.inner.cfg.clone();
         self.run(move |budget| {
-            let text = extract_with_budget(kind, &bytes, &cfg, budget)?;
+            let text = extract(&cfg, budget)?;
             budget.check()?;
             Ok(chunk(&text, cfg.chunk_size, cfg.chunk_overlap))
         })

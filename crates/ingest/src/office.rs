@@ -1,12 +1,13 @@
 //! Office Open XML: docx and pptx by hand (zip + quick-xml), xlsx through calamine's streaming cell reader.
 
 use std::fmt::Write as _;
-use std::io::{Cursor, Read};
+use std::io::{Read, Seek};
 
 use calamine::{DataRef, Reader as _, Xlsx};
 use zip::ZipArchive;
 use zip::result::ZipError;
 
+use crate::input::{read_error, read_full};
 use crate::sink::{Budget, Sink, human_bytes};
 use crate::xml::{XmlEvent, walk};
 use crate::{ExtractError, IngestConfig};
@@ -15,15 +16,41 @@ use crate::{ExtractError, IngestConfig};
 const CFB_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 
 /// An encrypted Office file is a Compound File with an `EncryptedPackage` stream (names are UTF-16LE).
-fn check_container(bytes: &[u8], what: &str) -> Result<(), ExtractError> {
-    if !bytes.starts_with(&CFB_MAGIC) {
+/// Reads only the first 8 bytes of anything else; a Compound File is scanned in pieces. Leaves the
+/// position at 0.
+fn check_container<R: Read + Seek>(input: &mut R, what: &str) -> Result<(), ExtractError> {
+    let mut magic = [0u8; CFB_MAGIC.len()];
+    let n = read_full(input, &mut magic)?;
+    input.rewind().map_err(read_error)?;
+    if n < magic.len() || magic != CFB_MAGIC {
         return Ok(());
     }
     let needle: Vec<u8> = "EncryptedPackage"
         .encode_utf16()
         .flat_map(u16::to_le_bytes)
         .collect();
-    if bytes.windows(needle.len()).any(|w| w == needle.as_slice()) {
+    let mut window = vec![0u8; (64 << 10) + needle.len()];
+    let mut kept = 0;
+    let mut encrypted = false;
+    loop {
+        let n = read_full(input, &mut window[kept..])?;
+        let filled = kept + n;
+        if window[..filled]
+            .windows(needle.len())
+            .any(|w| w == needle.as_slice())
+        {
+            encrypted = true;
+            break;
+        }
+        if n == 0 {
+            break;
+        }
+        // Keep the tail, in case the name straddles two pieces.
+        kept = filled.min(needle.len() - 1);
+        window.copy_within(filled - kept..filled, 0);
+    }
+    input.rewind().map_err(read_error)?;
+    if encrypted {
         Err(ExtractError::Encrypted)
     } else {
         Err(ExtractError::Unsupported(format!(
@@ -60,15 +87,15 @@ fn too_large_archive(limit: u64) -> ExtractError {
 
 /// A zip package whose reads are capped: the central directory's declared total must fit the limit,
 /// and the bytes actually inflated are counted too (a bomb can lie in its headers).
-struct Package<'a> {
-    zip: ZipArchive<Cursor<&'a [u8]>>,
+struct Package<R> {
+    zip: ZipArchive<R>,
     limit: u64,
     remaining: u64,
 }
 
-impl<'a> Package<'a> {
-    fn open(bytes: &'a [u8], limit: u64) -> Result<Self, ExtractError> {
-        let zip = ZipArchive::new(Cursor::new(bytes)).map_err(|e| match e {
+impl<R: Read + Seek> Package<R> {
+    fn open(input: R, limit: u64) -> Result<Self, ExtractError> {
+        let zip = ZipArchive::new(input).map_err(|e| match e {
             ZipError::InvalidArchive(_) => {
                 ExtractError::Corrupt("not a valid Office file (no zip container)".into())
             }
@@ -153,9 +180,13 @@ impl<'a> Package<'a> {
     }
 }
 
-pub(crate) fn docx(bytes: &[u8], cfg: &IngestConfig, budget: &Budget) -> Result<String, ExtractError> {
-    check_container(bytes, "a .docx file")?;
-    let mut pkg = Package::open(bytes, cfg.max_decompressed_bytes)?;
+pub(crate) fn docx<R: Read + Seek>(
+    mut input: R,
+    cfg: &IngestConfig,
+    budget: &Budget,
+) -> Result<String, ExtractError> {
+    check_container(&mut input, "a .docx file")?;
+    let mut pkg = Package::open(input, cfg.max_decompressed_bytes)?;
     let main = pkg.main_part("word/document.xml", budget)?;
     let xml = pkg
         .read(&main)?
@@ -221,9 +252,13 @@ fn word_xml(xml: &str, sink: &mut Sink<'_>) -> Result<(), ExtractError> {
     })
 }
 
-pub(crate) fn pptx(bytes: &[u8], cfg: &IngestConfig, budget: &Budget) -> Result<String, ExtractError> {
-    check_container(bytes, "a .pptx file")?;
-    let mut pkg = Package::open(bytes, cfg.max_decompressed_bytes)?;
+pub(crate) fn pptx<R: Read + Seek>(
+    mut input: R,
+    cfg: &IngestConfig,
+    budget: &Budget,
+) -> Result<String, ExtractError> {
+    check_container(&mut input, "a .pptx file")?;
+    let mut pkg = Package::open(input, cfg.max_decompressed_bytes)?;
     let mut slides: Vec<(u32, String)> = pkg
         .names()
         .into_iter()
@@ -273,11 +308,16 @@ pub(crate) fn pptx(bytes: &[u8], cfg: &IngestConfig, budget: &Budget) -> Result<
 /// Rows as tab-separated cells (gaps up to 16 empty cells keep their tabs), sheets separated by a blank
 /// line and introduced by their name. Cells are streamed: calamine's dense `Range` would allocate
 /// rows × columns cells, which a tiny hostile file can make enormous.
-pub(crate) fn xlsx(bytes: &[u8], cfg: &IngestConfig, budget: &Budget) -> Result<String, ExtractError> {
-    check_container(bytes, "an .xlsx file")?;
+pub(crate) fn xlsx<R: Read + Seek>(
+    mut input: R,
+    cfg: &IngestConfig,
+    budget: &Budget,
+) -> Result<String, ExtractError> {
+    check_container(&mut input, "an .xlsx file")?;
     // Validates the container and its declared size before calamine inflates anything.
-    drop(Package::open(bytes, cfg.max_decompressed_bytes)?);
-    let mut wb: Xlsx<_> = Xlsx::new(Cursor::new(bytes)).map_err(xlsx_error)?;
+    drop(Package::open(&mut input, cfg.max_decompressed_bytes)?);
+    input.rewind().map_err(read_error)?;
+    let mut wb: Xlsx<_> = Xlsx::new(input).map_err(xlsx_error)?;
     let mut sink = Sink::new(cfg.max_text_bytes, budget);
     let mut cell_text = String::new();
     for name in wb.sheet_names() {

@@ -17,8 +17,9 @@ fn map_error(e: PdfError) -> ExtractError {
     }
 }
 
-pub(crate) fn pdf(bytes: &[u8], cfg: &IngestConfig, budget: &Budget) -> Result<String, ExtractError> {
-    let doc = PdfDocument::from_bytes(bytes.to_vec()).map_err(map_error)?;
+/// pdf_oxide parses from memory: it takes the whole file.
+pub(crate) fn pdf(bytes: Vec<u8>, cfg: &IngestConfig, budget: &Budget) -> Result<String, ExtractError> {
+    let doc = PdfDocument::from_bytes(bytes).map_err(map_error)?;
     if doc.is_encrypted() {
         // Many PDFs are "encrypted" with an empty user password (owner restrictions only): try it.
         match doc.authenticate(b"") {

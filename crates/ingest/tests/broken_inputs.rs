@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use flate2::{Compress, Compression, Crc, FlushCompress};
 use kbsync_fixtures as fx;
-use kbsync_ingest::{ExtractError, FileKind, IngestConfig, extract};
+use kbsync_ingest::{ExtractError, FileKind, IngestConfig, extract, extract_reader};
 
 fn cfg() -> IngestConfig {
     IngestConfig::default()
@@ -167,6 +167,21 @@ fn zip_bomb_with_lying_sizes_is_too_large() {
     let bytes = bomb_docx(Some(1000));
     let err = extract(FileKind::Docx, &bytes, &cfg()).unwrap_err();
     assert!(matches!(err, ExtractError::TooLarge(_)), "{err:?}");
+}
+
+#[test]
+fn zip_bombs_read_from_a_file_are_too_large() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("bomb.docx", bomb_docx(None)),
+        ("liar.docx", bomb_docx(Some(1000))),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let err = extract_reader(FileKind::Docx, file, &cfg()).unwrap_err();
+        assert!(matches!(err, ExtractError::TooLarge(_)), "{name}: {err:?}");
+    }
 }
 
 #[test]

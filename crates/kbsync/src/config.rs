@@ -33,6 +33,7 @@ pub struct FileConfig {
     pub max_files_per_kb: Option<u64>,
     pub max_file_size_mb: Option<u64>,
     pub sync_link_grants: Option<bool>,
+    pub sharing_refresh_minutes: Option<u32>,
     pub scheduler: Option<bool>,
     pub scheduler_tick_secs: Option<u64>,
     pub sync_lease_secs: Option<u64>,
@@ -138,6 +139,9 @@ pub struct Settings {
     /// Whether organisation-wide and anonymous sharing links make a synced knowledge base
     /// readable by every kbsync user.
     pub sync_link_grants: bool,
+    /// The longest a knowledge base's sync grants go without reading its folders' sharing again
+    /// (sooner when the drive reports a sharing change, or sources or users change).
+    pub sharing_refresh_minutes: u32,
     /// Whether this instance runs the scheduler (off: only manual runs start here).
     pub scheduler: bool,
     /// Seconds between the scheduler's looks for due knowledge bases.
@@ -302,6 +306,16 @@ impl Settings {
         let max_file_size_mb: u64 = number(env, "KBSYNC_MAX_FILE_SIZE_MB", file.max_file_size_mb, 100)?;
         positive("KBSYNC_MAX_FILE_SIZE_MB", max_file_size_mb)?;
         let sync_link_grants = boolean(env, "KBSYNC_SYNC_LINK_GRANTS", file.sync_link_grants, false)?;
+        let sharing_refresh_minutes: u32 = number(
+            env,
+            "KBSYNC_SHARING_REFRESH_MINUTES",
+            file.sharing_refresh_minutes,
+            360,
+        )?;
+        positive(
+            "KBSYNC_SHARING_REFRESH_MINUTES",
+            u64::from(sharing_refresh_minutes),
+        )?;
         let scheduler = boolean(env, "KBSYNC_SCHEDULER", file.scheduler, true)?;
         let scheduler_tick_secs: u64 =
             number(env, "KBSYNC_SCHEDULER_TICK_SECS", file.scheduler_tick_secs, 5)?;
@@ -345,6 +359,7 @@ impl Settings {
             max_files_per_kb,
             max_file_size_bytes: max_file_size_mb.saturating_mul(1024 * 1024),
             sync_link_grants,
+            sharing_refresh_minutes,
             scheduler,
             scheduler_tick_secs,
             sync_lease_secs,
@@ -529,6 +544,12 @@ max_file_size_mb = 100
 # Whether a folder shared through an organisation-wide or anonymous link makes its knowledge base
 # readable by every kbsync user. Off: only people the drive names (by email) get read access.
 sync_link_grants = false
+
+# Minutes a knowledge base's read access may go without reading its folders' sharing again. A run
+# reads it sooner when the drive reports a sharing change (business drives), after a full
+# enumeration, and when sources or users are added or removed; otherwise a run that finds nothing
+# changed costs one request per folder source.
+sharing_refresh_minutes = 360
 
 # Whether this instance runs the scheduler; turn it off on instances that should only serve.
 scheduler = true

@@ -254,6 +254,7 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         },
         sync_link_grants: settings.sync_link_grants,
         sync_interval_minutes: settings.sync_interval_minutes,
+        sharing_refresh_minutes: settings.sharing_refresh_minutes,
         scheduler: settings.scheduler.then(|| SchedulerSettings {
             tick: Duration::from_secs(settings.scheduler_tick_secs),
             ..SchedulerSettings::default()

@@ -157,7 +157,20 @@ impl GraphClient {
         tokens: &dyn TokenProvider,
         url: &Url,
     ) -> Result<T, ProviderError> {
-        match self.execute(Auth::Bearer(tokens), url, Want::Body).await? {
+        self.get_json_preferring(tokens, url, None).await
+    }
+
+    /// [`Client::get_json`] with a `Prefer` request header.
+    pub(crate) async fn get_json_preferring<T: DeserializeOwned>(
+        &self,
+        tokens: &dyn TokenProvider,
+        url: &Url,
+        prefer: Option<&str>,
+    ) -> Result<T, ProviderError> {
+        match self
+            .execute(Auth::Bearer(tokens), url, Want::Body, prefer)
+            .await?
+        {
             Answer::Body(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 ProviderError::Permanent(format!("unexpected answer from GET {}: {e}", url.path()))
             }),
@@ -168,7 +181,7 @@ impl GraphClient {
     /// GET and return the answer once its headers arrived (2xx or 3xx), for redirects and
     /// downloads.
     pub(crate) async fn get_head(&self, auth: Auth<'_>, url: &Url) -> Result<Response, ProviderError> {
-        match self.execute(auth, url, Want::Head).await? {
+        match self.execute(auth, url, Want::Head, None).await? {
             Answer::Head(r) => Ok(r),
             Answer::Body(_) => Err(ProviderError::Permanent(
                 "internal: headers were asked for".into(),
@@ -184,7 +197,13 @@ impl GraphClient {
         }
     }
 
-    async fn execute(&self, auth: Auth<'_>, url: &Url, want: Want) -> Result<Answer, ProviderError> {
+    async fn execute(
+        &self,
+        auth: Auth<'_>,
+        url: &Url,
+        want: Want,
+        prefer: Option<&str>,
+    ) -> Result<Answer, ProviderError> {
         let target = Self::loggable(auth, url);
         let max_attempts = self.config.max_attempts.max(1);
         let mut token: Option<AccessToken> = match auth {
@@ -197,7 +216,7 @@ impl GraphClient {
         let mut throttle_waited = Duration::ZERO;
         loop {
             attempt += 1;
-            let failure = match self.attempt(url, token.as_ref(), want, auth).await {
+            let failure = match self.attempt(url, token.as_ref(), want, auth, prefer).await {
                 Ok(answer) => return Ok(answer),
                 Err(f) => f,
             };
@@ -278,11 +297,15 @@ impl GraphClient {
         token: Option<&AccessToken>,
         want: Want,
         auth: Auth<'_>,
+        prefer: Option<&str>,
     ) -> Result<Answer, Failure> {
         let mut req = self
             .http
             .get(url.clone())
             .header(USER_AGENT, &self.config.user_agent);
+        if let Some(prefer) = prefer {
+            req = req.header("Prefer", prefer);
+        }
         if want == Want::Body {
             req = req
                 .header(ACCEPT, "application/json")

@@ -57,6 +57,11 @@ use model::{DriveItem, Page, Permission};
 /// Upper bound on pages followed in one listing, against a service that never stops paging.
 const MAX_PAGES: usize = 100_000;
 
+/// Sent with every delta request. `deltashowsharingchanges` makes business drives annotate items
+/// whose sharing changed since the token (`@microsoft.graph.sharedChanged`), so the engine knows
+/// to read the sharing again; it requires the other two. Personal drives ignore them.
+const DELTA_PREFER: &str = "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges";
+
 /// The OneDrive / SharePoint datasource.
 pub struct OneDrive {
     client: GraphClient,
@@ -314,7 +319,11 @@ impl Datasource for OneDrive {
                 self.with_top(url)
             }
         };
-        let page: Page<DriveItem> = self.client.get_json(tokens, &url).await?;
+        let page: Page<DriveItem> = self
+            .client
+            .get_json_preferring(tokens, &url, Some(DELTA_PREFER))
+            .await?;
+        let sharing_changed = page.value.iter().any(mapping::sharing_changed);
         let items = page
             .value
             .iter()
@@ -329,7 +338,11 @@ impl Datasource for OneDrive {
                 ));
             }
         };
-        Ok(ChangePage { items, next })
+        Ok(ChangePage {
+            items,
+            next,
+            sharing_changed,
+        })
     }
 
     #[instrument(skip_all, fields(drive.id = %drive_id, item.id = %item_id))]

@@ -73,6 +73,16 @@ pub fn remote_item(item: &DriveItem, fallback_drive_id: &str, scope_id: Option<&
 /// A child in a folder listing (or a "shared with me" item) as a picker row. Shortcuts to items
 /// of other drives (`remoteItem`) point at the drive that holds the item. `None` for rows the
 /// picker cannot use (deleted items).
+/// Whether a delta item carries the `@microsoft.graph.sharedChanged` annotation (`"True"`; a
+/// JSON `true` is accepted too).
+pub fn sharing_changed(item: &DriveItem) -> bool {
+    match &item.shared_changed {
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        Some(serde_json::Value::Bool(b)) => *b,
+        _ => false,
+    }
+}
+
 pub fn browse_entry(item: &DriveItem, fallback_drive_id: Option<&str>) -> Option<BrowseEntry> {
     if item.deleted.is_some() || item.removed.is_some() {
         return None;

@@ -40,6 +40,10 @@ pub struct DriveItem {
     pub package: Option<Value>,
     /// A shortcut to an item in another drive ("shared with me", "Add to my OneDrive").
     pub remote_item: Option<Box<DriveItemRemote>>,
+    /// Delta with `Prefer: deltashowsharingchanges` (business drives): `"True"` on items whose
+    /// sharing changed since the token.
+    #[serde(rename = "@microsoft.graph.sharedChanged")]
+    pub shared_changed: Option<Value>,
 }
 
 /// The `remoteItem` facet: the item in the drive that really holds it.

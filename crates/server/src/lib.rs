@@ -53,6 +53,9 @@ pub struct ServerSettings {
     pub sync_link_grants: bool,
     /// The default interval between scheduled runs, for knowledge bases without their own.
     pub sync_interval_minutes: u32,
+    /// The longest a knowledge base's sync grants go without reading its folders' sharing again
+    /// (see `PermissionPolicy::refresh`).
+    pub sharing_refresh_minutes: u32,
     /// Leases, backoff and jitter of runs; its `default_interval` follows `sync_interval_minutes`.
     pub runner: RunnerSettings,
     /// The scheduler loop; `None` runs no scheduler (manual runs only).
@@ -73,6 +76,7 @@ impl Default for ServerSettings {
             sync_limits: SyncLimits::default(),
             sync_link_grants: false,
             sync_interval_minutes: 60,
+            sharing_refresh_minutes: 360,
             runner: RunnerSettings::default(),
             scheduler: Some(SchedulerSettings::default()),
             instance_id: format!("kbsync-{}", uuid::Uuid::new_v4()),
@@ -144,6 +148,7 @@ impl AppState {
             events: sync_events.clone(),
             permissions: PermissionPolicy {
                 link_grants: settings.sync_link_grants,
+                refresh: std::time::Duration::from_secs(u64::from(settings.sharing_refresh_minutes) * 60),
             },
         };
         let mut runner_settings = settings.runner.clone();
@@ -181,6 +186,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     if let Err(e) = state.pipeline.resume_pending().await {
         tracing::warn!(error = %e, "could not resume pending documents; they will be retried at the next start");
+    }
+    // The sharing policy may have changed with the settings: every knowledge base reads its
+    // sharing again on its next run.
+    if let Err(e) = state.store.forget_sharing_reads(None).await {
+        tracing::warn!(error = %e, "could not mark the knowledge bases' sharing for re-reading");
     }
     let pipeline = state.pipeline.clone();
     let runner = state.sync.clone();

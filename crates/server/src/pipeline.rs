@@ -1,7 +1,8 @@
 //! The ingestion pipeline: a stored blob becomes extracted, chunked, indexed text.
 //!
-//! Work is bounded: at most `max_concurrent` documents are read into memory and extracted at
-//! once, however many are queued. A failure marks that one document `failed` with a reason and
+//! Work is bounded: at most `max_concurrent` documents are extracted at once, however many are
+//! queued, each from its stored file (read in bounded memory where the format allows; see
+//! `kbsync_ingest`). A failure marks that one document `failed` with a reason and
 //! never affects the others. Documents left `pending` by an earlier process are picked up again
 //! by [`Pipeline::resume_pending`].
 
@@ -11,9 +12,8 @@ use std::{
     time::Instant,
 };
 
-use bytes::Bytes;
 use kbsync_core::{Clock, Document, DocumentId};
-use kbsync_ingest::{Extractor, FileKind};
+use kbsync_ingest::{ExtractError, Extractor, FileKind};
 use kbsync_store::{BlobStore, Store, StoreError};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
@@ -125,14 +125,16 @@ impl Pipeline {
     async fn extract(&self, doc: &Document) -> Result<Vec<String>, String> {
         let kind = FileKind::detect(&doc.name, Some(&doc.mime))
             .ok_or_else(|| format!("unsupported file type: {}", doc.mime))?;
-        let bytes = self
+        let path = self
             .blobs
-            .read(&doc.content_hash)
-            .await
+            .path(&doc.content_hash)
             .map_err(|e| format!("the stored file could not be read: {e}"))?;
         self.extractor
-            .process(kind, Bytes::from(bytes))
+            .process_file(kind, path)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                ExtractError::Io(e) => format!("the stored file could not be read: {e}"),
+                other => other.to_string(),
+            })
     }
 }

@@ -14,6 +14,13 @@ use crate::{
     Backend, Connection, Encrypted, OAuthState, RefreshLease, Result, StoreError, StoredAccessToken,
 };
 
+/// Search's match-phase limit: a query that matches more chunks than this ranks only the newest
+/// `SEARCH_DEPTH` of them (by chunk id, i.e. the most recently indexed), so its cost stays bounded
+/// however large the index grows; a query that matches fewer (the usual case: any word that is
+/// not in a large share of all chunks) is ranked exactly. Words that occur in most chunks carry
+/// little weight in BM25 anyway; the newest chunks are the ones a sync has just brought in.
+pub const SEARCH_DEPTH: i64 = 10_000;
+
 /// Longest snippet returned by search, in characters.
 pub(crate) const SNIPPET_MAX_CHARS: usize = 240;
 
@@ -517,7 +524,9 @@ pub(crate) struct SourceRow {
     pub name: String,
     pub path: String,
     pub cursor: Option<String>,
-    pub state: Option<String>,
+    pub state_files: Option<i64>,
+    pub state_pending: Option<i64>,
+    pub state_settings: Option<String>,
     pub created_at: i64,
 }
 
@@ -538,7 +547,9 @@ impl SourceRow {
             name: self.name,
             path: self.path,
             cursor: self.cursor,
-            state: self.state,
+            state_files: self.state_files.and_then(|n| u64::try_from(n).ok()),
+            state_pending: self.state_pending.and_then(|n| u64::try_from(n).ok()),
+            state_settings: self.state_settings,
             created_at: from_ms(self.created_at)?,
         })
     }

@@ -22,6 +22,7 @@ use kbsync_core::{
 };
 
 pub use blob::{BlobError, BlobStore, StoredBlob};
+pub use common::SEARCH_DEPTH;
 pub use crypto::{CryptoError, TokenCipher};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
@@ -208,8 +209,23 @@ pub trait Store: Send + Sync + 'static {
         &self,
         source_id: uuid::Uuid,
         cursor: Option<&str>,
-        state: Option<&str>,
+        state: Option<SavedState<'_>>,
     ) -> Result<()>;
+    /// Moves a source's cursor on without touching its saved state (a round that changed
+    /// nothing). `NotFound` when the source is gone or has no cursor yet.
+    async fn advance_source_cursor(&self, source_id: uuid::Uuid, cursor: &str) -> Result<()>;
+    /// The engine's saved state of a source (`None` when it has none). `NotFound` when the source
+    /// is gone.
+    async fn source_state(&self, source_id: uuid::Uuid) -> Result<Option<String>>;
+    /// When the knowledge base's sync grants were last computed from its sources' sharing
+    /// ([`Store::replace_sync_grants`]); `None` when they must be computed again: never done, or
+    /// sources were added or removed, or a user was created since. `NotFound` for an unknown
+    /// knowledge base.
+    async fn sharing_read_at(&self, kb_id: KbId) -> Result<Option<DateTime<Utc>>>;
+    /// Makes the next run of one knowledge base (`Some`), or of every one (`None`: the sharing
+    /// policy may have changed with the settings), read its sharing again. An unknown knowledge
+    /// base is not an error.
+    async fn forget_sharing_reads(&self, kb_id: Option<KbId>) -> Result<()>;
     /// Sets a knowledge base's sync status. `NotFound` when it does not exist.
     async fn set_sync_status(&self, kb_id: KbId, status: kbsync_core::SyncStatus) -> Result<()>;
     /// The documents that came from a source, ordered by path.
@@ -338,8 +354,9 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces, in one transaction, the knowledge base's grants that came from sync with read
     /// grants for `readers` (duplicates ignored); grants given by hand are untouched (a user may
     /// hold both). `NotFound` when the knowledge base does not exist; an unknown user is
-    /// `InvalidReference` and changes nothing.
-    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId]) -> Result<()>;
+    /// `InvalidReference` and changes nothing. Records `now` as the time the sharing was read
+    /// ([`Store::sharing_read_at`]).
+    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId], now: DateTime<Utc>) -> Result<()>;
     /// The users whose email is one of `emails`, compared case-insensitively (and ignoring
     /// surrounding whitespace), ordered by email; emails without a user are left out.
     async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>>;

@@ -7,7 +7,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use kbsync_core::SearchHit;
+use chrono::{DateTime, Utc};
+use kbsync_core::{DocumentId, SearchHit};
 use sqlx::postgres::PgConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool, Postgres, QueryBuilder, Transaction};
@@ -20,6 +21,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// How long taking a connection (including opening one) may last before the database counts as
 /// unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection type the shared `Store` code writes through.
+type DbConnection = PgConnection;
+
+/// The most chunk text one INSERT carries (a document with more is inserted in several).
+const MAX_INSERT_BYTES: usize = 16 * 1024 * 1024;
 
 /// A [`Store`](crate::Store) over a PostgreSQL database.
 #[derive(Debug, Clone)]
@@ -99,34 +106,58 @@ impl PostgresStore {
         self.pool.begin().await.map_err(Self::err)
     }
 
+    /// One transaction per document: PostgreSQL has concurrent writers, and its index has no
+    /// per-commit cost like FTS5's segments.
+    async fn complete_document_impl(
+        &self,
+        id: DocumentId,
+        chunks: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        Self::write_completed_document(&mut tx, &id.to_string(), chunks, common::ms(now)).await?;
+        tx.commit().await.map_err(Self::err)
+    }
+
+    /// Inserts a document's chunks, numbered from 0 in order, in one statement (UNNEST of three
+    /// arrays) per [`MAX_INSERT_BYTES`] of text: one statement for any ordinary document, and a
+    /// bounded message for a huge one.
     async fn insert_chunks(
-        tx: &mut Transaction<'static, Postgres>,
+        conn: &mut PgConnection,
         document_id: &str,
         kb_id: &str,
         chunks: &[String],
     ) -> Result<()> {
-        if chunks.is_empty() {
-            return Ok(());
+        let mut start = 0;
+        while start < chunks.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < chunks.len() && (end == start || bytes + chunks[end].len() <= MAX_INSERT_BYTES) {
+                bytes += chunks[end].len();
+                end += 1;
+            }
+            let batch = &chunks[start..end];
+            let ordinals: Vec<i64> = (start..end)
+                .map(|i| i64::try_from(i).unwrap_or(i64::MAX))
+                .collect();
+            // PostgreSQL text cannot hold NUL characters.
+            let texts: Vec<String> = batch.iter().map(|t| t.replace('\0', "")).collect();
+            let folded: Vec<String> = batch.iter().map(|t| common::folded_words(t).join(" ")).collect();
+            sqlx::query(
+                "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv) \
+                 SELECT $1, $2, u.ordinal, u.text, to_tsvector('simple', u.folded) \
+                 FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[]) AS u (ordinal, text, folded)",
+            )
+            .bind(document_id)
+            .bind(kb_id)
+            .bind(ordinals)
+            .bind(texts)
+            .bind(folded)
+            .execute(&mut *conn)
+            .await
+            .map_err(Self::err)?;
+            start = end;
         }
-        let ordinals: Vec<i64> = (0..chunks.len())
-            .map(|i| i64::try_from(i).unwrap_or(i64::MAX))
-            .collect();
-        // PostgreSQL text cannot hold NUL characters.
-        let texts: Vec<String> = chunks.iter().map(|t| t.replace('\0', "")).collect();
-        let folded: Vec<String> = chunks.iter().map(|t| common::folded_words(t).join(" ")).collect();
-        sqlx::query(
-            "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv) \
-             SELECT $1, $2, u.ordinal, u.text, to_tsvector('simple', u.folded) \
-             FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[]) AS u (ordinal, text, folded)",
-        )
-        .bind(document_id)
-        .bind(kb_id)
-        .bind(ordinals)
-        .bind(texts)
-        .bind(folded)
-        .execute(&mut **tx)
-        .await
-        .map_err(Self::err)?;
         Ok(())
     }
 
@@ -155,15 +186,23 @@ impl PostgresStore {
     }
 
     async fn search_impl(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>> {
+        self.search_with_depth(query, common::SEARCH_DEPTH).await
+    }
+
+    /// Search ranking at most the `depth` newest matching chunks the reader may read.
+    async fn search_with_depth(&self, query: SearchQuery<'_>, depth: i64) -> Result<Vec<SearchHit>> {
         let terms = common::folded_query_words(query.text);
         if terms.is_empty() || query.limit == 0 {
             return Ok(Vec::new());
         }
         // Words are letters and digits only, so plainto_tsquery sees no operators: it ANDs them.
         let tsquery_text = terms.join(" ");
-        // The GIN index finds the matching chunks; they are filtered by knowledge base, reduced
-        // to the best chunk per document, joined to documents, ranked and cut to the limit; only
-        // then is the text of the returned chunks read.
+        // The matching chunks the reader may read, newest first and at most SEARCH_DEPTH of them
+        // (the match-phase limit, see `common::SEARCH_DEPTH`: the planner either walks the
+        // primary key backwards and stops after that many matches — a word in most chunks — or
+        // takes the few matches from the GIN index and sorts them); they are ranked, reduced to
+        // the best chunk per document, joined to documents and cut to the limit; only then is
+        // the text of the returned chunks read.
         let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
             "SELECT t.id, t.kb_id, t.name, t.web_url, t.score, c.text FROM ( \
              SELECT d.id, d.kb_id, d.name, d.web_url, h.chunk_id, h.score FROM ( \
@@ -171,7 +210,10 @@ impl PostgresStore {
              CAST(ts_rank_cd(c.tsv, plainto_tsquery('simple', ",
         );
         qb.push_bind(tsquery_text.clone());
-        qb.push(")) AS DOUBLE PRECISION) AS score FROM chunks c WHERE c.tsv @@ plainto_tsquery('simple', ");
+        qb.push(
+            ")) AS DOUBLE PRECISION) AS score FROM (SELECT c.id, c.document_id, c.tsv FROM chunks c \
+             WHERE c.tsv @@ plainto_tsquery('simple', ",
+        );
         qb.push_bind(tsquery_text);
         qb.push(")");
         if let Reader::User(user_id) = query.reader {
@@ -186,8 +228,9 @@ impl PostgresStore {
             let ids: Vec<String> = query.kb_ids.iter().map(ToString::to_string).collect();
             qb.push(" AND c.kb_id = ANY(").push_bind(ids).push(")");
         }
+        qb.push(" ORDER BY c.id DESC LIMIT ").push_bind(depth.max(1));
         qb.push(
-            " ORDER BY c.document_id, score DESC, c.id) h \
+            ") c ORDER BY c.document_id, score DESC, c.id) h \
              JOIN documents d ON d.id = h.document_id \
              WHERE d.status = 'processed' ORDER BY h.score DESC, d.id LIMIT ",
         );

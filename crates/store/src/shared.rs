@@ -2,8 +2,10 @@
 //!
 //! `impl_store!(Type)` writes the whole `impl Store for Type`. The type provides, as inherent
 //! items: `BACKEND`, `CLAIM_DUE_SYNCS` (from `claim_due_syncs_sql!`), `fn err(sqlx::Error) ->
-//! StoreError`, `begin_write()` (a transaction that may write), `insert_chunks(tx, document_id,
-//! kb_id, chunks)`, `run_migrations()`, `ping_db()` and `search_impl(query)`.
+//! StoreError`, `begin_write()` (a transaction that may write), `insert_chunks(conn, document_id,
+//! kb_id, chunks)`, `complete_document_impl(id, chunks, now)` (which may use the generated
+//! `write_completed_document`), `run_migrations()`, `ping_db()` and `search_impl(query)`; and the
+//! module provides the type alias `DbConnection` (the backend's connection type).
 
 macro_rules! user_cols {
     () => {
@@ -26,7 +28,7 @@ macro_rules! doc_cols {
 
 macro_rules! source_cols {
     () => {
-        "id, kb_id, provider, kind, drive_id, item_id, name, path, cursor, state, created_at"
+        "id, kb_id, provider, kind, drive_id, item_id, name, path, cursor, state_files, state_pending, state_settings, created_at"
     };
 }
 
@@ -99,6 +101,33 @@ macro_rules! append_sync_failures {
 macro_rules! impl_store {
     ($ty:ty) => {
         impl $ty {
+            /// The writes of `complete_document` inside an open write transaction, which the
+            /// caller commits: marks the document processed and replaces its chunks. `NotFound`,
+            /// having written nothing, when the document is gone.
+            async fn write_completed_document(
+                conn: &mut DbConnection,
+                doc_id: &str,
+                chunks: &[String],
+                now_ms: i64,
+            ) -> $crate::Result<()> {
+                let kb_id: Option<String> = sqlx::query_scalar(
+                    "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
+                     WHERE id = $1 RETURNING kb_id",
+                )
+                .bind(doc_id)
+                .bind(now_ms)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(Self::err)?;
+                let kb_id = kb_id.ok_or($crate::StoreError::NotFound)?;
+                sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+                    .bind(doc_id)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::err)?;
+                Self::insert_chunks(conn, doc_id, &kb_id, chunks).await
+            }
+
             /// `NotFound` unless the knowledge base exists.
             async fn kb_exists(&self, kb_id: &str) -> $crate::Result<()> {
                 sqlx::query("SELECT 1 FROM knowledge_bases WHERE id = $1")
@@ -154,6 +183,12 @@ macro_rules! impl_store {
                     )),
                     other => other,
                 })?;
+                // A new account may be one a drive's sharing names: every knowledge base reads its
+                // sharing again on its next run.
+                sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE sharing_read_at IS NOT NULL")
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
                 Ok(kbsync_core::User {
                     id,
                     email: new.email,
@@ -682,26 +717,7 @@ macro_rules! impl_store {
                 chunks: &[String],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<()> {
-                let doc_id = id.to_string();
-                let mut tx = self.begin_write().await?;
-                let kb_id: Option<String> = sqlx::query_scalar(
-                    "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
-                     WHERE id = $1 RETURNING kb_id",
-                )
-                .bind(&doc_id)
-                .bind($crate::common::ms(now))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(Self::err)?;
-                let kb_id = kb_id.ok_or($crate::StoreError::NotFound)?;
-                sqlx::query("DELETE FROM chunks WHERE document_id = $1")
-                    .bind(&doc_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-                Self::insert_chunks(&mut tx, &doc_id, &kb_id, chunks).await?;
-                tx.commit().await.map_err(Self::err)?;
-                Ok(())
+                self.complete_document_impl(id, chunks, now).await
             }
 
             async fn fail_document(
@@ -1073,7 +1089,7 @@ macro_rules! impl_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<$crate::Source> {
                 let kb = new.kb_id.to_string();
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT INTO sources (id, kb_id, provider, kind, drive_id, item_id, name, path, \
                      cursor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) \
                      ON CONFLICT (kb_id, drive_id, item_id) DO NOTHING",
@@ -1095,6 +1111,14 @@ macro_rules! impl_store {
                     }
                     other => other,
                 })?;
+                if inserted.rows_affected() > 0 {
+                    // The sync grants are the union of the folder sources' sharing: read it again.
+                    sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
+                        .bind(&kb)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(Self::err)?;
+                }
                 sqlx::query_as::<_, $crate::common::SourceRow>(concat!(
                     "SELECT ",
                     $crate::shared::source_cols!(),
@@ -1127,12 +1151,32 @@ macro_rules! impl_store {
                 &self,
                 source_id: uuid::Uuid,
                 cursor: Option<&str>,
-                state: Option<&str>,
+                state: Option<$crate::SavedState<'_>>,
             ) -> $crate::Result<()> {
-                let done = sqlx::query("UPDATE sources SET cursor = $2, state = $3 WHERE id = $1")
+                let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                let done = sqlx::query(
+                    "UPDATE sources SET cursor = $2, state = $3, state_files = $4, state_pending = $5, \
+                     state_settings = $6 WHERE id = $1",
+                )
+                .bind(source_id.to_string())
+                .bind(cursor)
+                .bind(state.map(|s| s.json))
+                .bind(state.map(|s| count(s.files)))
+                .bind(state.map(|s| count(s.pending)))
+                .bind(state.map(|s| s.settings))
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn advance_source_cursor(&self, source_id: uuid::Uuid, cursor: &str) -> $crate::Result<()> {
+                let done = sqlx::query("UPDATE sources SET cursor = $2 WHERE id = $1 AND cursor IS NOT NULL")
                     .bind(source_id.to_string())
                     .bind(cursor)
-                    .bind(state)
                     .execute(&self.pool)
                     .await
                     .map_err(Self::err)?;
@@ -1140,6 +1184,48 @@ macro_rules! impl_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 Ok(())
+            }
+
+            async fn source_state(&self, source_id: uuid::Uuid) -> $crate::Result<Option<String>> {
+                let row: Option<(Option<String>,)> = sqlx::query_as("SELECT state FROM sources WHERE id = $1")
+                    .bind(source_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                row.map(|(state,)| state).ok_or($crate::StoreError::NotFound)
+            }
+
+            async fn forget_sharing_reads(&self, kb_id: Option<kbsync_core::KbId>) -> $crate::Result<()> {
+                match kb_id {
+                    Some(kb_id) => sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
+                        .bind(kb_id.to_string())
+                        .execute(&self.pool)
+                        .await,
+                    None => sqlx::query(
+                        "UPDATE knowledge_bases SET sharing_read_at = NULL WHERE sharing_read_at IS NOT NULL",
+                    )
+                    .execute(&self.pool)
+                    .await,
+                }
+                .map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn sharing_read_at(
+                &self,
+                kb_id: kbsync_core::KbId,
+            ) -> $crate::Result<Option<chrono::DateTime<chrono::Utc>>> {
+                let row: Option<(Option<i64>,)> =
+                    sqlx::query_as("SELECT sharing_read_at FROM knowledge_bases WHERE id = $1")
+                        .bind(kb_id.to_string())
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(Self::err)?;
+                match row {
+                    None => Err($crate::StoreError::NotFound),
+                    Some((None,)) => Ok(None),
+                    Some((Some(at),)) => $crate::common::from_ms(at).map(Some),
+                }
             }
 
             async fn set_sync_status(
@@ -1714,6 +1800,11 @@ macro_rules! impl_store {
                 .map_err(Self::err)?;
                 // Chunks go with their documents (ON DELETE CASCADE; on SQLite the FTS5 index
                 // follows through the chunk triggers), exactly as in delete_document.
+                sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
+                    .bind(&kb)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
                 sqlx::query("DELETE FROM documents WHERE source_id = $1")
                     .bind(&source)
                     .execute(&mut *tx)
@@ -1733,16 +1824,18 @@ macro_rules! impl_store {
                 &self,
                 kb_id: kbsync_core::KbId,
                 readers: &[kbsync_core::UserId],
+                now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<()> {
                 let wanted: std::collections::BTreeSet<kbsync_core::UserId> = readers.iter().copied().collect();
                 let kb = kb_id.to_string();
                 let mut tx = self.begin_write().await?;
-                let exists = sqlx::query("SELECT 1 FROM knowledge_bases WHERE id = $1")
+                let exists = sqlx::query("UPDATE knowledge_bases SET sharing_read_at = $2 WHERE id = $1")
                     .bind(&kb)
-                    .fetch_optional(&mut *tx)
+                    .bind($crate::common::ms(now))
+                    .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
-                if exists.is_none() {
+                if exists.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
                 sqlx::query("DELETE FROM kb_grants WHERE kb_id = $1 AND origin = 'sync'")

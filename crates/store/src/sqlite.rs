@@ -1,13 +1,18 @@
 //! The SQLite store: the embedded default (one process, one file). Full-text search uses an
 //! external-content FTS5 index over `chunks` with the `unicode61 remove_diacritics 2` tokenizer.
 
+mod index_writer;
+
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use kbsync_core::SearchHit;
+use chrono::{DateTime, Utc};
+use kbsync_core::{DocumentId, SearchHit};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
+
+use self::index_writer::IndexWriter;
 
 use crate::common::{self, map_migrate, map_sqlx};
 use crate::{Backend, Reader, Result, SearchQuery, StoreError};
@@ -17,10 +22,15 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// How long a statement waits for another connection's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The connection type the shared `Store` code writes through.
+type DbConnection = SqliteConnection;
+
 /// A [`Store`](crate::Store) over one SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Writes `complete_document` calls together (see [`index_writer`]).
+    index_writer: IndexWriter,
 }
 
 impl SqliteStore {
@@ -66,7 +76,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(Self::err)?;
-        Ok(Self { pool })
+        Ok(Self {
+            index_writer: IndexWriter::new(pool.clone()),
+            pool,
+        })
     }
 
     fn err(e: sqlx::Error) -> StoreError {
@@ -79,23 +92,67 @@ impl SqliteStore {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(Self::err)
     }
 
+    /// Queued and written together with other documents completed at the same time, in one
+    /// transaction (see [`index_writer`]); returns once that transaction has committed.
+    async fn complete_document_impl(
+        &self,
+        id: DocumentId,
+        chunks: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        // TMP-AB-BEGIN (temporary benchmark switch; removed before hand-over)
+        let mode = std::env::var("KBSYNC_TMP_INDEX_MODE").unwrap_or_default();
+        if mode == "legacy" || mode == "per-doc" {
+            let doc_id = id.to_string();
+            let mut tx = self.begin_write().await?;
+            if mode == "per-doc" {
+                Self::write_completed_document(&mut tx, &doc_id, chunks, common::ms(now)).await?;
+            } else {
+                let kb_id: Option<String> = sqlx::query_scalar(
+                    "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
+                     WHERE id = $1 RETURNING kb_id",
+                )
+                .bind(&doc_id)
+                .bind(common::ms(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                let kb_id = kb_id.ok_or(StoreError::NotFound)?;
+                sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+                    .bind(&doc_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                for (ordinal, text) in chunks.iter().enumerate() {
+                    sqlx::query(
+                        "INSERT INTO chunks (document_id, kb_id, ordinal, text) VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(&doc_id)
+                    .bind(&kb_id)
+                    .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
+                    .bind(text)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                }
+            }
+            return tx.commit().await.map_err(Self::err);
+        }
+        // TMP-AB-END
+        self.index_writer
+            .complete(id.to_string(), chunks.to_vec(), common::ms(now))
+            .await
+    }
+
+    /// Inserts a document's chunks, numbered from 0 in order, in as few statements as the bind
+    /// limit allows: FTS5 writes an index segment per statement, not per row.
     async fn insert_chunks(
-        tx: &mut Transaction<'static, Sqlite>,
+        conn: &mut SqliteConnection,
         document_id: &str,
         kb_id: &str,
         chunks: &[String],
     ) -> Result<()> {
-        for (ordinal, text) in chunks.iter().enumerate() {
-            sqlx::query("INSERT INTO chunks (document_id, kb_id, ordinal, text) VALUES ($1, $2, $3, $4)")
-                .bind(document_id)
-                .bind(kb_id)
-                .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
-                .bind(text)
-                .execute(&mut **tx)
-                .await
-                .map_err(Self::err)?;
-        }
-        Ok(())
+        index_writer::insert_chunk_rows(conn, &[(document_id, kb_id, chunks)]).await
     }
 
     async fn run_migrations(&self) -> Result<()> {
@@ -104,7 +161,25 @@ impl SqliteStore {
         let mut attempt = 0;
         loop {
             match MIGRATOR.run(&self.pool).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    // TMP-AB-BEGIN (temporary FTS5 settings switch; removed before hand-over)
+                    if let Ok(settings) = std::env::var("KBSYNC_TMP_FTS5") {
+                        for kv in settings.split(',').filter(|s| !s.is_empty()) {
+                            if let Some((k, v)) = kv.split_once('=') {
+                                let v: i64 = v.parse().unwrap_or(0);
+                                sqlx::query("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ($1, $2)")
+                                    .bind(k)
+                                    .bind(v)
+                                    .execute(&self.pool)
+                                    .await
+                                    .map_err(Self::err)?;
+                                tracing::warn!(k, v, "TMP fts5 setting");
+                            }
+                        }
+                    }
+                    // TMP-AB-END
+                    return Ok(());
+                }
                 Err(e) if attempt < 3 => {
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "sqlite migration failed; retrying");
@@ -132,6 +207,7 @@ impl SqliteStore {
         expr: &str,
         query: &SearchQuery<'_>,
         candidates: Option<&[(i64, f64)]>,
+        floor: Option<i64>,
     ) -> Result<Vec<RankedRow>> {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH ");
         match candidates {
@@ -157,6 +233,9 @@ impl SqliteStore {
                      WHERE chunks_fts MATCH ",
                 );
                 qb.push_bind(expr.to_owned());
+                if let Some(floor) = floor {
+                    qb.push(" AND chunks_fts.rowid > ").push_bind(floor);
+                }
             }
         }
         if let Reader::User(user_id) = query.reader {
@@ -187,11 +266,35 @@ impl SqliteStore {
     }
 
     async fn search_impl(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>> {
+        self.search_with_depth(query, common::SEARCH_DEPTH).await
+    }
+
+    /// Search ranking at most the `depth` newest matching chunks (see [`common::SEARCH_DEPTH`]).
+    async fn search_with_depth(&self, query: SearchQuery<'_>, depth: i64) -> Result<Vec<SearchHit>> {
         let Some(expr) = common::fts5_match_expression(query.text) else {
             return Ok(Vec::new());
         };
         if query.limit == 0 {
             return Ok(Vec::new());
+        }
+        // Match-phase limit: when more than `depth` chunks match, only the `depth` newest (highest
+        // rowid) are ranked. FTS5 walks the doclist newest first and stops at the (depth + 1)th
+        // match; its rowid is the floor. Below the limit (the usual case) the ranking is exact.
+        let mut fq: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ");
+        fq.push_bind(expr.clone());
+        fq.push(" ORDER BY rowid DESC LIMIT 1 OFFSET ");
+        fq.push_bind(depth.max(1));
+        let floor: Option<i64> = fq
+            .build_query_scalar()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        if floor.is_some() {
+            tracing::debug!(
+                depth,
+                "search matched more chunks than its depth: the newest are ranked"
+            );
         }
         // Top-k first: FTS5 alone ranks the matches and keeps the best `TOP_K_FACTOR × limit`
         // chunks (a bounded sort, no join or grouping over every match). Those candidates are
@@ -203,6 +306,9 @@ impl SqliteStore {
         let mut cq: QueryBuilder<Sqlite> =
             QueryBuilder::new("SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ");
         cq.push_bind(expr.clone());
+        if let Some(floor) = floor {
+            cq.push(" AND rowid > ").push_bind(floor);
+        }
         cq.push(" ORDER BY rank LIMIT ");
         cq.push_bind(k);
         let candidates: Vec<(i64, f64)> = cq
@@ -215,11 +321,11 @@ impl SqliteStore {
         }
         let complete = i64::try_from(candidates.len()).unwrap_or(i64::MAX) < k;
         let boundary = candidates.last().map_or(f64::INFINITY, |c| c.1);
-        let mut rows = self.ranked_rows(&expr, &query, Some(&candidates)).await?;
+        let mut rows = self.ranked_rows(&expr, &query, Some(&candidates), floor).await?;
         if !complete {
             rows.retain(|r| -r.5 < boundary);
             if rows.len() < query.limit as usize {
-                rows = self.ranked_rows(&expr, &query, None).await?;
+                rows = self.ranked_rows(&expr, &query, None, floor).await?;
             }
         }
         if rows.is_empty() {
@@ -366,7 +472,7 @@ mod tests {
                 limit,
             };
             let hits = store.search_impl(q.clone()).await.unwrap();
-            let full = store.ranked_rows(&expr, &q, None).await.unwrap();
+            let full = store.ranked_rows(&expr, &q, None, None).await.unwrap();
             let got: Vec<(String, f64)> = hits
                 .iter()
                 .map(|h| (h.document_id.to_string(), h.score))

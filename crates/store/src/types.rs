@@ -232,9 +232,27 @@ pub struct Source {
     pub path: String,
     /// A folder's delta link or a file's last content hash; `None` until a round completed.
     pub cursor: Option<String>,
-    /// What the sync engine knew of the source's items at `cursor` (its own serialization).
-    pub state: Option<String>,
+    /// How many files the engine's saved state at `cursor` holds, and how many of them are not
+    /// brought in at their current content (to be retried); `None` when unknown. The state itself
+    /// is read with [`crate::Store::source_state`], only when a run needs it.
+    pub state_files: Option<u64>,
+    pub state_pending: Option<u64>,
+    /// The engine settings the saved state was decided under (the engine's own text).
+    pub state_settings: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+/// What the sync engine saves with a source's cursor: its state (its own serialization) and the
+/// two counts a later run reads without parsing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedState<'a> {
+    pub json: &'a str,
+    /// Files inside the source's subtree.
+    pub files: u64,
+    /// Files not brought in at their current content (failed, to be retried by the next run).
+    pub pending: u64,
+    /// The engine settings the state was decided under (size limit, supported types).
+    pub settings: &'a str,
 }
 
 /// What started a sync run.

@@ -18,8 +18,8 @@ use kbsync_core::{
 use kbsync_store::{
     Backend, ClaimedSync, Connection, DocumentLocation, Encrypted, KbPatch, LeaseRenewal, NewConnection,
     NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser, OAuthState, Page, PostgresStore,
-    Reader, RefreshLease, RefreshedTokens, SearchQuery, SourceKind, Store, StoreError, StoredAccessToken,
-    SyncFailure, SyncProgress, SyncRelease, SyncRunOutcome, SyncState, SyncTrigger,
+    Reader, RefreshLease, RefreshedTokens, SavedState, SearchQuery, SourceKind, Store, StoreError,
+    StoredAccessToken, SyncFailure, SyncProgress, SyncRelease, SyncRunOutcome, SyncState, SyncTrigger,
 };
 use uuid::Uuid;
 
@@ -119,6 +119,7 @@ conformance!(
     delete_document_returns_hash_only_when_last_reference_goes,
     pending_documents_are_oldest_first_and_limited,
     search_ranks_document_mentioning_term_more_often_higher,
+    a_word_in_more_chunks_than_the_search_depth_ranks_only_the_newest_matches,
     search_ignores_diacritics,
     search_treats_query_syntax_characters_as_plain_text,
     search_query_without_words_returns_nothing,
@@ -165,6 +166,8 @@ conformance!(
     concurrent_failure_records_to_one_run_all_land_in_order,
     delete_source_removes_only_its_documents_and_reports_unreferenced_blobs,
     replace_sync_grants_keeps_manual_grants,
+    advancing_a_cursor_keeps_the_saved_state_and_needs_one,
+    sharing_is_read_again_after_sources_or_users_change,
     users_by_emails_ignores_case_and_leaves_out_unknown_emails,
     all_user_ids_lists_every_user_in_creation_order,
 );
@@ -201,20 +204,125 @@ async fn add_source_twice_is_harmless_and_cursor_round_trips(s: Arc<dyn Store>) 
         .add_source(Uuid::new_v4(), new_source(kb_id, "folder-2"), t(1))
         .await
         .unwrap();
-    s.set_source_cursor(first.id, Some("delta-link-1"), Some("{}"))
+    let saved = SavedState {
+        json: "{}",
+        files: 7,
+        pending: 2,
+        settings: "limit=1",
+    };
+    s.set_source_cursor(first.id, Some("delta-link-1"), Some(saved))
         .await
         .unwrap();
     let sources = s.list_sources(kb_id).await.unwrap();
     assert_eq!(sources.len(), 2);
     assert_eq!(sources[0].id, first.id);
     assert_eq!(sources[0].cursor.as_deref(), Some("delta-link-1"));
-    assert_eq!(sources[0].state.as_deref(), Some("{}"));
+    assert_eq!(
+        (sources[0].state_files, sources[0].state_pending),
+        (Some(7), Some(2))
+    );
+    assert_eq!(sources[0].state_settings.as_deref(), Some("limit=1"));
+    assert_eq!(s.source_state(first.id).await.unwrap().as_deref(), Some("{}"));
     assert_eq!(sources[1].id, other.id);
+    assert_eq!((sources[1].state_files, sources[1].state_pending), (None, None));
+    assert_eq!(s.source_state(other.id).await.unwrap(), None);
     s.set_source_cursor(first.id, None, None).await.unwrap();
-    assert_eq!(s.list_sources(kb_id).await.unwrap()[0].cursor, None);
-    assert_eq!(s.list_sources(kb_id).await.unwrap()[0].state, None);
+    let cleared = &s.list_sources(kb_id).await.unwrap()[0];
+    assert_eq!(
+        (
+            cleared.cursor.as_deref(),
+            cleared.state_files,
+            cleared.state_pending
+        ),
+        (None, None, None)
+    );
+    assert_eq!(cleared.state_settings, None);
+    assert_eq!(s.source_state(first.id).await.unwrap(), None);
     assert!(matches!(
         s.set_source_cursor(Uuid::new_v4(), Some("x"), None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.source_state(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn advancing_a_cursor_keeps_the_saved_state_and_needs_one(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let source = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(0))
+        .await
+        .unwrap();
+    // No cursor yet: there is no round to move on from.
+    assert!(matches!(
+        s.advance_source_cursor(source.id, "delta-2").await,
+        Err(StoreError::NotFound)
+    ));
+    let saved = SavedState {
+        json: r#"{"items":{}}"#,
+        files: 3,
+        pending: 0,
+        settings: "limit=2",
+    };
+    s.set_source_cursor(source.id, Some("delta-1"), Some(saved))
+        .await
+        .unwrap();
+    s.advance_source_cursor(source.id, "delta-2").await.unwrap();
+    let after = &s.list_sources(kb_id).await.unwrap()[0];
+    assert_eq!(after.cursor.as_deref(), Some("delta-2"));
+    assert_eq!((after.state_files, after.state_pending), (Some(3), Some(0)));
+    assert_eq!(after.state_settings.as_deref(), Some("limit=2"));
+    assert_eq!(
+        s.source_state(source.id).await.unwrap().as_deref(),
+        Some(r#"{"items":{}}"#)
+    );
+    assert!(matches!(
+        s.advance_source_cursor(Uuid::new_v4(), "x").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn sharing_is_read_again_after_sources_or_users_change(s: Arc<dyn Store>) {
+    let (owner, kb_id) = kb_with_owner(&*s).await;
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+    s.replace_sync_grants(kb_id, &[], t(10)).await.unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), Some(t(10)));
+
+    // Adding a source the knowledge base has already changes nothing; a new one does.
+    let first = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(11))
+        .await
+        .unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+    s.replace_sync_grants(kb_id, &[], t(12)).await.unwrap();
+    s.add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(13))
+        .await
+        .unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), Some(t(12)));
+
+    s.delete_source(kb_id, first.id).await.unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+
+    s.replace_sync_grants(kb_id, &[], t(14)).await.unwrap();
+    user(&*s, "newcomer@example.com", Role::User).await;
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+
+    // Forgotten for one knowledge base, or for all of them (a restart with new settings).
+    let other = kb(&*s, owner, "other").await;
+    s.replace_sync_grants(kb_id, &[], t(15)).await.unwrap();
+    s.replace_sync_grants(other, &[], t(15)).await.unwrap();
+    s.forget_sharing_reads(Some(kb_id)).await.unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+    assert_eq!(s.sharing_read_at(other).await.unwrap(), Some(t(15)));
+    s.replace_sync_grants(kb_id, &[], t(16)).await.unwrap();
+    s.forget_sharing_reads(None).await.unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+    assert_eq!(s.sharing_read_at(other).await.unwrap(), None);
+    s.forget_sharing_reads(Some(Uuid::new_v4())).await.unwrap();
+
+    assert!(matches!(
+        s.sharing_read_at(Uuid::new_v4()).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -1135,6 +1243,37 @@ async fn search_ranks_document_mentioning_term_more_often_higher(s: Arc<dyn Stor
         vec![often, once]
     );
     assert!(hits[0].score > hits[1].score, "{hits:?}");
+}
+
+async fn a_word_in_more_chunks_than_the_search_depth_ranks_only_the_newest_matches(s: Arc<dyn Store>) {
+    let owner = user(&*s, "depth@example.com", Role::User).await;
+    let k = kb(&*s, owner, "depth").await;
+    // The best match for "budget", but indexed first: older than SEARCH_DEPTH newer matches.
+    let oldest = indexed(&*s, k, "/oldest", &["budget budget budget budget zebra"]).await;
+    let depth = usize::try_from(kbsync_store::SEARCH_DEPTH).unwrap();
+    let filler: Vec<String> = (0..depth)
+        .map(|i| format!("the budget line {i} of a long ledger"))
+        .collect();
+    let ledger = indexed(
+        &*s,
+        k,
+        "/ledger",
+        &filler.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let newest = indexed(&*s, k, "/newest", &["budget budget review"]).await;
+
+    // More than SEARCH_DEPTH chunks match: the oldest one is not ranked.
+    assert_eq!(
+        search_ids(&*s, q("budget", Reader::Admin)).await,
+        vec![newest, ledger]
+    );
+    // A word in few chunks is ranked exactly, however old they are.
+    assert_eq!(search_ids(&*s, q("zebra", Reader::Admin)).await, vec![oldest]);
+    assert_eq!(
+        search_ids(&*s, q("budget zebra", Reader::Admin)).await,
+        vec![oldest]
+    );
 }
 
 async fn search_ignores_diacritics(s: Arc<dyn Store>) {
@@ -2595,9 +2734,9 @@ async fn replace_sync_grants_keeps_manual_grants(s: Arc<dyn Store>) {
     let k = kb(&*s, owner, "shared").await;
     let other = kb(&*s, owner, "other").await;
     s.set_manual_grants(k, &[u1], &[u2]).await.unwrap();
-    s.replace_sync_grants(other, &[u2]).await.unwrap();
+    s.replace_sync_grants(other, &[u2], t(0)).await.unwrap();
 
-    s.replace_sync_grants(k, &[u1, u3, u3]).await.unwrap();
+    s.replace_sync_grants(k, &[u1, u3, u3], t(0)).await.unwrap();
     let mut expected = vec![
         grant(k, u1, Permission::Read, GrantOrigin::Manual),
         grant(k, u1, Permission::Read, GrantOrigin::Sync),
@@ -2610,7 +2749,7 @@ async fn replace_sync_grants_keeps_manual_grants(s: Arc<dyn Store>) {
     assert_eq!(readable.items.iter().map(|x| x.id).collect::<Vec<_>>(), vec![k]);
 
     // Sharing shrinks: only sync grants follow.
-    s.replace_sync_grants(k, &[u2]).await.unwrap();
+    s.replace_sync_grants(k, &[u2], t(0)).await.unwrap();
     let mut expected = vec![
         grant(k, u1, Permission::Read, GrantOrigin::Manual),
         grant(k, u2, Permission::Write, GrantOrigin::Manual),
@@ -2622,7 +2761,10 @@ async fn replace_sync_grants_keeps_manual_grants(s: Arc<dyn Store>) {
     assert_eq!(s.strongest_grant(k, u2).await.unwrap(), Some(Permission::Write));
 
     // An unknown user changes nothing.
-    let err = s.replace_sync_grants(k, &[u3, Uuid::new_v4()]).await.unwrap_err();
+    let err = s
+        .replace_sync_grants(k, &[u3, Uuid::new_v4()], t(0))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
     assert_eq!(sorted_grants(&*s, k).await, expected);
     // Setting manual grants leaves sync grants alone, and the other way round.
@@ -2631,14 +2773,14 @@ async fn replace_sync_grants_keeps_manual_grants(s: Arc<dyn Store>) {
         sorted_grants(&*s, k).await,
         vec![grant(k, u2, Permission::Read, GrantOrigin::Sync)]
     );
-    s.replace_sync_grants(k, &[]).await.unwrap();
+    s.replace_sync_grants(k, &[], t(0)).await.unwrap();
     assert!(s.list_grants(k).await.unwrap().is_empty());
     assert_eq!(
         sorted_grants(&*s, other).await,
         vec![grant(other, u2, Permission::Read, GrantOrigin::Sync)]
     );
     assert!(matches!(
-        s.replace_sync_grants(Uuid::new_v4(), &[u1]).await,
+        s.replace_sync_grants(Uuid::new_v4(), &[u1], t(0)).await,
         Err(StoreError::NotFound)
     ));
 }

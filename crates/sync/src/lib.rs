@@ -48,7 +48,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use kbsync_core::datasource::{Datasource, ItemKind, NextPage, ProviderError, SourceRef, TokenProvider};
 use kbsync_core::{Clock, Document, KbId, Random, SyncStatus, UserId};
@@ -246,6 +245,9 @@ impl Run {
 enum Gathered {
     /// Its changes are known: `state` is the state at `cursor`, to be applied.
     Ready(Box<Plan>),
+    /// A folder whose round brought no change and whose saved state has nothing left to retry:
+    /// only its cursor moves. Its state is not read unless another source needs the run to plan.
+    Quiet(Box<Quiet>),
     /// It answered 404/403: its documents were removed.
     Revoked,
     /// The datasource failed in a way that retrying later may fix; nothing was advanced. The
@@ -253,17 +255,45 @@ enum Gathered {
     Failed(ProviderError),
 }
 
+/// A folder round that changed nothing.
+struct Quiet {
+    cursor: String,
+    sharing_changed: bool,
+}
+
 /// A source whose round is gathered and is being applied.
 struct Plan {
     source: Source,
     state: SourceState,
     cursor: String,
+    /// The round differs from the saved state (a folder's round brought items, or a file source's
+    /// metadata changed); a file source that did not change and has nothing to retry is quiet.
+    changed: bool,
+    /// The round was a full enumeration (first sync, or the cursor expired).
+    full: bool,
+    /// The datasource reported a sharing change in the round.
+    sharing_changed: bool,
+    /// The files of the state this source looks after (an item in several sources is one
+    /// document, looked after by one of them); set by planning.
+    owned: HashSet<String>,
     /// Files of the work list not finished yet.
     remaining: usize,
     /// A file of the round was cancelled or stopped: the round is not applied completely.
     incomplete: bool,
     /// The cursor and state are saved.
     saved: bool,
+}
+
+/// What following a folder's change feed gave.
+enum Round {
+    Done {
+        changes: std::collections::BTreeMap<String, kbsync_core::datasource::RemoteItem>,
+        cursor: String,
+        full: bool,
+        sharing_changed: bool,
+    },
+    Gathered(Gathered),
+    Stop(Stop),
 }
 
 /// One file to download, extract and index.
@@ -390,43 +420,55 @@ impl SyncEngine {
             }
         }
 
+        // Nothing changed anywhere and nothing is left to retry: move the cursors on, without
+        // reading any saved state or document.
+        let settings = self.state_settings();
+        if gathered.iter().all(|(source, g)| is_quiet(source, g, &settings)) {
+            return self.quiet_run(run, &gathered, ds, tokens).await;
+        }
+        // Otherwise every source is planned, quiet ones included (an item may be in several).
+        let mut loaded = Vec::with_capacity(gathered.len());
+        for (source, g) in gathered {
+            let g = match g {
+                Gathered::Quiet(quiet) => self.wake(&source, *quiet).await?,
+                other => other,
+            };
+            loaded.push((source, g));
+        }
+        let gathered = loaded;
+
         // 2. The limit, over distinct files (the same item in two sources is one document).
         let mut files: HashSet<String> = HashSet::new();
+        let mut failed_files: HashSet<String> = HashSet::new();
         for (source, g) in &gathered {
             match g {
                 Gathered::Ready(plan) => files.extend(plan.state.files(&source.item_id).map(str::to_owned)),
                 Gathered::Failed(_) => {
-                    if let Some(old) = SourceState::parse(source.state.as_deref()) {
-                        files.extend(old.files(&source.item_id).map(str::to_owned));
+                    if let Some(old) = self.load_state(source).await? {
+                        failed_files.extend(old.files(&source.item_id).map(str::to_owned));
                     }
                 }
-                Gathered::Revoked => {}
+                Gathered::Revoked | Gathered::Quiet(_) => {}
             }
         }
+        files.extend(failed_files.iter().cloned());
         run.total_found = u64::try_from(files.len()).unwrap_or(u64::MAX);
         if run.total_found > self.cx.limits.max_files {
-            tracing::warn!(
-                kb.id = %run.kb_id, run.id = %run.id, found = run.total_found, limit = self.cx.limits.max_files,
-                "the knowledge base's sources hold more files than allowed: nothing synced"
-            );
-            return Ok(SyncStatus::FileLimitExceeded);
+            return Ok(self.over_limit(run));
         }
 
         // Source failures are known now; they go into the run's history at its end.
         let mut plans = Vec::new();
-        let mut failed_files: HashSet<String> = HashSet::new();
         let mut folders_ok = true;
         for (source, g) in gathered {
             match g {
                 Gathered::Ready(plan) => plans.push(*plan),
                 Gathered::Revoked => run.revoked = true,
+                Gathered::Quiet(_) => {}
                 Gathered::Failed(e) => {
                     tracing::warn!(kb.id = %run.kb_id, source.id = %source.id, error = %e, "source could not be synced");
                     run.source_failed = true;
                     folders_ok &= source.kind != SourceKind::Folder;
-                    if let Some(old) = SourceState::parse(source.state.as_deref()) {
-                        failed_files.extend(old.files(&source.item_id).map(str::to_owned));
-                    }
                     run.source_failures.push(SyncFailure {
                         item_id: source.item_id.clone(),
                         name: source.name.clone(),
@@ -458,13 +500,18 @@ impl SyncEngine {
             });
         }
 
-        // 4. Permissions, once every folder's round is applied.
+        // 4. Permissions, once every folder's round is applied, when they are due.
         let folders: Vec<&Plan> = plans
             .iter()
             .filter(|p| p.source.kind == SourceKind::Folder)
             .collect();
         if folders_ok && folders.iter().all(|p| p.saved) {
-            if let Err(stop) = self.sync_permissions(run, &folders, ds, tokens).await? {
+            let hinted = folders.iter().any(|p| p.sharing_changed || p.full);
+            let sources: Vec<&Source> = folders.iter().map(|p| &p.source).collect();
+            if let Err(stop) = self
+                .refresh_permissions(run, &sources, hinted, ds, tokens)
+                .await?
+            {
                 return Ok(match stop {
                     Stop::Cancelled => SyncStatus::Cancelled,
                     Stop::NeedsReauth(why) => self.needs_reauth(run, &why),
@@ -476,12 +523,92 @@ impl SyncEngine {
         Ok(run.end_status())
     }
 
+    /// The run when every source is quiet: the cursors move on, the sharing is read if it is due.
+    async fn quiet_run(
+        &self,
+        run: &mut Run,
+        gathered: &[(Source, Gathered)],
+        ds: &dyn Datasource,
+        tokens: &dyn TokenProvider,
+    ) -> Result<SyncStatus, SyncError> {
+        // Each source counts the files it looks after, so the sum counts distinct files.
+        run.total_found = gathered
+            .iter()
+            .map(|(source, _)| source.state_files.unwrap_or(0))
+            .sum();
+        if run.total_found > self.cx.limits.max_files {
+            return Ok(self.over_limit(run));
+        }
+        let mut hinted = false;
+        for (source, g) in gathered {
+            if let Gathered::Quiet(quiet) = g {
+                hinted |= quiet.sharing_changed;
+                if source.cursor.as_deref() != Some(quiet.cursor.as_str()) {
+                    self.cx
+                        .store
+                        .advance_source_cursor(source.id, &quiet.cursor)
+                        .await?;
+                }
+            }
+        }
+        let folders: Vec<&Source> = gathered
+            .iter()
+            .map(|(source, _)| source)
+            .filter(|s| s.kind == SourceKind::Folder)
+            .collect();
+        if let Err(stop) = self
+            .refresh_permissions(run, &folders, hinted, ds, tokens)
+            .await?
+        {
+            return Ok(match stop {
+                Stop::Cancelled => SyncStatus::Cancelled,
+                Stop::NeedsReauth(why) => self.needs_reauth(run, &why),
+            });
+        }
+        tracing::debug!(kb.id = %run.kb_id, run.id = %run.id, "nothing changed in any source");
+        Ok(run.end_status())
+    }
+
+    fn over_limit(&self, run: &Run) -> SyncStatus {
+        tracing::warn!(
+            kb.id = %run.kb_id, run.id = %run.id, found = run.total_found, limit = self.cx.limits.max_files,
+            "the knowledge base's sources hold more files than allowed: nothing synced"
+        );
+        SyncStatus::FileLimitExceeded
+    }
+
+    /// A quiet folder that must be planned after all (another source changed): its saved state,
+    /// with nothing to apply. A state that cannot be read is forgotten with the cursor, so the
+    /// next run enumerates the folder again; this run counts the source as failed.
+    async fn wake(&self, source: &Source, quiet: Quiet) -> Result<Gathered, SyncError> {
+        match self.load_state(source).await? {
+            Some(state) => {
+                let mut plan = Plan::new(source.clone(), state, quiet.cursor);
+                plan.sharing_changed = quiet.sharing_changed;
+                Ok(Gathered::Ready(Box::new(plan)))
+            }
+            None => {
+                self.cx.store.set_source_cursor(source.id, None, None).await?;
+                Ok(Gathered::Failed(ProviderError::Transient(
+                    "the saved state of this source could not be read; it will be enumerated again".into(),
+                )))
+            }
+        }
+    }
+
+    /// A source's saved state; `None` when it has none or it cannot be parsed.
+    async fn load_state(&self, source: &Source) -> Result<Option<SourceState>, SyncError> {
+        let text = self.cx.store.source_state(source.id).await?;
+        Ok(SourceState::parse(text.as_deref()))
+    }
+
     fn needs_reauth(&self, run: &Run, why: &str) -> SyncStatus {
         tracing::warn!(kb.id = %run.kb_id, run.id = %run.id, reason = why, "the datasource refused the credentials: the knowledge base needs re-authorization");
         SyncStatus::NeedsReauth
     }
 
     /// A folder's round of changes, buffered and applied to its state (not yet to documents).
+    /// The saved state is read only when the round brought something or a file is left to retry.
     async fn gather_folder(
         &self,
         source: &Source,
@@ -490,34 +617,137 @@ impl SyncEngine {
         cancel: &CancellationToken,
         run: &mut Run,
     ) -> Result<Result<Gathered, Stop>, SyncError> {
-        let known = source
-            .cursor
-            .as_ref()
-            .and_then(|_| SourceState::parse(source.state.as_deref()));
-        let (mut cursor, mut full) = match known {
-            Some(_) => (source.cursor.clone(), false),
-            None => (None, true),
+        // A state saved without its counts (before they existed) is read first, as it always was.
+        let mut state = None;
+        let mut cursor = source.cursor.clone();
+        if cursor.is_some() && source.state_files.is_none() {
+            state = self.load_state(source).await?;
+            if state.is_none() {
+                cursor = None;
+            }
+        }
+        let (changes, next_cursor, full, sharing_changed) = match self
+            .follow_changes(source, ds, tokens, cancel, run, cursor)
+            .await?
+        {
+            Round::Done {
+                changes,
+                cursor,
+                full,
+                sharing_changed,
+            } => (changes, cursor, full, sharing_changed),
+            Round::Gathered(g) => return Ok(Ok(g)),
+            Round::Stop(stop) => return Ok(Err(stop)),
         };
-        let mut state = known.unwrap_or_default();
+        if !full
+            && changes.is_empty()
+            && state.is_none()
+            && source.state_pending == Some(0)
+            && source.state_settings.as_deref() == Some(self.state_settings().as_str())
+        {
+            return Ok(Ok(Gathered::Quiet(Box::new(Quiet {
+                cursor: next_cursor,
+                sharing_changed,
+            }))));
+        }
+        let mut state = match state {
+            Some(state) => state,
+            None if full => SourceState::default(),
+            None => match self.load_state(source).await? {
+                Some(state) => state,
+                None => {
+                    // The round is relative to a state that cannot be read: start over.
+                    tracing::warn!(source.id = %source.id, "saved source state unreadable: enumerating the source again");
+                    return self.gather_from_scratch(source, ds, tokens, cancel, run).await;
+                }
+            },
+        };
+        if full {
+            // A full enumeration returns everything there is: what it did not return is gone.
+            state.items.retain(|id, _| changes.contains_key(id));
+        }
+        for item in changes.values() {
+            state.apply(item);
+        }
+        state.prune(&source.item_id);
+        let mut plan = Plan::new(source.clone(), state, next_cursor);
+        plan.changed = full || !changes.is_empty();
+        plan.full = full;
+        plan.sharing_changed = sharing_changed;
+        Ok(Ok(Gathered::Ready(Box::new(plan))))
+    }
+
+    /// A folder enumerated from the start, whatever its saved cursor and state.
+    async fn gather_from_scratch(
+        &self,
+        source: &Source,
+        ds: &dyn Datasource,
+        tokens: &dyn TokenProvider,
+        cancel: &CancellationToken,
+        run: &mut Run,
+    ) -> Result<Result<Gathered, Stop>, SyncError> {
+        match self.follow_changes(source, ds, tokens, cancel, run, None).await? {
+            Round::Done {
+                changes,
+                cursor,
+                sharing_changed,
+                ..
+            } => {
+                let mut state = SourceState::default();
+                for item in changes.values() {
+                    state.apply(item);
+                }
+                state.prune(&source.item_id);
+                let mut plan = Plan::new(source.clone(), state, cursor);
+                plan.changed = true;
+                plan.full = true;
+                plan.sharing_changed = sharing_changed;
+                Ok(Ok(Gathered::Ready(Box::new(plan))))
+            }
+            Round::Gathered(g) => Ok(Ok(g)),
+            Round::Stop(stop) => Ok(Err(stop)),
+        }
+    }
+
+    /// Follows a folder's change feed from `cursor` (from the start when `None`) to the end of the
+    /// round, buffering the latest state of each item (duplicates: last wins).
+    async fn follow_changes(
+        &self,
+        source: &Source,
+        ds: &dyn Datasource,
+        tokens: &dyn TokenProvider,
+        cancel: &CancellationToken,
+        run: &mut Run,
+        mut cursor: Option<String>,
+    ) -> Result<Round, SyncError> {
+        let mut full = cursor.is_none();
         let at = SourceRef {
             drive_id: source.drive_id.clone(),
             item_id: source.item_id.clone(),
         };
-        // The latest state of each item of the round: duplicates, last wins.
         let mut changes = std::collections::BTreeMap::new();
+        let mut sharing_changed = false;
         let mut restarts = 0;
-        let next_cursor = loop {
+        loop {
             if cancel.is_cancelled() {
-                return Ok(Err(Stop::Cancelled));
+                return Ok(Round::Stop(Stop::Cancelled));
             }
             match ds.changes(tokens, &at, cursor.as_deref()).await {
                 Ok(page) => {
+                    sharing_changed |= page.sharing_changed;
                     for item in page.items {
                         changes.insert(item.id.clone(), item);
                     }
                     match page.next {
                         NextPage::More(next) => cursor = Some(next),
-                        NextPage::Done(next) => break next,
+                        NextPage::Done(next) => {
+                            return Ok(Round::Done {
+                                changes,
+                                cursor: next,
+                                full,
+                                sharing_changed,
+                            });
+                        }
                     }
                 }
                 Err(ProviderError::CursorExpired { restart }) if restarts < MAX_RESTARTS => {
@@ -529,25 +759,12 @@ impl SyncEngine {
                 }
                 Err(ProviderError::NotFound(_)) => {
                     self.revoke(source, run).await?;
-                    return Ok(Ok(Gathered::Revoked));
+                    return Ok(Round::Gathered(Gathered::Revoked));
                 }
-                Err(ProviderError::Unauthorized(why)) => return Ok(Err(Stop::NeedsReauth(why))),
-                Err(e) => return Ok(Ok(Gathered::Failed(e))),
+                Err(ProviderError::Unauthorized(why)) => return Ok(Round::Stop(Stop::NeedsReauth(why))),
+                Err(e) => return Ok(Round::Gathered(Gathered::Failed(e))),
             }
-        };
-        if full {
-            // A full enumeration returns everything there is: what it did not return is gone.
-            state.items.retain(|id, _| changes.contains_key(id));
         }
-        for item in changes.values() {
-            state.apply(item);
-        }
-        state.prune(&source.item_id);
-        Ok(Ok(Gathered::Ready(Box::new(Plan::new(
-            source.clone(),
-            state,
-            next_cursor,
-        )))))
     }
 
     /// A file source: its current metadata; its cursor is its content hash.
@@ -567,7 +784,8 @@ impl SyncEngine {
             Err(ProviderError::Unauthorized(why)) => return Ok(Err(Stop::NeedsReauth(why))),
             Err(e) => return Ok(Ok(Gathered::Failed(e))),
         };
-        let mut state = SourceState::parse(source.state.as_deref()).unwrap_or_default();
+        let saved = self.load_state(source).await?.unwrap_or_default();
+        let mut state = saved.clone();
         state.items.retain(|id, _| *id == item.id);
         // The file is its own root: its path is its name.
         item.parent_id = None;
@@ -577,11 +795,9 @@ impl SyncEngine {
             .get(&item.id)
             .map(KnownItem::hash_value)
             .unwrap_or_default();
-        Ok(Ok(Gathered::Ready(Box::new(Plan::new(
-            source.clone(),
-            state,
-            cursor,
-        )))))
+        let mut plan = Plan::new(source.clone(), state, cursor);
+        plan.changed = plan.state != saved || source.cursor.as_deref() != Some(plan.cursor.as_str());
+        Ok(Ok(Gathered::Ready(Box::new(plan))))
     }
 
     /// Brings the documents in line with the gathered states, except for the files that must
@@ -606,6 +822,9 @@ impl SyncEngine {
             for id in plans[i].state.files(&plans[i].source.item_id) {
                 owner.entry(id.to_owned()).or_insert(i);
             }
+        }
+        for (id, &i) in &owner {
+            plans[i].owned.insert(id.clone());
         }
         // The documents of the sources being applied, by item id.
         let mut docs: HashMap<String, Document> = HashMap::new();
@@ -915,16 +1134,22 @@ impl SyncEngine {
             }
             Err(e) => return Fetched::Done(FileOutcome::Failed(format!("download failed: {e}"))),
         };
-        let bytes = match self.cx.blobs.read(&blob.hash).await {
-            Ok(bytes) => bytes,
+        let path = match self.cx.blobs.path(&blob.hash) {
+            Ok(path) => path,
             Err(e) => {
                 return Fetched::Done(FileOutcome::Failed(format!(
                     "the stored file could not be read: {e}"
                 )));
             }
         };
-        match self.cx.extractor.process(kind, Bytes::from(bytes)).await {
+        // From the stored file rather than a copy in memory: plain text is read only up to the
+        // text cap and zip containers part by part, so a large file does not cost its size.
+        match self.cx.extractor.process_file(kind, path).await {
             Ok(chunks) => Fetched::Indexed { blob, chunks, kind },
+            // Our own storage failed, not the file: not recorded against the document, retried.
+            Err(kbsync_ingest::ExtractError::Io(e)) => Fetched::Done(FileOutcome::Failed(format!(
+                "the stored file could not be read: {e}"
+            ))),
             Err(e) => Fetched::Unreadable {
                 blob,
                 reason: e.to_string(),
@@ -934,17 +1159,33 @@ impl SyncEngine {
     }
 
     /// Reads every folder's sharing and replaces the knowledge base's sync grants with what it
-    /// names. A folder whose sharing cannot be read right now leaves the grants as they are.
-    async fn sync_permissions(
+    /// names, when it is due: when `hinted` (the change feed reported a sharing change, or a
+    /// folder was enumerated in full), when it was never read or sources or users changed since
+    /// (`Store::sharing_read_at` is `None`), or when it was read longer than
+    /// [`PermissionPolicy::refresh`] ago. A folder whose sharing cannot be read right now leaves
+    /// the grants as they are.
+    async fn refresh_permissions(
         &self,
         run: &Run,
-        folders: &[&Plan],
+        folders: &[&Source],
+        hinted: bool,
         ds: &dyn Datasource,
         tokens: &dyn TokenProvider,
     ) -> Result<Result<(), Stop>, SyncError> {
+        let store = &self.cx.store;
+        let now = self.cx.clock.now();
+        let due = hinted
+            || match store.sharing_read_at(run.kb_id).await? {
+                None => true,
+                Some(at) => (now - at)
+                    .to_std()
+                    .is_ok_and(|age| age >= self.cx.permissions.refresh),
+            };
+        if !due {
+            return Ok(Ok(()));
+        }
         let mut all = Grantees::default();
-        for plan in folders {
-            let source = &plan.source;
+        for source in folders {
             match ds.permissions(tokens, &source.drive_id, &source.item_id).await {
                 Ok(perms) => all.merge(permissions::grantees(&perms, self.cx.permissions)),
                 // Taken away since the round was read: it names no one any more.
@@ -953,12 +1194,12 @@ impl SyncEngine {
                 }
                 Err(ProviderError::Unauthorized(why)) => return Ok(Err(Stop::NeedsReauth(why))),
                 Err(e) => {
-                    tracing::warn!(kb.id = %run.kb_id, source.id = %source.id, error = %e, "could not read the sharing of a source: sync grants left as they are");
+                    tracing::warn!(kb.id = %run.kb_id, source.id = %source.id, error = %e, "could not read the sharing of a source: sync grants left as they are until the next run reads it");
+                    store.forget_sharing_reads(Some(run.kb_id)).await?;
                     return Ok(Ok(()));
                 }
             }
         }
-        let store = &self.cx.store;
         let mut readers: BTreeSet<UserId> = BTreeSet::new();
         if all.everyone {
             readers.extend(store.all_user_ids().await?);
@@ -971,7 +1212,7 @@ impl SyncEngine {
         let owner = store.get_kb(run.kb_id).await?.owner_id;
         readers.remove(&owner);
         let readers: Vec<UserId> = readers.into_iter().collect();
-        store.replace_sync_grants(run.kb_id, &readers).await?;
+        store.replace_sync_grants(run.kb_id, &readers, now).await?;
         tracing::debug!(kb.id = %run.kb_id, readers = readers.len(), "sync grants replaced");
         Ok(Ok(()))
     }
@@ -1017,12 +1258,40 @@ impl SyncEngine {
     }
 
     async fn save_cursor(&self, plan: &mut Plan) -> Result<(), SyncError> {
+        let json = plan.state.to_json()?;
+        let pending = plan
+            .owned
+            .iter()
+            .filter(|id| {
+                plan.state
+                    .items
+                    .get(id.as_str())
+                    .is_some_and(|item| item.synced_hash.as_deref() != Some(item.hash_value().as_str()))
+            })
+            .count();
+        let settings = self.state_settings();
+        let saved = kbsync_store::SavedState {
+            json: &json,
+            files: u64::try_from(plan.owned.len()).unwrap_or(u64::MAX),
+            pending: u64::try_from(pending).unwrap_or(u64::MAX),
+            settings: &settings,
+        };
         self.cx
             .store
-            .set_source_cursor(plan.source.id, Some(&plan.cursor), Some(&plan.state.to_json()?))
+            .set_source_cursor(plan.source.id, Some(&plan.cursor), Some(saved))
             .await?;
         plan.saved = true;
         Ok(())
+    }
+
+    /// The settings that decide what a saved state says about skipped files: the size limit and
+    /// the types that can be indexed. A state saved under other settings is planned again.
+    fn state_settings(&self) -> String {
+        format!(
+            "max_file_size={};types={}",
+            self.cx.limits.max_file_size,
+            kbsync_ingest::supported_extensions().join(",")
+        )
     }
 
     /// Persists the progress for every instance; a failure only costs the display.
@@ -1072,6 +1341,8 @@ impl SyncEngine {
             run.deleted += 1;
         }
         self.cx.store.set_source_cursor(source.id, None, None).await?;
+        // Its sharing no longer counts: the grants are computed again.
+        self.cx.store.forget_sharing_reads(Some(source.kb_id)).await?;
         Ok(())
     }
 
@@ -1103,10 +1374,29 @@ impl Plan {
             source,
             state,
             cursor,
+            changed: false,
+            full: false,
+            sharing_changed: false,
+            owned: HashSet::new(),
             remaining: 0,
             incomplete: false,
             saved: false,
         }
+    }
+}
+
+/// Whether a gathered source needs no planning: a quiet folder, or a file source that did not
+/// change and has nothing to retry.
+fn is_quiet(source: &Source, g: &Gathered, settings: &str) -> bool {
+    match g {
+        Gathered::Quiet(_) => true,
+        Gathered::Ready(plan) => {
+            plan.source.kind == SourceKind::File
+                && !plan.changed
+                && source.state_pending == Some(0)
+                && source.state_settings.as_deref() == Some(settings)
+        }
+        Gathered::Revoked | Gathered::Failed(_) => false,
     }
 }
 
@@ -1153,7 +1443,9 @@ mod document_path_tests {
             name: "n".into(),
             path: path.into(),
             cursor: None,
-            state: None,
+            state_files: None,
+            state_pending: None,
+            state_settings: None,
             created_at: chrono::DateTime::UNIX_EPOCH,
         }
     }

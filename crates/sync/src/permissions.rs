@@ -23,12 +23,27 @@ use std::collections::BTreeSet;
 
 use kbsync_core::datasource::{Principal, RemotePermission};
 
-/// What permission sync may turn into grants (an administrator's setting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What permission sync may turn into grants, and how often it reads the sharing (an
+/// administrator's settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PermissionPolicy {
     /// Whether a link open to anyone (`anonymous`) or to the whole organisation
     /// (`organization`) lets every kbsync user read the knowledge base. Off by default.
     pub link_grants: bool,
+    /// The longest a knowledge base's sync grants go without reading its folders' sharing again.
+    /// A run reads the sharing sooner when the change feed reports a sharing change, after a full
+    /// enumeration, and when sources or users were added or removed; otherwise a run that finds
+    /// nothing changed makes one request per folder source. Six hours by default.
+    pub refresh: std::time::Duration,
+}
+
+impl Default for PermissionPolicy {
+    fn default() -> Self {
+        Self {
+            link_grants: false,
+            refresh: std::time::Duration::from_secs(6 * 60 * 60),
+        }
+    }
 }
 
 /// Who one folder's sharing names, before it is matched to kbsync users.
@@ -130,13 +145,37 @@ mod tests {
     fn open_links_grant_everyone_only_when_the_policy_allows_it() {
         for scope in ["anonymous", "organization"] {
             let perms = [perm(&["read"], vec![link(scope)])];
-            assert!(!grantees(&perms, PermissionPolicy { link_grants: false }).everyone);
-            assert!(grantees(&perms, PermissionPolicy { link_grants: true }).everyone);
+            assert!(
+                !grantees(
+                    &perms,
+                    PermissionPolicy {
+                        link_grants: false,
+                        ..Default::default()
+                    }
+                )
+                .everyone
+            );
+            assert!(
+                grantees(
+                    &perms,
+                    PermissionPolicy {
+                        link_grants: true,
+                        ..Default::default()
+                    }
+                )
+                .everyone
+            );
         }
         for scope in ["users", "existingAccess"] {
             let perms = [perm(&["read"], vec![link(scope)])];
             assert_eq!(
-                grantees(&perms, PermissionPolicy { link_grants: true }),
+                grantees(
+                    &perms,
+                    PermissionPolicy {
+                        link_grants: true,
+                        ..Default::default()
+                    }
+                ),
                 Grantees::default()
             );
         }

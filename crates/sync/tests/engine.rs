@@ -549,6 +549,7 @@ scenarios!(
     a_folder_moved_out_of_the_subtree_removes_its_files,
     an_expired_delta_token_resyncs_fully_and_removes_what_disappeared,
     a_run_without_changes_makes_one_delta_request_per_folder,
+    sharing_is_read_again_when_the_drive_reports_a_change_or_the_last_read_is_older_than_the_refresh,
     a_revoked_folder_removes_its_documents_and_marks_access_revoked,
     a_failing_file_is_recorded_and_retried_next_run,
     a_cancelled_run_advances_no_cursor,
@@ -709,10 +710,82 @@ async fn a_run_without_changes_makes_one_delta_request_per_folder(store: Arc<dyn
     let summary = env.sync().await;
 
     assert_eq!(summary.status, SyncStatus::Completed);
-    assert_eq!((summary.processed, summary.deleted), (0, 0));
+    assert_eq!(
+        (summary.processed, summary.deleted, summary.total_found),
+        (0, 0, 2)
+    );
     assert_eq!(env.delta_requests(), 2, "{:#?}", env.ctl.request_log().entries);
+    // The sharing was read by the first run and is not due again: nothing else is asked.
+    assert_eq!(
+        env.ctl.request_log().entries.len(),
+        2,
+        "{:#?}",
+        env.ctl.request_log().entries
+    );
     assert_eq!(env.content_requests(), 0);
     assert_eq!(env.contents().await.len(), 2);
+}
+
+async fn sharing_is_read_again_when_the_drive_reports_a_change_or_the_last_read_is_older_than_the_refresh(
+    store: Arc<dyn Store>,
+) {
+    let env = env(store).await;
+    env.put("/P/a.txt", "alpha apple");
+    let p = env.add_folder("/P").await;
+    let megan = env
+        .ctl
+        .create_user(msgraph_emulator::NewUser {
+            display_name: "Megan Bowen".into(),
+            mail: Some("megan@contoso.com".into()),
+            ..msgraph_emulator::NewUser::default()
+        })
+        .unwrap();
+    let megan_here = env.kbsync_user("megan@contoso.com").await;
+    env.sync().await;
+    assert!(env.grants().await.is_empty());
+
+    // Nothing changed and the sharing is fresh: not read.
+    env.ctl.clear_request_log();
+    env.sync().await;
+    assert_eq!(env.count(PERMISSIONS_ROUTE), 0);
+
+    // Shared with Megan: the change feed marks the folder, so this run reads the sharing.
+    env.ctl
+        .add_permission(&env.drive, &p.item_id, PermissionSpec::user(&megan.id, &["read"]))
+        .unwrap();
+    env.ctl.clear_request_log();
+    let summary = env.sync().await;
+    assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
+    assert_eq!(env.count(PERMISSIONS_ROUTE), 1);
+    assert_eq!(
+        env.grants().await,
+        [(megan_here, Permission::Read, GrantOrigin::Sync)]
+    );
+
+    // Unshared: announced the same way, the grant goes.
+    let read_before = env.store.sharing_read_at(env.kb).await.unwrap();
+    env.ctl
+        .set_permissions(&env.drive, &p.item_id, Vec::new())
+        .unwrap();
+    env.sync().await;
+    assert!(env.grants().await.is_empty());
+    assert!(env.store.sharing_read_at(env.kb).await.unwrap() > read_before);
+
+    // A change the feed does not announce (a drive need not) is caught when the last read is
+    // older than the refresh (six hours by default).
+    env.ctl.clear_request_log();
+    env.clock.advance(chrono::Duration::hours(5));
+    env.sync().await;
+    assert_eq!(env.count(PERMISSIONS_ROUTE), 0, "read less than six hours ago");
+    env.clock.advance(chrono::Duration::hours(1));
+    env.sync().await;
+    assert_eq!(env.count(PERMISSIONS_ROUTE), 1, "read six hours ago: due");
+
+    // A new kbsync user may be one the sharing names: read on the next run.
+    env.ctl.clear_request_log();
+    env.kbsync_user("someone-new@example.com").await;
+    env.sync().await;
+    assert_eq!(env.count(PERMISSIONS_ROUTE), 1);
 }
 
 async fn a_revoked_folder_removes_its_documents_and_marks_access_revoked(store: Arc<dyn Store>) {
@@ -1508,7 +1581,15 @@ async fn organization_links_grant_nothing_unless_link_grants_are_allowed(store: 
     assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
     assert!(env.grants().await.is_empty(), "a link opens nothing by default");
 
-    let allowing = env.engine_with(limits(), PermissionPolicy { link_grants: true });
+    // Allowed (a restart with the new settings reads every knowledge base's sharing again).
+    let allowing = env.engine_with(
+        limits(),
+        PermissionPolicy {
+            link_grants: true,
+            ..Default::default()
+        },
+    );
+    env.store.forget_sharing_reads(None).await.unwrap();
     env.sync_on(&allowing).await;
     let mut expected = vec![
         (first, Permission::Read, GrantOrigin::Sync),
@@ -1517,7 +1598,8 @@ async fn organization_links_grant_nothing_unless_link_grants_are_allowed(store: 
     expected.sort_by_key(|(u, p, o)| (*u, p.as_str(), o.as_str()));
     assert_eq!(env.grants().await, expected, "every user but the owner");
 
-    // Allowed again no more: the grants go.
+    // Allowed again no more (a restart with the new settings): the grants go.
+    env.store.forget_sharing_reads(None).await.unwrap();
     env.sync().await;
     assert!(env.grants().await.is_empty());
 }

@@ -500,10 +500,12 @@ impl Control {
             perms.push(build_permission(&mut s, drive_id, spec)?);
         }
         let ids = perms.iter().map(|p| p.id.clone()).collect();
+        let now = self.shared.clock.now();
         let d = s.drive_mut(drive_id)?;
         if let Some(i) = d.items.get_mut(item_id) {
             i.permissions = perms;
         }
+        d.sharing_changed(item_id, now)?;
         Ok(ids)
     }
 
@@ -518,10 +520,12 @@ impl Control {
         s.drive(drive_id)?.item(item_id)?;
         let p = build_permission(&mut s, drive_id, spec)?;
         let id = p.id.clone();
+        let now = self.shared.clock.now();
         let d = s.drive_mut(drive_id)?;
         if let Some(i) = d.items.get_mut(item_id) {
             i.permissions.push(p);
         }
+        d.sharing_changed(item_id, now)?;
         Ok(id)
     }
 

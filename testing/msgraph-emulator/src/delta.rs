@@ -264,7 +264,11 @@ impl Store {
         );
         let mut entries: Vec<RoundEntry> = order
             .into_iter()
-            .map(|id| RoundEntry { id, tombstone: false })
+            .map(|id| RoundEntry {
+                id,
+                tombstone: false,
+                sharing_changed: false,
+            })
             .collect();
         add_duplicates(&mut entries, ids, delta.duplicate_probability);
         Ok(entries)
@@ -272,6 +276,8 @@ impl Store {
 
     /// Items changed since `since` as seen from `scope_id`.
     ///
+    /// * An item whose permissions changed counts as changed (its eTag changes); its entry says so, for
+    ///   clients that ask for sharing changes.
     /// * Live items inside the scope are returned in their latest state, with their ancestors up to the scope
     ///   (the parent hierarchy) unless `exclude_parent`.
     /// * Deleted items that were inside the scope at `since` are returned as tombstones.
@@ -347,11 +353,25 @@ impl Store {
         );
         let mut entries: Vec<RoundEntry> = order
             .into_iter()
-            .map(|id| RoundEntry { id, tombstone: false })
+            .map(|id| {
+                let sharing_changed = drive.items.get(&id).is_some_and(|i| i.sharing_seq > since);
+                RoundEntry {
+                    id,
+                    tombstone: false,
+                    sharing_changed,
+                }
+            })
             .collect();
         for id in gone {
             let pos = ids.below(entries.len() + 1);
-            entries.insert(pos, RoundEntry { id, tombstone: true });
+            entries.insert(
+                pos,
+                RoundEntry {
+                    id,
+                    tombstone: true,
+                    sharing_changed: false,
+                },
+            );
         }
         add_duplicates(&mut entries, ids, delta.duplicate_probability);
         Ok(entries)

@@ -3,6 +3,10 @@
 //! The tree has top-level department folders and sub-folders down to depth 4, roughly 10–30 files per folder.
 //! Every file's bytes are a pure function of (seed, index), produced by the `kbsync-fixtures` generators, so the
 //! same seed always gives the same drive. Content is generated on all cores at startup.
+//!
+//! The natural sizes average ~5.6 KB a file (28 MB for 5,000 files). [`generate_drive_sized`] builds the same
+//! tree, names and types with every file's amount of text (paragraphs, table rows) scaled by one factor, chosen
+//! so that the drive totals about a given number of bytes.
 
 use crate::store::{Content, Store, StoreError};
 use bytes::Bytes;
@@ -126,8 +130,23 @@ struct FileSpec {
     title: String,
 }
 
-/// Paragraph texts for one document: 3–24 paragraphs; most files are a few KB, some tens of KB.
-fn paragraphs(seed: u64) -> Vec<String> {
+/// Files sampled to choose the text scale of a sized drive.
+const CALIBRATION_SAMPLE: usize = 1_000;
+/// The text scales a sized drive may use.
+const SCALES: std::ops::RangeInclusive<f64> = 0.05..=1_000.0;
+
+/// `n` items at a text scale: `n` itself at scale 1, otherwise at least one.
+fn scaled(n: usize, scale: f64) -> usize {
+    if scale == 1.0 {
+        n
+    } else {
+        // In range: n is small and the scale at most 1,000.
+        (n as f64 * scale).round().max(1.0) as usize
+    }
+}
+
+/// Paragraph texts for one document: 3–24 paragraphs at scale 1; most files are a few KB, some tens of KB.
+fn paragraphs(seed: u64, scale: f64) -> Vec<String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let long = rng.random_bool(0.15);
     let n = if long {
@@ -135,14 +154,15 @@ fn paragraphs(seed: u64) -> Vec<String> {
     } else {
         rng.random_range(3..=8)
     };
+    let n = scaled(n, scale);
     (0..n)
         .map(|k| kbsync_fixtures::text_corpus(seed.wrapping_add(k as u64 * 7919), rng.random_range(40..=160)))
         .collect()
 }
 
-fn table(seed: u64, title: &str) -> Vec<Vec<String>> {
+fn table(seed: u64, title: &str, scale: f64) -> Vec<Vec<String>> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let rows = rng.random_range(10..=120);
+    let rows = scaled(rng.random_range(10..=120), scale);
     let mut out = vec![vec![
         "Item".to_string(),
         "Owner".into(),
@@ -168,20 +188,26 @@ fn table(seed: u64, title: &str) -> Vec<Vec<String>> {
 
 /// The bytes of one generated file.
 pub fn file_bytes(kind: Kind, seed: u64, title: &str) -> Vec<u8> {
-    let paras = paragraphs(seed);
+    file_bytes_scaled(kind, seed, title, 1.0)
+}
+
+/// The bytes of one generated file with its amount of text (paragraphs, table rows) scaled by `scale`
+/// (1.0: [`file_bytes`]).
+pub fn file_bytes_scaled(kind: Kind, seed: u64, title: &str, scale: f64) -> Vec<u8> {
+    let paras = paragraphs(seed, scale);
     let refs: Vec<&str> = paras.iter().map(String::as_str).collect();
     match kind {
         Kind::Txt => format!("{title}\n\n{}\n", paras.join("\n\n")).into_bytes(),
         Kind::Md => kbsync_fixtures::markdown(title, &refs).into_bytes(),
         Kind::Html => kbsync_fixtures::html(title, &refs).into_bytes(),
-        Kind::Csv => kbsync_fixtures::csv(&table(seed, title)).into_bytes(),
+        Kind::Csv => kbsync_fixtures::csv(&table(seed, title, scale)).into_bytes(),
         Kind::Json => kbsync_fixtures::json_document(title, &refs).into_bytes(),
         Kind::Docx => {
             let mut all = vec![title];
             all.extend(refs.iter().copied());
             kbsync_fixtures::docx(&all)
         }
-        Kind::Xlsx => kbsync_fixtures::xlsx(&[("Sheet1", table(seed, title))]),
+        Kind::Xlsx => kbsync_fixtures::xlsx(&[("Sheet1", table(seed, title, scale))]),
         Kind::Pptx => {
             let slides: Vec<String> = refs
                 .chunks(2)
@@ -209,11 +235,26 @@ fn title_case(s: &str) -> String {
     }
 }
 
-/// Fills `drive_id` with `n` generated files under a nested folder tree.
+/// Fills `drive_id` with `n` generated files under a nested folder tree, at their natural sizes.
 pub fn generate_drive(
     store: &mut Store,
     drive_id: &str,
     n: usize,
+    seed: u64,
+    user: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    generate_drive_sized(store, drive_id, n, None, seed, user, now)
+}
+
+/// Fills `drive_id` like [`generate_drive`] (the same folders, names and types for the same seed), with every
+/// file's text scaled by one factor so that the files total about `total_bytes` (within a few percent: the
+/// factor is fitted on a sample of the files). `None`: natural sizes, as [`generate_drive`].
+pub fn generate_drive_sized(
+    store: &mut Store,
+    drive_id: &str,
+    n: usize,
+    total_bytes: Option<u64>,
     seed: u64,
     user: &str,
     now: DateTime<Utc>,
@@ -275,9 +316,8 @@ pub fn generate_drive(
             }
         })
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(2, std::num::NonZero::get)
-        .max(1);
+    let scale = total_bytes.map_or(1.0, |target| scale_for(&specs, target));
+    let threads = threads();
     let chunk = specs.len().div_ceil(threads);
     let mut contents: Vec<Arc<Content>> = Vec::with_capacity(n);
     std::thread::scope(|s| {
@@ -292,7 +332,7 @@ pub fn generate_drive(
                     for batch in part.chunks(256) {
                         let files: Vec<Vec<u8>> = batch
                             .iter()
-                            .map(|f| file_bytes(f.kind, f.seed, &f.title))
+                            .map(|f| file_bytes_scaled(f.kind, f.seed, &f.title, scale))
                             .collect();
                         let mut buf = Vec::with_capacity(files.iter().map(Vec::len).sum());
                         let mut ranges = Vec::with_capacity(files.len());
@@ -319,4 +359,123 @@ pub fn generate_drive(
         store.put_file_in(drive_id, parent, &spec.name, content, user, now)?;
     }
     Ok(())
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZero::get)
+        .max(1)
+}
+
+/// The text scale at which the files total about `target` bytes. A file grows about linearly with the scale,
+/// so the total size of an evenly spaced sample of the files at two scales gives the line to solve.
+fn scale_for(specs: &[FileSpec], target: u64) -> f64 {
+    let step = (specs.len() / CALIBRATION_SAMPLE).max(1);
+    let sample: Vec<&FileSpec> = specs.iter().step_by(step).collect();
+    let per_file = |scale: f64| sample_bytes(&sample, scale) as f64 / sample.len().max(1) as f64;
+    let (low, high) = (1.0, 4.0);
+    let (at_low, at_high) = (per_file(low), per_file(high));
+    let slope = (at_high - at_low) / (high - low);
+    if slope <= 0.0 {
+        return 1.0;
+    }
+    let wanted = target as f64 / specs.len().max(1) as f64;
+    (low + (wanted - at_low) / slope).clamp(*SCALES.start(), *SCALES.end())
+}
+
+/// The total size of the sampled files at a scale, generated on all cores.
+fn sample_bytes(sample: &[&FileSpec], scale: f64) -> u64 {
+    let chunk = sample.len().div_ceil(threads()).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = sample
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|f| file_bytes_scaled(f.kind, f.seed, &f.title, scale).len() as u64)
+                        .sum::<u64>()
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).sum()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    /// A generated drive's files, in name order: (name, size, SHA-1).
+    fn drive_files(n: usize, seed: u64, total_bytes: Option<u64>) -> Vec<(String, u64, String)> {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut store = crate::initial_store(
+            &crate::Emulator::builder().seed(seed),
+            "http://emulator.test",
+            now,
+        )
+        .unwrap();
+        let (drive_id, user) = (store.default_drive_id.clone(), store.default_user_id.clone());
+        generate_drive_sized(&mut store, &drive_id, n, total_bytes, seed, &user, now).unwrap();
+        let mut files: Vec<(String, u64, String)> = store
+            .drive(&drive_id)
+            .unwrap()
+            .items
+            .values()
+            .filter_map(|i| {
+                let c = i.content.as_deref()?;
+                Some((i.name.clone(), c.bytes.len() as u64, c.sha1_hash.clone()))
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// (file count, total bytes, SHA-256 over every file's name and SHA-1, in name order).
+    fn digest(files: &[(String, u64, String)]) -> (usize, u64, String) {
+        let mut h = Sha256::new();
+        for (name, _, sha1) in files {
+            h.update(name.as_bytes());
+            h.update(sha1.as_bytes());
+        }
+        let bytes = files.iter().map(|f| f.1).sum();
+        (files.len(), bytes, hex::encode(h.finalize()))
+    }
+
+    /// The digests were taken from the generator before sized drives were added.
+    #[test]
+    fn natural_sizes_give_the_same_drive_as_before_sized_drives_existed() {
+        assert_eq!(
+            digest(&drive_files(300, 42, None)),
+            (
+                300,
+                1_763_466,
+                "c2800ac1d4d60fb5c3c7a3b3696080745fc8cb0df31eb023fbd19abc62837e9c".to_owned()
+            )
+        );
+        assert_eq!(
+            digest(&drive_files(40, 7, None)),
+            (
+                40,
+                243_371,
+                "bdca2f531ac7f13826f1d38795f966169d0a2099ac5e3253ab45fc689f1c0704".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn a_sized_drive_has_the_same_files_totalling_about_the_target_deterministically() {
+        let natural = drive_files(300, 42, None);
+        let names = |files: &[(String, u64, String)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+        for target in [800_000, 6_000_000] {
+            let sized = drive_files(300, 42, Some(target));
+            assert_eq!(names(&sized), names(&natural));
+            let total: u64 = sized.iter().map(|f| f.1).sum();
+            let off = (total as f64 - target as f64).abs() / target as f64;
+            assert!(off < 0.1, "{total} bytes for a target of {target}");
+            assert_eq!(sized, drive_files(300, 42, Some(target)));
+        }
+    }
 }

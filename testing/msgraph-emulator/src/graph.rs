@@ -680,12 +680,16 @@ fn delta(
     q: &Query,
     headers: &HeaderMap,
 ) -> Result<Response, GraphError> {
-    let exclude_parent = headers.get_all("prefer").iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.to_ascii_lowercase().contains("deltaexcludeparent"))
-    }) || headers
-        .get("deltaExcludeParent")
-        .is_some_and(|v| v.to_str().is_ok_and(|s| !s.eq_ignore_ascii_case("false")));
+    let prefers = |what: &str| {
+        headers.get_all("prefer").iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case(what)))
+        })
+    };
+    let exclude_parent = prefers("deltaexcludeparent")
+        || headers
+            .get("deltaExcludeParent")
+            .is_some_and(|v| v.to_str().is_ok_and(|s| !s.eq_ignore_ascii_case("false")));
     let mut store = shared.store.write();
     let root_id = store.drive(drive_id)?.root_id.clone();
     let base = delta_base(&shared.graph_url, drive_id, &root_id, scope_id);
@@ -717,6 +721,12 @@ fn delta(
     };
     let store = &*store;
     let drive = store.drive(drive_id)?;
+    // Sharing changes are annotated on business drives only, and only for clients that also ask for
+    // deleted-as-removed and permission-gap traversal, which the annotation requires.
+    let show_sharing = !drive.drive_type.is_personal()
+        && prefers("deltashowsharingchanges")
+        && prefers("deltashowremovedasdeleted")
+        && prefers("deltatraversepermissiongaps");
     let filter = store.has_revocations(caller, drive_id);
     let values: Vec<Value> = page
         .entries
@@ -727,11 +737,14 @@ fn delta(
             if filter && !dead && !store.can_read(caller, drive, &e.id) {
                 return None;
             }
-            let m = if dead {
+            let mut m = if dead {
                 render::tombstone_json(drive, item)
             } else {
                 render::item_json(store, drive, item, ctx, Mode::Delta)
             };
+            if show_sharing && e.sharing_changed {
+                m.insert("@microsoft.graph.sharedChanged".into(), "True".into());
+            }
             Some(render::apply_select(m, page.select.as_deref()))
         })
         .collect();

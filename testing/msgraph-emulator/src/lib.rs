@@ -105,6 +105,7 @@ pub struct EmulatorBuilder {
     auto_consent: bool,
     clients: Vec<ClientRegistration>,
     generate: usize,
+    generate_bytes: Option<u64>,
     bind: SocketAddr,
     public_base_url: Option<String>,
     start_time: Option<DateTime<Utc>>,
@@ -120,6 +121,7 @@ impl Default for EmulatorBuilder {
             auto_consent: false,
             clients: Vec::new(),
             generate: 0,
+            generate_bytes: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_base_url: None,
             start_time: None,
@@ -149,6 +151,15 @@ impl EmulatorBuilder {
     /// Fills the default drive with `n` generated files.
     pub fn generate(mut self, n: usize) -> Self {
         self.generate = n;
+        self.generate_bytes = None;
+        self
+    }
+    /// Fills the default drive with `n` generated files totalling about `total_bytes`: the same folders,
+    /// names and types as `generate(n)`, with every file's text scaled by one factor (deterministic by seed;
+    /// see [`generate::generate_drive_sized`]).
+    pub fn generate_sized(mut self, n: usize, total_bytes: u64) -> Self {
+        self.generate = n;
+        self.generate_bytes = Some(total_bytes);
         self
     }
     /// Address to listen on (default `127.0.0.1:0`).
@@ -272,7 +283,15 @@ fn initial_store(b: &EmulatorBuilder, base_url: &str, now: DateTime<Utc>) -> Res
     for c in &b.clients {
         s.register_client(c.clone());
     }
-    generate::generate_drive(&mut s, &drive, b.generate, b.seed, &user.id, now)?;
+    generate::generate_drive_sized(
+        &mut s,
+        &drive,
+        b.generate,
+        b.generate_bytes,
+        b.seed,
+        &user.id,
+        now,
+    )?;
     Ok(s)
 }
 

@@ -336,11 +336,13 @@ pub fn apply_select(m: Map<String, Value>, select: Option<&[String]>) -> Value {
         return Value::Object(m);
     }
     let wanted = |k: &str| {
-        select.iter().any(|s| {
-            s == k
-                || (k == "@microsoft.graph.downloadUrl"
-                    && (s == "content.downloadUrl" || s == "@content.downloadUrl"))
-        })
+        // Annotations are not properties: $select does not drop them.
+        k == "@microsoft.graph.sharedChanged"
+            || select.iter().any(|s| {
+                s == k
+                    || (k == "@microsoft.graph.downloadUrl"
+                        && (s == "content.downloadUrl" || s == "@content.downloadUrl"))
+            })
     };
     Value::Object(m.into_iter().filter(|(k, _)| wanted(k)).collect())
 }

@@ -185,6 +185,8 @@ pub struct Item {
     pub ctag_version: u64,
     pub created_seq: u64,
     pub changed_seq: u64,
+    /// The sequence of the last change of the permissions set on this item (0: never changed).
+    pub sharing_seq: u64,
     pub deleted_seq: Option<u64>,
     /// Parent as of each change sequence (first entry is the creation); lets delta tell whether an item
     /// was inside a folder scope when a token was issued.
@@ -232,6 +234,8 @@ pub struct Drive {
 pub struct RoundEntry {
     pub id: String,
     pub tombstone: bool,
+    /// The item's sharing changed since the round's token (annotated for clients that ask).
+    pub sharing_changed: bool,
 }
 
 #[derive(Debug)]
@@ -335,6 +339,19 @@ pub fn split_path(path: &str) -> Vec<&str> {
 }
 
 impl Drive {
+    /// Records a change of the permissions set on `item_id`: the item shows up in the next delta
+    /// round (its eTag changes), marked as a sharing change.
+    pub fn sharing_changed(&mut self, item_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.item(item_id)?;
+        let seq = self.bump(now);
+        if let Some(item) = self.items.get_mut(item_id) {
+            item.etag_version += 1;
+            item.changed_seq = seq;
+            item.sharing_seq = seq;
+        }
+        Ok(())
+    }
+
     fn bump(&mut self, now: DateTime<Utc>) -> u64 {
         self.seq += 1;
         self.seq_times.push((self.seq, now));
@@ -495,6 +512,7 @@ impl Drive {
             ctag_version: 1,
             created_seq: seq,
             changed_seq: seq,
+            sharing_seq: 0,
             deleted_seq: None,
             parent_history: vec![(seq, Some(parent_id.to_string()))],
             permissions: Vec::new(),
@@ -645,6 +663,7 @@ impl Store {
             ctag_version: 1,
             created_seq: seq,
             changed_seq: seq,
+            sharing_seq: 0,
             deleted_seq: None,
             parent_history: vec![(seq, None)],
             permissions: Vec::new(),

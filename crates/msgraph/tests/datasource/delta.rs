@@ -88,6 +88,36 @@ async fn delta_of_the_drive_root_uses_the_root_delta_endpoint() {
 }
 
 #[tokio::test]
+async fn a_round_after_a_sharing_change_says_so_and_a_round_without_one_does_not() {
+    let env = env().await;
+    let (ctl, d) = (&env.ctl, &env.drive);
+    ctl.put_file(d, "/P/a.txt", "a").unwrap();
+    let p = ctl.item_by_path(d, "/P").unwrap();
+    let source = env.source(&p.id);
+    let first = env.round(&source, None).await;
+    assert!(first.pages.iter().all(|page| !page.sharing_changed));
+
+    ctl.add_permission(
+        d,
+        &p.id,
+        msgraph_emulator::PermissionSpec::link("view", "organization"),
+    )
+    .unwrap();
+    let second = env.round(&source, Some(&first.delta_link)).await;
+    assert!(
+        second.pages.iter().any(|page| page.sharing_changed),
+        "the client asks for sharing changes"
+    );
+    assert!(second.get(&p.id).is_some());
+
+    ctl.put_file(d, "/P/b.txt", "b").unwrap();
+    let third = env.round(&source, Some(&second.delta_link)).await;
+    assert!(third.get(&p.id).is_some(), "the folder as parent of the new file");
+    assert!(third.pages.iter().all(|page| !page.sharing_changed));
+    env.shutdown().await;
+}
+
+#[tokio::test]
 async fn incremental_delta_reports_add_modify_rename_move_and_delete() {
     let env = env().await;
     let (ctl, d) = (&env.ctl, &env.drive);

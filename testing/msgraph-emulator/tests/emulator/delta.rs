@@ -1,5 +1,5 @@
 use crate::common::*;
-use msgraph_emulator::{DeltaBehaviour, DriveType, NewUser, ResyncCode};
+use msgraph_emulator::{DeltaBehaviour, DriveType, NewUser, PermissionSpec, ResyncCode};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -508,5 +508,108 @@ async fn delta_token_latest_keeps_top_for_the_following_rounds() {
     let (items, pages, _) = env.delta_round(&link).await;
     assert_eq!(items.len(), 3, "root + 2 files");
     assert_eq!(pages.len(), 3, "one item per page");
+    env.shutdown().await;
+}
+
+/// The `Prefer` header kbsync sends to learn about sharing changes.
+const SHARING_PREFER: &str =
+    "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges";
+
+async fn delta_page_preferring(env: &Env, link: &str, prefer: &str) -> Value {
+    env.http
+        .get(link)
+        .bearer_auth(&env.token)
+        .header("Prefer", prefer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_sharing_change_returns_the_item_in_the_next_round_annotated_only_when_asked() {
+    let env = env().await;
+    env.ctl.put_file(&env.drive, "/Shared/a.txt", "x").unwrap();
+    let folder = env.ctl.item_by_path(&env.drive, "/Shared").unwrap();
+    let bob = env
+        .ctl
+        .create_user(NewUser {
+            display_name: "Bob".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let (before, _, link) = env.delta_round(&root_delta(&env)).await;
+    let etag_before = find(&before, &folder.id)[0]["eTag"].clone();
+    env.ctl
+        .add_permission(&env.drive, &folder.id, PermissionSpec::user(&bob.id, &["read"]))
+        .unwrap();
+
+    // Asked for: the folder comes back marked; the root (its parent hierarchy) is not marked.
+    let page = delta_page_preferring(&env, &link, SHARING_PREFER).await;
+    let items = page["value"].as_array().unwrap();
+    let marked: Vec<&str> = items
+        .iter()
+        .filter(|i| i["@microsoft.graph.sharedChanged"] == "True")
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(marked, [folder.id.as_str()], "{items:?}");
+    assert_ne!(
+        find(items, &folder.id)[0]["eTag"],
+        etag_before,
+        "a sharing change changes the eTag"
+    );
+
+    // Not asked for, or asked without the preferences it requires: the item, unmarked.
+    for prefer in ["", "deltashowsharingchanges"] {
+        let page = delta_page_preferring(&env, &link, prefer).await;
+        let items = page["value"].as_array().unwrap();
+        assert!(!find(items, &folder.id).is_empty());
+        assert!(
+            items
+                .iter()
+                .all(|i| i.get("@microsoft.graph.sharedChanged").is_none()),
+            "{prefer:?}: {items:?}"
+        );
+    }
+
+    // The round after: nothing changed, nothing marked.
+    let delta = page["@odata.deltaLink"].as_str().unwrap().to_owned();
+    let after = delta_page_preferring(&env, &delta, SHARING_PREFER).await;
+    assert!(after["value"].as_array().unwrap().is_empty(), "{after:?}");
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn personal_drives_do_not_annotate_sharing_changes() {
+    let mut env = env().await;
+    let u = env
+        .ctl
+        .create_user(NewUser {
+            display_name: "Pat".into(),
+            drive_type: Some(DriveType::Personal),
+            ..Default::default()
+        })
+        .unwrap();
+    let d = u.drive_id.unwrap();
+    env.act_as(&u.id);
+    env.ctl.put_file(&d, "/Shared/a.txt", "x").unwrap();
+    let folder = env.ctl.item_by_path(&d, "/Shared").unwrap();
+    let (_, _, link) = env.delta_round(&format!("/drives/{d}/root/delta")).await;
+    env.ctl
+        .add_permission(&d, &folder.id, PermissionSpec::link("view", "anonymous"))
+        .unwrap();
+    let page = delta_page_preferring(&env, &link, SHARING_PREFER).await;
+    let items = page["value"].as_array().unwrap();
+    assert!(
+        !find(items, &folder.id).is_empty(),
+        "the changed item is in the round"
+    );
+    assert!(
+        items
+            .iter()
+            .all(|i| i.get("@microsoft.graph.sharedChanged").is_none())
+    );
     env.shutdown().await;
 }
