@@ -115,6 +115,41 @@ impl PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        // TMP-AB-BEGIN
+        if std::env::var("KBSYNC_TMP_INDEX_MODE").as_deref() == Ok("legacy") {
+            let doc_id = id.to_string();
+            let kb_id: Option<String> = sqlx::query_scalar(
+                "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
+                 WHERE id = $1 RETURNING kb_id",
+            )
+            .bind(&doc_id)
+            .bind(common::ms(now))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Self::err)?;
+            let kb_id = kb_id.ok_or(StoreError::NotFound)?;
+            sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+                .bind(&doc_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+            for (ordinal, text) in chunks.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv) \
+                     VALUES ($1, $2, $3, $4, to_tsvector('simple', $5))",
+                )
+                .bind(&doc_id)
+                .bind(&kb_id)
+                .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
+                .bind(text.replace('\0', ""))
+                .bind(common::folded_words(text).join(" "))
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+            }
+            return tx.commit().await.map_err(Self::err);
+        }
+        // TMP-AB-END
         Self::write_completed_document(&mut tx, &id.to_string(), chunks, common::ms(now)).await?;
         tx.commit().await.map_err(Self::err)
     }

@@ -1154,22 +1154,39 @@ macro_rules! impl_store {
                 state: Option<$crate::SavedState<'_>>,
             ) -> $crate::Result<()> {
                 let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                let id = source_id.to_string();
+                let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
-                    "UPDATE sources SET cursor = $2, state = $3, state_files = $4, state_pending = $5, \
-                     state_settings = $6 WHERE id = $1",
+                    "UPDATE sources SET cursor = $2, state_files = $3, state_pending = $4, state_settings = $5 \
+                     WHERE id = $1",
                 )
-                .bind(source_id.to_string())
+                .bind(&id)
                 .bind(cursor)
-                .bind(state.map(|s| s.json))
                 .bind(state.map(|s| count(s.files)))
                 .bind(state.map(|s| count(s.pending)))
                 .bind(state.map(|s| s.settings))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(Self::err)?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
+                match state {
+                    Some(state) => sqlx::query(
+                        "INSERT INTO source_states (source_id, state) VALUES ($1, $2) \
+                         ON CONFLICT (source_id) DO UPDATE SET state = excluded.state",
+                    )
+                    .bind(&id)
+                    .bind(state.json)
+                    .execute(&mut *tx)
+                    .await,
+                    None => sqlx::query("DELETE FROM source_states WHERE source_id = $1")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await,
+                }
+                .map_err(Self::err)?;
+                tx.commit().await.map_err(Self::err)?;
                 Ok(())
             }
 
@@ -1187,11 +1204,14 @@ macro_rules! impl_store {
             }
 
             async fn source_state(&self, source_id: uuid::Uuid) -> $crate::Result<Option<String>> {
-                let row: Option<(Option<String>,)> = sqlx::query_as("SELECT state FROM sources WHERE id = $1")
-                    .bind(source_id.to_string())
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(Self::err)?;
+                let row: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT st.state FROM sources s LEFT JOIN source_states st ON st.source_id = s.id \
+                     WHERE s.id = $1",
+                )
+                .bind(source_id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?;
                 row.map(|(state,)| state).ok_or($crate::StoreError::NotFound)
             }
 

@@ -298,3 +298,151 @@ async fn postgres_inserts_a_documents_chunks_in_one_statement_all_there_in_order
     })
     .await;
 }
+
+// TMP-AB-BEGIN (temporary measurement; removed before hand-over)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn tmp_measure_concurrent_indexing() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kbsync.db").display());
+    let s = kbsync_store::connect(&url).await.unwrap();
+    let (_, kb) = owner_and_kb(&*s).await;
+    const WRITERS: usize = 8;
+    const DOCS: usize = 250;
+    let mut ids = Vec::new();
+    for _ in 0..WRITERS {
+        ids.push(pending_docs(&*s, kb, DOCS).await);
+    }
+    let text: Vec<String> = (0..20)
+        .map(|c| (0..160).map(|w| format!("w{}", (w * 7919 + c * 31) % 5000)).collect::<Vec<_>>().join(" "))
+        .collect();
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = ids
+        .into_iter()
+        .map(|docs| {
+            let (s, text) = (s.clone(), text.clone());
+            tokio::spawn(async move {
+                for id in docs {
+                    s.complete_document(id, &text, t(1)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "TMP mode={:?}: {} docs x 20 chunks from {WRITERS} tasks in {secs:.2} s = {:.0} chunks/s",
+        std::env::var("KBSYNC_TMP_INDEX_MODE").unwrap_or_default(),
+        WRITERS * DOCS,
+        (WRITERS * DOCS * 20) as f64 / secs
+    );
+}
+// TMP-AB-END
+
+// TMP-AB-BEGIN
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn tmp_measure_pg_sequential_indexing() {
+    run_postgres(|s: Arc<dyn Store>, _| async move {
+        let (_, kb) = owner_and_kb(&*s).await;
+        let ids = pending_docs(&*s, kb, 500).await;
+        let text: Vec<String> = (0..20)
+            .map(|c| (0..160).map(|w| format!("w{}", (w * 7919 + c * 31) % 5000)).collect::<Vec<_>>().join(" "))
+            .collect();
+        let started = std::time::Instant::now();
+        for id in ids {
+            s.complete_document(id, &text, t(1)).await.unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "TMP pg mode={:?}: 500 docs x 20 chunks in {secs:.2} s = {:.0} chunks/s",
+            std::env::var("KBSYNC_TMP_INDEX_MODE").unwrap_or_default(),
+            10_000.0 / secs
+        );
+    })
+    .await;
+}
+// TMP-AB-END
+
+// TMP-AB-BEGIN
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn tmp_pg_unnest_vs_rows() {
+    run_postgres(|s: Arc<dyn Store>, raw: Option<sqlx::PgPool>| async move {
+        let raw = raw.unwrap();
+        let (_, kb) = owner_and_kb(&*s).await;
+        let text: Vec<String> = (0..20)
+            .map(|c| (0..160).map(|w| format!("w{}", (w * 7919 + c * 31) % 5000)).collect::<Vec<_>>().join(" "))
+            .collect();
+        {
+            let ids = pending_docs(&*s, kb, 8).await;
+            for id in ids {
+                let ordinals: Vec<i64> = (0..20).collect();
+                let plan: Vec<String> = sqlx::query_scalar(
+                    "EXPLAIN (ANALYZE, BUFFERS, VERBOSE) INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv) \
+                     SELECT $1, $2, u.ordinal, u.text, to_tsvector('simple', u.folded) \
+                     FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[]) AS u (ordinal, text, folded)",
+                )
+                .bind(id.to_string())
+                .bind(kb.to_string())
+                .bind(ordinals)
+                .bind(text.clone())
+                .bind(text.clone())
+                .fetch_all(&raw)
+                .await
+                .unwrap();
+                eprintln!("TMP PLAN\n{}", plan.join("\n"));
+            }
+        }
+        for variant in ["unnest", "rows"] {
+            let ids = pending_docs(&*s, kb, 200).await;
+            let started = std::time::Instant::now();
+            let mut in_exec = std::time::Duration::ZERO;
+            for id in ids {
+                let mut tx = raw.begin().await.unwrap();
+                let t0 = std::time::Instant::now();
+                if variant.starts_with("unnest") {
+                    let ordinals: Vec<i64> = (0..20).collect();
+                    let q = sqlx::query(
+                        "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv) \
+                         SELECT $1, $2, u.ordinal, u.text, to_tsvector('simple', u.folded) \
+                         FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[]) AS u (ordinal, text, folded)",
+                    )
+                    .bind(id.to_string())
+                    .bind(kb.to_string())
+                    .bind(ordinals)
+                    .bind(text.clone())
+                    .bind(text.clone())
+                    .persistent(variant != "unnest-np");
+                    q.execute(&mut *tx).await.unwrap();
+                } else {
+                    for (o, c) in text.iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv) \
+                             VALUES ($1, $2, $3, $4, to_tsvector('simple', $5))",
+                        )
+                        .bind(id.to_string())
+                        .bind(kb.to_string())
+                        .bind(o as i64)
+                        .bind(c)
+                        .bind(c)
+                        .execute(&mut *tx)
+                        .await
+                        .unwrap();
+                    }
+                }
+                in_exec += t0.elapsed();
+                tx.commit().await.unwrap();
+            }
+            eprintln!(
+                "TMP {variant}: {:.2} s total, {:.2} s in the inserts",
+                started.elapsed().as_secs_f64(),
+                in_exec.as_secs_f64()
+            );
+        }
+    })
+    .await;
+}
+// TMP-AB-END

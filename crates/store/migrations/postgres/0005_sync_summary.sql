@@ -15,3 +15,13 @@ ALTER TABLE sources ADD COLUMN state_settings TEXT;
 -- milliseconds). NULL means "read the sharing on the next run": never read, or the sources or the users
 -- changed since.
 ALTER TABLE knowledge_bases ADD COLUMN sharing_read_at BIGINT;
+
+-- The engine's state of a source moves to a table of its own: it can be megabytes (every item of a large
+-- folder), and a run that only moves the cursor on must not rewrite it (an UPDATE rewrites the whole row on
+-- SQLite). Written in the same transaction as the cursor; gone with its source.
+CREATE TABLE source_states (
+    source_id TEXT PRIMARY KEY NOT NULL REFERENCES sources (id) ON DELETE CASCADE,
+    state     TEXT NOT NULL
+);
+INSERT INTO source_states (source_id, state) SELECT id, state FROM sources WHERE state IS NOT NULL;
+ALTER TABLE sources DROP COLUMN state;
