@@ -115,41 +115,6 @@ impl PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        // TMP-AB-BEGIN
-        if std::env::var("KBSYNC_TMP_INDEX_MODE").as_deref() == Ok("legacy") {
-            let doc_id = id.to_string();
-            let kb_id: Option<String> = sqlx::query_scalar(
-                "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
-                 WHERE id = $1 RETURNING kb_id",
-            )
-            .bind(&doc_id)
-            .bind(common::ms(now))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(Self::err)?;
-            let kb_id = kb_id.ok_or(StoreError::NotFound)?;
-            sqlx::query("DELETE FROM chunks WHERE document_id = $1")
-                .bind(&doc_id)
-                .execute(&mut *tx)
-                .await
-                .map_err(Self::err)?;
-            for (ordinal, text) in chunks.iter().enumerate() {
-                sqlx::query(
-                    "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv) \
-                     VALUES ($1, $2, $3, $4, to_tsvector('simple', $5))",
-                )
-                .bind(&doc_id)
-                .bind(&kb_id)
-                .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
-                .bind(text.replace('\0', ""))
-                .bind(common::folded_words(text).join(" "))
-                .execute(&mut *tx)
-                .await
-                .map_err(Self::err)?;
-            }
-            return tx.commit().await.map_err(Self::err);
-        }
-        // TMP-AB-END
         Self::write_completed_document(&mut tx, &id.to_string(), chunks, common::ms(now)).await?;
         tx.commit().await.map_err(Self::err)
     }
@@ -157,6 +122,11 @@ impl PostgresStore {
     /// Inserts a document's chunks, numbered from 0 in order, in one statement (UNNEST of three
     /// arrays) per [`MAX_INSERT_BYTES`] of text: one statement for any ordinary document, and a
     /// bounded message for a huge one.
+    ///
+    /// One statement is faster than one INSERT per chunk only when the driver sets TCP_NODELAY:
+    /// sqlx 0.9.0 does not (0.9.1 does again), and a message larger than the socket's send
+    /// buffer (~16 KiB, so a document of ~8 chunks) then waits ~40 ms for the server's delayed
+    /// ACK (docs/benchmarks.md, scenario 1).
     async fn insert_chunks(
         conn: &mut PgConnection,
         document_id: &str,

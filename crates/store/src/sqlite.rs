@@ -100,45 +100,6 @@ impl SqliteStore {
         chunks: &[String],
         now: DateTime<Utc>,
     ) -> Result<()> {
-        // TMP-AB-BEGIN (temporary benchmark switch; removed before hand-over)
-        let mode = std::env::var("KBSYNC_TMP_INDEX_MODE").unwrap_or_default();
-        if mode == "legacy" || mode == "per-doc" {
-            let doc_id = id.to_string();
-            let mut tx = self.begin_write().await?;
-            if mode == "per-doc" {
-                Self::write_completed_document(&mut tx, &doc_id, chunks, common::ms(now)).await?;
-            } else {
-                let kb_id: Option<String> = sqlx::query_scalar(
-                    "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
-                     WHERE id = $1 RETURNING kb_id",
-                )
-                .bind(&doc_id)
-                .bind(common::ms(now))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(Self::err)?;
-                let kb_id = kb_id.ok_or(StoreError::NotFound)?;
-                sqlx::query("DELETE FROM chunks WHERE document_id = $1")
-                    .bind(&doc_id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-                for (ordinal, text) in chunks.iter().enumerate() {
-                    sqlx::query(
-                        "INSERT INTO chunks (document_id, kb_id, ordinal, text) VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(&doc_id)
-                    .bind(&kb_id)
-                    .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
-                    .bind(text)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-                }
-            }
-            return tx.commit().await.map_err(Self::err);
-        }
-        // TMP-AB-END
         self.index_writer
             .complete(id.to_string(), chunks.to_vec(), common::ms(now))
             .await
@@ -161,25 +122,7 @@ impl SqliteStore {
         let mut attempt = 0;
         loop {
             match MIGRATOR.run(&self.pool).await {
-                Ok(()) => {
-                    // TMP-AB-BEGIN (temporary FTS5 settings switch; removed before hand-over)
-                    if let Ok(settings) = std::env::var("KBSYNC_TMP_FTS5") {
-                        for kv in settings.split(',').filter(|s| !s.is_empty()) {
-                            if let Some((k, v)) = kv.split_once('=') {
-                                let v: i64 = v.parse().unwrap_or(0);
-                                sqlx::query("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ($1, $2)")
-                                    .bind(k)
-                                    .bind(v)
-                                    .execute(&self.pool)
-                                    .await
-                                    .map_err(Self::err)?;
-                                tracing::warn!(k, v, "TMP fts5 setting");
-                            }
-                        }
-                    }
-                    // TMP-AB-END
-                    return Ok(());
-                }
+                Ok(()) => return Ok(()),
                 Err(e) if attempt < 3 => {
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "sqlite migration failed; retrying");
