@@ -494,10 +494,7 @@ impl SyncEngine {
             .bring_in_all(run, &mut plans, work, ds, tokens, cancel)
             .await?
         {
-            return Ok(match stop {
-                Stop::Cancelled => SyncStatus::Cancelled,
-                Stop::NeedsReauth(why) => self.needs_reauth(run, &why),
-            });
+            return Ok(self.stopped(run, stop));
         }
 
         // 4. Permissions, once every folder's round is applied, when they are due.
@@ -512,10 +509,7 @@ impl SyncEngine {
                 .refresh_permissions(run, &sources, hinted, ds, tokens)
                 .await?
             {
-                return Ok(match stop {
-                    Stop::Cancelled => SyncStatus::Cancelled,
-                    Stop::NeedsReauth(why) => self.needs_reauth(run, &why),
-                });
+                return Ok(self.stopped(run, stop));
             }
         } else {
             tracing::info!(kb.id = %run.kb_id, "not every folder source was synced: sync grants left as they are");
@@ -560,10 +554,7 @@ impl SyncEngine {
             .refresh_permissions(run, &folders, hinted, ds, tokens)
             .await?
         {
-            return Ok(match stop {
-                Stop::Cancelled => SyncStatus::Cancelled,
-                Stop::NeedsReauth(why) => self.needs_reauth(run, &why),
-            });
+            return Ok(self.stopped(run, stop));
         }
         tracing::debug!(kb.id = %run.kb_id, run.id = %run.id, "nothing changed in any source");
         Ok(run.end_status())
@@ -600,6 +591,14 @@ impl SyncEngine {
     async fn load_state(&self, source: &Source) -> Result<Option<SourceState>, SyncError> {
         let text = self.cx.store.source_state(source.id).await?;
         Ok(SourceState::parse(text.as_deref()))
+    }
+
+    /// The status of a run that stopped early.
+    fn stopped(&self, run: &Run, stop: Stop) -> SyncStatus {
+        match stop {
+            Stop::Cancelled => SyncStatus::Cancelled,
+            Stop::NeedsReauth(why) => self.needs_reauth(run, &why),
+        }
     }
 
     fn needs_reauth(&self, run: &Run, why: &str) -> SyncStatus {
