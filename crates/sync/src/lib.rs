@@ -649,11 +649,14 @@ impl SyncEngine {
                 sharing_changed,
             }))));
         }
+        // A full round after an expired cursor starts from the saved state too: files it still
+        // returns at the content already brought in are not downloaded again.
         let mut state = match state {
             Some(state) => state,
-            None if full => SourceState::default(),
+            None if source.cursor.is_none() => SourceState::default(),
             None => match self.load_state(source).await? {
                 Some(state) => state,
+                None if full => SourceState::default(),
                 None => {
                     // The round is relative to a state that cannot be read: start over.
                     tracing::warn!(source.id = %source.id, "saved source state unreadable: enumerating the source again");

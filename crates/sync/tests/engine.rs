@@ -688,6 +688,7 @@ async fn an_expired_delta_token_resyncs_fully_and_removes_what_disappeared(store
     env.ctl
         .expire_delta_tokens(&env.drive, ResyncCode::ResyncChangesApplyDifferences)
         .unwrap();
+    env.ctl.clear_request_log();
     let summary = env.sync().await;
 
     assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
@@ -696,6 +697,9 @@ async fn an_expired_delta_token_resyncs_fully_and_removes_what_disappeared(store
         env.drive_files(&[("P/a.txt", "alpha apple"), ("P/c.txt", "charlie cherry")])
     );
     assert!(env.finds("banana").await.is_empty());
+    // The files it already holds at their content are not downloaded again: only the new one.
+    assert_eq!((summary.processed, summary.deleted), (1, 1), "{summary:?}");
+    assert_eq!(env.content_requests(), 1);
 }
 
 async fn a_run_without_changes_makes_one_delta_request_per_folder(store: Arc<dyn Store>) {
