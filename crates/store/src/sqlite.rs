@@ -326,13 +326,50 @@ crate::shared::impl_store!(SqliteStore);
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use kbsync_core::{KbType, Role};
+    use kbsync_core::{KbId, KbType, Role};
     use uuid::Uuid;
 
     use super::*;
     use kbsync_core::datasource::DatasourceKind;
 
     use crate::{NewDocument, NewKnowledgeBase, NewSource, NewUser, SourceKind, Store};
+
+    /// A migrated store in a temporary directory (`file` below it) with one user's knowledge base.
+    pub(super) async fn store_with_kb(file: &str) -> (tempfile::TempDir, SqliteStore, KbId) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join(file).display());
+        let store = SqliteStore::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let now = Utc::now();
+        let owner = Uuid::new_v4();
+        store
+            .create_user(
+                owner,
+                NewUser {
+                    email: "o@x.test".into(),
+                    password_hash: "h".into(),
+                    role: Role::User,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        let kb = Uuid::new_v4();
+        store
+            .create_kb(
+                kb,
+                NewKnowledgeBase {
+                    name: "k".into(),
+                    description: String::new(),
+                    owner_id: owner,
+                    kb_type: KbType::Local,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        (dir, store, kb)
+    }
 
     async fn fts_integrity(store: &SqliteStore) {
         sqlx::query("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
@@ -431,38 +468,8 @@ mod tests {
 
     #[tokio::test]
     async fn fts_index_stays_consistent_through_replace_fail_and_cascading_deletes() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("sub/dir/kb.db").display());
-        let store = SqliteStore::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store, kb) = store_with_kb("sub/dir/kb.db").await;
         let now = Utc::now();
-        let owner = Uuid::new_v4();
-        store
-            .create_user(
-                owner,
-                NewUser {
-                    email: "o@x.test".into(),
-                    password_hash: "h".into(),
-                    role: Role::User,
-                },
-                now,
-            )
-            .await
-            .unwrap();
-        let kb = Uuid::new_v4();
-        store
-            .create_kb(
-                kb,
-                NewKnowledgeBase {
-                    name: "k".into(),
-                    description: String::new(),
-                    owner_id: owner,
-                    kb_type: KbType::Local,
-                },
-                now,
-            )
-            .await
-            .unwrap();
         let mut docs = Vec::new();
         for i in 0..3 {
             let id = Uuid::new_v4();

@@ -44,12 +44,14 @@ pub mod runner;
 pub mod scheduler;
 pub mod state;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kbsync_core::datasource::{Datasource, ItemKind, NextPage, ProviderError, SourceRef, TokenProvider};
+use kbsync_core::datasource::{
+    Datasource, ItemKind, NextPage, ProviderError, RemoteItem, SourceRef, TokenProvider,
+};
 use kbsync_core::{Clock, Document, KbId, Random, SyncStatus, UserId};
 use kbsync_ingest::{Extractor, FileKind};
 use kbsync_store::{
@@ -140,6 +142,9 @@ pub enum SyncError {
 
 pub struct SyncEngine {
     cx: SyncContext,
+    /// The settings that decide what a saved state says about skipped files (see
+    /// [`state_settings`]), computed once.
+    settings: String,
 }
 
 /// Why a run stopped before its end.
@@ -287,7 +292,7 @@ struct Plan {
 /// What following a folder's change feed gave.
 enum Round {
     Done {
-        changes: std::collections::BTreeMap<String, kbsync_core::datasource::RemoteItem>,
+        changes: BTreeMap<String, RemoteItem>,
         cursor: String,
         full: bool,
         sharing_changed: bool,
@@ -332,7 +337,8 @@ enum Fetched {
 
 impl SyncEngine {
     pub fn new(cx: SyncContext) -> Self {
-        Self { cx }
+        let settings = state_settings(&cx.limits);
+        Self { cx, settings }
     }
 
     /// One run over every source of the knowledge base, recorded under `run_id` (the caller
@@ -422,8 +428,10 @@ impl SyncEngine {
 
         // Nothing changed anywhere and nothing is left to retry: move the cursors on, without
         // reading any saved state or document.
-        let settings = self.state_settings();
-        if gathered.iter().all(|(source, g)| is_quiet(source, g, &settings)) {
+        if gathered
+            .iter()
+            .all(|(source, g)| is_quiet(source, g, &self.settings))
+        {
             return self.quiet_run(run, &gathered, ds, tokens).await;
         }
         // Otherwise every source is planned, quiet ones included (an item may be in several).
@@ -642,7 +650,7 @@ impl SyncEngine {
             && changes.is_empty()
             && state.is_none()
             && source.state_pending == Some(0)
-            && source.state_settings.as_deref() == Some(self.state_settings().as_str())
+            && source.state_settings.as_deref() == Some(self.settings.as_str())
         {
             return Ok(Ok(Gathered::Quiet(Box::new(Quiet {
                 cursor: next_cursor,
@@ -651,7 +659,7 @@ impl SyncEngine {
         }
         // A full round after an expired cursor starts from the saved state too: files it still
         // returns at the content already brought in are not downloaded again.
-        let mut state = match state {
+        let state = match state {
             Some(state) => state,
             None if source.cursor.is_none() => SourceState::default(),
             None => match self.load_state(source).await? {
@@ -664,19 +672,14 @@ impl SyncEngine {
                 }
             },
         };
-        if full {
-            // A full enumeration returns everything there is: what it did not return is gone.
-            state.items.retain(|id, _| changes.contains_key(id));
-        }
-        for item in changes.values() {
-            state.apply(item);
-        }
-        state.prune(&source.item_id);
-        let mut plan = Plan::new(source.clone(), state, next_cursor);
-        plan.changed = full || !changes.is_empty();
-        plan.full = full;
-        plan.sharing_changed = sharing_changed;
-        Ok(Ok(Gathered::Ready(Box::new(plan))))
+        Ok(Ok(planned(
+            source,
+            state,
+            &changes,
+            next_cursor,
+            full,
+            sharing_changed,
+        )))
     }
 
     /// A folder enumerated from the start, whatever its saved cursor and state.
@@ -694,18 +697,14 @@ impl SyncEngine {
                 cursor,
                 sharing_changed,
                 ..
-            } => {
-                let mut state = SourceState::default();
-                for item in changes.values() {
-                    state.apply(item);
-                }
-                state.prune(&source.item_id);
-                let mut plan = Plan::new(source.clone(), state, cursor);
-                plan.changed = true;
-                plan.full = true;
-                plan.sharing_changed = sharing_changed;
-                Ok(Ok(Gathered::Ready(Box::new(plan))))
-            }
+            } => Ok(Ok(planned(
+                source,
+                SourceState::default(),
+                &changes,
+                cursor,
+                true,
+                sharing_changed,
+            ))),
             Round::Gathered(g) => Ok(Ok(g)),
             Round::Stop(stop) => Ok(Err(stop)),
         }
@@ -727,7 +726,7 @@ impl SyncEngine {
             drive_id: source.drive_id.clone(),
             item_id: source.item_id.clone(),
         };
-        let mut changes = std::collections::BTreeMap::new();
+        let mut changes = BTreeMap::new();
         let mut sharing_changed = false;
         let mut restarts = 0;
         loop {
@@ -1271,12 +1270,11 @@ impl SyncEngine {
                     .is_some_and(|item| item.synced_hash.as_deref() != Some(item.hash_value().as_str()))
             })
             .count();
-        let settings = self.state_settings();
         let saved = kbsync_store::SavedState {
             json: &json,
             files: u64::try_from(plan.owned.len()).unwrap_or(u64::MAX),
             pending: u64::try_from(pending).unwrap_or(u64::MAX),
-            settings: &settings,
+            settings: &self.settings,
         };
         self.cx
             .store
@@ -1284,16 +1282,6 @@ impl SyncEngine {
             .await?;
         plan.saved = true;
         Ok(())
-    }
-
-    /// The settings that decide what a saved state says about skipped files: the size limit and
-    /// the types that can be indexed. A state saved under other settings is planned again.
-    fn state_settings(&self) -> String {
-        format!(
-            "max_file_size={};types={}",
-            self.cx.limits.max_file_size,
-            kbsync_ingest::supported_extensions().join(",")
-        )
     }
 
     /// Persists the progress for every instance; a failure only costs the display.
@@ -1385,6 +1373,40 @@ impl Plan {
             saved: false,
         }
     }
+}
+
+/// A folder's round applied to the state it is relative to: the source ready to be planned.
+fn planned(
+    source: &Source,
+    mut state: SourceState,
+    changes: &BTreeMap<String, RemoteItem>,
+    cursor: String,
+    full: bool,
+    sharing_changed: bool,
+) -> Gathered {
+    if full {
+        // A full enumeration returns everything there is: what it did not return is gone.
+        state.items.retain(|id, _| changes.contains_key(id));
+    }
+    for item in changes.values() {
+        state.apply(item);
+    }
+    state.prune(&source.item_id);
+    let mut plan = Plan::new(source.clone(), state, cursor);
+    plan.changed = full || !changes.is_empty();
+    plan.full = full;
+    plan.sharing_changed = sharing_changed;
+    Gathered::Ready(Box::new(plan))
+}
+
+/// The settings that decide what a saved state says about skipped files: the size limit and the
+/// types that can be indexed. A state saved under other settings is planned again.
+fn state_settings(limits: &SyncLimits) -> String {
+    format!(
+        "max_file_size={};types={}",
+        limits.max_file_size,
+        kbsync_ingest::supported_extensions().join(",")
+    )
 }
 
 /// Whether a gathered source needs no planning: a quiet folder, or a file source that did not

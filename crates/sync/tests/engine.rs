@@ -482,6 +482,17 @@ impl Env {
     }
 
     /// A kbsync user.
+    /// A user of the emulated tenant with a mail address (someone the drive can be shared with).
+    fn graph_user(&self, display_name: &str, mail: &str) -> msgraph_emulator::UserInfo {
+        self.ctl
+            .create_user(msgraph_emulator::NewUser {
+                display_name: display_name.into(),
+                mail: Some(mail.into()),
+                ..msgraph_emulator::NewUser::default()
+            })
+            .unwrap()
+    }
+
     async fn kbsync_user(&self, email: &str) -> UserId {
         let id = Uuid::new_v4();
         self.store
@@ -736,14 +747,7 @@ async fn sharing_is_read_again_when_the_drive_reports_a_change_or_the_last_read_
     let env = env(store).await;
     env.put("/P/a.txt", "alpha apple");
     let p = env.add_folder("/P").await;
-    let megan = env
-        .ctl
-        .create_user(msgraph_emulator::NewUser {
-            display_name: "Megan Bowen".into(),
-            mail: Some("megan@contoso.com".into()),
-            ..msgraph_emulator::NewUser::default()
-        })
-        .unwrap();
+    let megan = env.graph_user("Megan Bowen", "megan@contoso.com");
     let megan_here = env.kbsync_user("megan@contoso.com").await;
     env.sync().await;
     assert!(env.grants().await.is_empty());
@@ -1492,14 +1496,7 @@ async fn sharing_with_a_kbsync_user_grants_read_and_unsharing_takes_it_back(stor
     let env = env(store).await;
     env.put("/P/a.txt", "alpha apple");
     let p = env.add_folder("/P").await;
-    let megan = env
-        .ctl
-        .create_user(msgraph_emulator::NewUser {
-            display_name: "Megan Bowen".into(),
-            mail: Some("megan@contoso.com".into()),
-            ..msgraph_emulator::NewUser::default()
-        })
-        .unwrap();
+    let megan = env.graph_user("Megan Bowen", "megan@contoso.com");
     let megan_here = env.kbsync_user("Megan@Contoso.com").await;
     let manual = env.kbsync_user("manual@example.com").await;
     let guest_here = env.kbsync_user("guest@fabrikam.com").await;
@@ -1621,14 +1618,7 @@ async fn sharing_that_cannot_be_read_keeps_the_sync_grants(store: Arc<dyn Store>
     env.put("/Q/q.txt", "quiet quinoa");
     let p = env.add_folder("/P").await;
     let q = env.add_folder("/Q").await;
-    let megan = env
-        .ctl
-        .create_user(msgraph_emulator::NewUser {
-            display_name: "Megan Bowen".into(),
-            mail: Some("megan@contoso.com".into()),
-            ..msgraph_emulator::NewUser::default()
-        })
-        .unwrap();
+    let megan = env.graph_user("Megan Bowen", "megan@contoso.com");
     let megan_here = env.kbsync_user("megan@contoso.com").await;
     env.ctl
         .add_permission(&env.drive, &p.item_id, PermissionSpec::user(&megan.id, &["read"]))
@@ -1661,22 +1651,8 @@ async fn a_revoked_source_shares_nothing(store: Arc<dyn Store>) {
     env.put("/Q/q.txt", "quiet quinoa");
     let p = env.add_folder("/P").await;
     let q = env.add_folder("/Q").await;
-    let megan = env
-        .ctl
-        .create_user(msgraph_emulator::NewUser {
-            display_name: "Megan Bowen".into(),
-            mail: Some("megan@contoso.com".into()),
-            ..msgraph_emulator::NewUser::default()
-        })
-        .unwrap();
-    let nestor = env
-        .ctl
-        .create_user(msgraph_emulator::NewUser {
-            display_name: "Nestor Wilke".into(),
-            mail: Some("nestor@contoso.com".into()),
-            ..msgraph_emulator::NewUser::default()
-        })
-        .unwrap();
+    let megan = env.graph_user("Megan Bowen", "megan@contoso.com");
+    let nestor = env.graph_user("Nestor Wilke", "nestor@contoso.com");
     let megan_here = env.kbsync_user("megan@contoso.com").await;
     let nestor_here = env.kbsync_user("nestor@contoso.com").await;
     env.ctl

@@ -372,46 +372,14 @@ fn copy(e: &StoreError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use kbsync_core::{DocumentStatus, KbId, KbType, Role};
+    use kbsync_core::{DocumentStatus, KbId};
     use uuid::Uuid;
 
     use super::*;
-    use crate::{NewDocument, NewKnowledgeBase, NewUser, Store};
+    use crate::{NewDocument, Store};
 
     async fn store_with_kb() -> (tempfile::TempDir, SqliteStore, KbId) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("kb.db").display());
-        let store = SqliteStore::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        let now = Utc::now();
-        let owner = Uuid::new_v4();
-        store
-            .create_user(
-                owner,
-                NewUser {
-                    email: "o@x.test".into(),
-                    password_hash: "h".into(),
-                    role: Role::User,
-                },
-                now,
-            )
-            .await
-            .unwrap();
-        let kb = Uuid::new_v4();
-        store
-            .create_kb(
-                kb,
-                NewKnowledgeBase {
-                    name: "k".into(),
-                    description: String::new(),
-                    owner_id: owner,
-                    kb_type: KbType::Local,
-                },
-                now,
-            )
-            .await
-            .unwrap();
-        (dir, store, kb)
+        crate::sqlite::tests::store_with_kb("kb.db").await
     }
 
     async fn pending_doc(store: &SqliteStore, kb: KbId, i: usize) -> Uuid {
