@@ -185,10 +185,7 @@ macro_rules! impl_store {
                 })?;
                 // A new account may be one a drive's sharing names: every knowledge base reads its
                 // sharing again on its next run.
-                sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE sharing_read_at IS NOT NULL")
-                    .execute(&self.pool)
-                    .await
-                    .map_err(Self::err)?;
+                self.forget_sharing_reads(None).await?;
                 Ok(kbsync_core::User {
                     id,
                     email: new.email,
@@ -1113,11 +1110,7 @@ macro_rules! impl_store {
                 })?;
                 if inserted.rows_affected() > 0 {
                     // The sync grants are the union of the folder sources' sharing: read it again.
-                    sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
-                        .bind(&kb)
-                        .execute(&self.pool)
-                        .await
-                        .map_err(Self::err)?;
+                    self.forget_sharing_reads(Some(new.kb_id)).await?;
                 }
                 sqlx::query_as::<_, $crate::common::SourceRow>(concat!(
                     "SELECT ",
@@ -1818,13 +1811,14 @@ macro_rules! impl_store {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(Self::err)?;
-                // Chunks go with their documents (ON DELETE CASCADE; on SQLite the FTS5 index
-                // follows through the chunk triggers), exactly as in delete_document.
+                // The sync grants are the union of the folder sources' sharing: read it again.
                 sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
                     .bind(&kb)
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
+                // Chunks go with their documents (ON DELETE CASCADE; on SQLite the FTS5 index
+                // follows through the chunk triggers), exactly as in delete_document.
                 sqlx::query("DELETE FROM documents WHERE source_id = $1")
                     .bind(&source)
                     .execute(&mut *tx)
