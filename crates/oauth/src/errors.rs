@@ -52,6 +52,11 @@ impl From<OAuthError> for ProviderError {
 pub enum CallbackErrorKind {
     /// The state is missing, unknown, already used or expired: start connecting again.
     InvalidState,
+    /// The callback arrived without the cookie of the browser that started connecting (another
+    /// browser, or one that dropped the cookie): start connecting again in this browser.
+    WrongBrowser,
+    /// The user who started connecting may no longer change the knowledge base.
+    NotPermitted,
     /// The user (or the authorization server) declined; nothing was stored.
     Denied,
     /// The authorization code could not be redeemed, or no refresh token was granted.
@@ -80,7 +85,7 @@ pub struct CallbackError {
 const MAX_DESCRIPTION_CHARS: usize = 300;
 
 impl CallbackError {
-    pub(crate) fn new(kind: CallbackErrorKind, kb_id: Option<KbId>, reason: impl Into<String>) -> Self {
+    pub fn new(kind: CallbackErrorKind, kb_id: Option<KbId>, reason: impl Into<String>) -> Self {
         Self {
             kb_id,
             reason: reason.into(),
@@ -93,6 +98,17 @@ impl CallbackError {
             CallbackErrorKind::InvalidState,
             None,
             "This sign-in link is invalid, was already used or has expired. Start connecting again.",
+        )
+    }
+
+    /// The callback came back to a browser that did not start the authorization. It names no
+    /// knowledge base: that browser is not known to be allowed to learn which one it was.
+    pub(crate) fn wrong_browser() -> Self {
+        Self::new(
+            CallbackErrorKind::WrongBrowser,
+            None,
+            "This sign-in was not started in this browser (or the browser did not keep kbsync's \
+             cookie). Start connecting again from kbsync in the browser you sign in with.",
         )
     }
 

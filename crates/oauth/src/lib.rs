@@ -1,9 +1,12 @@
 //! The connection lifecycle of a knowledge base.
 //!
-//! - **Connect**: [`ConnectionManager::initiate`] stores a random `state` (only its SHA-256) and a
-//!   PKCE S256 verifier (encrypted) in the database with a 10-minute lifetime and returns the
-//!   authorize URL; [`ConnectionManager::complete`] consumes the state exactly once, redeems the
-//!   code with the client secret and the verifier, and stores the refresh token encrypted.
+//! - **Connect**: [`ConnectionManager::initiate`] stores a random `state` (only its SHA-256), a
+//!   PKCE S256 verifier (encrypted) and the SHA-256 of a random browser binding secret in the
+//!   database with a 10-minute lifetime, and returns the authorize URL and the binding (which the
+//!   server gives only to the starting browser, in a cookie); [`ConnectionManager::claim`]
+//!   consumes the state exactly once and checks the callback's binding;
+//!   [`ConnectionManager::complete`] redeems the code with the client secret and the verifier,
+//!   and stores the refresh token encrypted.
 //! - **Refresh**: [`ConnectionManager::tokens`] is the [`TokenProvider`] of a knowledge base. An
 //!   access token is cached in memory until 5 minutes before it expires, and is also kept
 //!   (encrypted) in the database, so that every instance can use the one any instance obtained. A
@@ -26,4 +29,6 @@ mod token_endpoint;
 
 pub use config::{ClientSecret, ProviderConfig};
 pub use errors::{CallbackError, CallbackErrorKind, OAuthError};
-pub use manager::{ConnectionManager, ConnectionStatus, RefreshSettings};
+pub use manager::{
+    ConnectionManager, ConnectionStatus, Initiated, PendingAuthorization, RefreshSettings, flow_id,
+};

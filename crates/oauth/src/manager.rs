@@ -22,8 +22,8 @@ use crate::errors::{CallbackError, CallbackErrorKind, OAuthError};
 use crate::pkce;
 use crate::token_endpoint::{self, EndpointError};
 
-/// How long a pending authorization (state + verifier) may be completed.
-const STATE_TTL_MINUTES: i64 = 10;
+/// How long a pending authorization (state + verifier + binding) may be completed.
+const STATE_TTL: chrono::Duration = chrono::Duration::minutes(10);
 
 /// An access token is used until this long before it expires, then refreshed.
 const EXPIRY_MARGIN_MINUTES: i64 = 5;
@@ -103,6 +103,58 @@ impl fmt::Debug for ConnectionManager {
     }
 }
 
+/// A started authorization: where to send the user, and the secret that binds it to the browser
+/// that started it. The caller hands `binding` to that browser only (kbsync: an `HttpOnly` cookie
+/// named after `flow_id`), and passes it back to [`ConnectionManager::claim`].
+pub struct Initiated {
+    /// The authorization server's authorize URL.
+    pub auth_url: String,
+    /// Tells this flow apart from others the same browser may have in flight; derived from the
+    /// state ([`flow_id`]), so the callback can compute it. Not secret.
+    pub flow_id: String,
+    /// A fresh random secret (256 bits, URL-safe); only its SHA-256 is stored.
+    pub binding: String,
+    /// How long the authorization may be completed.
+    pub ttl: chrono::Duration,
+}
+
+impl fmt::Debug for Initiated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Initiated")
+            .field("flow_id", &self.flow_id)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The flow id ([`Initiated::flow_id`]) of the authorization a callback's `state` belongs to.
+pub fn flow_id(state: &str) -> String {
+    pkce::flow_id(state)
+}
+
+/// A pending authorization the callback has consumed and found bound to its browser; finish it
+/// with [`ConnectionManager::complete`].
+#[derive(Debug)]
+pub struct PendingAuthorization(kbsync_store::OAuthState);
+
+impl PendingAuthorization {
+    /// The knowledge base being connected.
+    pub fn kb_id(&self) -> KbId {
+        self.0.kb_id
+    }
+
+    /// The user who started connecting.
+    pub fn user_id(&self) -> UserId {
+        self.0.user_id
+    }
+}
+
+/// Whether a callback's binding (from its cookie) is the one the pending authorization was
+/// started with; compared as hashes, in constant time.
+fn bound(pending: &kbsync_store::OAuthState, binding: Option<&str>) -> bool {
+    binding.is_some_and(|b| pkce::constant_time_eq(&pkce::state_hash(b), &pending.binding_hash))
+}
+
 fn fresh(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     expires_at - chrono::Duration::minutes(EXPIRY_MARGIN_MINUTES) > now
 }
@@ -172,23 +224,25 @@ impl ConnectionManager {
 
     // --- connect ---------------------------------------------------------------------------
 
-    /// Starts connecting a knowledge base: creates a random `state` (256 bits, URL-safe) and a
-    /// PKCE S256 verifier, stores them (the state only hashed, the verifier encrypted) for 10
-    /// minutes, and returns the authorize URL to send the user to (`response_type=code`,
-    /// `client_id`, `redirect_uri`, `scope` with `offline_access`, `state`, `code_challenge`,
-    /// `code_challenge_method=S256`, `prompt=consent`, `response_mode=query`).
+    /// Starts connecting a knowledge base: creates a random `state` (256 bits, URL-safe), a PKCE
+    /// S256 verifier and a browser binding secret, stores them (the state and the binding only
+    /// hashed, the verifier encrypted) for 10 minutes, and returns the authorize URL to send the
+    /// user to (`response_type=code`, `client_id`, `redirect_uri`, `scope` with `offline_access`,
+    /// `state`, `code_challenge`, `code_challenge_method=S256`, `prompt=consent`,
+    /// `response_mode=query`) together with the binding the starting browser must keep.
     #[instrument(skip_all, fields(kb.id = %kb_id, provider = %kind))]
     pub async fn initiate(
         &self,
         kind: DatasourceKind,
         kb_id: KbId,
         user_id: UserId,
-    ) -> Result<String, OAuthError> {
+    ) -> Result<Initiated, OAuthError> {
         let provider = self.provider(kind).ok_or(OAuthError::NotConfigured(kind))?;
         let mut url = url::Url::parse(&provider.authorize_url)
             .map_err(|e| OAuthError::Misconfigured(format!("the authorize URL is invalid: {e}")))?;
         let state = pkce::random_url_safe(&*self.inner.random);
         let verifier = pkce::random_url_safe(&*self.inner.random);
+        let binding = pkce::random_url_safe(&*self.inner.random);
         let now = self.inner.clock.now();
         if let Err(e) = self.inner.store.delete_expired_oauth_states(now).await {
             warn!(error = %e, "could not delete expired OAuth states");
@@ -201,8 +255,9 @@ impl ConnectionManager {
                 user_id,
                 provider: kind,
                 code_verifier: self.inner.cipher.encrypt(&verifier),
+                binding_hash: pkce::state_hash(&binding),
                 created_at: now,
-                expires_at: now + chrono::Duration::minutes(STATE_TTL_MINUTES),
+                expires_at: now + STATE_TTL,
             })
             .await?;
         url.query_pairs_mut()
@@ -216,16 +271,41 @@ impl ConnectionManager {
             .append_pair("code_challenge_method", "S256")
             .append_pair("prompt", "consent");
         info!(user.id = %user_id, "authorization started");
-        Ok(url.into())
+        Ok(Initiated {
+            auth_url: url.into(),
+            flow_id: pkce::flow_id(&state),
+            binding,
+            ttl: STATE_TTL,
+        })
     }
 
-    /// Finishes connecting: consumes the state exactly once, redeems the code at the token
-    /// endpoint with the client secret, the PKCE verifier and the redirect URI, and stores the
-    /// refresh token (and the access token that came with it) encrypted, replacing any earlier
-    /// connection and clearing `needs_reauth`. Returns the knowledge base the state was for.
+    /// The first step of the callback: consumes the state exactly once, whatever follows, and
+    /// checks that the callback came back to the browser that started the authorization (its
+    /// `binding`, from the cookie, hashes to the stored hash). Nothing is redeemed or stored yet;
+    /// the caller may check more (that the user may still connect the knowledge base) before
+    /// [`complete`](Self::complete).
     #[instrument(skip_all)]
-    pub async fn complete(&self, state: &str, code: &str) -> Result<KbId, CallbackError> {
+    pub async fn claim(&self, state: &str, binding: Option<&str>) -> Result<PendingAuthorization, CallbackError> {
         let pending = self.take_state(state).await?;
+        if !bound(&pending, binding) {
+            warn!(
+                kb.id = %pending.kb_id,
+                user.id = %pending.user_id,
+                cookie = binding.is_some(),
+                "authorization callback from a browser that did not start it"
+            );
+            return Err(CallbackError::wrong_browser());
+        }
+        Ok(PendingAuthorization(pending))
+    }
+
+    /// Finishes connecting a claimed authorization: redeems the code at the token endpoint with
+    /// the client secret, the PKCE verifier and the redirect URI, and stores the refresh token
+    /// (and the access token that came with it) encrypted, replacing any earlier connection and
+    /// clearing `needs_reauth`. Returns the knowledge base the state was for.
+    #[instrument(skip_all, fields(kb.id = %pending.0.kb_id))]
+    pub async fn complete(&self, pending: PendingAuthorization, code: &str) -> Result<KbId, CallbackError> {
+        let PendingAuthorization(pending) = pending;
         let kb_id = pending.kb_id;
         let fail = |kind: CallbackErrorKind, reason: &str| CallbackError::new(kind, Some(kb_id), reason);
         if code.is_empty() {
@@ -326,12 +406,12 @@ impl ConnectionManager {
     }
 
     /// For a callback that carries an error instead of a code: consumes the state (when valid)
-    /// and says which knowledge base it was for.
+    /// and says which knowledge base it was for, only to the browser that started it.
     #[instrument(skip_all)]
-    pub async fn abandon(&self, state: &str) -> Option<KbId> {
+    pub async fn abandon(&self, state: &str, binding: Option<&str>) -> Option<KbId> {
         let pending = self.take_state(state).await.ok()?;
         info!(kb.id = %pending.kb_id, "authorization abandoned");
-        Some(pending.kb_id)
+        bound(&pending, binding).then_some(pending.kb_id)
     }
 
     async fn take_state(&self, state: &str) -> Result<kbsync_store::OAuthState, CallbackError> {

@@ -1,4 +1,5 @@
-//! The random values of an authorization request: `state` and the PKCE verifier (RFC 7636).
+//! The random values of an authorization request: `state`, the PKCE verifier (RFC 7636) and the
+//! secret that binds the request to the browser that started it.
 
 use base64::Engine as _;
 use kbsync_core::Random;
@@ -20,9 +21,25 @@ pub(crate) fn s256_challenge(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// How a state is stored and looked up: SHA-256, lower-case hex.
+/// How a state (and a browser binding) is stored and looked up: SHA-256, lower-case hex.
 pub(crate) fn state_hash(state: &str) -> String {
     hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+/// Characters of a flow id: 64 bits of a hash, enough to tell one browser's flows apart.
+const FLOW_ID_CHARS: usize = 16;
+
+/// A short name of an authorization flow, derived from its state (so the callback can compute
+/// it), in a hash domain of its own (so it says nothing about the stored state hash). Not secret.
+pub(crate) fn flow_id(state: &str) -> String {
+    let mut id = hex::encode(Sha256::digest(format!("kbsync-flow:{state}").as_bytes()));
+    id.truncate(FLOW_ID_CHARS);
+    id
+}
+
+/// Compares two hashes in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -51,5 +68,23 @@ mod tests {
         );
         assert_ne!(a, b);
         assert_eq!(state_hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn flow_id_is_short_hex_stable_per_state_and_unlike_the_state_hash() {
+        let id = flow_id("state-a");
+        assert_eq!(id.len(), 16);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+        assert_eq!(id, flow_id("state-a"));
+        assert_ne!(id, flow_id("state-b"));
+        assert!(!state_hash("state-a").starts_with(&id));
+    }
+
+    #[test]
+    fn constant_time_eq_needs_the_same_length_and_bytes() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
+        assert!(!constant_time_eq("", "abc"));
     }
 }

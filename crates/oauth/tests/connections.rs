@@ -153,6 +153,7 @@ on_both_databases!(
     refused_client_secret_is_misconfiguration_not_needs_reauth,
     replayed_expired_forged_and_missing_states_are_refused,
     state_of_one_kb_cannot_complete_for_another,
+    a_callback_without_the_starting_browsers_binding_is_refused_and_spends_the_state,
     two_instances_refresh_once_and_store_the_rotated_token,
     previous_secret_key_still_decrypts_after_rotation,
     status_forget_and_unconfigured_datasource,
@@ -168,6 +169,8 @@ struct Harness {
     manager: ConnectionManager,
     owner: UserId,
     kb: KbId,
+    /// The browser binding of each started flow, by state (what the starting browser keeps).
+    bindings: std::sync::Mutex<HashMap<String, String>>,
 }
 
 fn provider(emu: &RunningEmulator) -> ProviderConfig {
@@ -233,6 +236,7 @@ impl Harness {
             clock,
             owner,
             kb: Uuid::nil(),
+            bindings: std::sync::Mutex::new(HashMap::new()),
         };
         h.kb = h.new_kb().await;
         h
@@ -275,10 +279,11 @@ impl Harness {
         manager: &ConnectionManager,
         kb: KbId,
     ) -> (HashMap<String, String>, String, String) {
-        let url = manager
+        let started = manager
             .initiate(DatasourceKind::OneDrive, kb, self.owner)
             .await
             .unwrap();
+        let url = started.auth_url;
         let query: HashMap<String, String> = url::Url::parse(&url)
             .unwrap()
             .query_pairs()
@@ -306,12 +311,38 @@ impl Harness {
             .query_pairs()
             .into_owned()
             .collect();
+        assert_eq!(started.flow_id, kbsync_oauth::flow_id(&back["state"]));
+        self.bindings
+            .lock()
+            .unwrap()
+            .insert(back["state"].clone(), started.binding);
         (query, back["state"].clone(), back["code"].clone())
+    }
+
+    /// The binding the browser that started the flow of `state` kept, if any.
+    fn binding(&self, state: &str) -> Option<String> {
+        self.bindings.lock().unwrap().get(state).cloned()
+    }
+
+    /// The callback in the browser that started the flow: claim with its binding, then complete.
+    async fn complete(&self, state: &str, code: &str) -> Result<KbId, kbsync_oauth::CallbackError> {
+        let pending = self
+            .manager
+            .claim(state, self.binding(state).as_deref())
+            .await?;
+        self.manager.complete(pending, code).await
+    }
+
+    /// An error callback in the browser that started the flow of `state`.
+    async fn abandon(&self, state: &str) -> Option<KbId> {
+        self.manager
+            .abandon(state, self.binding(state).as_deref())
+            .await
     }
 
     async fn connect(&self, kb: KbId) {
         let (_, state, code) = self.authorize(&self.manager, kb).await;
-        assert_eq!(self.manager.complete(&state, &code).await.unwrap(), kb);
+        assert_eq!(self.complete(&state, &code).await.unwrap(), kb);
     }
 
     fn token_calls(&self) -> u64 {
@@ -384,17 +415,22 @@ async fn full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it(db:
     );
     assert!(query["state"].len() >= 43 && query["code_challenge"].len() == 43);
 
-    // The pending state is stored only hashed, the verifier only encrypted.
+    // The pending state and the browser binding are stored only hashed, the verifier only
+    // encrypted.
+    let binding = h.binding(&state).unwrap();
+    assert!(binding.len() >= 43 && binding != state, "{binding}");
     let pending = h
         .db
-        .raw_text("SELECT state_hash, kb_id, user_id, provider, code_verifier_ciphertext, code_verifier_key_id FROM oauth_states")
+        .raw_text("SELECT state_hash, kb_id, user_id, provider, code_verifier_ciphertext, code_verifier_key_id, binding_hash FROM oauth_states")
         .await;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0][0].as_deref(), Some(sha256_hex(&state).as_str()));
-    assert!(!flatten(pending).contains(&state));
+    assert_eq!(pending[0][6].as_deref(), Some(sha256_hex(&binding).as_str()));
+    let stored = flatten(pending);
+    assert!(!stored.contains(&state) && !stored.contains(&binding));
 
     let calls = h.token_calls();
-    assert_eq!(h.manager.complete(&state, &code).await.unwrap(), h.kb);
+    assert_eq!(h.complete(&state, &code).await.unwrap(), h.kb);
     assert_eq!(h.token_calls(), calls + 1, "one code redemption");
     assert!(
         h.db.raw_text("SELECT state_hash FROM oauth_states")
@@ -582,7 +618,7 @@ async fn refused_client_secret_is_misconfiguration_not_needs_reauth(db: Db) {
     // A wrong secret at the code redemption is reported to the user as the operator's problem.
     let other = h.new_kb().await;
     let (_, state, code) = h.authorize(&h.manager, other).await;
-    let err = h.manager.complete(&state, &code).await.unwrap_err();
+    let err = h.complete(&state, &code).await.unwrap_err();
     assert_eq!(err.kind, CallbackErrorKind::Misconfigured);
     assert_eq!(err.kb_id, Some(other));
     assert!(!err.reason.contains(CLIENT_SECRET) && !err.reason.contains(&code));
@@ -594,43 +630,83 @@ async fn replayed_expired_forged_and_missing_states_are_refused(db: Db) {
     let h = Harness::new(db).await;
     // Replayed.
     let (_, state, code) = h.authorize(&h.manager, h.kb).await;
-    h.manager.complete(&state, &code).await.unwrap();
-    let err = h.manager.complete(&state, &code).await.unwrap_err();
+    h.complete(&state, &code).await.unwrap();
+    let err = h.complete(&state, &code).await.unwrap_err();
     assert_eq!((err.kind, err.kb_id), (CallbackErrorKind::InvalidState, None));
 
     // Expired (the state lives 10 minutes).
     let (_, state, code) = h.authorize(&h.manager, h.kb).await;
     h.clock.advance(chrono::Duration::minutes(11));
-    let err = h.manager.complete(&state, &code).await.unwrap_err();
+    let err = h.complete(&state, &code).await.unwrap_err();
     assert_eq!((err.kind, err.kb_id), (CallbackErrorKind::InvalidState, None));
 
     // Forged and missing: refused, and the genuine state is still usable afterwards.
     let (_, state, code) = h.authorize(&h.manager, h.kb).await;
     for forged in ["forged-state", "", &format!("{state}x"), &sha256_hex(&state)] {
-        let err = h.manager.complete(forged, &code).await.unwrap_err();
+        let err = h.complete(forged, &code).await.unwrap_err();
         assert_eq!(
             (err.kind, err.kb_id),
             (CallbackErrorKind::InvalidState, None),
             "{forged:?}"
         );
-        assert!(h.manager.abandon(forged).await.is_none());
+        assert!(h.abandon(forged).await.is_none());
     }
-    assert_eq!(h.manager.complete(&state, &code).await.unwrap(), h.kb);
+    assert_eq!(h.complete(&state, &code).await.unwrap(), h.kb);
 
     // An error callback consumes the state too.
     let (_, state, code) = h.authorize(&h.manager, h.kb).await;
-    assert_eq!(h.manager.abandon(&state).await, Some(h.kb));
-    assert_eq!(h.manager.abandon(&state).await, None);
-    let err = h.manager.complete(&state, &code).await.unwrap_err();
+    assert_eq!(h.abandon(&state).await, Some(h.kb));
+    assert_eq!(h.abandon(&state).await, None);
+    let err = h.complete(&state, &code).await.unwrap_err();
     assert_eq!(err.kind, CallbackErrorKind::InvalidState);
 
     // A state without a code is consumed and says which knowledge base it was for.
     let (_, state, _) = h.authorize(&h.manager, h.kb).await;
-    let err = h.manager.complete(&state, "").await.unwrap_err();
+    let err = h.complete(&state, "").await.unwrap_err();
     assert_eq!(
         (err.kind, err.kb_id),
         (CallbackErrorKind::TokenExchange, Some(h.kb))
     );
+    h.emu.shutdown().await;
+}
+
+async fn a_callback_without_the_starting_browsers_binding_is_refused_and_spends_the_state(db: Db) {
+    let h = Harness::new(db).await;
+    let (_, state_a, _) = h.authorize(&h.manager, h.kb).await;
+    let (_, state_b, code_b) = h.authorize(&h.manager, h.kb).await;
+    let binding_a = h.binding(&state_a).unwrap();
+    let binding_b = h.binding(&state_b).unwrap();
+    let calls = h.token_calls();
+    for (case, binding) in [
+        ("no cookie", None),
+        ("another flow's cookie", Some(binding_a.clone())),
+        ("the stored hash", Some(sha256_hex(&binding_b))),
+        ("empty", Some(String::new())),
+    ] {
+        // A fresh flow each time: a refused claim spends its state.
+        let (_, state, _) = h.authorize(&h.manager, h.kb).await;
+        let err = h.manager.claim(&state, binding.as_deref()).await.unwrap_err();
+        assert_eq!((err.kind, err.kb_id), (CallbackErrorKind::WrongBrowser, None), "{case}");
+        let again = h
+            .manager
+            .claim(&state, h.binding(&state).as_deref())
+            .await
+            .unwrap_err();
+        assert_eq!(again.kind, CallbackErrorKind::InvalidState, "{case}: spent");
+    }
+    // B's state with A's binding: refused and spent, so B's own browser cannot finish it either.
+    let err = h.manager.claim(&state_b, Some(&binding_a)).await.unwrap_err();
+    assert_eq!(err.kind, CallbackErrorKind::WrongBrowser);
+    assert_eq!(
+        h.complete(&state_b, &code_b).await.unwrap_err().kind,
+        CallbackErrorKind::InvalidState
+    );
+    // An error callback from another browser spends the state and names no knowledge base.
+    let (_, state, _) = h.authorize(&h.manager, h.kb).await;
+    assert_eq!(h.manager.abandon(&state, Some(&binding_a)).await, None);
+    assert_eq!(h.abandon(&state).await, None, "spent");
+    assert_eq!(h.token_calls(), calls, "no code was redeemed");
+    assert!(h.manager.status(h.kb).await.unwrap().is_none());
     h.emu.shutdown().await;
 }
 
@@ -643,7 +719,7 @@ async fn state_of_one_kb_cannot_complete_for_another(db: Db) {
 
     // A's state with B's code: the code was issued for B's PKCE challenge, so it is refused, and
     // the error names A (the state's knowledge base), never B.
-    let err = h.manager.complete(&state_a, &code_b).await.unwrap_err();
+    let err = h.complete(&state_a, &code_b).await.unwrap_err();
     assert_eq!(
         (err.kind, err.kb_id),
         (CallbackErrorKind::TokenExchange, Some(kb_a))
@@ -653,17 +729,17 @@ async fn state_of_one_kb_cannot_complete_for_another(db: Db) {
     assert!(h.manager.status(kb_b).await.unwrap().is_none());
     // A's state is spent; A's code cannot be attached to B's state either.
     assert_eq!(
-        h.manager.complete(&state_a, &code_a).await.unwrap_err().kind,
+        h.complete(&state_a, &code_a).await.unwrap_err().kind,
         CallbackErrorKind::InvalidState
     );
-    let err = h.manager.complete(&state_b, &code_a).await.unwrap_err();
+    let err = h.complete(&state_b, &code_a).await.unwrap_err();
     assert_eq!(err.kb_id, Some(kb_b));
     assert!(h.manager.status(kb_a).await.unwrap().is_none());
     assert!(h.manager.status(kb_b).await.unwrap().is_none());
 
     // A genuine pair connects exactly its own knowledge base.
     let (_, state_b, code_b) = h.authorize(&h.manager, kb_b).await;
-    assert_eq!(h.manager.complete(&state_b, &code_b).await.unwrap(), kb_b);
+    assert_eq!(h.complete(&state_b, &code_b).await.unwrap(), kb_b);
     assert!(h.manager.status(kb_b).await.unwrap().is_some());
     assert!(h.manager.status(kb_a).await.unwrap().is_none());
     h.emu.shutdown().await;

@@ -354,10 +354,73 @@ impl TestServer {
             .control()
     }
 
+    /// Changes a user's role in the database directly (the API has no route for it): for tests
+    /// of what someone who loses admin rights can still finish.
+    pub async fn set_role_in_database(&self, user_id: &str, role: &str) {
+        let done = match &self.pg_schema {
+            Some((url, schema)) => {
+                let pool = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {schema}.users SET role = $1 WHERE id = $2"
+                )))
+                .bind(role)
+                .bind(user_id)
+                .execute(&pool)
+                .await
+                .unwrap()
+                .rows_affected()
+            }
+            None => {
+                let url = format!("sqlite://{}", self._dir.path().join("kbsync.sqlite").display());
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+                    .bind(role)
+                    .bind(user_id)
+                    .execute(&pool)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+        };
+        assert_eq!(done, 1, "no user {user_id}");
+    }
+
+    /// Starts connecting `kb` through the API: the status, the body and the flow's binding cookie
+    /// as the browser would send it back (`name=value`), when one was set.
+    pub async fn initiate(&self, token: Option<&str>, kb: &str) -> (StatusCode, Value, Option<String>) {
+        let mut req = self.http.get(format!(
+            "{}/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}",
+            self.base
+        ));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let cookie = binding_cookies(resp.headers()).into_iter().next().map(|c| {
+            let pair = c.split(';').next().unwrap().to_owned();
+            assert!(!pair.ends_with('='), "an empty binding cookie: {c}");
+            pair
+        });
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body, cookie)
+    }
+
     /// Follows an authorize URL through the emulator's automatic consent and calls kbsync's
-    /// callback with what comes back, as the browser would. Returns the callback's status, page
-    /// and URL.
-    pub async fn consent(&self, auth_url: &str) -> (StatusCode, String, String) {
+    /// callback with what comes back, carrying `cookie` (`name=value`) as the browser that kept
+    /// it would. Returns the callback's status, page and URL.
+    pub async fn consent(&self, auth_url: &str, cookie: Option<&str>) -> (StatusCode, String, String) {
+        let (status, page, callback, _) = self.consent_with_headers(auth_url, cookie).await;
+        (status, page, callback)
+    }
+
+    /// [`consent`](Self::consent), also returning the callback's `Set-Cookie` values.
+    pub async fn consent_with_headers(
+        &self,
+        auth_url: &str,
+        cookie: Option<&str>,
+    ) -> (StatusCode, String, String, Vec<String>) {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -366,21 +429,24 @@ impl TestServer {
         assert_eq!(resp.status(), StatusCode::FOUND, "{}", resp.text().await.unwrap());
         let callback = resp.headers()["location"].to_str().unwrap().to_owned();
         assert!(callback.starts_with(&self.base), "{callback}");
-        let resp = http.get(&callback).send().await.unwrap();
+        let mut req = http.get(&callback);
+        if let Some(c) = cookie {
+            req = req.header(reqwest::header::COOKIE, c);
+        }
+        let resp = req.send().await.unwrap();
         let status = resp.status();
-        (status, resp.text().await.unwrap(), callback)
+        let set_cookies = binding_cookies(resp.headers());
+        (status, resp.text().await.unwrap(), callback, set_cookies)
     }
 
-    /// Connects a OneDrive knowledge base through initiate → consent → callback.
+    /// Connects a OneDrive knowledge base through initiate → consent → callback, keeping the
+    /// binding cookie between initiate and the callback as a browser does.
     pub async fn connect(&self, token: &str, kb: &str) {
-        let (status, body) = self
-            .get(
-                &format!("/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}"),
-                Some(token),
-            )
-            .await;
+        let (status, body, cookie) = self.initiate(Some(token), kb).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let (status, page, _) = self.consent(body["auth_url"].as_str().unwrap()).await;
+        let (status, page, _) = self
+            .consent(body["auth_url"].as_str().unwrap(), cookie.as_deref())
+            .await;
         assert_eq!(status, StatusCode::OK, "{page}");
         assert!(page.contains("kbsync-auth-success"), "{page}");
     }
@@ -403,6 +469,16 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
+}
+
+/// The connect flows' binding cookies a response sets (whole `Set-Cookie` values).
+pub fn binding_cookies(headers: &reqwest::header::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .filter(|c| c.starts_with("kbsync_oauth_binding_"))
+        .collect()
 }
 
 /// Runs one async test body against SQLite and against PostgreSQL.

@@ -1,6 +1,7 @@
 //! Connecting a knowledge base to OneDrive through the HTTP API, against the emulator: every
-//! status for every kind of caller, the consent → callback flow, state misuse, the callback
-//! page's safety, browsing, revocation and forgetting.
+//! status for every kind of caller, the consent → callback flow, state misuse, the binding of a
+//! flow to the browser that started it, the callback page's safety, browsing, revocation and
+//! forgetting.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -15,8 +16,12 @@ on_both_databases!(
     initiate_answers_each_caller_with_the_right_status,
     initiate_without_a_client_secret_answers_501,
     consent_and_callback_store_a_connection_and_a_replayed_state_is_refused,
+    a_callback_without_the_binding_cookie_stores_nothing_and_spends_the_state,
+    a_callback_with_another_flows_binding_cookie_stores_nothing,
+    a_callback_after_the_initiator_lost_manage_access_stores_nothing,
+    two_flows_started_in_one_browser_both_complete,
     callback_error_text_is_inert_and_posted_only_to_the_public_origin,
-    browse_uses_the_stored_connection_and_enforces_access,
+    browse_uses_the_stored_connection_and_needs_manage_access,
     a_revoked_refresh_token_marks_the_knowledge_base_needs_reauth,
     forgetting_the_connection_needs_manage_access_and_removes_the_token,
 );
@@ -71,16 +76,21 @@ async fn roles(s: &TestServer) -> Roles {
     }
 }
 
-async fn consent(s: &TestServer, auth_url: &str) -> (StatusCode, String, String) {
-    s.consent(auth_url).await
+async fn consent(s: &TestServer, auth_url: &str, cookie: Option<&str>) -> (StatusCode, String, String) {
+    s.consent(auth_url, cookie).await
 }
 
-async fn initiate(s: &TestServer, token: Option<&str>, kb: &str) -> (StatusCode, Value) {
-    s.get(
-        &format!("/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}"),
-        token,
-    )
-    .await
+/// The status, the body and the binding cookie (`name=value`) of `initiate`.
+async fn initiate(s: &TestServer, token: Option<&str>, kb: &str) -> (StatusCode, Value, Option<String>) {
+    s.initiate(token, kb).await
+}
+
+async fn has_stored_token(s: &TestServer, token: &str, kb: &str) -> bool {
+    let (status, conn) = s
+        .get(&format!("/api/v1/knowledge/{kb}/connection"), Some(token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{conn}");
+    conn["has_stored_token"].as_bool().unwrap()
 }
 
 async fn connect(s: &TestServer, r: &Roles) {
@@ -128,8 +138,34 @@ async fn initiate_answers_each_caller_with_the_right_status(db: Db) {
     ] {
         assert_eq!(initiate(&s, token, &r.kb).await.0, expected, "{who}");
     }
-    let (_, body) = initiate(&s, Some(&r.owner), &r.kb).await;
+    let resp = s
+        .http
+        .get(format!(
+            "{}/api/v1/connectors/onedrive/auth/initiate?knowledge_id={}",
+            s.base, r.kb
+        ))
+        .bearer_auth(&r.owner)
+        .send()
+        .await
+        .unwrap();
+    // The binding cookie: one per flow, HttpOnly, SameSite=Lax, only for the connectors routes,
+    // as long as the state lives, not Secure on plain http.
+    let cookies = common::binding_cookies(resp.headers());
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let attrs: Vec<&str> = cookies[0].split("; ").collect();
+    let (name, value) = attrs[0].split_once('=').unwrap();
+    assert!(name.len() > "kbsync_oauth_binding_".len(), "{name}");
+    assert!(value.len() >= 43, "a 256-bit secret: {value}");
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/api/v1/connectors/", "Max-Age=600"] {
+        assert!(attrs.contains(&attr), "{attr} missing: {cookies:?}");
+    }
+    assert!(!attrs.contains(&"Secure"), "{cookies:?}");
+    let body: Value = resp.json().await.unwrap();
+    // The answer is the authorization server's URL, and it carries no binding.
+    assert!(!body.to_string().contains(value), "{body}");
     let url = url::Url::parse(body["auth_url"].as_str().unwrap()).unwrap();
+    let authorize = s.emulator.as_ref().unwrap().authorize_url();
+    assert!(url.as_str().starts_with(&format!("{authorize}?")), "{url}");
     let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(q["response_type"], "code");
     assert_eq!(q["code_challenge_method"], "S256");
@@ -168,8 +204,9 @@ async fn initiate_without_a_client_secret_answers_501(db: Db) {
         return;
     };
     let r = roles(&s).await;
-    let (status, body) = initiate(&s, Some(&r.owner), &r.kb).await;
+    let (status, body, cookie) = initiate(&s, Some(&r.owner), &r.kb).await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+    assert_eq!(cookie, None);
     assert_eq!(body["error"]["code"], "not_configured");
     s.stop().await;
 }
@@ -184,8 +221,9 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
     assert_eq!(status, StatusCode::OK);
     assert_eq!(before["has_stored_token"], false);
 
-    let (_, body) = initiate(&s, Some(&r.owner), &r.kb).await;
-    let (status, page, callback) = consent(&s, body["auth_url"].as_str().unwrap()).await;
+    let (_, body, cookie) = initiate(&s, Some(&r.owner), &r.kb).await;
+    let (status, page, callback) =
+        consent(&s, body["auth_url"].as_str().unwrap(), cookie.as_deref()).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(
         page.contains("kbsync-auth-success") && page.contains(&r.kb),
@@ -209,8 +247,14 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
     // The status never carries a token.
     assert!(!conn.to_string().to_lowercase().contains("token\":\""), "{conn}");
 
-    // The same state again: refused, and the stored connection is untouched.
-    let resp = reqwest::get(&callback).await.unwrap();
+    // The same state again, even with the cookie: refused, and the connection is untouched.
+    let resp = s
+        .http
+        .get(&callback)
+        .header(reqwest::header::COOKIE, cookie.unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     assert!(resp.text().await.unwrap().contains("kbsync-auth-error"));
     // A forged state and a missing one: refused.
@@ -228,10 +272,195 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
     assert_eq!(s.get(&path, Some(&r.owner)).await.1["has_stored_token"], true);
 
     // An expired state (older than 10 minutes) is refused.
-    let (_, body) = initiate(&s, Some(&r.owner), &r.kb).await;
+    let (_, body, cookie) = initiate(&s, Some(&r.owner), &r.kb).await;
     s.clock.advance(Duration::minutes(11));
-    let (status, page, _) = consent(&s, body["auth_url"].as_str().unwrap()).await;
+    let (status, page, _) =
+        consent(&s, body["auth_url"].as_str().unwrap(), cookie.as_deref()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    s.stop().await;
+}
+
+/// The state from an authorize URL.
+fn state_of(auth_url: &str) -> String {
+    url::Url::parse(auth_url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+/// A colleague signing in with a link someone else started: refused, nothing stored, and the
+/// state is spent, so the one who started it cannot finish it with the colleague's code either.
+async fn a_callback_without_the_binding_cookie_stores_nothing_and_spends_the_state(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
+    let r = roles(&s).await;
+    let (status, body, cookie) = initiate(&s, Some(&r.owner), &r.kb).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let auth_url = body["auth_url"].as_str().unwrap();
+    let (status, page, callback) = consent(&s, auth_url, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("kbsync-auth-error"), "{page}");
+    assert!(page.contains("not started in this browser"), "{page}");
+    assert!(!page.contains(&r.kb), "an unbound browser learns no knowledge base: {page}");
+    assert!(!has_stored_token(&s, &r.owner, &r.kb).await);
+
+    // The starting browser, cookie in hand, cannot use the spent state.
+    let resp = s
+        .http
+        .get(&callback)
+        .header(reqwest::header::COOKIE, cookie.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(resp.text().await.unwrap().contains("already used"));
+    assert!(!has_stored_token(&s, &r.owner, &r.kb).await);
+
+    // An error callback from an unbound browser names no knowledge base either.
+    let (_, body, _) = initiate(&s, Some(&r.owner), &r.kb).await;
+    let state = state_of(body["auth_url"].as_str().unwrap());
+    let resp = reqwest::get(format!(
+        "{}/api/v1/connectors/onedrive/auth/callback?state={state}&error=access_denied",
+        s.base
+    ))
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let page = resp.text().await.unwrap();
+    assert!(page.contains("kbsync-auth-error") && !page.contains(&r.kb), "{page}");
+    s.stop().await;
+}
+
+/// A cookie of another flow, under its own name or put under this flow's name, does not bind.
+async fn a_callback_with_another_flows_binding_cookie_stores_nothing(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
+    let r = roles(&s).await;
+    // The colleague's browser holds the cookie of a flow it started itself, on its own KB.
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&r.stranger),
+            json!({"name": "Mine", "type": "onedrive"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let own_kb = body["id"].as_str().unwrap().to_owned();
+    let (_, _, own_cookie) = initiate(&s, Some(&r.stranger), &own_kb).await;
+    let own_cookie = own_cookie.unwrap();
+
+    let (_, body, started_cookie) = initiate(&s, Some(&r.owner), &r.kb).await;
+    let (status, page, _) = consent(&s, body["auth_url"].as_str().unwrap(), Some(&own_cookie)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("kbsync-auth-error"), "{page}");
+
+    // The other flow's secret under this flow's cookie name.
+    let (_, body, started) = initiate(&s, Some(&r.owner), &r.kb).await;
+    let name = started.unwrap().split_once('=').unwrap().0.to_owned();
+    let other_value = started_cookie.unwrap().split_once('=').unwrap().1.to_owned();
+    let forged = format!("{name}={other_value}");
+    let (status, page, _) = consent(&s, body["auth_url"].as_str().unwrap(), Some(&forged)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("not started in this browser"), "{page}");
+
+    assert!(!has_stored_token(&s, &r.owner, &r.kb).await);
+    assert!(!has_stored_token(&s, &r.stranger, &own_kb).await);
+    s.stop().await;
+}
+
+/// An admin who starts connecting someone's knowledge base and loses the admin role before the
+/// callback cannot finish: the callback checks again who may manage the knowledge base.
+async fn a_callback_after_the_initiator_lost_manage_access_stores_nothing(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
+    let r = roles(&s).await;
+    let (status, body) = s
+        .post(
+            "/api/v1/users",
+            Some(&r.admin),
+            json!({"email": "second-admin@example.com", "password": common::PASSWORD, "role": "admin"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let second_admin_id = body["id"].as_str().unwrap().to_owned();
+    let second_admin = s.login("second-admin@example.com", common::PASSWORD).await;
+
+    let (status, body, cookie) = initiate(&s, Some(&second_admin), &r.kb).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    s.set_role_in_database(&second_admin_id, "user").await;
+    let (status, page, callback) =
+        consent(&s, body["auth_url"].as_str().unwrap(), cookie.as_deref()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("kbsync-auth-error"), "{page}");
+    assert!(page.contains("may no longer change this knowledge base"), "{page}");
+    assert!(!has_stored_token(&s, &r.owner, &r.kb).await);
+
+    // Given the role back, the spent state still does not complete.
+    s.set_role_in_database(&second_admin_id, "admin").await;
+    let resp = s
+        .http
+        .get(&callback)
+        .header(reqwest::header::COOKIE, cookie.unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert!(!has_stored_token(&s, &r.owner, &r.kb).await);
+
+    // The owner, who still manages it, connects as before.
+    connect(&s, &r).await;
+    assert!(has_stored_token(&s, &r.owner, &r.kb).await);
+    s.stop().await;
+}
+
+/// Each flow has a cookie of its own: a browser connecting two knowledge bases at once finishes
+/// both, and each callback clears only its own cookie.
+async fn two_flows_started_in_one_browser_both_complete(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
+    let r = roles(&s).await;
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&r.owner),
+            json!({"name": "Second", "type": "onedrive"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let second = body["id"].as_str().unwrap().to_owned();
+    let (_, first_flow, first_cookie) = initiate(&s, Some(&r.owner), &r.kb).await;
+    let (_, second_flow, second_cookie) = initiate(&s, Some(&r.owner), &second).await;
+    let (first_cookie, second_cookie) = (first_cookie.unwrap(), second_cookie.unwrap());
+    assert_ne!(
+        first_cookie.split_once('=').unwrap().0,
+        second_cookie.split_once('=').unwrap().0
+    );
+    let jar = format!("{first_cookie}; {second_cookie}");
+    for (flow, cookie, kb) in [
+        (&second_flow, &second_cookie, &second),
+        (&first_flow, &first_cookie, &r.kb),
+    ] {
+        let (status, page, _, set_cookies) = s
+            .consent_with_headers(flow["auth_url"].as_str().unwrap(), Some(&jar))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("kbsync-auth-success") && page.contains(kb.as_str()), "{page}");
+        // The callback removes its own flow's cookie, and only that one.
+        let name = cookie.split_once('=').unwrap().0;
+        assert_eq!(set_cookies.len(), 1, "{set_cookies:?}");
+        assert!(set_cookies[0].starts_with(&format!("{name}=;")), "{set_cookies:?}");
+        assert!(set_cookies[0].contains("Max-Age=0"), "{set_cookies:?}");
+        assert!(set_cookies[0].contains("Path=/api/v1/connectors/"), "{set_cookies:?}");
+    }
+    assert!(has_stored_token(&s, &r.owner, &r.kb).await);
+    assert!(has_stored_token(&s, &r.owner, &second).await);
     s.stop().await;
 }
 
@@ -240,7 +469,7 @@ async fn callback_error_text_is_inert_and_posted_only_to_the_public_origin(db: D
         return;
     };
     let r = roles(&s).await;
-    let (_, body) = initiate(&s, Some(&r.owner), &r.kb).await;
+    let (_, body, cookie) = initiate(&s, Some(&r.owner), &r.kb).await;
     let url = url::Url::parse(body["auth_url"].as_str().unwrap()).unwrap();
     let state = url
         .query_pairs()
@@ -258,7 +487,13 @@ async fn callback_error_text_is_inert_and_posted_only_to_the_public_origin(db: D
             "error_description",
             "</script><script>alert('x')</script>\"quotes\"",
         );
-    let resp = reqwest::get(callback.as_str()).await.unwrap();
+    let resp = s
+        .http
+        .get(callback.as_str())
+        .header(reqwest::header::COOKIE, cookie.unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let csp = resp.headers()["content-security-policy"]
         .to_str()
@@ -285,7 +520,7 @@ async fn callback_error_text_is_inert_and_posted_only_to_the_public_origin(db: D
     s.stop().await;
 }
 
-async fn browse_uses_the_stored_connection_and_enforces_access(db: Db) {
+async fn browse_uses_the_stored_connection_and_needs_manage_access(db: Db) {
     let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
         return;
     };
@@ -312,8 +547,10 @@ async fn browse_uses_the_stored_connection_and_enforces_access(db: Db) {
         ("anonymous", None, StatusCode::UNAUTHORIZED),
         ("stranger", Some(r.stranger.clone()), StatusCode::NOT_FOUND),
         ("reader", Some(r.reader.clone()), StatusCode::FORBIDDEN),
-        ("writer", Some(r.writer.clone()), StatusCode::OK),
+        // Browsing shows all the connected account can read: writers may not.
+        ("writer", Some(r.writer.clone()), StatusCode::FORBIDDEN),
         ("owner", Some(r.owner.clone()), StatusCode::OK),
+        ("admin", Some(r.admin.clone()), StatusCode::OK),
     ] {
         assert_eq!(browse(token, String::new()).await.0, expected, "{who}");
     }

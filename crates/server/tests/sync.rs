@@ -14,10 +14,11 @@ use serde_json::{Value, json};
 
 on_both_databases!(
     adding_a_folder_source_syncs_it_and_the_kb_matches_the_drive,
-    adding_sources_refuses_bad_input_wrong_kb_types_and_callers_without_write_access,
+    adding_sources_refuses_bad_input_wrong_kb_types_and_callers_without_manage_access,
     a_second_sync_conflicts_while_one_runs_and_cancel_stops_it,
     the_event_stream_reports_progress_failed_files_and_the_finished_run,
     removing_a_source_removes_its_documents_only,
+    writers_may_not_add_or_remove_sources_but_still_sync_and_upload,
     a_browser_access_token_syncs_once_without_storing_a_connection,
     a_kb_sets_its_own_sync_interval_and_can_return_to_the_default,
     the_drive_root_picked_by_its_alias_syncs_with_paths_from_the_root,
@@ -173,7 +174,7 @@ async fn adding_a_folder_source_syncs_it_and_the_kb_matches_the_drive(db: Db) {
     s.stop().await;
 }
 
-async fn adding_sources_refuses_bad_input_wrong_kb_types_and_callers_without_write_access(db: Db) {
+async fn adding_sources_refuses_bad_input_wrong_kb_types_and_callers_without_manage_access(db: Db) {
     let Some(s) = TestServer::start(db, with_onedrive()).await else {
         return;
     };
@@ -422,6 +423,84 @@ async fn removing_a_source_removes_its_documents_only(db: Db) {
     assert_eq!(hits["results"], json!([]), "{hits}");
     let (status, _) = s.call(Method::DELETE, &path, Some(&kb.owner), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+/// A source brings in whatever the connected account can read, so adding and removing sources
+/// needs manage access (owner or admin); writers keep syncing, and uploading to local knowledge
+/// bases.
+async fn writers_may_not_add_or_remove_sources_but_still_sync_and_upload(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let kb = connected_kb(&s).await;
+    let admin = s.admin_token().await;
+    let (writer_id, writer) = s.user(&admin, "writer@example.com").await;
+    let (reader_id, reader) = s.user(&admin, "reader@example.com").await;
+    let (_, stranger) = s.user(&admin, "stranger@example.com").await;
+    let grants = json!({"read": [reader_id], "write": [writer_id]});
+    let access = format!("/api/v1/knowledge/{}/access", kb.id);
+    let (status, _) = s
+        .call(Method::PUT, &access, Some(&kb.owner), Some(grants.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let team = team_folder(&s, &[("team.txt", "team notes")]);
+
+    for (who, token, expected) in [
+        ("stranger", &stranger, StatusCode::NOT_FOUND),
+        ("reader", &reader, StatusCode::FORBIDDEN),
+        ("writer", &writer, StatusCode::FORBIDDEN),
+    ] {
+        let (status, body) = add_sources(&s, token, &kb.id, json!([team.clone()])).await;
+        assert_eq!(status, expected, "{who}: {body}");
+    }
+    let sources = format!("/api/v1/knowledge/{}/sources", kb.id);
+    assert_eq!(s.get(&sources, Some(&kb.owner)).await.1["sources"], json!([]));
+
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([team])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_idle(&s, &kb.owner, &kb.id).await;
+    let source = body["sources"][0]["id"].as_str().unwrap();
+    let one = format!("{sources}/{source}");
+    for (who, token, expected) in [
+        ("stranger", &stranger, StatusCode::NOT_FOUND),
+        ("reader", &reader, StatusCode::FORBIDDEN),
+        ("writer", &writer, StatusCode::FORBIDDEN),
+    ] {
+        let (status, body) = s.call(Method::DELETE, &one, Some(token), None).await;
+        assert_eq!(status, expected, "{who}: {body}");
+    }
+    assert_eq!(
+        s.get(&sources, Some(&writer)).await.1["sources"][0]["id"],
+        source,
+        "writers still see the sources"
+    );
+    assert_eq!(file_names(&s, &writer, &kb.id).await, ["team.txt"]);
+
+    // Writers still start runs, and upload to a local knowledge base.
+    let (status, body) = s
+        .post(&format!("/api/v1/knowledge/{}/sync", kb.id), Some(&writer), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_idle(&s, &kb.owner, &kb.id).await;
+    let local = s.create_kb(&kb.owner, "Uploads").await;
+    let (status, _) = s
+        .call(
+            Method::PUT,
+            &format!("/api/v1/knowledge/{local}/access"),
+            Some(&kb.owner),
+            Some(grants),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s
+        .upload(Some(&writer), &local, "notes.txt", b"written by a writer".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    // The owner removes the source.
+    let (status, body) = s.call(Method::DELETE, &one, Some(&kb.owner), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     s.stop().await;
 }
 

@@ -1,10 +1,11 @@
-//! The web UI over plain HTTP (no browser): sessions, cookie flags, CSRF, escaping, and what the
-//! session cookie may do on the API. The browser test is `ui_browser.rs`.
+//! The web UI over plain HTTP (no browser): sessions, cookie flags, CSRF, escaping, what the
+//! session cookie may do on the API, the connect popup's binding cookie, and which controls and
+//! routes need manage access. The browser test is `ui_browser.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use common::{ADMIN_EMAIL, Db, Options, PASSWORD, TestServer};
+use common::{ADMIN_EMAIL, Db, OneDriveTest, Options, PASSWORD, TestServer};
 use reqwest::{StatusCode, header};
 
 on_both_databases!(
@@ -14,6 +15,8 @@ on_both_databases!(
     drive_and_user_text_is_escaped_in_pages,
     the_session_cookie_opens_only_read_only_api_routes,
     pages_render_for_a_signed_in_user,
+    the_connect_popup_binds_the_flow_to_its_browser,
+    writers_get_no_source_controls_and_may_not_pick_add_or_remove_sources,
 );
 
 fn client() -> reqwest::Client {
@@ -47,8 +50,14 @@ fn cookie_value<'a>(set_cookie: &'a str, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// Signs in through the form; returns the `Cookie` header value and the session's CSRF token.
+/// Signs in as the admin through the form; returns the `Cookie` header value and the session's
+/// CSRF token.
 async fn sign_in(s: &TestServer) -> (String, String) {
+    sign_in_as(s, ADMIN_EMAIL).await
+}
+
+/// Signs in as `email` (password [`PASSWORD`]) through the form.
+async fn sign_in_as(s: &TestServer, email: &str) -> (String, String) {
     let http = client();
     let resp = http.get(format!("{}/login", s.base)).send().await.unwrap();
     let login_cookie = set_cookies(&resp)
@@ -60,7 +69,7 @@ async fn sign_in(s: &TestServer) -> (String, String) {
         .post(format!("{}/login", s.base))
         .header(header::COOKIE, format!("kbsync_login={login_cookie}"))
         .form(&[
-            ("email", ADMIN_EMAIL),
+            ("email", email),
             ("password", PASSWORD),
             ("csrf", &csrf_in(&page)),
             ("next", "/kb"),
@@ -501,5 +510,169 @@ async fn pages_render_for_a_signed_in_user(db: Db) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert!(resp.text().await.unwrap().contains("Knowledge base not found"));
+    s.stop().await;
+}
+
+fn with_onedrive() -> Options {
+    Options {
+        onedrive: Some(OneDriveTest { with_secret: true }),
+        ..Options::default()
+    }
+}
+
+async fn onedrive_kb(s: &TestServer, token: &str) -> String {
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(token),
+            serde_json::json!({"name": "Drive", "type": "onedrive"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Opens `/kb/{kb}/connect` as the popup does: the authorize URL it redirects to, and the
+/// binding cookie it sets (the whole `Set-Cookie` value).
+async fn open_connect_popup(
+    s: &TestServer,
+    http: &reqwest::Client,
+    cookie: &str,
+    csrf: &str,
+    kb: &str,
+) -> (String, String) {
+    let resp = http
+        .get(format!("{}/kb/{kb}/connect?csrf={csrf}", s.base))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let auth_url = resp.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let binding = common::binding_cookies(resp.headers());
+    assert_eq!(binding.len(), 1, "{binding:?}");
+    (auth_url, binding[0].clone())
+}
+
+/// The popup's `/kb/{id}/connect` gives its browser the flow's binding cookie; the callback
+/// connects only with it.
+async fn the_connect_popup_binds_the_flow_to_its_browser(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let http = client();
+    let (cookie, csrf) = sign_in(&s).await;
+    let token = s.admin_token().await;
+    let kb = onedrive_kb(&s, &token).await;
+    let (auth_url, binding) = open_connect_popup(&s, &http, &cookie, &csrf, &kb).await;
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/api/v1/connectors/", "Max-Age=600"] {
+        assert!(binding.split("; ").any(|a| a == attr), "{attr}: {binding}");
+    }
+    // Another browser finishing this flow: the error page, and not connected.
+    let (status, page, _) = s.consent(&auth_url, None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("kbsync-auth-error"), "{page}");
+    let connection = format!("/api/v1/knowledge/{kb}/connection");
+    assert_eq!(s.get(&connection, Some(&token)).await.1["has_stored_token"], false);
+
+    // The popup's own browser, with its cookie: connected.
+    let (auth_url, binding) = open_connect_popup(&s, &http, &cookie, &csrf, &kb).await;
+    let pair = binding.split(';').next().unwrap();
+    let (status, page, _) = s.consent(&auth_url, Some(pair)).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("kbsync-auth-success"), "{page}");
+    assert_eq!(s.get(&connection, Some(&token)).await.1["has_stored_token"], true);
+    s.stop().await;
+}
+
+/// Picking, adding and removing sources need manage access in the UI as in the API: a writer's
+/// page shows none of those controls, and the routes refuse a writer even with a valid CSRF token.
+async fn writers_get_no_source_controls_and_may_not_pick_add_or_remove_sources(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let http = client();
+    let admin = s.admin_token().await;
+    let (_, owner) = s.user(&admin, "owner@example.com").await;
+    let (writer_id, _) = s.user(&admin, "writer@example.com").await;
+    let kb = onedrive_kb(&s, &owner).await;
+    let (status, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/knowledge/{kb}/access"),
+            Some(&owner),
+            Some(serde_json::json!({"read": [], "write": [writer_id]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    s.connect(&owner, &kb).await;
+    let drive = s.drive();
+    let drive_id = drive.default_drive_id();
+    let file = drive
+        .put_file(&drive_id, "/Team/a.txt", b"alpha".to_vec())
+        .unwrap();
+    let item = serde_json::json!({"type": "file", "drive_id": drive_id, "item_id": file.id, "name": "a.txt", "path": "/Team/a.txt"});
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/knowledge/{kb}/sources"),
+            Some(&owner),
+            serde_json::json!({"provider": "onedrive", "items": [item.clone()]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let source = body["sources"][0]["id"].as_str().unwrap().to_owned();
+
+    let page_of = |cookie: String| {
+        let http = http.clone();
+        let url = format!("{}/kb/{kb}", s.base);
+        async move {
+            let resp = http.get(url).header(header::COOKIE, cookie).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            resp.text().await.unwrap()
+        }
+    };
+    let remove_action = format!("/kb/{kb}/sources/{source}/remove");
+    let (owner_cookie, _) = sign_in_as(&s, "owner@example.com").await;
+    let page = page_of(owner_cookie).await;
+    assert!(page.contains(&format!("href=\"/kb/{kb}/pick\"")), "{page}");
+    assert!(page.contains(&remove_action), "{page}");
+
+    let (cookie, csrf) = sign_in_as(&s, "writer@example.com").await;
+    let page = page_of(cookie.clone()).await;
+    assert!(!page.contains(&format!("/kb/{kb}/pick")), "{page}");
+    assert!(!page.contains(&remove_action), "{page}");
+    assert!(page.contains("a.txt"), "writers still see the sources: {page}");
+
+    let resp = http
+        .get(format!("{}/kb/{kb}/pick", s.base))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = http
+        .post(format!("{}/kb/{kb}/sources", s.base))
+        .header(header::COOKIE, &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("provider", "onedrive"),
+            ("item", &item.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = http
+        .post(format!("{}{remove_action}", s.base))
+        .header(header::COOKIE, &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let (_, sources) = s
+        .get(&format!("/api/v1/knowledge/{kb}/sources"), Some(&owner))
+        .await;
+    assert_eq!(sources["sources"].as_array().unwrap().len(), 1, "{sources}");
     s.stop().await;
 }

@@ -193,6 +193,7 @@ pub(crate) struct OAuthStateRow {
     pub provider: String,
     pub code_verifier_ciphertext: String,
     pub code_verifier_key_id: String,
+    pub binding_hash: String,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -207,6 +208,7 @@ impl OAuthStateRow {
                 ciphertext: self.code_verifier_ciphertext,
                 key_id: self.code_verifier_key_id,
             },
+            binding_hash: self.binding_hash,
             created_at: from_ms(self.created_at)?,
             expires_at: from_ms(self.expires_at)?,
         })

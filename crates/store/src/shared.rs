@@ -800,8 +800,8 @@ macro_rules! impl_store {
                 use $crate::common::ms;
                 sqlx::query(
                     "INSERT INTO oauth_states (state_hash, kb_id, user_id, provider, \
-                     code_verifier_ciphertext, code_verifier_key_id, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     code_verifier_ciphertext, code_verifier_key_id, binding_hash, created_at, \
+                     expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&state.state_hash)
                 .bind(state.kb_id.to_string())
@@ -809,6 +809,7 @@ macro_rules! impl_store {
                 .bind(state.provider.as_str())
                 .bind(&state.code_verifier.ciphertext)
                 .bind(&state.code_verifier.key_id)
+                .bind(&state.binding_hash)
                 .bind(ms(state.created_at))
                 .bind(ms(state.expires_at))
                 .execute(&self.pool)
@@ -832,7 +833,8 @@ macro_rules! impl_store {
             ) -> $crate::Result<$crate::OAuthState> {
                 let row = sqlx::query_as::<_, $crate::common::OAuthStateRow>(
                     "DELETE FROM oauth_states WHERE state_hash = $1 RETURNING kb_id, user_id, \
-                     provider, code_verifier_ciphertext, code_verifier_key_id, created_at, expires_at",
+                     provider, code_verifier_ciphertext, code_verifier_key_id, binding_hash, \
+                     created_at, expires_at",
                 )
                 .bind(state_hash)
                 .fetch_optional(&self.pool)

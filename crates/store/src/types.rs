@@ -126,6 +126,9 @@ pub struct NewOAuthState {
     pub provider: DatasourceKind,
     /// The PKCE code verifier, encrypted.
     pub code_verifier: Encrypted,
+    /// SHA-256 (lower-case hex) of the secret in the cookie of the browser that started the
+    /// authorization: the callback completes only in that browser. The secret is never stored.
+    pub binding_hash: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -137,6 +140,7 @@ pub struct OAuthState {
     pub user_id: UserId,
     pub provider: DatasourceKind,
     pub code_verifier: Encrypted,
+    pub binding_hash: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }

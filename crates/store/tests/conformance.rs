@@ -1595,6 +1595,7 @@ fn new_state(kb_id: KbId, user_id: UserId, hash: &str, created: DateTime<Utc>) -
         user_id,
         provider: DatasourceKind::OneDrive,
         code_verifier: enc("verifier"),
+        binding_hash: format!("binding-of-{hash}"),
         created_at: created,
         expires_at: created + Duration::minutes(10),
     }
@@ -1619,6 +1620,7 @@ async fn oauth_state_is_taken_exactly_once_and_round_trips(s: Arc<dyn Store>) {
             user_id: owner,
             provider: DatasourceKind::OneDrive,
             code_verifier: enc("verifier"),
+            binding_hash: format!("binding-of-{}", hash(1)),
             created_at: t(0),
             expires_at: t(600),
         }

@@ -261,14 +261,30 @@ impl Api {
         body["id"].as_str().unwrap().to_owned()
     }
 
-    /// initiate → the emulator's automatic consent → kbsync's callback, as a browser would.
+    /// initiate → the emulator's automatic consent → kbsync's callback, as a browser would: the
+    /// binding cookie initiate sets goes back to the callback.
     pub async fn connect(&self, kb: &str) {
-        let (status, body) = self
-            .get(&format!(
-                "/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}"
+        let resp = self
+            .http
+            .get(format!(
+                "{}/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}",
+                self.base
             ))
-            .await;
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let binding = resp
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .find(|c| c.starts_with("kbsync_oauth_binding_"))
+            .map(|c| c.split(';').next().unwrap().to_owned());
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
         assert_eq!(status, 200, "{body}");
+        let binding = binding.expect("initiate sets the binding cookie");
         let browser = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -280,7 +296,12 @@ impl Api {
             .unwrap();
         assert_eq!(resp.status().as_u16(), 302, "{}", resp.text().await.unwrap());
         let callback = resp.headers()["location"].to_str().unwrap().to_owned();
-        let resp = browser.get(&callback).send().await.unwrap();
+        let resp = browser
+            .get(&callback)
+            .header(reqwest::header::COOKIE, binding)
+            .send()
+            .await
+            .unwrap();
         let page = resp.text().await.unwrap();
         assert!(page.contains("kbsync-auth-success"), "{page}");
     }

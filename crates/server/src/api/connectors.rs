@@ -3,7 +3,7 @@
 use axum::{
     Json,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
@@ -15,9 +15,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::extract::{ApiPath, ApiQuery};
-use kbsync_oauth::CallbackError;
+use kbsync_oauth::{CallbackError, Initiated};
 
-use crate::{AppState, auth::CurrentUser, error::ApiResult, service::connections};
+use crate::{
+    AppState,
+    auth::{self, CurrentUser},
+    error::ApiResult,
+    service::connections,
+};
 
 #[derive(Serialize)]
 pub struct ConnectorDto {
@@ -48,15 +53,62 @@ pub struct InitiateResponse {
     pub auth_url: String,
 }
 
+/// Answers the authorize URL and sets the cookie that binds the flow to the caller's browser
+/// (or cookie jar): the callback completes only when it comes back with that cookie.
 pub async fn initiate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     ApiPath(provider): ApiPath<String>,
     ApiQuery(params): ApiQuery<KbParam>,
-) -> ApiResult<Json<InitiateResponse>> {
+) -> ApiResult<Response> {
     let kind = connections::provider(&provider)?;
-    let auth_url = connections::initiate(&state, &user, kind, params.knowledge_id).await?;
-    Ok(Json(InitiateResponse { auth_url }))
+    let started = connections::initiate(&state, &user, kind, params.knowledge_id).await?;
+    let cookie = binding_cookie(&state.settings.public_url, &started);
+    Ok((
+        [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".to_owned())],
+        Json(InitiateResponse {
+            auth_url: started.auth_url,
+        }),
+    )
+        .into_response())
+}
+
+/// The cookies that bind connect flows to the browser that started them are named this, followed
+/// by the flow's id ([`kbsync_oauth::flow_id`]): one cookie per flow, so several flows started in
+/// one browser (two knowledge bases at once) do not overwrite each other's.
+pub const BINDING_COOKIE_PREFIX: &str = "kbsync_oauth_binding_";
+
+/// The binding cookies are sent only to the connectors routes (initiate and the callback).
+const BINDING_COOKIE_PATH: &str = "/api/v1/connectors/";
+
+/// The `Set-Cookie` value that gives a started flow's binding to the browser: `HttpOnly`,
+/// `SameSite=Lax` (it must come back on the authorization server's redirect, a top-level `GET`),
+/// limited to the connectors routes, living as long as the flow's state, and `Secure` when users
+/// reach kbsync over https.
+pub fn binding_cookie(public_url: &str, started: &Initiated) -> String {
+    cookie_line(
+        public_url,
+        &started.flow_id,
+        &started.binding,
+        started.ttl.num_seconds(),
+    )
+}
+
+/// The `Set-Cookie` value that removes a flow's binding cookie.
+fn cleared_binding_cookie(public_url: &str, flow_id: &str) -> String {
+    cookie_line(public_url, flow_id, "", 0)
+}
+
+fn cookie_line(public_url: &str, flow_id: &str, value: &str, max_age_secs: i64) -> String {
+    let secure = if public_url.starts_with("https:") {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!(
+        "{BINDING_COOKIE_PREFIX}{flow_id}={value}; Path={BINDING_COOKIE_PATH}; HttpOnly; \
+         SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    )
 }
 
 #[derive(Deserialize)]
@@ -67,34 +119,44 @@ pub struct CallbackParams {
     pub error_description: Option<String>,
 }
 
-/// The redirect target of the authorization server. Needs no login: the single-use state is
-/// the proof. Always answers the small page that reports to the opener.
+/// The redirect target of the authorization server. Needs no login: the single-use state, and
+/// the binding cookie of the browser that started the flow, are the proof. Always answers the
+/// small page that reports to the opener, and removes the flow's binding cookie.
 pub async fn callback(
     State(state): State<AppState>,
     ApiPath(provider): ApiPath<String>,
+    headers: HeaderMap,
     params: Result<axum::extract::Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    let mut flow = None;
     let outcome = match (connections::provider(&provider), params) {
         (Err(_), _) => CallbackOutcome::error(None, "unknown connector"),
         (_, Err(_)) => CallbackOutcome::error(None, "the authorization response was malformed"),
-        (Ok(_), Ok(axum::extract::Query(p))) => match (p.state, p.code, p.error) {
-            (Some(st), _, Some(error)) => {
-                let kb = state.connectors.manager.abandon(&st).await;
-                let denied = CallbackError::denied(kb, &error, p.error_description.as_deref());
-                CallbackOutcome::error(denied.kb_id, &denied.reason)
-            }
-            (Some(st), Some(code), None) => match state.connectors.manager.complete(&st, &code).await {
-                Ok(kb) => {
-                    connections::connected(&state, kb).await;
-                    CallbackOutcome {
-                        knowledge_id: Some(kb),
-                        error: None,
+        (Ok(_), Ok(axum::extract::Query(p))) => {
+            let binding = p.state.as_deref().and_then(|st| {
+                let id = kbsync_oauth::flow_id(st);
+                let cookie = auth::cookie(&headers, &format!("{BINDING_COOKIE_PREFIX}{id}"));
+                flow = Some(id);
+                cookie
+            });
+            match (p.state, p.code, p.error) {
+                (Some(st), _, Some(error)) => {
+                    let kb = connections::abandon(&state, &st, binding).await;
+                    let denied = CallbackError::denied(kb, &error, p.error_description.as_deref());
+                    CallbackOutcome::error(denied.kb_id, &denied.reason)
+                }
+                (Some(st), Some(code), None) => {
+                    match connections::complete(&state, &st, &code, binding).await {
+                        Ok(kb) => CallbackOutcome {
+                            knowledge_id: Some(kb),
+                            error: None,
+                        },
+                        Err(e) => CallbackOutcome::error(e.kb_id, &e.reason),
                     }
                 }
-                Err(e) => CallbackOutcome::error(e.kb_id, &e.reason),
-            },
-            _ => CallbackOutcome::error(None, "the authorization response has no state or no code"),
-        },
+                _ => CallbackOutcome::error(None, "the authorization response has no state or no code"),
+            }
+        }
     };
     if let Some(error) = &outcome.error {
         tracing::info!(kb.id = ?outcome.knowledge_id, %error, "oauth callback refused");
@@ -105,7 +167,7 @@ pub async fn callback(
         StatusCode::OK
     };
     let page = callback_page(&state.settings.public_url, &outcome);
-    (
+    let mut response = (
         status,
         [
             (header::CACHE_CONTROL, "no-store"),
@@ -115,7 +177,13 @@ pub async fn callback(
         ],
         Html(page),
     )
-        .into_response()
+        .into_response();
+    if let Some(id) = flow
+        && let Ok(v) = HeaderValue::from_str(&cleared_binding_cookie(&state.settings.public_url, &id))
+    {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    response
 }
 
 pub struct CallbackOutcome {

@@ -4,7 +4,10 @@ use kbsync_core::{
     KbId, SyncStatus, User,
     datasource::{BrowseEntry, BrowseLocation, DatasourceKind, ProviderError},
 };
-use kbsync_oauth::{ConnectionStatus, OAuthError};
+use kbsync_oauth::{
+    CallbackError, CallbackErrorKind, ConnectionStatus, Initiated, OAuthError, PendingAuthorization,
+};
+use kbsync_store::StoreError;
 
 use super::knowledge;
 use crate::{AppState, error::ApiError};
@@ -35,13 +38,14 @@ pub fn provider(name: &str) -> Result<DatasourceKind, ApiError> {
         .ok_or(ApiError::NotFound("connector"))
 }
 
-/// Starts the authorization-code flow for a knowledge base the caller may change.
+/// Starts the authorization-code flow for a knowledge base the caller may change. The answer's
+/// binding must reach the caller's browser only (as a cookie): the callback needs it back.
 pub async fn initiate(
     state: &AppState,
     user: &User,
     kind: DatasourceKind,
     kb_id: KbId,
-) -> Result<String, ApiError> {
+) -> Result<Initiated, ApiError> {
     let view = knowledge::manageable(state, user, kb_id).await?;
     if view.kb.kb_type != kind.kb_type() {
         return Err(ApiError::Conflict(format!(
@@ -57,6 +61,63 @@ pub async fn initiate(
         .initiate(kind, kb_id, user.id)
         .await
         .map_err(oauth_error)
+}
+
+/// The callback of an authorization that came back with a code. It completes only in the browser
+/// that started it (`binding`, from that browser's cookie) and only while the user who started it
+/// still manages the knowledge base; otherwise nothing is redeemed or stored. The state is
+/// consumed in every case.
+pub async fn complete(
+    state: &AppState,
+    oauth_state: &str,
+    code: &str,
+    binding: Option<&str>,
+) -> Result<KbId, CallbackError> {
+    let manager = &state.connectors.manager;
+    let pending = manager.claim(oauth_state, binding).await?;
+    initiator_still_manages(state, &pending).await?;
+    let kb_id = manager.complete(pending, code).await?;
+    connected(state, kb_id).await;
+    Ok(kb_id)
+}
+
+/// The callback of an authorization that came back with an error: consumes the state and says
+/// which knowledge base it was for, to the browser that started it only.
+pub async fn abandon(state: &AppState, oauth_state: &str, binding: Option<&str>) -> Option<KbId> {
+    state.connectors.manager.abandon(oauth_state, binding).await
+}
+
+/// Whether the user who started connecting may still change the knowledge base: a grant removed
+/// or a role lowered in the ten minutes of the flow stops it.
+async fn initiator_still_manages(state: &AppState, pending: &PendingAuthorization) -> Result<(), CallbackError> {
+    let kb_id = pending.kb_id();
+    let refused = || {
+        tracing::warn!(kb.id = %kb_id, user.id = %pending.user_id(), "the user who started connecting no longer manages the knowledge base");
+        CallbackError::new(
+            CallbackErrorKind::NotPermitted,
+            Some(kb_id),
+            "The account that started connecting may no longer change this knowledge base \
+             (only its owner or an admin may). Nothing was stored.",
+        )
+    };
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(kb.id = %kb_id, error = %e, "cannot check who may connect the knowledge base");
+        CallbackError::new(
+            CallbackErrorKind::Transient,
+            Some(kb_id),
+            "kbsync could not check your access right now. Start connecting again in a moment.",
+        )
+    };
+    let user = match state.store.get_user(pending.user_id()).await {
+        Ok(user) => user,
+        Err(StoreError::NotFound) => return Err(refused()),
+        Err(e) => return Err(unavailable(&e)),
+    };
+    match knowledge::manageable(state, &user, kb_id).await {
+        Ok(_) => Ok(()),
+        Err(ApiError::NotFound(_) | ApiError::Forbidden(_)) => Err(refused()),
+        Err(e) => Err(unavailable(&e)),
+    }
 }
 
 /// A knowledge base was (re)connected: it is due for a sync at once, and a `needs_reauth` status
@@ -110,7 +171,9 @@ pub async fn browse(
     kb_id: KbId,
     at: BrowseLocation,
 ) -> Result<Vec<BrowseEntry>, ApiError> {
-    let view = knowledge::writable(state, user, kb_id).await?;
+    // Browsing shows whatever the connected account can read: only those who manage the
+    // knowledge base (and so chose that account) may look.
+    let view = knowledge::manageable(state, user, kb_id).await?;
     if view.kb.kb_type != kind.kb_type() {
         return Err(ApiError::Conflict(format!(
             "this knowledge base is not connected to {}",

@@ -62,6 +62,7 @@ pub struct AddedSources {
 }
 
 /// Adds picked folders and files to a knowledge base of that datasource's type and starts a run.
+/// Needs manage access: a source brings in anything the connected account can read.
 pub async fn add_sources(
     state: &AppState,
     user: &User,
@@ -70,7 +71,7 @@ pub async fn add_sources(
     items: Vec<PickedItem>,
     access_token: Option<String>,
 ) -> Result<AddedSources, ApiError> {
-    let view = knowledge::writable(state, user, kb_id).await?;
+    let view = knowledge::manageable(state, user, kb_id).await?;
     // In a body, an unknown provider is a bad field (422), not a missing route (404).
     let kind = connections::provider(provider)
         .map_err(|_| ApiError::invalid("provider", format!("unknown datasource `{provider}`")))?;
@@ -182,15 +183,15 @@ pub async fn list_sources(state: &AppState, user: &User, kb_id: KbId) -> Result<
     Ok(state.store.list_sources(kb_id).await?)
 }
 
-/// Removes a source and the documents that came only from it. Refused while a run is going,
-/// which could otherwise bring some of them back.
+/// Removes a source and the documents that came only from it (manage access, like adding one).
+/// Refused while a run is going, which could otherwise bring some of them back.
 pub async fn remove_source(
     state: &AppState,
     user: &User,
     kb_id: KbId,
     source_id: Uuid,
 ) -> Result<(), ApiError> {
-    knowledge::writable(state, user, kb_id).await?;
+    knowledge::manageable(state, user, kb_id).await?;
     if state
         .store
         .get_sync_state(kb_id, state.clock.now())

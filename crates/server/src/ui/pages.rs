@@ -21,7 +21,7 @@ use super::{
     views::{self, Chrome},
 };
 use crate::{
-    AppState,
+    AppState, api,
     auth::{self, SESSION_COOKIE, constant_time_eq},
     error::ApiError,
     service::{self, connections, documents, knowledge, overview, sync, users},
@@ -480,9 +480,10 @@ pub struct ConnectParams {
     provider: Option<String>,
 }
 
-/// Opened in the connect popup: starts the authorization flow and sends the browser to the
-/// authorization server, which comes back to the API's callback page. A GET (a popup is a
-/// navigation), so the CSRF token travels in the query.
+/// Opened in the connect popup: starts the authorization flow, gives this browser the flow's
+/// binding cookie and sends it to the authorization server, which comes back to the API's
+/// callback page (which needs that cookie). A GET (a popup is a navigation), so the CSRF token
+/// travels in the query.
 pub async fn connect(
     State(state): State<AppState>,
     session: Session,
@@ -491,12 +492,15 @@ pub async fn connect(
 ) -> UiResult {
     session.check_csrf(&p.csrf)?;
     let kind = connections::provider(p.provider.as_deref().unwrap_or(DatasourceKind::OneDrive.as_str()))?;
-    let auth_url = connections::initiate(&state, &session.user, kind, parse_kb(&id)?).await?;
-    Ok(Redirect::to(&auth_url).into_response())
+    let started = connections::initiate(&state, &session.user, kind, parse_kb(&id)?).await?;
+    let cookie = api::connectors::binding_cookie(&state.settings.public_url, &started);
+    Ok(with_cookie(Redirect::to(&started.auth_url).into_response(), &cookie))
 }
 
+/// The picker browses what the connected account can read: for those who manage the knowledge
+/// base only, like adding and removing sources.
 pub async fn picker(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> UiResult {
-    let view = knowledge::writable(&state, &session.user, parse_kb(&id)?).await?;
+    let view = knowledge::manageable(&state, &session.user, parse_kb(&id)?).await?;
     Ok(render(&views::PickerPage {
         chrome: Chrome::of(&session, "kb"),
         id: view.kb.id.to_string(),
