@@ -124,14 +124,49 @@ impl Store for CountingStore {
         self.inner.login_failures(email).await
     }
 
-    async fn record_login_failure(&self, email: &str, now: DateTime<Utc>) -> Result<LoginFailures> {
-        self.count("record_login_failure");
-        self.inner.record_login_failure(email, now).await
+    async fn begin_login_attempt(
+        &self,
+        email: &str,
+        now: DateTime<Utc>,
+        backoff: &LoginBackoff,
+    ) -> Result<LoginAttempt> {
+        self.count("begin_login_attempt");
+        self.inner.begin_login_attempt(email, now, backoff).await
     }
 
     async fn clear_login_failures(&self, email: &str) -> Result<()> {
         self.count("clear_login_failures");
         self.inner.clear_login_failures(email).await
+    }
+
+    async fn begin_address_attempt(
+        &self,
+        address: &str,
+        now: DateTime<Utc>,
+        limit: &AddressLimit,
+    ) -> Result<LoginAttempt> {
+        self.count("begin_address_attempt");
+        self.inner.begin_address_attempt(address, now, limit).await
+    }
+
+    async fn give_back_address_attempt(&self, address: &str) -> Result<()> {
+        self.count("give_back_address_attempt");
+        self.inner.give_back_address_attempt(address).await
+    }
+
+    async fn purge_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.count("purge_expired_sessions");
+        self.inner.purge_expired_sessions(now).await
+    }
+
+    async fn purge_login_failures(&self, now: DateTime<Utc>, forget_before: DateTime<Utc>) -> Result<u64> {
+        self.count("purge_login_failures");
+        self.inner.purge_login_failures(now, forget_before).await
+    }
+
+    async fn purge_sync_runs(&self, finished_before: DateTime<Utc>, keep_per_kb: u32) -> Result<u64> {
+        self.count("purge_sync_runs");
+        self.inner.purge_sync_runs(finished_before, keep_per_kb).await
     }
 
     async fn create_kb(&self, id: KbId, new: NewKnowledgeBase, now: DateTime<Utc>) -> Result<KnowledgeBase> {

@@ -37,6 +37,12 @@ pub struct FileConfig {
     pub scheduler: Option<bool>,
     pub scheduler_tick_secs: Option<u64>,
     pub sync_lease_secs: Option<u64>,
+    pub login_address_max_failures: Option<u32>,
+    pub login_address_window_minutes: Option<u32>,
+    pub login_failure_retention_hours: Option<u32>,
+    pub housekeeping_minutes: Option<u32>,
+    pub run_retention_days: Option<u32>,
+    pub run_keep_latest: Option<u32>,
     pub onedrive: Option<OneDriveFileConfig>,
 }
 
@@ -149,6 +155,19 @@ pub struct Settings {
     /// Seconds a run's lease lasts without renewal: how long a knowledge base whose instance died
     /// mid-run waits before another instance takes it over.
     pub sync_lease_secs: u64,
+    /// Failed sign-ins one client address (the TCP peer; an IPv6 /64) may make per window before
+    /// it gets 429 until the window ends.
+    pub login_address_max_failures: u32,
+    /// The length of that window, in minutes.
+    pub login_address_window_minutes: u32,
+    /// Hours a failed sign-in counts against its account before it is forgotten and purged.
+    pub login_failure_retention_hours: u32,
+    /// Minutes between housekeeping purges (expired sessions, old login failures, old runs).
+    pub housekeeping_minutes: u32,
+    /// Days a finished sync run's record is kept ...
+    pub run_retention_days: u32,
+    /// ... beyond each knowledge base's this many most recent runs, which are always kept.
+    pub run_keep_latest: u32,
     /// `None` when no client id is configured: the OneDrive datasource is then unavailable.
     pub onedrive: Option<OneDriveSettings>,
 }
@@ -328,6 +347,43 @@ impl Settings {
             ));
         }
 
+        let login_address_max_failures: u32 = number(
+            env,
+            "KBSYNC_LOGIN_ADDRESS_MAX_FAILURES",
+            file.login_address_max_failures,
+            50,
+        )?;
+        positive(
+            "KBSYNC_LOGIN_ADDRESS_MAX_FAILURES",
+            u64::from(login_address_max_failures),
+        )?;
+        let login_address_window_minutes: u32 = number(
+            env,
+            "KBSYNC_LOGIN_ADDRESS_WINDOW_MINUTES",
+            file.login_address_window_minutes,
+            15,
+        )?;
+        positive(
+            "KBSYNC_LOGIN_ADDRESS_WINDOW_MINUTES",
+            u64::from(login_address_window_minutes),
+        )?;
+        let login_failure_retention_hours: u32 = number(
+            env,
+            "KBSYNC_LOGIN_FAILURE_RETENTION_HOURS",
+            file.login_failure_retention_hours,
+            24,
+        )?;
+        positive(
+            "KBSYNC_LOGIN_FAILURE_RETENTION_HOURS",
+            u64::from(login_failure_retention_hours),
+        )?;
+        let housekeeping_minutes: u32 =
+            number(env, "KBSYNC_HOUSEKEEPING_MINUTES", file.housekeeping_minutes, 60)?;
+        positive("KBSYNC_HOUSEKEEPING_MINUTES", u64::from(housekeeping_minutes))?;
+        let run_retention_days: u32 = number(env, "KBSYNC_RUN_RETENTION_DAYS", file.run_retention_days, 90)?;
+        positive("KBSYNC_RUN_RETENTION_DAYS", u64::from(run_retention_days))?;
+        let run_keep_latest: u32 = number(env, "KBSYNC_RUN_KEEP_LATEST", file.run_keep_latest, 20)?;
+
         let log_format = match text("KBSYNC_LOG_FORMAT", file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -363,6 +419,12 @@ impl Settings {
             scheduler,
             scheduler_tick_secs,
             sync_lease_secs,
+            login_address_max_failures,
+            login_address_window_minutes,
+            login_failure_retention_hours,
+            housekeeping_minutes,
+            run_retention_days,
+            run_keep_latest,
             onedrive,
         })
     }
@@ -559,6 +621,21 @@ scheduler_tick_secs = 5
 # knowledge base is taken over by another instance, or this one after a restart, once it expires.
 sync_lease_secs = 120
 
+# Sign-in limits. Failed sign-ins to one account are slowed down (five free, then a delay that
+# doubles); besides, one client address (the TCP peer: behind a reverse proxy, the proxy; IPv6 per
+# /64) may fail this many times per window of this many minutes before it is refused (429) until the
+# window ends. A failed sign-in counts against its account for login_failure_retention_hours.
+login_address_max_failures = 50
+login_address_window_minutes = 15
+login_failure_retention_hours = 24
+
+# Housekeeping, every housekeeping_minutes (at start-up first): deletes expired sessions, forgotten
+# login failures, and finished sync run records older than run_retention_days, but always keeps each
+# knowledge base's run_keep_latest most recent runs. Safe to run on every instance.
+housekeeping_minutes = 60
+run_retention_days = 90
+run_keep_latest = 20
+
 # While rotating KBSYNC_SECRET_KEY: the previous key, so rows it encrypted stay readable.
 # secret_key_previous = "the old key"
 
@@ -600,6 +677,34 @@ mod tests {
         assert_eq!(from_example.max_upload_bytes, 100 * 1024 * 1024);
         assert_eq!((from_example.chunk_size, from_example.chunk_overlap), (1000, 100));
         assert!(from_example.database_url.starts_with("sqlite://"));
+        assert_eq!(
+            (
+                from_example.login_address_max_failures,
+                from_example.login_address_window_minutes,
+                from_example.login_failure_retention_hours,
+            ),
+            (
+                defaults.login_address_max_failures,
+                defaults.login_address_window_minutes,
+                defaults.login_failure_retention_hours,
+            )
+        );
+        assert_eq!(
+            (
+                from_example.housekeeping_minutes,
+                from_example.run_retention_days,
+                from_example.run_keep_latest,
+            ),
+            (60, 90, 20)
+        );
+        assert_eq!(
+            (
+                defaults.housekeeping_minutes,
+                defaults.run_retention_days,
+                defaults.run_keep_latest
+            ),
+            (60, 90, 20)
+        );
     }
 
     #[test]
@@ -635,6 +740,12 @@ mod tests {
             ("KBSYNC_CHUNK_OVERLAP", "900"),
             ("KBSYNC_LOG_FORMAT", "xml"),
             ("KBSYNC_ADMIN_EMAIL", "a@b.c"),
+            ("KBSYNC_LOGIN_ADDRESS_MAX_FAILURES", "0"),
+            ("KBSYNC_LOGIN_ADDRESS_WINDOW_MINUTES", "0"),
+            ("KBSYNC_LOGIN_FAILURE_RETENTION_HOURS", "0"),
+            ("KBSYNC_HOUSEKEEPING_MINUTES", "0"),
+            ("KBSYNC_RUN_RETENTION_DAYS", "-1"),
+            ("KBSYNC_RUN_KEEP_LATEST", "many"),
         ];
         for (var, value) in cases {
             let err = Settings::resolve(&Flags::default(), &env_of(&[(var, value)]), FileConfig::default())

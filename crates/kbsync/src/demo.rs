@@ -58,9 +58,35 @@ pub const DEMO_EMAIL: &str = "demo@kbsync.local";
 pub const DEMO_PASSWORD: &str = "kbsync-demo";
 const DEMO_KB_NAME: &str = "Demo: sample documents";
 
-/// Creates the demo user and knowledge base unless they exist, and prints how to use them.
-pub async fn seed(state: &AppState) -> anyhow::Result<()> {
-    let user = demo_user(state).await?;
+/// Whether the database a URL names does not exist yet, so that opening it creates it: a SQLite
+/// file that is not there (or an in-memory database). A PostgreSQL database is never new to us:
+/// kbsync does not create it, and it may hold real accounts.
+pub fn database_is_new(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return false;
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    path.is_empty() || path == ":memory:" || !std::path::Path::new(path).exists()
+}
+
+/// Creates the demo user and knowledge base unless they exist, and prints how to use them. The
+/// demo account's password is public, so it is created only in a database this start created
+/// (`database_is_new`); an existing database gets none, and the log says so.
+pub async fn seed(state: &AppState, database_is_new: bool) -> anyhow::Result<()> {
+    let Some(user) = demo_user(state, database_is_new).await? else {
+        tracing::warn!(
+            user.email = DEMO_EMAIL,
+            "--demo: not creating the demo account (its password is public) in a database this start did not \
+             create; start with a fresh --data-dir (and no KBSYNC_DATABASE_URL) for the demo account and its documents"
+        );
+        return Ok(());
+    };
+    tracing::warn!(
+        user.email = DEMO_EMAIL,
+        "--demo: the admin account {DEMO_EMAIL} exists with the publicly known demo password; anyone who can \
+         reach this server can sign in with it. Use --demo only on a throwaway data directory"
+    );
     let existing = state
         .store
         .list_readable_kbs(
@@ -103,10 +129,12 @@ pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn demo_user(state: &AppState) -> anyhow::Result<User> {
+/// The demo account: the one an earlier `--demo` start created in this database, or a new one
+/// when the database is new; `None` otherwise.
+async fn demo_user(state: &AppState, database_is_new: bool) -> anyhow::Result<Option<User>> {
     match state.store.get_credentials_by_email(DEMO_EMAIL).await {
-        Ok(c) => Ok(c.user),
-        Err(StoreError::NotFound) => users::create_user(
+        Ok(c) => Ok(Some(c.user)),
+        Err(StoreError::NotFound) if database_is_new => users::create_user(
             state.store.as_ref(),
             state.random.as_ref(),
             state.clock.now(),
@@ -115,8 +143,32 @@ async fn demo_user(state: &AppState) -> anyhow::Result<User> {
             Role::Admin,
         )
         .await
+        .map(Some)
         .map_err(|e| anyhow::anyhow!("creating the demo user: {e}")),
+        Err(StoreError::NotFound) => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_is_new;
+
+    #[test]
+    fn only_a_sqlite_file_that_is_not_there_yet_is_a_new_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("kbsync.sqlite");
+        assert!(database_is_new(&format!("sqlite://{}", missing.display())));
+        assert!(database_is_new(&format!("sqlite:{}?mode=rwc", missing.display())));
+        assert!(database_is_new("sqlite::memory:"));
+        std::fs::write(&missing, b"").unwrap();
+        assert!(!database_is_new(&format!("sqlite://{}", missing.display())));
+        assert!(!database_is_new(&format!(
+            "sqlite://{}?mode=rwc",
+            missing.display()
+        )));
+        assert!(!database_is_new("postgres://kbsync@127.0.0.1/kbsync"));
+        assert!(!database_is_new("postgresql://kbsync@127.0.0.1/kbsync"));
     }
 }
 

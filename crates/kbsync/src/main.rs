@@ -14,8 +14,8 @@ use kbsync_core::{Clock, OsRandom, Role, SystemClock};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
 use kbsync_oauth::{ClientSecret, ConnectionManager, ProviderConfig};
-use kbsync_server::{AppState, Connectors, ServerSettings, service::users};
-use kbsync_store::{BlobStore, Store, TokenCipher};
+use kbsync_server::{AppState, Connectors, HousekeepingSettings, ServerSettings, service::users};
+use kbsync_store::{AddressLimit, BlobStore, Store, TokenCipher};
 use kbsync_sync::{SyncLimits, runner::RunnerSettings, scheduler::SchedulerSettings};
 use tracing_subscriber::{EnvFilter, fmt};
 
@@ -219,6 +219,9 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
     } else {
         None
     };
+    // Known before the database is opened (opening creates it): the demo's account, whose password
+    // is public, is created only in a database this start creates.
+    let database_is_new = demo::database_is_new(&settings.database_url);
     let store = open_store(&settings).await?;
     let secret_key = secret::load_or_generate(&settings)?;
     let cipher = TokenCipher::new(&secret_key, settings.secret_key_previous.as_deref())
@@ -263,6 +266,16 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
             lease_ttl: chrono::Duration::seconds(i64::try_from(settings.sync_lease_secs).unwrap_or(86_400)),
             ..defaults.runner.clone()
         },
+        login_address_limit: AddressLimit {
+            max_failures: settings.login_address_max_failures,
+            window: chrono::Duration::minutes(i64::from(settings.login_address_window_minutes)),
+        },
+        login_failure_retention: chrono::Duration::hours(i64::from(settings.login_failure_retention_hours)),
+        housekeeping: Some(HousekeepingSettings {
+            interval: Duration::from_secs(u64::from(settings.housekeeping_minutes) * 60),
+            run_retention: chrono::Duration::days(i64::from(settings.run_retention_days)),
+            keep_runs_per_kb: settings.run_keep_latest,
+        }),
         ..defaults
     };
     let blobs = BlobStore::new(settings.data_dir.join("blobs"));
@@ -277,7 +290,7 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
     );
 
     if demo {
-        demo::seed(&state).await?;
+        demo::seed(&state, database_is_new).await?;
     }
 
     let listener = tokio::net::TcpListener::bind(settings.bind)

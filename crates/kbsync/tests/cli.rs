@@ -108,8 +108,11 @@ fn serve_demo_answers_search_and_stops_cleanly_on_sigterm() {
         .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let mut addr = None;
+    let mut warned = false;
     for line in stderr.lines() {
         let line = line.unwrap();
+        // Start-up says plainly that an account with a public password exists.
+        warned |= line.contains("publicly known demo password");
         if line.contains("kbsync listening") {
             addr = line
                 .split("addr=")
@@ -120,6 +123,7 @@ fn serve_demo_answers_search_and_stops_cleanly_on_sigterm() {
         }
     }
     let base = format!("http://{}", addr.expect("the server never said where it listens"));
+    assert!(warned, "no warning about the demo account's known password");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let http = reqwest::Client::new();
@@ -175,4 +179,92 @@ fn serve_demo_answers_search_and_stops_cleanly_on_sigterm() {
         std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
         0o600
     );
+}
+
+/// `--demo` against a database it did not create (here one with a real admin) must not add an
+/// admin account with a public password; it says so at start-up.
+#[test]
+fn serve_demo_on_an_existing_database_creates_no_demo_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kbsync()
+        .args([
+            "user",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "a long password",
+            "--admin",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut child = kbsync()
+        .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    let mut refused = false;
+    let mut known_password = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        refused |= line.contains("not creating the demo account");
+        known_password |= line.contains("publicly known demo password");
+        if line.contains("kbsync listening") {
+            addr = line
+                .split("addr=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned);
+            break;
+        }
+    }
+    // Keep reading the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(
+        refused,
+        "start-up did not say that the demo account was not created"
+    );
+    assert!(!known_password);
+    let base = format!("http://{}", addr.expect("the server never said where it listens"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let login = |email: &'static str, password: &'static str| {
+            http.post(format!("{base}/api/v1/auth/login"))
+                .json(&serde_json::json!({"email": email, "password": password}))
+                .send()
+        };
+        assert_eq!(
+            login("demo@kbsync.local", "kbsync-demo").await.unwrap().status(),
+            reqwest::StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            login("ops@example.com", "a long password")
+                .await
+                .unwrap()
+                .status(),
+            reqwest::StatusCode::OK
+        );
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            assert!(exit.success(), "{exit:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "kbsync did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

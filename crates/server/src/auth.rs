@@ -3,8 +3,10 @@
 //! calling [`User`]; the web UI's CSRF tokens derive from the same session token.
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
 use axum::{
-    extract::FromRequestParts,
+    extract::{ConnectInfo, FromRequestParts},
     http::{HeaderMap, Method, header, request::Parts},
 };
 use kbsync_core::{OsRandom, Random, User};
@@ -128,6 +130,69 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Runs a password hash or verification off the async runtime, one of at most
+/// `password_hash_concurrency` at a time, so a flood of sign-ins cannot take every core or, at
+/// ~19 MiB of argon2 memory each, exhaust memory. A caller that gets no turn within
+/// `password_hash_wait` is answered [`ApiError::Busy`].
+pub async fn password_work<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let turn = tokio::time::timeout(
+        state.settings.password_hash_wait,
+        state.password_hashing.clone().acquire_owned(),
+    )
+    .await;
+    let permit = match turn {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(closed)) => return Err(ApiError::internal("password hashing turns", closed)),
+        Err(_) => {
+            metrics::counter!("kbsync_logins_total", "outcome" => "busy").increment(1);
+            return Err(ApiError::Busy { retry_after_secs: 1 });
+        }
+    };
+    blocking(move || {
+        let result = f();
+        drop(permit);
+        result
+    })
+    .await
+}
+
+/// The client address a request came from: the TCP peer. `X-Forwarded-For` and the like are not
+/// read (a client can write them); behind a reverse proxy every client shares the proxy's address.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl ClientAddress {
+    /// The key failed sign-ins are counted under: the IPv4 address, or the /64 network of an IPv6
+    /// address (one subscriber usually holds a whole /64); `unknown` when the server runs without
+    /// peer addresses.
+    pub fn throttle_key(&self) -> String {
+        match self.0.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => v4.to_string(),
+            Some(IpAddr::V6(v6)) => {
+                let network = u128::from(v6) & !u128::from(u64::MAX);
+                format!("{}/64", Ipv6Addr::from(network))
+            }
+            None => "unknown".to_owned(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
+    }
+}
+
 /// Runs a CPU-heavy closure off the async runtime.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -157,6 +222,17 @@ mod tests {
         assert!(constant_time_eq(&a, &csrf_token("session-a")));
         assert!(!constant_time_eq(&a, &csrf_token("session-b")));
         assert!(!constant_time_eq(&a, ""));
+    }
+
+    #[test]
+    fn client_addresses_count_per_ipv4_address_and_per_ipv6_network() {
+        let key = |text: &str| ClientAddress(Some(text.parse().unwrap())).throttle_key();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(ClientAddress(None).throttle_key(), "unknown");
     }
 
     #[test]

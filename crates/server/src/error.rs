@@ -35,6 +35,9 @@ pub enum ApiError {
     TooManyRequests { retry_after_secs: u64 },
     #[error("service unavailable")]
     Unavailable(String),
+    /// The server has no capacity for this right now (password hashing is saturated).
+    #[error("the server is busy; try again in a moment")]
+    Busy { retry_after_secs: u64 },
     /// The server is not set up for this (for example, a datasource without credentials).
     #[error("{0}")]
     NotImplemented(String),
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_configured"),
             ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -98,7 +102,7 @@ impl IntoResponse for ApiError {
         let mut response =
             (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
         match &self {
-            ApiError::TooManyRequests { retry_after_secs } => {
+            ApiError::TooManyRequests { retry_after_secs } | ApiError::Busy { retry_after_secs } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                     response.headers_mut().insert(header::RETRY_AFTER, v);
                 }

@@ -21,7 +21,7 @@ use kbsync_core::{
 };
 use kbsync_ingest::Extractor;
 use kbsync_oauth::ConnectionManager;
-use kbsync_store::{BlobStore, Store};
+use kbsync_store::{AddressLimit, BlobStore, Store};
 use kbsync_sync::{
     PermissionPolicy, SyncContext, SyncEngine, SyncLimits,
     events::SyncEvents,
@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use pipeline::Pipeline;
 pub use router::router;
-pub use service::users::LoginThrottle;
+pub use service::{housekeeping::HousekeepingSettings, users::LoginThrottle};
 
 /// Settings the server needs at run time (the binary maps its configuration onto these).
 #[derive(Debug, Clone)]
@@ -45,7 +45,21 @@ pub struct ServerSettings {
     pub max_upload_bytes: u64,
     /// How long an API token from `POST /auth/login` stays valid.
     pub session_ttl: Duration,
+    /// How failed sign-ins to one account slow further attempts down.
     pub login_throttle: LoginThrottle,
+    /// How many failed sign-ins one client address (the TCP peer) may make per window.
+    pub login_address_limit: AddressLimit,
+    /// How long a failed sign-in counts against its account; older ones are forgotten (and
+    /// purged by housekeeping).
+    pub login_failure_retention: Duration,
+    /// Password hashes computed at once (argon2 takes ~19 MiB and a core each); further sign-ins
+    /// wait for a turn.
+    pub password_hash_concurrency: usize,
+    /// The longest a sign-in waits for a turn to hash before it is answered 503 (busy).
+    pub password_hash_wait: std::time::Duration,
+    /// The periodic purge of expired sessions, old login failures and old run records; `None`
+    /// runs none on this instance.
+    pub housekeeping: Option<HousekeepingSettings>,
     /// Limits of every sync run (files per knowledge base, file size, concurrency, time per file).
     pub sync_limits: SyncLimits,
     /// Whether organisation-wide and anonymous sharing links make a knowledge base readable by
@@ -73,6 +87,14 @@ impl Default for ServerSettings {
             max_upload_bytes: 100 * 1024 * 1024,
             session_ttl: service::users::default_session_ttl(),
             login_throttle: LoginThrottle::default(),
+            login_address_limit: AddressLimit {
+                max_failures: 50,
+                window: Duration::minutes(15),
+            },
+            login_failure_retention: Duration::hours(24),
+            password_hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            password_hash_wait: std::time::Duration::from_secs(10),
+            housekeeping: Some(HousekeepingSettings::default()),
             sync_limits: SyncLimits::default(),
             sync_link_grants: false,
             sync_interval_minutes: 60,
@@ -124,6 +146,8 @@ pub struct AppState {
     /// Cancelled when the server starts shutting down, so that endless responses (event
     /// streams) end and graceful shutdown can finish.
     pub shutting_down: CancellationToken,
+    /// Turns to compute a password hash (see `ServerSettings::password_hash_concurrency`).
+    pub password_hashing: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -164,6 +188,9 @@ impl AppState {
             sync,
             sync_events,
             shutting_down: CancellationToken::new(),
+            password_hashing: Arc::new(tokio::sync::Semaphore::new(
+                settings.password_hash_concurrency.max(1),
+            )),
             store,
             blobs,
             pipeline,
@@ -176,9 +203,10 @@ impl AppState {
     }
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, finishes open requests, stops the
-/// scheduler (runs of this instance are cancelled and their leases released for another
-/// instance) and waits for queued ingestion to finish.
+/// Serves until `shutdown` resolves (with housekeeping running beside it), then stops accepting,
+/// finishes open requests, stops the scheduler (runs of this instance are cancelled and their
+/// leases released for another instance) and housekeeping, and waits for queued ingestion to
+/// finish.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -200,8 +228,15 @@ pub async fn serve(
         .scheduler
         .clone()
         .map(|settings| Scheduler::new(runner.clone(), settings).spawn(stop_scheduler.clone()));
+    let housekeeping = state
+        .settings
+        .housekeeping
+        .clone()
+        .map(|settings| service::housekeeping::spawn(state.clone(), settings, stop_scheduler.clone()));
     let shutting_down = state.shutting_down.clone();
-    let served = axum::serve(listener, router(state))
+    // The peer address reaches handlers (`ConnectInfo`): sign-in failures are limited per client.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
             shutting_down.cancel();
@@ -215,6 +250,11 @@ pub async fn serve(
             }
         }
         None => runner.shutdown().await,
+    }
+    if let Some(handle) = housekeeping
+        && let Err(e) = handle.await
+    {
+        tracing::error!(error = %e, "the housekeeping task ended abnormally");
     }
     pipeline.drain().await;
     served

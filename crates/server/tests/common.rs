@@ -53,6 +53,8 @@ pub struct Options {
     pub onedrive: Option<OneDriveTest>,
     /// Run the scheduler loop (off: only manual runs, so tests decide when syncs happen).
     pub scheduler: bool,
+    /// Changes any other server setting before the server starts.
+    pub adjust: fn(&mut ServerSettings),
 }
 
 #[derive(Clone, Copy)]
@@ -75,6 +77,7 @@ impl Default for Options {
             public_url: "http://127.0.0.1".into(),
             onedrive: None,
             scheduler: false,
+            adjust: |_| {},
         }
     }
 }
@@ -183,7 +186,7 @@ impl TestServer {
             ),
             datasources,
         );
-        let settings = ServerSettings {
+        let mut settings = ServerSettings {
             public_url,
             max_upload_bytes: options.max_upload_bytes,
             login_throttle: options.throttle,
@@ -193,6 +196,7 @@ impl TestServer {
             sse_poll_interval: Duration::from_millis(100),
             ..ServerSettings::default()
         };
+        (options.adjust)(&mut settings);
         let state = AppState::new(
             store,
             BlobStore::new(dir.path().join("blobs")),

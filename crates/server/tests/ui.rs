@@ -10,8 +10,10 @@ use reqwest::{StatusCode, header};
 
 on_both_databases!(
     pages_need_a_session_and_send_strangers_to_sign_in,
+    signing_in_never_sends_the_browser_to_another_site,
     signing_in_sets_a_strict_session_cookie_and_signing_out_ends_it,
     every_form_needs_the_csrf_token_of_its_session,
+    an_upload_form_field_over_the_size_limit_is_refused_with_400,
     drive_and_user_text_is_escaped_in_pages,
     the_session_cookie_opens_only_read_only_api_routes,
     pages_render_for_a_signed_in_user,
@@ -132,6 +134,59 @@ async fn pages_need_a_session_and_send_strangers_to_sign_in(db: Db) {
         .await
         .unwrap();
     assert!(!page.contains("evil.example"));
+    s.stop().await;
+}
+
+/// `next` after signing in: every trick that makes a browser leave the origin (a second slash, a
+/// backslash, a tab or newline the browser drops, percent-encoded or not) ends on the default page.
+async fn signing_in_never_sends_the_browser_to_another_site(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let http = client();
+    let attempts = [
+        "/%09/evil.example",
+        "/\t/evil.example",
+        "/%0a/evil.example",
+        "/\\evil.example",
+        "/%5Cevil.example",
+        "//evil.example",
+        "%2F%2Fevil.example",
+        "/%2F/evil.example",
+        "/%252F/evil.example",
+        "https://evil.example",
+        "\t//evil.example",
+    ];
+    for next in attempts {
+        // The form echoes no such `next` ...
+        let resp = http
+            .get(format!("{}/login", s.base))
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap();
+        let login_cookie = set_cookies(&resp)
+            .iter()
+            .find_map(|c| cookie_value(c, "kbsync_login").map(str::to_owned))
+            .unwrap();
+        let page = resp.text().await.unwrap();
+        assert!(!page.contains("evil.example"), "{next:?} was echoed");
+        // ... and a posted one is not followed.
+        let resp = http
+            .post(format!("{}/login", s.base))
+            .header(header::COOKIE, format!("kbsync_login={login_cookie}"))
+            .form(&[
+                ("email", ADMIN_EMAIL),
+                ("password", PASSWORD),
+                ("csrf", &csrf_in(&page)),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(resp.headers()[header::LOCATION], "/kb", "{next:?}");
+    }
     s.stop().await;
 }
 
@@ -364,6 +419,62 @@ async fn every_form_needs_the_csrf_token_of_its_session(db: Db) {
     // Deleting with the token works.
     let resp = post_kb_delete(&http, &s, &cookie, &kb, &csrf).await;
     assert_eq!(resp, StatusCode::SEE_OTHER);
+    s.stop().await;
+}
+
+/// The upload route has no body limit (files stream under their own), so every other field is
+/// read only up to a small cap: a longer CSRF field, or a long field of any other name, is a 400
+/// and nothing is stored.
+async fn an_upload_form_field_over_the_size_limit_is_refused_with_400(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let token = s.admin_token().await;
+    let kb = s.create_kb(&token, "uploads").await;
+    let (cookie, csrf) = sign_in(&s).await;
+    let http = client();
+    let long = "a".repeat(2000);
+    let file = || reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt");
+    for form in [
+        reqwest::multipart::Form::new()
+            .text("csrf", long.clone())
+            .part("file", file()),
+        reqwest::multipart::Form::new()
+            .text("note", long.clone())
+            .text("csrf", csrf.clone())
+            .part("file", file()),
+        reqwest::multipart::Form::new()
+            .text("csrf", format!("{csrf}{long}"))
+            .part("file", file()),
+    ] {
+        let resp = http
+            .post(format!("{}/kb/{kb}/files", s.base))
+            .header(header::COOKIE, &cookie)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let page = resp.text().await.unwrap();
+        assert!(page.contains("longer than 512 bytes"), "{page}");
+    }
+    // Too many small fields are refused as well.
+    let mut form = reqwest::multipart::Form::new();
+    for i in 0..40 {
+        form = form.text(format!("f{i}"), "x");
+    }
+    let resp = http
+        .post(format!("{}/kb/{kb}/files", s.base))
+        .header(header::COOKIE, &cookie)
+        .multipart(form.text("csrf", csrf.clone()).part("file", file()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (_, files) = s
+        .get(&format!("/api/v1/knowledge/{kb}/files"), Some(&token))
+        .await;
+    assert_eq!(files["total"], 0, "{files}");
     s.stop().await;
 }
 

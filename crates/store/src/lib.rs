@@ -89,9 +89,42 @@ pub trait Store: Send + Sync + 'static {
 
     /// Failures recorded for an email (case-insensitive); zero when none.
     async fn login_failures(&self, email: &str) -> Result<LoginFailures>;
-    /// Adds one failure and returns the new tally.
-    async fn record_login_failure(&self, email: &str, now: DateTime<Utc>) -> Result<LoginFailures>;
+    /// Takes one sign-in attempt at an account (email, case-insensitive) under `backoff`, in one
+    /// atomic statement: when the account is not waiting out a delay at `now`, the attempt is
+    /// counted as a failure at once (a success then clears the count) and the next delay starts;
+    /// otherwise nothing changes and the answer says until when to wait. However many attempts
+    /// race, each failure count is handed out once, so no more than the free attempts get through.
+    async fn begin_login_attempt(
+        &self,
+        email: &str,
+        now: DateTime<Utc>,
+        backoff: &LoginBackoff,
+    ) -> Result<LoginAttempt>;
     async fn clear_login_failures(&self, email: &str) -> Result<()>;
+    /// Takes one sign-in attempt from a client address under `limit`, atomically: counted as a
+    /// failure in the address's current window (a success gives it back), refused once the
+    /// window holds more than `max_failures`.
+    async fn begin_address_attempt(
+        &self,
+        address: &str,
+        now: DateTime<Utc>,
+        limit: &AddressLimit,
+    ) -> Result<LoginAttempt>;
+    /// Gives back an attempt taken by [`begin_address_attempt`](Store::begin_address_attempt)
+    /// that turned out to be a success.
+    async fn give_back_address_attempt(&self, address: &str) -> Result<()>;
+
+    // --- housekeeping (safe to run on every instance at once) ------------------------------
+
+    /// Deletes sessions expired at `now`; returns how many.
+    async fn purge_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Deletes account failures last recorded before `forget_before` and address windows ended
+    /// by `now`; returns how many rows.
+    async fn purge_login_failures(&self, now: DateTime<Utc>, forget_before: DateTime<Utc>) -> Result<u64>;
+    /// Deletes finished sync runs (with their failed files) that ended before `finished_before`,
+    /// except each knowledge base's `keep_per_kb` most recent runs; running runs are never
+    /// deleted. Returns how many runs.
+    async fn purge_sync_runs(&self, finished_before: DateTime<Utc>, keep_per_kb: u32) -> Result<u64>;
 
     // --- knowledge bases -------------------------------------------------------------------
 

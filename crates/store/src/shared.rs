@@ -318,26 +318,74 @@ macro_rules! impl_store {
                 }
             }
 
-            async fn record_login_failure(
+            async fn begin_login_attempt(
                 &self,
                 email: &str,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::Result<$crate::LoginFailures> {
-                let (count, last): (i64, i64) = sqlx::query_as(
-                    "INSERT INTO login_failures (email, count, last_failure_at) VALUES ($1, 1, $2) \
-                     ON CONFLICT (email) DO UPDATE SET count = login_failures.count + 1, \
-                     last_failure_at = excluded.last_failure_at \
-                     RETURNING count, last_failure_at",
+                backoff: &$crate::LoginBackoff,
+            ) -> $crate::Result<$crate::LoginAttempt> {
+                use $crate::common::{email_key, from_ms, ms};
+                let key = email_key(email);
+                let free = i64::from(backoff.free_attempts);
+                let first = backoff.first_delay.num_milliseconds().max(0);
+                let max = backoff.max_delay.num_milliseconds().max(0);
+                // The delay owed after the first failure (non-zero only without free attempts).
+                let delay_after_one = match backoff.free_attempts {
+                    0 => first.saturating_mul(2).min(max),
+                    1 => first.min(max),
+                    _ => 0,
+                };
+                // One statement decides and counts: the update happens only when the account
+                // is not waiting out a delay (or its failures are forgotten), so racing attempts
+                // each get their own count and those past the free ones find the delay running.
+                // The delay doubles from `first` at the free-th failure up to `max`.
+                let allowed: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO login_failures (email, count, last_failure_at, delay_ms, locked_until) \
+                     VALUES ($1, 1, $2, $3, $2 + $3) \
+                     ON CONFLICT (email) DO UPDATE SET \
+                     count = CASE WHEN login_failures.last_failure_at < $7 THEN 1 \
+                       ELSE login_failures.count + 1 END, \
+                     delay_ms = CASE WHEN login_failures.last_failure_at < $7 THEN $3 \
+                       WHEN login_failures.count + 1 < $4 THEN 0 \
+                       WHEN login_failures.delay_ms = 0 THEN $5 \
+                       WHEN login_failures.delay_ms * 2 > $6 THEN $6 \
+                       ELSE login_failures.delay_ms * 2 END, \
+                     locked_until = $2 + CASE WHEN login_failures.last_failure_at < $7 THEN $3 \
+                       WHEN login_failures.count + 1 < $4 THEN 0 \
+                       WHEN login_failures.delay_ms = 0 THEN $5 \
+                       WHEN login_failures.delay_ms * 2 > $6 THEN $6 \
+                       ELSE login_failures.delay_ms * 2 END, \
+                     last_failure_at = $2 \
+                     WHERE login_failures.locked_until <= $2 OR login_failures.last_failure_at < $7 \
+                     RETURNING count",
                 )
-                .bind($crate::common::email_key(email))
-                .bind($crate::common::ms(now))
-                .fetch_one(&self.pool)
+                .bind(&key)
+                .bind(ms(now))
+                .bind(delay_after_one)
+                .bind(free)
+                .bind(first.min(max))
+                .bind(max)
+                .bind(ms(backoff.forget_before))
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(Self::err)?;
-                Ok($crate::LoginFailures {
-                    count: u32::try_from(count).unwrap_or(u32::MAX),
-                    last_failure_at: Some($crate::common::from_ms(last)?),
-                })
+                if let Some(count) = allowed {
+                    return Ok($crate::LoginAttempt::Allowed {
+                        failures: u32::try_from(count).unwrap_or(u32::MAX),
+                    });
+                }
+                let until: Option<i64> =
+                    sqlx::query_scalar("SELECT locked_until FROM login_failures WHERE email = $1")
+                        .bind(&key)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(Self::err)?;
+                // Cleared in between (a success): the caller may simply try again.
+                let until = match until {
+                    Some(until) => from_ms(until)?,
+                    None => now,
+                };
+                Ok($crate::LoginAttempt::Throttled { until })
             }
 
             async fn clear_login_failures(&self, email: &str) -> $crate::Result<()> {
@@ -347,6 +395,104 @@ macro_rules! impl_store {
                     .await
                     .map_err(Self::err)?;
                 Ok(())
+            }
+
+            async fn begin_address_attempt(
+                &self,
+                address: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: &$crate::AddressLimit,
+            ) -> $crate::Result<$crate::LoginAttempt> {
+                use $crate::common::{from_ms, ms};
+                let window = limit.window.num_milliseconds().max(1);
+                let (count, window_end): (i64, i64) = sqlx::query_as(
+                    "INSERT INTO login_address_failures (address, count, window_end) VALUES ($1, 1, $2 + $3) \
+                     ON CONFLICT (address) DO UPDATE SET \
+                     count = CASE WHEN login_address_failures.window_end <= $2 THEN 1 \
+                       ELSE login_address_failures.count + 1 END, \
+                     window_end = CASE WHEN login_address_failures.window_end <= $2 THEN $2 + $3 \
+                       ELSE login_address_failures.window_end END \
+                     RETURNING count, window_end",
+                )
+                .bind(address)
+                .bind(ms(now))
+                .bind(window)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(if count <= i64::from(limit.max_failures) {
+                    $crate::LoginAttempt::Allowed {
+                        failures: u32::try_from(count).unwrap_or(u32::MAX),
+                    }
+                } else {
+                    $crate::LoginAttempt::Throttled {
+                        until: from_ms(window_end)?,
+                    }
+                })
+            }
+
+            async fn give_back_address_attempt(&self, address: &str) -> $crate::Result<()> {
+                sqlx::query(
+                    "UPDATE login_address_failures SET count = count - 1 WHERE address = $1 AND count > 0",
+                )
+                .bind(address)
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(())
+            }
+
+            // --- housekeeping --------------------------------------------------------------
+
+            async fn purge_expired_sessions(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<u64> {
+                let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+                    .bind($crate::common::ms(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn purge_login_failures(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                forget_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<u64> {
+                use $crate::common::ms;
+                let accounts = sqlx::query("DELETE FROM login_failures WHERE last_failure_at < $1")
+                    .bind(ms(forget_before))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                let addresses = sqlx::query("DELETE FROM login_address_failures WHERE window_end <= $1")
+                    .bind(ms(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                Ok(accounts.rows_affected() + addresses.rows_affected())
+            }
+
+            async fn purge_sync_runs(
+                &self,
+                finished_before: chrono::DateTime<chrono::Utc>,
+                keep_per_kb: u32,
+            ) -> $crate::Result<u64> {
+                // Failed files go with their run (ON DELETE CASCADE).
+                let done = sqlx::query(
+                    "DELETE FROM sync_runs WHERE id IN (SELECT ranked.id FROM \
+                     (SELECT id, finished_at, ROW_NUMBER() OVER \
+                     (PARTITION BY kb_id ORDER BY started_at DESC, id DESC) AS recency FROM sync_runs) ranked \
+                     WHERE ranked.recency > $2 AND ranked.finished_at IS NOT NULL AND ranked.finished_at < $1)",
+                )
+                .bind($crate::common::ms(finished_before))
+                .bind(i64::from(keep_per_kb))
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(done.rows_affected())
             }
 
             // --- knowledge bases -----------------------------------------------------------

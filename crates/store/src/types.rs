@@ -30,6 +30,35 @@ pub struct LoginFailures {
     pub last_failure_at: Option<DateTime<Utc>>,
 }
 
+/// How failed sign-ins to one account slow further attempts down: after `free_attempts`
+/// failures, each further attempt must wait `first_delay · 2^(failures − free_attempts)`, at most
+/// `max_delay`, after the previous one. Failures older than `forget_before` no longer count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginBackoff {
+    pub free_attempts: u32,
+    pub first_delay: chrono::Duration,
+    pub max_delay: chrono::Duration,
+    pub forget_before: DateTime<Utc>,
+}
+
+/// At most `max_failures` failed sign-ins from one client address per `window` (a fixed window
+/// that starts with the first failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressLimit {
+    pub max_failures: u32,
+    pub window: chrono::Duration,
+}
+
+/// Whether a sign-in attempt may be evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Go ahead; the attempt is already counted as a failure (`failures` of them now), until
+    /// a success clears or gives it back.
+    Allowed { failures: u32 },
+    /// Refused without evaluation until `until`.
+    Throttled { until: DateTime<Utc> },
+}
+
 #[derive(Debug, Clone)]
 pub struct NewKnowledgeBase {
     pub name: String,

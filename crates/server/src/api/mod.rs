@@ -3,5 +3,6 @@
 pub mod connectors;
 pub mod extract;
 pub mod health;
+pub mod multipart;
 pub mod sync;
 pub mod v1;

@@ -13,10 +13,13 @@ use kbsync_store::PageOf;
 use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
 
-use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::{
+    extract::{ApiJson, ApiPath, ApiQuery},
+    multipart::FormFields,
+};
 use crate::{
     AppState,
-    auth::CurrentUser,
+    auth::{ClientAddress, CurrentUser},
     error::{ApiError, ApiResult},
     service::{self, documents, knowledge, knowledge::KbView, search, users},
 };
@@ -153,9 +156,10 @@ pub struct LoginResponse {
 
 pub async fn login(
     State(state): State<AppState>,
+    client: ClientAddress,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<LoginResponse>> {
-    let outcome = users::login(&state, &req.email, &req.password).await?;
+    let outcome = users::login(&state, client, &req.email, &req.password).await?;
     Ok(Json(LoginResponse {
         token: outcome.token,
         user: outcome.user.into(),
@@ -339,6 +343,7 @@ pub async fn upload_file(
     let mut multipart = multipart.map_err(|e| ApiError::BadRequest {
         message: e.body_text(),
     })?;
+    let mut fields = FormFields::default();
     loop {
         let field = multipart.next_field().await.map_err(|e| ApiError::BadRequest {
             message: format!("malformed multipart body: {e}"),
@@ -350,6 +355,9 @@ pub async fn upload_file(
             ));
         };
         if field.name() != Some("file") {
+            // Other fields are read (and forgotten) under the small-field limit, so a body
+            // without a file cannot stream on forever.
+            fields.text(field).await?;
             continue;
         }
         let name = field.file_name().map(str::to_owned);

@@ -3,6 +3,7 @@
 
 pub mod connections;
 pub mod documents;
+pub mod housekeeping;
 pub mod knowledge;
 pub mod overview;
 pub mod search;

@@ -2,13 +2,13 @@
 
 use std::sync::OnceLock;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use kbsync_core::{Role, User};
-use kbsync_store::{NewUser, Store, StoreError};
+use kbsync_store::{LoginAttempt, LoginBackoff, NewUser, Store, StoreError};
 
 use crate::{
     AppState,
-    auth::{blocking, hash_password, token_hash, verify_password},
+    auth::{ClientAddress, blocking, hash_password, password_work, token_hash, verify_password},
     error::ApiError,
 };
 
@@ -19,7 +19,8 @@ const MAX_EMAIL_CHARS: usize = 254;
 
 /// How failed logins for one account are slowed down: after `free_attempts` failures, each
 /// further attempt must wait `base_delay_secs · 2^(failures − free_attempts)`, at most
-/// `max_delay_secs`, after the previous failure. A success resets the count.
+/// `max_delay_secs`, after the previous failure. A success resets the count; an attempt made
+/// while the delay runs is refused without being evaluated or counted.
 #[derive(Debug, Clone, Copy)]
 pub struct LoginThrottle {
     pub free_attempts: u32,
@@ -38,6 +39,17 @@ impl Default for LoginThrottle {
 }
 
 impl LoginThrottle {
+    /// This rule as the store applies it, forgetting failures older than `forget_before`.
+    pub fn backoff(&self, forget_before: DateTime<Utc>) -> LoginBackoff {
+        let secs = |s: u64| Duration::seconds(i64::from(u32::try_from(s).unwrap_or(u32::MAX)));
+        LoginBackoff {
+            free_attempts: self.free_attempts,
+            first_delay: secs(self.base_delay_secs),
+            max_delay: secs(self.max_delay_secs),
+            forget_before,
+        }
+    }
+
     /// The delay owed after `failures` failures, in seconds (0 while attempts are free).
     pub fn delay_secs(&self, failures: u32) -> u64 {
         if failures < self.free_attempts {
@@ -56,22 +68,58 @@ pub struct LoginOutcome {
 }
 
 /// Checks an email and password and opens a session.
-pub async fn login(state: &AppState, email: &str, password: &str) -> Result<LoginOutcome, ApiError> {
+///
+/// Order matters: the input's size is checked before anything is looked up; then the client
+/// address and the account each take an attempt atomically (a refused one is 429 with the wait),
+/// so parallel guesses cannot slip past the count; only then is the password verified, under the
+/// bounded password-hashing turns. A success clears the account's failures and gives the
+/// address its attempt back.
+pub async fn login(
+    state: &AppState,
+    client: ClientAddress,
+    email: &str,
+    password: &str,
+) -> Result<LoginOutcome, ApiError> {
     let email = email.trim();
     if email.is_empty() {
         return Err(ApiError::invalid("email", "must not be empty"));
     }
-    let throttle = state.settings.login_throttle;
-    let failures = state.store.login_failures(email).await?;
-    if let Some(last) = failures.last_failure_at {
-        let owed = throttle.delay_secs(failures.count) as i64;
-        let waited = (state.clock.now() - last).num_seconds();
-        if waited < owed {
-            metrics::counter!("kbsync_logins_total", "outcome" => "throttled").increment(1);
-            return Err(ApiError::TooManyRequests {
-                retry_after_secs: (owed - waited).max(1) as u64,
-            });
+    if email.chars().count() > MAX_EMAIL_CHARS {
+        return Err(ApiError::invalid(
+            "email",
+            format!("must be at most {MAX_EMAIL_CHARS} characters"),
+        ));
+    }
+    if password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(ApiError::invalid(
+            "password",
+            format!("must be at most {MAX_PASSWORD_CHARS} characters"),
+        ));
+    }
+    let now = state.clock.now();
+    let address = client.throttle_key();
+    let throttled = |until: DateTime<Utc>| {
+        metrics::counter!("kbsync_logins_total", "outcome" => "throttled").increment(1);
+        ApiError::TooManyRequests {
+            // Rounded up: coming back after the advertised wait always finds the delay over.
+            retry_after_secs: u64::try_from((until - now).num_milliseconds().saturating_add(999) / 1000)
+                .unwrap_or(0)
+                .max(1),
         }
+    };
+    if let LoginAttempt::Throttled { until } = state
+        .store
+        .begin_address_attempt(&address, now, &state.settings.login_address_limit)
+        .await?
+    {
+        return Err(throttled(until));
+    }
+    let backoff = state
+        .settings
+        .login_throttle
+        .backoff(now - state.settings.login_failure_retention);
+    if let LoginAttempt::Throttled { until } = state.store.begin_login_attempt(email, now, &backoff).await? {
+        return Err(throttled(until));
     }
 
     let credentials = match state.store.get_credentials_by_email(email).await {
@@ -81,18 +129,19 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Logi
     };
     // An unknown email costs the same argon2 work as a wrong password, so timing does not tell
     // which accounts exist.
-    let phc = credentials
-        .as_ref()
-        .map(|c| c.password_hash.clone())
-        .unwrap_or_else(|| dummy_hash().to_owned());
+    let phc = credentials.as_ref().map(|c| c.password_hash.clone());
     let password = password.to_owned();
-    let matches = blocking(move || verify_password(&password, &phc)).await?;
+    let matches = password_work(state, move || match &phc {
+        Some(phc) => verify_password(&password, phc),
+        None => verify_password(&password, dummy_hash()),
+    })
+    .await?;
 
     match credentials {
         Some(c) if matches => {
             state.store.clear_login_failures(email).await?;
+            state.store.give_back_address_attempt(&address).await?;
             let token = state.random.token_hex(32);
-            let now = state.clock.now();
             state
                 .store
                 .create_session(
@@ -105,8 +154,8 @@ pub async fn login(state: &AppState, email: &str, password: &str) -> Result<Logi
             metrics::counter!("kbsync_logins_total", "outcome" => "success").increment(1);
             Ok(LoginOutcome { token, user: c.user })
         }
+        // The failure was counted when the attempt was taken.
         _ => {
-            state.store.record_login_failure(email, state.clock.now()).await?;
             metrics::counter!("kbsync_logins_total", "outcome" => "failure").increment(1);
             Err(ApiError::BadCredentials)
         }

@@ -186,9 +186,62 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     (status, render(&page)).into_response()
 }
 
-/// A path on this site (not `//host`, not a URL), safe to redirect to after signing in.
+/// A path on this site, safe to redirect to after signing in: it starts with a single `/` whose
+/// next character is neither `/` nor `\\`, and has no backslash, whitespace or control character
+/// anywhere, neither as written nor after percent-decoding (browsers treat `\\` like `/` and drop
+/// tabs and newlines, so `/\\evil`, `/%09/evil` or `/%2F/evil` could otherwise lead to another
+/// host). Anything else is refused and the caller goes to its default page.
 pub fn is_local_path(path: &str) -> bool {
-    path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\")
+    /// Percent-decodings checked beyond the text itself (`%252F` → `%2F` → `/`).
+    const DECODING_ROUNDS: usize = 3;
+    let mut current = path.as_bytes().to_vec();
+    for _ in 0..=DECODING_ROUNDS {
+        if !is_plain_local_path(&current) {
+            return false;
+        }
+        let decoded = percent_decode(&current);
+        if decoded == current {
+            return true;
+        }
+        current = decoded;
+    }
+    // Still changing after several rounds: nobody writes links like that.
+    false
+}
+
+fn is_plain_local_path(path: &[u8]) -> bool {
+    let starts_locally = match path {
+        [b'/'] => true,
+        [b'/', second, ..] => *second != b'/' && *second != b'\\',
+        _ => false,
+    };
+    // Bytes that are not UTF-8 decode from escapes only; a path that is not text is refused.
+    starts_locally
+        && std::str::from_utf8(path).is_ok_and(|text| {
+            !text
+                .chars()
+                .any(|c| c == '\\' || c.is_whitespace() || c.is_control())
+        })
+}
+
+/// Decodes `%XX` escapes; anything else (including a malformed escape) stays as it is.
+fn percent_decode(text: &[u8]) -> Vec<u8> {
+    let hex = |b: Option<&u8>| b.and_then(|&b| char::from(b).to_digit(16));
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((&first, tail)) = rest.split_first() {
+        match (first, hex(tail.first()), hex(tail.get(1))) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                rest = tail.get(2..).unwrap_or_default();
+            }
+            _ => {
+                out.push(first);
+                rest = tail;
+            }
+        }
+    }
+    out
 }
 
 fn capitalise(text: &str) -> String {
@@ -216,9 +269,44 @@ mod tests {
 
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {
-        assert!(is_local_path("/kb/1?x=2"));
-        for bad in ["//evil.example", "https://evil.example", "/\\evil.example", "kb"] {
-            assert!(!is_local_path(bad), "{bad}");
+        for good in [
+            "/",
+            "/kb",
+            "/kb/1?x=2",
+            "/search?q=budget+plan&kb=3",
+            "/kb/a%2Fb",
+            "/kb/100%25",
+        ] {
+            assert!(is_local_path(good), "{good}");
+        }
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil.example",
+            "kb",
+            "",
+            // Browsers drop tabs and newlines and read a backslash as a slash.
+            "/%09/evil.example",
+            "/\t/evil.example",
+            "\t//evil",
+            "/%0a/evil.example",
+            "/%0D%0A/evil.example",
+            "/%5Cevil",
+            "/%5cevil",
+            "/kb\\x",
+            "%2F%2Fevil",
+            "/%2F/evil",
+            "/%2f%2fevil",
+            "/%252F/evil",
+            "/%25252F/evil",
+            "/ /evil",
+            "/%20/evil",
+            "/%00",
+            "/\u{a0}evil",
+            "/%C2%A0evil",
+            "/%FF",
+        ] {
+            assert!(!is_local_path(bad), "{bad:?}");
         }
     }
 }

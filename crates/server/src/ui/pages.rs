@@ -22,7 +22,8 @@ use super::{
 };
 use crate::{
     AppState, api,
-    auth::{self, SESSION_COOKIE, constant_time_eq},
+    api::multipart::{self, FormFields},
+    auth::{self, ClientAddress, SESSION_COOKIE, constant_time_eq},
     error::ApiError,
     service::{self, connections, documents, knowledge, overview, sync, users},
 };
@@ -72,12 +73,17 @@ pub struct LoginForm {
     next: String,
 }
 
-pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): Form<LoginForm>) -> UiResult {
+pub async fn login(
+    State(state): State<AppState>,
+    client: ClientAddress,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> UiResult {
     let expected = auth::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if expected.is_empty() || !constant_time_eq(&f.csrf, expected) {
         return Err(UiError::Csrf);
     }
-    match users::login(&state, &f.email, &f.password).await {
+    match users::login(&state, client, &f.email, &f.password).await {
         Ok(outcome) => {
             let target = if is_local_path(&f.next) {
                 f.next.as_str()
@@ -93,7 +99,12 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): F
             append_cookie(&mut response, &cookie(&state, LOGIN_COOKIE, "", 0));
             Ok(response)
         }
-        Err(e @ (ApiError::BadCredentials | ApiError::TooManyRequests { .. } | ApiError::Invalid { .. })) => {
+        Err(
+            e @ (ApiError::BadCredentials
+            | ApiError::TooManyRequests { .. }
+            | ApiError::Busy { .. }
+            | ApiError::Invalid { .. }),
+        ) => {
             let status = e.status();
             let message = match e {
                 ApiError::BadCredentials => "Wrong email or password.".to_owned(),
@@ -102,7 +113,11 @@ pub async fn login(State(state): State<AppState>, headers: HeaderMap, Form(f): F
             let page = views::LoginPage {
                 chrome: Chrome::anonymous(),
                 login_csrf: f.csrf,
-                next: f.next,
+                next: if is_local_path(&f.next) {
+                    f.next
+                } else {
+                    String::new()
+                },
                 email: f.email,
                 error: Some(message),
             };
@@ -411,14 +426,11 @@ pub async fn upload(
         message: e.body_text(),
     })?;
     let mut checked = false;
-    while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::BadRequest {
-        message: format!("the upload could not be read: {e}"),
-    })? {
+    let mut fields = FormFields::default();
+    while let Some(field) = multipart.next_field().await.map_err(multipart::unreadable)? {
         match field.name() {
             Some("csrf") => {
-                let value = field.text().await.map_err(|e| ApiError::BadRequest {
-                    message: format!("the upload could not be read: {e}"),
-                })?;
+                let value = fields.text(field).await?;
                 session.check_csrf(&value)?;
                 checked = true;
             }
@@ -437,7 +449,9 @@ pub async fn upload(
                 return Ok(to_kb(kb_id));
             }
             Some("file") => return Err(UiError::Csrf),
-            _ => {}
+            _ => {
+                fields.text(field).await?;
+            }
         }
     }
     if checked {
@@ -744,6 +758,25 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult 
             format!("{} s", s.sync_limits.file_timeout.as_secs()),
         ),
         row("Sharing links grant access", yes_no(s.sync_link_grants)),
+        row(
+            "Failed sign-ins per address",
+            format!(
+                "{} per {} min",
+                s.login_address_limit.max_failures,
+                s.login_address_limit.window.num_minutes()
+            ),
+        ),
+        row(
+            "Run records kept",
+            match &s.housekeeping {
+                Some(h) => format!(
+                    "{} days, at least the latest {} per knowledge base",
+                    h.run_retention.num_days(),
+                    h.keep_runs_per_kb
+                ),
+                None => "all (no housekeeping on this instance)".to_owned(),
+            },
+        ),
         row("Run lease", format!("{} s", s.runner.lease_ttl.num_seconds())),
         row("Instance", s.instance_id.clone()),
     ];

@@ -1,0 +1,87 @@
+//! Housekeeping: a periodic purge of expired sessions, forgotten login failures and old sync run
+//! records, so that none of these tables grows without bound. Every instance may run it: each
+//! purge is one idempotent `DELETE` by age, so instances running it at once do no harm.
+
+use chrono::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+
+/// What housekeeping deletes and how often it looks.
+#[derive(Debug, Clone)]
+pub struct HousekeepingSettings {
+    /// Time between purges (the first runs at start-up).
+    pub interval: std::time::Duration,
+    /// Finished runs older than this are deleted, with their failed files ...
+    pub run_retention: Duration,
+    /// ... except each knowledge base's most recent ones.
+    pub keep_runs_per_kb: u32,
+}
+
+impl Default for HousekeepingSettings {
+    fn default() -> Self {
+        Self {
+            interval: std::time::Duration::from_secs(3600),
+            run_retention: Duration::days(90),
+            keep_runs_per_kb: 20,
+        }
+    }
+}
+
+/// How many rows one purge deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub sessions: u64,
+    pub login_failures: u64,
+    pub sync_runs: u64,
+}
+
+/// Deletes what has expired at the clock's `now`: sessions past their expiry, login failures
+/// older than `login_failure_retention` (and ended address windows), and finished runs older
+/// than `run_retention` beyond each knowledge base's `keep_runs_per_kb` most recent. Goes on
+/// with the next kind when one fails, and reports the first error.
+pub async fn purge(
+    state: &AppState,
+    settings: &HousekeepingSettings,
+) -> Result<Purged, kbsync_store::StoreError> {
+    let now = state.clock.now();
+    let sessions = state.store.purge_expired_sessions(now).await;
+    let login_failures = state
+        .store
+        .purge_login_failures(now, now - state.settings.login_failure_retention)
+        .await;
+    let sync_runs = state
+        .store
+        .purge_sync_runs(now - settings.run_retention, settings.keep_runs_per_kb)
+        .await;
+    Ok(Purged {
+        sessions: sessions?,
+        login_failures: login_failures?,
+        sync_runs: sync_runs?,
+    })
+}
+
+/// Runs [`purge`] at start-up and then every `interval` until `stop` is cancelled.
+pub fn spawn(state: AppState, settings: HousekeepingSettings, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(settings.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            match purge(&state, &settings).await {
+                Ok(purged) if purged != Purged::default() => tracing::info!(
+                    sessions = purged.sessions,
+                    login_failures = purged.login_failures,
+                    sync_runs = purged.sync_runs,
+                    "housekeeping purged expired rows"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed; it tries again at its next turn"),
+            }
+        }
+    })
+}
