@@ -37,6 +37,7 @@ pub struct FileConfig {
     pub scheduler: Option<bool>,
     pub scheduler_tick_secs: Option<u64>,
     pub sync_lease_secs: Option<u64>,
+    pub reauth_grace_hours: Option<u32>,
     pub onedrive: Option<OneDriveFileConfig>,
 }
 
@@ -149,6 +150,9 @@ pub struct Settings {
     /// Seconds a run's lease lasts without renewal: how long a knowledge base whose instance died
     /// mid-run waits before another instance takes it over.
     pub sync_lease_secs: u64,
+    /// Hours a knowledge base may need re-authorization before the read access sync gave from its
+    /// sources' sharing is withdrawn (manual grants stay).
+    pub reauth_grace_hours: u32,
     /// `None` when no client id is configured: the OneDrive datasource is then unavailable.
     pub onedrive: Option<OneDriveSettings>,
 }
@@ -327,6 +331,8 @@ impl Settings {
                     .into(),
             ));
         }
+        let reauth_grace_hours: u32 = number(env, "KBSYNC_REAUTH_GRACE_HOURS", file.reauth_grace_hours, 72)?;
+        positive("KBSYNC_REAUTH_GRACE_HOURS", u64::from(reauth_grace_hours))?;
 
         let log_format = match text("KBSYNC_LOG_FORMAT", file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
@@ -363,6 +369,7 @@ impl Settings {
             scheduler,
             scheduler_tick_secs,
             sync_lease_secs,
+            reauth_grace_hours,
             onedrive,
         })
     }
@@ -558,6 +565,9 @@ scheduler_tick_secs = 5
 # Seconds a running sync's lease lasts without renewal (renewed every second): after a crash, the
 # knowledge base is taken over by another instance, or this one after a restart, once it expires.
 sync_lease_secs = 120
+# Hours a knowledge base may need re-authorization (its owner must sign in again) before the read
+# access that sync gave from its folders' sharing is withdrawn; manual grants stay.
+reauth_grace_hours = 72
 
 # While rotating KBSYNC_SECRET_KEY: the previous key, so rows it encrypted stay readable.
 # secret_key_previous = "the old key"

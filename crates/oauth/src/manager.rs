@@ -601,7 +601,12 @@ impl ConnectionManager {
                 Ok(Some(token))
             }
             Err(EndpointError::GrantRefused(why)) => {
-                if !self.inner.store.mark_needs_reauth(kb_id, owner).await? {
+                if !self
+                    .inner
+                    .store
+                    .mark_needs_reauth(kb_id, owner, self.inner.clock.now())
+                    .await?
+                {
                     warn!("the connection changed while its refresh was refused; looking again");
                     return Ok(None);
                 }

@@ -97,6 +97,8 @@ pub async fn status(state: &AppState, user: &User, kb_id: KbId) -> Result<Connec
     }))
 }
 
+/// Disconnects the knowledge base: the stored token is forgotten and, in the same transaction,
+/// the read access sync gave from its sharing is withdrawn (manual grants stay).
 pub async fn forget(state: &AppState, user: &User, kb_id: KbId) -> Result<(), ApiError> {
     knowledge::manageable(state, user, kb_id).await?;
     state.connectors.manager.forget(kb_id).await.map_err(oauth_error)
