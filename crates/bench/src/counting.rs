@@ -313,9 +313,21 @@ impl Store for CountingStore {
         self.inner.release_refresh_lease(kb_id, owner).await
     }
 
-    async fn mark_needs_reauth(&self, kb_id: KbId, owner: &str) -> Result<bool> {
+    async fn mark_needs_reauth(&self, kb_id: KbId, owner: &str, now: DateTime<Utc>) -> Result<bool> {
         self.count("mark_needs_reauth");
-        self.inner.mark_needs_reauth(kb_id, owner).await
+        self.inner.mark_needs_reauth(kb_id, owner, now).await
+    }
+    async fn withdraw_lapsed_sync_grants(&self, needs_reauth_since: DateTime<Utc>) -> Result<Vec<KbId>> {
+        self.count("withdraw_lapsed_sync_grants");
+        self.inner.withdraw_lapsed_sync_grants(needs_reauth_since).await
+    }
+    async fn mark_source_revoked(&self, source_id: uuid::Uuid, now: DateTime<Utc>) -> Result<()> {
+        self.count("mark_source_revoked");
+        self.inner.mark_source_revoked(source_id, now).await
+    }
+    async fn clear_source_revoked(&self, source_id: uuid::Uuid) -> Result<()> {
+        self.count("clear_source_revoked");
+        self.inner.clear_source_revoked(source_id).await
     }
 
     async fn add_source(&self, id: uuid::Uuid, new: NewSource, now: DateTime<Utc>) -> Result<Source> {
@@ -505,9 +517,9 @@ impl Store for CountingStore {
         self.inner.delete_source(kb_id, source_id).await
     }
 
-    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId], now: DateTime<Utc>) -> Result<()> {
+    async fn replace_sync_grants(&self, kb_id: KbId, grants: &[SyncGrant], now: DateTime<Utc>) -> Result<()> {
         self.count("replace_sync_grants");
-        self.inner.replace_sync_grants(kb_id, readers, now).await
+        self.inner.replace_sync_grants(kb_id, grants, now).await
     }
 
     async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>> {

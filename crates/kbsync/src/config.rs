@@ -43,6 +43,7 @@ pub struct FileConfig {
     pub housekeeping_minutes: Option<u32>,
     pub run_retention_days: Option<u32>,
     pub run_keep_latest: Option<u32>,
+    pub reauth_grace_hours: Option<u32>,
     pub onedrive: Option<OneDriveFileConfig>,
 }
 
@@ -168,6 +169,9 @@ pub struct Settings {
     pub run_retention_days: u32,
     /// ... beyond each knowledge base's this many most recent runs, which are always kept.
     pub run_keep_latest: u32,
+    /// Hours a knowledge base may need re-authorization before the read access sync gave from its
+    /// sources' sharing is withdrawn (manual grants stay).
+    pub reauth_grace_hours: u32,
     /// `None` when no client id is configured: the OneDrive datasource is then unavailable.
     pub onedrive: Option<OneDriveSettings>,
 }
@@ -346,6 +350,8 @@ impl Settings {
                     .into(),
             ));
         }
+        let reauth_grace_hours: u32 = number(env, "KBSYNC_REAUTH_GRACE_HOURS", file.reauth_grace_hours, 72)?;
+        positive("KBSYNC_REAUTH_GRACE_HOURS", u64::from(reauth_grace_hours))?;
 
         let login_address_max_failures: u32 = number(
             env,
@@ -425,6 +431,7 @@ impl Settings {
             housekeeping_minutes,
             run_retention_days,
             run_keep_latest,
+            reauth_grace_hours,
             onedrive,
         })
     }
@@ -620,6 +627,9 @@ scheduler_tick_secs = 5
 # Seconds a running sync's lease lasts without renewal (renewed every second): after a crash, the
 # knowledge base is taken over by another instance, or this one after a restart, once it expires.
 sync_lease_secs = 120
+# Hours a knowledge base may need re-authorization (its owner must sign in again) before the read
+# access that sync gave from its folders' sharing is withdrawn; manual grants stay.
+reauth_grace_hours = 72
 
 # Sign-in limits. Failed sign-ins to one account are slowed down (five free, then a delay that
 # doubles); besides, one client address (the TCP peer: behind a reverse proxy, the proxy; IPv6 per

@@ -260,6 +260,7 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         sharing_refresh_minutes: settings.sharing_refresh_minutes,
         scheduler: settings.scheduler.then(|| SchedulerSettings {
             tick: Duration::from_secs(settings.scheduler_tick_secs),
+            reauth_grace: chrono::Duration::hours(i64::from(settings.reauth_grace_hours)),
             ..SchedulerSettings::default()
         }),
         runner: RunnerSettings {

@@ -285,7 +285,11 @@ impl ConnectionManager {
     /// the caller may check more (that the user may still connect the knowledge base) before
     /// [`complete`](Self::complete).
     #[instrument(skip_all)]
-    pub async fn claim(&self, state: &str, binding: Option<&str>) -> Result<PendingAuthorization, CallbackError> {
+    pub async fn claim(
+        &self,
+        state: &str,
+        binding: Option<&str>,
+    ) -> Result<PendingAuthorization, CallbackError> {
         let pending = self.take_state(state).await?;
         if !bound(&pending, binding) {
             warn!(
@@ -681,7 +685,12 @@ impl ConnectionManager {
                 Ok(Some(token))
             }
             Err(EndpointError::GrantRefused(why)) => {
-                if !self.inner.store.mark_needs_reauth(kb_id, owner).await? {
+                if !self
+                    .inner
+                    .store
+                    .mark_needs_reauth(kb_id, owner, self.inner.clock.now())
+                    .await?
+                {
                     warn!("the connection changed while its refresh was refused; looking again");
                     return Ok(None);
                 }

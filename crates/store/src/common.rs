@@ -531,6 +531,7 @@ pub(crate) struct SourceRow {
     pub state_files: Option<i64>,
     pub state_pending: Option<i64>,
     pub state_settings: Option<String>,
+    pub revoked_at: Option<i64>,
     pub created_at: i64,
 }
 
@@ -554,6 +555,7 @@ impl SourceRow {
             state_files: self.state_files.and_then(|n| u64::try_from(n).ok()),
             state_pending: self.state_pending.and_then(|n| u64::try_from(n).ok()),
             state_settings: self.state_settings,
+            revoked_at: self.revoked_at.map(from_ms).transpose()?,
             created_at: from_ms(self.created_at)?,
         })
     }

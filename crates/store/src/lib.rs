@@ -167,7 +167,7 @@ pub trait Store: Send + Sync + 'static {
     // --- search ----------------------------------------------------------------------------
 
     /// Full-text search over processed documents of the knowledge bases the reader may read
-    /// (optionally narrowed to `kb_ids`). One hit per document (its best chunk), best first.
+    /// (optionally narrowed to `kb_ids`), leaving out documents of a source marked revoked. One hit per document (its best chunk), best first.
     /// The query is plain user text: it is never interpreted as query syntax.
     async fn search(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>>;
 
@@ -196,7 +196,9 @@ pub trait Store: Send + Sync + 'static {
     /// back to `idle`. An unknown knowledge base is `InvalidReference`.
     async fn upsert_connection(&self, new: NewConnection, now: DateTime<Utc>) -> Result<Connection>;
     /// Forgets the connection of a knowledge base (a sync status of `needs_reauth` goes back to
-    /// `idle`: there is nothing left to re-authorize). `NotFound` when it has none.
+    /// `idle`: there is nothing left to re-authorize) and, in the same transaction, withdraws
+    /// every read grant sync gave from its sources' sharing (manual grants stay); the sharing is
+    /// read again after a reconnect. `NotFound` when it has none.
     async fn delete_connection(&self, kb_id: KbId) -> Result<()>;
     /// Takes the refresh lease of a connection for `owner` until `until`, when no one holds it or
     /// the holder's lease has expired at `now` (one atomic conditional update, so of several
@@ -224,9 +226,15 @@ pub trait Store: Send + Sync + 'static {
     async fn release_refresh_lease(&self, kb_id: KbId, owner: &str) -> Result<()>;
     /// Records that the refresh token was refused (revoked or expired), only while `owner` holds
     /// the refresh lease (so a refusal of an old token never marks a connection the user has just
-    /// renewed): sets `needs_reauth`, drops the stored access token, releases the lease and sets
-    /// the knowledge base's sync status to `needs_reauth`. Returns whether it did.
-    async fn mark_needs_reauth(&self, kb_id: KbId, owner: &str) -> Result<bool>;
+    /// renewed): sets `needs_reauth` (since `now`, unless it was already set), drops the stored
+    /// access token, releases the lease and sets the knowledge base's sync status to
+    /// `needs_reauth`. Returns whether it did.
+    async fn mark_needs_reauth(&self, kb_id: KbId, owner: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// Withdraws the sync grants of every knowledge base whose connection has needed
+    /// re-authorization since `needs_reauth_since` or earlier (manual grants stay), and makes
+    /// their next run read the sharing again. Returns those knowledge bases (only ones that still
+    /// had sync grants, so calling it again returns nothing new).
+    async fn withdraw_lapsed_sync_grants(&self, needs_reauth_since: DateTime<Utc>) -> Result<Vec<KbId>>;
 
     // --- sources and sync runs -------------------------------------------------------------
 
@@ -261,7 +269,15 @@ pub trait Store: Send + Sync + 'static {
     async fn forget_sharing_reads(&self, kb_id: Option<KbId>) -> Result<()>;
     /// Sets a knowledge base's sync status. `NotFound` when it does not exist.
     async fn set_sync_status(&self, kb_id: KbId, status: kbsync_core::SyncStatus) -> Result<()>;
-    /// The documents that came from a source, ordered by path.
+    /// Marks a source that answered 403/404: `revoked_at` is set (an earlier mark is kept), its
+    /// documents leave search (they are kept until the loss is confirmed), and the read grants
+    /// only its sharing gave are withdrawn, in one transaction. `NotFound` when the source is gone.
+    async fn mark_source_revoked(&self, source_id: uuid::Uuid, now: DateTime<Utc>) -> Result<()>;
+    /// The source answers again: clears `revoked_at` (its documents are searchable again) and
+    /// makes the next permission sync read the knowledge base's sharing. `NotFound` when the
+    /// source is gone.
+    async fn clear_source_revoked(&self, source_id: uuid::Uuid) -> Result<()>;
+    /// The documents that came from a source (hidden ones included), ordered by path.
     async fn source_documents(&self, source_id: uuid::Uuid) -> Result<Vec<Document>>;
     /// The document of a knowledge base that mirrors a remote item, if any.
     async fn document_by_source_item(&self, kb_id: KbId, source_item_id: &str) -> Result<Option<Document>>;
@@ -380,16 +396,19 @@ pub trait Store: Send + Sync + 'static {
     /// an unknown run).
     async fn list_sync_failures(&self, run_id: uuid::Uuid, skip: u64) -> Result<Vec<SyncFailure>>;
     /// Removes a source of a knowledge base and the documents that came from it (with their
-    /// chunks, so they leave search at once), in one transaction; returns the content hashes,
-    /// sorted, that no remaining document (in any knowledge base) references, so their blobs can
-    /// be removed. `NotFound` when the source is not one of that knowledge base's.
+    /// chunks, so they leave search at once), and withdraws the sync grants that only its sharing
+    /// gave, in one transaction; returns the content hashes, sorted, that no remaining document
+    /// (in any knowledge base) references, so their blobs can be removed. `NotFound` when the
+    /// source is not one of that knowledge base's.
     async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>>;
     /// Replaces, in one transaction, the knowledge base's grants that came from sync with read
-    /// grants for `readers` (duplicates ignored); grants given by hand are untouched (a user may
-    /// hold both). `NotFound` when the knowledge base does not exist; an unknown user is
-    /// `InvalidReference` and changes nothing. Records `now` as the time the sharing was read
+    /// grants for the users in `grants`, each recorded with the source whose sharing gave it
+    /// (duplicates ignored); a source marked revoked grants nothing; grants given by hand are
+    /// untouched (a user may hold both). `NotFound` when the knowledge base does not exist; an
+    /// unknown user, or a source that is not one of the knowledge base's, is `InvalidReference`
+    /// and changes nothing. Records `now` as the time the sharing was read
     /// ([`Store::sharing_read_at`]).
-    async fn replace_sync_grants(&self, kb_id: KbId, readers: &[UserId], now: DateTime<Utc>) -> Result<()>;
+    async fn replace_sync_grants(&self, kb_id: KbId, grants: &[SyncGrant], now: DateTime<Utc>) -> Result<()>;
     /// The users whose email is one of `emails`, compared case-insensitively (and ignoring
     /// surrounding whitespace), ordered by email; emails without a user are left out.
     async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>>;

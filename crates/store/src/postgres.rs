@@ -237,7 +237,9 @@ impl PostgresStore {
         qb.push(
             ") c ORDER BY c.document_id, score DESC, c.id) h \
              JOIN documents d ON d.id = h.document_id \
-             WHERE d.status = 'processed' ORDER BY h.score DESC, d.id LIMIT ",
+             WHERE d.status = 'processed' AND NOT EXISTS (SELECT 1 FROM sources s \
+             WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL) \
+             ORDER BY h.score DESC, d.id LIMIT ",
         );
         qb.push_bind(i64::from(query.limit));
         qb.push(") t JOIN chunks c ON c.id = t.chunk_id ORDER BY t.score DESC, t.id");

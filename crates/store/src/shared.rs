@@ -28,7 +28,8 @@ macro_rules! doc_cols {
 
 macro_rules! source_cols {
     () => {
-        "id, kb_id, provider, kind, drive_id, item_id, name, path, cursor, state_files, state_pending, state_settings, created_at"
+        "id, kb_id, provider, kind, drive_id, item_id, name, path, cursor, state_files, state_pending, state_settings, \
+         revoked_at, created_at"
     };
 }
 
@@ -126,6 +127,53 @@ macro_rules! impl_store {
                     .await
                     .map_err(Self::err)?;
                 Self::insert_chunks(conn, doc_id, &kb_id, chunks).await
+            }
+
+            /// Recomputes the knowledge base's `sync` grants from the recorded grants of its
+            /// sources that are not marked revoked (`kb_grants` holds one `sync` row per user:
+            /// what access checks read). Inside the caller's write transaction.
+            async fn rebuild_sync_grants(conn: &mut DbConnection, kb: &str) -> $crate::Result<()> {
+                sqlx::query("DELETE FROM kb_grants WHERE kb_id = $1 AND origin = 'sync'")
+                    .bind(kb)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::err)?;
+                sqlx::query(
+                    "INSERT INTO kb_grants (kb_id, user_id, permission, origin) \
+                     SELECT DISTINCT s.kb_id, g.user_id, 'read', 'sync' FROM sync_grant_sources g \
+                     JOIN sources s ON s.id = g.source_id \
+                     WHERE s.kb_id = $1 AND s.revoked_at IS NULL",
+                )
+                .bind(kb)
+                .execute(&mut *conn)
+                .await
+                .map_err(Self::err)?;
+                Ok(())
+            }
+
+            /// Withdraws every sync grant of the knowledge base (and the record of where they came
+            /// from) and makes its next run read the sharing again. Inside the caller's write
+            /// transaction.
+            async fn withdraw_sync_grants(conn: &mut DbConnection, kb: &str) -> $crate::Result<()> {
+                sqlx::query(
+                    "DELETE FROM sync_grant_sources WHERE source_id IN \
+                     (SELECT id FROM sources WHERE kb_id = $1)",
+                )
+                .bind(kb)
+                .execute(&mut *conn)
+                .await
+                .map_err(Self::err)?;
+                sqlx::query("DELETE FROM kb_grants WHERE kb_id = $1 AND origin = 'sync'")
+                    .bind(kb)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::err)?;
+                sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
+                    .bind(kb)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Self::err)?;
+                Ok(())
             }
 
             /// `NotFound` unless the knowledge base exists.
@@ -1053,7 +1101,8 @@ macro_rules! impl_store {
                      access_token_key_id = excluded.access_token_key_id, \
                      access_expires_at = excluded.access_expires_at, tenant = excluded.tenant, \
                      stored_at = excluded.stored_at, last_refreshed_at = NULL, needs_reauth = FALSE, \
-                     refresh_lease_owner = NULL, refresh_lease_until = NULL RETURNING ",
+                     needs_reauth_since = NULL, refresh_lease_owner = NULL, refresh_lease_until = NULL \
+                     RETURNING ",
                     $crate::shared::connection_cols!()
                 ))
                 .bind(&kb)
@@ -1104,6 +1153,8 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::err)?;
+                // Disconnected: the sharing it read no longer speaks for the drive.
+                Self::withdraw_sync_grants(&mut tx, &kb).await?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok(())
             }
@@ -1160,7 +1211,7 @@ macro_rules! impl_store {
                      refresh_token_ciphertext = COALESCE($3, refresh_token_ciphertext), \
                      refresh_token_key_id = COALESCE($4, refresh_token_key_id), \
                      access_token_ciphertext = $5, access_token_key_id = $6, access_expires_at = $7, \
-                     last_refreshed_at = $8, needs_reauth = FALSE, \
+                     last_refreshed_at = $8, needs_reauth = FALSE, needs_reauth_since = NULL, \
                      refresh_lease_owner = NULL, refresh_lease_until = NULL \
                      WHERE kb_id = $1 AND refresh_lease_owner = $2",
                 )
@@ -1199,17 +1250,21 @@ macro_rules! impl_store {
                 &self,
                 kb_id: kbsync_core::KbId,
                 owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<bool> {
                 let kb = kb_id.to_string();
                 let mut tx = self.begin_write().await?;
                 let marked = sqlx::query(
-                    "UPDATE connections SET needs_reauth = TRUE, access_token_ciphertext = NULL, \
+                    "UPDATE connections SET needs_reauth = TRUE, \
+                     needs_reauth_since = CASE WHEN needs_reauth THEN COALESCE(needs_reauth_since, $3) \
+                     ELSE $3 END, access_token_ciphertext = NULL, \
                      access_token_key_id = NULL, access_expires_at = NULL, \
                      refresh_lease_owner = NULL, refresh_lease_until = NULL \
                      WHERE kb_id = $1 AND refresh_lease_owner = $2",
                 )
                 .bind(&kb)
                 .bind(owner)
+                .bind($crate::common::ms(now))
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::err)?;
@@ -1225,7 +1280,73 @@ macro_rules! impl_store {
                 Ok(true)
             }
 
+            async fn withdraw_lapsed_sync_grants(
+                &self,
+                needs_reauth_since: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Vec<kbsync_core::KbId>> {
+                let mut tx = self.begin_write().await?;
+                let kbs: Vec<String> = sqlx::query_scalar(
+                    "SELECT c.kb_id FROM connections c WHERE c.needs_reauth = TRUE \
+                     AND c.needs_reauth_since <= $1 AND EXISTS (SELECT 1 FROM kb_grants g \
+                     WHERE g.kb_id = c.kb_id AND g.origin = 'sync') ORDER BY c.kb_id",
+                )
+                .bind($crate::common::ms(needs_reauth_since))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                for kb in &kbs {
+                    Self::withdraw_sync_grants(&mut tx, kb).await?;
+                }
+                tx.commit().await.map_err(Self::err)?;
+                kbs.iter().map(|kb| $crate::common::parse_uuid(kb)).collect()
+            }
+
             // --- sources and sync runs -----------------------------------------------------
+
+            async fn mark_source_revoked(
+                &self,
+                source_id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                let source = source_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let kb: Option<String> = sqlx::query_scalar(
+                    "UPDATE sources SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING kb_id",
+                )
+                .bind(&source)
+                .bind($crate::common::ms(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                let kb = kb.ok_or($crate::StoreError::NotFound)?;
+                sqlx::query("DELETE FROM sync_grant_sources WHERE source_id = $1")
+                    .bind(&source)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                Self::rebuild_sync_grants(&mut tx, &kb).await?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn clear_source_revoked(&self, source_id: uuid::Uuid) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                let kb: Option<String> =
+                    sqlx::query_scalar("UPDATE sources SET revoked_at = NULL WHERE id = $1 RETURNING kb_id")
+                        .bind(source_id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(Self::err)?;
+                let kb = kb.ok_or($crate::StoreError::NotFound)?;
+                // Its sharing grants again: read it on the next permission sync.
+                sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
+                    .bind(&kb)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
 
             async fn add_source(
                 &self,
@@ -1972,11 +2093,14 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
+                // Its recorded grants go with it (ON DELETE CASCADE): what only it granted is
+                // withdrawn now, grants other sources also give stay until the sharing is read.
                 sqlx::query("DELETE FROM sources WHERE id = $1")
                     .bind(&source)
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
+                Self::rebuild_sync_grants(&mut tx, &kb).await?;
                 tx.commit().await.map_err(Self::err)?;
                 hashes.sort();
                 Ok(hashes)
@@ -1985,10 +2109,11 @@ macro_rules! impl_store {
             async fn replace_sync_grants(
                 &self,
                 kb_id: kbsync_core::KbId,
-                readers: &[kbsync_core::UserId],
+                grants: &[$crate::SyncGrant],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<()> {
-                let wanted: std::collections::BTreeSet<kbsync_core::UserId> = readers.iter().copied().collect();
+                let wanted: std::collections::BTreeSet<$crate::SyncGrant> = grants.iter().copied().collect();
+                let sources: std::collections::BTreeSet<uuid::Uuid> = wanted.iter().map(|g| g.source_id).collect();
                 let kb = kb_id.to_string();
                 let mut tx = self.begin_write().await?;
                 let exists = sqlx::query("UPDATE knowledge_bases SET sharing_read_at = $2 WHERE id = $1")
@@ -2000,27 +2125,41 @@ macro_rules! impl_store {
                 if exists.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                sqlx::query("DELETE FROM kb_grants WHERE kb_id = $1 AND origin = 'sync'")
-                    .bind(&kb)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-                for user_id in &wanted {
-                    sqlx::query(
-                        "INSERT INTO kb_grants (kb_id, user_id, permission, origin) \
-                         VALUES ($1, $2, 'read', 'sync')",
-                    )
-                    .bind(&kb)
-                    .bind(user_id.to_string())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| match Self::err(e) {
-                        $crate::StoreError::InvalidReference(_) => {
-                            $crate::StoreError::InvalidReference(format!("unknown user {user_id}"))
-                        }
-                        other => other,
-                    })?;
+                for source_id in &sources {
+                    let ours = sqlx::query("SELECT 1 FROM sources WHERE id = $1 AND kb_id = $2")
+                        .bind(source_id.to_string())
+                        .bind(&kb)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(Self::err)?;
+                    if ours.is_none() {
+                        return Err($crate::StoreError::InvalidReference(format!(
+                            "unknown source {source_id} of knowledge base {kb_id}"
+                        )));
+                    }
                 }
+                sqlx::query(
+                    "DELETE FROM sync_grant_sources WHERE source_id IN \
+                     (SELECT id FROM sources WHERE kb_id = $1)",
+                )
+                .bind(&kb)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                for grant in &wanted {
+                    sqlx::query("INSERT INTO sync_grant_sources (source_id, user_id) VALUES ($1, $2)")
+                        .bind(grant.source_id.to_string())
+                        .bind(grant.user_id.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| match Self::err(e) {
+                            $crate::StoreError::InvalidReference(_) => {
+                                $crate::StoreError::InvalidReference(format!("unknown user {}", grant.user_id))
+                            }
+                            other => other,
+                        })?;
+                }
+                Self::rebuild_sync_grants(&mut tx, &kb).await?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok(())
             }

@@ -141,68 +141,33 @@ impl SqliteStore {
     }
 
     /// The best `limit` documents for the match expression with their best chunk and its
-    /// score, readable by the reader; over `candidates` (chunk id, FTS5 rank) only, or over
-    /// every match. FTS5 or the candidates drive the plan (CROSS JOIN fixes the join order):
-    /// each hit is joined to its chunk row by primary key and filtered by knowledge base; the
-    /// best chunk per document is kept; documents are joined last.
+    /// score, readable by the reader, over the matches above `floor` (every match without one).
+    /// FTS5 drives the plan (CROSS JOIN fixes the join order): each match is joined to its chunk
+    /// row by primary key and filtered by knowledge base; the best chunk per document is kept;
+    /// documents are joined last, leaving out those not processed or of a revoked source.
     async fn ranked_rows(
         &self,
         expr: &str,
         query: &SearchQuery<'_>,
-        candidates: Option<&[(i64, f64)]>,
         floor: Option<i64>,
     ) -> Result<Vec<RankedRow>> {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH ");
-        match candidates {
-            Some(candidates) => {
-                qb.push("top(chunk_id, rank) AS (VALUES ");
-                let mut list = qb.separated(", ");
-                for (id, rank) in candidates {
-                    list.push("(")
-                        .push_bind_unseparated(*id)
-                        .push_unseparated(", ")
-                        .push_bind_unseparated(*rank)
-                        .push_unseparated(")");
-                }
-                qb.push(
-                    "), hits AS MATERIALIZED (SELECT top.chunk_id AS chunk_id, c.document_id AS document_id, \
-                     top.rank AS rank FROM top CROSS JOIN chunks c ON c.id = top.chunk_id WHERE 1 = 1",
-                );
-            }
-            None => {
-                qb.push(
-                    "hits AS MATERIALIZED (SELECT chunks_fts.rowid AS chunk_id, c.document_id AS document_id, \
-                     bm25(chunks_fts) AS rank FROM chunks_fts CROSS JOIN chunks c ON c.id = chunks_fts.rowid \
-                     WHERE chunks_fts MATCH ",
-                );
-                qb.push_bind(expr.to_owned());
-                if let Some(floor) = floor {
-                    qb.push(" AND chunks_fts.rowid > ").push_bind(floor);
-                }
-            }
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "WITH hits AS MATERIALIZED (SELECT chunks_fts.rowid AS chunk_id, c.document_id AS document_id, \
+             bm25(chunks_fts) AS rank FROM chunks_fts CROSS JOIN chunks c ON c.id = chunks_fts.rowid \
+             WHERE chunks_fts MATCH ",
+        );
+        qb.push_bind(expr.to_owned());
+        if let Some(floor) = floor {
+            qb.push(" AND chunks_fts.rowid > ").push_bind(floor);
         }
-        if let Reader::User(user_id) = query.reader {
-            let uid = user_id.to_string();
-            qb.push(" AND c.kb_id IN (SELECT id FROM knowledge_bases WHERE owner_id = ")
-                .push_bind(uid.clone())
-                .push(" UNION SELECT kb_id FROM kb_grants WHERE user_id = ")
-                .push_bind(uid)
-                .push(")");
-        }
-        if !query.kb_ids.is_empty() {
-            qb.push(" AND c.kb_id IN (");
-            let mut list = qb.separated(", ");
-            for kb in query.kb_ids {
-                list.push_bind(kb.to_string());
-            }
-            qb.push(")");
-        }
+        push_readable(&mut qb, query);
         qb.push(
             "), best AS (SELECT document_id, chunk_id, MIN(rank) AS rank FROM hits \
              GROUP BY document_id) \
              SELECT d.id, d.kb_id, d.name, d.web_url, b.chunk_id, -b.rank AS score \
              FROM best b CROSS JOIN documents d ON d.id = b.document_id \
-             WHERE d.status = 'processed' ORDER BY b.rank, d.id LIMIT ",
+             WHERE d.status = 'processed' AND NOT EXISTS (SELECT 1 FROM sources s \
+             WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL) ORDER BY b.rank, d.id LIMIT ",
         );
         qb.push_bind(i64::from(query.limit));
         qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)
@@ -220,13 +185,20 @@ impl SqliteStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        // Match-phase limit: when more than `depth` chunks match, only the `depth` newest (highest
-        // rowid) are ranked. FTS5 walks the doclist newest first and stops at the (depth + 1)th
-        // match; its rowid is the floor. Below the limit (the usual case) the ranking is exact.
-        let mut fq: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ");
+        // Match-phase limit: when the reader may read more than `depth` matching chunks, only
+        // the `depth` newest of those (highest rowid) are ranked. FTS5 walks the doclist newest
+        // first; each match's chunk is looked up by primary key and kept when its knowledge base
+        // is readable (and among `kb_ids`); the walk stops at the (depth + 1)th readable match,
+        // whose rowid is the floor. Chunks the reader cannot read never count towards the depth
+        // (as on PostgreSQL). Below the limit (the usual case) the ranking is exact.
+        let mut fq: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT chunks_fts.rowid FROM chunks_fts");
+        if filters_kbs(&query) {
+            fq.push(" CROSS JOIN chunks c ON c.id = chunks_fts.rowid");
+        }
+        fq.push(" WHERE chunks_fts MATCH ");
         fq.push_bind(expr.clone());
-        fq.push(" ORDER BY rowid DESC LIMIT 1 OFFSET ");
+        push_readable(&mut fq, &query);
+        fq.push(" ORDER BY chunks_fts.rowid DESC LIMIT 1 OFFSET ");
         fq.push_bind(depth.max(1));
         let floor: Option<i64> = fq
             .build_query_scalar()
@@ -239,38 +211,10 @@ impl SqliteStore {
                 "search matched more chunks than its depth: the newest are ranked"
             );
         }
-        // Top-k first: FTS5 alone ranks the matches and keeps the best `TOP_K_FACTOR × limit`
-        // chunks (a bounded sort, no join or grouping over every match). Those candidates are
-        // filtered by access and grouped per document. Exact: a document whose best chunk is
-        // outside the candidates ranks below every candidate, so when at least `limit`
-        // documents rank strictly better than the last candidate, they are the answer.
-        // Otherwise (few readable documents among many matches) the full query runs.
-        let k = i64::from(query.limit).saturating_mul(TOP_K_FACTOR).min(TOP_K_MAX);
-        let mut cq: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT rowid, rank FROM chunks_fts WHERE chunks_fts MATCH ");
-        cq.push_bind(expr.clone());
-        if let Some(floor) = floor {
-            cq.push(" AND rowid > ").push_bind(floor);
-        }
-        cq.push(" ORDER BY rank LIMIT ");
-        cq.push_bind(k);
-        let candidates: Vec<(i64, f64)> = cq
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::err)?;
-        if candidates.is_empty() {
-            return Ok(Vec::new());
-        }
-        let complete = i64::try_from(candidates.len()).unwrap_or(i64::MAX) < k;
-        let boundary = candidates.last().map_or(f64::INFINITY, |c| c.1);
-        let mut rows = self.ranked_rows(&expr, &query, Some(&candidates), floor).await?;
-        if !complete {
-            rows.retain(|r| -r.5 < boundary);
-            if rows.len() < query.limit as usize {
-                rows = self.ranked_rows(&expr, &query, None, floor).await?;
-            }
-        }
+        // The readable matches above the floor (at most `depth`, all of them below the limit)
+        // are ranked with bm25, reduced to the best chunk per document and joined to documents.
+        // bm25 is computed only for rows that passed the access filter.
+        let rows = self.ranked_rows(&expr, &query, floor).await?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -313,13 +257,34 @@ impl SqliteStore {
     }
 }
 
+/// Whether a search is narrowed to some knowledge bases (a user's readable ones, or `kb_ids`).
+fn filters_kbs(query: &SearchQuery<'_>) -> bool {
+    matches!(query.reader, Reader::User(_)) || !query.kb_ids.is_empty()
+}
+
+/// ` AND c.kb_id IN …` for the knowledge bases the reader may read (owned, or any grant) and,
+/// when given, `kb_ids`; nothing for an admin searching everything. `c` is `chunks`.
+fn push_readable(qb: &mut QueryBuilder<Sqlite>, query: &SearchQuery<'_>) {
+    if let Reader::User(user_id) = query.reader {
+        let uid = user_id.to_string();
+        qb.push(" AND c.kb_id IN (SELECT id FROM knowledge_bases WHERE owner_id = ")
+            .push_bind(uid.clone())
+            .push(" UNION SELECT kb_id FROM kb_grants WHERE user_id = ")
+            .push_bind(uid)
+            .push(")");
+    }
+    if !query.kb_ids.is_empty() {
+        qb.push(" AND c.kb_id IN (");
+        let mut list = qb.separated(", ");
+        for kb in query.kb_ids {
+            list.push_bind(kb.to_string());
+        }
+        qb.push(")");
+    }
+}
+
 /// (document id, knowledge base id, name, web URL, best chunk id, score).
 type RankedRow = (String, String, String, Option<String>, i64, f64);
-
-/// Candidates ranked by FTS5 alone per result asked for (see `search_impl`).
-const TOP_K_FACTOR: i64 = 20;
-/// The most candidates (SQLite binds two values per candidate).
-const TOP_K_MAX: i64 = 2_000;
 
 crate::shared::impl_store!(SqliteStore);
 
@@ -376,94 +341,6 @@ mod tests {
             .execute(&store.pool)
             .await
             .unwrap();
-    }
-
-    /// The top-k path returns what ranking every match returns, and falls back to it when the
-    /// best candidates are all unreadable.
-    #[tokio::test]
-    async fn top_k_search_matches_the_full_ranking_and_falls_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("kb.db").display());
-        let store = SqliteStore::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-        let now = Utc::now();
-        let mut kbs = Vec::new();
-        for (u, docs, text) in [(0, 5, "common word here"), (1, 100, "common common common")] {
-            let owner = Uuid::new_v4();
-            store
-                .create_user(
-                    owner,
-                    NewUser {
-                        email: format!("u{u}@x.test"),
-                        password_hash: "h".into(),
-                        role: Role::User,
-                    },
-                    now,
-                )
-                .await
-                .unwrap();
-            let kb = Uuid::new_v4();
-            store
-                .create_kb(
-                    kb,
-                    NewKnowledgeBase {
-                        name: "k".into(),
-                        description: String::new(),
-                        owner_id: owner,
-                        kb_type: KbType::Local,
-                    },
-                    now,
-                )
-                .await
-                .unwrap();
-            for i in 0..docs {
-                let id = Uuid::new_v4();
-                store
-                    .create_document(
-                        id,
-                        NewDocument {
-                            kb_id: kb,
-                            name: format!("d{i}"),
-                            path: format!("/d{i}"),
-                            mime: "text/plain".into(),
-                            size: 1,
-                            content_hash: format!("{u}-{i}"),
-                            source_item_id: None,
-                            web_url: None,
-                        },
-                        now,
-                    )
-                    .await
-                    .unwrap();
-                let filler = "filler ".repeat(i % 7);
-                store
-                    .complete_document(id, &[format!("{text} {filler}"), format!("{filler} common")], now)
-                    .await
-                    .unwrap();
-            }
-            kbs.push(owner);
-        }
-        let expr = common::fts5_match_expression("common").unwrap();
-        for (owner, limit) in [(kbs[1], 3), (kbs[0], 2), (kbs[1], 100)] {
-            let q = SearchQuery {
-                text: "common",
-                reader: Reader::User(owner),
-                kb_ids: &[],
-                limit,
-            };
-            let hits = store.search_impl(q.clone()).await.unwrap();
-            let full = store.ranked_rows(&expr, &q, None, None).await.unwrap();
-            let got: Vec<(String, f64)> = hits
-                .iter()
-                .map(|h| (h.document_id.to_string(), h.score))
-                .collect();
-            let want: Vec<(String, f64)> = full.iter().map(|r| (r.0.clone(), r.5)).collect();
-            assert_eq!(got, want);
-            assert_eq!(
-                got.len(),
-                (limit as usize).min(if owner == kbs[0] { 5 } else { 100 })
-            );
-        }
     }
 
     #[tokio::test]

@@ -272,7 +272,19 @@ pub struct Source {
     pub state_pending: Option<u64>,
     /// The engine settings the saved state was decided under (the engine's own text).
     pub state_settings: Option<String>,
+    /// When the source first answered 403/404 ([`crate::Store::mark_source_revoked`]); `None`
+    /// while it is readable. While set, its documents are left out of search and its sharing
+    /// grants nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+/// One read grant that sync derived from a folder source's sharing: `user_id` may read the
+/// knowledge base because `source_id`'s sharing names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SyncGrant {
+    pub source_id: uuid::Uuid,
+    pub user_id: UserId,
 }
 
 /// What the sync engine saves with a source's cursor: its state (its own serialization) and the

@@ -8,7 +8,9 @@
 //!    What the engine knows of a source's items (names, parents, hashes) is kept in a
 //!    [`state::SourceState`] saved together with the cursor, so paths are rebuilt from parent ids
 //!    and nameless tombstones are resolved by id. A source that answers "not found" (404/403) is
-//!    revoked at once: its documents are removed, whatever else the run does.
+//!    revoked at once, whatever else the run does: its documents leave search (kept, with its
+//!    cursor) and its sharing grants nothing; if the next run gets the same answer the loss is
+//!    confirmed and the documents are removed, if it reads the source they come back.
 //! 2. **Check the limit.** With every source gathered, the files of the knowledge base are
 //!    counted (distinct items, whatever order the feeds listed them in). Over
 //!    [`SyncLimits::max_files`] the run stops with `file_limit_exceeded` before anything is
@@ -56,7 +58,7 @@ use kbsync_core::{Clock, Document, KbId, Random, SyncStatus, UserId};
 use kbsync_ingest::{Extractor, FileKind};
 use kbsync_store::{
     BlobError, BlobStore, DocumentLocation, NewDocument, Source, SourceKind, Store, StoreError, SyncFailure,
-    SyncProgress, SyncRunOutcome, SyncTrigger,
+    SyncGrant, SyncProgress, SyncRunOutcome, SyncTrigger,
 };
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -253,7 +255,7 @@ enum Gathered {
     /// A folder whose round brought no change and whose saved state has nothing left to retry:
     /// only its cursor moves. Its state is not read unless another source needs the run to plan.
     Quiet(Box<Quiet>),
-    /// It answered 404/403: its documents were removed.
+    /// It answered 404/403: its documents were hidden (the first time) or removed (confirmed).
     Revoked,
     /// The datasource failed in a way that retrying later may fix; nothing was advanced. The
     /// files it held at its saved state still count towards the limit and are kept.
@@ -420,7 +422,14 @@ impl SyncEngine {
                 SourceKind::File => self.gather_file(&source, ds, tokens, run).await?,
             };
             match outcome {
-                Ok(g) => gathered.push((source, g)),
+                Ok(g) => {
+                    if source.revoked_at.is_some() && matches!(g, Gathered::Ready(_) | Gathered::Quiet(_)) {
+                        // Readable again: its kept documents come back without a download.
+                        tracing::info!(kb.id = %run.kb_id, source.id = %source.id, "source accessible again: its documents are searchable again");
+                        self.cx.store.clear_source_revoked(source.id).await?;
+                    }
+                    gathered.push((source, g));
+                }
                 Err(Stop::Cancelled) => return Ok(SyncStatus::Cancelled),
                 Err(Stop::NeedsReauth(why)) => return Ok(self.needs_reauth(run, &why)),
             }
@@ -1185,10 +1194,12 @@ impl SyncEngine {
         if !due {
             return Ok(Ok(()));
         }
-        let mut all = Grantees::default();
+        // Each folder's grantees, kept apart: every grant is recorded with the source that gave
+        // it, so removing or losing a source withdraws exactly what only it granted.
+        let mut per_source: Vec<(Uuid, Grantees)> = Vec::with_capacity(folders.len());
         for source in folders {
             match ds.permissions(tokens, &source.drive_id, &source.item_id).await {
-                Ok(perms) => all.merge(permissions::grantees(&perms, self.cx.permissions)),
+                Ok(perms) => per_source.push((source.id, permissions::grantees(&perms, self.cx.permissions))),
                 // Taken away since the round was read: it names no one any more.
                 Err(ProviderError::NotFound(why)) => {
                     tracing::info!(kb.id = %run.kb_id, source.id = %source.id, reason = why, "source sharing no longer readable: it grants nothing");
@@ -1201,20 +1212,44 @@ impl SyncEngine {
                 }
             }
         }
-        let mut readers: BTreeSet<UserId> = BTreeSet::new();
-        if all.everyone {
-            readers.extend(store.all_user_ids().await?);
+        // One look-up for all of them.
+        let mut all = Grantees::default();
+        for (_, grantees) in &per_source {
+            all.merge(grantees.clone());
         }
+        let everyone: Vec<UserId> = if all.everyone {
+            store.all_user_ids().await?
+        } else {
+            Vec::new()
+        };
+        let mut by_email: HashMap<String, UserId> = HashMap::new();
         if !all.emails.is_empty() {
             let emails: Vec<String> = all.emails.into_iter().collect();
-            readers.extend(store.users_by_emails(&emails).await?.into_iter().map(|u| u.id));
+            for user in store.users_by_emails(&emails).await? {
+                by_email.insert(user.email.trim().to_lowercase(), user.id);
+            }
         }
         // The owner needs no grant.
         let owner = store.get_kb(run.kb_id).await?.owner_id;
-        readers.remove(&owner);
-        let readers: Vec<UserId> = readers.into_iter().collect();
-        store.replace_sync_grants(run.kb_id, &readers, now).await?;
-        tracing::debug!(kb.id = %run.kb_id, readers = readers.len(), "sync grants replaced");
+        let mut grants: BTreeSet<SyncGrant> = BTreeSet::new();
+        for (source_id, grantees) in &per_source {
+            let readers = grantees
+                .emails
+                .iter()
+                .filter_map(|email| by_email.get(email))
+                .chain(everyone.iter().filter(|_| grantees.everyone));
+            for &user_id in readers {
+                if user_id != owner {
+                    grants.insert(SyncGrant {
+                        source_id: *source_id,
+                        user_id,
+                    });
+                }
+            }
+        }
+        let grants: Vec<SyncGrant> = grants.into_iter().collect();
+        store.replace_sync_grants(run.kb_id, &grants, now).await?;
+        tracing::debug!(kb.id = %run.kb_id, grants = grants.len(), "sync grants replaced");
         Ok(Ok(()))
     }
 
@@ -1323,16 +1358,25 @@ impl SyncEngine {
         );
     }
 
-    /// The source answered 404/403: its documents go, and its cursor is forgotten.
+    /// The source answered 404/403. The first time, its documents leave search at once but are
+    /// kept, with its cursor and state, and the grants its sharing gave are withdrawn: a passing
+    /// error must not cost a full download. When it answers so again on a later run (the loss is
+    /// confirmed), its documents go and its cursor is forgotten.
     async fn revoke(&self, source: &Source, run: &mut Run) -> Result<(), SyncError> {
-        tracing::info!(kb.id = %source.kb_id, source.id = %source.id, "source no longer accessible: removing its documents");
-        for doc in self.cx.store.source_documents(source.id).await? {
-            self.remove_document(&doc).await?;
-            run.deleted += 1;
+        let store = &self.cx.store;
+        if source.revoked_at.is_none() {
+            tracing::info!(kb.id = %source.kb_id, source.id = %source.id, "source no longer accessible: its documents are hidden until the next run confirms it");
+            store.mark_source_revoked(source.id, self.cx.clock.now()).await?;
+        } else {
+            tracing::info!(kb.id = %source.kb_id, source.id = %source.id, "source still not accessible: removing its documents");
+            for doc in store.source_documents(source.id).await? {
+                self.remove_document(&doc).await?;
+                run.deleted += 1;
+            }
+            store.set_source_cursor(source.id, None, None).await?;
         }
-        self.cx.store.set_source_cursor(source.id, None, None).await?;
         // Its sharing no longer counts: the grants are computed again.
-        self.cx.store.forget_sharing_reads(Some(source.kb_id)).await?;
+        store.forget_sharing_reads(Some(source.kb_id)).await?;
         Ok(())
     }
 
@@ -1470,6 +1514,7 @@ mod document_path_tests {
             state_files: None,
             state_pending: None,
             state_settings: None,
+            revoked_at: None,
             created_at: chrono::DateTime::UNIX_EPOCH,
         }
     }

@@ -743,7 +743,7 @@ impl Inner {
             Ok(conn) if !conn.needs_reauth && conn.stored_at == connected_at
         );
         let marked = if still_same {
-            store.mark_needs_reauth(kb_id, owner).await
+            store.mark_needs_reauth(kb_id, owner, now).await
         } else {
             Ok(false)
         };

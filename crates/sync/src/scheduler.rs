@@ -24,6 +24,10 @@ pub struct SchedulerSettings {
     /// The most knowledge bases one claim query takes (a tick claims again while it got that
     /// many and slots are free).
     pub batch: u32,
+    /// How long a knowledge base may need re-authorization before the read access sync gave from
+    /// its sources' sharing is withdrawn: kbsync can no longer see that sharing change, so it
+    /// stops vouching for it (manual grants stay; the sharing is read again once reconnected).
+    pub reauth_grace: chrono::Duration,
 }
 
 impl Default for SchedulerSettings {
@@ -31,6 +35,7 @@ impl Default for SchedulerSettings {
         Self {
             tick: Duration::from_secs(5),
             batch: 32,
+            reauth_grace: chrono::Duration::hours(72),
         }
     }
 }
@@ -54,6 +59,7 @@ impl Scheduler {
     pub async fn tick(&self) -> Result<usize, StoreError> {
         let cx = self.runner.context();
         let ttl = self.runner.settings().lease_ttl;
+        self.withdraw_lapsed_grants().await;
         let mut launched = 0;
         // A knowledge base released at once (one starting here by hand) is due again at once:
         // claiming it twice in one tick ends the tick rather than spin.
@@ -87,6 +93,24 @@ impl Scheduler {
             }
         }
         Ok(launched)
+    }
+
+    /// Withdraws the sync grants of knowledge bases that have needed re-authorization for longer
+    /// than [`SchedulerSettings::reauth_grace`] (on the injected clock). A failure is logged and
+    /// tried again at the next tick; claiming goes on.
+    async fn withdraw_lapsed_grants(&self) {
+        let cx = self.runner.context();
+        let since = cx.clock.now() - self.settings.reauth_grace;
+        match cx.store.withdraw_lapsed_sync_grants(since).await {
+            Ok(kbs) => {
+                for kb_id in kbs {
+                    info!(kb.id = %kb_id, "needs re-authorization beyond the grace period: sync grants withdrawn");
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "could not withdraw the sync grants of knowledge bases awaiting re-authorization")
+            }
+        }
     }
 
     /// The loop: logs `scheduler started`, ticks every `tick` until `shutdown` is cancelled,

@@ -561,7 +561,8 @@ scenarios!(
     an_expired_delta_token_resyncs_fully_and_removes_what_disappeared,
     a_run_without_changes_makes_one_delta_request_per_folder,
     sharing_is_read_again_when_the_drive_reports_a_change_or_the_last_read_is_older_than_the_refresh,
-    a_revoked_folder_removes_its_documents_and_marks_access_revoked,
+    a_revoked_folder_is_hidden_at_once_and_removed_when_the_next_run_confirms_it,
+    a_folder_readable_again_after_one_refusal_comes_back_to_search_without_a_download,
     a_failing_file_is_recorded_and_retried_next_run,
     a_cancelled_run_advances_no_cursor,
     a_file_source_is_fetched_only_when_its_hash_changes,
@@ -796,7 +797,7 @@ async fn sharing_is_read_again_when_the_drive_reports_a_change_or_the_last_read_
     assert_eq!(env.count(PERMISSIONS_ROUTE), 1);
 }
 
-async fn a_revoked_folder_removes_its_documents_and_marks_access_revoked(store: Arc<dyn Store>) {
+async fn a_revoked_folder_is_hidden_at_once_and_removed_when_the_next_run_confirms_it(store: Arc<dyn Store>) {
     let env = env(store).await;
     env.put("/P/a.txt", "alpha apple");
     env.put("/Q/b.txt", "bravo banana");
@@ -805,18 +806,68 @@ async fn a_revoked_folder_removes_its_documents_and_marks_access_revoked(store: 
     env.sync().await;
 
     env.ctl.revoke_access(&env.user, &env.drive, &p.item_id).unwrap();
-    let summary = env.sync().await;
+    let first = env.sync().await;
 
-    assert_eq!(summary.status, SyncStatus::AccessRevoked);
-    assert_eq!(summary.deleted, 1);
+    // One refusal: out of search at once, but kept (with the cursor) in case it passes.
+    assert_eq!(first.status, SyncStatus::AccessRevoked);
+    assert_eq!(first.deleted, 0);
+    assert!(env.finds("apple").await.is_empty());
+    assert_eq!(env.finds("banana").await, ["b.txt"]);
+    assert_eq!(
+        env.contents().await,
+        env.drive_files(&[("P/a.txt", "alpha apple"), ("Q/b.txt", "bravo banana")])
+    );
+    assert!(env.cursor(p.id).await.is_some());
+    assert_eq!(
+        env.store.get_kb(env.kb).await.unwrap().sync_status,
+        SyncStatus::AccessRevoked
+    );
+
+    // Refused again by the next run: the loss is confirmed and the documents go.
+    let second = env.sync().await;
+    assert_eq!(second.status, SyncStatus::AccessRevoked);
+    assert_eq!(second.deleted, 1);
     assert_eq!(
         env.contents().await,
         env.drive_files(&[("Q/b.txt", "bravo banana")])
     );
     assert!(env.finds("apple").await.is_empty());
+    assert_eq!(env.cursor(p.id).await, None);
     assert_eq!(
         env.store.get_kb(env.kb).await.unwrap().sync_status,
         SyncStatus::AccessRevoked
+    );
+}
+
+async fn a_folder_readable_again_after_one_refusal_comes_back_to_search_without_a_download(
+    store: Arc<dyn Store>,
+) {
+    let env = env(store).await;
+    env.put("/P/a.txt", "alpha apple");
+    env.put("/Q/b.txt", "bravo banana");
+    let p = env.add_folder("/P").await;
+    env.add_folder("/Q").await;
+    env.sync().await;
+    env.ctl.revoke_access(&env.user, &env.drive, &p.item_id).unwrap();
+    assert_eq!(env.sync().await.status, SyncStatus::AccessRevoked);
+    assert!(env.finds("apple").await.is_empty());
+    let downloads = env.content_requests();
+
+    env.ctl.grant_access(&env.user, &env.drive, &p.item_id).unwrap();
+    let summary = env.sync().await;
+
+    assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
+    assert_eq!(summary.deleted, 0);
+    assert_eq!(env.content_requests(), downloads, "nothing is downloaded again");
+    env.assert_mirrors(&[("P/a.txt", "alpha apple"), ("Q/b.txt", "bravo banana")])
+        .await;
+    assert!(
+        env.store
+            .list_sources(env.kb)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.revoked_at.is_none())
     );
 }
 
@@ -1671,11 +1722,32 @@ async fn a_revoked_source_shares_nothing(store: Arc<dyn Store>) {
     env.ctl.revoke_access(&env.user, &env.drive, &p.item_id).unwrap();
     let summary = env.sync().await;
 
+    // Hidden after one refusal, it already grants nothing.
     assert_eq!(summary.status, SyncStatus::AccessRevoked, "{summary:?}");
     assert_eq!(
         env.grants().await,
         [(nestor_here, Permission::Read, GrantOrigin::Sync)]
     );
     assert!(env.grants().await.iter().all(|(u, _, _)| *u != megan_here));
+    assert!(env.finds("apple").await.is_empty());
+
+    // Readable again: its sharing counts again.
+    env.ctl.grant_access(&env.user, &env.drive, &p.item_id).unwrap();
+    env.sync().await;
+    let mut both = vec![
+        (megan_here, Permission::Read, GrantOrigin::Sync),
+        (nestor_here, Permission::Read, GrantOrigin::Sync),
+    ];
+    both.sort_by_key(|(u, p, o)| (*u, p.as_str(), o.as_str()));
+    assert_eq!(env.grants().await, both);
+
+    // Refused on two runs in a row: the documents go too.
+    env.ctl.revoke_access(&env.user, &env.drive, &p.item_id).unwrap();
+    env.sync().await;
+    env.sync().await;
+    assert_eq!(
+        env.grants().await,
+        [(nestor_here, Permission::Read, GrantOrigin::Sync)]
+    );
     env.assert_mirrors(&[("Q/q.txt", "quiet quinoa")]).await;
 }

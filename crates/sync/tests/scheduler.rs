@@ -19,7 +19,7 @@ use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
 use kbsync_store::{
     BlobStore, NewConnection, NewKnowledgeBase, NewSource, NewUser, PostgresStore, SourceKind, Store,
-    StoreError, SyncRun, SyncState, SyncTrigger, TokenCipher,
+    StoreError, SyncGrant, SyncRun, SyncState, SyncTrigger, TokenCipher,
 };
 use kbsync_sync::events::SyncEvents;
 use kbsync_sync::runner::{ConnectorResolver, ResolveError, RunnerSettings, StartError, SyncRunner};
@@ -224,6 +224,7 @@ impl World {
             SchedulerSettings {
                 tick: Duration::from_millis(20),
                 batch,
+                reauth_grace: chrono::Duration::hours(72),
             },
         )
     }
@@ -383,6 +384,7 @@ scenarios!(
     after_a_run_the_next_sync_is_the_interval_plus_bounded_jitter,
     advancing_the_clock_past_the_interval_makes_a_kb_due_again,
     kbs_needing_reauth_local_unconnected_or_without_source_are_never_claimed,
+    sync_grants_of_a_kb_needing_reauth_are_withdrawn_by_the_tick_once_the_grace_period_is_over,
     failed_runs_back_off_exponentially_up_to_the_cap_and_success_resets,
     a_stale_lease_is_taken_over_and_its_interrupted_run_closed,
     a_tick_keeps_claiming_until_the_slots_are_full,
@@ -516,6 +518,74 @@ async fn advancing_the_clock_past_the_interval_makes_a_kb_due_again(store: Arc<d
     assert_eq!(w.downloads(), 1);
 }
 
+async fn sync_grants_of_a_kb_needing_reauth_are_withdrawn_by_the_tick_once_the_grace_period_is_over(
+    store: Arc<dyn Store>,
+) {
+    let w = world(store).await;
+    let kb = w.synced_kb("lapsing", 1).await;
+    let mut users = Vec::new();
+    for name in ["synced", "manual"] {
+        let id = Uuid::new_v4();
+        w.store
+            .create_user(
+                id,
+                NewUser {
+                    email: format!("{name}-{id}@example.com"),
+                    password_hash: "$argon2id$x".into(),
+                    role: Role::User,
+                },
+                w.now(),
+            )
+            .await
+            .unwrap();
+        users.push(id);
+    }
+    let (synced, manual) = (users[0], users[1]);
+    let source_id = w.store.list_sources(kb).await.unwrap()[0].id;
+    w.store
+        .replace_sync_grants(
+            kb,
+            &[SyncGrant {
+                source_id,
+                user_id: synced,
+            }],
+            w.now(),
+        )
+        .await
+        .unwrap();
+    w.store.set_manual_grants(kb, &[manual], &[]).await.unwrap();
+    assert!(
+        w.store
+            .try_acquire_refresh_lease(kb, "oauth", w.now(), w.now() + minutes(1))
+            .await
+            .unwrap()
+    );
+    assert!(w.store.mark_needs_reauth(kb, "oauth", w.now()).await.unwrap());
+    let runner = w.runner("instance-a", settings());
+    let scheduler = w.scheduler(&runner, 10);
+    let readers = |grants: Vec<kbsync_core::AccessGrant>| {
+        let mut users: Vec<Uuid> = grants.iter().map(|g| g.user_id).collect();
+        users.sort();
+        users
+    };
+    let mut both = vec![synced, manual];
+    both.sort();
+
+    scheduler.tick().await.unwrap();
+    assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), both);
+    w.clock
+        .advance(chrono::Duration::hours(72) - chrono::Duration::seconds(1));
+    scheduler.tick().await.unwrap();
+    assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), both);
+
+    w.clock.advance(chrono::Duration::seconds(1));
+    scheduler.tick().await.unwrap();
+    assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), vec![manual]);
+    assert_eq!(w.store.strongest_grant(kb, synced).await.unwrap(), None);
+    idle(&runner).await;
+    assert!(w.runs(kb).await.is_empty());
+}
+
 async fn kbs_needing_reauth_local_unconnected_or_without_source_are_never_claimed(store: Arc<dyn Store>) {
     let w = world(store).await;
     let reauth = w.synced_kb("reauth", 1).await;
@@ -525,7 +595,12 @@ async fn kbs_needing_reauth_local_unconnected_or_without_source_are_never_claime
             .await
             .unwrap()
     );
-    assert!(w.store.mark_needs_reauth(reauth, "oauth").await.unwrap());
+    assert!(
+        w.store
+            .mark_needs_reauth(reauth, "oauth", w.clock.now())
+            .await
+            .unwrap()
+    );
     let local = w.create_kb("local", KbType::Local).await;
     w.add_folder(local, "local", 1).await;
     w.connect(local).await;
