@@ -150,28 +150,6 @@ async fn demo_user(state: &AppState, database_is_new: bool) -> anyhow::Result<Op
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::database_is_new;
-
-    #[test]
-    fn only_a_sqlite_file_that_is_not_there_yet_is_a_new_database() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("kbsync.sqlite");
-        assert!(database_is_new(&format!("sqlite://{}", missing.display())));
-        assert!(database_is_new(&format!("sqlite:{}?mode=rwc", missing.display())));
-        assert!(database_is_new("sqlite::memory:"));
-        std::fs::write(&missing, b"").unwrap();
-        assert!(!database_is_new(&format!("sqlite://{}", missing.display())));
-        assert!(!database_is_new(&format!(
-            "sqlite://{}?mode=rwc",
-            missing.display()
-        )));
-        assert!(!database_is_new("postgres://kbsync@127.0.0.1/kbsync"));
-        assert!(!database_is_new("postgresql://kbsync@127.0.0.1/kbsync"));
-    }
-}
-
 /// One document of each supported type, with text worth searching for.
 fn sample_documents() -> Vec<(String, Vec<u8>)> {
     use kbsync_fixtures as fx;
@@ -222,4 +200,26 @@ fn sample_documents() -> Vec<(String, Vec<u8>)> {
         ("Service catalogue.json".into(), br#"{"services":[{"name":"search","owner":"platform team"},{"name":"sync","owner":"data team"}]}"#.to_vec()),
         ("Glossary.xml".into(), b"<glossary><term name=\"delta query\">Asks a drive only for what changed since a cursor.</term></glossary>".to_vec()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_is_new;
+
+    #[test]
+    fn only_a_sqlite_file_that_is_not_there_yet_is_a_new_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("kbsync.sqlite");
+        assert!(database_is_new(&format!("sqlite://{}", missing.display())));
+        assert!(database_is_new(&format!("sqlite:{}?mode=rwc", missing.display())));
+        assert!(database_is_new("sqlite::memory:"));
+        std::fs::write(&missing, b"").unwrap();
+        assert!(!database_is_new(&format!("sqlite://{}", missing.display())));
+        assert!(!database_is_new(&format!(
+            "sqlite://{}?mode=rwc",
+            missing.display()
+        )));
+        assert!(!database_is_new("postgres://kbsync@127.0.0.1/kbsync"));
+        assert!(!database_is_new("postgresql://kbsync@127.0.0.1/kbsync"));
+    }
 }
