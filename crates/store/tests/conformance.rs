@@ -1288,7 +1288,13 @@ async fn the_search_depth_counts_only_chunks_the_reader_may_read(s: Arc<dyn Stor
     let mine = kb(&*s, reader, "small").await;
     let theirs = kb(&*s, other, "big").await;
     // The reader's one match is older than more than SEARCH_DEPTH matches it may not read.
-    let old = indexed(&*s, mine, "/minutes", &["the quarterly budget of the small tenant"]).await;
+    let old = indexed(
+        &*s,
+        mine,
+        "/minutes",
+        &["the quarterly budget of the small tenant"],
+    )
+    .await;
     let depth = usize::try_from(kbsync_store::SEARCH_DEPTH).unwrap();
     let newer: Vec<String> = (0..depth + 500)
         .map(|i| format!("budget line {i} of the other tenant"))
@@ -1301,7 +1307,10 @@ async fn the_search_depth_counts_only_chunks_the_reader_may_read(s: Arc<dyn Stor
     )
     .await;
 
-    assert_eq!(search_ids(&*s, q("budget", Reader::User(reader))).await, vec![old]);
+    assert_eq!(
+        search_ids(&*s, q("budget", Reader::User(reader))).await,
+        vec![old]
+    );
     let narrowed = [mine];
     assert_eq!(
         search_ids(
@@ -1314,7 +1323,10 @@ async fn the_search_depth_counts_only_chunks_the_reader_may_read(s: Arc<dyn Stor
         .await,
         vec![old]
     );
-    assert_eq!(search_ids(&*s, q("budget", Reader::User(other))).await, vec![ledger]);
+    assert_eq!(
+        search_ids(&*s, q("budget", Reader::User(other))).await,
+        vec![ledger]
+    );
 }
 
 async fn search_ignores_diacritics(s: Arc<dyn Store>) {
@@ -2774,7 +2786,11 @@ async fn replace_sync_grants_keeps_manual_grants(s: Arc<dyn Store>) {
     let u3 = user(&*s, "sg3@example.com", Role::User).await;
     let k = kb(&*s, owner, "shared").await;
     let other = kb(&*s, owner, "other").await;
-    let folder = s.add_source(Uuid::new_v4(), new_source(k, "f"), t(0)).await.unwrap().id;
+    let folder = s
+        .add_source(Uuid::new_v4(), new_source(k, "f"), t(0))
+        .await
+        .unwrap()
+        .id;
     let other_folder = s
         .add_source(Uuid::new_v4(), new_source(other, "f"), t(0))
         .await
@@ -2874,8 +2890,16 @@ async fn removing_a_source_withdraws_only_the_sync_grants_it_alone_gave(s: Arc<d
     let both = user(&*s, "rs2@example.com", Role::User).await;
     let only_second = user(&*s, "rs3@example.com", Role::User).await;
     let k = kb(&*s, owner, "two folders").await;
-    let first = s.add_source(Uuid::new_v4(), new_source(k, "f1"), t(0)).await.unwrap().id;
-    let second = s.add_source(Uuid::new_v4(), new_source(k, "f2"), t(0)).await.unwrap().id;
+    let first = s
+        .add_source(Uuid::new_v4(), new_source(k, "f1"), t(0))
+        .await
+        .unwrap()
+        .id;
+    let second = s
+        .add_source(Uuid::new_v4(), new_source(k, "f2"), t(0))
+        .await
+        .unwrap()
+        .id;
     s.set_manual_grants(k, &[only_first], &[]).await.unwrap();
     let mut grants = sync_grants(first, &[only_first, both]);
     grants.extend(sync_grants(second, &[both, only_second]));
@@ -2891,9 +2915,16 @@ async fn removing_a_source_withdraws_only_the_sync_grants_it_alone_gave(s: Arc<d
         sync_readers(&s.list_grants(k).await.unwrap()),
         sorted(vec![both, only_second])
     );
-    assert_eq!(s.strongest_grant(k, only_first).await.unwrap(), Some(Permission::Read));
     assert_eq!(
-        sorted_grants(&*s, k).await.iter().filter(|g| g.user_id == only_first).count(),
+        s.strongest_grant(k, only_first).await.unwrap(),
+        Some(Permission::Read)
+    );
+    assert_eq!(
+        sorted_grants(&*s, k)
+            .await
+            .iter()
+            .filter(|g| g.user_id == only_first)
+            .count(),
         1
     );
     s.delete_source(k, second).await.unwrap();
@@ -2906,7 +2937,11 @@ async fn deleting_the_connection_withdraws_sync_grants_and_keeps_manual_ones(s: 
     let manual = user(&*s, "dc-manual@example.com", Role::User).await;
     let k = kb(&*s, owner, "connected").await;
     let other = kb(&*s, owner, "untouched").await;
-    let folder = s.add_source(Uuid::new_v4(), new_source(k, "f"), t(0)).await.unwrap().id;
+    let folder = s
+        .add_source(Uuid::new_v4(), new_source(k, "f"), t(0))
+        .await
+        .unwrap()
+        .id;
     let other_folder = s
         .add_source(Uuid::new_v4(), new_source(other, "f"), t(0))
         .await
@@ -2926,7 +2961,11 @@ async fn deleting_the_connection_withdraws_sync_grants_and_keeps_manual_ones(s: 
         sorted_grants(&*s, k).await,
         vec![grant(k, manual, Permission::Read, GrantOrigin::Manual)]
     );
-    assert!(search_ids(&*s, q("anything", Reader::User(reader))).await.is_empty());
+    assert!(
+        search_ids(&*s, q("anything", Reader::User(reader)))
+            .await
+            .is_empty()
+    );
     assert_eq!(s.strongest_grant(k, reader).await.unwrap(), None);
     // Read again once connected again; other knowledge bases keep theirs.
     assert_eq!(s.sharing_read_at(k).await.unwrap(), None);
@@ -2941,8 +2980,14 @@ async fn sync_grants_are_withdrawn_once_needs_reauth_outlasts_the_grace(s: Arc<d
     let healthy = kb(&*s, owner, "healthy").await;
     let mut folders = Vec::new();
     for kb_id in [k, healthy] {
-        let folder = s.add_source(Uuid::new_v4(), new_source(kb_id, "f"), t(0)).await.unwrap().id;
-        s.upsert_connection(new_connection(kb_id, "r"), t(0)).await.unwrap();
+        let folder = s
+            .add_source(Uuid::new_v4(), new_source(kb_id, "f"), t(0))
+            .await
+            .unwrap()
+            .id;
+        s.upsert_connection(new_connection(kb_id, "r"), t(0))
+            .await
+            .unwrap();
         s.replace_sync_grants(kb_id, &sync_grants(folder, &[reader]), t(0))
             .await
             .unwrap();
@@ -2969,7 +3014,9 @@ async fn sync_grants_are_withdrawn_once_needs_reauth_outlasts_the_grace(s: Arc<d
     assert!(s.withdraw_lapsed_sync_grants(t(300)).await.unwrap().is_empty());
 
     // Connected again: the grace starts over at the next refusal.
-    s.upsert_connection(new_connection(k, "r2"), t(400)).await.unwrap();
+    s.upsert_connection(new_connection(k, "r2"), t(400))
+        .await
+        .unwrap();
     s.replace_sync_grants(k, &sync_grants(folders[0], &[reader]), t(401))
         .await
         .unwrap();
@@ -2984,12 +3031,23 @@ async fn a_revoked_source_is_hidden_from_search_and_grants_nothing_until_cleared
     let owner = user(&*s, "rv-owner@example.com", Role::User).await;
     let reader = user(&*s, "rv-reader@example.com", Role::User).await;
     let k = kb(&*s, owner, "revocable").await;
-    let lost = s.add_source(Uuid::new_v4(), new_source(k, "lost"), t(0)).await.unwrap();
-    let kept = s.add_source(Uuid::new_v4(), new_source(k, "kept"), t(0)).await.unwrap();
+    let lost = s
+        .add_source(Uuid::new_v4(), new_source(k, "lost"), t(0))
+        .await
+        .unwrap();
+    let kept = s
+        .add_source(Uuid::new_v4(), new_source(k, "kept"), t(0))
+        .await
+        .unwrap();
     let mut docs = Vec::new();
     for (source, path) in [(&lost, "/lost/plan.txt"), (&kept, "/kept/plan.txt")] {
         let (doc, _) = s
-            .upsert_source_document(Uuid::new_v4(), source.id, new_doc(k, path, &hash(rand_u32())), t(0))
+            .upsert_source_document(
+                Uuid::new_v4(),
+                source.id,
+                new_doc(k, path, &hash(rand_u32())),
+                t(0),
+            )
             .await
             .unwrap();
         s.complete_document(doc.id, &["the rollout plan".into()], t(1))
@@ -3029,7 +3087,10 @@ async fn a_revoked_source_is_hidden_from_search_and_grants_nothing_until_cleared
     assert_eq!(sorted(search_ids(&*s, q("rollout", Reader::Admin)).await), all);
     assert_eq!(s.sharing_read_at(k).await.unwrap(), None);
     s.replace_sync_grants(k, &grants, t(40)).await.unwrap();
-    assert_eq!(s.strongest_grant(k, reader).await.unwrap(), Some(Permission::Read));
+    assert_eq!(
+        s.strongest_grant(k, reader).await.unwrap(),
+        Some(Permission::Read)
+    );
     assert!(matches!(
         s.mark_source_revoked(Uuid::new_v4(), t(50)).await,
         Err(StoreError::NotFound)

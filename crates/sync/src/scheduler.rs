@@ -107,7 +107,9 @@ impl Scheduler {
                     info!(kb.id = %kb_id, "needs re-authorization beyond the grace period: sync grants withdrawn");
                 }
             }
-            Err(e) => warn!(error = %e, "could not withdraw the sync grants of knowledge bases awaiting re-authorization"),
+            Err(e) => {
+                warn!(error = %e, "could not withdraw the sync grants of knowledge bases awaiting re-authorization")
+            }
         }
     }
 

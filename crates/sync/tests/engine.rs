@@ -862,7 +862,12 @@ async fn a_folder_readable_again_after_one_refusal_comes_back_to_search_without_
     env.assert_mirrors(&[("P/a.txt", "alpha apple"), ("Q/b.txt", "bravo banana")])
         .await;
     assert!(
-        env.store.list_sources(env.kb).await.unwrap().iter().all(|s| s.revoked_at.is_none())
+        env.store
+            .list_sources(env.kb)
+            .await
+            .unwrap()
+            .iter()
+            .all(|s| s.revoked_at.is_none())
     );
 }
 

@@ -573,7 +573,8 @@ async fn sync_grants_of_a_kb_needing_reauth_are_withdrawn_by_the_tick_once_the_g
 
     scheduler.tick().await.unwrap();
     assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), both);
-    w.clock.advance(chrono::Duration::hours(72) - chrono::Duration::seconds(1));
+    w.clock
+        .advance(chrono::Duration::hours(72) - chrono::Duration::seconds(1));
     scheduler.tick().await.unwrap();
     assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), both);
 
@@ -594,7 +595,12 @@ async fn kbs_needing_reauth_local_unconnected_or_without_source_are_never_claime
             .await
             .unwrap()
     );
-    assert!(w.store.mark_needs_reauth(reauth, "oauth", w.clock.now()).await.unwrap());
+    assert!(
+        w.store
+            .mark_needs_reauth(reauth, "oauth", w.clock.now())
+            .await
+            .unwrap()
+    );
     let local = w.create_kb("local", KbType::Local).await;
     w.add_folder(local, "local", 1).await;
     w.connect(local).await;
