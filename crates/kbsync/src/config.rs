@@ -610,6 +610,29 @@ mod tests {
         assert_eq!(from_example.max_upload_bytes, 100 * 1024 * 1024);
         assert_eq!((from_example.chunk_size, from_example.chunk_overlap), (1000, 100));
         assert!(from_example.database_url.starts_with("sqlite://"));
+        assert_eq!(from_example.reauth_grace_hours, 72);
+        assert_eq!(defaults.reauth_grace_hours, 72);
+    }
+
+    #[test]
+    fn reauth_grace_hours_come_from_the_environment_and_must_be_positive() {
+        let s = Settings::resolve(
+            &Flags::default(),
+            &env_of(&[("KBSYNC_REAUTH_GRACE_HOURS", "12")]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(s.reauth_grace_hours, 12);
+        let file = FileConfig {
+            reauth_grace_hours: Some(24),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(&Flags::default(), &env_of(&[]), file)
+                .unwrap()
+                .reauth_grace_hours,
+            24
+        );
     }
 
     #[test]
@@ -645,6 +668,8 @@ mod tests {
             ("KBSYNC_CHUNK_OVERLAP", "900"),
             ("KBSYNC_LOG_FORMAT", "xml"),
             ("KBSYNC_ADMIN_EMAIL", "a@b.c"),
+            ("KBSYNC_REAUTH_GRACE_HOURS", "0"),
+            ("KBSYNC_REAUTH_GRACE_HOURS", "soon"),
         ];
         for (var, value) in cases {
             let err = Settings::resolve(&Flags::default(), &env_of(&[(var, value)]), FileConfig::default())
