@@ -715,6 +715,29 @@ mod tests {
             ),
             (60, 90, 20)
         );
+        assert_eq!(from_example.reauth_grace_hours, 72);
+        assert_eq!(defaults.reauth_grace_hours, 72);
+    }
+
+    #[test]
+    fn reauth_grace_hours_come_from_the_environment_and_must_be_positive() {
+        let s = Settings::resolve(
+            &Flags::default(),
+            &env_of(&[("KBSYNC_REAUTH_GRACE_HOURS", "12")]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(s.reauth_grace_hours, 12);
+        let file = FileConfig {
+            reauth_grace_hours: Some(24),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(&Flags::default(), &env_of(&[]), file)
+                .unwrap()
+                .reauth_grace_hours,
+            24
+        );
     }
 
     #[test]
@@ -756,6 +779,8 @@ mod tests {
             ("KBSYNC_HOUSEKEEPING_MINUTES", "0"),
             ("KBSYNC_RUN_RETENTION_DAYS", "-1"),
             ("KBSYNC_RUN_KEEP_LATEST", "many"),
+            ("KBSYNC_REAUTH_GRACE_HOURS", "0"),
+            ("KBSYNC_REAUTH_GRACE_HOURS", "soon"),
         ];
         for (var, value) in cases {
             let err = Settings::resolve(&Flags::default(), &env_of(&[(var, value)]), FileConfig::default())

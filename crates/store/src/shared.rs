@@ -1284,16 +1284,26 @@ macro_rules! impl_store {
                 &self,
                 needs_reauth_since: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<Vec<kbsync_core::KbId>> {
-                let mut tx = self.begin_write().await?;
-                let kbs: Vec<String> = sqlx::query_scalar(
-                    "SELECT c.kb_id FROM connections c WHERE c.needs_reauth = TRUE \
+                const LAPSED: &str = "SELECT c.kb_id FROM connections c WHERE c.needs_reauth = TRUE \
                      AND c.needs_reauth_since <= $1 AND EXISTS (SELECT 1 FROM kb_grants g \
-                     WHERE g.kb_id = c.kb_id AND g.origin = 'sync') ORDER BY c.kb_id",
-                )
-                .bind($crate::common::ms(needs_reauth_since))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(Self::err)?;
+                     WHERE g.kb_id = c.kb_id AND g.origin = 'sync') ORDER BY c.kb_id";
+                let since = $crate::common::ms(needs_reauth_since);
+                // Called on every scheduler tick: a read first, so the usual "nothing lapsed"
+                // takes no write lock.
+                let any: Option<String> = sqlx::query_scalar(LAPSED)
+                    .bind(since)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                if any.is_none() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.begin_write().await?;
+                let kbs: Vec<String> = sqlx::query_scalar(LAPSED)
+                    .bind(since)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
                 for kb in &kbs {
                     Self::withdraw_sync_grants(&mut tx, kb).await?;
                 }
