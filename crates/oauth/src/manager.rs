@@ -285,7 +285,11 @@ impl ConnectionManager {
     /// the caller may check more (that the user may still connect the knowledge base) before
     /// [`complete`](Self::complete).
     #[instrument(skip_all)]
-    pub async fn claim(&self, state: &str, binding: Option<&str>) -> Result<PendingAuthorization, CallbackError> {
+    pub async fn claim(
+        &self,
+        state: &str,
+        binding: Option<&str>,
+    ) -> Result<PendingAuthorization, CallbackError> {
         let pending = self.take_state(state).await?;
         if !bound(&pending, binding) {
             warn!(

@@ -326,18 +326,13 @@ impl Harness {
 
     /// The callback in the browser that started the flow: claim with its binding, then complete.
     async fn complete(&self, state: &str, code: &str) -> Result<KbId, kbsync_oauth::CallbackError> {
-        let pending = self
-            .manager
-            .claim(state, self.binding(state).as_deref())
-            .await?;
+        let pending = self.manager.claim(state, self.binding(state).as_deref()).await?;
         self.manager.complete(pending, code).await
     }
 
     /// An error callback in the browser that started the flow of `state`.
     async fn abandon(&self, state: &str) -> Option<KbId> {
-        self.manager
-            .abandon(state, self.binding(state).as_deref())
-            .await
+        self.manager.abandon(state, self.binding(state).as_deref()).await
     }
 
     async fn connect(&self, kb: KbId) {
@@ -686,7 +681,11 @@ async fn a_callback_without_the_starting_browsers_binding_is_refused_and_spends_
         // A fresh flow each time: a refused claim spends its state.
         let (_, state, _) = h.authorize(&h.manager, h.kb).await;
         let err = h.manager.claim(&state, binding.as_deref()).await.unwrap_err();
-        assert_eq!((err.kind, err.kb_id), (CallbackErrorKind::WrongBrowser, None), "{case}");
+        assert_eq!(
+            (err.kind, err.kb_id),
+            (CallbackErrorKind::WrongBrowser, None),
+            "{case}"
+        );
         let again = h
             .manager
             .claim(&state, h.binding(&state).as_deref())

@@ -156,7 +156,12 @@ async fn initiate_answers_each_caller_with_the_right_status(db: Db) {
     let (name, value) = attrs[0].split_once('=').unwrap();
     assert!(name.len() > "kbsync_oauth_binding_".len(), "{name}");
     assert!(value.len() >= 43, "a 256-bit secret: {value}");
-    for attr in ["HttpOnly", "SameSite=Lax", "Path=/api/v1/connectors/", "Max-Age=600"] {
+    for attr in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/api/v1/connectors/",
+        "Max-Age=600",
+    ] {
         assert!(attrs.contains(&attr), "{attr} missing: {cookies:?}");
     }
     assert!(!attrs.contains(&"Secure"), "{cookies:?}");
@@ -222,8 +227,7 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
     assert_eq!(before["has_stored_token"], false);
 
     let (_, body, cookie) = initiate(&s, Some(&r.owner), &r.kb).await;
-    let (status, page, callback) =
-        consent(&s, body["auth_url"].as_str().unwrap(), cookie.as_deref()).await;
+    let (status, page, callback) = consent(&s, body["auth_url"].as_str().unwrap(), cookie.as_deref()).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(
         page.contains("kbsync-auth-success") && page.contains(&r.kb),
@@ -274,8 +278,7 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
     // An expired state (older than 10 minutes) is refused.
     let (_, body, cookie) = initiate(&s, Some(&r.owner), &r.kb).await;
     s.clock.advance(Duration::minutes(11));
-    let (status, page, _) =
-        consent(&s, body["auth_url"].as_str().unwrap(), cookie.as_deref()).await;
+    let (status, page, _) = consent(&s, body["auth_url"].as_str().unwrap(), cookie.as_deref()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     s.stop().await;
 }
@@ -305,7 +308,10 @@ async fn a_callback_without_the_binding_cookie_stores_nothing_and_spends_the_sta
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     assert!(page.contains("kbsync-auth-error"), "{page}");
     assert!(page.contains("not started in this browser"), "{page}");
-    assert!(!page.contains(&r.kb), "an unbound browser learns no knowledge base: {page}");
+    assert!(
+        !page.contains(&r.kb),
+        "an unbound browser learns no knowledge base: {page}"
+    );
     assert!(!has_stored_token(&s, &r.owner, &r.kb).await);
 
     // The starting browser, cookie in hand, cannot use the spent state.
@@ -331,7 +337,10 @@ async fn a_callback_without_the_binding_cookie_stores_nothing_and_spends_the_sta
     .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let page = resp.text().await.unwrap();
-    assert!(page.contains("kbsync-auth-error") && !page.contains(&r.kb), "{page}");
+    assert!(
+        page.contains("kbsync-auth-error") && !page.contains(&r.kb),
+        "{page}"
+    );
     s.stop().await;
 }
 
@@ -394,11 +403,13 @@ async fn a_callback_after_the_initiator_lost_manage_access_stores_nothing(db: Db
     let (status, body, cookie) = initiate(&s, Some(&second_admin), &r.kb).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     s.set_role_in_database(&second_admin_id, "user").await;
-    let (status, page, callback) =
-        consent(&s, body["auth_url"].as_str().unwrap(), cookie.as_deref()).await;
+    let (status, page, callback) = consent(&s, body["auth_url"].as_str().unwrap(), cookie.as_deref()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     assert!(page.contains("kbsync-auth-error"), "{page}");
-    assert!(page.contains("may no longer change this knowledge base"), "{page}");
+    assert!(
+        page.contains("may no longer change this knowledge base"),
+        "{page}"
+    );
     assert!(!has_stored_token(&s, &r.owner, &r.kb).await);
 
     // Given the role back, the spent state still does not complete.
@@ -451,13 +462,22 @@ async fn two_flows_started_in_one_browser_both_complete(db: Db) {
             .consent_with_headers(flow["auth_url"].as_str().unwrap(), Some(&jar))
             .await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        assert!(page.contains("kbsync-auth-success") && page.contains(kb.as_str()), "{page}");
+        assert!(
+            page.contains("kbsync-auth-success") && page.contains(kb.as_str()),
+            "{page}"
+        );
         // The callback removes its own flow's cookie, and only that one.
         let name = cookie.split_once('=').unwrap().0;
         assert_eq!(set_cookies.len(), 1, "{set_cookies:?}");
-        assert!(set_cookies[0].starts_with(&format!("{name}=;")), "{set_cookies:?}");
+        assert!(
+            set_cookies[0].starts_with(&format!("{name}=;")),
+            "{set_cookies:?}"
+        );
         assert!(set_cookies[0].contains("Max-Age=0"), "{set_cookies:?}");
-        assert!(set_cookies[0].contains("Path=/api/v1/connectors/"), "{set_cookies:?}");
+        assert!(
+            set_cookies[0].contains("Path=/api/v1/connectors/"),
+            "{set_cookies:?}"
+        );
     }
     assert!(has_stored_token(&s, &r.owner, &r.kb).await);
     assert!(has_stored_token(&s, &r.owner, &second).await);

@@ -479,7 +479,11 @@ async fn writers_may_not_add_or_remove_sources_but_still_sync_and_upload(db: Db)
 
     // Writers still start runs, and upload to a local knowledge base.
     let (status, body) = s
-        .post(&format!("/api/v1/knowledge/{}/sync", kb.id), Some(&writer), json!({}))
+        .post(
+            &format!("/api/v1/knowledge/{}/sync", kb.id),
+            Some(&writer),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     wait_idle(&s, &kb.owner, &kb.id).await;
@@ -494,7 +498,12 @@ async fn writers_may_not_add_or_remove_sources_but_still_sync_and_upload(db: Db)
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, body) = s
-        .upload(Some(&writer), &local, "notes.txt", b"written by a writer".to_vec())
+        .upload(
+            Some(&writer),
+            &local,
+            "notes.txt",
+            b"written by a writer".to_vec(),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 

@@ -565,7 +565,12 @@ async fn the_connect_popup_binds_the_flow_to_its_browser(db: Db) {
     let token = s.admin_token().await;
     let kb = onedrive_kb(&s, &token).await;
     let (auth_url, binding) = open_connect_popup(&s, &http, &cookie, &csrf, &kb).await;
-    for attr in ["HttpOnly", "SameSite=Lax", "Path=/api/v1/connectors/", "Max-Age=600"] {
+    for attr in [
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/api/v1/connectors/",
+        "Max-Age=600",
+    ] {
         assert!(binding.split("; ").any(|a| a == attr), "{attr}: {binding}");
     }
     // Another browser finishing this flow: the error page, and not connected.
@@ -573,7 +578,10 @@ async fn the_connect_popup_binds_the_flow_to_its_browser(db: Db) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
     assert!(page.contains("kbsync-auth-error"), "{page}");
     let connection = format!("/api/v1/knowledge/{kb}/connection");
-    assert_eq!(s.get(&connection, Some(&token)).await.1["has_stored_token"], false);
+    assert_eq!(
+        s.get(&connection, Some(&token)).await.1["has_stored_token"],
+        false
+    );
 
     // The popup's own browser, with its cookie: connected.
     let (auth_url, binding) = open_connect_popup(&s, &http, &cookie, &csrf, &kb).await;

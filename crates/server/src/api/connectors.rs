@@ -65,7 +65,10 @@ pub async fn initiate(
     let started = connections::initiate(&state, &user, kind, params.knowledge_id).await?;
     let cookie = binding_cookie(&state.settings.public_url, &started);
     Ok((
-        [(header::SET_COOKIE, cookie), (header::CACHE_CONTROL, "no-store".to_owned())],
+        [
+            (header::SET_COOKIE, cookie),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
         Json(InitiateResponse {
             auth_url: started.auth_url,
         }),

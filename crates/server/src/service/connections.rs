@@ -89,7 +89,10 @@ pub async fn abandon(state: &AppState, oauth_state: &str, binding: Option<&str>)
 
 /// Whether the user who started connecting may still change the knowledge base: a grant removed
 /// or a role lowered in the ten minutes of the flow stops it.
-async fn initiator_still_manages(state: &AppState, pending: &PendingAuthorization) -> Result<(), CallbackError> {
+async fn initiator_still_manages(
+    state: &AppState,
+    pending: &PendingAuthorization,
+) -> Result<(), CallbackError> {
     let kb_id = pending.kb_id();
     let refused = || {
         tracing::warn!(kb.id = %kb_id, user.id = %pending.user_id(), "the user who started connecting no longer manages the knowledge base");

@@ -494,7 +494,10 @@ pub async fn connect(
     let kind = connections::provider(p.provider.as_deref().unwrap_or(DatasourceKind::OneDrive.as_str()))?;
     let started = connections::initiate(&state, &session.user, kind, parse_kb(&id)?).await?;
     let cookie = api::connectors::binding_cookie(&state.settings.public_url, &started);
-    Ok(with_cookie(Redirect::to(&started.auth_url).into_response(), &cookie))
+    Ok(with_cookie(
+        Redirect::to(&started.auth_url).into_response(),
+        &cookie,
+    ))
 }
 
 /// The picker browses what the connected account can read: for those who manage the knowledge
