@@ -362,6 +362,32 @@ mod tests {
     }
 
     #[test]
+    fn binding_cookie_is_http_only_lax_limited_to_the_connectors_routes_and_secure_behind_https() {
+        let started = Initiated {
+            auth_url: "https://login.example.com/authorize".into(),
+            flow_id: "0123456789abcdef".into(),
+            binding: "the-secret".into(),
+            ttl: chrono::Duration::minutes(10),
+        };
+        let https = binding_cookie("https://kb.example.com", &started);
+        assert_eq!(
+            https,
+            "kbsync_oauth_binding_0123456789abcdef=the-secret; Path=/api/v1/connectors/; HttpOnly; \
+             SameSite=Lax; Max-Age=600; Secure"
+        );
+        let http = binding_cookie("http://127.0.0.1:8080", &started);
+        assert!(!http.contains("Secure"), "{http}");
+        let cleared = cleared_binding_cookie("https://kb.example.com", "0123456789abcdef");
+        assert!(
+            cleared.starts_with("kbsync_oauth_binding_0123456789abcdef=; ")
+                && cleared.contains("Max-Age=0")
+                && cleared.contains("Path=/api/v1/connectors/")
+                && cleared.ends_with("; Secure"),
+            "{cleared}"
+        );
+    }
+
+    #[test]
     fn callback_page_reports_success_with_the_knowledge_base() {
         let kb = uuid::Uuid::new_v4();
         let page = callback_page(
