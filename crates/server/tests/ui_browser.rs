@@ -114,14 +114,22 @@ async fn browser(driver: &Driver, phone_dark: bool) -> Client {
         .expect("a chromium session")
 }
 
-/// Waits until an element matching the XPath is present.
+/// Waits until an element matching the XPath is present. A look-up that fails for another reason
+/// than "not there yet" is retried too: a page that navigates while it is being searched (as the
+/// knowledge base list does when the connect popup reports back) aborts the look-up in progress.
 async fn wait_for(c: &Client, xpath: &str) -> fantoccini::elements::Element {
-    c.wait()
-        .at_most(DEADLINE)
-        .every(Duration::from_millis(100))
-        .for_element(Locator::XPath(xpath))
-        .await
-        .unwrap_or_else(|e| panic!("waited for {xpath}: {e}"))
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let last_error = match c.find(Locator::XPath(xpath)).await {
+            Ok(element) => return element,
+            Err(e) => e,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited for {xpath}: {last_error}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Reloads `url` until an element matching the XPath is present (for server-rendered state).
