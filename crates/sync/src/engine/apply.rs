@@ -1,0 +1,330 @@
+//! Step 3, applying the work list: files are downloaded, stored, extracted and indexed with
+//! bounded concurrency, each within its time limit; each finished file is booked (counts, state,
+//! progress, failures) and a source's cursor is saved once all of its files are done.
+
+use futures::StreamExt;
+use kbsync_core::datasource::{Datasource, ProviderError, TokenProvider};
+use kbsync_ingest::FileKind;
+use kbsync_store::{BlobError, NewDocument, Source, SyncFailure};
+use tokio_util::sync::CancellationToken;
+
+use super::plan::mark_synced;
+use super::types::{Plan, Run, Stop, Work};
+use super::{FILES_METRIC, SyncEngine, SyncError};
+use crate::events::SyncEvent;
+use crate::state::Skip;
+
+enum FileOutcome {
+    Processed,
+    Skipped(Skip),
+    Failed(String),
+    Cancelled,
+    Unauthorized(String),
+}
+
+/// What downloading and extracting one file produced, before anything is written to the store.
+enum Fetched {
+    Indexed {
+        blob: kbsync_store::StoredBlob,
+        chunks: Vec<String>,
+        kind: FileKind,
+    },
+    Unreadable {
+        blob: kbsync_store::StoredBlob,
+        reason: String,
+        kind: FileKind,
+    },
+    Done(FileOutcome),
+}
+
+impl SyncEngine {
+    /// Downloads, extracts and indexes the work list with bounded concurrency, saving each
+    /// source's cursor once all of its files are done. Returns why it stopped early, if it did.
+    pub(super) async fn bring_in_all(
+        &self,
+        run: &mut Run,
+        plans: &mut [Plan],
+        work: Vec<Work>,
+        ds: &dyn Datasource,
+        tokens: &dyn TokenProvider,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Stop>, SyncError> {
+        // Stops the files in flight: on cancel, when the credentials are refused, or when the
+        // database fails.
+        let stop = cancel.child_token();
+        // The files run in `produce`; their results are booked in `book`. The two are polled
+        // together, so files in flight (which may hold a database transaction) keep moving while
+        // the bookkeeping waits for the database.
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let stop_ref = &stop;
+        let produce = async move {
+            let mut files = futures::stream::iter(work)
+                .map(|w| async move {
+                    let outcome = if stop_ref.is_cancelled() {
+                        Ok(FileOutcome::Cancelled)
+                    } else {
+                        self.bring_in(&w, ds, tokens, stop_ref).await
+                    };
+                    (w, outcome)
+                })
+                .buffer_unordered(self.cx.limits.concurrency.max(1));
+            while let Some(done) = files.next().await {
+                // The receiver is gone only when the bookkeeping failed; the files left are
+                // stopped then, and drained so none is dropped in the middle of a write.
+                let _ = done_tx.send(done);
+            }
+        };
+        let book = async {
+            let mut stopped: Option<Stop> = None;
+            while let Some((w, outcome)) = done_rx.recv().await {
+                let outcome = match outcome {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        stop.cancel();
+                        return Err(e);
+                    }
+                };
+                if let Err(e) = self.book(run, plans, &w, outcome, &mut stopped, &stop).await {
+                    stop.cancel();
+                    return Err(e);
+                }
+            }
+            Ok(stopped)
+        };
+        let ((), booked) = tokio::join!(produce, book);
+        let mut stopped = booked?;
+        if stopped.is_none() && cancel.is_cancelled() {
+            stopped = Some(Stop::Cancelled);
+        }
+        Ok(stopped)
+    }
+
+    /// Books one finished file: counts, state, progress, failures, and the source's cursor once
+    /// all of its files are done.
+    async fn book(
+        &self,
+        run: &mut Run,
+        plans: &mut [Plan],
+        w: &Work,
+        outcome: FileOutcome,
+        stopped: &mut Option<Stop>,
+        stop: &CancellationToken,
+    ) -> Result<(), SyncError> {
+        let plan = &mut plans[w.plan];
+        plan.remaining = plan.remaining.saturating_sub(1);
+        let finished = match outcome {
+            FileOutcome::Processed => {
+                run.processed += 1;
+                metrics::counter!(FILES_METRIC, "outcome" => "processed").increment(1);
+                mark_synced(&mut plan.state, &w.id, None);
+                true
+            }
+            FileOutcome::Skipped(skip) => {
+                self.count_skip(run, &plan.source, &w.path, skip);
+                mark_synced(&mut plan.state, &w.id, Some(skip));
+                true
+            }
+            FileOutcome::Failed(reason) => {
+                self.fail_file(run, w, reason).await;
+                true
+            }
+            FileOutcome::Cancelled => {
+                plan.incomplete = true;
+                false
+            }
+            FileOutcome::Unauthorized(why) => {
+                plan.incomplete = true;
+                if stopped.is_none() {
+                    *stopped = Some(Stop::NeedsReauth(why));
+                }
+                stop.cancel();
+                false
+            }
+        };
+        if finished {
+            run.current += 1;
+            self.save_progress(run, Some(&w.path)).await;
+            self.publish(
+                run.kb_id,
+                SyncEvent::Progress {
+                    run_id: run.id,
+                    current: run.current,
+                    total: run.total,
+                    file: Some(w.path.clone()),
+                },
+            );
+        }
+        let plan = &mut plans[w.plan];
+        if plan.remaining == 0 && !plan.incomplete {
+            self.save_cursor(plan).await?;
+        }
+        Ok(())
+    }
+
+    /// Downloads, stores, extracts and indexes one file. Failures of this one file are an
+    /// outcome; only a storage failure is an error. Download and extraction together get
+    /// [`SyncLimits::file_timeout`]; the store writes that follow are never interrupted, so a
+    /// document is never left half written.
+    async fn bring_in(
+        &self,
+        w: &Work,
+        ds: &dyn Datasource,
+        tokens: &dyn TokenProvider,
+        stop: &CancellationToken,
+    ) -> Result<FileOutcome, SyncError> {
+        let limit = self.cx.limits.file_timeout;
+        let fetched = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(FileOutcome::Cancelled),
+            fetched = tokio::time::timeout(limit, self.fetch(w, ds, tokens)) => fetched,
+        };
+        let (blob, kind, chunks) = match fetched {
+            Err(_) => {
+                return Ok(FileOutcome::Failed(format!(
+                    "timed out: downloading and extracting took longer than {}s",
+                    limit.as_secs_f64()
+                )));
+            }
+            Ok(Fetched::Done(outcome)) => return Ok(outcome),
+            Ok(Fetched::Indexed { blob, chunks, kind }) => (blob, kind, Ok(chunks)),
+            Ok(Fetched::Unreadable { blob, reason, kind }) => (blob, kind, Err(reason)),
+        };
+        let new = NewDocument {
+            kb_id: w.kb_id,
+            name: w.item.name.clone(),
+            path: w.path.clone(),
+            mime: w.item.mime.clone().unwrap_or_else(|| kind.mime().to_owned()),
+            size: i64::try_from(blob.size).unwrap_or(i64::MAX),
+            content_hash: blob.hash.clone(),
+            source_item_id: Some(w.id.clone()),
+            web_url: w.item.web_url.clone(),
+        };
+        let store = &self.cx.store;
+        let (doc, unreferenced) = store
+            .upsert_source_document(self.cx.random.uuid(), w.source_id, new, self.cx.clock.now())
+            .await?;
+        if let Some(hash) = unreferenced {
+            self.delete_blob(&hash).await;
+        }
+        match chunks {
+            Ok(chunks) => {
+                store
+                    .complete_document(doc.id, &chunks, self.cx.clock.now())
+                    .await?;
+                Ok(FileOutcome::Processed)
+            }
+            Err(reason) => {
+                store.fail_document(doc.id, &reason, self.cx.clock.now()).await?;
+                Ok(FileOutcome::Failed(reason))
+            }
+        }
+    }
+
+    /// The interruptible part of bringing a file in: download to the blob store, then extract.
+    async fn fetch(&self, w: &Work, ds: &dyn Datasource, tokens: &dyn TokenProvider) -> Fetched {
+        let Some(kind) = FileKind::detect(&w.item.name, w.item.mime.as_deref()) else {
+            return Fetched::Done(FileOutcome::Skipped(Skip::UnsupportedType));
+        };
+        let max = self.cx.limits.max_file_size;
+        let stream = match ds.download(tokens, &w.item.to_remote(&w.id, &w.drive_id)).await {
+            Ok(stream) => stream,
+            Err(ProviderError::Unauthorized(why)) => return Fetched::Done(FileOutcome::Unauthorized(why)),
+            Err(e) => return Fetched::Done(FileOutcome::Failed(format!("download failed: {e}"))),
+        };
+        let blob = match self.cx.blobs.write_stream(stream, max).await {
+            Ok(blob) => blob,
+            Err(BlobError::TooLarge { limit }) => {
+                return Fetched::Done(FileOutcome::Skipped(Skip::TooLarge { limit }));
+            }
+            Err(e) => return Fetched::Done(FileOutcome::Failed(format!("download failed: {e}"))),
+        };
+        let path = match self.cx.blobs.path(&blob.hash) {
+            Ok(path) => path,
+            Err(e) => {
+                return Fetched::Done(FileOutcome::Failed(format!(
+                    "the stored file could not be read: {e}"
+                )));
+            }
+        };
+        // From the stored file rather than a copy in memory: plain text is read only up to the
+        // text cap and zip containers part by part, so a large file does not cost its size.
+        match self.cx.extractor.process_file(kind, path).await {
+            Ok(chunks) => Fetched::Indexed { blob, chunks, kind },
+            // Our own storage failed, not the file: not recorded against the document, retried.
+            Err(kbsync_ingest::ExtractError::Io(e)) => Fetched::Done(FileOutcome::Failed(format!(
+                "the stored file could not be read: {e}"
+            ))),
+            Err(e) => Fetched::Unreadable {
+                blob,
+                reason: e.to_string(),
+                kind,
+            },
+        }
+    }
+
+    pub(super) fn count_skip(&self, run: &mut Run, source: &Source, path: &str, skip: Skip) {
+        run.skipped += 1;
+        metrics::counter!(FILES_METRIC, "outcome" => "skipped").increment(1);
+        tracing::debug!(
+            kb.id = %source.kb_id, source.id = %source.id, file = path, reason = skip.label(),
+            "file skipped: {}", skip.reason()
+        );
+    }
+
+    /// Records a failed file at once (so every instance sees it) and tells the listeners.
+    async fn fail_file(&self, run: &mut Run, w: &Work, reason: String) {
+        run.failed += 1;
+        metrics::counter!(FILES_METRIC, "outcome" => "failed").increment(1);
+        tracing::info!(kb.id = %run.kb_id, run.id = %run.id, file = %w.path, reason = %reason, "file could not be synced");
+        let failure = SyncFailure {
+            item_id: w.id.clone(),
+            name: w.item.name.clone(),
+            reason: reason.clone(),
+        };
+        // Recorded now unless an unrecorded failure precedes it (kept in order for the end).
+        let in_order = run.recorded == run.failures.len();
+        run.failures.push(failure.clone());
+        if in_order {
+            match self.cx.store.record_sync_failures(run.id, &[failure]).await {
+                Ok(()) => run.recorded += 1,
+                Err(e) => {
+                    tracing::warn!(run.id = %run.id, error = %e, "could not record a failed file now: it is recorded when the run ends");
+                }
+            }
+        }
+        self.publish(
+            run.kb_id,
+            SyncEvent::FileFailed {
+                run_id: run.id,
+                name: w.item.name.clone(),
+                reason,
+            },
+        );
+    }
+
+    pub(super) async fn save_cursor(&self, plan: &mut Plan) -> Result<(), SyncError> {
+        let json = plan.state.to_json()?;
+        let pending = plan
+            .owned
+            .iter()
+            .filter(|id| {
+                plan.state
+                    .items
+                    .get(id.as_str())
+                    .is_some_and(|item| item.synced_hash.as_deref() != Some(item.hash_value().as_str()))
+            })
+            .count();
+        let saved = kbsync_store::SavedState {
+            json: &json,
+            files: u64::try_from(plan.owned.len()).unwrap_or(u64::MAX),
+            pending: u64::try_from(pending).unwrap_or(u64::MAX),
+            settings: &self.settings,
+        };
+        self.cx
+            .store
+            .set_source_cursor(plan.source.id, Some(&plan.cursor), Some(saved))
+            .await?;
+        plan.saved = true;
+        Ok(())
+    }
+}

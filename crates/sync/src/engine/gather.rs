@@ -1,0 +1,283 @@
+//! Step 1, gathering: each source is asked what changed. A folder follows the datasource's change
+//! feed from its cursor to the end of the round and applies it to its saved state; a file source
+//! reads the file's metadata. A source that answers "not found" is revoked on the spot.
+
+use std::collections::BTreeMap;
+
+use kbsync_core::datasource::{
+    Datasource, ItemKind, NextPage, ProviderError, RemoteItem, SourceRef, TokenProvider,
+};
+use kbsync_store::{Source, SourceKind};
+use tokio_util::sync::CancellationToken;
+
+use super::SyncEngine;
+use super::types::{Gathered, Plan, Quiet, Run, Stop, SyncError};
+use crate::state::{KnownItem, SourceState};
+
+/// How many times one source may answer "cursor expired" in one run before the run gives up on it.
+const MAX_RESTARTS: usize = 3;
+
+/// What following a folder's change feed gave.
+enum Round {
+    Done {
+        changes: BTreeMap<String, RemoteItem>,
+        cursor: String,
+        full: bool,
+        sharing_changed: bool,
+    },
+    Gathered(Gathered),
+    Stop(Stop),
+}
+
+impl SyncEngine {
+    /// A quiet folder that must be planned after all (another source changed): its saved state,
+    /// with nothing to apply. A state that cannot be read is forgotten with the cursor, so the
+    /// next run enumerates the folder again; this run counts the source as failed.
+    pub(super) async fn wake(&self, source: &Source, quiet: Quiet) -> Result<Gathered, SyncError> {
+        match self.load_state(source).await? {
+            Some(state) => {
+                let mut plan = Plan::new(source.clone(), state, quiet.cursor);
+                plan.sharing_changed = quiet.sharing_changed;
+                Ok(Gathered::Ready(Box::new(plan)))
+            }
+            None => {
+                self.cx.store.set_source_cursor(source.id, None, None).await?;
+                Ok(Gathered::Failed(ProviderError::Transient(
+                    "the saved state of this source could not be read; it will be enumerated again".into(),
+                )))
+            }
+        }
+    }
+
+    /// A source's saved state; `None` when it has none or it cannot be parsed.
+    pub(super) async fn load_state(&self, source: &Source) -> Result<Option<SourceState>, SyncError> {
+        let text = self.cx.store.source_state(source.id).await?;
+        Ok(SourceState::parse(text.as_deref()))
+    }
+
+    /// A folder's round of changes, buffered and applied to its state (not yet to documents).
+    /// The saved state is read only when the round brought something or a file is left to retry.
+    pub(super) async fn gather_folder(
+        &self,
+        source: &Source,
+        ds: &dyn Datasource,
+        tokens: &dyn TokenProvider,
+        cancel: &CancellationToken,
+        run: &mut Run,
+    ) -> Result<Result<Gathered, Stop>, SyncError> {
+        // A state saved without its counts (before they existed) is read first, as it always was.
+        let mut state = None;
+        let mut cursor = source.cursor.clone();
+        if cursor.is_some() && source.state_files.is_none() {
+            state = self.load_state(source).await?;
+            if state.is_none() {
+                cursor = None;
+            }
+        }
+        let (changes, next_cursor, full, sharing_changed) = match self
+            .follow_changes(source, ds, tokens, cancel, run, cursor)
+            .await?
+        {
+            Round::Done {
+                changes,
+                cursor,
+                full,
+                sharing_changed,
+            } => (changes, cursor, full, sharing_changed),
+            Round::Gathered(g) => return Ok(Ok(g)),
+            Round::Stop(stop) => return Ok(Err(stop)),
+        };
+        if !full
+            && changes.is_empty()
+            && state.is_none()
+            && source.state_pending == Some(0)
+            && source.state_settings.as_deref() == Some(self.settings.as_str())
+        {
+            return Ok(Ok(Gathered::Quiet(Box::new(Quiet {
+                cursor: next_cursor,
+                sharing_changed,
+            }))));
+        }
+        // A full round after an expired cursor starts from the saved state too: files it still
+        // returns at the content already brought in are not downloaded again.
+        let state = match state {
+            Some(state) => state,
+            None if source.cursor.is_none() => SourceState::default(),
+            None => match self.load_state(source).await? {
+                Some(state) => state,
+                None if full => SourceState::default(),
+                None => {
+                    // The round is relative to a state that cannot be read: start over.
+                    tracing::warn!(source.id = %source.id, "saved source state unreadable: enumerating the source again");
+                    return self.gather_from_scratch(source, ds, tokens, cancel, run).await;
+                }
+            },
+        };
+        Ok(Ok(planned(
+            source,
+            state,
+            &changes,
+            next_cursor,
+            full,
+            sharing_changed,
+        )))
+    }
+
+    /// A folder enumerated from the start, whatever its saved cursor and state.
+    async fn gather_from_scratch(
+        &self,
+        source: &Source,
+        ds: &dyn Datasource,
+        tokens: &dyn TokenProvider,
+        cancel: &CancellationToken,
+        run: &mut Run,
+    ) -> Result<Result<Gathered, Stop>, SyncError> {
+        match self.follow_changes(source, ds, tokens, cancel, run, None).await? {
+            Round::Done {
+                changes,
+                cursor,
+                sharing_changed,
+                ..
+            } => Ok(Ok(planned(
+                source,
+                SourceState::default(),
+                &changes,
+                cursor,
+                true,
+                sharing_changed,
+            ))),
+            Round::Gathered(g) => Ok(Ok(g)),
+            Round::Stop(stop) => Ok(Err(stop)),
+        }
+    }
+
+    /// Follows a folder's change feed from `cursor` (from the start when `None`) to the end of the
+    /// round, buffering the latest state of each item (duplicates: last wins).
+    async fn follow_changes(
+        &self,
+        source: &Source,
+        ds: &dyn Datasource,
+        tokens: &dyn TokenProvider,
+        cancel: &CancellationToken,
+        run: &mut Run,
+        mut cursor: Option<String>,
+    ) -> Result<Round, SyncError> {
+        let mut full = cursor.is_none();
+        let at = SourceRef {
+            drive_id: source.drive_id.clone(),
+            item_id: source.item_id.clone(),
+        };
+        let mut changes = BTreeMap::new();
+        let mut sharing_changed = false;
+        let mut restarts = 0;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(Round::Stop(Stop::Cancelled));
+            }
+            match ds.changes(tokens, &at, cursor.as_deref()).await {
+                Ok(page) => {
+                    sharing_changed |= page.sharing_changed;
+                    for item in page.items {
+                        changes.insert(item.id.clone(), item);
+                    }
+                    match page.next {
+                        NextPage::More(next) => cursor = Some(next),
+                        NextPage::Done(next) => {
+                            return Ok(Round::Done {
+                                changes,
+                                cursor: next,
+                                full,
+                                sharing_changed,
+                            });
+                        }
+                    }
+                }
+                Err(ProviderError::CursorExpired { restart }) if restarts < MAX_RESTARTS => {
+                    tracing::info!(source.id = %source.id, "change cursor expired: enumerating the source again");
+                    restarts += 1;
+                    changes.clear();
+                    full = true;
+                    cursor = restart;
+                }
+                Err(ProviderError::NotFound(_)) => {
+                    self.revoke(source, run).await?;
+                    return Ok(Round::Gathered(Gathered::Revoked));
+                }
+                Err(ProviderError::Unauthorized(why)) => return Ok(Round::Stop(Stop::NeedsReauth(why))),
+                Err(e) => return Ok(Round::Gathered(Gathered::Failed(e))),
+            }
+        }
+    }
+
+    /// A file source: its current metadata; its cursor is its content hash.
+    pub(super) async fn gather_file(
+        &self,
+        source: &Source,
+        ds: &dyn Datasource,
+        tokens: &dyn TokenProvider,
+        run: &mut Run,
+    ) -> Result<Result<Gathered, Stop>, SyncError> {
+        let mut item = match ds.item(tokens, &source.drive_id, &source.item_id).await {
+            Ok(item) if !item.deleted && item.kind == ItemKind::File => item,
+            Ok(_) | Err(ProviderError::NotFound(_)) => {
+                self.revoke(source, run).await?;
+                return Ok(Ok(Gathered::Revoked));
+            }
+            Err(ProviderError::Unauthorized(why)) => return Ok(Err(Stop::NeedsReauth(why))),
+            Err(e) => return Ok(Ok(Gathered::Failed(e))),
+        };
+        let saved = self.load_state(source).await?.unwrap_or_default();
+        let mut state = saved.clone();
+        state.items.retain(|id, _| *id == item.id);
+        // The file is its own root: its path is its name.
+        item.parent_id = None;
+        state.apply(&item);
+        let cursor = state
+            .items
+            .get(&item.id)
+            .map(KnownItem::hash_value)
+            .unwrap_or_default();
+        let mut plan = Plan::new(source.clone(), state, cursor);
+        plan.changed = plan.state != saved || source.cursor.as_deref() != Some(plan.cursor.as_str());
+        Ok(Ok(Gathered::Ready(Box::new(plan))))
+    }
+}
+
+/// A folder's round applied to the state it is relative to: the source ready to be planned.
+fn planned(
+    source: &Source,
+    mut state: SourceState,
+    changes: &BTreeMap<String, RemoteItem>,
+    cursor: String,
+    full: bool,
+    sharing_changed: bool,
+) -> Gathered {
+    if full {
+        // A full enumeration returns everything there is: what it did not return is gone.
+        state.items.retain(|id, _| changes.contains_key(id));
+    }
+    for item in changes.values() {
+        state.apply(item);
+    }
+    state.prune(&source.item_id);
+    let mut plan = Plan::new(source.clone(), state, cursor);
+    plan.changed = full || !changes.is_empty();
+    plan.full = full;
+    plan.sharing_changed = sharing_changed;
+    Gathered::Ready(Box::new(plan))
+}
+
+/// Whether a gathered source needs no planning: a quiet folder, or a file source that did not
+/// change and has nothing to retry.
+pub(super) fn is_quiet(source: &Source, g: &Gathered, settings: &str) -> bool {
+    match g {
+        Gathered::Quiet(_) => true,
+        Gathered::Ready(plan) => {
+            plan.source.kind == SourceKind::File
+                && !plan.changed
+                && source.state_pending == Some(0)
+                && source.state_settings.as_deref() == Some(settings)
+        }
+        Gathered::Revoked | Gathered::Failed(_) => false,
+    }
+}

@@ -1,0 +1,167 @@
+//! Step 3, planning: the gathered states are compared with the documents. Renames and moves are
+//! applied without downloading, removed items lose their documents, files that cannot be indexed
+//! are skipped; what is left (new and changed files) is the work list for [`super::apply`].
+
+use std::collections::{HashMap, HashSet};
+
+use kbsync_core::Document;
+use kbsync_ingest::FileKind;
+use kbsync_store::{DocumentLocation, SourceKind};
+
+use super::SyncEngine;
+use super::documents::document_path;
+use super::types::{Plan, Run, SyncError, SyncLimits, Work};
+use crate::state::{Skip, SourceState};
+
+impl SyncEngine {
+    /// Brings the documents in line with the gathered states, except for the files that must
+    /// be downloaded: those are returned as the work list.
+    ///
+    /// An item in several sources is one document, looked after by one of them: the oldest
+    /// folder source that holds it, else the oldest file source. A document is removed when no source holds its item any more, neither a
+    /// gathered one nor one that failed this time (its files are kept until it answers again).
+    pub(super) async fn plan(
+        &self,
+        run: &mut Run,
+        plans: &mut [Plan],
+        failed_files: &HashSet<String>,
+    ) -> Result<Vec<Work>, SyncError> {
+        let store = &self.cx.store;
+        let max = self.cx.limits.max_file_size;
+        // Folders first (a folder gives the document its path in the folder), then in source order.
+        let mut order: Vec<usize> = (0..plans.len()).collect();
+        order.sort_by_key(|&i| plans[i].source.kind != SourceKind::Folder);
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        for i in order {
+            for id in plans[i].state.files(&plans[i].source.item_id) {
+                owner.entry(id.to_owned()).or_insert(i);
+            }
+        }
+        for (id, &i) in &owner {
+            plans[i].owned.insert(id.clone());
+        }
+        // The documents of the sources being applied, by item id.
+        let mut docs: HashMap<String, Document> = HashMap::new();
+        for plan in plans.iter() {
+            for doc in store.source_documents(plan.source.id).await? {
+                if let Some(item_id) = doc.source_item_id.clone() {
+                    docs.insert(item_id, doc);
+                }
+            }
+        }
+        // Whatever document is left mirrors an item that was deleted or left every source.
+        let gone: Vec<Document> = docs
+            .iter()
+            .filter(|(id, _)| !owner.contains_key(*id) && !failed_files.contains(*id))
+            .map(|(_, d)| d.clone())
+            .collect();
+        for doc in gone {
+            if let Some(id) = &doc.source_item_id {
+                docs.remove(id);
+            }
+            self.remove_document(&doc).await?;
+            run.deleted += 1;
+        }
+
+        let mut work = Vec::new();
+        for (i, plan) in plans.iter_mut().enumerate() {
+            let root = plan.source.item_id.clone();
+            let ids: Vec<String> = plan.state.files(&root).map(str::to_owned).collect();
+            for id in ids {
+                if owner.get(&id) != Some(&i) {
+                    continue;
+                }
+                let (Some(item), Some(path)) = (
+                    plan.state.items.get(&id).cloned(),
+                    plan.state
+                        .path(&root, &id)
+                        .map(|p| document_path(&plan.source, &p)),
+                ) else {
+                    continue;
+                };
+                let hash = item.hash_value();
+                let synced = item.synced_hash.as_deref() == Some(hash.as_str());
+                let doc = docs.get(&id);
+                let skip = if FileKind::detect(&item.name, item.mime.as_deref()).is_none() {
+                    Some(Skip::UnsupportedType)
+                } else if item.size.is_some_and(|s| u64::try_from(s).unwrap_or(0) > max) {
+                    Some(Skip::TooLarge { limit: max })
+                } else {
+                    None
+                };
+                if let Some(skip) = skip {
+                    // A document of earlier content would no longer match the drive.
+                    if let Some(doc) = doc {
+                        self.remove_document(doc).await?;
+                        run.deleted += 1;
+                    }
+                    if !synced || item.skipped != Some(skip) {
+                        self.count_skip(run, &plan.source, &path, skip);
+                    }
+                    mark_synced(&mut plan.state, &id, Some(skip));
+                    continue;
+                }
+                if synced {
+                    match (doc, item.skipped) {
+                        (Some(doc), _) => {
+                            // Content unchanged: at most a rename or move, applied without downloading.
+                            let location = DocumentLocation {
+                                name: item.name.clone(),
+                                path: path.clone(),
+                                web_url: item.web_url.clone(),
+                            };
+                            if doc.name != location.name
+                                || doc.path != location.path
+                                || doc.web_url != location.web_url
+                            {
+                                store
+                                    .update_document_location(
+                                        plan.source.kb_id,
+                                        doc.id,
+                                        location,
+                                        self.cx.clock.now(),
+                                    )
+                                    .await?;
+                            }
+                            continue;
+                        }
+                        // Found too large while downloading (its size was not announced): it
+                        // stays skipped until it changes or the limit is raised.
+                        (None, Some(Skip::TooLarge { limit })) if limit >= max => continue,
+                        // Skipped earlier for a reason that no longer holds, or its document
+                        // went away: bring it in.
+                        (None, _) => {}
+                    }
+                }
+                plan.remaining += 1;
+                work.push(Work {
+                    plan: i,
+                    source_id: plan.source.id,
+                    kb_id: plan.source.kb_id,
+                    drive_id: plan.source.drive_id.clone(),
+                    id,
+                    item,
+                    path,
+                });
+            }
+        }
+        Ok(work)
+    }
+}
+
+/// The settings that decide what a saved state says about skipped files: the size limit and the
+/// types that can be indexed. A state saved under other settings is planned again.
+pub(super) fn state_settings(limits: &SyncLimits) -> String {
+    format!(
+        "max_file_size={};types={}",
+        limits.max_file_size,
+        kbsync_ingest::supported_extensions().join(",")
+    )
+}
+
+pub(super) fn mark_synced(state: &mut SourceState, id: &str, skipped: Option<Skip>) {
+    if let Some(item) = state.items.get_mut(id) {
+        item.synced_hash = Some(item.hash_value());
+        item.skipped = skipped;
+    }
+}
