@@ -13,9 +13,9 @@ use kbsync_core::{
     AccessGrant, DocumentStatus, GrantOrigin, KbId, KbType, Permission, Role, SyncStatus, UserId,
 };
 use kbsync_store::{
-    AddressLimit, ClaimedSync, Connection, DocumentLocation, Encrypted, KbPatch, LeaseRenewal,
-    LoginAttempt, LoginBackoff, NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource,
-    NewUser, OAuthState, Page, PostgresStore, Reader, RefreshLease, RefreshedTokens, SavedState, SearchQuery,
+    AddressLimit, ClaimedSync, Connection, DocumentLocation, Encrypted, KbPatch, LeaseRenewal, LoginAttempt,
+    LoginBackoff, NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser,
+    OAuthState, Page, PostgresStore, Reader, RefreshLease, RefreshedTokens, SavedState, SearchQuery,
     SourceKind, Store, StoreError, StoredAccessToken, SyncFailure, SyncGrant, SyncProgress, SyncRelease,
     SyncRunOutcome, SyncState, SyncTrigger,
 };

@@ -11,9 +11,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use kbsync_core::{DocumentStatus, KbId, KbType, Role, UserId};
-use kbsync_store::{
-    NewDocument, Reader, SearchQuery, Store, StoreError,
-};
+use kbsync_store::{NewDocument, Reader, SearchQuery, Store, StoreError};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
@@ -181,46 +179,49 @@ async fn a_document_deleted_while_others_complete_alongside_fails_alone_with_not
 /// PostgreSQL only: a statement-level trigger counts the INSERT statements on `chunks`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_inserts_a_documents_chunks_in_one_statement_all_there_in_order() {
-    run(kbsync_kit::Db::Postgres, |s: Arc<dyn Store>, raw: Option<sqlx::PgPool>| async move {
-        let raw = raw.unwrap();
-        sqlx::raw_sql(
-            "CREATE TABLE chunk_insert_statements (n BIGINT NOT NULL); \
+    run(
+        kbsync_kit::Db::Postgres,
+        |s: Arc<dyn Store>, raw: Option<sqlx::PgPool>| async move {
+            let raw = raw.unwrap();
+            sqlx::raw_sql(
+                "CREATE TABLE chunk_insert_statements (n BIGINT NOT NULL); \
              INSERT INTO chunk_insert_statements VALUES (0); \
              CREATE FUNCTION count_chunk_insert() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN UPDATE chunk_insert_statements SET n = n + 1; RETURN NULL; END $$; \
              CREATE TRIGGER count_chunk_inserts AFTER INSERT ON chunks \
              FOR EACH STATEMENT EXECUTE FUNCTION count_chunk_insert();",
-        )
-        .execute(&raw)
-        .await
-        .unwrap();
-        let (owner, kb) = owner_and_kb(&*s).await;
-        let id = pending_docs(&*s, kb, 1).await[0];
-        // More chunks than one INSERT per row could bind (65,535 parameters, 4 per row).
-        let chunks: Vec<String> = (0..20_000)
-            .map(|i| format!("chunk{i:05} of the long one"))
-            .collect();
-        s.complete_document(id, &chunks, t(1)).await.unwrap();
-
-        let statements: i64 = sqlx::query_scalar("SELECT n FROM chunk_insert_statements")
-            .fetch_one(&raw)
+            )
+            .execute(&raw)
             .await
             .unwrap();
-        assert_eq!(statements, 1);
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT ordinal, text FROM chunks WHERE document_id = $1 ORDER BY id")
-                .bind(id.to_string())
-                .fetch_all(&raw)
+            let (owner, kb) = owner_and_kb(&*s).await;
+            let id = pending_docs(&*s, kb, 1).await[0];
+            // More chunks than one INSERT per row could bind (65,535 parameters, 4 per row).
+            let chunks: Vec<String> = (0..20_000)
+                .map(|i| format!("chunk{i:05} of the long one"))
+                .collect();
+            s.complete_document(id, &chunks, t(1)).await.unwrap();
+
+            let statements: i64 = sqlx::query_scalar("SELECT n FROM chunk_insert_statements")
+                .fetch_one(&raw)
                 .await
                 .unwrap();
-        let want: Vec<(i64, String)> = chunks
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, c)| (i as i64, c))
-            .collect();
-        assert_eq!(rows, want);
-        assert_eq!(search(&*s, owner, "chunk19999", 10).await, vec![id]);
-    })
+            assert_eq!(statements, 1);
+            let rows: Vec<(i64, String)> =
+                sqlx::query_as("SELECT ordinal, text FROM chunks WHERE document_id = $1 ORDER BY id")
+                    .bind(id.to_string())
+                    .fetch_all(&raw)
+                    .await
+                    .unwrap();
+            let want: Vec<(i64, String)> = chunks
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, c)| (i as i64, c))
+                .collect();
+            assert_eq!(rows, want);
+            assert_eq!(search(&*s, owner, "chunk19999", 10).await, vec![id]);
+        },
+    )
     .await;
 }

@@ -129,11 +129,7 @@ impl PgDatabase {
         conn.close().await.unwrap();
         let (prefix_url, _) = admin_url.rsplit_once('/').unwrap();
         let url = format!("{prefix_url}/{name}");
-        Some(Self {
-            admin_url,
-            name,
-            url,
-        })
+        Some(Self { admin_url, name, url })
     }
 
     /// The URL of the new database.
@@ -161,9 +157,7 @@ fn run_cleanup(what: &str, url: String, sql: String) {
         runtime.block_on(async move {
             let cleanup = async {
                 let mut conn = PgConnection::connect(&url).await?;
-                sqlx::query("SET lock_timeout = '20s'")
-                    .execute(&mut conn)
-                    .await?;
+                sqlx::query("SET lock_timeout = '20s'").execute(&mut conn).await?;
                 sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
                 conn.close().await
             };
@@ -190,10 +184,7 @@ fn run_cleanup(what: &str, url: String, sql: String) {
 /// The database of one test: a fresh SQLite file in a temporary directory, or a fresh
 /// PostgreSQL schema. Both go away when this value is dropped.
 pub enum TestDb {
-    Sqlite {
-        url: String,
-        dir: tempfile::TempDir,
-    },
+    Sqlite { url: String, dir: tempfile::TempDir },
     Postgres(PgSchema),
 }
 

@@ -70,7 +70,12 @@ async fn schemas_and_databases_are_dropped_with_their_guards() {
 
     let database = kbsync_kit::PgDatabase::create("kbsync_kit_test").await.unwrap();
     let db_url = database.url().to_owned();
-    sqlx::PgConnection::connect(&db_url).await.unwrap().close().await.unwrap();
+    sqlx::PgConnection::connect(&db_url)
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
     drop(database);
     assert!(sqlx::PgConnection::connect(&db_url).await.is_err());
 }
