@@ -8,38 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Instance, Launch, free_port};
-use futures::StreamExt;
 use msgraph_emulator::{FaultAction, FaultRule};
 use serde_json::{Value, json};
-
-const PG_ENV: &str = "KBSYNC_TEST_DATABASE_URL";
-
-/// A fresh PostgreSQL database for processes (they take a URL, not a schema); dropped by
-/// [`drop_database`].
-async fn fresh_database() -> Option<(String, String)> {
-    let url = std::env::var(PG_ENV).ok().filter(|v| !v.is_empty())?;
-    let name = format!("kbsync_proc_{}", uuid::Uuid::new_v4().simple());
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (prefix, _) = url.rsplit_once('/').unwrap();
-    Some((format!("{prefix}/{name}"), name))
-}
-
-async fn drop_database(name: &str) {
-    let url = std::env::var(PG_ENV).unwrap();
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-}
 
 /// A deterministic sequence of kill delays (no RNG crate needed for a test's schedule).
 struct Lcg(u64);
@@ -170,55 +140,23 @@ async fn a_sync_killed_ten_times_ends_equal_to_the_drive_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_killed_ten_times_ends_equal_to_the_drive_on_postgres() {
-    let Some((url, name)) = fresh_database().await else {
-        eprintln!("skipped: {PG_ENV} is not set");
+    let Some(database) = kbsync_kit::PgDatabase::create("kbsync_proc").await else {
         return;
     };
-    killed_mid_sync_ten_times(Some(url)).await;
-    drop_database(&name).await;
+    killed_mid_sync_ten_times(Some(database.url().to_owned())).await;
 }
 
-/// Reads server-sent events until one named `until` arrives.
+/// Reads server-sent events until one named `until` arrives (or two minutes pass).
 async fn read_events(resp: reqwest::Response, until: &str) -> Vec<(String, Value)> {
-    let mut stream = resp.bytes_stream();
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("no `{until}` event; got {events:?}"))
-            .expect("the stream ended")
-            .unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let (mut name, mut data) = (String::new(), String::new());
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_owned();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim());
-                }
-            }
-            if name.is_empty() {
-                continue;
-            }
-            let done = name == until;
-            events.push((name, serde_json::from_str(&data).unwrap_or(Value::Null)));
-            if done {
-                return events;
-            }
-        }
-    }
+    kbsync_kit::sse::read_events(resp, until, Duration::from_secs(120)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progress() {
-    let Some((url, name)) = fresh_database().await else {
-        eprintln!("skipped: {PG_ENV} is not set");
+    let Some(database) = kbsync_kit::PgDatabase::create("kbsync_proc").await else {
         return;
     };
+    let url = database.url().to_owned();
     let (port_a, port_b) = (free_port(), free_port());
     let emu = common::emulator(&[port_a, port_b]).await;
     let drive = emu.control();
@@ -360,7 +298,7 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
     b.terminate();
     emu.shutdown().await;
     drop(store);
-    drop_database(&name).await;
+    drop(database);
 }
 
 /// The README's first command with a one-minute interval: connecting a knowledge base to the

@@ -7,24 +7,20 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use kbsync_core::datasource::{AccessToken, DatasourceKind, ProviderError};
 use kbsync_core::{Clock, KbId, KbType, ManualClock, Role, SeededRandom, SyncStatus, UserId};
 use kbsync_oauth::{
     CallbackErrorKind, ClientSecret, ConnectionManager, OAuthError, ProviderConfig, RefreshSettings,
 };
-use kbsync_store::{NewKnowledgeBase, NewUser, PostgresStore, Store, StoreError, TokenCipher};
+use kbsync_store::{Store, StoreError, TokenCipher};
 use msgraph_emulator::{ClientRegistration, Emulator, FaultAction, FaultRule, RetryAfter, RunningEmulator};
 use sha2::Digest;
 use uuid::Uuid;
 
-const PG_ENV: &str = "KBSYNC_TEST_DATABASE_URL";
 const CLIENT_ID: &str = "kbsync-test-client";
 const CLIENT_SECRET: &str = "kbsync-test-client-secret";
 const REDIRECT_URI: &str = "http://127.0.0.1:9/api/v1/connectors/onedrive/auth/callback";
@@ -34,27 +30,26 @@ const TOKEN_PATH_GLOB: &str = "/*/oauth2/v2.0/token";
 
 // --- databases -------------------------------------------------------------------------------
 
-enum Db {
-    Sqlite { url: String, _dir: tempfile::TempDir },
-    Postgres { url: String, schema: String },
+/// Each test's database (a fresh SQLite file or PostgreSQL schema, removed afterwards).
+type Db = kbsync_kit::TestDb;
+
+async fn run<F, Fut>(db: kbsync_kit::Db, body: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if let Some(db) = Db::new(db, "kbsync_oauth_test") {
+        body(db).await;
+    }
 }
 
-impl Db {
-    /// A new, migrated store handle (its own connection pool: another "instance").
-    async fn open(&self) -> Arc<dyn Store> {
-        match self {
-            Db::Sqlite { url, .. } => kbsync_store::connect(url).await.unwrap(),
-            Db::Postgres { url, schema } => {
-                let s = PostgresStore::connect_in_schema(url, schema)
-                    .await
-                    .unwrap_or_else(|e| panic!("{PG_ENV} is set but PostgreSQL is unusable: {e}"));
-                s.migrate().await.unwrap();
-                Arc::new(s)
-            }
-        }
-    }
+/// Reads a test database with sqlx directly (not through the store).
+trait RawText {
+    /// The text columns of every row `sql` selects.
+    async fn raw_text(&self, sql: &'static str) -> Vec<Vec<Option<String>>>;
+}
 
-    /// The text columns of every row `sql` selects, read with sqlx directly (not through the store).
+impl RawText for Db {
     async fn raw_text(&self, sql: &'static str) -> Vec<Vec<Option<String>>> {
         use sqlx::{Connection, Row};
         fn texts<R: Row>(rows: Vec<R>) -> Vec<Vec<Option<String>>>
@@ -70,17 +65,16 @@ impl Db {
                 })
                 .collect()
         }
-        match self {
-            Db::Sqlite { url, .. } => {
-                let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        match self.schema() {
+            None => {
+                let mut c = sqlx::SqliteConnection::connect(self.url()).await.unwrap();
                 let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
                 texts(rows)
             }
-            Db::Postgres { url, schema } => {
-                let options = sqlx::postgres::PgConnectOptions::from_str(url)
-                    .unwrap()
-                    .options([("search_path", schema.as_str())]);
-                let mut c = sqlx::PgConnection::connect_with(&options).await.unwrap();
+            Some(schema) => {
+                let mut c = sqlx::PgConnection::connect_with(&schema.connect_options())
+                    .await
+                    .unwrap();
                 let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
                 texts(rows)
             }
@@ -88,64 +82,7 @@ impl Db {
     }
 }
 
-async fn run_sqlite<F, Fut>(body: F)
-where
-    F: FnOnce(Db) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kbsync.db").display());
-    body(Db::Sqlite { url, _dir: dir }).await;
-}
-
-async fn run_postgres<F, Fut>(body: F)
-where
-    F: FnOnce(Db) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Ok(url) = std::env::var(PG_ENV) else {
-        eprintln!("skipped: {PG_ENV} is not set, so this PostgreSQL variant did not run");
-        return;
-    };
-    let schema = format!("kbsync_oauth_test_{}", Uuid::new_v4().simple());
-    let db = Db::Postgres {
-        url: url.clone(),
-        schema: schema.clone(),
-    };
-    let outcome = AssertUnwindSafe(body(db)).catch_unwind().await;
-    drop_schema(&url, &schema).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-async fn drop_schema(url: &str, schema: &str) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
-}
-
-/// Declares each body once per database: `sqlite::NAME` and `postgres::NAME`.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-               async fn $name() { super::run_sqlite(super::$name).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-               async fn $name() { super::run_postgres(super::$name).await } )*
-        }
-    };
-}
-
-on_both_databases!(
+kbsync_kit::on_both_databases!(run = run, workers = 4;
     full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it,
     revoked_refresh_token_marks_needs_reauth_until_the_user_connects_again,
     server_errors_from_the_token_endpoint_are_transient_and_never_need_reauth,
@@ -208,19 +145,7 @@ impl Harness {
             .unwrap();
         let store = db.open().await;
         let clock = ManualClock::new(now_ms());
-        let owner = Uuid::new_v4();
-        store
-            .create_user(
-                owner,
-                NewUser {
-                    email: format!("{owner}@example.com"),
-                    password_hash: "$argon2id$x".into(),
-                    role: Role::User,
-                },
-                clock.now(),
-            )
-            .await
-            .unwrap();
+        let owner = kbsync_kit::fixtures::user(store.as_ref(), Role::User, clock.now()).await;
         let mut h = Self {
             manager: ConnectionManager::new(
                 store.clone(),
@@ -243,21 +168,8 @@ impl Harness {
     }
 
     async fn new_kb(&self) -> KbId {
-        let id = Uuid::new_v4();
-        self.store
-            .create_kb(
-                id,
-                NewKnowledgeBase {
-                    name: "Team drive".into(),
-                    description: String::new(),
-                    owner_id: self.owner,
-                    kb_type: KbType::OneDrive,
-                },
-                self.clock.now(),
-            )
-            .await
-            .unwrap();
-        id
+        let (store, owner, now) = (self.store.as_ref(), self.owner, self.clock.now());
+        kbsync_kit::fixtures::kb(store, owner, "Team drive", KbType::OneDrive, now).await
     }
 
     /// Another manager ("instance") on `store`, with its own randomness and settings.

@@ -9,9 +9,7 @@ use std::{sync::Arc, time::Instant};
 
 use chrono::Utc;
 use kbsync_core::{KbType, Role};
-use kbsync_store::{
-    NewDocument, NewKnowledgeBase, NewUser, PostgresStore, Reader, SearchQuery, SqliteStore, Store,
-};
+use kbsync_store::{NewDocument, NewKnowledgeBase, NewUser, Reader, SearchQuery, SqliteStore, Store};
 use uuid::Uuid;
 
 const CHUNKS_PER_DOCUMENT: usize = 20;
@@ -58,19 +56,9 @@ async fn main() {
         run("SQLite", store, &args).await;
     }
     if args.db == "postgres" || args.db == "both" {
-        match std::env::var("KBSYNC_TEST_DATABASE_URL") {
-            Ok(url) => {
-                let schema = format!("bench_{}", Uuid::new_v4().simple());
-                let store: Arc<dyn Store> =
-                    Arc::new(PostgresStore::connect_in_schema(&url, &schema).await.unwrap());
-                run("PostgreSQL", store, &args).await;
-                let pool = sqlx::PgPool::connect(&url).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-            }
-            Err(_) => eprintln!("KBSYNC_TEST_DATABASE_URL is not set: PostgreSQL skipped"),
+        // A schema of its own, dropped afterwards (skipped with a message when none is configured).
+        if let Some(schema) = kbsync_kit::PgSchema::from_env("bench") {
+            run("PostgreSQL", schema.store().await, &args).await;
         }
     }
 }

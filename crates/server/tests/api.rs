@@ -10,7 +10,7 @@ use kbsync_server::LoginThrottle;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-on_both_databases!(
+kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     login_returns_a_token_and_the_user_and_wrong_credentials_get_401,
     repeated_login_failures_are_slowed_down_until_the_delay_has_passed,
     parallel_wrong_logins_past_the_free_attempts_are_refused_without_evaluation,

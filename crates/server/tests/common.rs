@@ -9,7 +9,7 @@ use kbsync_core::{ManualClock, OsRandom, Role};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_oauth::{ConnectionManager, ProviderConfig};
 use kbsync_server::{AppState, Connectors, LoginThrottle, ServerSettings, service::users};
-use kbsync_store::{BlobStore, PostgresStore, SqliteStore, Store, TokenCipher};
+use kbsync_store::{BlobStore, SqliteStore, Store, TokenCipher};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -17,11 +17,7 @@ use tokio::sync::oneshot;
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const PASSWORD: &str = "correct horse battery";
 
-#[derive(Clone, Copy, Debug)]
-pub enum Db {
-    Sqlite,
-    Postgres,
-}
+pub use kbsync_kit::Db;
 
 pub struct TestServer {
     pub base: String,
@@ -30,16 +26,10 @@ pub struct TestServer {
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    pg_schema: Option<(String, String)>,
+    /// The PostgreSQL schema, dropped with the server (also when a test panics).
+    pg_schema: Option<kbsync_kit::PgSchema>,
     pub emulator: Option<msgraph_emulator::RunningEmulator>,
     _dir: tempfile::TempDir,
-}
-
-/// The PostgreSQL URL for tests, or `None` (the PostgreSQL variants are then skipped, loudly).
-pub fn postgres_url() -> Option<String> {
-    std::env::var("KBSYNC_TEST_DATABASE_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
 }
 
 pub struct Options {
@@ -95,16 +85,10 @@ impl TestServer {
                 Arc::new(SqliteStore::connect(&url).await.unwrap())
             }
             Db::Postgres => {
-                let Some(url) = postgres_url() else {
-                    eprintln!("KBSYNC_TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
-                    return None;
-                };
-                let schema = format!("api_test_{}", uuid::Uuid::new_v4().simple());
-                let store = PostgresStore::connect_in_schema(&url, &schema)
-                    .await
-                    .expect("KBSYNC_TEST_DATABASE_URL is set but PostgreSQL cannot be reached");
-                pg_schema = Some((url, schema));
-                Arc::new(store)
+                let schema = kbsync_kit::PgSchema::from_env("api_test")?;
+                let store = schema.store().await;
+                pg_schema = Some(schema);
+                store
             }
         };
         store.migrate().await.unwrap();
@@ -239,15 +223,7 @@ impl TestServer {
         if let Some(emulator) = self.emulator.take() {
             emulator.shutdown().await;
         }
-        if let Some((url, schema)) = self.pg_schema.take() {
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE"
-            )))
-            .execute(&pool)
-            .await
-            .unwrap();
-        }
+        drop(self.pg_schema.take());
     }
 
     pub async fn call(
@@ -362,7 +338,8 @@ impl TestServer {
     /// of what someone who loses admin rights can still finish.
     pub async fn set_role_in_database(&self, user_id: &str, role: &str) {
         let done = match &self.pg_schema {
-            Some((url, schema)) => {
+            Some(schema) => {
+                let (url, schema) = (schema.url(), schema.name());
                 let pool = sqlx::PgPool::connect(url).await.unwrap();
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE {schema}.users SET role = $1 WHERE id = $2"
@@ -483,29 +460,4 @@ pub fn binding_cookies(headers: &reqwest::header::HeaderMap) -> Vec<String> {
         .map(|v| v.to_str().unwrap().to_owned())
         .filter(|c| c.starts_with("kbsync_oauth_binding_"))
         .collect()
-}
-
-/// Runs one async test body against SQLite and against PostgreSQL.
-#[macro_export]
-macro_rules! on_both_databases {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(common::Db::Sqlite).await;
-                }
-            )+
-            use super::common;
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(common::Db::Postgres).await;
-                }
-            )+
-            use super::common;
-        }
-    };
 }

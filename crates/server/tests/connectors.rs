@@ -11,7 +11,7 @@ use common::{Db, OneDriveTest, Options, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-on_both_databases!(
+kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     connectors_list_shows_whether_each_datasource_is_configured,
     initiate_answers_each_caller_with_the_right_status,
     initiate_without_a_client_secret_answers_501,

@@ -7,12 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::{Db, OneDriveTest, Options, TestServer};
-use futures::StreamExt;
 use msgraph_emulator::{FaultAction, FaultRule};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-on_both_databases!(
+kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     adding_a_folder_source_syncs_it_and_the_kb_matches_the_drive,
     adding_sources_refuses_bad_input_wrong_kb_types_and_callers_without_manage_access,
     a_second_sync_conflicts_while_one_runs_and_cancel_stops_it,
@@ -304,40 +303,9 @@ async fn a_second_sync_conflicts_while_one_runs_and_cancel_stops_it(db: Db) {
     s.stop().await;
 }
 
-/// Reads server-sent events until one named `until` arrives (or the deadline passes).
+/// Reads server-sent events until one named `until` arrives (or a minute passes).
 async fn read_events(resp: reqwest::Response, until: &str) -> Vec<(String, Value)> {
-    let mut stream = resp.bytes_stream();
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let chunk = tokio::time::timeout_at(deadline, stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("no `{until}` event; got {events:?}"))
-            .expect("the stream ended")
-            .unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let mut name = String::new();
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_owned();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim());
-                }
-            }
-            if name.is_empty() {
-                continue;
-            }
-            let done = name == until;
-            events.push((name, serde_json::from_str(&data).unwrap_or(Value::Null)));
-            if done {
-                return events;
-            }
-        }
-    }
+    kbsync_kit::sse::read_events(resp, until, Duration::from_secs(60)).await
 }
 
 async fn the_event_stream_reports_progress_failed_files_and_the_finished_run(db: Db) {

@@ -8,7 +8,7 @@ mod common;
 use common::{ADMIN_EMAIL, Db, OneDriveTest, Options, PASSWORD, TestServer};
 use reqwest::{StatusCode, header};
 
-on_both_databases!(
+kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     pages_need_a_session_and_send_strangers_to_sign_in,
     signing_in_never_sends_the_browser_to_another_site,
     signing_in_sets_a_strict_session_cookie_and_signing_out_ends_it,

@@ -5,91 +5,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use futures::FutureExt;
 use kbsync_core::datasource::DatasourceKind;
 use kbsync_core::{
     AccessGrant, DocumentStatus, GrantOrigin, KbId, KbType, Permission, Role, SyncStatus, UserId,
 };
 use kbsync_store::{
-    AddressLimit, Backend, ClaimedSync, Connection, DocumentLocation, Encrypted, KbPatch, LeaseRenewal,
-    LoginAttempt, LoginBackoff, NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource,
-    NewUser, OAuthState, Page, PostgresStore, Reader, RefreshLease, RefreshedTokens, SavedState, SearchQuery,
+    AddressLimit, ClaimedSync, Connection, DocumentLocation, Encrypted, KbPatch, LeaseRenewal, LoginAttempt,
+    LoginBackoff, NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser,
+    OAuthState, Page, PostgresStore, Reader, RefreshLease, RefreshedTokens, SavedState, SearchQuery,
     SourceKind, Store, StoreError, StoredAccessToken, SyncFailure, SyncGrant, SyncProgress, SyncRelease,
     SyncRunOutcome, SyncState, SyncTrigger,
 };
 use uuid::Uuid;
 
-const PG_ENV: &str = "KBSYNC_TEST_DATABASE_URL";
-
-// --- harness ---------------------------------------------------------------------------------
-
-async fn run_sqlite<F, Fut>(body: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kbsync.db").display());
-    let store = kbsync_store::connect(&url).await.unwrap();
-    assert_eq!(store.backend(), Backend::Sqlite);
-    body(store).await;
-}
-
-async fn run_postgres<F, Fut>(body: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Ok(url) = std::env::var(PG_ENV) else {
-        eprintln!("skipped: {PG_ENV} is not set, so this PostgreSQL variant did not run");
-        return;
-    };
-    let schema = format!("kbsync_test_{}", Uuid::new_v4().simple());
-    let store = PostgresStore::connect_in_schema(&url, &schema)
-        .await
-        .unwrap_or_else(|e| panic!("{PG_ENV} is set but PostgreSQL is unusable: {e}"));
-    store.migrate().await.unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
-    assert_eq!(store.backend(), Backend::Postgres);
-    let outcome = AssertUnwindSafe(body(store)).catch_unwind().await;
-    drop_schema(&url, &schema).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-async fn drop_schema(url: &str, schema: &str) {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
-}
-
-/// Declares each body once per backend: `sqlite::NAME` and `postgres::NAME`.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::run_sqlite(super::$name).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::run_postgres(super::$name).await } )*
-        }
-    };
-}
-
-conformance!(
+kbsync_kit::on_both_databases!(
     migrate_and_ping_are_repeatable_and_concurrent_migrations_are_safe,
     create_user_round_trips_and_get_user_finds_it,
     email_uniqueness_ignores_case,
@@ -3481,29 +3413,22 @@ async fn postgres_connect_in_schema_rejects_unsafe_schema_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_concurrent_migrations_from_several_instances_apply_once() {
-    let Ok(url) = std::env::var(PG_ENV) else {
-        eprintln!("skipped: {PG_ENV} is not set, so this PostgreSQL test did not run");
+    let Some(schema) = kbsync_kit::PgSchema::from_env("kbsync_test") else {
         return;
     };
-    let schema = format!("kbsync_test_{}", Uuid::new_v4().simple());
     let mut stores = Vec::new();
     for _ in 0..4 {
-        stores.push(PostgresStore::connect_in_schema(&url, &schema).await.unwrap());
+        stores.push(
+            PostgresStore::connect_in_schema(schema.url(), schema.name())
+                .await
+                .unwrap(),
+        );
     }
-    let outcome = AssertUnwindSafe(async {
-        let results = futures::future::join_all(stores.iter().map(|s| s.migrate())).await;
-        for r in results {
-            r.unwrap();
-        }
-        let s: &dyn Store = &stores[0];
-        user(s, "after@example.com", Role::User).await;
-        assert_eq!(stores[3].count_users().await.unwrap(), 1);
-    })
-    .catch_unwind()
-    .await;
-    drop(stores);
-    drop_schema(&url, &schema).await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
+    let results = futures::future::join_all(stores.iter().map(|s| s.migrate())).await;
+    for r in results {
+        r.unwrap();
     }
+    let s: &dyn Store = &stores[0];
+    user(s, "after@example.com", Role::User).await;
+    assert_eq!(stores[3].count_users().await.unwrap(), 1);
 }

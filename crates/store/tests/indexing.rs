@@ -7,89 +7,36 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use futures::FutureExt;
 use kbsync_core::{DocumentStatus, KbId, KbType, Role, UserId};
-use kbsync_store::{
-    NewDocument, NewKnowledgeBase, NewUser, PostgresStore, Reader, SearchQuery, Store, StoreError,
-};
+use kbsync_store::{NewDocument, Reader, SearchQuery, Store, StoreError};
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-const PG_ENV: &str = "KBSYNC_TEST_DATABASE_URL";
-
-// --- harness ---------------------------------------------------------------------------------
-
-async fn run_sqlite<F, Fut>(body: F)
+/// Runs a body with a fresh store and, on PostgreSQL, a pool on the test's schema too, for
+/// looking under the store.
+async fn run<F, Fut>(db: kbsync_kit::Db, body: F)
 where
     F: FnOnce(Arc<dyn Store>, Option<sqlx::PgPool>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kbsync.db").display());
-    body(kbsync_store::connect(&url).await.unwrap(), None).await;
-}
-
-/// Also hands the body a pool on the test's schema, for looking under the store.
-async fn run_postgres<F, Fut>(body: F)
-where
-    F: FnOnce(Arc<dyn Store>, Option<sqlx::PgPool>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Ok(url) = std::env::var(PG_ENV) else {
-        eprintln!("skipped: {PG_ENV} is not set, so this PostgreSQL variant did not run");
+    let Some(test_db) = kbsync_kit::TestDb::new(db, "kbsync_test") else {
         return;
     };
-    let schema = format!("kbsync_test_{}", Uuid::new_v4().simple());
-    let store = PostgresStore::connect_in_schema(&url, &schema)
-        .await
-        .unwrap_or_else(|e| panic!("{PG_ENV} is set but PostgreSQL is unusable: {e}"));
-    store.migrate().await.unwrap();
-    let raw = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(
-            url.parse::<sqlx::postgres::PgConnectOptions>()
-                .unwrap()
-                .options([("search_path", &schema)]),
-        )
-        .await
-        .unwrap();
-    let outcome = AssertUnwindSafe(body(Arc::new(store), Some(raw.clone())))
-        .catch_unwind()
-        .await;
-    raw.close().await;
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
+    let store = test_db.open().await;
+    let raw = match test_db.schema() {
+        Some(schema) => Some(schema.raw_pool().await),
+        None => None,
+    };
+    body(store, raw.clone()).await;
+    if let Some(raw) = raw {
+        raw.close().await;
     }
 }
 
-/// Declares each body once per backend: `sqlite::NAME` and `postgres::NAME`.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::run_sqlite(super::$name).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::run_postgres(super::$name).await } )*
-        }
-    };
-}
-
-on_both!(
+kbsync_kit::on_both_databases!(run = run;
     concurrent_complete_document_calls_from_many_tasks_all_land_and_are_searchable,
     a_document_deleted_while_others_complete_alongside_fails_alone_with_not_found,
 );
@@ -101,31 +48,8 @@ fn t(offset_secs: i64) -> DateTime<Utc> {
 }
 
 async fn owner_and_kb(s: &dyn Store) -> (UserId, KbId) {
-    let owner = Uuid::new_v4();
-    s.create_user(
-        owner,
-        NewUser {
-            email: format!("{owner}@example.com"),
-            password_hash: "$argon2id$x".into(),
-            role: Role::User,
-        },
-        t(0),
-    )
-    .await
-    .unwrap();
-    let kb = Uuid::new_v4();
-    s.create_kb(
-        kb,
-        NewKnowledgeBase {
-            name: "k".into(),
-            description: String::new(),
-            owner_id: owner,
-            kb_type: KbType::Local,
-        },
-        t(0),
-    )
-    .await
-    .unwrap();
+    let owner = kbsync_kit::fixtures::user(s, Role::User, t(0)).await;
+    let kb = kbsync_kit::fixtures::kb(s, owner, "k", KbType::Local, t(0)).await;
     (owner, kb)
 }
 
@@ -255,46 +179,49 @@ async fn a_document_deleted_while_others_complete_alongside_fails_alone_with_not
 /// PostgreSQL only: a statement-level trigger counts the INSERT statements on `chunks`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_inserts_a_documents_chunks_in_one_statement_all_there_in_order() {
-    run_postgres(|s: Arc<dyn Store>, raw: Option<sqlx::PgPool>| async move {
-        let raw = raw.unwrap();
-        sqlx::raw_sql(
-            "CREATE TABLE chunk_insert_statements (n BIGINT NOT NULL); \
+    run(
+        kbsync_kit::Db::Postgres,
+        |s: Arc<dyn Store>, raw: Option<sqlx::PgPool>| async move {
+            let raw = raw.unwrap();
+            sqlx::raw_sql(
+                "CREATE TABLE chunk_insert_statements (n BIGINT NOT NULL); \
              INSERT INTO chunk_insert_statements VALUES (0); \
              CREATE FUNCTION count_chunk_insert() RETURNS trigger LANGUAGE plpgsql AS \
              $$ BEGIN UPDATE chunk_insert_statements SET n = n + 1; RETURN NULL; END $$; \
              CREATE TRIGGER count_chunk_inserts AFTER INSERT ON chunks \
              FOR EACH STATEMENT EXECUTE FUNCTION count_chunk_insert();",
-        )
-        .execute(&raw)
-        .await
-        .unwrap();
-        let (owner, kb) = owner_and_kb(&*s).await;
-        let id = pending_docs(&*s, kb, 1).await[0];
-        // More chunks than one INSERT per row could bind (65,535 parameters, 4 per row).
-        let chunks: Vec<String> = (0..20_000)
-            .map(|i| format!("chunk{i:05} of the long one"))
-            .collect();
-        s.complete_document(id, &chunks, t(1)).await.unwrap();
-
-        let statements: i64 = sqlx::query_scalar("SELECT n FROM chunk_insert_statements")
-            .fetch_one(&raw)
+            )
+            .execute(&raw)
             .await
             .unwrap();
-        assert_eq!(statements, 1);
-        let rows: Vec<(i64, String)> =
-            sqlx::query_as("SELECT ordinal, text FROM chunks WHERE document_id = $1 ORDER BY id")
-                .bind(id.to_string())
-                .fetch_all(&raw)
+            let (owner, kb) = owner_and_kb(&*s).await;
+            let id = pending_docs(&*s, kb, 1).await[0];
+            // More chunks than one INSERT per row could bind (65,535 parameters, 4 per row).
+            let chunks: Vec<String> = (0..20_000)
+                .map(|i| format!("chunk{i:05} of the long one"))
+                .collect();
+            s.complete_document(id, &chunks, t(1)).await.unwrap();
+
+            let statements: i64 = sqlx::query_scalar("SELECT n FROM chunk_insert_statements")
+                .fetch_one(&raw)
                 .await
                 .unwrap();
-        let want: Vec<(i64, String)> = chunks
-            .iter()
-            .cloned()
-            .enumerate()
-            .map(|(i, c)| (i as i64, c))
-            .collect();
-        assert_eq!(rows, want);
-        assert_eq!(search(&*s, owner, "chunk19999", 10).await, vec![id]);
-    })
+            assert_eq!(statements, 1);
+            let rows: Vec<(i64, String)> =
+                sqlx::query_as("SELECT ordinal, text FROM chunks WHERE document_id = $1 ORDER BY id")
+                    .bind(id.to_string())
+                    .fetch_all(&raw)
+                    .await
+                    .unwrap();
+            let want: Vec<(i64, String)> = chunks
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, c)| (i as i64, c))
+                .collect();
+            assert_eq!(rows, want);
+            assert_eq!(search(&*s, owner, "chunk19999", 10).await, vec![id]);
+        },
+    )
     .await;
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kbsync_core::{KbType, Role};
-use kbsync_store::{NewDocument, NewKnowledgeBase, NewUser, PostgresStore, Reader, SearchQuery, Store};
+use kbsync_store::{NewDocument, NewKnowledgeBase, NewUser, Reader, SearchQuery, Store};
 use uuid::Uuid;
 
 const DOCS: usize = 1_000;
@@ -131,26 +131,15 @@ async fn load_and_measure(s: Arc<dyn Store>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "loads a million chunks; run explicitly"]
 async fn sqlite_search_with_a_million_chunks() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("scale.db").display());
-    load_and_measure(kbsync_store::connect(&url).await.unwrap()).await;
+    let db = kbsync_kit::TestDb::new(kbsync_kit::Db::Sqlite, "kbsync_scale").unwrap();
+    load_and_measure(db.open().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "loads a million chunks; run explicitly"]
 async fn postgres_search_with_a_million_chunks() {
-    let Ok(url) = std::env::var("KBSYNC_TEST_DATABASE_URL") else {
-        eprintln!("skipped: KBSYNC_TEST_DATABASE_URL is not set");
+    let Some(schema) = kbsync_kit::PgSchema::from_env("kbsync_scale") else {
         return;
     };
-    let schema = format!("kbsync_scale_{}", Uuid::new_v4().simple());
-    let store = PostgresStore::connect_in_schema(&url, &schema).await.unwrap();
-    store.migrate().await.unwrap();
-    load_and_measure(Arc::new(store)).await;
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    load_and_measure(schema.store().await).await;
 }

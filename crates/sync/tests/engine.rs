@@ -3,14 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures::FutureExt;
 use kbsync_core::Clock;
 use kbsync_core::datasource::{AccessToken, DatasourceKind, ProviderError, StaticToken, TokenProvider};
 use kbsync_core::{
@@ -19,8 +16,7 @@ use kbsync_core::{
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
 use kbsync_store::{
-    BlobStore, NewKnowledgeBase, NewSource, NewUser, Page, PostgresStore, Reader, SearchQuery, Source,
-    SourceKind, Store, SyncTrigger,
+    BlobStore, NewSource, NewUser, Page, Reader, SearchQuery, Source, SourceKind, Store, SyncTrigger,
 };
 use kbsync_sync::events::{SyncEvent, SyncEvents};
 use kbsync_sync::{PermissionPolicy, RunSummary, SyncContext, SyncEngine, SyncLimits};
@@ -32,62 +28,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const PG_ENV: &str = "KBSYNC_TEST_DATABASE_URL";
 /// The route of a file's `/content` request (the 302 to its download URL).
 const CONTENT_ROUTE: &str = "/v1.0/drives/*/items/*/content";
 const PERMISSIONS_ROUTE: &str = "/v1.0/drives/*/items/*/permissions";
-
-// --- harness ---------------------------------------------------------------------------------
-
-async fn on_sqlite<F, Fut>(body: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kbsync.db").display());
-    body(kbsync_store::connect(&url).await.unwrap()).await;
-}
-
-async fn on_postgres<F, Fut>(body: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Ok(url) = std::env::var(PG_ENV) else {
-        eprintln!("skipped: {PG_ENV} is not set, so this PostgreSQL variant did not run");
-        return;
-    };
-    let schema = format!("kbsync_test_{}", Uuid::new_v4().simple());
-    let store = PostgresStore::connect_in_schema(&url, &schema).await.unwrap();
-    store.migrate().await.unwrap();
-    let outcome = AssertUnwindSafe(body(Arc::new(store))).catch_unwind().await;
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::on_sqlite(super::$name).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::on_postgres(super::$name).await } )*
-        }
-    };
-}
 
 /// Access tokens minted by the emulator. A refresh mints a fresh one, unless the refresh token
 /// is taken to be revoked (`refuse_refresh`): then it answers `Unauthorized`, as the connection
@@ -217,34 +160,9 @@ async fn env_with(store: Arc<dyn Store>, options: Options) -> Env {
     let user = ctl.default_user_id();
     let tokens = TestTokens::new(&ctl, &user);
     let drive = ctl.default_drive_id();
-    let owner = Uuid::new_v4();
     let clock = Arc::new(ManualClock::new(ctl.now()));
-    store
-        .create_user(
-            owner,
-            NewUser {
-                email: format!("{owner}@example.com"),
-                password_hash: "$argon2id$x".into(),
-                role: Role::User,
-            },
-            ctl.now(),
-        )
-        .await
-        .unwrap();
-    let kb = Uuid::new_v4();
-    store
-        .create_kb(
-            kb,
-            NewKnowledgeBase {
-                name: "synced".into(),
-                description: String::new(),
-                owner_id: owner,
-                kb_type: KbType::OneDrive,
-            },
-            ctl.now(),
-        )
-        .await
-        .unwrap();
+    let owner = kbsync_kit::fixtures::user(store.as_ref(), Role::User, ctl.now()).await;
+    let kb = kbsync_kit::fixtures::kb(store.as_ref(), owner, "synced", KbType::OneDrive, ctl.now()).await;
     let blob_dir = tempfile::tempdir().unwrap();
     let events = SyncEvents::new();
     let random: Arc<dyn Random> = Arc::new(SeededRandom::new(9));
@@ -554,7 +472,7 @@ fn drain(rx: &mut broadcast::Receiver<SyncEvent>) -> Vec<SyncEvent> {
     out
 }
 
-scenarios!(
+kbsync_kit::on_both_databases!(
     initial_sync_of_a_nested_folder_mirrors_the_drive,
     incremental_changes_are_applied_and_a_rename_does_not_download_again,
     a_folder_moved_out_of_the_subtree_removes_its_files,

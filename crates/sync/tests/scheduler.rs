@@ -3,8 +3,6 @@
 //! schema of its own. Nothing here sleeps to wait for something: it polls with a deadline.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,14 +10,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use kbsync_core::datasource::{AccessToken, Datasource, DatasourceKind, StaticToken, TokenProvider};
 use kbsync_core::{Clock, KbId, KbType, ManualClock, Random, Role, SeededRandom, SyncStatus};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
 use kbsync_store::{
-    BlobStore, NewConnection, NewKnowledgeBase, NewSource, NewUser, PostgresStore, SourceKind, Store,
-    StoreError, SyncGrant, SyncRun, SyncState, SyncTrigger, TokenCipher,
+    BlobStore, NewConnection, NewSource, NewUser, SourceKind, Store, StoreError, SyncGrant, SyncRun,
+    SyncState, SyncTrigger, TokenCipher,
 };
 use kbsync_sync::events::SyncEvents;
 use kbsync_sync::runner::{ConnectorResolver, ResolveError, RunnerSettings, StartError, SyncRunner};
@@ -29,61 +26,8 @@ use msgraph_emulator::{Control, Emulator, FaultAction, FaultRule, RunningEmulato
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const PG_ENV: &str = "KBSYNC_TEST_DATABASE_URL";
 /// Longest real time any wait in these tests may take.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-// --- harness ---------------------------------------------------------------------------------
-
-async fn on_sqlite<F, Fut>(body: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("kbsync.db").display());
-    body(kbsync_store::connect(&url).await.unwrap()).await;
-}
-
-async fn on_postgres<F, Fut>(body: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Ok(url) = std::env::var(PG_ENV) else {
-        eprintln!("skipped: {PG_ENV} is not set, so this PostgreSQL variant did not run");
-        return;
-    };
-    let schema = format!("kbsync_test_{}", Uuid::new_v4().simple());
-    let store = PostgresStore::connect_in_schema(&url, &schema).await.unwrap();
-    store.migrate().await.unwrap();
-    let outcome = AssertUnwindSafe(body(Arc::new(store))).catch_unwind().await;
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-    )))
-    .execute(&mut conn)
-    .await
-    .unwrap();
-    conn.close().await.unwrap();
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::on_sqlite(super::$name).await } )*
-        }
-        mod postgres {
-            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-               async fn $name() { super::on_postgres(super::$name).await } )*
-        }
-    };
-}
 
 /// The datasource and tokens of a knowledge base, as the binary's resolver gives them: tokens
 /// exist while the store holds a connection that does not need re-authorization (the stored
@@ -145,19 +89,7 @@ async fn world(store: Arc<dyn Store>) -> World {
     let datasource = Arc::new(OneDrive::new(config, oauth, http, Arc::new(TokioSleeper)));
     let user = ctl.default_user_id();
     let token = AccessToken::new(ctl.mint_access_token(&user, &["Files.Read.All"]).unwrap());
-    let owner = Uuid::new_v4();
-    store
-        .create_user(
-            owner,
-            NewUser {
-                email: format!("{owner}@example.com"),
-                password_hash: "$argon2id$x".into(),
-                role: Role::User,
-            },
-            ctl.now(),
-        )
-        .await
-        .unwrap();
+    let owner = kbsync_kit::fixtures::user(store.as_ref(), Role::User, ctl.now()).await;
     let blob_dir = tempfile::tempdir().unwrap();
     World {
         blob_path: blob_dir.path().to_owned(),
@@ -234,21 +166,7 @@ impl World {
     }
 
     async fn create_kb(&self, name: &str, kb_type: KbType) -> KbId {
-        let kb = Uuid::new_v4();
-        self.store
-            .create_kb(
-                kb,
-                NewKnowledgeBase {
-                    name: name.into(),
-                    description: String::new(),
-                    owner_id: self.owner,
-                    kb_type,
-                },
-                self.now(),
-            )
-            .await
-            .unwrap();
-        kb
+        kbsync_kit::fixtures::kb(self.store.as_ref(), self.owner, name, kb_type, self.now()).await
     }
 
     /// A drive folder `/name` with `files` text files, added as the knowledge base's source.
@@ -378,7 +296,7 @@ fn assert_between(at: DateTime<Utc>, from: DateTime<Utc>, lo: chrono::Duration, 
 
 // --- scenarios -------------------------------------------------------------------------------
 
-scenarios!(
+kbsync_kit::on_both_databases!(
     due_kbs_are_claimed_and_synced_once_and_not_yet_due_ones_are_not,
     scheduled_runs_record_the_scheduled_trigger_and_manual_runs_the_manual_one,
     after_a_run_the_next_sync_is_the_interval_plus_bounded_jitter,
