@@ -53,6 +53,10 @@ impl Lcg {
     }
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "polls child processes against a real-time deadline"
+)]
 async fn killed_mid_sync_ten_times(database: Option<String>) {
     let port = free_port();
     let emu = common::emulator(&[port]).await;
@@ -159,7 +163,7 @@ async fn killed_mid_sync_ten_times(database: Option<String>) {
     let runs = runs["runs"].as_array().unwrap();
     assert!(runs.iter().all(|r| r["status"] != "syncing"), "{runs:?}");
     assert_eq!(runs[0]["status"], "completed");
-    instance.terminate();
+    instance.terminate().await;
     emu.shutdown().await;
 }
 
@@ -179,6 +183,7 @@ async fn a_sync_killed_ten_times_ends_equal_to_the_drive_on_postgres() {
 }
 
 /// Reads server-sent events until one named `until` arrives.
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn read_events(resp: reqwest::Response, until: &str) -> Vec<(String, Value)> {
     let mut stream = resp.bytes_stream();
     let mut buffer = String::new();
@@ -214,6 +219,10 @@ async fn read_events(resp: reqwest::Response, until: &str) -> Vec<(String, Value
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the kbsync processes run on the real clock; polls against a real-time deadline"
+)]
 async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progress() {
     let Some((url, name)) = fresh_database().await else {
         eprintln!("skipped: {PG_ENV} is not set");
@@ -251,7 +260,7 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
         api.connect(&kb).await;
         kbs.push(kb);
     }
-    setup.terminate();
+    setup.terminate().await;
     let store = kbsync_store::connect(&url).await.unwrap();
     for (kb, folder) in kbs.iter().zip(&folders) {
         store
@@ -356,8 +365,8 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
     assert_eq!(finished["run_id"], body["run_id"]);
     assert_eq!(finished["processed"], 1, "{finished}");
 
-    a.terminate();
-    b.terminate();
+    a.terminate().await;
+    b.terminate().await;
     emu.shutdown().await;
     drop(store);
     drop_database(&name).await;
@@ -367,6 +376,10 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
 /// sample drive and adding its root folder makes it searchable, and a file changed through the
 /// emulator's control API is searchable after the next scheduled run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the kbsync process runs on the real clock; polls against a real-time deadline"
+)]
 async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_the_next_scheduled_run() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -488,7 +501,7 @@ async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_th
             .any(|r| r["trigger"] == "scheduled"),
         "{runs}"
     );
-    let log = instance.terminate();
+    let log = instance.terminate().await;
     assert!(log.contains("scheduler started"), "{log}");
     assert!(log.contains("scheduler stopped"), "{log}");
 }

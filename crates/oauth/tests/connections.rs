@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use futures::FutureExt;
 use kbsync_core::datasource::{AccessToken, DatasourceKind, ProviderError};
 use kbsync_core::{Clock, KbId, KbType, ManualClock, Role, SeededRandom, SyncStatus, UserId};
@@ -189,10 +189,6 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-fn now_ms() -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap()
-}
-
 impl Harness {
     async fn new(db: Db) -> Self {
         let emu = Emulator::builder()
@@ -207,7 +203,7 @@ impl Harness {
             .await
             .unwrap();
         let store = db.open().await;
-        let clock = ManualClock::new(now_ms());
+        let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
         let owner = Uuid::new_v4();
         store
             .create_user(
@@ -569,6 +565,7 @@ async fn server_errors_from_the_token_endpoint_are_transient_and_never_need_reau
     h.emu.shutdown().await;
 }
 
+#[expect(clippy::disallowed_methods, reason = "asserts the timeout fires in real time")]
 async fn token_endpoint_timeout_is_transient_and_never_needs_reauth(db: Db) {
     let h = Harness::new(db).await;
     h.connect(h.kb).await;

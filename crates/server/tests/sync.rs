@@ -76,6 +76,7 @@ async fn add_sources(s: &TestServer, token: &str, kb: &str, items: Value) -> (St
 }
 
 /// Polls the sync state until no run is going and a run has ended, with a deadline.
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn wait_idle(s: &TestServer, token: &str, kb: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -93,6 +94,7 @@ async fn wait_idle(s: &TestServer, token: &str, kb: &str) -> Value {
 }
 
 /// Polls until a run holds the knowledge base.
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn wait_running(s: &TestServer, token: &str, kb: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -305,6 +307,7 @@ async fn a_second_sync_conflicts_while_one_runs_and_cancel_stops_it(db: Db) {
 }
 
 /// Reads server-sent events until one named `until` arrives (or the deadline passes).
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn read_events(resp: reqwest::Response, until: &str) -> Vec<(String, Value)> {
     let mut stream = resp.bytes_stream();
     let mut buffer = String::new();

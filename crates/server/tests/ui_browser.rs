@@ -49,6 +49,7 @@ fn on_path(program: &str) -> Option<PathBuf> {
     })
 }
 
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn start_driver() -> Option<Driver> {
     let Some(chromedriver) = on_path("chromedriver") else {
         if std::env::var_os("CI").is_some() {
@@ -125,6 +126,7 @@ async fn wait_for(c: &Client, xpath: &str) -> fantoccini::elements::Element {
 }
 
 /// Reloads `url` until an element matching the XPath is present (for server-rendered state).
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn reload_until(c: &Client, url: &str, xpath: &str) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
