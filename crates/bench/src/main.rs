@@ -8,6 +8,10 @@
 //! ```
 //! PostgreSQL (scenarios 5 and 7) when KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL is
 //! set, in a schema of its own dropped afterwards.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "benchmarks measure wall time and stamp the rows they write with it"
+)]
 
 mod common;
 mod counting;

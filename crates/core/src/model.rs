@@ -212,7 +212,7 @@ mod tests {
             id: Uuid::new_v4(),
             email: "a@example.com".into(),
             role,
-            created_at: Utc::now(),
+            created_at: DateTime::UNIX_EPOCH,
         }
     }
 
@@ -224,8 +224,8 @@ mod tests {
             owner_id: owner,
             kb_type: KbType::Local,
             sync_status: SyncStatus::Idle,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
         }
     }
 

@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::disallowed_methods, reason = "a benchmark measures wall time")]
 //! Extraction throughput per file type (`cargo bench -p kbsync-ingest`).
 //!
 //! Generates a corpus of several MB per type with kbsync-fixtures, extracts each file three times and

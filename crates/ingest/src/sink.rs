@@ -17,6 +17,10 @@ pub struct Budget {
 }
 
 impl Budget {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the extraction deadline is real time: it frees a busy thread"
+    )]
     pub(crate) fn new(timeout: Duration) -> Self {
         Self {
             deadline: Instant::now().checked_add(timeout),
@@ -30,6 +34,10 @@ impl Budget {
     }
 
     /// True once the deadline passed or the caller cancelled.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the extraction deadline is real time: it frees a busy thread"
+    )]
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
     }

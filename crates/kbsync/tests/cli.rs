@@ -97,6 +97,10 @@ fn user_create_makes_an_account_that_can_log_in_and_refuses_duplicates() {
 
 /// The README's first command, on port 0: the demo is searchable, and SIGTERM stops it cleanly.
 #[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a synchronous test polls a child process against a real-time deadline"
+)]
 fn serve_demo_answers_search_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = kbsync()
@@ -184,6 +188,10 @@ fn serve_demo_answers_search_and_stops_cleanly_on_sigterm() {
 /// `--demo` against a database it did not create (here one with a real admin) must not add an
 /// admin account with a public password; it says so at start-up.
 #[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a synchronous test polls a child process against a real-time deadline"
+)]
 fn serve_demo_on_an_existing_database_creates_no_demo_account() {
     let dir = tempfile::tempdir().unwrap();
     let out = kbsync()

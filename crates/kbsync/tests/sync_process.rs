@@ -23,6 +23,10 @@ impl Lcg {
     }
 }
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "polls child processes against a real-time deadline"
+)]
 async fn killed_mid_sync_ten_times(database: Option<String>) {
     let port = free_port();
     let emu = common::emulator(&[port]).await;
@@ -129,7 +133,7 @@ async fn killed_mid_sync_ten_times(database: Option<String>) {
     let runs = runs["runs"].as_array().unwrap();
     assert!(runs.iter().all(|r| r["status"] != "syncing"), "{runs:?}");
     assert_eq!(runs[0]["status"], "completed");
-    instance.terminate();
+    instance.terminate().await;
     emu.shutdown().await;
 }
 
@@ -152,6 +156,10 @@ async fn read_events(resp: reqwest::Response, until: &str) -> Vec<(String, Value
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the kbsync processes run on the real clock; polls against a real-time deadline"
+)]
 async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progress() {
     let Some(database) = kbsync_kit::PgDatabase::create("kbsync_proc").await else {
         return;
@@ -189,7 +197,7 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
         api.connect(&kb).await;
         kbs.push(kb);
     }
-    setup.terminate();
+    setup.terminate().await;
     let store = kbsync_store::connect(&url).await.unwrap();
     for (kb, folder) in kbs.iter().zip(&folders) {
         store
@@ -294,8 +302,8 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
     assert_eq!(finished["run_id"], body["run_id"]);
     assert_eq!(finished["processed"], 1, "{finished}");
 
-    a.terminate();
-    b.terminate();
+    a.terminate().await;
+    b.terminate().await;
     emu.shutdown().await;
     drop(store);
     drop(database);
@@ -305,6 +313,10 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
 /// sample drive and adding its root folder makes it searchable, and a file changed through the
 /// emulator's control API is searchable after the next scheduled run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the kbsync process runs on the real clock; polls against a real-time deadline"
+)]
 async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_the_next_scheduled_run() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -426,7 +438,7 @@ async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_th
             .any(|r| r["trigger"] == "scheduled"),
         "{runs}"
     );
-    let log = instance.terminate();
+    let log = instance.terminate().await;
     assert!(log.contains("scheduler started"), "{log}");
     assert!(log.contains("scheduler stopped"), "{log}");
 }

@@ -551,6 +551,10 @@ impl ConnectionManager {
     /// An access token: from memory, else from the database, else by a refresh that only one
     /// instance at a time performs (the others wait for its result).
     #[instrument(skip_all, fields(kb.id = %kb_id, forced = rejected.is_some()))]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "lease_wait bounds real waiting time, whatever the injected clock says"
+    )]
     async fn token(&self, kb_id: KbId, rejected: Option<&AccessToken>) -> Result<AccessToken, OAuthError> {
         if let Some(t) = self.cached(kb_id, rejected) {
             return Ok(t);

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use kbsync_core::datasource::{AccessToken, DatasourceKind, ProviderError};
 use kbsync_core::{Clock, KbId, KbType, ManualClock, Role, SeededRandom, SyncStatus, UserId};
 use kbsync_oauth::{
@@ -126,10 +126,6 @@ fn http() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
-fn now_ms() -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap()
-}
-
 impl Harness {
     async fn new(db: Db) -> Self {
         let emu = Emulator::builder()
@@ -144,7 +140,7 @@ impl Harness {
             .await
             .unwrap();
         let store = db.open().await;
-        let clock = ManualClock::new(now_ms());
+        let clock = ManualClock::new(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
         let owner = kbsync_kit::fixtures::user(store.as_ref(), Role::User, clock.now()).await;
         let mut h = Self {
             manager: ConnectionManager::new(
@@ -481,6 +477,7 @@ async fn server_errors_from_the_token_endpoint_are_transient_and_never_need_reau
     h.emu.shutdown().await;
 }
 
+#[expect(clippy::disallowed_methods, reason = "asserts the timeout fires in real time")]
 async fn token_endpoint_timeout_is_transient_and_never_needs_reauth(db: Db) {
     let h = Harness::new(db).await;
     h.connect(h.kb).await;

@@ -4,6 +4,10 @@
 //! PostgreSQL uses `KBSYNC_TEST_DATABASE_URL` (a fresh schema, dropped afterwards).
 //! Prints a markdown table: index size, build rate, and p50/p99/max latency per query shape.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark measures wall time and stamps its rows with it"
+)]
 
 use std::{sync::Arc, time::Instant};
 

@@ -93,6 +93,7 @@ impl Pipeline {
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
         };
+        #[expect(clippy::disallowed_methods, reason = "measures the ingestion's real duration")]
         let started = Instant::now();
         let outcome = match self.extract(&doc).await {
             Ok(chunks) => self

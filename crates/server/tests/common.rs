@@ -433,6 +433,7 @@ impl TestServer {
     }
 
     /// Polls a file until it leaves `pending`, with a deadline.
+    #[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
     pub async fn wait_processed(&self, token: &str, kb: &str, file: &str) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {

@@ -75,6 +75,7 @@ async fn add_sources(s: &TestServer, token: &str, kb: &str, items: Value) -> (St
 }
 
 /// Polls the sync state until no run is going and a run has ended, with a deadline.
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn wait_idle(s: &TestServer, token: &str, kb: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -92,6 +93,7 @@ async fn wait_idle(s: &TestServer, token: &str, kb: &str) -> Value {
 }
 
 /// Polls until a run holds the knowledge base.
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn wait_running(s: &TestServer, token: &str, kb: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

@@ -49,6 +49,7 @@ fn on_path(program: &str) -> Option<PathBuf> {
     })
 }
 
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn start_driver() -> Option<Driver> {
     let Some(chromedriver) = on_path("chromedriver") else {
         if std::env::var_os("CI").is_some() {
@@ -117,6 +118,7 @@ async fn browser(driver: &Driver, phone_dark: bool) -> Client {
 /// Waits until an element matching the XPath is present. A look-up that fails for another reason
 /// than "not there yet" is retried too: a page that navigates while it is being searched (as the
 /// knowledge base list does when the connect popup reports back) aborts the look-up in progress.
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn wait_for(c: &Client, xpath: &str) -> fantoccini::elements::Element {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
@@ -133,6 +135,7 @@ async fn wait_for(c: &Client, xpath: &str) -> fantoccini::elements::Element {
 }
 
 /// Reloads `url` until an element matching the XPath is present (for server-rendered state).
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn reload_until(c: &Client, url: &str, xpath: &str) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {

@@ -290,7 +290,7 @@ crate::shared::impl_store!(SqliteStore);
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
+    use chrono::DateTime;
     use kbsync_core::{KbId, KbType, Role};
     use uuid::Uuid;
 
@@ -305,7 +305,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join(file).display());
         let store = SqliteStore::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        let now = Utc::now();
+        let now = DateTime::UNIX_EPOCH;
         let owner = Uuid::new_v4();
         store
             .create_user(
@@ -346,7 +346,7 @@ mod tests {
     #[tokio::test]
     async fn fts_index_stays_consistent_through_replace_fail_and_cascading_deletes() {
         let (_dir, store, kb) = store_with_kb("sub/dir/kb.db").await;
-        let now = Utc::now();
+        let now = DateTime::UNIX_EPOCH;
         let mut docs = Vec::new();
         for i in 0..3 {
             let id = Uuid::new_v4();
@@ -393,7 +393,7 @@ mod tests {
     async fn fts_index_stays_consistent_when_a_source_is_deleted() {
         let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
         store.migrate().await.unwrap();
-        let now = Utc::now();
+        let now = DateTime::UNIX_EPOCH;
         let owner = Uuid::new_v4();
         store
             .create_user(

@@ -3385,6 +3385,10 @@ async fn sqlite_connect_creates_missing_file_and_directories() {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "asserts the failure arrives promptly in real time"
+)]
 async fn postgres_connect_to_unreachable_server_is_unavailable_promptly() {
     let started = std::time::Instant::now();
     // Port 1 on loopback: nothing listens there.

@@ -564,8 +564,10 @@ impl Inner {
             .settings
             .renew_every
             .max(std::time::Duration::from_millis(10));
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut renew = tokio::time::interval(every);
         renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The first renewal is one period away, not immediate.
+        renew.reset();
         let mut lease_until = self.cx.clock.now() + ttl;
         loop {
             tokio::select! {

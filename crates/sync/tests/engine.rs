@@ -444,6 +444,7 @@ impl Env {
 }
 
 /// Waits for the next event that `pick` accepts, at most `within`.
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn next_event<T>(
     rx: &mut broadcast::Receiver<SyncEvent>,
     within: Duration,
@@ -1009,6 +1010,7 @@ async fn too_large_and_unsupported_files_are_skipped_not_failed_and_not_fetched_
     assert_eq!(env.contents().await.get("/P/big.txt"), Some(&big));
 }
 
+#[expect(clippy::disallowed_methods, reason = "asserts the timeout fires in real time")]
 async fn a_file_slower_than_the_file_timeout_fails_alone_and_is_retried_next_run(store: Arc<dyn Store>) {
     let env = env_with(
         store,
@@ -1253,6 +1255,10 @@ async fn throttling_that_outlasts_the_retries_fails_the_file_or_the_whole_source
 
 // --- cancellation, progress and events ---------------------------------------------------------
 
+#[expect(
+    clippy::disallowed_methods,
+    reason = "asserts the run stops promptly in real time"
+)]
 async fn a_run_cancelled_during_slow_downloads_stops_promptly_advances_no_cursor_and_the_next_run_completes(
     store: Arc<dyn Store>,
 ) {

@@ -262,6 +262,7 @@ impl World {
     }
 }
 
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -669,6 +670,7 @@ async fn a_tick_keeps_claiming_until_the_slots_are_full(store: Arc<dyn Store>) {
     }
 }
 
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn two_runners_sharing_a_database_sync_every_due_kb_exactly_once(store: Arc<dyn Store>) {
     let w = world(store).await;
     let mut kbs = Vec::new();

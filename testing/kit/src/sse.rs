@@ -8,6 +8,7 @@ use serde_json::Value;
 /// Reads server-sent events from `resp` until one named `until` arrives, and returns every named
 /// event so far as (name, JSON data; `Null` when the data is not JSON). Panics when `within`
 /// passes first or the stream ends.
+#[expect(clippy::disallowed_methods, reason = "a test's deadline is real time")]
 pub async fn read_events(resp: reqwest::Response, until: &str, within: Duration) -> Vec<(String, Value)> {
     let mut stream = resp.bytes_stream();
     let mut buffer = String::new();

@@ -16,6 +16,10 @@ pub struct EmulatorClock {
 
 impl EmulatorClock {
     /// A clock starting at `start`; unless `frozen`, it also follows real elapsed time.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the emulator clock follows real time unless frozen"
+    )]
     pub fn new(start: DateTime<Utc>, frozen: bool) -> Self {
         Self {
             start,
@@ -46,6 +50,16 @@ impl EmulatorClock {
     pub fn reset(&self) {
         *self.offset.lock() = chrono::Duration::zero();
     }
+}
+
+/// The real current time, whole seconds: where the emulator clock starts unless told otherwise.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the emulator's default start is the real time"
+)]
+pub(crate) fn wall_clock_whole_seconds() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
 }
 
 /// Formats an instant as an HTTP date (IMF-fixdate).

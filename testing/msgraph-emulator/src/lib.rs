@@ -216,10 +216,7 @@ impl EmulatorBuilder {
             .unwrap_or_else(|| format!("http://{host}"))
             .trim_end_matches('/')
             .to_string();
-        let start = self.start_time.unwrap_or_else(|| {
-            let now = Utc::now();
-            DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
-        });
+        let start = self.start_time.unwrap_or_else(clock::wall_clock_whole_seconds);
         let clock = clock::EmulatorClock::new(start, self.frozen_clock);
         let store = initial_store(&self, &base_url, clock.now())?;
         let mut key_gen = ids::IdGen::new(self.seed ^ 0xd0_a4_10_ad);

@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
+    #[expect(clippy::disallowed_methods, reason = "reports the real start-up time")]
     let started = std::time::Instant::now();
     let mut b = Emulator::builder()
         .bind(args.bind)

@@ -165,7 +165,11 @@ impl Instance {
     }
 
     /// SIGTERM, then waits for a clean exit.
-    pub fn terminate(mut self) -> String {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "polls a child process against a real-time deadline"
+    )]
+    pub async fn terminate(mut self) -> String {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -182,7 +186,7 @@ impl Instance {
                 "kbsync did not stop after SIGTERM:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -313,6 +317,10 @@ impl Api {
     }
 
     /// Polls until the knowledge base's latest run ended with `status`.
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "polls a child process against a real-time deadline"
+    )]
     pub async fn wait_status(&self, kb: &str, status: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {

@@ -33,6 +33,7 @@ pub async fn search(
             format!("must be between 1 and {MAX_LIMIT}"),
         ));
     }
+    #[expect(clippy::disallowed_methods, reason = "measures the search's real duration")]
     let started = std::time::Instant::now();
     let hits = state
         .store

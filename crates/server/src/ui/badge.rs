@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn each_state_has_its_words() {
-        let now = Utc::now();
+        let now = DateTime::UNIX_EPOCH;
         let od = KbType::OneDrive;
         let b = |v: &SyncStateView, f| badge(od, v, f, now).text;
         let mut idle = view(SyncStatus::Completed, false, true, false);
@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn next_in_rounds_up_and_switches_to_hours() {
-        let now = Utc::now();
+        let now = DateTime::UNIX_EPOCH;
         assert_eq!(next_in(now - Duration::seconds(5), now), "due now");
         assert_eq!(next_in(now + Duration::seconds(61), now), "next in 2 min");
         assert_eq!(next_in(now + Duration::minutes(180), now), "next in 3 h");

@@ -371,7 +371,7 @@ fn copy(e: &StoreError) -> StoreError {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
+    use chrono::DateTime;
     use kbsync_core::{DocumentStatus, KbId};
     use uuid::Uuid;
 
@@ -397,7 +397,7 @@ mod tests {
                     source_item_id: None,
                     web_url: None,
                 },
-                Utc::now(),
+                DateTime::UNIX_EPOCH,
             )
             .await
             .unwrap();
@@ -475,7 +475,7 @@ mod tests {
             pending_doc(&store, kb, 2).await,
         );
         store
-            .complete_document(bad, &["old text".into()], Utc::now())
+            .complete_document(bad, &["old text".into()], DateTime::UNIX_EPOCH)
             .await
             .unwrap();
         let jobs = [
@@ -518,7 +518,10 @@ mod tests {
         let (_dir, store, kb) = store_with_kb().await;
         let id = pending_doc(&store, kb, 0).await;
         let chunks: Vec<String> = (0..200).map(|c| format!("chunk {c} of one document")).collect();
-        store.complete_document(id, &chunks, Utc::now()).await.unwrap();
+        store
+            .complete_document(id, &chunks, DateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
         assert_eq!(fts5_segments(&store).await, 1);
         assert_eq!(chunk_texts(&store, id).await, chunks);
     }

@@ -178,6 +178,10 @@ async fn fault_answers_401_invalid_authentication_token() {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "asserts the injected delay in real time"
+)]
 async fn fault_delays_the_answer() {
     let env = env().await;
     env.ctl
