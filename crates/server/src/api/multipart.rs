@@ -3,7 +3,10 @@
 //! UI's CSRF token) is read only up to [`MAX_FORM_FIELD_BYTES`], and a body may carry at most
 //! [`MAX_FORM_FIELDS`] of them before its file; more or larger is refused with 400.
 
-use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::{
+    Multipart,
+    multipart::{Field, MultipartError},
+};
 
 use crate::error::ApiError;
 
@@ -11,6 +14,8 @@ use crate::error::ApiError;
 pub const MAX_FORM_FIELD_BYTES: usize = 512;
 /// The most non-file fields an upload may carry.
 pub const MAX_FORM_FIELDS: usize = 16;
+/// How much of a refused body is still read, so that a client still sending it gets the answer.
+const DRAIN_LIMIT_BYTES: usize = 64 * 1024;
 
 /// Counts the non-file fields of one upload body.
 #[derive(Debug, Default)]
@@ -42,6 +47,22 @@ impl FormFields {
         String::from_utf8(bytes).map_err(|_| ApiError::BadRequest {
             message: "a field other than the file is not UTF-8 text".to_owned(),
         })
+    }
+}
+
+/// Reads and forgets what is left of a refused upload, up to [`DRAIN_LIMIT_BYTES`]. A client
+/// still sending a small body then receives the refusal, where closing the connection on unread
+/// bytes would reset it before the answer is read. A larger rest is left unread: the connection
+/// is closed instead, so a refused body never costs more than the limit.
+pub async fn drain(multipart: &mut Multipart) {
+    let mut left = DRAIN_LIMIT_BYTES;
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(chunk)) = field.chunk().await {
+            if chunk.len() >= left {
+                return;
+            }
+            left -= chunk.len();
+        }
     }
 }
 

@@ -343,6 +343,20 @@ pub async fn upload_file(
     let mut multipart = multipart.map_err(|e| ApiError::BadRequest {
         message: e.body_text(),
     })?;
+    let stored = store_upload(&state, &user, kb_id, &mut multipart).await;
+    if stored.is_err() {
+        crate::api::multipart::drain(&mut multipart).await;
+    }
+    stored
+}
+
+/// Reads the upload body: small fields are read and forgotten, the file is stored.
+async fn store_upload(
+    state: &AppState,
+    user: &User,
+    kb_id: KbId,
+    multipart: &mut Multipart,
+) -> ApiResult<(StatusCode, Json<UploadAccepted>)> {
     let mut fields = FormFields::default();
     loop {
         let field = multipart.next_field().await.map_err(|e| ApiError::BadRequest {
@@ -363,8 +377,8 @@ pub async fn upload_file(
         let name = field.file_name().map(str::to_owned);
         let content_type = field.content_type().map(str::to_owned);
         let doc = documents::upload(
-            &state,
-            &user,
+            state,
+            user,
             kb_id,
             name.as_deref(),
             content_type.as_deref(),

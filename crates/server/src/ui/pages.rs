@@ -425,6 +425,20 @@ pub async fn upload(
     let mut multipart = multipart.map_err(|e| ApiError::BadRequest {
         message: e.body_text(),
     })?;
+    let stored = store_upload(&state, &session, kb_id, &mut multipart).await;
+    if stored.is_err() {
+        multipart::drain(&mut multipart).await;
+    }
+    stored
+}
+
+/// Reads the upload form: the CSRF field, then the file, which is stored.
+async fn store_upload(
+    state: &AppState,
+    session: &Session,
+    kb_id: KbId,
+    multipart: &mut Multipart,
+) -> UiResult {
     let mut checked = false;
     let mut fields = FormFields::default();
     while let Some(field) = multipart.next_field().await.map_err(multipart::unreadable)? {
@@ -438,7 +452,7 @@ pub async fn upload(
                 let name = field.file_name().map(str::to_owned);
                 let content_type = field.content_type().map(str::to_owned);
                 documents::upload(
-                    &state,
+                    state,
                     &session.user,
                     kb_id,
                     name.as_deref(),
