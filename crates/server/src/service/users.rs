@@ -49,17 +49,6 @@ impl LoginThrottle {
             forget_before,
         }
     }
-
-    /// The delay owed after `failures` failures, in seconds (0 while attempts are free).
-    pub fn delay_secs(&self, failures: u32) -> u64 {
-        if failures < self.free_attempts {
-            return 0;
-        }
-        let exponent = (failures - self.free_attempts).min(30);
-        self.base_delay_secs
-            .saturating_mul(1u64 << exponent)
-            .min(self.max_delay_secs)
-    }
 }
 
 pub struct LoginOutcome {
@@ -252,21 +241,6 @@ pub fn default_session_ttl() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn throttle_is_free_at_first_then_doubles_up_to_the_cap() {
-        let t = LoginThrottle {
-            free_attempts: 3,
-            base_delay_secs: 2,
-            max_delay_secs: 60,
-        };
-        assert_eq!(t.delay_secs(0), 0);
-        assert_eq!(t.delay_secs(2), 0);
-        assert_eq!(t.delay_secs(3), 2);
-        assert_eq!(t.delay_secs(4), 4);
-        assert_eq!(t.delay_secs(9), 60);
-        assert_eq!(t.delay_secs(u32::MAX), 60);
-    }
 
     #[test]
     fn email_validation_accepts_addresses_and_rejects_the_rest() {
