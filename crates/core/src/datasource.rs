@@ -15,18 +15,57 @@ use serde::{Deserialize, Serialize};
 
 use crate::KbType;
 
-/// Every datasource kbsync knows.
+/// Every datasource kbsync knows. What the rest of kbsync needs to know of one (its name in
+/// the API, the settings and the metrics; what people see) is its [`DatasourceInfo`] in the
+/// registry below: outside the datasource's own crate, code asks [`DatasourceKind::info`]
+/// rather than matching on the kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DatasourceKind {
     #[serde(rename = "onedrive")]
     OneDrive,
 }
 
+/// What kbsync names and shows of a datasource: one entry per [`DatasourceKind`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct DatasourceInfo {
+    pub kind: DatasourceKind,
+    /// Its name in API paths and JSON, in metrics labels, as the type of its knowledge bases,
+    /// and (upper-cased) in its settings: `KBSYNC_ONEDRIVE_CLIENT_ID`.
+    pub name: &'static str,
+    /// What people call it.
+    pub display_name: &'static str,
+    /// The choice offered when a knowledge base is created.
+    pub kb_choice: &'static str,
+    /// The top level of the picker (what browsing without a location lists).
+    pub picker_root: &'static str,
+}
+
+/// OneDrive and SharePoint (Microsoft Graph), crate `kbsync-msgraph`.
+const ONEDRIVE: DatasourceInfo = DatasourceInfo {
+    kind: DatasourceKind::OneDrive,
+    name: "onedrive",
+    display_name: "OneDrive / SharePoint",
+    kb_choice: "OneDrive / SharePoint folders, kept in sync",
+    picker_root: "OneDrive and SharePoint",
+};
+
 impl DatasourceKind {
     pub const ALL: &'static [DatasourceKind] = &[DatasourceKind::OneDrive];
 
+    /// This datasource's entry in the registry.
+    pub fn info(self) -> &'static DatasourceInfo {
+        match self {
+            DatasourceKind::OneDrive => &ONEDRIVE,
+        }
+    }
+
+    /// The datasource an API path or a form names (its [`DatasourceInfo::name`]).
+    pub fn from_name(name: &str) -> Option<DatasourceKind> {
+        Self::ALL.iter().copied().find(|k| k.info().name == name)
+    }
+
     pub fn as_str(self) -> &'static str {
-        self.kb_type().as_str()
+        self.info().name
     }
 
     /// The knowledge-base type whose documents this datasource provides.
@@ -45,9 +84,7 @@ impl DatasourceKind {
     }
 
     pub fn display_name(self) -> &'static str {
-        match self {
-            DatasourceKind::OneDrive => "OneDrive / SharePoint",
-        }
+        self.info().display_name
     }
 }
 
@@ -321,5 +358,21 @@ mod tests {
             assert_eq!(DatasourceKind::of(kind.kb_type()), Some(*kind));
         }
         assert_eq!(DatasourceKind::of(KbType::Local), None);
+    }
+
+    #[test]
+    fn every_datasource_has_one_registry_entry_whose_name_is_its_kb_type_and_parses_back() {
+        for kind in DatasourceKind::ALL {
+            let info = kind.info();
+            assert_eq!(info.kind, *kind);
+            assert_eq!(info.name, kind.kb_type().as_str());
+            assert_eq!(DatasourceKind::from_name(info.name), Some(*kind));
+            assert_eq!(
+                serde_json::to_string(kind).ok(),
+                Some(format!("\"{}\"", info.name))
+            );
+        }
+        assert_eq!(DatasourceKind::from_name("local"), None);
+        assert_eq!(DatasourceKind::from_name("OneDrive"), None);
     }
 }

@@ -1,6 +1,6 @@
 // kbsync web UI: the few things a server-rendered page cannot do by itself.
 //  - the live progress bar of a knowledge base (Server-Sent Events),
-//  - "Connect OneDrive": the sign-in popup and its postMessage answer,
+//  - "Connect <datasource>": the sign-in popup and its postMessage answer,
 //  - the folder picker (browse data from the API, breadcrumbs, multi-select),
 //  - a confirmation before destructive forms.
 // Every text from the server or the drive is set with textContent, never as HTML.
@@ -122,7 +122,7 @@
         say(link, "The browser blocked the sign-in window. Allow pop-ups for this site and try again, or", link.href, "open it in a new tab.");
         return;
       }
-      say(link, "Waiting for you to sign in to OneDrive in the other window…");
+      say(link, "Waiting for you to sign in in the other window…");
       function onMessage(msg) {
         if (msg.origin !== window.location.origin || msg.source !== popup) { return; }
         var data = msg.data || {};
@@ -165,7 +165,7 @@
     var submit = $(form, "button[type=submit]");
     var selected = new Map();
     // The way down: [{name, drive_id, item_id}]; the first entry is the top level.
-    var trail = [{ name: "OneDrive and SharePoint", drive_id: null, item_id: null, path: null }];
+    var trail = [{ name: box.dataset.root || "Top", drive_id: null, item_id: null, path: null }];
 
     function key(driveId, itemId) { return driveId + "/" + itemId; }
 

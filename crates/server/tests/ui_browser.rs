@@ -282,7 +282,7 @@ async fn connect_pick_watch_search_and_reauthorise_in_a_real_browser() {
     // Connect: the popup goes through the emulator's consent to kbsync's callback page, which
     // tells this page; this page then opens the picker.
     c.find(Locator::XPath(
-        "//a[@data-connect and normalize-space()='Connect OneDrive']",
+        "//a[@data-connect and normalize-space()='Connect OneDrive / SharePoint']",
     ))
     .await
     .unwrap()

@@ -12,7 +12,6 @@ use axum::{
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use kbsync_core::{KbId, SyncStatus, datasource::DatasourceKind};
-use kbsync_oauth::ConnectionStatus;
 use kbsync_store::{Source, SyncRun};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -129,13 +128,7 @@ pub struct SyncStateDto {
 
 impl From<service::SyncStateView> for SyncStateDto {
     fn from(v: service::SyncStateView) -> Self {
-        let connection = v.connection.unwrap_or(ConnectionStatus {
-            provider: DatasourceKind::OneDrive,
-            has_stored_token: false,
-            token_stored_at: None,
-            last_refreshed_at: None,
-            needs_reauth: false,
-        });
+        let connection = v.connection.as_ref();
         Self {
             status: v.status,
             running: v.running,
@@ -149,9 +142,9 @@ impl From<service::SyncStateView> for SyncStateDto {
             last_sync_at: v.last_sync_at,
             next_sync_at: v.next_sync_at,
             interval_minutes: v.interval_minutes,
-            has_stored_token: connection.has_stored_token,
-            needs_reauth: connection.needs_reauth,
-            token_stored_at: connection.token_stored_at,
+            has_stored_token: connection.is_some_and(|c| c.has_stored_token),
+            needs_reauth: connection.is_some_and(|c| c.needs_reauth),
+            token_stored_at: connection.and_then(|c| c.token_stored_at),
         }
     }
 }

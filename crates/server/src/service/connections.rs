@@ -31,11 +31,7 @@ pub fn connectors(state: &AppState) -> Vec<ConnectorInfo> {
 
 /// Parses a provider path segment into a configured datasource.
 pub fn provider(name: &str) -> Result<DatasourceKind, ApiError> {
-    DatasourceKind::ALL
-        .iter()
-        .copied()
-        .find(|k| k.as_str() == name)
-        .ok_or(ApiError::NotFound("connector"))
+    DatasourceKind::from_name(name).ok_or(ApiError::NotFound("connector"))
 }
 
 /// Starts the authorization-code flow for a knowledge base the caller may change. The answer's

@@ -228,11 +228,19 @@ fn new_page(
     description: String,
     error: Option<String>,
 ) -> views::KbNewPage {
+    let (configured, unconfigured): (Vec<_>, Vec<_>) = connections::connectors(state)
+        .into_iter()
+        .partition(|c| c.configured);
     views::KbNewPage {
         chrome: Chrome::of(session, "kb"),
-        onedrive: connections::connectors(state)
+        datasources: configured
             .iter()
-            .any(|c| c.kind == DatasourceKind::OneDrive && c.configured),
+            .map(|c| views::DatasourceChoice {
+                name: c.kind.info().name,
+                label: c.kind.info().kb_choice,
+            })
+            .collect(),
+        unconfigured: unconfigured.iter().map(|c| c.kind.display_name()).collect(),
         name,
         description,
         error,
@@ -519,8 +527,12 @@ pub async fn connect(
     Query(p): Query<ConnectParams>,
 ) -> UiResult {
     session.check_csrf(&p.csrf)?;
-    let kind = connections::provider(p.provider.as_deref().unwrap_or(DatasourceKind::OneDrive.as_str()))?;
-    let started = connections::initiate(&state, &session.user, kind, parse_kb(&id)?).await?;
+    let kb_id = parse_kb(&id)?;
+    let kind = match p.provider.as_deref() {
+        Some(name) => connections::provider(name)?,
+        None => datasource_of(&state, &session, kb_id).await?,
+    };
+    let started = connections::initiate(&state, &session.user, kind, kb_id).await?;
     let cookie = api::connectors::binding_cookie(&state.settings.public_url, &started);
     Ok(with_cookie(
         Redirect::to(&started.auth_url).into_response(),
@@ -532,10 +544,17 @@ pub async fn connect(
 /// base only, like adding and removing sources.
 pub async fn picker(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> UiResult {
     let view = knowledge::manageable(&state, &session.user, parse_kb(&id)?).await?;
+    let info = DatasourceKind::of(view.kb.kb_type)
+        .ok_or(ApiError::Conflict(
+            "a knowledge base of local files has nothing to pick from".into(),
+        ))?
+        .info();
     Ok(render(&views::PickerPage {
         chrome: Chrome::of(&session, "kb"),
         id: view.kb.id.to_string(),
         name: view.kb.name,
+        datasource: info.name,
+        picker_root: info.picker_root,
     }))
 }
 
@@ -559,12 +578,12 @@ pub async fn add_sources(
 ) -> UiResult {
     let kb_id = parse_kb(&id)?;
     let mut csrf = String::new();
-    let mut provider = DatasourceKind::OneDrive.as_str().to_owned();
+    let mut provider = None;
     let mut raw_items = Vec::new();
     for (key, value) in url::form_urlencoded::parse(&body) {
         match key.as_ref() {
             "csrf" => csrf = value.into_owned(),
-            "provider" => provider = value.into_owned(),
+            "provider" => provider = Some(value.into_owned()),
             "item" => raw_items.push(value.into_owned()),
             _ => {}
         }
@@ -582,6 +601,10 @@ pub async fn add_sources(
             path: item.path,
         });
     }
+    let provider = match provider {
+        Some(name) => name,
+        None => datasource_of(&state, &session, kb_id).await?.as_str().to_owned(),
+    };
     sync::add_sources(&state, &session.user, kb_id, &provider, items, None).await?;
     Ok(to_kb(kb_id))
 }
@@ -864,6 +887,14 @@ fn parse_kb(id: &str) -> Result<KbId, UiError> {
 
 fn to_kb(kb_id: KbId) -> Response {
     Redirect::to(&format!("/kb/{kb_id}")).into_response()
+}
+
+/// The datasource of a knowledge base the caller manages (a local one has none: 409).
+async fn datasource_of(state: &AppState, session: &Session, kb_id: KbId) -> Result<DatasourceKind, UiError> {
+    let view = knowledge::manageable(state, &session.user, kb_id).await?;
+    DatasourceKind::of(view.kb.kb_type).ok_or_else(|| {
+        ApiError::Conflict("a knowledge base of local files connects to no datasource".into()).into()
+    })
 }
 
 fn kind_name(kb_type: KbType) -> &'static str {

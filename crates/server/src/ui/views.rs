@@ -75,11 +75,21 @@ pub struct KbListPage {
     pub next_offset: Option<u64>,
 }
 
+/// A datasource offered when a knowledge base is created.
+pub struct DatasourceChoice {
+    /// The knowledge-base type the form posts.
+    pub name: &'static str,
+    pub label: &'static str,
+}
+
 #[derive(Template)]
 #[template(path = "kb_new.html")]
 pub struct KbNewPage {
     pub chrome: Chrome,
-    pub onedrive: bool,
+    /// The datasources a knowledge base may be created for: configured on this server.
+    pub datasources: Vec<DatasourceChoice>,
+    /// The registry's datasources this server has no credentials for.
+    pub unconfigured: Vec<&'static str>,
     pub name: String,
     pub description: String,
     pub error: Option<String>,
@@ -155,6 +165,9 @@ pub struct PickerPage {
     pub chrome: Chrome,
     pub id: String,
     pub name: String,
+    /// The knowledge base's datasource: its API name and the picker's top level.
+    pub datasource: &'static str,
+    pub picker_root: &'static str,
 }
 
 pub struct HitRow {
