@@ -1,0 +1,118 @@
+//! The UI's handlers: extract (the session is an extractor), check the form's CSRF token, call
+//! one service function, render a page or redirect (post → redirect → get).
+
+use axum::{
+    Form,
+    body::Bytes,
+    extract::{Multipart, Path, Query, State, multipart::MultipartRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use chrono::{DateTime, Utc};
+use kbsync_core::{Access, DocumentStatus, KbId, KbType, SyncStatus, datasource::DatasourceKind};
+use kbsync_store::Page;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{
+    Session, UiError,
+    badge::{self, badge},
+    is_local_path, render,
+    views::{self, Chrome},
+};
+use crate::{
+    AppState, api,
+    api::multipart::{self, FormFields},
+    auth::{self, ClientAddress, SESSION_COOKIE, constant_time_eq},
+    error::ApiError,
+    service::{self, connections, documents, knowledge, overview, sync, users},
+};
+
+type UiResult = Result<Response, UiError>;
+
+const LOGIN_COOKIE: &str = "kbsync_login";
+/// Files per page of a knowledge base's page.
+const FILES_PER_PAGE: u32 = 50;
+/// Knowledge bases per page of the list.
+const KBS_PER_PAGE: u32 = 50;
+
+mod assets;
+mod kb;
+mod kb_access;
+mod kb_sync;
+mod search_admin;
+mod signin;
+
+pub use assets::*;
+pub use kb::*;
+pub use kb_access::*;
+pub use kb_sync::*;
+pub use search_admin::*;
+pub use signin::*;
+
+fn parse_kb(id: &str) -> Result<KbId, UiError> {
+    id.parse()
+        .map_err(|_| ApiError::NotFound("knowledge base").into())
+}
+
+fn to_kb(kb_id: KbId) -> Response {
+    Redirect::to(&format!("/kb/{kb_id}")).into_response()
+}
+
+/// The datasource of a knowledge base the caller manages (a local one has none: 409).
+async fn datasource_of(state: &AppState, session: &Session, kb_id: KbId) -> Result<DatasourceKind, UiError> {
+    let view = knowledge::manageable(state, &session.user, kb_id).await?;
+    DatasourceKind::of(view.kb.kb_type).ok_or_else(|| {
+        ApiError::Conflict("a knowledge base of local files connects to no datasource".into()).into()
+    })
+}
+
+fn kind_name(kb_type: KbType) -> &'static str {
+    match DatasourceKind::of(kb_type) {
+        Some(kind) => kind.display_name(),
+        None => "Local files",
+    }
+}
+
+fn pager(page: Page, total: u64) -> (Option<u64>, Option<u64>) {
+    let limit = u64::from(page.limit);
+    let prev = (page.offset > 0).then(|| page.offset.saturating_sub(limit));
+    let next = (page.offset + limit < total).then_some(page.offset + limit);
+    (prev, next)
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn human_size(bytes: i64) -> String {
+    let b = bytes.max(0) as f64;
+    if b < 1024.0 {
+        format!("{bytes} B")
+    } else if b < 1024.0 * 1024.0 {
+        format!("{:.1} KB", b / 1024.0)
+    } else {
+        format!("{:.1} MB", b / (1024.0 * 1024.0))
+    }
+}
+
+/// `HttpOnly; SameSite=Lax; Path=/`, and `Secure` when users reach kbsync over https.
+fn cookie(state: &AppState, name: &str, value: &str, max_age_secs: i64) -> String {
+    let secure = if state.settings.public_url.starts_with("https:") {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
+}
+
+fn with_cookie(mut response: Response, cookie: &str) -> Response {
+    append_cookie(&mut response, cookie);
+    response
+}
+
+fn append_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
