@@ -21,7 +21,9 @@
 //!
 //! [`Store`] is all of them at once, implemented for every type that implements them all, so
 //! callers hold an `Arc<dyn Store>` (or take `S: Store`) and call any area's methods without
-//! importing the area traits. Code that needs only one area may ask for just that trait. The
+//! importing the area traits. Code that needs only one area may ask for just that trait; code
+//! that calls methods on a concrete [`SqliteStore`] or [`PostgresStore`] imports the area traits
+//! it uses (their `migrate` is also an inherent method, for opening a store by hand). The
 //! domain types the store returns (knowledge bases, documents, sources, connections, sync runs,
 //! sync state) are defined in `kbsync_core`.
 //!

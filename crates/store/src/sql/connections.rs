@@ -97,6 +97,7 @@ impl ConnectionRow {
     }
 }
 
+/// Writes `impl ConnectionStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_connection_store {
     ($ty:ty) => {
         #[async_trait::async_trait]

@@ -1,6 +1,7 @@
 //! The SQL of [`DatabaseStore`](crate::DatabaseStore): only `ping`; migrations are each database's
 //! own (`sqlite/migrate.rs`, `postgres/migrate.rs`).
 
+/// Writes `impl DatabaseStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_database_store {
     ($ty:ty) => {
         #[async_trait::async_trait]

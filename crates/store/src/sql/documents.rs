@@ -51,6 +51,8 @@ impl DocRow {
     }
 }
 
+/// Writes `impl DocumentStore for $ty`, and the inherent `write_completed_document` that the
+/// databases' `complete_document_impl` uses. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_document_store {
     ($ty:ty) => {
         impl $ty {

@@ -59,6 +59,8 @@ impl GrantRow {
     }
 }
 
+/// Writes `impl KnowledgeBaseStore for $ty`, and the inherent helpers other areas call inside
+/// their transactions. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_knowledge_base_store {
     ($ty:ty) => {
         impl $ty {

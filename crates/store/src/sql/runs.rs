@@ -86,6 +86,7 @@ macro_rules! append_sync_failures {
     };
 }
 
+/// Writes `impl RunStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_run_store {
     ($ty:ty) => {
         #[async_trait::async_trait]

@@ -79,6 +79,7 @@ macro_rules! claim_due_syncs_sql {
     };
 }
 
+/// Writes `impl ScheduleStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_schedule_store {
     ($ty:ty) => {
         #[async_trait::async_trait]

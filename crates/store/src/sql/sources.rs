@@ -55,6 +55,7 @@ impl SourceRow {
     }
 }
 
+/// Writes `impl SourceStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_source_store {
     ($ty:ty) => {
         #[async_trait::async_trait]

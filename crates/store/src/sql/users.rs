@@ -40,6 +40,7 @@ pub(crate) struct CredentialsRow {
     pub password_hash: String,
 }
 
+/// Writes `impl UserStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_user_store {
     ($ty:ty) => {
         #[async_trait::async_trait]
