@@ -61,7 +61,7 @@ impl CountingStore {
 }
 
 #[async_trait]
-impl Store for CountingStore {
+impl DatabaseStore for CountingStore {
     fn backend(&self) -> Backend {
         self.inner.backend()
     }
@@ -75,7 +75,10 @@ impl Store for CountingStore {
         self.count("ping");
         self.inner.ping().await
     }
+}
 
+#[async_trait]
+impl UserStore for CountingStore {
     async fn create_user(&self, id: UserId, new: NewUser, now: DateTime<Utc>) -> Result<User> {
         self.count("create_user");
         self.inner.create_user(id, new, now).await
@@ -94,6 +97,16 @@ impl Store for CountingStore {
     async fn get_credentials_by_email(&self, email: &str) -> Result<UserCredentials> {
         self.count("get_credentials_by_email");
         self.inner.get_credentials_by_email(email).await
+    }
+
+    async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>> {
+        self.count("users_by_emails");
+        self.inner.users_by_emails(emails).await
+    }
+
+    async fn all_user_ids(&self) -> Result<Vec<UserId>> {
+        self.count("all_user_ids");
+        self.inner.all_user_ids().await
     }
 
     async fn create_session(
@@ -117,6 +130,11 @@ impl Store for CountingStore {
     async fn delete_session(&self, token_hash: &str) -> Result<()> {
         self.count("delete_session");
         self.inner.delete_session(token_hash).await
+    }
+
+    async fn purge_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.count("purge_expired_sessions");
+        self.inner.purge_expired_sessions(now).await
     }
 
     async fn login_failures(&self, email: &str) -> Result<LoginFailures> {
@@ -154,21 +172,14 @@ impl Store for CountingStore {
         self.inner.give_back_address_attempt(address).await
     }
 
-    async fn purge_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64> {
-        self.count("purge_expired_sessions");
-        self.inner.purge_expired_sessions(now).await
-    }
-
     async fn purge_login_failures(&self, now: DateTime<Utc>, forget_before: DateTime<Utc>) -> Result<u64> {
         self.count("purge_login_failures");
         self.inner.purge_login_failures(now, forget_before).await
     }
+}
 
-    async fn purge_sync_runs(&self, finished_before: DateTime<Utc>, keep_per_kb: u32) -> Result<u64> {
-        self.count("purge_sync_runs");
-        self.inner.purge_sync_runs(finished_before, keep_per_kb).await
-    }
-
+#[async_trait]
+impl KnowledgeBaseStore for CountingStore {
     async fn create_kb(&self, id: KbId, new: NewKnowledgeBase, now: DateTime<Utc>) -> Result<KnowledgeBase> {
         self.count("create_kb");
         self.inner.create_kb(id, new, now).await
@@ -209,6 +220,29 @@ impl Store for CountingStore {
         self.inner.set_manual_grants(kb_id, read, write).await
     }
 
+    async fn replace_sync_grants(&self, kb_id: KbId, grants: &[SyncGrant], now: DateTime<Utc>) -> Result<()> {
+        self.count("replace_sync_grants");
+        self.inner.replace_sync_grants(kb_id, grants, now).await
+    }
+
+    async fn sharing_read_at(&self, kb_id: KbId) -> Result<Option<DateTime<Utc>>> {
+        self.count("sharing_read_at");
+        self.inner.sharing_read_at(kb_id).await
+    }
+
+    async fn forget_sharing_reads(&self, kb_id: Option<KbId>) -> Result<()> {
+        self.count("forget_sharing_reads");
+        self.inner.forget_sharing_reads(kb_id).await
+    }
+
+    async fn withdraw_lapsed_sync_grants(&self, needs_reauth_since: DateTime<Utc>) -> Result<Vec<KbId>> {
+        self.count("withdraw_lapsed_sync_grants");
+        self.inner.withdraw_lapsed_sync_grants(needs_reauth_since).await
+    }
+}
+
+#[async_trait]
+impl DocumentStore for CountingStore {
     async fn create_document(
         &self,
         id: DocumentId,
@@ -249,11 +283,51 @@ impl Store for CountingStore {
         self.inner.pending_documents(limit).await
     }
 
+    async fn source_documents(&self, source_id: uuid::Uuid) -> Result<Vec<Document>> {
+        self.count("source_documents");
+        self.inner.source_documents(source_id).await
+    }
+
+    async fn document_by_source_item(&self, kb_id: KbId, source_item_id: &str) -> Result<Option<Document>> {
+        self.count("document_by_source_item");
+        self.inner.document_by_source_item(kb_id, source_item_id).await
+    }
+
+    async fn upsert_source_document(
+        &self,
+        id: DocumentId,
+        source_id: uuid::Uuid,
+        new: NewDocument,
+        now: DateTime<Utc>,
+    ) -> Result<(Document, Option<String>)> {
+        self.count("upsert_source_document");
+        self.inner.upsert_source_document(id, source_id, new, now).await
+    }
+
+    async fn update_document_location(
+        &self,
+        kb_id: KbId,
+        id: DocumentId,
+        location: DocumentLocation,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count("update_document_location");
+        self.inner
+            .update_document_location(kb_id, id, location, now)
+            .await
+    }
+}
+
+#[async_trait]
+impl SearchStore for CountingStore {
     async fn search(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>> {
         self.count("search");
         self.inner.search(query).await
     }
+}
 
+#[async_trait]
+impl ConnectionStore for CountingStore {
     async fn create_oauth_state(&self, state: NewOAuthState) -> Result<()> {
         self.count("create_oauth_state");
         self.inner.create_oauth_state(state).await
@@ -317,19 +391,10 @@ impl Store for CountingStore {
         self.count("mark_needs_reauth");
         self.inner.mark_needs_reauth(kb_id, owner, now).await
     }
-    async fn withdraw_lapsed_sync_grants(&self, needs_reauth_since: DateTime<Utc>) -> Result<Vec<KbId>> {
-        self.count("withdraw_lapsed_sync_grants");
-        self.inner.withdraw_lapsed_sync_grants(needs_reauth_since).await
-    }
-    async fn mark_source_revoked(&self, source_id: uuid::Uuid, now: DateTime<Utc>) -> Result<()> {
-        self.count("mark_source_revoked");
-        self.inner.mark_source_revoked(source_id, now).await
-    }
-    async fn clear_source_revoked(&self, source_id: uuid::Uuid) -> Result<()> {
-        self.count("clear_source_revoked");
-        self.inner.clear_source_revoked(source_id).await
-    }
+}
 
+#[async_trait]
+impl SourceStore for CountingStore {
     async fn add_source(&self, id: uuid::Uuid, new: NewSource, now: DateTime<Utc>) -> Result<Source> {
         self.count("add_source");
         self.inner.add_source(id, new, now).await
@@ -338,6 +403,11 @@ impl Store for CountingStore {
     async fn list_sources(&self, kb_id: KbId) -> Result<Vec<Source>> {
         self.count("list_sources");
         self.inner.list_sources(kb_id).await
+    }
+
+    async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>> {
+        self.count("delete_source");
+        self.inner.delete_source(kb_id, source_id).await
     }
 
     async fn set_source_cursor(
@@ -360,81 +430,19 @@ impl Store for CountingStore {
         self.inner.source_state(source_id).await
     }
 
-    async fn forget_sharing_reads(&self, kb_id: Option<KbId>) -> Result<()> {
-        self.count("forget_sharing_reads");
-        self.inner.forget_sharing_reads(kb_id).await
+    async fn mark_source_revoked(&self, source_id: uuid::Uuid, now: DateTime<Utc>) -> Result<()> {
+        self.count("mark_source_revoked");
+        self.inner.mark_source_revoked(source_id, now).await
     }
 
-    async fn sharing_read_at(&self, kb_id: KbId) -> Result<Option<DateTime<Utc>>> {
-        self.count("sharing_read_at");
-        self.inner.sharing_read_at(kb_id).await
+    async fn clear_source_revoked(&self, source_id: uuid::Uuid) -> Result<()> {
+        self.count("clear_source_revoked");
+        self.inner.clear_source_revoked(source_id).await
     }
+}
 
-    async fn set_sync_status(&self, kb_id: KbId, status: kbsync_core::SyncStatus) -> Result<()> {
-        self.count("set_sync_status");
-        self.inner.set_sync_status(kb_id, status).await
-    }
-
-    async fn source_documents(&self, source_id: uuid::Uuid) -> Result<Vec<Document>> {
-        self.count("source_documents");
-        self.inner.source_documents(source_id).await
-    }
-
-    async fn document_by_source_item(&self, kb_id: KbId, source_item_id: &str) -> Result<Option<Document>> {
-        self.count("document_by_source_item");
-        self.inner.document_by_source_item(kb_id, source_item_id).await
-    }
-
-    async fn upsert_source_document(
-        &self,
-        id: DocumentId,
-        source_id: uuid::Uuid,
-        new: NewDocument,
-        now: DateTime<Utc>,
-    ) -> Result<(Document, Option<String>)> {
-        self.count("upsert_source_document");
-        self.inner.upsert_source_document(id, source_id, new, now).await
-    }
-
-    async fn update_document_location(
-        &self,
-        kb_id: KbId,
-        id: DocumentId,
-        location: DocumentLocation,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        self.count("update_document_location");
-        self.inner
-            .update_document_location(kb_id, id, location, now)
-            .await
-    }
-
-    async fn create_sync_run(
-        &self,
-        id: uuid::Uuid,
-        kb_id: KbId,
-        trigger: SyncTrigger,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        self.count("create_sync_run");
-        self.inner.create_sync_run(id, kb_id, trigger, now).await
-    }
-
-    async fn finish_sync_run(
-        &self,
-        id: uuid::Uuid,
-        outcome: &SyncRunOutcome,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        self.count("finish_sync_run");
-        self.inner.finish_sync_run(id, outcome, now).await
-    }
-
-    async fn list_sync_runs(&self, kb_id: KbId, limit: u32) -> Result<Vec<SyncRun>> {
-        self.count("list_sync_runs");
-        self.inner.list_sync_runs(kb_id, limit).await
-    }
-
+#[async_trait]
+impl ScheduleStore for CountingStore {
     async fn claim_due_syncs(
         &self,
         owner: &str,
@@ -487,6 +495,11 @@ impl Store for CountingStore {
         self.inner.set_sync_interval(kb_id, minutes).await
     }
 
+    async fn set_sync_status(&self, kb_id: KbId, status: kbsync_core::SyncStatus) -> Result<()> {
+        self.count("set_sync_status");
+        self.inner.set_sync_status(kb_id, status).await
+    }
+
     async fn set_sync_progress(&self, kb_id: KbId, progress: &SyncProgress) -> Result<()> {
         self.count("set_sync_progress");
         self.inner.set_sync_progress(kb_id, progress).await
@@ -495,6 +508,35 @@ impl Store for CountingStore {
     async fn get_sync_state(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<SyncState> {
         self.count("get_sync_state");
         self.inner.get_sync_state(kb_id, now).await
+    }
+}
+
+#[async_trait]
+impl RunStore for CountingStore {
+    async fn create_sync_run(
+        &self,
+        id: uuid::Uuid,
+        kb_id: KbId,
+        trigger: SyncTrigger,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count("create_sync_run");
+        self.inner.create_sync_run(id, kb_id, trigger, now).await
+    }
+
+    async fn finish_sync_run(
+        &self,
+        id: uuid::Uuid,
+        outcome: &SyncRunOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count("finish_sync_run");
+        self.inner.finish_sync_run(id, outcome, now).await
+    }
+
+    async fn list_sync_runs(&self, kb_id: KbId, limit: u32) -> Result<Vec<SyncRun>> {
+        self.count("list_sync_runs");
+        self.inner.list_sync_runs(kb_id, limit).await
     }
 
     async fn close_interrupted_runs(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<u64> {
@@ -512,23 +554,8 @@ impl Store for CountingStore {
         self.inner.list_sync_failures(run_id, skip).await
     }
 
-    async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>> {
-        self.count("delete_source");
-        self.inner.delete_source(kb_id, source_id).await
-    }
-
-    async fn replace_sync_grants(&self, kb_id: KbId, grants: &[SyncGrant], now: DateTime<Utc>) -> Result<()> {
-        self.count("replace_sync_grants");
-        self.inner.replace_sync_grants(kb_id, grants, now).await
-    }
-
-    async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>> {
-        self.count("users_by_emails");
-        self.inner.users_by_emails(emails).await
-    }
-
-    async fn all_user_ids(&self) -> Result<Vec<UserId>> {
-        self.count("all_user_ids");
-        self.inner.all_user_ids().await
+    async fn purge_sync_runs(&self, finished_before: DateTime<Utc>, keep_per_kb: u32) -> Result<u64> {
+        self.count("purge_sync_runs");
+        self.inner.purge_sync_runs(finished_before, keep_per_kb).await
     }
 }

@@ -1,9 +1,19 @@
 //! The nouns of kbsync: users, knowledge bases, access grants, documents and
-//! search hits.
+//! search hits; and, in their own modules, connections, sources, sync runs and sync state.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+mod connection;
+mod source;
+mod sync_run;
+mod sync_state;
+
+pub use connection::{Connection, Encrypted, RefreshLease, StoredAccessToken};
+pub use source::{Source, SourceKind};
+pub use sync_run::{SyncFailure, SyncRun, SyncRunOutcome, SyncTrigger};
+pub use sync_state::{SyncProgress, SyncState};
 
 pub type UserId = Uuid;
 pub type KbId = Uuid;

@@ -11,7 +11,7 @@ use std::fmt;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::Encrypted;
+use kbsync_core::Encrypted;
 
 /// Why a value could not be encrypted or decrypted. Never carries key material or plaintext.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -17,7 +17,7 @@ use kbsync_store::{
     LoginBackoff, NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser,
     OAuthState, Page, PostgresStore, Reader, RefreshLease, RefreshedTokens, SavedState, SearchQuery,
     SourceKind, Store, StoreError, StoredAccessToken, SyncFailure, SyncGrant, SyncProgress, SyncRelease,
-    SyncRunOutcome, SyncState, SyncTrigger,
+    SyncRunOutcome, SyncState, SyncTrigger, UserStore,
 };
 use uuid::Uuid;
 

@@ -1,4 +1,4 @@
-//! Group commit of [`Store::complete_document`](crate::Store::complete_document) on SQLite.
+//! Group commit of [`DocumentStore::complete_document`](crate::DocumentStore::complete_document) on SQLite.
 //!
 //! FTS5 keeps the terms of the rows a transaction indexes in memory and writes them out as a new
 //! index segment when the transaction commits and whenever a savepoint opens, which includes the
@@ -376,7 +376,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::{NewDocument, Store};
+    use crate::{DocumentStore, NewDocument};
 
     async fn store_with_kb() -> (tempfile::TempDir, SqliteStore, KbId) {
         crate::sqlite::tests::store_with_kb("kb.db").await

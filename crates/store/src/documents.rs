@@ -1,0 +1,75 @@
+//! Documents (one file in a knowledge base each) and the chunks of text that search indexes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kbsync_core::{Document, DocumentId, KbId};
+
+use crate::{Page, PageOf, Result};
+
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub kb_id: KbId,
+    pub name: String,
+    pub path: String,
+    pub mime: String,
+    pub size: i64,
+    pub content_hash: String,
+    pub source_item_id: Option<String>,
+    pub web_url: Option<String>,
+}
+
+/// Where a document is, as a rename or move changes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentLocation {
+    pub name: String,
+    pub path: String,
+    pub web_url: Option<String>,
+}
+
+/// Documents, uploaded or mirrored from a source's items, with their chunks: a document is
+/// `pending` until its chunks are written (`processed`) or it fails.
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    /// Creates a document in status `pending`.
+    async fn create_document(&self, id: DocumentId, new: NewDocument, now: DateTime<Utc>)
+    -> Result<Document>;
+    async fn get_document(&self, kb_id: KbId, id: DocumentId) -> Result<Document>;
+    /// A knowledge base's documents ordered by path, with the total count.
+    async fn list_documents(&self, kb_id: KbId, page: Page) -> Result<PageOf<Document>>;
+    /// Atomically replaces the document's chunks and marks it `processed` (clearing any error).
+    async fn complete_document(&self, id: DocumentId, chunks: &[String], now: DateTime<Utc>) -> Result<()>;
+    /// Marks the document `failed` with a readable reason and removes any chunks it had.
+    async fn fail_document(&self, id: DocumentId, error: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Deletes the document and its chunks. Returns its content hash when no other document
+    /// references it any more (so the blob can be removed).
+    async fn delete_document(&self, kb_id: KbId, id: DocumentId) -> Result<Option<String>>;
+    /// Documents still `pending`, oldest first: work an earlier process did not finish.
+    async fn pending_documents(&self, limit: u32) -> Result<Vec<Document>>;
+
+    // --- documents mirrored from a source --------------------------------------------------
+
+    /// The documents that came from a source (hidden ones included), ordered by path.
+    async fn source_documents(&self, source_id: uuid::Uuid) -> Result<Vec<Document>>;
+    /// The document of a knowledge base that mirrors a remote item, if any.
+    async fn document_by_source_item(&self, kb_id: KbId, source_item_id: &str) -> Result<Option<Document>>;
+    /// Creates or replaces the document of a knowledge base that mirrors `new.source_item_id`
+    /// (required: `InvalidReference` without it): an existing document keeps its id, gets the new
+    /// metadata and content hash, loses its chunks and goes back to `pending`; otherwise a
+    /// `pending` document with `id` is created. Returns the document and the content hash it
+    /// replaced when no document references that hash any more (so its blob can be removed).
+    async fn upsert_source_document(
+        &self,
+        id: DocumentId,
+        source_id: uuid::Uuid,
+        new: NewDocument,
+        now: DateTime<Utc>,
+    ) -> Result<(Document, Option<String>)>;
+    /// A rename or move: changes name, path and web URL only (content, chunks and status stay).
+    async fn update_document_location(
+        &self,
+        kb_id: KbId,
+        id: DocumentId,
+        location: DocumentLocation,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+}

@@ -1,0 +1,100 @@
+//! Knowledge bases and who may read them: grants given by hand, and the grants sync derives
+//! from the sources' sharing.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kbsync_core::{AccessGrant, KbId, KbType, KnowledgeBase, Permission, User, UserId};
+
+use crate::{Page, PageOf, Result};
+
+#[derive(Debug, Clone)]
+pub struct NewKnowledgeBase {
+    pub name: String,
+    pub description: String,
+    pub owner_id: UserId,
+    pub kb_type: KbType,
+}
+
+/// Fields of a knowledge base that can change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct KbPatch {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Who is asking, for access filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// Reads everything.
+    Admin,
+    /// Reads what it owns or holds a grant on.
+    User(UserId),
+}
+
+impl Reader {
+    pub fn of(user: &User) -> Reader {
+        if user.is_admin() {
+            Reader::Admin
+        } else {
+            Reader::User(user.id)
+        }
+    }
+}
+
+/// One read grant that sync derived from a folder source's sharing: `user_id` may read the
+/// knowledge base because `source_id`'s sharing names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SyncGrant {
+    pub source_id: uuid::Uuid,
+    pub user_id: UserId,
+}
+
+/// Knowledge bases, and the grants that decide who reads them: manual grants, and sync grants
+/// recorded per source so that removing or losing a source withdraws exactly what it gave.
+#[async_trait]
+pub trait KnowledgeBaseStore: Send + Sync {
+    // --- knowledge bases -------------------------------------------------------------------
+
+    async fn create_kb(&self, id: KbId, new: NewKnowledgeBase, now: DateTime<Utc>) -> Result<KnowledgeBase>;
+    async fn get_kb(&self, id: KbId) -> Result<KnowledgeBase>;
+    /// The knowledge bases a reader may read, newest first, with the total count.
+    async fn list_readable_kbs(&self, reader: Reader, page: Page) -> Result<PageOf<KnowledgeBase>>;
+    async fn update_kb(&self, id: KbId, patch: KbPatch, now: DateTime<Utc>) -> Result<KnowledgeBase>;
+    /// Deletes the knowledge base with its documents, chunks and grants. Returns the content
+    /// hashes that no remaining document references, so their blobs can be removed.
+    async fn delete_kb(&self, id: KbId) -> Result<Vec<String>>;
+
+    // --- access grants ---------------------------------------------------------------------
+
+    /// The strongest permission any grant (manual or sync) gives this user on this knowledge base.
+    async fn strongest_grant(&self, kb_id: KbId, user_id: UserId) -> Result<Option<Permission>>;
+    async fn list_grants(&self, kb_id: KbId) -> Result<Vec<AccessGrant>>;
+    /// Replaces the manual grants of a knowledge base (sync grants are untouched). A user listed
+    /// under both gets write. An unknown user id is `InvalidReference` and changes nothing.
+    async fn set_manual_grants(&self, kb_id: KbId, read: &[UserId], write: &[UserId]) -> Result<()>;
+
+    // --- sync grants (from the sources' sharing) -------------------------------------------
+
+    /// Replaces, in one transaction, the knowledge base's grants that came from sync with read
+    /// grants for the users in `grants`, each recorded with the source whose sharing gave it
+    /// (duplicates ignored); a source marked revoked grants nothing; grants given by hand are
+    /// untouched (a user may hold both). `NotFound` when the knowledge base does not exist; an
+    /// unknown user, or a source that is not one of the knowledge base's, is `InvalidReference`
+    /// and changes nothing. Records `now` as the time the sharing was read
+    /// ([`KnowledgeBaseStore::sharing_read_at`]).
+    async fn replace_sync_grants(&self, kb_id: KbId, grants: &[SyncGrant], now: DateTime<Utc>) -> Result<()>;
+    /// When the knowledge base's sync grants were last computed from its sources' sharing
+    /// ([`KnowledgeBaseStore::replace_sync_grants`]); `None` when they must be computed again:
+    /// never done, or sources were added or removed, or a user was created since. `NotFound` for
+    /// an unknown knowledge base.
+    async fn sharing_read_at(&self, kb_id: KbId) -> Result<Option<DateTime<Utc>>>;
+    /// Makes the next run of one knowledge base (`Some`), or of every one (`None`: the sharing
+    /// policy may have changed with the settings), read its sharing again. An unknown knowledge
+    /// base is not an error.
+    async fn forget_sharing_reads(&self, kb_id: Option<KbId>) -> Result<()>;
+    /// Withdraws the sync grants of every knowledge base whose connection has needed
+    /// re-authorization since `needs_reauth_since` or earlier (manual grants stay), and makes
+    /// their next run read the sharing again. Returns those knowledge bases (only ones that still
+    /// had sync grants, so calling it again returns nothing new).
+    async fn withdraw_lapsed_sync_grants(&self, needs_reauth_since: DateTime<Utc>) -> Result<Vec<KbId>>;
+}

@@ -1,0 +1,286 @@
+//! The SQL of [`RunStore`](crate::RunStore): sync runs and their failed files, the same text on both
+//! databases.
+
+use crate::convert::{from_ms, parse_enum, parse_uuid, to_u64};
+use crate::{Result, StoreError};
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SyncRunRow {
+    pub id: String,
+    pub kb_id: String,
+    pub run_trigger: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: String,
+    pub processed: i64,
+    pub failed: i64,
+    pub deleted: i64,
+    pub skipped: i64,
+    pub total_found: i64,
+}
+
+impl SyncRunRow {
+    pub(crate) fn into_run(self, failures: Vec<kbsync_core::SyncFailure>) -> Result<kbsync_core::SyncRun> {
+        let trigger = match self.run_trigger.as_str() {
+            "manual" => kbsync_core::SyncTrigger::Manual,
+            "scheduled" => kbsync_core::SyncTrigger::Scheduled,
+            "webhook" => kbsync_core::SyncTrigger::Webhook,
+            other => return Err(StoreError::Corrupt(format!("unknown sync trigger {other:?}"))),
+        };
+        Ok(kbsync_core::SyncRun {
+            id: parse_uuid(&self.id)?,
+            kb_id: parse_uuid(&self.kb_id)?,
+            trigger,
+            started_at: from_ms(self.started_at)?,
+            finished_at: self.finished_at.map(from_ms).transpose()?,
+            outcome: kbsync_core::SyncRunOutcome {
+                status: parse_enum(&self.status)?,
+                processed: to_u64(self.processed)?,
+                failed: to_u64(self.failed)?,
+                deleted: to_u64(self.deleted)?,
+                skipped: to_u64(self.skipped)?,
+                total_found: to_u64(self.total_found)?,
+                failures,
+            },
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SyncFailureRow {
+    pub run_id: String,
+    pub item_id: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// Appends `$failures` (a slice of `SyncFailure`) to run `$run` (its id as a string) inside the
+/// write transaction `$tx`, numbered after the run's last recorded failure. The caller must hold
+/// the run's row lock (it has updated the `sync_runs` row in `$tx`), so that concurrent appends
+/// to one run never pick the same ordinal. Expands to statements of the enclosing `RunStore` method.
+macro_rules! append_sync_failures {
+    ($tx:ident, $run:ident, $failures:expr) => {
+        if !$failures.is_empty() {
+            let next: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(ordinal), -1) + 1 FROM sync_failures WHERE run_id = $1",
+            )
+            .bind(&$run)
+            .fetch_one(&mut *$tx)
+            .await
+            .map_err(Self::err)?;
+            for (ordinal, f) in (next..).zip($failures.iter()) {
+                sqlx::query(
+                    "INSERT INTO sync_failures (run_id, ordinal, item_id, name, reason) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&$run)
+                .bind(ordinal)
+                .bind(&f.item_id)
+                .bind(&f.name)
+                .bind(&f.reason)
+                .execute(&mut *$tx)
+                .await
+                .map_err(Self::err)?;
+            }
+        }
+    };
+}
+
+/// Writes `impl RunStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
+macro_rules! impl_run_store {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::RunStore for $ty {
+            async fn create_sync_run(
+                &self,
+                id: uuid::Uuid,
+                kb_id: kbsync_core::KbId,
+                trigger: kbsync_core::SyncTrigger,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO sync_runs (id, kb_id, run_trigger, started_at, status) \
+                     VALUES ($1, $2, $3, $4, 'syncing')",
+                )
+                .bind(id.to_string())
+                .bind(kb_id.to_string())
+                .bind(trigger.as_str())
+                .bind($crate::convert::ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::InvalidReference(_) => {
+                        $crate::StoreError::InvalidReference(format!("unknown knowledge base {kb_id}"))
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn finish_sync_run(
+                &self,
+                id: uuid::Uuid,
+                outcome: &kbsync_core::SyncRunOutcome,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                use $crate::convert::*;
+                let run = id.to_string();
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE sync_runs SET finished_at = $2, status = $3, processed = $4, failed = $5, \
+                     deleted = $6, skipped = $7, total_found = $8 WHERE id = $1",
+                )
+                .bind(&run)
+                .bind(ms(now))
+                .bind(outcome.status.as_str())
+                .bind(to_i64(outcome.processed))
+                .bind(to_i64(outcome.failed))
+                .bind(to_i64(outcome.deleted))
+                .bind(to_i64(outcome.skipped))
+                .bind(to_i64(outcome.total_found))
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                // The UPDATE above holds the run's row lock: failures recorded during the run
+                // stay, and these follow them.
+                $crate::sql::runs::append_sync_failures!(tx, run, &outcome.failures);
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn list_sync_runs(
+                &self,
+                kb_id: kbsync_core::KbId,
+                limit: u32,
+            ) -> $crate::Result<Vec<kbsync_core::SyncRun>> {
+                use $crate::sql::runs::{SyncFailureRow, SyncRunRow};
+                let rows = sqlx::query_as::<_, SyncRunRow>(
+                    "SELECT id, kb_id, run_trigger, started_at, finished_at, status, processed, failed, \
+                     deleted, skipped, total_found FROM sync_runs WHERE kb_id = $1 \
+                     ORDER BY started_at DESC, id DESC LIMIT $2",
+                )
+                .bind(kb_id.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                let failures = sqlx::query_as::<_, SyncFailureRow>(
+                    "SELECT f.run_id, f.item_id, f.name, f.reason FROM sync_failures f \
+                     WHERE f.run_id IN (SELECT id FROM sync_runs WHERE kb_id = $1 \
+                     ORDER BY started_at DESC, id DESC LIMIT $2) ORDER BY f.run_id, f.ordinal",
+                )
+                .bind(kb_id.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                rows.into_iter()
+                    .map(|row| {
+                        let mine = failures
+                            .iter()
+                            .filter(|f| f.run_id == row.id)
+                            .map(|f| kbsync_core::SyncFailure {
+                                item_id: f.item_id.clone(),
+                                name: f.name.clone(),
+                                reason: f.reason.clone(),
+                            })
+                            .collect();
+                        row.into_run(mine)
+                    })
+                    .collect()
+            }
+
+            async fn close_interrupted_runs(
+                &self,
+                kb_id: kbsync_core::KbId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<u64> {
+                let done = sqlx::query(
+                    "UPDATE sync_runs SET status = 'failed', finished_at = $2 \
+                     WHERE kb_id = $1 AND status = 'syncing'",
+                )
+                .bind(kb_id.to_string())
+                .bind($crate::convert::ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn record_sync_failures(
+                &self,
+                run_id: uuid::Uuid,
+                failures: &[kbsync_core::SyncFailure],
+            ) -> $crate::Result<()> {
+                if failures.is_empty() {
+                    return Ok(());
+                }
+                let run = run_id.to_string();
+                let mut tx = self.begin_write().await?;
+                // A no-op write that takes the run's row lock (PostgreSQL) so that concurrent
+                // appends to one run number their failures one after the other (SQLite's write
+                // transaction is exclusive already), and tells whether the run exists.
+                let locked = sqlx::query("UPDATE sync_runs SET status = status WHERE id = $1")
+                    .bind(&run)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                if locked.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                $crate::sql::runs::append_sync_failures!(tx, run, failures);
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn list_sync_failures(
+                &self,
+                run_id: uuid::Uuid,
+                skip: u64,
+            ) -> $crate::Result<Vec<kbsync_core::SyncFailure>> {
+                // LIMIT before OFFSET: SQLite has no OFFSET without LIMIT.
+                let rows: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT item_id, name, reason FROM sync_failures WHERE run_id = $1 \
+                     ORDER BY ordinal LIMIT $2 OFFSET $3",
+                )
+                .bind(run_id.to_string())
+                .bind(i64::MAX)
+                .bind($crate::convert::to_i64(skip))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(item_id, name, reason)| kbsync_core::SyncFailure { item_id, name, reason })
+                    .collect())
+            }
+
+            async fn purge_sync_runs(
+                &self,
+                finished_before: chrono::DateTime<chrono::Utc>,
+                keep_per_kb: u32,
+            ) -> $crate::Result<u64> {
+                // Failed files go with their run (ON DELETE CASCADE).
+                let done = sqlx::query(
+                    "DELETE FROM sync_runs WHERE id IN (SELECT ranked.id FROM \
+                     (SELECT id, finished_at, ROW_NUMBER() OVER \
+                     (PARTITION BY kb_id ORDER BY started_at DESC, id DESC) AS recency FROM sync_runs) ranked \
+                     WHERE ranked.recency > $2 AND ranked.finished_at IS NOT NULL AND ranked.finished_at < $1)",
+                )
+                .bind($crate::convert::ms(finished_before))
+                .bind(i64::from(keep_per_kb))
+                .execute(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_run_store;
+
+pub(crate) use append_sync_failures;

@@ -1,0 +1,300 @@
+//! The SQL of [`SourceStore`](crate::SourceStore): sources, their cursors and saved state, and
+//! revocation, the same text on both databases.
+
+use crate::convert::{from_ms, parse_provider, parse_uuid};
+use crate::{Result, StoreError};
+
+macro_rules! source_cols {
+    () => {
+        "id, kb_id, provider, kind, drive_id, item_id, name, path, cursor, state_files, state_pending, state_settings, \
+         revoked_at, created_at"
+    };
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SourceRow {
+    pub id: String,
+    pub kb_id: String,
+    pub provider: String,
+    pub kind: String,
+    pub drive_id: String,
+    pub item_id: String,
+    pub name: String,
+    pub path: String,
+    pub cursor: Option<String>,
+    pub state_files: Option<i64>,
+    pub state_pending: Option<i64>,
+    pub state_settings: Option<String>,
+    pub revoked_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl SourceRow {
+    pub(crate) fn into_source(self) -> Result<kbsync_core::Source> {
+        let kind = match self.kind.as_str() {
+            "folder" => kbsync_core::SourceKind::Folder,
+            "file" => kbsync_core::SourceKind::File,
+            other => return Err(StoreError::Corrupt(format!("unknown source kind {other:?}"))),
+        };
+        Ok(kbsync_core::Source {
+            id: parse_uuid(&self.id)?,
+            kb_id: parse_uuid(&self.kb_id)?,
+            provider: parse_provider(&self.provider)?,
+            kind,
+            drive_id: self.drive_id,
+            item_id: self.item_id,
+            name: self.name,
+            path: self.path,
+            cursor: self.cursor,
+            state_files: self.state_files.and_then(|n| u64::try_from(n).ok()),
+            state_pending: self.state_pending.and_then(|n| u64::try_from(n).ok()),
+            state_settings: self.state_settings,
+            revoked_at: self.revoked_at.map(from_ms).transpose()?,
+            created_at: from_ms(self.created_at)?,
+        })
+    }
+}
+
+/// Writes `impl SourceStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
+macro_rules! impl_source_store {
+    ($ty:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::SourceStore for $ty {
+            async fn add_source(
+                &self,
+                id: uuid::Uuid,
+                new: $crate::NewSource,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<kbsync_core::Source> {
+                let kb = new.kb_id.to_string();
+                let inserted = sqlx::query(
+                    "INSERT INTO sources (id, kb_id, provider, kind, drive_id, item_id, name, path, \
+                     cursor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) \
+                     ON CONFLICT (kb_id, drive_id, item_id) DO NOTHING",
+                )
+                .bind(id.to_string())
+                .bind(&kb)
+                .bind(new.provider.as_str())
+                .bind(new.kind.as_str())
+                .bind(&new.drive_id)
+                .bind(&new.item_id)
+                .bind(&new.name)
+                .bind(&new.path)
+                .bind($crate::convert::ms(now))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::InvalidReference(_) => {
+                        $crate::StoreError::InvalidReference(format!("unknown knowledge base {}", new.kb_id))
+                    }
+                    other => other,
+                })?;
+                if inserted.rows_affected() > 0 {
+                    // The sync grants are the union of the folder sources' sharing: read it again.
+                    $crate::KnowledgeBaseStore::forget_sharing_reads(self, Some(new.kb_id)).await?;
+                }
+                sqlx::query_as::<_, $crate::sql::sources::SourceRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::sources::source_cols!(),
+                    " FROM sources WHERE kb_id = $1 AND drive_id = $2 AND item_id = $3"
+                ))
+                .bind(&kb)
+                .bind(&new.drive_id)
+                .bind(&new.item_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_source()
+            }
+
+            async fn list_sources(&self, kb_id: kbsync_core::KbId) -> $crate::Result<Vec<kbsync_core::Source>> {
+                let rows = sqlx::query_as::<_, $crate::sql::sources::SourceRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::sources::source_cols!(),
+                    " FROM sources WHERE kb_id = $1 ORDER BY created_at, id"
+                ))
+                .bind(kb_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                $crate::convert::collect(rows, $crate::sql::sources::SourceRow::into_source)
+            }
+
+            async fn delete_source(
+                &self,
+                kb_id: kbsync_core::KbId,
+                source_id: uuid::Uuid,
+            ) -> $crate::Result<Vec<String>> {
+                let kb = kb_id.to_string();
+                let source = source_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let exists = sqlx::query("SELECT 1 FROM sources WHERE id = $1 AND kb_id = $2")
+                    .bind(&source)
+                    .bind(&kb)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                if exists.is_none() {
+                    return Err($crate::StoreError::NotFound);
+                }
+                // The hashes of the source's documents that no other document uses (in any
+                // knowledge base), taken inside the transaction that deletes them.
+                let mut hashes: Vec<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT d.content_hash FROM documents d WHERE d.source_id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM documents o WHERE o.content_hash = d.content_hash \
+                     AND (o.source_id IS NULL OR o.source_id <> $1))",
+                )
+                .bind(&source)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                // The sync grants are the union of the folder sources' sharing: read it again.
+                sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
+                    .bind(&kb)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                // Chunks go with their documents (ON DELETE CASCADE; on SQLite the FTS5 index
+                // follows through the chunk triggers), exactly as in delete_document.
+                sqlx::query("DELETE FROM documents WHERE source_id = $1")
+                    .bind(&source)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                // Its recorded grants go with it (ON DELETE CASCADE): what only it granted is
+                // withdrawn now, grants other sources also give stay until the sharing is read.
+                sqlx::query("DELETE FROM sources WHERE id = $1")
+                    .bind(&source)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                Self::rebuild_sync_grants(&mut tx, &kb).await?;
+                tx.commit().await.map_err(Self::err)?;
+                hashes.sort();
+                Ok(hashes)
+            }
+
+            // --- cursor and saved state ----------------------------------------------------
+
+            async fn set_source_cursor(
+                &self,
+                source_id: uuid::Uuid,
+                cursor: Option<&str>,
+                state: Option<$crate::SavedState<'_>>,
+            ) -> $crate::Result<()> {
+                let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                let id = source_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE sources SET cursor = $2, state_files = $3, state_pending = $4, state_settings = $5 \
+                     WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(cursor)
+                .bind(state.map(|s| count(s.files)))
+                .bind(state.map(|s| count(s.pending)))
+                .bind(state.map(|s| s.settings))
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                match state {
+                    Some(state) => sqlx::query(
+                        "INSERT INTO source_states (source_id, state) VALUES ($1, $2) \
+                         ON CONFLICT (source_id) DO UPDATE SET state = excluded.state",
+                    )
+                    .bind(&id)
+                    .bind(state.json)
+                    .execute(&mut *tx)
+                    .await,
+                    None => sqlx::query("DELETE FROM source_states WHERE source_id = $1")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await,
+                }
+                .map_err(Self::err)?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn advance_source_cursor(&self, source_id: uuid::Uuid, cursor: &str) -> $crate::Result<()> {
+                let done = sqlx::query("UPDATE sources SET cursor = $2 WHERE id = $1 AND cursor IS NOT NULL")
+                    .bind(source_id.to_string())
+                    .bind(cursor)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn source_state(&self, source_id: uuid::Uuid) -> $crate::Result<Option<String>> {
+                let row: Option<(Option<String>,)> = sqlx::query_as(
+                    "SELECT st.state FROM sources s LEFT JOIN source_states st ON st.source_id = s.id \
+                     WHERE s.id = $1",
+                )
+                .bind(source_id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                row.map(|(state,)| state).ok_or($crate::StoreError::NotFound)
+            }
+
+            // --- revocation ----------------------------------------------------------------
+
+            async fn mark_source_revoked(
+                &self,
+                source_id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                let source = source_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let kb: Option<String> = sqlx::query_scalar(
+                    "UPDATE sources SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING kb_id",
+                )
+                .bind(&source)
+                .bind($crate::convert::ms(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                let kb = kb.ok_or($crate::StoreError::NotFound)?;
+                sqlx::query("DELETE FROM sync_grant_sources WHERE source_id = $1")
+                    .bind(&source)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                Self::rebuild_sync_grants(&mut tx, &kb).await?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn clear_source_revoked(&self, source_id: uuid::Uuid) -> $crate::Result<()> {
+                let mut tx = self.begin_write().await?;
+                let kb: Option<String> =
+                    sqlx::query_scalar("UPDATE sources SET revoked_at = NULL WHERE id = $1 RETURNING kb_id")
+                        .bind(source_id.to_string())
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(Self::err)?;
+                let kb = kb.ok_or($crate::StoreError::NotFound)?;
+                // Its sharing grants again: read it on the next permission sync.
+                sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
+                    .bind(&kb)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_source_store;
+
+pub(crate) use source_cols;

@@ -1,0 +1,201 @@
+//! SQLite-only checks: the FTS5 index stays consistent with `chunks`, and an in-memory database
+//! keeps its data.
+
+use chrono::DateTime;
+use kbsync_core::{KbId, KbType, Role};
+use uuid::Uuid;
+
+use super::*;
+use kbsync_core::datasource::DatasourceKind;
+
+use crate::{
+    DocumentStore, KnowledgeBaseStore, NewDocument, NewKnowledgeBase, NewSource, NewUser, SourceKind,
+    SourceStore, UserStore,
+};
+
+/// A migrated store in a temporary directory (`file` below it) with one user's knowledge base.
+pub(super) async fn store_with_kb(file: &str) -> (tempfile::TempDir, SqliteStore, KbId) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join(file).display());
+    let store = SqliteStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = DateTime::UNIX_EPOCH;
+    let owner = Uuid::new_v4();
+    store
+        .create_user(
+            owner,
+            NewUser {
+                email: "o@x.test".into(),
+                password_hash: "h".into(),
+                role: Role::User,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let kb = Uuid::new_v4();
+    store
+        .create_kb(
+            kb,
+            NewKnowledgeBase {
+                name: "k".into(),
+                description: String::new(),
+                owner_id: owner,
+                kb_type: KbType::Local,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    (dir, store, kb)
+}
+
+async fn fts_integrity(store: &SqliteStore) {
+    sqlx::query("INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('integrity-check', 1)")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn fts_index_stays_consistent_through_replace_fail_and_cascading_deletes() {
+    let (_dir, store, kb) = store_with_kb("sub/dir/kb.db").await;
+    let now = DateTime::UNIX_EPOCH;
+    let mut docs = Vec::new();
+    for i in 0..3 {
+        let id = Uuid::new_v4();
+        store
+            .create_document(
+                id,
+                NewDocument {
+                    kb_id: kb,
+                    name: format!("d{i}"),
+                    path: format!("/d{i}"),
+                    mime: "text/plain".into(),
+                    size: 1,
+                    content_hash: format!("{i:064}"),
+                    source_item_id: None,
+                    web_url: None,
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        store
+            .complete_document(id, &["alpha beta".into(), "gamma".into()], now)
+            .await
+            .unwrap();
+        docs.push(id);
+    }
+    store
+        .complete_document(docs[0], &["delta".into()], now)
+        .await
+        .unwrap();
+    fts_integrity(&store).await;
+    store.fail_document(docs[1], "broken", now).await.unwrap();
+    fts_integrity(&store).await;
+    store.delete_kb(kb).await.unwrap();
+    fts_integrity(&store).await;
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'alpha'")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn fts_index_stays_consistent_when_a_source_is_deleted() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let now = DateTime::UNIX_EPOCH;
+    let owner = Uuid::new_v4();
+    store
+        .create_user(
+            owner,
+            NewUser {
+                email: "o@x.test".into(),
+                password_hash: "h".into(),
+                role: Role::User,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let kb = Uuid::new_v4();
+    store
+        .create_kb(
+            kb,
+            NewKnowledgeBase {
+                name: "k".into(),
+                description: String::new(),
+                owner_id: owner,
+                kb_type: KbType::OneDrive,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let mut sources = Vec::new();
+    for s in 0..2 {
+        let source = store
+            .add_source(
+                Uuid::new_v4(),
+                NewSource {
+                    kb_id: kb,
+                    provider: DatasourceKind::OneDrive,
+                    kind: SourceKind::Folder,
+                    drive_id: "d".into(),
+                    item_id: format!("folder{s}"),
+                    name: "f".into(),
+                    path: "/f".into(),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let (doc, _) = store
+                .upsert_source_document(
+                    Uuid::new_v4(),
+                    source.id,
+                    NewDocument {
+                        kb_id: kb,
+                        name: format!("d{s}{i}"),
+                        path: format!("/d{s}{i}"),
+                        mime: "text/plain".into(),
+                        size: 1,
+                        content_hash: format!("{s}{i:063}"),
+                        source_item_id: Some(format!("item{s}{i}")),
+                        web_url: None,
+                    },
+                    now,
+                )
+                .await
+                .unwrap();
+            store
+                .complete_document(doc.id, &[format!("alpha s{s}"), "gamma".into()], now)
+                .await
+                .unwrap();
+        }
+        sources.push(source.id);
+    }
+    store.delete_source(kb, sources[0]).await.unwrap();
+    fts_integrity(&store).await;
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'alpha'")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 3);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 's0'")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn in_memory_database_keeps_its_data_across_calls() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    assert_eq!(store.count_users().await.unwrap(), 0);
+}

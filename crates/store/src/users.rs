@@ -1,0 +1,122 @@
+//! Users, their API sessions, and sign-in throttling shared by all instances.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kbsync_core::{Role, User, UserId};
+
+use crate::Result;
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    /// An argon2 PHC string; the store never sees a password.
+    pub password_hash: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoginFailures {
+    pub count: u32,
+    pub last_failure_at: Option<DateTime<Utc>>,
+}
+
+/// How failed sign-ins to one account slow further attempts down: after `free_attempts`
+/// failures, each further attempt must wait `first_delay · 2^(failures − free_attempts)`, at most
+/// `max_delay`, after the previous one. Failures older than `forget_before` no longer count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginBackoff {
+    pub free_attempts: u32,
+    pub first_delay: chrono::Duration,
+    pub max_delay: chrono::Duration,
+    pub forget_before: DateTime<Utc>,
+}
+
+/// At most `max_failures` failed sign-ins from one client address per `window` (a fixed window
+/// that starts with the first failure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressLimit {
+    pub max_failures: u32,
+    pub window: chrono::Duration,
+}
+
+/// Whether a sign-in attempt may be evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Go ahead; the attempt is already counted as a failure (`failures` of them now), until
+    /// a success clears or gives it back.
+    Allowed { failures: u32 },
+    /// Refused without evaluation until `until`.
+    Throttled { until: DateTime<Utc> },
+}
+
+/// Local accounts, the opaque bearer sessions signed in with them (stored only as the token's
+/// SHA-256), and the failure counts that throttle sign-in.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    // --- users -----------------------------------------------------------------------------
+
+    /// Emails are unique regardless of case; a clash is `Conflict`.
+    async fn create_user(&self, id: UserId, new: NewUser, now: DateTime<Utc>) -> Result<User>;
+    async fn count_users(&self) -> Result<u64>;
+    async fn get_user(&self, id: UserId) -> Result<User>;
+    /// Looks the email up regardless of case.
+    async fn get_credentials_by_email(&self, email: &str) -> Result<UserCredentials>;
+    /// The users whose email is one of `emails`, compared case-insensitively (and ignoring
+    /// surrounding whitespace), ordered by email; emails without a user are left out.
+    async fn users_by_emails(&self, emails: &[String]) -> Result<Vec<User>>;
+    /// Every user id (for link grants an admin allowed), in creation order.
+    async fn all_user_ids(&self) -> Result<Vec<UserId>>;
+
+    // --- API sessions (opaque bearer tokens, stored only as their SHA-256) -----------------
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        user_id: UserId,
+        created_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The session's user; `NotFound` when the token is unknown or expired at `now`.
+    async fn user_for_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<User>;
+    async fn delete_session(&self, token_hash: &str) -> Result<()>;
+    /// Deletes sessions expired at `now`; returns how many. Safe to run on every instance at once.
+    async fn purge_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    // --- login throttling (shared by all instances) ----------------------------------------
+
+    /// Failures recorded for an email (case-insensitive); zero when none.
+    async fn login_failures(&self, email: &str) -> Result<LoginFailures>;
+    /// Takes one sign-in attempt at an account (email, case-insensitive) under `backoff`, in one
+    /// atomic statement: when the account is not waiting out a delay at `now`, the attempt is
+    /// counted as a failure at once (a success then clears the count) and the next delay starts;
+    /// otherwise nothing changes and the answer says until when to wait. However many attempts
+    /// race, each failure count is handed out once, so no more than the free attempts get through.
+    async fn begin_login_attempt(
+        &self,
+        email: &str,
+        now: DateTime<Utc>,
+        backoff: &LoginBackoff,
+    ) -> Result<LoginAttempt>;
+    async fn clear_login_failures(&self, email: &str) -> Result<()>;
+    /// Takes one sign-in attempt from a client address under `limit`, atomically: counted as a
+    /// failure in the address's current window (a success gives it back), refused once the
+    /// window holds more than `max_failures`.
+    async fn begin_address_attempt(
+        &self,
+        address: &str,
+        now: DateTime<Utc>,
+        limit: &AddressLimit,
+    ) -> Result<LoginAttempt>;
+    /// Gives back an attempt taken by [`begin_address_attempt`](UserStore::begin_address_attempt)
+    /// that turned out to be a success.
+    async fn give_back_address_attempt(&self, address: &str) -> Result<()>;
+    /// Deletes account failures last recorded before `forget_before` and address windows ended
+    /// by `now`; returns how many rows. Safe to run on every instance at once.
+    async fn purge_login_failures(&self, now: DateTime<Utc>, forget_before: DateTime<Utc>) -> Result<u64>;
+}
