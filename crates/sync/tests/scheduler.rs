@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kbsync_core::datasource::{AccessToken, Datasource, DatasourceKind, StaticToken, TokenProvider};
+use kbsync_core::datasource::{AccessToken, Datasource, DatasourceKind, StaticToken};
 use kbsync_core::{Clock, KbId, KbType, ManualClock, Random, Role, SeededRandom, SyncStatus};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
