@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use async_trait::async_trait;
-use chrono::Utc;
-use kbsync_core::datasource::{Datasource, DatasourceKind, StaticToken, TokenProvider};
+use chrono::{DateTime, Utc};
+use kbsync_core::datasource::{Datasource, DatasourceKind, StaticToken};
 use kbsync_core::{KbId, KbType};
 use kbsync_store::{NewConnection, NewKnowledgeBase, Store, StoreError, TokenCipher};
 use kbsync_sync::SyncEngine;
-use kbsync_sync::runner::{ConnectorResolver, ResolveError, RunnerSettings, SyncRunner};
+use kbsync_sync::runner::{ConnectorResolver, ResolveError, RunnerSettings, StoredTokens, SyncRunner};
 use kbsync_sync::scheduler::{Scheduler, SchedulerSettings};
 use msgraph_emulator::Emulator;
 use uuid::Uuid;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::common::{Block, Db, Graph, add_folder, context, limits, memory, new_kb, reset_peak_memory};
 use crate::counting::{CountingStore, SCOPE};
 
-/// Like the binary's resolver: the knowledge base's connection is read (one query).
+/// Like the server's resolver: the knowledge base's connection is read (one query).
 struct Resolver {
     store: Arc<dyn Store>,
     ds: Arc<dyn Datasource>,
@@ -32,13 +32,21 @@ impl ConnectorResolver for Resolver {
         (kind == DatasourceKind::OneDrive).then(|| self.ds.clone())
     }
 
-    async fn tokens(&self, kb_id: KbId) -> Result<Arc<dyn TokenProvider>, ResolveError> {
+    async fn tokens(&self, kb_id: KbId) -> Result<StoredTokens, ResolveError> {
         match self.store.get_connection(kb_id).await {
             Ok(c) if c.needs_reauth => Err(ResolveError::NeedsReauth),
-            Ok(_) => Ok(Arc::new(StaticToken(self.token.clone()))),
+            Ok(c) => Ok(StoredTokens {
+                provider: Arc::new(StaticToken(self.token.clone())),
+                stored_at: c.stored_at,
+            }),
             Err(StoreError::NotFound) => Err(ResolveError::NotConnected),
             Err(e) => Err(ResolveError::Unavailable(e.to_string())),
         }
+    }
+
+    /// The empty folders' runs are never refused.
+    async fn mark_needs_reauth(&self, _: KbId, _: DateTime<Utc>) -> Result<bool, ResolveError> {
+        Ok(false)
     }
 }
 

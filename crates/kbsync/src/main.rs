@@ -1,22 +1,23 @@
-//! The `kbsync` binary: command line, configuration and wiring. The only crate that names
-//! concrete implementations.
+//! The `kbsync` binary: command line ([`Cli`]), configuration ([`config`]) and wiring
+//! ([`wiring`], which builds the running parts from the configuration). The only crate that
+//! names concrete implementations.
+//!
+//! The `demo` cargo feature (on by default) adds `serve --demo`: an in-process emulated OneDrive
+//! and sample documents. A production build can leave it out (`--no-default-features`).
 
 mod config;
+#[cfg(feature = "demo")]
 mod demo;
 mod secret;
+mod wiring;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use kbsync_core::datasource::{Datasource, DatasourceKind, OAuthSpec};
 use kbsync_core::{Clock, OsRandom, Role, SystemClock};
-use kbsync_ingest::{Extractor, IngestConfig};
-use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
-use kbsync_oauth::{ClientSecret, ConnectionManager, ProviderConfig};
-use kbsync_server::{AppState, Connectors, HousekeepingSettings, ServerSettings, service::users};
-use kbsync_store::{AddressLimit, BlobStore, Store, TokenCipher};
-use kbsync_sync::{SyncLimits, runner::RunnerSettings, scheduler::SchedulerSettings};
+use kbsync_server::service::users;
+use kbsync_store::{Store, TokenCipher};
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::{FileConfig, Flags, LogFormat, Settings};
@@ -212,8 +213,17 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(store)
 }
 
+#[cfg_attr(
+    not(feature = "demo"),
+    expect(unused_mut, reason = "only the demo changes the settings")
+)]
 async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
+    #[cfg(not(feature = "demo"))]
+    if demo {
+        anyhow::bail!("--demo: this kbsync was built without the demo (cargo feature `demo`)");
+    }
     // The demo's emulated OneDrive must be up before the datasource is built from the settings.
+    #[cfg(feature = "demo")]
     let emulator = if demo {
         Some(demo::start_emulator(&mut settings).await?)
     } else {
@@ -221,6 +231,7 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
     };
     // Known before the database is opened (opening creates it): the demo's account, whose password
     // is public, is created only in a database this start creates.
+    #[cfg(feature = "demo")]
     let database_is_new = demo::database_is_new(&settings.database_url);
     let store = open_store(&settings).await?;
     let secret_key = secret::load_or_generate(&settings)?;
@@ -228,7 +239,6 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("KBSYNC_SECRET_KEY: {e}"))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let random = Arc::new(OsRandom);
-    let connectors = build_connectors(&settings, store.clone(), cipher, clock.clone(), random.clone())?;
 
     if let Some((email, password)) = &settings.admin {
         match users::bootstrap_admin(store.as_ref(), random.as_ref(), clock.now(), email, password).await {
@@ -238,58 +248,9 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         }
     }
 
-    let extractor = Extractor::new(IngestConfig {
-        max_concurrent: settings.ingest_concurrency,
-        per_file_timeout: Duration::from_secs(settings.ingest_timeout_secs),
-        chunk_size: settings.chunk_size,
-        chunk_overlap: settings.chunk_overlap,
-        ..IngestConfig::default()
-    });
-    let defaults = ServerSettings::default();
-    let server_settings = ServerSettings {
-        public_url: settings.public_origin(),
-        max_upload_bytes: settings.max_upload_bytes,
-        sync_limits: SyncLimits {
-            max_files: settings.max_files_per_kb,
-            max_file_size: settings.max_file_size_bytes,
-            concurrency: settings.sync_concurrency,
-            ..defaults.sync_limits.clone()
-        },
-        sync_link_grants: settings.sync_link_grants,
-        sync_interval_minutes: settings.sync_interval_minutes,
-        sharing_refresh_minutes: settings.sharing_refresh_minutes,
-        scheduler: settings.scheduler.then(|| SchedulerSettings {
-            tick: Duration::from_secs(settings.scheduler_tick_secs),
-            reauth_grace: chrono::Duration::hours(i64::from(settings.reauth_grace_hours)),
-            ..SchedulerSettings::default()
-        }),
-        runner: RunnerSettings {
-            lease_ttl: chrono::Duration::seconds(i64::try_from(settings.sync_lease_secs).unwrap_or(86_400)),
-            ..defaults.runner.clone()
-        },
-        login_address_limit: AddressLimit {
-            max_failures: settings.login_address_max_failures,
-            window: chrono::Duration::minutes(i64::from(settings.login_address_window_minutes)),
-        },
-        login_failure_retention: chrono::Duration::hours(i64::from(settings.login_failure_retention_hours)),
-        housekeeping: Some(HousekeepingSettings {
-            interval: Duration::from_secs(u64::from(settings.housekeeping_minutes) * 60),
-            run_retention: chrono::Duration::days(i64::from(settings.run_retention_days)),
-            keep_runs_per_kb: settings.run_keep_latest,
-        }),
-        ..defaults
-    };
-    let blobs = BlobStore::new(settings.data_dir.join("blobs"));
-    let state = AppState::new(
-        store,
-        blobs,
-        extractor,
-        connectors,
-        clock,
-        random,
-        server_settings,
-    );
+    let state = wiring::app_state(&settings, store, cipher, clock, random)?;
 
+    #[cfg(feature = "demo")]
     if demo {
         demo::seed(&state, database_is_new).await?;
     }
@@ -300,61 +261,12 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, public_url = %settings.public_url, database = store_kind(&settings.database_url), "kbsync listening");
     kbsync_server::serve(listener, state, shutdown_signal()).await?;
+    #[cfg(feature = "demo")]
     if let Some(emulator) = emulator {
         emulator.shutdown().await;
     }
     tracing::info!("kbsync stopped");
     Ok(())
-}
-
-/// The datasources this process can use, and the connection manager that holds their
-/// credentials. A datasource without a client secret can browse nothing: connecting to it
-/// answers 501.
-fn build_connectors(
-    settings: &Settings,
-    store: Arc<dyn Store>,
-    cipher: TokenCipher,
-    clock: Arc<dyn Clock>,
-    random: Arc<OsRandom>,
-) -> anyhow::Result<Connectors> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the HTTP client")?;
-    let mut providers = Vec::new();
-    let mut datasources: Vec<Arc<dyn Datasource>> = Vec::new();
-    if let Some(od) = &settings.onedrive {
-        let graph = GraphConfig {
-            graph_url: od.graph_url.clone(),
-            ..GraphConfig::default()
-        };
-        let graph_http = graph.http_client().context("building the Graph HTTP client")?;
-        let oauth = OAuthSpec {
-            authorize_url: od.authorize_url.clone(),
-            token_url: od.token_url.clone(),
-            scopes: od.scopes.clone(),
-        };
-        datasources.push(Arc::new(
-            OneDrive::new(graph, oauth, graph_http, Arc::new(TokioSleeper)).with_random(random.clone()),
-        ));
-        match &od.client_secret {
-            Some(secret) => providers.push(ProviderConfig {
-                kind: DatasourceKind::OneDrive,
-                client_id: od.client_id.clone(),
-                client_secret: ClientSecret::new(secret.clone()),
-                authorize_url: od.authorize_url.clone(),
-                token_url: od.token_url.clone(),
-                scopes: od.scopes.clone(),
-                redirect_uri: settings.onedrive_redirect_uri(),
-            }),
-            None => tracing::warn!(
-                "KBSYNC_ONEDRIVE_CLIENT_SECRET is not set: knowledge bases cannot connect to OneDrive"
-            ),
-        }
-    }
-    let manager = ConnectionManager::new(store, http, cipher, clock, random, providers);
-    Ok(Connectors::new(manager, datasources))
 }
 
 fn store_kind(url: &str) -> &'static str {

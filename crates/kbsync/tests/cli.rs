@@ -95,7 +95,23 @@ fn user_create_makes_an_account_that_can_log_in_and_refuses_duplicates() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 }
 
+/// A build without the demo refuses `--demo` with a message that says why.
+#[cfg(not(feature = "demo"))]
+#[test]
+fn serve_demo_is_refused_without_the_demo_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kbsync()
+        .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("built without the demo"), "{stderr}");
+}
+
 /// The README's first command, on port 0: the demo is searchable, and SIGTERM stops it cleanly.
+#[cfg(feature = "demo")]
 #[test]
 #[expect(
     clippy::disallowed_methods,
@@ -187,6 +203,7 @@ fn serve_demo_answers_search_and_stops_cleanly_on_sigterm() {
 
 /// `--demo` against a database it did not create (here one with a real admin) must not add an
 /// admin account with a public password; it says so at start-up.
+#[cfg(feature = "demo")]
 #[test]
 #[expect(
     clippy::disallowed_methods,

@@ -475,6 +475,55 @@ impl ConnectionManager {
         }
     }
 
+    /// The datasource refused an access token of the connection stored at `stored_at` although
+    /// the token was fresh (the token endpoint did not refuse the refresh token, or that would
+    /// have marked it already): marks that connection as needing re-authorization, so that
+    /// automatic sync stops until the user connects again. Marks nothing when the connection was
+    /// renewed since (another `stored_at`), is marked already, or is being refreshed on this
+    /// instance or another (what that refresh gets decides). The mark is made under the
+    /// connection's refresh lease, as a refused refresh is. Returns whether it marked it.
+    #[instrument(skip_all, fields(kb.id = %kb_id))]
+    pub async fn mark_needs_reauth(&self, kb_id: KbId, stored_at: DateTime<Utc>) -> Result<bool, OAuthError> {
+        let flight = self.flight(kb_id);
+        // A refresh of this connection is running here: what it gets decides.
+        let Ok(_in_flight) = flight.try_lock() else {
+            return Ok(false);
+        };
+        let store = &self.inner.store;
+        let owner = self.inner.instance_id.as_str();
+        let is_current = |conn: &Connection| !conn.needs_reauth && conn.stored_at == stored_at;
+        match store.get_connection(kb_id).await {
+            Ok(conn) if is_current(&conn) => {}
+            Ok(_) | Err(StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        let now = self.inner.clock.now();
+        match store
+            .try_acquire_refresh_lease(kb_id, owner, now, now + self.settings.lease_duration)
+            .await
+        {
+            Ok(true) => {}
+            // Another instance is refreshing: what it gets decides.
+            Ok(false) | Err(StoreError::NotFound) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        // Read again under the lease: the user may have connected again meanwhile.
+        let marked = match store.get_connection(kb_id).await {
+            Ok(conn) if is_current(&conn) => store.mark_needs_reauth(kb_id, owner, now).await,
+            Ok(_) | Err(StoreError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        };
+        if matches!(marked, Ok(true)) {
+            // Marking gave the lease back.
+            self.drop_cached(kb_id);
+            return Ok(true);
+        }
+        if let Err(e) = store.release_refresh_lease(kb_id, owner).await {
+            warn!(error = %e, "cannot release the refresh lease; it expires on its own");
+        }
+        Ok(marked?)
+    }
+
     /// The [`TokenProvider`] of a knowledge base's stored connection.
     pub fn tokens(&self, kb_id: KbId) -> Arc<dyn TokenProvider> {
         Arc::new(KbTokens {

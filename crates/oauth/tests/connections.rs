@@ -85,6 +85,7 @@ impl RawText for Db {
 kbsync_kit::on_both_databases!(run = run, workers = 4;
     full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it,
     revoked_refresh_token_marks_needs_reauth_until_the_user_connects_again,
+    a_refused_access_token_marks_only_the_connection_it_came_from,
     server_errors_from_the_token_endpoint_are_transient_and_never_need_reauth,
     token_endpoint_timeout_is_transient_and_never_needs_reauth,
     refused_client_secret_is_misconfiguration_not_needs_reauth,
@@ -440,6 +441,58 @@ async fn revoked_refresh_token_marks_needs_reauth_until_the_user_connects_again(
     assert!(!status.needs_reauth);
     assert_eq!(h.store.get_kb(h.kb).await.unwrap().sync_status, SyncStatus::Idle);
     h.manager.access_token(h.kb).await.unwrap();
+    h.emu.shutdown().await;
+}
+
+/// A datasource that refuses a fresh access token (the sync runner reports it) marks the
+/// connection the token came from, and only that one: not one renewed since, not one being
+/// refreshed elsewhere.
+async fn a_refused_access_token_marks_only_the_connection_it_came_from(db: Db) {
+    let h = Harness::new(db).await;
+    h.connect(h.kb).await;
+    h.manager.access_token(h.kb).await.unwrap();
+    let stored_at = h
+        .manager
+        .status(h.kb)
+        .await
+        .unwrap()
+        .unwrap()
+        .token_stored_at
+        .unwrap();
+
+    // Another instance is refreshing: what it gets decides.
+    let now = h.clock.now();
+    assert!(
+        h.store
+            .try_acquire_refresh_lease(h.kb, "other", now, now + chrono::Duration::minutes(1))
+            .await
+            .unwrap()
+    );
+    assert!(!h.manager.mark_needs_reauth(h.kb, stored_at).await.unwrap());
+    h.store.release_refresh_lease(h.kb, "other").await.unwrap();
+    // A connection stored at another time is not the one the run used.
+    let other_time = stored_at - chrono::Duration::seconds(1);
+    assert!(!h.manager.mark_needs_reauth(h.kb, other_time).await.unwrap());
+    assert!(!h.manager.status(h.kb).await.unwrap().unwrap().needs_reauth);
+
+    assert!(h.manager.mark_needs_reauth(h.kb, stored_at).await.unwrap());
+    let status = h.manager.status(h.kb).await.unwrap().unwrap();
+    assert!(status.needs_reauth && status.has_stored_token);
+    assert_eq!(
+        h.store.get_kb(h.kb).await.unwrap().sync_status,
+        SyncStatus::NeedsReauth
+    );
+    assert_eq!(h.store.get_connection(h.kb).await.unwrap().refresh_lease, None);
+    // The cached access token goes with it, and marking twice marks nothing more.
+    let err = h.manager.access_token(h.kb).await.unwrap_err();
+    assert!(matches!(err, OAuthError::NeedsReauth), "{err:?}");
+    assert!(!h.manager.mark_needs_reauth(h.kb, stored_at).await.unwrap());
+
+    // Once the user connects again, a late report about the old connection marks nothing.
+    h.clock.advance(chrono::Duration::minutes(1));
+    h.connect(h.kb).await;
+    assert!(!h.manager.mark_needs_reauth(h.kb, stored_at).await.unwrap());
+    assert!(!h.manager.status(h.kb).await.unwrap().unwrap().needs_reauth);
     h.emu.shutdown().await;
 }
 

@@ -1,7 +1,8 @@
 //! kbsync's HTTP server: the JSON API under `/api/v1`, the web UI, health and metrics routes.
 //!
-//! The binary builds an [`AppState`] from its configuration and calls [`serve`]; tests do the
-//! same on port 0.
+//! The binary builds the sync runtime and an [`AppState`] from its configuration and calls
+//! [`serve`]; tests do the same on port 0. The server serves the sync runtime it is given; it
+//! does not build one.
 
 pub mod api;
 pub mod auth;
@@ -12,26 +13,20 @@ pub mod router;
 pub mod service;
 pub mod ui;
 
-use std::{collections::HashMap, future::Future, sync::Arc};
+mod connectors;
+
+use std::{future::Future, sync::Arc};
 
 use chrono::Duration;
-use kbsync_core::{
-    Clock, Random,
-    datasource::{Datasource, DatasourceKind},
-};
+use kbsync_core::{Clock, Random};
 use kbsync_ingest::Extractor;
-use kbsync_oauth::ConnectionManager;
 use kbsync_store::{AddressLimit, BlobStore, Store};
-use kbsync_sync::{
-    PermissionPolicy, SyncContext, SyncEngine, SyncLimits,
-    events::SyncEvents,
-    runner::{RunnerSettings, SyncRunner},
-    scheduler::{Scheduler, SchedulerSettings},
-};
+use kbsync_sync::{SyncRuntime, SyncSettings, events::SyncEvents, runner::SyncRunner, scheduler::Scheduler};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use connectors::Connectors;
 pub use pipeline::Pipeline;
 pub use router::router;
 pub use service::{housekeeping::HousekeepingSettings, users::LoginThrottle};
@@ -60,22 +55,6 @@ pub struct ServerSettings {
     /// The periodic purge of expired sessions, old login failures and old run records; `None`
     /// runs none on this instance.
     pub housekeeping: Option<HousekeepingSettings>,
-    /// Limits of every sync run (files per knowledge base, file size, concurrency, time per file).
-    pub sync_limits: SyncLimits,
-    /// Whether organisation-wide and anonymous sharing links make a knowledge base readable by
-    /// every kbsync user (off: such links grant nothing).
-    pub sync_link_grants: bool,
-    /// The default interval between scheduled runs, for knowledge bases without their own.
-    pub sync_interval_minutes: u32,
-    /// The longest a knowledge base's sync grants go without reading its folders' sharing again
-    /// (see `PermissionPolicy::refresh`).
-    pub sharing_refresh_minutes: u32,
-    /// Leases, backoff and jitter of runs; its `default_interval` follows `sync_interval_minutes`.
-    pub runner: RunnerSettings,
-    /// The scheduler loop; `None` runs no scheduler (manual runs only).
-    pub scheduler: Option<SchedulerSettings>,
-    /// Names this instance in leases; unique per process.
-    pub instance_id: String,
     /// How often an event stream re-reads the stored sync state (runs on other instances).
     pub sse_poll_interval: std::time::Duration,
 }
@@ -95,37 +74,8 @@ impl Default for ServerSettings {
             password_hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             password_hash_wait: std::time::Duration::from_secs(10),
             housekeeping: Some(HousekeepingSettings::default()),
-            sync_limits: SyncLimits::default(),
-            sync_link_grants: false,
-            sync_interval_minutes: 60,
-            sharing_refresh_minutes: 360,
-            runner: RunnerSettings::default(),
-            scheduler: Some(SchedulerSettings::default()),
-            instance_id: format!("kbsync-{}", uuid::Uuid::new_v4()),
             sse_poll_interval: std::time::Duration::from_secs(1),
         }
-    }
-}
-
-/// The datasources this server can connect to, and the connections of knowledge bases.
-#[derive(Clone)]
-pub struct Connectors {
-    pub manager: ConnectionManager,
-    datasources: Arc<HashMap<DatasourceKind, Arc<dyn Datasource>>>,
-}
-
-impl Connectors {
-    pub fn new(manager: ConnectionManager, datasources: Vec<Arc<dyn Datasource>>) -> Self {
-        let datasources = datasources.into_iter().map(|d| (d.kind(), d)).collect();
-        Self {
-            manager,
-            datasources: Arc::new(datasources),
-        }
-    }
-
-    /// The datasource of a kind, when this server has one.
-    pub fn datasource(&self, kind: DatasourceKind) -> Option<&Arc<dyn Datasource>> {
-        self.datasources.get(&kind)
     }
 }
 
@@ -143,6 +93,8 @@ pub struct AppState {
     /// Starts, cancels and tracks the sync runs of this instance.
     pub sync: SyncRunner,
     pub sync_events: SyncEvents,
+    /// The settings the sync runtime was built with (the scheduler loop among them).
+    pub sync_settings: Arc<SyncSettings>,
     /// Cancelled when the server starts shutting down, so that endless responses (event
     /// streams) end and graceful shutdown can finish.
     pub shutting_down: CancellationToken,
@@ -151,42 +103,27 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// `sync` is the sync runtime this server serves (built by the caller over the same store,
+    /// blob store and connectors); `extractor` ingests uploads.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of a server, each built by the caller"
+    )]
     pub fn new(
         store: Arc<dyn Store>,
         blobs: BlobStore,
         extractor: Extractor,
         connectors: Connectors,
+        sync: SyncRuntime,
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
         settings: ServerSettings,
     ) -> Self {
-        let pipeline = Pipeline::new(store.clone(), blobs.clone(), extractor.clone(), clock.clone());
-        let sync_events = SyncEvents::new();
-        let cx = SyncContext {
-            store: store.clone(),
-            blobs: blobs.clone(),
-            extractor,
-            clock: clock.clone(),
-            random: random.clone(),
-            limits: settings.sync_limits.clone(),
-            events: sync_events.clone(),
-            permissions: PermissionPolicy {
-                link_grants: settings.sync_link_grants,
-                refresh: std::time::Duration::from_secs(u64::from(settings.sharing_refresh_minutes) * 60),
-            },
-        };
-        let mut runner_settings = settings.runner.clone();
-        runner_settings.default_interval = Duration::minutes(i64::from(settings.sync_interval_minutes));
-        let sync = SyncRunner::new(
-            Arc::new(SyncEngine::new(cx.clone())),
-            cx,
-            Arc::new(service::sync::ConnectorsResolver(connectors.clone())),
-            runner_settings,
-            settings.instance_id.clone(),
-        );
+        let pipeline = Pipeline::new(store.clone(), blobs.clone(), extractor, clock.clone());
         Self {
-            sync,
-            sync_events,
+            sync: sync.runner,
+            sync_events: sync.events,
+            sync_settings: sync.settings,
             shutting_down: CancellationToken::new(),
             password_hashing: Arc::new(tokio::sync::Semaphore::new(
                 settings.password_hash_concurrency.max(1),
@@ -224,7 +161,7 @@ pub async fn serve(
     let runner = state.sync.clone();
     let stop_scheduler = CancellationToken::new();
     let scheduler = state
-        .settings
+        .sync_settings
         .scheduler
         .clone()
         .map(|settings| Scheduler::new(runner.clone(), settings).spawn(stop_scheduler.clone()));

@@ -10,6 +10,7 @@ use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_oauth::{ConnectionManager, ProviderConfig};
 use kbsync_server::{AppState, Connectors, LoginThrottle, ServerSettings, service::users};
 use kbsync_store::{BlobStore, SqliteStore, Store, TokenCipher};
+use kbsync_sync::{SyncRuntime, SyncSettings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -174,18 +175,32 @@ impl TestServer {
             public_url,
             max_upload_bytes: options.max_upload_bytes,
             login_throttle: options.throttle,
-            scheduler: options
-                .scheduler
-                .then(kbsync_sync::scheduler::SchedulerSettings::default),
             sse_poll_interval: Duration::from_millis(100),
             ..ServerSettings::default()
         };
         (options.adjust)(&mut settings);
+        let blobs = BlobStore::new(dir.path().join("blobs"));
+        let extractor = Extractor::new(options.ingest);
+        let sync = SyncRuntime::new(
+            store.clone(),
+            blobs.clone(),
+            extractor.clone(),
+            clock_arc.clone(),
+            Arc::new(OsRandom),
+            Arc::new(connectors.clone()),
+            SyncSettings {
+                scheduler: options
+                    .scheduler
+                    .then(kbsync_sync::scheduler::SchedulerSettings::default),
+                ..SyncSettings::default()
+            },
+        );
         let state = AppState::new(
             store,
-            BlobStore::new(dir.path().join("blobs")),
-            Extractor::new(options.ingest),
+            blobs,
+            extractor,
             connectors,
+            sync,
             clock_arc,
             Arc::new(OsRandom),
             settings,

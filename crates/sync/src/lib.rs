@@ -44,8 +44,10 @@ mod engine;
 pub mod events;
 pub mod permissions;
 pub mod runner;
+pub mod runtime;
 pub mod scheduler;
 pub mod state;
 
 pub use crate::engine::{RunSummary, SyncContext, SyncEngine, SyncError, SyncLimits};
 pub use crate::permissions::PermissionPolicy;
+pub use crate::runtime::{SyncRuntime, SyncSettings};

@@ -25,14 +25,31 @@ use uuid::Uuid;
 
 use crate::{RunSummary, SyncContext, SyncEngine, SyncError};
 
-/// Where the runner finds the datasource and the credentials of a knowledge base. The binary
-/// implements it over the configured datasources and the OAuth connection manager.
+/// Where the runner finds the datasource and the credentials of a knowledge base. The server
+/// implements it over the configured datasources and the OAuth connection manager, which owns
+/// the stored connections: the runner reads and marks them only through this trait.
 #[async_trait]
 pub trait ConnectorResolver: Send + Sync + 'static {
     /// The datasource that serves knowledge bases of this kind; None when it is not configured.
     fn datasource(&self, kind: DatasourceKind) -> Option<Arc<dyn Datasource>>;
-    /// The stored-token provider of a knowledge base's connection.
-    async fn tokens(&self, kb_id: KbId) -> Result<Arc<dyn TokenProvider>, ResolveError>;
+    /// The stored-token provider of a knowledge base's connection, and which connection it is.
+    async fn tokens(&self, kb_id: KbId) -> Result<StoredTokens, ResolveError>;
+    /// The datasource refused the access token of the connection stored at `stored_at`: marks
+    /// that connection as needing re-authorization, so the scheduler skips it until the user
+    /// connects again. Marks nothing when the connection was renewed since (a different
+    /// `stored_at`) or is being refreshed right now (what the refresh gets decides). Returns
+    /// whether it marked it.
+    async fn mark_needs_reauth(&self, kb_id: KbId, stored_at: DateTime<Utc>) -> Result<bool, ResolveError>;
+}
+
+/// The credentials of a knowledge base's stored connection, as a run uses them.
+#[derive(Clone)]
+pub struct StoredTokens {
+    /// Hands out (and refreshes) the connection's access tokens.
+    pub provider: Arc<dyn TokenProvider>,
+    /// When the connection was stored: names this connection, so that a refusal never marks one
+    /// the user renewed since.
+    pub stored_at: DateTime<Utc>,
 }
 
 /// Why a knowledge base's credentials cannot be had.
@@ -160,8 +177,9 @@ struct Job {
     trigger: SyncTrigger,
     datasource: Arc<dyn Datasource>,
     tokens: Arc<dyn TokenProvider>,
-    /// The tokens are the stored connection's (not a browser-supplied token).
-    stored_tokens: bool,
+    /// When the stored connection the tokens come from was stored; `None` for a
+    /// browser-supplied token.
+    connection_stored_at: Option<DateTime<Utc>>,
 }
 
 /// A knowledge base's place in `runs`; given back when dropped, however the run ends.
@@ -241,9 +259,12 @@ impl SyncRunner {
         let kb = inner.cx.store.get_kb(kb_id).await?;
         let kind = DatasourceKind::of(kb.kb_type).ok_or(StartError::Unsupported)?;
         let datasource = inner.resolver.datasource(kind).ok_or(StartError::Unsupported)?;
-        let (tokens, stored_tokens): (Arc<dyn TokenProvider>, bool) = match browser_token {
-            Some(token) => (Arc::new(StaticToken(token)), false),
-            None => (inner.resolver.tokens(kb_id).await?, true),
+        let (tokens, connection_stored_at): (Arc<dyn TokenProvider>, _) = match browser_token {
+            Some(token) => (Arc::new(StaticToken(token)), None),
+            None => {
+                let stored = inner.resolver.tokens(kb_id).await?;
+                (stored.provider, Some(stored.stored_at))
+            }
         };
         let now = inner.cx.clock.now();
         if !inner
@@ -262,7 +283,7 @@ impl SyncRunner {
                 trigger: SyncTrigger::Manual,
                 datasource,
                 tokens,
-                stored_tokens,
+                connection_stored_at,
             },
             reservation,
         );
@@ -349,7 +370,8 @@ impl SyncRunner {
         &self.inner.cx
     }
 
-    pub(crate) fn settings(&self) -> &RunnerSettings {
+    /// How this runner leases, schedules and retries runs.
+    pub fn settings(&self) -> &RunnerSettings {
         &self.inner.settings
     }
 
@@ -410,8 +432,8 @@ impl SyncRunner {
                 run_id: inner.cx.random.uuid(),
                 trigger: SyncTrigger::Scheduled,
                 datasource,
-                tokens,
-                stored_tokens: true,
+                tokens: tokens.provider,
+                connection_stored_at: Some(tokens.stored_at),
             },
             reservation,
         );
@@ -455,7 +477,7 @@ impl Inner {
             trigger,
             datasource,
             tokens,
-            stored_tokens,
+            connection_stored_at,
         } = job;
         let store = &self.cx.store;
         let started = self.cx.clock.now();
@@ -466,12 +488,6 @@ impl Inner {
             }
             Err(e) => warn!(kb.id = %kb_id, run.id = %run_id, error = %e, "could not close interrupted runs"),
         }
-        // Which connection the run uses, so that a refusal never marks one the user renewed since.
-        let connected_at = if stored_tokens {
-            store.get_connection(kb_id).await.ok().map(|c| c.stored_at)
-        } else {
-            None
-        };
         let cancel = reservation.cancel.clone();
         let (outcome, lease_lost) = self
             .drive(
@@ -494,8 +510,10 @@ impl Inner {
             warn!(kb.id = %kb_id, run.id = %run_id, "the lease was lost to another instance; leaving the schedule to it");
             return;
         }
-        if status == SyncStatus::NeedsReauth && stored_tokens {
-            self.mark_needs_reauth(kb_id, run_id, connected_at).await;
+        if status == SyncStatus::NeedsReauth
+            && let Some(stored_at) = connection_stored_at
+        {
+            self.mark_needs_reauth(kb_id, run_id, stored_at).await;
         }
         let by_shutdown = status == SyncStatus::Cancelled && self.shutdown.is_cancelled();
         let release = self
@@ -715,49 +733,19 @@ impl Inner {
         delay + chrono::Duration::milliseconds(extra as i64)
     }
 
-    /// The run was refused the stored credentials: mark the connection so the scheduler skips it
-    /// until the user connects again. The OAuth layer already marks a refused refresh token; this
-    /// covers a token the datasource refused although it was just refreshed. The mark is made
-    /// under the connection's refresh lease (as the OAuth layer does), and only when the
-    /// connection is still the one the run used.
-    async fn mark_needs_reauth(&self, kb_id: KbId, run_id: Uuid, connected_at: Option<DateTime<Utc>>) {
-        let store = &self.cx.store;
-        let Some(connected_at) = connected_at else {
-            return;
-        };
-        match store.get_connection(kb_id).await {
-            Ok(conn) if conn.needs_reauth || conn.stored_at != connected_at => return,
-            Ok(_) => {}
-            Err(_) => return,
-        }
-        let owner = self.instance_id.as_str();
-        let now = self.cx.clock.now();
-        match store
-            .try_acquire_refresh_lease(kb_id, owner, now, now + self.settings.lease_ttl)
-            .await
-        {
-            Ok(true) => {}
-            // Someone is refreshing: what they get decides.
-            Ok(false) | Err(_) => return,
-        }
-        let still_same = matches!(
-            store.get_connection(kb_id).await,
-            Ok(conn) if !conn.needs_reauth && conn.stored_at == connected_at
-        );
-        let marked = if still_same {
-            store.mark_needs_reauth(kb_id, owner, now).await
-        } else {
-            Ok(false)
-        };
-        match marked {
+    /// The run was refused the stored credentials: the connection is marked (through the
+    /// resolver, which owns connections) so the scheduler skips it until the user connects
+    /// again. The OAuth layer already marks a refused refresh token; this covers a token the
+    /// datasource refused although it was just refreshed.
+    async fn mark_needs_reauth(&self, kb_id: KbId, run_id: Uuid, stored_at: DateTime<Utc>) {
+        match self.resolver.mark_needs_reauth(kb_id, stored_at).await {
             Ok(true) => warn!(
                 kb.id = %kb_id, run.id = %run_id, "the datasource refused the stored connection; it needs re-authorization"
             ),
-            Ok(false) | Err(_) => {
-                if let Err(e) = store.release_refresh_lease(kb_id, owner).await {
-                    warn!(kb.id = %kb_id, error = %e, "could not release the refresh lease; it will expire");
-                }
-            }
+            Ok(false) => {}
+            Err(e) => warn!(
+                kb.id = %kb_id, run.id = %run_id, error = %e, "could not mark the refused connection as needing re-authorization"
+            ),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kbsync_core::datasource::{AccessToken, Datasource, DatasourceKind, StaticToken, TokenProvider};
+use kbsync_core::datasource::{AccessToken, Datasource, DatasourceKind, StaticToken};
 use kbsync_core::{Clock, KbId, KbType, ManualClock, Random, Role, SeededRandom, SyncStatus};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
@@ -19,7 +19,9 @@ use kbsync_store::{
     SyncState, SyncTrigger, TokenCipher,
 };
 use kbsync_sync::events::SyncEvents;
-use kbsync_sync::runner::{ConnectorResolver, ResolveError, RunnerSettings, StartError, SyncRunner};
+use kbsync_sync::runner::{
+    ConnectorResolver, ResolveError, RunnerSettings, StartError, StoredTokens, SyncRunner,
+};
 use kbsync_sync::scheduler::{Scheduler, SchedulerSettings};
 use kbsync_sync::{PermissionPolicy, SyncContext, SyncEngine, SyncLimits};
 use msgraph_emulator::{Control, Emulator, FaultAction, FaultRule, RunningEmulator};
@@ -29,13 +31,16 @@ use uuid::Uuid;
 /// Longest real time any wait in these tests may take.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The datasource and tokens of a knowledge base, as the binary's resolver gives them: tokens
+/// The datasource and tokens of a knowledge base, as the server's resolver gives them: tokens
 /// exist while the store holds a connection that does not need re-authorization (the stored
-/// refresh token itself is a dummy; the emulator accepts the minted access token).
+/// refresh token itself is a dummy; the emulator accepts the minted access token). A refused
+/// connection is marked in the store as the OAuth connection manager marks it (under the
+/// refresh lease, only while it is the connection the run used).
 struct TestResolver {
     store: Arc<dyn Store>,
     datasource: Arc<dyn Datasource>,
     token: AccessToken,
+    clock: ManualClock,
 }
 
 #[async_trait]
@@ -44,13 +49,37 @@ impl ConnectorResolver for TestResolver {
         (kind == DatasourceKind::OneDrive).then(|| self.datasource.clone())
     }
 
-    async fn tokens(&self, kb_id: KbId) -> Result<Arc<dyn TokenProvider>, ResolveError> {
+    async fn tokens(&self, kb_id: KbId) -> Result<StoredTokens, ResolveError> {
         match self.store.get_connection(kb_id).await {
             Ok(conn) if conn.needs_reauth => Err(ResolveError::NeedsReauth),
-            Ok(_) => Ok(Arc::new(StaticToken(self.token.clone()))),
+            Ok(conn) => Ok(StoredTokens {
+                provider: Arc::new(StaticToken(self.token.clone())),
+                stored_at: conn.stored_at,
+            }),
             Err(StoreError::NotFound) => Err(ResolveError::NotConnected),
             Err(e) => Err(ResolveError::Unavailable(e.to_string())),
         }
+    }
+
+    async fn mark_needs_reauth(&self, kb_id: KbId, stored_at: DateTime<Utc>) -> Result<bool, ResolveError> {
+        let unavailable = |e: StoreError| ResolveError::Unavailable(e.to_string());
+        let conn = self.store.get_connection(kb_id).await.map_err(unavailable)?;
+        if conn.needs_reauth || conn.stored_at != stored_at {
+            return Ok(false);
+        }
+        let now = self.clock.now();
+        if !self
+            .store
+            .try_acquire_refresh_lease(kb_id, "oauth", now, now + chrono::Duration::minutes(1))
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(false);
+        }
+        self.store
+            .mark_needs_reauth(kb_id, "oauth", now)
+            .await
+            .map_err(unavailable)
     }
 }
 
@@ -146,6 +175,7 @@ impl World {
             store: self.store.clone(),
             datasource: self.datasource.clone(),
             token: self.token.clone(),
+            clock: self.clock.clone(),
         });
         SyncRunner::new(engine, cx, resolver, settings, instance.to_owned())
     }
@@ -911,8 +941,11 @@ async fn a_claimed_kb_whose_tokens_need_reauth_is_released_without_running(store
         fn datasource(&self, _: DatasourceKind) -> Option<Arc<dyn Datasource>> {
             None
         }
-        async fn tokens(&self, _: KbId) -> Result<Arc<dyn TokenProvider>, ResolveError> {
+        async fn tokens(&self, _: KbId) -> Result<StoredTokens, ResolveError> {
             Err(ResolveError::NeedsReauth)
+        }
+        async fn mark_needs_reauth(&self, _: KbId, _: DateTime<Utc>) -> Result<bool, ResolveError> {
+            Ok(false)
         }
     }
     let random: Arc<dyn Random> = Arc::new(SeededRandom::new(7));
@@ -932,8 +965,11 @@ async fn a_claimed_kb_whose_tokens_need_reauth_is_released_without_running(store
         fn datasource(&self, _: DatasourceKind) -> Option<Arc<dyn Datasource>> {
             Some(self.0.clone())
         }
-        async fn tokens(&self, _: KbId) -> Result<Arc<dyn TokenProvider>, ResolveError> {
+        async fn tokens(&self, _: KbId) -> Result<StoredTokens, ResolveError> {
             Err(ResolveError::NeedsReauth)
+        }
+        async fn mark_needs_reauth(&self, _: KbId, _: DateTime<Utc>) -> Result<bool, ResolveError> {
+            Ok(false)
         }
     }
     let runner = SyncRunner::new(

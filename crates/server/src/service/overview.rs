@@ -146,6 +146,7 @@ async fn ids_of(
 /// What the admin page shows: this instance's settings and its scheduler.
 pub struct AdminView {
     pub settings: std::sync::Arc<ServerSettings>,
+    pub sync: std::sync::Arc<kbsync_sync::SyncSettings>,
     pub connectors: Vec<super::connections::ConnectorInfo>,
     pub running_runs: usize,
     pub free_slots: usize,
@@ -158,10 +159,11 @@ pub fn admin(state: &AppState, user: &User) -> Result<AdminView, ApiError> {
     }
     Ok(AdminView {
         settings: state.settings.clone(),
+        sync: state.sync_settings.clone(),
         connectors: super::connections::connectors(state),
         running_runs: state.sync.running(),
         free_slots: state.sync.free_slots(),
-        max_runs: state.settings.runner.max_runs,
+        max_runs: state.sync_settings.runner.max_runs,
     })
 }
 

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kbsync_core::{
     KbId, SyncStatus, User,
-    datasource::{AccessToken, Datasource, DatasourceKind, TokenProvider},
+    datasource::{AccessToken, DatasourceKind, TokenProvider},
 };
 use kbsync_oauth::ConnectionStatus;
 use kbsync_store::{NewSource, Source, SourceKind, StoreError, SyncProgress, SyncRun};
@@ -14,7 +13,7 @@ use kbsync_sync::runner::{ConnectorResolver, ResolveError, StartError};
 use uuid::Uuid;
 
 use super::{connections, knowledge, required_text};
-use crate::{AppState, Connectors, error::ApiError};
+use crate::{AppState, error::ApiError};
 
 /// The most items one request may add.
 pub const MAX_ITEMS_PER_REQUEST: usize = 100;
@@ -25,25 +24,6 @@ const MAX_PATH_CHARS: usize = 4096;
 const MAX_ACCESS_TOKEN_CHARS: usize = 16 * 1024;
 /// The most runs the history returns.
 pub const MAX_RUNS: u32 = 100;
-
-/// Gives the sync runner the datasources and stored connections this server knows.
-pub struct ConnectorsResolver(pub Connectors);
-
-#[async_trait]
-impl ConnectorResolver for ConnectorsResolver {
-    fn datasource(&self, kind: DatasourceKind) -> Option<Arc<dyn Datasource>> {
-        self.0.datasource(kind).cloned()
-    }
-
-    async fn tokens(&self, kb_id: KbId) -> Result<Arc<dyn TokenProvider>, ResolveError> {
-        match self.0.manager.status(kb_id).await {
-            Ok(None) => Err(ResolveError::NotConnected),
-            Ok(Some(s)) if s.needs_reauth => Err(ResolveError::NeedsReauth),
-            Ok(Some(_)) => Ok(self.0.manager.tokens(kb_id)),
-            Err(e) => Err(ResolveError::Unavailable(e.to_string())),
-        }
-    }
-}
 
 /// One item picked in the picker.
 pub struct PickedItem {
@@ -156,17 +136,14 @@ async fn resolve_roots(
     })?;
     let tokens: Arc<dyn TokenProvider> = match browser_token {
         Some(token) => Arc::new(kbsync_core::datasource::StaticToken(token.clone())),
-        None => {
-            let resolver = ConnectorsResolver(state.connectors.clone());
-            match resolver.tokens(kb_id).await {
-                Ok(tokens) => tokens,
-                Err(ResolveError::NotConnected) => {
-                    return Err(ApiError::Conflict("connect this knowledge base first".into()));
-                }
-                Err(ResolveError::NeedsReauth) => return Err(start_error(StartError::NeedsReauth)),
-                Err(ResolveError::Unavailable(why)) => return Err(ApiError::Unavailable(why)),
+        None => match ConnectorResolver::tokens(&state.connectors, kb_id).await {
+            Ok(tokens) => tokens.provider,
+            Err(ResolveError::NotConnected) => {
+                return Err(ApiError::Conflict("connect this knowledge base first".into()));
             }
-        }
+            Err(ResolveError::NeedsReauth) => return Err(start_error(StartError::NeedsReauth)),
+            Err(ResolveError::Unavailable(why)) => return Err(ApiError::Unavailable(why)),
+        },
     };
     for source in sources.iter_mut().filter(|s| s.item_id == ROOT_ALIAS) {
         let root = datasource
@@ -281,7 +258,7 @@ pub async fn state_of(state: &AppState, user: &User, kb_id: KbId) -> Result<Sync
         next_sync_at,
         interval_minutes: stored
             .interval_minutes
-            .unwrap_or(state.settings.sync_interval_minutes),
+            .unwrap_or_else(|| default_interval_minutes(state)),
         connection,
     })
 }
@@ -332,4 +309,9 @@ fn start_error(e: StartError) -> ApiError {
         StartError::ShuttingDown => ApiError::Unavailable("the server is shutting down".into()),
         StartError::Store(e) => e.into(),
     }
+}
+
+/// The interval between scheduled runs of knowledge bases without their own, in minutes.
+pub fn default_interval_minutes(state: &AppState) -> u32 {
+    u32::try_from(state.sync_settings.runner.default_interval.num_minutes()).unwrap_or(u32::MAX)
 }

@@ -67,6 +67,7 @@ pub async fn search(
 pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult {
     let a = overview::admin(&state, &session.user)?;
     let s = &a.settings;
+    let sync = &a.sync;
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_owned();
     let row = |name, value: String| views::SettingRow { name, value };
     let mb = |bytes: u64| format!("{} MB", bytes / (1024 * 1024));
@@ -76,19 +77,16 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult 
         row("Session lifetime", format!("{} days", s.session_ttl.num_days())),
         row(
             "Sync interval (default)",
-            format!("{} min", s.sync_interval_minutes),
+            format!("{} min", sync.runner.default_interval.num_minutes()),
         ),
-        row(
-            "Most files per knowledge base",
-            s.sync_limits.max_files.to_string(),
-        ),
-        row("Largest synced file", mb(s.sync_limits.max_file_size)),
-        row("Files at once per run", s.sync_limits.concurrency.to_string()),
+        row("Most files per knowledge base", sync.limits.max_files.to_string()),
+        row("Largest synced file", mb(sync.limits.max_file_size)),
+        row("Files at once per run", sync.limits.concurrency.to_string()),
         row(
             "Time limit per file",
-            format!("{} s", s.sync_limits.file_timeout.as_secs()),
+            format!("{} s", sync.limits.file_timeout.as_secs()),
         ),
-        row("Sharing links grant access", yes_no(s.sync_link_grants)),
+        row("Sharing links grant access", yes_no(sync.permissions.link_grants)),
         row(
             "Failed sign-ins per address",
             format!(
@@ -108,8 +106,8 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult 
                 None => "all (no housekeeping on this instance)".to_owned(),
             },
         ),
-        row("Run lease", format!("{} s", s.runner.lease_ttl.num_seconds())),
-        row("Instance", s.instance_id.clone()),
+        row("Run lease", format!("{} s", sync.runner.lease_ttl.num_seconds())),
+        row("Instance", sync.instance_id.clone()),
     ];
     let connectors = a
         .connectors
@@ -129,7 +127,7 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult 
     let scheduler = vec![
         row(
             "Scheduler on this instance",
-            match &s.scheduler {
+            match &sync.scheduler {
                 Some(sch) => format!("on, looks for due knowledge bases every {} s", sch.tick.as_secs()),
                 None => "off (manual runs only)".to_owned(),
             },

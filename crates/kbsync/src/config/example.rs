@@ -1,0 +1,100 @@
+/// A documented configuration file with every setting at its default.
+pub const EXAMPLE: &str = r#"# kbsync configuration. Every key is optional; the KBSYNC_<KEY> environment variable
+# (upper-cased) overrides it, and --data-dir / --bind override those.
+
+# Where the SQLite database, stored files and the generated secret key live.
+data_dir = "./data"
+
+# The address the HTTP server listens on.
+bind = "127.0.0.1:8080"
+
+# The database. Default: a SQLite file in data_dir. postgres://user@host/db selects PostgreSQL,
+# which lets several kbsync instances share the work.
+# database_url = "postgres://kbsync@127.0.0.1:5432/kbsync"
+
+# Encrypts stored refresh tokens. Prefer the KBSYNC_SECRET_KEY environment variable; when neither
+# is set, a key is generated once and kept in data_dir/secret_key (mode 0600).
+# secret_key = "at least 16 characters"
+
+# The address users reach kbsync at (used for OAuth redirects). Default: http://<bind>.
+public_url = "http://127.0.0.1:8080"
+
+# The first admin, created at start-up when the database has no user yet.
+# admin_email = "admin@example.com"
+# admin_password = "change me please"
+
+# The largest file an upload may carry, in MiB.
+max_upload_mb = 100
+
+# Chunking of extracted text for search, in characters.
+chunk_size = 1000
+chunk_overlap = 100
+
+# How many files are extracted at once (default: the number of CPU cores), and for how long
+# one file may take before it is marked failed.
+# ingest_concurrency = 2
+ingest_timeout_secs = 60
+
+# Log lines as "text" or "json". The level comes from RUST_LOG (default: info).
+log_format = "text"
+
+# Sync: minutes between scheduled runs of each knowledge base, files fetched at once per run, the
+# most files one knowledge base may hold (a run finding more stops with file_limit_exceeded), and
+# the largest file synced, in MiB (larger ones are skipped).
+sync_interval_minutes = 60
+sync_concurrency = 8
+max_files_per_kb = 10000
+max_file_size_mb = 100
+
+# Whether a folder shared through an organisation-wide or anonymous link makes its knowledge base
+# readable by every kbsync user. Off: only people the drive names (by email) get read access.
+sync_link_grants = false
+
+# Minutes a knowledge base's read access may go without reading its folders' sharing again. A run
+# reads it sooner when the drive reports a sharing change (business drives), after a full
+# enumeration, and when sources or users are added or removed; otherwise a run that finds nothing
+# changed costs one request per folder source.
+sharing_refresh_minutes = 360
+
+# Whether this instance runs the scheduler; turn it off on instances that should only serve.
+scheduler = true
+# Seconds between the scheduler's looks for due knowledge bases.
+scheduler_tick_secs = 5
+# Seconds a running sync's lease lasts without renewal (renewed every second): after a crash, the
+# knowledge base is taken over by another instance, or this one after a restart, once it expires.
+sync_lease_secs = 120
+# Hours a knowledge base may need re-authorization (its owner must sign in again) before the read
+# access that sync gave from its folders' sharing is withdrawn; manual grants stay.
+reauth_grace_hours = 72
+
+# Sign-in limits. Failed sign-ins to one account are slowed down (five free, then a delay that
+# doubles); besides, one client address (the TCP peer: behind a reverse proxy, the proxy; IPv6 per
+# /64) may fail this many times per window of this many minutes before it is refused (429) until the
+# window ends. A failed sign-in counts against its account for login_failure_retention_hours.
+login_address_max_failures = 50
+login_address_window_minutes = 15
+login_failure_retention_hours = 24
+
+# Housekeeping, every housekeeping_minutes (at start-up first): deletes expired sessions, forgotten
+# login failures, and finished sync run records older than run_retention_days, but always keeps each
+# knowledge base's run_keep_latest most recent runs. Safe to run on every instance.
+housekeeping_minutes = 60
+run_retention_days = 90
+run_keep_latest = 20
+
+# While rotating KBSYNC_SECRET_KEY: the previous key, so rows it encrypted stay readable.
+# secret_key_previous = "the old key"
+
+# OneDrive / SharePoint (Microsoft Graph). Without client_id the datasource is off. The client
+# secret is never read from this file: set KBSYNC_ONEDRIVE_CLIENT_SECRET or client_secret_file.
+# The app registration's redirect URI is <public_url>/api/v1/connectors/onedrive/auth/callback.
+[onedrive]
+# client_id = "00000000-0000-0000-0000-000000000000"
+# client_secret_file = "/run/secrets/onedrive_client_secret"
+tenant_id = "common"
+authority_url = "https://login.microsoftonline.com"
+# authorize_url and token_url default to <authority_url>/<tenant_id>/oauth2/v2.0/{authorize,token};
+# set them to use any standards-compliant authorization server.
+graph_url = "https://graph.microsoft.com/v1.0"
+scopes = "https://graph.microsoft.com/Files.Read.All offline_access"
+"#;

@@ -1,0 +1,68 @@
+//! The TOML configuration file: its shape (every key optional, each mirroring a `KBSYNC_*`
+//! variable) and how it is read.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+/// The TOML file's shape; every key is optional and mirrors a `KBSYNC_*` variable.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub secret_key: Option<String>,
+    pub public_url: Option<String>,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+    pub max_upload_mb: Option<u64>,
+    pub chunk_size: Option<usize>,
+    pub chunk_overlap: Option<usize>,
+    pub ingest_concurrency: Option<usize>,
+    pub ingest_timeout_secs: Option<u64>,
+    pub log_format: Option<String>,
+    pub secret_key_previous: Option<String>,
+    pub sync_interval_minutes: Option<u32>,
+    pub sync_concurrency: Option<usize>,
+    pub max_files_per_kb: Option<u64>,
+    pub max_file_size_mb: Option<u64>,
+    pub sync_link_grants: Option<bool>,
+    pub sharing_refresh_minutes: Option<u32>,
+    pub scheduler: Option<bool>,
+    pub scheduler_tick_secs: Option<u64>,
+    pub sync_lease_secs: Option<u64>,
+    pub login_address_max_failures: Option<u32>,
+    pub login_address_window_minutes: Option<u32>,
+    pub login_failure_retention_hours: Option<u32>,
+    pub housekeeping_minutes: Option<u32>,
+    pub run_retention_days: Option<u32>,
+    pub run_keep_latest: Option<u32>,
+    pub reauth_grace_hours: Option<u32>,
+    pub onedrive: Option<OneDriveFileConfig>,
+}
+
+/// The `[onedrive]` table. The client secret itself is never read from this file: give it in
+/// `KBSYNC_ONEDRIVE_CLIENT_SECRET` or point `client_secret_file` at a file holding it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneDriveFileConfig {
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub tenant_id: Option<String>,
+    pub authority_url: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub graph_url: Option<String>,
+    pub scopes: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("--config {}: cannot read the file: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| ConfigError(format!("--config {}: {e}", path.display())))
+    }
+}

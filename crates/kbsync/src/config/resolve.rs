@@ -1,0 +1,366 @@
+//! Resolving the settings: command-line flags, then `KBSYNC_*` environment variables, then the
+//! file, then defaults; every value is checked here.
+
+use std::{net::SocketAddr, path::PathBuf, str::FromStr};
+
+use url::Url;
+
+use super::{
+    ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL, DEFAULT_SCOPES, FileConfig, Flags, LogFormat,
+    MIN_SECRET_KEY_CHARS, OneDriveFileConfig, OneDriveSettings, Settings,
+};
+
+impl Settings {
+    /// Resolves settings from flags, an environment lookup and the file.
+    pub fn resolve(
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+        file: FileConfig,
+    ) -> Result<Self, ConfigError> {
+        let text = |var: &str, from_file: Option<String>| env(var).filter(|v| !v.is_empty()).or(from_file);
+
+        let data_dir = flags
+            .data_dir
+            .clone()
+            .or_else(|| {
+                env("KBSYNC_DATA_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+
+        let bind_text = flags
+            .bind
+            .clone()
+            .or_else(|| text("KBSYNC_BIND", file.bind))
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind = SocketAddr::from_str(bind_text.trim()).map_err(|_| {
+            ConfigError(format!(
+                "KBSYNC_BIND / --bind: {bind_text:?} is not a socket address like 127.0.0.1:8080"
+            ))
+        })?;
+
+        let database_url = match text("KBSYNC_DATABASE_URL", file.database_url) {
+            Some(url) => {
+                let valid = url.starts_with("sqlite:")
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://");
+                if !valid {
+                    return Err(ConfigError(
+                        "KBSYNC_DATABASE_URL: must start with postgres://, postgresql:// or sqlite:".into(),
+                    ));
+                }
+                url
+            }
+            None => format!("sqlite://{}", data_dir.join("kbsync.sqlite").display()),
+        };
+
+        let secret_key = text("KBSYNC_SECRET_KEY", file.secret_key);
+        if let Some(key) = &secret_key
+            && key.chars().count() < MIN_SECRET_KEY_CHARS
+        {
+            return Err(ConfigError(format!(
+                "KBSYNC_SECRET_KEY: must be at least {MIN_SECRET_KEY_CHARS} characters"
+            )));
+        }
+
+        let secret_key_previous = text("KBSYNC_SECRET_KEY_PREVIOUS", file.secret_key_previous);
+
+        let public_text =
+            text("KBSYNC_PUBLIC_URL", file.public_url).unwrap_or_else(|| format!("http://{bind}"));
+        let public_url = Url::parse(public_text.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "KBSYNC_PUBLIC_URL: {public_text:?} is not an http(s) URL"
+                ))
+            })?;
+
+        let admin = match (
+            text("KBSYNC_ADMIN_EMAIL", file.admin_email),
+            text("KBSYNC_ADMIN_PASSWORD", file.admin_password),
+        ) {
+            (Some(email), Some(password)) => Some((email, password)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError(
+                    "KBSYNC_ADMIN_PASSWORD: required with KBSYNC_ADMIN_EMAIL".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError(
+                    "KBSYNC_ADMIN_EMAIL: required with KBSYNC_ADMIN_PASSWORD".into(),
+                ));
+            }
+        };
+
+        let max_upload_mb: u64 = number(env, "KBSYNC_MAX_UPLOAD_MB", file.max_upload_mb, 100)?;
+        positive("KBSYNC_MAX_UPLOAD_MB", max_upload_mb)?;
+        let chunk_size: usize = number(env, "KBSYNC_CHUNK_SIZE", file.chunk_size, 1000)?;
+        if chunk_size < 100 {
+            return Err(ConfigError(
+                "KBSYNC_CHUNK_SIZE: must be at least 100 characters".into(),
+            ));
+        }
+        let chunk_overlap: usize = number(env, "KBSYNC_CHUNK_OVERLAP", file.chunk_overlap, 100)?;
+        if chunk_overlap >= chunk_size / 2 {
+            return Err(ConfigError(
+                "KBSYNC_CHUNK_OVERLAP: must be less than half of KBSYNC_CHUNK_SIZE".into(),
+            ));
+        }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let ingest_concurrency: usize =
+            number(env, "KBSYNC_INGEST_CONCURRENCY", file.ingest_concurrency, cores)?;
+        positive("KBSYNC_INGEST_CONCURRENCY", ingest_concurrency as u64)?;
+        let ingest_timeout_secs: u64 =
+            number(env, "KBSYNC_INGEST_TIMEOUT_SECS", file.ingest_timeout_secs, 60)?;
+        positive("KBSYNC_INGEST_TIMEOUT_SECS", ingest_timeout_secs)?;
+
+        let sync_interval_minutes: u32 = number(
+            env,
+            "KBSYNC_SYNC_INTERVAL_MINUTES",
+            file.sync_interval_minutes,
+            60,
+        )?;
+        positive("KBSYNC_SYNC_INTERVAL_MINUTES", u64::from(sync_interval_minutes))?;
+        let sync_concurrency: usize = number(env, "KBSYNC_SYNC_CONCURRENCY", file.sync_concurrency, 8)?;
+        positive("KBSYNC_SYNC_CONCURRENCY", sync_concurrency as u64)?;
+        let max_files_per_kb: u64 = number(env, "KBSYNC_MAX_FILES_PER_KB", file.max_files_per_kb, 10_000)?;
+        positive("KBSYNC_MAX_FILES_PER_KB", max_files_per_kb)?;
+        let max_file_size_mb: u64 = number(env, "KBSYNC_MAX_FILE_SIZE_MB", file.max_file_size_mb, 100)?;
+        positive("KBSYNC_MAX_FILE_SIZE_MB", max_file_size_mb)?;
+        let sync_link_grants = boolean(env, "KBSYNC_SYNC_LINK_GRANTS", file.sync_link_grants, false)?;
+        let sharing_refresh_minutes: u32 = number(
+            env,
+            "KBSYNC_SHARING_REFRESH_MINUTES",
+            file.sharing_refresh_minutes,
+            360,
+        )?;
+        positive(
+            "KBSYNC_SHARING_REFRESH_MINUTES",
+            u64::from(sharing_refresh_minutes),
+        )?;
+        let scheduler = boolean(env, "KBSYNC_SCHEDULER", file.scheduler, true)?;
+        let scheduler_tick_secs: u64 =
+            number(env, "KBSYNC_SCHEDULER_TICK_SECS", file.scheduler_tick_secs, 5)?;
+        positive("KBSYNC_SCHEDULER_TICK_SECS", scheduler_tick_secs)?;
+        let sync_lease_secs: u64 = number(env, "KBSYNC_SYNC_LEASE_SECS", file.sync_lease_secs, 120)?;
+        if !(3..=86_400).contains(&sync_lease_secs) {
+            return Err(ConfigError(
+                "KBSYNC_SYNC_LEASE_SECS: must be between 3 (a lease is renewed every second) and 86400"
+                    .into(),
+            ));
+        }
+        let reauth_grace_hours: u32 = number(env, "KBSYNC_REAUTH_GRACE_HOURS", file.reauth_grace_hours, 72)?;
+        positive("KBSYNC_REAUTH_GRACE_HOURS", u64::from(reauth_grace_hours))?;
+
+        let login_address_max_failures: u32 = number(
+            env,
+            "KBSYNC_LOGIN_ADDRESS_MAX_FAILURES",
+            file.login_address_max_failures,
+            50,
+        )?;
+        positive(
+            "KBSYNC_LOGIN_ADDRESS_MAX_FAILURES",
+            u64::from(login_address_max_failures),
+        )?;
+        let login_address_window_minutes: u32 = number(
+            env,
+            "KBSYNC_LOGIN_ADDRESS_WINDOW_MINUTES",
+            file.login_address_window_minutes,
+            15,
+        )?;
+        positive(
+            "KBSYNC_LOGIN_ADDRESS_WINDOW_MINUTES",
+            u64::from(login_address_window_minutes),
+        )?;
+        let login_failure_retention_hours: u32 = number(
+            env,
+            "KBSYNC_LOGIN_FAILURE_RETENTION_HOURS",
+            file.login_failure_retention_hours,
+            24,
+        )?;
+        positive(
+            "KBSYNC_LOGIN_FAILURE_RETENTION_HOURS",
+            u64::from(login_failure_retention_hours),
+        )?;
+        let housekeeping_minutes: u32 =
+            number(env, "KBSYNC_HOUSEKEEPING_MINUTES", file.housekeeping_minutes, 60)?;
+        positive("KBSYNC_HOUSEKEEPING_MINUTES", u64::from(housekeeping_minutes))?;
+        let run_retention_days: u32 = number(env, "KBSYNC_RUN_RETENTION_DAYS", file.run_retention_days, 90)?;
+        positive("KBSYNC_RUN_RETENTION_DAYS", u64::from(run_retention_days))?;
+        let run_keep_latest: u32 = number(env, "KBSYNC_RUN_KEEP_LATEST", file.run_keep_latest, 20)?;
+
+        let log_format = match text("KBSYNC_LOG_FORMAT", file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "KBSYNC_LOG_FORMAT: {other:?} is not one of: text, json"
+                )));
+            }
+        };
+
+        let onedrive = onedrive_settings(&text, file.onedrive.unwrap_or_default())?;
+
+        Ok(Settings {
+            data_dir,
+            bind,
+            database_url,
+            secret_key,
+            secret_key_previous,
+            public_url,
+            admin,
+            max_upload_bytes: max_upload_mb.saturating_mul(1024 * 1024),
+            chunk_size,
+            chunk_overlap,
+            ingest_concurrency,
+            ingest_timeout_secs,
+            log_format,
+            sync_interval_minutes,
+            sync_concurrency,
+            max_files_per_kb,
+            max_file_size_bytes: max_file_size_mb.saturating_mul(1024 * 1024),
+            sync_link_grants,
+            sharing_refresh_minutes,
+            scheduler,
+            scheduler_tick_secs,
+            sync_lease_secs,
+            login_address_max_failures,
+            login_address_window_minutes,
+            login_failure_retention_hours,
+            housekeeping_minutes,
+            run_retention_days,
+            run_keep_latest,
+            reauth_grace_hours,
+            onedrive,
+        })
+    }
+
+    /// Where the identity platform sends the user back after consent.
+    pub fn onedrive_redirect_uri(&self) -> String {
+        format!(
+            "{}/api/v1/connectors/onedrive/auth/callback",
+            self.public_origin()
+        )
+    }
+
+    /// The public URL without a trailing slash, as the server composes links with it.
+    pub fn public_origin(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
+}
+
+fn onedrive_settings(
+    text: &dyn Fn(&str, Option<String>) -> Option<String>,
+    file: OneDriveFileConfig,
+) -> Result<Option<OneDriveSettings>, ConfigError> {
+    let Some(client_id) = text("KBSYNC_ONEDRIVE_CLIENT_ID", file.client_id) else {
+        return Ok(None);
+    };
+    let secret_file = text(
+        "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE",
+        file.client_secret_file.map(|p| p.display().to_string()),
+    );
+    let client_secret = match (text("KBSYNC_ONEDRIVE_CLIENT_SECRET", None), secret_file) {
+        (Some(secret), _) => Some(secret),
+        (None, Some(path)) => {
+            let secret = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigError(format!(
+                    "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: cannot read {path}: {e}"
+                ))
+            })?;
+            let secret = secret.trim().to_owned();
+            if secret.is_empty() {
+                return Err(ConfigError(format!(
+                    "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: {path} is empty"
+                )));
+            }
+            Some(secret)
+        }
+        (None, None) => None,
+    };
+    let tenant = text("KBSYNC_ONEDRIVE_TENANT_ID", file.tenant_id).unwrap_or_else(|| "common".into());
+    let authority = text("KBSYNC_ONEDRIVE_AUTHORITY_URL", file.authority_url)
+        .unwrap_or_else(|| DEFAULT_AUTHORITY_URL.into());
+    let authority = http_url("KBSYNC_ONEDRIVE_AUTHORITY_URL", &authority)?;
+    let authorize_url = match text("KBSYNC_ONEDRIVE_AUTHORIZE_URL", file.authorize_url) {
+        Some(u) => http_url("KBSYNC_ONEDRIVE_AUTHORIZE_URL", &u)?,
+        None => format!("{authority}/{tenant}/oauth2/v2.0/authorize"),
+    };
+    let token_url = match text("KBSYNC_ONEDRIVE_TOKEN_URL", file.token_url) {
+        Some(u) => http_url("KBSYNC_ONEDRIVE_TOKEN_URL", &u)?,
+        None => format!("{authority}/{tenant}/oauth2/v2.0/token"),
+    };
+    let graph_url =
+        text("KBSYNC_ONEDRIVE_GRAPH_URL", file.graph_url).unwrap_or_else(|| DEFAULT_GRAPH_URL.into());
+    let graph_url = http_url("KBSYNC_ONEDRIVE_GRAPH_URL", &graph_url)?;
+    let scopes: Vec<String> = text("KBSYNC_ONEDRIVE_SCOPES", file.scopes)
+        .unwrap_or_else(|| DEFAULT_SCOPES.into())
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if !scopes.iter().any(|s| s == "offline_access") {
+        return Err(ConfigError(
+            "KBSYNC_ONEDRIVE_SCOPES: must include offline_access, or no refresh token is issued".into(),
+        ));
+    }
+    Ok(Some(OneDriveSettings {
+        client_id,
+        client_secret,
+        authorize_url,
+        token_url,
+        graph_url,
+        scopes,
+    }))
+}
+
+/// An http(s) URL without a trailing slash.
+fn http_url(var: &str, value: &str) -> Result<String, ConfigError> {
+    Url::parse(value.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .map(|u| u.as_str().trim_end_matches('/').to_owned())
+        .ok_or_else(|| ConfigError(format!("{var}: {value:?} is not an http(s) URL")))
+}
+
+fn number<T: FromStr + Copy>(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    from_file: Option<T>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match env(var).filter(|v| !v.is_empty()) {
+        Some(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{var}: {text:?} is not a valid whole number"))),
+        None => Ok(from_file.unwrap_or(default)),
+    }
+}
+
+fn boolean(
+    env: &dyn Fn(&str) -> Option<String>,
+    var: &str,
+    from_file: Option<bool>,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match env(var).filter(|v| !v.is_empty()) {
+        Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError(format!("{var}: {text:?} is not one of: true, false"))),
+        },
+        None => Ok(from_file.unwrap_or(default)),
+    }
+}
+
+fn positive(var: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        Err(ConfigError(format!("{var}: must be greater than 0")))
+    } else {
+        Ok(())
+    }
+}

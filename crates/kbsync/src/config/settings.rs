@@ -1,0 +1,142 @@
+//! The resolved settings of a kbsync process, as the rest of the binary uses them.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use url::Url;
+
+/// The OneDrive / SharePoint datasource's settings.
+#[derive(Clone)]
+pub struct OneDriveSettings {
+    pub client_id: String,
+    /// `None` when no secret is configured: connecting then answers 501.
+    pub client_secret: Option<String>,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub graph_url: String,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for OneDriveSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OneDriveSettings")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("graph_url", &self.graph_url)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+pub const DEFAULT_AUTHORITY_URL: &str = "https://login.microsoftonline.com";
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
+pub const DEFAULT_SCOPES: &str = "https://graph.microsoft.com/Files.Read.All offline_access";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The resolved settings of one kbsync process.
+#[derive(Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub bind: SocketAddr,
+    pub database_url: String,
+    /// `None` when neither the environment nor the file gives one: a key is then generated
+    /// once and kept in the data directory.
+    pub secret_key: Option<String>,
+    /// The key that encrypted older rows, while keys are being rotated.
+    pub secret_key_previous: Option<String>,
+    pub public_url: Url,
+    pub admin: Option<(String, String)>,
+    pub max_upload_bytes: u64,
+    pub chunk_size: usize,
+    pub chunk_overlap: usize,
+    pub ingest_concurrency: usize,
+    pub ingest_timeout_secs: u64,
+    pub log_format: LogFormat,
+    /// Minutes between scheduled runs of a knowledge base (a knowledge base may set its own).
+    pub sync_interval_minutes: u32,
+    /// Files downloaded and extracted at once within one run.
+    pub sync_concurrency: usize,
+    /// A run that finds more files than this in a knowledge base stops with `file_limit_exceeded`.
+    pub max_files_per_kb: u64,
+    /// Larger files are skipped with a reason.
+    pub max_file_size_bytes: u64,
+    /// Whether organisation-wide and anonymous sharing links make a synced knowledge base
+    /// readable by every kbsync user.
+    pub sync_link_grants: bool,
+    /// The longest a knowledge base's sync grants go without reading its folders' sharing again
+    /// (sooner when the drive reports a sharing change, or sources or users change).
+    pub sharing_refresh_minutes: u32,
+    /// Whether this instance runs the scheduler (off: only manual runs start here).
+    pub scheduler: bool,
+    /// Seconds between the scheduler's looks for due knowledge bases.
+    pub scheduler_tick_secs: u64,
+    /// Seconds a run's lease lasts without renewal: how long a knowledge base whose instance died
+    /// mid-run waits before another instance takes it over.
+    pub sync_lease_secs: u64,
+    /// Failed sign-ins one client address (the TCP peer; an IPv6 /64) may make per window before
+    /// it gets 429 until the window ends.
+    pub login_address_max_failures: u32,
+    /// The length of that window, in minutes.
+    pub login_address_window_minutes: u32,
+    /// Hours a failed sign-in counts against its account before it is forgotten and purged.
+    pub login_failure_retention_hours: u32,
+    /// Minutes between housekeeping purges (expired sessions, old login failures, old runs).
+    pub housekeeping_minutes: u32,
+    /// Days a finished sync run's record is kept ...
+    pub run_retention_days: u32,
+    /// ... beyond each knowledge base's this many most recent runs, which are always kept.
+    pub run_keep_latest: u32,
+    /// Hours a knowledge base may need re-authorization before the read access sync gave from its
+    /// sources' sharing is withdrawn (manual grants stay).
+    pub reauth_grace_hours: u32,
+    /// `None` when no client id is configured: the OneDrive datasource is then unavailable.
+    pub onedrive: Option<OneDriveSettings>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("data_dir", &self.data_dir)
+            .field("bind", &self.bind)
+            .field(
+                "database",
+                &if self.database_url.starts_with("sqlite:") {
+                    "sqlite"
+                } else {
+                    "postgres"
+                },
+            )
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("public_url", &self.public_url.as_str())
+            .field("admin", &self.admin.as_ref().map(|(email, _)| email))
+            .field("onedrive", &self.onedrive)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Values given on the command line (they win over everything else).
+#[derive(Debug, Default, Clone)]
+pub struct Flags {
+    pub data_dir: Option<PathBuf>,
+    pub bind: Option<String>,
+}
+
+/// Minimum length of `KBSYNC_SECRET_KEY`, so that a typo like "x" is not accepted as a key.
+pub const MIN_SECRET_KEY_CHARS: usize = 16;

@@ -1,0 +1,185 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+#[test]
+fn example_config_parses_and_resolves_to_the_defaults() {
+    let file: FileConfig = toml::from_str(EXAMPLE).unwrap();
+    let from_example = Settings::resolve(&Flags::default(), &env_of(&[]), file).unwrap();
+    let defaults = Settings::resolve(&Flags::default(), &env_of(&[]), FileConfig::default()).unwrap();
+    assert_eq!(from_example.bind, defaults.bind);
+    assert_eq!(from_example.data_dir, defaults.data_dir);
+    assert_eq!(from_example.public_url, defaults.public_url);
+    assert_eq!(from_example.max_upload_bytes, 100 * 1024 * 1024);
+    assert_eq!((from_example.chunk_size, from_example.chunk_overlap), (1000, 100));
+    assert!(from_example.database_url.starts_with("sqlite://"));
+    assert_eq!(
+        (
+            from_example.login_address_max_failures,
+            from_example.login_address_window_minutes,
+            from_example.login_failure_retention_hours,
+        ),
+        (
+            defaults.login_address_max_failures,
+            defaults.login_address_window_minutes,
+            defaults.login_failure_retention_hours,
+        )
+    );
+    assert_eq!(
+        (
+            from_example.housekeeping_minutes,
+            from_example.run_retention_days,
+            from_example.run_keep_latest,
+        ),
+        (60, 90, 20)
+    );
+    assert_eq!(
+        (
+            defaults.housekeeping_minutes,
+            defaults.run_retention_days,
+            defaults.run_keep_latest
+        ),
+        (60, 90, 20)
+    );
+    assert_eq!(from_example.reauth_grace_hours, 72);
+    assert_eq!(defaults.reauth_grace_hours, 72);
+}
+
+#[test]
+fn reauth_grace_hours_come_from_the_environment_and_must_be_positive() {
+    let s = Settings::resolve(
+        &Flags::default(),
+        &env_of(&[("KBSYNC_REAUTH_GRACE_HOURS", "12")]),
+        FileConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(s.reauth_grace_hours, 12);
+    let file = FileConfig {
+        reauth_grace_hours: Some(24),
+        ..Default::default()
+    };
+    assert_eq!(
+        Settings::resolve(&Flags::default(), &env_of(&[]), file)
+            .unwrap()
+            .reauth_grace_hours,
+        24
+    );
+}
+
+#[test]
+fn flags_beat_environment_which_beats_the_file() {
+    let file = FileConfig {
+        bind: Some("127.0.0.1:1".into()),
+        chunk_size: Some(500),
+        ..Default::default()
+    };
+    let env = env_of(&[("KBSYNC_BIND", "127.0.0.1:2"), ("KBSYNC_CHUNK_SIZE", "700")]);
+    let s = Settings::resolve(&Flags::default(), &env, file).unwrap();
+    assert_eq!(s.bind.port(), 2);
+    assert_eq!(s.chunk_size, 700);
+    let flags = Flags {
+        bind: Some("127.0.0.1:3".into()),
+        ..Default::default()
+    };
+    let s = Settings::resolve(&flags, &env, FileConfig::default()).unwrap();
+    assert_eq!(s.bind.port(), 3);
+    assert_eq!(s.public_url.as_str(), "http://127.0.0.1:3/");
+}
+
+#[test]
+fn bad_values_name_the_setting() {
+    let cases = [
+        ("KBSYNC_BIND", "nonsense"),
+        ("KBSYNC_DATABASE_URL", "mysql://x"),
+        ("KBSYNC_SECRET_KEY", "short"),
+        ("KBSYNC_PUBLIC_URL", "ftp://x"),
+        ("KBSYNC_MAX_UPLOAD_MB", "lots"),
+        ("KBSYNC_MAX_UPLOAD_MB", "0"),
+        ("KBSYNC_CHUNK_SIZE", "10"),
+        ("KBSYNC_CHUNK_OVERLAP", "900"),
+        ("KBSYNC_LOG_FORMAT", "xml"),
+        ("KBSYNC_ADMIN_EMAIL", "a@b.c"),
+        ("KBSYNC_LOGIN_ADDRESS_MAX_FAILURES", "0"),
+        ("KBSYNC_LOGIN_ADDRESS_WINDOW_MINUTES", "0"),
+        ("KBSYNC_LOGIN_FAILURE_RETENTION_HOURS", "0"),
+        ("KBSYNC_HOUSEKEEPING_MINUTES", "0"),
+        ("KBSYNC_RUN_RETENTION_DAYS", "-1"),
+        ("KBSYNC_RUN_KEEP_LATEST", "many"),
+        ("KBSYNC_REAUTH_GRACE_HOURS", "0"),
+        ("KBSYNC_REAUTH_GRACE_HOURS", "soon"),
+    ];
+    for (var, value) in cases {
+        let err = Settings::resolve(&Flags::default(), &env_of(&[(var, value)]), FileConfig::default())
+            .unwrap_err();
+        assert!(err.0.contains(var), "{var}={value}: {err}");
+    }
+}
+
+#[test]
+fn onedrive_urls_derive_from_authority_and_tenant_unless_overridden() {
+    let env = env_of(&[
+        ("KBSYNC_ONEDRIVE_CLIENT_ID", "app"),
+        ("KBSYNC_ONEDRIVE_TENANT_ID", "contoso"),
+    ]);
+    let s = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap();
+    let od = s.onedrive.clone().unwrap();
+    assert_eq!(
+        od.authorize_url,
+        "https://login.microsoftonline.com/contoso/oauth2/v2.0/authorize"
+    );
+    assert_eq!(
+        od.token_url,
+        "https://login.microsoftonline.com/contoso/oauth2/v2.0/token"
+    );
+    assert_eq!(od.graph_url, DEFAULT_GRAPH_URL);
+    assert_eq!(od.client_secret, None);
+    assert_eq!(
+        s.onedrive_redirect_uri(),
+        "http://127.0.0.1:8080/api/v1/connectors/onedrive/auth/callback"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret_path = dir.path().join("secret");
+    std::fs::write(&secret_path, "s3cret\n").unwrap();
+    let env = env_of(&[
+        ("KBSYNC_ONEDRIVE_CLIENT_ID", "app"),
+        (
+            "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE",
+            secret_path.to_str().unwrap(),
+        ),
+        ("KBSYNC_ONEDRIVE_TOKEN_URL", "https://auth.example.com/token/"),
+    ]);
+    let od = Settings::resolve(&Flags::default(), &env, FileConfig::default())
+        .unwrap()
+        .onedrive
+        .unwrap();
+    assert_eq!(od.client_secret.as_deref(), Some("s3cret"));
+    assert_eq!(od.token_url, "https://auth.example.com/token");
+    assert!(!format!("{od:?}").contains("s3cret"));
+}
+
+#[test]
+fn bad_onedrive_values_name_the_setting() {
+    for (var, value) in [
+        ("KBSYNC_ONEDRIVE_GRAPH_URL", "graph"),
+        ("KBSYNC_ONEDRIVE_SCOPES", "Files.Read.All"),
+        ("KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE", "/nonexistent/secret"),
+    ] {
+        let env = env_of(&[("KBSYNC_ONEDRIVE_CLIENT_ID", "app"), (var, value)]);
+        let err = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap_err();
+        assert!(err.0.contains(var), "{var}: {err}");
+    }
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_refused() {
+    let err = toml::from_str::<FileConfig>("bnd = \"x\"").unwrap_err();
+    assert!(err.to_string().contains("bnd"), "{err}");
+}

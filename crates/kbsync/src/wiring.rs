@@ -1,0 +1,163 @@
+//! Wiring: builds what `kbsync serve` runs from the resolved settings. Read top to bottom, it is
+//! the list of parts of a running kbsync: the datasources and the OAuth connection manager
+//! ([`connectors`]), the extractor, the sync runtime (engine, runner, scheduler settings) and
+//! the server's state ([`app_state`]). This is the only place that names concrete
+//! implementations.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use kbsync_core::datasource::{Datasource, DatasourceKind, OAuthSpec};
+use kbsync_core::{Clock, Random};
+use kbsync_ingest::{Extractor, IngestConfig};
+use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
+use kbsync_oauth::{ClientSecret, ConnectionManager, ProviderConfig};
+use kbsync_server::{AppState, Connectors, HousekeepingSettings, ServerSettings};
+use kbsync_store::{AddressLimit, BlobStore, Store, TokenCipher};
+use kbsync_sync::{
+    PermissionPolicy, SyncLimits, SyncRuntime, SyncSettings, runner::RunnerSettings,
+    scheduler::SchedulerSettings,
+};
+
+use crate::config::Settings;
+
+/// The server's state over an open store: connectors, blob store, extractor, the sync runtime
+/// that the server serves, and the server's own settings.
+pub fn app_state(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    cipher: TokenCipher,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+) -> anyhow::Result<AppState> {
+    let connectors = connectors(settings, store.clone(), cipher, clock.clone(), random.clone())?;
+    let blobs = BlobStore::new(settings.data_dir.join("blobs"));
+    let extractor = extractor(settings);
+    let sync = SyncRuntime::new(
+        store.clone(),
+        blobs.clone(),
+        extractor.clone(),
+        clock.clone(),
+        random.clone(),
+        Arc::new(connectors.clone()),
+        sync_settings(settings),
+    );
+    Ok(AppState::new(
+        store,
+        blobs,
+        extractor,
+        connectors,
+        sync,
+        clock,
+        random,
+        server_settings(settings),
+    ))
+}
+
+/// The datasources this process can use, and the connection manager that holds their
+/// credentials. A datasource without a client secret can browse nothing: connecting to it
+/// answers 501.
+pub fn connectors(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    cipher: TokenCipher,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn Random>,
+) -> anyhow::Result<Connectors> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")?;
+    let mut providers = Vec::new();
+    let mut datasources: Vec<Arc<dyn Datasource>> = Vec::new();
+    if let Some(od) = &settings.onedrive {
+        let graph = GraphConfig {
+            graph_url: od.graph_url.clone(),
+            ..GraphConfig::default()
+        };
+        let graph_http = graph.http_client().context("building the Graph HTTP client")?;
+        let oauth = OAuthSpec {
+            authorize_url: od.authorize_url.clone(),
+            token_url: od.token_url.clone(),
+            scopes: od.scopes.clone(),
+        };
+        datasources.push(Arc::new(
+            OneDrive::new(graph, oauth, graph_http, Arc::new(TokioSleeper)).with_random(random.clone()),
+        ));
+        match &od.client_secret {
+            Some(secret) => providers.push(ProviderConfig {
+                kind: DatasourceKind::OneDrive,
+                client_id: od.client_id.clone(),
+                client_secret: ClientSecret::new(secret.clone()),
+                authorize_url: od.authorize_url.clone(),
+                token_url: od.token_url.clone(),
+                scopes: od.scopes.clone(),
+                redirect_uri: settings.onedrive_redirect_uri(),
+            }),
+            None => tracing::warn!(
+                "KBSYNC_ONEDRIVE_CLIENT_SECRET is not set: knowledge bases cannot connect to OneDrive"
+            ),
+        }
+    }
+    let manager = ConnectionManager::new(store, http, cipher, clock, random, providers);
+    Ok(Connectors::new(manager, datasources))
+}
+
+/// Text extraction and chunking, for uploads and synced files alike.
+fn extractor(settings: &Settings) -> Extractor {
+    Extractor::new(IngestConfig {
+        max_concurrent: settings.ingest_concurrency,
+        per_file_timeout: Duration::from_secs(settings.ingest_timeout_secs),
+        chunk_size: settings.chunk_size,
+        chunk_overlap: settings.chunk_overlap,
+        ..IngestConfig::default()
+    })
+}
+
+/// Limits of runs, what sharing grants, leases, the default interval and the scheduler loop.
+fn sync_settings(settings: &Settings) -> SyncSettings {
+    let defaults = SyncSettings::default();
+    SyncSettings {
+        limits: SyncLimits {
+            max_files: settings.max_files_per_kb,
+            max_file_size: settings.max_file_size_bytes,
+            concurrency: settings.sync_concurrency,
+            ..defaults.limits
+        },
+        permissions: PermissionPolicy {
+            link_grants: settings.sync_link_grants,
+            refresh: Duration::from_secs(u64::from(settings.sharing_refresh_minutes) * 60),
+        },
+        runner: RunnerSettings {
+            default_interval: chrono::Duration::minutes(i64::from(settings.sync_interval_minutes)),
+            lease_ttl: chrono::Duration::seconds(i64::try_from(settings.sync_lease_secs).unwrap_or(86_400)),
+            ..defaults.runner
+        },
+        scheduler: settings.scheduler.then(|| SchedulerSettings {
+            tick: Duration::from_secs(settings.scheduler_tick_secs),
+            reauth_grace: chrono::Duration::hours(i64::from(settings.reauth_grace_hours)),
+            ..SchedulerSettings::default()
+        }),
+        ..defaults
+    }
+}
+
+/// The HTTP side: public URL, uploads, sign-in limits and housekeeping.
+fn server_settings(settings: &Settings) -> ServerSettings {
+    ServerSettings {
+        public_url: settings.public_origin(),
+        max_upload_bytes: settings.max_upload_bytes,
+        login_address_limit: AddressLimit {
+            max_failures: settings.login_address_max_failures,
+            window: chrono::Duration::minutes(i64::from(settings.login_address_window_minutes)),
+        },
+        login_failure_retention: chrono::Duration::hours(i64::from(settings.login_failure_retention_hours)),
+        housekeeping: Some(HousekeepingSettings {
+            interval: Duration::from_secs(u64::from(settings.housekeeping_minutes) * 60),
+            run_retention: chrono::Duration::days(i64::from(settings.run_retention_days)),
+            keep_runs_per_kb: settings.run_keep_latest,
+        }),
+        ..ServerSettings::default()
+    }
+}

@@ -1,0 +1,65 @@
+//! [`Connectors`]: the datasources this server can connect to and the OAuth connection manager
+//! that holds knowledge bases' connections. The sync runner reaches both through them (as its
+//! [`ConnectorResolver`]), so it never reads or writes the connection tables itself.
+
+use std::{collections::HashMap, sync::Arc};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kbsync_core::{
+    KbId,
+    datasource::{Datasource, DatasourceKind},
+};
+use kbsync_oauth::ConnectionManager;
+use kbsync_sync::runner::{ConnectorResolver, ResolveError, StoredTokens};
+
+/// The datasources this server can connect to, and the connections of knowledge bases.
+#[derive(Clone)]
+pub struct Connectors {
+    pub manager: ConnectionManager,
+    datasources: Arc<HashMap<DatasourceKind, Arc<dyn Datasource>>>,
+}
+
+impl Connectors {
+    pub fn new(manager: ConnectionManager, datasources: Vec<Arc<dyn Datasource>>) -> Self {
+        let datasources = datasources.into_iter().map(|d| (d.kind(), d)).collect();
+        Self {
+            manager,
+            datasources: Arc::new(datasources),
+        }
+    }
+
+    /// The datasource of a kind, when this server has one.
+    pub fn datasource(&self, kind: DatasourceKind) -> Option<&Arc<dyn Datasource>> {
+        self.datasources.get(&kind)
+    }
+}
+
+#[async_trait]
+impl ConnectorResolver for Connectors {
+    fn datasource(&self, kind: DatasourceKind) -> Option<Arc<dyn Datasource>> {
+        Connectors::datasource(self, kind).cloned()
+    }
+
+    async fn tokens(&self, kb_id: KbId) -> Result<StoredTokens, ResolveError> {
+        match self.manager.status(kb_id).await {
+            Ok(None) => Err(ResolveError::NotConnected),
+            Ok(Some(s)) if s.needs_reauth => Err(ResolveError::NeedsReauth),
+            Ok(Some(s)) => match s.token_stored_at {
+                Some(stored_at) => Ok(StoredTokens {
+                    provider: self.manager.tokens(kb_id),
+                    stored_at,
+                }),
+                None => Err(ResolveError::NotConnected),
+            },
+            Err(e) => Err(ResolveError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn mark_needs_reauth(&self, kb_id: KbId, stored_at: DateTime<Utc>) -> Result<bool, ResolveError> {
+        self.manager
+            .mark_needs_reauth(kb_id, stored_at)
+            .await
+            .map_err(|e| ResolveError::Unavailable(e.to_string()))
+    }
+}
