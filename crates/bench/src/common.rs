@@ -219,7 +219,7 @@ pub async fn add_folder(
             Uuid::new_v4(),
             NewSource {
                 kb_id: kb,
-                provider: DatasourceKind::OneDrive,
+                datasource: DatasourceKind::OneDrive,
                 kind: SourceKind::Folder,
                 drive_id: drive.to_owned(),
                 item_id: item_id.to_owned(),

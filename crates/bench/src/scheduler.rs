@@ -11,7 +11,7 @@ use kbsync_core::datasource::{Datasource, DatasourceKind, StaticToken};
 use kbsync_core::{KbId, KbType};
 use kbsync_store::{NewConnection, NewKnowledgeBase, Store, StoreError, TokenCipher};
 use kbsync_sync::SyncEngine;
-use kbsync_sync::runner::{ConnectorResolver, ResolveError, RunnerSettings, StoredTokens, SyncRunner};
+use kbsync_sync::runner::{DatasourceResolver, ResolveError, RunnerSettings, StoredTokens, SyncRunner};
 use kbsync_sync::scheduler::{Scheduler, SchedulerSettings};
 use msgraph_emulator::Emulator;
 use uuid::Uuid;
@@ -27,7 +27,7 @@ struct Resolver {
 }
 
 #[async_trait]
-impl ConnectorResolver for Resolver {
+impl DatasourceResolver for Resolver {
     fn datasource(&self, kind: DatasourceKind) -> Option<Arc<dyn Datasource>> {
         (kind == DatasourceKind::OneDrive).then(|| self.ds.clone())
     }
@@ -36,7 +36,7 @@ impl ConnectorResolver for Resolver {
         match self.store.get_connection(kb_id).await {
             Ok(c) if c.needs_reauth => Err(ResolveError::NeedsReauth),
             Ok(c) => Ok(StoredTokens {
-                provider: Arc::new(StaticToken(self.token.clone())),
+                source: Arc::new(StaticToken(self.token.clone())),
                 stored_at: c.stored_at,
             }),
             Err(StoreError::NotFound) => Err(ResolveError::NotConnected),
@@ -85,7 +85,7 @@ async fn one(db: &Db, n: usize) -> Result<()> {
             .upsert_connection(
                 NewConnection {
                     kb_id: kb,
-                    provider: DatasourceKind::OneDrive,
+                    datasource: DatasourceKind::OneDrive,
                     refresh_token: cipher.encrypt("bench-refresh-token"),
                     access_token: None,
                     tenant: None,

@@ -96,7 +96,7 @@ impl fmt::Display for DatasourceKind {
 
 /// What went wrong, phrased as what the caller must do next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProviderError {
+pub enum DatasourceError {
     /// The credentials were refused even after a refresh: the user must sign in again.
     #[error("the datasource refused the credentials: {0}")]
     Unauthorized(String),
@@ -142,11 +142,11 @@ impl fmt::Debug for AccessToken {
 /// Where a datasource gets its access tokens. The datasource asks once per request, and asks
 /// for a refresh at most once when the remote answers 401.
 #[async_trait]
-pub trait TokenProvider: Send + Sync {
-    async fn access_token(&self) -> Result<AccessToken, ProviderError>;
+pub trait TokenSource: Send + Sync {
+    async fn access_token(&self) -> Result<AccessToken, DatasourceError>;
     /// `rejected` was refused by the remote; return a different, fresh token, or
-    /// `ProviderError::Unauthorized` when none can be had.
-    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, ProviderError>;
+    /// `DatasourceError::Unauthorized` when none can be had.
+    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, DatasourceError>;
 }
 
 /// A fixed token (one supplied by the browser for a single run); it cannot be refreshed.
@@ -154,13 +154,13 @@ pub trait TokenProvider: Send + Sync {
 pub struct StaticToken(pub AccessToken);
 
 #[async_trait]
-impl TokenProvider for StaticToken {
-    async fn access_token(&self) -> Result<AccessToken, ProviderError> {
+impl TokenSource for StaticToken {
+    async fn access_token(&self) -> Result<AccessToken, DatasourceError> {
         Ok(self.0.clone())
     }
 
-    async fn refresh(&self, _rejected: &AccessToken) -> Result<AccessToken, ProviderError> {
-        Err(ProviderError::Unauthorized(
+    async fn refresh(&self, _rejected: &AccessToken) -> Result<AccessToken, DatasourceError> {
+        Err(DatasourceError::Unauthorized(
             "the supplied access token was refused".into(),
         ))
     }
@@ -285,7 +285,7 @@ pub struct RemotePermission {
 
 /// A download as a stream of byte chunks; the datasource verifies the content hash and fails
 /// the stream's last item with `Transient` when the bytes do not match.
-pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ProviderError>> + Send>>;
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, DatasourceError>> + Send>>;
 
 /// The OAuth 2.0 authorization-code settings of a datasource.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,40 +305,40 @@ pub trait Datasource: Send + Sync + 'static {
     /// and files.
     async fn browse(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         at: &BrowseLocation,
-    ) -> Result<Vec<BrowseEntry>, ProviderError>;
+    ) -> Result<Vec<BrowseEntry>, DatasourceError>;
 
     /// One page of changes of a folder's subtree since `cursor` (`None`: enumerate everything).
     async fn changes(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         source: &SourceRef,
         cursor: Option<&str>,
-    ) -> Result<ChangePage, ProviderError>;
+    ) -> Result<ChangePage, DatasourceError>;
 
     /// An item's current metadata.
     async fn item(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         drive_id: &str,
         item_id: &str,
-    ) -> Result<RemoteItem, ProviderError>;
+    ) -> Result<RemoteItem, DatasourceError>;
 
     /// The item's bytes, verified against `item.hash` when it has one.
     async fn download(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         item: &RemoteItem,
-    ) -> Result<ByteStream, ProviderError>;
+    ) -> Result<ByteStream, DatasourceError>;
 
     /// Every sharing permission on an item (all pages).
     async fn permissions(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         drive_id: &str,
         item_id: &str,
-    ) -> Result<Vec<RemotePermission>, ProviderError>;
+    ) -> Result<Vec<RemotePermission>, DatasourceError>;
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Wiring: builds what `kbsync serve` runs from the resolved settings. Read top to bottom, it is
 //! the list of parts of a running kbsync: the datasources and the OAuth connection manager
-//! ([`connectors`]), the extractor, the sync runtime (engine, runner, scheduler settings) and
+//! ([`datasources`]), the extractor, the sync runtime (engine, runner, scheduler settings) and
 //! the server's state ([`app_state`]). This is the only place that names concrete
 //! implementations.
 
@@ -11,8 +11,8 @@ use kbsync_core::datasource::{Datasource, DatasourceKind, OAuthSpec};
 use kbsync_core::{Clock, Random};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
-use kbsync_oauth::{ClientSecret, ConnectionManager, ProviderConfig};
-use kbsync_server::{AppState, Connectors, HousekeepingSettings, ServerSettings};
+use kbsync_oauth::{ClientSecret, ConnectionManager, OAuthClientConfig};
+use kbsync_server::{AppState, Datasources, HousekeepingSettings, ServerSettings};
 use kbsync_store::{AddressLimit, BlobStore, Store, TokenCipher};
 use kbsync_sync::{
     PermissionPolicy, SyncLimits, SyncRuntime, SyncSettings, runner::RunnerSettings,
@@ -21,7 +21,7 @@ use kbsync_sync::{
 
 use crate::config::Settings;
 
-/// The server's state over an open store: connectors, blob store, extractor, the sync runtime
+/// The server's state over an open store: datasources, blob store, extractor, the sync runtime
 /// that the server serves, and the server's own settings.
 pub fn app_state(
     settings: &Settings,
@@ -30,7 +30,7 @@ pub fn app_state(
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
 ) -> anyhow::Result<AppState> {
-    let connectors = connectors(settings, store.clone(), cipher, clock.clone(), random.clone())?;
+    let datasources = datasources(settings, store.clone(), cipher, clock.clone(), random.clone())?;
     let blobs = BlobStore::new(settings.data_dir.join("blobs"));
     let extractor = extractor(settings);
     let sync = SyncRuntime::new(
@@ -39,14 +39,14 @@ pub fn app_state(
         extractor.clone(),
         clock.clone(),
         random.clone(),
-        Arc::new(connectors.clone()),
+        Arc::new(datasources.clone()),
         sync_settings(settings),
     );
     Ok(AppState::new(
         store,
         blobs,
         extractor,
-        connectors,
+        datasources,
         sync,
         clock,
         random,
@@ -57,19 +57,19 @@ pub fn app_state(
 /// The datasources this process can use, and the connection manager that holds their
 /// credentials. A datasource without a client secret can browse nothing: connecting to it
 /// answers 501.
-pub fn connectors(
+pub fn datasources(
     settings: &Settings,
     store: Arc<dyn Store>,
     cipher: TokenCipher,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
-) -> anyhow::Result<Connectors> {
+) -> anyhow::Result<Datasources> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the HTTP client")?;
-    let mut providers = Vec::new();
+    let mut oauth_clients = Vec::new();
     let mut datasources: Vec<Arc<dyn Datasource>> = Vec::new();
     if let Some(od) = &settings.onedrive {
         let graph = GraphConfig {
@@ -86,7 +86,7 @@ pub fn connectors(
             OneDrive::new(graph, oauth, graph_http, Arc::new(TokioSleeper)).with_random(random.clone()),
         ));
         match &od.client_secret {
-            Some(secret) => providers.push(ProviderConfig {
+            Some(secret) => oauth_clients.push(OAuthClientConfig {
                 kind: DatasourceKind::OneDrive,
                 client_id: od.client_id.clone(),
                 client_secret: ClientSecret::new(secret.clone()),
@@ -100,8 +100,8 @@ pub fn connectors(
             ),
         }
     }
-    let manager = ConnectionManager::new(store, http, cipher, clock, random, providers);
-    Ok(Connectors::new(manager, datasources))
+    let manager = ConnectionManager::new(store, http, cipher, clock, random, oauth_clients);
+    Ok(Datasources::new(manager, datasources))
 }
 
 /// Text extraction and chunking, for uploads and synced files alike.

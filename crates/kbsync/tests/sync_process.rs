@@ -58,7 +58,7 @@ async fn killed_mid_sync_ten_times(database: Option<String>) {
     let (status, body) = api
         .post(
             &format!("/api/v1/knowledge/{kb}/sources"),
-            json!({"provider": "onedrive", "items": [{"type": "folder", "drive_id": drive_id, "item_id": folder.id, "name": "Big", "path": "/Big"}]}),
+            json!({"datasource": "onedrive", "items": [{"type": "folder", "drive_id": drive_id, "item_id": folder.id, "name": "Big", "path": "/Big"}]}),
         )
         .await;
     assert_eq!(status, 202, "{body}");
@@ -205,7 +205,7 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
                 uuid::Uuid::new_v4(),
                 kbsync_store::NewSource {
                     kb_id: kb.parse().unwrap(),
-                    provider: kbsync_core::datasource::DatasourceKind::OneDrive,
+                    datasource: kbsync_core::datasource::DatasourceKind::OneDrive,
                     kind: kbsync_store::SourceKind::Folder,
                     drive_id: drive_id.clone(),
                     item_id: folder.clone(),
@@ -357,7 +357,7 @@ async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_th
     let kb = api.create_onedrive_kb("My OneDrive").await;
     api.connect(&kb).await;
     let (status, root) = api
-        .get(&format!("/api/v1/connectors/onedrive/browse?knowledge_id={kb}"))
+        .get(&format!("/api/v1/datasources/onedrive/browse?knowledge_id={kb}"))
         .await;
     assert_eq!(status, 200, "{root}");
     let control = reqwest::Client::new();
@@ -391,7 +391,7 @@ async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_th
     let (status, body) = api
         .post(
             &format!("/api/v1/knowledge/{kb}/sources"),
-            json!({"provider": "onedrive", "items": [{"type": "folder", "drive_id": drive_id, "item_id": drive_info["root_id"], "name": "My files", "path": "/"}]}),
+            json!({"datasource": "onedrive", "items": [{"type": "folder", "drive_id": drive_id, "item_id": drive_info["root_id"], "name": "My files", "path": "/"}]}),
         )
         .await;
     assert_eq!(status, 202, "{body}");

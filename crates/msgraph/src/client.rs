@@ -1,10 +1,10 @@
 //! The Graph HTTP client: one place that sends requests, times them out, retries them and turns
-//! answers into [`ProviderError`]s.
+//! answers into [`DatasourceError`]s.
 //!
 //! * 429 and 503 honour `Retry-After` fully (seconds, decimals or an HTTP date) plus jitter, up to
 //!   [`GraphConfig::max_retry_wait`]; a longer wait is handed back as `Throttled` at once.
 //! * 408, 500, 502, 504, 509, timeouts and connection errors back off exponentially with jitter.
-//! * A 401 asks the [`TokenProvider`] for a refresh once; a second 401 is `Unauthorized`.
+//! * A 401 asks the [`TokenSource`] for a refresh once; a second 401 is `Unauthorized`.
 //! * Failures are bounded by [`GraphConfig::max_attempts`]; throttled answers with `Retry-After`
 //!   do not count as attempts but by the time waited for them, [`GraphConfig::max_throttle_wait`].
 //!
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use kbsync_core::datasource::{AccessToken, ProviderError, TokenProvider};
+use kbsync_core::datasource::{AccessToken, DatasourceError, TokenSource};
 use kbsync_core::{Clock, Random};
 use reqwest::header::{ACCEPT, HeaderMap, USER_AGENT};
 use reqwest::{Response, StatusCode};
@@ -53,8 +53,8 @@ impl Sleeper for TokioSleeper {
 /// Who may see a request's credentials.
 #[derive(Clone, Copy)]
 pub(crate) enum Auth<'a> {
-    /// A Graph request: `Authorization: Bearer …` from the provider.
-    Bearer(&'a dyn TokenProvider),
+    /// A Graph request: `Authorization: Bearer …` from the token source.
+    Bearer(&'a dyn TokenSource),
     /// A pre-authenticated download URL: no `Authorization` header at all.
     Anonymous,
 }
@@ -85,7 +85,7 @@ enum Failure {
         throttled: bool,
     },
     /// Give up now.
-    Fail(ProviderError),
+    Fail(DatasourceError),
 }
 
 pub(crate) struct GraphClient {
@@ -114,11 +114,11 @@ impl GraphClient {
     }
 
     /// The base URL with `segments` appended (each percent-encoded as one path segment).
-    pub(crate) fn url(&self, segments: &[&str]) -> Result<Url, ProviderError> {
+    pub(crate) fn url(&self, segments: &[&str]) -> Result<Url, DatasourceError> {
         let mut url = self.base()?;
         {
             let mut path = url.path_segments_mut().map_err(|()| {
-                ProviderError::Permanent(format!(
+                DatasourceError::Permanent(format!(
                     "graph_url {:?} cannot be a base URL",
                     self.config.graph_url
                 ))
@@ -131,19 +131,19 @@ impl GraphClient {
         Ok(url)
     }
 
-    fn base(&self) -> Result<Url, ProviderError> {
+    fn base(&self) -> Result<Url, DatasourceError> {
         Url::parse(self.config.graph_url.trim_end_matches('/')).map_err(|e| {
-            ProviderError::Permanent(format!("graph_url {:?} is invalid: {e}", self.config.graph_url))
+            DatasourceError::Permanent(format!("graph_url {:?} is invalid: {e}", self.config.graph_url))
         })
     }
 
     /// A link the service handed out (nextLink, deltaLink, a 410's Location), followed verbatim.
     /// It must point at the configured Graph origin: the bearer token goes nowhere else.
-    pub(crate) fn service_link(&self, link: &str) -> Result<Url, ProviderError> {
+    pub(crate) fn service_link(&self, link: &str) -> Result<Url, DatasourceError> {
         let url = Url::parse(link)
-            .map_err(|e| ProviderError::Permanent(format!("the service link is not a URL: {e}")))?;
+            .map_err(|e| DatasourceError::Permanent(format!("the service link is not a URL: {e}")))?;
         if url.origin() != self.base()?.origin() {
-            return Err(ProviderError::Permanent(format!(
+            return Err(DatasourceError::Permanent(format!(
                 "refusing to send credentials to {}, which is not the configured Graph origin",
                 url.origin().ascii_serialization()
             )));
@@ -154,36 +154,38 @@ impl GraphClient {
     /// GET a Graph URL and parse its JSON answer.
     pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         url: &Url,
-    ) -> Result<T, ProviderError> {
+    ) -> Result<T, DatasourceError> {
         self.get_json_preferring(tokens, url, None).await
     }
 
     /// [`Client::get_json`] with a `Prefer` request header.
     pub(crate) async fn get_json_preferring<T: DeserializeOwned>(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         url: &Url,
         prefer: Option<&str>,
-    ) -> Result<T, ProviderError> {
+    ) -> Result<T, DatasourceError> {
         match self
             .execute(Auth::Bearer(tokens), url, Want::Body, prefer)
             .await?
         {
             Answer::Body(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                ProviderError::Permanent(format!("unexpected answer from GET {}: {e}", url.path()))
+                DatasourceError::Permanent(format!("unexpected answer from GET {}: {e}", url.path()))
             }),
-            Answer::Head(_) => Err(ProviderError::Permanent("internal: a body was asked for".into())),
+            Answer::Head(_) => Err(DatasourceError::Permanent(
+                "internal: a body was asked for".into(),
+            )),
         }
     }
 
     /// GET and return the answer once its headers arrived (2xx or 3xx), for redirects and
     /// downloads.
-    pub(crate) async fn get_head(&self, auth: Auth<'_>, url: &Url) -> Result<Response, ProviderError> {
+    pub(crate) async fn get_head(&self, auth: Auth<'_>, url: &Url) -> Result<Response, DatasourceError> {
         match self.execute(auth, url, Want::Head, None).await? {
             Answer::Head(r) => Ok(r),
-            Answer::Body(_) => Err(ProviderError::Permanent(
+            Answer::Body(_) => Err(DatasourceError::Permanent(
                 "internal: headers were asked for".into(),
             )),
         }
@@ -203,7 +205,7 @@ impl GraphClient {
         url: &Url,
         want: Want,
         prefer: Option<&str>,
-    ) -> Result<Answer, ProviderError> {
+    ) -> Result<Answer, DatasourceError> {
         let target = Self::loggable(auth, url);
         let max_attempts = self.config.max_attempts.max(1);
         let mut token: Option<AccessToken> = match auth {
@@ -225,12 +227,12 @@ impl GraphClient {
                 Failure::Retry { why, wait, throttled } => (why, wait, throttled),
                 Failure::Refresh => {
                     let (Auth::Bearer(tokens), Some(rejected)) = (auth, token.as_ref()) else {
-                        return Err(ProviderError::Permanent(
+                        return Err(DatasourceError::Permanent(
                             "internal: refresh without a token".into(),
                         ));
                     };
                     if refreshed {
-                        return Err(ProviderError::Unauthorized(format!(
+                        return Err(DatasourceError::Unauthorized(format!(
                             "GET {target} was refused again after a token refresh"
                         )));
                     }
@@ -246,7 +248,7 @@ impl GraphClient {
                 && w > self.config.max_retry_wait
             {
                 debug!(request.path = %target, retry_after_ms = w.as_millis() as u64, "throttled beyond the retry cap");
-                return Err(ProviderError::Throttled { retry_after: w });
+                return Err(DatasourceError::Throttled { retry_after: w });
             }
             if throttled && wait.is_some() {
                 // Not a failed attempt: the service said when to come back. (Throttling without
@@ -259,7 +261,7 @@ impl GraphClient {
                         request.path = %target, throttled = throttled_answers,
                         waited_ms = throttle_waited.as_millis() as u64, "giving up: still throttled: {why}"
                     );
-                    return Err(ProviderError::Throttled {
+                    return Err(DatasourceError::Throttled {
                         retry_after: wait.unwrap_or(delay),
                     });
                 }
@@ -275,9 +277,9 @@ impl GraphClient {
             if attempt >= max_attempts {
                 warn!(request.path = %target, attempts = attempt, "giving up: {why}");
                 return Err(if throttled {
-                    ProviderError::Throttled { retry_after: delay }
+                    DatasourceError::Throttled { retry_after: delay }
                 } else {
-                    ProviderError::Transient(format!("GET {target} failed after {attempt} attempts: {why}"))
+                    DatasourceError::Transient(format!("GET {target} failed after {attempt} attempts: {why}"))
                 });
             }
             debug!(
@@ -393,7 +395,7 @@ fn retry(why: &str) -> Failure {
 /// built never will be. The URL is stripped from the message (it may carry credentials).
 fn transport_failure(e: reqwest::Error) -> Failure {
     if e.is_builder() {
-        return Failure::Fail(ProviderError::Permanent(e.without_url().to_string()));
+        return Failure::Fail(DatasourceError::Permanent(e.without_url().to_string()));
     }
     let kind = if e.is_timeout() {
         "timed out"
@@ -425,7 +427,7 @@ async fn read_limited(mut response: Response, limit: usize) -> Result<Bytes, Fai
         match response.chunk().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > limit {
-                    return Err(Failure::Fail(ProviderError::Permanent(format!(
+                    return Err(Failure::Fail(DatasourceError::Permanent(format!(
                         "the answer is larger than {limit} bytes"
                     ))));
                 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use kbsync_core::datasource::{ByteStream, ProviderError};
+use kbsync_core::datasource::{ByteStream, DatasourceError};
 
 use crate::client::error_chain;
 use crate::quickxorhash::QuickXorHash;
@@ -51,7 +51,8 @@ pub(crate) fn verified_stream(
         match tokio::time::timeout(s.idle_timeout, s.body.next()).await {
             Err(_) => {
                 s.finished = true;
-                let e = ProviderError::Transient(format!("the download stalled after {} bytes", s.received));
+                let e =
+                    DatasourceError::Transient(format!("the download stalled after {} bytes", s.received));
                 Some((Err(e), s))
             }
             Ok(Some(Ok(chunk))) => {
@@ -61,7 +62,7 @@ pub(crate) fn verified_stream(
             }
             Ok(Some(Err(e))) => {
                 s.finished = true;
-                let e = ProviderError::Transient(format!(
+                let e = DatasourceError::Transient(format!(
                     "the download broke off after {} bytes: {}",
                     s.received,
                     error_chain(e)
@@ -76,19 +77,19 @@ pub(crate) fn verified_stream(
     }))
 }
 
-fn verify(s: &State) -> Option<ProviderError> {
+fn verify(s: &State) -> Option<DatasourceError> {
     let expected_hash = s.expected.quick_xor_hash.as_ref()?;
     if let Some(size) = s.expected.size
         && size != s.received
     {
-        return Some(ProviderError::Transient(format!(
+        return Some(DatasourceError::Transient(format!(
             "size mismatch: received {} bytes, the item has {size}",
             s.received
         )));
     }
     let actual = s.hasher.finish_base64();
     (actual != *expected_hash).then(|| {
-        ProviderError::Transient(format!(
+        DatasourceError::Transient(format!(
             "hash mismatch: the received bytes hash to {actual}, the item's quickXorHash is {expected_hash}"
         ))
     })

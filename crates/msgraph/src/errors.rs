@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use kbsync_core::datasource::ProviderError;
+use kbsync_core::datasource::DatasourceError;
 use reqwest::StatusCode;
 use reqwest::header::{DATE, HeaderMap, LOCATION, RETRY_AFTER};
 use serde_json::Value;
@@ -86,7 +86,7 @@ pub enum Decision {
     /// 5xx (500/502/504/509) or 408: back off exponentially and repeat.
     Retry,
     /// Give up with this error.
-    Fail(ProviderError),
+    Fail(DatasourceError),
 }
 
 /// Decides what an error answer means. `authenticated` is false for pre-authenticated download
@@ -103,7 +103,7 @@ pub fn decide(
         return if authenticated {
             Decision::Refresh
         } else {
-            Decision::Fail(ProviderError::Unauthorized(format!(
+            Decision::Fail(DatasourceError::Unauthorized(format!(
                 "the download URL was refused: {what}"
             )))
         };
@@ -113,18 +113,18 @@ pub fn decide(
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        return Decision::Fail(ProviderError::CursorExpired { restart });
+        return Decision::Fail(DatasourceError::CursorExpired { restart });
     }
     match status.as_u16() {
-        403 | 404 => Decision::Fail(ProviderError::NotFound(what)),
+        403 | 404 => Decision::Fail(DatasourceError::NotFound(what)),
         429 | 503 => Decision::Throttled {
             retry_after: retry_after(headers, now),
         },
         408 | 500 | 502 | 504 | 509 => Decision::Retry,
-        423 => Decision::Fail(ProviderError::Transient(what)),
-        501 => Decision::Fail(ProviderError::Permanent(what)),
-        500..=599 => Decision::Fail(ProviderError::Transient(what)),
-        _ => Decision::Fail(ProviderError::Permanent(what)),
+        423 => Decision::Fail(DatasourceError::Transient(what)),
+        501 => Decision::Fail(DatasourceError::Permanent(what)),
+        500..=599 => Decision::Fail(DatasourceError::Transient(what)),
+        _ => Decision::Fail(DatasourceError::Permanent(what)),
     }
 }
 
@@ -194,7 +194,7 @@ mod tests {
         );
         assert_eq!(
             d,
-            Decision::Fail(ProviderError::CursorExpired {
+            Decision::Fail(DatasourceError::CursorExpired {
                 restart: Some("https://g/v1.0/drives/d/root/delta".into())
             })
         );
@@ -209,7 +209,10 @@ mod tests {
             true,
             now(),
         );
-        assert_eq!(d, Decision::Fail(ProviderError::CursorExpired { restart: None }));
+        assert_eq!(
+            d,
+            Decision::Fail(DatasourceError::CursorExpired { restart: None })
+        );
     }
 
     #[test]
@@ -242,12 +245,12 @@ mod tests {
         );
         assert!(matches!(
             decide(StatusCode::UNAUTHORIZED, &h, &e, false, now()),
-            Decision::Fail(ProviderError::Unauthorized(_))
+            Decision::Fail(DatasourceError::Unauthorized(_))
         ));
         for s in [403, 404] {
             assert!(matches!(
                 decide(StatusCode::from_u16(s).unwrap(), &h, &e, true, now()),
-                Decision::Fail(ProviderError::NotFound(_))
+                Decision::Fail(DatasourceError::NotFound(_))
             ));
         }
         for s in [408, 500, 502, 504, 509] {
@@ -259,7 +262,7 @@ mod tests {
         }
         assert!(matches!(
             decide(StatusCode::BAD_REQUEST, &h, &e, true, now()),
-            Decision::Fail(ProviderError::Permanent(_))
+            Decision::Fail(DatasourceError::Permanent(_))
         ));
     }
 

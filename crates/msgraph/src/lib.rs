@@ -36,8 +36,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kbsync_core::datasource::{
-    BrowseEntry, BrowseLocation, ByteStream, ChangePage, Datasource, DatasourceKind, ItemKind, NextPage,
-    OAuthSpec, ProviderError, RemoteItem, RemotePermission, SourceRef, TokenProvider,
+    BrowseEntry, BrowseLocation, ByteStream, ChangePage, Datasource, DatasourceError, DatasourceKind,
+    ItemKind, NextPage, OAuthSpec, RemoteItem, RemotePermission, SourceRef, TokenSource,
 };
 use kbsync_core::{Clock, OsRandom, Random, SystemClock};
 use reqwest::header::LOCATION;
@@ -113,9 +113,9 @@ impl OneDrive {
     /// Every item of a paged collection, following `@odata.nextLink` verbatim.
     async fn all_pages<T: DeserializeOwned>(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         first: Url,
-    ) -> Result<Vec<T>, ProviderError> {
+    ) -> Result<Vec<T>, DatasourceError> {
         let mut out = Vec::new();
         let mut url = first;
         for _ in 0..MAX_PAGES {
@@ -126,7 +126,7 @@ impl OneDrive {
                 None => return Ok(out),
             }
         }
-        Err(ProviderError::Permanent(format!(
+        Err(DatasourceError::Permanent(format!(
             "{} kept paging beyond {MAX_PAGES} pages",
             url.path()
         )))
@@ -140,10 +140,10 @@ impl OneDrive {
     /// Whether `item_id` is its drive's root (delta must then use the `root/delta` form).
     async fn is_drive_root(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         drive_id: &str,
         item_id: &str,
-    ) -> Result<bool, ProviderError> {
+    ) -> Result<bool, DatasourceError> {
         if item_id == "root" {
             return Ok(true);
         }
@@ -153,7 +153,7 @@ impl OneDrive {
         Ok(item.root.is_some())
     }
 
-    async fn top_level(&self, tokens: &dyn TokenProvider) -> Result<Vec<BrowseEntry>, ProviderError> {
+    async fn top_level(&self, tokens: &dyn TokenSource) -> Result<Vec<BrowseEntry>, DatasourceError> {
         let mut entries = Vec::new();
         let my_drive: Option<model::Drive> = optional(
             "the user's drive",
@@ -197,9 +197,9 @@ impl OneDrive {
     /// URL (or, from a server that serves content directly, with the content itself).
     async fn content_answer(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         item: &RemoteItem,
-    ) -> Result<Content, ProviderError> {
+    ) -> Result<Content, DatasourceError> {
         let content_url = self
             .client
             .url(&["drives", &item.drive_id, "items", &item.id, "content"])?;
@@ -211,12 +211,12 @@ impl OneDrive {
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ProviderError::Transient("the content redirect has no Location".into()))?;
+            .ok_or_else(|| DatasourceError::Transient("the content redirect has no Location".into()))?;
         let target = content_url
             .join(location)
-            .map_err(|e| ProviderError::Transient(format!("the content redirect is not a URL: {e}")))?;
+            .map_err(|e| DatasourceError::Transient(format!("the content redirect is not a URL: {e}")))?;
         if !matches!(target.scheme(), "https" | "http") {
-            return Err(ProviderError::Permanent(format!(
+            return Err(DatasourceError::Permanent(format!(
                 "the content redirect uses the {} scheme",
                 target.scheme()
             )));
@@ -225,7 +225,9 @@ impl OneDrive {
         // Pre-authenticated: the bearer token must not go to the download host.
         match self.client.get_head(Auth::Anonymous, &target).await {
             Ok(r) => Ok(Content::Ready(r)),
-            Err(ProviderError::Unauthorized(why) | ProviderError::NotFound(why)) => Ok(Content::Refused(why)),
+            Err(DatasourceError::Unauthorized(why) | DatasourceError::NotFound(why)) => {
+                Ok(Content::Refused(why))
+            }
             Err(e) => Err(e),
         }
     }
@@ -242,10 +244,10 @@ enum Content {
 
 /// Treats `NotFound`/`Permanent` from an optional part of a listing as "nothing there" (logged),
 /// so that, say, a tenant without SharePoint search still shows the user's drives.
-fn optional<T>(what: &str, r: Result<T, ProviderError>) -> Result<Option<T>, ProviderError> {
+fn optional<T>(what: &str, r: Result<T, DatasourceError>) -> Result<Option<T>, DatasourceError> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(e @ (ProviderError::NotFound(_) | ProviderError::Permanent(_))) => {
+        Err(e @ (DatasourceError::NotFound(_) | DatasourceError::Permanent(_))) => {
             warn!(error = %e, "browse: leaving out {what}");
             Ok(None)
         }
@@ -266,9 +268,9 @@ impl Datasource for OneDrive {
     #[instrument(skip_all, fields(drive.id = ?at.drive_id, item.id = ?at.item_id))]
     async fn browse(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         at: &BrowseLocation,
-    ) -> Result<Vec<BrowseEntry>, ProviderError> {
+    ) -> Result<Vec<BrowseEntry>, DatasourceError> {
         let Some(drive_id) = at.drive_id.as_deref() else {
             return self.top_level(tokens).await;
         };
@@ -298,10 +300,10 @@ impl Datasource for OneDrive {
     #[instrument(skip_all, fields(drive.id = %source.drive_id, item.id = %source.item_id, first = cursor.is_none()))]
     async fn changes(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         source: &SourceRef,
         cursor: Option<&str>,
-    ) -> Result<ChangePage, ProviderError> {
+    ) -> Result<ChangePage, DatasourceError> {
         let url = match cursor {
             // nextLink / deltaLink / a 410's Location: opaque, followed verbatim.
             Some(link) => self.client.service_link(link)?,
@@ -333,7 +335,7 @@ impl Datasource for OneDrive {
             (Some(next), _) => NextPage::More(next),
             (None, Some(delta)) => NextPage::Done(delta),
             (None, None) => {
-                return Err(ProviderError::Permanent(
+                return Err(DatasourceError::Permanent(
                     "a delta page had neither @odata.nextLink nor @odata.deltaLink".into(),
                 ));
             }
@@ -348,10 +350,10 @@ impl Datasource for OneDrive {
     #[instrument(skip_all, fields(drive.id = %drive_id, item.id = %item_id))]
     async fn item(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         drive_id: &str,
         item_id: &str,
-    ) -> Result<RemoteItem, ProviderError> {
+    ) -> Result<RemoteItem, DatasourceError> {
         // `root` names a drive's root folder; Graph addresses it as `/drives/{id}/root`.
         let url = if item_id == "root" {
             self.client.url(&["drives", drive_id, "root"])?
@@ -365,11 +367,11 @@ impl Datasource for OneDrive {
     #[instrument(skip_all, fields(drive.id = %item.drive_id, item.id = %item.id))]
     async fn download(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         item: &RemoteItem,
-    ) -> Result<ByteStream, ProviderError> {
+    ) -> Result<ByteStream, DatasourceError> {
         if item.kind != ItemKind::File || item.deleted {
-            return Err(ProviderError::Permanent(format!(
+            return Err(DatasourceError::Permanent(format!(
                 "item {} is not a file that can be downloaded",
                 item.id
             )));
@@ -390,7 +392,7 @@ impl Datasource for OneDrive {
                 match self.content_answer(tokens, item).await? {
                     Content::Ready(r) => r,
                     Content::Refused(why) => {
-                        return Err(ProviderError::Transient(format!(
+                        return Err(DatasourceError::Transient(format!(
                             "the download URL was refused twice: {why}"
                         )));
                     }
@@ -403,10 +405,10 @@ impl Datasource for OneDrive {
     #[instrument(skip_all, fields(drive.id = %drive_id, item.id = %item_id))]
     async fn permissions(
         &self,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         drive_id: &str,
         item_id: &str,
-    ) -> Result<Vec<RemotePermission>, ProviderError> {
+    ) -> Result<Vec<RemotePermission>, DatasourceError> {
         let url = self
             .client
             .url(&["drives", drive_id, "items", item_id, "permissions"])?;

@@ -27,7 +27,7 @@ impl fmt::Debug for ClientSecret {
 
 /// The OAuth 2.0 registration of kbsync for one datasource.
 #[derive(Debug, Clone)]
-pub struct ProviderConfig {
+pub struct OAuthClientConfig {
     /// The datasource these settings are for.
     pub kind: DatasourceKind,
     /// The application (client) id.
@@ -44,7 +44,7 @@ pub struct ProviderConfig {
     pub redirect_uri: String,
 }
 
-impl ProviderConfig {
+impl OAuthClientConfig {
     /// The `scope` parameter: the configured scopes plus `offline_access` when missing.
     pub(crate) fn scope_param(&self) -> String {
         let mut scopes: Vec<&str> = self.scopes.iter().flat_map(|s| s.split_whitespace()).collect();
@@ -59,8 +59,8 @@ impl ProviderConfig {
 mod tests {
     use super::*;
 
-    fn config(scopes: &[&str]) -> ProviderConfig {
-        ProviderConfig {
+    fn config(scopes: &[&str]) -> OAuthClientConfig {
+        OAuthClientConfig {
             kind: DatasourceKind::OneDrive,
             client_id: "client".into(),
             client_secret: ClientSecret::new("s3cret-value"),

@@ -2,7 +2,7 @@
 //! code or verifier.
 
 use kbsync_core::KbId;
-use kbsync_core::datasource::{DatasourceKind, ProviderError};
+use kbsync_core::datasource::{DatasourceError, DatasourceKind};
 use kbsync_store::{CryptoError, StoreError};
 
 /// Errors of the connection lifecycle.
@@ -33,16 +33,18 @@ pub enum OAuthError {
     Crypto(#[from] CryptoError),
 }
 
-impl From<OAuthError> for ProviderError {
+impl From<OAuthError> for DatasourceError {
     fn from(e: OAuthError) -> Self {
         match e {
-            OAuthError::NotConnected | OAuthError::NeedsReauth => ProviderError::Unauthorized(e.to_string()),
-            OAuthError::Transient(m) => ProviderError::Transient(m),
-            OAuthError::Store(StoreError::Unavailable(m)) => ProviderError::Transient(m),
+            OAuthError::NotConnected | OAuthError::NeedsReauth => {
+                DatasourceError::Unauthorized(e.to_string())
+            }
+            OAuthError::Transient(m) => DatasourceError::Transient(m),
+            OAuthError::Store(StoreError::Unavailable(m)) => DatasourceError::Transient(m),
             OAuthError::NotConfigured(_)
             | OAuthError::Misconfigured(_)
             | OAuthError::Store(_)
-            | OAuthError::Crypto(_) => ProviderError::Permanent(e.to_string()),
+            | OAuthError::Crypto(_) => DatasourceError::Permanent(e.to_string()),
         }
     }
 }
@@ -163,24 +165,24 @@ mod tests {
     #[test]
     fn oauth_errors_map_to_what_a_datasource_caller_does_next() {
         assert!(matches!(
-            ProviderError::from(OAuthError::NeedsReauth),
-            ProviderError::Unauthorized(_)
+            DatasourceError::from(OAuthError::NeedsReauth),
+            DatasourceError::Unauthorized(_)
         ));
         assert!(matches!(
-            ProviderError::from(OAuthError::NotConnected),
-            ProviderError::Unauthorized(_)
+            DatasourceError::from(OAuthError::NotConnected),
+            DatasourceError::Unauthorized(_)
         ));
         assert!(matches!(
-            ProviderError::from(OAuthError::Transient("x".into())),
-            ProviderError::Transient(_)
+            DatasourceError::from(OAuthError::Transient("x".into())),
+            DatasourceError::Transient(_)
         ));
         assert!(matches!(
-            ProviderError::from(OAuthError::Store(StoreError::Unavailable("db".into()))),
-            ProviderError::Transient(_)
+            DatasourceError::from(OAuthError::Store(StoreError::Unavailable("db".into()))),
+            DatasourceError::Transient(_)
         ));
         assert!(matches!(
-            ProviderError::from(OAuthError::Misconfigured("invalid_client".into())),
-            ProviderError::Permanent(_)
+            DatasourceError::from(OAuthError::Misconfigured("invalid_client".into())),
+            DatasourceError::Permanent(_)
         ));
     }
 }

@@ -7,7 +7,7 @@
 //!   consumes the state exactly once and checks the callback's binding;
 //!   [`ConnectionManager::complete`] redeems the code with the client secret and the verifier,
 //!   and stores the refresh token encrypted.
-//! - **Refresh**: [`ConnectionManager::tokens`] is the [`TokenProvider`] of a knowledge base. An
+//! - **Refresh**: [`ConnectionManager::tokens`] is the [`TokenSource`] of a knowledge base. An
 //!   access token is cached in memory until 5 minutes before it expires, and is also kept
 //!   (encrypted) in the database, so that every instance can use the one any instance obtained. A
 //!   refresh is single-flight per connection across all instances: in-process by a per-connection
@@ -19,7 +19,7 @@
 //! Nothing here logs or returns a token, secret, code or verifier; their `Debug` output is
 //! redacted.
 //!
-//! [`TokenProvider`]: kbsync_core::datasource::TokenProvider
+//! [`TokenSource`]: kbsync_core::datasource::TokenSource
 
 mod config;
 mod errors;
@@ -27,7 +27,7 @@ mod manager;
 mod pkce;
 mod token_endpoint;
 
-pub use config::{ClientSecret, ProviderConfig};
+pub use config::{ClientSecret, OAuthClientConfig};
 pub use errors::{CallbackError, CallbackErrorKind, OAuthError};
 pub use manager::{
     ConnectionManager, ConnectionStatus, Initiated, PendingAuthorization, RefreshSettings, flow_id,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use kbsync_core::datasource::{AccessToken, DatasourceKind, ProviderError, TokenProvider};
+use kbsync_core::datasource::{AccessToken, DatasourceError, DatasourceKind, TokenSource};
 use kbsync_core::{Clock, KbId, Random, UserId};
 use kbsync_store::{
     Connection, NewConnection, NewOAuthState, RefreshedTokens, Store, StoreError, StoredAccessToken,
@@ -17,7 +17,7 @@ use kbsync_store::{
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
-use crate::config::ProviderConfig;
+use crate::config::OAuthClientConfig;
 use crate::errors::{CallbackError, CallbackErrorKind, OAuthError};
 use crate::pkce;
 use crate::token_endpoint::{self, EndpointError};
@@ -57,7 +57,7 @@ impl Default for RefreshSettings {
 /// What the API shows about a knowledge base's connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectionStatus {
-    pub provider: DatasourceKind,
+    pub datasource: DatasourceKind,
     pub has_stored_token: bool,
     pub token_stored_at: Option<DateTime<Utc>>,
     pub last_refreshed_at: Option<DateTime<Utc>>,
@@ -76,7 +76,7 @@ struct Inner {
     cipher: TokenCipher,
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
-    providers: Vec<ProviderConfig>,
+    oauth_clients: Vec<OAuthClientConfig>,
     /// This instance's name as the holder of refresh leases.
     instance_id: String,
     cache: Mutex<HashMap<KbId, CachedToken>>,
@@ -96,7 +96,7 @@ impl fmt::Debug for ConnectionManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionManager")
             .field("instance_id", &self.inner.instance_id)
-            .field("providers", &self.inner.providers)
+            .field("oauth_clients", &self.inner.oauth_clients)
             .field("cipher", &self.inner.cipher)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
@@ -192,7 +192,7 @@ impl ConnectionManager {
         cipher: TokenCipher,
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
-        providers: Vec<ProviderConfig>,
+        oauth_clients: Vec<OAuthClientConfig>,
     ) -> Self {
         let instance_id = format!("instance-{}", random.uuid().simple());
         Self {
@@ -202,7 +202,7 @@ impl ConnectionManager {
                 cipher,
                 clock,
                 random,
-                providers,
+                oauth_clients,
                 instance_id,
                 cache: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
@@ -217,9 +217,9 @@ impl ConnectionManager {
         self
     }
 
-    /// The configuration of a datasource; `None` when it is not configured.
-    pub fn provider(&self, kind: DatasourceKind) -> Option<&ProviderConfig> {
-        self.inner.providers.iter().find(|p| p.kind == kind)
+    /// The OAuth client this server has for a datasource; `None` when it is not configured.
+    pub fn oauth_client(&self, kind: DatasourceKind) -> Option<&OAuthClientConfig> {
+        self.inner.oauth_clients.iter().find(|p| p.kind == kind)
     }
 
     // --- connect ---------------------------------------------------------------------------
@@ -230,15 +230,15 @@ impl ConnectionManager {
     /// user to (`response_type=code`, `client_id`, `redirect_uri`, `scope` with `offline_access`,
     /// `state`, `code_challenge`, `code_challenge_method=S256`, `prompt=consent`,
     /// `response_mode=query`) together with the binding the starting browser must keep.
-    #[instrument(skip_all, fields(kb.id = %kb_id, provider = %kind))]
+    #[instrument(skip_all, fields(kb.id = %kb_id, datasource = %kind))]
     pub async fn initiate(
         &self,
         kind: DatasourceKind,
         kb_id: KbId,
         user_id: UserId,
     ) -> Result<Initiated, OAuthError> {
-        let provider = self.provider(kind).ok_or(OAuthError::NotConfigured(kind))?;
-        let mut url = url::Url::parse(&provider.authorize_url)
+        let datasource = self.oauth_client(kind).ok_or(OAuthError::NotConfigured(kind))?;
+        let mut url = url::Url::parse(&datasource.authorize_url)
             .map_err(|e| OAuthError::Misconfigured(format!("the authorize URL is invalid: {e}")))?;
         let state = pkce::random_url_safe(&*self.inner.random);
         let verifier = pkce::random_url_safe(&*self.inner.random);
@@ -253,7 +253,7 @@ impl ConnectionManager {
                 state_hash: pkce::state_hash(&state),
                 kb_id,
                 user_id,
-                provider: kind,
+                datasource: kind,
                 code_verifier: self.inner.cipher.encrypt(&verifier),
                 binding_hash: pkce::state_hash(&binding),
                 created_at: now,
@@ -261,11 +261,11 @@ impl ConnectionManager {
             })
             .await?;
         url.query_pairs_mut()
-            .append_pair("client_id", &provider.client_id)
+            .append_pair("client_id", &datasource.client_id)
             .append_pair("response_type", "code")
-            .append_pair("redirect_uri", &provider.redirect_uri)
+            .append_pair("redirect_uri", &datasource.redirect_uri)
             .append_pair("response_mode", "query")
-            .append_pair("scope", &provider.scope_param())
+            .append_pair("scope", &datasource.scope_param())
             .append_pair("state", &state)
             .append_pair("code_challenge", &pkce::s256_challenge(&verifier))
             .append_pair("code_challenge_method", "S256")
@@ -318,7 +318,7 @@ impl ConnectionManager {
                 "The sign-in returned no authorization code. Start connecting again.",
             ));
         }
-        let Some(provider) = self.provider(pending.provider) else {
+        let Some(datasource) = self.oauth_client(pending.datasource) else {
             return Err(fail(
                 CallbackErrorKind::NotConfigured,
                 "This datasource is not configured on the server any more.",
@@ -333,7 +333,7 @@ impl ConnectionManager {
         })?;
         let set = token_endpoint::redeem_code(
             &self.inner.http,
-            provider,
+            datasource,
             code,
             &verifier,
             self.settings.request_timeout,
@@ -370,7 +370,7 @@ impl ConnectionManager {
             .upsert_connection(
                 NewConnection {
                     kb_id,
-                    provider: pending.provider,
+                    datasource: pending.datasource,
                     refresh_token: self.inner.cipher.encrypt(refresh_token),
                     access_token: Some(StoredAccessToken {
                         token: self.inner.cipher.encrypt(&set.access_token),
@@ -402,7 +402,7 @@ impl ConnectionManager {
         info!(
             kb.id = %kb_id,
             user.id = %pending.user_id,
-            provider = %pending.provider,
+            datasource = %pending.datasource,
             tenant = stored.tenant.as_deref().unwrap_or(""),
             "connection stored"
         );
@@ -448,7 +448,7 @@ impl ConnectionManager {
     pub async fn status(&self, kb_id: KbId) -> Result<Option<ConnectionStatus>, OAuthError> {
         match self.inner.store.get_connection(kb_id).await {
             Ok(c) => Ok(Some(ConnectionStatus {
-                provider: c.provider,
+                datasource: c.datasource,
                 has_stored_token: true,
                 token_stored_at: Some(c.stored_at),
                 last_refreshed_at: c.last_refreshed_at,
@@ -524,8 +524,8 @@ impl ConnectionManager {
         Ok(marked?)
     }
 
-    /// The [`TokenProvider`] of a knowledge base's stored connection.
-    pub fn tokens(&self, kb_id: KbId) -> Arc<dyn TokenProvider> {
+    /// The [`TokenSource`] of a knowledge base's stored connection.
+    pub fn tokens(&self, kb_id: KbId) -> Arc<dyn TokenSource> {
         Arc::new(KbTokens {
             manager: self.clone(),
             kb_id,
@@ -693,13 +693,13 @@ impl ConnectionManager {
             self.remember(kb_id, token.clone(), expires_at);
             return Ok(Some(token));
         }
-        let provider = self
-            .provider(conn.provider)
-            .ok_or(OAuthError::NotConfigured(conn.provider))?;
+        let datasource = self
+            .oauth_client(conn.datasource)
+            .ok_or(OAuthError::NotConfigured(conn.datasource))?;
         let refresh_token = self.inner.cipher.open(&conn.refresh_token)?;
         let result = token_endpoint::refresh(
             &self.inner.http,
-            provider,
+            datasource,
             &refresh_token,
             self.settings.request_timeout,
         )
@@ -776,12 +776,12 @@ impl fmt::Debug for KbTokens {
 }
 
 #[async_trait]
-impl TokenProvider for KbTokens {
-    async fn access_token(&self) -> Result<AccessToken, ProviderError> {
+impl TokenSource for KbTokens {
+    async fn access_token(&self) -> Result<AccessToken, DatasourceError> {
         Ok(self.manager.token(self.kb_id, None).await?)
     }
 
-    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, ProviderError> {
+    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, DatasourceError> {
         Ok(self.manager.token(self.kb_id, Some(rejected)).await?)
     }
 }

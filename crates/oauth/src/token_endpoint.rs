@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::ProviderConfig;
+use crate::config::OAuthClientConfig;
 
 /// What a successful token request returned. `Debug` never shows the tokens.
 pub(crate) struct TokenSet {
@@ -63,49 +63,49 @@ struct ErrorBody {
 
 pub(crate) async fn redeem_code(
     http: &reqwest::Client,
-    provider: &ProviderConfig,
+    datasource: &OAuthClientConfig,
     code: &str,
     code_verifier: &str,
     timeout: Duration,
 ) -> Result<TokenSet, EndpointError> {
-    let scope = provider.scope_param();
+    let scope = datasource.scope_param();
     let form = [
         ("grant_type", "authorization_code"),
-        ("client_id", provider.client_id.as_str()),
-        ("client_secret", provider.client_secret.expose()),
+        ("client_id", datasource.client_id.as_str()),
+        ("client_secret", datasource.client_secret.expose()),
         ("code", code),
-        ("redirect_uri", provider.redirect_uri.as_str()),
+        ("redirect_uri", datasource.redirect_uri.as_str()),
         ("code_verifier", code_verifier),
         ("scope", scope.as_str()),
     ];
-    post(http, provider, &form, timeout).await
+    post(http, datasource, &form, timeout).await
 }
 
 pub(crate) async fn refresh(
     http: &reqwest::Client,
-    provider: &ProviderConfig,
+    datasource: &OAuthClientConfig,
     refresh_token: &str,
     timeout: Duration,
 ) -> Result<TokenSet, EndpointError> {
-    let scope = provider.scope_param();
+    let scope = datasource.scope_param();
     let form = [
         ("grant_type", "refresh_token"),
-        ("client_id", provider.client_id.as_str()),
-        ("client_secret", provider.client_secret.expose()),
+        ("client_id", datasource.client_id.as_str()),
+        ("client_secret", datasource.client_secret.expose()),
         ("refresh_token", refresh_token),
         ("scope", scope.as_str()),
     ];
-    post(http, provider, &form, timeout).await
+    post(http, datasource, &form, timeout).await
 }
 
 async fn post(
     http: &reqwest::Client,
-    provider: &ProviderConfig,
+    datasource: &OAuthClientConfig,
     form: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<TokenSet, EndpointError> {
     let response = http
-        .post(&provider.token_url)
+        .post(&datasource.token_url)
         .header(reqwest::header::ACCEPT, "application/json")
         .form(form)
         .timeout(timeout)

@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::DateTime;
-use kbsync_core::datasource::{AccessToken, DatasourceKind, ProviderError};
+use kbsync_core::datasource::{AccessToken, DatasourceError, DatasourceKind};
 use kbsync_core::{Clock, KbId, KbType, ManualClock, Role, SeededRandom, SyncStatus, UserId};
 use kbsync_oauth::{
-    CallbackErrorKind, ClientSecret, ConnectionManager, OAuthError, ProviderConfig, RefreshSettings,
+    CallbackErrorKind, ClientSecret, ConnectionManager, OAuthClientConfig, OAuthError, RefreshSettings,
 };
 use kbsync_store::{Store, StoreError, TokenCipher};
 use msgraph_emulator::{ClientRegistration, Emulator, FaultAction, FaultRule, RetryAfter, RunningEmulator};
@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 const CLIENT_ID: &str = "kbsync-test-client";
 const CLIENT_SECRET: &str = "kbsync-test-client-secret";
-const REDIRECT_URI: &str = "http://127.0.0.1:9/api/v1/connectors/onedrive/auth/callback";
+const REDIRECT_URI: &str = "http://127.0.0.1:9/api/v1/datasources/onedrive/auth/callback";
 const SECRET_KEY: &str = "the kbsync secret key of these tests";
 const TOKEN_ROUTE: &str = "POST /{id}/oauth2/v2.0/token";
 const TOKEN_PATH_GLOB: &str = "/*/oauth2/v2.0/token";
@@ -111,8 +111,8 @@ struct Harness {
     bindings: std::sync::Mutex<HashMap<String, String>>,
 }
 
-fn provider(emu: &RunningEmulator) -> ProviderConfig {
-    ProviderConfig {
+fn datasource(emu: &RunningEmulator) -> OAuthClientConfig {
+    OAuthClientConfig {
         kind: DatasourceKind::OneDrive,
         client_id: CLIENT_ID.into(),
         client_secret: ClientSecret::new(CLIENT_SECRET),
@@ -150,7 +150,7 @@ impl Harness {
                 TokenCipher::new(SECRET_KEY, None).unwrap(),
                 Arc::new(clock.clone()),
                 Arc::new(SeededRandom::new(1)),
-                vec![provider(&emu)],
+                vec![datasource(&emu)],
             ),
             db,
             emu,
@@ -177,7 +177,7 @@ impl Harness {
             cipher,
             Arc::new(self.clock.clone()),
             Arc::new(SeededRandom::new(seed)),
-            vec![provider(&self.emu)],
+            vec![datasource(&self.emu)],
         )
     }
 
@@ -325,7 +325,7 @@ async fn full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it(db:
     assert!(binding.len() >= 43 && binding != state, "{binding}");
     let pending = h
         .db
-        .raw_text("SELECT state_hash, kb_id, user_id, provider, code_verifier_ciphertext, code_verifier_key_id, binding_hash FROM oauth_states")
+        .raw_text("SELECT state_hash, kb_id, user_id, datasource, code_verifier_ciphertext, code_verifier_key_id, binding_hash FROM oauth_states")
         .await;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0][0].as_deref(), Some(sha256_hex(&state).as_str()));
@@ -344,12 +344,12 @@ async fn full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it(db:
     );
 
     let status = h.manager.status(h.kb).await.unwrap().unwrap();
-    assert_eq!(status.provider, DatasourceKind::OneDrive);
+    assert_eq!(status.datasource, DatasourceKind::OneDrive);
     assert!(status.has_stored_token && !status.needs_reauth);
     assert_eq!(status.token_stored_at, Some(h.clock.now()));
     assert_eq!(status.last_refreshed_at, None);
     let json = serde_json::to_value(&status).unwrap();
-    assert_eq!(json["provider"], "onedrive");
+    assert_eq!(json["datasource"], "onedrive");
 
     // The stored row holds no token in plaintext.
     let first_refresh = h.stored_refresh_token(h.kb).await;
@@ -361,7 +361,7 @@ async fn full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it(db:
     );
     let row = flatten(
         h.db.raw_text(
-            "SELECT kb_id, provider, refresh_token_ciphertext, refresh_token_key_id, access_token_ciphertext, \
+            "SELECT kb_id, datasource, refresh_token_ciphertext, refresh_token_key_id, access_token_ciphertext, \
              access_token_key_id, tenant, refresh_lease_owner FROM connections",
         )
         .await,
@@ -432,7 +432,7 @@ async fn revoked_refresh_token_marks_needs_reauth_until_the_user_connects_again(
     // Further requests do not hammer the token endpoint, and datasources see Unauthorized.
     let calls = h.token_calls();
     let err = h.manager.tokens(h.kb).access_token().await.unwrap_err();
-    assert!(matches!(err, ProviderError::Unauthorized(_)), "{err:?}");
+    assert!(matches!(err, DatasourceError::Unauthorized(_)), "{err:?}");
     assert_eq!(h.token_calls(), calls);
 
     // Connecting again clears it.
@@ -515,7 +515,10 @@ async fn server_errors_from_the_token_endpoint_are_transient_and_never_need_reau
         let err = h.manager.access_token(h.kb).await.unwrap_err();
         assert!(matches!(err, OAuthError::Transient(_)), "{action:?}: {err:?}");
         let err = h.manager.tokens(h.kb).access_token().await.unwrap_err();
-        assert!(matches!(err, ProviderError::Transient(_)), "{action:?}: {err:?}");
+        assert!(
+            matches!(err, DatasourceError::Transient(_)),
+            "{action:?}: {err:?}"
+        );
         let conn = h.store.get_connection(h.kb).await.unwrap();
         assert!(!conn.needs_reauth, "{action:?}");
         assert_eq!(conn.refresh_lease, None, "{action:?}: the lease is released");
@@ -567,7 +570,7 @@ async fn refused_client_secret_is_misconfiguration_not_needs_reauth(db: Db) {
     assert!(err.to_string().contains("invalid_client"), "{err}");
     assert!(!err.to_string().contains(CLIENT_SECRET));
     let err = h.manager.tokens(h.kb).access_token().await.unwrap_err();
-    assert!(matches!(err, ProviderError::Permanent(_)), "{err:?}");
+    assert!(matches!(err, DatasourceError::Permanent(_)), "{err:?}");
     let conn = h.store.get_connection(h.kb).await.unwrap();
     assert!(!conn.needs_reauth);
     assert_eq!(conn.refresh_lease, None);
@@ -801,7 +804,7 @@ async fn status_forget_and_unconfigured_datasource(db: Db) {
         Err(OAuthError::NotConnected)
     ));
     let err = h.manager.tokens(h.kb).access_token().await.unwrap_err();
-    assert!(matches!(err, ProviderError::Unauthorized(_)), "{err:?}");
+    assert!(matches!(err, DatasourceError::Unauthorized(_)), "{err:?}");
     h.manager.forget(h.kb).await.unwrap();
 
     let unconfigured = ConnectionManager::new(
@@ -812,7 +815,7 @@ async fn status_forget_and_unconfigured_datasource(db: Db) {
         Arc::new(SeededRandom::new(9)),
         Vec::new(),
     );
-    assert!(unconfigured.provider(DatasourceKind::OneDrive).is_none());
+    assert!(unconfigured.oauth_client(DatasourceKind::OneDrive).is_none());
     let err = unconfigured
         .initiate(DatasourceKind::OneDrive, h.kb, h.owner)
         .await

@@ -13,7 +13,7 @@ pub mod router;
 pub mod service;
 pub mod ui;
 
-mod connectors;
+mod datasources;
 
 use std::{future::Future, sync::Arc};
 
@@ -26,7 +26,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use connectors::Connectors;
+pub use datasources::Datasources;
 pub use pipeline::Pipeline;
 pub use router::router;
 pub use service::{housekeeping::HousekeepingSettings, users::LoginThrottle};
@@ -85,7 +85,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub blobs: BlobStore,
     pub pipeline: Pipeline,
-    pub connectors: Connectors,
+    pub datasources: Datasources,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Random>,
     pub settings: Arc<ServerSettings>,
@@ -104,7 +104,7 @@ pub struct AppState {
 
 impl AppState {
     /// `sync` is the sync runtime this server serves (built by the caller over the same store,
-    /// blob store and connectors); `extractor` ingests uploads.
+    /// blob store and datasources); `extractor` ingests uploads.
     #[expect(
         clippy::too_many_arguments,
         reason = "the parts of a server, each built by the caller"
@@ -113,7 +113,7 @@ impl AppState {
         store: Arc<dyn Store>,
         blobs: BlobStore,
         extractor: Extractor,
-        connectors: Connectors,
+        datasources: Datasources,
         sync: SyncRuntime,
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
@@ -131,7 +131,7 @@ impl AppState {
             store,
             blobs,
             pipeline,
-            connectors,
+            datasources,
             clock,
             random,
             settings: Arc::new(settings),

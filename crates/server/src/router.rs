@@ -11,7 +11,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::{
     AppState,
-    api::{connectors, health, sync, v1},
+    api::{datasources, health, sync, v1},
     error::ApiError,
     metrics_layer, ui,
 };
@@ -45,7 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/search", get(v1::search_route))
         .route(
             "/knowledge/{id}/connection",
-            get(connectors::get_connection).delete(connectors::delete_connection),
+            get(datasources::get_connection).delete(datasources::delete_connection),
         )
         .route(
             "/knowledge/{id}/sources",
@@ -56,10 +56,16 @@ pub fn router(state: AppState) -> Router {
         .route("/knowledge/{id}/sync/cancel", post(sync::cancel_sync))
         .route("/knowledge/{id}/sync/events", get(sync::sync_events))
         .route("/knowledge/{id}/sync/runs", get(sync::list_runs))
-        .route("/connectors", get(connectors::list))
-        .route("/connectors/{provider}/auth/initiate", get(connectors::initiate))
-        .route("/connectors/{provider}/auth/callback", get(connectors::callback))
-        .route("/connectors/{provider}/browse", get(connectors::browse))
+        .route("/datasources", get(datasources::list))
+        .route(
+            "/datasources/{datasource}/auth/initiate",
+            get(datasources::initiate),
+        )
+        .route(
+            "/datasources/{datasource}/auth/callback",
+            get(datasources::callback),
+        )
+        .route("/datasources/{datasource}/browse", get(datasources::browse))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .merge(uploads);
 

@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use kbsync_core::datasource::Datasource;
 use kbsync_core::{ManualClock, OsRandom, Role};
 use kbsync_ingest::{Extractor, IngestConfig};
-use kbsync_oauth::{ConnectionManager, ProviderConfig};
-use kbsync_server::{AppState, Connectors, LoginThrottle, ServerSettings, service::users};
+use kbsync_oauth::{ConnectionManager, OAuthClientConfig};
+use kbsync_server::{AppState, Datasources, LoginThrottle, ServerSettings, service::users};
 use kbsync_store::{BlobStore, SqliteStore, Store, TokenCipher};
 use kbsync_sync::{SyncRuntime, SyncSettings};
 use reqwest::{Method, StatusCode};
@@ -37,7 +37,7 @@ pub struct Options {
     pub max_upload_bytes: u64,
     pub throttle: LoginThrottle,
     pub ingest: IngestConfig,
-    pub providers: Vec<ProviderConfig>,
+    pub oauth_clients: Vec<OAuthClientConfig>,
     pub datasources: Vec<Arc<dyn Datasource>>,
     pub public_url: String,
     /// Start an emulated OneDrive and configure the datasource against it.
@@ -63,7 +63,7 @@ impl Default for Options {
                 max_concurrent: 2,
                 ..IngestConfig::default()
             },
-            providers: Vec::new(),
+            oauth_clients: Vec::new(),
             datasources: Vec::new(),
             public_url: "http://127.0.0.1".into(),
             onedrive: None,
@@ -107,13 +107,13 @@ impl TestServer {
         .unwrap();
 
         let clock_arc: Arc<dyn kbsync_core::Clock> = Arc::new(clock.clone());
-        let mut providers = options.providers;
+        let mut oauth_clients = options.oauth_clients;
         let mut datasources = options.datasources;
         let mut public_url = options.public_url.clone();
         let mut emulator = None;
         if let Some(od) = options.onedrive {
             public_url = base.clone();
-            let redirect_uri = format!("{base}/api/v1/connectors/onedrive/auth/callback");
+            let redirect_uri = format!("{base}/api/v1/datasources/onedrive/auth/callback");
             let emu = msgraph_emulator::Emulator::builder()
                 .seed(3)
                 .auto_consent(true)
@@ -148,7 +148,7 @@ impl TestServer {
                 Arc::new(kbsync_msgraph::TokioSleeper),
             )));
             if od.with_secret {
-                providers.push(ProviderConfig {
+                oauth_clients.push(OAuthClientConfig {
                     kind: kbsync_core::datasource::DatasourceKind::OneDrive,
                     client_id: "kbsync-test".into(),
                     client_secret: kbsync_oauth::ClientSecret::new("kbsync-test-secret"),
@@ -160,14 +160,14 @@ impl TestServer {
             }
             emulator = Some(emu);
         }
-        let connectors = Connectors::new(
+        let datasources = Datasources::new(
             ConnectionManager::new(
                 store.clone(),
                 reqwest::Client::new(),
                 TokenCipher::new("api-test-secret-key", None).unwrap(),
                 clock_arc.clone(),
                 Arc::new(OsRandom),
-                providers,
+                oauth_clients,
             ),
             datasources,
         );
@@ -187,7 +187,7 @@ impl TestServer {
             extractor.clone(),
             clock_arc.clone(),
             Arc::new(OsRandom),
-            Arc::new(connectors.clone()),
+            Arc::new(datasources.clone()),
             SyncSettings {
                 scheduler: options
                     .scheduler
@@ -199,7 +199,7 @@ impl TestServer {
             store,
             blobs,
             extractor,
-            connectors,
+            datasources,
             sync,
             clock_arc,
             Arc::new(OsRandom),
@@ -385,7 +385,7 @@ impl TestServer {
     /// as the browser would send it back (`name=value`), when one was set.
     pub async fn initiate(&self, token: Option<&str>, kb: &str) -> (StatusCode, Value, Option<String>) {
         let mut req = self.http.get(format!(
-            "{}/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}",
+            "{}/api/v1/datasources/onedrive/auth/initiate?knowledge_id={kb}",
             self.base
         ));
         if let Some(t) = token {

@@ -69,7 +69,7 @@ async fn add_sources(s: &TestServer, token: &str, kb: &str, items: Value) -> (St
     s.post(
         &format!("/api/v1/knowledge/{kb}/sources"),
         Some(token),
-        json!({"provider": "onedrive", "items": items}),
+        json!({"datasource": "onedrive", "items": items}),
     )
     .await
 }
@@ -199,12 +199,12 @@ async fn adding_sources_refuses_bad_input_wrong_kb_types_and_callers_without_man
         .post(
             &path,
             Some(&kb.owner),
-            json!({"provider": "dropbox", "items": [folder.clone()]}),
+            json!({"datasource": "dropbox", "items": [folder.clone()]}),
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("provider"),
+        body["error"]["message"].as_str().unwrap().contains("datasource"),
         "{body}"
     );
     let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([])).await;
@@ -228,7 +228,7 @@ async fn adding_sources_refuses_bad_input_wrong_kb_types_and_callers_without_man
         .post(
             &path,
             None,
-            json!({"provider": "onedrive", "items": [folder.clone()]}),
+            json!({"datasource": "onedrive", "items": [folder.clone()]}),
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -506,7 +506,7 @@ async fn a_browser_access_token_syncs_once_without_storing_a_connection(db: Db) 
         .post(
             &format!("/api/v1/knowledge/{kb}/sources"),
             Some(&owner),
-            json!({"provider": "onedrive", "items": [folder], "access_token": token}),
+            json!({"datasource": "onedrive", "items": [folder], "access_token": token}),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");

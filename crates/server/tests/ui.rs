@@ -679,7 +679,7 @@ async fn the_connect_popup_binds_the_flow_to_its_browser(db: Db) {
     for attr in [
         "HttpOnly",
         "SameSite=Lax",
-        "Path=/api/v1/connectors/",
+        "Path=/api/v1/datasources/",
         "Max-Age=600",
     ] {
         assert!(binding.split("; ").any(|a| a == attr), "{attr}: {binding}");
@@ -735,7 +735,7 @@ async fn writers_get_no_source_controls_and_may_not_pick_add_or_remove_sources(d
         .post(
             &format!("/api/v1/knowledge/{kb}/sources"),
             Some(&owner),
-            serde_json::json!({"provider": "onedrive", "items": [item.clone()]}),
+            serde_json::json!({"datasource": "onedrive", "items": [item.clone()]}),
         )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -774,7 +774,7 @@ async fn writers_get_no_source_controls_and_may_not_pick_add_or_remove_sources(d
         .header(header::COOKIE, &cookie)
         .form(&[
             ("csrf", csrf.as_str()),
-            ("provider", "onedrive"),
+            ("datasource", "onedrive"),
             ("item", &item.to_string()),
         ])
         .send()

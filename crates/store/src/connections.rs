@@ -16,7 +16,7 @@ pub struct NewOAuthState {
     pub kb_id: KbId,
     /// Who started the connection.
     pub user_id: UserId,
-    pub provider: DatasourceKind,
+    pub datasource: DatasourceKind,
     /// The PKCE code verifier, encrypted.
     pub code_verifier: Encrypted,
     /// SHA-256 (lower-case hex) of the secret in the cookie of the browser that started the
@@ -31,7 +31,7 @@ pub struct NewOAuthState {
 pub struct OAuthState {
     pub kb_id: KbId,
     pub user_id: UserId,
-    pub provider: DatasourceKind,
+    pub datasource: DatasourceKind,
     pub code_verifier: Encrypted,
     pub binding_hash: String,
     pub created_at: DateTime<Utc>,
@@ -42,7 +42,7 @@ pub struct OAuthState {
 #[derive(Debug, Clone)]
 pub struct NewConnection {
     pub kb_id: KbId,
-    pub provider: DatasourceKind,
+    pub datasource: DatasourceKind,
     pub refresh_token: Encrypted,
     /// The access token that came with the refresh token, when it should be reused.
     pub access_token: Option<StoredAccessToken>,

@@ -34,7 +34,7 @@ pub(crate) fn parse_enum<T: FromStr<Err = UnknownVariant>>(s: &str) -> Result<T>
 }
 
 /// A datasource kind as stored (its `as_str`).
-pub(crate) fn parse_provider(s: &str) -> Result<DatasourceKind> {
+pub(crate) fn parse_datasource(s: &str) -> Result<DatasourceKind> {
     DatasourceKind::ALL
         .iter()
         .copied()

@@ -11,7 +11,7 @@ use crate::Result;
 #[derive(Debug, Clone)]
 pub struct NewSource {
     pub kb_id: KbId,
-    pub provider: DatasourceKind,
+    pub datasource: DatasourceKind,
     pub kind: SourceKind,
     pub drive_id: String,
     pub item_id: String,

@@ -121,7 +121,7 @@ kbsync_kit::on_both_databases!(
 fn new_source(kb_id: KbId, item_id: &str) -> NewSource {
     NewSource {
         kb_id,
-        provider: DatasourceKind::OneDrive,
+        datasource: DatasourceKind::OneDrive,
         kind: SourceKind::Folder,
         drive_id: "drive-1".into(),
         item_id: item_id.into(),
@@ -1852,7 +1852,7 @@ fn new_state(kb_id: KbId, user_id: UserId, hash: &str, created: DateTime<Utc>) -
         state_hash: hash.into(),
         kb_id,
         user_id,
-        provider: DatasourceKind::OneDrive,
+        datasource: DatasourceKind::OneDrive,
         code_verifier: enc("verifier"),
         binding_hash: format!("binding-of-{hash}"),
         created_at: created,
@@ -1877,7 +1877,7 @@ async fn oauth_state_is_taken_exactly_once_and_round_trips(s: Arc<dyn Store>) {
         OAuthState {
             kb_id,
             user_id: owner,
-            provider: DatasourceKind::OneDrive,
+            datasource: DatasourceKind::OneDrive,
             code_verifier: enc("verifier"),
             binding_hash: format!("binding-of-{}", hash(1)),
             created_at: t(0),
@@ -1973,7 +1973,7 @@ async fn delete_expired_oauth_states_removes_only_expired_ones(s: Arc<dyn Store>
 fn new_connection(kb_id: KbId, refresh: &str) -> NewConnection {
     NewConnection {
         kb_id,
-        provider: DatasourceKind::OneDrive,
+        datasource: DatasourceKind::OneDrive,
         refresh_token: enc(refresh),
         access_token: Some(StoredAccessToken {
             token: enc("access-0"),
@@ -2002,7 +2002,7 @@ async fn connection_round_trips_and_upsert_replaces_it(s: Arc<dyn Store>) {
         .unwrap();
     let expected = Connection {
         kb_id,
-        provider: DatasourceKind::OneDrive,
+        datasource: DatasourceKind::OneDrive,
         refresh_token: enc("r1"),
         access_token: Some(StoredAccessToken {
             token: enc("access-0"),

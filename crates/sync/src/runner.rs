@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kbsync_core::datasource::{AccessToken, Datasource, DatasourceKind, StaticToken, TokenProvider};
+use kbsync_core::datasource::{AccessToken, Datasource, DatasourceKind, StaticToken, TokenSource};
 use kbsync_core::{KbId, Random, SyncStatus};
 use kbsync_store::{ClaimedSync, LeaseRenewal, StoreError, SyncRelease, SyncState, SyncTrigger};
 use tokio::sync::watch;
@@ -29,10 +29,10 @@ use crate::{RunSummary, SyncContext, SyncEngine, SyncError};
 /// implements it over the configured datasources and the OAuth connection manager, which owns
 /// the stored connections: the runner reads and marks them only through this trait.
 #[async_trait]
-pub trait ConnectorResolver: Send + Sync + 'static {
+pub trait DatasourceResolver: Send + Sync + 'static {
     /// The datasource that serves knowledge bases of this kind; None when it is not configured.
     fn datasource(&self, kind: DatasourceKind) -> Option<Arc<dyn Datasource>>;
-    /// The stored-token provider of a knowledge base's connection, and which connection it is.
+    /// The stored-token source of a knowledge base's connection, and which connection it is.
     async fn tokens(&self, kb_id: KbId) -> Result<StoredTokens, ResolveError>;
     /// The datasource refused the access token of the connection stored at `stored_at`: marks
     /// that connection as needing re-authorization, so the scheduler skips it until the user
@@ -46,7 +46,7 @@ pub trait ConnectorResolver: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct StoredTokens {
     /// Hands out (and refreshes) the connection's access tokens.
-    pub provider: Arc<dyn TokenProvider>,
+    pub source: Arc<dyn TokenSource>,
     /// When the connection was stored: names this connection, so that a refusal never marks one
     /// the user renewed since.
     pub stored_at: DateTime<Utc>,
@@ -158,7 +158,7 @@ pub struct SyncRunner {
 struct Inner {
     engine: Arc<SyncEngine>,
     cx: SyncContext,
-    resolver: Arc<dyn ConnectorResolver>,
+    resolver: Arc<dyn DatasourceResolver>,
     settings: RunnerSettings,
     instance_id: String,
     tracker: TaskTracker,
@@ -176,7 +176,7 @@ struct Job {
     run_id: Uuid,
     trigger: SyncTrigger,
     datasource: Arc<dyn Datasource>,
-    tokens: Arc<dyn TokenProvider>,
+    tokens: Arc<dyn TokenSource>,
     /// When the stored connection the tokens come from was stored; `None` for a
     /// browser-supplied token.
     connection_stored_at: Option<DateTime<Utc>>,
@@ -226,7 +226,7 @@ impl SyncRunner {
     pub fn new(
         engine: Arc<SyncEngine>,
         cx: SyncContext,
-        resolver: Arc<dyn ConnectorResolver>,
+        resolver: Arc<dyn DatasourceResolver>,
         settings: RunnerSettings,
         instance_id: String,
     ) -> Self {
@@ -259,11 +259,11 @@ impl SyncRunner {
         let kb = inner.cx.store.get_kb(kb_id).await?;
         let kind = DatasourceKind::of(kb.kb_type).ok_or(StartError::Unsupported)?;
         let datasource = inner.resolver.datasource(kind).ok_or(StartError::Unsupported)?;
-        let (tokens, connection_stored_at): (Arc<dyn TokenProvider>, _) = match browser_token {
+        let (tokens, connection_stored_at): (Arc<dyn TokenSource>, _) = match browser_token {
             Some(token) => (Arc::new(StaticToken(token)), None),
             None => {
                 let stored = inner.resolver.tokens(kb_id).await?;
-                (stored.provider, Some(stored.stored_at))
+                (stored.source, Some(stored.stored_at))
             }
         };
         let now = inner.cx.clock.now();
@@ -432,7 +432,7 @@ impl SyncRunner {
                 run_id: inner.cx.random.uuid(),
                 trigger: SyncTrigger::Scheduled,
                 datasource,
-                tokens: tokens.provider,
+                tokens: tokens.source,
                 connection_stored_at: Some(tokens.stored_at),
             },
             reservation,
@@ -543,7 +543,7 @@ impl Inner {
         run_id: Uuid,
         trigger: SyncTrigger,
         datasource: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         cancel: &CancellationToken,
     ) -> (Result<RunSummary, SyncError>, bool) {
         let stop = CancellationToken::new();

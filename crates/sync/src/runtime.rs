@@ -11,7 +11,7 @@ use kbsync_ingest::Extractor;
 use kbsync_store::{BlobStore, Store};
 
 use crate::events::SyncEvents;
-use crate::runner::{ConnectorResolver, RunnerSettings, SyncRunner};
+use crate::runner::{DatasourceResolver, RunnerSettings, SyncRunner};
 use crate::scheduler::SchedulerSettings;
 use crate::{PermissionPolicy, SyncContext, SyncEngine, SyncLimits};
 
@@ -56,7 +56,7 @@ pub struct SyncRuntime {
 }
 
 impl SyncRuntime {
-    /// Builds the engine and the runner over the given parts. `connectors` gives the runner the
+    /// Builds the engine and the runner over the given parts. `datasources` gives the runner the
     /// datasource and the stored connection of a knowledge base.
     pub fn new(
         store: Arc<dyn Store>,
@@ -64,7 +64,7 @@ impl SyncRuntime {
         extractor: Extractor,
         clock: Arc<dyn Clock>,
         random: Arc<dyn Random>,
-        connectors: Arc<dyn ConnectorResolver>,
+        datasources: Arc<dyn DatasourceResolver>,
         settings: SyncSettings,
     ) -> Self {
         let events = SyncEvents::new();
@@ -82,7 +82,7 @@ impl SyncRuntime {
         let runner = SyncRunner::new(
             Arc::new(SyncEngine::new(cx.clone())),
             cx,
-            connectors,
+            datasources,
             settings.runner,
             settings.instance_id,
         );

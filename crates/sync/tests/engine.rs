@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use kbsync_core::Clock;
-use kbsync_core::datasource::{AccessToken, DatasourceKind, ProviderError, StaticToken, TokenProvider};
+use kbsync_core::datasource::{AccessToken, DatasourceError, DatasourceKind, StaticToken, TokenSource};
 use kbsync_core::{
     GrantOrigin, KbId, KbType, ManualClock, Permission, Random, Role, SeededRandom, SyncStatus, UserId,
 };
@@ -67,15 +67,15 @@ impl TestTokens {
 }
 
 #[async_trait]
-impl TokenProvider for TestTokens {
-    async fn access_token(&self) -> Result<AccessToken, ProviderError> {
+impl TokenSource for TestTokens {
+    async fn access_token(&self) -> Result<AccessToken, DatasourceError> {
         Ok(self.current.lock().unwrap().clone())
     }
 
-    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, ProviderError> {
+    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, DatasourceError> {
         self.refreshes.fetch_add(1, Ordering::SeqCst);
         if self.refuse_refresh.load(Ordering::SeqCst) {
-            return Err(ProviderError::Unauthorized(
+            return Err(DatasourceError::Unauthorized(
                 "the refresh token was revoked (invalid_grant)".into(),
             ));
         }
@@ -222,7 +222,7 @@ impl Env {
                 Uuid::new_v4(),
                 NewSource {
                     kb_id: self.kb,
-                    provider: DatasourceKind::OneDrive,
+                    datasource: DatasourceKind::OneDrive,
                     kind,
                     drive_id: self.drive.clone(),
                     item_id: item_id.into(),
@@ -242,7 +242,7 @@ impl Env {
     async fn run_on(
         &self,
         engine: &SyncEngine,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         cancel: CancellationToken,
     ) -> RunSummary {
         // Runs start a second apart, so "newest first" is well defined.
@@ -856,7 +856,7 @@ async fn a_file_source_is_fetched_only_when_its_hash_changes(store: Arc<dyn Stor
             Uuid::new_v4(),
             NewSource {
                 kb_id: env.kb,
-                provider: DatasourceKind::OneDrive,
+                datasource: DatasourceKind::OneDrive,
                 kind: SourceKind::File,
                 drive_id: env.drive.clone(),
                 item_id: id.clone(),

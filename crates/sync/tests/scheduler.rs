@@ -20,7 +20,7 @@ use kbsync_store::{
 };
 use kbsync_sync::events::SyncEvents;
 use kbsync_sync::runner::{
-    ConnectorResolver, ResolveError, RunnerSettings, StartError, StoredTokens, SyncRunner,
+    DatasourceResolver, ResolveError, RunnerSettings, StartError, StoredTokens, SyncRunner,
 };
 use kbsync_sync::scheduler::{Scheduler, SchedulerSettings};
 use kbsync_sync::{PermissionPolicy, SyncContext, SyncEngine, SyncLimits};
@@ -44,7 +44,7 @@ struct TestResolver {
 }
 
 #[async_trait]
-impl ConnectorResolver for TestResolver {
+impl DatasourceResolver for TestResolver {
     fn datasource(&self, kind: DatasourceKind) -> Option<Arc<dyn Datasource>> {
         (kind == DatasourceKind::OneDrive).then(|| self.datasource.clone())
     }
@@ -53,7 +53,7 @@ impl ConnectorResolver for TestResolver {
         match self.store.get_connection(kb_id).await {
             Ok(conn) if conn.needs_reauth => Err(ResolveError::NeedsReauth),
             Ok(conn) => Ok(StoredTokens {
-                provider: Arc::new(StaticToken(self.token.clone())),
+                source: Arc::new(StaticToken(self.token.clone())),
                 stored_at: conn.stored_at,
             }),
             Err(StoreError::NotFound) => Err(ResolveError::NotConnected),
@@ -217,7 +217,7 @@ impl World {
                 Uuid::new_v4(),
                 NewSource {
                     kb_id: kb,
-                    provider: DatasourceKind::OneDrive,
+                    datasource: DatasourceKind::OneDrive,
                     kind: SourceKind::Folder,
                     drive_id: self.drive.clone(),
                     item_id: folder.id,
@@ -235,7 +235,7 @@ impl World {
             .upsert_connection(
                 NewConnection {
                     kb_id: kb,
-                    provider: DatasourceKind::OneDrive,
+                    datasource: DatasourceKind::OneDrive,
                     refresh_token: self.cipher.encrypt("dummy-refresh-token"),
                     access_token: None,
                     tenant: None,
@@ -937,7 +937,7 @@ async fn a_claimed_kb_whose_tokens_need_reauth_is_released_without_running(store
     // was renewed elsewhere a moment ago, or tokens cannot be had): the claim is given back.
     struct Refusing;
     #[async_trait]
-    impl ConnectorResolver for Refusing {
+    impl DatasourceResolver for Refusing {
         fn datasource(&self, _: DatasourceKind) -> Option<Arc<dyn Datasource>> {
             None
         }
@@ -961,7 +961,7 @@ async fn a_claimed_kb_whose_tokens_need_reauth_is_released_without_running(store
     };
     struct NeedsReauth(Arc<OneDrive>);
     #[async_trait]
-    impl ConnectorResolver for NeedsReauth {
+    impl DatasourceResolver for NeedsReauth {
         fn datasource(&self, _: DatasourceKind) -> Option<Arc<dyn Datasource>> {
             Some(self.0.clone())
         }

@@ -34,7 +34,7 @@ pub struct StoredAccessToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub kb_id: KbId,
-    pub provider: DatasourceKind,
+    pub datasource: DatasourceKind,
     pub refresh_token: Encrypted,
     pub access_token: Option<StoredAccessToken>,
     pub tenant: Option<String>,

@@ -26,7 +26,7 @@ impl SourceKind {
 pub struct Source {
     pub id: uuid::Uuid,
     pub kb_id: KbId,
-    pub provider: DatasourceKind,
+    pub datasource: DatasourceKind,
     pub kind: SourceKind,
     pub drive_id: String,
     pub item_id: String,

@@ -87,7 +87,7 @@ run_keep_latest = 20
 
 # OneDrive / SharePoint (Microsoft Graph). Without client_id the datasource is off. The client
 # secret is never read from this file: set KBSYNC_ONEDRIVE_CLIENT_SECRET or client_secret_file.
-# The app registration's redirect URI is <public_url>/api/v1/connectors/onedrive/auth/callback.
+# The app registration's redirect URI is <public_url>/api/v1/datasources/onedrive/auth/callback.
 [onedrive]
 # client_id = "00000000-0000-0000-0000-000000000000"
 # client_secret_file = "/run/secrets/onedrive_client_secret"

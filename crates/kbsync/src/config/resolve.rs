@@ -242,7 +242,7 @@ impl Settings {
     /// Where the identity platform sends the user back after consent.
     pub fn onedrive_redirect_uri(&self) -> String {
         format!(
-            "{}/api/v1/connectors/onedrive/auth/callback",
+            "{}/api/v1/datasources/onedrive/auth/callback",
             self.public_origin()
         )
     }

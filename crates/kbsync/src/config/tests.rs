@@ -142,7 +142,7 @@ fn onedrive_urls_derive_from_authority_and_tenant_unless_overridden() {
     assert_eq!(od.client_secret, None);
     assert_eq!(
         s.onedrive_redirect_uri(),
-        "http://127.0.0.1:8080/api/v1/connectors/onedrive/auth/callback"
+        "http://127.0.0.1:8080/api/v1/datasources/onedrive/auth/callback"
     );
 
     let dir = tempfile::tempdir().unwrap();

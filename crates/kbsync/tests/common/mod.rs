@@ -46,7 +46,7 @@ pub async fn emulator(ports: &[u16]) -> RunningEmulator {
             client_secret: CLIENT_SECRET.into(),
             redirect_uris: ports
                 .iter()
-                .map(|p| format!("http://127.0.0.1:{p}/api/v1/connectors/onedrive/auth/callback"))
+                .map(|p| format!("http://127.0.0.1:{p}/api/v1/datasources/onedrive/auth/callback"))
                 .collect(),
             display_name: "kbsync process test".into(),
             spa: false,
@@ -271,7 +271,7 @@ impl Api {
         let resp = self
             .http
             .get(format!(
-                "{}/api/v1/connectors/onedrive/auth/initiate?knowledge_id={kb}",
+                "{}/api/v1/datasources/onedrive/auth/initiate?knowledge_id={kb}",
                 self.base
             ))
             .bearer_auth(&self.token)

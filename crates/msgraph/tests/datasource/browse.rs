@@ -1,4 +1,4 @@
-use kbsync_core::datasource::{BrowseLocation, Datasource, EntryKind, ProviderError};
+use kbsync_core::datasource::{BrowseLocation, Datasource, DatasourceError, EntryKind};
 use msgraph_emulator::{DriveType, NewDrive, NewSite, NewUser, PermissionSpec};
 
 use crate::common::*;
@@ -209,6 +209,6 @@ async fn browse_a_missing_folder_is_not_found() {
         .ds
         .browse(&env.tokens, &at(&env.drive, Some("01NOSUCHITEM")))
         .await;
-    assert!(matches!(r, Err(ProviderError::NotFound(_))), "{r:?}");
+    assert!(matches!(r, Err(DatasourceError::NotFound(_))), "{r:?}");
     env.shutdown().await;
 }

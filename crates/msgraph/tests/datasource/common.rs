@@ -1,5 +1,5 @@
 //! The harness: an in-process emulator on port 0, a [`OneDrive`] pointed at it, a sleeper that
-//! records instead of sleeping, and a token provider that counts refreshes.
+//! records instead of sleeping, and a token source that counts refreshes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kbsync_core::SeededRandom;
 use kbsync_core::datasource::{
-    AccessToken, ByteStream, ChangePage, Datasource, NextPage, ProviderError, RemoteItem, SourceRef,
-    TokenProvider,
+    AccessToken, ByteStream, ChangePage, Datasource, DatasourceError, NextPage, RemoteItem, SourceRef,
+    TokenSource,
 };
 use kbsync_msgraph::{GraphConfig, OneDrive, Sleeper, microsoft_oauth};
 use msgraph_emulator::{Control, DeltaBehaviour, Emulator, EmulatorBuilder, RunningEmulator};
@@ -94,15 +94,15 @@ impl TestTokens {
 }
 
 #[async_trait]
-impl TokenProvider for TestTokens {
-    async fn access_token(&self) -> Result<AccessToken, ProviderError> {
+impl TokenSource for TestTokens {
+    async fn access_token(&self) -> Result<AccessToken, DatasourceError> {
         Ok(self.current.lock().unwrap().clone())
     }
 
-    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, ProviderError> {
+    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, DatasourceError> {
         self.refreshes.fetch_add(1, Ordering::SeqCst);
         if !self.can_refresh {
-            return Err(ProviderError::Unauthorized("cannot refresh".into()));
+            return Err(DatasourceError::Unauthorized("cannot refresh".into()));
         }
         let fresh = AccessToken::new(
             self.ctl
@@ -224,7 +224,7 @@ impl Round {
 }
 
 /// Drains a download: the bytes that arrived, and the error that ended it, if any.
-pub async fn drain(mut stream: ByteStream) -> (Vec<u8>, Option<ProviderError>, usize) {
+pub async fn drain(mut stream: ByteStream) -> (Vec<u8>, Option<DatasourceError>, usize) {
     let mut bytes = Vec::new();
     let mut chunks = 0;
     while let Some(item) = stream.next().await {

@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use kbsync_core::datasource::{Datasource, ItemKind, NextPage, ProviderError, SourceRef};
+use kbsync_core::datasource::{Datasource, DatasourceError, ItemKind, NextPage, SourceRef};
 use kbsync_msgraph::QuickXorHash;
 use msgraph_emulator::{DeltaBehaviour, ResyncCode};
 
@@ -183,7 +183,7 @@ async fn expired_delta_token_gives_cursor_expired_with_a_restart_link() {
             .changes(&env.tokens, &source, Some(&first.delta_link))
             .await
             .unwrap_err();
-        let ProviderError::CursorExpired {
+        let DatasourceError::CursorExpired {
             restart: Some(restart),
         } = err
         else {
@@ -252,14 +252,17 @@ async fn deleted_source_folder_answers_not_found() {
     env.ctl.delete(&env.drive, &gone.id).unwrap();
 
     let fresh = env.ds.changes(&env.tokens, &source, None).await;
-    assert!(matches!(fresh, Err(ProviderError::NotFound(_))), "{fresh:?}");
+    assert!(matches!(fresh, Err(DatasourceError::NotFound(_))), "{fresh:?}");
     let resumed = env
         .ds
         .changes(&env.tokens, &source, Some(&first.delta_link))
         .await;
-    assert!(matches!(resumed, Err(ProviderError::NotFound(_))), "{resumed:?}");
+    assert!(
+        matches!(resumed, Err(DatasourceError::NotFound(_))),
+        "{resumed:?}"
+    );
     let item = env.ds.item(&env.tokens, &env.drive, &gone.id).await;
-    assert!(matches!(item, Err(ProviderError::NotFound(_))), "{item:?}");
+    assert!(matches!(item, Err(DatasourceError::NotFound(_))), "{item:?}");
     env.shutdown().await;
 }
 
@@ -273,7 +276,7 @@ async fn a_source_that_became_forbidden_answers_not_found() {
         msgraph_emulator::FaultAction::ServerError { status: 403 },
     ));
     let r = env.ds.item(&env.tokens, &env.drive, &f.id).await;
-    assert!(matches!(r, Err(ProviderError::NotFound(_))), "{r:?}");
+    assert!(matches!(r, Err(DatasourceError::NotFound(_))), "{r:?}");
     assert!(env.sleeper.waits().is_empty());
     env.shutdown().await;
 }
@@ -293,7 +296,7 @@ async fn a_cursor_pointing_at_another_origin_is_refused_without_sending_the_toke
             Some("http://127.0.0.2:9/v1.0/drives/x/root/delta?token=abc"),
         )
         .await;
-    assert!(matches!(r, Err(ProviderError::Permanent(_))), "{r:?}");
+    assert!(matches!(r, Err(DatasourceError::Permanent(_))), "{r:?}");
     env.shutdown().await;
 }
 

@@ -1,4 +1,4 @@
-use kbsync_core::datasource::{Datasource, ProviderError, RemoteItem};
+use kbsync_core::datasource::{Datasource, DatasourceError, RemoteItem};
 use msgraph_emulator::{FaultAction, FaultRule, RetryAfter};
 
 use crate::common::*;
@@ -73,7 +73,7 @@ async fn a_truncated_download_ends_with_a_transient_error() {
     let (bytes, err, _) = drain(env.ds.download(&env.tokens, &item).await.unwrap()).await;
 
     assert!(bytes.len() < content.len());
-    assert!(matches!(err, Some(ProviderError::Transient(_))), "{err:?}");
+    assert!(matches!(err, Some(DatasourceError::Transient(_))), "{err:?}");
     env.shutdown().await;
 }
 
@@ -86,7 +86,7 @@ async fn bytes_that_do_not_match_the_quick_xor_hash_end_with_a_hash_mismatch() {
     let (bytes, err, _) = drain(env.ds.download(&env.tokens, &item).await.unwrap()).await;
 
     assert_eq!(bytes, b"the real content");
-    let Some(ProviderError::Transient(why)) = err else {
+    let Some(DatasourceError::Transient(why)) = err else {
         panic!("{err:?}")
     };
     assert!(why.contains("hash mismatch"), "{why}");
@@ -101,7 +101,7 @@ async fn a_byte_count_that_differs_from_the_size_fails_the_download() {
 
     let (_, err, _) = drain(env.ds.download(&env.tokens, &item).await.unwrap()).await;
 
-    let Some(ProviderError::Transient(why)) = err else {
+    let Some(DatasourceError::Transient(why)) = err else {
         panic!("{err:?}")
     };
     assert!(why.contains("size mismatch"), "{why}");
@@ -150,7 +150,7 @@ async fn a_download_url_refused_twice_is_transient_not_unauthorized() {
 
     let r = env.ds.download(&env.tokens, &item).await;
 
-    assert!(matches!(r, Err(ProviderError::Transient(_))), "{:?}", r.err());
+    assert!(matches!(r, Err(DatasourceError::Transient(_))), "{:?}", r.err());
     env.shutdown().await;
 }
 
@@ -187,6 +187,6 @@ async fn downloading_a_deleted_file_is_not_found() {
     let item = file(&env, "/doomed.txt", b"bye".to_vec()).await;
     env.ctl.delete(&env.drive, &item.id).unwrap();
     let r = env.ds.download(&env.tokens, &item).await;
-    assert!(matches!(r, Err(ProviderError::NotFound(_))), "{:?}", r.err());
+    assert!(matches!(r, Err(DatasourceError::NotFound(_))), "{:?}", r.err());
     env.shutdown().await;
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use kbsync_core::datasource::{AccessToken, Datasource, NextPage, ProviderError, StaticToken};
+use kbsync_core::datasource::{AccessToken, Datasource, DatasourceError, NextPage, StaticToken};
 use msgraph_emulator::{FaultAction, FaultRule, RetryAfter};
 
 use crate::common::*;
@@ -92,7 +92,7 @@ async fn retry_after_beyond_the_cap_returns_throttled_without_waiting() {
 
     assert_eq!(
         r,
-        Err(ProviderError::Throttled {
+        Err(DatasourceError::Throttled {
             retry_after: secs(120.0)
         })
     );
@@ -121,7 +121,7 @@ async fn persistent_throttling_gives_throttled_once_the_throttle_wait_budget_is_
 
     assert_eq!(
         r,
-        Err(ProviderError::Throttled {
+        Err(DatasourceError::Throttled {
             retry_after: secs(5.0)
         })
     );
@@ -200,7 +200,7 @@ async fn too_many_500s_give_transient_after_max_attempts() {
 
     let r = env.ds.item(&env.tokens, &env.drive, &id).await;
 
-    assert!(matches!(r, Err(ProviderError::Transient(_))), "{r:?}");
+    assert!(matches!(r, Err(DatasourceError::Transient(_))), "{r:?}");
     let max = env.ds.config().max_attempts as u64;
     assert_eq!(env.ctl.request_log().count(ITEM_KEY), max);
     let waits = env.sleeper.waits();
@@ -261,7 +261,7 @@ async fn unauthorized_twice_gives_unauthorized_after_one_refresh() {
 
     let r = env.ds.item(&env.tokens, &env.drive, &id).await;
 
-    assert!(matches!(r, Err(ProviderError::Unauthorized(_))), "{r:?}");
+    assert!(matches!(r, Err(DatasourceError::Unauthorized(_))), "{r:?}");
     assert_eq!(env.tokens.refreshes(), 1);
     assert_eq!(env.ctl.request_log().count(ITEM_KEY), 2);
     env.shutdown().await;
@@ -286,7 +286,7 @@ async fn a_refused_static_token_gives_unauthorized() {
     let env = env().await;
     let tokens = StaticToken(AccessToken::new("not.a.real.token"));
     let r = env.ds.item(&tokens, &env.drive, "whatever").await;
-    assert!(matches!(r, Err(ProviderError::Unauthorized(_))), "{r:?}");
+    assert!(matches!(r, Err(DatasourceError::Unauthorized(_))), "{r:?}");
     env.shutdown().await;
 }
 

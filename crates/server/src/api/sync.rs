@@ -43,7 +43,7 @@ pub struct PickedItemDto {
 
 #[derive(Deserialize)]
 pub struct AddSourcesRequest {
-    pub provider: String,
+    pub datasource: String,
     pub items: Vec<PickedItemDto>,
     /// A token from the browser for this run only; never stored.
     pub access_token: Option<String>,
@@ -52,7 +52,7 @@ pub struct AddSourcesRequest {
 #[derive(Serialize)]
 pub struct SourceDto {
     pub id: Uuid,
-    pub provider: DatasourceKind,
+    pub datasource: DatasourceKind,
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub drive_id: String,
@@ -68,7 +68,7 @@ impl From<Source> for SourceDto {
     fn from(s: Source) -> Self {
         Self {
             id: s.id,
-            provider: s.provider,
+            datasource: s.datasource,
             kind: s.kind.as_str(),
             drive_id: s.drive_id,
             item_id: s.item_id,
@@ -222,7 +222,7 @@ pub async fn add_sources(
             path: i.path,
         })
         .collect();
-    let added = service::add_sources(&state, &user, id, &req.provider, items, req.access_token).await?;
+    let added = service::add_sources(&state, &user, id, &req.datasource, items, req.access_token).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SourcesAccepted {

@@ -2,7 +2,7 @@
 
 use kbsync_core::{
     KbId, SyncStatus, User,
-    datasource::{BrowseEntry, BrowseLocation, DatasourceKind, ProviderError},
+    datasource::{BrowseEntry, BrowseLocation, DatasourceError, DatasourceKind},
 };
 use kbsync_oauth::{
     CallbackError, CallbackErrorKind, ConnectionStatus, Initiated, OAuthError, PendingAuthorization,
@@ -13,25 +13,25 @@ use super::knowledge;
 use crate::{AppState, error::ApiError};
 
 /// A registered datasource and whether this server has credentials for it.
-pub struct ConnectorInfo {
+pub struct DatasourceStatus {
     pub kind: DatasourceKind,
     pub configured: bool,
 }
 
-pub fn connectors(state: &AppState) -> Vec<ConnectorInfo> {
+pub fn datasources(state: &AppState) -> Vec<DatasourceStatus> {
     DatasourceKind::ALL
         .iter()
-        .map(|&kind| ConnectorInfo {
+        .map(|&kind| DatasourceStatus {
             kind,
-            configured: state.connectors.manager.provider(kind).is_some()
-                && state.connectors.datasource(kind).is_some(),
+            configured: state.datasources.manager.oauth_client(kind).is_some()
+                && state.datasources.datasource(kind).is_some(),
         })
         .collect()
 }
 
-/// Parses a provider path segment into a configured datasource.
-pub fn provider(name: &str) -> Result<DatasourceKind, ApiError> {
-    DatasourceKind::from_name(name).ok_or(ApiError::NotFound("connector"))
+/// Parses a datasource path segment into a configured datasource.
+pub fn datasource(name: &str) -> Result<DatasourceKind, ApiError> {
+    DatasourceKind::from_name(name).ok_or(ApiError::NotFound("datasource"))
 }
 
 /// Starts the authorization-code flow for a knowledge base the caller may change. The answer's
@@ -52,7 +52,7 @@ pub async fn initiate(
         )));
     }
     state
-        .connectors
+        .datasources
         .manager
         .initiate(kind, kb_id, user.id)
         .await
@@ -69,7 +69,7 @@ pub async fn complete(
     code: &str,
     binding: Option<&str>,
 ) -> Result<KbId, CallbackError> {
-    let manager = &state.connectors.manager;
+    let manager = &state.datasources.manager;
     let pending = manager.claim(oauth_state, binding).await?;
     initiator_still_manages(state, &pending).await?;
     let kb_id = manager.complete(pending, code).await?;
@@ -80,7 +80,7 @@ pub async fn complete(
 /// The callback of an authorization that came back with an error: consumes the state and says
 /// which knowledge base it was for, to the browser that started it only.
 pub async fn abandon(state: &AppState, oauth_state: &str, binding: Option<&str>) -> Option<KbId> {
-    state.connectors.manager.abandon(oauth_state, binding).await
+    state.datasources.manager.abandon(oauth_state, binding).await
 }
 
 /// Whether the user who started connecting may still change the knowledge base: a grant removed
@@ -143,13 +143,13 @@ pub async fn status(state: &AppState, user: &User, kb_id: KbId) -> Result<Connec
         return Err(ApiError::NotFound("connection"));
     };
     let status = state
-        .connectors
+        .datasources
         .manager
         .status(kb_id)
         .await
         .map_err(oauth_error)?;
     Ok(status.unwrap_or(ConnectionStatus {
-        provider: kind,
+        datasource: kind,
         has_stored_token: false,
         token_stored_at: None,
         last_refreshed_at: None,
@@ -161,7 +161,7 @@ pub async fn status(state: &AppState, user: &User, kb_id: KbId) -> Result<Connec
 /// the read access sync gave from its sharing is withdrawn (manual grants stay).
 pub async fn forget(state: &AppState, user: &User, kb_id: KbId) -> Result<(), ApiError> {
     knowledge::manageable(state, user, kb_id).await?;
-    state.connectors.manager.forget(kb_id).await.map_err(oauth_error)
+    state.datasources.manager.forget(kb_id).await.map_err(oauth_error)
 }
 
 /// Lists a level of the picker through the knowledge base's stored connection.
@@ -182,14 +182,14 @@ pub async fn browse(
         )));
     }
     let datasource = state
-        .connectors
+        .datasources
         .datasource(kind)
         .ok_or(ApiError::NotImplemented(format!(
             "{} is not configured on this server",
             kind.display_name()
         )))?;
     match state
-        .connectors
+        .datasources
         .manager
         .status(kb_id)
         .await
@@ -199,11 +199,11 @@ pub async fn browse(
         Some(s) if s.needs_reauth => return Err(needs_reauth()),
         Some(_) => {}
     }
-    let tokens = state.connectors.manager.tokens(kb_id);
+    let tokens = state.datasources.manager.tokens(kb_id);
     datasource
         .browse(tokens.as_ref(), &at)
         .await
-        .map_err(provider_error)
+        .map_err(datasource_error)
 }
 
 fn needs_reauth() -> ApiError {
@@ -224,14 +224,14 @@ pub fn oauth_error(e: OAuthError) -> ApiError {
     }
 }
 
-pub fn provider_error(e: ProviderError) -> ApiError {
+pub fn datasource_error(e: DatasourceError) -> ApiError {
     match e {
-        ProviderError::Unauthorized(_) => needs_reauth(),
-        ProviderError::NotFound(_) => ApiError::NotFound("drive item"),
-        ProviderError::Throttled { retry_after } => ApiError::TooManyRequests {
+        DatasourceError::Unauthorized(_) => needs_reauth(),
+        DatasourceError::NotFound(_) => ApiError::NotFound("drive item"),
+        DatasourceError::Throttled { retry_after } => ApiError::TooManyRequests {
             retry_after_secs: retry_after.as_secs().max(1),
         },
-        ProviderError::Transient(detail) => ApiError::Unavailable(detail),
+        DatasourceError::Transient(detail) => ApiError::Unavailable(detail),
         other => ApiError::BadGateway(other.to_string()),
     }
 }

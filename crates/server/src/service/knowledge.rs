@@ -77,7 +77,7 @@ pub async fn create(
             .map_err(|e| ApiError::invalid("type", e.to_string()))?,
     };
     if let Some(kind) = kbsync_core::datasource::DatasourceKind::of(kb_type) {
-        let configured = state.connectors.datasource(kind).is_some();
+        let configured = state.datasources.datasource(kind).is_some();
         if !configured {
             return Err(ApiError::invalid(
                 "type",

@@ -147,7 +147,7 @@ async fn ids_of(
 pub struct AdminView {
     pub settings: std::sync::Arc<ServerSettings>,
     pub sync: std::sync::Arc<kbsync_sync::SyncSettings>,
-    pub connectors: Vec<super::connections::ConnectorInfo>,
+    pub datasources: Vec<super::connections::DatasourceStatus>,
     pub running_runs: usize,
     pub free_slots: usize,
     pub max_runs: usize,
@@ -160,7 +160,7 @@ pub fn admin(state: &AppState, user: &User) -> Result<AdminView, ApiError> {
     Ok(AdminView {
         settings: state.settings.clone(),
         sync: state.sync_settings.clone(),
-        connectors: super::connections::connectors(state),
+        datasources: super::connections::datasources(state),
         running_runs: state.sync.running(),
         free_slots: state.sync.free_slots(),
         max_runs: state.sync_settings.runner.max_runs,

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use kbsync_core::{
     KbId, SyncStatus, User,
-    datasource::{AccessToken, DatasourceKind, TokenProvider},
+    datasource::{AccessToken, DatasourceKind, TokenSource},
 };
 use kbsync_oauth::ConnectionStatus;
 use kbsync_store::{NewSource, Source, SourceKind, StoreError, SyncProgress, SyncRun};
-use kbsync_sync::runner::{ConnectorResolver, ResolveError, StartError};
+use kbsync_sync::runner::{DatasourceResolver, ResolveError, StartError};
 use uuid::Uuid;
 
 use super::{connections, knowledge, required_text};
@@ -47,14 +47,14 @@ pub async fn add_sources(
     state: &AppState,
     user: &User,
     kb_id: KbId,
-    provider: &str,
+    datasource: &str,
     items: Vec<PickedItem>,
     access_token: Option<String>,
 ) -> Result<AddedSources, ApiError> {
     let view = knowledge::manageable(state, user, kb_id).await?;
-    // In a body, an unknown provider is a bad field (422), not a missing route (404).
-    let kind = connections::provider(provider)
-        .map_err(|_| ApiError::invalid("provider", format!("unknown datasource `{provider}`")))?;
+    // In a body, an unknown datasource is a bad field (422), not a missing route (404).
+    let kind = connections::datasource(datasource)
+        .map_err(|_| ApiError::invalid("datasource", format!("unknown datasource `{datasource}`")))?;
     if view.kb.kb_type != kind.kb_type() {
         return Err(ApiError::Conflict(format!(
             "this is a {} knowledge base; sources from {} only go on {} knowledge bases",
@@ -87,7 +87,7 @@ pub async fn add_sources(
         };
         new_sources.push(NewSource {
             kb_id,
-            provider: kind,
+            datasource: kind,
             kind: source_kind,
             drive_id: required_text("items.drive_id", &item.drive_id, MAX_ID_CHARS)?,
             item_id: required_text("items.item_id", &item.item_id, MAX_ID_CHARS)?,
@@ -128,16 +128,16 @@ async fn resolve_roots(
     browser_token: Option<&AccessToken>,
     sources: &mut [NewSource],
 ) -> Result<(), ApiError> {
-    let datasource = state.connectors.datasource(kind).ok_or_else(|| {
+    let datasource = state.datasources.datasource(kind).ok_or_else(|| {
         ApiError::NotImplemented(format!(
             "{} is not configured on this server",
             kind.display_name()
         ))
     })?;
-    let tokens: Arc<dyn TokenProvider> = match browser_token {
+    let tokens: Arc<dyn TokenSource> = match browser_token {
         Some(token) => Arc::new(kbsync_core::datasource::StaticToken(token.clone())),
-        None => match ConnectorResolver::tokens(&state.connectors, kb_id).await {
-            Ok(tokens) => tokens.provider,
+        None => match DatasourceResolver::tokens(&state.datasources, kb_id).await {
+            Ok(tokens) => tokens.source,
             Err(ResolveError::NotConnected) => {
                 return Err(ApiError::Conflict("connect this knowledge base first".into()));
             }
@@ -149,7 +149,7 @@ async fn resolve_roots(
         let root = datasource
             .item(tokens.as_ref(), &source.drive_id, ROOT_ALIAS)
             .await
-            .map_err(connections::provider_error)?;
+            .map_err(connections::datasource_error)?;
         source.item_id = root.id;
     }
     Ok(())
@@ -229,7 +229,7 @@ pub async fn state_of(state: &AppState, user: &User, kb_id: KbId) -> Result<Sync
     let stored = state.store.get_sync_state(kb_id, now).await?;
     let connection = match DatasourceKind::of(view.kb.kb_type) {
         Some(_) => state
-            .connectors
+            .datasources
             .manager
             .status(kb_id)
             .await

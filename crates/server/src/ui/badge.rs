@@ -128,7 +128,7 @@ mod tests {
             next_sync_at: None,
             interval_minutes: 60,
             connection: connected.then_some(ConnectionStatus {
-                provider: DatasourceKind::OneDrive,
+                datasource: DatasourceKind::OneDrive,
                 has_stored_token: true,
                 token_stored_at: None,
                 last_refreshed_at: None,

@@ -219,7 +219,7 @@ pub struct SettingRow {
 pub struct AdminPage {
     pub chrome: Chrome,
     pub settings: Vec<SettingRow>,
-    pub connectors: Vec<SettingRow>,
+    pub datasources: Vec<SettingRow>,
     pub scheduler: Vec<SettingRow>,
 }
 

@@ -3,12 +3,12 @@
 
 use kbsync_core::{Connection, Encrypted, RefreshLease, StoredAccessToken};
 
-use crate::convert::{from_ms, parse_provider, parse_uuid};
+use crate::convert::{from_ms, parse_datasource, parse_uuid};
 use crate::{OAuthState, Result};
 
 macro_rules! connection_cols {
     () => {
-        "kb_id, provider, refresh_token_ciphertext, refresh_token_key_id, access_token_ciphertext, \
+        "kb_id, datasource, refresh_token_ciphertext, refresh_token_key_id, access_token_ciphertext, \
          access_token_key_id, access_expires_at, tenant, stored_at, last_refreshed_at, needs_reauth, \
          refresh_lease_owner, refresh_lease_until"
     };
@@ -18,7 +18,7 @@ macro_rules! connection_cols {
 pub(crate) struct OAuthStateRow {
     pub kb_id: String,
     pub user_id: String,
-    pub provider: String,
+    pub datasource: String,
     pub code_verifier_ciphertext: String,
     pub code_verifier_key_id: String,
     pub binding_hash: String,
@@ -31,7 +31,7 @@ impl OAuthStateRow {
         Ok(OAuthState {
             kb_id: parse_uuid(&self.kb_id)?,
             user_id: parse_uuid(&self.user_id)?,
-            provider: parse_provider(&self.provider)?,
+            datasource: parse_datasource(&self.datasource)?,
             code_verifier: Encrypted {
                 ciphertext: self.code_verifier_ciphertext,
                 key_id: self.code_verifier_key_id,
@@ -46,7 +46,7 @@ impl OAuthStateRow {
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ConnectionRow {
     pub kb_id: String,
-    pub provider: String,
+    pub datasource: String,
     pub refresh_token_ciphertext: String,
     pub refresh_token_key_id: String,
     pub access_token_ciphertext: Option<String>,
@@ -82,7 +82,7 @@ impl ConnectionRow {
         };
         Ok(Connection {
             kb_id: parse_uuid(&self.kb_id)?,
-            provider: parse_provider(&self.provider)?,
+            datasource: parse_datasource(&self.datasource)?,
             refresh_token: Encrypted {
                 ciphertext: self.refresh_token_ciphertext,
                 key_id: self.refresh_token_key_id,
@@ -107,14 +107,14 @@ macro_rules! impl_connection_store {
             async fn create_oauth_state(&self, state: $crate::NewOAuthState) -> $crate::Result<()> {
                 use $crate::convert::ms;
                 sqlx::query(
-                    "INSERT INTO oauth_states (state_hash, kb_id, user_id, provider, \
+                    "INSERT INTO oauth_states (state_hash, kb_id, user_id, datasource, \
                      code_verifier_ciphertext, code_verifier_key_id, binding_hash, created_at, \
                      expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&state.state_hash)
                 .bind(state.kb_id.to_string())
                 .bind(state.user_id.to_string())
-                .bind(state.provider.as_str())
+                .bind(state.datasource.as_str())
                 .bind(&state.code_verifier.ciphertext)
                 .bind(&state.code_verifier.key_id)
                 .bind(&state.binding_hash)
@@ -141,7 +141,7 @@ macro_rules! impl_connection_store {
             ) -> $crate::Result<$crate::OAuthState> {
                 let row = sqlx::query_as::<_, $crate::sql::connections::OAuthStateRow>(
                     "DELETE FROM oauth_states WHERE state_hash = $1 RETURNING kb_id, user_id, \
-                     provider, code_verifier_ciphertext, code_verifier_key_id, binding_hash, \
+                     datasource, code_verifier_ciphertext, code_verifier_key_id, binding_hash, \
                      created_at, expires_at",
                 )
                 .bind(state_hash)
@@ -203,12 +203,12 @@ macro_rules! impl_connection_store {
                 };
                 let mut tx = self.begin_write().await?;
                 let row = sqlx::query_as::<_, $crate::sql::connections::ConnectionRow>(concat!(
-                    "INSERT INTO connections (kb_id, provider, refresh_token_ciphertext, \
+                    "INSERT INTO connections (kb_id, datasource, refresh_token_ciphertext, \
                      refresh_token_key_id, access_token_ciphertext, access_token_key_id, \
                      access_expires_at, tenant, stored_at, last_refreshed_at, needs_reauth, \
                      refresh_lease_owner, refresh_lease_until) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, FALSE, NULL, NULL) \
-                     ON CONFLICT (kb_id) DO UPDATE SET provider = excluded.provider, \
+                     ON CONFLICT (kb_id) DO UPDATE SET datasource = excluded.datasource, \
                      refresh_token_ciphertext = excluded.refresh_token_ciphertext, \
                      refresh_token_key_id = excluded.refresh_token_key_id, \
                      access_token_ciphertext = excluded.access_token_ciphertext, \
@@ -220,7 +220,7 @@ macro_rules! impl_connection_store {
                     $crate::sql::connections::connection_cols!()
                 ))
                 .bind(&kb)
-                .bind(new.provider.as_str())
+                .bind(new.datasource.as_str())
                 .bind(&new.refresh_token.ciphertext)
                 .bind(&new.refresh_token.key_id)
                 .bind(access_ciphertext)

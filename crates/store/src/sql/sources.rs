@@ -1,12 +1,12 @@
 //! The SQL of [`SourceStore`](crate::SourceStore): sources, their cursors and saved state, and
 //! revocation, the same text on both databases.
 
-use crate::convert::{from_ms, parse_provider, parse_uuid};
+use crate::convert::{from_ms, parse_datasource, parse_uuid};
 use crate::{Result, StoreError};
 
 macro_rules! source_cols {
     () => {
-        "id, kb_id, provider, kind, drive_id, item_id, name, path, cursor, state_files, state_pending, state_settings, \
+        "id, kb_id, datasource, kind, drive_id, item_id, name, path, cursor, state_files, state_pending, state_settings, \
          revoked_at, created_at"
     };
 }
@@ -15,7 +15,7 @@ macro_rules! source_cols {
 pub(crate) struct SourceRow {
     pub id: String,
     pub kb_id: String,
-    pub provider: String,
+    pub datasource: String,
     pub kind: String,
     pub drive_id: String,
     pub item_id: String,
@@ -39,7 +39,7 @@ impl SourceRow {
         Ok(kbsync_core::Source {
             id: parse_uuid(&self.id)?,
             kb_id: parse_uuid(&self.kb_id)?,
-            provider: parse_provider(&self.provider)?,
+            datasource: parse_datasource(&self.datasource)?,
             kind,
             drive_id: self.drive_id,
             item_id: self.item_id,
@@ -68,13 +68,13 @@ macro_rules! impl_source_store {
             ) -> $crate::Result<kbsync_core::Source> {
                 let kb = new.kb_id.to_string();
                 let inserted = sqlx::query(
-                    "INSERT INTO sources (id, kb_id, provider, kind, drive_id, item_id, name, path, \
+                    "INSERT INTO sources (id, kb_id, datasource, kind, drive_id, item_id, name, path, \
                      cursor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9) \
                      ON CONFLICT (kb_id, drive_id, item_id) DO NOTHING",
                 )
                 .bind(id.to_string())
                 .bind(&kb)
-                .bind(new.provider.as_str())
+                .bind(new.datasource.as_str())
                 .bind(new.kind.as_str())
                 .bind(&new.drive_id)
                 .bind(&new.item_id)

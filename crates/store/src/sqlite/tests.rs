@@ -142,7 +142,7 @@ async fn fts_index_stays_consistent_when_a_source_is_deleted() {
                 Uuid::new_v4(),
                 NewSource {
                     kb_id: kb,
-                    provider: DatasourceKind::OneDrive,
+                    datasource: DatasourceKind::OneDrive,
                     kind: SourceKind::Folder,
                     drive_id: "d".into(),
                     item_id: format!("folder{s}"),

@@ -3,7 +3,7 @@
 //! progress, failures) and a source's cursor is saved once all of its files are done.
 
 use futures::StreamExt;
-use kbsync_core::datasource::{Datasource, ProviderError, TokenProvider};
+use kbsync_core::datasource::{Datasource, DatasourceError, TokenSource};
 use kbsync_ingest::FileKind;
 use kbsync_store::{BlobError, NewDocument, Source, SyncFailure};
 use tokio_util::sync::CancellationToken;
@@ -46,7 +46,7 @@ impl SyncEngine {
         plans: &mut [Plan],
         work: Vec<Work>,
         ds: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         cancel: &CancellationToken,
     ) -> Result<Option<Stop>, SyncError> {
         // Stops the files in flight: on cancel, when the credentials are refused, or when the
@@ -169,7 +169,7 @@ impl SyncEngine {
         &self,
         w: &Work,
         ds: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         stop: &CancellationToken,
     ) -> Result<FileOutcome, SyncError> {
         let limit = self.cx.limits.file_timeout;
@@ -221,14 +221,14 @@ impl SyncEngine {
     }
 
     /// The interruptible part of bringing a file in: download to the blob store, then extract.
-    async fn fetch(&self, w: &Work, ds: &dyn Datasource, tokens: &dyn TokenProvider) -> Fetched {
+    async fn fetch(&self, w: &Work, ds: &dyn Datasource, tokens: &dyn TokenSource) -> Fetched {
         let Some(kind) = FileKind::detect(&w.item.name, w.item.mime.as_deref()) else {
             return Fetched::Done(FileOutcome::Skipped(Skip::UnsupportedType));
         };
         let max = self.cx.limits.max_file_size;
         let stream = match ds.download(tokens, &w.item.to_remote(&w.id, &w.drive_id)).await {
             Ok(stream) => stream,
-            Err(ProviderError::Unauthorized(why)) => return Fetched::Done(FileOutcome::Unauthorized(why)),
+            Err(DatasourceError::Unauthorized(why)) => return Fetched::Done(FileOutcome::Unauthorized(why)),
             Err(e) => return Fetched::Done(FileOutcome::Failed(format!("download failed: {e}"))),
         };
         let blob = match self.cx.blobs.write_stream(stream, max).await {

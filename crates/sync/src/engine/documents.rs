@@ -84,7 +84,7 @@ mod document_path_tests {
         Source {
             id: Uuid::nil(),
             kb_id: Uuid::nil(),
-            provider: kbsync_core::datasource::DatasourceKind::OneDrive,
+            datasource: kbsync_core::datasource::DatasourceKind::OneDrive,
             kind,
             drive_id: "d".into(),
             item_id: "i".into(),

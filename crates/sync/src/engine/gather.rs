@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use kbsync_core::datasource::{
-    Datasource, ItemKind, NextPage, ProviderError, RemoteItem, SourceRef, TokenProvider,
+    Datasource, DatasourceError, ItemKind, NextPage, RemoteItem, SourceRef, TokenSource,
 };
 use kbsync_store::{Source, SourceKind};
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,7 @@ impl SyncEngine {
             }
             None => {
                 self.cx.store.set_source_cursor(source.id, None, None).await?;
-                Ok(Gathered::Failed(ProviderError::Transient(
+                Ok(Gathered::Failed(DatasourceError::Transient(
                     "the saved state of this source could not be read; it will be enumerated again".into(),
                 )))
             }
@@ -61,7 +61,7 @@ impl SyncEngine {
         &self,
         source: &Source,
         ds: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         cancel: &CancellationToken,
         run: &mut Run,
     ) -> Result<Result<Gathered, Stop>, SyncError> {
@@ -128,7 +128,7 @@ impl SyncEngine {
         &self,
         source: &Source,
         ds: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         cancel: &CancellationToken,
         run: &mut Run,
     ) -> Result<Result<Gathered, Stop>, SyncError> {
@@ -157,7 +157,7 @@ impl SyncEngine {
         &self,
         source: &Source,
         ds: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         cancel: &CancellationToken,
         run: &mut Run,
         mut cursor: Option<String>,
@@ -192,18 +192,18 @@ impl SyncEngine {
                         }
                     }
                 }
-                Err(ProviderError::CursorExpired { restart }) if restarts < MAX_RESTARTS => {
+                Err(DatasourceError::CursorExpired { restart }) if restarts < MAX_RESTARTS => {
                     tracing::info!(source.id = %source.id, "change cursor expired: enumerating the source again");
                     restarts += 1;
                     changes.clear();
                     full = true;
                     cursor = restart;
                 }
-                Err(ProviderError::NotFound(_)) => {
+                Err(DatasourceError::NotFound(_)) => {
                     self.revoke(source, run).await?;
                     return Ok(Round::Gathered(Gathered::Revoked));
                 }
-                Err(ProviderError::Unauthorized(why)) => return Ok(Round::Stop(Stop::NeedsReauth(why))),
+                Err(DatasourceError::Unauthorized(why)) => return Ok(Round::Stop(Stop::NeedsReauth(why))),
                 Err(e) => return Ok(Round::Gathered(Gathered::Failed(e))),
             }
         }
@@ -214,16 +214,16 @@ impl SyncEngine {
         &self,
         source: &Source,
         ds: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         run: &mut Run,
     ) -> Result<Result<Gathered, Stop>, SyncError> {
         let mut item = match ds.item(tokens, &source.drive_id, &source.item_id).await {
             Ok(item) if !item.deleted && item.kind == ItemKind::File => item,
-            Ok(_) | Err(ProviderError::NotFound(_)) => {
+            Ok(_) | Err(DatasourceError::NotFound(_)) => {
                 self.revoke(source, run).await?;
                 return Ok(Ok(Gathered::Revoked));
             }
-            Err(ProviderError::Unauthorized(why)) => return Ok(Err(Stop::NeedsReauth(why))),
+            Err(DatasourceError::Unauthorized(why)) => return Ok(Err(Stop::NeedsReauth(why))),
             Err(e) => return Ok(Ok(Gathered::Failed(e))),
         };
         let saved = self.load_state(source).await?.unwrap_or_default();

@@ -12,7 +12,7 @@ mod types;
 
 use std::collections::HashSet;
 
-use kbsync_core::datasource::{Datasource, TokenProvider};
+use kbsync_core::datasource::{Datasource, TokenSource};
 use kbsync_core::{KbId, SyncStatus};
 use kbsync_store::{Source, SourceKind, SyncFailure, SyncProgress, SyncTrigger};
 use tokio_util::sync::CancellationToken;
@@ -53,7 +53,7 @@ impl SyncEngine {
         run_id: Uuid,
         kb_id: KbId,
         datasource: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         trigger: SyncTrigger,
         cancel: CancellationToken,
     ) -> Result<RunSummary, SyncError> {
@@ -104,7 +104,7 @@ impl SyncEngine {
         &self,
         run: &mut Run,
         ds: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
         cancel: &CancellationToken,
     ) -> Result<SyncStatus, SyncError> {
         let sources = self.cx.store.list_sources(run.kb_id).await?;
@@ -238,7 +238,7 @@ impl SyncEngine {
         run: &mut Run,
         gathered: &[(Source, Gathered)],
         ds: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
     ) -> Result<SyncStatus, SyncError> {
         // Each source counts the files it looks after, so the sum counts distinct files.
         run.total_found = gathered

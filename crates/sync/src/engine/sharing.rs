@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use kbsync_core::UserId;
-use kbsync_core::datasource::{Datasource, ProviderError, TokenProvider};
+use kbsync_core::datasource::{Datasource, DatasourceError, TokenSource};
 use kbsync_store::{Source, SyncGrant};
 use uuid::Uuid;
 
@@ -25,7 +25,7 @@ impl SyncEngine {
         folders: &[&Source],
         hinted: bool,
         ds: &dyn Datasource,
-        tokens: &dyn TokenProvider,
+        tokens: &dyn TokenSource,
     ) -> Result<Result<(), Stop>, SyncError> {
         let store = &self.cx.store;
         let now = self.cx.clock.now();
@@ -46,10 +46,10 @@ impl SyncEngine {
             match ds.permissions(tokens, &source.drive_id, &source.item_id).await {
                 Ok(perms) => per_source.push((source.id, permissions::grantees(&perms, self.cx.permissions))),
                 // Taken away since the round was read: it names no one any more.
-                Err(ProviderError::NotFound(why)) => {
+                Err(DatasourceError::NotFound(why)) => {
                     tracing::info!(kb.id = %run.kb_id, source.id = %source.id, reason = why, "source sharing no longer readable: it grants nothing");
                 }
-                Err(ProviderError::Unauthorized(why)) => return Ok(Err(Stop::NeedsReauth(why))),
+                Err(DatasourceError::Unauthorized(why)) => return Ok(Err(Stop::NeedsReauth(why))),
                 Err(e) => {
                     tracing::warn!(kb.id = %run.kb_id, source.id = %source.id, error = %e, "could not read the sharing of a source: sync grants left as they are until the next run reads it");
                     store.forget_sharing_reads(Some(run.kb_id)).await?;

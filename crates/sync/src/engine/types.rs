@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kbsync_core::datasource::ProviderError;
+use kbsync_core::datasource::DatasourceError;
 use kbsync_core::{Clock, KbId, Random, SyncStatus};
 use kbsync_ingest::Extractor;
 use kbsync_store::{BlobStore, Source, Store, StoreError, SyncFailure, SyncRunOutcome};
@@ -194,7 +194,7 @@ pub(super) enum Gathered {
     Revoked,
     /// The datasource failed in a way that retrying later may fix; nothing was advanced. The
     /// files it held at its saved state still count towards the limit and are kept.
-    Failed(ProviderError),
+    Failed(DatasourceError),
 }
 
 /// A folder round that changed nothing.

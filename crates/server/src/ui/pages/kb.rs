@@ -66,7 +66,7 @@ fn new_page(
     description: String,
     error: Option<String>,
 ) -> views::KbNewPage {
-    let (configured, unconfigured): (Vec<_>, Vec<_>) = connections::connectors(state)
+    let (configured, unconfigured): (Vec<_>, Vec<_>) = connections::datasources(state)
         .into_iter()
         .partition(|c| c.configured);
     views::KbNewPage {

@@ -30,7 +30,7 @@ pub async fn cancel(
 pub struct ConnectParams {
     #[serde(default)]
     csrf: String,
-    provider: Option<String>,
+    datasource: Option<String>,
 }
 
 /// Opened in the connect popup: starts the authorization flow, gives this browser the flow's
@@ -45,12 +45,12 @@ pub async fn connect(
 ) -> UiResult {
     session.check_csrf(&p.csrf)?;
     let kb_id = parse_kb(&id)?;
-    let kind = match p.provider.as_deref() {
-        Some(name) => connections::provider(name)?,
+    let kind = match p.datasource.as_deref() {
+        Some(name) => connections::datasource(name)?,
         None => datasource_of(&state, &session, kb_id).await?,
     };
     let started = connections::initiate(&state, &session.user, kind, kb_id).await?;
-    let cookie = api::connectors::binding_cookie(&state.settings.public_url, &started);
+    let cookie = api::datasources::binding_cookie(&state.settings.public_url, &started);
     Ok(with_cookie(
         Redirect::to(&started.auth_url).into_response(),
         &cookie,
@@ -86,7 +86,7 @@ struct PickedItemForm {
     path: String,
 }
 
-/// The picker's form: `csrf`, `provider` and one `item` field (a JSON object) per picked item.
+/// The picker's form: `csrf`, `datasource` and one `item` field (a JSON object) per picked item.
 pub async fn add_sources(
     State(state): State<AppState>,
     session: Session,
@@ -95,12 +95,12 @@ pub async fn add_sources(
 ) -> UiResult {
     let kb_id = parse_kb(&id)?;
     let mut csrf = String::new();
-    let mut provider = None;
+    let mut datasource = None;
     let mut raw_items = Vec::new();
     for (key, value) in url::form_urlencoded::parse(&body) {
         match key.as_ref() {
             "csrf" => csrf = value.into_owned(),
-            "provider" => provider = Some(value.into_owned()),
+            "datasource" => datasource = Some(value.into_owned()),
             "item" => raw_items.push(value.into_owned()),
             _ => {}
         }
@@ -118,11 +118,11 @@ pub async fn add_sources(
             path: item.path,
         });
     }
-    let provider = match provider {
+    let datasource = match datasource {
         Some(name) => name,
         None => datasource_of(&state, &session, kb_id).await?.as_str().to_owned(),
     };
-    sync::add_sources(&state, &session.user, kb_id, &provider, items, None).await?;
+    sync::add_sources(&state, &session.user, kb_id, &datasource, items, None).await?;
     Ok(to_kb(kb_id))
 }
 

@@ -109,8 +109,8 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult 
         row("Run lease", format!("{} s", sync.runner.lease_ttl.num_seconds())),
         row("Instance", sync.instance_id.clone()),
     ];
-    let connectors = a
-        .connectors
+    let datasources = a
+        .datasources
         .iter()
         .map(|c| {
             row(
@@ -138,7 +138,7 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult 
     Ok(render(&views::AdminPage {
         chrome: Chrome::of(&session, "admin"),
         settings,
-        connectors,
+        datasources,
         scheduler,
     }))
 }

@@ -1,6 +1,6 @@
-//! [`Connectors`]: the datasources this server can connect to and the OAuth connection manager
+//! [`Datasources`]: the datasources this server can connect to and the OAuth connection manager
 //! that holds knowledge bases' connections. The sync runner reaches both through them (as its
-//! [`ConnectorResolver`]), so it never reads or writes the connection tables itself.
+//! [`DatasourceResolver`]), so it never reads or writes the connection tables itself.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -11,34 +11,34 @@ use kbsync_core::{
     datasource::{Datasource, DatasourceKind},
 };
 use kbsync_oauth::ConnectionManager;
-use kbsync_sync::runner::{ConnectorResolver, ResolveError, StoredTokens};
+use kbsync_sync::runner::{DatasourceResolver, ResolveError, StoredTokens};
 
 /// The datasources this server can connect to, and the connections of knowledge bases.
 #[derive(Clone)]
-pub struct Connectors {
+pub struct Datasources {
     pub manager: ConnectionManager,
-    datasources: Arc<HashMap<DatasourceKind, Arc<dyn Datasource>>>,
+    by_kind: Arc<HashMap<DatasourceKind, Arc<dyn Datasource>>>,
 }
 
-impl Connectors {
+impl Datasources {
     pub fn new(manager: ConnectionManager, datasources: Vec<Arc<dyn Datasource>>) -> Self {
         let datasources = datasources.into_iter().map(|d| (d.kind(), d)).collect();
         Self {
             manager,
-            datasources: Arc::new(datasources),
+            by_kind: Arc::new(datasources),
         }
     }
 
     /// The datasource of a kind, when this server has one.
     pub fn datasource(&self, kind: DatasourceKind) -> Option<&Arc<dyn Datasource>> {
-        self.datasources.get(&kind)
+        self.by_kind.get(&kind)
     }
 }
 
 #[async_trait]
-impl ConnectorResolver for Connectors {
+impl DatasourceResolver for Datasources {
     fn datasource(&self, kind: DatasourceKind) -> Option<Arc<dyn Datasource>> {
-        Connectors::datasource(self, kind).cloned()
+        Datasources::datasource(self, kind).cloned()
     }
 
     async fn tokens(&self, kb_id: KbId) -> Result<StoredTokens, ResolveError> {
@@ -47,7 +47,7 @@ impl ConnectorResolver for Connectors {
             Ok(Some(s)) if s.needs_reauth => Err(ResolveError::NeedsReauth),
             Ok(Some(s)) => match s.token_stored_at {
                 Some(stored_at) => Ok(StoredTokens {
-                    provider: self.manager.tokens(kb_id),
+                    source: self.manager.tokens(kb_id),
                     stored_at,
                 }),
                 None => Err(ResolveError::NotConnected),

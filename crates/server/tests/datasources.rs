@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
-    connectors_list_shows_whether_each_datasource_is_configured,
+    datasources_list_shows_whether_each_datasource_is_configured,
     initiate_answers_each_caller_with_the_right_status,
     initiate_without_a_client_secret_answers_501,
     consent_and_callback_store_a_connection_and_a_replayed_state_is_refused,
@@ -97,20 +97,20 @@ async fn connect(s: &TestServer, r: &Roles) {
     s.connect(&r.owner, &r.kb).await;
 }
 
-async fn connectors_list_shows_whether_each_datasource_is_configured(db: Db) {
+async fn datasources_list_shows_whether_each_datasource_is_configured(db: Db) {
     let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
         return;
     };
     let token = s.admin_token().await;
     assert_eq!(
-        s.get("/api/v1/connectors", None).await.0,
+        s.get("/api/v1/datasources", None).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let (status, body) = s.get("/api/v1/connectors", Some(&token)).await;
+    let (status, body) = s.get("/api/v1/datasources", Some(&token)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
-        body["connectors"],
-        json!([{"provider": "onedrive", "name": "OneDrive / SharePoint", "configured": true}])
+        body["datasources"],
+        json!([{"datasource": "onedrive", "name": "OneDrive / SharePoint", "configured": true}])
     );
     s.stop().await;
 
@@ -118,8 +118,8 @@ async fn connectors_list_shows_whether_each_datasource_is_configured(db: Db) {
         return;
     };
     let token = s.admin_token().await;
-    let (_, body) = s.get("/api/v1/connectors", Some(&token)).await;
-    assert_eq!(body["connectors"][0]["configured"], false);
+    let (_, body) = s.get("/api/v1/datasources", Some(&token)).await;
+    assert_eq!(body["datasources"][0]["configured"], false);
     s.stop().await;
 }
 
@@ -141,14 +141,14 @@ async fn initiate_answers_each_caller_with_the_right_status(db: Db) {
     let resp = s
         .http
         .get(format!(
-            "{}/api/v1/connectors/onedrive/auth/initiate?knowledge_id={}",
+            "{}/api/v1/datasources/onedrive/auth/initiate?knowledge_id={}",
             s.base, r.kb
         ))
         .bearer_auth(&r.owner)
         .send()
         .await
         .unwrap();
-    // The binding cookie: one per flow, HttpOnly, SameSite=Lax, only for the connectors routes,
+    // The binding cookie: one per flow, HttpOnly, SameSite=Lax, only for the datasources routes,
     // as long as the state lives, not Secure on plain http.
     let cookies = common::binding_cookies(resp.headers());
     assert_eq!(cookies.len(), 1, "{cookies:?}");
@@ -159,7 +159,7 @@ async fn initiate_answers_each_caller_with_the_right_status(db: Db) {
     for attr in [
         "HttpOnly",
         "SameSite=Lax",
-        "Path=/api/v1/connectors/",
+        "Path=/api/v1/datasources/",
         "Max-Age=600",
     ] {
         assert!(attrs.contains(&attr), "{attr} missing: {cookies:?}");
@@ -178,7 +178,7 @@ async fn initiate_answers_each_caller_with_the_right_status(db: Db) {
     assert!(q["scope"].split(' ').any(|sc| sc == "offline_access"), "{q:?}");
     assert_eq!(
         q["redirect_uri"],
-        format!("{}/api/v1/connectors/onedrive/auth/callback", s.base)
+        format!("{}/api/v1/datasources/onedrive/auth/callback", s.base)
     );
     assert!(q["state"].len() >= 32);
 
@@ -196,7 +196,7 @@ async fn initiate_answers_each_caller_with_the_right_status(db: Db) {
     assert_eq!(initiate(&s, Some(&r.owner), &local).await.0, StatusCode::CONFLICT);
     let (status, _) = s
         .get(
-            &format!("/api/v1/connectors/dropbox/auth/initiate?knowledge_id={}", r.kb),
+            &format!("/api/v1/datasources/dropbox/auth/initiate?knowledge_id={}", r.kb),
             Some(&r.owner),
         )
         .await;
@@ -244,7 +244,7 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
         assert_eq!(s.get(&path, token).await.0, expected, "{who}");
     }
     let (_, conn) = s.get(&path, Some(&r.reader)).await;
-    assert_eq!(conn["provider"], "onedrive");
+    assert_eq!(conn["datasource"], "onedrive");
     assert_eq!(conn["has_stored_token"], true);
     assert_eq!(conn["needs_reauth"], false);
     assert!(conn["token_stored_at"].is_string());
@@ -264,11 +264,11 @@ async fn consent_and_callback_store_a_connection_and_a_replayed_state_is_refused
     // A forged state and a missing one: refused.
     for forged in [
         format!(
-            "{}/api/v1/connectors/onedrive/auth/callback?code=abc&state=forged",
+            "{}/api/v1/datasources/onedrive/auth/callback?code=abc&state=forged",
             s.base
         ),
-        format!("{}/api/v1/connectors/onedrive/auth/callback?code=abc", s.base),
-        format!("{}/api/v1/connectors/onedrive/auth/callback", s.base),
+        format!("{}/api/v1/datasources/onedrive/auth/callback?code=abc", s.base),
+        format!("{}/api/v1/datasources/onedrive/auth/callback", s.base),
     ] {
         let resp = reqwest::get(&forged).await.unwrap();
         assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{forged}");
@@ -330,7 +330,7 @@ async fn a_callback_without_the_binding_cookie_stores_nothing_and_spends_the_sta
     let (_, body, _) = initiate(&s, Some(&r.owner), &r.kb).await;
     let state = state_of(body["auth_url"].as_str().unwrap());
     let resp = reqwest::get(format!(
-        "{}/api/v1/connectors/onedrive/auth/callback?state={state}&error=access_denied",
+        "{}/api/v1/datasources/onedrive/auth/callback?state={state}&error=access_denied",
         s.base
     ))
     .await
@@ -475,7 +475,7 @@ async fn two_flows_started_in_one_browser_both_complete(db: Db) {
         );
         assert!(set_cookies[0].contains("Max-Age=0"), "{set_cookies:?}");
         assert!(
-            set_cookies[0].contains("Path=/api/v1/connectors/"),
+            set_cookies[0].contains("Path=/api/v1/datasources/"),
             "{set_cookies:?}"
         );
     }
@@ -498,7 +498,7 @@ async fn callback_error_text_is_inert_and_posted_only_to_the_public_origin(db: D
         .1
         .into_owned();
     let mut callback =
-        url::Url::parse(&format!("{}/api/v1/connectors/onedrive/auth/callback", s.base)).unwrap();
+        url::Url::parse(&format!("{}/api/v1/datasources/onedrive/auth/callback", s.base)).unwrap();
     callback
         .query_pairs_mut()
         .append_pair("state", &state)
@@ -546,7 +546,7 @@ async fn browse_uses_the_stored_connection_and_needs_manage_access(db: Db) {
     };
     let r = roles(&s).await;
     let browse = |token: Option<String>, extra: String| {
-        let path = format!("/api/v1/connectors/onedrive/browse?knowledge_id={}{extra}", r.kb);
+        let path = format!("/api/v1/datasources/onedrive/browse?knowledge_id={}{extra}", r.kb);
         let s = &s;
         async move { s.get(&path, token.as_deref()).await }
     };
@@ -614,7 +614,7 @@ async fn a_revoked_refresh_token_marks_the_knowledge_base_needs_reauth(db: Db) {
     };
     let r = roles(&s).await;
     connect(&s, &r).await;
-    let browse = format!("/api/v1/connectors/onedrive/browse?knowledge_id={}", r.kb);
+    let browse = format!("/api/v1/datasources/onedrive/browse?knowledge_id={}", r.kb);
     assert_eq!(s.get(&browse, Some(&r.owner)).await.0, StatusCode::OK);
 
     let control = s.emulator.as_ref().unwrap().control();
@@ -674,7 +674,7 @@ async fn forgetting_the_connection_needs_manage_access_and_removes_the_token(db:
         StatusCode::NO_CONTENT
     );
     assert_eq!(s.get(&path, Some(&r.owner)).await.1["has_stored_token"], false);
-    let browse = format!("/api/v1/connectors/onedrive/browse?knowledge_id={}", r.kb);
+    let browse = format!("/api/v1/datasources/onedrive/browse?knowledge_id={}", r.kb);
     assert_eq!(s.get(&browse, Some(&r.owner)).await.0, StatusCode::CONFLICT);
     s.stop().await;
 }

@@ -1,4 +1,4 @@
-//! `/api/v1/connectors/…` and `/api/v1/knowledge/{id}/connection`.
+//! `/api/v1/datasources/…` and `/api/v1/knowledge/{id}/connection`.
 
 use axum::{
     Json,
@@ -25,22 +25,22 @@ use crate::{
 };
 
 #[derive(Serialize)]
-pub struct ConnectorDto {
-    pub provider: DatasourceKind,
+pub struct DatasourceDto {
+    pub datasource: DatasourceKind,
     pub name: &'static str,
     pub configured: bool,
 }
 
 pub async fn list(State(state): State<AppState>, CurrentUser(_user): CurrentUser) -> Json<serde_json::Value> {
-    let items: Vec<ConnectorDto> = connections::connectors(&state)
+    let items: Vec<DatasourceDto> = connections::datasources(&state)
         .into_iter()
-        .map(|c| ConnectorDto {
-            provider: c.kind,
+        .map(|c| DatasourceDto {
+            datasource: c.kind,
             name: c.kind.display_name(),
             configured: c.configured,
         })
         .collect();
-    Json(json!({ "connectors": items }))
+    Json(json!({ "datasources": items }))
 }
 
 #[derive(Deserialize)]
@@ -58,10 +58,10 @@ pub struct InitiateResponse {
 pub async fn initiate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiPath(provider): ApiPath<String>,
+    ApiPath(datasource): ApiPath<String>,
     ApiQuery(params): ApiQuery<KbParam>,
 ) -> ApiResult<Response> {
-    let kind = connections::provider(&provider)?;
+    let kind = connections::datasource(&datasource)?;
     let started = connections::initiate(&state, &user, kind, params.knowledge_id).await?;
     let cookie = binding_cookie(&state.settings.public_url, &started);
     Ok((
@@ -81,12 +81,12 @@ pub async fn initiate(
 /// one browser (two knowledge bases at once) do not overwrite each other's.
 pub const BINDING_COOKIE_PREFIX: &str = "kbsync_oauth_binding_";
 
-/// The binding cookies are sent only to the connectors routes (initiate and the callback).
-const BINDING_COOKIE_PATH: &str = "/api/v1/connectors/";
+/// The binding cookies are sent only to the datasources routes (initiate and the callback).
+const BINDING_COOKIE_PATH: &str = "/api/v1/datasources/";
 
 /// The `Set-Cookie` value that gives a started flow's binding to the browser: `HttpOnly`,
 /// `SameSite=Lax` (it must come back on the authorization server's redirect, a top-level `GET`),
-/// limited to the connectors routes, living as long as the flow's state, and `Secure` when users
+/// limited to the datasources routes, living as long as the flow's state, and `Secure` when users
 /// reach kbsync over https.
 pub fn binding_cookie(public_url: &str, started: &Initiated) -> String {
     cookie_line(
@@ -127,13 +127,13 @@ pub struct CallbackParams {
 /// small page that reports to the opener, and removes the flow's binding cookie.
 pub async fn callback(
     State(state): State<AppState>,
-    ApiPath(provider): ApiPath<String>,
+    ApiPath(datasource): ApiPath<String>,
     headers: HeaderMap,
     params: Result<axum::extract::Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let mut flow = None;
-    let outcome = match (connections::provider(&provider), params) {
-        (Err(_), _) => CallbackOutcome::error(None, "unknown connector"),
+    let outcome = match (connections::datasource(&datasource), params) {
+        (Err(_), _) => CallbackOutcome::error(None, "unknown datasource"),
         (_, Err(_)) => CallbackOutcome::error(None, "the authorization response was malformed"),
         (Ok(_), Ok(axum::extract::Query(p))) => {
             let binding = p.state.as_deref().and_then(|st| {
@@ -274,7 +274,7 @@ pub fn html_escape(text: &str) -> String {
 
 #[derive(Serialize)]
 pub struct ConnectionDto {
-    pub provider: DatasourceKind,
+    pub datasource: DatasourceKind,
     pub has_stored_token: bool,
     pub token_stored_at: Option<DateTime<Utc>>,
     pub last_refreshed_at: Option<DateTime<Utc>>,
@@ -288,7 +288,7 @@ pub async fn get_connection(
 ) -> ApiResult<Json<ConnectionDto>> {
     let s = connections::status(&state, &user, kb_id).await?;
     Ok(Json(ConnectionDto {
-        provider: s.provider,
+        datasource: s.datasource,
         has_stored_token: s.has_stored_token,
         token_stored_at: s.token_stored_at,
         last_refreshed_at: s.last_refreshed_at,
@@ -320,10 +320,10 @@ pub struct BrowseResponse {
 pub async fn browse(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    ApiPath(provider): ApiPath<String>,
+    ApiPath(datasource): ApiPath<String>,
     ApiQuery(params): ApiQuery<BrowseParams>,
 ) -> ApiResult<Json<BrowseResponse>> {
-    let kind = connections::provider(&provider)?;
+    let kind = connections::datasource(&datasource)?;
     let at = BrowseLocation {
         drive_id: params.drive_id,
         item_id: params.item_id,
@@ -362,7 +362,7 @@ mod tests {
     }
 
     #[test]
-    fn binding_cookie_is_http_only_lax_limited_to_the_connectors_routes_and_secure_behind_https() {
+    fn binding_cookie_is_http_only_lax_limited_to_the_datasources_routes_and_secure_behind_https() {
         let started = Initiated {
             auth_url: "https://login.example.com/authorize".into(),
             flow_id: "0123456789abcdef".into(),
@@ -372,7 +372,7 @@ mod tests {
         let https = binding_cookie("https://kb.example.com", &started);
         assert_eq!(
             https,
-            "kbsync_oauth_binding_0123456789abcdef=the-secret; Path=/api/v1/connectors/; HttpOnly; \
+            "kbsync_oauth_binding_0123456789abcdef=the-secret; Path=/api/v1/datasources/; HttpOnly; \
              SameSite=Lax; Max-Age=600; Secure"
         );
         let http = binding_cookie("http://127.0.0.1:8080", &started);
@@ -381,7 +381,7 @@ mod tests {
         assert!(
             cleared.starts_with("kbsync_oauth_binding_0123456789abcdef=; ")
                 && cleared.contains("Max-Age=0")
-                && cleared.contains("Path=/api/v1/connectors/")
+                && cleared.contains("Path=/api/v1/datasources/")
                 && cleared.ends_with("; Secure"),
             "{cleared}"
         );
