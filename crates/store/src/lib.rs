@@ -2,7 +2,7 @@
 //! PostgreSQL (several instances sharing one database), plus the content-addressed [`BlobStore`].
 //!
 //! All SQL lives in this crate. Both implementations pass the same conformance suite
-//! (`tests/conformance.rs`).
+//! (`tests/store/conformance/`).
 
 mod blob;
 mod common;

@@ -11,11 +11,20 @@ pub const PASSWORD_HASH: &str = "$argon2id$x";
 /// A new user with `role`, e-mail `<id>@example.com`.
 pub async fn user(store: &dyn Store, role: Role, at: DateTime<Utc>) -> UserId {
     let id = Uuid::new_v4();
+    create_user(store, id, format!("{id}@example.com"), role, at).await
+}
+
+/// A new user with `email` and `role`, for tests where the address matters (sign-in, sharing).
+pub async fn user_with_email(store: &dyn Store, email: &str, role: Role, at: DateTime<Utc>) -> UserId {
+    create_user(store, Uuid::new_v4(), email.to_owned(), role, at).await
+}
+
+async fn create_user(store: &dyn Store, id: UserId, email: String, role: Role, at: DateTime<Utc>) -> UserId {
     store
         .create_user(
             id,
             NewUser {
-                email: format!("{id}@example.com"),
+                email,
                 password_hash: PASSWORD_HASH.into(),
                 role,
             },

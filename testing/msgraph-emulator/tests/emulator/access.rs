@@ -15,17 +15,6 @@ async fn error_code(env: &Env, path: &str) -> (u16, String) {
     (s, body["error"]["code"].as_str().unwrap_or("").to_string())
 }
 
-fn bob(env: &Env, drive_type: DriveType) -> UserInfo {
-    env.ctl
-        .create_user(NewUser {
-            display_name: "Bob Builder".into(),
-            mail: Some("bob@contoso.onmicrosoft.com".into()),
-            drive_type: Some(drive_type),
-            ..Default::default()
-        })
-        .unwrap()
-}
-
 #[tokio::test]
 async fn the_default_user_reads_the_default_drive_and_the_site_libraries() {
     let env = env().await;

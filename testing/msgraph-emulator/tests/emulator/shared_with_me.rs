@@ -3,17 +3,6 @@ use crate::common::*;
 use msgraph_emulator::{DriveType, LinkUser, NewUser, PermissionSpec, UserInfo};
 use serde_json::Value;
 
-fn bob(env: &Env, drive_type: DriveType) -> UserInfo {
-    env.ctl
-        .create_user(NewUser {
-            display_name: "Bob Builder".into(),
-            mail: Some("bob@contoso.onmicrosoft.com".into()),
-            drive_type: Some(drive_type),
-            ..Default::default()
-        })
-        .unwrap()
-}
-
 async fn shared_with_me(env: &Env) -> Vec<Value> {
     env.get_json("/me/drive/sharedWithMe").await["value"]
         .as_array()
