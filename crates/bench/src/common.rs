@@ -205,15 +205,7 @@ pub async fn add_folder(
     Ok(store
         .add_source(
             Uuid::new_v4(),
-            NewSource {
-                kb_id: kb,
-                provider: DatasourceKind::OneDrive,
-                kind: SourceKind::Folder,
-                drive_id: drive.to_owned(),
-                item_id: item_id.to_owned(),
-                name: path.rsplit('/').next().unwrap_or(path).to_owned(),
-                path: path.to_owned(),
-            },
+            kbsync_kit::fixtures::onedrive_source(kb, SourceKind::Folder, drive, item_id, path),
             Utc::now(),
         )
         .await?)

@@ -1,8 +1,9 @@
-//! Users and knowledge bases made directly in a store.
+//! Users, knowledge bases and sources made directly in a store.
 
 use chrono::{DateTime, Utc};
+use kbsync_core::datasource::DatasourceKind;
 use kbsync_core::{KbId, KbType, Role, UserId};
-use kbsync_store::{NewKnowledgeBase, NewUser, Store};
+use kbsync_store::{NewKnowledgeBase, NewSource, NewUser, SourceKind, Store};
 use uuid::Uuid;
 
 /// A password hash for users made directly in a store (no test logs in with it).
@@ -52,4 +53,18 @@ pub async fn kb(store: &dyn Store, owner: UserId, name: &str, kb_type: KbType, a
         .await
         .unwrap();
     id
+}
+
+/// A OneDrive source of `kb_id`: the `kind` item `item_id` at `path` on `drive_id`, named as the
+/// last segment of its path (as the picker names it).
+pub fn onedrive_source(kb_id: KbId, kind: SourceKind, drive_id: &str, item_id: &str, path: &str) -> NewSource {
+    NewSource {
+        kb_id,
+        provider: DatasourceKind::OneDrive,
+        kind,
+        drive_id: drive_id.to_owned(),
+        item_id: item_id.to_owned(),
+        name: path.rsplit('/').next().unwrap_or(path).to_owned(),
+        path: path.to_owned(),
+    }
 }

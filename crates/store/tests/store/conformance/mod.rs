@@ -27,16 +27,9 @@ mod sources;
 mod sync_grants;
 mod users;
 
+/// A folder source `/Docs` of `kb_id` on drive `drive-1`.
 fn new_source(kb_id: KbId, item_id: &str) -> NewSource {
-    NewSource {
-        kb_id,
-        provider: DatasourceKind::OneDrive,
-        kind: SourceKind::Folder,
-        drive_id: "drive-1".into(),
-        item_id: item_id.into(),
-        name: "Docs".into(),
-        path: "/Docs".into(),
-    }
+    kbsync_kit::fixtures::onedrive_source(kb_id, SourceKind::Folder, "drive-1", item_id, "/Docs")
 }
 
 fn t(offset_secs: i64) -> DateTime<Utc> {

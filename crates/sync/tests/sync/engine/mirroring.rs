@@ -177,15 +177,7 @@ async fn a_file_source_is_fetched_only_when_its_hash_changes(store: Arc<dyn Stor
     env.store
         .add_source(
             Uuid::new_v4(),
-            NewSource {
-                kb_id: env.kb,
-                provider: DatasourceKind::OneDrive,
-                kind: SourceKind::File,
-                drive_id: env.drive.clone(),
-                item_id: id.clone(),
-                name: "single.txt".into(),
-                path: "/Loose/single.txt".into(),
-            },
+            kbsync_kit::fixtures::onedrive_source(env.kb, SourceKind::File, &env.drive, &id, "/Loose/single.txt"),
             env.ctl.now(),
         )
         .await
@@ -213,7 +205,7 @@ async fn a_file_in_two_sources_is_one_document_fetched_once(store: Arc<dyn Store
     let a = env.put("/P/a.txt", "alpha apple");
     env.put("/P/b.txt", "bravo banana");
     // The file picked first, then its folder: the folder gives the document its path.
-    env.add_source(SourceKind::File, &a, "a.txt", "/P/a.txt").await;
+    env.add_source(SourceKind::File, &a, "/P/a.txt").await;
     env.add_folder("/P").await;
 
     let first = env.sync().await;

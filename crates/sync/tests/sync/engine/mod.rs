@@ -157,23 +157,14 @@ impl Env {
 
     async fn add_folder(&self, path: &str) -> Source {
         let item = self.ctl.item_by_path(&self.drive, path).unwrap();
-        self.add_source(SourceKind::Folder, &item.id, &item.name, path)
-            .await
+        self.add_source(SourceKind::Folder, &item.id, path).await
     }
 
-    async fn add_source(&self, kind: SourceKind, item_id: &str, name: &str, path: &str) -> Source {
+    async fn add_source(&self, kind: SourceKind, item_id: &str, path: &str) -> Source {
         self.store
             .add_source(
                 Uuid::new_v4(),
-                NewSource {
-                    kb_id: self.kb,
-                    provider: DatasourceKind::OneDrive,
-                    kind,
-                    drive_id: self.drive.clone(),
-                    item_id: item_id.into(),
-                    name: name.into(),
-                    path: path.into(),
-                },
+                kbsync_kit::fixtures::onedrive_source(self.kb, kind, &self.drive, item_id, path),
                 // Sources are listed oldest first: added a second apart, their order is known.
                 {
                     self.clock.advance(chrono::Duration::seconds(1));

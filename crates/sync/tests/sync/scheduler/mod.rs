@@ -188,15 +188,13 @@ impl World {
         self.store
             .add_source(
                 Uuid::new_v4(),
-                NewSource {
-                    kb_id: kb,
-                    provider: DatasourceKind::OneDrive,
-                    kind: SourceKind::Folder,
-                    drive_id: self.drive.clone(),
-                    item_id: folder.id,
-                    name: folder.name,
-                    path: format!("/{name}"),
-                },
+                kbsync_kit::fixtures::onedrive_source(
+                    kb,
+                    SourceKind::Folder,
+                    &self.drive,
+                    &folder.id,
+                    &format!("/{name}"),
+                ),
                 self.now(),
             )
             .await
