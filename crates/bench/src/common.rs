@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use kbsync_core::datasource::{AccessToken, DatasourceKind};
+use kbsync_core::datasource::AccessToken;
 use kbsync_core::{KbId, KbType, Role, SeededRandom, SystemClock, UserId};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_kit::PgSchema;
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
 use kbsync_store::{
-    BlobStore, NewKnowledgeBase, NewSource, NewUser, PostgresStore, Source, SourceKind, SqliteStore, Store,
+    BlobStore, NewKnowledgeBase, NewUser, PostgresStore, Source, SourceKind, SqliteStore, Store,
 };
 use kbsync_sync::events::SyncEvents;
 use kbsync_sync::{PermissionPolicy, SyncContext, SyncEngine, SyncLimits};

@@ -57,7 +57,13 @@ pub async fn kb(store: &dyn Store, owner: UserId, name: &str, kb_type: KbType, a
 
 /// A OneDrive source of `kb_id`: the `kind` item `item_id` at `path` on `drive_id`, named as the
 /// last segment of its path (as the picker names it).
-pub fn onedrive_source(kb_id: KbId, kind: SourceKind, drive_id: &str, item_id: &str, path: &str) -> NewSource {
+pub fn onedrive_source(
+    kb_id: KbId,
+    kind: SourceKind,
+    drive_id: &str,
+    item_id: &str,
+    path: &str,
+) -> NewSource {
     NewSource {
         kb_id,
         provider: DatasourceKind::OneDrive,

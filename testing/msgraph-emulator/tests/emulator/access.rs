@@ -1,7 +1,7 @@
 //! Per-user read access: owners, permissions (users, groups, site groups, links), and the control API's
 //! `revoke_access` / `grant_access` overrides.
 use crate::common::*;
-use msgraph_emulator::{DriveType, LinkUser, NewUser, PermissionSpec, UserInfo};
+use msgraph_emulator::{DriveType, LinkUser, NewUser, PermissionSpec};
 use serde_json::{Value, json};
 
 async fn status(env: &Env, path: &str) -> u16 {

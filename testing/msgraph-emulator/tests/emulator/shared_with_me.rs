@@ -1,6 +1,6 @@
 //! `GET /me/drive/sharedWithMe`: items of other drives shared with the caller, each with a `remoteItem` facet.
 use crate::common::*;
-use msgraph_emulator::{DriveType, LinkUser, NewUser, PermissionSpec, UserInfo};
+use msgraph_emulator::{DriveType, LinkUser, PermissionSpec};
 use serde_json::Value;
 
 async fn shared_with_me(env: &Env) -> Vec<Value> {

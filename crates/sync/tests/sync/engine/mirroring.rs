@@ -177,7 +177,13 @@ async fn a_file_source_is_fetched_only_when_its_hash_changes(store: Arc<dyn Stor
     env.store
         .add_source(
             Uuid::new_v4(),
-            kbsync_kit::fixtures::onedrive_source(env.kb, SourceKind::File, &env.drive, &id, "/Loose/single.txt"),
+            kbsync_kit::fixtures::onedrive_source(
+                env.kb,
+                SourceKind::File,
+                &env.drive,
+                &id,
+                "/Loose/single.txt",
+            ),
             env.ctl.now(),
         )
         .await

@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kbsync_core::Clock;
-use kbsync_core::datasource::{DatasourceKind, StaticToken, TokenProvider};
+use kbsync_core::datasource::{StaticToken, TokenProvider};
 use kbsync_core::{
     GrantOrigin, KbId, KbType, ManualClock, Permission, Random, Role, SeededRandom, SyncStatus, UserId,
 };
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_kit::emulator::TestTokens;
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
-use kbsync_store::{BlobStore, NewSource, Page, Reader, SearchQuery, Source, SourceKind, Store, SyncTrigger};
+use kbsync_store::{BlobStore, Page, Reader, SearchQuery, Source, SourceKind, Store, SyncTrigger};
 use kbsync_sync::events::{SyncEvent, SyncEvents};
 use kbsync_sync::{PermissionPolicy, RunSummary, SyncContext, SyncEngine, SyncLimits};
 use msgraph_emulator::{

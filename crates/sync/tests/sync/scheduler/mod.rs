@@ -15,8 +15,8 @@ use kbsync_core::{Clock, KbId, KbType, ManualClock, Random, Role, SeededRandom, 
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
 use kbsync_store::{
-    BlobStore, NewConnection, NewSource, NewUser, SourceKind, Store, StoreError, SyncGrant, SyncRun,
-    SyncState, SyncTrigger, TokenCipher,
+    BlobStore, NewConnection, NewUser, SourceKind, Store, StoreError, SyncGrant, SyncRun, SyncState,
+    SyncTrigger, TokenCipher,
 };
 use kbsync_sync::events::SyncEvents;
 use kbsync_sync::runner::{ConnectorResolver, ResolveError, RunnerSettings, StartError, SyncRunner};
