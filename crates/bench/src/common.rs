@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use kbsync_core::datasource::{AccessToken, DatasourceKind};
+use kbsync_core::datasource::AccessToken;
 use kbsync_core::{KbId, KbType, Role, SeededRandom, SystemClock, UserId};
 use kbsync_ingest::{Extractor, IngestConfig};
+use kbsync_kit::PgSchema;
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
 use kbsync_store::{
-    BlobStore, NewKnowledgeBase, NewSource, NewUser, PostgresStore, Source, SourceKind, SqliteStore, Store,
+    BlobStore, NewKnowledgeBase, NewUser, PostgresStore, Source, SourceKind, SqliteStore, Store,
 };
 use kbsync_sync::events::SyncEvents;
 use kbsync_sync::{PermissionPolicy, SyncContext, SyncEngine, SyncLimits};
@@ -21,17 +22,18 @@ use uuid::Uuid;
 /// The PostgreSQL server the benchmarks may use, when one is named.
 pub fn pg_url() -> Option<String> {
     std::env::var("KBSYNC_BENCH_DATABASE_URL")
-        .or_else(|_| std::env::var("KBSYNC_TEST_DATABASE_URL"))
         .ok()
         .filter(|u| !u.is_empty())
+        .or_else(kbsync_kit::postgres_url)
 }
 
-/// A migrated store in a place of its own (a temporary SQLite file, or a PostgreSQL schema that
-/// [`Db::close`] drops).
+/// A migrated store in a place of its own: a temporary SQLite file, or a PostgreSQL schema (the
+/// kit's guard, dropped with this value, also when a scenario fails).
 pub struct Db {
     pub label: &'static str,
+    // Declared before `schema`, so the store's pool goes before its schema is dropped.
     pub store: Arc<dyn Store>,
-    schema: Option<(String, String)>,
+    schema: Option<PgSchema>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -50,13 +52,13 @@ impl Db {
     }
 
     pub async fn postgres(url: &str) -> Result<Db> {
-        let schema = format!("kbsync_bench_{}", Uuid::new_v4().simple());
-        let store = PostgresStore::connect_in_schema(url, &schema).await?;
+        let schema = PgSchema::new(url, "kbsync_bench");
+        let store = PostgresStore::connect_in_schema(schema.url(), schema.name()).await?;
         store.migrate().await?;
         Ok(Db {
             label: "PostgreSQL",
             store: Arc::new(store),
-            schema: Some((url.to_owned(), schema)),
+            schema: Some(schema),
             _dir: None,
         })
     }
@@ -83,9 +85,10 @@ impl Db {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        let Some((url, schema)) = &self.schema else {
+        let Some(schema) = &self.schema else {
             return load().await;
         };
+        let (url, schema) = (schema.url(), schema.name());
         let pool = sqlx::PgPool::connect(url).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX {schema}.chunks_tsv")))
             .execute(&pool)
@@ -98,21 +101,6 @@ impl Db {
             sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&pool).await?;
         }
         pool.close().await;
-        Ok(())
-    }
-
-    /// Drops the PostgreSQL schema (SQLite's directory goes with the value).
-    pub async fn close(self) -> Result<()> {
-        if let Some((url, schema)) = self.schema {
-            drop(self.store);
-            let pool = sqlx::PgPool::connect(&url).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE"
-            )))
-            .execute(&pool)
-            .await?;
-            pool.close().await;
-        }
         Ok(())
     }
 }
@@ -217,15 +205,7 @@ pub async fn add_folder(
     Ok(store
         .add_source(
             Uuid::new_v4(),
-            NewSource {
-                kb_id: kb,
-                datasource: DatasourceKind::OneDrive,
-                kind: SourceKind::Folder,
-                drive_id: drive.to_owned(),
-                item_id: item_id.to_owned(),
-                name: path.rsplit('/').next().unwrap_or(path).to_owned(),
-                path: path.to_owned(),
-            },
+            kbsync_kit::fixtures::onedrive_source(kb, SourceKind::Folder, drive, item_id, path),
             Utc::now(),
         )
         .await?)

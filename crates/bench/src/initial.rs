@@ -214,6 +214,5 @@ pub async fn run(small: bool) -> Result<()> {
     );
     b.print();
     drop(local_db);
-    db.close().await?;
     Ok(())
 }

@@ -180,6 +180,5 @@ pub async fn run(small: bool, items: Option<usize>) -> Result<()> {
     ));
     b.target("requests beyond the floor", beyond.to_string(), "0", beyond == 0);
     b.print();
-    db.close().await?;
     Ok(())
 }

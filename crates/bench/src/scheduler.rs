@@ -54,7 +54,6 @@ pub async fn run(small: bool) -> Result<()> {
     let n: usize = if small { 100 } else { 10_000 };
     for db in Db::all().await? {
         one(&db, n).await?;
-        db.close().await?;
     }
     Ok(())
 }

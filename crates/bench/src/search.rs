@@ -57,7 +57,6 @@ pub async fn run(small: bool, chunks: Option<usize>) -> Result<()> {
     let queries = if small { 20 } else { 200 };
     for db in Db::all().await? {
         one(&db, total, queries).await?;
-        db.close().await?;
     }
     Ok(())
 }

@@ -74,6 +74,5 @@ pub async fn run(small: bool) -> Result<()> {
         ratio <= 1.15,
     );
     b.print();
-    db.close().await?;
     Ok(())
 }

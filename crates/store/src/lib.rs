@@ -1,6 +1,6 @@
 //! Persistence for kbsync: SQLite (the embedded default) and PostgreSQL (several instances
 //! sharing one database) behind one interface, plus the content-addressed [`BlobStore`]. All SQL
-//! lives in this crate; both databases pass the same conformance suite (`tests/conformance.rs`).
+//! lives in this crate; both databases pass the same conformance suite (`tests/store/conformance/`).
 //!
 //! # Layout
 //!

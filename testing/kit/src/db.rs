@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kbsync_store::{Backend, PostgresStore, Store};
-use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
 use uuid::Uuid;
 
 /// The variable naming the PostgreSQL database the tests may use (schemas of their own in it).
@@ -245,6 +245,36 @@ impl TestDb {
         match self {
             TestDb::Sqlite { .. } => None,
             TestDb::Postgres(schema) => Some(schema),
+        }
+    }
+
+    /// The columns of every row `sql` selects, read as text on a connection of its own: for
+    /// looking under the store (what is stored hashed or encrypted, what a call left behind).
+    pub async fn text_rows(&self, sql: &'static str) -> Vec<Vec<Option<String>>> {
+        fn texts<R: Row>(rows: Vec<R>) -> Vec<Vec<Option<String>>>
+        where
+            for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            usize: sqlx::ColumnIndex<R>,
+        {
+            rows.iter()
+                .map(|r| {
+                    (0..r.columns().len())
+                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
+                        .collect()
+                })
+                .collect()
+        }
+        match self {
+            TestDb::Sqlite { url, .. } => {
+                let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+                texts(sqlx::query(sql).fetch_all(&mut c).await.unwrap())
+            }
+            TestDb::Postgres(schema) => {
+                let mut c = PgConnection::connect_with(&schema.connect_options())
+                    .await
+                    .unwrap();
+                texts(sqlx::query(sql).fetch_all(&mut c).await.unwrap())
+            }
         }
     }
 }

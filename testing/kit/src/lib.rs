@@ -8,16 +8,20 @@
 //!   dropped — also when the test panics.
 //! - [`fixtures`]: users and knowledge bases made directly in a store.
 //! - [`sse`]: reads a server-sent event stream until a named event.
+//! - `emulator` (feature `emulator`): an exactly assertable Graph emulator, a OneDrive datasource
+//!   pointed at it, [`emulator::TestTokens`] and users with personal drives.
 //!
 //! The PostgreSQL rule everywhere: when `KBSYNC_TEST_DATABASE_URL` is unset (or empty) the
 //! PostgreSQL variants are skipped with a message on stderr; when it is set and the database
 //! cannot be used they fail.
 //!
-//! This is test support (a dev-dependency only): a failure here is a failed test, so it may
+//! This is test support (a dev-dependency, and a dependency of the benchmark binary): a failure here is a failed test, so it may
 //! panic, except in `Drop`, which runs while a panicking test unwinds.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod db;
+#[cfg(feature = "emulator")]
+pub mod emulator;
 pub mod fixtures;
 pub mod sse;
 

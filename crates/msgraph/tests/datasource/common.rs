@@ -1,38 +1,22 @@
 //! The harness: an in-process emulator on port 0, a [`OneDrive`] pointed at it, a sleeper that
-//! records instead of sleeping, and a token source that counts refreshes.
+//! records instead of sleeping, and the kit's token datasource that counts refreshes.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use kbsync_core::SeededRandom;
 use kbsync_core::datasource::{
-    AccessToken, ByteStream, ChangePage, Datasource, DatasourceError, NextPage, RemoteItem, SourceRef,
-    TokenSource,
+    ByteStream, ChangePage, Datasource, DatasourceError, NextPage, RemoteItem, SourceRef,
 };
-use kbsync_msgraph::{GraphConfig, OneDrive, Sleeper, microsoft_oauth};
-use msgraph_emulator::{Control, DeltaBehaviour, Emulator, EmulatorBuilder, RunningEmulator};
+pub use kbsync_kit::emulator::TestTokens;
+use kbsync_msgraph::{GraphConfig, OneDrive, Sleeper};
+use msgraph_emulator::{Control, EmulatorBuilder, RunningEmulator};
 
-pub const START: &str = "2025-03-01T09:00:00Z";
-
-pub fn start_time() -> DateTime<Utc> {
-    START.parse().unwrap()
-}
-
-/// A frozen emulator clock and plain delta (no reordering, no duplicates) so tests can be exact.
+/// An emulator whose answers the tests can assert exactly (frozen clock, plain delta).
 pub fn builder() -> EmulatorBuilder {
-    Emulator::builder()
-        .seed(11)
-        .frozen_clock(true)
-        .start_time(start_time())
-        .delta_behaviour(DeltaBehaviour {
-            children_first_probability: 0.0,
-            duplicate_probability: 0.0,
-            ..DeltaBehaviour::default()
-        })
+    kbsync_kit::emulator::exact_emulator(11)
 }
 
 /// Records every wait asked for and returns at once.
@@ -55,66 +39,6 @@ impl Sleeper for RecordingSleeper {
     }
 }
 
-/// Tokens minted by the emulator; a refresh mints a new one (unless refreshing is disabled).
-pub struct TestTokens {
-    ctl: Control,
-    user: String,
-    current: Mutex<AccessToken>,
-    refreshes: AtomicUsize,
-    can_refresh: bool,
-}
-
-impl TestTokens {
-    pub fn new(ctl: &Control, user: &str) -> Self {
-        let token = ctl
-            .mint_access_token(user, &["Files.Read.All", "Sites.Read.All"])
-            .unwrap();
-        Self {
-            ctl: ctl.clone(),
-            user: user.to_string(),
-            current: Mutex::new(AccessToken::new(token)),
-            refreshes: AtomicUsize::new(0),
-            can_refresh: true,
-        }
-    }
-
-    /// A token that lives `secs` seconds of emulator time.
-    pub fn short_lived(ctl: &Control, user: &str, secs: i64) -> Self {
-        let t = Self::new(ctl, user);
-        let token = ctl
-            .mint_access_token_for(user, &["Files.Read.All"], chrono::Duration::seconds(secs))
-            .unwrap();
-        *t.current.lock().unwrap() = AccessToken::new(token);
-        t
-    }
-
-    pub fn refreshes(&self) -> usize {
-        self.refreshes.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl TokenSource for TestTokens {
-    async fn access_token(&self) -> Result<AccessToken, DatasourceError> {
-        Ok(self.current.lock().unwrap().clone())
-    }
-
-    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, DatasourceError> {
-        self.refreshes.fetch_add(1, Ordering::SeqCst);
-        if !self.can_refresh {
-            return Err(DatasourceError::Unauthorized("cannot refresh".into()));
-        }
-        let fresh = AccessToken::new(
-            self.ctl
-                .mint_access_token(&self.user, &["Files.Read.All", "Sites.Read.All"])
-                .unwrap(),
-        );
-        assert_ne!(&fresh, rejected);
-        *self.current.lock().unwrap() = fresh.clone();
-        Ok(fresh)
-    }
-}
-
 pub struct Env {
     pub emu: RunningEmulator,
     pub ctl: Control,
@@ -123,14 +47,6 @@ pub struct Env {
     pub tokens: TestTokens,
     pub drive: String,
     pub user: String,
-}
-
-pub fn config_for(emu: &RunningEmulator) -> GraphConfig {
-    GraphConfig {
-        graph_url: emu.graph_url().to_string(),
-        request_timeout: Duration::from_secs(10),
-        ..GraphConfig::default()
-    }
 }
 
 pub async fn env() -> Env {
@@ -144,12 +60,11 @@ pub async fn env_config(tweak: impl FnOnce(&mut GraphConfig)) -> Env {
 pub async fn env_with(b: EmulatorBuilder, tweak: impl FnOnce(&mut GraphConfig)) -> Env {
     let emu = b.start().await.unwrap();
     let ctl = emu.control();
-    let mut config = config_for(&emu);
+    let mut config = kbsync_kit::emulator::graph_config(&emu);
     tweak(&mut config);
     let sleeper = Arc::new(RecordingSleeper::default());
-    let http = config.http_client().unwrap();
-    let oauth = microsoft_oauth(emu.base_url(), &ctl.tenant_id(), vec!["Files.Read.All".into()]);
-    let ds = OneDrive::new(config, oauth, http, sleeper.clone()).with_random(Arc::new(SeededRandom::new(3)));
+    let ds = kbsync_kit::emulator::onedrive(&emu, config, sleeper.clone())
+        .with_random(Arc::new(SeededRandom::new(3)));
     let user = ctl.default_user_id();
     let tokens = TestTokens::new(&ctl, &user);
     let drive = ctl.default_drive_id();

@@ -1,5 +1,5 @@
 use kbsync_core::datasource::{Datasource, Principal, RemotePermission};
-use msgraph_emulator::{DriveType, LinkUser, NewUser, PermissionSpec};
+use msgraph_emulator::{LinkUser, NewUser, PermissionSpec};
 
 use crate::common::*;
 
@@ -193,15 +193,7 @@ async fn permissions_of_every_principal_kind_are_read_across_pages() {
 #[tokio::test]
 async fn permissions_on_a_personal_drive_say_where_they_are_inherited_from() {
     let env = env().await;
-    let owner = env
-        .ctl
-        .create_user(NewUser {
-            display_name: "Pat Personal".into(),
-            mail: Some("pat@outlook.com".into()),
-            drive_type: Some(DriveType::Personal),
-            ..NewUser::default()
-        })
-        .unwrap();
+    let owner = kbsync_kit::emulator::personal_drive_user(&env.ctl, "Pat Personal", Some("pat@outlook.com"));
     let drive = owner.drive_id.clone().unwrap();
     let tokens = TestTokens::new(&env.ctl, &owner.id);
     let f = env.ctl.put_file(&drive, "/Album/pic.png", "png").unwrap();

@@ -1,7 +1,7 @@
 //! Per-user read access: owners, permissions (users, groups, site groups, links), and the control API's
 //! `revoke_access` / `grant_access` overrides.
 use crate::common::*;
-use msgraph_emulator::{DriveType, LinkUser, NewUser, PermissionSpec, UserInfo};
+use msgraph_emulator::{DriveType, LinkUser, NewUser, PermissionSpec};
 use serde_json::{Value, json};
 
 async fn status(env: &Env, path: &str) -> u16 {
@@ -13,17 +13,6 @@ async fn error_code(env: &Env, path: &str) -> (u16, String) {
     let s = r.status().as_u16();
     let body: Value = r.json().await.unwrap();
     (s, body["error"]["code"].as_str().unwrap_or("").to_string())
-}
-
-fn bob(env: &Env, drive_type: DriveType) -> UserInfo {
-    env.ctl
-        .create_user(NewUser {
-            display_name: "Bob Builder".into(),
-            mail: Some("bob@contoso.onmicrosoft.com".into()),
-            drive_type: Some(drive_type),
-            ..Default::default()
-        })
-        .unwrap()
 }
 
 #[tokio::test]

@@ -1,24 +1,14 @@
-use chrono::{DateTime, Utc};
-use msgraph_emulator::{Control, DeltaBehaviour, Emulator, EmulatorBuilder, RunningEmulator};
+//! The harness: an exactly assertable emulator on 127.0.0.1:0 (from the kit), an HTTP client with
+//! a token of the acting user, and readers of Graph pages.
+
+use msgraph_emulator::{Control, DriveType, EmulatorBuilder, NewUser, RunningEmulator, UserInfo};
 use serde_json::Value;
 
-pub const START: &str = "2025-03-01T09:00:00Z";
-
-pub fn start_time() -> DateTime<Utc> {
-    START.parse().unwrap()
-}
+pub use kbsync_kit::emulator::start_time;
 
 /// A builder with a frozen clock and plain delta (no shuffling, no duplicates) so tests can be exact.
 pub fn builder() -> EmulatorBuilder {
-    Emulator::builder()
-        .seed(7)
-        .frozen_clock(true)
-        .start_time(start_time())
-        .delta_behaviour(DeltaBehaviour {
-            children_first_probability: 0.0,
-            duplicate_probability: 0.0,
-            ..DeltaBehaviour::default()
-        })
+    kbsync_kit::emulator::exact_emulator(7)
 }
 
 pub struct Env {
@@ -45,9 +35,7 @@ pub async fn env_with(b: EmulatorBuilder) -> Env {
     let emu = b.start().await.unwrap();
     let ctl = emu.control();
     let user = ctl.default_user_id();
-    let token = ctl
-        .mint_access_token(&user, &["Files.Read.All", "Sites.Read.All"])
-        .unwrap();
+    let token = kbsync_kit::emulator::mint_token(&ctl, &user);
     let drive = ctl.default_drive_id();
     Env {
         emu,
@@ -62,11 +50,16 @@ pub async fn env_with(b: EmulatorBuilder) -> Env {
 impl Env {
     /// From now on, requests carry a token of `user_id` (Graph lets a user read only what they may see).
     pub fn act_as(&mut self, user_id: &str) {
-        self.token = self
-            .ctl
-            .mint_access_token(user_id, &["Files.Read.All", "Sites.Read.All"])
-            .unwrap();
+        self.token = kbsync_kit::emulator::mint_token(&self.ctl, user_id);
         self.user = user_id.to_string();
+    }
+
+    /// A new user `display_name` with a personal drive, whose token requests carry from now on
+    /// (Graph lets only them read their drive); returns the drive's id.
+    pub fn act_as_personal_drive_owner(&mut self, display_name: &str) -> String {
+        let owner = kbsync_kit::emulator::personal_drive_user(&self.ctl, display_name, None);
+        self.act_as(&owner.id);
+        owner.drive_id.unwrap()
     }
 
     /// A GET with another token.
@@ -129,6 +122,18 @@ impl Env {
     pub async fn shutdown(self) {
         self.emu.shutdown().await;
     }
+}
+
+/// Bob, a second user of the tenant, with a drive of `drive_type`.
+pub fn bob(env: &Env, drive_type: DriveType) -> UserInfo {
+    env.ctl
+        .create_user(NewUser {
+            display_name: "Bob Builder".into(),
+            mail: Some("bob@contoso.onmicrosoft.com".into()),
+            drive_type: Some(drive_type),
+            ..Default::default()
+        })
+        .unwrap()
 }
 
 pub fn names(items: &[Value]) -> Vec<String> {

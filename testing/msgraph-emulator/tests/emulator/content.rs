@@ -1,6 +1,5 @@
 use crate::common::*;
 use msgraph_emulator::quickxorhash::quickxorhash;
-use msgraph_emulator::{DriveType, NewUser};
 
 async fn redirect_location(env: &Env, drive: &str, item: &str) -> String {
     let r = env.get(&format!("/drives/{drive}/items/{item}/content")).await;
@@ -184,17 +183,7 @@ async fn quickxorhash_on_every_business_file_matches_the_bytes_served() {
 #[tokio::test]
 async fn personal_drive_files_carry_sha1_and_quickxorhash() {
     let mut env = env().await;
-    let u = env
-        .ctl
-        .create_user(NewUser {
-            display_name: "Pat".into(),
-            drive_type: Some(DriveType::Personal),
-            ..Default::default()
-        })
-        .unwrap();
-    let d = u.drive_id.unwrap();
-    // The drive is Pat's: read it as Pat.
-    env.act_as(&u.id);
+    let d = env.act_as_personal_drive_owner("Pat");
     let f = env.ctl.put_file(&d, "/hello.txt", "hello world").unwrap();
     let item = env.get_json(&format!("/drives/{d}/items/{}", f.id)).await;
     assert_eq!(

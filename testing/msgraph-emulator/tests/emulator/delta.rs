@@ -1,5 +1,5 @@
 use crate::common::*;
-use msgraph_emulator::{DeltaBehaviour, DriveType, NewUser, PermissionSpec, ResyncCode};
+use msgraph_emulator::{DeltaBehaviour, NewUser, PermissionSpec, ResyncCode};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -161,17 +161,7 @@ async fn business_tombstones_have_deleted_facet_and_no_name() {
 #[tokio::test]
 async fn personal_tombstones_keep_name_and_omit_size_and_ctag() {
     let mut env = env().await;
-    let u = env
-        .ctl
-        .create_user(NewUser {
-            display_name: "Pat".into(),
-            drive_type: Some(DriveType::Personal),
-            ..Default::default()
-        })
-        .unwrap();
-    let d = u.drive_id.unwrap();
-    // The drive is Pat's: read it as Pat.
-    env.act_as(&u.id);
+    let d = env.act_as_personal_drive_owner("Pat");
     let f = env.ctl.put_file(&d, "/gone.txt", "x").unwrap();
     let (_, _, link) = env.delta_round(&format!("/drives/{d}/root/delta")).await;
     env.ctl.delete(&d, &f.id).unwrap();
@@ -584,16 +574,7 @@ async fn a_sharing_change_returns_the_item_in_the_next_round_annotated_only_when
 #[tokio::test]
 async fn personal_drives_do_not_annotate_sharing_changes() {
     let mut env = env().await;
-    let u = env
-        .ctl
-        .create_user(NewUser {
-            display_name: "Pat".into(),
-            drive_type: Some(DriveType::Personal),
-            ..Default::default()
-        })
-        .unwrap();
-    let d = u.drive_id.unwrap();
-    env.act_as(&u.id);
+    let d = env.act_as_personal_drive_owner("Pat");
     env.ctl.put_file(&d, "/Shared/a.txt", "x").unwrap();
     let folder = env.ctl.item_by_path(&d, "/Shared").unwrap();
     let (_, _, link) = env.delta_round(&format!("/drives/{d}/root/delta")).await;

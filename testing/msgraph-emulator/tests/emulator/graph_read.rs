@@ -1,5 +1,4 @@
 use crate::common::*;
-use msgraph_emulator::{DriveType, NewUser};
 
 #[tokio::test]
 async fn me_returns_the_signed_in_user() {
@@ -36,17 +35,7 @@ async fn item_ids_have_business_and_personal_shapes() {
     assert!(f.id.starts_with("01"));
     assert!(f.id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
     assert_eq!(env.drive.len(), 66);
-    let u = env
-        .ctl
-        .create_user(NewUser {
-            display_name: "Pat Personal".into(),
-            drive_type: Some(DriveType::Personal),
-            ..Default::default()
-        })
-        .unwrap();
-    let pd = u.drive_id.unwrap();
-    // The drive is Pat's: read it as Pat.
-    env.act_as(&u.id);
+    let pd = env.act_as_personal_drive_owner("Pat Personal");
     assert_eq!(pd.len(), 16);
     let pf = env.ctl.put_file(&pd, "/b.txt", "y").unwrap();
     let (prefix, num) = pf.id.split_once('!').unwrap();

@@ -1,5 +1,5 @@
 use crate::common::*;
-use msgraph_emulator::{DriveType, LinkUser, NewUser, PermissionSpec};
+use msgraph_emulator::{LinkUser, NewUser, PermissionSpec};
 use serde_json::Value;
 
 async fn all_permissions(env: &Env, drive: &str, item: &str, top: usize) -> Vec<Value> {
@@ -130,17 +130,7 @@ async fn permissions_are_paged_with_next_link() {
 #[tokio::test]
 async fn personal_drive_permissions_show_inherited_from() {
     let mut env = env().await;
-    let u = env
-        .ctl
-        .create_user(NewUser {
-            display_name: "Pat".into(),
-            drive_type: Some(DriveType::Personal),
-            ..Default::default()
-        })
-        .unwrap();
-    let d = u.drive_id.unwrap();
-    // The drive is Pat's: read it as Pat.
-    env.act_as(&u.id);
+    let d = env.act_as_personal_drive_owner("Pat");
     let docs = env.ctl.create_folder(&d, "/Documents").unwrap();
     env.ctl
         .add_permission(&d, &docs.id, PermissionSpec::link("view", "anonymous"))

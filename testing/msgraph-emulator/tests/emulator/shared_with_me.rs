@@ -1,18 +1,7 @@
 //! `GET /me/drive/sharedWithMe`: items of other drives shared with the caller, each with a `remoteItem` facet.
 use crate::common::*;
-use msgraph_emulator::{DriveType, LinkUser, NewUser, PermissionSpec, UserInfo};
+use msgraph_emulator::{DriveType, LinkUser, PermissionSpec};
 use serde_json::Value;
-
-fn bob(env: &Env, drive_type: DriveType) -> UserInfo {
-    env.ctl
-        .create_user(NewUser {
-            display_name: "Bob Builder".into(),
-            mail: Some("bob@contoso.onmicrosoft.com".into()),
-            drive_type: Some(drive_type),
-            ..Default::default()
-        })
-        .unwrap()
-}
 
 async fn shared_with_me(env: &Env) -> Vec<Value> {
     env.get_json("/me/drive/sharedWithMe").await["value"]

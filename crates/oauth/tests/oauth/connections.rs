@@ -1,18 +1,17 @@
-//! The connection lifecycle end to end against the in-process emulator of the identity platform,
-//! each test on SQLite (a fresh file) and on PostgreSQL (a fresh schema in the database named by
-//! `KBSYNC_TEST_DATABASE_URL`; skipped with a message when the variable is unset, failing when it
-//! is set and the database cannot be reached).
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The connection lifecycle end to end against the in-process emulator of the identity platform:
+//! connecting (authorization code with PKCE and a browser binding), refreshing with rotation,
+//! revocation and transient failures of the token endpoint, several instances, key rotation.
+//! Each test gets a database of its own from the kit (SQLite, and PostgreSQL when
+//! `KBSYNC_TEST_DATABASE_URL` is set) and looks under the store with `TestDb::text_rows`.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::DateTime;
 use kbsync_core::datasource::{AccessToken, DatasourceError, DatasourceKind};
 use kbsync_core::{Clock, KbId, KbType, ManualClock, Role, SeededRandom, SyncStatus, UserId};
+use kbsync_kit::TestDb as Db;
 use kbsync_oauth::{
     CallbackErrorKind, ClientSecret, ConnectionManager, OAuthClientConfig, OAuthError, RefreshSettings,
 };
@@ -28,61 +27,7 @@ const SECRET_KEY: &str = "the kbsync secret key of these tests";
 const TOKEN_ROUTE: &str = "POST /{id}/oauth2/v2.0/token";
 const TOKEN_PATH_GLOB: &str = "/*/oauth2/v2.0/token";
 
-// --- databases -------------------------------------------------------------------------------
-
-/// Each test's database (a fresh SQLite file or PostgreSQL schema, removed afterwards).
-type Db = kbsync_kit::TestDb;
-
-async fn run<F, Fut>(db: kbsync_kit::Db, body: F)
-where
-    F: FnOnce(Db) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    if let Some(db) = Db::new(db, "kbsync_oauth_test") {
-        body(db).await;
-    }
-}
-
-/// Reads a test database with sqlx directly (not through the store).
-trait RawText {
-    /// The text columns of every row `sql` selects.
-    async fn raw_text(&self, sql: &'static str) -> Vec<Vec<Option<String>>>;
-}
-
-impl RawText for Db {
-    async fn raw_text(&self, sql: &'static str) -> Vec<Vec<Option<String>>> {
-        use sqlx::{Connection, Row};
-        fn texts<R: Row>(rows: Vec<R>) -> Vec<Vec<Option<String>>>
-        where
-            for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-            usize: sqlx::ColumnIndex<R>,
-        {
-            rows.iter()
-                .map(|r| {
-                    (0..r.columns().len())
-                        .map(|i| r.try_get::<Option<String>, _>(i).unwrap())
-                        .collect()
-                })
-                .collect()
-        }
-        match self.schema() {
-            None => {
-                let mut c = sqlx::SqliteConnection::connect(self.url()).await.unwrap();
-                let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
-                texts(rows)
-            }
-            Some(schema) => {
-                let mut c = sqlx::PgConnection::connect_with(&schema.connect_options())
-                    .await
-                    .unwrap();
-                let rows = sqlx::query(sql).fetch_all(&mut c).await.unwrap();
-                texts(rows)
-            }
-        }
-    }
-}
-
-kbsync_kit::on_both_databases!(run = run, workers = 4;
+kbsync_kit::on_both_databases!(run = kbsync_kit::with_test_db, workers = 4;
     full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it,
     revoked_refresh_token_marks_needs_reauth_until_the_user_connects_again,
     a_refused_access_token_marks_only_the_connection_it_came_from,
@@ -325,7 +270,7 @@ async fn full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it(db:
     assert!(binding.len() >= 43 && binding != state, "{binding}");
     let pending = h
         .db
-        .raw_text("SELECT state_hash, kb_id, user_id, datasource, code_verifier_ciphertext, code_verifier_key_id, binding_hash FROM oauth_states")
+        .text_rows("SELECT state_hash, kb_id, user_id, datasource, code_verifier_ciphertext, code_verifier_key_id, binding_hash FROM oauth_states")
         .await;
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0][0].as_deref(), Some(sha256_hex(&state).as_str()));
@@ -337,7 +282,7 @@ async fn full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it(db:
     assert_eq!(h.complete(&state, &code).await.unwrap(), h.kb);
     assert_eq!(h.token_calls(), calls + 1, "one code redemption");
     assert!(
-        h.db.raw_text("SELECT state_hash FROM oauth_states")
+        h.db.text_rows("SELECT state_hash FROM oauth_states")
             .await
             .is_empty(),
         "the state is consumed"
@@ -360,7 +305,7 @@ async fn full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it(db:
         "the access token of the code redemption is reused"
     );
     let row = flatten(
-        h.db.raw_text(
+        h.db.text_rows(
             "SELECT kb_id, datasource, refresh_token_ciphertext, refresh_token_key_id, access_token_ciphertext, \
              access_token_key_id, tenant, refresh_lease_owner FROM connections",
         )

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Damaged, hostile and oversized inputs fail cleanly with the right error (and never panic or hang).
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Extracting from a file (`Extractor::process_file`, `extract_reader`) gives what extracting from
 //! the same bytes in memory gives, and reads plain text incrementally: a text over the cap fails
 //! without the rest of the file being read.

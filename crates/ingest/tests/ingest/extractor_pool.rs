@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `Extractor::process` contains panics and slow extractions, and never runs more than `max_concurrent`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

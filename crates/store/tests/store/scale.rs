@@ -1,15 +1,13 @@
 //! Search at scale: 1,000,000 chunks. Ignored by default (it takes minutes to load); run with
-//! `cargo test -p kbsync-store --release --test scale -- --ignored --nocapture`
+//! `cargo test -p kbsync-store --release --test store scale -- --ignored --nocapture`
 //! (with `KBSYNC_TEST_DATABASE_URL` set for the PostgreSQL variant).
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 use kbsync_core::{KbType, Role};
-use kbsync_store::{NewDocument, NewKnowledgeBase, NewUser, Reader, SearchQuery, Store};
+use kbsync_store::{NewDocument, Reader, SearchQuery, Store};
 use uuid::Uuid;
 
 const DOCS: usize = 1_000;
@@ -28,47 +26,12 @@ fn word(state: &mut u64) -> String {
 #[expect(clippy::disallowed_methods, reason = "measures real query and load times")]
 async fn load_and_measure(s: Arc<dyn Store>) {
     let now = DateTime::UNIX_EPOCH;
-    let owner = Uuid::new_v4();
-    s.create_user(
-        owner,
-        NewUser {
-            email: "o@x.test".into(),
-            password_hash: "h".into(),
-            role: Role::User,
-        },
-        now,
-    )
-    .await
-    .unwrap();
-    let stranger = Uuid::new_v4();
-    s.create_user(
-        stranger,
-        NewUser {
-            email: "s@x.test".into(),
-            password_hash: "h".into(),
-            role: Role::User,
-        },
-        now,
-    )
-    .await
-    .unwrap();
+    let owner = kbsync_kit::fixtures::user(&*s, Role::User, now).await;
+    let stranger = kbsync_kit::fixtures::user(&*s, Role::User, now).await;
     let mut kbs = Vec::new();
     for i in 0..10 {
-        let id = Uuid::new_v4();
-        let ownerx = if i == 0 { stranger } else { owner };
-        s.create_kb(
-            id,
-            NewKnowledgeBase {
-                name: format!("kb{i}"),
-                description: String::new(),
-                owner_id: ownerx,
-                kb_type: KbType::Local,
-            },
-            now,
-        )
-        .await
-        .unwrap();
-        kbs.push(id);
+        let kb_owner = if i == 0 { stranger } else { owner };
+        kbs.push(kbsync_kit::fixtures::kb(&*s, kb_owner, &format!("kb{i}"), KbType::Local, now).await);
     }
     let started = Instant::now();
     let mut state = 42u64;

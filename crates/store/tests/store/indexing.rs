@@ -1,10 +1,9 @@
-//! Indexing under load: `complete_document` called from many tasks at once (SQLite writes such
-//! calls together, in one transaction), a document deleted while its call waits, and how
-//! PostgreSQL inserts a document's chunks. Each body runs on SQLite (a fresh file) and on
-//! PostgreSQL (a fresh schema in `KBSYNC_TEST_DATABASE_URL`; skipped with a message when unset),
-//! as in `conformance.rs`.
-
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Indexing under load: `complete_document` called from many tasks at once (on SQLite the calls
+//! are queued and one writer writes them together, in one transaction: `src/sqlite/index_writer.rs`),
+//! a document deleted before its call failing alone among the others, and PostgreSQL writing a
+//! document's chunks in one INSERT statement. Each body runs on SQLite and, through the kit, on
+//! PostgreSQL when `KBSYNC_TEST_DATABASE_URL` is set, with a pool on the test's schema there for
+//! looking under the store.
 
 use std::future::Future;
 use std::sync::Arc;

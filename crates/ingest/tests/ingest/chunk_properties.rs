@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Property tests of the chunker: bounded, non-empty, covering, overlapping, deterministic.
 
 use kbsync_ingest::{chunk, chunk_spans};

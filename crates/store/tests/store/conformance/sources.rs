@@ -1,0 +1,366 @@
+//! Sources, their cursors and documents, and sync runs.
+
+use super::*;
+
+kbsync_kit::on_both_databases!(
+    add_source_twice_is_harmless_and_cursor_round_trips,
+    source_for_unknown_kb_is_invalid_reference,
+    upsert_source_document_keeps_id_and_reports_unreferenced_hash,
+    update_document_location_keeps_content_and_chunks,
+    deleting_a_source_or_kb_cascades_to_its_documents,
+    sync_runs_record_outcome_and_failures_newest_first,
+    set_sync_status_changes_kb_and_unknown_is_not_found,
+    advancing_a_cursor_keeps_the_saved_state_and_needs_one,
+    sharing_is_read_again_after_sources_or_users_change,
+);
+
+async fn add_source_twice_is_harmless_and_cursor_round_trips(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let first = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(0))
+        .await
+        .unwrap();
+    assert_eq!(first.cursor, None);
+    assert_eq!(first.kind, SourceKind::Folder);
+    assert_eq!(first.created_at, t(0));
+    let again = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(5))
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    let other = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-2"), t(1))
+        .await
+        .unwrap();
+    let saved = SavedState {
+        json: "{}",
+        files: 7,
+        pending: 2,
+        settings: "limit=1",
+    };
+    s.set_source_cursor(first.id, Some("delta-link-1"), Some(saved))
+        .await
+        .unwrap();
+    let sources = s.list_sources(kb_id).await.unwrap();
+    assert_eq!(sources.len(), 2);
+    assert_eq!(sources[0].id, first.id);
+    assert_eq!(sources[0].cursor.as_deref(), Some("delta-link-1"));
+    assert_eq!(
+        (sources[0].state_files, sources[0].state_pending),
+        (Some(7), Some(2))
+    );
+    assert_eq!(sources[0].state_settings.as_deref(), Some("limit=1"));
+    assert_eq!(s.source_state(first.id).await.unwrap().as_deref(), Some("{}"));
+    assert_eq!(sources[1].id, other.id);
+    assert_eq!((sources[1].state_files, sources[1].state_pending), (None, None));
+    assert_eq!(s.source_state(other.id).await.unwrap(), None);
+    s.set_source_cursor(first.id, None, None).await.unwrap();
+    let cleared = &s.list_sources(kb_id).await.unwrap()[0];
+    assert_eq!(
+        (
+            cleared.cursor.as_deref(),
+            cleared.state_files,
+            cleared.state_pending
+        ),
+        (None, None, None)
+    );
+    assert_eq!(cleared.state_settings, None);
+    assert_eq!(s.source_state(first.id).await.unwrap(), None);
+    assert!(matches!(
+        s.set_source_cursor(Uuid::new_v4(), Some("x"), None).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.source_state(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn advancing_a_cursor_keeps_the_saved_state_and_needs_one(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let source = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(0))
+        .await
+        .unwrap();
+    // No cursor yet: there is no round to move on from.
+    assert!(matches!(
+        s.advance_source_cursor(source.id, "delta-2").await,
+        Err(StoreError::NotFound)
+    ));
+    let saved = SavedState {
+        json: r#"{"items":{}}"#,
+        files: 3,
+        pending: 0,
+        settings: "limit=2",
+    };
+    s.set_source_cursor(source.id, Some("delta-1"), Some(saved))
+        .await
+        .unwrap();
+    s.advance_source_cursor(source.id, "delta-2").await.unwrap();
+    let after = &s.list_sources(kb_id).await.unwrap()[0];
+    assert_eq!(after.cursor.as_deref(), Some("delta-2"));
+    assert_eq!((after.state_files, after.state_pending), (Some(3), Some(0)));
+    assert_eq!(after.state_settings.as_deref(), Some("limit=2"));
+    assert_eq!(
+        s.source_state(source.id).await.unwrap().as_deref(),
+        Some(r#"{"items":{}}"#)
+    );
+    assert!(matches!(
+        s.advance_source_cursor(Uuid::new_v4(), "x").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn sharing_is_read_again_after_sources_or_users_change(s: Arc<dyn Store>) {
+    let (owner, kb_id) = kb_with_owner(&*s).await;
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+    s.replace_sync_grants(kb_id, &[], t(10)).await.unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), Some(t(10)));
+
+    // Adding a source the knowledge base has already changes nothing; a new one does.
+    let first = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(11))
+        .await
+        .unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+    s.replace_sync_grants(kb_id, &[], t(12)).await.unwrap();
+    s.add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(13))
+        .await
+        .unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), Some(t(12)));
+
+    s.delete_source(kb_id, first.id).await.unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+
+    s.replace_sync_grants(kb_id, &[], t(14)).await.unwrap();
+    user(&*s, "newcomer@example.com", Role::User).await;
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+
+    // Forgotten for one knowledge base, or for all of them (a restart with new settings).
+    let other = kb(&*s, owner, "other").await;
+    s.replace_sync_grants(kb_id, &[], t(15)).await.unwrap();
+    s.replace_sync_grants(other, &[], t(15)).await.unwrap();
+    s.forget_sharing_reads(Some(kb_id)).await.unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+    assert_eq!(s.sharing_read_at(other).await.unwrap(), Some(t(15)));
+    s.replace_sync_grants(kb_id, &[], t(16)).await.unwrap();
+    s.forget_sharing_reads(None).await.unwrap();
+    assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
+    assert_eq!(s.sharing_read_at(other).await.unwrap(), None);
+    s.forget_sharing_reads(Some(Uuid::new_v4())).await.unwrap();
+
+    assert!(matches!(
+        s.sharing_read_at(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn source_for_unknown_kb_is_invalid_reference(s: Arc<dyn Store>) {
+    let err = s
+        .add_source(Uuid::new_v4(), new_source(Uuid::new_v4(), "folder-1"), t(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
+}
+
+async fn upsert_source_document_keeps_id_and_reports_unreferenced_hash(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let source = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(0))
+        .await
+        .unwrap();
+    let first_id = Uuid::new_v4();
+    let (doc, gone) = s
+        .upsert_source_document(first_id, source.id, new_doc(kb_id, "a/one.txt", &hash(1)), t(0))
+        .await
+        .unwrap();
+    assert_eq!((doc.id, gone), (first_id, None));
+    s.complete_document(doc.id, &["alpha words".into()], t(1))
+        .await
+        .unwrap();
+    assert_eq!(s.search(q("alpha", Reader::Admin)).await.unwrap().len(), 1);
+
+    let mut changed = new_doc(kb_id, "a/one.txt", &hash(2));
+    changed.size = 7;
+    let (doc2, gone) = s
+        .upsert_source_document(Uuid::new_v4(), source.id, changed, t(2))
+        .await
+        .unwrap();
+    assert_eq!(doc2.id, first_id, "the document keeps its id");
+    assert_eq!(gone, Some(hash(1)));
+    assert_eq!(doc2.content_hash, hash(2));
+    assert_eq!(doc2.size, 7);
+    assert_eq!(doc2.status, DocumentStatus::Pending);
+    assert!(
+        s.search(q("alpha", Reader::Admin)).await.unwrap().is_empty(),
+        "old chunks are gone"
+    );
+
+    // A hash another document still uses is not reported.
+    let other = s.upsert_source_document(Uuid::new_v4(), source.id, new_doc(kb_id, "b.txt", &hash(3)), t(3));
+    other.await.unwrap();
+    let (_, gone) = s
+        .upsert_source_document(
+            Uuid::new_v4(),
+            source.id,
+            new_doc(kb_id, "a/one.txt", &hash(3)),
+            t(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(gone, Some(hash(2)));
+    let (_, gone) = s
+        .upsert_source_document(Uuid::new_v4(), source.id, new_doc(kb_id, "b.txt", &hash(4)), t(5))
+        .await
+        .unwrap();
+    assert_eq!(gone, None, "a/one.txt still uses the old hash");
+
+    let found = s
+        .document_by_source_item(kb_id, "item-a/one.txt")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, first_id);
+    assert_eq!(s.document_by_source_item(kb_id, "nope").await.unwrap(), None);
+    let docs = s.source_documents(source.id).await.unwrap();
+    assert_eq!(
+        docs.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+        ["a/one.txt", "b.txt"]
+    );
+
+    let mut no_item = new_doc(kb_id, "c.txt", &hash(4));
+    no_item.source_item_id = None;
+    let err = s
+        .upsert_source_document(Uuid::new_v4(), source.id, no_item, t(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
+}
+
+async fn update_document_location_keeps_content_and_chunks(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let source = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(0))
+        .await
+        .unwrap();
+    let (doc, _) = s
+        .upsert_source_document(
+            Uuid::new_v4(),
+            source.id,
+            new_doc(kb_id, "a/old.txt", &hash(1)),
+            t(0),
+        )
+        .await
+        .unwrap();
+    s.complete_document(doc.id, &["bravo text".into()], t(1))
+        .await
+        .unwrap();
+    let location = DocumentLocation {
+        name: "new.txt".into(),
+        path: "b/new.txt".into(),
+        web_url: Some("https://drive.example/b/new.txt".into()),
+    };
+    s.update_document_location(kb_id, doc.id, location.clone(), t(2))
+        .await
+        .unwrap();
+    let moved = s.get_document(kb_id, doc.id).await.unwrap();
+    assert_eq!(
+        (moved.name.as_str(), moved.path.as_str()),
+        ("new.txt", "b/new.txt")
+    );
+    assert_eq!(moved.web_url, location.web_url);
+    assert_eq!(moved.content_hash, hash(1));
+    assert_eq!(moved.status, DocumentStatus::Processed);
+    assert_eq!(s.search(q("bravo", Reader::Admin)).await.unwrap().len(), 1);
+    assert!(matches!(
+        s.update_document_location(kb_id, Uuid::new_v4(), location, t(3))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn deleting_a_source_or_kb_cascades_to_its_documents(s: Arc<dyn Store>) {
+    let (owner, kb_id) = kb_with_owner(&*s).await;
+    let source = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(0))
+        .await
+        .unwrap();
+    s.upsert_source_document(Uuid::new_v4(), source.id, new_doc(kb_id, "x.txt", &hash(1)), t(0))
+        .await
+        .unwrap();
+    let run = Uuid::new_v4();
+    s.create_sync_run(run, kb_id, SyncTrigger::Manual, t(0))
+        .await
+        .unwrap();
+    assert_eq!(s.delete_kb(kb_id).await.unwrap(), vec![hash(1)]);
+    assert!(s.list_sources(kb_id).await.unwrap().is_empty());
+    assert!(s.source_documents(source.id).await.unwrap().is_empty());
+    assert!(s.list_sync_runs(kb_id, 10).await.unwrap().is_empty());
+    let _ = owner;
+}
+
+async fn sync_runs_record_outcome_and_failures_newest_first(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    s.create_sync_run(first, kb_id, SyncTrigger::Manual, t(0))
+        .await
+        .unwrap();
+    s.create_sync_run(second, kb_id, SyncTrigger::Scheduled, t(10))
+        .await
+        .unwrap();
+    let outcome = SyncRunOutcome {
+        status: SyncStatus::CompletedWithErrors,
+        processed: 3,
+        failed: 2,
+        deleted: 1,
+        skipped: 4,
+        total_found: 10,
+        failures: vec![
+            SyncFailure {
+                item_id: "i1".into(),
+                name: "bad.pdf".into(),
+                reason: "corrupt".into(),
+            },
+            SyncFailure {
+                item_id: "i2".into(),
+                name: "big.docx".into(),
+                reason: "too large".into(),
+            },
+        ],
+    };
+    s.finish_sync_run(first, &outcome, t(5)).await.unwrap();
+    let runs = s.list_sync_runs(kb_id, 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].id, second);
+    assert_eq!(runs[0].trigger, SyncTrigger::Scheduled);
+    assert_eq!(runs[0].finished_at, None);
+    assert_eq!(runs[0].outcome.status, SyncStatus::Syncing);
+    assert!(runs[0].outcome.failures.is_empty());
+    assert_eq!(runs[1].id, first);
+    assert_eq!(runs[1].started_at, t(0));
+    assert_eq!(runs[1].finished_at, Some(t(5)));
+    assert_eq!(runs[1].outcome, outcome);
+    assert_eq!(s.list_sync_runs(kb_id, 1).await.unwrap().len(), 1);
+    assert!(matches!(
+        s.finish_sync_run(Uuid::new_v4(), &outcome, t(6)).await,
+        Err(StoreError::NotFound)
+    ));
+    let err = s
+        .create_sync_run(Uuid::new_v4(), Uuid::new_v4(), SyncTrigger::Manual, t(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
+}
+
+async fn set_sync_status_changes_kb_and_unknown_is_not_found(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    s.set_sync_status(kb_id, SyncStatus::AccessRevoked).await.unwrap();
+    assert_eq!(
+        s.get_kb(kb_id).await.unwrap().sync_status,
+        SyncStatus::AccessRevoked
+    );
+    assert!(matches!(
+        s.set_sync_status(Uuid::new_v4(), SyncStatus::Syncing).await,
+        Err(StoreError::NotFound)
+    ));
+}

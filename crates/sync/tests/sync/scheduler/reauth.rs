@@ -1,0 +1,251 @@
+//! Knowledge bases whose connection needs re-authorization: never claimed, released unrun, and
+//! their sync grants withdrawn after the grace period.
+
+use super::*;
+
+kbsync_kit::on_both_databases!(
+    kbs_needing_reauth_local_unconnected_or_without_source_are_never_claimed,
+    sync_grants_of_a_kb_needing_reauth_are_withdrawn_by_the_tick_once_the_grace_period_is_over,
+    a_run_refused_the_stored_connection_marks_it_needs_reauth,
+    a_claimed_kb_whose_tokens_need_reauth_is_released_without_running,
+);
+
+async fn sync_grants_of_a_kb_needing_reauth_are_withdrawn_by_the_tick_once_the_grace_period_is_over(
+    store: Arc<dyn Store>,
+) {
+    let w = world(store).await;
+    let kb = w.synced_kb("lapsing", 1).await;
+    let mut users = Vec::new();
+    for name in ["synced", "manual"] {
+        let id = Uuid::new_v4();
+        w.store
+            .create_user(
+                id,
+                NewUser {
+                    email: format!("{name}-{id}@example.com"),
+                    password_hash: "$argon2id$x".into(),
+                    role: Role::User,
+                },
+                w.now(),
+            )
+            .await
+            .unwrap();
+        users.push(id);
+    }
+    let (synced, manual) = (users[0], users[1]);
+    let source_id = w.store.list_sources(kb).await.unwrap()[0].id;
+    w.store
+        .replace_sync_grants(
+            kb,
+            &[SyncGrant {
+                source_id,
+                user_id: synced,
+            }],
+            w.now(),
+        )
+        .await
+        .unwrap();
+    w.store.set_manual_grants(kb, &[manual], &[]).await.unwrap();
+    assert!(
+        w.store
+            .try_acquire_refresh_lease(kb, "oauth", w.now(), w.now() + minutes(1))
+            .await
+            .unwrap()
+    );
+    assert!(w.store.mark_needs_reauth(kb, "oauth", w.now()).await.unwrap());
+    let runner = w.runner("instance-a", settings());
+    let scheduler = w.scheduler(&runner, 10);
+    let readers = |grants: Vec<kbsync_core::AccessGrant>| {
+        let mut users: Vec<Uuid> = grants.iter().map(|g| g.user_id).collect();
+        users.sort();
+        users
+    };
+    let mut both = vec![synced, manual];
+    both.sort();
+
+    scheduler.tick().await.unwrap();
+    assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), both);
+    w.clock
+        .advance(chrono::Duration::hours(72) - chrono::Duration::seconds(1));
+    scheduler.tick().await.unwrap();
+    assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), both);
+
+    w.clock.advance(chrono::Duration::seconds(1));
+    scheduler.tick().await.unwrap();
+    assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), vec![manual]);
+    assert_eq!(w.store.strongest_grant(kb, synced).await.unwrap(), None);
+    idle(&runner).await;
+    assert!(w.runs(kb).await.is_empty());
+}
+
+async fn kbs_needing_reauth_local_unconnected_or_without_source_are_never_claimed(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let reauth = w.synced_kb("reauth", 1).await;
+    assert!(
+        w.store
+            .try_acquire_refresh_lease(reauth, "oauth", w.now(), w.now() + minutes(1))
+            .await
+            .unwrap()
+    );
+    assert!(
+        w.store
+            .mark_needs_reauth(reauth, "oauth", w.clock.now())
+            .await
+            .unwrap()
+    );
+    let local = w.create_kb("local", KbType::Local).await;
+    w.add_folder(local, "local", 1).await;
+    w.connect(local).await;
+    let unconnected = w.create_kb("unconnected", KbType::OneDrive).await;
+    w.add_folder(unconnected, "unconnected", 1).await;
+    let sourceless = w.create_kb("sourceless", KbType::OneDrive).await;
+    w.connect(sourceless).await;
+    let runner = w.runner("instance-a", settings());
+    let scheduler = w.scheduler(&runner, 10);
+
+    assert_eq!(scheduler.tick().await.unwrap(), 0);
+    w.clock.advance(chrono::Duration::days(30));
+    assert_eq!(scheduler.tick().await.unwrap(), 0);
+    idle(&runner).await;
+    for kb in [reauth, local, unconnected, sourceless] {
+        assert!(w.runs(kb).await.is_empty());
+        assert!(!w.state(kb).await.running);
+    }
+    assert_eq!(w.downloads(), 0);
+    // A manual start says why.
+    assert!(matches!(
+        runner.start_manual(local, None).await,
+        Err(StartError::Unsupported)
+    ));
+    assert!(matches!(
+        runner.start_manual(reauth, None).await,
+        Err(StartError::NeedsReauth)
+    ));
+    assert!(matches!(
+        runner.start_manual(unconnected, None).await,
+        Err(StartError::NotConnected)
+    ));
+    assert!(matches!(
+        runner.start_manual(Uuid::new_v4(), None).await,
+        Err(StartError::NotFound)
+    ));
+    assert_eq!(runner.running(), 0);
+}
+
+async fn a_run_refused_the_stored_connection_marks_it_needs_reauth(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let kb = w.synced_kb("refused", 1).await;
+    let browser = w.synced_kb("browser", 1).await;
+    w.ctl
+        .add_fault(FaultRule::new("GET", "/v1.0/**", FaultAction::Unauthorized));
+    let runner = w.runner("instance-a", settings());
+
+    // A browser-supplied token that is refused says nothing about the stored connection.
+    runner
+        .start_manual(browser, Some(AccessToken::new("browser-token")))
+        .await
+        .unwrap();
+    idle(&runner).await;
+    assert_eq!(w.runs(browser).await[0].outcome.status, SyncStatus::NeedsReauth);
+    assert!(!w.store.get_connection(browser).await.unwrap().needs_reauth);
+
+    runner.start_manual(kb, None).await.unwrap();
+    idle(&runner).await;
+    assert_eq!(w.runs(kb).await[0].outcome.status, SyncStatus::NeedsReauth);
+    assert!(w.store.get_connection(kb).await.unwrap().needs_reauth);
+    let state = w.state(kb).await;
+    assert_eq!(state.status, SyncStatus::NeedsReauth);
+    assert_eq!(state.consecutive_failures, 0, "not retried as a failure");
+
+    // The scheduler skips it until the user connects again.
+    w.ctl.clear_faults();
+    w.clock.advance(chrono::Duration::days(2));
+    let scheduler = w.scheduler(&runner, 10);
+    assert_eq!(
+        scheduler.tick().await.unwrap(),
+        1,
+        "only the browser-token KB is due"
+    );
+    idle(&runner).await;
+    assert_eq!(w.runs(kb).await.len(), 1);
+    w.connect(kb).await;
+    assert_eq!(scheduler.tick().await.unwrap(), 1);
+    idle(&runner).await;
+    assert_eq!(w.runs(kb).await[0].outcome.status, SyncStatus::Completed);
+}
+
+async fn a_claimed_kb_whose_tokens_need_reauth_is_released_without_running(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let kb = w.synced_kb("stale-connection", 1).await;
+    // The store still sees a usable connection, but the resolver refuses (e.g. the connection
+    // was renewed elsewhere a moment ago, or tokens cannot be had): the claim is given back.
+    struct Refusing;
+    #[async_trait]
+    impl DatasourceResolver for Refusing {
+        fn datasource(&self, _: DatasourceKind) -> Option<Arc<dyn Datasource>> {
+            None
+        }
+        async fn tokens(&self, _: KbId) -> Result<StoredTokens, ResolveError> {
+            Err(ResolveError::NeedsReauth)
+        }
+        async fn mark_needs_reauth(&self, _: KbId, _: DateTime<Utc>) -> Result<bool, ResolveError> {
+            Ok(false)
+        }
+    }
+    let random: Arc<dyn Random> = Arc::new(SeededRandom::new(7));
+    let cx = SyncContext {
+        store: w.store.clone(),
+        blobs: BlobStore::new(&w.blob_path),
+        extractor: Extractor::new(IngestConfig::default()),
+        clock: Arc::new(w.clock.clone()),
+        random,
+        limits: SyncLimits::default(),
+        events: SyncEvents::new(),
+        permissions: PermissionPolicy::default(),
+    };
+    struct NeedsReauth(Arc<OneDrive>);
+    #[async_trait]
+    impl DatasourceResolver for NeedsReauth {
+        fn datasource(&self, _: DatasourceKind) -> Option<Arc<dyn Datasource>> {
+            Some(self.0.clone())
+        }
+        async fn tokens(&self, _: KbId) -> Result<StoredTokens, ResolveError> {
+            Err(ResolveError::NeedsReauth)
+        }
+        async fn mark_needs_reauth(&self, _: KbId, _: DateTime<Utc>) -> Result<bool, ResolveError> {
+            Ok(false)
+        }
+    }
+    let runner = SyncRunner::new(
+        Arc::new(SyncEngine::new(cx.clone())),
+        cx.clone(),
+        Arc::new(NeedsReauth(w.datasource.clone())),
+        settings(),
+        "instance-a".into(),
+    );
+    let t0 = w.now();
+    assert_eq!(w.scheduler(&runner, 10).tick().await.unwrap(), 0);
+    idle(&runner).await;
+    assert!(w.runs(kb).await.is_empty());
+    let state = w.state(kb).await;
+    assert!(!state.running, "the lease was given back");
+    assert_between(state.next_sync_at.unwrap(), t0, minutes(60), minutes(66));
+    assert_eq!(state.last_sync_at, None, "it did not run");
+
+    // Without a datasource configured it is given back the same way.
+    w.clock.advance(minutes(70));
+    let unconfigured = SyncRunner::new(
+        Arc::new(SyncEngine::new(cx.clone())),
+        cx,
+        Arc::new(Refusing),
+        settings(),
+        "instance-b".into(),
+    );
+    assert_eq!(w.scheduler(&unconfigured, 10).tick().await.unwrap(), 0);
+    assert!(!w.state(kb).await.running);
+    assert!(w.runs(kb).await.is_empty());
+    assert!(matches!(
+        unconfigured.start_manual(kb, None).await,
+        Err(StartError::Unsupported)
+    ));
+}

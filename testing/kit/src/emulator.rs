@@ -1,0 +1,152 @@
+//! The in-process Graph emulator in tests: an emulator whose answers can be asserted exactly, a
+//! OneDrive datasource pointed at it, access tokens it minted, and users with drives of their own.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kbsync_core::datasource::{AccessToken, DatasourceError, TokenSource};
+use kbsync_msgraph::{GraphConfig, OneDrive, Sleeper, microsoft_oauth};
+use msgraph_emulator::{
+    Control, DeltaBehaviour, DriveType, Emulator, EmulatorBuilder, NewUser, RunningEmulator, UserInfo,
+};
+
+/// When an exact emulator's frozen clock stands.
+pub const START: &str = "2025-03-01T09:00:00Z";
+
+/// The scopes of the access tokens tests mint: what kbsync asks a user to consent to.
+pub const SCOPES: &[&str] = &["Files.Read.All", "Sites.Read.All"];
+
+/// [`START`] as a time.
+pub fn start_time() -> DateTime<Utc> {
+    START.parse().unwrap()
+}
+
+/// Delta rounds as plain as Graph may give them: parents before children, each item once.
+pub fn plain_delta() -> DeltaBehaviour {
+    DeltaBehaviour {
+        children_first_probability: 0.0,
+        duplicate_probability: 0.0,
+        ..DeltaBehaviour::default()
+    }
+}
+
+/// An emulator whose answers a test can assert exactly: seeded, its clock frozen at [`START`],
+/// and plain delta rounds.
+pub fn exact_emulator(seed: u64) -> EmulatorBuilder {
+    Emulator::builder()
+        .seed(seed)
+        .frozen_clock(true)
+        .start_time(start_time())
+        .delta_behaviour(plain_delta())
+}
+
+/// Graph settings pointing at `emu`, with a 10 s request timeout (the emulator answers at once,
+/// so a request that takes longer is a hung test, not a slow network).
+pub fn graph_config(emu: &RunningEmulator) -> GraphConfig {
+    GraphConfig {
+        graph_url: emu.graph_url().to_string(),
+        request_timeout: Duration::from_secs(10),
+        ..GraphConfig::default()
+    }
+}
+
+/// The OneDrive datasource with `config`, its sign-in pointed at `emu`'s identity platform,
+/// waiting through `sleeper`.
+pub fn onedrive(emu: &RunningEmulator, config: GraphConfig, sleeper: Arc<dyn Sleeper>) -> OneDrive {
+    let http = config.http_client().unwrap();
+    let oauth = microsoft_oauth(
+        emu.base_url(),
+        &emu.control().tenant_id(),
+        vec!["Files.Read.All".into()],
+    );
+    OneDrive::new(config, oauth, http, sleeper)
+}
+
+/// An access token of `user` minted by the emulator with [`SCOPES`], as the bearer string.
+pub fn mint_token(ctl: &Control, user: &str) -> String {
+    ctl.mint_access_token(user, SCOPES).unwrap()
+}
+
+/// An access token of `user` minted by the emulator with [`SCOPES`].
+pub fn access_token(ctl: &Control, user: &str) -> AccessToken {
+    AccessToken::new(mint_token(ctl, user))
+}
+
+/// A new user of the emulated tenant with a personal (consumer OneDrive) drive of their own; the
+/// drive's id is in `drive_id`.
+pub fn personal_drive_user(ctl: &Control, display_name: &str, mail: Option<&str>) -> UserInfo {
+    ctl.create_user(NewUser {
+        display_name: display_name.into(),
+        mail: mail.map(Into::into),
+        drive_type: Some(DriveType::Personal),
+        ..NewUser::default()
+    })
+    .unwrap()
+}
+
+/// Access tokens of one emulator user, as the connection manager hands them out: a refresh mints
+/// a fresh one (counted), unless the refresh token is taken to be revoked
+/// ([`TestTokens::refuse_refresh`]): then it answers `Unauthorized`, as the connection manager
+/// does after `invalid_grant`.
+pub struct TestTokens {
+    ctl: Control,
+    user: String,
+    current: Mutex<AccessToken>,
+    refreshes: AtomicUsize,
+    refuse_refresh: AtomicBool,
+}
+
+impl TestTokens {
+    pub fn new(ctl: &Control, user: &str) -> Self {
+        Self {
+            ctl: ctl.clone(),
+            user: user.to_owned(),
+            current: Mutex::new(access_token(ctl, user)),
+            refreshes: AtomicUsize::new(0),
+            refuse_refresh: AtomicBool::new(false),
+        }
+    }
+
+    /// Tokens whose first access token lives `secs` seconds of emulator time.
+    pub fn short_lived(ctl: &Control, user: &str, secs: i64) -> Self {
+        let tokens = Self::new(ctl, user);
+        let token = ctl
+            .mint_access_token_for(user, &["Files.Read.All"], chrono::Duration::seconds(secs))
+            .unwrap();
+        *tokens.current.lock().unwrap() = AccessToken::new(token);
+        tokens
+    }
+
+    /// How many refreshes were asked for (refused ones too).
+    pub fn refreshes(&self) -> usize {
+        self.refreshes.load(Ordering::SeqCst)
+    }
+
+    /// From now on refreshes are refused (`true`) or granted again (`false`).
+    pub fn refuse_refresh(&self, refuse: bool) {
+        self.refuse_refresh.store(refuse, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl TokenSource for TestTokens {
+    async fn access_token(&self) -> Result<AccessToken, DatasourceError> {
+        Ok(self.current.lock().unwrap().clone())
+    }
+
+    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, DatasourceError> {
+        self.refreshes.fetch_add(1, Ordering::SeqCst);
+        if self.refuse_refresh.load(Ordering::SeqCst) {
+            return Err(DatasourceError::Unauthorized(
+                "the refresh token was revoked (invalid_grant)".into(),
+            ));
+        }
+        let fresh = access_token(&self.ctl, &self.user);
+        assert_ne!(&fresh, rejected);
+        *self.current.lock().unwrap() = fresh.clone();
+        Ok(fresh)
+    }
+}
