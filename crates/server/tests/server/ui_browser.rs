@@ -11,15 +11,13 @@
 //! `CI` variable set), where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
 };
 
-use common::{ADMIN_EMAIL, Db, OneDriveTest, Options, PASSWORD, TestServer};
+use crate::common::{ADMIN_EMAIL, Db, OneDriveTest, Options, PASSWORD, TestServer};
 use fantoccini::{Client, ClientBuilder, Locator};
 use msgraph_emulator::{FaultAction, FaultRule};
 

@@ -2,11 +2,9 @@
 //! emulated OneDrive, on SQLite and PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Db, OneDriveTest, Options, TestServer};
+use crate::common::{Db, OneDriveTest, Options, TestServer};
 use msgraph_emulator::{FaultAction, FaultRule};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -4,10 +4,8 @@
 //! forgetting.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::common::{Db, OneDriveTest, Options, TestServer};
 use chrono::Duration;
-use common::{Db, OneDriveTest, Options, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -150,7 +148,7 @@ async fn initiate_answers_each_caller_with_the_right_status(db: Db) {
         .unwrap();
     // The binding cookie: one per flow, HttpOnly, SameSite=Lax, only for the datasources routes,
     // as long as the state lives, not Secure on plain http.
-    let cookies = common::binding_cookies(resp.headers());
+    let cookies = crate::common::binding_cookies(resp.headers());
     assert_eq!(cookies.len(), 1, "{cookies:?}");
     let attrs: Vec<&str> = cookies[0].split("; ").collect();
     let (name, value) = attrs[0].split_once('=').unwrap();
@@ -393,12 +391,12 @@ async fn a_callback_after_the_initiator_lost_manage_access_stores_nothing(db: Db
         .post(
             "/api/v1/users",
             Some(&r.admin),
-            json!({"email": "second-admin@example.com", "password": common::PASSWORD, "role": "admin"}),
+            json!({"email": "second-admin@example.com", "password": crate::common::PASSWORD, "role": "admin"}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let second_admin_id = body["id"].as_str().unwrap().to_owned();
-    let second_admin = s.login("second-admin@example.com", common::PASSWORD).await;
+    let second_admin = s.login("second-admin@example.com", crate::common::PASSWORD).await;
 
     let (status, body, cookie) = initiate(&s, Some(&second_admin), &r.kb).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -3,9 +3,7 @@
 //! routes need manage access. The browser test is `ui_browser.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{ADMIN_EMAIL, Db, OneDriveTest, Options, PASSWORD, TestServer};
+use crate::common::{ADMIN_EMAIL, Db, OneDriveTest, Options, PASSWORD, TestServer};
 use reqwest::{StatusCode, header};
 
 kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
@@ -660,7 +658,7 @@ async fn open_connect_popup(
         .unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     let auth_url = resp.headers()[header::LOCATION].to_str().unwrap().to_owned();
-    let binding = common::binding_cookies(resp.headers());
+    let binding = crate::common::binding_cookies(resp.headers());
     assert_eq!(binding.len(), 1, "{binding:?}");
     (auth_url, binding[0].clone())
 }

@@ -2,12 +2,10 @@
 //! restarted, two instances sharing one PostgreSQL database, and the demo.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Instance, Launch, free_port};
+use crate::common::{ADMIN_EMAIL, ADMIN_PASSWORD, Api, Instance, Launch, free_port};
 use msgraph_emulator::{FaultAction, FaultRule};
 use serde_json::{Value, json};
 
@@ -29,7 +27,7 @@ impl Lcg {
 )]
 async fn killed_mid_sync_ten_times(database: Option<String>) {
     let port = free_port();
-    let emu = common::emulator(&[port]).await;
+    let emu = crate::common::emulator(&[port]).await;
     let drive = emu.control();
     let drive_id = drive.default_drive_id();
     let mut expected = BTreeMap::new();
@@ -166,7 +164,7 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
     };
     let url = database.url().to_owned();
     let (port_a, port_b) = (free_port(), free_port());
-    let emu = common::emulator(&[port_a, port_b]).await;
+    let emu = crate::common::emulator(&[port_a, port_b]).await;
     let drive = emu.control();
     let drive_id = drive.default_drive_id();
     let mut folders = Vec::new();
@@ -320,7 +318,7 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
 async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_the_next_scheduled_run() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut cmd = common::kbsync();
+    let mut cmd = crate::common::kbsync();
     cmd.args([
         "serve",
         "--demo",
