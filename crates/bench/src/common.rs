@@ -8,12 +8,11 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use kbsync_core::datasource::AccessToken;
 use kbsync_core::{KbId, KbType, Role, SeededRandom, SystemClock, UserId};
+use kbsync_core::{Source, SourceKind};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_kit::PgSchema;
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
-use kbsync_store::{
-    BlobStore, NewKnowledgeBase, NewUser, PostgresStore, Source, SourceKind, SqliteStore, Store,
-};
+use kbsync_store::{BlobStore, NewKnowledgeBase, NewUser, PostgresStore, SqliteStore, Store};
 use kbsync_sync::events::SyncEvents;
 use kbsync_sync::{PermissionPolicy, SyncContext, SyncEngine, SyncLimits};
 use msgraph_emulator::{Control, EmulatorBuilder, RunningEmulator};

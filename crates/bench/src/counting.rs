@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kbsync_core::{
-    AccessGrant, Document, DocumentId, KbId, KnowledgeBase, Permission, SearchHit, User, UserId,
+    AccessGrant, Connection, Document, DocumentId, KbId, KnowledgeBase, Permission, SearchHit, Source,
+    SyncFailure, SyncProgress, SyncRun, SyncRunOutcome, SyncState, SyncTrigger, User, UserId,
 };
 use kbsync_store::*;
 

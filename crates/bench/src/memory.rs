@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use kbsync_core::KbType;
+use kbsync_core::SyncTrigger;
 use kbsync_core::datasource::{AccessToken, StaticToken};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper, microsoft_oauth};
-use kbsync_store::SyncTrigger;
 use msgraph_emulator::Emulator;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

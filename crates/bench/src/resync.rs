@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use kbsync_core::KbType;
+use kbsync_core::SyncTrigger;
 use kbsync_core::datasource::StaticToken;
-use kbsync_store::SyncTrigger;
 use kbsync_sync::{RunSummary, SyncEngine};
 use msgraph_emulator::Emulator;
 use tokio_util::sync::CancellationToken;

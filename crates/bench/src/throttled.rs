@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 use kbsync_core::KbType;
+use kbsync_core::SyncTrigger;
 use kbsync_core::datasource::StaticToken;
-use kbsync_store::SyncTrigger;
 use msgraph_emulator::Emulator;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

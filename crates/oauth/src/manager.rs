@@ -10,10 +10,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use kbsync_core::datasource::{AccessToken, DatasourceError, DatasourceKind, TokenSource};
 use kbsync_core::{Clock, KbId, Random, UserId};
-use kbsync_store::{
-    Connection, NewConnection, NewOAuthState, RefreshedTokens, Store, StoreError, StoredAccessToken,
-    TokenCipher,
-};
+use kbsync_core::{Connection, StoredAccessToken};
+use kbsync_store::{NewConnection, NewOAuthState, RefreshedTokens, Store, StoreError, TokenCipher};
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 

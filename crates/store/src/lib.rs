@@ -83,12 +83,6 @@ pub use users::{
     AddressLimit, LoginAttempt, LoginBackoff, LoginFailures, NewUser, UserCredentials, UserStore,
 };
 
-// re-exported while callers move to kbsync_core
-pub use kbsync_core::{
-    Connection, Encrypted, RefreshLease, Source, SourceKind, StoredAccessToken, SyncFailure, SyncProgress,
-    SyncRun, SyncRunOutcome, SyncState, SyncTrigger,
-};
-
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything kbsync persists: every area's trait at once. Implemented for every type that

@@ -1,9 +1,10 @@
 //! Users, knowledge bases and sources made directly in a store.
 
 use chrono::{DateTime, Utc};
+use kbsync_core::SourceKind;
 use kbsync_core::datasource::DatasourceKind;
 use kbsync_core::{KbId, KbType, Role, UserId};
-use kbsync_store::{NewKnowledgeBase, NewSource, NewUser, SourceKind, Store};
+use kbsync_store::{NewKnowledgeBase, NewSource, NewUser, Store};
 use uuid::Uuid;
 
 /// A password hash for users made directly in a store (no test logs in with it).

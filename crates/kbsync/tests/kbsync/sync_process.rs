@@ -204,7 +204,7 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
                 kbsync_store::NewSource {
                     kb_id: kb.parse().unwrap(),
                     datasource: kbsync_core::datasource::DatasourceKind::OneDrive,
-                    kind: kbsync_store::SourceKind::Folder,
+                    kind: kbsync_core::SourceKind::Folder,
                     drive_id: drive_id.clone(),
                     item_id: folder.clone(),
                     name: "folder".into(),
@@ -242,7 +242,7 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
         let runs = store.list_sync_runs(id, 10).await.unwrap();
         assert_eq!(runs.len(), 1, "kb {kb}: {runs:?}");
         assert_eq!(runs[0].outcome.status, kbsync_core::SyncStatus::Completed);
-        assert_eq!(runs[0].trigger, kbsync_store::SyncTrigger::Scheduled);
+        assert_eq!(runs[0].trigger, kbsync_core::SyncTrigger::Scheduled);
         let state = store.get_sync_state(id, now).await.unwrap();
         assert!(
             state.next_sync_at.unwrap() > now + chrono::Duration::minutes(59),

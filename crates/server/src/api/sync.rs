@@ -12,7 +12,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use kbsync_core::{KbId, SyncStatus, datasource::DatasourceKind};
-use kbsync_store::{Source, SyncRun};
+use kbsync_core::{Source, SyncRun};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;

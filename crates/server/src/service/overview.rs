@@ -3,7 +3,8 @@
 //! email addresses).
 
 use kbsync_core::{Document, KbId, SyncStatus, User};
-use kbsync_store::{Page, PageOf, Source, StoreError, SyncRun};
+use kbsync_core::{Source, SyncRun};
+use kbsync_store::{Page, PageOf, StoreError};
 
 use super::{
     knowledge::{self, KbView},

@@ -7,8 +7,9 @@ use kbsync_core::{
     KbId, SyncStatus, User,
     datasource::{AccessToken, DatasourceKind, TokenSource},
 };
+use kbsync_core::{Source, SourceKind, SyncProgress, SyncRun};
 use kbsync_oauth::ConnectionStatus;
-use kbsync_store::{NewSource, Source, SourceKind, StoreError, SyncProgress, SyncRun};
+use kbsync_store::{NewSource, StoreError};
 use kbsync_sync::runner::{DatasourceResolver, ResolveError, StartError};
 use uuid::Uuid;
 

@@ -10,8 +10,8 @@ use std::convert::Infallible;
 
 use axum::response::sse::Event;
 use futures::{Stream, StreamExt};
+use kbsync_core::SyncState;
 use kbsync_core::{KbId, SyncStatus, User};
-use kbsync_store::SyncState;
 use kbsync_sync::events::SyncEvent;
 use tokio::sync::broadcast;
 use uuid::Uuid;

@@ -109,9 +109,9 @@ pub fn next_in(next: DateTime<Utc>, now: DateTime<Utc>) -> String {
 mod tests {
     use super::*;
     use chrono::Duration;
+    use kbsync_core::SyncProgress;
     use kbsync_core::datasource::DatasourceKind;
     use kbsync_oauth::ConnectionStatus;
-    use kbsync_store::SyncProgress;
 
     fn view(status: SyncStatus, running: bool, connected: bool, needs_reauth: bool) -> SyncStateView {
         SyncStateView {

@@ -6,11 +6,12 @@ use kbsync_core::{KbId, KbType, Role};
 use uuid::Uuid;
 
 use super::*;
+use kbsync_core::SourceKind;
 use kbsync_core::datasource::DatasourceKind;
 
 use crate::{
-    DocumentStore, KnowledgeBaseStore, NewDocument, NewKnowledgeBase, NewSource, NewUser, SourceKind,
-    SourceStore, UserStore,
+    DocumentStore, KnowledgeBaseStore, NewDocument, NewKnowledgeBase, NewSource, NewUser, SourceStore,
+    UserStore,
 };
 
 /// A migrated store in a temporary directory (`file` below it) with one user's knowledge base.

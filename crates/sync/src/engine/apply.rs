@@ -4,8 +4,9 @@
 
 use futures::StreamExt;
 use kbsync_core::datasource::{Datasource, DatasourceError, TokenSource};
+use kbsync_core::{Source, SyncFailure};
 use kbsync_ingest::FileKind;
-use kbsync_store::{BlobError, NewDocument, Source, SyncFailure};
+use kbsync_store::{BlobError, NewDocument};
 use tokio_util::sync::CancellationToken;
 
 use super::plan::mark_synced;

@@ -3,7 +3,8 @@
 //! documents.
 
 use kbsync_core::Document;
-use kbsync_store::{Source, SourceKind, StoreError};
+use kbsync_core::{Source, SourceKind};
+use kbsync_store::StoreError;
 
 use super::types::{Run, SyncError};
 use super::{FILES_METRIC, SyncEngine};

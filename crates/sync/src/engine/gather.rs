@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use kbsync_core::datasource::{
     Datasource, DatasourceError, ItemKind, NextPage, RemoteItem, SourceRef, TokenSource,
 };
-use kbsync_store::{Source, SourceKind};
+use kbsync_core::{Source, SourceKind};
 use tokio_util::sync::CancellationToken;
 
 use super::SyncEngine;

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use kbsync_core::datasource::{Datasource, TokenSource};
 use kbsync_core::{KbId, SyncStatus};
-use kbsync_store::{Source, SourceKind, SyncFailure, SyncProgress, SyncTrigger};
+use kbsync_core::{Source, SourceKind, SyncFailure, SyncProgress, SyncTrigger};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

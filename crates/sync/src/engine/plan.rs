@@ -5,8 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use kbsync_core::Document;
+use kbsync_core::SourceKind;
 use kbsync_ingest::FileKind;
-use kbsync_store::{DocumentLocation, SourceKind};
+use kbsync_store::DocumentLocation;
 
 use super::SyncEngine;
 use super::documents::document_path;

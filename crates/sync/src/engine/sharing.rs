@@ -3,9 +3,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use kbsync_core::Source;
 use kbsync_core::UserId;
 use kbsync_core::datasource::{Datasource, DatasourceError, TokenSource};
-use kbsync_store::{Source, SyncGrant};
+use kbsync_store::SyncGrant;
 use uuid::Uuid;
 
 use super::SyncEngine;

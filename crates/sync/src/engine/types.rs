@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use kbsync_core::datasource::DatasourceError;
 use kbsync_core::{Clock, KbId, Random, SyncStatus};
+use kbsync_core::{Source, SyncFailure, SyncRunOutcome};
 use kbsync_ingest::Extractor;
-use kbsync_store::{BlobStore, Source, Store, StoreError, SyncFailure, SyncRunOutcome};
+use kbsync_store::{BlobStore, Store, StoreError};
 use uuid::Uuid;
 
 use crate::events::SyncEvents;

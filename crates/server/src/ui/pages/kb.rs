@@ -205,7 +205,7 @@ pub async fn kb_page(
     }))
 }
 
-fn run_row(r: kbsync_store::SyncRun) -> views::RunRow {
+fn run_row(r: kbsync_core::SyncRun) -> views::RunRow {
     let o = r.outcome;
     let running = r.finished_at.is_none();
     views::RunRow {

@@ -8,12 +8,15 @@ use kbsync_core::datasource::DatasourceKind;
 use kbsync_core::{
     AccessGrant, DocumentStatus, GrantOrigin, KbId, KbType, Permission, Role, SyncStatus, UserId,
 };
-use kbsync_store::{
-    AddressLimit, ClaimedSync, Connection, DocumentLocation, Encrypted, KbPatch, LeaseRenewal, LoginAttempt,
-    LoginBackoff, NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser,
-    OAuthState, Page, PostgresStore, Reader, RefreshLease, RefreshedTokens, SavedState, SearchQuery,
-    SourceKind, Store, StoreError, StoredAccessToken, SyncFailure, SyncGrant, SyncProgress, SyncRelease,
+use kbsync_core::{
+    Connection, Encrypted, RefreshLease, SourceKind, StoredAccessToken, SyncFailure, SyncProgress,
     SyncRunOutcome, SyncState, SyncTrigger,
+};
+use kbsync_store::{
+    AddressLimit, ClaimedSync, DocumentLocation, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
+    NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser, OAuthState, Page,
+    PostgresStore, Reader, RefreshedTokens, SavedState, SearchQuery, Store, StoreError, SyncGrant,
+    SyncRelease,
 };
 use uuid::Uuid;
 

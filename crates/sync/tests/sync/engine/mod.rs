@@ -12,10 +12,11 @@ use kbsync_core::datasource::{StaticToken, TokenSource};
 use kbsync_core::{
     GrantOrigin, KbId, KbType, ManualClock, Permission, Random, Role, SeededRandom, SyncStatus, UserId,
 };
+use kbsync_core::{Source, SourceKind, SyncTrigger};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_kit::emulator::TestTokens;
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
-use kbsync_store::{BlobStore, Page, Reader, SearchQuery, Source, SourceKind, Store, SyncTrigger};
+use kbsync_store::{BlobStore, Page, Reader, SearchQuery, Store};
 use kbsync_sync::events::{SyncEvent, SyncEvents};
 use kbsync_sync::{PermissionPolicy, RunSummary, SyncContext, SyncEngine, SyncLimits};
 use msgraph_emulator::{

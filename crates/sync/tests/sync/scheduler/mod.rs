@@ -12,12 +12,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kbsync_core::datasource::{AccessToken, Datasource, DatasourceKind, StaticToken};
 use kbsync_core::{Clock, KbId, KbType, ManualClock, Random, Role, SeededRandom, SyncStatus};
+use kbsync_core::{SourceKind, SyncRun, SyncState, SyncTrigger};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
-use kbsync_store::{
-    BlobStore, NewConnection, NewUser, SourceKind, Store, StoreError, SyncGrant, SyncRun, SyncState,
-    SyncTrigger, TokenCipher,
-};
+use kbsync_store::{BlobStore, NewConnection, NewUser, Store, StoreError, SyncGrant, TokenCipher};
 use kbsync_sync::events::SyncEvents;
 use kbsync_sync::runner::{
     DatasourceResolver, ResolveError, RunnerSettings, StartError, StoredTokens, SyncRunner,
