@@ -31,53 +31,15 @@ pub fn run(small: bool) -> Result<()> {
     let runs = if small { 1 } else { 3 };
     let words = (target_mb * 1_000_000.0 / 6.6) as usize;
     let corpus = fx::text_corpus(42, words);
-    let paras: Vec<&str> = corpus.split("\n\n").collect();
     let cfg = IngestConfig {
         max_text_bytes: 200 << 20,
         per_file_timeout: Duration::from_secs(600),
         ..Default::default()
     };
-    let mut pages: Vec<String> = Vec::new();
-    let mut page = String::new();
-    for p in &paras {
-        if page.len() + p.len() > 3000 && !page.is_empty() {
-            pages.push(std::mem::take(&mut page));
-        }
-        page.push_str(p);
-        page.push('\n');
-    }
-    pages.push(page);
-    let page_refs: Vec<&str> = pages.iter().map(String::as_str).collect();
-    let rows: Vec<Vec<String>> = corpus
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .chunks(6)
-        .enumerate()
-        .map(|(i, ws)| {
-            let mut row: Vec<String> = ws.iter().map(|w| w.to_string()).collect();
-            row.push(i.to_string());
-            row
-        })
+    let files: Vec<(FileKind, Vec<u8>)> = fx::corpus::every_type(&corpus)
+        .into_iter()
+        .filter_map(|(name, bytes)| FileKind::detect(name, None).map(|kind| (kind, bytes)))
         .collect();
-    let half = rows.len() / 2;
-    let files: Vec<(FileKind, Vec<u8>)> = vec![
-        (FileKind::Pdf, fx::pdf(&page_refs)),
-        (FileKind::Docx, fx::docx(&paras)),
-        (
-            FileKind::Xlsx,
-            fx::xlsx(&[("One", rows[..half].to_vec()), ("Two", rows[half..].to_vec())]),
-        ),
-        (FileKind::Pptx, fx::pptx(&page_refs)),
-        (FileKind::Html, fx::html("Benchmark", &paras).into_bytes()),
-        (FileKind::Txt, corpus.clone().into_bytes()),
-        (FileKind::Md, fx::markdown("Benchmark", &paras).into_bytes()),
-        (FileKind::Csv, fx::csv(&rows).into_bytes()),
-        (
-            FileKind::Json,
-            fx::json_document("Benchmark", &paras).into_bytes(),
-        ),
-        (FileKind::Xml, fx::xml_document("Benchmark", &paras).into_bytes()),
-    ];
     let mut b = Block::new(format!(
         "8. extraction: ~{target_mb} MB of text per type, best of {runs}, one core (extract only; chunking separately)"
     ));

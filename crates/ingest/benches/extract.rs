@@ -39,56 +39,15 @@ fn main() {
     // ~6.6 bytes per word in the corpus
     let words = target_mb * 1_000_000 / 66 * 10;
     let corpus = fx::text_corpus(42, words);
-    let paras: Vec<&str> = corpus.split("\n\n").collect();
     let cfg = IngestConfig {
         max_text_bytes: 200 << 20,
         per_file_timeout: Duration::from_secs(600),
         ..Default::default()
     };
-
-    // Pages of ~40 lines of 85 characters, as the PDF writer lays them out.
-    let mut pages: Vec<String> = Vec::new();
-    let mut page = String::new();
-    for p in &paras {
-        if page.len() + p.len() > 3000 && !page.is_empty() {
-            pages.push(std::mem::take(&mut page));
-        }
-        page.push_str(p);
-        page.push('\n');
-    }
-    pages.push(page);
-    let page_refs: Vec<&str> = pages.iter().map(String::as_str).collect();
-    let rows: Vec<Vec<String>> = corpus
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .chunks(6)
-        .enumerate()
-        .map(|(i, ws)| {
-            let mut row: Vec<String> = ws.iter().map(|w| w.to_string()).collect();
-            row.push(i.to_string());
-            row
-        })
+    let files: Vec<(FileKind, Vec<u8>)> = fx::corpus::every_type(&corpus)
+        .into_iter()
+        .filter_map(|(name, bytes)| FileKind::detect(name, None).map(|kind| (kind, bytes)))
         .collect();
-    let half = rows.len() / 2;
-
-    let files: Vec<(FileKind, Vec<u8>)> = vec![
-        (FileKind::Pdf, fx::pdf(&page_refs)),
-        (FileKind::Docx, fx::docx(&paras)),
-        (
-            FileKind::Xlsx,
-            fx::xlsx(&[("One", rows[..half].to_vec()), ("Two", rows[half..].to_vec())]),
-        ),
-        (FileKind::Pptx, fx::pptx(&page_refs)),
-        (FileKind::Html, fx::html("Benchmark", &paras).into_bytes()),
-        (FileKind::Txt, corpus.clone().into_bytes()),
-        (FileKind::Md, fx::markdown("Benchmark", &paras).into_bytes()),
-        (FileKind::Csv, fx::csv(&rows).into_bytes()),
-        (
-            FileKind::Json,
-            fx::json_document("Benchmark", &paras).into_bytes(),
-        ),
-        (FileKind::Xml, fx::xml_document("Benchmark", &paras).into_bytes()),
-    ];
 
     println!(
         "Extraction throughput, best of {RUNS} (release build; corpus {} words, seed 42)\n",
