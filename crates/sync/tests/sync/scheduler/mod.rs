@@ -16,12 +16,11 @@ use kbsync_core::{SourceKind, SyncRun, SyncState, SyncTrigger};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
 use kbsync_store::{BlobStore, NewConnection, NewUser, Store, StoreError, SyncGrant, TokenCipher};
-use kbsync_sync::events::SyncEvents;
 use kbsync_sync::runner::{
     DatasourceResolver, ResolveError, RunnerSettings, StartError, StoredTokens, SyncRunner,
 };
 use kbsync_sync::scheduler::{Scheduler, SchedulerSettings};
-use kbsync_sync::{PermissionPolicy, SyncContext, SyncEngine, SyncLimits};
+use kbsync_sync::{PermissionPolicy, SyncLimits, SyncRuntime, SyncSettings};
 use msgraph_emulator::{Control, Emulator, FaultAction, FaultRule, RunningEmulator};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -156,29 +155,44 @@ fn minutes(m: i64) -> chrono::Duration {
 impl World {
     /// A runner of its own (engine, random, instance id) on the shared database and clock.
     fn runner(&self, instance: &str, settings: RunnerSettings) -> SyncRunner {
-        let random: Arc<dyn Random> = Arc::new(SeededRandom::new(self.seeds.fetch_add(1, Ordering::Relaxed)));
-        let cx = SyncContext {
-            store: self.store.clone(),
-            blobs: BlobStore::new(&self.blob_path),
-            extractor: Extractor::new(IngestConfig::default()),
-            clock: Arc::new(self.clock.clone()),
-            random,
-            limits: SyncLimits {
-                max_file_size: 1024 * 1024,
-                concurrency: 1,
-                ..SyncLimits::default()
-            },
-            events: SyncEvents::new(),
-            permissions: PermissionPolicy::default(),
-        };
-        let engine = Arc::new(SyncEngine::new(cx.clone()));
         let resolver = Arc::new(TestResolver {
             store: self.store.clone(),
             datasource: self.datasource.clone(),
             token: self.token.clone(),
             clock: self.clock.clone(),
         });
-        SyncRunner::new(engine, cx, resolver, settings, instance.to_owned())
+        self.runner_with(resolver, instance, settings)
+    }
+
+    /// A runner like [`World::runner`] that reaches datasources and tokens through `resolver`,
+    /// built as the binary builds it (`SyncRuntime::new`).
+    fn runner_with(
+        &self,
+        resolver: Arc<dyn DatasourceResolver>,
+        instance: &str,
+        settings: RunnerSettings,
+    ) -> SyncRunner {
+        let random: Arc<dyn Random> = Arc::new(SeededRandom::new(self.seeds.fetch_add(1, Ordering::Relaxed)));
+        SyncRuntime::new(
+            self.store.clone(),
+            BlobStore::new(&self.blob_path),
+            Extractor::new(IngestConfig::default()),
+            Arc::new(self.clock.clone()),
+            random,
+            resolver,
+            SyncSettings {
+                limits: SyncLimits {
+                    max_file_size: 1024 * 1024,
+                    concurrency: 1,
+                    ..SyncLimits::default()
+                },
+                permissions: PermissionPolicy::default(),
+                runner: settings,
+                scheduler: None,
+                instance_id: instance.to_owned(),
+            },
+        )
+        .runner
     }
 
     fn scheduler(&self, runner: &SyncRunner, batch: u32) -> Scheduler {

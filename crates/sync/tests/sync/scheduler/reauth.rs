@@ -192,17 +192,6 @@ async fn a_claimed_kb_whose_tokens_need_reauth_is_released_without_running(store
             Ok(false)
         }
     }
-    let random: Arc<dyn Random> = Arc::new(SeededRandom::new(7));
-    let cx = SyncContext {
-        store: w.store.clone(),
-        blobs: BlobStore::new(&w.blob_path),
-        extractor: Extractor::new(IngestConfig::default()),
-        clock: Arc::new(w.clock.clone()),
-        random,
-        limits: SyncLimits::default(),
-        events: SyncEvents::new(),
-        permissions: PermissionPolicy::default(),
-    };
     struct NeedsReauth(Arc<OneDrive>);
     #[async_trait]
     impl DatasourceResolver for NeedsReauth {
@@ -216,12 +205,10 @@ async fn a_claimed_kb_whose_tokens_need_reauth_is_released_without_running(store
             Ok(false)
         }
     }
-    let runner = SyncRunner::new(
-        Arc::new(SyncEngine::new(cx.clone())),
-        cx.clone(),
+    let runner = w.runner_with(
         Arc::new(NeedsReauth(w.datasource.clone())),
+        "instance-a",
         settings(),
-        "instance-a".into(),
     );
     let t0 = w.now();
     assert_eq!(w.scheduler(&runner, 10).tick().await.unwrap(), 0);
@@ -234,13 +221,7 @@ async fn a_claimed_kb_whose_tokens_need_reauth_is_released_without_running(store
 
     // Without a datasource configured it is given back the same way.
     w.clock.advance(minutes(70));
-    let unconfigured = SyncRunner::new(
-        Arc::new(SyncEngine::new(cx.clone())),
-        cx,
-        Arc::new(Refusing),
-        settings(),
-        "instance-b".into(),
-    );
+    let unconfigured = w.runner_with(Arc::new(Refusing), "instance-b", settings());
     assert_eq!(w.scheduler(&unconfigured, 10).tick().await.unwrap(), 0);
     assert!(!w.state(kb).await.running);
     assert!(w.runs(kb).await.is_empty());
