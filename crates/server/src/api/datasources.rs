@@ -62,7 +62,7 @@ pub async fn initiate(
     ApiQuery(params): ApiQuery<KbParam>,
 ) -> ApiResult<Response> {
     let kind = connections::datasource(&datasource)?;
-    let started = connections::initiate(&state, &user, kind, params.knowledge_id).await?;
+    let started = connections::initiate(&state, &user, Some(kind), params.knowledge_id).await?;
     let cookie = binding_cookie(&state.settings.public_url, &started);
     Ok((
         [

@@ -222,7 +222,8 @@ pub async fn add_sources(
             path: i.path,
         })
         .collect();
-    let added = service::add_sources(&state, &user, id, &req.datasource, items, req.access_token).await?;
+    let added =
+        service::add_sources(&state, &user, id, Some(&req.datasource), items, req.access_token).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SourcesAccepted {

@@ -1,7 +1,7 @@
 //! Connecting a knowledge base to a datasource, and using that connection to browse.
 
 use kbsync_core::{
-    KbId, SyncStatus, User,
+    KbId, KbType, SyncStatus, User,
     datasource::{BrowseEntry, BrowseLocation, DatasourceError, DatasourceKind},
 };
 use kbsync_oauth::{
@@ -36,13 +36,18 @@ pub fn datasource(name: &str) -> Result<DatasourceKind, ApiError> {
 
 /// Starts the authorization-code flow for a knowledge base the caller may change. The answer's
 /// binding must reach the caller's browser only (as a cookie): the callback needs it back.
+/// `kind: None` connects the knowledge base to its own datasource.
 pub async fn initiate(
     state: &AppState,
     user: &User,
-    kind: DatasourceKind,
+    kind: Option<DatasourceKind>,
     kb_id: KbId,
 ) -> Result<Initiated, ApiError> {
     let view = knowledge::manageable(state, user, kb_id).await?;
+    let kind = match kind {
+        Some(kind) => kind,
+        None => own_datasource(view.kb.kb_type)?,
+    };
     if view.kb.kb_type != kind.kb_type() {
         return Err(ApiError::Conflict(format!(
             "this is a {} knowledge base; only {} knowledge bases connect to {}",
@@ -57,6 +62,12 @@ pub async fn initiate(
         .initiate(kind, kb_id, user.id)
         .await
         .map_err(oauth_error)
+}
+
+/// The datasource of a knowledge base of this type; a local one has none (409).
+pub fn own_datasource(kb_type: KbType) -> Result<DatasourceKind, ApiError> {
+    DatasourceKind::of(kb_type)
+        .ok_or_else(|| ApiError::Conflict("a knowledge base of local files connects to no datasource".into()))
 }
 
 /// The callback of an authorization that came back with a code. It completes only in the browser

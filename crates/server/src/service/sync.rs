@@ -48,14 +48,17 @@ pub async fn add_sources(
     state: &AppState,
     user: &User,
     kb_id: KbId,
-    datasource: &str,
+    datasource: Option<&str>,
     items: Vec<PickedItem>,
     access_token: Option<String>,
 ) -> Result<AddedSources, ApiError> {
     let view = knowledge::manageable(state, user, kb_id).await?;
-    // In a body, an unknown datasource is a bad field (422), not a missing route (404).
-    let kind = connections::datasource(datasource)
-        .map_err(|_| ApiError::invalid("datasource", format!("unknown datasource `{datasource}`")))?;
+    let kind = match datasource {
+        // In a body, an unknown datasource is a bad field (422), not a missing route (404).
+        Some(name) => connections::datasource(name)
+            .map_err(|_| ApiError::invalid("datasource", format!("unknown datasource `{name}`")))?,
+        None => connections::own_datasource(view.kb.kb_type)?,
+    };
     if view.kb.kb_type != kind.kb_type() {
         return Err(ApiError::Conflict(format!(
             "this is a {} knowledge base; sources from {} only go on {} knowledge bases",

@@ -45,10 +45,7 @@ pub async fn connect(
 ) -> UiResult {
     session.check_csrf(&p.csrf)?;
     let kb_id = parse_kb(&id)?;
-    let kind = match p.datasource.as_deref() {
-        Some(name) => connections::datasource(name)?,
-        None => datasource_of(&state, &session, kb_id).await?,
-    };
+    let kind = p.datasource.as_deref().map(connections::datasource).transpose()?;
     let started = connections::initiate(&state, &session.user, kind, kb_id).await?;
     let cookie = api::datasources::binding_cookie(&state.settings.public_url, &started);
     Ok(with_cookie(
@@ -118,11 +115,7 @@ pub async fn add_sources(
             path: item.path,
         });
     }
-    let datasource = match datasource {
-        Some(name) => name,
-        None => datasource_of(&state, &session, kb_id).await?.as_str().to_owned(),
-    };
-    sync::add_sources(&state, &session.user, kb_id, &datasource, items, None).await?;
+    sync::add_sources(&state, &session.user, kb_id, datasource.as_deref(), items, None).await?;
     Ok(to_kb(kb_id))
 }
 

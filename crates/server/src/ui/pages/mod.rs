@@ -59,14 +59,6 @@ fn to_kb(kb_id: KbId) -> Response {
     Redirect::to(&format!("/kb/{kb_id}")).into_response()
 }
 
-/// The datasource of a knowledge base the caller manages (a local one has none: 409).
-async fn datasource_of(state: &AppState, session: &Session, kb_id: KbId) -> Result<DatasourceKind, UiError> {
-    let view = knowledge::manageable(state, &session.user, kb_id).await?;
-    DatasourceKind::of(view.kb.kb_type).ok_or_else(|| {
-        ApiError::Conflict("a knowledge base of local files connects to no datasource".into()).into()
-    })
-}
-
 fn kind_name(kb_type: KbType) -> &'static str {
     match DatasourceKind::of(kb_type) {
         Some(kind) => kind.display_name(),
