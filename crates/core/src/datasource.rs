@@ -147,6 +147,14 @@ pub trait TokenSource: Send + Sync {
     /// `rejected` was refused by the remote; return a different, fresh token, or
     /// `DatasourceError::Unauthorized` when none can be had.
     async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, DatasourceError>;
+    /// A token for another resource of the same service (e.g. SharePoint REST next to Graph,
+    /// `resource` being its origin such as `https://contoso.sharepoint.com`). Sources that can only
+    /// hold one token say so with `Permanent`.
+    async fn access_token_for(&self, resource: &str) -> Result<AccessToken, DatasourceError> {
+        Err(DatasourceError::Permanent(format!(
+            "this connection cannot get a token for {resource}"
+        )))
+    }
 }
 
 /// A fixed token (one supplied by the browser for a single run); it cannot be refreshed.
@@ -234,6 +242,23 @@ pub struct RemoteItem {
     pub web_url: Option<String>,
     pub modified_at: Option<DateTime<Utc>>,
     pub deleted: bool,
+    /// What the change feed says of the item's sharing.
+    #[serde(default)]
+    pub sharing: ItemSharing,
+}
+
+/// What a change feed reports of an item's sharing, so that the engine reads permissions only
+/// where they can differ from the parent's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemSharing {
+    /// The item is the root of a permission hierarchy: its permissions may differ from its
+    /// parent's (Graph, with `Prefer: hierarchicalsharing`: the item carries a `shared` facet,
+    /// possibly empty). An item without it has its parent's permissions.
+    pub own: bool,
+    /// The feed says the item's sharing changed since the cursor (Graph: the
+    /// `@microsoft.graph.sharedChanged` annotation; business drives only, and files only in
+    /// practice, so its absence proves nothing).
+    pub changed: bool,
 }
 
 /// One page of changes since a cursor.
@@ -241,10 +266,6 @@ pub struct RemoteItem {
 pub struct ChangePage {
     pub items: Vec<RemoteItem>,
     pub next: NextPage,
-    /// The datasource says the sharing of an item on this page changed since the cursor (Graph:
-    /// the `@microsoft.graph.sharedChanged` annotation). A hint to read the sharing again before
-    /// the usual refresh; its absence proves nothing.
-    pub sharing_changed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,9 +285,18 @@ pub enum Principal {
         email: Option<String>,
         display_name: Option<String>,
     },
+    /// A directory group (Entra security or Microsoft 365 group), by its directory id.
     Group {
         id: Option<String>,
         email: Option<String>,
+        display_name: Option<String>,
+    },
+    /// A group that exists only inside one site (a SharePoint site group: Owners, Members,
+    /// Visitors, …); its `id` is unique only within `site`. `site` is whatever the datasource needs
+    /// to find the site again (Graph: the id of the drive whose permissions named the group).
+    SiteGroup {
+        site: String,
+        id: String,
         display_name: Option<String>,
     },
     /// A sharing link: `anonymous` (anyone), `organization`, or `users` (specific people).
@@ -281,6 +311,15 @@ pub struct RemotePermission {
     pub principals: Vec<Principal>,
     /// Set when the permission is inherited from an ancestor (not reported by every service).
     pub inherited_from: Option<String>,
+}
+
+/// A user a group expands to, as the datasource names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// The user's stable id at the source (Graph: the Entra object id), when it is known.
+    pub id: Option<String>,
+    /// The addresses the user is known by at the source (mail, sign-in name), as reported.
+    pub emails: Vec<String>,
 }
 
 /// A download as a stream of byte chunks; the datasource verifies the content hash and fails
@@ -339,6 +378,15 @@ pub trait Datasource: Send + Sync + 'static {
         drive_id: &str,
         item_id: &str,
     ) -> Result<Vec<RemotePermission>, DatasourceError>;
+
+    /// Every user in a group (`Principal::Group` or `Principal::SiteGroup`), nested groups
+    /// resolved, all pages read. `NotFound` when the group is gone or cannot be read with these
+    /// credentials; `Permanent` for a principal that is not a group.
+    async fn group_members(
+        &self,
+        tokens: &dyn TokenSource,
+        group: &Principal,
+    ) -> Result<Vec<GroupMember>, DatasourceError>;
 }
 
 #[cfg(test)]

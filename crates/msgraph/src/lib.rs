@@ -37,7 +37,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use kbsync_core::datasource::{
     BrowseEntry, BrowseLocation, ByteStream, ChangePage, Datasource, DatasourceError, DatasourceKind,
-    ItemKind, NextPage, OAuthSpec, RemoteItem, RemotePermission, SourceRef, TokenSource,
+    GroupMember, ItemKind, NextPage, OAuthSpec, Principal, RemoteItem, RemotePermission, SourceRef,
+    TokenSource,
 };
 use kbsync_core::{Clock, OsRandom, Random, SystemClock};
 use reqwest::header::LOCATION;
@@ -325,7 +326,6 @@ impl Datasource for OneDrive {
             .client
             .get_json_preferring(tokens, &url, Some(DELTA_PREFER))
             .await?;
-        let sharing_changed = page.value.iter().any(mapping::sharing_changed);
         let items = page
             .value
             .iter()
@@ -340,11 +340,7 @@ impl Datasource for OneDrive {
                 ));
             }
         };
-        Ok(ChangePage {
-            items,
-            next,
-            sharing_changed,
-        })
+        Ok(ChangePage { items, next })
     }
 
     #[instrument(skip_all, fields(drive.id = %drive_id, item.id = %item_id))]
@@ -414,5 +410,17 @@ impl Datasource for OneDrive {
             .url(&["drives", drive_id, "items", item_id, "permissions"])?;
         let permissions: Vec<Permission> = self.all_pages(tokens, url).await?;
         Ok(permissions.iter().map(mapping::remote_permission).collect())
+    }
+
+    #[instrument(skip_all)]
+    async fn group_members(
+        &self,
+        _tokens: &dyn TokenSource,
+        group: &Principal,
+    ) -> Result<Vec<GroupMember>, DatasourceError> {
+        // Filled in by the group-expansion work (Entra: transitiveMembers; site groups: SharePoint REST).
+        Err(DatasourceError::Permanent(format!(
+            "expanding {group:?} is not supported yet"
+        )))
     }
 }

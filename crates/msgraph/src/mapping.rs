@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use kbsync_core::datasource::{
-    BrowseEntry, ContentHash, EntryKind, ItemKind, Principal, RemoteItem, RemotePermission,
+    BrowseEntry, ContentHash, EntryKind, ItemKind, ItemSharing, Principal, RemoteItem, RemotePermission,
 };
 
 use crate::model::{DriveItem, Identity, IdentitySet, Permission, Site};
@@ -67,6 +67,10 @@ pub fn remote_item(item: &DriveItem, fallback_drive_id: &str, scope_id: Option<&
         web_url: item.web_url.clone(),
         modified_at: timestamp(item.last_modified_date_time.as_ref()),
         deleted,
+        sharing: ItemSharing {
+            own: false,
+            changed: sharing_changed(item),
+        },
     }
 }
 

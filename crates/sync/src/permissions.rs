@@ -80,7 +80,9 @@ pub fn grantees(permissions: &[RemotePermission], policy: PermissionPolicy) -> G
                         out.emails.insert(email);
                     }
                 }
-                Principal::User { email: None, .. } | Principal::Group { .. } => {}
+                Principal::User { email: None, .. }
+                | Principal::Group { .. }
+                | Principal::SiteGroup { .. } => {}
                 Principal::Link { scope } => {
                     if policy.link_grants && matches!(scope.as_str(), "anonymous" | "organization") {
                         out.everyone = true;

@@ -78,6 +78,7 @@ impl KnownItem {
             web_url: self.web_url.clone(),
             modified_at: None,
             deleted: false,
+            sharing: Default::default(),
         }
     }
 }
@@ -188,6 +189,7 @@ mod tests {
             web_url: None,
             modified_at: None,
             deleted: false,
+            sharing: Default::default(),
         }
     }
 

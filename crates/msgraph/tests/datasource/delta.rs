@@ -95,7 +95,12 @@ async fn a_round_after_a_sharing_change_says_so_and_a_round_without_one_does_not
     let p = ctl.item_by_path(d, "/P").unwrap();
     let source = env.source(&p.id);
     let first = env.round(&source, None).await;
-    assert!(first.pages.iter().all(|page| !page.sharing_changed));
+    assert!(
+        first
+            .pages
+            .iter()
+            .all(|page| !page.items.iter().any(|i| i.sharing.changed))
+    );
 
     ctl.add_permission(
         d,
@@ -105,7 +110,10 @@ async fn a_round_after_a_sharing_change_says_so_and_a_round_without_one_does_not
     .unwrap();
     let second = env.round(&source, Some(&first.delta_link)).await;
     assert!(
-        second.pages.iter().any(|page| page.sharing_changed),
+        second
+            .pages
+            .iter()
+            .any(|page| page.items.iter().any(|i| i.sharing.changed)),
         "the client asks for sharing changes"
     );
     assert!(second.get(&p.id).is_some());
@@ -113,7 +121,12 @@ async fn a_round_after_a_sharing_change_says_so_and_a_round_without_one_does_not
     ctl.put_file(d, "/P/b.txt", "b").unwrap();
     let third = env.round(&source, Some(&second.delta_link)).await;
     assert!(third.get(&p.id).is_some(), "the folder as parent of the new file");
-    assert!(third.pages.iter().all(|page| !page.sharing_changed));
+    assert!(
+        third
+            .pages
+            .iter()
+            .all(|page| !page.items.iter().any(|i| i.sharing.changed))
+    );
     env.shutdown().await;
 }
 

@@ -176,7 +176,7 @@ impl SyncEngine {
             }
             match ds.changes(tokens, &at, cursor.as_deref()).await {
                 Ok(page) => {
-                    sharing_changed |= page.sharing_changed;
+                    sharing_changed |= page.items.iter().any(|i| i.sharing.changed);
                     for item in page.items {
                         changes.insert(item.id.clone(), item);
                     }
