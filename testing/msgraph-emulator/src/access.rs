@@ -24,6 +24,8 @@ pub struct AccessState {
     pub group_members: BTreeMap<String, BTreeSet<String>>,
     /// (site id, site group id) → member user ids.
     pub site_group_members: BTreeMap<(String, String), BTreeSet<String>>,
+    /// (site id, site group id) → Entra group ids that are members of the site group.
+    pub site_group_groups: BTreeMap<(String, String), BTreeSet<String>>,
 }
 
 fn same_address(a: &str, b: &str) -> bool {
@@ -61,10 +63,19 @@ impl Store {
         }
         match &p.grantee {
             Grantee::SiteGroup { site_group_id, .. } => drive.site_id.as_ref().is_some_and(|site| {
+                let key = (site.clone(), site_group_id.clone());
                 self.access
                     .site_group_members
-                    .get(&(site.clone(), site_group_id.clone()))
+                    .get(&key)
                     .is_some_and(|m| m.contains(&user.id))
+                    || self.access.site_group_groups.get(&key).is_some_and(|groups| {
+                        groups.iter().any(|g| {
+                            self.access
+                                .group_members
+                                .get(g)
+                                .is_some_and(|m| m.contains(&user.id))
+                        })
+                    })
             }),
             Grantee::Link { scope, .. } => scope == "organization",
             _ => false,
@@ -73,6 +84,11 @@ impl Store {
 
     /// Whether `user_id` may read item `item_id` of `drive` (see the module documentation).
     pub fn can_read(&self, user_id: &str, drive: &Drive, item_id: &str) -> bool {
+        // An application calling app-only has passed its permission check (Sites.Read.All, Files.Read.All):
+        // those cover every drive of the tenant.
+        if self.is_app_caller(user_id) {
+            return true;
+        }
         let Some(user) = self.users.get(user_id) else {
             return false;
         };

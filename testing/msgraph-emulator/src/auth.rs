@@ -49,6 +49,10 @@ impl Default for ClientRegistration {
 pub struct RegisteredClient {
     pub reg: ClientRegistration,
     pub secret_expires_at: Option<DateTime<Utc>>,
+    /// Certificates whose keys may sign client assertions (see [`crate::app_only`]).
+    pub certificates: Vec<crate::app_only::RegisteredCertificate>,
+    /// Application permissions an administrator consented to (the `roles` of app-only tokens).
+    pub app_roles: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,11 +81,20 @@ pub struct RefreshRecord {
 
 #[derive(Debug, Clone)]
 pub struct AccessRecord {
+    /// The signed-in user; for an app-only token, the client id (the application is the caller).
     pub user_id: String,
     pub client_id: String,
     pub scopes: Vec<String>,
     pub expires_at: DateTime<Utc>,
+    /// The resource the token is for: [`GRAPH_AUDIENCE`] or a SharePoint origin.
+    pub audience: String,
+    /// Set on tokens of the client credentials grant: the application permissions and how the client
+    /// proved its identity.
+    pub app: Option<crate::app_only::AppGrant>,
 }
+
+/// The audience of Microsoft Graph tokens (the `aud` claim real Graph tokens carry).
+pub const GRAPH_AUDIENCE: &str = "00000003-0000-0000-c000-000000000000";
 
 #[derive(Debug, Clone, Default)]
 pub struct AuthState {
@@ -135,6 +148,8 @@ pub const CODE_LIFETIME_MINUTES: i64 = 10;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TokenResponse {
     pub token_type: String,
+    /// Absent from client credentials answers.
+    #[serde(skip_serializing_if = "String::is_empty", default)]
     pub scope: String,
     pub expires_in: i64,
     pub ext_expires_in: i64,
@@ -169,7 +184,7 @@ pub fn pkce_s256(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
 }
 
-fn b64url(v: &serde_json::Value) -> String {
+pub(crate) fn b64url(v: &serde_json::Value) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
 }
 
@@ -180,6 +195,8 @@ impl Store {
             RegisteredClient {
                 reg,
                 secret_expires_at: None,
+                certificates: Vec::new(),
+                app_roles: std::collections::BTreeSet::new(),
             },
         );
     }
@@ -290,6 +307,8 @@ impl Store {
                 client_id: client_id.to_string(),
                 scopes: scopes.to_vec(),
                 expires_at: exp,
+                audience: GRAPH_AUDIENCE.to_string(),
+                app: None,
             },
         );
         Ok(token)

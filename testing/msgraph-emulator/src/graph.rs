@@ -4,6 +4,8 @@
 //! `root:/path:` segments that a router cannot express.
 
 use crate::Shared;
+use crate::app_only::AppGrant;
+use crate::auth::GRAPH_AUDIENCE;
 use crate::delta::{DeltaError, DeltaLink, DeltaRequest};
 use crate::error::{GraphError, RequestMeta};
 use crate::render::{self, Mode, RenderCtx};
@@ -75,14 +77,18 @@ pub(crate) async fn handle(
 ) -> Response {
     let result = match authenticate(&shared, &meta, &headers) {
         Err(e) => Err(e),
-        Ok((caller, app)) => {
+        Ok((caller, app, grant)) => {
             let rest = uri
                 .path()
                 .strip_prefix("/v1.0")
                 .unwrap_or("")
                 .trim_end_matches('/');
             let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-            if segs.first() == Some(&"subscriptions") {
+            if let Some(grant) = &grant
+                && let Err(e) = app_only_allows(grant, &segs)
+            {
+                Err(e)
+            } else if segs.first() == Some(&"subscriptions") {
                 crate::subscriptions::handle(&shared, &meta, &caller, &app, &method, &segs, &body).await
             } else {
                 route(&shared, &meta, &caller, &method, &uri, &headers)
@@ -95,12 +101,14 @@ pub(crate) async fn handle(
     }
 }
 
-/// The caller's user id and application id, from the bearer token.
+/// The caller's user id (for an app-only token: the client id) and application id, from the bearer token,
+/// with the application permissions of an app-only token. A token for another resource (SharePoint) is
+/// refused as Graph refuses it.
 fn authenticate(
     shared: &Shared,
     meta: &RequestMeta,
     headers: &HeaderMap,
-) -> Result<(String, String), GraphError> {
+) -> Result<(String, String, Option<AppGrant>), GraphError> {
     let token = bearer(headers)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| GraphError::unauthorized("Access token is empty."))?;
@@ -108,7 +116,64 @@ fn authenticate(
     let record = store
         .check_access_token(token, meta.date)
         .map_err(GraphError::unauthorized)?;
-    Ok((record.user_id.clone(), record.client_id.clone()))
+    if record.audience != GRAPH_AUDIENCE {
+        return Err(GraphError::unauthorized(
+            "Access token validation failure. Invalid audience.",
+        ));
+    }
+    Ok((
+        record.user_id.clone(),
+        record.client_id.clone(),
+        record.app.clone(),
+    ))
+}
+
+/// Application permissions that let an app-only caller read every site and its libraries.
+const APP_SITE_ROLES: &[&str] = &[
+    "Sites.Read.All",
+    "Sites.ReadWrite.All",
+    "Sites.Manage.All",
+    "Sites.FullControl.All",
+];
+/// Application permissions that let an app-only caller read every drive (not list sites).
+const APP_FILE_ROLES: &[&str] = &["Files.Read.All", "Files.ReadWrite.All"];
+
+/// What an app-only caller may ask: nothing under `/me` (there is no signed-in user: Graph answers 400,
+/// learn.microsoft.com/troubleshoot/entra/entra-id/users-groups-entra-apis/error-call-me-endpoint-microsoft-graph),
+/// sites with a `Sites.*` application permission, drives with a `Sites.*` or `Files.*` one. A token without
+/// any role is refused outright.
+fn app_only_allows(grant: &AppGrant, segs: &[&str]) -> Result<(), GraphError> {
+    if segs.first() == Some(&"me") {
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        ));
+    }
+    if grant.roles.is_empty() {
+        return Err(GraphError::unauthorized(
+            "Either scp or roles claim need to be present in the token.",
+        ));
+    }
+    let allowed = match segs.first() {
+        Some(&"sites") if !segs.contains(&"drive") && !segs.contains(&"drives") => {
+            grant.has_role(APP_SITE_ROLES)
+        }
+        Some(&"sites" | &"drives" | &"users") => {
+            grant.has_role(APP_SITE_ROLES) || grant.has_role(APP_FILE_ROLES)
+        }
+        // Other resources (subscriptions, directory objects) check their own permissions.
+        _ => true,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "accessDenied",
+            "Access denied. You do not have permission to perform this action or access this resource.",
+        ))
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

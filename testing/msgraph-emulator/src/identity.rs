@@ -2,6 +2,7 @@
 //! POST is the consent form's submission) and `/{tenant}/oauth2/v2.0/token`.
 
 use crate::Shared;
+use crate::app_only::ClientCredential;
 use crate::auth::{AadError, parse_scopes};
 use crate::error::RequestMeta;
 use axum::Extension;
@@ -442,12 +443,37 @@ pub(crate) async fn token(
             .filter(|g| !g.is_empty())
             .ok_or_else(|| AadError::missing("grant_type"))?;
         let mut store = shared.store.write();
-        let client_id = store
-            .authenticate_client(client_id.as_deref(), secret.as_deref(), now)?
-            .reg
-            .client_id
-            .clone();
+        let (client_id, credential) =
+            if form.contains_key("client_assertion_type") || form.contains_key("client_assertion") {
+                let tenants = [
+                    tenant.clone(),
+                    store.tenant.id.clone(),
+                    store.tenant.domain.clone(),
+                ];
+                let audiences: Vec<String> = tenants
+                    .iter()
+                    .map(|t| format!("{base}/{t}/oauth2/v2.0/token"))
+                    .collect();
+                let id = store.authenticate_assertion(
+                    client_id.as_deref(),
+                    get("client_assertion_type"),
+                    get("client_assertion"),
+                    &audiences,
+                    now,
+                )?;
+                (id, ClientCredential::Certificate)
+            } else {
+                let id = store
+                    .authenticate_client(client_id.as_deref(), secret.as_deref(), now)?
+                    .reg
+                    .client_id
+                    .clone();
+                (id, ClientCredential::Secret)
+            };
         match grant {
+            "client_credentials" => {
+                store.client_credentials(&client_id, get("scope"), credential, &base, now)
+            }
             "authorization_code" => store.redeem_code(
                 &client_id,
                 get("code"),
@@ -491,7 +517,7 @@ pub(crate) async fn openid_configuration(
         "issuer": format!("{b}/{tenant}/v2.0"),
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
     }))
     .into_response()

@@ -16,6 +16,7 @@
 //! ```
 
 mod access;
+pub mod app_only;
 mod auth;
 mod clock;
 mod control;
@@ -28,6 +29,7 @@ mod identity;
 mod ids;
 pub mod quickxorhash;
 mod render;
+mod sharepoint;
 mod store;
 mod subscriptions;
 mod traffic;
@@ -392,6 +394,7 @@ fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1.0/{*rest}", any(graph::handle))
         .route("/_download/{token}", get(download::handle))
+        .route("/sites/{site}/_api/{*rest}", get(sharepoint::handle))
         .route(
             "/{tenant}/oauth2/v2.0/authorize",
             get(identity::authorize_get).post(identity::authorize_post),
@@ -508,4 +511,17 @@ impl Drop for RunningEmulator {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+/// A self-signed certificate and its RSA key (PEM, PKCS#8) for tests of certificate credentials, plus a
+/// second pair that is never registered. They protect nothing: never use them outside tests.
+pub mod test_certificates {
+    /// The certificate tests register for the client ([`Control::add_client_certificate`]).
+    pub const APP_CERT_PEM: &str = include_str!("testdata/app-cert.pem");
+    /// The private key of [`APP_CERT_PEM`].
+    pub const APP_KEY_PEM: &str = include_str!("testdata/app-key.pem");
+    /// A certificate no client registers.
+    pub const OTHER_CERT_PEM: &str = include_str!("testdata/other-cert.pem");
+    /// The private key of [`OTHER_CERT_PEM`].
+    pub const OTHER_KEY_PEM: &str = include_str!("testdata/other-key.pem");
 }

@@ -158,7 +158,12 @@ pub fn drive_json(store: &Store, drive: &Drive) -> Value {
         "quota": {"deleted": 0, "remaining": total.saturating_sub(used), "state": "normal", "total": total, "used": used},
     });
     if let (Some(sid), Some(o)) = (&drive.site_id, v.as_object_mut()) {
-        o.insert("sharePointIds".into(), json!({"siteId": sid}));
+        // A library's site URL is where SharePoint REST answers for its site (the emulator serves it).
+        let ids = match store.sites.get(sid) {
+            Some(site) => json!({"siteId": sid, "siteUrl": site.web_url}),
+            None => json!({"siteId": sid}),
+        };
+        o.insert("sharePointIds".into(), ids);
     }
     v
 }

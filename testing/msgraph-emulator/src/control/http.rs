@@ -94,6 +94,10 @@ struct ExpireBody {
     code: Option<ResyncCode>,
 }
 #[derive(Deserialize)]
+struct AppRolesBody {
+    roles: Vec<String>,
+}
+#[derive(Deserialize)]
 struct MfaBody {
     required: bool,
 }
@@ -272,6 +276,28 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             })
             .delete(|State(s): State<Arc<Shared>>, Path((site, g, u)): Path<(String, String, String)>| async move {
                 if ctl(&s).remove_site_group_member(&site, &g, &u) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }
+            }),
+        )
+        .route(
+            "/_emulator/sites/{site}/groups/{g}/groups/{group}",
+            put(|State(s): State<Arc<Shared>>, Path((site, g, group)): Path<(String, String, String)>| async move {
+                ctl(&s).add_site_group_group(&site, &g, &group)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/_emulator/clients/{c}/certificates",
+            post(|State(s): State<Arc<Shared>>, Path(c): Path<String>, body: Bytes| async move {
+                let thumbprint = ctl(&s).add_client_certificate(&c, &body)?;
+                Ok::<_, ControlError>(Json(serde_json::json!({"thumbprint": thumbprint})))
+            }),
+        )
+        .route(
+            "/_emulator/clients/{c}/app-roles",
+            put(|State(s): State<Arc<Shared>>, Path(c): Path<String>, Json(b): Json<AppRolesBody>| async move {
+                let roles: Vec<&str> = b.roles.iter().map(String::as_str).collect();
+                ctl(&s).grant_app_roles(&c, &roles)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
             }),
         )
         .route(

@@ -403,6 +403,45 @@ impl Control {
         Ok(())
     }
 
+    /// Makes an Entra group a member of a SharePoint site group (its members then read what the site group
+    /// may, and SharePoint REST lists the group with `PrincipalType` 4).
+    pub fn add_site_group_group(
+        &self,
+        site_id: &str,
+        site_group_id: &str,
+        group_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut s = self.shared.store.write();
+        if !s.sites.contains_key(site_id) && !s.drives.values().any(|d| d.site_id.as_deref() == Some(site_id))
+        {
+            return Err(StoreError::NotFound(format!("site {site_id}")));
+        }
+        s.access
+            .site_group_groups
+            .entry((site_id.to_string(), site_group_id.to_string()))
+            .or_default()
+            .insert(group_id.to_string());
+        Ok(())
+    }
+
+    /// Registers a certificate (PEM or DER) for a client, so that it can authenticate with client assertions
+    /// signed by the certificate's key. Returns the certificate's `x5t#S256` thumbprint.
+    pub fn add_client_certificate(&self, client_id: &str, pem: &[u8]) -> Result<String, StoreError> {
+        self.shared.store.write().add_client_certificate(client_id, pem)
+    }
+
+    /// An administrator consents to application permissions (e.g. `Sites.Read.All`) for a client: app-only
+    /// tokens issued afterwards carry them as `roles`.
+    pub fn grant_app_roles(&self, client_id: &str, roles: &[&str]) -> Result<(), StoreError> {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_string()).collect();
+        self.shared.store.write().set_app_roles(client_id, &roles)
+    }
+
+    /// The origin SharePoint REST answers on (the emulator's own), the resource of `{origin}/.default`.
+    pub fn sharepoint_origin(&self) -> String {
+        self.shared.base_url.trim_end_matches('/').to_string()
+    }
+
     pub fn remove_site_group_member(&self, site_id: &str, site_group_id: &str, user_id: &str) -> bool {
         let mut s = self.shared.store.write();
         s.access

@@ -5,6 +5,7 @@ mod binary;
 mod common;
 
 mod access;
+mod app_only;
 mod content;
 mod control;
 mod delta;
