@@ -16,17 +16,22 @@
 //!   connection and its knowledge base `needs_reauth`; a timeout or 5xx from the token endpoint is
 //!   transient and never does.
 //!
+//! - **App-only**: [`AppOnlyTokens`] is the [`TokenSource`] of a connection made as the organisation's
+//!   application (client credentials with a secret or a certificate), without any user's delegation.
+//!
 //! Nothing here logs or returns a token, secret, code or verifier; their `Debug` output is
 //! redacted.
 //!
 //! [`TokenSource`]: kbsync_core::datasource::TokenSource
 
+mod app_only;
 mod config;
 mod errors;
 mod manager;
 mod pkce;
 mod token_endpoint;
 
+pub use app_only::{AppOnlyConfig, AppOnlyTokens, CertificateError, ClientCertificate, ClientCredential};
 pub use config::{ClientSecret, OAuthClientConfig};
 pub use errors::{CallbackError, CallbackErrorKind, OAuthError};
 pub use manager::{

@@ -153,7 +153,7 @@ fn bound(pending: &kbsync_store::OAuthState, binding: Option<&str>) -> bool {
     binding.is_some_and(|b| pkce::constant_time_eq(&pkce::state_hash(b), &pending.binding_hash))
 }
 
-fn fresh(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+pub(crate) fn fresh(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     expires_at - chrono::Duration::minutes(EXPIRY_MARGIN_MINUTES) > now
 }
 

@@ -78,7 +78,7 @@ pub(crate) async fn redeem_code(
         ("code_verifier", code_verifier),
         ("scope", scope.as_str()),
     ];
-    post(http, datasource, &form, timeout).await
+    post(http, &datasource.token_url, &form, timeout).await
 }
 
 pub(crate) async fn refresh(
@@ -95,17 +95,36 @@ pub(crate) async fn refresh(
         ("refresh_token", refresh_token),
         ("scope", scope.as_str()),
     ];
-    post(http, datasource, &form, timeout).await
+    post(http, &datasource.token_url, &form, timeout).await
+}
+
+/// `grant_type=client_credentials` (app-only): `client_auth` are the client's credentials as form fields
+/// (`client_secret`, or `client_assertion_type` + `client_assertion`); `scope` is `{resource}/.default`.
+pub(crate) async fn client_credentials(
+    http: &reqwest::Client,
+    token_url: &str,
+    client_id: &str,
+    client_auth: &[(&str, &str)],
+    scope: &str,
+    timeout: Duration,
+) -> Result<TokenSet, EndpointError> {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", client_id),
+        ("scope", scope),
+    ];
+    form.extend_from_slice(client_auth);
+    post(http, token_url, &form, timeout).await
 }
 
 async fn post(
     http: &reqwest::Client,
-    datasource: &OAuthClientConfig,
+    token_url: &str,
     form: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<TokenSet, EndpointError> {
     let response = http
-        .post(&datasource.token_url)
+        .post(token_url)
         .header(reqwest::header::ACCEPT, "application/json")
         .form(form)
         .timeout(timeout)

@@ -2,4 +2,5 @@
 //! of the identity platform, on SQLite and (when `KBSYNC_TEST_DATABASE_URL` is set) PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod app_only;
 mod connections;
