@@ -31,6 +31,7 @@ pub mod errors;
 pub mod mapping;
 pub mod model;
 pub mod quickxorhash;
+mod site_groups;
 
 use std::sync::Arc;
 
@@ -415,9 +416,13 @@ impl Datasource for OneDrive {
     #[instrument(skip_all)]
     async fn group_members(
         &self,
-        _tokens: &dyn TokenSource,
+        tokens: &dyn TokenSource,
         group: &Principal,
     ) -> Result<Vec<GroupMember>, DatasourceError> {
+        // SharePoint site groups: SharePoint REST (see `site_groups`).
+        if let Principal::SiteGroup { site, id, .. } = group {
+            return self.site_group_members(tokens, site, id).await;
+        }
         // Filled in by the group-expansion work (Entra: transitiveMembers; site groups: SharePoint REST).
         Err(DatasourceError::Permanent(format!(
             "expanding {group:?} is not supported yet"

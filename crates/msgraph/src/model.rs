@@ -169,3 +169,44 @@ pub struct Identity {
     /// SharePoint claims, e.g. `i:0#.f|membership|upn` or `c:0o.c|federateddirectoryclaimprovider|<group id>`.
     pub login_name: Option<String>,
 }
+
+/// A drive's identifiers for SharePoint REST (`GET /drives/{id}?$select=sharePointIds`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DriveSharePointIds {
+    #[serde(rename = "sharePointIds", alias = "sharepointIds", default)]
+    pub sharepoint_ids: Option<SharePointIds>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharePointIds {
+    pub site_id: Option<String>,
+    /// The site's absolute URL, where its SharePoint REST API (`{siteUrl}/_api/…`) answers.
+    pub site_url: Option<String>,
+}
+
+/// A SharePoint REST collection (`odata=nometadata` or `minimalmetadata`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SharePointPage<T> {
+    #[serde(default = "Vec::new")]
+    pub value: Vec<T>,
+    #[serde(rename = "odata.nextLink", alias = "@odata.nextLink", default)]
+    pub next_link: Option<String>,
+}
+
+/// A principal in a SharePoint site group (`SP.User`), as `…/sitegroups/GetById({id})/users` lists it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SharePointPrincipal {
+    #[serde(default)]
+    pub login_name: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// 1 user, 2 distribution list, 4 security group, 8 SharePoint group.
+    #[serde(default)]
+    pub principal_type: i64,
+    #[serde(default)]
+    pub user_principal_name: Option<String>,
+}

@@ -10,3 +10,4 @@ mod download;
 mod faults;
 mod permissions;
 mod quickxorhash;
+mod site_groups;
