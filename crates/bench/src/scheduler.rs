@@ -85,7 +85,8 @@ async fn one(db: &Db, n: usize) -> Result<()> {
                 NewConnection {
                     kb_id: kb,
                     datasource: DatasourceKind::OneDrive,
-                    refresh_token: cipher.encrypt("bench-refresh-token"),
+                    credentials: kbsync_core::ConnectionCredentials::Delegated,
+                    refresh_token: Some(cipher.encrypt("bench-refresh-token")),
                     access_token: None,
                     tenant: None,
                 },

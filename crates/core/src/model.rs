@@ -10,7 +10,7 @@ mod source;
 mod sync_run;
 mod sync_state;
 
-pub use connection::{Connection, Encrypted, RefreshLease, StoredAccessToken};
+pub use connection::{Connection, ConnectionCredentials, Encrypted, RefreshLease, StoredAccessToken};
 pub use source::{Source, SourceKind};
 pub use sync_run::{SyncFailure, SyncRun, SyncRunOutcome, SyncTrigger};
 pub use sync_state::{SyncProgress, SyncState};

@@ -44,6 +44,7 @@ pub async fn start_emulator(settings: &mut Settings) -> anyhow::Result<RunningEm
             .split_whitespace()
             .map(str::to_owned)
             .collect(),
+        app_only: None,
     });
     println!(
         "demo: an emulated OneDrive with {DEMO_DRIVE_FILES} sample files runs at {}; create a knowledge base of type \

@@ -10,8 +10,11 @@ use anyhow::Context;
 use kbsync_core::datasource::{Datasource, DatasourceKind, OAuthSpec};
 use kbsync_core::{Clock, Random};
 use kbsync_ingest::{Extractor, IngestConfig};
-use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
-use kbsync_oauth::{ClientSecret, ConnectionManager, OAuthClientConfig};
+use kbsync_msgraph::{GRAPH_RESOURCE, GraphConfig, OneDrive, TokioSleeper};
+use kbsync_oauth::{
+    AppOnlyConfig, AppOnlyTokens, ClientCertificate, ClientCredential, ClientSecret, ConnectionManager,
+    OAuthClientConfig,
+};
 use kbsync_server::{AppState, Datasources, HousekeepingSettings, ServerSettings};
 use kbsync_store::{AddressLimit, BlobStore, Store, TokenCipher};
 use kbsync_sync::{
@@ -19,7 +22,7 @@ use kbsync_sync::{
     scheduler::SchedulerSettings,
 };
 
-use crate::config::Settings;
+use crate::config::{AppOnlyCredential, Settings};
 
 /// The server's state over an open store: datasources, blob store, extractor, the sync runtime
 /// that the server serves, and the server's own settings.
@@ -70,6 +73,7 @@ pub fn datasources(
         .build()
         .context("building the HTTP client")?;
     let mut oauth_clients = Vec::new();
+    let mut app_only = None;
     let mut datasources: Vec<Arc<dyn Datasource>> = Vec::new();
     if let Some(od) = &settings.onedrive {
         let graph = GraphConfig {
@@ -99,8 +103,42 @@ pub fn datasources(
                 "KBSYNC_ONEDRIVE_CLIENT_SECRET is not set: knowledge bases cannot connect to OneDrive"
             ),
         }
+        if let Some(a) = &od.app_only {
+            let credential = match &a.credential {
+                AppOnlyCredential::Secret(secret) => {
+                    tracing::warn!(
+                        "app-only access uses the client secret: SharePoint REST refuses such tokens, so \
+                         SharePoint site groups cannot be expanded; configure a certificate"
+                    );
+                    ClientCredential::Secret(ClientSecret::new(secret.clone()))
+                }
+                AppOnlyCredential::Certificate {
+                    certificate_pem,
+                    key_pem,
+                } => ClientCredential::Certificate(
+                    ClientCertificate::from_pem(certificate_pem, key_pem)
+                        .context("reading the app-only certificate")?,
+                ),
+            };
+            app_only = Some(AppOnlyTokens::new(
+                AppOnlyConfig {
+                    client_id: od.client_id.clone(),
+                    token_url: a.token_url.clone(),
+                    credential,
+                    tenant: Some(a.tenant.clone()),
+                    default_resource: GRAPH_RESOURCE.to_owned(),
+                },
+                http.clone(),
+                clock.clone(),
+                random.clone(),
+                Duration::from_secs(20),
+            ));
+        }
     }
-    let manager = ConnectionManager::new(store, http, cipher, clock, random, oauth_clients);
+    let mut manager = ConnectionManager::new(store, http, cipher, clock, random, oauth_clients);
+    if let Some(tokens) = app_only {
+        manager = manager.with_app_only(DatasourceKind::OneDrive, tokens);
+    }
     Ok(Datasources::new(manager, datasources))
 }
 

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 
 /// Microsoft Graph v1.0, as the public cloud serves it.
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
+/// The resource id of Microsoft Graph in the public cloud: app-only tokens are requested for
+/// `{GRAPH_RESOURCE}/.default`.
+pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 /// The identity platform of the public cloud.
 pub const DEFAULT_AUTHORITY_URL: &str = "https://login.microsoftonline.com";
 /// Read access to every file the user can open, and a refresh token (`offline_access`).

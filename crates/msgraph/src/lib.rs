@@ -48,7 +48,9 @@ use tracing::{instrument, warn};
 use url::Url;
 
 pub use client::{Sleeper, TokioSleeper};
-pub use config::{DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL, DEFAULT_SCOPES, GraphConfig, microsoft_oauth};
+pub use config::{
+    DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL, DEFAULT_SCOPES, GRAPH_RESOURCE, GraphConfig, microsoft_oauth,
+};
 pub use mapping::{QUICK_XOR_HASH, SITE_PREFIX};
 pub use quickxorhash::QuickXorHash;
 

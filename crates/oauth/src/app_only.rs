@@ -152,6 +152,8 @@ pub struct AppOnlyConfig {
     /// e.g. `https://login.microsoftonline.com/{tenant id}/oauth2/v2.0/token`.
     pub token_url: String,
     pub credential: ClientCredential,
+    /// The organisation's tenant (id or domain), recorded on its connections.
+    pub tenant: Option<String>,
     /// The resource [`TokenSource::access_token`] is for: `https://graph.microsoft.com`.
     pub default_resource: String,
 }

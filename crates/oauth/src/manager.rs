@@ -10,11 +10,12 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use kbsync_core::datasource::{AccessToken, DatasourceError, DatasourceKind, TokenSource};
 use kbsync_core::{Clock, KbId, Random, UserId};
-use kbsync_core::{Connection, StoredAccessToken};
+use kbsync_core::{Connection, ConnectionCredentials, StoredAccessToken};
 use kbsync_store::{NewConnection, NewOAuthState, RefreshedTokens, Store, StoreError, TokenCipher};
 use serde::Serialize;
 use tracing::{info, instrument, warn};
 
+use crate::app_only::AppOnlyTokens;
 use crate::config::OAuthClientConfig;
 use crate::errors::{CallbackError, CallbackErrorKind, OAuthError};
 use crate::pkce;
@@ -60,6 +61,8 @@ pub struct ConnectionStatus {
     pub token_stored_at: Option<DateTime<Utc>>,
     pub last_refreshed_at: Option<DateTime<Utc>>,
     pub needs_reauth: bool,
+    /// The knowledge base syncs as the organisation's application (no user's delegation, no refresh token).
+    pub app_only: bool,
 }
 
 /// An access token held in memory with its expiry.
@@ -88,6 +91,8 @@ struct Inner {
 pub struct ConnectionManager {
     inner: Arc<Inner>,
     settings: RefreshSettings,
+    /// The app-only token source per datasource, where the operator configured one.
+    app_only: Arc<Vec<(DatasourceKind, AppOnlyTokens)>>,
 }
 
 impl fmt::Debug for ConnectionManager {
@@ -97,6 +102,7 @@ impl fmt::Debug for ConnectionManager {
             .field("oauth_clients", &self.inner.oauth_clients)
             .field("cipher", &self.inner.cipher)
             .field("settings", &self.settings)
+            .field("app_only", &self.app_only)
             .finish_non_exhaustive()
     }
 }
@@ -206,7 +212,26 @@ impl ConnectionManager {
                 flights: Mutex::new(HashMap::new()),
             }),
             settings: RefreshSettings::default(),
+            app_only: Arc::new(Vec::new()),
         }
+    }
+
+    /// Lets knowledge bases of `kind` connect as the organisation's application, with `tokens`.
+    pub fn with_app_only(mut self, kind: DatasourceKind, tokens: AppOnlyTokens) -> Self {
+        let mut all: Vec<(DatasourceKind, AppOnlyTokens)> = self
+            .app_only
+            .iter()
+            .filter(|(k, _)| *k != kind)
+            .cloned()
+            .collect();
+        all.push((kind, tokens));
+        self.app_only = Arc::new(all);
+        self
+    }
+
+    /// The app-only token source of a datasource; `None` when app-only access is not configured.
+    pub fn app_only(&self, kind: DatasourceKind) -> Option<&AppOnlyTokens> {
+        self.app_only.iter().find(|(k, _)| *k == kind).map(|(_, t)| t)
     }
 
     /// Replaces the default timing (tests shorten the request timeout).
@@ -369,7 +394,8 @@ impl ConnectionManager {
                 NewConnection {
                     kb_id,
                     datasource: pending.datasource,
-                    refresh_token: self.inner.cipher.encrypt(refresh_token),
+                    credentials: ConnectionCredentials::Delegated,
+                    refresh_token: Some(self.inner.cipher.encrypt(refresh_token)),
                     access_token: Some(StoredAccessToken {
                         token: self.inner.cipher.encrypt(&set.access_token),
                         expires_at,
@@ -451,10 +477,52 @@ impl ConnectionManager {
                 token_stored_at: Some(c.stored_at),
                 last_refreshed_at: c.last_refreshed_at,
                 needs_reauth: c.needs_reauth,
+                app_only: c.credentials == ConnectionCredentials::AppOnly,
             })),
             Err(StoreError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Connects a knowledge base as the organisation's application: no redirect and no user's tokens; the
+    /// connection only records that the knowledge base syncs app-only (replacing any earlier connection and
+    /// clearing `needs_reauth`). `NotConfigured` when app-only access is not configured for `kind`.
+    #[instrument(skip_all, fields(kb.id = %kb_id, datasource = %kind))]
+    pub async fn connect_app_only(&self, kind: DatasourceKind, kb_id: KbId) -> Result<(), OAuthError> {
+        let tokens = self.app_only(kind).ok_or(OAuthError::NotConfigured(kind))?;
+        self.drop_cached(kb_id);
+        self.inner
+            .store
+            .upsert_connection(
+                NewConnection {
+                    kb_id,
+                    datasource: kind,
+                    credentials: ConnectionCredentials::AppOnly,
+                    refresh_token: None,
+                    access_token: None,
+                    tenant: tokens.config().tenant.clone(),
+                },
+                self.inner.clock.now(),
+            )
+            .await?;
+        info!("connected as the organisation's application");
+        Ok(())
+    }
+
+    /// The token source of a knowledge base's connection as `status` describes it: the app-only source for
+    /// an app-only connection, the stored refresh token's otherwise.
+    pub fn token_source(
+        &self,
+        kb_id: KbId,
+        status: &ConnectionStatus,
+    ) -> Result<Arc<dyn TokenSource>, OAuthError> {
+        if status.app_only {
+            let tokens = self
+                .app_only(status.datasource)
+                .ok_or(OAuthError::NotConfigured(status.datasource))?;
+            return Ok(Arc::new(tokens.clone()));
+        }
+        Ok(self.tokens(kb_id))
     }
 
     /// Forgets the stored tokens of a knowledge base (automatic sync stops). Succeeds when there
@@ -694,7 +762,13 @@ impl ConnectionManager {
         let datasource = self
             .oauth_client(conn.datasource)
             .ok_or(OAuthError::NotConfigured(conn.datasource))?;
-        let refresh_token = self.inner.cipher.open(&conn.refresh_token)?;
+        let Some(stored_refresh) = &conn.refresh_token else {
+            return Err(OAuthError::Misconfigured(
+                "an app-only connection has no refresh token: its tokens come from the application's credentials"
+                    .to_owned(),
+            ));
+        };
+        let refresh_token = self.inner.cipher.open(stored_refresh)?;
         let result = token_endpoint::refresh(
             &self.inner.http,
             datasource,

@@ -47,7 +47,11 @@ impl DatasourceResolver for Datasources {
             Ok(Some(s)) if s.needs_reauth => Err(ResolveError::NeedsReauth),
             Ok(Some(s)) => match s.token_stored_at {
                 Some(stored_at) => Ok(StoredTokens {
-                    source: self.manager.tokens(kb_id),
+                    // An app-only connection syncs with the application's own tokens.
+                    source: self
+                        .manager
+                        .token_source(kb_id, &s)
+                        .map_err(|e| ResolveError::Unavailable(e.to_string()))?,
                     stored_at,
                 }),
                 None => Err(ResolveError::NotConnected),

@@ -62,6 +62,10 @@ pub fn router(state: AppState) -> Router {
             get(datasources::initiate),
         )
         .route(
+            "/datasources/{datasource}/auth/app-only",
+            post(datasources::connect_app_only),
+        )
+        .route(
             "/datasources/{datasource}/auth/callback",
             get(datasources::callback),
         )

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kbsync_core::datasource::DatasourceKind;
-use kbsync_core::{Connection, Encrypted, KbId, StoredAccessToken, UserId};
+use kbsync_core::{Connection, ConnectionCredentials, Encrypted, KbId, StoredAccessToken, UserId};
 
 use crate::Result;
 
@@ -38,12 +38,15 @@ pub struct OAuthState {
     pub expires_at: DateTime<Utc>,
 }
 
-/// The credentials a completed authorization produced.
+/// The credentials a completed authorization produced (or, for an app-only connection, the record that the
+/// knowledge base syncs as the organisation's application).
 #[derive(Debug, Clone)]
 pub struct NewConnection {
     pub kb_id: KbId,
     pub datasource: DatasourceKind,
-    pub refresh_token: Encrypted,
+    pub credentials: ConnectionCredentials,
+    /// The user's refresh token: required for a delegated connection, absent for an app-only one.
+    pub refresh_token: Option<Encrypted>,
     /// The access token that came with the refresh token, when it should be reused.
     pub access_token: Option<StoredAccessToken>,
     /// The directory (tenant) the user signed in to, when known.

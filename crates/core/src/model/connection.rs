@@ -30,12 +30,44 @@ pub struct StoredAccessToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Whose authority a connection syncs with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ConnectionCredentials {
+    /// A user signed in and delegated access (authorization code): the connection holds their refresh token
+    /// and sees what they see.
+    #[default]
+    Delegated,
+    /// The organisation's application itself (client credentials, configured by the operator): no user and
+    /// no refresh token; it sees what an administrator consented the application to read.
+    AppOnly,
+}
+
+impl ConnectionCredentials {
+    /// Its name in the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionCredentials::Delegated => "delegated",
+            ConnectionCredentials::AppOnly => "app_only",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "delegated" => Some(ConnectionCredentials::Delegated),
+            "app_only" => Some(ConnectionCredentials::AppOnly),
+            _ => None,
+        }
+    }
+}
+
 /// The stored credentials of a knowledge base for a datasource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connection {
     pub kb_id: KbId,
     pub datasource: DatasourceKind,
-    pub refresh_token: Encrypted,
+    pub credentials: ConnectionCredentials,
+    /// The user's refresh token; `None` for an app-only connection.
+    pub refresh_token: Option<Encrypted>,
     pub access_token: Option<StoredAccessToken>,
     pub tenant: Option<String>,
     /// When the user connected (the refresh token was first stored).

@@ -57,6 +57,13 @@ pub struct OneDriveFileConfig {
     pub token_url: Option<String>,
     pub graph_url: Option<String>,
     pub scopes: Option<String>,
+    /// Knowledge bases may connect as the organisation's application (client credentials); needs
+    /// `tenant_id` and a client secret or `client_cert_file` + `client_key_file`.
+    pub app_only: Option<bool>,
+    /// The application's certificate (PEM), registered in its app registration, for app-only access.
+    pub client_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM, unencrypted PKCS#8 or PKCS#1 RSA key).
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl FileConfig {

@@ -16,6 +16,6 @@ mod tests;
 pub use example::EXAMPLE;
 pub use file::{FileConfig, OneDriveFileConfig};
 pub use settings::{
-    ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL, DEFAULT_SCOPES, Flags, LogFormat,
-    MIN_SECRET_KEY_CHARS, OneDriveSettings, Settings,
+    AppOnlyCredential, AppOnlySettings, ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL,
+    DEFAULT_SCOPES, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OneDriveSettings, Settings,
 };

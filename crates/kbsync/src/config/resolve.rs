@@ -6,8 +6,9 @@ use std::{net::SocketAddr, path::PathBuf, str::FromStr};
 use url::Url;
 
 use super::{
-    ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL, DEFAULT_SCOPES, FileConfig, Flags, LogFormat,
-    MIN_SECRET_KEY_CHARS, OneDriveFileConfig, OneDriveSettings, Settings,
+    AppOnlyCredential, AppOnlySettings, ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL,
+    DEFAULT_SCOPES, FileConfig, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OneDriveFileConfig, OneDriveSettings,
+    Settings,
 };
 
 impl Settings {
@@ -203,7 +204,7 @@ impl Settings {
             }
         };
 
-        let onedrive = onedrive_settings(&text, file.onedrive.unwrap_or_default())?;
+        let onedrive = onedrive_settings(env, &text, file.onedrive.unwrap_or_default())?;
 
         Ok(Settings {
             data_dir,
@@ -254,10 +255,26 @@ impl Settings {
 }
 
 fn onedrive_settings(
+    env: &dyn Fn(&str) -> Option<String>,
     text: &dyn Fn(&str, Option<String>) -> Option<String>,
     file: OneDriveFileConfig,
 ) -> Result<Option<OneDriveSettings>, ConfigError> {
+    let app_only = boolean(env, "KBSYNC_ONEDRIVE_APP_ONLY", file.app_only, false)?;
+    let cert_file = text(
+        "KBSYNC_ONEDRIVE_CLIENT_CERT_FILE",
+        file.client_cert_file.map(|p| p.display().to_string()),
+    );
+    let key_file = text(
+        "KBSYNC_ONEDRIVE_CLIENT_KEY_FILE",
+        file.client_key_file.map(|p| p.display().to_string()),
+    );
     let Some(client_id) = text("KBSYNC_ONEDRIVE_CLIENT_ID", file.client_id) else {
+        if app_only {
+            return Err(ConfigError(
+                "KBSYNC_ONEDRIVE_APP_ONLY: needs KBSYNC_ONEDRIVE_CLIENT_ID (the application's client id)"
+                    .into(),
+            ));
+        }
         return Ok(None);
     };
     let secret_file = text(
@@ -307,6 +324,24 @@ fn onedrive_settings(
             "KBSYNC_ONEDRIVE_SCOPES: must include offline_access, or no refresh token is issued".into(),
         ));
     }
+    let app_only = if app_only {
+        Some(app_only_settings(
+            &tenant,
+            &token_url,
+            client_secret.clone(),
+            cert_file,
+            key_file,
+        )?)
+    } else {
+        if cert_file.is_some() || key_file.is_some() {
+            return Err(ConfigError(
+                "KBSYNC_ONEDRIVE_CLIENT_CERT_FILE / KBSYNC_ONEDRIVE_CLIENT_KEY_FILE: only used with \
+                 KBSYNC_ONEDRIVE_APP_ONLY=true"
+                    .into(),
+            ));
+        }
+        None
+    };
     Ok(Some(OneDriveSettings {
         client_id,
         client_secret,
@@ -314,7 +349,76 @@ fn onedrive_settings(
         token_url,
         graph_url,
         scopes,
+        app_only,
     }))
+}
+
+/// App-only access: one organisation's tenant, and a certificate (preferred: SharePoint REST accepts only
+/// certificate-based app-only tokens) or the client secret.
+fn app_only_settings(
+    tenant: &str,
+    token_url: &str,
+    client_secret: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+) -> Result<AppOnlySettings, ConfigError> {
+    if matches!(
+        tenant.to_ascii_lowercase().as_str(),
+        "common" | "organizations" | "consumers"
+    ) {
+        return Err(ConfigError(format!(
+            "KBSYNC_ONEDRIVE_APP_ONLY: needs KBSYNC_ONEDRIVE_TENANT_ID set to the organisation's tenant id or \
+             domain (app-only tokens belong to one tenant), not {tenant:?}"
+        )));
+    }
+    let read = |var: &str, path: &str| {
+        let bytes =
+            std::fs::read(path).map_err(|e| ConfigError(format!("{var}: cannot read {path}: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConfigError(format!("{var}: {path} is empty")));
+        }
+        Ok(bytes)
+    };
+    let credential = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => {
+            let certificate_pem = read("KBSYNC_ONEDRIVE_CLIENT_CERT_FILE", &cert)?;
+            let key_pem = read("KBSYNC_ONEDRIVE_CLIENT_KEY_FILE", &key)?;
+            kbsync_oauth::ClientCertificate::from_pem(&certificate_pem, &key_pem).map_err(|e| {
+                ConfigError(format!(
+                    "KBSYNC_ONEDRIVE_CLIENT_CERT_FILE / KBSYNC_ONEDRIVE_CLIENT_KEY_FILE ({cert}, {key}): {e}"
+                ))
+            })?;
+            AppOnlyCredential::Certificate {
+                certificate_pem,
+                key_pem,
+            }
+        }
+        (Some(_), None) => {
+            return Err(ConfigError(
+                "KBSYNC_ONEDRIVE_CLIENT_KEY_FILE: required with KBSYNC_ONEDRIVE_CLIENT_CERT_FILE".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError(
+                "KBSYNC_ONEDRIVE_CLIENT_CERT_FILE: required with KBSYNC_ONEDRIVE_CLIENT_KEY_FILE".into(),
+            ));
+        }
+        (None, None) => match client_secret {
+            Some(secret) => AppOnlyCredential::Secret(secret),
+            None => {
+                return Err(ConfigError(
+                    "KBSYNC_ONEDRIVE_APP_ONLY: needs a certificate (KBSYNC_ONEDRIVE_CLIENT_CERT_FILE and \
+                     KBSYNC_ONEDRIVE_CLIENT_KEY_FILE) or a client secret"
+                        .into(),
+                ));
+            }
+        },
+    };
+    Ok(AppOnlySettings {
+        tenant: tenant.to_owned(),
+        token_url: token_url.to_owned(),
+        credential,
+    })
 }
 
 /// An http(s) URL without a trailing slash.

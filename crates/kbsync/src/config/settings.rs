@@ -14,6 +14,45 @@ pub struct OneDriveSettings {
     pub token_url: String,
     pub graph_url: String,
     pub scopes: Vec<String>,
+    /// Set when knowledge bases may connect as the organisation's application (`KBSYNC_ONEDRIVE_APP_ONLY`).
+    pub app_only: Option<AppOnlySettings>,
+}
+
+/// App-only access to OneDrive / SharePoint: the client credentials of the application in one tenant.
+#[derive(Clone)]
+pub struct AppOnlySettings {
+    /// The organisation's tenant (id or domain; never `common`).
+    pub tenant: String,
+    /// The token endpoint of that tenant.
+    pub token_url: String,
+    pub credential: AppOnlyCredential,
+}
+
+/// How the application authenticates for app-only tokens.
+#[derive(Clone)]
+pub enum AppOnlyCredential {
+    /// The client secret (SharePoint REST refuses app-only tokens obtained this way, so SharePoint site
+    /// groups cannot be expanded with it).
+    Secret(String),
+    /// A certificate registered for the application and its private key, both PEM (already checked).
+    Certificate {
+        certificate_pem: Vec<u8>,
+        key_pem: Vec<u8>,
+    },
+}
+
+impl std::fmt::Debug for AppOnlySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let credential = match &self.credential {
+            AppOnlyCredential::Secret(_) => "client secret (***)",
+            AppOnlyCredential::Certificate { .. } => "certificate (key ***)",
+        };
+        f.debug_struct("AppOnlySettings")
+            .field("tenant", &self.tenant)
+            .field("token_url", &self.token_url)
+            .field("credential", &credential)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for OneDriveSettings {
@@ -25,6 +64,7 @@ impl std::fmt::Debug for OneDriveSettings {
             .field("token_url", &self.token_url)
             .field("graph_url", &self.graph_url)
             .field("scopes", &self.scopes)
+            .field("app_only", &self.app_only)
             .finish()
     }
 }

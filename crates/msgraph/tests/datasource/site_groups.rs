@@ -23,6 +23,7 @@ fn app_tokens(env: &Env, credential: ClientCredential) -> AppOnlyTokens {
             client_id: DEFAULT_CLIENT_ID.into(),
             token_url: env.emu.token_url(),
             credential,
+            tenant: None,
             default_resource: "https://graph.microsoft.com".into(),
         },
         reqwest::Client::new(),

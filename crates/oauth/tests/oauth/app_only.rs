@@ -30,6 +30,7 @@ fn tokens(emu: &RunningEmulator, credential: ClientCredential, clock: &ManualClo
             client_id: DEFAULT_CLIENT_ID.into(),
             token_url: emu.token_url(),
             credential,
+            tenant: None,
             default_resource: GRAPH.into(),
         },
         reqwest::Client::new(),

@@ -203,7 +203,7 @@ impl Harness {
         let c = self.store.get_connection(kb).await.unwrap();
         TokenCipher::new(SECRET_KEY, None)
             .unwrap()
-            .open(&c.refresh_token)
+            .open(c.refresh_token.as_ref().unwrap())
             .unwrap()
     }
 
@@ -706,7 +706,13 @@ async fn previous_secret_key_still_decrypts_after_rotation(db: Db) {
     h.connect(h.kb).await; // encrypted under SECRET_KEY
     let old_key_id = TokenCipher::new(SECRET_KEY, None).unwrap().key_id().to_owned();
     assert_eq!(
-        h.store.get_connection(h.kb).await.unwrap().refresh_token.key_id,
+        h.store
+            .get_connection(h.kb)
+            .await
+            .unwrap()
+            .refresh_token
+            .unwrap()
+            .key_id,
         old_key_id
     );
     h.expire_access_tokens();
@@ -728,7 +734,7 @@ async fn previous_secret_key_still_decrypts_after_rotation(db: Db) {
     let token = rotated.access_token(h.kb).await.unwrap();
     assert!(h.graph_accepts(&token).await);
     let conn = h.store.get_connection(h.kb).await.unwrap();
-    assert_eq!(conn.refresh_token.key_id, new_key_id);
+    assert_eq!(conn.refresh_token.unwrap().key_id, new_key_id);
     assert_eq!(conn.access_token.unwrap().token.key_id, new_key_id);
     h.emu.shutdown().await;
 }

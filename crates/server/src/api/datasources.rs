@@ -29,6 +29,8 @@ pub struct DatasourceDto {
     pub datasource: DatasourceKind,
     pub name: &'static str,
     pub configured: bool,
+    /// Knowledge bases can connect as the organisation's application (`POST …/auth/app-only`).
+    pub app_only: bool,
 }
 
 pub async fn list(State(state): State<AppState>, CurrentUser(_user): CurrentUser) -> Json<serde_json::Value> {
@@ -38,6 +40,7 @@ pub async fn list(State(state): State<AppState>, CurrentUser(_user): CurrentUser
             datasource: c.kind,
             name: c.kind.display_name(),
             configured: c.configured,
+            app_only: connections::app_only_configured(&state, c.kind),
         })
         .collect();
     Json(json!({ "datasources": items }))
@@ -74,6 +77,19 @@ pub async fn initiate(
         }),
     )
         .into_response())
+}
+
+/// Connects a knowledge base as the organisation's application (administrators only; 409 when app-only
+/// access is not configured): no sign-in, answered with 204. The knowledge base is then due for a sync.
+pub async fn connect_app_only(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    ApiPath(datasource): ApiPath<String>,
+    ApiQuery(params): ApiQuery<KbParam>,
+) -> ApiResult<StatusCode> {
+    let kind = connections::datasource(&datasource)?;
+    connections::connect_app_only(&state, &user, Some(kind), params.knowledge_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The cookies that bind connect flows to the browser that started them are named this, followed
@@ -279,6 +295,8 @@ pub struct ConnectionDto {
     pub token_stored_at: Option<DateTime<Utc>>,
     pub last_refreshed_at: Option<DateTime<Utc>>,
     pub needs_reauth: bool,
+    /// Connected as the organisation's application rather than by a user's sign-in.
+    pub app_only: bool,
 }
 
 pub async fn get_connection(
@@ -293,6 +311,7 @@ pub async fn get_connection(
         token_stored_at: s.token_stored_at,
         last_refreshed_at: s.last_refreshed_at,
         needs_reauth: s.needs_reauth,
+        app_only: s.app_only,
     }))
 }
 

@@ -64,6 +64,68 @@ pub async fn initiate(
         .map_err(oauth_error)
 }
 
+/// Connects a knowledge base as the organisation's application (app-only access, configured by the
+/// operator): no sign-in, no redirect. Administrators only, since it syncs with the application's tenant-wide
+/// read access rather than with what one person may see. `kind: None` is the knowledge base's own datasource.
+/// 409 when app-only access is not configured for the datasource.
+pub async fn connect_app_only(
+    state: &AppState,
+    user: &User,
+    kind: Option<DatasourceKind>,
+    kb_id: KbId,
+) -> Result<(), ApiError> {
+    if !user.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only an administrator may connect a knowledge base as the organisation's application".into(),
+        ));
+    }
+    let view = knowledge::manageable(state, user, kb_id).await?;
+    let kind = match kind {
+        Some(kind) => kind,
+        None => own_datasource(view.kb.kb_type)?,
+    };
+    if view.kb.kb_type != kind.kb_type() {
+        return Err(ApiError::Conflict(format!(
+            "this is a {} knowledge base; only {} knowledge bases connect to {}",
+            view.kb.kb_type,
+            kind.kb_type(),
+            kind.display_name()
+        )));
+    }
+    if state.datasources.datasource(kind).is_none() {
+        return Err(ApiError::NotImplemented(format!(
+            "{} is not configured on this server",
+            kind.display_name()
+        )));
+    }
+    state
+        .datasources
+        .manager
+        .connect_app_only(kind, kb_id)
+        .await
+        .map_err(app_only_error)?;
+    tracing::info!(kb.id = %kb_id, user.id = %user.id, datasource = %kind, "knowledge base connected app-only");
+    connected(state, kb_id).await;
+    Ok(())
+}
+
+/// Whether app-only access is configured for a datasource.
+pub fn app_only_configured(state: &AppState, kind: DatasourceKind) -> bool {
+    state.datasources.manager.app_only(kind).is_some()
+}
+
+/// App-only access that is not configured is a conflict with the server's configuration (409), not a
+/// missing feature.
+fn app_only_error(e: OAuthError) -> ApiError {
+    match e {
+        OAuthError::NotConfigured(kind) => ApiError::Conflict(format!(
+            "app-only access to {} is not configured on this server",
+            kind.display_name()
+        )),
+        other => oauth_error(other),
+    }
+}
+
 /// The datasource of a knowledge base of this type; a local one has none (409).
 pub fn own_datasource(kb_type: KbType) -> Result<DatasourceKind, ApiError> {
     DatasourceKind::of(kb_type)
@@ -165,6 +227,7 @@ pub async fn status(state: &AppState, user: &User, kb_id: KbId) -> Result<Connec
         token_stored_at: None,
         last_refreshed_at: None,
         needs_reauth: false,
+        app_only: false,
     }))
 }
 
@@ -199,7 +262,7 @@ pub async fn browse(
             "{} is not configured on this server",
             kind.display_name()
         )))?;
-    match state
+    let status = match state
         .datasources
         .manager
         .status(kb_id)
@@ -208,9 +271,13 @@ pub async fn browse(
     {
         None => return Err(ApiError::Conflict("connect this knowledge base first".into())),
         Some(s) if s.needs_reauth => return Err(needs_reauth()),
-        Some(_) => {}
-    }
-    let tokens = state.datasources.manager.tokens(kb_id);
+        Some(s) => s,
+    };
+    let tokens = state
+        .datasources
+        .manager
+        .token_source(kb_id, &status)
+        .map_err(app_only_error)?;
     datasource
         .browse(tokens.as_ref(), &at)
         .await

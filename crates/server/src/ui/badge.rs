@@ -133,6 +133,7 @@ mod tests {
                 token_stored_at: None,
                 last_refreshed_at: None,
                 needs_reauth,
+                app_only: false,
             }),
         }
     }

@@ -1,16 +1,16 @@
 //! The SQL of [`ConnectionStore`](crate::ConnectionStore): pending authorizations and connections,
 //! the same text on both databases.
 
-use kbsync_core::{Connection, Encrypted, RefreshLease, StoredAccessToken};
+use kbsync_core::{Connection, ConnectionCredentials, Encrypted, RefreshLease, StoredAccessToken};
 
 use crate::convert::{from_ms, parse_datasource, parse_uuid};
 use crate::{OAuthState, Result};
 
 macro_rules! connection_cols {
     () => {
-        "kb_id, datasource, refresh_token_ciphertext, refresh_token_key_id, access_token_ciphertext, \
-         access_token_key_id, access_expires_at, tenant, stored_at, last_refreshed_at, needs_reauth, \
-         refresh_lease_owner, refresh_lease_until"
+        "kb_id, datasource, credentials, refresh_token_ciphertext, refresh_token_key_id, \
+         access_token_ciphertext, access_token_key_id, access_expires_at, tenant, stored_at, \
+         last_refreshed_at, needs_reauth, refresh_lease_owner, refresh_lease_until"
     };
 }
 
@@ -47,8 +47,9 @@ impl OAuthStateRow {
 pub(crate) struct ConnectionRow {
     pub kb_id: String,
     pub datasource: String,
-    pub refresh_token_ciphertext: String,
-    pub refresh_token_key_id: String,
+    pub credentials: String,
+    pub refresh_token_ciphertext: Option<String>,
+    pub refresh_token_key_id: Option<String>,
     pub access_token_ciphertext: Option<String>,
     pub access_token_key_id: Option<String>,
     pub access_expires_at: Option<i64>,
@@ -80,13 +81,18 @@ impl ConnectionRow {
             }),
             _ => None,
         };
+        let credentials = ConnectionCredentials::parse(&self.credentials).ok_or_else(|| {
+            crate::StoreError::Corrupt(format!("unknown connection credentials {:?}", self.credentials))
+        })?;
+        let refresh_token = match (self.refresh_token_ciphertext, self.refresh_token_key_id) {
+            (Some(ciphertext), Some(key_id)) => Some(Encrypted { ciphertext, key_id }),
+            _ => None,
+        };
         Ok(Connection {
             kb_id: parse_uuid(&self.kb_id)?,
             datasource: parse_datasource(&self.datasource)?,
-            refresh_token: Encrypted {
-                ciphertext: self.refresh_token_ciphertext,
-                key_id: self.refresh_token_key_id,
-            },
+            credentials,
+            refresh_token,
             access_token,
             tenant: self.tenant,
             stored_at: from_ms(self.stored_at)?,
@@ -206,9 +212,10 @@ macro_rules! impl_connection_store {
                     "INSERT INTO connections (kb_id, datasource, refresh_token_ciphertext, \
                      refresh_token_key_id, access_token_ciphertext, access_token_key_id, \
                      access_expires_at, tenant, stored_at, last_refreshed_at, needs_reauth, \
-                     refresh_lease_owner, refresh_lease_until) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, FALSE, NULL, NULL) \
+                     refresh_lease_owner, refresh_lease_until, credentials) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, FALSE, NULL, NULL, $10) \
                      ON CONFLICT (kb_id) DO UPDATE SET datasource = excluded.datasource, \
+                     credentials = excluded.credentials, \
                      refresh_token_ciphertext = excluded.refresh_token_ciphertext, \
                      refresh_token_key_id = excluded.refresh_token_key_id, \
                      access_token_ciphertext = excluded.access_token_ciphertext, \
@@ -221,13 +228,14 @@ macro_rules! impl_connection_store {
                 ))
                 .bind(&kb)
                 .bind(new.datasource.as_str())
-                .bind(&new.refresh_token.ciphertext)
-                .bind(&new.refresh_token.key_id)
+                .bind(new.refresh_token.as_ref().map(|r| r.ciphertext.clone()))
+                .bind(new.refresh_token.as_ref().map(|r| r.key_id.clone()))
                 .bind(access_ciphertext)
                 .bind(access_key_id)
                 .bind(access_expires_at)
                 .bind(&new.tenant)
                 .bind(ms(now))
+                .bind(new.credentials.as_str())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| match Self::err(e) {

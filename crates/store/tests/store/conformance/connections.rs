@@ -10,6 +10,7 @@ kbsync_kit::on_both_databases!(
     delete_expired_oauth_states_removes_only_expired_ones,
     connection_round_trips_and_upsert_replaces_it,
     connection_for_unknown_kb_is_invalid_reference,
+    an_app_only_connection_has_no_refresh_token_and_a_reconnect_may_change_the_kind,
     delete_connection_forgets_it_and_unknown_is_not_found,
     refresh_lease_is_exclusive_until_released_or_expired,
     concurrent_lease_attempts_have_exactly_one_winner,
@@ -153,7 +154,8 @@ async fn connection_round_trips_and_upsert_replaces_it(s: Arc<dyn Store>) {
     let expected = Connection {
         kb_id,
         datasource: DatasourceKind::OneDrive,
-        refresh_token: enc("r1"),
+        credentials: ConnectionCredentials::Delegated,
+        refresh_token: Some(enc("r1")),
         access_token: Some(StoredAccessToken {
             token: enc("access-0"),
             expires_at: t(3600),
@@ -187,7 +189,7 @@ async fn connection_round_trips_and_upsert_replaces_it(s: Arc<dyn Store>) {
     again.access_token = None;
     again.tenant = None;
     let replaced = s.upsert_connection(again, t(20)).await.unwrap();
-    assert_eq!(replaced.refresh_token, enc("r3"));
+    assert_eq!(replaced.refresh_token, Some(enc("r3")));
     assert_eq!(replaced.access_token, None);
     assert_eq!(replaced.tenant, None);
     assert_eq!(replaced.stored_at, t(20));
@@ -280,7 +282,10 @@ async fn refresh_lease_is_exclusive_until_released_or_expired(s: Arc<dyn Store>)
             .unwrap()
     );
     assert!(!s.mark_needs_reauth(kb_id, "b", t(0)).await.unwrap());
-    assert_eq!(s.get_connection(kb_id).await.unwrap().refresh_token, enc("r1"));
+    assert_eq!(
+        s.get_connection(kb_id).await.unwrap().refresh_token,
+        Some(enc("r1"))
+    );
 }
 
 async fn concurrent_lease_attempts_have_exactly_one_winner(s: Arc<dyn Store>) {
@@ -326,7 +331,7 @@ async fn store_refreshed_tokens_writes_rotation_and_releases_the_lease(s: Arc<dy
             .unwrap()
     );
     let c = s.get_connection(kb_id).await.unwrap();
-    assert_eq!(c.refresh_token, enc("r2"));
+    assert_eq!(c.refresh_token, Some(enc("r2")));
     assert_eq!(
         c.access_token,
         Some(StoredAccessToken {
@@ -349,7 +354,7 @@ async fn store_refreshed_tokens_writes_rotation_and_releases_the_lease(s: Arc<dy
             .unwrap()
     );
     let c = s.get_connection(kb_id).await.unwrap();
-    assert_eq!(c.refresh_token, enc("r2"));
+    assert_eq!(c.refresh_token, Some(enc("r2")));
     assert_eq!(c.access_token.unwrap().token, enc("access-2"));
 }
 
@@ -413,4 +418,40 @@ async fn deleting_kb_removes_its_connection_and_pending_states(s: Arc<dyn Store>
         s.take_oauth_state(&hash(3), t(1)).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn an_app_only_connection_has_no_refresh_token_and_a_reconnect_may_change_the_kind(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let app = NewConnection {
+        kb_id,
+        datasource: DatasourceKind::OneDrive,
+        credentials: ConnectionCredentials::AppOnly,
+        refresh_token: None,
+        access_token: None,
+        tenant: Some("tenant-1".into()),
+    };
+    let stored = s.upsert_connection(app, t(5)).await.unwrap();
+    assert_eq!(stored.credentials, ConnectionCredentials::AppOnly);
+    assert_eq!(stored.refresh_token, None);
+    assert_eq!(s.get_connection(kb_id).await.unwrap(), stored);
+    // A user connects it by delegation afterwards, and back to app-only.
+    let delegated = s
+        .upsert_connection(new_connection(kb_id, "r1"), t(6))
+        .await
+        .unwrap();
+    assert_eq!(delegated.credentials, ConnectionCredentials::Delegated);
+    assert_eq!(delegated.refresh_token, Some(enc("r1")));
+    let mut again = new_connection(kb_id, "unused");
+    again.credentials = ConnectionCredentials::AppOnly;
+    again.refresh_token = None;
+    again.access_token = None;
+    let back = s.upsert_connection(again, t(7)).await.unwrap();
+    assert_eq!(
+        (back.credentials, back.refresh_token),
+        (ConnectionCredentials::AppOnly, None)
+    );
+    // A delegated connection without a refresh token is refused by the schema.
+    let mut broken = new_connection(kb_id, "unused");
+    broken.refresh_token = None;
+    assert!(s.upsert_connection(broken, t(8)).await.is_err());
 }

@@ -9,8 +9,8 @@ use kbsync_core::{
     AccessGrant, DocumentStatus, GrantOrigin, KbId, KbType, Permission, Role, SyncStatus, UserId,
 };
 use kbsync_core::{
-    Connection, Encrypted, RefreshLease, SourceKind, StoredAccessToken, SyncFailure, SyncProgress,
-    SyncRunOutcome, SyncState, SyncTrigger,
+    Connection, ConnectionCredentials, Encrypted, RefreshLease, SourceKind, StoredAccessToken, SyncFailure,
+    SyncProgress, SyncRunOutcome, SyncState, SyncTrigger,
 };
 use kbsync_store::{
     AddressLimit, ClaimedSync, DocumentLocation, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
@@ -141,7 +141,8 @@ fn new_connection(kb_id: KbId, refresh: &str) -> NewConnection {
     NewConnection {
         kb_id,
         datasource: DatasourceKind::OneDrive,
-        refresh_token: enc(refresh),
+        credentials: ConnectionCredentials::Delegated,
+        refresh_token: Some(enc(refresh)),
         access_token: Some(StoredAccessToken {
             token: enc("access-0"),
             expires_at: t(3600),

@@ -249,7 +249,8 @@ impl World {
                 NewConnection {
                     kb_id: kb,
                     datasource: DatasourceKind::OneDrive,
-                    refresh_token: self.cipher.encrypt("dummy-refresh-token"),
+                    credentials: kbsync_core::ConnectionCredentials::Delegated,
+                    refresh_token: Some(self.cipher.encrypt("dummy-refresh-token")),
                     access_token: None,
                     tenant: None,
                 },
