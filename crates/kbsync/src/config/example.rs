@@ -97,4 +97,13 @@ authority_url = "https://login.microsoftonline.com"
 # set them to use any standards-compliant authorization server.
 graph_url = "https://graph.microsoft.com/v1.0"
 scopes = "https://graph.microsoft.com/Files.Read.All offline_access"
+# App-only access: administrators may connect a knowledge base as the organisation's application
+# (client credentials), which reads the SharePoint sites and libraries an administrator consented it
+# to (application permissions such as Sites.Read.All) without any user's sign-in. Needs tenant_id set
+# to the organisation's tenant (not "common") and, preferably, a certificate registered for the app:
+# SharePoint REST (site group members) accepts app-only tokens only when they were obtained with a
+# certificate. Without client_cert_file/client_key_file the client secret is used.
+app_only = false
+# client_cert_file = "/run/secrets/onedrive_app_cert.pem"
+# client_key_file = "/run/secrets/onedrive_app_key.pem"
 "#;

@@ -183,3 +183,97 @@ fn unknown_keys_in_the_file_are_refused() {
     let err = toml::from_str::<FileConfig>("bnd = \"x\"").unwrap_err();
     assert!(err.to_string().contains("bnd"), "{err}");
 }
+
+#[test]
+fn app_only_with_a_certificate_needs_an_organisation_tenant_and_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, msgraph_emulator::test_certificates::APP_CERT_PEM).unwrap();
+    std::fs::write(&key, msgraph_emulator::test_certificates::APP_KEY_PEM).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let base = [
+        ("KBSYNC_ONEDRIVE_CLIENT_ID", "app"),
+        ("KBSYNC_ONEDRIVE_APP_ONLY", "true"),
+        ("KBSYNC_ONEDRIVE_TENANT_ID", "contoso.onmicrosoft.com"),
+    ];
+    let with = |extra: &[(&'static str, &str)]| {
+        let mut pairs: Vec<(&str, &str)> = base.to_vec();
+        pairs.extend_from_slice(extra);
+        Settings::resolve(&Flags::default(), &env_of(&pairs), FileConfig::default())
+    };
+    let od = with(&[
+        ("KBSYNC_ONEDRIVE_CLIENT_CERT_FILE", cert),
+        ("KBSYNC_ONEDRIVE_CLIENT_KEY_FILE", key),
+    ])
+    .unwrap()
+    .onedrive
+    .unwrap();
+    let app = od.app_only.clone().unwrap();
+    assert_eq!(app.tenant, "contoso.onmicrosoft.com");
+    assert_eq!(
+        app.token_url,
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+    );
+    assert!(matches!(app.credential, AppOnlyCredential::Certificate { .. }));
+    assert!(!format!("{od:?}").contains("PRIVATE KEY"), "{od:?}");
+
+    // The secret alone works too (with a warning at start-up about SharePoint site groups).
+    let app = with(&[("KBSYNC_ONEDRIVE_CLIENT_SECRET", "s3cret")])
+        .unwrap()
+        .onedrive
+        .unwrap()
+        .app_only
+        .unwrap();
+    assert!(matches!(app.credential, AppOnlyCredential::Secret(_)));
+
+    for (extra, names) in [
+        (vec![], "KBSYNC_ONEDRIVE_CLIENT_CERT_FILE"),
+        (
+            vec![
+                ("KBSYNC_ONEDRIVE_TENANT_ID", "common"),
+                ("KBSYNC_ONEDRIVE_CLIENT_SECRET", "s"),
+            ],
+            "KBSYNC_ONEDRIVE_TENANT_ID",
+        ),
+        (
+            vec![("KBSYNC_ONEDRIVE_CLIENT_CERT_FILE", cert)],
+            "KBSYNC_ONEDRIVE_CLIENT_KEY_FILE",
+        ),
+        (
+            vec![
+                ("KBSYNC_ONEDRIVE_CLIENT_CERT_FILE", cert),
+                ("KBSYNC_ONEDRIVE_CLIENT_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            "cannot read /nonexistent/key.pem",
+        ),
+        (
+            vec![
+                ("KBSYNC_ONEDRIVE_CLIENT_CERT_FILE", key),
+                ("KBSYNC_ONEDRIVE_CLIENT_KEY_FILE", key),
+            ],
+            "KBSYNC_ONEDRIVE_CLIENT_CERT_FILE",
+        ),
+    ] {
+        let err = with(&extra).unwrap_err();
+        assert!(err.0.contains(names), "{extra:?}: {err}");
+    }
+    // The certificate files without app-only access are a mistake worth stopping for.
+    let env = env_of(&[
+        ("KBSYNC_ONEDRIVE_CLIENT_ID", "app"),
+        ("KBSYNC_ONEDRIVE_CLIENT_CERT_FILE", cert),
+        ("KBSYNC_ONEDRIVE_CLIENT_KEY_FILE", key),
+    ]);
+    let err = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap_err();
+    assert!(err.0.contains("KBSYNC_ONEDRIVE_APP_ONLY"), "{err}");
+    // And from the file.
+    let file: FileConfig = toml::from_str(&format!(
+        "[onedrive]\nclient_id = \"app\"\ntenant_id = \"contoso\"\napp_only = true\nclient_cert_file = {cert:?}\nclient_key_file = {key:?}\n"
+    ))
+    .unwrap();
+    let od = Settings::resolve(&Flags::default(), &env_of(&[]), file)
+        .unwrap()
+        .onedrive
+        .unwrap();
+    assert!(od.app_only.is_some());
+}
