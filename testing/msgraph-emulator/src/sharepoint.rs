@@ -4,7 +4,8 @@
 //! the SharePoint origin is the emulator's origin.
 //!
 //! SharePoint accepts only tokens whose audience is its origin: a delegated token (e.g. for
-//! `{origin}/AllSites.Read`) or an app-only token obtained **with a certificate**; an app-only token obtained
+//! `{origin}/AllSites.Read`; the emulator's token endpoint issues delegated tokens for Graph only, so this
+//! branch is reached only by tokens minted for the origin) or an app-only token obtained **with a certificate**; an app-only token obtained
 //! with a client secret is refused with 401 "Unsupported app only token." (techcommunity.microsoft.com,
 //! "Avoiding Access Errors with SharePoint App-Only Access", 2025). With
 //! `Accept: application/json;odata=nometadata` the answer is `{"value":[{Id, LoginName, Title, Email,
