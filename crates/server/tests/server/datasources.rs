@@ -13,6 +13,7 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     datasources_list_shows_whether_each_datasource_is_configured,
     initiate_answers_each_caller_with_the_right_status,
     initiate_without_a_client_secret_answers_501,
+    connecting_app_only_is_for_admins_and_a_conflict_when_not_configured,
     consent_and_callback_store_a_connection_and_a_replayed_state_is_refused,
     a_callback_without_the_binding_cookie_stores_nothing_and_spends_the_state,
     a_callback_with_another_flows_binding_cookie_stores_nothing,
@@ -108,7 +109,7 @@ async fn datasources_list_shows_whether_each_datasource_is_configured(db: Db) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body["datasources"],
-        json!([{"datasource": "onedrive", "name": "OneDrive / SharePoint", "configured": true}])
+        json!([{"datasource": "onedrive", "name": "OneDrive / SharePoint", "configured": true, "app_only": false}])
     );
     s.stop().await;
 
@@ -674,5 +675,32 @@ async fn forgetting_the_connection_needs_manage_access_and_removes_the_token(db:
     assert_eq!(s.get(&path, Some(&r.owner)).await.1["has_stored_token"], false);
     let browse = format!("/api/v1/datasources/onedrive/browse?knowledge_id={}", r.kb);
     assert_eq!(s.get(&browse, Some(&r.owner)).await.0, StatusCode::CONFLICT);
+    s.stop().await;
+}
+
+async fn connecting_app_only_is_for_admins_and_a_conflict_when_not_configured(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive(true)).await else {
+        return;
+    };
+    let r = roles(&s).await;
+    let path = format!("/api/v1/datasources/onedrive/auth/app-only?knowledge_id={}", r.kb);
+    for (who, token, expected) in [
+        ("anonymous", None, StatusCode::UNAUTHORIZED),
+        ("stranger", Some(r.stranger.as_str()), StatusCode::FORBIDDEN),
+        ("owner", Some(r.owner.as_str()), StatusCode::FORBIDDEN),
+        // Not configured on this server: a conflict with its configuration, nothing stored.
+        ("admin", Some(r.admin.as_str()), StatusCode::CONFLICT),
+    ] {
+        let (status, body) = s.post(&path, token, json!({})).await;
+        assert_eq!(status, expected, "{who}: {body}");
+    }
+    let (status, conn) = s
+        .get(&format!("/api/v1/knowledge/{}/connection", r.kb), Some(&r.owner))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{conn}");
+    assert_eq!(
+        (conn["has_stored_token"].as_bool(), conn["app_only"].as_bool()),
+        (Some(false), Some(false))
+    );
     s.stop().await;
 }
