@@ -162,14 +162,11 @@ macro_rules! impl_source_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
-                // Its recorded grants go with it (ON DELETE CASCADE): what only it granted is
-                // withdrawn now, grants other sources also give stay until the sharing is read.
                 sqlx::query("DELETE FROM sources WHERE id = $1")
                     .bind(&source)
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
-                Self::rebuild_sync_grants(&mut tx, &kb).await?;
                 tx.commit().await.map_err(Self::err)?;
                 hashes.sort();
                 Ok(hashes)
@@ -262,13 +259,22 @@ macro_rules! impl_source_store {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(Self::err)?;
-                let kb = kb.ok_or($crate::StoreError::NotFound)?;
-                sqlx::query("DELETE FROM sync_grant_sources WHERE source_id = $1")
+                kb.ok_or($crate::StoreError::NotFound)?;
+                // Its documents are hidden from search; their access lists no longer name anyone
+                // (so no listing shows them either) until a run reads the source again.
+                sqlx::query(
+                    "UPDATE chunks SET acl_id = NULL WHERE acl_id IS NOT NULL AND document_id IN \
+                     (SELECT id FROM documents WHERE source_id = $1)",
+                )
+                .bind(&source)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                sqlx::query("UPDATE documents SET acl_id = NULL WHERE source_id = $1 AND acl_id IS NOT NULL")
                     .bind(&source)
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
-                Self::rebuild_sync_grants(&mut tx, &kb).await?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok(())
             }
