@@ -352,18 +352,21 @@ impl Env {
         kbsync_kit::fixtures::user_with_email(self.store.as_ref(), email, Role::User, self.ctl.now()).await
     }
 
-    /// The KB's grants as (user, permission, origin), sorted.
-    async fn grants(&self) -> Vec<(UserId, Permission, GrantOrigin)> {
-        let mut g: Vec<_> = self
+    /// The names of the documents `reader` finds with `word`, sorted.
+    async fn finds_as(&self, reader: UserId, word: &str) -> Vec<String> {
+        let hits = self
             .store
-            .list_grants(self.kb)
+            .search(SearchQuery {
+                text: word,
+                reader: Reader::User(reader),
+                kb_ids: &[],
+                limit: 50,
+            })
             .await
-            .unwrap()
-            .into_iter()
-            .map(|g| (g.user_id, g.permission, g.origin))
-            .collect();
-        g.sort_by_key(|(u, p, o)| (*u, p.as_str(), o.as_str()));
-        g
+            .unwrap();
+        let mut names: Vec<String> = hits.into_iter().map(|h| h.name).collect();
+        names.sort();
+        names
     }
 }
 
