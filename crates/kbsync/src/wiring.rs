@@ -115,7 +115,7 @@ fn extractor(settings: &Settings) -> Extractor {
     })
 }
 
-/// Limits of runs, what sharing grants, leases, the default interval and the scheduler loop.
+/// Limits of runs, what permissions grant, leases, the default interval and the scheduler loop.
 fn sync_settings(settings: &Settings) -> SyncSettings {
     let defaults = SyncSettings::default();
     SyncSettings {

@@ -61,7 +61,7 @@ pub trait KnowledgeBaseStore: Send + Sync {
     /// The strongest permission any grant (manual or sync) gives this user on this knowledge base.
     async fn strongest_grant(&self, kb_id: KbId, user_id: UserId) -> Result<Option<Permission>>;
     async fn list_grants(&self, kb_id: KbId) -> Result<Vec<AccessGrant>>;
-    /// Replaces the manual grants of a knowledge base (sync grants are untouched). A user listed
+    /// Replaces the manual grants of a knowledge base. A user listed
     /// under both gets write. An unknown user id is `InvalidReference` and changes nothing.
     async fn set_manual_grants(&self, kb_id: KbId, read: &[UserId], write: &[UserId]) -> Result<()>;
 

@@ -1,6 +1,6 @@
 //! The SQL of [`KnowledgeBaseStore`](crate::KnowledgeBaseStore): knowledge bases, manual grants and
-//! sync grants, the same text on both databases. Also the grant helpers the other areas call
-//! inside their own transactions (`rebuild_sync_grants`, `withdraw_sync_grants`) and `kb_exists`.
+//! when permissions were read, the same text on both databases. Also the helpers the other areas
+//! call inside their own transactions (`withdraw_document_access`) and `kb_exists`.
 
 use kbsync_core::{AccessGrant, KnowledgeBase};
 

@@ -90,7 +90,7 @@ macro_rules! impl_source_store {
                     other => other,
                 })?;
                 if inserted.rows_affected() > 0 {
-                    // The sync grants are the union of the folder sources' sharing: read it again.
+                    // A new source's permissions are read in full on the next run.
                     $crate::KnowledgeBaseStore::forget_sharing_reads(self, Some(new.kb_id)).await?;
                 }
                 sqlx::query_as::<_, $crate::sql::sources::SourceRow>(concat!(
@@ -149,7 +149,7 @@ macro_rules! impl_source_store {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(Self::err)?;
-                // The sync grants are the union of the folder sources' sharing: read it again.
+                // Sources changed: the next run reads every permission again.
                 sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
                     .bind(&kb)
                     .execute(&mut *tx)
@@ -288,7 +288,7 @@ macro_rules! impl_source_store {
                         .await
                         .map_err(Self::err)?;
                 let kb = kb.ok_or($crate::StoreError::NotFound)?;
-                // Its sharing grants again: read it on the next permission sync.
+                // Readable again: the next run reads its permissions and writes its lists again.
                 sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
                     .bind(&kb)
                     .execute(&mut *tx)
