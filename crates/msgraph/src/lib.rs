@@ -23,6 +23,15 @@
 //! later page), the same item more than once (the last occurrence wins), renamed or moved folders
 //! reported alone (descendants' paths change implicitly; track items by id), tombstones without a
 //! name on business drives, and the scope folder itself reported as [`ItemKind::Root`].
+//!
+//! Delta asks for `Prefer: hierarchicalsharing` (business drives): an item carrying the `shared`
+//! facet is the root of a permission hierarchy (`ItemSharing::own`); the others have their
+//! parent's permissions.
+//!
+//! # Groups
+//! [`Datasource::group_members`] expands an Entra group (`Principal::Group`) through
+//! `/groups/{id}/transitiveMembers`, which needs `GroupMember.Read.All` (admin consent). SharePoint
+//! groups (`Principal::SiteGroup`) cannot be expanded through Graph v1.0.
 
 pub mod client;
 pub mod config;
