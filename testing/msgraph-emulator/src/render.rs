@@ -511,14 +511,19 @@ fn drive_owner(store: &Store, drive: &Drive) -> Value {
 /// item with permissions of its own, or the drive root) and on an item whose sharing changed
 /// (learn.microsoft.com/graph/api/driveitem-delta, "Scanning permissions hierarchies"; the facet:
 /// learn.microsoft.com/graph/api/resources/shared). It is empty when the item's own permissions share it with
-/// nobody beyond its owners and the site's groups (unique permissions without sharing, or sharing removed);
+/// nobody beyond the drive's owner and the site's groups (unique permissions without sharing, or sharing
+/// removed);
 /// otherwise it holds the owner, the widest scope (`anonymous`, `organization`, `users`) and when the item's
 /// sharing last changed.
 pub fn shared_facet(store: &Store, drive: &Drive, item: &Item) -> Value {
     let sharing: Vec<&StoredPermission> = item
         .permissions
         .iter()
-        .filter(|p| !matches!(p.grantee, Grantee::SiteGroup { .. }) && !p.roles.iter().all(|r| r == "owner"))
+        .filter(|p| match (&p.grantee, &drive.owner) {
+            (Grantee::SiteGroup { .. }, _) => false,
+            (Grantee::User { user_id, .. }, DriveOwner::User(owner)) => user_id != owner,
+            _ => true,
+        })
         .collect();
     if sharing.is_empty() {
         return json!({});
