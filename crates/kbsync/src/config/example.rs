@@ -99,5 +99,6 @@ authority_url = "https://login.microsoftonline.com"
 # authorize_url and token_url default to <authority_url>/<tenant_id>/oauth2/v2.0/{authorize,token};
 # set them to use any standards-compliant authorization server.
 graph_url = "https://graph.microsoft.com/v1.0"
-scopes = "https://graph.microsoft.com/Files.Read.All offline_access"
+# GroupMember.Read.All (group members, for per-document access) needs an administrator's consent.
+scopes = "https://graph.microsoft.com/Files.Read.All https://graph.microsoft.com/Sites.Read.All https://graph.microsoft.com/GroupMember.Read.All offline_access"
 "#;

@@ -31,7 +31,9 @@ impl std::fmt::Debug for OneDriveSettings {
 
 pub const DEFAULT_AUTHORITY_URL: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
-pub const DEFAULT_SCOPES: &str = "https://graph.microsoft.com/Files.Read.All offline_access";
+/// Files, SharePoint sites (for the picker), group members (for per-document access; GroupMember.Read.All needs
+/// admin consent) and a refresh token: the same list as `kbsync_msgraph::DEFAULT_SCOPES`.
+pub const DEFAULT_SCOPES: &str = "https://graph.microsoft.com/Files.Read.All https://graph.microsoft.com/Sites.Read.All https://graph.microsoft.com/GroupMember.Read.All offline_access";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);

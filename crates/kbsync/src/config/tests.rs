@@ -183,3 +183,8 @@ fn unknown_keys_in_the_file_are_refused() {
     let err = toml::from_str::<FileConfig>("bnd = \"x\"").unwrap_err();
     assert!(err.to_string().contains("bnd"), "{err}");
 }
+
+#[test]
+fn the_default_scopes_are_the_datasources_own() {
+    assert_eq!(DEFAULT_SCOPES, kbsync_msgraph::DEFAULT_SCOPES.join(" "));
+}

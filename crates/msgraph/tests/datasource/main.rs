@@ -8,5 +8,6 @@ mod config;
 mod delta;
 mod download;
 mod faults;
+mod groups;
 mod permissions;
 mod quickxorhash;
