@@ -30,6 +30,7 @@ use uuid::Uuid;
 mod failures;
 mod mirroring;
 mod progress;
+mod scenario;
 mod sharing;
 
 /// The route of a file's `/content` request (the 302 to its download URL).
