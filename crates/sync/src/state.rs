@@ -255,6 +255,55 @@ mod tests {
         }
     }
 
+    fn shared(mut i: RemoteItem, own: bool, changed: bool) -> RemoteItem {
+        i.sharing = kbsync_core::datasource::ItemSharing { own, changed };
+        i
+    }
+
+    #[test]
+    fn sharing_signals_mark_what_must_be_read_and_documents_inherit_from_the_nearest_read_item() {
+        let mut s = SourceState::default();
+        s.apply(&item("root", Some("Docs"), None, ItemKind::Root));
+        s.apply(&shared(
+            item("sub", Some("Sub"), Some("root"), ItemKind::Folder),
+            true,
+            false,
+        ));
+        s.apply(&item("f", Some("f.txt"), Some("sub"), ItemKind::File));
+        s.apply(&item("g", Some("g.txt"), Some("root"), ItemKind::File));
+        // A new root of a permission hierarchy must be read; nothing is known yet.
+        assert!(s.items["sub"].acl_stale && !s.items["root"].acl_stale);
+        assert_eq!(s.effective_acl("root", "f"), None);
+
+        s.items.get_mut("root").unwrap().acl = Some(vec!["email:owner@x".into()]);
+        let sub = s.items.get_mut("sub").unwrap();
+        sub.acl = Some(vec!["email:megan@x".into()]);
+        sub.acl_stale = false;
+        assert_eq!(s.effective_acl("root", "f").unwrap(), ["email:megan@x"]);
+        assert_eq!(s.effective_acl("root", "g").unwrap(), ["email:owner@x"]);
+
+        // Reported again as it was: nothing to read. Reported changed: read again.
+        s.apply(&shared(
+            item("sub", Some("Sub"), Some("root"), ItemKind::Folder),
+            true,
+            false,
+        ));
+        assert!(!s.items["sub"].acl_stale);
+        s.apply(&shared(
+            item("sub", Some("Sub"), Some("root"), ItemKind::Folder),
+            true,
+            true,
+        ));
+        assert!(s.items["sub"].acl_stale);
+        // No longer a root of its own: it inherits again, without a read.
+        s.apply(&item("sub", Some("Sub"), Some("root"), ItemKind::Folder));
+        assert!(!s.items["sub"].acl_stale && s.items["sub"].acl.is_none());
+        assert_eq!(s.effective_acl("root", "f").unwrap(), ["email:owner@x"]);
+        // The root (read because it is the source's root) keeps its list whatever the feed says.
+        s.apply(&item("root", Some("Docs"), None, ItemKind::Root));
+        assert!(s.items["root"].acl.is_some());
+    }
+
     #[test]
     fn paths_are_rebuilt_from_parents_in_any_order_and_follow_folder_renames() {
         let mut s = SourceState::default();
