@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::common::{Db, Options, TestServer};
-use chrono::Utc;
+use kbsync_core::Clock;
 use kbsync_store::{DocumentAcl, NewDocument};
 use reqwest::StatusCode;
 use uuid::Uuid;
@@ -30,13 +30,13 @@ async fn synced(s: &TestServer, kb: Uuid, item: &str, text: &str) -> Uuid {
                 source_item_id: Some(item.into()),
                 web_url: None,
             },
-            Utc::now(),
+            s.clock.now(),
         )
         .await
         .unwrap();
     s.state
         .store
-        .complete_document(doc.id, &[text.to_owned()], Utc::now())
+        .complete_document(doc.id, &[text.to_owned()], s.clock.now())
         .await
         .unwrap();
     doc.id
@@ -68,7 +68,7 @@ async fn a_caller_named_by_some_access_lists_sees_only_those_documents_everywher
                     principals: vec!["email:owner@example.com".into()],
                 },
             ],
-            Utc::now(),
+            s.clock.now(),
         )
         .await
         .unwrap();

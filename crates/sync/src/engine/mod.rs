@@ -243,13 +243,13 @@ impl SyncEngine {
             return Ok(self.over_limit(run));
         }
         for (source, g) in gathered {
-            if let Gathered::Quiet(quiet) = g {
-                if source.cursor.as_deref() != Some(quiet.cursor.as_str()) {
-                    self.cx
-                        .store
-                        .advance_source_cursor(source.id, &quiet.cursor)
-                        .await?;
-                }
+            if let Gathered::Quiet(quiet) = g
+                && source.cursor.as_deref() != Some(quiet.cursor.as_str())
+            {
+                self.cx
+                    .store
+                    .advance_source_cursor(source.id, &quiet.cursor)
+                    .await?;
             }
         }
         if let Err(stop) = self.refresh_groups(run, ds, tokens).await? {

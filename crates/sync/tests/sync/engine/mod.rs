@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use kbsync_core::Clock;
 use kbsync_core::datasource::{StaticToken, TokenSource};
-use kbsync_core::{
-    GrantOrigin, KbId, KbType, ManualClock, Permission, Random, Role, SeededRandom, SyncStatus, UserId,
-};
+use kbsync_core::{KbId, KbType, ManualClock, Random, Role, SeededRandom, SyncStatus, UserId};
 use kbsync_core::{Source, SourceKind, SyncTrigger};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_kit::emulator::TestTokens;
