@@ -164,6 +164,23 @@ impl Graph {
 }
 
 /// A user and a knowledge base of `kb_type` owned by them.
+/// A user who owns nothing and holds no grant.
+pub async fn new_user(store: &Arc<dyn Store>) -> Result<UserId> {
+    let id = Uuid::new_v4();
+    store
+        .create_user(
+            id,
+            NewUser {
+                email: format!("{id}@bench.example"),
+                password_hash: "$argon2id$bench".into(),
+                role: Role::User,
+            },
+            Utc::now(),
+        )
+        .await?;
+    Ok(id)
+}
+
 pub async fn new_kb(store: &Arc<dyn Store>, kb_type: KbType) -> Result<(UserId, KbId)> {
     let now = Utc::now();
     let owner = Uuid::new_v4();

@@ -221,9 +221,9 @@ impl KnowledgeBaseStore for CountingStore {
         self.inner.set_manual_grants(kb_id, read, write).await
     }
 
-    async fn replace_sync_grants(&self, kb_id: KbId, grants: &[SyncGrant], now: DateTime<Utc>) -> Result<()> {
-        self.count("replace_sync_grants");
-        self.inner.replace_sync_grants(kb_id, grants, now).await
+    async fn mark_sharing_read(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<()> {
+        self.count("mark_sharing_read");
+        self.inner.mark_sharing_read(kb_id, now).await
     }
 
     async fn sharing_read_at(&self, kb_id: KbId) -> Result<Option<DateTime<Utc>>> {
@@ -236,9 +236,11 @@ impl KnowledgeBaseStore for CountingStore {
         self.inner.forget_sharing_reads(kb_id).await
     }
 
-    async fn withdraw_lapsed_sync_grants(&self, needs_reauth_since: DateTime<Utc>) -> Result<Vec<KbId>> {
-        self.count("withdraw_lapsed_sync_grants");
-        self.inner.withdraw_lapsed_sync_grants(needs_reauth_since).await
+    async fn withdraw_lapsed_document_access(&self, needs_reauth_since: DateTime<Utc>) -> Result<Vec<KbId>> {
+        self.count("withdraw_lapsed_document_access");
+        self.inner
+            .withdraw_lapsed_document_access(needs_reauth_since)
+            .await
     }
 }
 
@@ -558,5 +560,63 @@ impl RunStore for CountingStore {
     async fn purge_sync_runs(&self, finished_before: DateTime<Utc>, keep_per_kb: u32) -> Result<u64> {
         self.count("purge_sync_runs");
         self.inner.purge_sync_runs(finished_before, keep_per_kb).await
+    }
+}
+
+#[async_trait]
+impl AccessStore for CountingStore {
+    async fn set_document_acls(&self, kb_id: KbId, acls: &[DocumentAcl], now: DateTime<Utc>) -> Result<()> {
+        self.count("set_document_acls");
+        self.inner.set_document_acls(kb_id, acls, now).await
+    }
+
+    async fn clear_document_acls(&self, kb_id: KbId) -> Result<()> {
+        self.count("clear_document_acls");
+        self.inner.clear_document_acls(kb_id).await
+    }
+
+    async fn named_groups(&self, kb_id: KbId) -> Result<Vec<NamedGroup>> {
+        self.count("named_groups");
+        self.inner.named_groups(kb_id).await
+    }
+
+    async fn replace_group_members(
+        &self,
+        group_key: &str,
+        members: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count("replace_group_members");
+        self.inner.replace_group_members(group_key, members, now).await
+    }
+
+    async fn add_user_principal(&self, user_id: UserId, principal: &str) -> Result<()> {
+        self.count("add_user_principal");
+        self.inner.add_user_principal(user_id, principal).await
+    }
+
+    async fn user_principals(&self, user_id: UserId) -> Result<Vec<String>> {
+        self.count("user_principals");
+        self.inner.user_principals(user_id).await
+    }
+
+    async fn reads_documents_of(&self, kb_id: KbId, user_id: UserId) -> Result<bool> {
+        self.count("reads_documents_of");
+        self.inner.reads_documents_of(kb_id, user_id).await
+    }
+
+    async fn may_read_document(&self, kb_id: KbId, id: DocumentId, user_id: UserId) -> Result<bool> {
+        self.count("may_read_document");
+        self.inner.may_read_document(kb_id, id, user_id).await
+    }
+
+    async fn list_readable_documents(
+        &self,
+        kb_id: KbId,
+        user_id: UserId,
+        page: Page,
+    ) -> Result<PageOf<Document>> {
+        self.count("list_readable_documents");
+        self.inner.list_readable_documents(kb_id, user_id, page).await
     }
 }

@@ -9,13 +9,30 @@ use anyhow::Result;
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use kbsync_core::{KbId, KbType};
-use kbsync_store::{NewDocument, Reader, SearchQuery, Store};
+use kbsync_store::{DocumentAcl, NewDocument, Reader, SearchQuery, Store};
 use uuid::Uuid;
 
 use crate::common::{Block, Db, new_kb, quantile};
 
 const CHUNKS_PER_DOCUMENT: usize = 20;
 const CHUNK_WORDS: usize = 160;
+/// Distinct access lists over the loaded documents (each names a group, a user id and an address).
+const DISTINCT_ACLS: u64 = 10_000;
+/// Groups the access lists name; the document-level reader is a member of a tenth of them.
+const GROUPS: u64 = 1_000;
+
+/// The access list of document `d`: one of [`DISTINCT_ACLS`], as permission sync writes them.
+fn acl_of(d: u64) -> DocumentAcl {
+    let acl = d % DISTINCT_ACLS;
+    DocumentAcl {
+        source_item_id: format!("item-{d}"),
+        principals: vec![
+            format!("group:g-{}", acl % GROUPS),
+            format!("user:u-{acl}"),
+            format!("email:person-{acl}@example.com"),
+        ],
+    }
+}
 
 fn chunks_of(d: u64) -> Vec<String> {
     let text = kbsync_fixtures::text_corpus(d, CHUNK_WORDS * CHUNKS_PER_DOCUMENT);
@@ -42,7 +59,7 @@ async fn index(store: &Arc<dyn Store>, kb: KbId, d: u64) -> Result<()> {
                 mime: "text/plain".into(),
                 size: 1000,
                 content_hash: format!("{d:064x}"),
-                source_item_id: None,
+                source_item_id: Some(format!("item-{d}")),
                 web_url: None,
             },
             Utc::now(),
@@ -78,6 +95,29 @@ async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
     .await?;
     let build = t.elapsed().as_secs_f64();
 
+    // Every loaded document gets its access list, in batches as a full permission read writes them.
+    let t = Instant::now();
+    let all: Vec<DocumentAcl> = (0..documents).map(acl_of).collect();
+    for batch in all.chunks(2_000) {
+        store.set_document_acls(kb, batch, Utc::now()).await?;
+    }
+    let acl_secs = t.elapsed().as_secs_f64();
+    // A reader who is not the owner and holds no grant: a member of a tenth of the groups, so
+    // the access lists let them read a tenth of the documents.
+    let reader = crate::common::new_user(&store).await?;
+    for g in 0..GROUPS / 10 {
+        store
+            .replace_group_members(
+                &format!("group:g-{g}"),
+                &[format!("user:reader-{reader}")],
+                Utc::now(),
+            )
+            .await?;
+    }
+    store
+        .add_user_principal(reader, &format!("user:reader-{reader}"))
+        .await?;
+
     // The writer: indexes further documents into the same knowledge base until the queries end.
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
@@ -110,8 +150,9 @@ async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
         ("rare word", Box::new(|_| "quasarmarker".to_owned())),
     ];
     let mut b = Block::new(format!(
-        "7. search on {}: {total} chunks ({documents} documents), limit 10, as the owner, while a writer indexes",
-        db.label
+        "7. search on {}: {total} chunks ({documents} documents, {} distinct access lists), limit 10, while a writer indexes",
+        db.label,
+        documents.min(DISTINCT_ACLS)
     ));
     b.line(format!(
         "index build: {:.0} s, {:.0} chunks/s (4 writers{})",
@@ -123,9 +164,17 @@ async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
             ""
         }
     ));
+    b.line(format!(
+        "access lists written: {acl_secs:.0} s ({:.0} documents/s, chunks included)",
+        documents as f64 / acl_secs
+    ));
     let started = Instant::now();
     let mut worst_p99: f64 = 0.0;
-    for (shape, make) in shapes {
+    let readers = [("owner", owner), ("reader of 10% by group", reader)];
+    for ((shape, make), (who, as_user)) in shapes
+        .iter()
+        .flat_map(|shape| readers.iter().map(move |r| (shape, r)))
+    {
         let mut latencies = Vec::with_capacity(queries);
         let mut hits = 0usize;
         for i in 0..queries {
@@ -134,7 +183,7 @@ async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
             let found = store
                 .search(SearchQuery {
                     text: &q,
-                    reader: Reader::User(owner),
+                    reader: Reader::User(*as_user),
                     kb_ids: &[],
                     limit: 10,
                 })
@@ -146,7 +195,7 @@ async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
         let p99 = quantile(&latencies, 0.99);
         worst_p99 = worst_p99.max(p99);
         b.line(format!(
-            "{shape:<10} p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  {:.1} hits/query",
+            "{shape:<10} {who:<23} p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms  {:.1} hits/query",
             quantile(&latencies, 0.5),
             p99,
             quantile(&latencies, 1.0),

@@ -147,7 +147,10 @@ pub struct AccessGrant {
 pub enum Access {
     /// Not even its existence is revealed.
     None,
-    /// List, read and search its documents.
+    /// Only the documents whose access lists (their permissions at the source) name the user:
+    /// those are listed, read and searched; nothing else of the knowledge base is shown.
+    Documents,
+    /// List, read and search all its documents.
     Read,
     /// Also add and remove documents.
     Write,
@@ -168,8 +171,14 @@ impl Access {
         }
     }
 
+    /// Reads the whole knowledge base (every document, its sources and runs).
     pub fn can_read(self) -> bool {
         self >= Access::Read
+    }
+
+    /// Sees the knowledge base at all (at least some of its documents).
+    pub fn can_see(self) -> bool {
+        self >= Access::Documents
     }
 
     pub fn can_write(self) -> bool {
@@ -262,5 +271,7 @@ mod tests {
         let w = Access::resolve(&other, &k, Some(Permission::Write));
         assert!(w.can_read() && w.can_write() && !w.can_manage());
         assert!(!Access::None.can_read());
+        assert!(Access::Documents.can_see() && !Access::Documents.can_read());
+        assert!(!Access::None.can_see());
     }
 }

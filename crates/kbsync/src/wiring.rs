@@ -153,7 +153,7 @@ fn extractor(settings: &Settings) -> Extractor {
     })
 }
 
-/// Limits of runs, what sharing grants, leases, the default interval and the scheduler loop.
+/// Limits of runs, what permissions grant, leases, the default interval and the scheduler loop.
 fn sync_settings(settings: &Settings) -> SyncSettings {
     let defaults = SyncSettings::default();
     SyncSettings {
@@ -166,6 +166,7 @@ fn sync_settings(settings: &Settings) -> SyncSettings {
         permissions: PermissionPolicy {
             link_grants: settings.sync_link_grants,
             refresh: Duration::from_secs(u64::from(settings.sharing_refresh_minutes) * 60),
+            group_refresh: Duration::from_secs(u64::from(settings.group_refresh_minutes) * 60),
         },
         runner: RunnerSettings {
             default_interval: chrono::Duration::minutes(i64::from(settings.sync_interval_minutes)),

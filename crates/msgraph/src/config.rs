@@ -12,8 +12,20 @@ pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
 pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 /// The identity platform of the public cloud.
 pub const DEFAULT_AUTHORITY_URL: &str = "https://login.microsoftonline.com";
-/// Read access to every file the user can open, and a refresh token (`offline_access`).
-pub const DEFAULT_SCOPES: &[&str] = &["https://graph.microsoft.com/Files.Read.All", "offline_access"];
+/// What kbsync asks a user to consent to:
+///
+/// * `Files.Read.All`: every file the user can open (drives, delta, content, permissions);
+/// * `Sites.Read.All`: the SharePoint sites the picker lists (`/sites` search and site resources);
+/// * `GroupMember.Read.All`: the members of the groups items are shared with, for per-document
+///   access (`/groups/{id}/transitiveMembers`). **It needs admin consent**: in a tenant where no
+///   administrator granted it, users cannot consent to it themselves;
+/// * `offline_access`: a refresh token.
+pub const DEFAULT_SCOPES: &[&str] = &[
+    "https://graph.microsoft.com/Files.Read.All",
+    "https://graph.microsoft.com/Sites.Read.All",
+    "https://graph.microsoft.com/GroupMember.Read.All",
+    "offline_access",
+];
 
 /// How the OneDrive / SharePoint datasource talks to Microsoft Graph.
 ///

@@ -128,6 +128,12 @@ pub fn decide(
     }
 }
 
+/// Whether the text of a `NotFound` [`decide`] made describes a 403 (it starts with the status,
+/// as [`GraphErrorBody::describe`] writes it), as opposed to a 404.
+pub fn is_forbidden(not_found: &str) -> bool {
+    not_found.starts_with("403 ")
+}
+
 /// `Retry-After` as a duration: integer or decimal seconds, or an HTTP date measured from the
 /// answer's own `Date` header (so that clock skew between us and the server does not matter),
 /// falling back to `now`. A date in the past means "now" (zero).
@@ -264,6 +270,25 @@ mod tests {
             decide(StatusCode::BAD_REQUEST, &h, &e, true, now()),
             Decision::Fail(DatasourceError::Permanent(_))
         ));
+    }
+
+    #[test]
+    fn a_not_found_made_from_a_403_is_told_apart_from_one_made_from_a_404() {
+        let body = GraphErrorBody::parse(
+            br#"{"error":{"code":"Authorization_RequestDenied","message":"Insufficient privileges to complete the operation."}}"#,
+        );
+        let text = |status: u16| match decide(
+            StatusCode::from_u16(status).unwrap(),
+            &HeaderMap::new(),
+            &body,
+            true,
+            now(),
+        ) {
+            Decision::Fail(DatasourceError::NotFound(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(is_forbidden(&text(403)));
+        assert!(!is_forbidden(&text(404)));
     }
 
     #[test]

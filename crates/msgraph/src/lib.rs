@@ -23,6 +23,15 @@
 //! later page), the same item more than once (the last occurrence wins), renamed or moved folders
 //! reported alone (descendants' paths change implicitly; track items by id), tombstones without a
 //! name on business drives, and the scope folder itself reported as [`ItemKind::Root`].
+//!
+//! Delta asks for `Prefer: hierarchicalsharing` (business drives): an item carrying the `shared`
+//! facet is the root of a permission hierarchy (`ItemSharing::own`); the others have their
+//! parent's permissions.
+//!
+//! # Groups
+//! [`Datasource::group_members`] expands an Entra group (`Principal::Group`) through
+//! `/groups/{id}/transitiveMembers`, which needs `GroupMember.Read.All` (admin consent). SharePoint
+//! groups (`Principal::SiteGroup`) cannot be expanded through Graph v1.0.
 
 pub mod client;
 pub mod config;
@@ -61,10 +70,20 @@ use model::{DriveItem, Page, Permission};
 /// Upper bound on pages followed in one listing, against a service that never stops paging.
 const MAX_PAGES: usize = 100_000;
 
-/// Sent with every delta request. `deltashowsharingchanges` makes business drives annotate items
-/// whose sharing changed since the token (`@microsoft.graph.sharedChanged`), so the engine knows
-/// to read the sharing again; it requires the other two. Personal drives ignore them.
-const DELTA_PREFER: &str = "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges";
+/// Sent with every delta request (learn.microsoft.com/graph/api/driveitem-delta, "Scanning
+/// permissions hierarchies"). On business drives, `hierarchicalsharing` puts the `shared` facet
+/// only on items whose permissions may differ from their parent's (the roots of permission
+/// hierarchies, and items whose sharing changed), so the engine reads permissions only there;
+/// `deltashowsharingchanges` annotates items whose sharing changed since the token
+/// (`@microsoft.graph.sharedChanged`) and requires the two before it. Personal drives ignore them.
+const DELTA_PREFER: &str =
+    "deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges, hierarchicalsharing";
+
+/// What reading a group's members needs (learn.microsoft.com/graph/api/group-list-transitivemembers).
+const GROUP_MEMBERS_PERMISSION: &str = "GroupMember.Read.All";
+
+/// The largest `$top` directory collections accept (learn.microsoft.com/graph/paging).
+const MAX_DIRECTORY_PAGE: u32 = 999;
 
 /// The OneDrive / SharePoint datasource.
 pub struct OneDrive {
@@ -134,6 +153,42 @@ impl OneDrive {
             "{} kept paging beyond {MAX_PAGES} pages",
             url.path()
         )))
+    }
+
+    /// Every user in Entra group `id`, nested groups resolved by the directory
+    /// (`/groups/{id}/transitiveMembers` lists their users itself, so nested group objects are
+    /// skipped), all pages, each user once.
+    async fn entra_group_members(
+        &self,
+        tokens: &dyn TokenSource,
+        id: &str,
+    ) -> Result<Vec<GroupMember>, DatasourceError> {
+        let mut url = self.client.url(&["groups", id, "transitiveMembers"])?;
+        let top = self.client.config.page_size.clamp(1, MAX_DIRECTORY_PAGE);
+        url.set_query(Some(&format!("$select=id,mail,userPrincipalName&$top={top}")));
+        let objects: Vec<model::DirectoryObject> = match self.all_pages(tokens, url).await {
+            Ok(objects) => objects,
+            // The directory answers 403 Authorization_RequestDenied when the consent lacks the
+            // permission; name it, so that an administrator knows what to grant.
+            Err(DatasourceError::NotFound(why)) if errors::is_forbidden(&why) => {
+                return Err(DatasourceError::NotFound(format!(
+                    "the members of group {id} cannot be read: the connection lacks \
+                     {GROUP_MEMBERS_PERMISSION} (which needs admin consent): {why}"
+                )));
+            }
+            Err(DatasourceError::NotFound(why)) => {
+                return Err(DatasourceError::NotFound(format!("group {id}: {why}")));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut members: Vec<GroupMember> = Vec::new();
+        for member in objects.iter().filter_map(mapping::group_member) {
+            let known = members.iter().any(|m| m.id.is_some() && m.id == member.id);
+            if !known {
+                members.push(member);
+            }
+        }
+        Ok(members)
     }
 
     fn with_top(&self, mut url: Url) -> Url {
@@ -412,7 +467,10 @@ impl Datasource for OneDrive {
             .client
             .url(&["drives", drive_id, "items", item_id, "permissions"])?;
         let permissions: Vec<Permission> = self.all_pages(tokens, url).await?;
-        Ok(permissions.iter().map(mapping::remote_permission).collect())
+        Ok(permissions
+            .iter()
+            .map(|p| mapping::remote_permission(p, drive_id))
+            .collect())
     }
 
     #[instrument(skip_all)]
@@ -421,13 +479,16 @@ impl Datasource for OneDrive {
         tokens: &dyn TokenSource,
         group: &Principal,
     ) -> Result<Vec<GroupMember>, DatasourceError> {
-        // SharePoint site groups: SharePoint REST (see `site_groups`).
-        if let Principal::SiteGroup { site, id, .. } = group {
-            return self.site_group_members(tokens, site, id).await;
+        match group {
+            Principal::Group { id: Some(id), .. } => self.entra_group_members(tokens, id).await,
+            Principal::Group { id: None, .. } => Err(DatasourceError::NotFound(
+                "a directory group without an id cannot be looked up".into(),
+            )),
+            // SharePoint site groups: SharePoint REST (see `site_groups`).
+            Principal::SiteGroup { site, id, .. } => self.site_group_members(tokens, site, id).await,
+            Principal::User { .. } | Principal::Link { .. } => {
+                Err(DatasourceError::Permanent(format!("{group:?} is not a group")))
+            }
         }
-        // Filled in by the group-expansion work (Entra: transitiveMembers; site groups: SharePoint REST).
-        Err(DatasourceError::Permanent(format!(
-            "expanding {group:?} is not supported yet"
-        )))
     }
 }

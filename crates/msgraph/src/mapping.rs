@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use kbsync_core::datasource::{
-    BrowseEntry, ContentHash, EntryKind, ItemKind, ItemSharing, Principal, RemoteItem, RemotePermission,
+    BrowseEntry, ContentHash, EntryKind, GroupMember, ItemKind, ItemSharing, Principal, RemoteItem,
+    RemotePermission,
 };
 
-use crate::model::{DriveItem, Identity, IdentitySet, Permission, Site};
+use crate::model::{DirectoryObject, DriveItem, Identity, IdentitySet, Permission, Site};
 
 /// The algorithm name of [`ContentHash`]es this datasource reports and verifies.
 pub const QUICK_XOR_HASH: &str = "quickXorHash";
@@ -68,15 +69,12 @@ pub fn remote_item(item: &DriveItem, fallback_drive_id: &str, scope_id: Option<&
         modified_at: timestamp(item.last_modified_date_time.as_ref()),
         deleted,
         sharing: ItemSharing {
-            own: false,
+            own: !deleted && item.shared.is_some(),
             changed: sharing_changed(item),
         },
     }
 }
 
-/// A child in a folder listing (or a "shared with me" item) as a picker row. Shortcuts to items
-/// of other drives (`remoteItem`) point at the drive that holds the item. `None` for rows the
-/// picker cannot use (deleted items).
 /// Whether a delta item carries the `@microsoft.graph.sharedChanged` annotation (`"True"`; a
 /// JSON `true` is accepted too).
 pub fn sharing_changed(item: &DriveItem) -> bool {
@@ -87,6 +85,9 @@ pub fn sharing_changed(item: &DriveItem) -> bool {
     }
 }
 
+/// A child in a folder listing (or a "shared with me" item) as a picker row. Shortcuts to items
+/// of other drives (`remoteItem`) point at the drive that holds the item. `None` for rows the
+/// picker cannot use (deleted items).
 pub fn browse_entry(item: &DriveItem, fallback_drive_id: Option<&str>) -> Option<BrowseEntry> {
     if item.deleted.is_some() || item.removed.is_some() {
         return None;
@@ -216,17 +217,18 @@ fn group(id: Option<String>, i: &Identity) -> Principal {
     }
 }
 
-/// The principals one identity set names.
+/// The principals one identity set names, on an item of drive `drive_id`.
 ///
 /// * `user` → a user (with or without email); `group` → a group by its Entra id.
 /// * `siteUser` accompanies `user`/`group` for the same person on ODB/SharePoint and is then
 ///   ignored. Alone, it is a user known only to the site (`id: None`: the site-local number means
-///   nothing elsewhere), or a group when its claim is a group claim.
-/// * `siteGroup` (site-local id) → a group with id `siteGroup:{id}`; `sharePointGroup` (globally
-///   unique id) → a group with id `sharePointGroup:{id}`. Their members cannot be listed through
-///   Graph drive APIs.
+///   nothing elsewhere), or an Entra group when its claim is a group claim.
+/// * `siteGroup` and `sharePointGroup` name one SharePoint group of the drive's site →
+///   [`Principal::SiteGroup`] with `site` = `drive_id`. Its id is the site-local number of
+///   `siteGroup` (what SharePoint REST's `sitegroups/GetById` takes), else the id of
+///   `sharePointGroup`. Graph cannot list their members; SharePoint REST can.
 /// * `application` and `device` name nobody kbsync can grant to, and are left out.
-fn identity_set(set: &IdentitySet, out: &mut Vec<Principal>) {
+fn identity_set(set: &IdentitySet, drive_id: &str, out: &mut Vec<Principal>) {
     let mut named = false;
     if let Some(u) = &set.user {
         out.push(user(u));
@@ -246,22 +248,25 @@ fn identity_set(set: &IdentitySet, out: &mut Vec<Principal>) {
             }),
         }
     }
-    if let Some(g) = &set.site_group {
-        out.push(group(non_empty(&g.id).map(|id| format!("siteGroup:{id}")), g));
-    }
-    if let Some(g) = &set.share_point_group {
-        out.push(group(
-            non_empty(&g.id).map(|id| format!("sharePointGroup:{id}")),
-            g,
-        ));
+    let site_group = [&set.site_group, &set.share_point_group]
+        .into_iter()
+        .flatten()
+        .find_map(|g| non_empty(&g.id).map(|id| (id, g)));
+    if let Some((id, g)) = site_group {
+        out.push(Principal::SiteGroup {
+            site: drive_id.to_string(),
+            id,
+            display_name: non_empty(&g.display_name),
+        });
     }
 }
 
 /// A permission as a [`RemotePermission`]: a link is a [`Principal::Link`] with its scope (its
 /// type shows in `roles`: view → read, edit → write), followed by the people a `users` link names;
 /// direct grants name their users and groups. `inherited_from` is the ancestor's id (personal
-/// drives only: ODB/SharePoint never report it).
-pub fn remote_permission(p: &Permission) -> RemotePermission {
+/// drives only: ODB/SharePoint never report it). `drive_id` is the drive of the item the
+/// permission is on: the site a SharePoint group belongs to is found from it.
+pub fn remote_permission(p: &Permission, drive_id: &str) -> RemotePermission {
     let mut principals = Vec::new();
     if let Some(link) = &p.link {
         principals.push(Principal::Link {
@@ -269,7 +274,7 @@ pub fn remote_permission(p: &Permission) -> RemotePermission {
         });
     }
     match (&p.granted_to_v2, &p.granted_to) {
-        (Some(set), _) | (None, Some(set)) => identity_set(set, &mut principals),
+        (Some(set), _) | (None, Some(set)) => identity_set(set, drive_id, &mut principals),
         (None, None) => {}
     }
     let identities = p
@@ -277,7 +282,7 @@ pub fn remote_permission(p: &Permission) -> RemotePermission {
         .as_ref()
         .or(p.granted_to_identities.as_ref());
     for set in identities.into_iter().flatten() {
-        identity_set(set, &mut principals);
+        identity_set(set, drive_id, &mut principals);
     }
     if principals.is_empty()
         && let Some(email) = p.invitation.as_ref().and_then(|i| non_empty(&i.email))
@@ -303,6 +308,36 @@ pub fn remote_permission(p: &Permission) -> RemotePermission {
             .as_ref()
             .and_then(|r| r.id.clone().or_else(|| r.path.clone())),
     }
+}
+
+/// The `@odata.type` of users in directory collections.
+pub const USER_TYPE: &str = "#microsoft.graph.user";
+
+/// A member of a group listing as a [`GroupMember`]: users only (a nested group's users are in
+/// the transitive listing themselves; devices, contacts and service principals read nothing).
+/// Its addresses are its mail and its sign-in name (UPN), each once. An object without
+/// `@odata.type` is taken for a user when it has a sign-in name, which only users have.
+pub fn group_member(o: &DirectoryObject) -> Option<GroupMember> {
+    let is_user = match o.odata_type.as_deref() {
+        Some(t) => t.eq_ignore_ascii_case(USER_TYPE),
+        None => o.user_principal_name.is_some(),
+    };
+    if !is_user {
+        return None;
+    }
+    let mut emails: Vec<String> = Vec::new();
+    for address in [&o.mail, &o.user_principal_name]
+        .into_iter()
+        .filter_map(non_empty)
+    {
+        if !emails.iter().any(|e| e.eq_ignore_ascii_case(&address)) {
+            emails.push(address);
+        }
+    }
+    Some(GroupMember {
+        id: non_empty(&o.id),
+        emails,
+    })
 }
 
 #[cfg(test)]
@@ -399,7 +434,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            remote_permission(&p).principals,
+            remote_permission(&p, "b!d").principals,
             vec![Principal::Group {
                 id: Some("g-1".into()),
                 email: None,
@@ -414,7 +449,7 @@ mod tests {
             r#"{"id":"p","roles":["write"],"grantedTo":{"user":{"id":"u","displayName":"U","email":"u@x"}},"inheritedFrom":{"driveId":"d","id":"parent"}}"#,
         )
         .unwrap();
-        let r = remote_permission(&p);
+        let r = remote_permission(&p, "b!d");
         assert_eq!(r.inherited_from.as_deref(), Some("parent"));
         assert_eq!(
             r.principals,
@@ -423,6 +458,108 @@ mod tests {
                 email: Some("u@x".into()),
                 display_name: Some("U".into())
             }]
+        );
+    }
+
+    #[test]
+    fn site_groups_name_the_drive_they_were_found_on() {
+        let p: Permission = serde_json::from_str(
+            r#"{"id":"p","roles":["read"],"grantedToV2":{"siteGroup":{"id":"4","displayName":"Team Visitors","loginName":"Team Visitors"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            remote_permission(&p, "b!lib").principals,
+            vec![Principal::SiteGroup {
+                site: "b!lib".into(),
+                id: "4".into(),
+                display_name: Some("Team Visitors".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn a_site_group_named_twice_is_one_principal_with_its_site_local_id() {
+        let both: Permission = serde_json::from_str(
+            r#"{"id":"p","roles":["write"],"grantedToV2":{"siteGroup":{"id":"5","displayName":"Members"},"sharePointGroup":{"id":"0f3a","displayName":"Members"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            remote_permission(&both, "b!lib").principals,
+            vec![Principal::SiteGroup {
+                site: "b!lib".into(),
+                id: "5".into(),
+                display_name: Some("Members".into())
+            }]
+        );
+        let newer_only: Permission = serde_json::from_str(
+            r#"{"id":"p","roles":["write"],"grantedToV2":{"sharePointGroup":{"id":"0f3a","displayName":"Members"}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            &remote_permission(&newer_only, "b!lib").principals[..],
+            [Principal::SiteGroup { id, .. }] if id == "0f3a"
+        ));
+    }
+
+    #[test]
+    fn entra_groups_stay_groups_next_to_their_site_user() {
+        let p: Permission = serde_json::from_str(
+            r#"{"id":"p","roles":["read"],"grantedToV2":{"group":{"id":"g-1","displayName":"Sales","email":"sales@x"},"siteUser":{"id":"9","loginName":"c:0o.c|federateddirectoryclaimprovider|g-1"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            remote_permission(&p, "b!d").principals,
+            vec![Principal::Group {
+                id: Some("g-1".into()),
+                email: Some("sales@x".into()),
+                display_name: Some("Sales".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn the_shared_facet_makes_an_item_the_root_of_its_permissions_and_the_annotation_a_change() {
+        let root = item(r#"{"id":"a","name":"a.txt","shared":{},"@microsoft.graph.sharedChanged":"True"}"#);
+        assert_eq!(
+            remote_item(&root, "d", None).sharing,
+            ItemSharing {
+                own: true,
+                changed: true
+            }
+        );
+        let inherits = item(r#"{"id":"b","name":"b.txt"}"#);
+        assert_eq!(remote_item(&inherits, "d", None).sharing, ItemSharing::default());
+    }
+
+    #[test]
+    fn group_members_are_users_with_their_mail_and_sign_in_name_once() {
+        let o = |json: &str| -> DirectoryObject { serde_json::from_str(json).unwrap() };
+        assert_eq!(
+            group_member(&o(
+                r##"{"@odata.type":"#microsoft.graph.user","id":"u1","mail":"Ann@x.com","userPrincipalName":"ann@x.com"}"##
+            )),
+            Some(GroupMember {
+                id: Some("u1".into()),
+                emails: vec!["Ann@x.com".into()]
+            })
+        );
+        assert_eq!(
+            group_member(&o(
+                r##"{"@odata.type":"#microsoft.graph.user","id":"u2","mail":null,"userPrincipalName":"ben@x.onmicrosoft.com"}"##
+            ))
+            .unwrap()
+            .emails,
+            ["ben@x.onmicrosoft.com"]
+        );
+        assert_eq!(
+            group_member(&o(
+                r##"{"@odata.type":"#microsoft.graph.group","id":"g","mail":"g@x.com"}"##
+            )),
+            None
+        );
+        assert_eq!(
+            group_member(&o(r##"{"@odata.type":"#microsoft.graph.device","id":"d"}"##)),
+            None
         );
     }
 }

@@ -44,6 +44,10 @@ pub struct DriveItem {
     /// sharing changed since the token.
     #[serde(rename = "@microsoft.graph.sharedChanged")]
     pub shared_changed: Option<Value>,
+    /// The `shared` facet. With `Prefer: hierarchicalsharing` (business drives) delta sets it, possibly
+    /// empty, only on the roots of permission hierarchies and on items whose sharing changed; an
+    /// item without it inherits its parent's permissions.
+    pub shared: Option<Value>,
 }
 
 /// The `remoteItem` facet: the item in the drive that really holds it.
@@ -208,5 +212,17 @@ pub struct SharePointPrincipal {
     #[serde(default)]
     pub principal_type: i64,
     #[serde(default)]
+    pub user_principal_name: Option<String>,
+}
+
+/// A member of a directory collection (`/groups/{id}/transitiveMembers`): users, groups, devices,
+/// contacts and service principals, told apart by `@odata.type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryObject {
+    #[serde(rename = "@odata.type")]
+    pub odata_type: Option<String>,
+    pub id: Option<String>,
+    pub mail: Option<String>,
     pub user_principal_name: Option<String>,
 }

@@ -170,21 +170,27 @@ fn not_connected(e: StoreError) -> OAuthError {
     }
 }
 
-/// The tenant (`tid` claim) of a JWT access token, when it is one. Read without verification:
-/// it is only displayed, never trusted.
-fn tenant_of(access_token: &str) -> Option<String> {
+/// A claim of a JWT access token, when it is one and the claim is a plain identifier (letters,
+/// digits, `-` and `.`, at most 64 characters). Read without verifying the signature: the token
+/// came straight from the token endpoint in answer to this client.
+fn claim_of(access_token: &str, name: &str) -> Option<String> {
     let payload = access_token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let tid = claims.get("tid")?.as_str()?;
-    let valid = !tid.is_empty()
-        && tid.len() <= 64
-        && tid
+    let value = claims.get(name)?.as_str()?;
+    let valid = !value.is_empty()
+        && value.len() <= 64
+        && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    valid.then(|| tid.to_owned())
+    valid.then(|| value.to_owned())
+}
+
+/// The tenant (`tid` claim) of a JWT access token: only displayed.
+fn tenant_of(access_token: &str) -> Option<String> {
+    claim_of(access_token, "tid")
 }
 
 impl ConnectionManager {
@@ -422,6 +428,17 @@ impl ConnectionManager {
                     ),
                 }
             })?;
+        // The account that connected is this kbsync user at the source: permissions that name it
+        // by its directory id (`oid`) reach them even without an address.
+        if let Some(oid) = claim_of(&set.access_token, "oid")
+            && let Err(e) = self
+                .inner
+                .store
+                .add_user_principal(pending.user_id, &format!("user:{oid}"))
+                .await
+        {
+            warn!(kb.id = %kb_id, error = %e, "could not record the connected account's id at the source");
+        }
         self.remember(kb_id, AccessToken::new(set.access_token), expires_at);
         info!(
             kb.id = %kb_id,
@@ -871,6 +888,10 @@ mod tests {
             Some("72f988bf-86f1-41af-91ab-2d7cd011db47")
         );
         assert_eq!(tenant_of("opaque-token"), None);
+        assert_eq!(
+            claim_of(&format!("eyJ0eXAiOiJKV1QifQ.{payload}.sig"), "oid").as_deref(),
+            Some("x")
+        );
         let evil = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"tid":"<script>"}"#);
         assert_eq!(tenant_of(&format!("a.{evil}.c")), None);
     }

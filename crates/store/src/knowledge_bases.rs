@@ -41,16 +41,8 @@ impl Reader {
     }
 }
 
-/// One read grant that sync derived from a folder source's sharing: `user_id` may read the
-/// knowledge base because `source_id`'s sharing names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SyncGrant {
-    pub source_id: uuid::Uuid,
-    pub user_id: UserId,
-}
-
-/// Knowledge bases, and the grants that decide who reads them: manual grants, and sync grants
-/// recorded per source so that removing or losing a source withdraws exactly what it gave.
+/// Knowledge bases, and the manual grants that let people read or write a whole one. (Who may
+/// read a synced document comes from its source: see [`crate::AccessStore`].)
 #[async_trait]
 pub trait KnowledgeBaseStore: Send + Sync {
     // --- knowledge bases -------------------------------------------------------------------
@@ -69,32 +61,27 @@ pub trait KnowledgeBaseStore: Send + Sync {
     /// The strongest permission any grant (manual or sync) gives this user on this knowledge base.
     async fn strongest_grant(&self, kb_id: KbId, user_id: UserId) -> Result<Option<Permission>>;
     async fn list_grants(&self, kb_id: KbId) -> Result<Vec<AccessGrant>>;
-    /// Replaces the manual grants of a knowledge base (sync grants are untouched). A user listed
+    /// Replaces the manual grants of a knowledge base. A user listed
     /// under both gets write. An unknown user id is `InvalidReference` and changes nothing.
     async fn set_manual_grants(&self, kb_id: KbId, read: &[UserId], write: &[UserId]) -> Result<()>;
 
-    // --- sync grants (from the sources' sharing) -------------------------------------------
+    // --- permission reads --------------------------------------------------------------------
 
-    /// Replaces, in one transaction, the knowledge base's grants that came from sync with read
-    /// grants for the users in `grants`, each recorded with the source whose sharing gave it
-    /// (duplicates ignored); a source marked revoked grants nothing; grants given by hand are
-    /// untouched (a user may hold both). `NotFound` when the knowledge base does not exist; an
-    /// unknown user, or a source that is not one of the knowledge base's, is `InvalidReference`
-    /// and changes nothing. Records `now` as the time the sharing was read
-    /// ([`KnowledgeBaseStore::sharing_read_at`]).
-    async fn replace_sync_grants(&self, kb_id: KbId, grants: &[SyncGrant], now: DateTime<Utc>) -> Result<()>;
-    /// When the knowledge base's sync grants were last computed from its sources' sharing
-    /// ([`KnowledgeBaseStore::replace_sync_grants`]); `None` when they must be computed again:
-    /// never done, or sources were added or removed, or a user was created since. `NotFound` for
-    /// an unknown knowledge base.
+    /// Records `now` as the time sync last read every permission of the knowledge base's sources
+    /// ([`KnowledgeBaseStore::sharing_read_at`]). `NotFound` for an unknown knowledge base.
+    async fn mark_sharing_read(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<()>;
+    /// When sync last read every permission of the knowledge base's sources; `None` when they
+    /// must be read again in full: never done, or asked for with `forget_sharing_reads`.
+    /// `NotFound` for an unknown knowledge base.
     async fn sharing_read_at(&self, kb_id: KbId) -> Result<Option<DateTime<Utc>>>;
     /// Makes the next run of one knowledge base (`Some`), or of every one (`None`: the sharing
     /// policy may have changed with the settings), read its sharing again. An unknown knowledge
     /// base is not an error.
     async fn forget_sharing_reads(&self, kb_id: Option<KbId>) -> Result<()>;
-    /// Withdraws the sync grants of every knowledge base whose connection has needed
-    /// re-authorization since `needs_reauth_since` or earlier (manual grants stay), and makes
-    /// their next run read the sharing again. Returns those knowledge bases (only ones that still
-    /// had sync grants, so calling it again returns nothing new).
-    async fn withdraw_lapsed_sync_grants(&self, needs_reauth_since: DateTime<Utc>) -> Result<Vec<KbId>>;
+    /// Clears the documents' access lists of every knowledge base whose connection has needed
+    /// re-authorization since `needs_reauth_since` or earlier (manual grants stay: only those
+    /// who may read the whole knowledge base still read it), and makes their next run read the
+    /// permissions again. Returns those knowledge bases (only ones that still had access lists,
+    /// so calling it again returns nothing new).
+    async fn withdraw_lapsed_document_access(&self, needs_reauth_since: DateTime<Utc>) -> Result<Vec<KbId>>;
 }

@@ -11,13 +11,14 @@
 //! |---|---|---|
 //! | the database itself (backend, migrations, ping) | [`DatabaseStore`] | `database` |
 //! | users, sessions, login throttling | [`UserStore`] | `users` |
-//! | knowledge bases, manual and sync grants | [`KnowledgeBaseStore`] | `knowledge_bases` |
+//! | knowledge bases, manual grants | [`KnowledgeBaseStore`] | `knowledge_bases` |
 //! | documents and their chunks | [`DocumentStore`] | `documents` |
 //! | full-text search | [`SearchStore`] | `search` |
 //! | connections and pending OAuth authorizations | [`ConnectionStore`] | `connections` |
 //! | sources, cursors and saved state | [`SourceStore`] | `sources` |
 //! | scheduling, sync leases, sync state | [`ScheduleStore`] | `schedule` |
 //! | sync runs and their failed files | [`RunStore`] | `runs` |
+//! | document access lists, group members, user principals | [`AccessStore`] | `access` |
 //!
 //! [`Store`] is all of them at once, implemented for every type that implements them all, so
 //! callers hold an `Arc<dyn Store>` (or take `S: Store`) and call any area's methods without
@@ -44,6 +45,7 @@
 //! [`StoreError::InvalidReference`]; a database that cannot be reached is
 //! [`StoreError::Unavailable`].
 
+mod access;
 mod blob;
 mod connections;
 mod convert;
@@ -65,13 +67,14 @@ mod users;
 
 use std::sync::Arc;
 
+pub use access::{AccessStore, DocumentAcl, EVERYONE, NamedGroup, acl_id};
 pub use blob::{BlobError, BlobStore, StoredBlob};
 pub use connections::{ConnectionStore, NewConnection, NewOAuthState, OAuthState, RefreshedTokens};
 pub use crypto::{CryptoError, TokenCipher};
 pub use database::{Backend, DatabaseStore};
 pub use documents::{DocumentLocation, DocumentStore, NewDocument};
 pub use error::StoreError;
-pub use knowledge_bases::{KbPatch, KnowledgeBaseStore, NewKnowledgeBase, Reader, SyncGrant};
+pub use knowledge_bases::{KbPatch, KnowledgeBaseStore, NewKnowledgeBase, Reader};
 pub use page::{Page, PageOf};
 pub use postgres::PostgresStore;
 pub use runs::RunStore;
@@ -98,6 +101,7 @@ pub trait Store:
     + SourceStore
     + ScheduleStore
     + RunStore
+    + AccessStore
     + Send
     + Sync
     + 'static
@@ -114,6 +118,7 @@ impl<T> Store for T where
         + SourceStore
         + ScheduleStore
         + RunStore
+        + AccessStore
         + Send
         + Sync
         + 'static

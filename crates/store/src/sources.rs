@@ -44,8 +44,7 @@ pub trait SourceStore: Send + Sync {
     /// A knowledge base's sources, oldest first.
     async fn list_sources(&self, kb_id: KbId) -> Result<Vec<Source>>;
     /// Removes a source of a knowledge base and the documents that came from it (with their
-    /// chunks, so they leave search at once), and withdraws the sync grants that only its sharing
-    /// gave, in one transaction; returns the content hashes, sorted, that no remaining document
+    /// chunks, so they leave search at once), in one transaction; returns the content hashes, sorted, that no remaining document
     /// (in any knowledge base) references, so their blobs can be removed. `NotFound` when the
     /// source is not one of that knowledge base's.
     async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>>;

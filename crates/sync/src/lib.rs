@@ -9,7 +9,7 @@
 //!    [`state::SourceState`] saved together with the cursor, so paths are rebuilt from parent ids
 //!    and nameless tombstones are resolved by id. A source that answers "not found" (404/403) is
 //!    revoked at once, whatever else the run does: its documents leave search (kept, with its
-//!    cursor) and its sharing grants nothing; if the next run gets the same answer the loss is
+//!    cursor) and their access lists are cleared; if the next run gets the same answer the loss is
 //!    confirmed and the documents are removed, if it reads the source they come back.
 //! 2. **Check the limit.** With every source gathered, the files of the knowledge base are
 //!    counted (distinct items, whatever order the feeds listed them in). Over
@@ -23,8 +23,12 @@
 //!    soon as every file of its round is brought in or recorded as a failed file; failed files
 //!    are retried by the next run although the cursor moved, because their state says they were
 //!    never brought in at their current hash.
-//! 4. **Permissions.** When every folder source's round was applied, their sharing replaces the
-//!    knowledge base's sync grants (see [`permissions`]).
+//! 4. **Document access.** Every document carries the access list of its item at the source: the
+//!    principals (users, groups, site groups, and `everyone` for open links when allowed) that the
+//!    nearest item above it whose permissions were read names (see [`permissions`]). A run reads
+//!    only the permissions of the source's root and of the items the change feed reports with a
+//!    sharing change or as new roots of a permission hierarchy, until a full read is due. The
+//!    groups the lists name are then expanded from the source when due.
 //!
 //! **Skipped files are not failures.** A failure means "retried next run"; a file skipped for
 //! its type or size will be skipped again until it changes, so it is only counted (`skipped`),

@@ -15,13 +15,13 @@ use crate::runner::{DatasourceResolver, RunnerSettings, SyncRunner};
 use crate::scheduler::SchedulerSettings;
 use crate::{PermissionPolicy, SyncContext, SyncEngine, SyncLimits};
 
-/// How this instance syncs: limits of a run, what sharing grants, leases and backoff, and the
+/// How this instance syncs: limits of a run, what permissions grant, leases and backoff, and the
 /// scheduler loop.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     /// Limits of every run (files per knowledge base, file size, concurrency, time per file).
     pub limits: SyncLimits,
-    /// What the sources' sharing grants, and how often it is read again.
+    /// What the sources' permissions grant, and how often they and groups are read again.
     pub permissions: PermissionPolicy,
     /// Leases, backoff and jitter of runs, and the default interval between scheduled runs.
     pub runner: RunnerSettings,

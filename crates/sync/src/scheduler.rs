@@ -59,7 +59,7 @@ impl Scheduler {
     pub async fn tick(&self) -> Result<usize, StoreError> {
         let cx = self.runner.context();
         let ttl = self.runner.settings().lease_ttl;
-        self.withdraw_lapsed_grants().await;
+        self.withdraw_lapsed_access().await;
         let mut launched = 0;
         // A knowledge base released at once (one starting here by hand) is due again at once:
         // claiming it twice in one tick ends the tick rather than spin.
@@ -95,20 +95,20 @@ impl Scheduler {
         Ok(launched)
     }
 
-    /// Withdraws the sync grants of knowledge bases that have needed re-authorization for longer
+    /// Withdraws the document access lists of knowledge bases that have needed re-authorization for longer
     /// than [`SchedulerSettings::reauth_grace`] (on the injected clock). A failure is logged and
     /// tried again at the next tick; claiming goes on.
-    async fn withdraw_lapsed_grants(&self) {
+    async fn withdraw_lapsed_access(&self) {
         let cx = self.runner.context();
         let since = cx.clock.now() - self.settings.reauth_grace;
-        match cx.store.withdraw_lapsed_sync_grants(since).await {
+        match cx.store.withdraw_lapsed_document_access(since).await {
             Ok(kbs) => {
                 for kb_id in kbs {
-                    info!(kb.id = %kb_id, "needs re-authorization beyond the grace period: sync grants withdrawn");
+                    info!(kb.id = %kb_id, "needs re-authorization beyond the grace period: document access lists withdrawn");
                 }
             }
             Err(e) => {
-                warn!(error = %e, "could not withdraw the sync grants of knowledge bases awaiting re-authorization")
+                warn!(error = %e, "could not withdraw the document access lists of knowledge bases awaiting re-authorization")
             }
         }
     }

@@ -55,6 +55,27 @@ pub struct KnownItem {
     /// Set when the file was brought in at `synced_hash` by skipping it (no document exists).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<Skip>,
+    /// The change feed reports the item as the root of a permission hierarchy (its permissions
+    /// may differ from its parent's).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shared: bool,
+    /// The principals the item's own permissions name, when they were read: the item's access
+    /// list, and that of everything below it down to the next item that has its own. `None`:
+    /// the item has its parent's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl: Option<Vec<String>>,
+    /// The item's permissions must be read (the feed reported a sharing change, or the item
+    /// became the root of a permission hierarchy).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub acl_stale: bool,
+    /// The id of the access list last written to the file's document (`None`: not written since
+    /// the document was last brought in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doc_acl: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl KnownItem {
@@ -114,7 +135,27 @@ impl SourceState {
         else {
             return;
         };
-        let (synced_hash, skipped) = previous.map_or((None, None), |p| (p.synced_hash, p.skipped));
+        let sharing = item.sharing;
+        let (synced_hash, skipped, acl, acl_stale, doc_acl) = match previous {
+            None => (None, None, None, sharing.own || sharing.changed, None),
+            Some(p) => {
+                // A new content hash means the document is brought in again: its access list is
+                // written again too.
+                let doc_acl = if p.hash == item.hash { p.doc_acl } else { None };
+                // An item the feed reported as the root of a permission hierarchy and no longer
+                // does (its sharing did not just change) has its parent's permissions again.
+                // Items read for another reason (the source's root, a file source) keep theirs.
+                let acl = if p.shared && !sharing.own && !sharing.changed {
+                    None
+                } else {
+                    p.acl
+                };
+                let stale = sharing.changed
+                    || (sharing.own && (!p.shared || p.acl_stale))
+                    || (sharing.own && acl.is_none());
+                (p.synced_hash, p.skipped, acl, stale, doc_acl)
+            }
+        };
         self.items.insert(
             item.id.clone(),
             KnownItem {
@@ -127,8 +168,29 @@ impl SourceState {
                 web_url: item.web_url.clone(),
                 synced_hash,
                 skipped,
+                shared: sharing.own,
+                acl,
+                acl_stale,
+                doc_acl,
             },
         );
+    }
+
+    /// The principals that may read an item: those of the nearest item, from it up to
+    /// `root_id`, whose own permissions were read. `None` when none of them was read yet.
+    pub fn effective_acl(&self, root_id: &str, id: &str) -> Option<&[String]> {
+        let mut current = id;
+        for _ in 0..=self.items.len() {
+            let item = self.items.get(current)?;
+            if let Some(acl) = &item.acl {
+                return Some(acl);
+            }
+            if current == root_id {
+                return None;
+            }
+            current = item.parent_id.as_deref()?;
+        }
+        None
     }
 
     /// The item's path below the source root, starting with the root's name (`Docs/a/b.txt`);
@@ -191,6 +253,55 @@ mod tests {
             deleted: false,
             sharing: Default::default(),
         }
+    }
+
+    fn shared(mut i: RemoteItem, own: bool, changed: bool) -> RemoteItem {
+        i.sharing = kbsync_core::datasource::ItemSharing { own, changed };
+        i
+    }
+
+    #[test]
+    fn sharing_signals_mark_what_must_be_read_and_documents_inherit_from_the_nearest_read_item() {
+        let mut s = SourceState::default();
+        s.apply(&item("root", Some("Docs"), None, ItemKind::Root));
+        s.apply(&shared(
+            item("sub", Some("Sub"), Some("root"), ItemKind::Folder),
+            true,
+            false,
+        ));
+        s.apply(&item("f", Some("f.txt"), Some("sub"), ItemKind::File));
+        s.apply(&item("g", Some("g.txt"), Some("root"), ItemKind::File));
+        // A new root of a permission hierarchy must be read; nothing is known yet.
+        assert!(s.items["sub"].acl_stale && !s.items["root"].acl_stale);
+        assert_eq!(s.effective_acl("root", "f"), None);
+
+        s.items.get_mut("root").unwrap().acl = Some(vec!["email:owner@x".into()]);
+        let sub = s.items.get_mut("sub").unwrap();
+        sub.acl = Some(vec!["email:megan@x".into()]);
+        sub.acl_stale = false;
+        assert_eq!(s.effective_acl("root", "f").unwrap(), ["email:megan@x"]);
+        assert_eq!(s.effective_acl("root", "g").unwrap(), ["email:owner@x"]);
+
+        // Reported again as it was: nothing to read. Reported changed: read again.
+        s.apply(&shared(
+            item("sub", Some("Sub"), Some("root"), ItemKind::Folder),
+            true,
+            false,
+        ));
+        assert!(!s.items["sub"].acl_stale);
+        s.apply(&shared(
+            item("sub", Some("Sub"), Some("root"), ItemKind::Folder),
+            true,
+            true,
+        ));
+        assert!(s.items["sub"].acl_stale);
+        // No longer a root of its own: it inherits again, without a read.
+        s.apply(&item("sub", Some("Sub"), Some("root"), ItemKind::Folder));
+        assert!(!s.items["sub"].acl_stale && s.items["sub"].acl.is_none());
+        assert_eq!(s.effective_acl("root", "f").unwrap(), ["email:owner@x"]);
+        // The root (read because it is the source's root) keeps its list whatever the feed says.
+        s.apply(&item("root", Some("Docs"), None, ItemKind::Root));
+        assert!(s.items["root"].acl.is_some());
     }
 
     #[test]

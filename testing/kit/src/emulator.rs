@@ -16,8 +16,9 @@ use msgraph_emulator::{
 /// When an exact emulator's frozen clock stands.
 pub const START: &str = "2025-03-01T09:00:00Z";
 
-/// The scopes of the access tokens tests mint: what kbsync asks a user to consent to.
-pub const SCOPES: &[&str] = &["Files.Read.All", "Sites.Read.All"];
+/// The scopes of the access tokens tests mint: what kbsync asks a user to consent to (files,
+/// SharePoint sites for the picker, group memberships for per-document access).
+pub const SCOPES: &[&str] = &["Files.Read.All", "Sites.Read.All", "GroupMember.Read.All"];
 
 /// [`START`] as a time.
 pub fn start_time() -> DateTime<Utc> {

@@ -4,7 +4,8 @@
 //!
 //! 1. the nearest explicit rule set by the control API (`revoke_access` / `grant_access`) decides, if any;
 //! 2. otherwise the user owns the drive, or a permission on the item or an ancestor names them: a user
-//!    permission for them, an Entra group permission for a group they are a member of, a SharePoint site group
+//!    permission for them, an Entra group permission for a group they are a member of (directly or through
+//!    nested groups, as Entra evaluates group-based access transitively), a SharePoint site group
 //!    permission for a site group they are a member of, a `users` link listing their mail or UPN, or an
 //!    `organization` link (every emulator user belongs to the one tenant).
 //!
@@ -15,13 +16,25 @@
 use crate::store::{Drive, DriveOwner, Grantee, Item, Store, StoredPermission, User};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// An Entra (directory) group: what `/groups/{id}/transitiveMembers` and group permissions name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryGroup {
+    pub id: String,
+    pub display_name: String,
+    pub mail: Option<String>,
+}
+
 /// Access rules and memberships. Part of the [`Store`], so `reset` restores them.
 #[derive(Debug, Clone, Default)]
 pub struct AccessState {
     /// (user id, drive id) → item id → `true` (granted) / `false` (revoked); applies to the item's subtree.
     pub rules: HashMap<(String, String), HashMap<String, bool>>,
-    /// Entra group id → member user ids.
+    /// The directory's groups by id.
+    pub groups: BTreeMap<String, DirectoryGroup>,
+    /// Entra group id → member user ids (direct members).
     pub group_members: BTreeMap<String, BTreeSet<String>>,
+    /// Entra group id → member group ids (direct members; their members are the group's members too).
+    pub group_member_groups: BTreeMap<String, BTreeSet<String>>,
     /// (site id, site group id) → member user ids.
     pub site_group_members: BTreeMap<(String, String), BTreeSet<String>>,
     /// (site id, site group id) → Entra group ids that are members of the site group.
@@ -40,17 +53,68 @@ fn link_lists_user(users: &[crate::store::LinkUser], user: &User) -> bool {
     })
 }
 
+/// Every member of a group, nested groups resolved: users and groups, each once, in the order a
+/// breadth-first walk meets them (direct members first). Cycles are walked once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TransitiveMembers {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+}
+
 impl Store {
+    /// The directory group `id`, created with `display_name` and `mail` when the directory does not know it yet.
+    pub fn ensure_group(
+        &mut self,
+        id: &str,
+        display_name: Option<&str>,
+        mail: Option<&str>,
+    ) -> &DirectoryGroup {
+        self.access
+            .groups
+            .entry(id.to_string())
+            .or_insert_with(|| DirectoryGroup {
+                id: id.to_string(),
+                display_name: display_name.unwrap_or(id).to_string(),
+                mail: mail.map(str::to_string),
+            })
+    }
+
+    /// Every user and group in `group_id`, through nested groups (the group itself is not listed).
+    pub fn transitive_members(&self, group_id: &str) -> TransitiveMembers {
+        let mut out = TransitiveMembers::default();
+        let mut seen_users = BTreeSet::new();
+        let mut seen_groups = BTreeSet::from([group_id.to_string()]);
+        let mut queue = std::collections::VecDeque::from([group_id.to_string()]);
+        while let Some(g) = queue.pop_front() {
+            for u in self.access.group_members.get(&g).into_iter().flatten() {
+                if seen_users.insert(u.clone()) {
+                    out.users.push(u.clone());
+                }
+            }
+            for m in self.access.group_member_groups.get(&g).into_iter().flatten() {
+                if seen_groups.insert(m.clone()) {
+                    out.groups.push(m.clone());
+                    queue.push_back(m.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether `user_id` is in the group, directly or through nested groups.
+    pub fn in_group(&self, group_id: &str, user_id: &str) -> bool {
+        self.transitive_members(group_id)
+            .users
+            .iter()
+            .any(|u| u == user_id)
+    }
+
     /// Whether a permission shares the item with `user` in person: a user permission for them, a group they are
     /// in, or a `users` link that lists them. This is what "shared with me" lists.
     pub fn shares_with(&self, p: &StoredPermission, user: &User) -> bool {
         match &p.grantee {
             Grantee::User { user_id, .. } => *user_id == user.id,
-            Grantee::Group { group_id, .. } => self
-                .access
-                .group_members
-                .get(group_id)
-                .is_some_and(|m| m.contains(&user.id)),
+            Grantee::Group { group_id, .. } => self.in_group(group_id, &user.id),
             Grantee::Link { scope, users, .. } => scope == "users" && link_lists_user(users, user),
             Grantee::SiteGroup { .. } => false,
         }

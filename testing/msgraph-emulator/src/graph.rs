@@ -5,10 +5,12 @@
 
 use crate::Shared;
 use crate::app_only::AppGrant;
+use crate::auth::AccessRecord;
 use crate::auth::GRAPH_AUDIENCE;
 use crate::delta::{DeltaError, DeltaLink, DeltaRequest};
 use crate::error::{GraphError, RequestMeta};
 use crate::render::{self, Mode, RenderCtx};
+use crate::scopes::{SITES_READ, has_permission};
 use crate::store::{DriveOwner, Store};
 use axum::Extension;
 use axum::extract::State;
@@ -77,21 +79,22 @@ pub(crate) async fn handle(
 ) -> Response {
     let result = match authenticate(&shared, &meta, &headers) {
         Err(e) => Err(e),
-        Ok((caller, app, grant)) => {
+        Ok(record) => {
+            let (caller, app) = (record.user_id.clone(), record.client_id.clone());
             let rest = uri
                 .path()
                 .strip_prefix("/v1.0")
                 .unwrap_or("")
                 .trim_end_matches('/');
             let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-            if let Some(grant) = &grant
+            if let Some(grant) = &record.app
                 && let Err(e) = app_only_allows(grant, &segs)
             {
                 Err(e)
             } else if segs.first() == Some(&"subscriptions") {
                 crate::subscriptions::handle(&shared, &meta, &caller, &app, &method, &segs, &body).await
             } else {
-                route(&shared, &meta, &caller, &method, &uri, &headers)
+                route(&shared, &meta, &record, &method, &uri, &headers)
             }
         }
     };
@@ -101,14 +104,12 @@ pub(crate) async fn handle(
     }
 }
 
-/// The caller's user id (for an app-only token: the client id) and application id, from the bearer token,
-/// with the application permissions of an app-only token. A token for another resource (SharePoint) is
-/// refused as Graph refuses it.
+/// The bearer token's record: the caller's user id, the application's id and the permissions granted.
 fn authenticate(
     shared: &Shared,
     meta: &RequestMeta,
     headers: &HeaderMap,
-) -> Result<(String, String, Option<AppGrant>), GraphError> {
+) -> Result<AccessRecord, GraphError> {
     let token = bearer(headers)
         .filter(|t| !t.is_empty())
         .ok_or_else(|| GraphError::unauthorized("Access token is empty."))?;
@@ -121,11 +122,7 @@ fn authenticate(
             "Access token validation failure. Invalid audience.",
         ));
     }
-    Ok((
-        record.user_id.clone(),
-        record.client_id.clone(),
-        record.app.clone(),
-    ))
+    Ok(record.clone())
 }
 
 /// Application permissions that let an app-only caller read every site and its libraries.
@@ -185,13 +182,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 fn route(
     shared: &Shared,
     meta: &RequestMeta,
-    caller: &str,
+    record: &AccessRecord,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Result<Response, GraphError> {
     let now = meta.date;
-    let caller = caller.to_string();
+    let caller = record.user_id.clone();
     if method != Method::GET && method != Method::HEAD {
         return Err(GraphError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -209,8 +206,21 @@ fn route(
         download_key: &shared.download_key,
         download_lifetime_secs: shared.download_lifetime_secs,
     };
+    if segs.first() == Some(&"sites") && !has_permission(record, SITES_READ) {
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "accessDenied",
+            "Access denied. You do not have permission to perform this action or access this resource.",
+        ));
+    }
     match segs.as_slice() {
         [] => Err(GraphError::bad_request("Invalid request")),
+        ["groups", id, members, rest @ ..]
+            if members.eq_ignore_ascii_case("transitiveMembers") && rest.len() <= 1 =>
+        {
+            let cast = rest.first().map(|c| decode(c));
+            crate::directory::transitive_members(shared, record, &decode(id), cast.as_deref(), &q)
+        }
         ["me"] => user_response(shared, &caller),
         ["users", id] => user_response(shared, &decode(id)),
         ["me", "drives"] => user_drives(shared, &caller),
@@ -792,6 +802,9 @@ fn delta(
         && prefers("deltashowsharingchanges")
         && prefers("deltashowremovedasdeleted")
         && prefers("deltatraversepermissiongaps");
+    // `Prefer: hierarchicalsharing` (business drives): the `shared` facet only on the roots of permission
+    // hierarchies and on items whose sharing changed since the token; without it, no `shared` facet at all.
+    let hierarchical = !drive.drive_type.is_personal() && prefers("hierarchicalsharing");
     let filter = store.has_revocations(caller, drive_id);
     let values: Vec<Value> = page
         .entries
@@ -807,6 +820,10 @@ fn delta(
             } else {
                 render::item_json(store, drive, item, ctx, Mode::Delta)
             };
+            let permission_root = item.parent_id.is_none() || !item.permissions.is_empty();
+            if hierarchical && !dead && (permission_root || e.sharing_changed) {
+                m.insert("shared".into(), render::shared_facet(store, drive, item));
+            }
             if show_sharing && e.sharing_changed {
                 m.insert("@microsoft.graph.sharedChanged".into(), "True".into());
             }

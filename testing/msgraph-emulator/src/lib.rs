@@ -21,6 +21,7 @@ mod auth;
 mod clock;
 mod control;
 mod delta;
+mod directory;
 mod download;
 mod error;
 pub mod generate;
@@ -29,6 +30,7 @@ mod identity;
 mod ids;
 pub mod quickxorhash;
 mod render;
+mod scopes;
 mod sharepoint;
 mod store;
 mod subscriptions;
@@ -40,8 +42,8 @@ pub use auth::{
 };
 pub use clock::http_date;
 pub use control::{
-    Control, DriveInfo, EmulatorInfo, ItemInfo, NewDrive, NewSite, NewUser, PermissionSpec, SiteInfo,
-    UserInfo,
+    Control, DriveInfo, EmulatorInfo, GroupInfo, ItemInfo, NewDrive, NewGroup, NewSite, NewUser,
+    PermissionSpec, SiteInfo, UserInfo,
 };
 pub use store::{DeltaBehaviour, DriveType, LinkUser, ResyncCode, StoreError};
 pub use subscriptions::{MAX_EXPIRATION_MINUTES, NotificationDelivery};

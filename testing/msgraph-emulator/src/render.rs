@@ -501,6 +501,58 @@ pub fn effective_permissions<'a>(
     out
 }
 
+/// Who owns a drive's items, as the `shared` facet names them: the user, or the site's owners group.
+fn drive_owner(store: &Store, drive: &Drive) -> Value {
+    match &drive.owner {
+        DriveOwner::User(uid) => identity_of(store, drive, uid),
+        DriveOwner::Site(sid) => {
+            let name = store.sites.get(sid).map_or("", |s| s.display_name.as_str());
+            json!({"group": {"id": sid, "displayName": format!("{name} Owners")}})
+        }
+    }
+}
+
+/// The `shared` facet delta shows with `Prefer: hierarchicalsharing` on the root of a permission hierarchy (an
+/// item with permissions of its own, or the drive root) and on an item whose sharing changed
+/// (learn.microsoft.com/graph/api/driveitem-delta, "Scanning permissions hierarchies"; the facet:
+/// learn.microsoft.com/graph/api/resources/shared). It is empty when the item's own permissions share it with
+/// nobody beyond the drive's owner and the site's groups (unique permissions without sharing, or sharing
+/// removed);
+/// otherwise it holds the owner, the widest scope (`anonymous`, `organization`, `users`) and when the item's
+/// sharing last changed.
+pub fn shared_facet(store: &Store, drive: &Drive, item: &Item) -> Value {
+    let sharing: Vec<&StoredPermission> = item
+        .permissions
+        .iter()
+        .filter(|p| match (&p.grantee, &drive.owner) {
+            (Grantee::SiteGroup { .. }, _) => false,
+            (Grantee::User { user_id, .. }, DriveOwner::User(owner)) => user_id != owner,
+            _ => true,
+        })
+        .collect();
+    if sharing.is_empty() {
+        return json!({});
+    }
+    let link_scope = |scope: &str| {
+        sharing
+            .iter()
+            .any(|p| matches!(&p.grantee, Grantee::Link { scope: s, .. } if s == scope))
+    };
+    let scope = if link_scope("anonymous") {
+        "anonymous"
+    } else if link_scope("organization") {
+        "organization"
+    } else {
+        "users"
+    };
+    let shared_at = drive
+        .seq_times
+        .iter()
+        .find(|(seq, _)| *seq == item.sharing_seq)
+        .map_or(item.created_at, |(_, t)| *t);
+    json!({"owner": drive_owner(store, drive), "scope": scope, "sharedDateTime": graph_time(shared_at)})
+}
+
 /// The id a "shared with me" entry has in the caller's view: stable for the shared item, and different from the
 /// item's own id (as in Graph's examples), so clients must use `remoteItem.id` with `remoteItem.parentReference.driveId`.
 fn shared_entry_id(drive: &Drive, item: &Item) -> String {
@@ -532,14 +584,7 @@ pub fn shared_item_json(
     for k in ["eTag", "cTag", "@microsoft.graph.downloadUrl", "root"] {
         remote.remove(k);
     }
-    let owner = match &drive.owner {
-        DriveOwner::User(uid) => identity_of(store, drive, uid),
-        DriveOwner::Site(sid) => {
-            let name = store.sites.get(sid).map_or("", |s| s.display_name.as_str());
-            json!({"group": {"id": sid, "displayName": format!("{name} Owners")}})
-        }
-    };
-    remote.insert("shared".into(), json!({"owner": owner}));
+    remote.insert("shared".into(), json!({"owner": drive_owner(store, drive)}));
     let mut m = Map::new();
     m.insert("id".into(), shared_entry_id(drive, item).into());
     for k in [

@@ -380,6 +380,10 @@ const LITERALS: &[&str] = &[
     "search",
     "sharedWithMe",
     "$metadata",
+    "groups",
+    "transitiveMembers",
+    "microsoft.graph.user",
+    "microsoft.graph.group",
 ];
 
 /// The path with every non-literal segment replaced by `{id}` and a `:/path:` address replaced by `:{path}:`
@@ -414,7 +418,7 @@ pub fn route_key(method: &str, path: &str) -> String {
 }
 
 /// SharePoint resource units of a request: 1 single item, delta with token, download; 2 multi-item (children,
-/// delta without token) and writes; 5 anything touching permissions.
+/// delta without token) and writes; 5 anything touching permissions; none for the directory (group members).
 pub fn resource_units(method: &str, path: &str, query: Option<&str>) -> u32 {
     let q = query.unwrap_or("");
     if !(path.starts_with("/v1.0/") || path.starts_with("/_download/")) {
@@ -422,6 +426,10 @@ pub fn resource_units(method: &str, path: &str, query: Option<&str>) -> u32 {
     }
     if path.contains("/permissions") || q.contains("expand=permissions") {
         return 5;
+    }
+    // The directory is not SharePoint: its requests cost no SharePoint resource units.
+    if path.starts_with("/v1.0/groups/") && path.to_ascii_lowercase().contains("/transitivemembers") {
+        return 0;
     }
     if method != "GET" && method != "HEAD" {
         return 2;

@@ -42,8 +42,8 @@ pub struct Source {
     /// The engine settings the saved state was decided under (the engine's own text).
     pub state_settings: Option<String>,
     /// When the source first answered 403/404 (the store's `mark_source_revoked`); `None` while
-    /// it is readable. While set, its documents are left out of search and its sharing grants
-    /// nothing.
+    /// it is readable. While set, its documents are left out of search and their access lists
+    /// are cleared.
     pub revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }

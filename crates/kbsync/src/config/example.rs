@@ -46,15 +46,18 @@ sync_concurrency = 8
 max_files_per_kb = 10000
 max_file_size_mb = 100
 
-# Whether a folder shared through an organisation-wide or anonymous link makes its knowledge base
-# readable by every kbsync user. Off: only people the drive names (by email) get read access.
+# Whether an organisation-wide or anonymous sharing link lets every kbsync user read the documents
+# it opens. Off: only the people and groups the drive names read them.
 sync_link_grants = false
 
-# Minutes a knowledge base's read access may go without reading its folders' sharing again. A run
-# reads it sooner when the drive reports a sharing change (business drives), after a full
-# enumeration, and when sources or users are added or removed; otherwise a run that finds nothing
-# changed costs one request per folder source.
+# Minutes a knowledge base may go without reading every permission of its sources again. Between
+# those reads a run reads only the items the drive reports with a sharing change (business drives)
+# and new roots of permission hierarchies, so a run that finds nothing changed costs no request.
 sharing_refresh_minutes = 360
+
+# Minutes the members of a group (Entra group, SharePoint site group) are used before they are
+# read again from the source. A group a document names for the first time is expanded at once.
+group_refresh_minutes = 60
 
 # Whether this instance runs the scheduler; turn it off on instances that should only serve.
 scheduler = true
@@ -96,7 +99,8 @@ authority_url = "https://login.microsoftonline.com"
 # authorize_url and token_url default to <authority_url>/<tenant_id>/oauth2/v2.0/{authorize,token};
 # set them to use any standards-compliant authorization server.
 graph_url = "https://graph.microsoft.com/v1.0"
-scopes = "https://graph.microsoft.com/Files.Read.All offline_access"
+# GroupMember.Read.All (group members, for per-document access) needs an administrator's consent.
+scopes = "https://graph.microsoft.com/Files.Read.All https://graph.microsoft.com/Sites.Read.All https://graph.microsoft.com/GroupMember.Read.All offline_access"
 # App-only access: administrators may connect a knowledge base as the organisation's application
 # (client credentials), which reads the SharePoint sites and libraries an administrator consented it
 # to (application permissions such as Sites.Read.All) without any user's sign-in. Needs tenant_id set

@@ -31,6 +31,7 @@ pub struct FileConfig {
     pub max_file_size_mb: Option<u64>,
     pub sync_link_grants: Option<bool>,
     pub sharing_refresh_minutes: Option<u32>,
+    pub group_refresh_minutes: Option<u32>,
     pub scheduler: Option<bool>,
     pub scheduler_tick_secs: Option<u64>,
     pub sync_lease_secs: Option<u64>,

@@ -143,6 +143,13 @@ impl Settings {
             "KBSYNC_SHARING_REFRESH_MINUTES",
             u64::from(sharing_refresh_minutes),
         )?;
+        let group_refresh_minutes: u32 = number(
+            env,
+            "KBSYNC_GROUP_REFRESH_MINUTES",
+            file.group_refresh_minutes,
+            60,
+        )?;
+        positive("KBSYNC_GROUP_REFRESH_MINUTES", u64::from(group_refresh_minutes))?;
         let scheduler = boolean(env, "KBSYNC_SCHEDULER", file.scheduler, true)?;
         let scheduler_tick_secs: u64 =
             number(env, "KBSYNC_SCHEDULER_TICK_SECS", file.scheduler_tick_secs, 5)?;
@@ -226,6 +233,7 @@ impl Settings {
             max_file_size_bytes: max_file_size_mb.saturating_mul(1024 * 1024),
             sync_link_grants,
             sharing_refresh_minutes,
+            group_refresh_minutes,
             scheduler,
             scheduler_tick_secs,
             sync_lease_secs,

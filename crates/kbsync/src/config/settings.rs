@@ -71,7 +71,9 @@ impl std::fmt::Debug for OneDriveSettings {
 
 pub const DEFAULT_AUTHORITY_URL: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
-pub const DEFAULT_SCOPES: &str = "https://graph.microsoft.com/Files.Read.All offline_access";
+/// Files, SharePoint sites (for the picker), group members (for per-document access; GroupMember.Read.All needs
+/// admin consent) and a refresh token: the same list as `kbsync_msgraph::DEFAULT_SCOPES`.
+pub const DEFAULT_SCOPES: &str = "https://graph.microsoft.com/Files.Read.All https://graph.microsoft.com/Sites.Read.All https://graph.microsoft.com/GroupMember.Read.All offline_access";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError(pub String);
@@ -117,12 +119,14 @@ pub struct Settings {
     pub max_files_per_kb: u64,
     /// Larger files are skipped with a reason.
     pub max_file_size_bytes: u64,
-    /// Whether organisation-wide and anonymous sharing links make a synced knowledge base
-    /// readable by every kbsync user.
+    /// Whether organisation-wide and anonymous sharing links let every kbsync user read the
+    /// documents they open.
     pub sync_link_grants: bool,
-    /// The longest a knowledge base's sync grants go without reading its folders' sharing again
-    /// (sooner when the drive reports a sharing change, or sources or users change).
+    /// The longest a knowledge base goes without reading every permission of its sources again
+    /// (items whose sharing the drive reports as changed are read at the next run anyway).
     pub sharing_refresh_minutes: u32,
+    /// The longest the expanded members of a group are used before they are read again.
+    pub group_refresh_minutes: u32,
     /// Whether this instance runs the scheduler (off: only manual runs start here).
     pub scheduler: bool,
     /// Seconds between the scheduler's looks for due knowledge bases.

@@ -277,3 +277,8 @@ fn app_only_with_a_certificate_needs_an_organisation_tenant_and_both_files() {
         .unwrap();
     assert!(od.app_only.is_some());
 }
+
+#[test]
+fn the_default_scopes_are_the_datasources_own() {
+    assert_eq!(DEFAULT_SCOPES, kbsync_msgraph::DEFAULT_SCOPES.join(" "));
+}

@@ -334,3 +334,55 @@ async fn item_metadata_carries_the_quick_xor_hash_and_parent() {
     assert_eq!(r.kind, ItemKind::Root);
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn delta_marks_the_roots_of_permission_hierarchies_and_items_whose_sharing_changed() {
+    let env = env().await;
+    let (ctl, d) = (&env.ctl, &env.drive);
+    let plan = ctl.put_file(d, "/Team/plan.txt", "p").unwrap();
+    let memo = ctl.put_file(d, "/Team/memo.txt", "m").unwrap();
+    let team = ctl.item_by_path(d, "/Team").unwrap();
+    let root = ctl.drive(d).unwrap().root_id;
+    ctl.add_permission(
+        d,
+        &team.id,
+        msgraph_emulator::PermissionSpec::link("view", "organization"),
+    )
+    .unwrap();
+    let source = env.source(&root);
+    let first = env.round(&source, None).await;
+    let own = |round: &Round, id: &str| round.get(id).unwrap().sharing.own;
+    assert!(own(&first, &root), "the drive root starts a hierarchy");
+    assert!(own(&first, &team.id), "a folder with permissions of its own");
+    assert!(!own(&first, &plan.id), "a file that inherits");
+    assert!(first.items.iter().all(|i| !i.sharing.changed));
+
+    let bob = ctl
+        .create_user(msgraph_emulator::NewUser {
+            display_name: "Bob".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    ctl.add_permission(
+        d,
+        &plan.id,
+        msgraph_emulator::PermissionSpec::user(&bob.id, &["read"]),
+    )
+    .unwrap();
+    let second = env.round(&source, Some(&first.delta_link)).await;
+    let p = second.get(&plan.id).expect("the re-shared file comes back");
+    assert!(p.sharing.own && p.sharing.changed, "{:?}", p.sharing);
+    assert!(second.get(&memo.id).is_none(), "its sibling did not change");
+    let t = second.get(&team.id).expect("the parent hierarchy");
+    assert!(!t.sharing.changed);
+
+    ctl.set_permissions(d, &plan.id, Vec::new()).unwrap();
+    let third = env.round(&source, Some(&second.delta_link)).await;
+    let p = third.get(&plan.id).unwrap();
+    assert!(
+        p.sharing.own && p.sharing.changed,
+        "sharing removed: read its permissions again ({:?})",
+        p.sharing
+    );
+    env.shutdown().await;
+}

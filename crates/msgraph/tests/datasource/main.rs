@@ -8,6 +8,7 @@ mod config;
 mod delta;
 mod download;
 mod faults;
+mod groups;
 mod permissions;
 mod quickxorhash;
 mod site_groups;

@@ -137,9 +137,9 @@ async fn permissions_of_every_principal_kind_are_read_across_pages() {
     );
     assert_eq!(
         by_id(&perms, &ids[4]).principals,
-        [Principal::Group {
-            id: Some("siteGroup:9".into()),
-            email: None,
+        [Principal::SiteGroup {
+            site: d.clone(),
+            id: "9".into(),
             display_name: Some("Team Visitors".into()),
         }]
     );

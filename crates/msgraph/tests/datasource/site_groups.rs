@@ -149,7 +149,7 @@ async fn a_drive_of_no_site_has_no_site_groups() {
 }
 
 #[tokio::test]
-#[ignore = "needs Entra group expansion (Datasource::group_members for Principal::Group, /groups/{id}/transitiveMembers)"]
+
 async fn entra_groups_in_a_site_group_are_expanded_to_their_users() {
     let env = env().await;
     let tokens = app_tokens(&env, certificate());

@@ -295,6 +295,12 @@ async fn full_flow_stores_the_refresh_token_encrypted_and_refresh_rotates_it(db:
     assert_eq!(status.last_refreshed_at, None);
     let json = serde_json::to_value(&status).unwrap();
     assert_eq!(json["datasource"], "onedrive");
+    // The account that connected is this user at the source: its directory id is theirs.
+    let oid = format!("user:{}", h.emu.control().default_user_id());
+    assert!(
+        h.store.user_principals(h.owner).await.unwrap().contains(&oid),
+        "{oid}"
+    );
 
     // The stored row holds no token in plaintext.
     let first_refresh = h.stored_refresh_token(h.kb).await;

@@ -52,7 +52,8 @@ pub struct KnowledgeDto {
     pub kb_type: kbsync_core::KbType,
     pub owner_id: UserId,
     pub sync_status: kbsync_core::SyncStatus,
-    /// What the caller may do: `read`, `write` or `manage`.
+    /// What the caller may do: `documents` (read only the documents whose permissions at the
+    /// source name them), `read`, `write` or `manage`.
     pub access: &'static str,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -63,6 +64,7 @@ impl From<KbView> for KnowledgeDto {
         let access = match v.access {
             kbsync_core::Access::Manage => "manage",
             kbsync_core::Access::Write => "write",
+            kbsync_core::Access::Documents => "documents",
             _ => "read",
         };
         let kb = v.kb;
@@ -249,7 +251,7 @@ pub async fn get_knowledge(
     CurrentUser(user): CurrentUser,
     ApiPath(id): ApiPath<KbId>,
 ) -> ApiResult<Json<KnowledgeDto>> {
-    Ok(Json(knowledge::readable(&state, &user, id).await?.into()))
+    Ok(Json(knowledge::visible(&state, &user, id).await?.into()))
 }
 
 #[derive(Deserialize)]

@@ -84,12 +84,33 @@ pub async fn list(
     kb_id: KbId,
     page: Page,
 ) -> Result<PageOf<Document>, ApiError> {
-    knowledge::readable(state, user, kb_id).await?;
-    Ok(state.store.list_documents(kb_id, page).await?)
+    let view = knowledge::visible(state, user, kb_id).await?;
+    listing(state, user, &view, page).await
+}
+
+/// The documents of a knowledge base the caller may read: all of them, or those whose access
+/// lists name the caller.
+pub async fn listing(
+    state: &AppState,
+    user: &User,
+    view: &knowledge::KbView,
+    page: Page,
+) -> Result<PageOf<Document>, ApiError> {
+    if view.access.can_read() {
+        Ok(state.store.list_documents(view.kb.id, page).await?)
+    } else {
+        Ok(state
+            .store
+            .list_readable_documents(view.kb.id, user.id, page)
+            .await?)
+    }
 }
 
 pub async fn get(state: &AppState, user: &User, kb_id: KbId, id: DocumentId) -> Result<Document, ApiError> {
-    knowledge::readable(state, user, kb_id).await?;
+    let view = knowledge::visible(state, user, kb_id).await?;
+    if !view.access.can_read() && !state.store.may_read_document(kb_id, id, user.id).await? {
+        return Err(ApiError::NotFound("file"));
+    }
     find(state, kb_id, id).await
 }
 

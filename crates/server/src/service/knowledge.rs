@@ -15,24 +15,47 @@ pub struct KbView {
     pub access: Access,
 }
 
-/// Loads a knowledge base the caller may at least read; anything else is "not found", so that
-/// strangers learn nothing about its existence.
-pub async fn readable(state: &AppState, user: &User, id: KbId) -> Result<KbView, ApiError> {
+/// Loads a knowledge base the caller may see at all: one they may read as a whole, or one some of
+/// whose documents' access lists name them (`Access::Documents`: only those documents are
+/// theirs). Anything else is "not found", so that strangers learn nothing about its existence.
+pub async fn visible(state: &AppState, user: &User, id: KbId) -> Result<KbView, ApiError> {
     let kb = match state.store.get_kb(id).await {
         Ok(kb) => kb,
         Err(StoreError::NotFound) => return Err(ApiError::NotFound("knowledge base")),
         Err(e) => return Err(e.into()),
     };
-    let grant = if user.is_admin() || kb.owner_id == user.id {
-        None
-    } else {
-        state.store.strongest_grant(id, user.id).await?
-    };
-    let access = Access::resolve(user, &kb, grant);
-    if !access.can_read() {
+    let access = access_to(state, user, &kb).await?;
+    if !access.can_see() {
         return Err(ApiError::NotFound("knowledge base"));
     }
     Ok(KbView { kb, access })
+}
+
+/// What the user may do with the knowledge base: ownership, role and manual grants, else the
+/// documents whose access lists name them.
+async fn access_to(state: &AppState, user: &User, kb: &KnowledgeBase) -> Result<Access, ApiError> {
+    let grant = if user.is_admin() || kb.owner_id == user.id {
+        None
+    } else {
+        state.store.strongest_grant(kb.id, user.id).await?
+    };
+    let access = Access::resolve(user, kb, grant);
+    if access == Access::None && state.store.reads_documents_of(kb.id, user.id).await? {
+        return Ok(Access::Documents);
+    }
+    Ok(access)
+}
+
+/// Loads a knowledge base the caller may read as a whole (its sources, runs and connection too).
+/// A caller who sees only some of its documents is told so (403); a stranger gets "not found".
+pub async fn readable(state: &AppState, user: &User, id: KbId) -> Result<KbView, ApiError> {
+    let view = visible(state, user, id).await?;
+    if !view.access.can_read() {
+        return Err(ApiError::Forbidden(
+            "you may read some documents of this knowledge base, not all of it".into(),
+        ));
+    }
+    Ok(view)
 }
 
 /// Loads a knowledge base the caller may add and remove documents in.
@@ -112,12 +135,7 @@ pub async fn list(
     let found = state.store.list_readable_kbs(Reader::of(user), page).await?;
     let mut items = Vec::with_capacity(found.items.len());
     for kb in found.items {
-        let grant = if user.is_admin() || kb.owner_id == user.id {
-            None
-        } else {
-            state.store.strongest_grant(kb.id, user.id).await?
-        };
-        let access = Access::resolve(user, &kb, grant);
+        let access = access_to(state, user, &kb).await?;
         items.push(KbView { kb, access });
     }
     Ok(PageOf {

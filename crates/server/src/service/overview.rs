@@ -26,7 +26,7 @@ pub async fn list(state: &AppState, user: &User, page: Page) -> Result<PageOf<Kb
     let mut items = Vec::with_capacity(found.items.len());
     for view in found.items {
         let sync = sync::state_of(state, user, view.kb.id).await?;
-        let failed_files = if sync.status == SyncStatus::CompletedWithErrors {
+        let failed_files = if sync.status == SyncStatus::CompletedWithErrors && view.access.can_read() {
             sync::runs(state, user, view.kb.id, Some(1))
                 .await?
                 .first()
@@ -58,12 +58,20 @@ pub struct KbDetail {
 /// The most runs a knowledge base's page lists.
 const RUNS_SHOWN: u32 = 10;
 
+/// A caller who reads only some documents sees those (and their count), the sync state, and no
+/// sources or runs (their names and failures speak of documents they may not read).
 pub async fn detail(state: &AppState, user: &User, kb_id: KbId, files: Page) -> Result<KbDetail, ApiError> {
-    let view = knowledge::readable(state, user, kb_id).await?;
+    let view = knowledge::visible(state, user, kb_id).await?;
     let sync = sync::state_of(state, user, kb_id).await?;
-    let sources = sync::list_sources(state, user, kb_id).await?;
-    let runs = sync::runs(state, user, kb_id, Some(RUNS_SHOWN)).await?;
-    let files = state.store.list_documents(kb_id, files).await?;
+    let (sources, runs) = if view.access.can_read() {
+        (
+            sync::list_sources(state, user, kb_id).await?,
+            sync::runs(state, user, kb_id, Some(RUNS_SHOWN)).await?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let files = super::documents::listing(state, user, &view, files).await?;
     Ok(KbDetail {
         view,
         sync,

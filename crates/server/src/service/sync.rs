@@ -227,8 +227,9 @@ pub struct SyncStateView {
     pub connection: Option<ConnectionStatus>,
 }
 
+/// The sync state of a knowledge base the caller sees (at least some of its documents).
 pub async fn state_of(state: &AppState, user: &User, kb_id: KbId) -> Result<SyncStateView, ApiError> {
-    let view = knowledge::readable(state, user, kb_id).await?;
+    let view = knowledge::visible(state, user, kb_id).await?;
     let now = state.clock.now();
     let stored = state.store.get_sync_state(kb_id, now).await?;
     let connection = match DatasourceKind::of(view.kb.kb_type) {

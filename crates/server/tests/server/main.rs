@@ -1,6 +1,7 @@
 //! The server's end-to-end tests, one test binary (faster to link than one per file): a real
 //! server on port 0 (`common`), on SQLite and PostgreSQL, against the in-process Graph emulator.
 
+mod access;
 mod api;
 mod auth;
 mod common;

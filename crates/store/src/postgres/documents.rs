@@ -57,8 +57,9 @@ impl PostgresStore {
             let texts: Vec<String> = batch.iter().map(|t| t.replace('\0', "")).collect();
             let folded: Vec<String> = batch.iter().map(|t| folded_words(t).join(" ")).collect();
             sqlx::query(
-                "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv) \
-                 SELECT $1, $2, u.ordinal, u.text, to_tsvector('simple', u.folded) \
+                "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv, acl_id) \
+                 SELECT $1, $2, u.ordinal, u.text, to_tsvector('simple', u.folded), \
+                 (SELECT d.acl_id FROM documents d WHERE d.id = $1) \
                  FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[]) AS u (ordinal, text, folded)",
             )
             .bind(document_id)

@@ -275,8 +275,8 @@ macro_rules! impl_connection_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::err)?;
-                // Disconnected: the sharing it read no longer speaks for the drive.
-                Self::withdraw_sync_grants(&mut tx, &kb).await?;
+                // Disconnected: the permissions it read no longer speak for the drive.
+                Self::withdraw_document_access(&mut tx, &kb).await?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok(())
             }

@@ -1,6 +1,6 @@
 //! The SQL of [`KnowledgeBaseStore`](crate::KnowledgeBaseStore): knowledge bases, manual grants and
-//! sync grants, the same text on both databases. Also the grant helpers the other areas call
-//! inside their own transactions (`rebuild_sync_grants`, `withdraw_sync_grants`) and `kb_exists`.
+//! when permissions were read, the same text on both databases. Also the helpers the other areas
+//! call inside their own transactions (`withdraw_document_access`) and `kb_exists`.
 
 use kbsync_core::{AccessGrant, KnowledgeBase};
 
@@ -64,41 +64,17 @@ impl GrantRow {
 macro_rules! impl_knowledge_base_store {
     ($ty:ty) => {
         impl $ty {
-            /// Recomputes the knowledge base's `sync` grants from the recorded grants of its
-            /// sources that are not marked revoked (`kb_grants` holds one `sync` row per user:
-            /// what access checks read). Inside the caller's write transaction.
-            async fn rebuild_sync_grants(conn: &mut DbConnection, kb: &str) -> $crate::Result<()> {
-                sqlx::query("DELETE FROM kb_grants WHERE kb_id = $1 AND origin = 'sync'")
+            /// Withdraws what sync read of who may read the knowledge base's documents (their
+            /// access lists: until sync sets them again only those who may read the whole
+            /// knowledge base read them) and makes its next run read the permissions again.
+            /// Inside the caller's write transaction.
+            async fn withdraw_document_access(conn: &mut DbConnection, kb: &str) -> $crate::Result<()> {
+                sqlx::query("UPDATE chunks SET acl_id = NULL WHERE kb_id = $1 AND acl_id IS NOT NULL")
                     .bind(kb)
                     .execute(&mut *conn)
                     .await
                     .map_err(Self::err)?;
-                sqlx::query(
-                    "INSERT INTO kb_grants (kb_id, user_id, permission, origin) \
-                     SELECT DISTINCT s.kb_id, g.user_id, 'read', 'sync' FROM sync_grant_sources g \
-                     JOIN sources s ON s.id = g.source_id \
-                     WHERE s.kb_id = $1 AND s.revoked_at IS NULL",
-                )
-                .bind(kb)
-                .execute(&mut *conn)
-                .await
-                .map_err(Self::err)?;
-                Ok(())
-            }
-
-            /// Withdraws every sync grant of the knowledge base (and the record of where they came
-            /// from) and makes its next run read the sharing again. Inside the caller's write
-            /// transaction.
-            async fn withdraw_sync_grants(conn: &mut DbConnection, kb: &str) -> $crate::Result<()> {
-                sqlx::query(
-                    "DELETE FROM sync_grant_sources WHERE source_id IN \
-                     (SELECT id FROM sources WHERE kb_id = $1)",
-                )
-                .bind(kb)
-                .execute(&mut *conn)
-                .await
-                .map_err(Self::err)?;
-                sqlx::query("DELETE FROM kb_grants WHERE kb_id = $1 AND origin = 'sync'")
+                sqlx::query("UPDATE documents SET acl_id = NULL WHERE kb_id = $1 AND acl_id IS NOT NULL")
                     .bind(kb)
                     .execute(&mut *conn)
                     .await
@@ -216,9 +192,11 @@ macro_rules! impl_knowledge_base_store {
                         let rows = sqlx::query_as::<_, KbRow>(concat!(
                             "SELECT ",
                             $crate::sql::knowledge_bases::kb_cols!(),
-                            " FROM knowledge_bases WHERE owner_id = $1 \
-                             OR id IN (SELECT kb_id FROM kb_grants WHERE user_id = $1) \
-                             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+                            " FROM knowledge_bases kb WHERE kb.owner_id = $1 \
+                             OR kb.id IN (SELECT kb_id FROM kb_grants WHERE user_id = $1) \
+                             OR EXISTS (SELECT 1 FROM documents d WHERE d.kb_id = kb.id AND d.acl_id IN (",
+                            $crate::sql::access::readable_acls!("$1"),
+                            ")) ORDER BY kb.created_at DESC, kb.id DESC LIMIT $2 OFFSET $3"
                         ))
                         .bind(&uid)
                         .bind(limit)
@@ -227,8 +205,13 @@ macro_rules! impl_knowledge_base_store {
                         .await
                         .map_err(Self::err)?;
                         let total: i64 = sqlx::query_scalar(
-                            "SELECT COUNT(*) FROM knowledge_bases WHERE owner_id = $1 \
-                             OR id IN (SELECT kb_id FROM kb_grants WHERE user_id = $1)",
+                            concat!(
+                                "SELECT COUNT(*) FROM knowledge_bases kb WHERE kb.owner_id = $1 \
+                                 OR kb.id IN (SELECT kb_id FROM kb_grants WHERE user_id = $1) \
+                                 OR EXISTS (SELECT 1 FROM documents d WHERE d.kb_id = kb.id AND d.acl_id IN (",
+                                $crate::sql::access::readable_acls!("$1"),
+                                "))"
+                            ),
                         )
                         .bind(&uid)
                         .fetch_one(&self.pool)
@@ -386,64 +369,22 @@ macro_rules! impl_knowledge_base_store {
                 Ok(())
             }
 
-            // --- sync grants ---------------------------------------------------------------
+            // --- permission reads ---------------------------------------------------------------
 
-            async fn replace_sync_grants(
+            async fn mark_sharing_read(
                 &self,
                 kb_id: kbsync_core::KbId,
-                grants: &[$crate::SyncGrant],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<()> {
-                let wanted: std::collections::BTreeSet<$crate::SyncGrant> = grants.iter().copied().collect();
-                let sources: std::collections::BTreeSet<uuid::Uuid> =
-                    wanted.iter().map(|g| g.source_id).collect();
-                let kb = kb_id.to_string();
-                let mut tx = self.begin_write().await?;
                 let exists = sqlx::query("UPDATE knowledge_bases SET sharing_read_at = $2 WHERE id = $1")
-                    .bind(&kb)
+                    .bind(kb_id.to_string())
                     .bind($crate::convert::ms(now))
-                    .execute(&mut *tx)
+                    .execute(&self.pool)
                     .await
                     .map_err(Self::err)?;
                 if exists.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                for source_id in &sources {
-                    let ours = sqlx::query("SELECT 1 FROM sources WHERE id = $1 AND kb_id = $2")
-                        .bind(source_id.to_string())
-                        .bind(&kb)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(Self::err)?;
-                    if ours.is_none() {
-                        return Err($crate::StoreError::InvalidReference(format!(
-                            "unknown source {source_id} of knowledge base {kb_id}"
-                        )));
-                    }
-                }
-                sqlx::query(
-                    "DELETE FROM sync_grant_sources WHERE source_id IN \
-                     (SELECT id FROM sources WHERE kb_id = $1)",
-                )
-                .bind(&kb)
-                .execute(&mut *tx)
-                .await
-                .map_err(Self::err)?;
-                for grant in &wanted {
-                    sqlx::query("INSERT INTO sync_grant_sources (source_id, user_id) VALUES ($1, $2)")
-                        .bind(grant.source_id.to_string())
-                        .bind(grant.user_id.to_string())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| match Self::err(e) {
-                            $crate::StoreError::InvalidReference(_) => $crate::StoreError::InvalidReference(
-                                format!("unknown user {}", grant.user_id),
-                            ),
-                            other => other,
-                        })?;
-                }
-                Self::rebuild_sync_grants(&mut tx, &kb).await?;
-                tx.commit().await.map_err(Self::err)?;
                 Ok(())
             }
 
@@ -482,13 +423,13 @@ macro_rules! impl_knowledge_base_store {
                 Ok(())
             }
 
-            async fn withdraw_lapsed_sync_grants(
+            async fn withdraw_lapsed_document_access(
                 &self,
                 needs_reauth_since: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<Vec<kbsync_core::KbId>> {
                 const LAPSED: &str = "SELECT c.kb_id FROM connections c WHERE c.needs_reauth = TRUE \
-                     AND c.needs_reauth_since <= $1 AND EXISTS (SELECT 1 FROM kb_grants g \
-                     WHERE g.kb_id = c.kb_id AND g.origin = 'sync') ORDER BY c.kb_id";
+                     AND c.needs_reauth_since <= $1 AND EXISTS (SELECT 1 FROM documents d \
+                     WHERE d.kb_id = c.kb_id AND d.acl_id IS NOT NULL) ORDER BY c.kb_id";
                 let since = $crate::convert::ms(needs_reauth_since);
                 // Called on every scheduler tick: a read first, so the usual "nothing lapsed"
                 // takes no write lock.
@@ -507,7 +448,7 @@ macro_rules! impl_knowledge_base_store {
                     .await
                     .map_err(Self::err)?;
                 for kb in &kbs {
-                    Self::withdraw_sync_grants(&mut tx, kb).await?;
+                    Self::withdraw_document_access(&mut tx, kb).await?;
                 }
                 tx.commit().await.map_err(Self::err)?;
                 kbs.iter()

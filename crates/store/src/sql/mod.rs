@@ -22,11 +22,12 @@
 //! `sqlite/search.rs` and `postgres/search.rs` instead.
 //!
 //! Helpers one area calls inside another's transaction are inherent functions generated next to
-//! the SQL they belong to: `rebuild_sync_grants`, `withdraw_sync_grants` and `kb_exists` in
+//! the SQL they belong to: `withdraw_document_access` and `kb_exists` in
 //! [`knowledge_bases`]. A macro calls another area's trait method by its full path
 //! (`$crate::KnowledgeBaseStore::forget_sharing_reads(self, …)`), so the invoking module needs no
 //! trait imports.
 
+pub(crate) mod access;
 pub(crate) mod connections;
 pub(crate) mod database;
 pub(crate) mod documents;
@@ -47,6 +48,7 @@ macro_rules! impl_store_areas {
         $crate::sql::sources::impl_source_store!($ty);
         $crate::sql::schedule::impl_schedule_store!($ty);
         $crate::sql::runs::impl_run_store!($ty);
+        $crate::sql::access::impl_access_store!($ty);
     };
 }
 

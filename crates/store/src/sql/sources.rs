@@ -90,7 +90,7 @@ macro_rules! impl_source_store {
                     other => other,
                 })?;
                 if inserted.rows_affected() > 0 {
-                    // The sync grants are the union of the folder sources' sharing: read it again.
+                    // A new source's permissions are read in full on the next run.
                     $crate::KnowledgeBaseStore::forget_sharing_reads(self, Some(new.kb_id)).await?;
                 }
                 sqlx::query_as::<_, $crate::sql::sources::SourceRow>(concat!(
@@ -149,7 +149,7 @@ macro_rules! impl_source_store {
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(Self::err)?;
-                // The sync grants are the union of the folder sources' sharing: read it again.
+                // Sources changed: the next run reads every permission again.
                 sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
                     .bind(&kb)
                     .execute(&mut *tx)
@@ -162,14 +162,11 @@ macro_rules! impl_source_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
-                // Its recorded grants go with it (ON DELETE CASCADE): what only it granted is
-                // withdrawn now, grants other sources also give stay until the sharing is read.
                 sqlx::query("DELETE FROM sources WHERE id = $1")
                     .bind(&source)
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
-                Self::rebuild_sync_grants(&mut tx, &kb).await?;
                 tx.commit().await.map_err(Self::err)?;
                 hashes.sort();
                 Ok(hashes)
@@ -262,13 +259,22 @@ macro_rules! impl_source_store {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(Self::err)?;
-                let kb = kb.ok_or($crate::StoreError::NotFound)?;
-                sqlx::query("DELETE FROM sync_grant_sources WHERE source_id = $1")
+                kb.ok_or($crate::StoreError::NotFound)?;
+                // Its documents are hidden from search; their access lists no longer name anyone
+                // (so no listing shows them either) until a run reads the source again.
+                sqlx::query(
+                    "UPDATE chunks SET acl_id = NULL WHERE acl_id IS NOT NULL AND document_id IN \
+                     (SELECT id FROM documents WHERE source_id = $1)",
+                )
+                .bind(&source)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                sqlx::query("UPDATE documents SET acl_id = NULL WHERE source_id = $1 AND acl_id IS NOT NULL")
                     .bind(&source)
                     .execute(&mut *tx)
                     .await
                     .map_err(Self::err)?;
-                Self::rebuild_sync_grants(&mut tx, &kb).await?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok(())
             }
@@ -282,7 +288,7 @@ macro_rules! impl_source_store {
                         .await
                         .map_err(Self::err)?;
                 let kb = kb.ok_or($crate::StoreError::NotFound)?;
-                // Its sharing grants again: read it on the next permission sync.
+                // Readable again: the next run reads its permissions and writes its lists again.
                 sqlx::query("UPDATE knowledge_bases SET sharing_read_at = NULL WHERE id = $1")
                     .bind(&kb)
                     .execute(&mut *tx)

@@ -331,6 +331,19 @@ pub(super) async fn insert_chunk_rows(
     if !statement.is_empty() {
         insert_statement(conn, &statement).await?;
     }
+    // Chunks carry their document's access list (search filters on it).
+    for &(doc_id, _, chunks) in docs {
+        if !chunks.is_empty() {
+            sqlx::query(
+                "UPDATE chunks SET acl_id = (SELECT d.acl_id FROM documents d WHERE d.id = $1) \
+                 WHERE document_id = $1",
+            )
+            .bind(doc_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(SqliteStore::err)?;
+        }
+    }
     Ok(())
 }
 

@@ -143,11 +143,14 @@ fn filters_kbs(query: &SearchQuery<'_>) -> bool {
 fn push_readable(qb: &mut QueryBuilder<Sqlite>, query: &SearchQuery<'_>) {
     if let Reader::User(user_id) = query.reader {
         let uid = user_id.to_string();
-        qb.push(" AND c.kb_id IN (SELECT id FROM knowledge_bases WHERE owner_id = ")
+        // The whole knowledge base (owned, or a grant on it), or the document's access list.
+        qb.push(" AND (c.kb_id IN (SELECT id FROM knowledge_bases WHERE owner_id = ")
             .push_bind(uid.clone())
             .push(" UNION SELECT kb_id FROM kb_grants WHERE user_id = ")
-            .push_bind(uid)
-            .push(")");
+            .push_bind(uid.clone())
+            .push(") OR c.acl_id IN (");
+        crate::sql::access::push_readable_acls(qb, &uid);
+        qb.push("))");
     }
     if !query.kb_ids.is_empty() {
         qb.push(" AND c.kb_id IN (");

@@ -11,7 +11,7 @@ use super::{FILES_METRIC, SyncEngine};
 
 impl SyncEngine {
     /// The source answered 404/403. The first time, its documents leave search at once but are
-    /// kept, with its cursor and state, and the grants its sharing gave are withdrawn: a passing
+    /// kept, with its cursor and state, and their access lists are cleared: a passing
     /// error must not cost a full download. When it answers so again on a later run (the loss is
     /// confirmed), its documents go and its cursor is forgotten.
     pub(super) async fn revoke(&self, source: &Source, run: &mut Run) -> Result<(), SyncError> {
@@ -27,7 +27,8 @@ impl SyncEngine {
             }
             store.set_source_cursor(source.id, None, None).await?;
         }
-        // Its sharing no longer counts: the grants are computed again.
+        // Its permissions no longer count: the next run reads them all again (and gives its
+        // documents their access lists back if it answers again).
         store.forget_sharing_reads(Some(source.kb_id)).await?;
         Ok(())
     }

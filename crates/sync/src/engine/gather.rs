@@ -23,7 +23,6 @@ enum Round {
         changes: BTreeMap<String, RemoteItem>,
         cursor: String,
         full: bool,
-        sharing_changed: bool,
     },
     Gathered(Gathered),
     Stop(Stop),
@@ -35,11 +34,11 @@ impl SyncEngine {
     /// next run enumerates the folder again; this run counts the source as failed.
     pub(super) async fn wake(&self, source: &Source, quiet: Quiet) -> Result<Gathered, SyncError> {
         match self.load_state(source).await? {
-            Some(state) => {
-                let mut plan = Plan::new(source.clone(), state, quiet.cursor);
-                plan.sharing_changed = quiet.sharing_changed;
-                Ok(Gathered::Ready(Box::new(plan)))
-            }
+            Some(state) => Ok(Gathered::Ready(Box::new(Plan::new(
+                source.clone(),
+                state,
+                quiet.cursor,
+            )))),
             None => {
                 self.cx.store.set_source_cursor(source.id, None, None).await?;
                 Ok(Gathered::Failed(DatasourceError::Transient(
@@ -74,7 +73,7 @@ impl SyncEngine {
                 cursor = None;
             }
         }
-        let (changes, next_cursor, full, sharing_changed) = match self
+        let (changes, next_cursor, full) = match self
             .follow_changes(source, ds, tokens, cancel, run, cursor)
             .await?
         {
@@ -82,8 +81,7 @@ impl SyncEngine {
                 changes,
                 cursor,
                 full,
-                sharing_changed,
-            } => (changes, cursor, full, sharing_changed),
+            } => (changes, cursor, full),
             Round::Gathered(g) => return Ok(Ok(g)),
             Round::Stop(stop) => return Ok(Err(stop)),
         };
@@ -93,10 +91,7 @@ impl SyncEngine {
             && source.state_pending == Some(0)
             && source.state_settings.as_deref() == Some(self.settings.as_str())
         {
-            return Ok(Ok(Gathered::Quiet(Box::new(Quiet {
-                cursor: next_cursor,
-                sharing_changed,
-            }))));
+            return Ok(Ok(Gathered::Quiet(Box::new(Quiet { cursor: next_cursor }))));
         }
         // A full round after an expired cursor starts from the saved state too: files it still
         // returns at the content already brought in are not downloaded again.
@@ -113,14 +108,7 @@ impl SyncEngine {
                 }
             },
         };
-        Ok(Ok(planned(
-            source,
-            state,
-            &changes,
-            next_cursor,
-            full,
-            sharing_changed,
-        )))
+        Ok(Ok(planned(source, state, &changes, next_cursor, full)))
     }
 
     /// A folder enumerated from the start, whatever its saved cursor and state.
@@ -133,18 +121,12 @@ impl SyncEngine {
         run: &mut Run,
     ) -> Result<Result<Gathered, Stop>, SyncError> {
         match self.follow_changes(source, ds, tokens, cancel, run, None).await? {
-            Round::Done {
-                changes,
-                cursor,
-                sharing_changed,
-                ..
-            } => Ok(Ok(planned(
+            Round::Done { changes, cursor, .. } => Ok(Ok(planned(
                 source,
                 SourceState::default(),
                 &changes,
                 cursor,
                 true,
-                sharing_changed,
             ))),
             Round::Gathered(g) => Ok(Ok(g)),
             Round::Stop(stop) => Ok(Err(stop)),
@@ -167,8 +149,7 @@ impl SyncEngine {
             drive_id: source.drive_id.clone(),
             item_id: source.item_id.clone(),
         };
-        let mut changes = BTreeMap::new();
-        let mut sharing_changed = false;
+        let mut changes: BTreeMap<String, RemoteItem> = BTreeMap::new();
         let mut restarts = 0;
         loop {
             if cancel.is_cancelled() {
@@ -176,8 +157,11 @@ impl SyncEngine {
             }
             match ds.changes(tokens, &at, cursor.as_deref()).await {
                 Ok(page) => {
-                    sharing_changed |= page.items.iter().any(|i| i.sharing.changed);
-                    for item in page.items {
+                    for mut item in page.items {
+                        // The latest state wins, but a sharing change anywhere in the round counts.
+                        if let Some(earlier) = changes.get(&item.id) {
+                            item.sharing.changed |= earlier.sharing.changed;
+                        }
                         changes.insert(item.id.clone(), item);
                     }
                     match page.next {
@@ -187,7 +171,6 @@ impl SyncEngine {
                                 changes,
                                 cursor: next,
                                 full,
-                                sharing_changed,
                             });
                         }
                     }
@@ -250,7 +233,6 @@ fn planned(
     changes: &BTreeMap<String, RemoteItem>,
     cursor: String,
     full: bool,
-    sharing_changed: bool,
 ) -> Gathered {
     if full {
         // A full enumeration returns everything there is: what it did not return is gone.
@@ -263,7 +245,6 @@ fn planned(
     let mut plan = Plan::new(source.clone(), state, cursor);
     plan.changed = full || !changes.is_empty();
     plan.full = full;
-    plan.sharing_changed = sharing_changed;
     Gathered::Ready(Box::new(plan))
 }
 

@@ -3,11 +3,11 @@
 //! Each step lives in its own module as more `impl SyncEngine` blocks; this one holds the run's
 //! outline and its reporting (progress, events).
 
+mod access;
 mod apply;
 mod documents;
 mod gather;
 mod plan;
-mod sharing;
 mod types;
 
 use std::collections::HashSet;
@@ -22,7 +22,7 @@ pub use self::types::{RunSummary, SyncContext, SyncError, SyncLimits};
 
 use self::gather::is_quiet;
 use self::plan::state_settings;
-use self::types::{Gathered, Plan, Run, Stop};
+use self::types::{Gathered, Run, Stop};
 use crate::events::SyncEvent;
 
 /// The counter of files by outcome.
@@ -133,11 +133,13 @@ impl SyncEngine {
             }
         }
 
-        // Nothing changed anywhere and nothing is left to retry: move the cursors on, without
-        // reading any saved state or document.
-        if gathered
-            .iter()
-            .all(|(source, g)| is_quiet(source, g, &self.settings))
+        // Nothing changed anywhere, nothing is left to retry and no permission is due: move the
+        // cursors on, without reading any saved state or document.
+        let access_due = self.permissions_due(run).await?;
+        if !access_due
+            && gathered
+                .iter()
+                .all(|(source, g)| is_quiet(source, g, &self.settings))
         {
             return self.quiet_run(run, &gathered, ds, tokens).await;
         }
@@ -212,27 +214,19 @@ impl SyncEngine {
             return Ok(self.stopped(run, stop));
         }
 
-        // 4. Permissions, once every folder's round is applied, when they are due.
-        let folders: Vec<&Plan> = plans
-            .iter()
-            .filter(|p| p.source.kind == SourceKind::Folder)
-            .collect();
-        if folders_ok && folders.iter().all(|p| p.saved) {
-            let hinted = folders.iter().any(|p| p.sharing_changed || p.full);
-            let sources: Vec<&Source> = folders.iter().map(|p| &p.source).collect();
-            if let Err(stop) = self
-                .refresh_permissions(run, &sources, hinted, ds, tokens)
-                .await?
-            {
-                return Ok(self.stopped(run, stop));
-            }
-        } else {
-            tracing::info!(kb.id = %run.kb_id, "not every folder source was synced: sync grants left as they are");
+        // 4. Document access, for every source whose round is applied.
+        let complete = folders_ok && plans.iter().all(|p| p.saved);
+        if let Err(stop) = self
+            .sync_access(run, &mut plans, access_due, complete, ds, tokens)
+            .await?
+        {
+            return Ok(self.stopped(run, stop));
         }
         Ok(run.end_status())
     }
 
-    /// The run when every source is quiet: the cursors move on, the sharing is read if it is due.
+    /// The run when every source is quiet and no permission is due: the cursors move on, the
+    /// groups that are due are expanded.
     async fn quiet_run(
         &self,
         run: &mut Run,
@@ -248,27 +242,17 @@ impl SyncEngine {
         if run.total_found > self.cx.limits.max_files {
             return Ok(self.over_limit(run));
         }
-        let mut hinted = false;
         for (source, g) in gathered {
-            if let Gathered::Quiet(quiet) = g {
-                hinted |= quiet.sharing_changed;
-                if source.cursor.as_deref() != Some(quiet.cursor.as_str()) {
-                    self.cx
-                        .store
-                        .advance_source_cursor(source.id, &quiet.cursor)
-                        .await?;
-                }
+            if let Gathered::Quiet(quiet) = g
+                && source.cursor.as_deref() != Some(quiet.cursor.as_str())
+            {
+                self.cx
+                    .store
+                    .advance_source_cursor(source.id, &quiet.cursor)
+                    .await?;
             }
         }
-        let folders: Vec<&Source> = gathered
-            .iter()
-            .map(|(source, _)| source)
-            .filter(|s| s.kind == SourceKind::Folder)
-            .collect();
-        if let Err(stop) = self
-            .refresh_permissions(run, &folders, hinted, ds, tokens)
-            .await?
-        {
+        if let Err(stop) = self.refresh_groups(run, ds, tokens).await? {
             return Ok(self.stopped(run, stop));
         }
         tracing::debug!(kb.id = %run.kb_id, run.id = %run.id, "nothing changed in any source");

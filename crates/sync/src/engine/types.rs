@@ -55,7 +55,7 @@ pub struct SyncContext {
     pub limits: SyncLimits,
     /// Where progress is published for listeners on this instance (the SSE handler).
     pub events: SyncEvents,
-    /// What permission sync may turn into grants.
+    /// What permission sync may turn into access, and how often it reads it.
     pub permissions: PermissionPolicy,
 }
 
@@ -201,7 +201,6 @@ pub(super) enum Gathered {
 /// A folder round that changed nothing.
 pub(super) struct Quiet {
     pub(super) cursor: String,
-    pub(super) sharing_changed: bool,
 }
 
 /// A source whose round is gathered and is being applied.
@@ -214,8 +213,6 @@ pub(super) struct Plan {
     pub(super) changed: bool,
     /// The round was a full enumeration (first sync, or the cursor expired).
     pub(super) full: bool,
-    /// The datasource reported a sharing change in the round.
-    pub(super) sharing_changed: bool,
     /// The files of the state this source looks after (an item in several sources is one
     /// document, looked after by one of them); set by planning.
     pub(super) owned: HashSet<String>,
@@ -235,7 +232,6 @@ impl Plan {
             cursor,
             changed: false,
             full: false,
-            sharing_changed: false,
             owned: HashSet::new(),
             remaining: 0,
             incomplete: false,

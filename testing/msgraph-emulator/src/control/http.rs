@@ -1,7 +1,7 @@
 //! The HTTP control API under `/_emulator/…`: request bodies, the error shape, and one route per method of the
 //! typed handle ([`Control`]), which does the work.
 
-use super::{Control, ItemInfo, NewDrive, NewSite, NewUser, PermissionSpec};
+use super::{Control, ItemInfo, NewDrive, NewGroup, NewSite, NewUser, PermissionSpec};
 use crate::Shared;
 use crate::auth::ClientRegistration;
 use crate::store::{DeltaBehaviour, ResyncCode, StoreError};
@@ -256,6 +256,24 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
                 let c = ctl(&s);
                 let readable = c.can_read(&b.user_id, &b.drive_id, &b.item(&c)?)?;
                 Ok::<_, ControlError>(Json(serde_json::json!({"readable": readable})))
+            }),
+        )
+        .route(
+            "/_emulator/groups",
+            post(|State(s): State<Arc<Shared>>, Json(b): Json<NewGroup>| async move { Ok::<_, ControlError>(Json(ctl(&s).create_group(b)?)) }),
+        )
+        .route(
+            "/_emulator/groups/{g}",
+            get(|State(s): State<Arc<Shared>>, Path(g): Path<String>| async move { Ok::<_, ControlError>(Json(ctl(&s).group(&g)?)) }),
+        )
+        .route(
+            "/_emulator/groups/{g}/groups/{m}",
+            put(|State(s): State<Arc<Shared>>, Path((g, m)): Path<(String, String)>| async move {
+                ctl(&s).add_group_member_group(&g, &m)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            })
+            .delete(|State(s): State<Arc<Shared>>, Path((g, m)): Path<(String, String)>| async move {
+                if ctl(&s).remove_group_member_group(&g, &m) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }
             }),
         )
         .route(

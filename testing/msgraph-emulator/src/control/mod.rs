@@ -17,7 +17,9 @@ use std::sync::Arc;
 pub(crate) use self::http::router;
 pub use self::permissions::PermissionSpec;
 pub(crate) use self::permissions::build_permission;
-pub use self::views::{DriveInfo, EmulatorInfo, ItemInfo, NewDrive, NewSite, NewUser, SiteInfo, UserInfo};
+pub use self::views::{
+    DriveInfo, EmulatorInfo, GroupInfo, ItemInfo, NewDrive, NewGroup, NewSite, NewUser, SiteInfo, UserInfo,
+};
 use self::views::{item_info, site_info};
 
 /// The typed handle to the emulator's state. Cheap to clone.
@@ -363,11 +365,43 @@ impl Control {
         Ok(s.can_read(user_id, d, item_id))
     }
 
-    /// Makes a user a member of an Entra group: permissions granted to the group (`PermissionSpec::Group` with
-    /// that `group_id`) then apply to them, and items shared with the group show in their `sharedWithMe`.
+    /// Creates an Entra group (a group with that id is an error).
+    pub fn create_group(&self, new: NewGroup) -> Result<GroupInfo, StoreError> {
+        let mut s = self.shared.store.write();
+        let id = new.id.unwrap_or_else(|| s.ids.guid());
+        if s.access.groups.contains_key(&id) {
+            return Err(StoreError::Conflict(format!("group {id} exists")));
+        }
+        let g = s.ensure_group(&id, Some(&new.display_name), new.mail.as_deref());
+        Ok(GroupInfo {
+            id: g.id.clone(),
+            display_name: g.display_name.clone(),
+            mail: g.mail.clone(),
+        })
+    }
+
+    /// A directory group.
+    pub fn group(&self, group_id: &str) -> Result<GroupInfo, StoreError> {
+        let s = self.shared.store.read();
+        let g = s
+            .access
+            .groups
+            .get(group_id)
+            .ok_or_else(|| StoreError::NotFound(format!("group {group_id}")))?;
+        Ok(GroupInfo {
+            id: g.id.clone(),
+            display_name: g.display_name.clone(),
+            mail: g.mail.clone(),
+        })
+    }
+
+    /// Makes a user a member of an Entra group (a group the directory does not know yet is created, named
+    /// after its id): permissions granted to the group (`PermissionSpec::Group` with that `group_id`), or to a
+    /// group it is nested in, then apply to them, and items shared with the group show in their `sharedWithMe`.
     pub fn add_group_member(&self, group_id: &str, user_id: &str) -> Result<(), StoreError> {
         let mut s = self.shared.store.write();
         s.user(user_id)?;
+        s.ensure_group(group_id, None, None);
         s.access
             .group_members
             .entry(group_id.to_string())
@@ -382,6 +416,31 @@ impl Control {
             .group_members
             .get_mut(group_id)
             .is_some_and(|m| m.remove(user_id))
+    }
+
+    /// Makes group `member_group_id` a member of group `group_id` (both created, named after their ids, when the
+    /// directory does not know them): the member group's members, transitively, are then members of `group_id`.
+    pub fn add_group_member_group(&self, group_id: &str, member_group_id: &str) -> Result<(), StoreError> {
+        if group_id == member_group_id {
+            return Err(StoreError::Invalid("a group cannot be a member of itself".into()));
+        }
+        let mut s = self.shared.store.write();
+        s.ensure_group(group_id, None, None);
+        s.ensure_group(member_group_id, None, None);
+        s.access
+            .group_member_groups
+            .entry(group_id.to_string())
+            .or_default()
+            .insert(member_group_id.to_string());
+        Ok(())
+    }
+
+    pub fn remove_group_member_group(&self, group_id: &str, member_group_id: &str) -> bool {
+        let mut s = self.shared.store.write();
+        s.access
+            .group_member_groups
+            .get_mut(group_id)
+            .is_some_and(|m| m.remove(member_group_id))
     }
 
     /// Makes a user a member of a SharePoint site group of `site_id` (a site's id, or the `site_id` of a drive):

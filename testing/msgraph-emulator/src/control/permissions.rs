@@ -139,9 +139,12 @@ pub(crate) fn build_permission(
             roles,
         } => {
             let site_user_id = s.drive_mut(drive_id)?.next_site_user_id();
+            let group_id = group_id.unwrap_or(guid);
+            // A permission names a group of the directory: one it does not know yet joins it.
+            s.ensure_group(&group_id, Some(&display_name), email.as_deref());
             (
                 Grantee::Group {
-                    group_id: group_id.unwrap_or(guid),
+                    group_id,
                     display_name,
                     email,
                     site_user_id,

@@ -65,6 +65,25 @@ pub struct NewUser {
     pub drive_type: Option<DriveType>,
 }
 
+/// A new Entra group of the directory.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct NewGroup {
+    /// Its object id (default: a new GUID).
+    #[serde(default)]
+    pub id: Option<String>,
+    pub display_name: String,
+    #[serde(default)]
+    pub mail: Option<String>,
+}
+
+/// A directory group as the control API reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub id: String,
+    pub display_name: String,
+    pub mail: Option<String>,
+}
+
 /// A new drive owned by a user.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewDrive {

@@ -594,3 +594,116 @@ async fn personal_drives_do_not_annotate_sharing_changes() {
     );
     env.shutdown().await;
 }
+
+/// What a client sends to read sharing hierarchically and be told of sharing changes.
+const HIERARCHICAL_PREFER: &str =
+    "hierarchicalsharing, deltashowremovedasdeleted, deltatraversepermissiongaps, deltashowsharingchanges";
+
+fn shared_of<'a>(items: &'a [Value], id: &str) -> Option<&'a Value> {
+    find(items, id)[0].get("shared")
+}
+
+#[tokio::test]
+async fn hierarchical_sharing_puts_the_shared_facet_only_on_the_roots_of_permission_hierarchies() {
+    let env = env().await;
+    let plan = env.ctl.put_file(&env.drive, "/Team/plan.txt", "p").unwrap();
+    let notes = env.ctl.put_file(&env.drive, "/Team/Sub/notes.txt", "n").unwrap();
+    let own = env.ctl.put_file(&env.drive, "/Private/own.txt", "o").unwrap();
+    let team = env.ctl.item_by_path(&env.drive, "/Team").unwrap();
+    let private = env.ctl.item_by_path(&env.drive, "/Private").unwrap();
+    let root = env.ctl.drive(&env.drive).unwrap().root_id;
+    let bob = env
+        .ctl
+        .create_user(NewUser {
+            display_name: "Bob".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    env.ctl
+        .add_permission(&env.drive, &team.id, PermissionSpec::user(&bob.id, &["read"]))
+        .unwrap();
+    // Unique permissions that share with nobody: only the owner.
+    env.ctl
+        .set_permissions(
+            &env.drive,
+            &private.id,
+            vec![PermissionSpec::user(&env.user, &["owner"])],
+        )
+        .unwrap();
+
+    let page = delta_page_preferring(&env, &env.url(&root_delta(&env)), HIERARCHICAL_PREFER).await;
+    let items = page["value"].as_array().unwrap();
+    assert_eq!(
+        shared_of(items, &root),
+        Some(&serde_json::json!({})),
+        "the drive root"
+    );
+    assert_eq!(shared_of(items, &private.id), Some(&serde_json::json!({})));
+    let shared = shared_of(items, &team.id).expect("a shared folder");
+    assert_eq!(shared["scope"], "users");
+    assert_eq!(shared["owner"]["user"]["id"], env.user.as_str());
+    assert!(shared["sharedDateTime"].is_string());
+    let sub = env.ctl.item_by_path(&env.drive, "/Team/Sub").unwrap();
+    for inherits in [&plan.id, &notes.id, &own.id, &sub.id] {
+        assert_eq!(shared_of(items, inherits), None, "{inherits} inherits");
+    }
+
+    // Without the preference, today's rendering: no `shared` facet at all.
+    let plain = delta_page_preferring(&env, &env.url(&root_delta(&env)), "").await;
+    assert!(
+        plain["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.get("shared").is_none())
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn removing_an_items_sharing_leaves_an_empty_shared_facet_and_annotates_the_change() {
+    let env = env().await;
+    let f = env.ctl.put_file(&env.drive, "/Docs/a.txt", "a").unwrap();
+    let docs = env.ctl.item_by_path(&env.drive, "/Docs").unwrap();
+    env.ctl
+        .add_permission(&env.drive, &f.id, PermissionSpec::link("view", "organization"))
+        .unwrap();
+    let first = delta_page_preferring(&env, &env.url(&root_delta(&env)), HIERARCHICAL_PREFER).await;
+    let items = first["value"].as_array().unwrap();
+    assert_eq!(shared_of(items, &f.id).unwrap()["scope"], "organization");
+    let link = first["@odata.deltaLink"].as_str().unwrap().to_owned();
+
+    env.ctl.set_permissions(&env.drive, &f.id, Vec::new()).unwrap();
+    let page = delta_page_preferring(&env, &link, HIERARCHICAL_PREFER).await;
+    let items = page["value"].as_array().unwrap();
+    let file = &find(items, &f.id)[0];
+    assert_eq!(file["shared"], serde_json::json!({}), "sharing removed: {file}");
+    assert_eq!(file["@microsoft.graph.sharedChanged"], "True");
+    assert_eq!(shared_of(items, &docs.id), None, "the parent hierarchy inherits");
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn personal_drives_show_no_shared_facet_for_hierarchical_sharing() {
+    let mut env = env().await;
+    let d = env.act_as_personal_drive_owner("Pat");
+    env.ctl.put_file(&d, "/Shared/a.txt", "x").unwrap();
+    let folder = env.ctl.item_by_path(&d, "/Shared").unwrap();
+    env.ctl
+        .add_permission(&d, &folder.id, PermissionSpec::link("view", "anonymous"))
+        .unwrap();
+    let page = delta_page_preferring(
+        &env,
+        &env.url(&format!("/drives/{d}/root/delta")),
+        HIERARCHICAL_PREFER,
+    )
+    .await;
+    assert!(
+        page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i.get("shared").is_none())
+    );
+    env.shutdown().await;
+}

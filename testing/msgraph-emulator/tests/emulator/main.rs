@@ -12,6 +12,7 @@ mod delta;
 mod faults;
 mod generator;
 mod graph_read;
+mod groups;
 mod identity;
 mod permissions;
 mod shared_with_me;

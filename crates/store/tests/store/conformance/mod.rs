@@ -15,11 +15,11 @@ use kbsync_core::{
 use kbsync_store::{
     AddressLimit, ClaimedSync, DocumentLocation, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
     NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser, OAuthState, Page,
-    PostgresStore, Reader, RefreshedTokens, SavedState, SearchQuery, Store, StoreError, SyncGrant,
-    SyncRelease,
+    PostgresStore, Reader, RefreshedTokens, SavedState, SearchQuery, Store, StoreError, SyncRelease,
 };
 use uuid::Uuid;
 
+mod access;
 mod backends;
 mod connections;
 mod documents;
@@ -27,7 +27,6 @@ mod knowledge_bases;
 mod scheduling;
 mod search;
 mod sources;
-mod sync_grants;
 mod users;
 
 /// A folder source `/Docs` of `kb_id` on drive `drive-1`.

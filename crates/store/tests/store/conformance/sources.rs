@@ -114,7 +114,7 @@ async fn advancing_a_cursor_keeps_the_saved_state_and_needs_one(s: Arc<dyn Store
 async fn sharing_is_read_again_after_sources_or_users_change(s: Arc<dyn Store>) {
     let (owner, kb_id) = kb_with_owner(&*s).await;
     assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
-    s.replace_sync_grants(kb_id, &[], t(10)).await.unwrap();
+    s.mark_sharing_read(kb_id, t(10)).await.unwrap();
     assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), Some(t(10)));
 
     // Adding a source the knowledge base has already changes nothing; a new one does.
@@ -123,7 +123,7 @@ async fn sharing_is_read_again_after_sources_or_users_change(s: Arc<dyn Store>) 
         .await
         .unwrap();
     assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
-    s.replace_sync_grants(kb_id, &[], t(12)).await.unwrap();
+    s.mark_sharing_read(kb_id, t(12)).await.unwrap();
     s.add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(13))
         .await
         .unwrap();
@@ -132,18 +132,18 @@ async fn sharing_is_read_again_after_sources_or_users_change(s: Arc<dyn Store>) 
     s.delete_source(kb_id, first.id).await.unwrap();
     assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
 
-    s.replace_sync_grants(kb_id, &[], t(14)).await.unwrap();
+    s.mark_sharing_read(kb_id, t(14)).await.unwrap();
     user(&*s, "newcomer@example.com", Role::User).await;
     assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
 
     // Forgotten for one knowledge base, or for all of them (a restart with new settings).
     let other = kb(&*s, owner, "other").await;
-    s.replace_sync_grants(kb_id, &[], t(15)).await.unwrap();
-    s.replace_sync_grants(other, &[], t(15)).await.unwrap();
+    s.mark_sharing_read(kb_id, t(15)).await.unwrap();
+    s.mark_sharing_read(other, t(15)).await.unwrap();
     s.forget_sharing_reads(Some(kb_id)).await.unwrap();
     assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
     assert_eq!(s.sharing_read_at(other).await.unwrap(), Some(t(15)));
-    s.replace_sync_grants(kb_id, &[], t(16)).await.unwrap();
+    s.mark_sharing_read(kb_id, t(16)).await.unwrap();
     s.forget_sharing_reads(None).await.unwrap();
     assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
     assert_eq!(s.sharing_read_at(other).await.unwrap(), None);

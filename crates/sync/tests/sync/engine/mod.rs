@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use kbsync_core::Clock;
 use kbsync_core::datasource::{StaticToken, TokenSource};
-use kbsync_core::{
-    GrantOrigin, KbId, KbType, ManualClock, Permission, Random, Role, SeededRandom, SyncStatus, UserId,
-};
+use kbsync_core::{KbId, KbType, ManualClock, Random, Role, SeededRandom, SyncStatus, UserId};
 use kbsync_core::{Source, SourceKind, SyncTrigger};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_kit::emulator::TestTokens;
@@ -30,6 +28,7 @@ use uuid::Uuid;
 mod failures;
 mod mirroring;
 mod progress;
+mod scenario;
 mod sharing;
 
 /// The route of a file's `/content` request (the 302 to its download URL).
@@ -352,18 +351,21 @@ impl Env {
         kbsync_kit::fixtures::user_with_email(self.store.as_ref(), email, Role::User, self.ctl.now()).await
     }
 
-    /// The KB's grants as (user, permission, origin), sorted.
-    async fn grants(&self) -> Vec<(UserId, Permission, GrantOrigin)> {
-        let mut g: Vec<_> = self
+    /// The names of the documents `reader` finds with `word`, sorted.
+    async fn finds_as(&self, reader: UserId, word: &str) -> Vec<String> {
+        let hits = self
             .store
-            .list_grants(self.kb)
+            .search(SearchQuery {
+                text: word,
+                reader: Reader::User(reader),
+                kb_ids: &[],
+                limit: 50,
+            })
             .await
-            .unwrap()
-            .into_iter()
-            .map(|g| (g.user_id, g.permission, g.origin))
-            .collect();
-        g.sort_by_key(|(u, p, o)| (*u, p.as_str(), o.as_str()));
-        g
+            .unwrap();
+        let mut names: Vec<String> = hits.into_iter().map(|h| h.name).collect();
+        names.sort();
+        names
     }
 }
 

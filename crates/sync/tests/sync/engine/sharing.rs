@@ -1,70 +1,107 @@
-//! The drive's sharing and revoked access: who may read the KB, and what a revoked source hides.
+//! Document access from the drive's permissions, and revoked access: who may read which
+//! document, and what a revoked source hides.
 
 use super::*;
 
 kbsync_kit::on_both_databases!(
-    sharing_is_read_again_when_the_drive_reports_a_change_or_the_last_read_is_older_than_the_refresh,
+    a_subfolder_shared_with_someone_gives_them_its_documents_only_and_unsharing_takes_them_back,
+    permissions_are_read_only_for_changed_items_until_the_full_read_is_due,
     a_revoked_folder_is_hidden_at_once_and_removed_when_the_next_run_confirms_it,
     a_folder_readable_again_after_one_refusal_comes_back_to_search_without_a_download,
-    sharing_with_a_kbsync_user_grants_read_and_unsharing_takes_it_back,
-    organization_links_grant_nothing_unless_link_grants_are_allowed,
-    sharing_that_cannot_be_read_keeps_the_sync_grants,
-    a_revoked_source_shares_nothing,
+    people_without_an_id_or_address_and_roleless_permissions_open_nothing,
+    organization_links_open_documents_to_everyone_only_when_link_grants_are_allowed,
+    permissions_that_cannot_be_read_keep_the_access_lists_until_a_run_reads_them,
+    a_revoked_source_opens_nothing,
 );
 
-async fn sharing_is_read_again_when_the_drive_reports_a_change_or_the_last_read_is_older_than_the_refresh(
+async fn a_subfolder_shared_with_someone_gives_them_its_documents_only_and_unsharing_takes_them_back(
     store: Arc<dyn Store>,
 ) {
     let env = env(store).await;
     env.put("/P/a.txt", "alpha apple");
+    env.put("/P/Sub/b.txt", "bravo apple");
+    env.put("/P/Sub/Deeper/c.txt", "charlie apple");
+    env.add_folder("/P").await;
+    let megan = env.graph_user("Megan Bowen", "megan@contoso.com");
+    let megan_here = env.kbsync_user("Megan@Contoso.com").await;
+    let manual = env.kbsync_user("manual@example.com").await;
+    let stranger = env.kbsync_user("stranger@example.com").await;
+    env.store.set_manual_grants(env.kb, &[manual], &[]).await.unwrap();
+    env.sync().await;
+    assert!(env.finds_as(megan_here, "apple").await.is_empty());
+
+    // Shared below the source's root: the subfolder's subtree, not the rest.
+    let sub = env.id("/P/Sub");
+    env.ctl
+        .add_permission(&env.drive, &sub, PermissionSpec::user(&megan.id, &["write"]))
+        .unwrap();
+    let summary = env.sync().await;
+    assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
+    assert_eq!(env.finds_as(megan_here, "apple").await, ["b.txt", "c.txt"]);
+    assert_eq!(
+        env.finds_as(manual, "apple").await,
+        ["a.txt", "b.txt", "c.txt"],
+        "a manual grant reads the whole knowledge base"
+    );
+    assert_eq!(
+        env.finds_as(env.owner, "apple").await,
+        ["a.txt", "b.txt", "c.txt"]
+    );
+    assert!(env.finds_as(stranger, "apple").await.is_empty());
+
+    // Unshared: gone again for her, the manual grant stays.
+    env.ctl.set_permissions(&env.drive, &sub, Vec::new()).unwrap();
+    env.sync().await;
+    assert!(env.finds_as(megan_here, "apple").await.is_empty());
+    assert_eq!(env.finds_as(manual, "apple").await, ["a.txt", "b.txt", "c.txt"]);
+}
+
+async fn permissions_are_read_only_for_changed_items_until_the_full_read_is_due(store: Arc<dyn Store>) {
+    let env = env(store).await;
+    env.put("/P/a.txt", "alpha apple");
+    env.put("/P/Sub/b.txt", "bravo apple");
     let p = env.add_folder("/P").await;
     let megan = env.graph_user("Megan Bowen", "megan@contoso.com");
     let megan_here = env.kbsync_user("megan@contoso.com").await;
     env.sync().await;
-    assert!(env.grants().await.is_empty());
 
-    // Nothing changed and the sharing is fresh: not read.
+    // Nothing changed and the full read is fresh: no permission is read.
     env.ctl.clear_request_log();
     env.sync().await;
     assert_eq!(env.count(PERMISSIONS_ROUTE), 0);
 
-    // Shared with Megan: the change feed marks the folder, so this run reads the sharing.
+    // A file shared with Megan: the feed reports it, one read, for that item only.
+    let a = env.id("/P/a.txt");
+    env.ctl
+        .add_permission(&env.drive, &a, PermissionSpec::user(&megan.id, &["read"]))
+        .unwrap();
+    env.ctl.clear_request_log();
+    env.sync().await;
+    assert_eq!(env.count(PERMISSIONS_ROUTE), 1);
+    assert_eq!(env.count(&format!("/v1.0/drives/*/items/{a}/permissions")), 1);
+    assert_eq!(env.finds_as(megan_here, "apple").await, ["a.txt"]);
+
+    // Shared on the source's root: what inherits follows; no more than the changed item is read.
     env.ctl
         .add_permission(&env.drive, &p.item_id, PermissionSpec::user(&megan.id, &["read"]))
         .unwrap();
     env.ctl.clear_request_log();
-    let summary = env.sync().await;
-    assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
-    assert_eq!(env.count(PERMISSIONS_ROUTE), 1);
-    assert_eq!(
-        env.grants().await,
-        [(megan_here, Permission::Read, GrantOrigin::Sync)]
+    env.sync().await;
+    assert!(
+        env.count(PERMISSIONS_ROUTE) <= 1,
+        "{}",
+        env.count(PERMISSIONS_ROUTE)
     );
 
-    // Unshared: announced the same way, the grant goes.
-    let read_before = env.store.sharing_read_at(env.kb).await.unwrap();
-    env.ctl
-        .set_permissions(&env.drive, &p.item_id, Vec::new())
-        .unwrap();
-    env.sync().await;
-    assert!(env.grants().await.is_empty());
-    assert!(env.store.sharing_read_at(env.kb).await.unwrap() > read_before);
-
-    // A change the feed does not announce (a drive need not) is caught when the last read is
-    // older than the refresh (six hours by default).
+    // The full read waits for the refresh (six hours by default), then reads every kept list.
     env.ctl.clear_request_log();
     env.clock.advance(chrono::Duration::hours(5));
     env.sync().await;
     assert_eq!(env.count(PERMISSIONS_ROUTE), 0, "read less than six hours ago");
     env.clock.advance(chrono::Duration::hours(1));
     env.sync().await;
-    assert_eq!(env.count(PERMISSIONS_ROUTE), 1, "read six hours ago: due");
-
-    // A new kbsync user may be one the sharing names: read on the next run.
-    env.ctl.clear_request_log();
-    env.kbsync_user("someone-new@example.com").await;
-    env.sync().await;
-    assert_eq!(env.count(PERMISSIONS_ROUTE), 1);
+    assert!(env.count(PERMISSIONS_ROUTE) >= 2, "the root and the shared file");
+    assert_eq!(env.finds_as(megan_here, "apple").await, ["a.txt", "b.txt"]);
 }
 
 async fn a_revoked_folder_is_hidden_at_once_and_removed_when_the_next_run_confirms_it(store: Arc<dyn Store>) {
@@ -141,31 +178,18 @@ async fn a_folder_readable_again_after_one_refusal_comes_back_to_search_without_
     );
 }
 
-async fn sharing_with_a_kbsync_user_grants_read_and_unsharing_takes_it_back(store: Arc<dyn Store>) {
+async fn people_without_an_id_or_address_and_roleless_permissions_open_nothing(store: Arc<dyn Store>) {
     let env = env(store).await;
     env.put("/P/a.txt", "alpha apple");
     let p = env.add_folder("/P").await;
-    let megan = env.graph_user("Megan Bowen", "megan@contoso.com");
-    let megan_here = env.kbsync_user("Megan@Contoso.com").await;
-    let manual = env.kbsync_user("manual@example.com").await;
     let guest_here = env.kbsync_user("guest@fabrikam.com").await;
-    env.store.set_manual_grants(env.kb, &[manual], &[]).await.unwrap();
-    let owner_email = format!("{}@example.com", env.owner);
+    let sales_here = env.kbsync_user("sales@example.com").await;
     env.ctl
         .set_permissions(
             &env.drive,
             &p.item_id,
             vec![
-                PermissionSpec::user(&megan.id, &["write"]),
-                // The owner needs no grant.
-                PermissionSpec::User {
-                    user_id: None,
-                    display_name: Some("Owner".into()),
-                    email: Some(owner_email),
-                    include_email: true,
-                    roles: vec!["read".into()],
-                },
-                // No email: cannot be matched.
+                // Neither an id nor an address reaches kbsync: cannot be matched.
                 PermissionSpec::User {
                     user_id: None,
                     display_name: Some("Guest".into()),
@@ -173,49 +197,30 @@ async fn sharing_with_a_kbsync_user_grants_read_and_unsharing_takes_it_back(stor
                     include_email: false,
                     roles: vec!["read".into()],
                 },
+                // A group is matched through its members, never through its own address.
                 PermissionSpec::Group {
                     group_id: Some("g-sales".into()),
                     display_name: "Sales".into(),
-                    email: Some("manual@example.com".into()),
+                    email: Some("sales@example.com".into()),
                     roles: vec!["read".into()],
                 },
             ],
         )
         .unwrap();
-
     let summary = env.sync().await;
-
     assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
-    assert!(env.count(PERMISSIONS_ROUTE) >= 1);
-    let mut expected = vec![
-        (megan_here, Permission::Read, GrantOrigin::Sync),
-        (manual, Permission::Read, GrantOrigin::Manual),
-    ];
-    expected.sort_by_key(|(u, p, o)| (*u, p.as_str(), o.as_str()));
-    assert_eq!(env.grants().await, expected);
-    assert!(
-        env.grants().await.iter().all(|(u, _, _)| *u != guest_here),
-        "a person listed without an email is not matched"
-    );
+    assert!(env.finds_as(guest_here, "apple").await.is_empty());
+    assert!(env.finds_as(sales_here, "apple").await.is_empty());
     env.assert_mirrors(&[("P/a.txt", "alpha apple")]).await;
-
-    // Unshared: the sync grant goes, the manual one stays.
-    env.ctl
-        .set_permissions(&env.drive, &p.item_id, Vec::new())
-        .unwrap();
-    env.sync().await;
-    assert_eq!(
-        env.grants().await,
-        [(manual, Permission::Read, GrantOrigin::Manual)]
-    );
 }
 
-async fn organization_links_grant_nothing_unless_link_grants_are_allowed(store: Arc<dyn Store>) {
+async fn organization_links_open_documents_to_everyone_only_when_link_grants_are_allowed(
+    store: Arc<dyn Store>,
+) {
     let env = env(store).await;
     env.put("/P/a.txt", "alpha apple");
     let p = env.add_folder("/P").await;
     let first = env.kbsync_user("first@example.com").await;
-    let second = env.kbsync_user("second@example.com").await;
     env.ctl
         .add_permission(
             &env.drive,
@@ -229,9 +234,12 @@ async fn organization_links_grant_nothing_unless_link_grants_are_allowed(store: 
 
     let summary = env.sync().await;
     assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
-    assert!(env.grants().await.is_empty(), "a link opens nothing by default");
+    assert!(
+        env.finds_as(first, "apple").await.is_empty(),
+        "a link opens nothing by default"
+    );
 
-    // Allowed (a restart with the new settings reads every knowledge base's sharing again).
+    // Allowed (a restart with the new settings reads every knowledge base's permissions again).
     let allowing = env.engine_with(
         limits(),
         PermissionPolicy {
@@ -241,20 +249,21 @@ async fn organization_links_grant_nothing_unless_link_grants_are_allowed(store: 
     );
     env.store.forget_sharing_reads(None).await.unwrap();
     env.sync_on(&allowing).await;
-    let mut expected = vec![
-        (first, Permission::Read, GrantOrigin::Sync),
-        (second, Permission::Read, GrantOrigin::Sync),
-    ];
-    expected.sort_by_key(|(u, p, o)| (*u, p.as_str(), o.as_str()));
-    assert_eq!(env.grants().await, expected, "every user but the owner");
+    assert_eq!(env.finds_as(first, "apple").await, ["a.txt"]);
+    let newcomer = env.kbsync_user("newcomer@example.com").await;
+    assert_eq!(
+        env.finds_as(newcomer, "apple").await,
+        ["a.txt"],
+        "every user, new ones too"
+    );
 
-    // Allowed again no more (a restart with the new settings): the grants go.
+    // Allowed no more: closed again.
     env.store.forget_sharing_reads(None).await.unwrap();
     env.sync().await;
-    assert!(env.grants().await.is_empty());
+    assert!(env.finds_as(first, "apple").await.is_empty());
 }
 
-async fn sharing_that_cannot_be_read_keeps_the_sync_grants(store: Arc<dyn Store>) {
+async fn permissions_that_cannot_be_read_keep_the_access_lists_until_a_run_reads_them(store: Arc<dyn Store>) {
     let env = env_with(
         store,
         Options {
@@ -264,88 +273,74 @@ async fn sharing_that_cannot_be_read_keeps_the_sync_grants(store: Arc<dyn Store>
     )
     .await;
     env.put("/P/a.txt", "alpha apple");
-    env.put("/Q/q.txt", "quiet quinoa");
     let p = env.add_folder("/P").await;
-    let q = env.add_folder("/Q").await;
     let megan = env.graph_user("Megan Bowen", "megan@contoso.com");
     let megan_here = env.kbsync_user("megan@contoso.com").await;
     env.ctl
         .add_permission(&env.drive, &p.item_id, PermissionSpec::user(&megan.id, &["read"]))
         .unwrap();
     env.sync().await;
-    let granted = [(megan_here, Permission::Read, GrantOrigin::Sync)];
-    assert_eq!(env.grants().await, granted);
+    assert_eq!(env.finds_as(megan_here, "apple").await, ["a.txt"]);
 
-    // P unshared, but Q's sharing cannot be read: nothing changes.
+    // Unshared, but the permissions cannot be read now: nothing changes.
     env.ctl
         .set_permissions(&env.drive, &p.item_id, Vec::new())
         .unwrap();
+    env.store.forget_sharing_reads(Some(env.kb)).await.unwrap();
     let fault = env.ctl.add_fault(FaultRule::new(
         "GET",
-        &format!("/v1.0/drives/*/items/{}/permissions", q.item_id),
+        &format!("/v1.0/drives/*/items/{}/permissions", p.item_id),
         FaultAction::ServerError { status: 503 },
     ));
     let summary = env.sync().await;
     assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
-    assert_eq!(env.grants().await, granted);
+    assert_eq!(env.finds_as(megan_here, "apple").await, ["a.txt"]);
+    assert_eq!(
+        env.store.sharing_read_at(env.kb).await.unwrap(),
+        None,
+        "read again next run"
+    );
 
     env.ctl.remove_fault(fault);
     env.sync().await;
-    assert!(env.grants().await.is_empty());
+    assert!(env.finds_as(megan_here, "apple").await.is_empty());
 }
 
-async fn a_revoked_source_shares_nothing(store: Arc<dyn Store>) {
+async fn a_revoked_source_opens_nothing(store: Arc<dyn Store>) {
     let env = env(store).await;
     env.put("/P/a.txt", "alpha apple");
-    env.put("/Q/q.txt", "quiet quinoa");
+    env.put("/Q/q.txt", "quiet apple");
     let p = env.add_folder("/P").await;
     let q = env.add_folder("/Q").await;
     let megan = env.graph_user("Megan Bowen", "megan@contoso.com");
-    let nestor = env.graph_user("Nestor Wilke", "nestor@contoso.com");
     let megan_here = env.kbsync_user("megan@contoso.com").await;
-    let nestor_here = env.kbsync_user("nestor@contoso.com").await;
-    env.ctl
-        .add_permission(&env.drive, &p.item_id, PermissionSpec::user(&megan.id, &["read"]))
-        .unwrap();
-    env.ctl
-        .add_permission(
-            &env.drive,
-            &q.item_id,
-            PermissionSpec::user(&nestor.id, &["read"]),
-        )
-        .unwrap();
+    for folder in [&p, &q] {
+        env.ctl
+            .add_permission(
+                &env.drive,
+                &folder.item_id,
+                PermissionSpec::user(&megan.id, &["read"]),
+            )
+            .unwrap();
+    }
     env.sync().await;
-    assert_eq!(env.grants().await.len(), 2);
+    assert_eq!(env.finds_as(megan_here, "apple").await, ["a.txt", "q.txt"]);
 
     env.ctl.revoke_access(&env.user, &env.drive, &p.item_id).unwrap();
     let summary = env.sync().await;
-
-    // Hidden after one refusal, it already grants nothing.
+    // Hidden after one refusal.
     assert_eq!(summary.status, SyncStatus::AccessRevoked, "{summary:?}");
-    assert_eq!(
-        env.grants().await,
-        [(nestor_here, Permission::Read, GrantOrigin::Sync)]
-    );
-    assert!(env.grants().await.iter().all(|(u, _, _)| *u != megan_here));
-    assert!(env.finds("apple").await.is_empty());
+    assert_eq!(env.finds_as(megan_here, "apple").await, ["q.txt"]);
 
-    // Readable again: its sharing counts again.
+    // Readable again: its documents' lists are written again.
     env.ctl.grant_access(&env.user, &env.drive, &p.item_id).unwrap();
     env.sync().await;
-    let mut both = vec![
-        (megan_here, Permission::Read, GrantOrigin::Sync),
-        (nestor_here, Permission::Read, GrantOrigin::Sync),
-    ];
-    both.sort_by_key(|(u, p, o)| (*u, p.as_str(), o.as_str()));
-    assert_eq!(env.grants().await, both);
+    assert_eq!(env.finds_as(megan_here, "apple").await, ["a.txt", "q.txt"]);
 
     // Refused on two runs in a row: the documents go too.
     env.ctl.revoke_access(&env.user, &env.drive, &p.item_id).unwrap();
     env.sync().await;
     env.sync().await;
-    assert_eq!(
-        env.grants().await,
-        [(nestor_here, Permission::Read, GrantOrigin::Sync)]
-    );
-    env.assert_mirrors(&[("Q/q.txt", "quiet quinoa")]).await;
+    assert_eq!(env.finds_as(megan_here, "apple").await, ["q.txt"]);
+    env.assert_mirrors(&[("Q/q.txt", "quiet apple")]).await;
 }

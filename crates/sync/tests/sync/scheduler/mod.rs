@@ -15,7 +15,7 @@ use kbsync_core::{Clock, KbId, KbType, ManualClock, Random, Role, SeededRandom, 
 use kbsync_core::{SourceKind, SyncRun, SyncState, SyncTrigger};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
-use kbsync_store::{BlobStore, NewConnection, NewUser, Store, StoreError, SyncGrant, TokenCipher};
+use kbsync_store::{BlobStore, NewConnection, NewUser, Store, StoreError, TokenCipher};
 use kbsync_sync::runner::{
     DatasourceResolver, ResolveError, RunnerSettings, StartError, StoredTokens, SyncRunner,
 };

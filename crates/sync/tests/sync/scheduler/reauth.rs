@@ -1,16 +1,16 @@
 //! Knowledge bases whose connection needs re-authorization: never claimed, released unrun, and
-//! their sync grants withdrawn after the grace period.
+//! their documents' access lists withdrawn after the grace period.
 
 use super::*;
 
 kbsync_kit::on_both_databases!(
     kbs_needing_reauth_local_unconnected_or_without_source_are_never_claimed,
-    sync_grants_of_a_kb_needing_reauth_are_withdrawn_by_the_tick_once_the_grace_period_is_over,
+    document_access_of_a_kb_needing_reauth_is_withdrawn_by_the_tick_once_the_grace_period_is_over,
     a_run_refused_the_stored_connection_marks_it_needs_reauth,
     a_claimed_kb_whose_tokens_need_reauth_is_released_without_running,
 );
 
-async fn sync_grants_of_a_kb_needing_reauth_are_withdrawn_by_the_tick_once_the_grace_period_is_over(
+async fn document_access_of_a_kb_needing_reauth_is_withdrawn_by_the_tick_once_the_grace_period_is_over(
     store: Arc<dyn Store>,
 ) {
     let w = world(store).await;
@@ -33,13 +33,31 @@ async fn sync_grants_of_a_kb_needing_reauth_are_withdrawn_by_the_tick_once_the_g
         users.push(id);
     }
     let (synced, manual) = (users[0], users[1]);
-    let source_id = w.store.list_sources(kb).await.unwrap()[0].id;
+    let doc = w
+        .store
+        .create_document(
+            Uuid::new_v4(),
+            kbsync_store::NewDocument {
+                kb_id: kb,
+                name: "a.txt".into(),
+                path: "a.txt".into(),
+                mime: "text/plain".into(),
+                size: 1,
+                content_hash: "h".into(),
+                source_item_id: Some("item-1".into()),
+                web_url: None,
+            },
+            w.now(),
+        )
+        .await
+        .unwrap();
+    let synced_email = w.store.get_user(synced).await.unwrap().email.to_lowercase();
     w.store
-        .replace_sync_grants(
+        .set_document_acls(
             kb,
-            &[SyncGrant {
-                source_id,
-                user_id: synced,
+            &[kbsync_store::DocumentAcl {
+                source_item_id: "item-1".into(),
+                principals: vec![format!("email:{synced_email}")],
             }],
             w.now(),
         )
@@ -55,25 +73,23 @@ async fn sync_grants_of_a_kb_needing_reauth_are_withdrawn_by_the_tick_once_the_g
     assert!(w.store.mark_needs_reauth(kb, "oauth", w.now()).await.unwrap());
     let runner = w.runner("instance-a", settings());
     let scheduler = w.scheduler(&runner, 10);
-    let readers = |grants: Vec<kbsync_core::AccessGrant>| {
-        let mut users: Vec<Uuid> = grants.iter().map(|g| g.user_id).collect();
-        users.sort();
-        users
-    };
-    let mut both = vec![synced, manual];
-    both.sort();
 
     scheduler.tick().await.unwrap();
-    assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), both);
+    assert!(w.store.may_read_document(kb, doc.id, synced).await.unwrap());
     w.clock
         .advance(chrono::Duration::hours(72) - chrono::Duration::seconds(1));
     scheduler.tick().await.unwrap();
-    assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), both);
+    assert!(w.store.reads_documents_of(kb, synced).await.unwrap());
 
     w.clock.advance(chrono::Duration::seconds(1));
     scheduler.tick().await.unwrap();
-    assert_eq!(readers(w.store.list_grants(kb).await.unwrap()), vec![manual]);
-    assert_eq!(w.store.strongest_grant(kb, synced).await.unwrap(), None);
+    assert!(!w.store.reads_documents_of(kb, synced).await.unwrap());
+    assert!(!w.store.may_read_document(kb, doc.id, synced).await.unwrap());
+    assert_eq!(
+        w.store.strongest_grant(kb, manual).await.unwrap(),
+        Some(kbsync_core::Permission::Read)
+    );
+    assert_eq!(w.store.sharing_read_at(kb).await.unwrap(), None);
     idle(&runner).await;
     assert!(w.runs(kb).await.is_empty());
 }
