@@ -62,7 +62,7 @@ fn limits() -> SyncLimits {
 }
 
 struct Env {
-    _emu: RunningEmulator,
+    emu: RunningEmulator,
     blob_dir: tempfile::TempDir,
     ctl: Control,
     ds: OneDrive,
@@ -122,7 +122,7 @@ async fn env_with(store: Arc<dyn Store>, options: Options) -> Env {
         permissions: options.permissions,
     });
     Env {
-        _emu: emu,
+        emu,
         blob_dir,
         ctl,
         ds,

@@ -1,10 +1,38 @@
 //! The access scenario, end to end against the emulated tenant: a drive whose folders and files
 //! are shared in every way the source allows (a person, a nested group, an organisation link, a
-//! link for specific people), synced from its root by the owner; then the sharing changes and
-//! the results follow, for exactly one permission read per changed item.
+//! link for specific people), synced from its root by the owner, and a SharePoint library whose
+//! site group holds another person, synced through the organisation's app (app-only); then the
+//! sharing changes and the results follow, for exactly one permission read per changed item.
 
 use super::*;
-use msgraph_emulator::{LinkUser, NewGroup};
+use kbsync_oauth::{AppOnlyConfig, AppOnlyTokens, ClientCertificate, ClientCredential};
+use msgraph_emulator::test_certificates::{APP_CERT_PEM, APP_KEY_PEM};
+use msgraph_emulator::{DEFAULT_CLIENT_ID, LinkUser, NewGroup, NewSite};
+
+/// The organisation's app, signing in with its certificate, allowed to read every site.
+fn app_only(env: &Env) -> AppOnlyTokens {
+    env.ctl
+        .grant_app_roles(DEFAULT_CLIENT_ID, &["Sites.Read.All"])
+        .unwrap();
+    env.ctl
+        .add_client_certificate(DEFAULT_CLIENT_ID, APP_CERT_PEM.as_bytes())
+        .unwrap();
+    AppOnlyTokens::new(
+        AppOnlyConfig {
+            client_id: DEFAULT_CLIENT_ID.into(),
+            token_url: env.emu.token_url(),
+            credential: ClientCredential::Certificate(
+                ClientCertificate::from_pem(APP_CERT_PEM.as_bytes(), APP_KEY_PEM.as_bytes()).unwrap(),
+            ),
+            tenant: None,
+            default_resource: "https://graph.microsoft.com".into(),
+        },
+        reqwest::Client::new(),
+        env.clock.clone(),
+        env.random.clone(),
+        Duration::from_secs(10),
+    )
+}
 
 kbsync_kit::on_both_databases!(each_person_finds_exactly_what_the_drive_shares_with_them_and_changes_follow,);
 
@@ -93,6 +121,64 @@ async fn each_person_finds_exactly_what_the_drive_shares_with_them_and_changes_f
 
     let summary = env.sync().await;
     assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
+
+    // A SharePoint library whose Members site group holds Dave, synced app-only into another
+    // knowledge base of the same owner.
+    let site = env
+        .ctl
+        .create_site(NewSite {
+            display_name: "Sales".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let library = site.drive_ids[0].clone();
+    env.ctl
+        .put_file(
+            &library,
+            "/pipeline.txt",
+            "harbour notes for the sales site".to_owned(),
+        )
+        .unwrap();
+    let dave = env.graph_user("Dave", "dave@contoso.com");
+    env.ctl.add_site_group_member(&site.id, "5", &dave.id).unwrap();
+    let dave_here = env.kbsync_user("dave@contoso.com").await;
+    let sales_kb = kbsync_kit::fixtures::kb(
+        env.store.as_ref(),
+        env.owner,
+        "sales",
+        KbType::OneDrive,
+        env.ctl.now(),
+    )
+    .await;
+    let library_root = env.ctl.drive(&library).unwrap().root_id;
+    env.store
+        .add_source(
+            Uuid::new_v4(),
+            kbsync_kit::fixtures::onedrive_source(sales_kb, SourceKind::Folder, &library, &library_root, "/"),
+            env.clock.now(),
+        )
+        .await
+        .unwrap();
+    let app = app_only(&env);
+    let summary = env
+        .engine
+        .run(
+            Uuid::new_v4(),
+            sales_kb,
+            &env.ds,
+            &app,
+            SyncTrigger::Manual,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
+    assert_eq!(
+        env.finds_as(dave_here, "harbour").await,
+        ["pipeline.txt"],
+        "through the site group"
+    );
+
     assert_eq!(env.finds_as(alice_here, "harbour").await, ["a.txt", "a2.txt"]);
     assert_eq!(
         env.finds_as(bob_here, "harbour").await,
@@ -103,7 +189,15 @@ async fn each_person_finds_exactly_what_the_drive_shares_with_them_and_changes_f
     assert!(env.finds_as(stranger, "harbour").await.is_empty());
     assert_eq!(
         env.finds_as(env.owner, "harbour").await,
-        ["D.txt", "a.txt", "a2.txt", "b.txt", "c.txt", "e.txt"]
+        [
+            "D.txt",
+            "a.txt",
+            "a2.txt",
+            "b.txt",
+            "c.txt",
+            "e.txt",
+            "pipeline.txt"
+        ]
     );
 
     // With link grants allowed, everyone in the tenant finds C too (and only C more).
@@ -149,4 +243,8 @@ async fn each_person_finds_exactly_what_the_drive_shares_with_them_and_changes_f
     assert_eq!(env.finds_as(alice_here, "harbour").await, ["c.txt"]);
     assert_eq!(env.finds_as(bob_here, "harbour").await, ["c.txt"]);
     assert_eq!(env.finds_as(carol_here, "harbour").await, ["D.txt", "c.txt"]);
+    assert_eq!(
+        env.finds_as(dave_here, "harbour").await,
+        ["c.txt", "pipeline.txt"]
+    );
 }
