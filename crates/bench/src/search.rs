@@ -47,7 +47,9 @@ fn chunks_of(d: u64) -> Vec<String> {
     chunks
 }
 
-async fn index(store: &Arc<dyn Store>, kb: KbId, d: u64) -> Result<()> {
+/// Indexes document `d`; `with_acl`: with its access list first, as a sync's later documents
+/// have one (the initial load writes them all afterwards, in batches).
+async fn index(store: &Arc<dyn Store>, kb: KbId, d: u64, with_acl: bool) -> Result<()> {
     let chunks = chunks_of(d);
     let doc = store
         .create_document(
@@ -65,6 +67,9 @@ async fn index(store: &Arc<dyn Store>, kb: KbId, d: u64) -> Result<()> {
             Utc::now(),
         )
         .await?;
+    if with_acl {
+        store.set_document_acls(kb, &[acl_of(d)], Utc::now()).await?;
+    }
     store.complete_document(doc.id, &chunks, Utc::now()).await?;
     Ok(())
 }
@@ -86,7 +91,7 @@ async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
     // Four writers at once, as concurrent files of a sync index.
     db.bulk_load(|| async {
         futures::stream::iter(0..documents)
-            .map(|d| index(&store, kb, d))
+            .map(|d| index(&store, kb, d, false))
             .buffer_unordered(4)
             .try_collect::<Vec<()>>()
             .await
@@ -126,7 +131,7 @@ async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
         tokio::spawn(async move {
             let mut d = documents;
             while !stop.load(Ordering::Relaxed) {
-                index(&store, kb, d).await?;
+                index(&store, kb, d, true).await?;
                 written.fetch_add(1, Ordering::Relaxed);
                 d += 1;
             }
