@@ -570,11 +570,6 @@ impl AccessStore for CountingStore {
         self.inner.set_document_acls(kb_id, acls, now).await
     }
 
-    async fn clear_document_acls(&self, kb_id: KbId) -> Result<()> {
-        self.count("clear_document_acls");
-        self.inner.clear_document_acls(kb_id).await
-    }
-
     async fn named_groups(&self, kb_id: KbId) -> Result<Vec<NamedGroup>> {
         self.count("named_groups");
         self.inner.named_groups(kb_id).await

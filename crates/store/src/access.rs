@@ -54,9 +54,6 @@ pub trait AccessStore: Send + Sync {
     /// Sets the access lists of a knowledge base's documents, by the item they mirror, with their
     /// chunks, in one transaction. Items without a document are skipped.
     async fn set_document_acls(&self, kb_id: KbId, acls: &[DocumentAcl], now: DateTime<Utc>) -> Result<()>;
-    /// Clears the access lists of every document of a knowledge base: until sync sets them again
-    /// only those who may read the whole knowledge base read its documents.
-    async fn clear_document_acls(&self, kb_id: KbId) -> Result<()>;
     /// The groups the access lists of a knowledge base's documents name.
     async fn named_groups(&self, kb_id: KbId) -> Result<Vec<NamedGroup>>;
     /// Replaces a group's members (principal keys) and records `now` as its refresh time.

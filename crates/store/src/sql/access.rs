@@ -116,23 +116,6 @@ macro_rules! impl_access_store {
                 Ok(())
             }
 
-            async fn clear_document_acls(&self, kb_id: kbsync_core::KbId) -> $crate::Result<()> {
-                let kb = kb_id.to_string();
-                let mut tx = self.begin_write().await?;
-                sqlx::query("UPDATE chunks SET acl_id = NULL WHERE kb_id = $1 AND acl_id IS NOT NULL")
-                    .bind(&kb)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-                sqlx::query("UPDATE documents SET acl_id = NULL WHERE kb_id = $1 AND acl_id IS NOT NULL")
-                    .bind(&kb)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-                tx.commit().await.map_err(Self::err)?;
-                Ok(())
-            }
-
             async fn named_groups(
                 &self,
                 kb_id: kbsync_core::KbId,
