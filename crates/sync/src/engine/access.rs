@@ -110,7 +110,9 @@ impl SyncEngine {
             }
         }
 
-        let mut acls = Vec::new();
+        // The lists to write, and the id of each (what the state remembers as written).
+        let mut lists: Vec<DocumentAcl> = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
         for id in plan.state.files(&root) {
             let Some(item) = plan.state.items.get(id) else {
                 continue;
@@ -126,21 +128,18 @@ impl SyncEngine {
             if !due && item.doc_acl.as_deref() == Some(acl_id.as_str()) {
                 continue;
             }
-            acls.push((
-                acl_id,
-                DocumentAcl {
-                    source_item_id: id.to_owned(),
-                    principals: principals.to_vec(),
-                },
-            ));
+            lists.push(DocumentAcl {
+                source_item_id: id.to_owned(),
+                principals: principals.to_vec(),
+            });
+            ids.push(acl_id);
         }
-        if !acls.is_empty() {
-            let lists: Vec<DocumentAcl> = acls.iter().map(|(_, acl)| acl.clone()).collect();
+        if !lists.is_empty() {
             self.cx
                 .store
                 .set_document_acls(run.kb_id, &lists, self.cx.clock.now())
                 .await?;
-            for (acl_id, acl) in acls {
+            for (acl, acl_id) in lists.iter().zip(ids) {
                 if let Some(item) = plan.state.items.get_mut(&acl.source_item_id) {
                     item.doc_acl = Some(acl_id);
                 }
