@@ -112,6 +112,11 @@ pub struct User {
     pub id: UserId,
     pub email: String,
     pub role: Role,
+    /// The name an OpenID provider gives the person, refreshed at each sign-in; `None` for accounts made
+    /// by hand.
+    pub display_name: Option<String>,
+    /// A disabled account keeps its data, but its sessions and keys open nothing.
+    pub disabled: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -231,6 +236,8 @@ mod tests {
             id: Uuid::new_v4(),
             email: "a@example.com".into(),
             role,
+            display_name: None,
+            disabled: false,
             created_at: DateTime::UNIX_EPOCH,
         }
     }

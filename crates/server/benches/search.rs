@@ -75,7 +75,8 @@ async fn run(label: &str, store: Arc<dyn Store>, args: &Args) {
             Uuid::new_v4(),
             NewUser {
                 email: format!("{}@bench", Uuid::new_v4()),
-                password_hash: "x".into(),
+                password_hash: Some("x".into()),
+                display_name: None,
                 role: Role::User,
             },
             now,

@@ -9,15 +9,18 @@ use crate::Result;
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub email: String,
-    /// An argon2 PHC string; the store never sees a password.
-    pub password_hash: String,
+    /// An argon2 PHC string; the store never sees a password. `None` for an account that signs in only
+    /// through an OpenID provider.
+    pub password_hash: Option<String>,
     pub role: Role,
+    pub display_name: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct UserCredentials {
     pub user: User,
-    pub password_hash: String,
+    /// `None` when the account has no password (it signs in through an OpenID provider).
+    pub password_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,6 +76,31 @@ pub trait UserStore: Send + Sync {
     /// Every user id (for link grants an admin allowed), in creation order.
     async fn all_user_ids(&self) -> Result<Vec<UserId>>;
 
+    // --- identities at OpenID providers ---------------------------------------------------
+
+    /// The account an OpenID provider's identity (`issuer` + `subject`, compared exactly) belongs to;
+    /// `NotFound` when none does.
+    async fn user_for_identity(&self, issuer: &str, subject: &str) -> Result<User>;
+    /// Records that `issuer` + `subject` signs in as `user_id`. `Conflict` when that identity already
+    /// belongs to an account; `InvalidReference` when the user does not exist.
+    async fn link_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Brings an account up to date with what its provider says at a sign-in: its email (`Conflict` when
+    /// another account has it) and display name, and the identity's last sign-in time.
+    async fn record_identity_sign_in(
+        &self,
+        issuer: &str,
+        subject: &str,
+        email: &str,
+        display_name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<User>;
+
     // --- API sessions (opaque bearer tokens, stored only as their SHA-256) -----------------
 
     async fn create_session(
@@ -82,7 +110,8 @@ pub trait UserStore: Send + Sync {
         created_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<()>;
-    /// The session's user; `NotFound` when the token is unknown or expired at `now`.
+    /// The session's user; `NotFound` when the token is unknown or expired at `now`, or its user is
+    /// disabled.
     async fn user_for_session(&self, token_hash: &str, now: DateTime<Utc>) -> Result<User>;
     async fn delete_session(&self, token_hash: &str) -> Result<()>;
     /// Deletes sessions expired at `now`; returns how many. Safe to run on every instance at once.

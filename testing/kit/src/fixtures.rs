@@ -27,8 +27,9 @@ async fn create_user(store: &dyn Store, id: UserId, email: String, role: Role, a
             id,
             NewUser {
                 email,
-                password_hash: PASSWORD_HASH.into(),
+                password_hash: Some(PASSWORD_HASH.into()),
                 role,
+                display_name: None,
             },
             at,
         )

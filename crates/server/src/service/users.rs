@@ -116,9 +116,14 @@ pub async fn login(
         Err(StoreError::NotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    // An unknown email costs the same argon2 work as a wrong password, so timing does not tell
-    // which accounts exist.
-    let phc = credentials.as_ref().map(|c| c.password_hash.clone());
+    // An unknown email, a disabled account, or one without a password (it signs in through an OpenID
+    // provider) costs the same argon2 work and gets the same answer as a wrong password, so timing
+    // does not tell which accounts exist. (The dummy hash's own password matches it: the guard
+    // below still refuses those accounts.)
+    let phc = credentials
+        .as_ref()
+        .filter(|c| !c.user.disabled)
+        .and_then(|c| c.password_hash.clone());
     let password = password.to_owned();
     let matches = password_work(state, move || match &phc {
         Some(phc) => verify_password(&password, phc),
@@ -127,7 +132,7 @@ pub async fn login(
     .await?;
 
     match credentials {
-        Some(c) if matches => {
+        Some(c) if matches && !c.user.disabled && c.password_hash.is_some() => {
             state.store.clear_login_failures(email).await?;
             state.store.give_back_address_attempt(&address).await?;
             let token = state.random.token_hex(32);
@@ -190,8 +195,9 @@ pub async fn create_user(
             random.uuid(),
             NewUser {
                 email: email.clone(),
-                password_hash,
+                password_hash: Some(password_hash),
                 role,
+                display_name: None,
             },
             now,
         )

@@ -8,7 +8,7 @@ use crate::convert::{from_ms, parse_enum, parse_uuid};
 
 macro_rules! user_cols {
     () => {
-        "id, email, role, created_at"
+        "id, email, role, display_name, disabled_at, created_at"
     };
 }
 
@@ -17,6 +17,8 @@ pub(crate) struct UserRow {
     pub id: String,
     pub email: String,
     pub role: String,
+    pub display_name: Option<String>,
+    pub disabled_at: Option<i64>,
     pub created_at: i64,
 }
 
@@ -26,6 +28,8 @@ impl UserRow {
             id: parse_uuid(&self.id)?,
             email: self.email,
             role: parse_enum(&self.role)?,
+            display_name: self.display_name,
+            disabled: self.disabled_at.is_some(),
             created_at: from_ms(self.created_at)?,
         })
     }
@@ -33,11 +37,9 @@ impl UserRow {
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct CredentialsRow {
-    pub id: String,
-    pub email: String,
-    pub role: String,
-    pub created_at: i64,
-    pub password_hash: String,
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub password_hash: Option<String>,
 }
 
 /// Writes `impl UserStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
@@ -56,14 +58,15 @@ macro_rules! impl_user_store {
                 use $crate::convert::*;
                 let created_at = truncate_ms(now)?;
                 sqlx::query(
-                    "INSERT INTO users (id, email, email_lower, password_hash, role, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO users (id, email, email_lower, password_hash, role, display_name, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(id.to_string())
                 .bind(&new.email)
                 .bind(email_key(&new.email))
                 .bind(&new.password_hash)
                 .bind(new.role.as_str())
+                .bind(&new.display_name)
                 .bind(ms(created_at))
                 .execute(&self.pool)
                 .await
@@ -81,6 +84,8 @@ macro_rules! impl_user_store {
                     id,
                     email: new.email,
                     role: new.role,
+                    display_name: new.display_name,
+                    disabled: false,
                     created_at,
                 })
             }
@@ -118,15 +123,8 @@ macro_rules! impl_user_store {
                 .await
                 .map_err(Self::err)?
                 .ok_or($crate::StoreError::NotFound)?;
-                let user = $crate::sql::users::UserRow {
-                    id: row.id,
-                    email: row.email,
-                    role: row.role,
-                    created_at: row.created_at,
-                }
-                .into_user()?;
                 Ok($crate::UserCredentials {
-                    user,
+                    user: row.user.into_user()?,
                     password_hash: row.password_hash,
                 })
             }
@@ -178,6 +176,93 @@ macro_rules! impl_user_store {
                     .collect()
             }
 
+            // --- identities at OpenID providers -------------------------------------------
+
+            async fn user_for_identity(&self, issuer: &str, subject: &str) -> $crate::Result<kbsync_core::User> {
+                sqlx::query_as::<_, $crate::sql::users::UserRow>(
+                    "SELECT u.id, u.email, u.role, u.display_name, u.disabled_at, u.created_at \
+                     FROM user_identities i JOIN users u ON u.id = i.user_id \
+                     WHERE i.issuer = $1 AND i.subject = $2",
+                )
+                .bind(issuer)
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_user()
+            }
+
+            async fn link_identity(
+                &self,
+                issuer: &str,
+                subject: &str,
+                user_id: kbsync_core::UserId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<()> {
+                let now = $crate::convert::ms(now);
+                sqlx::query(
+                    "INSERT INTO user_identities (issuer, subject, user_id, created_at, last_sign_in_at) \
+                     VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(issuer)
+                .bind(subject)
+                .bind(user_id.to_string())
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::Conflict(_) => {
+                        $crate::StoreError::Conflict("that identity already belongs to an account".to_owned())
+                    }
+                    $crate::StoreError::InvalidReference(_) => {
+                        $crate::StoreError::InvalidReference(format!("unknown user {user_id}"))
+                    }
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn record_identity_sign_in(
+                &self,
+                issuer: &str,
+                subject: &str,
+                email: &str,
+                display_name: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<kbsync_core::User> {
+                let mut tx = self.pool.begin().await.map_err(Self::err)?;
+                let user_id: String = sqlx::query_scalar(
+                    "UPDATE user_identities SET last_sign_in_at = $3 \
+                     WHERE issuer = $1 AND subject = $2 RETURNING user_id",
+                )
+                .bind(issuer)
+                .bind(subject)
+                .bind($crate::convert::ms(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?;
+                let row = sqlx::query_as::<_, $crate::sql::users::UserRow>(concat!(
+                    "UPDATE users SET email = $2, email_lower = $3, display_name = $4 WHERE id = $1 RETURNING ",
+                    $crate::sql::users::user_cols!()
+                ))
+                .bind(&user_id)
+                .bind(email)
+                .bind($crate::convert::email_key(email))
+                .bind(display_name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::Conflict(_) => $crate::StoreError::Conflict(format!(
+                        "another account already has the email {email}"
+                    )),
+                    other => other,
+                })?;
+                tx.commit().await.map_err(Self::err)?;
+                row.into_user()
+            }
+
             // --- sessions ------------------------------------------------------------------
 
             async fn create_session(
@@ -216,9 +301,9 @@ macro_rules! impl_user_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<kbsync_core::User> {
                 sqlx::query_as::<_, $crate::sql::users::UserRow>(
-                    "SELECT u.id, u.email, u.role, u.created_at FROM sessions s \
+                    "SELECT u.id, u.email, u.role, u.display_name, u.disabled_at, u.created_at FROM sessions s \
                      JOIN users u ON u.id = s.user_id \
-                     WHERE s.token_hash = $1 AND s.expires_at > $2",
+                     WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
                 )
                 .bind(token_hash)
                 .bind($crate::convert::ms(now))

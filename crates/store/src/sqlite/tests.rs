@@ -27,7 +27,8 @@ pub(super) async fn store_with_kb(file: &str) -> (tempfile::TempDir, SqliteStore
             owner,
             NewUser {
                 email: "o@x.test".into(),
-                password_hash: "h".into(),
+                password_hash: Some("h".into()),
+                display_name: None,
                 role: Role::User,
             },
             now,
@@ -115,7 +116,8 @@ async fn fts_index_stays_consistent_when_a_source_is_deleted() {
             owner,
             NewUser {
                 email: "o@x.test".into(),
-                password_hash: "h".into(),
+                password_hash: Some("h".into()),
+                display_name: None,
                 role: Role::User,
             },
             now,

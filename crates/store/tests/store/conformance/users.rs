@@ -41,7 +41,8 @@ async fn create_user_round_trips_and_get_user_finds_it(s: Arc<dyn Store>) {
             id,
             NewUser {
                 email: "Alice@Example.com".into(),
-                password_hash: "phc".into(),
+                password_hash: Some("phc".into()),
+                display_name: None,
                 role: Role::Admin,
             },
             t(5),
@@ -62,7 +63,8 @@ async fn email_uniqueness_ignores_case(s: Arc<dyn Store>) {
             Uuid::new_v4(),
             NewUser {
                 email: "BOB@Example.COM".into(),
-                password_hash: "x".into(),
+                password_hash: Some("x".into()),
+                display_name: None,
                 role: Role::User,
             },
             t(0),
@@ -468,7 +470,8 @@ async fn all_user_ids_lists_every_user_in_creation_order(s: Arc<dyn Store>) {
             id,
             NewUser {
                 email: format!("all{i}@example.com"),
-                password_hash: "$argon2id$x".into(),
+                password_hash: Some("$argon2id$x".into()),
+                display_name: None,
                 role: Role::User,
             },
             t(at),

@@ -23,7 +23,8 @@ async fn document_access_of_a_kb_needing_reauth_is_withdrawn_by_the_tick_once_th
                 id,
                 NewUser {
                     email: format!("{name}-{id}@example.com"),
-                    password_hash: "$argon2id$x".into(),
+                    password_hash: Some("$argon2id$x".into()),
+                    display_name: None,
                     role: Role::User,
                 },
                 w.now(),
