@@ -110,6 +110,51 @@ impl UserStore for CountingStore {
         self.inner.all_user_ids().await
     }
 
+    async fn user_for_identity(&self, issuer: &str, subject: &str) -> Result<User> {
+        self.count("user_for_identity");
+        self.inner.user_for_identity(issuer, subject).await
+    }
+
+    async fn link_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+        user_id: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.count("link_identity");
+        self.inner.link_identity(issuer, subject, user_id, now).await
+    }
+
+    async fn record_identity_sign_in(
+        &self,
+        issuer: &str,
+        subject: &str,
+        email: &str,
+        display_name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        self.count("record_identity_sign_in");
+        self.inner
+            .record_identity_sign_in(issuer, subject, email, display_name, now)
+            .await
+    }
+
+    async fn create_sign_in_flow(&self, flow: SignInFlowRecord) -> Result<()> {
+        self.count("create_sign_in_flow");
+        self.inner.create_sign_in_flow(flow).await
+    }
+
+    async fn take_sign_in_flow(&self, state_hash: &str, now: DateTime<Utc>) -> Result<SignInFlowRecord> {
+        self.count("take_sign_in_flow");
+        self.inner.take_sign_in_flow(state_hash, now).await
+    }
+
+    async fn delete_expired_sign_in_flows(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.count("delete_expired_sign_in_flows");
+        self.inner.delete_expired_sign_in_flows(now).await
+    }
+
     async fn create_session(
         &self,
         token_hash: &str,

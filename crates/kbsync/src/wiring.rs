@@ -13,9 +13,9 @@ use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_msgraph::{GRAPH_RESOURCE, GraphConfig, OneDrive, TokioSleeper};
 use kbsync_oauth::{
     AppOnlyConfig, AppOnlyTokens, ClientCertificate, ClientCredential, ClientSecret, ConnectionManager,
-    OAuthClientConfig,
+    OAuthClientConfig, OidcClient, OidcConfig,
 };
-use kbsync_server::{AppState, Datasources, HousekeepingSettings, ServerSettings};
+use kbsync_server::{AppState, Datasources, HousekeepingSettings, ServerSettings, service::oidc::OidcSignIn};
 use kbsync_store::{AddressLimit, BlobStore, Store, TokenCipher};
 use kbsync_sync::{
     PermissionPolicy, SyncLimits, SyncRuntime, SyncSettings, runner::RunnerSettings,
@@ -45,16 +45,47 @@ pub fn app_state(
         Arc::new(datasources.clone()),
         sync_settings(settings),
     );
-    Ok(AppState::new(
+    let state = AppState::new(
         store,
         blobs,
         extractor,
         datasources,
         sync,
-        clock,
+        clock.clone(),
         random,
         server_settings(settings),
-    ))
+    );
+    Ok(match oidc_sign_in(settings, clock)? {
+        Some(oidc) => state.with_oidc(oidc),
+        None => state,
+    })
+}
+
+/// The OpenID provider people sign in with, when one is configured.
+pub fn oidc_sign_in(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Option<OidcSignIn>> {
+    let Some(o) = &settings.oidc else {
+        return Ok(None);
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")?;
+    let mut config = OidcConfig::new(
+        &o.issuer,
+        &o.client_id,
+        ClientSecret::new(o.client_secret.clone()),
+        &format!("{}/auth/oidc/callback", settings.public_origin()),
+    );
+    config.scopes = o.scopes.clone();
+    if let Some(name) = &o.display_name {
+        config.display_name = name.clone();
+    }
+    Ok(Some(OidcSignIn {
+        client: OidcClient::new(config, http, clock),
+        allowed_domains: o.allowed_domains.clone(),
+        admin_groups: o.admin_groups.clone(),
+    }))
 }
 
 /// The datasources this process can use, and the connection manager that holds their
@@ -197,6 +228,7 @@ fn server_settings(settings: &Settings) -> ServerSettings {
             run_retention: chrono::Duration::days(i64::from(settings.run_retention_days)),
             keep_runs_per_kb: settings.run_keep_latest,
         }),
+        password_login: settings.password_login,
         ..ServerSettings::default()
     }
 }

@@ -16,6 +16,9 @@
 //!   connection and its knowledge base `needs_reauth`; a timeout or 5xx from the token endpoint is
 //!   transient and never does.
 //!
+//! - **Sign-in**: [`OidcClient`] signs people in to kbsync itself with OpenID Connect (discovery,
+//!   code + PKCE + nonce, ID token verification against the provider's keys).
+//!
 //! - **App-only**: [`AppOnlyTokens`] is the [`TokenSource`] of a connection made as the organisation's
 //!   application (client credentials with a secret or a certificate), without any user's delegation.
 //!
@@ -28,6 +31,7 @@ mod app_only;
 mod config;
 mod errors;
 mod manager;
+mod oidc;
 mod pkce;
 mod token_endpoint;
 
@@ -37,3 +41,4 @@ pub use errors::{CallbackError, CallbackErrorKind, OAuthError};
 pub use manager::{
     ConnectionManager, ConnectionStatus, Initiated, PendingAuthorization, RefreshSettings, flow_id,
 };
+pub use oidc::{OidcClient, OidcConfig, OidcError, ProviderMetadata, SignInFlow, VerifiedIdentity};

@@ -15,6 +15,8 @@ pub(crate) struct TokenSet {
     /// Seconds from now.
     pub expires_in: i64,
     pub refresh_token: Option<String>,
+    /// The OpenID Connect ID token, when `openid` was asked for.
+    pub id_token: Option<String>,
 }
 
 impl fmt::Debug for TokenSet {
@@ -22,6 +24,7 @@ impl fmt::Debug for TokenSet {
         f.debug_struct("TokenSet")
             .field("expires_in", &self.expires_in)
             .field("has_refresh_token", &self.refresh_token.is_some())
+            .field("has_id_token", &self.id_token.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -45,6 +48,8 @@ struct SuccessBody {
     access_token: String,
     #[serde(default)]
     refresh_token: Option<String>,
+    #[serde(default)]
+    id_token: Option<String>,
     /// A number by the standard; some servers send a string.
     #[serde(default)]
     expires_in: Option<serde_json::Value>,
@@ -79,6 +84,29 @@ pub(crate) async fn redeem_code(
         ("scope", scope.as_str()),
     ];
     post(http, &datasource.token_url, &form, timeout).await
+}
+
+/// `grant_type=authorization_code` for a sign-in (OpenID Connect): no `scope` is sent again (the
+/// authorize request's scopes apply), the client secret goes in the body.
+pub(crate) async fn redeem_sign_in_code(
+    http: &reqwest::Client,
+    token_url: &str,
+    client: (&str, &str),
+    code: &str,
+    redirect_uri: &str,
+    code_verifier: &str,
+    timeout: Duration,
+) -> Result<TokenSet, EndpointError> {
+    let (client_id, client_secret) = client;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id),
+        ("client_secret", client_secret),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", code_verifier),
+    ];
+    post(http, token_url, &form, timeout).await
 }
 
 pub(crate) async fn refresh(
@@ -173,6 +201,7 @@ fn classify(status: reqwest::StatusCode, body: &[u8]) -> Result<TokenSet, Endpoi
             access_token: parsed.access_token,
             expires_in,
             refresh_token: parsed.refresh_token.filter(|r| !r.is_empty()),
+            id_token: parsed.id_token.filter(|t| !t.is_empty()),
         });
     }
     let error: Option<ErrorBody> = serde_json::from_slice(body).ok();

@@ -57,6 +57,9 @@ pub struct ServerSettings {
     pub housekeeping: Option<HousekeepingSettings>,
     /// How often an event stream re-reads the stored sync state (runs on other instances).
     pub sse_poll_interval: std::time::Duration,
+    /// Whether people may sign in with an email and password (`false` leaves only the OpenID
+    /// provider, when one is configured).
+    pub password_login: bool,
 }
 
 impl Default for ServerSettings {
@@ -75,6 +78,7 @@ impl Default for ServerSettings {
             password_hash_wait: std::time::Duration::from_secs(10),
             housekeeping: Some(HousekeepingSettings::default()),
             sse_poll_interval: std::time::Duration::from_secs(1),
+            password_login: true,
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct AppState {
     pub shutting_down: CancellationToken,
     /// Turns to compute a password hash (see `ServerSettings::password_hash_concurrency`).
     pub password_hashing: Arc<tokio::sync::Semaphore>,
+    /// The OpenID provider people sign in with, when one is configured ([`AppState::with_oidc`]).
+    pub oidc: Option<Arc<service::oidc::OidcSignIn>>,
 }
 
 impl AppState {
@@ -136,7 +142,14 @@ impl AppState {
             random,
             settings: Arc::new(settings),
             metrics: metrics_layer::prometheus_handle(),
+            oidc: None,
         }
+    }
+
+    /// This state with people signing in through `oidc`.
+    pub fn with_oidc(mut self, oidc: service::oidc::OidcSignIn) -> Self {
+        self.oidc = Some(Arc::new(oidc));
+        self
     }
 }
 

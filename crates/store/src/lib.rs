@@ -83,7 +83,8 @@ pub use search::{SEARCH_DEPTH, SearchQuery, SearchStore};
 pub use sources::{NewSource, SavedState, SourceStore};
 pub use sqlite::SqliteStore;
 pub use users::{
-    AddressLimit, LoginAttempt, LoginBackoff, LoginFailures, NewUser, UserCredentials, UserStore,
+    AddressLimit, LoginAttempt, LoginBackoff, LoginFailures, NewUser, SignInFlowRecord, UserCredentials,
+    UserStore,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

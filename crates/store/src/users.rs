@@ -48,6 +48,19 @@ pub struct AddressLimit {
     pub window: chrono::Duration,
 }
 
+/// An OpenID sign-in in flight, as the browser is sent to the provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInFlowRecord {
+    /// SHA-256 (hex) of the flow's `state`; the state itself is never stored.
+    pub state_hash: String,
+    /// SHA-256 (hex) of the secret in the starting browser's cookie.
+    pub binding_hash: String,
+    /// The local path to go to once signed in.
+    pub next_path: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Whether a sign-in attempt may be evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginAttempt {
@@ -100,6 +113,14 @@ pub trait UserStore: Send + Sync {
         display_name: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<User>;
+
+    /// Records an OpenID sign-in in flight; a state hash already in use is `Conflict`.
+    async fn create_sign_in_flow(&self, flow: SignInFlowRecord) -> Result<()>;
+    /// Consumes a sign-in in flight: atomically deletes and returns it, so that of several
+    /// concurrent callbacks exactly one proceeds. `NotFound` when unknown, taken, or expired at `now`.
+    async fn take_sign_in_flow(&self, state_hash: &str, now: DateTime<Utc>) -> Result<SignInFlowRecord>;
+    /// Deletes sign-ins in flight that expired by `now`; returns how many.
+    async fn delete_expired_sign_in_flows(&self, now: DateTime<Utc>) -> Result<u64>;
 
     // --- API sessions (opaque bearer tokens, stored only as their SHA-256) -----------------
 

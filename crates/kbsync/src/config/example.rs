@@ -88,6 +88,10 @@ run_keep_latest = 20
 # While rotating KBSYNC_SECRET_KEY: the previous key, so rows it encrypted stay readable.
 # secret_key_previous = "the old key"
 
+# Whether people may sign in with an email and password. Turning it off needs an OpenID provider
+# ([oidc] below); accounts then come from the provider.
+password_login = true
+
 # OneDrive / SharePoint (Microsoft Graph). Without client_id the datasource is off. The client
 # secret is never read from this file: set KBSYNC_ONEDRIVE_CLIENT_SECRET or client_secret_file.
 # The app registration's redirect URI is <public_url>/api/v1/datasources/onedrive/auth/callback.
@@ -110,4 +114,23 @@ scopes = "https://graph.microsoft.com/Files.Read.All https://graph.microsoft.com
 app_only = false
 # client_cert_file = "/run/secrets/onedrive_app_cert.pem"
 # client_key_file = "/run/secrets/onedrive_app_key.pem"
+
+# Sign-in with an OpenID provider (Entra ID or any other). Without issuer it is off. The client
+# secret is never read from this file: set KBSYNC_OIDC_CLIENT_SECRET or client_secret_file. Register
+# the redirect URI <public_url>/auth/oidc/callback with the provider. For Entra ID use the tenant's
+# id in the issuer (single tenant: only that tenant's people sign in, and their user principal name
+# counts as their email when the token has no email claim).
+[oidc]
+# issuer = "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"
+# client_id = "00000000-0000-0000-0000-000000000000"
+# client_secret_file = "/run/secrets/oidc_client_secret"
+scopes = "openid email profile"
+# Only these email domains may sign in (comma-separated); empty allows every domain.
+allowed_domains = ""
+# New accounts whose ID token lists one of these group ids become admins (needs the provider to
+# send a groups claim; in Entra, the app registration's group claims).
+admin_groups = ""
+# What the sign-in button says after "Sign in with"; by default "Microsoft" for Entra, otherwise
+# the issuer's host.
+# display_name = "Contoso"
 "#;

@@ -43,6 +43,24 @@ pub struct FileConfig {
     pub run_keep_latest: Option<u32>,
     pub reauth_grace_hours: Option<u32>,
     pub onedrive: Option<OneDriveFileConfig>,
+    pub password_login: Option<bool>,
+    pub oidc: Option<OidcFileConfig>,
+}
+
+/// The `[oidc]` table: signing people in with an OpenID provider. The client secret itself is never
+/// read from this file: give it in `KBSYNC_OIDC_CLIENT_SECRET` or point `client_secret_file` at a file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFileConfig {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub scopes: Option<String>,
+    /// Comma-separated email domains allowed to sign in.
+    pub allowed_domains: Option<String>,
+    /// Comma-separated group ids whose members' new accounts are admins.
+    pub admin_groups: Option<String>,
+    pub display_name: Option<String>,
 }
 
 /// The `[onedrive]` table. The client secret itself is never read from this file: give it in

@@ -7,8 +7,8 @@ use url::Url;
 
 use super::{
     AppOnlyCredential, AppOnlySettings, ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL,
-    DEFAULT_SCOPES, FileConfig, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OneDriveFileConfig, OneDriveSettings,
-    Settings,
+    DEFAULT_SCOPES, FileConfig, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcFileConfig, OidcSettings,
+    OneDriveFileConfig, OneDriveSettings, Settings,
 };
 
 impl Settings {
@@ -212,6 +212,13 @@ impl Settings {
         };
 
         let onedrive = onedrive_settings(env, &text, file.onedrive.unwrap_or_default())?;
+        let oidc = oidc_settings(&text, file.oidc.unwrap_or_default())?;
+        let password_login = boolean(env, "KBSYNC_PASSWORD_LOGIN", file.password_login, true)?;
+        if !password_login && oidc.is_none() {
+            return Err(ConfigError(
+                "KBSYNC_PASSWORD_LOGIN=false: needs KBSYNC_OIDC_ISSUER, or nobody could sign in".into(),
+            ));
+        }
 
         Ok(Settings {
             data_dir,
@@ -245,6 +252,8 @@ impl Settings {
             run_keep_latest,
             reauth_grace_hours,
             onedrive,
+            oidc,
+            password_login,
         })
     }
 
@@ -289,24 +298,11 @@ fn onedrive_settings(
         "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE",
         file.client_secret_file.map(|p| p.display().to_string()),
     );
-    let client_secret = match (text("KBSYNC_ONEDRIVE_CLIENT_SECRET", None), secret_file) {
-        (Some(secret), _) => Some(secret),
-        (None, Some(path)) => {
-            let secret = std::fs::read_to_string(&path).map_err(|e| {
-                ConfigError(format!(
-                    "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: cannot read {path}: {e}"
-                ))
-            })?;
-            let secret = secret.trim().to_owned();
-            if secret.is_empty() {
-                return Err(ConfigError(format!(
-                    "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE: {path} is empty"
-                )));
-            }
-            Some(secret)
-        }
-        (None, None) => None,
-    };
+    let client_secret = secret(
+        text("KBSYNC_ONEDRIVE_CLIENT_SECRET", None),
+        "KBSYNC_ONEDRIVE_CLIENT_SECRET_FILE",
+        secret_file,
+    )?;
     let tenant = text("KBSYNC_ONEDRIVE_TENANT_ID", file.tenant_id).unwrap_or_else(|| "common".into());
     let authority = text("KBSYNC_ONEDRIVE_AUTHORITY_URL", file.authority_url)
         .unwrap_or_else(|| DEFAULT_AUTHORITY_URL.into());
@@ -430,6 +426,95 @@ fn app_only_settings(
 }
 
 /// An http(s) URL without a trailing slash.
+/// A secret given directly (`value`, from the environment only) or in a file (`path`, named by `file_var`).
+fn secret(
+    value: Option<String>,
+    file_var: &str,
+    path: Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    match (value, path) {
+        (Some(secret), _) => Ok(Some(secret)),
+        (None, Some(path)) => {
+            let secret = std::fs::read_to_string(&path)
+                .map_err(|e| ConfigError(format!("{file_var}: cannot read {path}: {e}")))?;
+            let secret = secret.trim().to_owned();
+            if secret.is_empty() {
+                return Err(ConfigError(format!("{file_var}: {path} is empty")));
+            }
+            Ok(Some(secret))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn oidc_settings(
+    text: &dyn Fn(&str, Option<String>) -> Option<String>,
+    file: OidcFileConfig,
+) -> Result<Option<OidcSettings>, ConfigError> {
+    let Some(issuer) = text("KBSYNC_OIDC_ISSUER", file.issuer) else {
+        return Ok(None);
+    };
+    // Kept exactly as given (a trailing slash included): the ID tokens' `iss` must equal it.
+    let issuer = issuer.trim().to_owned();
+    http_url("KBSYNC_OIDC_ISSUER", &issuer)?;
+    let client_id = text("KBSYNC_OIDC_CLIENT_ID", file.client_id).ok_or_else(|| {
+        ConfigError(
+            "KBSYNC_OIDC_ISSUER: needs KBSYNC_OIDC_CLIENT_ID (kbsync's client id at the provider)".into(),
+        )
+    })?;
+    let client_secret = secret(
+        text("KBSYNC_OIDC_CLIENT_SECRET", None),
+        "KBSYNC_OIDC_CLIENT_SECRET_FILE",
+        text(
+            "KBSYNC_OIDC_CLIENT_SECRET_FILE",
+            file.client_secret_file.map(|p| p.display().to_string()),
+        ),
+    )?
+    .ok_or_else(|| {
+        ConfigError(
+            "KBSYNC_OIDC_ISSUER: needs KBSYNC_OIDC_CLIENT_SECRET or KBSYNC_OIDC_CLIENT_SECRET_FILE (kbsync signs \
+             in as a confidential client)"
+                .into(),
+        )
+    })?;
+    let list = |value: Option<String>| -> Vec<String> {
+        value
+            .unwrap_or_default()
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let scopes = list(text("KBSYNC_OIDC_SCOPES", file.scopes));
+    let scopes = if scopes.is_empty() {
+        ["openid", "email", "profile"].map(str::to_owned).to_vec()
+    } else {
+        scopes
+    };
+    let allowed_domains: Vec<String> = list(text("KBSYNC_OIDC_ALLOWED_DOMAINS", file.allowed_domains))
+        .into_iter()
+        .map(|d| d.trim_start_matches('@').to_lowercase())
+        .collect();
+    if let Some(bad) = allowed_domains
+        .iter()
+        .find(|d| !d.contains('.') || d.contains('@'))
+    {
+        return Err(ConfigError(format!(
+            "KBSYNC_OIDC_ALLOWED_DOMAINS: {bad:?} is not an email domain like contoso.com"
+        )));
+    }
+    Ok(Some(OidcSettings {
+        issuer,
+        client_id,
+        client_secret,
+        scopes,
+        allowed_domains,
+        admin_groups: list(text("KBSYNC_OIDC_ADMIN_GROUPS", file.admin_groups)),
+        display_name: text("KBSYNC_OIDC_DISPLAY_NAME", file.display_name),
+    }))
+}
+
 fn http_url(var: &str, value: &str) -> Result<String, ConfigError> {
     Url::parse(value.trim())
         .ok()

@@ -69,6 +69,36 @@ impl std::fmt::Debug for OneDriveSettings {
     }
 }
 
+/// Signing people in with an OpenID provider (`KBSYNC_OIDC_*`).
+#[derive(Clone)]
+pub struct OidcSettings {
+    /// The issuer, e.g. `https://login.microsoftonline.com/{tenant id}/v2.0`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    /// Lower-case email domains allowed to sign in; empty allows every domain.
+    pub allowed_domains: Vec<String>,
+    /// Group ids (the ID token's `groups` claim) whose members' new accounts are admins.
+    pub admin_groups: Vec<String>,
+    /// What the sign-in button names; `None` guesses from the issuer ("Microsoft" for Entra).
+    pub display_name: Option<String>,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("scopes", &self.scopes)
+            .field("allowed_domains", &self.allowed_domains)
+            .field("admin_groups", &self.admin_groups)
+            .field("display_name", &self.display_name)
+            .finish()
+    }
+}
+
 pub const DEFAULT_AUTHORITY_URL: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
 /// Files, SharePoint sites (for the picker), group members (for per-document access; GroupMember.Read.All needs
@@ -152,6 +182,10 @@ pub struct Settings {
     pub reauth_grace_hours: u32,
     /// `None` when no client id is configured: the OneDrive datasource is then unavailable.
     pub onedrive: Option<OneDriveSettings>,
+    /// `None` when no issuer is configured: people sign in with passwords only.
+    pub oidc: Option<OidcSettings>,
+    /// Whether people may sign in with an email and password (`KBSYNC_PASSWORD_LOGIN`).
+    pub password_login: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -171,6 +205,8 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url.as_str())
             .field("admin", &self.admin.as_ref().map(|(email, _)| email))
             .field("onedrive", &self.onedrive)
+            .field("oidc", &self.oidc)
+            .field("password_login", &self.password_login)
             .finish_non_exhaustive()
     }
 }

@@ -282,3 +282,78 @@ fn app_only_with_a_certificate_needs_an_organisation_tenant_and_both_files() {
 fn the_default_scopes_are_the_datasources_own() {
     assert_eq!(DEFAULT_SCOPES, kbsync_msgraph::DEFAULT_SCOPES.join(" "));
 }
+
+#[test]
+fn oidc_settings_need_a_client_and_a_secret_and_keep_the_issuer_exactly() {
+    let with =
+        |pairs: &[(&str, &str)]| Settings::resolve(&Flags::default(), &env_of(pairs), FileConfig::default());
+    let issuer = "https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0";
+    let oidc = with(&[
+        ("KBSYNC_OIDC_ISSUER", issuer),
+        ("KBSYNC_OIDC_CLIENT_ID", "app"),
+        ("KBSYNC_OIDC_CLIENT_SECRET", "s3cret"),
+        ("KBSYNC_OIDC_ALLOWED_DOMAINS", "Contoso.com, @fabrikam.example"),
+        ("KBSYNC_OIDC_ADMIN_GROUPS", "g1,g2"),
+    ])
+    .unwrap()
+    .oidc
+    .unwrap();
+    assert_eq!(oidc.issuer, issuer);
+    assert_eq!(oidc.scopes, ["openid", "email", "profile"]);
+    assert_eq!(oidc.allowed_domains, ["contoso.com", "fabrikam.example"]);
+    assert_eq!(oidc.admin_groups, ["g1", "g2"]);
+    assert!(!format!("{oidc:?}").contains("s3cret"));
+    let slash = with(&[
+        ("KBSYNC_OIDC_ISSUER", "https://id.example.org/"),
+        ("KBSYNC_OIDC_CLIENT_ID", "app"),
+        ("KBSYNC_OIDC_CLIENT_SECRET", "s"),
+    ])
+    .unwrap();
+    assert_eq!(slash.oidc.unwrap().issuer, "https://id.example.org/");
+    assert!(slash.password_login);
+
+    for (pairs, names) in [
+        (vec![("KBSYNC_OIDC_ISSUER", issuer)], "KBSYNC_OIDC_CLIENT_ID"),
+        (
+            vec![("KBSYNC_OIDC_ISSUER", issuer), ("KBSYNC_OIDC_CLIENT_ID", "app")],
+            "KBSYNC_OIDC_CLIENT_SECRET",
+        ),
+        (
+            vec![
+                ("KBSYNC_OIDC_ISSUER", "not a url"),
+                ("KBSYNC_OIDC_CLIENT_ID", "app"),
+                ("KBSYNC_OIDC_CLIENT_SECRET", "s"),
+            ],
+            "KBSYNC_OIDC_ISSUER",
+        ),
+        (
+            vec![
+                ("KBSYNC_OIDC_ISSUER", issuer),
+                ("KBSYNC_OIDC_CLIENT_ID", "app"),
+                ("KBSYNC_OIDC_CLIENT_SECRET_FILE", "/nonexistent/secret"),
+            ],
+            "cannot read /nonexistent/secret",
+        ),
+        (
+            vec![
+                ("KBSYNC_OIDC_ISSUER", issuer),
+                ("KBSYNC_OIDC_CLIENT_ID", "app"),
+                ("KBSYNC_OIDC_CLIENT_SECRET", "s"),
+                ("KBSYNC_OIDC_ALLOWED_DOMAINS", "localhost"),
+            ],
+            "KBSYNC_OIDC_ALLOWED_DOMAINS",
+        ),
+        (vec![("KBSYNC_PASSWORD_LOGIN", "false")], "KBSYNC_OIDC_ISSUER"),
+    ] {
+        let err = with(&pairs).unwrap_err();
+        assert!(err.0.contains(names), "{pairs:?}: {err}");
+    }
+    let oidc_only = with(&[
+        ("KBSYNC_OIDC_ISSUER", issuer),
+        ("KBSYNC_OIDC_CLIENT_ID", "app"),
+        ("KBSYNC_OIDC_CLIENT_SECRET", "s"),
+        ("KBSYNC_PASSWORD_LOGIN", "false"),
+    ])
+    .unwrap();
+    assert!(!oidc_only.password_login);
+}

@@ -35,9 +35,10 @@ pub struct Purged {
     pub sessions: u64,
     pub login_failures: u64,
     pub sync_runs: u64,
+    pub sign_in_flows: u64,
 }
 
-/// Deletes what has expired at the clock's `now`: sessions past their expiry, login failures
+/// Deletes what has expired at the clock's `now`: sessions and OpenID sign-ins in flight past their expiry, login failures
 /// older than `login_failure_retention` (and ended address windows), and finished runs older
 /// than `run_retention` beyond each knowledge base's `keep_runs_per_kb` most recent. Goes on
 /// with the next kind when one fails, and reports the first error.
@@ -55,10 +56,12 @@ pub async fn purge(
         .store
         .purge_sync_runs(now - settings.run_retention, settings.keep_runs_per_kb)
         .await;
+    let sign_in_flows = state.store.delete_expired_sign_in_flows(now).await;
     Ok(Purged {
         sessions: sessions?,
         login_failures: login_failures?,
         sync_runs: sync_runs?,
+        sign_in_flows: sign_in_flows?,
     })
 }
 

@@ -5,6 +5,7 @@ pub mod connections;
 pub mod documents;
 pub mod housekeeping;
 pub mod knowledge;
+pub mod oidc;
 pub mod overview;
 pub mod search;
 pub mod sync;

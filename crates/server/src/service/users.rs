@@ -69,6 +69,15 @@ pub async fn login(
     email: &str,
     password: &str,
 ) -> Result<LoginOutcome, ApiError> {
+    if !state.settings.password_login {
+        return Err(ApiError::Forbidden(match &state.oidc {
+            Some(oidc) => format!(
+                "Password sign-in is turned off: sign in with {}.",
+                oidc.display_name()
+            ),
+            None => "Password sign-in is turned off.".to_owned(),
+        }));
+    }
     let email = email.trim();
     if email.is_empty() {
         return Err(ApiError::invalid("email", "must not be empty"));

@@ -38,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(pages::home))
         .route("/login", get(pages::login_form).post(pages::login))
         .route("/logout", post(pages::logout))
+        .route("/auth/oidc/login", get(pages::oidc_login))
+        .route("/auth/oidc/callback", get(pages::oidc_callback))
         .route("/kb", get(pages::kb_list).post(pages::kb_create))
         .route("/kb/new", get(pages::kb_new))
         .route("/kb/{id}", get(pages::kb_page))

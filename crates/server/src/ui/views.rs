@@ -48,6 +48,15 @@ pub struct LoginPage {
     pub next: String,
     pub email: String,
     pub error: Option<String>,
+    /// Whether the email and password form is shown.
+    pub password_login: bool,
+    /// The OpenID provider's name ("Microsoft") when one is configured: its button is shown.
+    pub provider: Option<String>,
+    /// The link to `/auth/oidc/login` with `next`.
+    pub provider_login_url: String,
+    /// Just signed out: say so, and offer the provider's own sign-out when it has one.
+    pub signed_out: bool,
+    pub provider_sign_out_url: Option<String>,
 }
 
 /// A row of the knowledge base list.

@@ -30,6 +30,8 @@ pub struct TestServer {
     /// The PostgreSQL schema, dropped with the server (also when a test panics).
     pg_schema: Option<kbsync_kit::PgSchema>,
     pub emulator: Option<msgraph_emulator::RunningEmulator>,
+    /// The emulated Entra people sign in with ([`Options::oidc`]).
+    pub sign_in: Option<msgraph_emulator::RunningEmulator>,
     _dir: tempfile::TempDir,
 }
 
@@ -46,7 +48,23 @@ pub struct Options {
     pub scheduler: bool,
     /// Changes any other server setting before the server starts.
     pub adjust: fn(&mut ServerSettings),
+    /// Sign people in through an emulated Entra (an emulator of its own, its clock frozen at the
+    /// server's start).
+    pub oidc: Option<OidcTest>,
 }
+
+/// How the server signs people in with the emulated Entra.
+#[derive(Clone, Default)]
+pub struct OidcTest {
+    /// The issuer's tenant segment: `None` for the emulated tenant itself (a single-tenant set-up),
+    /// or e.g. `Some("organizations")`.
+    pub tenant: Option<&'static str>,
+    pub allowed_domains: Vec<String>,
+    pub admin_groups: Vec<String>,
+}
+
+/// The client id kbsync signs people in with at the emulated Entra.
+pub const SIGN_IN_CLIENT: &str = "kbsync-sign-in";
 
 #[derive(Clone, Copy)]
 pub struct OneDriveTest {
@@ -69,6 +87,7 @@ impl Default for Options {
             onedrive: None,
             scheduler: false,
             adjust: |_| {},
+            oidc: None,
         }
     }
 }
@@ -195,16 +214,51 @@ impl TestServer {
                 ..SyncSettings::default()
             },
         );
-        let state = AppState::new(
+        let mut state = AppState::new(
             store,
             blobs,
             extractor,
             datasources,
             sync,
-            clock_arc,
+            clock_arc.clone(),
             Arc::new(OsRandom),
             settings,
         );
+        let mut sign_in = None;
+        if let Some(oidc) = options.oidc {
+            let redirect_uri = format!("{base}/auth/oidc/callback");
+            let emu = msgraph_emulator::Emulator::builder()
+                .seed(5)
+                .frozen_clock(true)
+                .start_time(start)
+                .auto_consent(true)
+                .client(msgraph_emulator::ClientRegistration {
+                    client_id: SIGN_IN_CLIENT.into(),
+                    client_secret: "kbsync-sign-in-secret".into(),
+                    redirect_uris: vec![redirect_uri.clone()],
+                    display_name: "kbsync sign-in".into(),
+                    spa: false,
+                })
+                .start()
+                .await
+                .unwrap();
+            let tenant = oidc
+                .tenant
+                .map_or_else(|| emu.control().tenant_id(), str::to_owned);
+            let issuer = format!("{}/{tenant}/v2.0", emu.base_url());
+            let config = kbsync_oauth::OidcConfig::new(
+                &issuer,
+                SIGN_IN_CLIENT,
+                kbsync_oauth::ClientSecret::new("kbsync-sign-in-secret"),
+                &redirect_uri,
+            );
+            state = state.with_oidc(kbsync_server::service::oidc::OidcSignIn {
+                client: kbsync_oauth::OidcClient::new(config, reqwest::Client::new(), clock_arc),
+                allowed_domains: oidc.allowed_domains,
+                admin_groups: oidc.admin_groups,
+            });
+            sign_in = Some(emu);
+        }
         let (tx, rx) = oneshot::channel::<()>();
         let server_state = state.clone();
         let task = tokio::spawn(async move {
@@ -223,6 +277,7 @@ impl TestServer {
             task: Some(task),
             pg_schema,
             emulator,
+            sign_in,
             _dir: dir,
         })
     }
@@ -236,6 +291,9 @@ impl TestServer {
             task.await.unwrap();
         }
         if let Some(emulator) = self.emulator.take() {
+            emulator.shutdown().await;
+        }
+        if let Some(emulator) = self.sign_in.take() {
             emulator.shutdown().await;
         }
         drop(self.pg_schema.take());

@@ -19,3 +19,14 @@ CREATE TABLE user_identities (
     PRIMARY KEY (issuer, subject)
 );
 CREATE INDEX user_identities_user_id ON user_identities (user_id);
+
+-- One row per OpenID sign-in in flight: the state and the browser binding only as SHA-256 (the PKCE
+-- verifier and the nonce derive from the two secrets and are never stored), and where to go afterwards.
+CREATE TABLE sign_in_flows (
+    state_hash   TEXT PRIMARY KEY NOT NULL,
+    binding_hash TEXT NOT NULL,
+    next_path    TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL
+);
+CREATE INDEX sign_in_flows_expires_at ON sign_in_flows (expires_at);

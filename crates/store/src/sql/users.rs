@@ -263,6 +263,65 @@ macro_rules! impl_user_store {
                 row.into_user()
             }
 
+            async fn create_sign_in_flow(&self, flow: $crate::SignInFlowRecord) -> $crate::Result<()> {
+                use $crate::convert::ms;
+                sqlx::query(
+                    "INSERT INTO sign_in_flows (state_hash, binding_hash, next_path, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&flow.state_hash)
+                .bind(&flow.binding_hash)
+                .bind(&flow.next_path)
+                .bind(ms(flow.created_at))
+                .bind(ms(flow.expires_at))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match Self::err(e) {
+                    $crate::StoreError::Conflict(_) => $crate::StoreError::Conflict("sign-in state".to_owned()),
+                    other => other,
+                })?;
+                Ok(())
+            }
+
+            async fn take_sign_in_flow(
+                &self,
+                state_hash: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<$crate::SignInFlowRecord> {
+                let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
+                    "DELETE FROM sign_in_flows WHERE state_hash = $1 \
+                     RETURNING state_hash, binding_hash, next_path, created_at, expires_at",
+                )
+                .bind(state_hash)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                let (state_hash, binding_hash, next_path, created_at, expires_at) =
+                    row.ok_or($crate::StoreError::NotFound)?;
+                if expires_at <= $crate::convert::ms(now) {
+                    return Err($crate::StoreError::NotFound);
+                }
+                Ok($crate::SignInFlowRecord {
+                    state_hash,
+                    binding_hash,
+                    next_path,
+                    created_at: $crate::convert::from_ms(created_at)?,
+                    expires_at: $crate::convert::from_ms(expires_at)?,
+                })
+            }
+
+            async fn delete_expired_sign_in_flows(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<u64> {
+                let done = sqlx::query("DELETE FROM sign_in_flows WHERE expires_at <= $1")
+                    .bind($crate::convert::ms(now))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                Ok(done.rows_affected())
+            }
+
             // --- sessions ------------------------------------------------------------------
 
             async fn create_session(

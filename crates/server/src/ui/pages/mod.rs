@@ -40,6 +40,7 @@ mod assets;
 mod kb;
 mod kb_access;
 mod kb_sync;
+mod oidc;
 mod search_admin;
 mod signin;
 
@@ -47,6 +48,7 @@ pub use assets::*;
 pub use kb::*;
 pub use kb_access::*;
 pub use kb_sync::*;
+pub use oidc::*;
 pub use search_admin::*;
 pub use signin::*;
 

@@ -9,21 +9,57 @@ pub async fn home() -> Redirect {
 
 #[derive(Deserialize)]
 pub struct NextParam {
-    next: Option<String>,
+    pub(super) next: Option<String>,
+    #[serde(default)]
+    signed_out: Option<String>,
 }
 
 /// The sign-in form. Before there is a session, its CSRF token is a random value kept in a
 /// short-lived cookie of its own and echoed by the form (double submit).
 pub async fn login_form(State(state): State<AppState>, Query(p): Query<NextParam>) -> Response {
-    let token = state.random.token_hex(16);
-    let page = views::LoginPage {
-        chrome: Chrome::anonymous(),
-        login_csrf: token.clone(),
-        next: p.next.filter(|n| is_local_path(n)).unwrap_or_default(),
-        email: String::new(),
-        error: None,
+    let next = p.next.filter(|n| is_local_path(n)).unwrap_or_default();
+    let signed_out = p.signed_out.is_some();
+    let provider_sign_out_url = match (&state.oidc, signed_out) {
+        (Some(oidc), true) => {
+            let back = format!("{}/login", state.settings.public_url.trim_end_matches('/'));
+            oidc.client.end_session_url(&back).await
+        }
+        _ => None,
     };
+    let mut page = login_page(&state, next, String::new(), None);
+    page.signed_out = signed_out;
+    page.provider_sign_out_url = provider_sign_out_url;
+    let token = page.login_csrf.clone();
     with_cookie(render(&page), &cookie(&state, LOGIN_COOKIE, &token, 3600))
+}
+
+/// The sign-in page with a fresh CSRF token (the caller sets its cookie), for `next` (a local path).
+pub(super) fn login_page(
+    state: &AppState,
+    next: String,
+    email: String,
+    error: Option<String>,
+) -> views::LoginPage {
+    let provider_login_url = if next.is_empty() {
+        "/auth/oidc/login".to_owned()
+    } else {
+        format!(
+            "/auth/oidc/login?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        )
+    };
+    views::LoginPage {
+        chrome: Chrome::anonymous(),
+        login_csrf: state.random.token_hex(16),
+        next,
+        email,
+        error,
+        password_login: state.settings.password_login,
+        provider: state.oidc.as_ref().map(|o| o.display_name().to_owned()),
+        provider_login_url,
+        signed_out: false,
+        provider_sign_out_url: None,
+    }
 }
 
 #[derive(Deserialize)]
@@ -68,6 +104,7 @@ pub async fn login(
             e @ (ApiError::BadCredentials
             | ApiError::TooManyRequests { .. }
             | ApiError::Busy { .. }
+            | ApiError::Forbidden(_)
             | ApiError::Invalid { .. }),
         ) => {
             let status = e.status();
@@ -75,17 +112,13 @@ pub async fn login(
                 ApiError::BadCredentials => "Wrong email or password.".to_owned(),
                 other => other.to_string(),
             };
-            let page = views::LoginPage {
-                chrome: Chrome::anonymous(),
-                login_csrf: f.csrf,
-                next: if is_local_path(&f.next) {
-                    f.next
-                } else {
-                    String::new()
-                },
-                email: f.email,
-                error: Some(message),
+            let next = if is_local_path(&f.next) {
+                f.next
+            } else {
+                String::new()
             };
+            let mut page = login_page(&state, next, f.email, Some(message));
+            page.login_csrf = f.csrf;
             Ok((status, render(&page)).into_response())
         }
         Err(e) => Err(e.into()),
@@ -101,7 +134,7 @@ pub struct CsrfForm {
 pub async fn logout(State(state): State<AppState>, session: Session, Form(f): Form<CsrfForm>) -> UiResult {
     session.check_csrf(&f.csrf)?;
     users::logout(&state, &session.token).await?;
-    let mut response = Redirect::to("/login").into_response();
+    let mut response = Redirect::to("/login?signed_out=1").into_response();
     append_cookie(&mut response, &cookie(&state, SESSION_COOKIE, "", 0));
     Ok(response)
 }

@@ -23,6 +23,7 @@ mod access;
 mod backends;
 mod connections;
 mod documents;
+mod identities;
 mod knowledge_bases;
 mod scheduling;
 mod search;
