@@ -635,3 +635,44 @@ async fn signing_keys_rotate_and_retire_over_the_control_api() {
     assert_eq!(kids(&jwks(&env).await), vec![first]);
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_kits_sign_in_picks_the_user_by_login_hint_through_the_consent_form() {
+    let env = env().await;
+    let u = env
+        .ctl
+        .create_user(NewUser {
+            display_name: "Bea Second".into(),
+            mail: Some("bea@contoso.example".into()),
+            ..NewUser::default()
+        })
+        .unwrap();
+    let tid = env.ctl.tenant_id();
+    let location = kbsync_kit::emulator::sign_in(
+        &authorize_url_at(&env, &tid, "openid profile", &[("nonce", "n-kit")]),
+        "bea@contoso.example",
+    )
+    .await;
+    assert!(location.starts_with(DEFAULT_REDIRECT_URI), "{location}");
+    let q = query_of(&location);
+    assert_eq!(q["state"], "st-oidc");
+    let r = env
+        .http
+        .post(env.emu.token_url())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", DEFAULT_CLIENT_ID),
+            ("client_secret", DEFAULT_CLIENT_SECRET),
+            ("code", q["code"].as_str()),
+            ("redirect_uri", DEFAULT_REDIRECT_URI),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let c = claims_unverified(body["id_token"].as_str().unwrap());
+    assert_eq!(c["oid"], u.id);
+    assert_eq!(c["nonce"], "n-kit");
+    env.shutdown().await;
+}
