@@ -111,6 +111,24 @@ pub struct AuthCode {
     pub redeemed: bool,
 }
 
+/// An approved authorize request, for which the emulator issues a code.
+#[derive(Debug, Clone)]
+pub struct CodeRequest<'a> {
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub user_id: &'a str,
+    pub scopes: Vec<String>,
+    pub code_challenge: &'a str,
+    pub nonce: Option<&'a str>,
+}
+
+/// The chain of refresh tokens a sign-in starts: when, and whether a SPA's (capped lifetime).
+#[derive(Debug, Clone, Copy)]
+struct Family {
+    started: DateTime<Utc>,
+    spa: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct RefreshRecord {
     pub client_id: String,
@@ -302,26 +320,17 @@ impl Store {
         Ok(client)
     }
 
-    pub fn issue_code(
-        &mut self,
-        client_id: &str,
-        redirect_uri: &str,
-        user_id: &str,
-        scopes: Vec<String>,
-        code_challenge: &str,
-        nonce: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> String {
+    pub fn issue_code(&mut self, req: CodeRequest<'_>, now: DateTime<Utc>) -> String {
         let code = format!("1.A{}", self.ids.token(180));
         self.auth.codes.insert(
             code.clone(),
             AuthCode {
-                client_id: client_id.to_string(),
-                redirect_uri: redirect_uri.to_string(),
-                user_id: user_id.to_string(),
-                scopes,
-                code_challenge: code_challenge.to_string(),
-                nonce: nonce.map(str::to_string),
+                client_id: req.client_id.to_string(),
+                redirect_uri: req.redirect_uri.to_string(),
+                user_id: req.user_id.to_string(),
+                scopes: req.scopes,
+                code_challenge: req.code_challenge.to_string(),
+                nonce: req.nonce.map(str::to_string),
                 expires_at: now + Duration::minutes(CODE_LIFETIME_MINUTES),
                 redeemed: false,
             },
@@ -471,11 +480,14 @@ impl Store {
         client_id: &str,
         user_id: &str,
         scopes: Vec<String>,
-        family_started: DateTime<Utc>,
-        spa: bool,
+        family: Family,
         nonce: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<TokenResponse, AadError> {
+        let Family {
+            started: family_started,
+            spa,
+        } = family;
         let internal = |e: StoreError| AadError::new(400, "invalid_grant", 70000, e.to_string());
         let expires_in = 3599 + self.ids.below(1801) as i64;
         let resource_scopes: Vec<String> = scopes.iter().filter(|s| !is_oidc_scope(s)).cloned().collect();
@@ -595,8 +607,7 @@ impl Store {
             client_id,
             &record.user_id,
             record.scopes,
-            now,
-            spa,
+            Family { started: now, spa },
             record.nonce.as_deref(),
             now,
         )
@@ -700,8 +711,10 @@ impl Store {
             client_id,
             &record.user_id,
             scopes,
-            record.family_started,
-            record.spa,
+            Family {
+                started: record.family_started,
+                spa: record.spa,
+            },
             None,
             now,
         )

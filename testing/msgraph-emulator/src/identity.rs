@@ -3,7 +3,7 @@
 
 use crate::Shared;
 use crate::app_only::ClientCredential;
-use crate::auth::{AadError, parse_scopes};
+use crate::auth::{AadError, CodeRequest, parse_scopes};
 use crate::error::RequestMeta;
 use axum::Extension;
 use axum::body::Bytes;
@@ -364,12 +364,14 @@ fn authorize(
                     }
                 }
                 store.issue_code(
-                    client_id,
-                    redirect_uri,
-                    &user_id,
-                    parse_scopes(scope),
-                    challenge,
-                    get("nonce").map(String::as_str),
+                    CodeRequest {
+                        client_id,
+                        redirect_uri,
+                        user_id: &user_id,
+                        scopes: parse_scopes(scope),
+                        code_challenge: challenge,
+                        nonce: get("nonce").map(String::as_str),
+                    },
                     meta.date,
                 )
             };
