@@ -151,3 +151,34 @@ impl TokenSource for TestTokens {
         Ok(fresh)
     }
 }
+
+/// Signs `user` (an emulator user's id, UPN or mail) in at the emulator's authorize endpoint, as a browser
+/// that accepts the consent form would: posts `authorize_url`'s parameters with `login_hint` and
+/// `consent=accept` (so it works with or without auto-consent) and returns the redirect it answers (the
+/// client's redirect URI with `code` and `state`, or with `error`) without following it. Panics when the
+/// emulator answers with its own error page instead (e.g. AADSTS50020 for a user of another tenant).
+pub async fn sign_in(authorize_url: &str, user: &str) -> String {
+    let url = reqwest::Url::parse(authorize_url).unwrap();
+    let mut form: Vec<(String, String)> = url
+        .query_pairs()
+        .into_owned()
+        .filter(|(k, _)| k != "login_hint")
+        .collect();
+    form.push(("login_hint".into(), user.into()));
+    form.push(("consent".into(), "accept".into()));
+    let mut target = url.clone();
+    target.set_query(None);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http.post(target).form(&form).send().await.unwrap();
+    let status = r.status();
+    match r.headers().get("location") {
+        Some(l) if status == 302 => l.to_str().unwrap().to_string(),
+        _ => panic!(
+            "the emulator did not redirect the sign-in ({status}): {}",
+            r.text().await.unwrap()
+        ),
+    }
+}

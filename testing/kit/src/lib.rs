@@ -8,6 +8,7 @@
 //!   dropped — also when the test panics.
 //! - [`fixtures`]: users and knowledge bases made directly in a store.
 //! - [`sse`]: reads a server-sent event stream until a named event.
+//! - [`oidc_peer`]: a real OpenID provider (the `oidc-provider` npm package) to sign in against.
 //! - `emulator` (feature `emulator`): an exactly assertable Graph emulator, a OneDrive datasource
 //!   pointed at it, [`emulator::TestTokens`] and users with personal drives.
 //!
@@ -23,6 +24,7 @@ mod db;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod fixtures;
+pub mod oidc_peer;
 pub mod sse;
 
 pub use db::{Db, PG_ENV, PgDatabase, PgSchema, TestDb, postgres_url, with_db, with_store, with_test_db};

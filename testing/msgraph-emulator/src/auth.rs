@@ -45,9 +45,52 @@ impl Default for ClientRegistration {
     }
 }
 
+/// Which group memberships an app registration puts into the `groups` claim of its ID tokens: Entra's
+/// `groupMembershipClaims` in the application manifest ("Token configuration → Add groups claim").
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum GroupMembershipClaims {
+    /// No `groups` claim (Entra's default).
+    #[default]
+    None,
+    /// The ids of the security groups the user is a member of, transitively.
+    SecurityGroup,
+    /// Every group (the emulator's directory only has security groups, so the same as `SecurityGroup`).
+    All,
+}
+
+/// Entra's limit on the `groups` claim of a JWT: beyond it the token carries an overage claim instead.
+pub const GROUPS_CLAIM_LIMIT: usize = 200;
+
+/// Changes to the next ID token the emulator issues (one shot), for tests of how a client validates ID tokens.
+/// Each field left at its default keeps what the emulator would put there.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct IdTokenOverrides {
+    /// Replaces `aud` (a token meant for another application).
+    pub aud: Option<String>,
+    /// Replaces `iss`.
+    pub iss: Option<String>,
+    /// Replaces `tid`, and `iss` with that tenant's issuer unless `iss` is given too (a token from another
+    /// organisation's tenant).
+    pub tid: Option<String>,
+    /// Replaces `nonce`; an empty string leaves the claim out.
+    pub nonce: Option<String>,
+    /// Moves `iat`/`nbf`/`exp` by this many seconds (negative: issued in the past).
+    pub issued_at_offset_secs: i64,
+    /// Lifetime from `iat` to `exp` (default 3600 s, Entra's one hour).
+    pub lifetime_secs: Option<i64>,
+    /// Signs with this key (a retired one too, see `Control::retire_signing_key`) and names it in the header.
+    pub kid: Option<String>,
+    /// Signs with a key that was never published, while the header names the key that should have signed:
+    /// the signature does not verify.
+    pub forged_signature: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct RegisteredClient {
     pub reg: ClientRegistration,
+    /// Whether and which groups ID tokens for this client carry.
+    pub group_membership_claims: GroupMembershipClaims,
     pub secret_expires_at: Option<DateTime<Utc>>,
     /// Certificates whose keys may sign client assertions (see [`crate::app_only`]).
     pub certificates: Vec<crate::app_only::RegisteredCertificate>,
@@ -62,8 +105,28 @@ pub struct AuthCode {
     pub user_id: String,
     pub scopes: Vec<String>,
     pub code_challenge: String,
+    /// The authorize request's `nonce`, echoed in the ID token.
+    pub nonce: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub redeemed: bool,
+}
+
+/// An approved authorize request, for which the emulator issues a code.
+#[derive(Debug, Clone)]
+pub struct CodeRequest<'a> {
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub user_id: &'a str,
+    pub scopes: Vec<String>,
+    pub code_challenge: &'a str,
+    pub nonce: Option<&'a str>,
+}
+
+/// The chain of refresh tokens a sign-in starts: when, and whether a SPA's (capped lifetime).
+#[derive(Debug, Clone, Copy)]
+struct Family {
+    started: DateTime<Utc>,
+    spa: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +165,8 @@ pub struct AuthState {
     pub codes: HashMap<String, AuthCode>,
     pub refresh: HashMap<String, RefreshRecord>,
     pub access: HashMap<String, AccessRecord>,
+    /// Applied to the next ID token, then cleared.
+    pub next_id_token: Option<IdTokenOverrides>,
 }
 
 /// An identity platform error: the `error` value, the AADSTS number, the message, and the HTTP status.
@@ -194,6 +259,7 @@ impl Store {
             reg.client_id.clone(),
             RegisteredClient {
                 reg,
+                group_membership_claims: GroupMembershipClaims::None,
                 secret_expires_at: None,
                 certificates: Vec::new(),
                 app_roles: std::collections::BTreeSet::new(),
@@ -254,24 +320,17 @@ impl Store {
         Ok(client)
     }
 
-    pub fn issue_code(
-        &mut self,
-        client_id: &str,
-        redirect_uri: &str,
-        user_id: &str,
-        scopes: Vec<String>,
-        code_challenge: &str,
-        now: DateTime<Utc>,
-    ) -> String {
+    pub fn issue_code(&mut self, req: CodeRequest<'_>, now: DateTime<Utc>) -> String {
         let code = format!("1.A{}", self.ids.token(180));
         self.auth.codes.insert(
             code.clone(),
             AuthCode {
-                client_id: client_id.to_string(),
-                redirect_uri: redirect_uri.to_string(),
-                user_id: user_id.to_string(),
-                scopes,
-                code_challenge: code_challenge.to_string(),
+                client_id: req.client_id.to_string(),
+                redirect_uri: req.redirect_uri.to_string(),
+                user_id: req.user_id.to_string(),
+                scopes: req.scopes,
+                code_challenge: req.code_challenge.to_string(),
+                nonce: req.nonce.map(str::to_string),
                 expires_at: now + Duration::minutes(CODE_LIFETIME_MINUTES),
                 redeemed: false,
             },
@@ -314,17 +373,106 @@ impl Store {
         Ok(token)
     }
 
-    fn id_token(&mut self, user_id: &str, client_id: &str, now: DateTime<Utc>) -> Result<String, StoreError> {
+    /// The issuer of the ID tokens of a tenant: `{base}/{tenant-id}/v2.0`.
+    pub fn issuer(&self, tenant_id: &str) -> String {
+        format!("{}/{tenant_id}/v2.0", self.web_base)
+    }
+
+    /// The tenant a user signs in to: their home tenant when they belong to another organisation.
+    pub fn user_tenant(&self, user: &crate::store::User) -> String {
+        user.home_tenant.clone().unwrap_or_else(|| self.tenant.id.clone())
+    }
+
+    /// The ids of the groups `user_id` is a member of, directly or through nested groups, sorted.
+    pub fn transitive_groups(&self, user_id: &str) -> Vec<String> {
+        let a = &self.access;
+        let mut ids: std::collections::BTreeSet<&String> = a.groups.keys().collect();
+        ids.extend(a.group_members.keys());
+        ids.extend(a.group_member_groups.keys());
+        ids.into_iter()
+            .filter(|g| self.in_group(g, user_id))
+            .cloned()
+            .collect()
+    }
+
+    /// A v2.0 ID token for `user_id` and `client_id`, signed RS256 with the current key, with the claims Entra
+    /// puts there for `scopes` (`name`, `preferred_username` and `oid` need `profile`; `email` needs `email`
+    /// and a mail address), the `nonce` of the authorize request, and `groups` when the client asks for group
+    /// claims. A pending [`IdTokenOverrides`] is applied and consumed.
+    pub fn id_token(
+        &mut self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[String],
+        nonce: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<String, StoreError> {
         let user = self.user(user_id)?.clone();
-        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "msgraph-emulator"});
-        let payload = serde_json::json!({
-            "aud": client_id, "iss": format!("https://login.microsoftonline.com/{}/v2.0", self.tenant.id),
-            "iat": now.timestamp(), "nbf": now.timestamp(), "exp": (now + Duration::hours(1)).timestamp(),
-            "name": user.display_name, "oid": user.id, "preferred_username": user.upn, "sub": user.id,
-            "tid": self.tenant.id, "ver": "2.0",
-        });
-        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.ids.bytes::<64>());
-        Ok(format!("{}.{}.{sig}", b64url(&header), b64url(&payload)))
+        let o = self.auth.next_id_token.take().unwrap_or_default();
+        let has = |scope: &str| scopes.iter().any(|s| s.eq_ignore_ascii_case(scope));
+        let home_tid = self.user_tenant(&user);
+        let tid = o.tid.clone().unwrap_or_else(|| home_tid.clone());
+        let iss = o.iss.clone().unwrap_or_else(|| self.issuer(&tid));
+        let iat = (now + Duration::seconds(o.issued_at_offset_secs)).timestamp();
+        let exp = iat + o.lifetime_secs.unwrap_or(3600);
+        let sub = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(
+            format!("{home_tid}\n{}\n{client_id}", user.id).as_bytes(),
+        ));
+        let uti = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&self.ids.bytes::<64>()[..16]);
+        let mut claims = serde_json::Map::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            claims.insert(k.to_string(), v);
+        };
+        put(
+            "aud",
+            o.aud.clone().unwrap_or_else(|| client_id.to_string()).into(),
+        );
+        put("iss", iss.into());
+        put("iat", iat.into());
+        put("nbf", iat.into());
+        put("exp", exp.into());
+        if has("email")
+            && let Some(mail) = &user.mail
+        {
+            put("email", mail.clone().into());
+        }
+        if has("profile") {
+            put("name", user.display_name.clone().into());
+            put("oid", user.id.clone().into());
+            put("preferred_username", user.upn.clone().into());
+        }
+        match o.nonce.as_deref().or(nonce) {
+            Some("") | None => {}
+            Some(n) => put("nonce", n.into()),
+        }
+        put("sub", sub.into());
+        put("tid", tid.into());
+        put("uti", uti.into());
+        put("ver", "2.0".into());
+        let group_claims = self
+            .auth
+            .clients
+            .get(client_id)
+            .map_or(GroupMembershipClaims::None, |c| c.group_membership_claims);
+        if group_claims != GroupMembershipClaims::None {
+            let groups = self.transitive_groups(user_id);
+            if groups.len() > GROUPS_CLAIM_LIMIT {
+                claims.insert("_claim_names".into(), serde_json::json!({"groups": "src1"}));
+                claims.insert(
+                    "_claim_sources".into(),
+                    serde_json::json!({"src1": {"endpoint": format!(
+                        "{}/v1.0/users/{}/getMemberObjects", self.web_base, user.id
+                    )}}),
+                );
+            } else {
+                claims.insert("groups".into(), groups.into());
+            }
+        }
+        self.signing.sign(
+            &serde_json::Value::Object(claims),
+            o.kid.as_deref(),
+            o.forged_signature,
+        )
     }
 
     fn issue_tokens(
@@ -332,10 +480,14 @@ impl Store {
         client_id: &str,
         user_id: &str,
         scopes: Vec<String>,
-        family_started: DateTime<Utc>,
-        spa: bool,
+        family: Family,
+        nonce: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<TokenResponse, AadError> {
+        let Family {
+            started: family_started,
+            spa,
+        } = family;
         let internal = |e: StoreError| AadError::new(400, "invalid_grant", 70000, e.to_string());
         let expires_in = 3599 + self.ids.below(1801) as i64;
         let resource_scopes: Vec<String> = scopes.iter().filter(|s| !is_oidc_scope(s)).cloned().collect();
@@ -369,7 +521,10 @@ impl Store {
             None
         };
         let id_token = if scopes.iter().any(|s| s.eq_ignore_ascii_case("openid")) {
-            Some(self.id_token(user_id, client_id, now).map_err(internal)?)
+            Some(
+                self.id_token(user_id, client_id, &scopes, nonce, now)
+                    .map_err(internal)?,
+            )
         } else {
             None
         };
@@ -448,7 +603,14 @@ impl Store {
             c.redeemed = true;
         }
         let spa = self.auth.clients.get(client_id).is_some_and(|c| c.reg.spa);
-        self.issue_tokens(client_id, &record.user_id, record.scopes, now, spa, now)
+        self.issue_tokens(
+            client_id,
+            &record.user_id,
+            record.scopes,
+            Family { started: now, spa },
+            record.nonce.as_deref(),
+            now,
+        )
     }
 
     /// `grant_type=refresh_token`: a new refresh token every time; the old one stays valid (rotation is the
@@ -549,8 +711,11 @@ impl Store {
             client_id,
             &record.user_id,
             scopes,
-            record.family_started,
-            record.spa,
+            Family {
+                started: record.family_started,
+                spa: record.spa,
+            },
+            None,
             now,
         )
     }

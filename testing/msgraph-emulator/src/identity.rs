@@ -3,7 +3,7 @@
 
 use crate::Shared;
 use crate::app_only::ClientCredential;
-use crate::auth::{AadError, parse_scopes};
+use crate::auth::{AadError, CodeRequest, parse_scopes};
 use crate::error::RequestMeta;
 use axum::Extension;
 use axum::body::Bytes;
@@ -66,7 +66,7 @@ pub fn aad_error_json(e: &AadError, meta: &RequestMeta, base_url: &str) -> serde
     v
 }
 
-fn aad_error_response(e: &AadError, meta: &RequestMeta, base_url: &str) -> Response {
+pub(crate) fn aad_error_response(e: &AadError, meta: &RequestMeta, base_url: &str) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     let mut r = (status, axum::Json(aad_error_json(e, meta, base_url))).into_response();
     r.headers_mut().insert(
@@ -76,7 +76,7 @@ fn aad_error_response(e: &AadError, meta: &RequestMeta, base_url: &str) -> Respo
     r
 }
 
-fn error_page(status: StatusCode, e: &AadError, meta: &RequestMeta) -> Response {
+pub(crate) fn error_page(status: StatusCode, e: &AadError, meta: &RequestMeta) -> Response {
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in to your account</title></head><body>\
          <h1>Sorry, but we're having trouble signing you in.</h1><p id=\"error\">AADSTS{}: {}</p>\
@@ -90,14 +90,45 @@ fn error_page(status: StatusCode, e: &AadError, meta: &RequestMeta) -> Response 
     (status, Html(body)).into_response()
 }
 
-fn tenant_known(shared: &Shared, tenant: &str) -> bool {
-    let store = shared.store.read();
-    matches!(tenant, "common" | "organizations" | "consumers")
-        || tenant.eq_ignore_ascii_case(&store.tenant.id)
-        || tenant.eq_ignore_ascii_case(&store.tenant.domain)
+/// What the `{tenant}` segment of an identity platform URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TenantPath {
+    /// `common` or `organizations`: any organisation's users (the segment as given).
+    Multi(String),
+    /// `consumers`: personal Microsoft accounts.
+    Consumers,
+    /// One tenant, by its id: the emulated tenant (named by id or domain) or another organisation's tenant
+    /// that one of the emulator's users belongs to.
+    Tenant(String),
 }
 
-fn tenant_error(tenant: &str) -> AadError {
+/// The tenant id of personal Microsoft accounts.
+pub(crate) const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+pub(crate) fn resolve_tenant(shared: &Shared, tenant: &str) -> Option<TenantPath> {
+    let lower = tenant.to_ascii_lowercase();
+    match lower.as_str() {
+        "common" | "organizations" => return Some(TenantPath::Multi(lower)),
+        "consumers" => return Some(TenantPath::Consumers),
+        _ => {}
+    }
+    let store = shared.store.read();
+    if lower == store.tenant.id.to_ascii_lowercase() || lower == store.tenant.domain.to_ascii_lowercase() {
+        return Some(TenantPath::Tenant(store.tenant.id.clone()));
+    }
+    store
+        .users
+        .values()
+        .filter_map(|u| u.home_tenant.as_ref())
+        .find(|t| t.eq_ignore_ascii_case(tenant))
+        .map(|t| TenantPath::Tenant(t.clone()))
+}
+
+fn tenant_known(shared: &Shared, tenant: &str) -> bool {
+    resolve_tenant(shared, tenant).is_some()
+}
+
+pub(crate) fn tenant_error(tenant: &str) -> AadError {
     AadError::new(
         400,
         "invalid_request",
@@ -176,9 +207,9 @@ fn authorize(
     p: &Params,
     consent: Option<Consent>,
 ) -> Response {
-    if !tenant_known(shared, tenant) {
+    let Some(tenant_path) = resolve_tenant(shared, tenant) else {
         return error_page(StatusCode::BAD_REQUEST, &tenant_error(tenant), meta);
-    }
+    };
     let get = |k: &str| p.get(k).filter(|v| !v.is_empty());
     let Some(client_id) = get("client_id") else {
         return error_page(StatusCode::BAD_REQUEST, &AadError::missing("client_id"), meta);
@@ -218,14 +249,34 @@ fn authorize(
     let state = p.get("state");
     let mode = get("response_mode").map_or("query", String::as_str);
     let fail = |e: AadError| redirect_error(redirect_uri, mode, &e, state, meta);
+    // The response types Entra knows; the emulator's registrations enable the code flow only.
+    let known = [
+        "code",
+        "id_token",
+        "token",
+        "code id_token",
+        "id_token token",
+        "code token",
+        "code id_token token",
+    ];
     match get("response_type").map(String::as_str) {
         Some("code") => {}
-        Some(other) => {
+        Some(other) if known.contains(&other) => {
             return fail(AadError::new(
                 400,
                 "unsupported_response_type",
                 700054,
                 format!("response_type '{other}' is not enabled for the application."),
+            ));
+        }
+        Some(other) => {
+            return fail(AadError::new(
+                400,
+                "invalid_request",
+                9002313,
+                format!(
+                    "Invalid request. Request is malformed or invalid. The provided value for the input parameter 'response_type' is not valid: '{other}'."
+                ),
             ));
         }
         None => return fail(AadError::missing("response_type")),
@@ -282,7 +333,7 @@ fn authorize(
         Some((true, user_id)) => {
             let code = {
                 let mut store = shared.store.write();
-                if store.user(&user_id).is_err() {
+                let Ok(user) = store.user(&user_id).cloned() else {
                     drop(store);
                     return fail(AadError::new(
                         400,
@@ -290,13 +341,37 @@ fn authorize(
                         50034,
                         "The user account does not exist in the directory.",
                     ));
+                };
+                if let TenantPath::Tenant(tid) = &tenant_path {
+                    let home = store.user_tenant(&user);
+                    if &home != tid {
+                        let name = if *tid == store.tenant.id {
+                            store.tenant.display_name.clone()
+                        } else {
+                            tid.clone()
+                        };
+                        drop(store);
+                        let e = AadError::new(
+                            400,
+                            "invalid_request",
+                            50020,
+                            format!(
+                                "User account '{}' from identity provider 'https://sts.windows.net/{home}/' does not exist in tenant '{name}' and cannot access the application '{client_id}'({client_name}) in that tenant. The account needs to be added as an external user in the tenant first. Sign out and sign in again with a different Microsoft Entra user account.",
+                                user.upn
+                            ),
+                        );
+                        return error_page(StatusCode::BAD_REQUEST, &e, meta);
+                    }
                 }
                 store.issue_code(
-                    client_id,
-                    redirect_uri,
-                    &user_id,
-                    parse_scopes(scope),
-                    challenge,
+                    CodeRequest {
+                        client_id,
+                        redirect_uri,
+                        user_id: &user_id,
+                        scopes: parse_scopes(scope),
+                        code_challenge: challenge,
+                        nonce: get("nonce").map(String::as_str),
+                    },
                     meta.date,
                 )
             };
@@ -503,22 +578,4 @@ pub(crate) async fn token(
         }
         Err(e) => aad_error_response(&e, &meta, &base),
     }
-}
-
-/// OpenID metadata, so that clients that discover endpoints find the emulator's.
-pub(crate) async fn openid_configuration(
-    State(shared): State<Arc<Shared>>,
-    Path(tenant): Path<String>,
-) -> Response {
-    let b = &shared.base_url;
-    axum::Json(json!({
-        "authorization_endpoint": format!("{b}/{tenant}/oauth2/v2.0/authorize"),
-        "token_endpoint": format!("{b}/{tenant}/oauth2/v2.0/token"),
-        "issuer": format!("{b}/{tenant}/v2.0"),
-        "response_types_supported": ["code"],
-        "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"],
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
-    }))
-    .into_response()
 }

@@ -22,6 +22,7 @@ mod clock;
 mod control;
 mod delta;
 mod directory;
+mod discovery;
 mod download;
 mod error;
 pub mod generate;
@@ -32,19 +33,21 @@ pub mod quickxorhash;
 mod render;
 mod scopes;
 mod sharepoint;
+mod signing;
 mod store;
 mod subscriptions;
 mod traffic;
 
 pub use auth::{
-    ClientRegistration, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REDIRECT_URI, TokenResponse,
-    pkce_s256,
+    ClientRegistration, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_REDIRECT_URI, GROUPS_CLAIM_LIMIT,
+    GroupMembershipClaims, IdTokenOverrides, TokenResponse, pkce_s256,
 };
 pub use clock::http_date;
 pub use control::{
     Control, DriveInfo, EmulatorInfo, GroupInfo, ItemInfo, NewDrive, NewGroup, NewSite, NewUser,
     PermissionSpec, SiteInfo, UserInfo,
 };
+pub use signing::SigningKeyInfo;
 pub use store::{DeltaBehaviour, DriveType, LinkUser, ResyncCode, StoreError};
 pub use subscriptions::{MAX_EXPIRATION_MINUTES, NotificationDelivery};
 pub use traffic::{
@@ -254,6 +257,7 @@ impl EmulatorBuilder {
 fn initial_store(b: &EmulatorBuilder, base_url: &str, now: DateTime<Utc>) -> Result<Store, StoreError> {
     let mut s = Store::new(b.seed, base_url.to_string());
     s.delta = b.delta.clone();
+    s.signing = signing::SigningKeys::bundled()?;
     let user = s.create_user("Adele Vance", Some("adele.vance@contoso.onmicrosoft.com"), None);
     let site_id = new_site_id(&mut s);
     let drive = s.create_drive(
@@ -404,7 +408,12 @@ fn app(shared: Arc<Shared>) -> Router {
         .route("/{tenant}/oauth2/v2.0/token", post(identity::token))
         .route(
             "/{tenant}/v2.0/.well-known/openid-configuration",
-            get(identity::openid_configuration),
+            get(discovery::openid_configuration),
+        )
+        .route("/{tenant}/discovery/v2.0/keys", get(discovery::keys))
+        .route(
+            "/{tenant}/oauth2/v2.0/logout",
+            get(discovery::logout).post(discovery::logout),
         )
         .merge(control::router())
         .fallback(not_found)
@@ -489,6 +498,19 @@ impl RunningEmulator {
     /// `{authority}/oauth2/v2.0/token`.
     pub fn token_url(&self) -> String {
         format!("{}/oauth2/v2.0/token", self.authority_url())
+    }
+    /// The OpenID issuer of the default tenant, `{base}/{tenant-id}/v2.0`: what `KBSYNC_OIDC_ISSUER` is set to,
+    /// and the `iss` of its ID tokens. Discovery is at `{issuer}/.well-known/openid-configuration`.
+    pub fn issuer_url(&self) -> String {
+        format!("{}/v2.0", self.authority_url())
+    }
+    /// `{authority}/discovery/v2.0/keys`, the JWKS.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/discovery/v2.0/keys", self.authority_url())
+    }
+    /// `{authority}/oauth2/v2.0/logout`, the end-session endpoint.
+    pub fn logout_url(&self) -> String {
+        format!("{}/oauth2/v2.0/logout", self.authority_url())
     }
     /// `{base}/_emulator`.
     pub fn control_url(&self) -> String {

@@ -71,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
     println!("authority url:     {}", info.authority_url);
     println!("authorize url:     {}", info.authorize_url);
     println!("token url:         {}", info.token_url);
+    println!("openid issuer:     {}", info.issuer);
     println!("control api url:   {}", info.control_url);
     println!("tenant id:         {}", info.tenant_id);
     println!("default user id:   {}", info.default_user_id);

@@ -37,6 +37,7 @@ async fn browse_top_level_lists_my_drive_first_then_other_drives_and_sites() {
             mail: Some("colleague@contoso.example".into()),
             user_principal_name: None,
             drive_type: None,
+            tenant_id: None,
         })
         .unwrap();
     let colleague_drive = env

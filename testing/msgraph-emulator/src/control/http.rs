@@ -3,7 +3,7 @@
 
 use super::{Control, ItemInfo, NewDrive, NewGroup, NewSite, NewUser, PermissionSpec};
 use crate::Shared;
-use crate::auth::ClientRegistration;
+use crate::auth::{ClientRegistration, GroupMembershipClaims, IdTokenOverrides};
 use crate::store::{DeltaBehaviour, ResyncCode, StoreError};
 use crate::traffic::FaultRule;
 use axum::Json;
@@ -107,6 +107,21 @@ struct TokenBody {
     scopes: Vec<String>,
     #[serde(default)]
     lifetime_secs: Option<i64>,
+}
+#[derive(Deserialize, Default)]
+struct IdTokenBody {
+    /// Default: the first registered client.
+    #[serde(default)]
+    client_id: Option<String>,
+    /// Default: `openid profile email`.
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    nonce: Option<String>,
+}
+#[derive(Deserialize)]
+struct GroupClaimsBody {
+    value: GroupMembershipClaims,
 }
 #[derive(Deserialize)]
 struct AdvanceBody {
@@ -344,6 +359,55 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
                 let scopes: Vec<&str> = if b.scopes.is_empty() { vec!["Files.Read.All", "Sites.Read.All"] } else { b.scopes.iter().map(String::as_str).collect() };
                 let t = ctl(&s).mint_access_token_for(&u, &scopes, chrono::Duration::seconds(b.lifetime_secs.unwrap_or(3599)))?;
                 Ok::<_, ControlError>(Json(serde_json::json!({"access_token": t, "token_type": "Bearer"})))
+            }),
+        )
+        .route(
+            "/_emulator/users/{u}/id-token",
+            post(|State(s): State<Arc<Shared>>, Path(u): Path<String>, body: Bytes| async move {
+                let b: IdTokenBody = opt_json(&body)?;
+                let c = ctl(&s);
+                let client = b.client_id.unwrap_or_else(|| c.info().client_ids.first().cloned().unwrap_or_default());
+                let scopes: Vec<&str> = if b.scopes.is_empty() { vec!["openid", "profile", "email"] } else { b.scopes.iter().map(String::as_str).collect() };
+                let t = c.mint_id_token(&u, &client, &scopes, b.nonce.as_deref())?;
+                Ok::<_, ControlError>(Json(serde_json::json!({"id_token": t})))
+            }),
+        )
+        .route(
+            "/_emulator/clients/{c}/group-membership-claims",
+            put(|State(s): State<Arc<Shared>>, Path(c): Path<String>, Json(b): Json<GroupClaimsBody>| async move {
+                ctl(&s).set_group_membership_claims(&c, b.value)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route("/_emulator/signing-keys", get(|State(s): State<Arc<Shared>>| async move { Json(ctl(&s).signing_keys()) }))
+        .route(
+            "/_emulator/signing-keys/rotate",
+            post(|State(s): State<Arc<Shared>>| async move {
+                Ok::<_, ControlError>(Json(serde_json::json!({"kid": ctl(&s).rotate_signing_key()?})))
+            }),
+        )
+        .route(
+            "/_emulator/signing-keys/retire-previous",
+            post(|State(s): State<Arc<Shared>>| async move {
+                Json(serde_json::json!({"retired": ctl(&s).retire_previous_signing_keys()}))
+            }),
+        )
+        .route(
+            "/_emulator/signing-keys/{kid}/retire",
+            post(|State(s): State<Arc<Shared>>, Path(kid): Path<String>| async move {
+                ctl(&s).retire_signing_key(&kid)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/_emulator/next-id-token",
+            put(|State(s): State<Arc<Shared>>, Json(b): Json<IdTokenOverrides>| async move {
+                ctl(&s).set_next_id_token(b);
+                StatusCode::NO_CONTENT
+            })
+            .delete(|State(s): State<Arc<Shared>>| async move {
+                ctl(&s).clear_next_id_token();
+                StatusCode::NO_CONTENT
             }),
         )
         .route(

@@ -7,7 +7,8 @@ mod permissions;
 mod views;
 
 use crate::Shared;
-use crate::auth::ClientRegistration;
+use crate::auth::{ClientRegistration, GroupMembershipClaims, IdTokenOverrides};
+use crate::signing::SigningKeyInfo;
 use crate::store::{Content, DeltaBehaviour, DriveOwner, NewDriveSpec, ResyncCode, StoreError};
 use crate::traffic::{AuthorizationLeak, FaultRule, InstalledFault, RequestLog};
 use bytes::Bytes;
@@ -60,6 +61,7 @@ impl Control {
             authority_url: format!("{base}/{}", s.tenant.id),
             authorize_url: format!("{base}/{}/oauth2/v2.0/authorize", s.tenant.id),
             token_url: format!("{base}/{}/oauth2/v2.0/token", s.tenant.id),
+            issuer: s.issuer(&s.tenant.id),
             control_url: format!("{base}/_emulator"),
             tenant_id: s.tenant.id.clone(),
             default_user_id: s.default_user_id.clone(),
@@ -82,11 +84,23 @@ impl Control {
     pub fn create_user(&self, new: NewUser) -> Result<UserInfo, StoreError> {
         let now = self.now_();
         let mut s = self.shared.store.write();
+        let home_tenant = match new.tenant_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(t) if t.eq_ignore_ascii_case(&s.tenant.id) => None,
+            Some(t) => {
+                uuid::Uuid::parse_str(t)
+                    .map_err(|_| StoreError::Invalid(format!("tenant_id {t:?} is not a GUID")))?;
+                Some(t.to_ascii_lowercase())
+            }
+        };
         let user = s.create_user(
             &new.display_name,
             new.mail.as_deref(),
             new.user_principal_name.as_deref(),
         );
+        if let Some(u) = s.users.get_mut(&user.id) {
+            u.home_tenant = home_tenant;
+        }
         if let Some(t) = new.drive_type {
             let name = "OneDrive".to_string();
             let site_id = if t.is_personal() {
@@ -532,6 +546,77 @@ impl Control {
 
     pub fn register_client(&self, reg: ClientRegistration) {
         self.shared.store.write().register_client(reg);
+    }
+
+    /// Whether ID tokens issued to `client_id` carry the user's groups (Entra's `groupMembershipClaims`).
+    pub fn set_group_membership_claims(
+        &self,
+        client_id: &str,
+        value: GroupMembershipClaims,
+    ) -> Result<(), StoreError> {
+        let mut s = self.shared.store.write();
+        let c = s
+            .auth
+            .clients
+            .get_mut(client_id)
+            .ok_or_else(|| StoreError::NotFound(format!("client {client_id}")))?;
+        c.group_membership_claims = value;
+        Ok(())
+    }
+
+    /// The signing keys, oldest first: which one signs, which are in the JWKS.
+    pub fn signing_keys(&self) -> Vec<SigningKeyInfo> {
+        self.shared.store.read().signing.infos()
+    }
+
+    /// The key id that signs new ID tokens.
+    pub fn current_signing_kid(&self) -> Result<String, StoreError> {
+        self.shared.store.read().signing.current_kid()
+    }
+
+    /// Rotates the ID token signing key: a fresh RSA 2048 key signs from now on and joins the JWKS; the previous
+    /// keys stay listed (the overlap) until retired. Returns the new key id.
+    pub fn rotate_signing_key(&self) -> Result<String, StoreError> {
+        let key = crate::signing::SigningKeys::generate()?;
+        Ok(self.shared.store.write().signing.rotate_to(key))
+    }
+
+    /// Takes a key out of the JWKS (not the current one). It can still sign a token on request
+    /// ([`IdTokenOverrides::kid`]), which a client must then refuse.
+    pub fn retire_signing_key(&self, kid: &str) -> Result<(), StoreError> {
+        self.shared.store.write().signing.retire(kid)
+    }
+
+    /// Ends the overlap: every key but the current one leaves the JWKS. Returns their ids.
+    pub fn retire_previous_signing_keys(&self) -> Vec<String> {
+        self.shared.store.write().signing.retire_previous()
+    }
+
+    /// Changes the next ID token the emulator issues (one shot; replaces a pending change).
+    pub fn set_next_id_token(&self, overrides: IdTokenOverrides) {
+        self.shared.store.write().auth.next_id_token = Some(overrides);
+    }
+
+    /// Drops a pending [`Control::set_next_id_token`].
+    pub fn clear_next_id_token(&self) {
+        self.shared.store.write().auth.next_id_token = None;
+    }
+
+    /// An ID token for a user and client, as the token endpoint would issue it after an authorize request with
+    /// `scopes` and `nonce` (emulator clock; a pending [`IdTokenOverrides`] applies).
+    pub fn mint_id_token(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &[&str],
+        nonce: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let now = self.now_();
+        let scopes: Vec<String> = scopes.iter().map(|x| x.to_string()).collect();
+        self.shared
+            .store
+            .write()
+            .id_token(user_id, client_id, &scopes, nonce, now)
     }
 
     /// Makes a client's secret expired (AADSTS7000222).

@@ -63,6 +63,11 @@ pub struct NewUser {
     /// Also give the user a drive of this type (business or personal).
     #[serde(default)]
     pub drive_type: Option<DriveType>,
+    /// Makes the user a member of another organisation's tenant (its id, a GUID): they sign in through
+    /// `/common` or `/organizations` (or that tenant's own path), their ID tokens carry that `tid` and issuer,
+    /// and the emulated tenant's own authorize endpoint refuses them (AADSTS50020).
+    #[serde(default)]
+    pub tenant_id: Option<String>,
 }
 
 /// A new Entra group of the directory.
@@ -111,6 +116,8 @@ pub struct EmulatorInfo {
     pub authority_url: String,
     pub authorize_url: String,
     pub token_url: String,
+    /// The OpenID issuer of the tenant, `{authority}/v2.0`.
+    pub issuer: String,
     pub control_url: String,
     pub tenant_id: String,
     pub default_user_id: String,

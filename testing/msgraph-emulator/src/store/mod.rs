@@ -107,6 +107,9 @@ pub struct User {
     pub upn: String,
     pub drive_id: Option<String>,
     pub mfa_required: bool,
+    /// The id of another organisation's tenant the user belongs to (see `NewUser::tenant_id`); `None`: a
+    /// member of the emulated tenant.
+    pub home_tenant: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +320,8 @@ pub struct Store {
     pub subscriptions: BTreeMap<String, crate::subscriptions::Subscription>,
     /// Explicit access rules and group memberships (see [`crate::access`]).
     pub access: crate::access::AccessState,
+    /// The keys that sign ID tokens (see [`crate::signing`]).
+    pub signing: crate::signing::SigningKeys,
 }
 
 /// Characters OneDrive refuses in names.
@@ -371,6 +376,7 @@ impl Store {
             web_base,
             subscriptions: BTreeMap::new(),
             access: crate::access::AccessState::default(),
+            signing: crate::signing::SigningKeys::default(),
         }
     }
 
@@ -433,6 +439,7 @@ impl Store {
             upn,
             drive_id: None,
             mfa_required: false,
+            home_tenant: None,
         };
         self.users.insert(id, user.clone());
         user
