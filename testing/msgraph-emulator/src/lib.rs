@@ -45,7 +45,7 @@ pub use auth::{
 pub use clock::http_date;
 pub use control::{
     Control, DriveInfo, EmulatorInfo, GroupInfo, ItemInfo, NewDrive, NewGroup, NewSite, NewUser,
-    PermissionSpec, SiteInfo, UserInfo,
+    PermissionSpec, SiteInfo, UserInfo, UserPatch,
 };
 pub use signing::SigningKeyInfo;
 pub use store::{DeltaBehaviour, DriveType, LinkUser, ResyncCode, StoreError};

@@ -190,6 +190,9 @@ impl TestServer {
             ),
             datasources,
         );
+        if options.oidc.is_some() {
+            public_url = base.clone();
+        }
         let mut settings = ServerSettings {
             public_url,
             max_upload_bytes: options.max_upload_bytes,
@@ -246,12 +249,14 @@ impl TestServer {
                 .tenant
                 .map_or_else(|| emu.control().tenant_id(), str::to_owned);
             let issuer = format!("{}/{tenant}/v2.0", emu.base_url());
-            let config = kbsync_oauth::OidcConfig::new(
+            let mut config = kbsync_oauth::OidcConfig::new(
                 &issuer,
                 SIGN_IN_CLIENT,
                 kbsync_oauth::ClientSecret::new("kbsync-sign-in-secret"),
                 &redirect_uri,
             );
+            // As for login.microsoftonline.com (the emulator's host is a loopback address).
+            config.display_name = "Microsoft".into();
             state = state.with_oidc(kbsync_server::service::oidc::OidcSignIn {
                 client: kbsync_oauth::OidcClient::new(config, reqwest::Client::new(), clock_arc),
                 allowed_domains: oidc.allowed_domains,
@@ -410,14 +415,20 @@ impl TestServer {
     /// Changes a user's role in the database directly (the API has no route for it): for tests
     /// of what someone who loses admin rights can still finish.
     pub async fn set_role_in_database(&self, user_id: &str, role: &str) {
+        assert!(matches!(role, "admin" | "user"), "{role}");
+        self.update_user_in_database(user_id, &format!("role = '{role}'"))
+            .await;
+    }
+
+    /// Updates one account's row directly in the database: `UPDATE users SET {set} WHERE id = …`.
+    async fn update_user_in_database(&self, user_id: &str, set: &str) {
         let done = match &self.pg_schema {
             Some(schema) => {
                 let (url, schema) = (schema.url(), schema.name());
                 let pool = sqlx::PgPool::connect(url).await.unwrap();
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE {schema}.users SET role = $1 WHERE id = $2"
+                    "UPDATE {schema}.users SET {set} WHERE id = $1"
                 )))
-                .bind(role)
                 .bind(user_id)
                 .execute(&pool)
                 .await
@@ -427,16 +438,22 @@ impl TestServer {
             None => {
                 let url = format!("sqlite://{}", self._dir.path().join("kbsync.sqlite").display());
                 let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-                sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-                    .bind(role)
-                    .bind(user_id)
-                    .execute(&pool)
-                    .await
-                    .unwrap()
-                    .rows_affected()
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE users SET {set} WHERE id = $1"
+                )))
+                .bind(user_id)
+                .execute(&pool)
+                .await
+                .unwrap()
+                .rows_affected()
             }
         };
         assert_eq!(done, 1, "no user {user_id}");
+    }
+
+    /// Disables an account directly in the database (as an admin's action would).
+    pub async fn disable_in_database(&self, user_id: &str) {
+        self.update_user_in_database(user_id, "disabled_at = 1").await;
     }
 
     /// Starts connecting `kb` through the API: the status, the body and the flow's binding cookie

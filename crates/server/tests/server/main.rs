@@ -6,6 +6,7 @@ mod api;
 mod auth;
 mod common;
 mod datasources;
+mod oidc;
 mod sync;
 mod ui;
 mod ui_browser;

@@ -20,6 +20,7 @@ pub use self::permissions::PermissionSpec;
 pub(crate) use self::permissions::build_permission;
 pub use self::views::{
     DriveInfo, EmulatorInfo, GroupInfo, ItemInfo, NewDrive, NewGroup, NewSite, NewUser, SiteInfo, UserInfo,
+    UserPatch,
 };
 use self::views::{item_info, site_info};
 
@@ -79,6 +80,28 @@ impl Control {
     }
     pub fn default_drive_id(&self) -> String {
         self.shared.store.read().default_drive_id.clone()
+    }
+
+    /// Changes a user's name or mail address, as a directory administrator would; later tokens carry the new values.
+    pub fn update_user(&self, user_id: &str, patch: UserPatch) -> Result<UserInfo, StoreError> {
+        let mut s = self.shared.store.write();
+        let u = s
+            .users
+            .get_mut(user_id)
+            .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
+        if let Some(name) = patch.display_name {
+            u.display_name = name;
+        }
+        if let Some(mail) = patch.mail {
+            u.mail = mail;
+        }
+        Ok(UserInfo {
+            id: u.id.clone(),
+            display_name: u.display_name.clone(),
+            mail: u.mail.clone(),
+            user_principal_name: u.upn.clone(),
+            drive_id: u.drive_id.clone(),
+        })
     }
 
     pub fn create_user(&self, new: NewUser) -> Result<UserInfo, StoreError> {

@@ -70,6 +70,16 @@ pub struct NewUser {
     pub tenant_id: Option<String>,
 }
 
+/// Changes to a user ([`Control::update_user`](super::Control::update_user)); `None` leaves a value as it is.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct UserPatch {
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// `Some(None)` removes the mail address.
+    #[serde(default)]
+    pub mail: Option<Option<String>>,
+}
+
 /// A new Entra group of the directory.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct NewGroup {
