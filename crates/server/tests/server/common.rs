@@ -32,6 +32,8 @@ pub struct TestServer {
     pub emulator: Option<msgraph_emulator::RunningEmulator>,
     /// The emulated Entra people sign in with ([`Options::oidc`]).
     pub sign_in: Option<msgraph_emulator::RunningEmulator>,
+    /// The real OpenID provider people sign in with ([`OidcTest::real_provider`]).
+    pub peer: Option<kbsync_kit::oidc_peer::OidcPeer>,
     _dir: tempfile::TempDir,
 }
 
@@ -61,6 +63,8 @@ pub struct OidcTest {
     pub tenant: Option<&'static str>,
     pub allowed_domains: Vec<String>,
     pub admin_groups: Vec<String>,
+    /// Sign in with the real OpenID provider (`kbsync_kit::oidc_peer`) instead of the emulated Entra.
+    pub real_provider: bool,
 }
 
 /// The client id kbsync signs people in with at the emulated Entra.
@@ -227,42 +231,66 @@ impl TestServer {
             Arc::new(OsRandom),
             settings,
         );
-        let mut sign_in = None;
+        let (mut sign_in, mut peer) = (None, None);
         if let Some(oidc) = options.oidc {
             let redirect_uri = format!("{base}/auth/oidc/callback");
-            let emu = msgraph_emulator::Emulator::builder()
-                .seed(5)
-                .frozen_clock(true)
-                .start_time(start)
-                .auto_consent(true)
-                .client(msgraph_emulator::ClientRegistration {
-                    client_id: SIGN_IN_CLIENT.into(),
-                    client_secret: "kbsync-sign-in-secret".into(),
-                    redirect_uris: vec![redirect_uri.clone()],
-                    display_name: "kbsync sign-in".into(),
-                    spa: false,
-                })
-                .start()
-                .await
-                .unwrap();
-            let tenant = oidc
-                .tenant
-                .map_or_else(|| emu.control().tenant_id(), str::to_owned);
-            let issuer = format!("{}/{tenant}/v2.0", emu.base_url());
+            let (issuer, client_id, secret) = if oidc.real_provider {
+                let started = kbsync_kit::oidc_peer::OidcPeer::start(&redirect_uri).await?;
+                let found = (
+                    started.issuer().to_owned(),
+                    started.client_id().to_owned(),
+                    started.client_secret().to_owned(),
+                );
+                peer = Some(started);
+                found
+            } else {
+                let emu = msgraph_emulator::Emulator::builder()
+                    .seed(5)
+                    .frozen_clock(true)
+                    .start_time(start)
+                    .auto_consent(true)
+                    .client(msgraph_emulator::ClientRegistration {
+                        client_id: SIGN_IN_CLIENT.into(),
+                        client_secret: "kbsync-sign-in-secret".into(),
+                        redirect_uris: vec![redirect_uri.clone()],
+                        display_name: "kbsync sign-in".into(),
+                        spa: false,
+                    })
+                    .start()
+                    .await
+                    .unwrap();
+                let tenant = oidc
+                    .tenant
+                    .map_or_else(|| emu.control().tenant_id(), str::to_owned);
+                let issuer = format!("{}/{tenant}/v2.0", emu.base_url());
+                sign_in = Some(emu);
+                (
+                    issuer,
+                    SIGN_IN_CLIENT.to_owned(),
+                    "kbsync-sign-in-secret".to_owned(),
+                )
+            };
             let mut config = kbsync_oauth::OidcConfig::new(
                 &issuer,
-                SIGN_IN_CLIENT,
-                kbsync_oauth::ClientSecret::new("kbsync-sign-in-secret"),
+                &client_id,
+                kbsync_oauth::ClientSecret::new(secret),
                 &redirect_uri,
             );
-            // As for login.microsoftonline.com (the emulator's host is a loopback address).
-            config.display_name = "Microsoft".into();
+            if !oidc.real_provider {
+                // As for login.microsoftonline.com (the emulator's host is a loopback address).
+                config.display_name = "Microsoft".into();
+            }
+            // The real provider's tokens carry real times; the emulator's follow the server's clock.
+            let clock: Arc<dyn kbsync_core::Clock> = if oidc.real_provider {
+                Arc::new(kbsync_core::SystemClock)
+            } else {
+                clock_arc
+            };
             state = state.with_oidc(kbsync_server::service::oidc::OidcSignIn {
-                client: kbsync_oauth::OidcClient::new(config, reqwest::Client::new(), clock_arc),
+                client: kbsync_oauth::OidcClient::new(config, reqwest::Client::new(), clock),
                 allowed_domains: oidc.allowed_domains,
                 admin_groups: oidc.admin_groups,
             });
-            sign_in = Some(emu);
         }
         let (tx, rx) = oneshot::channel::<()>();
         let server_state = state.clone();
@@ -283,6 +311,7 @@ impl TestServer {
             pg_schema,
             emulator,
             sign_in,
+            peer,
             _dir: dir,
         })
     }

@@ -26,6 +26,8 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     with_password_sign_in_off_only_the_provider_signs_people_in,
     a_multi_tenant_set_up_trusts_only_verified_addresses_from_other_tenants,
     signing_out_offers_the_providers_sign_out,
+    a_real_provider_signs_a_verified_account_in_and_finds_it_again,
+    a_real_providers_unverified_email_signs_nobody_in,
 );
 
 async fn start(db: Db, oidc: OidcTest) -> Option<TestServer> {
@@ -766,6 +768,81 @@ async fn signing_out_offers_the_providers_sign_out(db: Db) {
     assert!(
         page.contains(&urlencoding(&format!("{}/login", s.base))),
         "returns to kbsync: {page}"
+    );
+    s.stop().await;
+}
+
+async fn start_with_real_provider(db: Db) -> Option<TestServer> {
+    start(
+        db,
+        OidcTest {
+            real_provider: true,
+            ..OidcTest::default()
+        },
+    )
+    .await
+}
+
+/// A whole sign-in of `account` at the real provider (its login and consent pages).
+async fn sign_in_at_real_provider(s: &TestServer, account: &str) -> Outcome {
+    let (authorize_url, cookie) = begin(s, Some("/kb?from=peer")).await;
+    let peer = s.peer.as_ref().unwrap();
+    assert!(authorize_url.starts_with(peer.issuer()), "{authorize_url}");
+    let back = peer.sign_in(&authorize_url, account).await;
+    assert!(
+        back.starts_with(&format!("{}/auth/oidc/callback?", s.base)),
+        "{back}"
+    );
+    callback(&back, Some(&cookie)).await
+}
+
+async fn a_real_provider_signs_a_verified_account_in_and_finds_it_again(db: Db) {
+    let Some(s) = start_with_real_provider(db).await else {
+        return;
+    };
+    let count = s.state.store.count_users().await.unwrap();
+    let first = sign_in_at_real_provider(&s, "pat@example.org").await;
+    assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.page);
+    assert_eq!(first.location.as_deref(), Some("/kb?from=peer"));
+    let (status, me) = s.get("/api/v1/me", first.session.as_deref()).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["email"], "pat@example.org");
+    assert_eq!(s.state.store.count_users().await.unwrap(), count + 1);
+    // No Entra object id: nothing but the email names this person at the sources.
+    let id = me["id"].as_str().unwrap().parse().unwrap();
+    assert!(
+        s.state
+            .store
+            .user_principals(id)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| !p.starts_with("user:"))
+    );
+
+    let second = sign_in_at_real_provider(&s, "pat@example.org").await;
+    assert_eq!(second.status, StatusCode::SEE_OTHER, "{}", second.page);
+    let (_, again) = s.get("/api/v1/me", second.session.as_deref()).await;
+    assert_eq!(again["id"], me["id"]);
+    assert_eq!(s.state.store.count_users().await.unwrap(), count + 1);
+    s.stop().await;
+}
+
+async fn a_real_providers_unverified_email_signs_nobody_in(db: Db) {
+    let Some(s) = start_with_real_provider(db).await else {
+        return;
+    };
+    refused(
+        &sign_in_at_real_provider(&s, "unverified@example.org").await,
+        StatusCode::FORBIDDEN,
+        "verified email",
+    );
+    assert!(
+        s.state
+            .store
+            .get_credentials_by_email("unverified@example.org")
+            .await
+            .is_err()
     );
     s.stop().await;
 }
