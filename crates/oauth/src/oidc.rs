@@ -18,7 +18,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -89,7 +89,7 @@ impl OidcConfig {
 
     fn scope_param(&self) -> String {
         let mut scopes: Vec<&str> = self.scopes.iter().flat_map(|s| s.split_whitespace()).collect();
-        if !scopes.iter().any(|s| *s == "openid") {
+        if !scopes.contains(&"openid") {
             scopes.insert(0, "openid");
         }
         scopes.join(" ")
@@ -308,14 +308,14 @@ const ASYMMETRIC: &[Algorithm] = &[
 
 struct Cached<T> {
     value: T,
-    fetched_at: Instant,
+    fetched_at: DateTime<Utc>,
 }
 
 #[derive(Default)]
 struct KeyCache {
     keys: Option<Cached<JwkSet>>,
     /// When a token naming an unknown key last caused a fetch.
-    last_forced: Option<Instant>,
+    last_forced: Option<DateTime<Utc>>,
 }
 
 /// A configured OpenID provider: builds authorize URLs and verifies what comes back. Shared by every
@@ -359,7 +359,7 @@ impl OidcClient {
     pub async fn metadata(&self) -> Result<Arc<ProviderMetadata>, OidcError> {
         let mut cached = self.metadata.lock().await;
         if let Some(c) = cached.as_ref()
-            && c.fetched_at.elapsed() < METADATA_TTL
+            && self.younger_than(c.fetched_at, METADATA_TTL)
         {
             return Ok(c.value.clone());
         }
@@ -379,7 +379,7 @@ impl OidcClient {
         let metadata = Arc::new(metadata);
         *cached = Some(Cached {
             value: metadata.clone(),
-            fetched_at: Instant::now(),
+            fetched_at: self.clock.now(),
         });
         Ok(metadata)
     }
@@ -579,7 +579,7 @@ impl OidcClient {
         let fresh = cache
             .keys
             .as_ref()
-            .is_some_and(|k| k.fetched_at.elapsed() < self.config.jwks_ttl);
+            .is_some_and(|k| self.younger_than(k.fetched_at, self.config.jwks_ttl));
         if !fresh {
             cache.keys = Some(self.fetch_keys(metadata).await?);
         }
@@ -589,9 +589,9 @@ impl OidcClient {
         let may_refetch = fresh
             && cache
                 .last_forced
-                .is_none_or(|at| at.elapsed() >= self.config.jwks_refetch_interval);
+                .is_none_or(|at| !self.younger_than(at, self.config.jwks_refetch_interval));
         if may_refetch {
-            cache.last_forced = Some(Instant::now());
+            cache.last_forced = Some(self.clock.now());
             cache.keys = Some(self.fetch_keys(metadata).await?);
             if let Some(key) = cache.keys.as_ref().and_then(|k| find_key(&k.value, kid, alg)) {
                 return key;
@@ -603,11 +603,17 @@ impl OidcClient {
         )))
     }
 
+    /// Whether `at` lies less than `age` before now (a time in the future counts as young).
+    fn younger_than(&self, at: DateTime<Utc>, age: Duration) -> bool {
+        let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        self.clock.now() - at < age
+    }
+
     async fn fetch_keys(&self, metadata: &ProviderMetadata) -> Result<Cached<JwkSet>, OidcError> {
         let keys: JwkSet = self.get_json(&metadata.jwks_uri, "signing keys").await?;
         Ok(Cached {
             value: keys,
-            fetched_at: Instant::now(),
+            fetched_at: self.clock.now(),
         })
     }
 

@@ -268,7 +268,7 @@ fn role_from_groups(oidc: &OidcSignIn, identity: &VerifiedIdentity) -> Option<Ro
 
 fn domain_allowed(allowed: &[String], email: &str) -> bool {
     let domain = email.rsplit('@').next().unwrap_or_default().to_lowercase();
-    allowed.is_empty() || allowed.iter().any(|d| *d == domain)
+    allowed.is_empty() || allowed.contains(&domain)
 }
 
 fn provider_error(e: OidcError) -> ApiError {

@@ -249,7 +249,6 @@ async fn a_second_sign_in_finds_the_same_account_and_refreshes_its_name_and_emai
             msgraph_emulator::UserPatch {
                 display_name: Some("Sam Smith".into()),
                 mail: Some(Some("sam.smith@contoso.example".into())),
-                ..Default::default()
             },
         )
         .unwrap();

@@ -460,3 +460,50 @@ async fn connect_pick_watch_search_and_reauthorise_in_a_real_browser() {
     drop(driver);
     s.stop().await;
 }
+
+/// "Sign in with Microsoft" on the sign-in page goes through the emulated Entra (consent is automatic
+/// for its default user, Adele) and lands back on the page that asked for a session, signed in as her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_microsoft_in_a_real_browser() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let s = TestServer::start(
+        Db::Sqlite,
+        Options {
+            oidc: Some(crate::common::OidcTest::default()),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let c = browser(&driver, false).await;
+    c.goto(&format!("{}/search", s.base)).await.unwrap();
+    wait_for(&c, "//h1[normalize-space()='Sign in']").await;
+    screenshot(&c, "sign-in").await;
+    wait_for(
+        &c,
+        "//a[@id='oidc-sign-in' and normalize-space()='Sign in with Microsoft']",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for(&c, "//h1[normalize-space()='Search']").await;
+    wait_for(
+        &c,
+        "//*[contains(normalize-space(), 'adele.vance@contoso.onmicrosoft.com')]",
+    )
+    .await;
+    // Signing out ends the kbsync session and offers Microsoft's own sign-out.
+    c.find(Locator::XPath("//button[normalize-space()='Sign out']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "//a[normalize-space()='Also sign out of Microsoft']").await;
+    c.close().await.unwrap();
+    drop(driver);
+    s.stop().await;
+}
