@@ -36,6 +36,7 @@ const FILES_PER_PAGE: u32 = 50;
 /// Knowledge bases per page of the list.
 const KBS_PER_PAGE: u32 = 50;
 
+mod account;
 mod assets;
 mod kb;
 mod kb_access;
@@ -43,6 +44,7 @@ mod kb_sync;
 mod search_admin;
 mod signin;
 
+pub use account::*;
 pub use assets::*;
 pub use kb::*;
 pub use kb_access::*;

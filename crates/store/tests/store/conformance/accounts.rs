@@ -42,7 +42,9 @@ fn conflict_message(err: StoreError) -> String {
 async fn accounts_list_by_email_with_how_they_sign_in(s: Arc<dyn Store>) {
     let b = user(s.as_ref(), "b@example.com", Role::User).await;
     let a = user(s.as_ref(), "A@example.com", Role::Admin).await;
-    s.link_identity("https://idp.example", "sub-1", b, t(1)).await.unwrap();
+    s.link_identity("https://idp.example", "sub-1", b, t(1))
+        .await
+        .unwrap();
     let svc = s
         .create_service_account(Uuid::new_v4(), "svc@kbsync.invalid", "Assistant", t(2))
         .await
@@ -55,7 +57,10 @@ async fn accounts_list_by_email_with_how_they_sign_in(s: Arc<dyn Store>) {
         .iter()
         .map(|a| (a.user.id, a.has_password, a.has_provider_identity))
         .collect();
-    assert_eq!(rows, vec![(a, true, false), (b, true, true), (svc.id, false, false)]);
+    assert_eq!(
+        rows,
+        vec![(a, true, false), (b, true, true), (svc.id, false, false)]
+    );
 
     let second = s.list_accounts(Page { limit: 1, offset: 1 }).await.unwrap();
     assert_eq!(second.total, 3);
@@ -200,7 +205,10 @@ async fn deleting_an_account_hands_its_knowledge_bases_over_or_needs_them_gone(s
     assert!(s.get_user(leaver).await.is_ok());
 
     s.delete_account(leaver, Some(heir)).await.unwrap();
-    assert!(matches!(s.get_user(leaver).await.unwrap_err(), StoreError::NotFound));
+    assert!(matches!(
+        s.get_user(leaver).await.unwrap_err(),
+        StoreError::NotFound
+    ));
     assert_eq!(s.get_kb(k1).await.unwrap().owner_id, heir);
     assert_eq!(s.get_kb(k2).await.unwrap().owner_id, heir);
     assert_eq!(s.owned_kbs(heir).await.unwrap().len(), 3);
@@ -218,23 +226,31 @@ async fn deleting_removes_grants_sessions_and_identities(s: Arc<dyn Store>) {
     let k = kb(s.as_ref(), owner, "shared").await;
     s.set_manual_grants(k, &[reader], &[]).await.unwrap();
     s.create_session("r1", reader, t(0), t(3600)).await.unwrap();
-    s.link_identity("https://idp.example", "sub-r", reader, t(0)).await.unwrap();
+    s.link_identity("https://idp.example", "sub-r", reader, t(0))
+        .await
+        .unwrap();
 
     s.delete_account(reader, None).await.unwrap();
     assert!(s.list_grants(k).await.unwrap().is_empty());
     assert!(s.user_for_session("r1", t(1)).await.is_err());
     assert!(matches!(
-        s.user_for_identity("https://idp.example", "sub-r").await.unwrap_err(),
+        s.user_for_identity("https://idp.example", "sub-r")
+            .await
+            .unwrap_err(),
         StoreError::NotFound
     ));
     // The identity may now be linked to another account.
-    s.link_identity("https://idp.example", "sub-r", owner, t(2)).await.unwrap();
+    s.link_identity("https://idp.example", "sub-r", owner, t(2))
+        .await
+        .unwrap();
 }
 
 async fn changes_to_unknown_accounts_are_not_found(s: Arc<dyn Store>) {
     let ghost = Uuid::new_v4();
     assert!(matches!(
-        s.change_account(ghost, role(Role::Admin), t(0)).await.unwrap_err(),
+        s.change_account(ghost, role(Role::Admin), t(0))
+            .await
+            .unwrap_err(),
         StoreError::NotFound
     ));
     assert!(matches!(
@@ -245,5 +261,8 @@ async fn changes_to_unknown_accounts_are_not_found(s: Arc<dyn Store>) {
         s.delete_account(ghost, None).await.unwrap_err(),
         StoreError::NotFound
     ));
-    assert!(matches!(s.get_account(ghost).await.unwrap_err(), StoreError::NotFound));
+    assert!(matches!(
+        s.get_account(ghost).await.unwrap_err(),
+        StoreError::NotFound
+    ));
 }

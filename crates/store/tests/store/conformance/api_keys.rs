@@ -59,9 +59,15 @@ async fn api_keys_list_newest_first_per_account_and_all_with_their_owners(s: Arc
     let k1 = Uuid::new_v4();
     let k2 = Uuid::new_v4();
     let k3 = Uuid::new_v4();
-    s.create_api_key(k1, new_key(a, "one", "h1", None), t(1)).await.unwrap();
-    s.create_api_key(k2, new_key(b, "two", "h2", None), t(2)).await.unwrap();
-    s.create_api_key(k3, new_key(a, "three", "h3", None), t(3)).await.unwrap();
+    s.create_api_key(k1, new_key(a, "one", "h1", None), t(1))
+        .await
+        .unwrap();
+    s.create_api_key(k2, new_key(b, "two", "h2", None), t(2))
+        .await
+        .unwrap();
+    s.create_api_key(k3, new_key(a, "three", "h3", None), t(3))
+        .await
+        .unwrap();
 
     let of_a: Vec<Uuid> = s.list_api_keys(a).await.unwrap().iter().map(|k| k.id).collect();
     assert_eq!(of_a, vec![k3, k1]);
@@ -96,7 +102,9 @@ async fn deleting_an_api_key_checks_its_owner_and_then_it_no_longer_resolves(s: 
     let a = user(s.as_ref(), "a@example.com", Role::User).await;
     let b = user(s.as_ref(), "b@example.com", Role::User).await;
     let k = Uuid::new_v4();
-    s.create_api_key(k, new_key(a, "one", "h1", None), t(0)).await.unwrap();
+    s.create_api_key(k, new_key(a, "one", "h1", None), t(0))
+        .await
+        .unwrap();
 
     let err = s.delete_api_key(k, Some(b)).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
@@ -114,7 +122,9 @@ async fn deleting_an_api_key_checks_its_owner_and_then_it_no_longer_resolves(s: 
 
     // Without an owner (an administrator), any key goes.
     let k2 = Uuid::new_v4();
-    s.create_api_key(k2, new_key(b, "two", "h2", None), t(0)).await.unwrap();
+    s.create_api_key(k2, new_key(b, "two", "h2", None), t(0))
+        .await
+        .unwrap();
     s.delete_api_key(k2, None).await.unwrap();
     assert!(s.list_api_keys(b).await.unwrap().is_empty());
 }
@@ -156,7 +166,9 @@ async fn an_api_key_of_a_disabled_account_resolves_again_once_re_enabled(s: Arc<
 async fn api_key_use_is_recorded_at_most_once_per_interval(s: Arc<dyn Store>) {
     let a = user(s.as_ref(), "a@example.com", Role::User).await;
     let k = Uuid::new_v4();
-    s.create_api_key(k, new_key(a, "one", "h1", None), t(0)).await.unwrap();
+    s.create_api_key(k, new_key(a, "one", "h1", None), t(0))
+        .await
+        .unwrap();
     assert!(s.record_api_key_use(k, t(100), t(40)).await.unwrap());
     // A use within the interval of the recorded one changes nothing.
     assert!(!s.record_api_key_use(k, t(130), t(70)).await.unwrap());
