@@ -660,3 +660,90 @@ impl AccessStore for CountingStore {
         self.inner.list_readable_documents(kb_id, user_id, page).await
     }
 }
+
+#[async_trait]
+impl AccountStore for CountingStore {
+    async fn list_accounts(&self, page: Page) -> Result<PageOf<Account>> {
+        self.count("list_accounts");
+        self.inner.list_accounts(page).await
+    }
+
+    async fn get_account(&self, id: UserId) -> Result<Account> {
+        self.count("get_account");
+        self.inner.get_account(id).await
+    }
+
+    async fn create_service_account(
+        &self,
+        id: UserId,
+        email: &str,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<User> {
+        self.count("create_service_account");
+        self.inner.create_service_account(id, email, name, now).await
+    }
+
+    async fn change_account(&self, id: UserId, change: AccountChange, now: DateTime<Utc>) -> Result<User> {
+        self.count("change_account");
+        self.inner.change_account(id, change, now).await
+    }
+
+    async fn set_password_hash(&self, id: UserId, phc: &str, keep_session: Option<&str>) -> Result<()> {
+        self.count("set_password_hash");
+        self.inner.set_password_hash(id, phc, keep_session).await
+    }
+
+    async fn owned_kbs(&self, id: UserId) -> Result<Vec<KbId>> {
+        self.count("owned_kbs");
+        self.inner.owned_kbs(id).await
+    }
+
+    async fn delete_account(&self, id: UserId, transfer_to: Option<UserId>) -> Result<()> {
+        self.count("delete_account");
+        self.inner.delete_account(id, transfer_to).await
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for CountingStore {
+    async fn create_api_key(
+        &self,
+        id: uuid::Uuid,
+        new: NewApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<kbsync_core::ApiKey> {
+        self.count("create_api_key");
+        self.inner.create_api_key(id, new, now).await
+    }
+
+    async fn list_api_keys(&self, user_id: UserId) -> Result<Vec<kbsync_core::ApiKey>> {
+        self.count("list_api_keys");
+        self.inner.list_api_keys(user_id).await
+    }
+
+    async fn list_all_api_keys(&self) -> Result<Vec<KeyWithOwner>> {
+        self.count("list_all_api_keys");
+        self.inner.list_all_api_keys().await
+    }
+
+    async fn delete_api_key(&self, id: uuid::Uuid, owner: Option<UserId>) -> Result<()> {
+        self.count("delete_api_key");
+        self.inner.delete_api_key(id, owner).await
+    }
+
+    async fn api_key_user(&self, key_hash: &str, now: DateTime<Utc>) -> Result<KeyWithOwner> {
+        self.count("api_key_user");
+        self.inner.api_key_user(key_hash, now).await
+    }
+
+    async fn record_api_key_use(
+        &self,
+        id: uuid::Uuid,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.count("record_api_key_use");
+        self.inner.record_api_key_use(id, now, since).await
+    }
+}

@@ -73,6 +73,19 @@ string_enum!(
 );
 
 string_enum!(
+    /// Whom an account stands for: a person (signs in with a password or through an OpenID provider), or
+    /// a program an administrator set up (a service account: it never signs in, it only holds API keys
+    /// and knowledge-base grants).
+    UserKind, "account kind", { Person => "person", Service => "service" }
+);
+
+string_enum!(
+    /// What an API key may do: `read` opens only the safe methods (GET and HEAD: search, lists,
+    /// content); `write` everything its user may do, except managing credentials.
+    ApiKeyScope, "API key scope", { Read => "read", Write => "write" }
+);
+
+string_enum!(
     /// Where a knowledge base's documents come from: uploads, or a datasource that kbsync syncs.
     KbType, "knowledge base type", { Local => "local", OneDrive => "onedrive" }
 );
@@ -117,6 +130,8 @@ pub struct User {
     pub display_name: Option<String>,
     /// A disabled account keeps its data, but its sessions and keys open nothing.
     pub disabled: bool,
+    /// A person, or a service account that holds only API keys.
+    pub kind: UserKind,
     pub created_at: DateTime<Utc>,
 }
 
@@ -124,6 +139,28 @@ impl User {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
+
+    pub fn is_service(&self) -> bool {
+        self.kind == UserKind::Service
+    }
+}
+
+/// An API key as kbsync keeps it: never the key itself (only its SHA-256, which is not part of this
+/// type), but a short prefix of it so that its owner can tell keys apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: Uuid,
+    /// The account the key acts as (a person, or a service account).
+    pub user_id: UserId,
+    pub name: String,
+    pub scope: ApiKeyScope,
+    /// The key's first characters (`kbs_` and a few more), not enough to use it.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    /// `None`: the key does not expire.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the key last opened a request, to the minute; `None`: never used.
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,6 +275,7 @@ mod tests {
             role,
             display_name: None,
             disabled: false,
+            kind: UserKind::Person,
             created_at: DateTime::UNIX_EPOCH,
         }
     }

@@ -1,6 +1,7 @@
-//! Authentication: password hashing, opaque session tokens stored hashed, and the extractor that
-//! turns `Authorization: Bearer …` (or, on read-only routes, the web UI's session cookie) into the
-//! calling [`User`]; the web UI's CSRF tokens derive from the same session token.
+//! Authentication: password hashing, opaque session tokens stored hashed, and the extractors that
+//! turn `Authorization: Bearer …` (a session token or an API key, or on read-only routes the web
+//! UI's session cookie) into the calling [`User`]; the web UI's CSRF tokens derive from the same
+//! session token.
 
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier, password_hash::SaltString};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -9,13 +10,15 @@ use axum::{
     extract::{ConnectInfo, FromRequestParts},
     http::{HeaderMap, Method, header, request::Parts},
 };
-use kbsync_core::{OsRandom, Random, User};
+use kbsync_core::{ApiKeyScope, OsRandom, Random, User};
 use kbsync_store::StoreError;
 use sha2::{Digest, Sha256};
 
-use crate::{AppState, error::ApiError};
+use crate::{AppState, error::ApiError, service::api_keys};
 
-/// The authenticated caller of an API route.
+/// The authenticated caller of an API route: a session (bearer token from sign-in, or on read-only
+/// routes the web UI's cookie) or an API key (`Authorization: Bearer kbs_…`) within its scope. A
+/// `read` key is refused (403) on every method but GET and HEAD.
 #[derive(Debug, Clone)]
 pub struct CurrentUser(pub User);
 
@@ -23,18 +26,95 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        // The web UI's session cookie opens only the API's safe (read-only) routes: the event
-        // stream and the picker's browse data. Every change the UI makes goes through a UI form
-        // with a CSRF token, so a cookie can never make the API change something by itself.
-        let token = match bearer_token(parts) {
-            Some(token) => token,
-            None if parts.method == Method::GET || parts.method == Method::HEAD => {
-                session_cookie(parts).ok_or(ApiError::Unauthenticated)?
-            }
-            None => return Err(ApiError::Unauthenticated),
-        };
-        user_for_token(state, token).await.map(CurrentUser)
+        let caller = authenticate(parts, state).await?;
+        if let Credential::ApiKey {
+            scope: ApiKeyScope::Read,
+            ..
+        } = caller.credential
+            && !is_safe(&parts.method)
+        {
+            return Err(ApiError::Forbidden(
+                "this API key may only read (GET and HEAD); use a write key to make changes".into(),
+            ));
+        }
+        Ok(CurrentUser(caller.user))
     }
+}
+
+/// The caller of a route that manages credentials (creating API keys, changing passwords): it needs
+/// a signed-in session, never an API key (403), so that a leaked key can neither make itself
+/// permanent nor take its account over. Carries the session token, which such routes keep alive
+/// while they end the account's other sessions.
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    pub user: User,
+    pub session_token: String,
+}
+
+impl FromRequestParts<AppState> for SessionUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await?;
+        match caller.credential {
+            Credential::Session { token } => Ok(SessionUser {
+                user: caller.user,
+                session_token: token,
+            }),
+            Credential::ApiKey { .. } => Err(ApiError::Forbidden(
+                "API keys cannot create keys or change passwords; sign in to do this".into(),
+            )),
+        }
+    }
+}
+
+/// How a request proved who it is.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// A session token: a bearer token from `POST /auth/login`, or the web UI's cookie.
+    Session { token: String },
+    /// An API key with its scope.
+    ApiKey { id: uuid::Uuid, scope: ApiKeyScope },
+}
+
+/// An authenticated request: the account, and how it signed the request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: User,
+    pub credential: Credential,
+}
+
+fn is_safe(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// Who sends a request. The web UI's session cookie opens only the API's safe (read-only) routes:
+/// the event stream and the picker's browse data. Every change the UI makes goes through a UI form
+/// with a CSRF token, so a cookie can never make the API change something by itself. A bearer token
+/// that starts with `kbs_` is an API key; any other is a session token.
+pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let token = match bearer_token(parts) {
+        Some(token) if api_keys::is_api_key(token) => {
+            let found = api_keys::authenticate(state, token).await?;
+            return Ok(Caller {
+                user: found.owner,
+                credential: Credential::ApiKey {
+                    id: found.key.id,
+                    scope: found.key.scope,
+                },
+            });
+        }
+        Some(token) => token,
+        None if is_safe(&parts.method) => session_cookie(parts).ok_or(ApiError::Unauthenticated)?,
+        None => return Err(ApiError::Unauthenticated),
+    };
+    let user = user_for_token(state, token).await?;
+    Ok(Caller {
+        user,
+        credential: Credential::Session {
+            token: token.to_owned(),
+        },
+    })
 }
 
 /// The user a session token (bearer or cookie) belongs to, if the session is still valid.

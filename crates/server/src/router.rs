@@ -11,7 +11,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::{
     AppState,
-    api::{datasources, health, sync, v1},
+    api::{accounts, datasources, health, sync, v1},
     error::ApiError,
     metrics_layer, ui,
 };
@@ -28,7 +28,25 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(v1::login))
         .route("/auth/logout", post(v1::logout))
         .route("/me", get(v1::me))
-        .route("/users", post(v1::create_user))
+        .route("/me/password", post(accounts::change_own_password))
+        .route(
+            "/me/api-keys",
+            post(accounts::create_own_key).get(accounts::list_own_keys),
+        )
+        .route("/me/api-keys/{id}", delete(accounts::revoke_own_key))
+        .route(
+            "/admin/api-keys",
+            post(accounts::create_service_key).get(accounts::list_all_keys),
+        )
+        .route("/admin/api-keys/{id}", delete(accounts::revoke_any_key))
+        .route("/users", post(v1::create_user).get(accounts::list_accounts))
+        .route(
+            "/users/{id}",
+            get(accounts::get_account)
+                .patch(accounts::patch_account)
+                .delete(accounts::delete_account),
+        )
+        .route("/users/{id}/password", post(accounts::reset_password))
         .route("/knowledge", post(v1::create_knowledge).get(v1::list_knowledge))
         .route(
             "/knowledge/{id}",

@@ -19,6 +19,8 @@
 //! | scheduling, sync leases, sync state | [`ScheduleStore`] | `schedule` |
 //! | sync runs and their failed files | [`RunStore`] | `runs` |
 //! | document access lists, group members, user principals | [`AccessStore`] | `access` |
+//! | account administration, service accounts | [`AccountStore`] | `accounts` |
+//! | API keys | [`ApiKeyStore`] | `api_keys` |
 //!
 //! [`Store`] is all of them at once, implemented for every type that implements them all, so
 //! callers hold an `Arc<dyn Store>` (or take `S: Store`) and call any area's methods without
@@ -46,6 +48,8 @@
 //! [`StoreError::Unavailable`].
 
 mod access;
+mod accounts;
+mod api_keys;
 mod blob;
 mod connections;
 mod convert;
@@ -68,6 +72,8 @@ mod users;
 use std::sync::Arc;
 
 pub use access::{AccessStore, DocumentAcl, EVERYONE, NamedGroup, acl_id};
+pub use accounts::{Account, AccountChange, AccountStore, LAST_ADMIN, STILL_OWNS_KNOWLEDGE_BASES};
+pub use api_keys::{ApiKeyStore, KeyWithOwner, NewApiKey};
 pub use blob::{BlobError, BlobStore, StoredBlob};
 pub use connections::{ConnectionStore, NewConnection, NewOAuthState, OAuthState, RefreshedTokens};
 pub use crypto::{CryptoError, TokenCipher};
@@ -103,6 +109,8 @@ pub trait Store:
     + ScheduleStore
     + RunStore
     + AccessStore
+    + AccountStore
+    + ApiKeyStore
     + Send
     + Sync
     + 'static
@@ -120,6 +128,8 @@ impl<T> Store for T where
         + ScheduleStore
         + RunStore
         + AccessStore
+        + AccountStore
+        + ApiKeyStore
         + Send
         + Sync
         + 'static

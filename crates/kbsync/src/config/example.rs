@@ -127,8 +127,8 @@ app_only = false
 scopes = "openid email profile"
 # Only these email domains may sign in (comma-separated); empty allows every domain.
 allowed_domains = ""
-# New accounts whose ID token lists one of these group ids become admins (needs the provider to
-# send a groups claim; in Entra, the app registration's group claims).
+# People whose ID token lists one of these group ids are admins, the others users, decided at each
+# sign-in (needs the provider to send a groups claim; in Entra, the app registration's group claims).
 admin_groups = ""
 # What the sign-in button says after "Sign in with"; by default "Microsoft" for Entra, otherwise
 # the issuer's host.

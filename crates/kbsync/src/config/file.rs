@@ -58,7 +58,7 @@ pub struct OidcFileConfig {
     pub scopes: Option<String>,
     /// Comma-separated email domains allowed to sign in.
     pub allowed_domains: Option<String>,
-    /// Comma-separated group ids whose members' new accounts are admins.
+    /// Comma-separated group ids whose members are admins (decided at each sign-in).
     pub admin_groups: Option<String>,
     pub display_name: Option<String>,
 }

@@ -79,7 +79,7 @@ pub struct OidcSettings {
     pub scopes: Vec<String>,
     /// Lower-case email domains allowed to sign in; empty allows every domain.
     pub allowed_domains: Vec<String>,
-    /// Group ids (the ID token's `groups` claim) whose members' new accounts are admins.
+    /// Group ids (the ID token's `groups` claim) whose members are admins, decided at each sign-in.
     pub admin_groups: Vec<String>,
     /// What the sign-in button names; `None` guesses from the issuer ("Microsoft" for Entra).
     pub display_name: Option<String>,

@@ -1,5 +1,6 @@
 //! HTTP handlers: extract, call one service function, map the result. No SQL, no rules.
 
+pub mod accounts;
 pub mod datasources;
 pub mod extract;
 pub mod health;

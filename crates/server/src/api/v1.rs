@@ -126,7 +126,7 @@ pub struct ListDto<T> {
 }
 
 impl<T> ListDto<T> {
-    fn of<U: Into<T>>(page: kbsync_store::Page, found: PageOf<U>) -> Self {
+    pub fn of<U: Into<T>>(page: kbsync_store::Page, found: PageOf<U>) -> Self {
         Self {
             items: found.items.into_iter().map(Into::into).collect(),
             total: found.total,

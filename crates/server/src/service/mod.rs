@@ -1,6 +1,8 @@
 //! Business rules. Handlers call exactly one function here; nothing here knows about HTTP beyond
 //! returning [`ApiError`](crate::error::ApiError).
 
+pub mod accounts;
+pub mod api_keys;
 pub mod connections;
 pub mod documents;
 pub mod housekeeping;

@@ -4,7 +4,7 @@
 use chrono::Duration;
 use kbsync_core::{Role, User};
 use kbsync_oauth::{OidcClient, OidcError, SignInFlow, VerifiedIdentity};
-use kbsync_store::{NewUser, SignInFlowRecord, StoreError};
+use kbsync_store::{AccountChange, NewUser, SignInFlowRecord, StoreError};
 
 use crate::{AppState, auth::token_hash, error::ApiError, service::users::LoginOutcome};
 
@@ -211,6 +211,12 @@ async fn account_for(
             Err(e) => return Err(e.into()),
         };
         let account = match existing {
+            // Service accounts belong to programs: no person signs in to one.
+            Some(account) if account.is_service() => {
+                return Err(ApiError::Forbidden(
+                    "This address belongs to a service account, which cannot sign in.".to_owned(),
+                ));
+            }
             Some(account) => account,
             None => {
                 let role = role_from_groups(oidc, identity).unwrap_or(Role::User);
@@ -239,12 +245,31 @@ async fn account_for(
             Err(e) => return Err(e.into()),
         }
     }
-    let user =
+    let mut user =
         user.ok_or_else(|| ApiError::internal("sign-in", "the account kept changing under the sign-in"))?;
     if user.disabled {
         return Err(ApiError::Forbidden(
             "This account is disabled. Ask an administrator.".to_owned(),
         ));
+    }
+    if let Some(role) = role_from_groups(oidc, identity)
+        && role != user.role
+    {
+        let change = AccountChange {
+            role: Some(role),
+            disabled: None,
+        };
+        match store.change_account(user.id, change, now).await {
+            Ok(changed) => {
+                tracing::info!(user = %user.id, role = role.as_str(), "the provider's groups changed an account's role");
+                user = changed;
+            }
+            // The last enabled admin stays one until another admin exists.
+            Err(StoreError::Conflict(reason)) => {
+                tracing::warn!(user = %user.id, %reason, "kept an account's role that its groups would change");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     // Entra's object id is what drives' sharing names the person by.
     if let (Some(oid), Some(_)) = (&identity.oid, &identity.tid) {
@@ -253,8 +278,9 @@ async fn account_for(
     Ok(user)
 }
 
-/// The role a new account gets from the token's groups, when admin groups are configured and the token
-/// lists groups. (Later sign-ins leave the role to kbsync's administrators.)
+/// The role the token's groups give, when admin groups are configured and the token lists them: the
+/// provider's groups then decide, at every sign-in (a token without the list, e.g. Entra's overage
+/// claim for people in very many groups, leaves the role as it is).
 fn role_from_groups(oidc: &OidcSignIn, identity: &VerifiedIdentity) -> Option<Role> {
     if oidc.admin_groups.is_empty() {
         return None;

@@ -14,7 +14,7 @@ use crate::{
 
 /// Passwords shorter than this are refused.
 pub const MIN_PASSWORD_CHARS: usize = 8;
-const MAX_PASSWORD_CHARS: usize = 1024;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 const MAX_EMAIL_CHARS: usize = 254;
 
 /// How failed logins for one account are slowed down: after `free_attempts` failures, each
@@ -165,7 +165,14 @@ pub async fn login(
     }
 }
 
+/// Ends a session. An API key is not a session: signing out with one is refused (400) and leaves
+/// the key working; keys are revoked instead (`DELETE /api/v1/me/api-keys/{id}`).
 pub async fn logout(state: &AppState, token: &str) -> Result<(), ApiError> {
+    if super::api_keys::is_api_key(token) {
+        return Err(ApiError::BadRequest {
+            message: "an API key is not a session: revoke it instead of signing out with it".into(),
+        });
+    }
     Ok(state.store.delete_session(&token_hash(token)).await?)
 }
 

@@ -56,6 +56,20 @@ pub fn router() -> Router<AppState> {
         .route("/kb/{id}/delete", post(pages::kb_delete))
         .route("/search", get(pages::search))
         .route("/admin", get(pages::admin))
+        .route("/account", get(pages::account))
+        .route("/account/password", post(pages::account_password))
+        .route("/keys", get(pages::keys).post(pages::key_create))
+        .route("/keys/{id}/revoke", post(pages::key_revoke))
+        .route("/admin/users", get(pages::admin_users))
+        .route("/admin/users/{id}/role", post(pages::admin_user_role))
+        .route("/admin/users/{id}/disabled", post(pages::admin_user_disabled))
+        .route("/admin/users/{id}/password", post(pages::admin_user_password))
+        .route("/admin/users/{id}/delete", post(pages::admin_user_delete))
+        .route(
+            "/admin/keys",
+            get(pages::admin_keys).post(pages::admin_key_create),
+        )
+        .route("/admin/keys/{id}/revoke", post(pages::admin_key_revoke))
         .route("/static/app.css", get(pages::stylesheet))
         .route("/static/app.js", get(pages::script))
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))

@@ -8,7 +8,7 @@ pub struct Chrome {
     pub email: Option<String>,
     pub is_admin: bool,
     pub csrf: String,
-    /// The navigation entry to highlight: `kb`, `search`, `admin` or empty.
+    /// The navigation entry to highlight: `kb`, `search`, `keys`, `account`, `admin` or empty.
     pub section: &'static str,
 }
 
@@ -230,6 +230,99 @@ pub struct AdminPage {
     pub settings: Vec<SettingRow>,
     pub datasources: Vec<SettingRow>,
     pub scheduler: Vec<SettingRow>,
+}
+
+/// A key just made, shown once.
+pub struct NewKeyView {
+    pub name: String,
+    pub secret: String,
+    /// The service account it acts as (service keys only).
+    pub account_email: String,
+}
+
+/// A row of a key list (never the key itself).
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub scope: &'static str,
+    pub created: String,
+    pub expires: String,
+    pub last_used: String,
+    /// The account it acts as (the admin's list).
+    pub owner: String,
+    pub service: bool,
+}
+
+#[derive(Template)]
+#[template(path = "keys.html")]
+pub struct KeysPage {
+    pub chrome: Chrome,
+    pub keys: Vec<KeyRow>,
+    pub created: Option<NewKeyView>,
+    pub revoked: bool,
+    pub error: Option<String>,
+    pub name: String,
+    pub scope: String,
+    pub expires_on: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_keys.html")]
+pub struct AdminKeysPage {
+    pub chrome: Chrome,
+    pub keys: Vec<KeyRow>,
+    pub created: Option<NewKeyView>,
+    pub revoked: bool,
+    pub error: Option<String>,
+    pub name: String,
+    pub scope: String,
+    pub expires_on: String,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub chrome: Chrome,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: &'static str,
+    pub has_password: bool,
+    pub min_chars: usize,
+    pub changed: bool,
+    pub error: Option<String>,
+}
+
+/// A row of the admin's user list.
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub signs_in_with: &'static str,
+    pub created: String,
+    pub is_admin: bool,
+    pub is_service: bool,
+    pub is_self: bool,
+    pub disabled: bool,
+}
+
+/// An account knowledge bases may be handed to.
+pub struct HeirChoice {
+    pub id: String,
+    pub email: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+pub struct AdminUsersPage {
+    pub chrome: Chrome,
+    pub users: Vec<UserRow>,
+    pub heirs: Vec<HeirChoice>,
+    pub done: Option<&'static str>,
+    pub min_chars: usize,
+    pub total: u64,
+    pub prev_offset: Option<u64>,
+    pub next_offset: Option<u64>,
 }
 
 /// Splits a snippet into pieces, marking the words that the query contains (case-insensitive).

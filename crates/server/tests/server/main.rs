@@ -2,6 +2,7 @@
 //! server on port 0 (`common`), on SQLite and PostgreSQL, against the in-process Graph emulator.
 
 mod access;
+mod accounts;
 mod api;
 mod auth;
 mod common;

@@ -21,7 +21,8 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     a_callback_without_the_starting_browsers_cookie_is_refused_and_spends_the_state,
     a_replayed_callback_is_refused,
     a_refusal_at_the_provider_is_shown_on_the_sign_in_page,
-    only_allowed_domains_sign_in_and_admin_groups_make_admins,
+    only_allowed_domains_sign_in_and_admin_groups_decide_roles_at_each_sign_in,
+    a_service_accounts_address_signs_nobody_in,
     a_disabled_account_cannot_sign_in,
     with_password_sign_in_off_only_the_provider_signs_people_in,
     a_multi_tenant_set_up_trusts_only_verified_addresses_from_other_tenants,
@@ -603,7 +604,7 @@ async fn a_refusal_at_the_provider_is_shown_on_the_sign_in_page(db: Db) {
     s.stop().await;
 }
 
-async fn only_allowed_domains_sign_in_and_admin_groups_make_admins(db: Db) {
+async fn only_allowed_domains_sign_in_and_admin_groups_decide_roles_at_each_sign_in(db: Db) {
     let admins_group = "5b1e2c3d-0000-4000-8000-00000000a0a0";
     let Some(s) = start(
         db,
@@ -635,6 +636,13 @@ async fn only_allowed_domains_sign_in_and_admin_groups_make_admins(db: Db) {
     let token = signed_in(&s, &boss.user_principal_name).await;
     assert_eq!(s.get("/api/v1/me", Some(&token)).await.1["role"], "admin");
     let token = signed_in(&s, &staff.user_principal_name).await;
+    assert_eq!(s.get("/api/v1/me", Some(&token)).await.1["role"], "user");
+    // The groups decide at every sign-in: leaving the group demotes, joining promotes.
+    provider(&s).add_group_member(admins_group, &staff.id).unwrap();
+    assert!(provider(&s).remove_group_member(admins_group, &boss.id));
+    let token = signed_in(&s, &staff.user_principal_name).await;
+    assert_eq!(s.get("/api/v1/me", Some(&token)).await.1["role"], "admin");
+    let token = signed_in(&s, &boss.user_principal_name).await;
     assert_eq!(s.get("/api/v1/me", Some(&token)).await.1["role"], "user");
     refused(
         &sign_in(&s, &outsider.user_principal_name).await,
@@ -842,6 +850,36 @@ async fn a_real_providers_unverified_email_signs_nobody_in(db: Db) {
             .get_credentials_by_email("unverified@example.org")
             .await
             .is_err()
+    );
+    s.stop().await;
+}
+
+async fn a_service_accounts_address_signs_nobody_in(db: Db) {
+    let Some(s) = start(db, OidcTest::default()).await else {
+        return;
+    };
+    let admin = s.admin_token().await;
+    let (status, key) = s
+        .post(
+            "/api/v1/admin/api-keys",
+            Some(&admin),
+            json!({"name": "assistant", "scope": "read"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    let service = s
+        .state
+        .store
+        .get_user(key["owner"]["id"].as_str().unwrap().parse().unwrap())
+        .await
+        .unwrap();
+    assert!(service.is_service());
+    // Someone at the provider whose address is the service account's cannot take it over.
+    let impostor = person(&s, "Impostor", Some(&service.email));
+    refused(
+        &sign_in(&s, &impostor.user_principal_name).await,
+        StatusCode::FORBIDDEN,
+        "service account",
     );
     s.stop().await;
 }

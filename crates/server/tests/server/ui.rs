@@ -17,6 +17,10 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     pages_render_for_a_signed_in_user,
     the_connect_popup_binds_the_flow_to_its_browser,
     writers_get_no_source_controls_and_may_not_pick_add_or_remove_sources,
+    the_keys_page_shows_a_new_key_once_and_revokes_it,
+    a_disabled_users_cookie_opens_nothing,
+    only_admins_see_the_admin_pages_and_their_forms_act,
+    the_account_page_changes_the_password_and_ends_other_sessions,
 );
 
 fn client() -> reqwest::Client {
@@ -365,6 +369,15 @@ async fn every_form_needs_the_csrf_token_of_its_session(db: Db) {
         format!("/kb/{kb}/access"),
         format!("/kb/{kb}/delete"),
         format!("/kb/{kb}/sources"),
+        "/keys".to_owned(),
+        "/account/password".to_owned(),
+        "/admin/keys".to_owned(),
+        format!("/admin/users/{}/role", uuid::Uuid::new_v4()),
+        format!("/admin/users/{}/disabled", uuid::Uuid::new_v4()),
+        format!("/admin/users/{}/password", uuid::Uuid::new_v4()),
+        format!("/admin/users/{}/delete", uuid::Uuid::new_v4()),
+        format!("/keys/{}/revoke", uuid::Uuid::new_v4()),
+        format!("/admin/keys/{}/revoke", uuid::Uuid::new_v4()),
         "/logout".to_owned(),
     ] {
         let resp = http
@@ -597,6 +610,10 @@ async fn pages_render_for_a_signed_in_user(db: Db) {
         (format!("/kb/{kb}/access"), "May read and search"),
         ("/search".to_owned(), "All knowledge bases"),
         ("/admin".to_owned(), "Free run slots"),
+        ("/admin/users".to_owned(), "Signs in with"),
+        ("/admin/keys".to_owned(), "New service key"),
+        ("/keys".to_owned(), "New key"),
+        ("/account".to_owned(), "Change password"),
         ("/static/app.js".to_owned(), "EventSource"),
         ("/static/app.css".to_owned(), "prefers-color-scheme: dark"),
     ] {
@@ -791,5 +808,286 @@ async fn writers_get_no_source_controls_and_may_not_pick_add_or_remove_sources(d
         .get(&format!("/api/v1/knowledge/{kb}/sources"), Some(&owner))
         .await;
     assert_eq!(sources["sources"].as_array().unwrap().len(), 1, "{sources}");
+    s.stop().await;
+}
+
+/// The text of a page.
+async fn page(s: &TestServer, cookie: &str, path: &str) -> (StatusCode, String) {
+    let resp = client()
+        .get(format!("{}{path}", s.base))
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+/// Posts a form with the session's cookie: the status, the `Location` (if any) and the body.
+async fn submit(
+    s: &TestServer,
+    cookie: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String, String) {
+    let resp = client()
+        .post(format!("{}{path}", s.base))
+        .header(header::COOKIE, cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let location = resp
+        .headers()
+        .get(header::LOCATION)
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (resp.status(), location, resp.text().await.unwrap())
+}
+
+/// The text between `<code class="secret" data-testid="new-key">` and `</code>`.
+fn new_key_in(page: &str) -> String {
+    let marker = "data-testid=\"new-key\">";
+    let start = page.find(marker).expect("a new key") + marker.len();
+    page[start..start + page[start..].find('<').unwrap()].to_owned()
+}
+
+async fn the_keys_page_shows_a_new_key_once_and_revokes_it(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let (cookie, csrf) = sign_in(&s).await;
+    let (status, _, body) = submit(
+        &s,
+        &cookie,
+        "/keys",
+        &[
+            ("csrf", &csrf),
+            ("name", "assistant"),
+            ("scope", "read"),
+            ("expires_on", "2031-02-03"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let key = new_key_in(&body);
+    assert!(key.starts_with("kbs_"), "{key}");
+    let (status, me) = s.get("/api/v1/me", Some(&key)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["email"], ADMIN_EMAIL);
+
+    let (status, list) = page(&s, &cookie, "/keys").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        list.contains("assistant") && list.contains("2031-02-03"),
+        "{list}"
+    );
+    assert!(!list.contains(&key), "the key is shown again");
+    assert!(list.contains(&key[..12]), "no prefix: {list}");
+
+    // Bad input is shown beside the form, and the key is not made.
+    let (status, _, body) = submit(
+        &s,
+        &cookie,
+        "/keys",
+        &[
+            ("csrf", &csrf),
+            ("name", "old"),
+            ("scope", "read"),
+            ("expires_on", "2000-01-01"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("expires_at: must be in the future"), "{body}");
+
+    let token = s.admin_token().await;
+    let (_, keys) = s.get("/api/v1/me/api-keys", Some(&token)).await;
+    assert_eq!(keys["items"].as_array().unwrap().len(), 1, "{keys}");
+    let id = keys["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, location, _) = submit(&s, &cookie, &format!("/keys/{id}/revoke"), &[("csrf", &csrf)]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/keys?revoked=1");
+    assert_eq!(s.get("/api/v1/me", Some(&key)).await.0, StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+async fn a_disabled_users_cookie_opens_nothing(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let admin = s.admin_token().await;
+    let (alice_id, _) = s.user(&admin, "alice@example.com").await;
+    let (cookie, csrf) = sign_in_as(&s, "alice@example.com").await;
+    assert_eq!(page(&s, &cookie, "/kb").await.0, StatusCode::OK);
+
+    let (status, body) = s
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{alice_id}"),
+            Some(&admin),
+            Some(serde_json::json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for path in ["/kb", "/keys", "/account", "/search?q=x"] {
+        assert_eq!(page(&s, &cookie, path).await.0, StatusCode::SEE_OTHER, "{path}");
+    }
+    let (status, location, _) = submit(&s, &cookie, "/kb", &[("csrf", &csrf), ("name", "x")]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(location.starts_with("/login"), "{location}");
+    // The API's read-only routes refuse the cookie too.
+    let resp = client()
+        .get(format!("{}/api/v1/me", s.base))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+async fn only_admins_see_the_admin_pages_and_their_forms_act(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let admin = s.admin_token().await;
+    let (bob_id, bob) = s.user(&admin, "bob@example.com").await;
+    let (bob_cookie, bob_csrf) = sign_in_as(&s, "bob@example.com").await;
+    for path in ["/admin/users", "/admin/keys"] {
+        assert_eq!(
+            page(&s, &bob_cookie, path).await.0,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let (status, _, _) = submit(
+        &s,
+        &bob_cookie,
+        &format!("/admin/users/{bob_id}/role"),
+        &[("csrf", &bob_csrf), ("role", "admin")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(s.get("/api/v1/users", Some(&bob)).await.0, StatusCode::FORBIDDEN);
+
+    let (cookie, csrf) = sign_in(&s).await;
+    let (status, users) = page(&s, &cookie, "/admin/users").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(users.contains("bob@example.com"), "{users}");
+    let (status, location, _) = submit(
+        &s,
+        &cookie,
+        &format!("/admin/users/{bob_id}/role"),
+        &[("csrf", &csrf), ("role", "admin")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/admin/users?done=role");
+    assert_eq!(s.get("/api/v1/users", Some(&bob)).await.0, StatusCode::OK);
+    let (_, done) = page(&s, &cookie, &location).await;
+    assert!(done.contains("Role changed."), "{done}");
+
+    let (status, _, _) = submit(
+        &s,
+        &cookie,
+        &format!("/admin/users/{bob_id}/disabled"),
+        &[("csrf", &csrf), ("disabled", "true")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(s.get("/api/v1/me", Some(&bob)).await.0, StatusCode::UNAUTHORIZED);
+
+    // A service key: shown once, with the account to grant knowledge bases to.
+    let (status, _, body) = submit(
+        &s,
+        &cookie,
+        "/admin/keys",
+        &[
+            ("csrf", &csrf),
+            ("name", "assistant"),
+            ("scope", "read"),
+            ("expires_on", ""),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let key = new_key_in(&body);
+    assert!(body.contains("service.kbsync.invalid"), "{body}");
+    let (status, me) = s.get("/api/v1/me", Some(&key)).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    let (_, list) = page(&s, &cookie, "/admin/keys").await;
+    assert!(
+        list.contains("assistant") && list.contains("(service)") && !list.contains(&key),
+        "{list}"
+    );
+
+    // The last enabled admin stays: the page says why.
+    let (_, me) = s.get("/api/v1/me", Some(&admin)).await;
+    let admin_id = me["id"].as_str().unwrap();
+    let (status, _, body) = submit(
+        &s,
+        &cookie,
+        &format!("/admin/users/{admin_id}/role"),
+        &[("csrf", &csrf), ("role", "user")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(body.contains("admin"), "{body}");
+
+    let (status, location, _) = submit(
+        &s,
+        &cookie,
+        &format!("/admin/users/{bob_id}/delete"),
+        &[("csrf", &csrf), ("transfer_to", admin_id)],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/admin/users?done=deleted");
+    let (_, users) = page(&s, &cookie, "/admin/users").await;
+    assert!(!users.contains("bob@example.com"), "{users}");
+    s.stop().await;
+}
+
+async fn the_account_page_changes_the_password_and_ends_other_sessions(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let admin = s.admin_token().await;
+    s.user(&admin, "alice@example.com").await;
+    let (cookie, csrf) = sign_in_as(&s, "alice@example.com").await;
+    let (other_cookie, _) = sign_in_as(&s, "alice@example.com").await;
+
+    let (status, _, body) = submit(
+        &s,
+        &cookie,
+        "/account/password",
+        &[
+            ("csrf", &csrf),
+            ("current_password", "wrong one!"),
+            ("new_password", "brand new password"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains("current_password"), "{body}");
+
+    let (status, location, _) = submit(
+        &s,
+        &cookie,
+        "/account/password",
+        &[
+            ("csrf", &csrf),
+            ("current_password", PASSWORD),
+            ("new_password", "brand new password"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/account?changed=1");
+    let (status, done) = page(&s, &cookie, &location).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(done.contains("Password changed"), "{done}");
+    assert_eq!(page(&s, &other_cookie, "/kb").await.0, StatusCode::SEE_OTHER);
+    s.login("alice@example.com", "brand new password").await;
     s.stop().await;
 }

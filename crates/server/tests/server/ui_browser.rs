@@ -3,8 +3,9 @@
 //!
 //! sign in → create a knowledge base → connect through the emulator's consent in the popup →
 //! pick a folder → the progress bar reaches "Completed" → search finds a phrase of a synced
-//! document → the emulator revokes the refresh token → the list shows "Re-authorisation
-//! required" → reconnecting clears it. Takes the screenshots in docs/screenshots/.
+//! document → an API key made on its page opens the API → the emulator revokes the refresh token
+//! → the list shows "Re-authorisation required" → reconnecting clears it. Takes the screenshots in
+//! docs/screenshots/.
 //!
 //! Needs `chromedriver` and `chromium` on PATH (Debian: `chromium-driver`, `chromium`; `.ci/run`
 //! installs them). Without them the test is skipped with a loud message, except under CI (the
@@ -415,6 +416,29 @@ async fn connect_pick_watch_search_and_reauthorise_in_a_real_browser() {
     )
     .await;
     screenshot(&c, "search").await;
+
+    // A personal API key, made on its page and shown once, opens the API.
+    c.goto(&format!("{base}/keys")).await.unwrap();
+    wait_for(&c, "//input[@id='name']")
+        .await
+        .send_keys("Assistant")
+        .await
+        .unwrap();
+    c.find(Locator::XPath("//button[normalize-space()='Create key']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let api_key = wait_for(&c, "//code[@data-testid='new-key']")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(api_key.starts_with("kbs_"), "{api_key}");
+    let (status, me) = s.get("/api/v1/me", Some(&api_key)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{me}");
+    screenshot(&c, "api-keys").await;
 
     // The emulator revokes the refresh token; once the cached access token runs out, the next
     // sync must refresh, is refused, and the knowledge base needs its owner again.

@@ -28,6 +28,8 @@
 //! trait imports.
 
 pub(crate) mod access;
+pub(crate) mod accounts;
+pub(crate) mod api_keys;
 pub(crate) mod connections;
 pub(crate) mod database;
 pub(crate) mod documents;
@@ -49,6 +51,8 @@ macro_rules! impl_store_areas {
         $crate::sql::schedule::impl_schedule_store!($ty);
         $crate::sql::runs::impl_run_store!($ty);
         $crate::sql::access::impl_access_store!($ty);
+        $crate::sql::accounts::impl_account_store!($ty);
+        $crate::sql::api_keys::impl_api_key_store!($ty);
     };
 }
 

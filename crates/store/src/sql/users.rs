@@ -8,7 +8,7 @@ use crate::convert::{from_ms, parse_enum, parse_uuid};
 
 macro_rules! user_cols {
     () => {
-        "id, email, role, display_name, disabled_at, created_at"
+        "id, email, role, display_name, disabled_at, kind, created_at"
     };
 }
 
@@ -19,6 +19,7 @@ pub(crate) struct UserRow {
     pub role: String,
     pub display_name: Option<String>,
     pub disabled_at: Option<i64>,
+    pub kind: String,
     pub created_at: i64,
 }
 
@@ -30,6 +31,7 @@ impl UserRow {
             role: parse_enum(&self.role)?,
             display_name: self.display_name,
             disabled: self.disabled_at.is_some(),
+            kind: parse_enum(&self.kind)?,
             created_at: from_ms(self.created_at)?,
         })
     }
@@ -86,6 +88,7 @@ macro_rules! impl_user_store {
                     role: new.role,
                     display_name: new.display_name,
                     disabled: false,
+                    kind: kbsync_core::UserKind::Person,
                     created_at,
                 })
             }
@@ -180,7 +183,7 @@ macro_rules! impl_user_store {
 
             async fn user_for_identity(&self, issuer: &str, subject: &str) -> $crate::Result<kbsync_core::User> {
                 sqlx::query_as::<_, $crate::sql::users::UserRow>(
-                    "SELECT u.id, u.email, u.role, u.display_name, u.disabled_at, u.created_at \
+                    "SELECT u.id, u.email, u.role, u.display_name, u.disabled_at, u.kind, u.created_at \
                      FROM user_identities i JOIN users u ON u.id = i.user_id \
                      WHERE i.issuer = $1 AND i.subject = $2",
                 )
@@ -360,7 +363,7 @@ macro_rules! impl_user_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<kbsync_core::User> {
                 sqlx::query_as::<_, $crate::sql::users::UserRow>(
-                    "SELECT u.id, u.email, u.role, u.display_name, u.disabled_at, u.created_at FROM sessions s \
+                    "SELECT u.id, u.email, u.role, u.display_name, u.disabled_at, u.kind, u.created_at FROM sessions s \
                      JOIN users u ON u.id = s.user_id \
                      WHERE s.token_hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL",
                 )

@@ -36,6 +36,7 @@ const FILES_PER_PAGE: u32 = 50;
 /// Knowledge bases per page of the list.
 const KBS_PER_PAGE: u32 = 50;
 
+mod account;
 mod assets;
 mod kb;
 mod kb_access;
@@ -44,6 +45,7 @@ mod oidc;
 mod search_admin;
 mod signin;
 
+pub use account::*;
 pub use assets::*;
 pub use kb::*;
 pub use kb_access::*;

@@ -20,6 +20,8 @@ use kbsync_store::{
 use uuid::Uuid;
 
 mod access;
+mod accounts;
+mod api_keys;
 mod backends;
 mod connections;
 mod documents;
