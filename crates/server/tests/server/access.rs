@@ -5,42 +5,13 @@
 
 use crate::common::{Db, Options, TestServer};
 use kbsync_core::Clock;
-use kbsync_store::{DocumentAcl, NewDocument};
+use kbsync_store::DocumentAcl;
 use reqwest::StatusCode;
 use uuid::Uuid;
 
 kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     a_caller_named_by_some_access_lists_sees_only_those_documents_everywhere,
 );
-
-/// A processed document mirroring `item`, written as sync writes one.
-async fn synced(s: &TestServer, kb: Uuid, item: &str, text: &str) -> Uuid {
-    let doc = s
-        .state
-        .store
-        .create_document(
-            Uuid::new_v4(),
-            NewDocument {
-                kb_id: kb,
-                name: format!("{item}.txt"),
-                path: format!("/{item}.txt"),
-                mime: "text/plain".into(),
-                size: 10,
-                content_hash: format!("{:064x}", Uuid::new_v4().as_u128()),
-                source_item_id: Some(item.into()),
-                web_url: None,
-            },
-            s.clock.now(),
-        )
-        .await
-        .unwrap();
-    s.state
-        .store
-        .complete_document(doc.id, &[text.to_owned()], s.clock.now())
-        .await
-        .unwrap();
-    doc.id
-}
 
 async fn a_caller_named_by_some_access_lists_sees_only_those_documents_everywhere(db: Db) {
     let Some(s) = TestServer::start(db, Options::default()).await else {
@@ -52,8 +23,8 @@ async fn a_caller_named_by_some_access_lists_sees_only_those_documents_everywher
     let (_, stranger) = s.user(&admin, "stranger@example.com").await;
     let kb_text = s.create_kb(&owner, "team").await;
     let kb: Uuid = kb_text.parse().unwrap();
-    let hers = synced(&s, kb, "hers", "the walrus budget").await;
-    let others = synced(&s, kb, "others", "the walrus roadmap").await;
+    let hers = s.synced(kb, "hers", "the walrus budget").await;
+    let others = s.synced(kb, "others", "the walrus roadmap").await;
     s.state
         .store
         .set_document_acls(

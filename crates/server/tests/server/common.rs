@@ -480,6 +480,36 @@ impl TestServer {
         assert_eq!(done, 1, "no user {user_id}");
     }
 
+    /// A processed document of `kb` mirroring the source item `item`, written as sync writes one.
+    pub async fn synced(&self, kb: uuid::Uuid, item: &str, text: &str) -> uuid::Uuid {
+        use kbsync_core::Clock as _;
+        let doc = self
+            .state
+            .store
+            .create_document(
+                uuid::Uuid::new_v4(),
+                kbsync_store::NewDocument {
+                    kb_id: kb,
+                    name: format!("{item}.txt"),
+                    path: format!("/{item}.txt"),
+                    mime: "text/plain".into(),
+                    size: 10,
+                    content_hash: format!("{:064x}", uuid::Uuid::new_v4().as_u128()),
+                    source_item_id: Some(item.into()),
+                    web_url: None,
+                },
+                self.clock.now(),
+            )
+            .await
+            .unwrap();
+        self.state
+            .store
+            .complete_document(doc.id, &[text.to_owned()], self.clock.now())
+            .await
+            .unwrap();
+        doc.id
+    }
+
     /// Disables an account directly in the database (as an admin's action would).
     pub async fn disable_in_database(&self, user_id: &str) {
         self.update_user_in_database(user_id, "disabled_at = 1").await;

@@ -5,7 +5,7 @@
 
 use crate::common::{Db, OidcTest, Options, SIGN_IN_CLIENT, TestServer};
 use kbsync_core::Clock;
-use kbsync_store::{DocumentAcl, NewDocument};
+use kbsync_store::DocumentAcl;
 use msgraph_emulator::{GroupMembershipClaims, IdTokenOverrides, NewGroup, NewUser, UserInfo};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -144,10 +144,22 @@ async fn callback(callback_url: &str, cookie: Option<&str>) -> Outcome {
     }
 }
 
+/// A sign-in of `upn` up to the provider's answer: kbsync's callback URL and the browser's binding cookie.
+async fn at_provider(s: &TestServer, upn: &str) -> (String, String) {
+    let (authorize_url, cookie) = begin(s, None).await;
+    (authorize(s, &authorize_url, upn).await, cookie)
+}
+
 /// A whole sign-in of `upn` in one browser.
 async fn sign_in(s: &TestServer, upn: &str) -> Outcome {
-    let (authorize_url, cookie) = begin(s, None).await;
-    let back = authorize(s, &authorize_url, upn).await;
+    let (back, cookie) = at_provider(s, upn).await;
+    callback(&back, Some(&cookie)).await
+}
+
+/// A whole sign-in of `upn` whose ID token the provider changes by `overrides`.
+async fn sign_in_with_next_token(s: &TestServer, upn: &str, overrides: IdTokenOverrides) -> Outcome {
+    let (back, cookie) = at_provider(s, upn).await;
+    provider(s).set_next_id_token(overrides);
     callback(&back, Some(&cookie)).await
 }
 
@@ -291,34 +303,6 @@ async fn a_password_account_with_the_same_email_is_linked_not_duplicated(db: Db)
     s.stop().await;
 }
 
-/// A processed synced document of `kb` whose source item is `item`.
-async fn synced(s: &TestServer, kb: Uuid, item: &str, text: &str) {
-    let doc = s
-        .state
-        .store
-        .create_document(
-            Uuid::new_v4(),
-            NewDocument {
-                kb_id: kb,
-                name: format!("{item}.txt"),
-                path: format!("/{item}.txt"),
-                mime: "text/plain".into(),
-                size: 10,
-                content_hash: format!("{:064x}", Uuid::new_v4().as_u128()),
-                source_item_id: Some(item.into()),
-                web_url: None,
-            },
-            s.clock.now(),
-        )
-        .await
-        .unwrap();
-    s.state
-        .store
-        .complete_document(doc.id, &[text.to_owned()], s.clock.now())
-        .await
-        .unwrap();
-}
-
 async fn a_person_who_signs_in_finds_at_once_the_documents_shared_with_their_oid_or_email(db: Db) {
     let Some(s) = start(db, OidcTest::default()).await else {
         return;
@@ -329,9 +313,9 @@ async fn a_person_who_signs_in_finds_at_once_the_documents_shared_with_their_oid
     // Sync named Ada by her object id (as drives' sharing does) and Bo by email, before either has an account.
     let ada = person(&s, "Ada", None);
     let bo = person(&s, "Bo", Some("bo@contoso.example"));
-    synced(&s, kb, "for-ada", "walrus migration plan").await;
-    synced(&s, kb, "for-bo", "walrus feeding schedule").await;
-    synced(&s, kb, "for-nobody", "walrus secret").await;
+    s.synced(kb, "for-ada", "walrus migration plan").await;
+    s.synced(kb, "for-bo", "walrus feeding schedule").await;
+    s.synced(kb, "for-nobody", "walrus secret").await;
     s.state
         .store
         .set_document_acls(
@@ -460,10 +444,7 @@ async fn id_tokens_that_fail_verification_sign_nobody_in(db: Db) {
         ),
     ];
     for (case, overrides, why) in cases {
-        let (authorize_url, cookie) = begin(&s, None).await;
-        let back = authorize(&s, &authorize_url, &kim.user_principal_name).await;
-        provider(&s).set_next_id_token(overrides);
-        let outcome = callback(&back, Some(&cookie)).await;
+        let outcome = sign_in_with_next_token(&s, &kim.user_principal_name, overrides).await;
         assert_eq!(outcome.status, StatusCode::FORBIDDEN, "{case}: {}", outcome.page);
         assert!(outcome.session.is_none(), "{case}");
         assert!(
@@ -478,13 +459,15 @@ async fn id_tokens_that_fail_verification_sign_nobody_in(db: Db) {
         "no account was made"
     );
     // The clock skew is small but real: a token issued 30 s ahead of kbsync's clock is fine.
-    let (authorize_url, cookie) = begin(&s, None).await;
-    let back = authorize(&s, &authorize_url, &kim.user_principal_name).await;
-    provider(&s).set_next_id_token(IdTokenOverrides {
-        issued_at_offset_secs: 30,
-        ..Default::default()
-    });
-    let outcome = callback(&back, Some(&cookie)).await;
+    let outcome = sign_in_with_next_token(
+        &s,
+        &kim.user_principal_name,
+        IdTokenOverrides {
+            issued_at_offset_secs: 30,
+            ..Default::default()
+        },
+    )
+    .await;
     assert_eq!(outcome.status, StatusCode::SEE_OTHER, "{}", outcome.page);
     s.stop().await;
 }
@@ -501,17 +484,16 @@ async fn a_rotated_signing_key_is_fetched_and_a_retired_one_refused(db: Db) {
     // A token signed by the new key names a key kbsync has not seen: it fetches the keys again.
     signed_in(&s, &ro.user_principal_name).await;
     // A token signed by the retired key is refused, though kbsync once held that key.
-    let (authorize_url, cookie) = begin(&s, None).await;
-    let back = authorize(&s, &authorize_url, &ro.user_principal_name).await;
-    provider(&s).set_next_id_token(IdTokenOverrides {
-        kid: Some(old.clone()),
-        ..Default::default()
-    });
-    refused(
-        &callback(&back, Some(&cookie)).await,
-        StatusCode::FORBIDDEN,
-        "does not list",
-    );
+    let outcome = sign_in_with_next_token(
+        &s,
+        &ro.user_principal_name,
+        IdTokenOverrides {
+            kid: Some(old),
+            ..Default::default()
+        },
+    )
+    .await;
+    refused(&outcome, StatusCode::FORBIDDEN, "does not list");
     s.stop().await;
 }
 
@@ -520,8 +502,7 @@ async fn a_callback_without_the_starting_browsers_cookie_is_refused_and_spends_t
         return;
     };
     let jo = person(&s, "Jo", Some("jo@contoso.example"));
-    let (authorize_url, cookie) = begin(&s, None).await;
-    let back = authorize(&s, &authorize_url, &jo.user_principal_name).await;
+    let (back, cookie) = at_provider(&s, &jo.user_principal_name).await;
     // Another browser (no cookie, or another flow's cookie) cannot complete it...
     let (_, other_cookie) = begin(&s, None).await;
     refused(
@@ -535,17 +516,14 @@ async fn a_callback_without_the_starting_browsers_cookie_is_refused_and_spends_t
         StatusCode::BAD_REQUEST,
         "expired or was already used",
     );
-    let (authorize_url, cookie) = begin(&s, None).await;
-    let back = authorize(&s, &authorize_url, &jo.user_principal_name).await;
+    let (back, _cookie) = at_provider(&s, &jo.user_principal_name).await;
     refused(
         &callback(&back, Some(&other_cookie)).await,
         StatusCode::BAD_REQUEST,
         "another browser",
     );
-    drop(cookie);
     // A flow left too long expires.
-    let (authorize_url, cookie) = begin(&s, None).await;
-    let back = authorize(&s, &authorize_url, &jo.user_principal_name).await;
+    let (back, cookie) = at_provider(&s, &jo.user_principal_name).await;
     s.clock.advance(chrono::Duration::minutes(11));
     refused(
         &callback(&back, Some(&cookie)).await,
@@ -560,8 +538,7 @@ async fn a_replayed_callback_is_refused(db: Db) {
         return;
     };
     let mo = person(&s, "Mo", Some("mo@contoso.example"));
-    let (authorize_url, cookie) = begin(&s, None).await;
-    let back = authorize(&s, &authorize_url, &mo.user_principal_name).await;
+    let (back, cookie) = at_provider(&s, &mo.user_principal_name).await;
     let first = callback(&back, Some(&cookie)).await;
     assert_eq!(first.status, StatusCode::SEE_OTHER, "{}", first.page);
     refused(
