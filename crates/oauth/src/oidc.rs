@@ -198,6 +198,8 @@ pub struct ProviderMetadata {
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
     #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
 }
 
@@ -423,7 +425,80 @@ impl OidcClient {
         let id_token = tokens.id_token.ok_or_else(|| {
             OidcError::Misconfigured("the token endpoint answered without an ID token".to_owned())
         })?;
-        self.verify_id_token(&id_token, &flow.nonce()).await
+        let mut identity = self.verify_id_token(&id_token, &flow.nonce()).await?;
+        // Providers may keep the profile claims out of the ID token (OpenID Connect Core 5.4): ask
+        // the userinfo endpoint for what the token lacks.
+        if identity.email.is_none()
+            && let Some(endpoint) = metadata.userinfo_endpoint.as_deref()
+        {
+            self.add_userinfo(endpoint, &tokens.access_token, &mut identity)
+                .await?;
+        }
+        Ok(identity)
+    }
+
+    /// Fills what the ID token left out from the userinfo endpoint. Its `sub` must be the ID token's
+    /// (OpenID Connect Core 5.3.2), or the answer is someone else's and the sign-in fails.
+    async fn add_userinfo(
+        &self,
+        endpoint: &str,
+        access_token: &str,
+        identity: &mut VerifiedIdentity,
+    ) -> Result<(), OidcError> {
+        #[derive(Deserialize)]
+        struct UserInfo {
+            sub: String,
+            #[serde(default)]
+            email: Option<String>,
+            #[serde(default)]
+            email_verified: Option<serde_json::Value>,
+            #[serde(default)]
+            name: Option<String>,
+            #[serde(default)]
+            preferred_username: Option<String>,
+        }
+        let response = self
+            .http
+            .get(endpoint)
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(self.config.request_timeout)
+            .send()
+            .await
+            .map_err(|e| {
+                OidcError::Unavailable(format!("asking the userinfo endpoint: {}", e.without_url()))
+            })?;
+        let status = response.status();
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(OidcError::Unavailable(format!(
+                "the userinfo endpoint answered {status}"
+            )));
+        }
+        if !status.is_success() {
+            return Err(OidcError::Misconfigured(format!(
+                "the userinfo endpoint answered {status}"
+            )));
+        }
+        let info: UserInfo = response
+            .json()
+            .await
+            .map_err(|e| OidcError::Misconfigured(format!("the userinfo answer is not readable: {e}")))?;
+        if info.sub != identity.subject {
+            return Err(OidcError::InvalidToken(
+                "the userinfo endpoint answered for another subject than the ID token's".to_owned(),
+            ));
+        }
+        if let Some(email) = info.email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()) {
+            identity.email = Some(email);
+            identity.email_verified = is_true(info.email_verified.as_ref());
+        }
+        if identity.name.is_none() {
+            identity.name = info.name.filter(|n| !n.trim().is_empty());
+        }
+        if identity.preferred_username.is_none() {
+            identity.preferred_username = info.preferred_username;
+        }
+        Ok(())
     }
 
     /// Verifies an ID token that must carry `nonce`.
@@ -518,11 +593,7 @@ impl OidcClient {
             },
             None => false,
         };
-        let email_verified = match claims.email_verified {
-            Some(serde_json::Value::Bool(b)) => b,
-            Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
-            _ => false,
-        };
+        let email_verified = is_true(claims.email_verified.as_ref());
         Ok(VerifiedIdentity {
             issuer: claims.iss,
             subject: claims.sub,
@@ -641,6 +712,15 @@ impl OidcClient {
             .map_err(|e| OidcError::Unavailable(format!("reading the {what}: {}", e.without_url())))?;
         serde_json::from_slice(&body)
             .map_err(|e| OidcError::Misconfigured(format!("the {what} at {url} is not readable: {e}")))
+    }
+}
+
+/// Whether a claim such as `email_verified` says yes: `true`, or (as some providers send it) `"true"`.
+fn is_true(value: Option<&serde_json::Value>) -> bool {
+    match value {
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
     }
 }
 

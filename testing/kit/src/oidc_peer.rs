@@ -61,6 +61,12 @@ impl OidcPeer {
     /// (its origin's `/` is the registered post-logout redirect URI), and waits for it to listen. `None` when
     /// the package or `node` is missing and `CI` is unset.
     pub async fn start(redirect_uri: &str) -> Option<OidcPeer> {
+        Self::start_with(redirect_uri, false).await
+    }
+
+    /// [`start`](Self::start), with the package's strict default when `claims_in_userinfo_only`: the ID
+    /// token then carries no `email` or `name`, which a client must read from the userinfo endpoint.
+    pub async fn start_with(redirect_uri: &str, claims_in_userinfo_only: bool) -> Option<OidcPeer> {
         let dir = install_dir();
         let installed = dir.join("node_modules/oidc-provider/package.json").is_file();
         if !installed || !on_path("node") {
@@ -86,6 +92,10 @@ impl OidcPeer {
             .env("OIDC_PEER_CLIENT_ID", CLIENT_ID)
             .env("OIDC_PEER_CLIENT_SECRET", CLIENT_SECRET)
             .env("OIDC_PEER_REDIRECT_URIS", redirect_uri)
+            .env(
+                "OIDC_PEER_CONFORM_ID_TOKEN_CLAIMS",
+                if claims_in_userinfo_only { "1" } else { "0" },
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

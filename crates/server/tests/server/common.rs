@@ -65,6 +65,8 @@ pub struct OidcTest {
     pub admin_groups: Vec<String>,
     /// Sign in with the real OpenID provider (`kbsync_kit::oidc_peer`) instead of the emulated Entra.
     pub real_provider: bool,
+    /// With the real provider: its strict default, where `email` and `name` are only at the userinfo endpoint.
+    pub claims_in_userinfo_only: bool,
 }
 
 /// The client id kbsync signs people in with at the emulated Entra.
@@ -235,7 +237,9 @@ impl TestServer {
         if let Some(oidc) = options.oidc {
             let redirect_uri = format!("{base}/auth/oidc/callback");
             let (issuer, client_id, secret) = if oidc.real_provider {
-                let started = kbsync_kit::oidc_peer::OidcPeer::start(&redirect_uri).await?;
+                let started =
+                    kbsync_kit::oidc_peer::OidcPeer::start_with(&redirect_uri, oidc.claims_in_userinfo_only)
+                        .await?;
                 let found = (
                     started.issuer().to_owned(),
                     started.client_id().to_owned(),

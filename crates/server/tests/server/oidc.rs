@@ -29,6 +29,7 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     signing_out_offers_the_providers_sign_out,
     a_real_provider_signs_a_verified_account_in_and_finds_it_again,
     a_real_providers_unverified_email_signs_nobody_in,
+    claims_only_at_the_real_providers_userinfo_endpoint_are_read_there,
 );
 
 async fn start(db: Db, oidc: OidcTest) -> Option<TestServer> {
@@ -857,6 +858,32 @@ async fn a_service_accounts_address_signs_nobody_in(db: Db) {
         &sign_in(&s, &impostor.user_principal_name).await,
         StatusCode::FORBIDDEN,
         "service account",
+    );
+    s.stop().await;
+}
+
+async fn claims_only_at_the_real_providers_userinfo_endpoint_are_read_there(db: Db) {
+    let Some(s) = start(
+        db,
+        OidcTest {
+            real_provider: true,
+            claims_in_userinfo_only: true,
+            ..OidcTest::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let outcome = sign_in_at_real_provider(&s, "sam@example.org").await;
+    assert_eq!(outcome.status, StatusCode::SEE_OTHER, "{}", outcome.page);
+    let (_, me) = s.get("/api/v1/me", outcome.session.as_deref()).await;
+    assert_eq!(me["email"], "sam@example.org");
+    // The verification flag comes from userinfo too: an unverified address still signs nobody in.
+    refused(
+        &sign_in_at_real_provider(&s, "unverified@example.org").await,
+        StatusCode::FORBIDDEN,
+        "verified email",
     );
     s.stop().await;
 }
