@@ -94,12 +94,17 @@ fn human_size(bytes: i64) -> String {
 
 /// `HttpOnly; SameSite=Lax; Path=/`, and `Secure` when users reach kbsync over https.
 fn cookie(state: &AppState, name: &str, value: &str, max_age_secs: i64) -> String {
+    cookie_at(state, "/", name, value, max_age_secs)
+}
+
+/// [`cookie`] sent back only to the paths under `path`.
+fn cookie_at(state: &AppState, path: &str, name: &str, value: &str, max_age_secs: i64) -> String {
     let secure = if state.settings.public_url.starts_with("https:") {
         "; Secure"
     } else {
         ""
     };
-    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
+    format!("{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
 }
 
 fn with_cookie(mut response: Response, cookie: &str) -> Response {

@@ -10,12 +10,7 @@ use crate::service::oidc;
 const FLOW_COOKIE: &str = "kbsync_oidc";
 
 fn flow_cookie(state: &AppState, value: &str, max_age_secs: i64) -> String {
-    let secure = if state.settings.public_url.starts_with("https:") {
-        "; Secure"
-    } else {
-        ""
-    };
-    format!("{FLOW_COOKIE}={value}; Path=/auth/oidc; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
+    cookie_at(state, "/auth/oidc", FLOW_COOKIE, value, max_age_secs)
 }
 
 /// Starts a sign-in at the provider, returning to `next` (a local path) afterwards.
