@@ -747,3 +747,83 @@ impl ApiKeyStore for CountingStore {
         self.inner.record_api_key_use(id, now, since).await
     }
 }
+
+#[async_trait]
+impl PublicationStore for CountingStore {
+    async fn enable_publication(
+        &self,
+        kb_id: KbId,
+        knowledge_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<kbsync_core::Publication> {
+        self.count("enable_publication");
+        self.inner.enable_publication(kb_id, knowledge_id, now).await
+    }
+
+    async fn publication(&self, kb_id: KbId) -> Result<Option<kbsync_core::Publication>> {
+        self.count("publication");
+        self.inner.publication(kb_id).await
+    }
+
+    async fn disable_publication(&self, kb_id: KbId) -> Result<bool> {
+        self.count("disable_publication");
+        self.inner.disable_publication(kb_id).await
+    }
+
+    async fn request_publication(&self, kb_id: KbId, now: DateTime<Utc>, compare: bool) -> Result<bool> {
+        self.count("request_publication");
+        self.inner.request_publication(kb_id, now, compare).await
+    }
+
+    async fn due_publications(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<KbId>> {
+        self.count("due_publications");
+        self.inner.due_publications(now, limit).await
+    }
+
+    async fn claim_publication(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<kbsync_core::Publication>> {
+        self.count("claim_publication");
+        self.inner.claim_publication(kb_id, owner, now, lease_until).await
+    }
+
+    async fn renew_publication_lease(&self, kb_id: KbId, owner: &str, lease_until: DateTime<Utc>) -> Result<bool> {
+        self.count("renew_publication_lease");
+        self.inner.renew_publication_lease(kb_id, owner, lease_until).await
+    }
+
+    async fn set_publication_knowledge_id(&self, kb_id: KbId, owner: &str, knowledge_id: &str) -> Result<bool> {
+        self.count("set_publication_knowledge_id");
+        self.inner.set_publication_knowledge_id(kb_id, owner, knowledge_id).await
+    }
+
+    async fn set_publication_progress(&self, kb_id: KbId, owner: &str, done: u64, total: u64) -> Result<()> {
+        self.count("set_publication_progress");
+        self.inner.set_publication_progress(kb_id, owner, done, total).await
+    }
+
+    async fn finish_publication(
+        &self,
+        run: &kbsync_core::PublishRun,
+        owner: &str,
+        answered: Option<DateTime<Utc>>,
+        digest: Option<&str>,
+    ) -> Result<bool> {
+        self.count("finish_publication");
+        self.inner.finish_publication(run, owner, answered, digest).await
+    }
+
+    async fn release_publication(&self, kb_id: KbId, owner: &str, answered: Option<DateTime<Utc>>) -> Result<bool> {
+        self.count("release_publication");
+        self.inner.release_publication(kb_id, owner, answered).await
+    }
+
+    async fn publish_runs(&self, kb_id: KbId, limit: u32) -> Result<Vec<kbsync_core::PublishRun>> {
+        self.count("publish_runs");
+        self.inner.publish_runs(kb_id, limit).await
+    }
+}

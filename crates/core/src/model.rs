@@ -11,6 +11,9 @@ mod sync_run;
 mod sync_state;
 
 pub use connection::{Connection, ConnectionCredentials, Encrypted, RefreshLease, StoredAccessToken};
+pub use publication::{
+    LeftOutReader, Publication, PublicationCounts, PublicationStatus, PublishFailure, PublishOutcome, PublishRun,
+};
 pub use source::{Source, SourceKind};
 pub use sync_run::{SyncFailure, SyncRun, SyncRunOutcome, SyncTrigger};
 pub use sync_state::{SyncProgress, SyncState};
@@ -66,6 +69,9 @@ macro_rules! string_enum {
         }
     };
 }
+
+// After the macro: the module declares string enums of its own.
+mod publication;
 
 string_enum!(
     /// What a user may do across the whole instance.

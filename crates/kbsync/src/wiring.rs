@@ -1,7 +1,7 @@
 //! Wiring: builds what `kbsync serve` runs from the resolved settings. Read top to bottom, it is
 //! the list of parts of a running kbsync: the datasources and the OAuth connection manager
-//! ([`datasources`]), the extractor, the sync runtime (engine, runner, scheduler settings) and
-//! the server's state ([`app_state`]). This is the only place that names concrete
+//! ([`datasources`]), the extractor, the sync runtime (engine, runner, scheduler settings), the Open WebUI
+//! publisher and the server's state ([`app_state`]). This is the only place that names concrete
 //! implementations.
 
 use std::{sync::Arc, time::Duration};
@@ -15,6 +15,8 @@ use kbsync_oauth::{
     AppOnlyConfig, AppOnlyTokens, ClientCertificate, ClientCredential, ClientSecret, ConnectionManager,
     OAuthClientConfig, OidcClient, OidcConfig,
 };
+use kbsync_openwebui::{OpenWebUiClient, OpenWebUiConfig};
+use kbsync_server::publishing::{Publisher, PublisherSettings};
 use kbsync_server::{AppState, Datasources, HousekeepingSettings, ServerSettings, service::oidc::OidcSignIn};
 use kbsync_store::{AddressLimit, BlobStore, Store, TokenCipher};
 use kbsync_sync::{
@@ -55,10 +57,44 @@ pub fn app_state(
         random,
         server_settings(settings),
     );
+    let state = match openwebui_publisher(settings, &state)? {
+        Some(publisher) => state.with_openwebui(publisher),
+        None => state,
+    };
     Ok(match oidc_sign_in(settings, clock)? {
         Some(oidc) => state.with_oidc(oidc),
         None => state,
     })
+}
+
+/// The publisher of knowledge bases into Open WebUI, when one is configured. It shares the
+/// server's store, blobs, clock and events, and leases publishes as this instance.
+pub fn openwebui_publisher(settings: &Settings, state: &AppState) -> anyhow::Result<Option<Publisher>> {
+    let Some(o) = &settings.openwebui else {
+        return Ok(None);
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")?;
+    let base_url = url::Url::parse(&o.url).context("KBSYNC_OPENWEBUI_URL")?;
+    let mut config = OpenWebUiConfig::new(base_url, o.api_key.clone());
+    config.upload_concurrency = o.upload_concurrency;
+    config.processing_timeout = Duration::from_secs(u64::from(o.processing_timeout_secs));
+    Ok(Some(Publisher::new(
+        OpenWebUiClient::new(config, http, state.clock.clone()),
+        o.public_url.clone(),
+        state.store.clone(),
+        state.blobs.clone(),
+        state.clock.clone(),
+        state.random.clone(),
+        state.sync_events.clone(),
+        PublisherSettings {
+            instance_id: state.sync_settings.instance_id.clone(),
+            ..PublisherSettings::default()
+        },
+    )))
 }
 
 /// The OpenID provider people sign in with, when one is configured.

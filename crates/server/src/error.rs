@@ -41,8 +41,8 @@ pub enum ApiError {
     /// The server is not set up for this (for example, a datasource without credentials).
     #[error("{0}")]
     NotImplemented(String),
-    /// A remote service answered something unusable.
-    #[error("the datasource answered with an error: {0}")]
+    /// A remote service (a datasource, Open WebUI) answered something unusable; the message names it.
+    #[error("{0}")]
     BadGateway(String),
     #[error("internal error")]
     Internal(String),

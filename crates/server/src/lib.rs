@@ -9,6 +9,7 @@ pub mod auth;
 pub mod error;
 pub mod metrics_layer;
 pub mod pipeline;
+pub mod publishing;
 pub mod router;
 pub mod service;
 pub mod ui;
@@ -106,6 +107,8 @@ pub struct AppState {
     pub password_hashing: Arc<tokio::sync::Semaphore>,
     /// The OpenID provider people sign in with, when one is configured ([`AppState::with_oidc`]).
     pub oidc: Option<Arc<service::oidc::OidcSignIn>>,
+    /// Publishes knowledge bases into Open WebUI, when one is configured ([`AppState::with_openwebui`]).
+    pub openwebui: Option<Arc<publishing::Publisher>>,
 }
 
 impl AppState {
@@ -143,7 +146,15 @@ impl AppState {
             settings: Arc::new(settings),
             metrics: metrics_layer::prometheus_handle(),
             oidc: None,
+            openwebui: None,
         }
+    }
+
+    /// This state with knowledge bases published into Open WebUI by `publisher` (its loop runs
+    /// beside the server in [`serve`]).
+    pub fn with_openwebui(mut self, publisher: publishing::Publisher) -> Self {
+        self.openwebui = Some(Arc::new(publisher));
+        self
     }
 
     /// This state with people signing in through `oidc`.
@@ -153,7 +164,7 @@ impl AppState {
     }
 }
 
-/// Serves until `shutdown` resolves (with housekeeping running beside it), then stops accepting,
+/// Serves until `shutdown` resolves (with housekeeping and the Open WebUI publisher running beside it), then stops accepting,
 /// finishes open requests, stops the scheduler (runs of this instance are cancelled and their
 /// leases released for another instance) and housekeeping, and waits for queued ingestion to
 /// finish.
@@ -183,6 +194,10 @@ pub async fn serve(
         .housekeeping
         .clone()
         .map(|settings| service::housekeeping::spawn(state.clone(), settings, stop_scheduler.clone()));
+    let publisher = state
+        .openwebui
+        .clone()
+        .map(|publisher| publisher.spawn(stop_scheduler.clone()));
     let shutting_down = state.shutting_down.clone();
     // The peer address reaches handlers (`ConnectInfo`): sign-in failures are limited per client.
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -205,6 +220,11 @@ pub async fn serve(
         && let Err(e) = handle.await
     {
         tracing::error!(error = %e, "the housekeeping task ended abnormally");
+    }
+    if let Some(handle) = publisher
+        && let Err(e) = handle.await
+    {
+        tracing::error!(error = %e, "the Open WebUI publisher ended abnormally");
     }
     pipeline.drain().await;
     served

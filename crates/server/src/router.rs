@@ -11,7 +11,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::{
     AppState,
-    api::{accounts, datasources, health, sync, v1},
+    api::{accounts, datasources, health, openwebui, sync, v1},
     error::ApiError,
     metrics_layer, ui,
 };
@@ -74,6 +74,14 @@ pub fn router(state: AppState) -> Router {
         .route("/knowledge/{id}/sync/cancel", post(sync::cancel_sync))
         .route("/knowledge/{id}/sync/events", get(sync::sync_events))
         .route("/knowledge/{id}/sync/runs", get(sync::list_runs))
+        .route(
+            "/knowledge/{id}/openwebui",
+            get(openwebui::get_publication)
+                .put(openwebui::put_publication)
+                .delete(openwebui::delete_publication),
+        )
+        .route("/knowledge/{id}/openwebui/publish", post(openwebui::publish_now))
+        .route("/knowledge/{id}/openwebui/publishes", get(openwebui::list_publishes))
         .route("/datasources", get(datasources::list))
         .route(
             "/datasources/{datasource}/auth/initiate",

@@ -60,6 +60,7 @@ mod error;
 mod knowledge_bases;
 mod page;
 mod postgres;
+mod publications;
 mod runs;
 mod schedule;
 mod search;
@@ -83,6 +84,7 @@ pub use error::StoreError;
 pub use knowledge_bases::{KbPatch, KnowledgeBaseStore, NewKnowledgeBase, Reader};
 pub use page::{Page, PageOf};
 pub use postgres::PostgresStore;
+pub use publications::{PUBLISH_HISTORY, PublicationStore};
 pub use runs::RunStore;
 pub use schedule::{ClaimedSync, LeaseRenewal, ScheduleStore, SyncRelease};
 pub use search::{SEARCH_DEPTH, SearchQuery, SearchStore};
@@ -111,6 +113,7 @@ pub trait Store:
     + AccessStore
     + AccountStore
     + ApiKeyStore
+    + PublicationStore
     + Send
     + Sync
     + 'static
@@ -130,6 +133,7 @@ impl<T> Store for T where
         + AccessStore
         + AccountStore
         + ApiKeyStore
+    + PublicationStore
         + Send
         + Sync
         + 'static

@@ -44,6 +44,9 @@ pub enum SyncEvent {
         skipped: u64,
         total_found: u64,
     },
+    /// A publish into Open WebUI progressed (`done` of `total` files to upload) or ended (zeros).
+    /// Listeners read the publication's state from the store.
+    Publish { done: u64, total: u64 },
 }
 
 impl SyncEvent {
@@ -54,6 +57,7 @@ impl SyncEvent {
             SyncEvent::Status { .. } => "status",
             SyncEvent::FileFailed { .. } => "file_failed",
             SyncEvent::Finished { .. } => "finished",
+            SyncEvent::Publish { .. } => "publish",
         }
     }
 }

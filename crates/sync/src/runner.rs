@@ -511,6 +511,16 @@ impl Inner {
             warn!(kb.id = %kb_id, run.id = %run_id, "the lease was lost to another instance; leaving the schedule to it");
             return;
         }
+        if matches!(
+            status,
+            SyncStatus::Completed | SyncStatus::CompletedWithErrors | SyncStatus::AccessRevoked
+        ) {
+            // A knowledge base published into Open WebUI is brought up to date after each run that
+            // got through; the publisher finds nothing to do when nothing it sends changed.
+            if let Err(e) = store.request_publication(kb_id, finished, false).await {
+                warn!(kb.id = %kb_id, run.id = %run_id, error = %e, "could not ask for a publish after the run");
+            }
+        }
         if status == SyncStatus::NeedsReauth
             && let Some(stored_at) = connection_stored_at
         {

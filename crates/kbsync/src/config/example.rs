@@ -133,4 +133,17 @@ admin_groups = ""
 # What the sign-in button says after "Sign in with"; by default "Microsoft" for Entra, otherwise
 # the issuer's host.
 # display_name = "Contoso"
+
+# Publishing knowledge bases into Open WebUI (each knowledge base's manager turns it on). Without
+# url it is off. The API key (an Open WebUI admin's, Settings > Account > API keys) is never read
+# from this file: set KBSYNC_OPENWEBUI_API_KEY or api_key_file.
+[openwebui]
+# url = "http://openwebui:8080"
+# api_key_file = "/run/secrets/openwebui_api_key"
+# Where people open Open WebUI, for links; url when not set.
+# public_url = "https://chat.example.com"
+# Files uploaded at once during a publish.
+upload_concurrency = 4
+# How long Open WebUI may take to process one uploaded file.
+processing_timeout_secs = 600
 "#;

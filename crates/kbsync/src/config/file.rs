@@ -45,6 +45,19 @@ pub struct FileConfig {
     pub onedrive: Option<OneDriveFileConfig>,
     pub password_login: Option<bool>,
     pub oidc: Option<OidcFileConfig>,
+    pub openwebui: Option<OpenWebUiFileConfig>,
+}
+
+/// The `[openwebui]` table: publishing knowledge bases into Open WebUI. The API key itself is never
+/// read from this file: give it in `KBSYNC_OPENWEBUI_API_KEY` or point `api_key_file` at a file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenWebUiFileConfig {
+    pub url: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub public_url: Option<String>,
+    pub upload_concurrency: Option<u32>,
+    pub processing_timeout_secs: Option<u32>,
 }
 
 /// The `[oidc]` table: signing people in with an OpenID provider. The client secret itself is never

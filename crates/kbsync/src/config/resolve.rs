@@ -8,7 +8,7 @@ use url::Url;
 use super::{
     AppOnlyCredential, AppOnlySettings, ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL,
     DEFAULT_SCOPES, FileConfig, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcFileConfig, OidcSettings,
-    OneDriveFileConfig, OneDriveSettings, Settings,
+    OneDriveFileConfig, OneDriveSettings, OpenWebUiFileConfig, OpenWebUiSettings, Settings,
 };
 
 impl Settings {
@@ -213,6 +213,7 @@ impl Settings {
 
         let onedrive = onedrive_settings(env, &text, file.onedrive.unwrap_or_default())?;
         let oidc = oidc_settings(&text, file.oidc.unwrap_or_default())?;
+        let openwebui = openwebui_settings(env, &text, file.openwebui.unwrap_or_default())?;
         let password_login = boolean(env, "KBSYNC_PASSWORD_LOGIN", file.password_login, true)?;
         if !password_login && oidc.is_none() {
             return Err(ConfigError(
@@ -253,6 +254,7 @@ impl Settings {
             reauth_grace_hours,
             onedrive,
             oidc,
+            openwebui,
             password_login,
         })
     }
@@ -512,6 +514,58 @@ fn oidc_settings(
         allowed_domains,
         admin_groups: list(text("KBSYNC_OIDC_ADMIN_GROUPS", file.admin_groups)),
         display_name: text("KBSYNC_OIDC_DISPLAY_NAME", file.display_name),
+    }))
+}
+
+fn openwebui_settings(
+    env: &dyn Fn(&str) -> Option<String>,
+    text: &dyn Fn(&str, Option<String>) -> Option<String>,
+    file: OpenWebUiFileConfig,
+) -> Result<Option<OpenWebUiSettings>, ConfigError> {
+    let Some(url) = text("KBSYNC_OPENWEBUI_URL", file.url) else {
+        return Ok(None);
+    };
+    let url = http_url("KBSYNC_OPENWEBUI_URL", &url)?;
+    let api_key = secret(
+        text("KBSYNC_OPENWEBUI_API_KEY", None),
+        "KBSYNC_OPENWEBUI_API_KEY_FILE",
+        text(
+            "KBSYNC_OPENWEBUI_API_KEY_FILE",
+            file.api_key_file.map(|p| p.display().to_string()),
+        ),
+    )?
+    .ok_or_else(|| {
+        ConfigError(
+            "KBSYNC_OPENWEBUI_URL: needs KBSYNC_OPENWEBUI_API_KEY or KBSYNC_OPENWEBUI_API_KEY_FILE (an Open WebUI \
+             admin's API key)"
+                .into(),
+        )
+    })?;
+    let public_url = match text("KBSYNC_OPENWEBUI_PUBLIC_URL", file.public_url) {
+        Some(public) => http_url("KBSYNC_OPENWEBUI_PUBLIC_URL", &public)?,
+        None => url.clone(),
+    };
+    let upload_concurrency = number(env, "KBSYNC_OPENWEBUI_UPLOAD_CONCURRENCY", file.upload_concurrency, 4)?;
+    if !(1..=32).contains(&upload_concurrency) {
+        return Err(ConfigError("KBSYNC_OPENWEBUI_UPLOAD_CONCURRENCY: must be between 1 and 32".into()));
+    }
+    let processing_timeout_secs = number(
+        env,
+        "KBSYNC_OPENWEBUI_PROCESSING_TIMEOUT_SECS",
+        file.processing_timeout_secs,
+        600,
+    )?;
+    if !(10..=86_400).contains(&processing_timeout_secs) {
+        return Err(ConfigError(
+            "KBSYNC_OPENWEBUI_PROCESSING_TIMEOUT_SECS: must be between 10 and 86400".into(),
+        ));
+    }
+    Ok(Some(OpenWebUiSettings {
+        url,
+        api_key,
+        public_url,
+        upload_concurrency: usize::try_from(upload_concurrency).unwrap_or(4),
+        processing_timeout_secs,
     }))
 }
 

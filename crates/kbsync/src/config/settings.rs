@@ -69,6 +69,33 @@ impl std::fmt::Debug for OneDriveSettings {
     }
 }
 
+/// Publishing knowledge bases into Open WebUI (`KBSYNC_OPENWEBUI_*`).
+#[derive(Clone)]
+pub struct OpenWebUiSettings {
+    /// Where kbsync reaches Open WebUI, e.g. `http://openwebui:8080`.
+    pub url: String,
+    /// An Open WebUI admin's API key (`sk-…`) or token; never logged.
+    pub api_key: String,
+    /// Where people open Open WebUI (links in the UI); `url` when not set.
+    pub public_url: String,
+    /// Files uploaded at once during a publish.
+    pub upload_concurrency: usize,
+    /// How long Open WebUI may take to process one uploaded file.
+    pub processing_timeout_secs: u32,
+}
+
+impl std::fmt::Debug for OpenWebUiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenWebUiSettings")
+            .field("url", &self.url)
+            .field("api_key", &"***")
+            .field("public_url", &self.public_url)
+            .field("upload_concurrency", &self.upload_concurrency)
+            .field("processing_timeout_secs", &self.processing_timeout_secs)
+            .finish()
+    }
+}
+
 /// Signing people in with an OpenID provider (`KBSYNC_OIDC_*`).
 #[derive(Clone)]
 pub struct OidcSettings {
@@ -184,6 +211,8 @@ pub struct Settings {
     pub onedrive: Option<OneDriveSettings>,
     /// `None` when no issuer is configured: people sign in with passwords only.
     pub oidc: Option<OidcSettings>,
+    /// `None` when no Open WebUI URL is configured: knowledge bases cannot be published.
+    pub openwebui: Option<OpenWebUiSettings>,
     /// Whether people may sign in with an email and password (`KBSYNC_PASSWORD_LOGIN`).
     pub password_login: bool,
 }
@@ -206,6 +235,7 @@ impl std::fmt::Debug for Settings {
             .field("admin", &self.admin.as_ref().map(|(email, _)| email))
             .field("onedrive", &self.onedrive)
             .field("oidc", &self.oidc)
+            .field("openwebui", &self.openwebui)
             .field("password_login", &self.password_login)
             .finish_non_exhaustive()
     }

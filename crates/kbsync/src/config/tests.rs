@@ -357,3 +357,53 @@ fn oidc_settings_need_a_client_and_a_secret_and_keep_the_issuer_exactly() {
     .unwrap();
     assert!(!oidc_only.password_login);
 }
+
+#[test]
+fn openwebui_settings_need_an_api_key_that_is_never_shown_and_links_default_to_the_url() {
+    let with =
+        |pairs: &[(&str, &str)]| Settings::resolve(&Flags::default(), &env_of(pairs), FileConfig::default());
+    assert!(with(&[]).unwrap().openwebui.is_none());
+    let o = with(&[
+        ("KBSYNC_OPENWEBUI_URL", "http://owui.internal:8080/"),
+        ("KBSYNC_OPENWEBUI_API_KEY", "sk-0123secret"),
+    ])
+    .unwrap()
+    .openwebui
+    .unwrap();
+    assert_eq!(o.url, "http://owui.internal:8080");
+    assert_eq!(o.public_url, "http://owui.internal:8080");
+    assert_eq!(o.api_key, "sk-0123secret");
+    assert_eq!((o.upload_concurrency, o.processing_timeout_secs), (4, 600));
+    assert!(!format!("{o:?}").contains("sk-0123secret"));
+    let public = with(&[
+        ("KBSYNC_OPENWEBUI_URL", "http://owui.internal:8080"),
+        ("KBSYNC_OPENWEBUI_API_KEY", "k"),
+        ("KBSYNC_OPENWEBUI_PUBLIC_URL", "https://chat.example.com"),
+        ("KBSYNC_OPENWEBUI_UPLOAD_CONCURRENCY", "8"),
+    ])
+    .unwrap()
+    .openwebui
+    .unwrap();
+    assert_eq!(public.public_url, "https://chat.example.com");
+    assert_eq!(public.upload_concurrency, 8);
+
+    for (pairs, names) in [
+        (vec![("KBSYNC_OPENWEBUI_URL", "http://owui:8080")], "KBSYNC_OPENWEBUI_API_KEY"),
+        (
+            vec![("KBSYNC_OPENWEBUI_URL", "owui:8080"), ("KBSYNC_OPENWEBUI_API_KEY", "k")],
+            "KBSYNC_OPENWEBUI_URL",
+        ),
+        (
+            vec![
+                ("KBSYNC_OPENWEBUI_URL", "http://owui:8080"),
+                ("KBSYNC_OPENWEBUI_API_KEY", "k"),
+                ("KBSYNC_OPENWEBUI_UPLOAD_CONCURRENCY", "0"),
+            ],
+            "KBSYNC_OPENWEBUI_UPLOAD_CONCURRENCY",
+        ),
+    ] {
+        let err = with(&pairs).unwrap_err().to_string();
+        assert!(err.contains(names), "{err}");
+        assert!(!err.contains("sk-"), "{err}");
+    }
+}

@@ -5,5 +5,6 @@ pub mod datasources;
 pub mod extract;
 pub mod health;
 pub mod multipart;
+pub mod openwebui;
 pub mod sync;
 pub mod v1;

@@ -124,6 +124,8 @@ pub struct SyncStateDto {
     pub has_stored_token: bool,
     pub needs_reauth: bool,
     pub token_stored_at: Option<DateTime<Utc>>,
+    /// The publication into Open WebUI; `null` when the knowledge base does not publish.
+    pub openwebui: Option<service::PublicationBrief>,
 }
 
 impl From<service::SyncStateView> for SyncStateDto {
@@ -145,6 +147,7 @@ impl From<service::SyncStateView> for SyncStateDto {
             has_stored_token: connection.is_some_and(|c| c.has_stored_token),
             needs_reauth: connection.is_some_and(|c| c.needs_reauth),
             token_stored_at: connection.and_then(|c| c.token_stored_at),
+            openwebui: v.publication,
         }
     }
 }

@@ -310,6 +310,6 @@ pub fn datasource_error(e: DatasourceError) -> ApiError {
             retry_after_secs: retry_after.as_secs().max(1),
         },
         DatasourceError::Transient(detail) => ApiError::Unavailable(detail),
-        other => ApiError::BadGateway(other.to_string()),
+        other => ApiError::BadGateway(format!("the datasource answered with an error: {other}")),
     }
 }

@@ -8,6 +8,7 @@ pub mod documents;
 pub mod housekeeping;
 pub mod knowledge;
 pub mod oidc;
+pub mod openwebui;
 pub mod overview;
 pub mod search;
 pub mod sync;

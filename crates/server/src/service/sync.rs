@@ -225,6 +225,18 @@ pub struct SyncStateView {
     pub next_sync_at: Option<DateTime<Utc>>,
     pub interval_minutes: u32,
     pub connection: Option<ConnectionStatus>,
+    /// The publication into Open WebUI, when the knowledge base publishes.
+    pub publication: Option<PublicationBrief>,
+}
+
+/// Where a knowledge base's publication into Open WebUI stands, as its sync state shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PublicationBrief {
+    pub status: kbsync_core::PublicationStatus,
+    pub done: u64,
+    pub total: u64,
+    pub last_published_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
 }
 
 /// The sync state of a knowledge base the caller sees (at least some of its documents).
@@ -265,6 +277,13 @@ pub async fn state_of(state: &AppState, user: &User, kb_id: KbId) -> Result<Sync
             .interval_minutes
             .unwrap_or_else(|| default_interval_minutes(state)),
         connection,
+        publication: state.store.publication(kb_id).await?.map(|p| PublicationBrief {
+            status: p.status,
+            done: p.progress_done,
+            total: p.progress_total,
+            last_published_at: p.last_published_at,
+            error: p.error,
+        }),
     })
 }
 

@@ -35,6 +35,7 @@ pub async fn stream(
         last: None,
         failures_seen: 0,
         last_finished: None,
+        last_publication: None,
         pending: VecDeque::new(),
     };
     let events = futures::stream::unfold(watcher, |mut w| async move {
@@ -53,6 +54,8 @@ struct Watcher {
     failures_seen: u64,
     /// The last run reported as finished.
     last_finished: Option<Uuid>,
+    /// The publication into Open WebUI as last reported.
+    last_publication: Option<serde_json::Value>,
     pending: VecDeque<Event>,
 }
 
@@ -106,6 +109,7 @@ impl Watcher {
                 .map(|r| r.id);
             self.push("status", &status_body(&current));
             self.last = Some(current);
+            self.push_publication().await?;
             return Ok(());
         };
         let run_id = current.progress.run_id;
@@ -142,6 +146,26 @@ impl Watcher {
             self.push_finished().await?;
         }
         self.last = Some(current);
+        self.push_publication().await
+    }
+
+    /// Reports the publication into Open WebUI (status, progress, last result) when it changed.
+    async fn push_publication(&mut self) -> Result<(), kbsync_store::StoreError> {
+        let Some(p) = self.state.store.publication(self.kb_id).await? else {
+            return Ok(());
+        };
+        let body = serde_json::json!({
+            "status": p.status,
+            "done": p.progress_done,
+            "total": p.progress_total,
+            "last_published_at": p.last_published_at,
+            "error": p.error,
+            "counts": p.counts,
+        });
+        if self.last_publication.as_ref() != Some(&body) {
+            self.push("publish", &body);
+            self.last_publication = Some(body);
+        }
         Ok(())
     }
 

@@ -127,6 +127,7 @@ mod tests {
             last_sync_at: None,
             next_sync_at: None,
             interval_minutes: 60,
+            publication: None,
             connection: connected.then_some(ConnectionStatus {
                 datasource: DatasourceKind::OneDrive,
                 has_stored_token: true,

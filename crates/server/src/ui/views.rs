@@ -166,6 +166,27 @@ pub struct KbPage {
     pub prev_offset: Option<u64>,
     pub next_offset: Option<u64>,
     pub runs: Vec<RunRow>,
+    /// Whether this server can publish into Open WebUI (it is configured).
+    pub openwebui_available: bool,
+    /// The knowledge base's publication into Open WebUI, when it is on.
+    pub publication: Option<PublicationPanel>,
+}
+
+/// A knowledge base's publication into Open WebUI, as its page shows it.
+pub struct PublicationPanel {
+    pub status: String,
+    pub tone: &'static str,
+    /// Whether the header shows the "Published to Open WebUI" badge (the last publish went through).
+    pub published: bool,
+    pub url: Option<String>,
+    pub knowledge_id: String,
+    pub last_published: String,
+    pub progress: String,
+    pub counts: String,
+    pub error: Option<String>,
+    pub failures: Vec<FailureRow>,
+    pub left_out: Vec<FailureRow>,
+    pub history: Vec<RunRow>,
 }
 
 #[derive(Template)]

@@ -34,6 +34,7 @@ pub(crate) mod connections;
 pub(crate) mod database;
 pub(crate) mod documents;
 pub(crate) mod knowledge_bases;
+pub(crate) mod publications;
 pub(crate) mod runs;
 pub(crate) mod schedule;
 pub(crate) mod sources;
@@ -53,6 +54,7 @@ macro_rules! impl_store_areas {
         $crate::sql::access::impl_access_store!($ty);
         $crate::sql::accounts::impl_account_store!($ty);
         $crate::sql::api_keys::impl_api_key_store!($ty);
+        $crate::sql::publications::impl_publication_store!($ty);
     };
 }
 

@@ -137,6 +137,7 @@ pub async fn kb_page(
     let (prev_offset, next_offset) = pager(page, d.files.total);
     let kb = d.view.kb;
     let access = d.view.access;
+    let publication = kb_openwebui::publication_panel(&state, &session.user, kb.id, access.can_manage()).await?;
     Ok(render(&views::KbPage {
         chrome: Chrome::of(&session, "kb"),
         id: kb.id.to_string(),
@@ -200,6 +201,8 @@ pub async fn kb_page(
         prev_offset,
         next_offset,
         runs: d.runs.into_iter().map(run_row).collect(),
+        openwebui_available: state.openwebui.is_some(),
+        publication,
         name: kb.name,
         description: kb.description,
     }))

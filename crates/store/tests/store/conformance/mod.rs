@@ -27,6 +27,7 @@ mod connections;
 mod documents;
 mod identities;
 mod knowledge_bases;
+mod publications;
 mod scheduling;
 mod search;
 mod sources;
