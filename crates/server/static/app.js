@@ -92,6 +92,19 @@
       if (f.status === "completed" || f.status === "completed_with_errors") { bar.max = 1; bar.value = 1; }
       reloadSoon();
     });
+    // The Open WebUI card: publishing progress live, the page again once a publish ends.
+    var publishing = document.getElementById("openwebui-status");
+    var lastPublish = null;
+    source.addEventListener("publish", function (event) {
+      var p = parse(event);
+      if (!p || !publishing) { return; }
+      if (p.status === "publishing") {
+        publishing.textContent = p.total > 0 ? "publishing " + p.done + "/" + p.total : "publishing";
+        publishing.className = "badge busy";
+      }
+      if (lastPublish !== null && lastPublish !== p.status && p.status !== "publishing") { reloadSoon(); }
+      lastPublish = p.status;
+    });
     window.addEventListener("pagehide", function () { source.close(); });
   }
 

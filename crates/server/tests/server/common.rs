@@ -53,6 +53,20 @@ pub struct Options {
     /// Sign people in through an emulated Entra (an emulator of its own, its clock frozen at the
     /// server's start).
     pub oidc: Option<OidcTest>,
+    /// Publish into this Open WebUI.
+    pub openwebui: Option<OpenWebUiTest>,
+}
+
+/// Where and how the server publishes into Open WebUI.
+#[derive(Clone)]
+pub struct OpenWebUiTest {
+    pub url: String,
+    pub api_key: String,
+    /// Run the publisher's loop (publishes follow requests by themselves); off, the test calls
+    /// [`TestServer::publisher`]'s `tick` itself.
+    pub background: bool,
+    /// The lease owner this server publishes as.
+    pub instance_id: &'static str,
 }
 
 /// How the server signs people in with the emulated Entra.
@@ -94,6 +108,7 @@ impl Default for Options {
             scheduler: false,
             adjust: |_| {},
             oidc: None,
+            openwebui: None,
         }
     }
 }
@@ -233,6 +248,32 @@ impl TestServer {
             Arc::new(OsRandom),
             settings,
         );
+        if let Some(o) = options.openwebui {
+            let mut config = kbsync_openwebui::OpenWebUiConfig::new(o.url.parse().unwrap(), o.api_key);
+            config.poll_interval = Duration::from_millis(100);
+            config.upload_concurrency = 4;
+            let publisher = kbsync_server::publishing::Publisher::new(
+                kbsync_openwebui::OpenWebUiClient::new(config, reqwest::Client::new(), clock_arc.clone()),
+                o.url.clone(),
+                state.store.clone(),
+                state.blobs.clone(),
+                clock_arc.clone(),
+                Arc::new(OsRandom),
+                state.sync_events.clone(),
+                kbsync_server::publishing::PublisherSettings {
+                    // Without the loop, the first tick comes at the start and the next in a day.
+                    tick: if o.background {
+                        Duration::from_millis(100)
+                    } else {
+                        Duration::from_secs(86_400)
+                    },
+                    renew_every: Duration::from_millis(200),
+                    instance_id: o.instance_id.to_owned(),
+                    ..Default::default()
+                },
+            );
+            state = state.with_openwebui(publisher);
+        }
         let (mut sign_in, mut peer) = (None, None);
         if let Some(oidc) = options.oidc {
             let redirect_uri = format!("{base}/auth/oidc/callback");
@@ -437,6 +478,11 @@ impl TestServer {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// The Open WebUI publisher (the server must have been started with `openwebui`).
+    pub fn publisher(&self) -> &kbsync_server::publishing::Publisher {
+        self.state.openwebui.as_deref().expect("started without openwebui")
+    }
+
     /// The emulator's control handle (the server must have been started with `onedrive`).
     pub fn drive(&self) -> msgraph_emulator::Control {
         self.emulator
@@ -603,6 +649,69 @@ impl TestServer {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+}
+
+/// A connected OneDrive knowledge base and its owner's token.
+pub struct Kb {
+    pub owner: String,
+    pub id: String,
+}
+
+/// An owner with a connected OneDrive knowledge base.
+pub async fn connected_kb(s: &TestServer) -> Kb {
+    let admin = s.admin_token().await;
+    let (_, owner) = s.user(&admin, "owner@example.com").await;
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&owner),
+            json!({"name": "Drive", "type": "onedrive"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    s.connect(&owner, &id).await;
+    Kb { owner, id }
+}
+
+/// Puts files under `/Team` in the emulated drive and returns the folder's picker item.
+pub fn team_folder(s: &TestServer, files: &[(&str, &str)]) -> Value {
+    let drive = s.drive();
+    let drive_id = drive.default_drive_id();
+    for (path, text) in files {
+        drive
+            .put_file(&drive_id, &format!("/Team/{path}"), text.as_bytes().to_vec())
+            .unwrap();
+    }
+    let folder = drive.item_by_path(&drive_id, "/Team").unwrap();
+    json!({"type": "folder", "drive_id": drive_id, "item_id": folder.id, "name": "Team", "path": "/Team"})
+}
+
+pub async fn add_sources(s: &TestServer, token: &str, kb: &str, items: Value) -> (StatusCode, Value) {
+    s.post(
+        &format!("/api/v1/knowledge/{kb}/sources"),
+        Some(token),
+        json!({"datasource": "onedrive", "items": items}),
+    )
+    .await
+}
+
+/// Polls the sync state until no run is going and a run has ended, with a deadline.
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
+pub async fn wait_idle(s: &TestServer, token: &str, kb: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = s.get(&format!("/api/v1/knowledge/{kb}/sync"), Some(token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["running"] == false && body["status"] != "syncing" && body["status"] != "idle" {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "sync still running: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Db, OneDriveTest, Options, TestServer};
+use crate::common::{Db, OneDriveTest, Options, TestServer, add_sources, connected_kb, team_folder, wait_idle};
 use msgraph_emulator::{FaultAction, FaultRule};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -25,68 +25,6 @@ fn with_onedrive() -> Options {
     Options {
         onedrive: Some(OneDriveTest { with_secret: true }),
         ..Options::default()
-    }
-}
-
-struct Kb {
-    owner: String,
-    id: String,
-}
-
-/// An owner with a connected OneDrive knowledge base.
-async fn connected_kb(s: &TestServer) -> Kb {
-    let admin = s.admin_token().await;
-    let (_, owner) = s.user(&admin, "owner@example.com").await;
-    let (status, body) = s
-        .post(
-            "/api/v1/knowledge",
-            Some(&owner),
-            json!({"name": "Drive", "type": "onedrive"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let id = body["id"].as_str().unwrap().to_owned();
-    s.connect(&owner, &id).await;
-    Kb { owner, id }
-}
-
-/// Puts files under `/Team` in the emulated drive and returns the folder's picker item.
-fn team_folder(s: &TestServer, files: &[(&str, &str)]) -> Value {
-    let drive = s.drive();
-    let drive_id = drive.default_drive_id();
-    for (path, text) in files {
-        drive
-            .put_file(&drive_id, &format!("/Team/{path}"), text.as_bytes().to_vec())
-            .unwrap();
-    }
-    let folder = drive.item_by_path(&drive_id, "/Team").unwrap();
-    json!({"type": "folder", "drive_id": drive_id, "item_id": folder.id, "name": "Team", "path": "/Team"})
-}
-
-async fn add_sources(s: &TestServer, token: &str, kb: &str, items: Value) -> (StatusCode, Value) {
-    s.post(
-        &format!("/api/v1/knowledge/{kb}/sources"),
-        Some(token),
-        json!({"datasource": "onedrive", "items": items}),
-    )
-    .await
-}
-
-/// Polls the sync state until no run is going and a run has ended, with a deadline.
-#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
-async fn wait_idle(s: &TestServer, token: &str, kb: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = s.get(&format!("/api/v1/knowledge/{kb}/sync"), Some(token)).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        if body["running"] == false && body["status"] != "syncing" && body["status"] != "idle" {
-            return body;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "sync still running: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
