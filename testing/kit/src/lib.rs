@@ -9,6 +9,7 @@
 //! - [`fixtures`]: users and knowledge bases made directly in a store.
 //! - [`sse`]: reads a server-sent event stream until a named event.
 //! - [`oidc_peer`]: a real OpenID provider (the `oidc-provider` npm package) to sign in against.
+//! - [`openwebui`]: a real Open WebUI 0.12 to publish knowledge bases into.
 //! - `emulator` (feature `emulator`): an exactly assertable Graph emulator, a OneDrive datasource
 //!   pointed at it, [`emulator::TestTokens`] and users with personal drives.
 //!
@@ -25,6 +26,7 @@ mod db;
 pub mod emulator;
 pub mod fixtures;
 pub mod oidc_peer;
+pub mod openwebui;
 pub mod sse;
 
 pub use db::{Db, PG_ENV, PgDatabase, PgSchema, TestDb, postgres_url, with_db, with_store, with_test_db};
