@@ -25,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use sha2::{Digest, Sha256};
@@ -86,9 +86,14 @@ impl OpenWebUiClient {
         let total = jobs.len();
         progress(PublishProgress { done: 0, total });
         let concurrency = self.config.upload_concurrency.max(1);
-        let mut uploads = futures::stream::iter(jobs)
-            .map(|job| self.upload(knowledge_id, job, content))
-            .buffer_unordered(concurrency);
+        // The (lazy) uploads are made and boxed before the stream, so that the stream holds no
+        // closure over borrowed jobs: a task spawned around `publish` (the publisher's loop) must be
+        // `Send` for every lifetime, which such a closure cannot prove to the compiler.
+        let uploads: Vec<futures::future::BoxFuture<'_, Result<Outcome, OpenWebUiError>>> = jobs
+            .into_iter()
+            .map(|job| self.upload(knowledge_id, job, content).boxed())
+            .collect();
+        let mut uploads = futures::stream::iter(uploads).buffer_unordered(concurrency);
         let mut stale_ids = Vec::new();
         let mut done = 0;
         while let Some(outcome) = uploads.next().await {

@@ -21,6 +21,7 @@ string_enum!(
 
 /// Counts of the last publish that got as far as comparing files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PublicationCounts {
     /// Files Open WebUI's knowledge base holds after the publish, as kbsync sent them.
     pub published: u64,

@@ -179,7 +179,6 @@ pub struct PublicationPanel {
     /// Whether the header shows the "Published to Open WebUI" badge (the last publish went through).
     pub published: bool,
     pub url: Option<String>,
-    pub knowledge_id: String,
     pub last_published: String,
     pub progress: String,
     pub counts: String,

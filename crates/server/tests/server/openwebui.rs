@@ -23,9 +23,6 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes_at_the_source,
     a_publish_cut_short_converges_when_another_instance_takes_it_up_without_duplicates,
     open_webui_going_away_fails_the_publish_not_the_sync_and_the_next_publish_converges,
-);
-
-kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     publishing_is_refused_without_open_webui_settings_or_manage_access_and_with_a_bad_target,
 );
 
@@ -585,7 +582,8 @@ async fn publishing_is_refused_without_open_webui_settings_or_manage_access_and_
             "{method} {path}: {status} {answer}"
         );
     }
-    let put = |body: Value| s.call(Method::PUT, &format!("/api/v1/knowledge/{kb}/openwebui"), Some(&admin), Some(body));
+    let path = format!("/api/v1/knowledge/{kb}/openwebui");
+    let put = |body: Value| s.call(Method::PUT, &path, Some(&admin), Some(body));
     let (status, body) = put(json!({"knowledge_id": "not an id!"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, body) = put(json!({"knowledge_id": 5})).await;

@@ -6,8 +6,15 @@ use kbsync_core::{LeftOutReader, Publication, PublicationCounts, PublishFailure,
 use crate::convert::{from_ms, parse_enum, parse_uuid, to_u64};
 use crate::{Result, StoreError};
 
-pub(crate) const PUBLICATION_COLS: &str = "kb_id, knowledge_id, status, requested_at, last_started_at, \
-     last_published_at, error, progress_done, progress_total, counts, failures, left_out, published_digest, enabled_at";
+/// A publication's columns, in [`PublicationRow`]'s order.
+macro_rules! publication_cols {
+    () => {
+        "kb_id, knowledge_id, status, requested_at, last_started_at, last_published_at, error, \
+         progress_done, progress_total, counts, failures, left_out, published_digest, enabled_at"
+    };
+}
+
+pub(crate) use publication_cols;
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode as JSON: {e}")))
@@ -127,11 +134,11 @@ macro_rules! impl_publication_store {
                 &self,
                 kb_id: kbsync_core::KbId,
             ) -> $crate::Result<Option<kbsync_core::Publication>> {
-                let sql = format!(
-                    "SELECT {} FROM openwebui_publications WHERE kb_id = $1",
-                    $crate::sql::publications::PUBLICATION_COLS
-                );
-                sqlx::query_as::<_, $crate::sql::publications::PublicationRow>(&sql)
+                sqlx::query_as::<_, $crate::sql::publications::PublicationRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::publications::publication_cols!(),
+                    " FROM openwebui_publications WHERE kb_id = $1"
+                ))
                     .bind(kb_id.to_string())
                     .fetch_optional(&self.pool)
                     .await
@@ -200,14 +207,13 @@ macro_rules! impl_publication_store {
                 lease_until: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<Option<kbsync_core::Publication>> {
                 use $crate::convert::ms;
-                let sql = format!(
+                sqlx::query_as::<_, $crate::sql::publications::PublicationRow>(concat!(
                     "UPDATE openwebui_publications SET lease_owner = $2, lease_until = $4, \
                      status = 'publishing', last_started_at = $3, progress_done = 0, progress_total = 0 \
                      WHERE kb_id = $1 AND requested_at IS NOT NULL \
-                     AND (lease_until IS NULL OR lease_until <= $3) RETURNING {}",
-                    $crate::sql::publications::PUBLICATION_COLS
-                );
-                sqlx::query_as::<_, $crate::sql::publications::PublicationRow>(&sql)
+                     AND (lease_until IS NULL OR lease_until <= $3) RETURNING ",
+                    $crate::sql::publications::publication_cols!()
+                ))
                     .bind(kb_id.to_string())
                     .bind(owner)
                     .bind(ms(now))

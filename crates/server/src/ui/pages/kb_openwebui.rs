@@ -84,7 +84,6 @@ pub(super) async fn publication_panel(
         tone: tone(status, p.error.is_some()),
         published: status == PublicationStatus::Published || p.last_published_at.is_some(),
         url: p.openwebui_url,
-        knowledge_id: p.openwebui_knowledge_id.unwrap_or_default(),
         last_published: p.last_published_at.map(when).unwrap_or_else(|| "never".into()),
         progress: if status == PublicationStatus::Publishing && p.progress.total > 0 {
             format!("{} of {} files uploaded", p.progress.done, p.progress.total)
