@@ -54,7 +54,9 @@ pub async fn run(small: bool) -> Result<()> {
     let files = manifest(n);
     let mut config = OpenWebUiConfig::new(url::Url::parse(owui.base_url())?, owui.admin_token());
     config.poll_interval = Duration::from_millis(100);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
     let client = OpenWebUiClient::new(config.clone(), http.clone(), Arc::new(SystemClock));
 
     let kb = client.create_knowledge("bench publish", "kbsync-bench").await?;
@@ -82,7 +84,10 @@ pub async fn run(small: bool) -> Result<()> {
                     .file_name(f.filename.clone())
                     .mime_str("text/plain")?,
             )
-            .text("metadata", serde_json::json!({"knowledge_id": kb2.id}).to_string());
+            .text(
+                "metadata",
+                serde_json::json!({"knowledge_id": kb2.id}).to_string(),
+            );
         let up: serde_json::Value = http
             .post(format!("{}/api/v1/files/", owui.base_url()))
             .bearer_auth(owui.admin_token())
