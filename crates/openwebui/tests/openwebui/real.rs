@@ -128,6 +128,10 @@ async fn an_interrupted_publish_converges_on_the_next_without_duplicates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "waiting for Open WebUI's processing has a real deadline"
+)]
 async fn a_file_linked_twice_is_kept_once_with_the_wanted_content() {
     let Some((owui, c)) = shared().await else { return };
     let kb = c
