@@ -18,6 +18,7 @@ mod counting;
 mod extraction;
 mod initial;
 mod memory;
+mod openwebui;
 mod resync;
 mod scheduler;
 mod search;
@@ -45,7 +46,8 @@ const SCENARIOS: &[&str] = &[
 )]
 struct Args {
     /// all, or one of: initial (1), resync (2 no-op + 3 incremental; also `noop`, `incremental`),
-    /// throttled (4), scheduler (5), memory (6), search (7), extraction (8).
+    /// throttled (4), scheduler (5), memory (6), search (7), extraction (8); not in `all`:
+    /// openwebui-publish (needs a real Open WebUI).
     scenario: String,
     /// Tiny sizes that run in seconds (CI: the harness must not rot).
     #[arg(long)]
@@ -70,6 +72,8 @@ async fn main() -> Result<()> {
     let chosen: Vec<&str> = match args.scenario.as_str() {
         "all" => SCENARIOS.to_vec(),
         "noop" | "incremental" => vec!["resync"],
+        // Needs a real Open WebUI (skips without one), so not part of `all`.
+        "openwebui-publish" => vec!["openwebui-publish"],
         s if SCENARIOS.contains(&s) => vec![s],
         other => bail!("unknown scenario {other}: all, {}", SCENARIOS.join(", ")),
     };
@@ -104,6 +108,7 @@ async fn main() -> Result<()> {
             "memory" => memory::run(args.small).await?,
             "search" => search::run(args.small, args.search_chunks).await?,
             "extraction" => extraction::run(args.small)?,
+            "openwebui-publish" => openwebui::run(args.small).await?,
             _ => bail!("unknown scenario {s}"),
         }
         println!("  ({s}: {:.1} s)\n", t.elapsed().as_secs_f64());

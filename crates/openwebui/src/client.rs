@@ -22,8 +22,7 @@ use url::Url;
 use crate::config::OpenWebUiConfig;
 use crate::errors::OpenWebUiError;
 use crate::model::{
-    AccessUpdateForm, CreateKnowledgeForm, ErrorBody, GrantWire, KnowledgeFilePage, KnowledgeWire,
-    UserList,
+    AccessUpdateForm, CreateKnowledgeForm, ErrorBody, GrantWire, KnowledgeFilePage, KnowledgeWire, UserList,
 };
 use crate::{AccessGrant, Knowledge, KnowledgeGrant, PublishedFile};
 
@@ -62,11 +61,7 @@ impl OpenWebUiClient {
     /// A client of the deployment `config` names. `http` carries the timeouts; `clock` decides when
     /// a file's processing has taken too long.
     pub fn new(config: OpenWebUiConfig, http: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            config,
-            http,
-            clock,
-        }
+        Self { config, http, clock }
     }
 
     pub fn config(&self) -> &OpenWebUiConfig {
@@ -75,11 +70,7 @@ impl OpenWebUiClient {
 
     /// Creates a knowledge base owned by the API key's user, readable by nobody else yet.
     #[instrument(skip_all)]
-    pub async fn create_knowledge(
-        &self,
-        name: &str,
-        description: &str,
-    ) -> Result<Knowledge, OpenWebUiError> {
+    pub async fn create_knowledge(&self, name: &str, description: &str) -> Result<Knowledge, OpenWebUiError> {
         let form = CreateKnowledgeForm { name, description };
         let k: KnowledgeWire = self
             .json(
@@ -128,10 +119,7 @@ impl OpenWebUiClient {
     /// Open WebUI user ids for these emails (case-insensitive), keyed by the email as given; emails
     /// without an account are absent. Reads `GET /users/all` (admin only) once.
     #[instrument(skip_all, fields(emails = emails.len()))]
-    pub async fn users_by_email(
-        &self,
-        emails: &[String],
-    ) -> Result<HashMap<String, String>, OpenWebUiError> {
+    pub async fn users_by_email(&self, emails: &[String]) -> Result<HashMap<String, String>, OpenWebUiError> {
         if emails.is_empty() {
             return Ok(HashMap::new());
         }
@@ -156,11 +144,7 @@ impl OpenWebUiClient {
     /// Replaces the knowledge base's grants with exactly these: `read` for each user, nothing else
     /// (never `anyone`, never `write`). An empty list leaves only its owner and Open WebUI's admins.
     #[instrument(skip_all, fields(knowledge.id = %knowledge_id, grants = grants.len()))]
-    pub async fn set_access(
-        &self,
-        knowledge_id: &str,
-        grants: &[AccessGrant],
-    ) -> Result<(), OpenWebUiError> {
+    pub async fn set_access(&self, knowledge_id: &str, grants: &[AccessGrant]) -> Result<(), OpenWebUiError> {
         let mut users: Vec<&str> = grants.iter().map(|g| g.user_id.as_str()).collect();
         users.sort_unstable();
         users.dedup();
@@ -185,19 +169,13 @@ impl OpenWebUiClient {
 
     /// What the knowledge base holds now, all pages, sorted by path and name.
     #[instrument(skip_all, fields(knowledge.id = %knowledge_id))]
-    pub async fn knowledge_files(
-        &self,
-        knowledge_id: &str,
-    ) -> Result<Vec<PublishedFile>, OpenWebUiError> {
+    pub async fn knowledge_files(&self, knowledge_id: &str) -> Result<Vec<PublishedFile>, OpenWebUiError> {
         let mut files = Vec::new();
         let mut page = 1usize;
         loop {
             let request = self
                 .request(Method::GET, &["knowledge", knowledge_id, "files"])?
-                .query(&[
-                    ("page", page.to_string()),
-                    ("limit", FILES_PAGE_SIZE.to_string()),
-                ]);
+                .query(&[("page", page.to_string()), ("limit", FILES_PAGE_SIZE.to_string())]);
             let answer: KnowledgeFilePage = self.json(request, Scope::Knowledge).await?;
             let got = answer.items.len();
             files.extend(answer.items.into_iter().map(|f| PublishedFile {
@@ -219,14 +197,9 @@ impl OpenWebUiClient {
     pub(crate) fn url(&self, segments: &[&str]) -> Result<Url, OpenWebUiError> {
         let mut url = self.config.base_url.clone();
         {
-            let mut path = url.path_segments_mut().map_err(|()| {
-                OpenWebUiError::Rejected {
-                    status: 0,
-                    message: format!(
-                        "the Open WebUI URL {} cannot have a path",
-                        self.config.base_url
-                    ),
-                }
+            let mut path = url.path_segments_mut().map_err(|()| OpenWebUiError::Rejected {
+                status: 0,
+                message: format!("the Open WebUI URL {} cannot have a path", self.config.base_url),
             })?;
             path.pop_if_empty().extend(["api", "v1"]).extend(segments);
         }
@@ -242,10 +215,7 @@ impl OpenWebUiClient {
         let url = self.url(segments)?;
         // FastAPI redirects `/files` to `/files/`; the routes kbsync uses end without a slash except
         // the upload, which asks for it itself.
-        Ok(self
-            .http
-            .request(method, url)
-            .bearer_auth(&self.config.api_key))
+        Ok(self.http.request(method, url).bearer_auth(&self.config.api_key))
     }
 
     /// Sends `request` and decodes its JSON answer.
@@ -262,11 +232,7 @@ impl OpenWebUiClient {
     }
 
     /// Sends `request`; a 2xx answer's body, or the error its status means.
-    pub(crate) async fn send(
-        &self,
-        request: RequestBuilder,
-        scope: Scope,
-    ) -> Result<Bytes, OpenWebUiError> {
+    pub(crate) async fn send(&self, request: RequestBuilder, scope: Scope) -> Result<Bytes, OpenWebUiError> {
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let path = response.url().path().to_string();

@@ -60,10 +60,7 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_the_api_key() {
-        let config = OpenWebUiConfig::new(
-            Url::parse("http://127.0.0.1:8080").unwrap(),
-            "sk-very-secret",
-        );
+        let config = OpenWebUiConfig::new(Url::parse("http://127.0.0.1:8080").unwrap(), "sk-very-secret");
         let shown = format!("{config:?}");
         assert!(!shown.contains("sk-very-secret"), "{shown}");
         assert!(shown.contains("[redacted]"), "{shown}");

@@ -136,8 +136,6 @@ pub(crate) struct FileWire {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct FileData {
     #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
     pub error: Option<String>,
 }
 

@@ -34,15 +34,17 @@ use tracing::{info, instrument, warn};
 use crate::client::{OpenWebUiClient, Scope};
 use crate::errors::OpenWebUiError;
 use crate::model::{
-    CreateDirectoryForm, DirectoryWire, FileWire, ManifestEntry, ProcessStatus, SyncCleanupForm,
-    SyncDiff, SyncDiffForm, UploadMetadata,
+    CreateDirectoryForm, DirectoryWire, FileWire, ManifestEntry, ProcessStatus, SyncCleanupForm, SyncDiff,
+    SyncDiffForm, UploadMetadata,
 };
 use crate::{FailedFile, FileContent, ManifestFile, PublishProgress, PublishReport};
 
 /// How one file's upload ended, when it did not abort the publish.
 enum Outcome {
     /// Processed and linked; `stale` is the version it replaces, to be removed.
-    Uploaded { stale: Option<String> },
+    Uploaded {
+        stale: Option<String>,
+    },
     Failed(FailedFile),
 }
 
@@ -75,9 +77,7 @@ impl OpenWebUiClient {
         let diff = self.sync_diff(knowledge_id, &wanted).await?;
         let mut directories = diff.directory_map.clone();
         for path in &diff.mkdir {
-            let id = self
-                .create_directory(knowledge_id, path, &directories)
-                .await?;
+            let id = self.create_directory(knowledge_id, path, &directories).await?;
             directories.insert(path.clone(), id);
             report.directories_created += 1;
         }
@@ -172,12 +172,7 @@ impl OpenWebUiClient {
         let held = self.knowledge_files(knowledge_id).await?;
         let wanted_hash: HashMap<(&str, &str), String> = wanted
             .iter()
-            .map(|f| {
-                (
-                    (f.path.as_str(), f.filename.as_str()),
-                    f.sha256.to_lowercase(),
-                )
-            })
+            .map(|f| ((f.path.as_str(), f.filename.as_str()), f.sha256.to_lowercase()))
             .collect();
         let mut by_name: HashMap<(&str, &str), Vec<&crate::PublishedFile>> = HashMap::new();
         for file in &held {
@@ -210,10 +205,7 @@ impl OpenWebUiClient {
         if extra.is_empty() {
             return Ok(0);
         }
-        warn!(
-            duplicates = extra.len(),
-            "removing files Open WebUI holds twice"
-        );
+        warn!(duplicates = extra.len(), "removing files Open WebUI holds twice");
         let removed = extra.len();
         self.cleanup(knowledge_id, extra, Vec::new()).await?;
         Ok(removed)
@@ -372,8 +364,8 @@ impl OpenWebUiClient {
             knowledge_id,
             directory_id,
         })?;
-        let part = Part::stream_with_length(bytes.clone(), bytes.len() as u64)
-            .file_name(file.filename.clone());
+        let part =
+            Part::stream_with_length(bytes.clone(), bytes.len() as u64).file_name(file.filename.clone());
         let part = match part.mime_str(&file.content_type) {
             Ok(part) => part,
             Err(_) => Part::stream_with_length(bytes.clone(), bytes.len() as u64)
@@ -398,8 +390,8 @@ impl OpenWebUiClient {
     }
 
     async fn wait_for_processing(&self, file_id: &str) -> Result<Processing, OpenWebUiError> {
-        let timeout = chrono::Duration::from_std(self.config.processing_timeout)
-            .unwrap_or(chrono::Duration::MAX);
+        let timeout =
+            chrono::Duration::from_std(self.config.processing_timeout).unwrap_or(chrono::Duration::MAX);
         let deadline = self.clock.now() + timeout;
         loop {
             let status: ProcessStatus = match self

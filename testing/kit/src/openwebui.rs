@@ -216,6 +216,10 @@ impl OpenWebUi {
         log[log.floor_char_boundary(start)..].to_string()
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the start-up deadline is real elapsed time"
+    )]
     async fn wait_ready(&self) {
         let http = client();
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;

@@ -60,13 +60,19 @@ pub struct Fake {
 impl Fake {
     /// Serves `fixture` once (then the next route for the same request, if any).
     pub fn once(&self, f: Fixture) -> &Self {
-        self.state.lock().unwrap().routes.push(Route { fixture: f, times: Some(1) });
+        self.state.lock().unwrap().routes.push(Route {
+            fixture: f,
+            times: Some(1),
+        });
         self
     }
 
     /// Serves `fixture` for every matching request.
     pub fn always(&self, f: Fixture) -> &Self {
-        self.state.lock().unwrap().routes.push(Route { fixture: f, times: None });
+        self.state.lock().unwrap().routes.push(Route {
+            fixture: f,
+            times: None,
+        });
         self
     }
 
@@ -88,12 +94,11 @@ impl Fake {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let fake = self.clone();
-        let app = axum::Router::new().fallback(
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let app =
+            axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                 let fake = fake.clone();
                 async move { fake.answer(method, uri, headers, body) }
-            },
-        );
+            });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         format!("http://{addr}")
     }
@@ -113,9 +118,14 @@ impl Fake {
         let multipart = content_type
             .starts_with("multipart/form-data")
             .then(|| parse_multipart(&content_type, &body));
-        let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if !bearer.starts_with("Bearer ") {
-            state.problems.push(format!("{method} {path} without a bearer token"));
+            state
+                .problems
+                .push(format!("{method} {path} without a bearer token"));
         }
         let found = state.routes.iter().position(|r| {
             let f = &r.fixture;
@@ -129,7 +139,9 @@ impl Fake {
                 }
         });
         let Some(i) = found else {
-            state.problems.push(format!("no recorded exchange for {method} {uri}"));
+            state
+                .problems
+                .push(format!("no recorded exchange for {method} {uri}"));
             return (StatusCode::from_u16(599).unwrap(), "no fixture").into_response();
         };
         let fixture = state.routes[i].fixture.clone();
@@ -150,7 +162,9 @@ impl Fake {
                 ));
             }
             if m["file"]["content_type"].as_str().is_none() {
-                state.problems.push(format!("{}: the file part has no content type", fixture.name));
+                state
+                    .problems
+                    .push(format!("{}: the file part has no content type", fixture.name));
             }
         } else if !fixture.request.is_null() {
             match serde_json::from_slice::<Value>(&body) {
@@ -159,7 +173,9 @@ impl Fake {
                     "{}: sent {sent} does not have the recorded shape {}",
                     fixture.name, fixture.request
                 )),
-                Err(e) => state.problems.push(format!("{}: the body is not JSON: {e}", fixture.name)),
+                Err(e) => state
+                    .problems
+                    .push(format!("{}: the body is not JSON: {e}", fixture.name)),
             }
         }
         if path.ends_with("/process/status")
@@ -177,8 +193,7 @@ impl Fake {
 pub fn same_shape(sent: &Value, recorded: &Value) -> bool {
     match (sent, recorded) {
         (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter().all(|(k, v)| b.get(k).is_some_and(|r| same_shape(v, r)))
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|r| same_shape(v, r)))
         }
         (Value::Array(a), Value::Array(b)) => match b.first() {
             Some(first) => a.iter().all(|v| same_shape(v, first)),
@@ -203,9 +218,15 @@ fn parse_multipart(content_type: &str, body: &[u8]) -> Value {
     let text = String::from_utf8_lossy(body);
     let mut out = serde_json::json!({});
     for part in text.split(&format!("--{boundary}")) {
-        let Some((head, content)) = part.split_once("\r\n\r\n") else { continue };
+        let Some((head, content)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
         let content = content.strip_suffix("\r\n").unwrap_or(content);
-        let name = head.split("name=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("");
+        let name = head
+            .split("name=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or("");
         match name {
             "file" => {
                 let filename = head
@@ -215,7 +236,10 @@ fn parse_multipart(content_type: &str, body: &[u8]) -> Value {
                     .unwrap_or("");
                 let ctype = head
                     .lines()
-                    .find_map(|l| l.strip_prefix("Content-Type: ").or_else(|| l.strip_prefix("content-type: ")))
+                    .find_map(|l| {
+                        l.strip_prefix("Content-Type: ")
+                            .or_else(|| l.strip_prefix("content-type: "))
+                    })
                     .map(str::trim);
                 out["file"] = serde_json::json!({"filename": filename, "content_type": ctype});
             }
