@@ -791,19 +791,35 @@ impl PublicationStore for CountingStore {
         self.inner.claim_publication(kb_id, owner, now, lease_until).await
     }
 
-    async fn renew_publication_lease(&self, kb_id: KbId, owner: &str, lease_until: DateTime<Utc>) -> Result<bool> {
+    async fn renew_publication_lease(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool> {
         self.count("renew_publication_lease");
-        self.inner.renew_publication_lease(kb_id, owner, lease_until).await
+        self.inner
+            .renew_publication_lease(kb_id, owner, lease_until)
+            .await
     }
 
-    async fn set_publication_knowledge_id(&self, kb_id: KbId, owner: &str, knowledge_id: &str) -> Result<bool> {
+    async fn set_publication_knowledge_id(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        knowledge_id: &str,
+    ) -> Result<bool> {
         self.count("set_publication_knowledge_id");
-        self.inner.set_publication_knowledge_id(kb_id, owner, knowledge_id).await
+        self.inner
+            .set_publication_knowledge_id(kb_id, owner, knowledge_id)
+            .await
     }
 
     async fn set_publication_progress(&self, kb_id: KbId, owner: &str, done: u64, total: u64) -> Result<()> {
         self.count("set_publication_progress");
-        self.inner.set_publication_progress(kb_id, owner, done, total).await
+        self.inner
+            .set_publication_progress(kb_id, owner, done, total)
+            .await
     }
 
     async fn finish_publication(
@@ -817,7 +833,12 @@ impl PublicationStore for CountingStore {
         self.inner.finish_publication(run, owner, answered, digest).await
     }
 
-    async fn release_publication(&self, kb_id: KbId, owner: &str, answered: Option<DateTime<Utc>>) -> Result<bool> {
+    async fn release_publication(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        answered: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
         self.count("release_publication");
         self.inner.release_publication(kb_id, owner, answered).await
     }

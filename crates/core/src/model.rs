@@ -12,7 +12,8 @@ mod sync_state;
 
 pub use connection::{Connection, ConnectionCredentials, Encrypted, RefreshLease, StoredAccessToken};
 pub use publication::{
-    LeftOutReader, Publication, PublicationCounts, PublicationStatus, PublishFailure, PublishOutcome, PublishRun,
+    LeftOutReader, Publication, PublicationCounts, PublicationStatus, PublishFailure, PublishOutcome,
+    PublishRun,
 };
 pub use source::{Source, SourceKind};
 pub use sync_run::{SyncFailure, SyncRun, SyncRunOutcome, SyncTrigger};

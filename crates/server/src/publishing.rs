@@ -92,7 +92,10 @@ enum PublishError {
 }
 
 impl Publisher {
-    #[expect(clippy::too_many_arguments, reason = "the parts a publisher works with, each built by the caller")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts a publisher works with, each built by the caller"
+    )]
     pub fn new(
         client: OpenWebUiClient,
         web_url: String,
@@ -135,7 +138,12 @@ impl Publisher {
             let now = self.clock.now();
             let Some(claimed) = self
                 .store
-                .claim_publication(kb_id, &self.settings.instance_id, now, now + self.settings.lease_ttl)
+                .claim_publication(
+                    kb_id,
+                    &self.settings.instance_id,
+                    now,
+                    now + self.settings.lease_ttl,
+                )
                 .await?
             else {
                 continue;
@@ -149,7 +157,10 @@ impl Publisher {
     /// The loop: looks for requested publishes every `tick` until `shutdown`.
     pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            info!(tick_ms = self.settings.tick.as_millis() as u64, "Open WebUI publisher started");
+            info!(
+                tick_ms = self.settings.tick.as_millis() as u64,
+                "Open WebUI publisher started"
+            );
             let mut ticker = tokio::time::interval(self.settings.tick.max(Duration::from_millis(10)));
             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
@@ -198,10 +209,13 @@ impl Publisher {
         let recorded = match result {
             Ok(Published::Unchanged) => {
                 debug!(kb.id = %kb_id, "nothing changed since the last publish");
-                self.store.release_publication(kb_id, &owner, claimed.requested_at).await
+                self.store
+                    .release_publication(kb_id, &owner, claimed.requested_at)
+                    .await
             }
             Ok(Published::Done { outcome, digest }) => {
-                self.record(kb_id, &owner, &claimed, started, finished, outcome, digest).await
+                self.record(kb_id, &owner, &claimed, started, finished, outcome, digest)
+                    .await
             }
             Err(PublishError::LeaseLost) => {
                 warn!(kb.id = %kb_id, "the publish lease was lost to another instance");
@@ -215,18 +229,22 @@ impl Publisher {
                     failures: Vec::new(),
                     left_out: claimed.left_out.clone(),
                 };
-                self.record(kb_id, &owner, &claimed, started, finished, outcome, None).await
+                self.record(kb_id, &owner, &claimed, started, finished, outcome, None)
+                    .await
             }
         };
         match recorded {
             Ok(true) => {}
             Ok(false) => warn!(kb.id = %kb_id, "the publish lease was no longer ours when the publish ended"),
-            Err(e) => warn!(kb.id = %kb_id, error = %e, "could not record the publish; it is retried when the lease expires"),
+            Err(e) => {
+                warn!(kb.id = %kb_id, error = %e, "could not record the publish; it is retried when the lease expires")
+            }
         }
         if !lease_kept {
             debug!(kb.id = %kb_id, "the lease could not be renewed during the publish");
         }
-        self.events.publish(kb_id, SyncEvent::Publish { done: 0, total: 0 });
+        self.events
+            .publish(kb_id, SyncEvent::Publish { done: 0, total: 0 });
     }
 
     #[expect(clippy::too_many_arguments, reason = "one publish's facts, recorded together")]
@@ -376,7 +394,10 @@ impl Publisher {
         let mut seen = HashSet::new();
         let mut manifest = Vec::with_capacity(documents.len());
         let mut failures = Vec::new();
-        for doc in documents.into_iter().filter(|d| d.status == DocumentStatus::Processed) {
+        for doc in documents
+            .into_iter()
+            .filter(|d| d.status == DocumentStatus::Processed)
+        {
             let (path, filename) = split_path(&doc.path, &doc.name);
             if !seen.insert((path.clone(), filename.clone())) {
                 failures.push(PublishFailure {
@@ -402,7 +423,10 @@ impl Publisher {
     /// some of it. Service accounts and disabled accounts are never published to.
     async fn readers(&self, kb: &KnowledgeBase) -> Result<Readers, StoreError> {
         let store = self.store.as_ref();
-        let total = store.list_documents(kb.id, Page { limit: 1, offset: 0 }).await?.total;
+        let total = store
+            .list_documents(kb.id, Page { limit: 1, offset: 0 })
+            .await?
+            .total;
         let mut whole: BTreeSet<kbsync_core::UserId> = BTreeSet::new();
         whole.insert(kb.owner_id);
         whole.extend(store.list_grants(kb.id).await?.into_iter().map(|g| g.user_id));
@@ -622,8 +646,14 @@ mod tests {
 
     #[test]
     fn a_document_path_splits_into_folder_and_name() {
-        assert_eq!(split_path("Reports/2024/q1.pdf", "q1.pdf"), ("Reports/2024".into(), "q1.pdf".into()));
-        assert_eq!(split_path("/Docs/a.txt", "a.txt"), ("Docs".into(), "a.txt".into()));
+        assert_eq!(
+            split_path("Reports/2024/q1.pdf", "q1.pdf"),
+            ("Reports/2024".into(), "q1.pdf".into())
+        );
+        assert_eq!(
+            split_path("/Docs/a.txt", "a.txt"),
+            ("Docs".into(), "a.txt".into())
+        );
         assert_eq!(split_path("a.txt", "a.txt"), (String::new(), "a.txt".into()));
         assert_eq!(split_path("", "upload.txt"), (String::new(), "upload.txt".into()));
         assert_eq!(join_path("", "a.txt"), "a.txt");

@@ -81,7 +81,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(openwebui::delete_publication),
         )
         .route("/knowledge/{id}/openwebui/publish", post(openwebui::publish_now))
-        .route("/knowledge/{id}/openwebui/publishes", get(openwebui::list_publishes))
+        .route(
+            "/knowledge/{id}/openwebui/publishes",
+            get(openwebui::list_publishes),
+        )
         .route("/datasources", get(datasources::list))
         .route(
             "/datasources/{datasource}/auth/initiate",

@@ -133,7 +133,7 @@ impl<T> Store for T where
         + AccessStore
         + AccountStore
         + ApiKeyStore
-    + PublicationStore
+        + PublicationStore
         + Send
         + Sync
         + 'static

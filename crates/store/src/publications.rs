@@ -45,10 +45,20 @@ pub trait PublicationStore: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> Result<Option<Publication>>;
     /// Extends `owner`'s lease; false when the lease is no longer its own.
-    async fn renew_publication_lease(&self, kb_id: KbId, owner: &str, lease_until: DateTime<Utc>) -> Result<bool>;
+    async fn renew_publication_lease(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Remembers the Open WebUI knowledge base a publish created; false when the lease is no
     /// longer `owner`'s.
-    async fn set_publication_knowledge_id(&self, kb_id: KbId, owner: &str, knowledge_id: &str) -> Result<bool>;
+    async fn set_publication_knowledge_id(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        knowledge_id: &str,
+    ) -> Result<bool>;
     /// Records progress of the publish going on (files done of those to upload).
     async fn set_publication_progress(&self, kb_id: KbId, owner: &str, done: u64, total: u64) -> Result<()>;
     /// Records how a publish ended and releases the lease: status, error, counts, failed files
@@ -68,8 +78,12 @@ pub trait PublicationStore: Send + Sync {
     /// digest of the last complete publish): the publication is `published` again, the answered
     /// request cleared (unless a newer one came), and no history is written. False when the lease
     /// was no longer `owner`'s.
-    async fn release_publication(&self, kb_id: KbId, owner: &str, answered: Option<DateTime<Utc>>) -> Result<bool>;
+    async fn release_publication(
+        &self,
+        kb_id: KbId,
+        owner: &str,
+        answered: Option<DateTime<Utc>>,
+    ) -> Result<bool>;
     /// The knowledge base's latest publishes, newest first.
     async fn publish_runs(&self, kb_id: KbId, limit: u32) -> Result<Vec<PublishRun>>;
 }
-

@@ -545,9 +545,16 @@ fn openwebui_settings(
         Some(public) => http_url("KBSYNC_OPENWEBUI_PUBLIC_URL", &public)?,
         None => url.clone(),
     };
-    let upload_concurrency = number(env, "KBSYNC_OPENWEBUI_UPLOAD_CONCURRENCY", file.upload_concurrency, 4)?;
+    let upload_concurrency = number(
+        env,
+        "KBSYNC_OPENWEBUI_UPLOAD_CONCURRENCY",
+        file.upload_concurrency,
+        4,
+    )?;
     if !(1..=32).contains(&upload_concurrency) {
-        return Err(ConfigError("KBSYNC_OPENWEBUI_UPLOAD_CONCURRENCY: must be between 1 and 32".into()));
+        return Err(ConfigError(
+            "KBSYNC_OPENWEBUI_UPLOAD_CONCURRENCY: must be between 1 and 32".into(),
+        ));
     }
     let processing_timeout_secs = number(
         env,

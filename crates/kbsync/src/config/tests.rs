@@ -388,9 +388,15 @@ fn openwebui_settings_need_an_api_key_that_is_never_shown_and_links_default_to_t
     assert_eq!(public.upload_concurrency, 8);
 
     for (pairs, names) in [
-        (vec![("KBSYNC_OPENWEBUI_URL", "http://owui:8080")], "KBSYNC_OPENWEBUI_API_KEY"),
         (
-            vec![("KBSYNC_OPENWEBUI_URL", "owui:8080"), ("KBSYNC_OPENWEBUI_API_KEY", "k")],
+            vec![("KBSYNC_OPENWEBUI_URL", "http://owui:8080")],
+            "KBSYNC_OPENWEBUI_API_KEY",
+        ),
+        (
+            vec![
+                ("KBSYNC_OPENWEBUI_URL", "owui:8080"),
+                ("KBSYNC_OPENWEBUI_API_KEY", "k"),
+            ],
             "KBSYNC_OPENWEBUI_URL",
         ),
         (

@@ -73,7 +73,10 @@ pub async fn publish_now(
     CurrentUser(user): CurrentUser,
     ApiPath(id): ApiPath<KbId>,
 ) -> ApiResult<(StatusCode, Json<PublicationView>)> {
-    Ok((StatusCode::ACCEPTED, Json(service::publish_now(&state, &user, id).await?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(service::publish_now(&state, &user, id).await?),
+    ))
 }
 
 pub async fn delete_publication(

@@ -176,14 +176,22 @@ pub async fn history(
     knowledge::manageable(state, user, kb_id).await?;
     let limit = limit.unwrap_or(20);
     if limit == 0 || limit > MAX_HISTORY {
-        return Err(ApiError::invalid("limit", format!("must be between 1 and {MAX_HISTORY}")));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_HISTORY}"),
+        ));
     }
     Ok(state.store.publish_runs(kb_id, limit).await?)
 }
 
 /// Open WebUI's ids are UUIDs; anything of their alphabet is accepted, nothing else.
 fn valid_knowledge_id(id: &str) -> Result<String, ApiError> {
-    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return Err(ApiError::invalid(
             "knowledge_id",
             "must be an Open WebUI knowledge base id (letters, digits, '-' and '_')",

@@ -480,7 +480,10 @@ impl TestServer {
 
     /// The Open WebUI publisher (the server must have been started with `openwebui`).
     pub fn publisher(&self) -> &kbsync_server::publishing::Publisher {
-        self.state.openwebui.as_deref().expect("started without openwebui")
+        self.state
+            .openwebui
+            .as_deref()
+            .expect("started without openwebui")
     }
 
     /// The emulator's control handle (the server must have been started with `onedrive`).

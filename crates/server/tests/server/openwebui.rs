@@ -17,7 +17,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::common::{Db, OneDriveTest, OpenWebUiTest, Options, TestServer, add_sources, team_folder, wait_idle};
+use crate::common::{
+    Db, OneDriveTest, OpenWebUiTest, Options, TestServer, add_sources, team_folder, wait_idle,
+};
 
 kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes_at_the_source,
@@ -85,10 +87,15 @@ async fn synced_kb(s: &TestServer, owui: &OpenWebUi, files: &[(&str, &str)]) -> 
 async fn wait_published(s: &TestServer, token: &str, kb: &str, publishes: usize) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
     loop {
-        let (status, body) = s.get(&format!("/api/v1/knowledge/{kb}/openwebui"), Some(token)).await;
+        let (status, body) = s
+            .get(&format!("/api/v1/knowledge/{kb}/openwebui"), Some(token))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let (_, history) = s
-            .get(&format!("/api/v1/knowledge/{kb}/openwebui/publishes"), Some(token))
+            .get(
+                &format!("/api/v1/knowledge/{kb}/openwebui/publishes"),
+                Some(token),
+            )
             .await;
         let done = history.as_array().map_or(0, Vec::len);
         if body["requested"] == false && body["status"] != "publishing" && done >= publishes {
@@ -135,7 +142,13 @@ async fn openwebui_files(owui: &OpenWebUi, knowledge_id: &str) -> BTreeSet<(Stri
     let files = client(owui).knowledge_files(knowledge_id).await.unwrap();
     let set: BTreeSet<_> = files
         .iter()
-        .map(|f| (f.path.clone(), f.filename.clone(), f.sha256.clone().unwrap_or_default()))
+        .map(|f| {
+            (
+                f.path.clone(),
+                f.filename.clone(),
+                f.sha256.clone().unwrap_or_default(),
+            )
+        })
         .collect();
     assert_eq!(set.len(), files.len(), "duplicates in Open WebUI: {files:?}");
     set
@@ -149,7 +162,8 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
     let Some(owui) = OpenWebUi::shared().await else {
         return;
     };
-    let Some(s) = TestServer::start(db, options(owui.base_url(), owui.admin_token(), true, "one")).await else {
+    let Some(s) = TestServer::start(db, options(owui.base_url(), owui.admin_token(), true, "one")).await
+    else {
         return;
     };
     let p = synced_kb(
@@ -203,7 +217,11 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
     owui.create_user(&partial_email, "Partial").await;
     s.clock.advance(chrono::Duration::seconds(1));
     let (status, _) = s
-        .post(&format!("/api/v1/knowledge/{}/sync", p.kb), Some(&p.owner), json!({}))
+        .post(
+            &format!("/api/v1/knowledge/{}/sync", p.kb),
+            Some(&p.owner),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     wait_idle(&s, &p.owner, &p.kb).await;
@@ -264,7 +282,12 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["email"].as_str().unwrap().to_owned(), r["reason"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["email"].as_str().unwrap().to_owned(),
+                r["reason"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(left_out.len(), 2, "{left_out:?}");
     assert!(
@@ -280,11 +303,15 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
         "{left_out:?}"
     );
     // The sync state carries the publication.
-    let (_, sync) = s.get(&format!("/api/v1/knowledge/{}/sync", p.kb), Some(&p.owner)).await;
+    let (_, sync) = s
+        .get(&format!("/api/v1/knowledge/{}/sync", p.kb), Some(&p.owner))
+        .await;
     assert_eq!(sync["openwebui"]["status"], "published", "{sync}");
 
     // Changed, deleted, renamed and moved at the source: the next sync publishes by itself.
-    let agenda = drive.item_by_path(&drive_id, "/Team/Notes/Old/agenda.txt").unwrap();
+    let agenda = drive
+        .item_by_path(&drive_id, "/Team/Notes/Old/agenda.txt")
+        .unwrap();
     drive
         .modify_file(&drive_id, &plan.id, b"The revised harvest plan".to_vec())
         .unwrap();
@@ -295,11 +322,19 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
         .move_item(&drive_id, &agenda.id, &team.id, Some("agenda-2024.txt"))
         .unwrap();
     drive
-        .put_file(&drive_id, "/Team/Reports/q3.txt", b"Third quarter figures".to_vec())
+        .put_file(
+            &drive_id,
+            "/Team/Reports/q3.txt",
+            b"Third quarter figures".to_vec(),
+        )
         .unwrap();
     s.clock.advance(chrono::Duration::seconds(1));
     let (status, _) = s
-        .post(&format!("/api/v1/knowledge/{}/sync", p.kb), Some(&p.owner), json!({}))
+        .post(
+            &format!("/api/v1/knowledge/{}/sync", p.kb),
+            Some(&p.owner),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     wait_idle(&s, &p.owner, &p.kb).await;
@@ -307,20 +342,34 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
     assert_eq!(again["status"], "published", "{again}");
     let expected = kbsync_files(&s, &p.owner, &p.kb).await;
     assert_eq!(
-        expected.iter().map(|(f, n, _)| format!("{f}/{n}")).collect::<Vec<_>>(),
+        expected
+            .iter()
+            .map(|(f, n, _)| format!("{f}/{n}"))
+            .collect::<Vec<_>>(),
         ["Team/agenda-2024.txt", "Team/plan.txt", "Team/Reports/q3.txt"]
     );
-    assert!(expected.contains(&("Team".into(), "plan.txt".into(), sha256("The revised harvest plan"))));
+    assert!(expected.contains(&(
+        "Team".into(),
+        "plan.txt".into(),
+        sha256("The revised harvest plan")
+    )));
     assert_eq!(openwebui_files(owui, &knowledge_id).await, expected);
 
     // A sync that changes nothing publishes nothing (no new history entry).
     s.clock.advance(chrono::Duration::seconds(1));
-    s.post(&format!("/api/v1/knowledge/{}/sync", p.kb), Some(&p.owner), json!({}))
-        .await;
+    s.post(
+        &format!("/api/v1/knowledge/{}/sync", p.kb),
+        Some(&p.owner),
+        json!({}),
+    )
+    .await;
     wait_idle(&s, &p.owner, &p.kb).await;
     wait_published(&s, &p.owner, &p.kb, 2).await;
     let (_, history) = s
-        .get(&format!("/api/v1/knowledge/{}/openwebui/publishes", p.kb), Some(&p.owner))
+        .get(
+            &format!("/api/v1/knowledge/{}/openwebui/publishes", p.kb),
+            Some(&p.owner),
+        )
         .await;
     assert_eq!(history.as_array().unwrap().len(), 2, "{history}");
 
@@ -334,22 +383,31 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let (_, off) = s.get(&format!("/api/v1/knowledge/{}/openwebui", p.kb), Some(&p.owner)).await;
+    let (_, off) = s
+        .get(&format!("/api/v1/knowledge/{}/openwebui", p.kb), Some(&p.owner))
+        .await;
     assert_eq!(off["enabled"], false, "{off}");
     assert_eq!(openwebui_files(owui, &knowledge_id).await, expected);
     s.stop().await;
 }
 
+#[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
 async fn a_publish_cut_short_converges_when_another_instance_takes_it_up_without_duplicates(db: Db) {
     let Some(owui) = OpenWebUi::shared().await else {
         return;
     };
     // Without the loop: the test runs the publishes.
-    let Some(s) = TestServer::start(db, options(owui.base_url(), owui.admin_token(), false, "first")).await else {
+    let Some(s) = TestServer::start(db, options(owui.base_url(), owui.admin_token(), false, "first")).await
+    else {
         return;
     };
     let files: Vec<(String, String)> = (0..24)
-        .map(|i| (format!("Batch/file-{i:02}.txt"), format!("Document number {i} of the batch")))
+        .map(|i| {
+            (
+                format!("Batch/file-{i:02}.txt"),
+                format!("Document number {i} of the batch"),
+            )
+        })
         .collect();
     let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let p = synced_kb(&s, owui, &refs).await;
@@ -376,7 +434,10 @@ async fn a_publish_cut_short_converges_when_another_instance_takes_it_up_without
         {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no file reached Open WebUI");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no file reached Open WebUI"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     running.abort();
@@ -399,7 +460,11 @@ async fn a_publish_cut_short_converges_when_another_instance_takes_it_up_without
             ..Default::default()
         },
     );
-    assert_eq!(second.tick().await.unwrap(), 0, "the dead instance's lease still holds");
+    assert_eq!(
+        second.tick().await.unwrap(),
+        0,
+        "the dead instance's lease still holds"
+    );
     s.clock.advance(chrono::Duration::minutes(3));
     assert_eq!(second.tick().await.unwrap(), 1);
     let done = store.publication(kb_id).await.unwrap().unwrap();
@@ -463,7 +528,9 @@ impl Relay {
     }
 
     async fn restore(&self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .unwrap();
         self.serve(listener);
     }
 }
@@ -473,7 +540,8 @@ async fn open_webui_going_away_fails_the_publish_not_the_sync_and_the_next_publi
         return;
     };
     let relay = Relay::start(owui.base_url()).await;
-    let Some(s) = TestServer::start(db, options(&relay.url(), owui.admin_token(), false, "relayed")).await else {
+    let Some(s) = TestServer::start(db, options(&relay.url(), owui.admin_token(), false, "relayed")).await
+    else {
         return;
     };
     let p = synced_kb(&s, owui, &[("a.txt", "alpha"), ("Sub/b.txt", "bravo")]).await;
@@ -485,7 +553,9 @@ async fn open_webui_going_away_fails_the_publish_not_the_sync_and_the_next_publi
     )
     .await;
     assert_eq!(s.publisher().tick().await.unwrap(), 1);
-    let (_, first) = s.get(&format!("/api/v1/knowledge/{}/openwebui", p.kb), Some(&p.owner)).await;
+    let (_, first) = s
+        .get(&format!("/api/v1/knowledge/{}/openwebui", p.kb), Some(&p.owner))
+        .await;
     assert_eq!(first["status"], "published", "{first}");
     let knowledge_id = first["openwebui_knowledge_id"].as_str().unwrap().to_owned();
 
@@ -496,18 +566,26 @@ async fn open_webui_going_away_fails_the_publish_not_the_sync_and_the_next_publi
         .unwrap();
     s.clock.advance(chrono::Duration::seconds(1));
     let (status, _) = s
-        .post(&format!("/api/v1/knowledge/{}/sync", p.kb), Some(&p.owner), json!({}))
+        .post(
+            &format!("/api/v1/knowledge/{}/sync", p.kb),
+            Some(&p.owner),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let state = wait_idle(&s, &p.owner, &p.kb).await;
     assert_eq!(state["status"], "completed", "{state}");
     assert_eq!(s.publisher().tick().await.unwrap(), 1);
-    let (_, failed) = s.get(&format!("/api/v1/knowledge/{}/openwebui", p.kb), Some(&p.owner)).await;
+    let (_, failed) = s
+        .get(&format!("/api/v1/knowledge/{}/openwebui", p.kb), Some(&p.owner))
+        .await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains("Open WebUI"), "{error}");
     assert!(!error.contains(&owui.admin_token()), "{error}");
-    let (_, sync) = s.get(&format!("/api/v1/knowledge/{}/sync", p.kb), Some(&p.owner)).await;
+    let (_, sync) = s
+        .get(&format!("/api/v1/knowledge/{}/sync", p.kb), Some(&p.owner))
+        .await;
     assert_eq!(sync["status"], "completed", "the sync is unaffected: {sync}");
     assert_eq!(sync["openwebui"]["status"], "failed", "{sync}");
 
@@ -515,18 +593,27 @@ async fn open_webui_going_away_fails_the_publish_not_the_sync_and_the_next_publi
     relay.restore().await;
     s.clock.advance(chrono::Duration::seconds(1));
     let (status, body) = s
-        .post(&format!("/api/v1/knowledge/{}/openwebui/publish", p.kb), Some(&p.owner), json!({}))
+        .post(
+            &format!("/api/v1/knowledge/{}/openwebui/publish", p.kb),
+            Some(&p.owner),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(s.publisher().tick().await.unwrap(), 1);
-    let (_, back) = s.get(&format!("/api/v1/knowledge/{}/openwebui", p.kb), Some(&p.owner)).await;
+    let (_, back) = s
+        .get(&format!("/api/v1/knowledge/{}/openwebui", p.kb), Some(&p.owner))
+        .await;
     assert_eq!(back["status"], "published", "{back}");
     assert_eq!(
         openwebui_files(owui, &knowledge_id).await,
         kbsync_files(&s, &p.owner, &p.kb).await
     );
     let (_, history) = s
-        .get(&format!("/api/v1/knowledge/{}/openwebui/publishes", p.kb), Some(&p.owner))
+        .get(
+            &format!("/api/v1/knowledge/{}/openwebui/publishes", p.kb),
+            Some(&p.owner),
+        )
         .await;
     let statuses: Vec<&str> = history
         .as_array()
@@ -554,8 +641,15 @@ async fn publishing_is_refused_without_open_webui_settings_or_manage_access_and_
         )
         .await;
     assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("KBSYNC_OPENWEBUI_URL"));
-    let (status, body) = s.get(&format!("/api/v1/knowledge/{kb}/openwebui"), Some(&admin)).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("KBSYNC_OPENWEBUI_URL")
+    );
+    let (status, body) = s
+        .get(&format!("/api/v1/knowledge/{kb}/openwebui"), Some(&admin))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["enabled"], false);
     s.stop().await;
@@ -572,9 +666,17 @@ async fn publishing_is_refused_without_open_webui_settings_or_manage_access_and_
     let kb = s.create_kb(&admin, "Local").await;
     let (_, reader) = s.user(&admin, "reader@example.com").await;
     for (method, path, body) in [
-        (Method::PUT, format!("/api/v1/knowledge/{kb}/openwebui"), Some(json!({}))),
+        (
+            Method::PUT,
+            format!("/api/v1/knowledge/{kb}/openwebui"),
+            Some(json!({})),
+        ),
         (Method::GET, format!("/api/v1/knowledge/{kb}/openwebui"), None),
-        (Method::POST, format!("/api/v1/knowledge/{kb}/openwebui/publish"), Some(json!({}))),
+        (
+            Method::POST,
+            format!("/api/v1/knowledge/{kb}/openwebui/publish"),
+            Some(json!({})),
+        ),
         (Method::DELETE, format!("/api/v1/knowledge/{kb}/openwebui"), None),
     ] {
         let (status, answer) = s.call(method.clone(), &path, Some(&reader), body).await;
@@ -596,14 +698,20 @@ async fn publishing_is_refused_without_open_webui_settings_or_manage_access_and_
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(!body.to_string().contains("sk-unused"), "{body}");
     let (status, body) = s
-        .post(&format!("/api/v1/knowledge/{kb}/openwebui/publish"), Some(&admin), json!({}))
+        .post(
+            &format!("/api/v1/knowledge/{kb}/openwebui/publish"),
+            Some(&admin),
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "publishing is off: {body}");
     // Turned on, a publish against nothing fails and says so.
     let (status, body) = put(json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(s.publisher().tick().await.unwrap(), 1);
-    let (_, body) = s.get(&format!("/api/v1/knowledge/{kb}/openwebui"), Some(&admin)).await;
+    let (_, body) = s
+        .get(&format!("/api/v1/knowledge/{kb}/openwebui"), Some(&admin))
+        .await;
     assert_eq!(body["status"], "failed", "{body}");
     assert!(body["error"].as_str().unwrap().contains("Open WebUI"), "{body}");
     s.stop().await;

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::common::{Db, OneDriveTest, Options, TestServer, add_sources, connected_kb, team_folder, wait_idle};
+use crate::common::{
+    Db, OneDriveTest, Options, TestServer, add_sources, connected_kb, team_folder, wait_idle,
+};
 use msgraph_emulator::{FaultAction, FaultRule};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -1,7 +1,9 @@
 //! The SQL of [`PublicationStore`](crate::PublicationStore), the same text on both databases.
 //! Counts, failed files and left-out readers are stored as JSON text.
 
-use kbsync_core::{LeftOutReader, Publication, PublicationCounts, PublishFailure, PublishOutcome, PublishRun};
+use kbsync_core::{
+    LeftOutReader, Publication, PublicationCounts, PublishFailure, PublishOutcome, PublishRun,
+};
 
 use crate::convert::{from_ms, parse_enum, parse_uuid, to_u64};
 use crate::{Result, StoreError};

@@ -137,7 +137,8 @@ pub async fn kb_page(
     let (prev_offset, next_offset) = pager(page, d.files.total);
     let kb = d.view.kb;
     let access = d.view.access;
-    let publication = kb_openwebui::publication_panel(&state, &session.user, kb.id, access.can_manage()).await?;
+    let publication =
+        kb_openwebui::publication_panel(&state, &session.user, kb.id, access.can_manage()).await?;
     Ok(render(&views::KbPage {
         chrome: Chrome::of(&session, "kb"),
         id: kb.id.to_string(),

@@ -3,7 +3,9 @@
 //! during a publish survives it.
 
 use super::*;
-use kbsync_core::{LeftOutReader, PublicationCounts, PublicationStatus, PublishFailure, PublishOutcome, PublishRun};
+use kbsync_core::{
+    LeftOutReader, PublicationCounts, PublicationStatus, PublishFailure, PublishOutcome, PublishRun,
+};
 
 kbsync_kit::on_both_databases!(
     enabling_publishing_makes_a_pending_publication_with_a_request,
@@ -87,7 +89,10 @@ async fn enabling_again_keeps_the_created_knowledge_base_unless_another_is_named
 }
 
 async fn publishing_an_unknown_knowledge_base_is_invalid_reference(s: Arc<dyn Store>) {
-    let err = s.enable_publication(Uuid::new_v4(), None, t(0)).await.unwrap_err();
+    let err = s
+        .enable_publication(Uuid::new_v4(), None, t(0))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
     assert!(!s.request_publication(Uuid::new_v4(), t(0), false).await.unwrap());
 }
@@ -107,7 +112,11 @@ async fn a_publication_is_claimed_by_one_owner_until_its_lease_expires(s: Arc<dy
     assert_eq!(s.claim_publication(k, "i2", t(80), t(140)).await.unwrap(), None);
     // The owner died: once the lease runs out, the request is still there and another takes it.
     assert_eq!(s.due_publications(t(90), 10).await.unwrap(), vec![k]);
-    let taken = s.claim_publication(k, "i2", t(90), t(150)).await.unwrap().unwrap();
+    let taken = s
+        .claim_publication(k, "i2", t(90), t(150))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(taken.requested_at, Some(t(0)));
     assert!(!s.renew_publication_lease(k, "i1", t(200)).await.unwrap());
 }
@@ -120,7 +129,11 @@ async fn finishing_records_the_outcome_and_history_and_answers_the_request(s: Ar
     let during = s.publication(k).await.unwrap().unwrap();
     assert_eq!((during.progress_done, during.progress_total), (2, 5));
     let r = run(k, 1, 9, outcome(PublicationStatus::Published, 2));
-    assert!(s.finish_publication(&r, "i1", claimed.requested_at, None).await.unwrap());
+    assert!(
+        s.finish_publication(&r, "i1", claimed.requested_at, None)
+            .await
+            .unwrap()
+    );
     let p = s.publication(k).await.unwrap().unwrap();
     assert_eq!(p.status, PublicationStatus::Published);
     assert_eq!(p.requested_at, None);
@@ -139,7 +152,11 @@ async fn a_request_during_a_publish_is_kept_for_the_next_one(s: Arc<dyn Store>) 
     let claimed = s.claim_publication(k, "i1", t(1), t(60)).await.unwrap().unwrap();
     assert!(s.request_publication(k, t(5), false).await.unwrap());
     let r = run(k, 1, 9, outcome(PublicationStatus::Published, 3));
-    assert!(s.finish_publication(&r, "i1", claimed.requested_at, None).await.unwrap());
+    assert!(
+        s.finish_publication(&r, "i1", claimed.requested_at, None)
+            .await
+            .unwrap()
+    );
     let p = s.publication(k).await.unwrap().unwrap();
     assert_eq!(p.requested_at, Some(t(5)));
     assert_eq!(s.due_publications(t(10), 10).await.unwrap(), vec![k]);
@@ -150,11 +167,15 @@ async fn a_failed_publish_keeps_the_last_published_time(s: Arc<dyn Store>) {
     s.enable_publication(k, None, t(0)).await.unwrap();
     let c = s.claim_publication(k, "i1", t(1), t(60)).await.unwrap().unwrap();
     let ok = run(k, 1, 2, outcome(PublicationStatus::Published, 3));
-    s.finish_publication(&ok, "i1", c.requested_at, None).await.unwrap();
+    s.finish_publication(&ok, "i1", c.requested_at, None)
+        .await
+        .unwrap();
     s.request_publication(k, t(10), false).await.unwrap();
     let c = s.claim_publication(k, "i1", t(11), t(70)).await.unwrap().unwrap();
     let failed = run(k, 11, 12, outcome(PublicationStatus::Failed, 0));
-    s.finish_publication(&failed, "i1", c.requested_at, None).await.unwrap();
+    s.finish_publication(&failed, "i1", c.requested_at, None)
+        .await
+        .unwrap();
     let p = s.publication(k).await.unwrap().unwrap();
     assert_eq!(p.status, PublicationStatus::Failed);
     assert_eq!(p.error.as_deref(), Some("Open WebUI is unreachable"));
@@ -169,7 +190,11 @@ async fn only_the_lease_owner_writes_progress_knowledge_id_and_outcome(s: Arc<dy
     assert!(!s.set_publication_knowledge_id(k, "i2", "owui-x").await.unwrap());
     s.set_publication_progress(k, "i2", 7, 9).await.unwrap();
     let r = run(k, 1, 2, outcome(PublicationStatus::Published, 1));
-    assert!(!s.finish_publication(&r, "i2", c.requested_at, None).await.unwrap());
+    assert!(
+        !s.finish_publication(&r, "i2", c.requested_at, None)
+            .await
+            .unwrap()
+    );
     let p = s.publication(k).await.unwrap().unwrap();
     assert_eq!(p.knowledge_id, None);
     assert_eq!((p.progress_done, p.progress_total), (0, 0));
@@ -183,7 +208,9 @@ async fn disabling_forgets_the_publication_and_its_history(s: Arc<dyn Store>) {
     s.enable_publication(k, None, t(0)).await.unwrap();
     let c = s.claim_publication(k, "i1", t(1), t(60)).await.unwrap().unwrap();
     let r = run(k, 1, 2, outcome(PublicationStatus::Published, 1));
-    s.finish_publication(&r, "i1", c.requested_at, None).await.unwrap();
+    s.finish_publication(&r, "i1", c.requested_at, None)
+        .await
+        .unwrap();
     assert!(s.disable_publication(k).await.unwrap());
     assert_eq!(s.publication(k).await.unwrap(), None);
     assert!(s.publish_runs(k, 10).await.unwrap().is_empty());
@@ -196,19 +223,25 @@ async fn publications_go_with_their_knowledge_base(s: Arc<dyn Store>) {
     s.enable_publication(k, None, t(0)).await.unwrap();
     let c = s.claim_publication(k, "i1", t(1), t(60)).await.unwrap().unwrap();
     let r = run(k, 1, 2, outcome(PublicationStatus::Published, 1));
-    s.finish_publication(&r, "i1", c.requested_at, None).await.unwrap();
+    s.finish_publication(&r, "i1", c.requested_at, None)
+        .await
+        .unwrap();
     s.delete_kb(k).await.unwrap();
     assert_eq!(s.publication(k).await.unwrap(), None);
     assert!(s.publish_runs(k, 10).await.unwrap().is_empty());
 }
 
-async fn the_digest_of_a_complete_publish_lets_an_unchanged_one_release_until_a_comparing_request_or_new_target(s: Arc<dyn Store>) {
+async fn the_digest_of_a_complete_publish_lets_an_unchanged_one_release_until_a_comparing_request_or_new_target(
+    s: Arc<dyn Store>,
+) {
     let k = publishing_kb(s.as_ref()).await;
     s.enable_publication(k, None, t(0)).await.unwrap();
     let c = s.claim_publication(k, "i1", t(1), t(60)).await.unwrap().unwrap();
     assert_eq!(c.published_digest, None);
     let r = run(k, 1, 2, outcome(PublicationStatus::Published, 1));
-    s.finish_publication(&r, "i1", c.requested_at, Some("d1")).await.unwrap();
+    s.finish_publication(&r, "i1", c.requested_at, Some("d1"))
+        .await
+        .unwrap();
     s.request_publication(k, t(3), false).await.unwrap();
     let c = s.claim_publication(k, "i1", t(4), t(60)).await.unwrap().unwrap();
     assert_eq!(c.published_digest.as_deref(), Some("d1"));
@@ -224,7 +257,9 @@ async fn the_digest_of_a_complete_publish_lets_an_unchanged_one_release_until_a_
     assert_eq!(s.publication(k).await.unwrap().unwrap().published_digest, None);
     let c = s.claim_publication(k, "i1", t(7), t(60)).await.unwrap().unwrap();
     let r = run(k, 7, 8, outcome(PublicationStatus::Published, 0));
-    s.finish_publication(&r, "i1", c.requested_at, Some("d2")).await.unwrap();
+    s.finish_publication(&r, "i1", c.requested_at, Some("d2"))
+        .await
+        .unwrap();
     s.enable_publication(k, Some("owui-9"), t(9)).await.unwrap();
     assert_eq!(s.publication(k).await.unwrap().unwrap().published_digest, None);
 }
