@@ -85,7 +85,7 @@ pub use page::{Page, PageOf};
 pub use postgres::PostgresStore;
 pub use runs::RunStore;
 pub use schedule::{ClaimedSync, LeaseRenewal, ScheduleStore, SyncRelease};
-pub use search::{SEARCH_DEPTH, SearchQuery, SearchStore};
+pub use search::{RetrieveQuery, SEARCH_DEPTH, SearchQuery, SearchStore};
 pub use sources::{NewSource, SavedState, SourceStore};
 pub use sqlite::SqliteStore;
 pub use users::{

@@ -27,7 +27,11 @@ async fn process_extracts_and_chunks() {
     let docx = fx::docx(&corpus.split("\n\n").collect::<Vec<_>>());
     let chunks = ex.process(FileKind::Docx, Bytes::from(docx)).await.unwrap();
     assert!(chunks.len() > 50);
-    assert!(chunks.iter().all(|c| !c.is_empty() && c.chars().count() <= 200));
+    assert!(
+        chunks
+            .iter()
+            .all(|c| !c.text.is_empty() && c.text.chars().count() <= 200 && c.end - c.start == c.text.chars().count())
+    );
     assert_eq!(ex.config().chunk_size, 200);
 }
 
@@ -56,7 +60,14 @@ async fn a_panicking_extraction_is_contained() {
         .process(FileKind::Txt, Bytes::from_static(b"still alive"))
         .await
         .unwrap();
-    assert_eq!(chunks, vec!["still alive".to_string()]);
+    assert_eq!(
+        chunks,
+        vec![kbsync_ingest::TextChunk {
+            text: "still alive".to_string(),
+            start: 0,
+            end: 11
+        }]
+    );
 }
 
 #[tokio::test]

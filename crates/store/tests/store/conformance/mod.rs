@@ -95,7 +95,7 @@ async fn doc_at(s: &dyn Store, kb_id: KbId, path: &str, hash: &str, at: DateTime
 /// A processed document whose chunks are `chunks`.
 async fn indexed(s: &dyn Store, kb_id: KbId, path: &str, chunks: &[&str]) -> Uuid {
     let id = doc_at(s, kb_id, path, &hash(rand_u32()), t(0)).await;
-    let chunks: Vec<String> = chunks.iter().map(|c| (*c).to_owned()).collect();
+    let chunks: Vec<kbsync_core::Chunk> = chunks.iter().map(|c| (*c).into()).collect();
     s.complete_document(id, &chunks, t(1)).await.unwrap();
     id
 }
