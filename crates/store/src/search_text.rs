@@ -149,6 +149,10 @@ pub(crate) struct Fts5Query {
     pub phrase: Option<String>,
     /// The words and phrases, folded, for snippets.
     pub terms: Vec<String>,
+    /// One expression per alternative (each word, with every phrase; or the phrases alone):
+    /// a chunk matches `matching` exactly when it matches one of these. The match-phase limit
+    /// is applied per alternative (see `SEARCH_DEPTH`).
+    pub alternatives: Vec<String>,
 }
 
 /// The FTS5 form of a plain-text query; `None` when the query has no words.
@@ -177,6 +181,23 @@ pub(crate) fn fts5_query(text: &str) -> Option<Fts5Query> {
             .join(" AND ")
     });
     let phrase = q.boost_phrase().map(fts5_string);
+    let required = phrases.join(" AND ");
+    let alternatives: Vec<String> = if q.words.is_empty() {
+        vec![required]
+    } else {
+        q.words
+            .iter()
+            .map(|w| {
+                let w = fts5_string(std::slice::from_ref(w));
+                if required.is_empty() {
+                    w
+                } else {
+                    format!("{required} AND {w}")
+                }
+            })
+            .chain((!required.is_empty()).then(|| required.clone()))
+            .collect()
+    };
     let mut terms: Vec<String> = q.words.iter().flat_map(|w| folded_words(w)).collect();
     terms.extend(q.phrases.iter().flatten().flat_map(|w| folded_words(w)));
     Some(Fts5Query {
@@ -184,6 +205,7 @@ pub(crate) fn fts5_query(text: &str) -> Option<Fts5Query> {
         all_words,
         phrase,
         terms,
+        alternatives,
     })
 }
 

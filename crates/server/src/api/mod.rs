@@ -6,4 +6,5 @@ pub mod extract;
 pub mod health;
 pub mod multipart;
 pub mod sync;
+pub mod tools;
 pub mod v1;

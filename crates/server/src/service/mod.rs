@@ -10,6 +10,7 @@ pub mod knowledge;
 pub mod oidc;
 pub mod overview;
 pub mod search;
+pub mod tools;
 pub mod sync;
 pub mod sync_events;
 pub mod users;

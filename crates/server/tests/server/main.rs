@@ -8,6 +8,7 @@ mod auth;
 mod common;
 mod datasources;
 mod oidc;
+mod retrieve;
 mod sync;
 mod ui;
 mod ui_browser;

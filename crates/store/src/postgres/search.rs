@@ -37,7 +37,8 @@ impl SearchStore for PostgresStore {
         if parsed.is_empty() || search.limit == 0 {
             return Ok(Vec::new());
         }
-        let mut qb = scored_hits(&parsed, &search, SEARCH_DEPTH);
+        let rare = self.rare_alternatives(&parsed, &search, SEARCH_DEPTH).await?;
+        let mut qb = scored_hits(&parsed, &search, SEARCH_DEPTH, &rare);
         qb.push(
             " SELECT d.id, d.kb_id, d.name, d.path, d.web_url, h.score, c.ordinal, c.text, \
              c.start_offset, c.end_offset \
@@ -103,16 +104,39 @@ fn push_matching(qb: &mut QueryBuilder<Postgres>, q: &ParsedQuery) {
     qb.push("))");
 }
 
-/// `WITH cand AS (…), weights AS (…), scored AS (…)`: the matching chunks the reader may read,
-/// newest first and at most `depth` of them (the match-phase limit, see `SEARCH_DEPTH`: the
-/// planner either walks the primary key backwards and stops after that many matches — a word in
-/// most chunks — or takes the few matches from the GIN index and sorts them), each query word's
-/// weight over them, and each chunk's score (see the module docs).
-fn scored_hits(q: &ParsedQuery, query: &SearchQuery<'_>, depth: i64) -> QueryBuilder<Postgres> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-        "WITH cand AS MATERIALIZED (SELECT c.id, c.document_id, c.tsv FROM chunks c WHERE c.tsv @@ ",
-    );
-    push_matching(&mut qb, q);
+/// The alternatives of a query: each word with every phrase (`Some(word)`), or the phrases
+/// alone (`None`, also when there are words: the first phrase is an alternative of its own).
+fn alternatives(q: &ParsedQuery) -> Vec<Option<&String>> {
+    q.words
+        .iter()
+        .map(Some)
+        .chain((!q.phrases.is_empty()).then_some(None))
+        .collect()
+}
+
+/// One alternative (see [`alternatives`]) as a tsquery.
+fn push_alternative(qb: &mut QueryBuilder<Postgres>, q: &ParsedQuery, word: Option<&String>) {
+    qb.push("(");
+    let mut first = true;
+    for phrase in &q.phrases {
+        if !first {
+            qb.push(" && ");
+        }
+        push_tsquery(qb, phrase);
+        first = false;
+    }
+    if let Some(word) = word {
+        if !first {
+            qb.push(" && ");
+        }
+        push_tsquery(qb, std::slice::from_ref(word));
+    }
+    qb.push(")");
+}
+
+/// ` AND …` for the chunks the reader may read (owned or granted knowledge base, or the
+/// document's access list) and, when given, among `kb_ids`. `c` is `chunks`.
+fn push_readable(qb: &mut QueryBuilder<Postgres>, query: &SearchQuery<'_>) {
     if let Reader::User(user_id) = query.reader {
         let uid = user_id.to_string();
         // The whole knowledge base (owned, or a grant on it), or the document's access list.
@@ -121,14 +145,46 @@ fn scored_hits(q: &ParsedQuery, query: &SearchQuery<'_>, depth: i64) -> QueryBui
             .push(" UNION SELECT kb_id FROM kb_grants WHERE user_id = ")
             .push_bind(uid.clone())
             .push(") OR c.acl_id IN (");
-        crate::sql::access::push_readable_acls(&mut qb, &uid);
+        crate::sql::access::push_readable_acls(qb, &uid);
         qb.push("))");
     }
     if !query.kb_ids.is_empty() {
         let ids: Vec<String> = query.kb_ids.iter().map(ToString::to_string).collect();
         qb.push(" AND c.kb_id = ANY(").push_bind(ids).push(")");
     }
+}
+
+/// `WITH cand AS (…), weights AS (…), scored AS (…)`: the matching chunks the reader may read,
+/// newest first and at most `depth` of them (the match-phase limit, see `SEARCH_DEPTH`: the
+/// planner either walks the primary key backwards and stops after that many matches — a word in
+/// most chunks — or takes the few matches from the GIN index and sorts them), plus every match
+/// of the `rare` alternatives (see [`PostgresStore::rare_alternatives`]); each query word's
+/// weight over them, and each chunk's score (see the module docs).
+fn scored_hits(
+    q: &ParsedQuery,
+    query: &SearchQuery<'_>,
+    depth: i64,
+    rare: &[Option<&String>],
+) -> QueryBuilder<Postgres> {
+    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
+        "WITH cand AS MATERIALIZED ((SELECT c.id, c.document_id, c.tsv FROM chunks c WHERE c.tsv @@ ",
+    );
+    push_matching(&mut qb, q);
+    push_readable(&mut qb, query);
     qb.push(" ORDER BY c.id DESC LIMIT ").push_bind(depth.max(1));
+    qb.push(")");
+    if !rare.is_empty() {
+        qb.push(" UNION (SELECT c.id, c.document_id, c.tsv FROM chunks c WHERE c.tsv @@ (");
+        for (i, alt) in rare.iter().enumerate() {
+            if i > 0 {
+                qb.push(" || ");
+            }
+            push_alternative(&mut qb, q, *alt);
+        }
+        qb.push(")");
+        push_readable(&mut qb, query);
+        qb.push(")");
+    }
     // The weighed terms: the words, and the phrases (one word each is fine too).
     let terms: Vec<String> = q
         .words
@@ -167,6 +223,52 @@ fn scored_hits(q: &ParsedQuery, query: &SearchQuery<'_>, depth: i64) -> QueryBui
 }
 
 impl PostgresStore {
+    /// Whether more than `depth` readable chunks match `expr` (pushed by `push`).
+    async fn matches_more_than(
+        &self,
+        query: &SearchQuery<'_>,
+        depth: i64,
+        push: impl FnOnce(&mut QueryBuilder<Postgres>),
+    ) -> Result<bool> {
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1 FROM chunks c WHERE c.tsv @@ ");
+        push(&mut qb);
+        push_readable(&mut qb, query);
+        qb.push(" LIMIT ").push_bind(depth.max(1) + 1).push(") x");
+        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(Self::err)?;
+        Ok(n > depth.max(1))
+    }
+
+    /// The match-phase limit applies per alternative (each word of the query): when the query
+    /// as a whole matches more than `depth` readable chunks, the alternatives that match at most
+    /// `depth` (rare words) are ranked in full, so that "budget zebra" finds the one old chunk
+    /// about zebras however many newer ones mention budgets. Empty when no limit applies.
+    async fn rare_alternatives<'q>(
+        &self,
+        q: &'q ParsedQuery,
+        query: &SearchQuery<'_>,
+        depth: i64,
+    ) -> Result<Vec<Option<&'q String>>> {
+        let alts = alternatives(q);
+        if alts.len() < 2 || !self.matches_more_than(query, depth, |qb| push_matching(qb, q)).await? {
+            return Ok(Vec::new());
+        }
+        tracing::debug!(
+            depth,
+            "search matched more chunks than its depth: the newest are ranked, and rare words in full"
+        );
+        let mut rare = Vec::new();
+        for alt in alts {
+            if !self
+                .matches_more_than(query, depth, |qb| push_alternative(qb, q, alt))
+                .await?
+            {
+                rare.push(alt);
+            }
+        }
+        Ok(rare)
+    }
+
     /// Search ranking at most the `depth` newest matching chunks the reader may read.
     async fn search_with_depth(&self, query: SearchQuery<'_>, depth: i64) -> Result<Vec<SearchHit>> {
         let parsed = ParsedQuery::parse(query.text, folded_words);
@@ -181,7 +283,8 @@ impl PostgresStore {
             .collect();
         // The scored chunks are reduced to the best chunk per document, joined to documents
         // and cut to the limit; only then is the text of the returned chunks read.
-        let mut qb = scored_hits(&parsed, &query, depth);
+        let rare = self.rare_alternatives(&parsed, &query, depth).await?;
+        let mut qb = scored_hits(&parsed, &query, depth, &rare);
         qb.push(
             " SELECT t.id, t.kb_id, t.name, t.web_url, t.score, c.text FROM ( \
              SELECT d.id, d.kb_id, d.name, d.web_url, h.chunk_id, h.score FROM ( \

@@ -32,8 +32,8 @@ impl SearchStore for SqliteStore {
         if search.limit == 0 {
             return Ok(Vec::new());
         }
-        let floor = self.depth_floor(&fq, &search, SEARCH_DEPTH).await?;
-        let mut qb = scored_hits(&fq, &search, floor);
+        let window = self.depth_window(&fq, &search, SEARCH_DEPTH).await?;
+        let mut qb = scored_hits(&fq, &search, &window);
         qb.push(
             " SELECT d.id, d.kb_id, d.name, d.path, d.web_url, h.score, c.ordinal, c.text, \
              c.start_offset, c.end_offset \
@@ -73,20 +73,34 @@ impl SearchStore for SqliteStore {
     }
 }
 
-/// `WITH hits AS (…), scored AS (…)`: the readable chunks matching the query above `floor`, with
+/// Which matches are ranked (see [`SqliteStore::depth_window`]).
+struct Window {
+    /// Only matches above this rowid, unless they match `rare`; `None`: every match.
+    floor: Option<i64>,
+    /// The alternatives with at most `SEARCH_DEPTH` readable matches, all of which are ranked.
+    rare: Option<String>,
+}
+
+/// `WITH hits AS (…), scored AS (…)`: the readable chunks matching the query within `window`, with
 /// their score (bm25 times the boosts). bm25 and the boosts are computed only for rows that passed
 /// the access filter. FTS5 drives the plan (CROSS JOIN fixes the join order): each match is
 /// joined to its chunk row by primary key and filtered by knowledge base. A boost looks up the
 /// chunk's rowid in a second FTS5 query (a seek, not a scan).
-fn scored_hits(fq: &Fts5Query, query: &SearchQuery<'_>, floor: Option<i64>) -> QueryBuilder<Sqlite> {
+fn scored_hits(fq: &Fts5Query, query: &SearchQuery<'_>, window: &Window) -> QueryBuilder<Sqlite> {
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
         "WITH hits AS MATERIALIZED (SELECT chunks_fts.rowid AS chunk_id, c.document_id AS document_id, \
          -bm25(chunks_fts) AS base FROM chunks_fts CROSS JOIN chunks c ON c.id = chunks_fts.rowid \
          WHERE chunks_fts MATCH ",
     );
     qb.push_bind(fq.matching.clone());
-    if let Some(floor) = floor {
-        qb.push(" AND chunks_fts.rowid > ").push_bind(floor);
+    if let Some(floor) = window.floor {
+        qb.push(" AND (chunks_fts.rowid > ").push_bind(floor);
+        if let Some(rare) = &window.rare {
+            qb.push(" OR chunks_fts.rowid IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ")
+                .push_bind(rare.clone())
+                .push(")");
+        }
+        qb.push(")");
     }
     push_readable(&mut qb, query);
     qb.push("), scored AS (SELECT h.chunk_id, h.document_id, h.base");
@@ -113,13 +127,36 @@ impl SqliteStore {
     /// whose rowid is the floor. Chunks the reader cannot read never count towards the depth
     /// (as on PostgreSQL). Below the limit (the usual case) there is no floor and the ranking is
     /// exact.
-    async fn depth_floor(&self, fq: &Fts5Query, query: &SearchQuery<'_>, depth: i64) -> Result<Option<i64>> {
+    ///
+    /// The limit applies per alternative (each word of the query): when the query as a whole
+    /// matches more than `depth` chunks, an alternative that matches at most `depth` (a rare
+    /// word) is still ranked in full, so that "budget zebra" finds the one old chunk about
+    /// zebras however many newer ones mention budgets.
+    async fn depth_window(&self, fq: &Fts5Query, query: &SearchQuery<'_>, depth: i64) -> Result<Window> {
+        let floor = self.depth_floor(&fq.matching, query, depth).await?;
+        if floor.is_none() || fq.alternatives.len() < 2 {
+            return Ok(Window { floor, rare: None });
+        }
+        let mut rare = Vec::new();
+        for alt in &fq.alternatives {
+            if self.depth_floor(alt, query, depth).await?.is_none() {
+                rare.push(format!("({alt})"));
+            }
+        }
+        Ok(Window {
+            floor,
+            rare: (!rare.is_empty()).then(|| rare.join(" OR ")),
+        })
+    }
+
+    /// The rowid of the (depth + 1)th newest readable match of `expr`, if it has that many.
+    async fn depth_floor(&self, expr: &str, query: &SearchQuery<'_>, depth: i64) -> Result<Option<i64>> {
         let mut fq_sql: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT chunks_fts.rowid FROM chunks_fts");
         if filters_kbs(query) {
             fq_sql.push(" CROSS JOIN chunks c ON c.id = chunks_fts.rowid");
         }
         fq_sql.push(" WHERE chunks_fts MATCH ");
-        fq_sql.push_bind(fq.matching.clone());
+        fq_sql.push_bind(expr.to_owned());
         push_readable(&mut fq_sql, query);
         fq_sql.push(" ORDER BY chunks_fts.rowid DESC LIMIT 1 OFFSET ");
         fq_sql.push_bind(depth.max(1));
@@ -145,11 +182,11 @@ impl SqliteStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        let floor = self.depth_floor(&fq, &query, depth).await?;
+        let window = self.depth_window(&fq, &query, depth).await?;
         // The readable matches above the floor are scored, reduced to the best chunk per
         // document (SQLite takes the bare column `chunk_id` from the row with the MAX), and
         // joined to documents last, leaving out those not processed or of a revoked source.
-        let mut qb = scored_hits(&fq, &query, floor);
+        let mut qb = scored_hits(&fq, &query, &window);
         qb.push(
             ", best AS (SELECT document_id, chunk_id, MAX(score) AS score FROM scored \
              GROUP BY document_id) \

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use kbsync_core::datasource::DatasourceKind;
+use kbsync_core::{CharSpan, Chunk};
 use kbsync_core::{
     AccessGrant, DocumentStatus, GrantOrigin, KbId, KbType, Permission, Role, SyncStatus, UserId,
 };
@@ -15,7 +16,7 @@ use kbsync_core::{
 use kbsync_store::{
     AddressLimit, ClaimedSync, DocumentLocation, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
     NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser, OAuthState, Page,
-    PostgresStore, Reader, RefreshedTokens, SavedState, SearchQuery, Store, StoreError, SyncRelease,
+    PostgresStore, Reader, RefreshedTokens, RetrieveQuery, SavedState, SearchQuery, Store, StoreError, SyncRelease,
 };
 use uuid::Uuid;
 
