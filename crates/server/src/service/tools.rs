@@ -6,7 +6,10 @@
 //! The spec is served without authentication: it holds nothing but the operation's description,
 //! and a tool server registration can then be checked before any key is configured. Open WebUI
 //! loads it from `{url}/{path}` (path `api/v1/tools/openapi.json`) and calls the operation at the
-//! spec's path under the same URL, with the configured key as `Authorization: Bearer`.
+//! spec's path under the same URL (`servers` is not used for that), with the configured key as
+//! `Authorization: Bearer`, and the arguments the model chose as the JSON body (Open WebUI 0.12:
+//! `utils/tools.py`, `get_tool_servers_data`, `convert_openapi_to_tool_payload`,
+//! `execute_tool_server`; it reads `description`, falling back to `summary`).
 
 use kbsync_core::{DocumentId, KbId, User};
 use serde::{Deserialize, Serialize};
@@ -23,9 +26,9 @@ pub const SEARCH_KNOWLEDGE_PATH: &str = "/api/v1/tools/search_knowledge";
 /// default: every passage goes into the model's context).
 pub const DEFAULT_TOOL_TOP_K: u32 = 5;
 
-/// The operation's arguments, as the model fills them in.
+/// The operation's arguments, as the model fills them in. Unknown fields are ignored: Open WebUI
+/// passes on whatever extra arguments a model invents, and refusing them would fail the tool call.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SearchKnowledgeRequest {
     pub query: String,
     pub top_k: Option<u32>,
