@@ -147,8 +147,6 @@ pub(crate) struct Fts5Query {
     pub all_words: Option<String>,
     /// Chunks that hold the typed words as a phrase (see [`PHRASE_BOOST`]).
     pub phrase: Option<String>,
-    /// The words and phrases, folded, for snippets.
-    pub terms: Vec<String>,
     /// One expression per alternative (each word, with every phrase; or the phrases alone):
     /// a chunk matches `matching` exactly when it matches one of these. The match-phase limit
     /// is applied per alternative (see `SEARCH_DEPTH`).
@@ -198,13 +196,10 @@ pub(crate) fn fts5_query(text: &str) -> Option<Fts5Query> {
             .chain((!required.is_empty()).then(|| required.clone()))
             .collect()
     };
-    let mut terms: Vec<String> = q.words.iter().flat_map(|w| folded_words(w)).collect();
-    terms.extend(q.phrases.iter().flatten().flat_map(|w| folded_words(w)));
     Some(Fts5Query {
         matching,
         all_words,
         phrase,
-        terms,
         alternatives,
     })
 }

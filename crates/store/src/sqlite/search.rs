@@ -87,22 +87,14 @@ struct Window {
 /// joined to its chunk row by primary key and filtered by knowledge base. A boost looks up the
 /// chunk's rowid in a second FTS5 query (a seek, not a scan).
 fn scored_hits(fq: &Fts5Query, query: &SearchQuery<'_>, window: &Window) -> QueryBuilder<Sqlite> {
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "WITH hits AS MATERIALIZED (SELECT chunks_fts.rowid AS chunk_id, c.document_id AS document_id, \
-         -bm25(chunks_fts) AS base FROM chunks_fts CROSS JOIN chunks c ON c.id = chunks_fts.rowid \
-         WHERE chunks_fts MATCH ",
-    );
-    qb.push_bind(fq.matching.clone());
-    if let Some(floor) = window.floor {
-        qb.push(" AND (chunks_fts.rowid > ").push_bind(floor);
-        if let Some(rare) = &window.rare {
-            qb.push(" OR chunks_fts.rowid IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ")
-                .push_bind(rare.clone())
-                .push(")");
-        }
-        qb.push(")");
+    // Without a floor every match is ranked; with one, the matches above it, and (a second
+    // branch: an OR next to MATCH is refused by SQLite) the rare alternatives' matches below it.
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH hits AS MATERIALIZED (");
+    push_hits_branch(&mut qb, fq, query, window.floor.map(|f| (">", f)), None);
+    if let (Some(floor), Some(rare)) = (window.floor, &window.rare) {
+        qb.push(" UNION ALL ");
+        push_hits_branch(&mut qb, fq, query, Some(("<=", floor)), Some(rare));
     }
-    push_readable(&mut qb, query);
     qb.push("), scored AS (SELECT h.chunk_id, h.document_id, h.base");
     for (expr, boost) in [(&fq.all_words, ALL_WORDS_BOOST), (&fq.phrase, PHRASE_BOOST)] {
         if let Some(expr) = expr {
@@ -117,6 +109,32 @@ fn scored_hits(fq: &Fts5Query, query: &SearchQuery<'_>, window: &Window) -> Quer
     }
     qb.push(" AS score FROM hits h)");
     qb
+}
+
+/// One branch of `hits`: the readable matches of the query with their bm25, optionally on one
+/// side of a rowid and among the matches of `among`.
+fn push_hits_branch(
+    qb: &mut QueryBuilder<Sqlite>,
+    fq: &Fts5Query,
+    query: &SearchQuery<'_>,
+    rowid: Option<(&'static str, i64)>,
+    among: Option<&String>,
+) {
+    qb.push(
+        "SELECT chunks_fts.rowid AS chunk_id, c.document_id AS document_id, \
+         -bm25(chunks_fts) AS base FROM chunks_fts CROSS JOIN chunks c ON c.id = chunks_fts.rowid \
+         WHERE chunks_fts MATCH ",
+    );
+    qb.push_bind(fq.matching.clone());
+    if let Some((op, at)) = rowid {
+        qb.push(format!(" AND chunks_fts.rowid {op} ")).push_bind(at);
+    }
+    if let Some(among) = among {
+        qb.push(" AND chunks_fts.rowid IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ")
+            .push_bind(among.clone())
+            .push(")");
+    }
+    push_readable(qb, query);
 }
 
 impl SqliteStore {
