@@ -165,7 +165,7 @@ pub fn openapi_spec(public_url: &str) -> Value {
                                 }
                             }
                         },
-                        "400": {"description": "The query is empty, too long, or top_k is out of range."},
+                        "422": {"description": "The query is empty or too long, or top_k is out of range."},
                         "401": {"description": "No valid kbsync API key."},
                         "403": {"description": "The asserted user has no enabled kbsync account."}
                     },

@@ -14,7 +14,7 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     retrieve_returns_whole_chunks_whose_offsets_point_into_the_documents_text,
     retrieve_ranks_passages_with_more_query_words_first,
     retrieve_returns_only_passages_the_caller_may_read,
-    retrieve_refuses_bad_parameters_with_400,
+    retrieve_refuses_bad_parameters_with_422_naming_the_field,
     the_tool_server_spec_is_public_json_with_the_search_operation,
     a_trusted_key_with_a_forwarded_email_searches_as_that_user,
     a_key_without_the_flag_ignores_the_forwarded_email,
@@ -61,7 +61,7 @@ async fn retrieve_returns_whole_chunks_whose_offsets_point_into_the_documents_te
         }
     }
     let (status, body) = s.upload(Some(&token), &kb, "manual.txt", text.clone().into_bytes()).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let file = body["id"].as_str().unwrap().to_owned();
     s.wait_processed(&token, &kb, &file).await;
 
@@ -194,7 +194,7 @@ async fn retrieve_returns_only_passages_the_caller_may_read(db: Db) {
     s.stop().await;
 }
 
-async fn retrieve_refuses_bad_parameters_with_400(db: Db) {
+async fn retrieve_refuses_bad_parameters_with_422_naming_the_field(db: Db) {
     let Some(s) = TestServer::start(db, Options::default()).await else {
         return;
     };
@@ -211,12 +211,12 @@ async fn retrieve_refuses_bad_parameters_with_400(db: Db) {
         ("/api/v1/retrieve?q=x&knowledge_id=nope", "knowledge_id"),
     ] {
         let (status, body) = s.get(path, Some(&token)).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {body}");
         assert!(body.to_string().contains(field), "{path}: {body}");
     }
     let long = "a".repeat(1001);
     let (status, _) = s.get(&format!("/api/v1/retrieve?q={long}"), Some(&token)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     let (status, body) = s.get("/api/v1/retrieve?q=x&top_k=50&neighbours=3", Some(&token)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     s.stop().await;
@@ -343,9 +343,9 @@ async fn a_trusted_key_with_a_forwarded_email_searches_as_that_user(db: Db) {
     // Without the header, the key answers as its own account.
     let (_, body) = tool_search(&s, &key, None, "walrus").await;
     assert_eq!(names(&body), ["svc.txt"]);
-    // Bad arguments are 400s naming the field.
+    // Bad arguments are refused naming the field.
     let (status, body) = tool_search(&s, &key, Some("alice@example.com"), "  ").await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.to_string().contains("query"), "{body}");
     s.stop().await;
 }
@@ -423,7 +423,7 @@ async fn only_a_service_accounts_key_may_be_trusted_to_assert_users(db: Db) {
         }
     };
     let (status, body) = patch(personal.clone(), admin.clone(), true).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.to_string().contains("service account"), "{body}");
     // Not an admin: refused; an API key (even an admin's): refused; unknown key: 404.
     let (svc_key, svc_id, _) = service_key(&s, &admin, false).await;
