@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kbsync_core::{
-    AccessGrant, Chunk, Connection, Document, DocumentId, KbId, KnowledgeBase, Passage, Permission, SearchHit, Source,
-    SyncFailure, SyncProgress, SyncRun, SyncRunOutcome, SyncState, SyncTrigger, User, UserId,
+    AccessGrant, Chunk, Connection, Document, DocumentId, KbId, KnowledgeBase, Passage, Permission,
+    SearchHit, Source, SyncFailure, SyncProgress, SyncRun, SyncRunOutcome, SyncState, SyncTrigger, User,
+    UserId,
 };
 use kbsync_store::*;
 

@@ -46,9 +46,9 @@ use tokio::sync::Semaphore;
 
 use crate::input::Input;
 
-pub use chunk::{TextChunk, chunk, chunk_with_offsets, normalized_text};
 #[doc(hidden)]
 pub use chunk::chunk_spans;
+pub use chunk::{TextChunk, chunk, chunk_with_offsets, normalized_text};
 #[doc(hidden)]
 pub use sink::Budget;
 

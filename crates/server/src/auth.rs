@@ -96,9 +96,9 @@ impl FromRequestParts<AppState> for ToolCaller {
         let Some(header) = parts.headers.get(ASSERTED_USER_EMAIL_HEADER).filter(|_| trusted) else {
             return Ok(ToolCaller(caller.user));
         };
-        let email = header.to_str().map_err(|_| {
-            ApiError::Forbidden("the asserted user email is not readable text".into())
-        })?;
+        let email = header
+            .to_str()
+            .map_err(|_| ApiError::Forbidden("the asserted user email is not readable text".into()))?;
         let user = api_keys::asserted_user(state, email).await?;
         tracing::debug!(by = %caller.user.id, user.id = %user.id, "tool request for an asserted user");
         Ok(ToolCaller(user))

@@ -31,12 +31,11 @@ pub(crate) fn folded_words(text: &str) -> Vec<String> {
 /// English words too common to tell passages apart: dropped from a query's words (unless the
 /// query has nothing else), kept inside a quoted phrase. Lower case, sorted.
 pub(crate) const STOP_WORDS: &[&str] = &[
-    "a", "about", "an", "and", "any", "are", "as", "at", "be", "but", "by", "can", "could", "did",
-    "do", "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it",
-    "its", "me", "my", "no", "not", "of", "on", "or", "our", "should", "so", "some", "that",
-    "the", "their", "them", "there", "these", "they", "this", "those", "to", "us", "was", "we",
-    "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would",
-    "you", "your",
+    "a", "about", "an", "and", "any", "are", "as", "at", "be", "but", "by", "can", "could", "did", "do",
+    "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me",
+    "my", "no", "not", "of", "on", "or", "our", "should", "so", "some", "that", "the", "their", "them",
+    "there", "these", "they", "this", "those", "to", "us", "was", "we", "were", "what", "when", "where",
+    "which", "who", "whom", "why", "will", "with", "would", "you", "your",
 ];
 
 /// Score factor for a chunk that holds every (non-stop) word of the query: `1 + ALL_WORDS_BOOST`.

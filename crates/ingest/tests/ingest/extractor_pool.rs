@@ -27,11 +27,9 @@ async fn process_extracts_and_chunks() {
     let docx = fx::docx(&corpus.split("\n\n").collect::<Vec<_>>());
     let chunks = ex.process(FileKind::Docx, Bytes::from(docx)).await.unwrap();
     assert!(chunks.len() > 50);
-    assert!(
-        chunks
-            .iter()
-            .all(|c| !c.text.is_empty() && c.text.chars().count() <= 200 && c.end - c.start == c.text.chars().count())
-    );
+    assert!(chunks.iter().all(|c| !c.text.is_empty()
+        && c.text.chars().count() <= 200
+        && c.end - c.start == c.text.chars().count()));
     assert_eq!(ex.config().chunk_size, 200);
 }
 

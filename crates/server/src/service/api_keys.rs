@@ -212,9 +212,7 @@ pub async fn set_user_assertion(
 pub async fn asserted_user(state: &AppState, email: &str) -> Result<User, ApiError> {
     let email = email.trim();
     if email.is_empty() {
-        return Err(ApiError::Forbidden(
-            "the asserted user email is empty".into(),
-        ));
+        return Err(ApiError::Forbidden("the asserted user email is empty".into()));
     }
     let user = state
         .store

@@ -10,9 +10,9 @@ pub mod knowledge;
 pub mod oidc;
 pub mod overview;
 pub mod search;
-pub mod tools;
 pub mod sync;
 pub mod sync_events;
+pub mod tools;
 pub mod users;
 
 use kbsync_store::Page;

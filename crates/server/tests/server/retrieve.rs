@@ -25,7 +25,9 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
 const EMAIL_HEADER: &str = "X-OpenWebUI-User-Email";
 
 fn passages(body: &Value) -> &Vec<Value> {
-    body["passages"].as_array().unwrap_or_else(|| panic!("no passages: {body}"))
+    body["passages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no passages: {body}"))
 }
 
 fn names(body: &Value) -> Vec<String> {
@@ -55,12 +57,16 @@ async fn retrieve_returns_whole_chunks_whose_offsets_point_into_the_documents_te
     let kb = s.create_kb(&token, "manuals").await;
     let mut text = String::new();
     for i in 0..30 {
-        text.push_str(&format!("Paragraph {i} of the   manual explains routine matters.\r\n"));
+        text.push_str(&format!(
+            "Paragraph {i} of the   manual explains routine matters.\r\n"
+        ));
         if i == 14 {
             text.push_str("\n\nThe flux capacitor needs 1.21 gigawatts of power.\n\n");
         }
     }
-    let (status, body) = s.upload(Some(&token), &kb, "manual.txt", text.clone().into_bytes()).await;
+    let (status, body) = s
+        .upload(Some(&token), &kb, "manual.txt", text.clone().into_bytes())
+        .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let file = body["id"].as_str().unwrap().to_owned();
     s.wait_processed(&token, &kb, &file).await;
@@ -76,10 +82,16 @@ async fn retrieve_returns_whole_chunks_whose_offsets_point_into_the_documents_te
     assert_eq!(p["path"], "/manual.txt");
     let chunk = p["text"].as_str().unwrap();
     assert!(chunk.contains("flux capacitor"), "{chunk}");
-    assert!(chunk.chars().count() > 240, "a whole chunk, not a snippet: {chunk:?}");
+    assert!(
+        chunk.chars().count() > 240,
+        "a whole chunk, not a snippet: {chunk:?}"
+    );
     // The offsets select exactly the chunk from the document's normalised text.
     let normalised: Vec<char> = kbsync_ingest::normalized_text(&text).chars().collect();
-    let (start, end) = (p["start"].as_u64().unwrap() as usize, p["end"].as_u64().unwrap() as usize);
+    let (start, end) = (
+        p["start"].as_u64().unwrap() as usize,
+        p["end"].as_u64().unwrap() as usize,
+    );
     assert_eq!(normalised[start..end].iter().collect::<String>(), chunk);
     // One neighbour each side, adjacent in the text.
     let before = p["before"].as_array().unwrap();
@@ -88,8 +100,14 @@ async fn retrieve_returns_whole_chunks_whose_offsets_point_into_the_documents_te
     let whole: String = normalised.iter().collect();
     let b = before[0].as_str().unwrap();
     let a = after[0].as_str().unwrap();
-    assert!(whole[..whole.find(chunk).unwrap()].contains(&b[..b.len() / 2]), "{b}");
-    assert!(whole.contains(a) && whole.find(a).unwrap() > whole.find(chunk).unwrap(), "{a}");
+    assert!(
+        whole[..whole.find(chunk).unwrap()].contains(&b[..b.len() / 2]),
+        "{b}"
+    );
+    assert!(
+        whole.contains(a) && whole.find(a).unwrap() > whole.find(chunk).unwrap(),
+        "{a}"
+    );
     // Without neighbours there are none in the answer.
     let (_, body) = s.get("/api/v1/retrieve?q=capacitor", Some(&token)).await;
     assert!(passages(&body)[0].get("before").is_none(), "{body}");
@@ -103,11 +121,16 @@ async fn retrieve_ranks_passages_with_more_query_words_first(db: Db) {
     let token = s.admin_token().await;
     let kb: Uuid = s.create_kb(&token, "ranking").await.parse().unwrap();
     s.synced(kb, "one", "the heron nests by the lake").await;
-    s.synced(kb, "both", "the heron migration route over the lake and hills").await;
-    s.synced(kb, "other", "the migration of software to a new server").await;
+    s.synced(kb, "both", "the heron migration route over the lake and hills")
+        .await;
+    s.synced(kb, "other", "the migration of software to a new server")
+        .await;
     s.synced(kb, "none", "nothing relevant at all").await;
     let (status, body) = s
-        .get("/api/v1/retrieve?q=When%20does%20the%20heron%20migration%20start%3F&top_k=5", Some(&token))
+        .get(
+            "/api/v1/retrieve?q=When%20does%20the%20heron%20migration%20start%3F&top_k=5",
+            Some(&token),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let got: Vec<&str> = passages(&body)
@@ -117,7 +140,10 @@ async fn retrieve_ranks_passages_with_more_query_words_first(db: Db) {
     assert_eq!(got.len(), 3, "{body}");
     assert_eq!(got[0], "both.txt", "{body}");
     assert!(!got.contains(&"none.txt"));
-    let scores: Vec<f64> = passages(&body).iter().map(|p| p["score"].as_f64().unwrap()).collect();
+    let scores: Vec<f64> = passages(&body)
+        .iter()
+        .map(|p| p["score"].as_f64().unwrap())
+        .collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
     // The search API uses the same semantics: any word, best first.
     let (_, body) = s.get("/api/v1/search?q=heron%20migration", Some(&token)).await;
@@ -173,7 +199,10 @@ async fn retrieve_returns_only_passages_the_caller_may_read(db: Db) {
     assert!(passages(&body).is_empty(), "{body}");
     // Naming a knowledge base narrows, never widens.
     let (_, body) = s
-        .get(&format!("/api/v1/retrieve?q=walrus&knowledge_id={private}"), Some(&alice))
+        .get(
+            &format!("/api/v1/retrieve?q=walrus&knowledge_id={private}"),
+            Some(&alice),
+        )
         .await;
     assert!(passages(&body).is_empty(), "{body}");
     let (_, body) = s
@@ -184,7 +213,10 @@ async fn retrieve_returns_only_passages_the_caller_may_read(db: Db) {
         .await;
     assert_eq!(names(&body), ["hers.txt", "others.txt", "secret.txt"]);
     let (_, body) = s
-        .get(&format!("/api/v1/retrieve?q=walrus&knowledge_id={kb}"), Some(&owner))
+        .get(
+            &format!("/api/v1/retrieve?q=walrus&knowledge_id={kb}"),
+            Some(&owner),
+        )
         .await;
     assert_eq!(names(&body), ["hers.txt", "others.txt"]);
     assert_eq!(
@@ -217,7 +249,9 @@ async fn retrieve_refuses_bad_parameters_with_422_naming_the_field(db: Db) {
     let long = "a".repeat(1001);
     let (status, _) = s.get(&format!("/api/v1/retrieve?q={long}"), Some(&token)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    let (status, body) = s.get("/api/v1/retrieve?q=x&top_k=50&neighbours=3", Some(&token)).await;
+    let (status, body) = s
+        .get("/api/v1/retrieve?q=x&top_k=50&neighbours=3", Some(&token))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     s.stop().await;
 }
@@ -306,7 +340,8 @@ async fn tool_search(s: &TestServer, key: &str, email: Option<&str>, query: &str
 /// is told apart from answering as the asserted user.
 async fn grant_service_account(s: &TestServer, owner: &str, account: &str) {
     let kb = s.create_kb(owner, "for-the-service").await;
-    s.synced(kb.parse().unwrap(), "svc", "walrus facts for the service").await;
+    s.synced(kb.parse().unwrap(), "svc", "walrus facts for the service")
+        .await;
     let (status, body) = s
         .call(
             Method::PUT,
@@ -336,10 +371,7 @@ async fn a_trusted_key_with_a_forwarded_email_searches_as_that_user(db: Db) {
     assert!(p.get("web_url").is_some() && p["path"] == "/hers.txt", "{p}");
     // The owner's view through the same key.
     let (_, body) = tool_search(&s, &key, Some("owner@example.com"), "walrus").await;
-    assert_eq!(
-        names(&body),
-        ["hers.txt", "others.txt", "secret.txt", "svc.txt"]
-    );
+    assert_eq!(names(&body), ["hers.txt", "others.txt", "secret.txt", "svc.txt"]);
     // Without the header, the key answers as its own account.
     let (_, body) = tool_search(&s, &key, None, "walrus").await;
     assert_eq!(names(&body), ["svc.txt"]);
@@ -406,7 +438,11 @@ async fn only_a_service_accounts_key_may_be_trusted_to_assert_users(db: Db) {
     let admin = s.admin_token().await;
     let (_, alice) = s.user(&admin, "alice@example.com").await;
     let (status, body) = s
-        .post("/api/v1/me/api-keys", Some(&alice), json!({"name": "mine", "scope": "read"}))
+        .post(
+            "/api/v1/me/api-keys",
+            Some(&alice),
+            json!({"name": "mine", "scope": "read"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let personal = body["id"].as_str().unwrap().to_owned();
@@ -427,8 +463,14 @@ async fn only_a_service_accounts_key_may_be_trusted_to_assert_users(db: Db) {
     assert!(body.to_string().contains("service account"), "{body}");
     // Not an admin: refused; an API key (even an admin's): refused; unknown key: 404.
     let (svc_key, svc_id, _) = service_key(&s, &admin, false).await;
-    assert_eq!(patch(svc_id.clone(), alice.clone(), true).await.0, StatusCode::FORBIDDEN);
-    assert_eq!(patch(svc_id.clone(), svc_key.clone(), true).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        patch(svc_id.clone(), alice.clone(), true).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        patch(svc_id.clone(), svc_key.clone(), true).await.0,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(
         patch(Uuid::new_v4().to_string(), admin.clone(), true).await.0,
         StatusCode::NOT_FOUND
@@ -445,7 +487,10 @@ async fn only_a_service_accounts_key_may_be_trusted_to_assert_users(db: Db) {
         .clone();
     assert_eq!(listed["trusted_user_assertion"], true);
     let (status, body) = patch(svc_id.clone(), admin.clone(), false).await;
-    assert_eq!((status, &body["trusted_user_assertion"]), (StatusCode::OK, &json!(false)));
+    assert_eq!(
+        (status, &body["trusted_user_assertion"]),
+        (StatusCode::OK, &json!(false))
+    );
     // Off: the header is ignored again.
     let (status, body) = tool_search(&s, &svc_key, Some("alice@example.com"), "walrus").await;
     assert_eq!(status, StatusCode::OK, "{body}");

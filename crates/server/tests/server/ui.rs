@@ -1033,7 +1033,10 @@ async fn only_admins_see_the_admin_pages_and_their_forms_act(db: Db) {
         &[("csrf", &csrf), ("trusted", "on")],
     )
     .await;
-    assert_eq!((status, location.as_str()), (StatusCode::SEE_OTHER, "/admin/keys"));
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/admin/keys")
+    );
     let (_, list) = page(&s, &cookie, "/admin/keys").await;
     assert!(list.contains("data-testid=\"asserts-users\""), "{list}");
     let (_, keys) = s.get("/api/v1/admin/api-keys", Some(&admin)).await;

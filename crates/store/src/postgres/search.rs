@@ -49,7 +49,11 @@ impl SearchStore for PostgresStore {
              ORDER BY h.score DESC, h.chunk_id DESC LIMIT ",
         );
         qb.push_bind(i64::from(search.limit));
-        let rows: Vec<PassageRow> = qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+        let rows: Vec<PassageRow> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
         let neighbours = if query.neighbours == 0 || rows.is_empty() {
             Vec::new()
         } else {
@@ -192,12 +196,10 @@ fn scored_hits(
         .cloned()
         .chain(q.phrases.iter().map(|p| p.join(" ")))
         .collect();
-    qb.push(
-        "), terms AS (SELECT u.t, phraseto_tsquery('simple', u.t) AS q FROM UNNEST(",
-    )
-    .push_bind(terms)
-    .push(
-        "::TEXT[]) AS u (t)), total AS (SELECT COUNT(*)::FLOAT8 AS n FROM cand), \
+    qb.push("), terms AS (SELECT u.t, phraseto_tsquery('simple', u.t) AS q FROM UNNEST(")
+        .push_bind(terms)
+        .push(
+            "::TEXT[]) AS u (t)), total AS (SELECT COUNT(*)::FLOAT8 AS n FROM cand), \
          weights AS (SELECT t.t, LN(1.0 + ((SELECT n FROM total) - COUNT(c.id)::FLOAT8 + 0.5) \
          / (COUNT(c.id)::FLOAT8 + 0.5)) AS idf \
          FROM terms t LEFT JOIN cand c ON c.tsv @@ t.q GROUP BY t.t), \
@@ -205,7 +207,7 @@ fn scored_hits(
          CAST((SELECT COALESCE(SUM(w.idf), 0.0) FROM weights w \
          WHERE c.tsv @@ phraseto_tsquery('simple', w.t)) \
          * (1.0 + r.tf / (1.0 + r.tf))",
-    );
+        );
     if let Some(words) = q.boost_all_words() {
         qb.push(" * (CASE WHEN c.tsv @@ plainto_tsquery('simple', ")
             .push_bind(words.join(" "))
@@ -235,7 +237,11 @@ impl PostgresStore {
         push(&mut qb);
         push_readable(&mut qb, query);
         qb.push(" LIMIT ").push_bind(depth.max(1) + 1).push(") x");
-        let n: i64 = qb.build_query_scalar().fetch_one(&self.pool).await.map_err(Self::err)?;
+        let n: i64 = qb
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(Self::err)?;
         Ok(n > depth.max(1))
     }
 
@@ -250,7 +256,11 @@ impl PostgresStore {
         depth: i64,
     ) -> Result<Vec<Option<&'q String>>> {
         let alts = alternatives(q);
-        if alts.len() < 2 || !self.matches_more_than(query, depth, |qb| push_matching(qb, q)).await? {
+        if alts.len() < 2
+            || !self
+                .matches_more_than(query, depth, |qb| push_matching(qb, q))
+                .await?
+        {
             return Ok(Vec::new());
         }
         tracing::debug!(

@@ -29,8 +29,8 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sqlx::{Acquire, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use kbsync_core::Chunk;
+use sqlx::{Acquire, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::oneshot;
 
 use super::SqliteStore;

@@ -44,7 +44,11 @@ impl SearchStore for SqliteStore {
              ORDER BY h.score DESC, h.chunk_id DESC LIMIT ",
         );
         qb.push_bind(i64::from(search.limit));
-        let rows: Vec<PassageRow> = qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+        let rows: Vec<PassageRow> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
         let neighbours = if query.neighbours == 0 || rows.is_empty() {
             Vec::new()
         } else {
@@ -98,13 +102,11 @@ fn scored_hits(fq: &Fts5Query, query: &SearchQuery<'_>, window: &Window) -> Quer
     qb.push("), scored AS (SELECT h.chunk_id, h.document_id, h.base");
     for (expr, boost) in [(&fq.all_words, ALL_WORDS_BOOST), (&fq.phrase, PHRASE_BOOST)] {
         if let Some(expr) = expr {
-            qb.push(
-                " * (CASE WHEN EXISTS (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ",
-            )
-            .push_bind(expr.clone())
-            .push(" AND chunks_fts.rowid = h.chunk_id) THEN ")
-            .push(format!("{:.3}", 1.0 + boost))
-            .push(" ELSE 1.0 END)");
+            qb.push(" * (CASE WHEN EXISTS (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ")
+                .push_bind(expr.clone())
+                .push(" AND chunks_fts.rowid = h.chunk_id) THEN ")
+                .push(format!("{:.3}", 1.0 + boost))
+                .push(" ELSE 1.0 END)");
         }
     }
     qb.push(" AS score FROM hits h)");
@@ -214,7 +216,11 @@ impl SqliteStore {
              WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL) ORDER BY b.score DESC, d.id LIMIT ",
         );
         qb.push_bind(i64::from(query.limit));
-        let rows: Vec<RankedRow> = qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+        let rows: Vec<RankedRow> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use kbsync_core::datasource::DatasourceKind;
-use kbsync_core::{CharSpan, Chunk};
 use kbsync_core::{
     AccessGrant, DocumentStatus, GrantOrigin, KbId, KbType, Permission, Role, SyncStatus, UserId,
 };
+use kbsync_core::{CharSpan, Chunk};
 use kbsync_core::{
     Connection, ConnectionCredentials, Encrypted, RefreshLease, SourceKind, StoredAccessToken, SyncFailure,
     SyncProgress, SyncRunOutcome, SyncState, SyncTrigger,
@@ -16,7 +16,8 @@ use kbsync_core::{
 use kbsync_store::{
     AddressLimit, ClaimedSync, DocumentLocation, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
     NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser, OAuthState, Page,
-    PostgresStore, Reader, RefreshedTokens, RetrieveQuery, SavedState, SearchQuery, Store, StoreError, SyncRelease,
+    PostgresStore, Reader, RefreshedTokens, RetrieveQuery, SavedState, SearchQuery, Store, StoreError,
+    SyncRelease,
 };
 use uuid::Uuid;
 

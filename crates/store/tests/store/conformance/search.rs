@@ -200,10 +200,7 @@ async fn search_treats_query_syntax_characters_as_plain_text(s: Arc<dyn Store>) 
     }
     // Operators are words like any other (any word matches; "or" is a stop word), and
     // operators never act: `zulu` is in no chunk, `-beta` does not exclude.
-    assert_eq!(
-        search_ids(&*s, q("alpha OR zulu", Reader::Admin)).await,
-        vec![d]
-    );
+    assert_eq!(search_ids(&*s, q("alpha OR zulu", Reader::Admin)).await, vec![d]);
     assert_eq!(
         search_ids(&*s, q("\"alpha\" -beta*", Reader::Admin)).await,
         vec![d]
@@ -260,7 +257,13 @@ async fn a_chunk_matching_more_or_rarer_query_words_ranks_first(s: Arc<dyn Store
     let k = kb(&*s, owner, "rare").await;
     // "report" is common, "okapi" rare.
     for i in 0..6 {
-        indexed(&*s, k, &format!("/report-{i}"), &[&format!("the yearly report number {i}")]).await;
+        indexed(
+            &*s,
+            k,
+            &format!("/report-{i}"),
+            &[&format!("the yearly report number {i}")],
+        )
+        .await;
     }
     let rare = indexed(&*s, k, "/okapi", &["notes about the okapi enclosure"]).await;
     let common = indexed(&*s, k, "/common", &["another report on the enclosure"]).await;
@@ -335,9 +338,7 @@ async fn a_rare_word_is_ranked_in_full_when_a_common_word_exceeds_the_search_dep
     let k = kb(&*s, owner, "rarewin").await;
     let old = indexed(&*s, k, "/old", &["a note on the ocelot"]).await;
     let depth = usize::try_from(kbsync_store::SEARCH_DEPTH).unwrap();
-    let filler: Vec<String> = (0..depth + 10)
-        .map(|i| format!("ledger line {i}"))
-        .collect();
+    let filler: Vec<String> = (0..depth + 10).map(|i| format!("ledger line {i}")).collect();
     indexed(
         &*s,
         k,
@@ -373,7 +374,11 @@ fn rq<'a>(text: &'a str, reader: Reader, top_k: u32, neighbours: u32) -> Retriev
 async fn retrieve_returns_whole_chunks_ranked_with_offsets(s: Arc<dyn Store>) {
     let owner = user(&*s, "ret@example.com", Role::User).await;
     let k = kb(&*s, owner, "ret").await;
-    let long = format!("{} the capybara colony grew {}", "x ".repeat(200), "y ".repeat(200));
+    let long = format!(
+        "{} the capybara colony grew {}",
+        "x ".repeat(200),
+        "y ".repeat(200)
+    );
     let d = doc_at(&*s, k, "/folder/zoo.txt", &hash(rand_u32()), t(0)).await;
     let chunks = vec![
         Chunk {
@@ -382,7 +387,10 @@ async fn retrieve_returns_whole_chunks_ranked_with_offsets(s: Arc<dyn Store>) {
         },
         Chunk {
             text: long.clone(),
-            span: Some(CharSpan { start: 20, end: 20 + long.chars().count() as u64 }),
+            span: Some(CharSpan {
+                start: 20,
+                end: 20 + long.chars().count() as u64,
+            }),
         },
         Chunk {
             text: "capybara capybara capybara".into(),
@@ -397,18 +405,35 @@ async fn retrieve_returns_whole_chunks_ranked_with_offsets(s: Arc<dyn Store>) {
     assert_eq!((passages[0].document_id, passages[0].chunk_index), (d, 2));
     let mid = passages.iter().find(|p| p.chunk_index == 1).unwrap();
     assert_eq!(mid.text, long);
-    assert_eq!((mid.start, mid.end), (Some(20), Some(20 + long.chars().count() as u64)));
+    assert_eq!(
+        (mid.start, mid.end),
+        (Some(20), Some(20 + long.chars().count() as u64))
+    );
     assert_eq!(mid.name, "zoo.txt");
     assert_eq!(mid.path, "/folder/zoo.txt");
     assert_eq!(mid.knowledge_id, k);
-    assert_eq!(mid.web_url.as_deref(), Some("https://drive.example//folder/zoo.txt"));
+    assert_eq!(
+        mid.web_url.as_deref(),
+        Some("https://drive.example//folder/zoo.txt")
+    );
     assert!(mid.before.is_none() && mid.after.is_none());
     let unplaced = passages.iter().find(|p| p.document_id == old).unwrap();
     assert_eq!((unplaced.start, unplaced.end), (None, None));
     assert!(passages.windows(2).all(|w| w[0].score >= w[1].score));
     // top_k bounds the passages.
-    assert_eq!(s.retrieve(rq("capybara", Reader::Admin, 1, 0)).await.unwrap().len(), 1);
-    assert!(s.retrieve(rq("zzzz", Reader::Admin, 5, 0)).await.unwrap().is_empty());
+    assert_eq!(
+        s.retrieve(rq("capybara", Reader::Admin, 1, 0))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        s.retrieve(rq("zzzz", Reader::Admin, 5, 0))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn retrieve_returns_neighbouring_chunks_on_request(s: Arc<dyn Store>) {
@@ -456,12 +481,28 @@ async fn retrieve_filters_by_access_like_search(s: Arc<dyn Store>) {
     };
     let mut both = vec![in_mine, in_shared];
     both.sort();
-    assert_eq!(docs(s.retrieve(rq("tamarin", Reader::User(owner), 10, 1)).await.unwrap()), both);
     assert_eq!(
-        docs(s.retrieve(rq("tamarin", Reader::User(grantee), 10, 1)).await.unwrap()),
+        docs(
+            s.retrieve(rq("tamarin", Reader::User(owner), 10, 1))
+                .await
+                .unwrap()
+        ),
+        both
+    );
+    assert_eq!(
+        docs(
+            s.retrieve(rq("tamarin", Reader::User(grantee), 10, 1))
+                .await
+                .unwrap()
+        ),
         vec![in_shared]
     );
-    assert!(s.retrieve(rq("tamarin", Reader::User(stranger), 10, 1)).await.unwrap().is_empty());
+    assert!(
+        s.retrieve(rq("tamarin", Reader::User(stranger), 10, 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let narrowed = [mine];
     let query = RetrieveQuery {
         kb_ids: &narrowed,
