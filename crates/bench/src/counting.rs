@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kbsync_core::{
-    AccessGrant, Connection, Document, DocumentId, KbId, KnowledgeBase, Permission, SearchHit, Source,
-    SyncFailure, SyncProgress, SyncRun, SyncRunOutcome, SyncState, SyncTrigger, User, UserId,
+    AccessGrant, Chunk, Connection, Document, DocumentId, KbId, KnowledgeBase, Passage, Permission,
+    SearchHit, Source, SyncFailure, SyncProgress, SyncRun, SyncRunOutcome, SyncState, SyncTrigger, User,
+    UserId,
 };
 use kbsync_store::*;
 
@@ -311,7 +312,7 @@ impl DocumentStore for CountingStore {
         self.inner.list_documents(kb_id, page).await
     }
 
-    async fn complete_document(&self, id: DocumentId, chunks: &[String], now: DateTime<Utc>) -> Result<()> {
+    async fn complete_document(&self, id: DocumentId, chunks: &[Chunk], now: DateTime<Utc>) -> Result<()> {
         self.count("complete_document");
         self.inner.complete_document(id, chunks, now).await
     }
@@ -371,6 +372,11 @@ impl SearchStore for CountingStore {
     async fn search(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>> {
         self.count("search");
         self.inner.search(query).await
+    }
+
+    async fn retrieve(&self, query: RetrieveQuery<'_>) -> Result<Vec<Passage>> {
+        self.count("retrieve");
+        self.inner.retrieve(query).await
     }
 }
 
@@ -730,6 +736,16 @@ impl ApiKeyStore for CountingStore {
     async fn delete_api_key(&self, id: uuid::Uuid, owner: Option<UserId>) -> Result<()> {
         self.count("delete_api_key");
         self.inner.delete_api_key(id, owner).await
+    }
+
+    async fn get_api_key(&self, id: uuid::Uuid) -> Result<KeyWithOwner> {
+        self.count("get_api_key");
+        self.inner.get_api_key(id).await
+    }
+
+    async fn set_api_key_user_assertion(&self, id: uuid::Uuid, trusted: bool) -> Result<KeyWithOwner> {
+        self.count("set_api_key_user_assertion");
+        self.inner.set_api_key_user_assertion(id, trusted).await
     }
 
     async fn api_key_user(&self, key_hash: &str, now: DateTime<Utc>) -> Result<KeyWithOwner> {

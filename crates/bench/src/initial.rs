@@ -153,6 +153,8 @@ pub async fn run(small: bool) -> Result<()> {
                     .await?;
                 match extractor.process(kind, bytes::Bytes::from(bytes)).await {
                     Ok(chunks) => {
+                        let chunks: Vec<kbsync_core::Chunk> =
+                            chunks.into_iter().map(|c| c.text.into()).collect();
                         store.complete_document(doc.id, &chunks, Utc::now()).await?;
                         Ok(true)
                     }

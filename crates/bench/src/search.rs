@@ -70,6 +70,7 @@ async fn index(store: &Arc<dyn Store>, kb: KbId, d: u64, with_acl: bool) -> Resu
     if with_acl {
         store.set_document_acls(kb, &[acl_of(d)], Utc::now()).await?;
     }
+    let chunks: Vec<kbsync_core::Chunk> = chunks.into_iter().map(Into::into).collect();
     store.complete_document(doc.id, &chunks, Utc::now()).await?;
     Ok(())
 }

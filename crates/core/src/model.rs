@@ -168,6 +168,9 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     /// When the key last opened a request, to the minute; `None`: never used.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key may name the user a tool server request is for (Open WebUI's forwarded
+    /// `X-OpenWebUI-User-Email`); only a service account's key, set by an admin.
+    pub trusted_user_assertion: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,6 +272,63 @@ pub struct SearchHit {
     /// Higher is better; comparable only within one result list.
     pub score: f64,
     pub web_url: Option<String>,
+}
+
+/// One chunk of a document's extracted text, as it is indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub text: String,
+    /// Where the chunk lies in the document's normalised extracted text, in characters;
+    /// `None` when not known (text indexed before offsets were recorded, or given directly).
+    pub span: Option<CharSpan>,
+}
+
+/// A range of characters (Unicode scalar values, not bytes): `start` inclusive, `end` exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CharSpan {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl From<String> for Chunk {
+    fn from(text: String) -> Self {
+        Chunk { text, span: None }
+    }
+}
+
+impl From<&str> for Chunk {
+    fn from(text: &str) -> Self {
+        Chunk::from(text.to_owned())
+    }
+}
+
+/// One ranked passage for retrieval: a whole chunk of a document, with where it comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Passage {
+    pub knowledge_id: KbId,
+    pub document_id: DocumentId,
+    pub name: String,
+    /// The document's path at its source (for uploads, the path it was given).
+    pub path: String,
+    pub web_url: Option<String>,
+    /// Higher is better; comparable only within one result list.
+    pub score: f64,
+    /// The chunk's position in its document, from 0.
+    pub chunk_index: u64,
+    /// The chunk's full text.
+    pub text: String,
+    /// Character offset of the chunk in the document's normalised extracted text; `None` for
+    /// chunks indexed before offsets were recorded.
+    pub start: Option<u64>,
+    /// Character offset just past the chunk's end (see `start`).
+    pub end: Option<u64>,
+    /// Up to the requested number of preceding chunks' text, in document order (only when
+    /// neighbours were requested). Chunks overlap, so neighbours repeat a little of `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Vec<String>>,
+    /// Up to the requested number of following chunks' text, in document order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Vec<String>>,
 }
 
 #[cfg(test)]

@@ -119,17 +119,51 @@ pub fn chunk_spans(text: &str, size: usize, overlap: usize) -> (Vec<char>, Vec<R
     (chars, spans)
 }
 
-/// Splits `text` into chunks of at most `size` characters that overlap by about `overlap` characters.
-/// Deterministic; never returns empty chunks; an empty or all-whitespace text gives no chunks.
-pub fn chunk(text: &str, size: usize, overlap: usize) -> Vec<String> {
+/// One chunk of a document's text: the trimmed text and where it lies in the normalised text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextChunk {
+    pub text: String,
+    /// Offset of the chunk's first character in the normalised text (characters, not bytes).
+    pub start: usize,
+    /// Offset just past the chunk's last character, so that `normalised[start..end] == text`.
+    pub end: usize,
+}
+
+/// The normalised text of `text` (see the module docs): the text that [`TextChunk`] offsets
+/// count in.
+pub fn normalized_text(text: &str) -> String {
+    normalize(text).into_iter().collect()
+}
+
+/// [`chunk`] with each chunk's character offsets in the normalised text.
+pub fn chunk_with_offsets(text: &str, size: usize, overlap: usize) -> Vec<TextChunk> {
     let (chars, spans) = chunk_spans(text, size, overlap);
     spans
         .into_iter()
         .filter_map(|r| {
-            let s: String = chars[r].iter().collect();
-            let s = s.trim();
-            (!s.is_empty()).then(|| s.to_string())
+            let mut start = r.start;
+            let mut end = r.end;
+            while start < end && chars[start].is_whitespace() {
+                start += 1;
+            }
+            while end > start && chars[end - 1].is_whitespace() {
+                end -= 1;
+            }
+            (start < end).then(|| TextChunk {
+                text: chars[start..end].iter().collect(),
+                start,
+                end,
+            })
         })
+        .collect()
+}
+
+/// Splits `text` into chunks of at most `size` characters that overlap by about `overlap` characters.
+/// Deterministic; never returns empty chunks; an empty or all-whitespace text gives no chunks.
+pub fn chunk(text: &str, size: usize, overlap: usize) -> Vec<String> {
+    chunk_with_offsets(text, size, overlap)
+        .into_iter()
+        .map(|c| c.text)
         .collect()
 }
 
@@ -160,6 +194,22 @@ mod tests {
             let first_word = pair[1].split_whitespace().next().unwrap();
             assert!(pair[0].contains(first_word), "{:?} / {:?}", pair[0], pair[1]);
         }
+    }
+
+    #[test]
+    fn offsets_point_at_the_chunk_in_the_normalised_text() {
+        let text = kbsync_fixtures::text_corpus(5, 3000);
+        let normalised: Vec<char> = normalize(&text);
+        let chunks = chunk_with_offsets(&text, 300, 60);
+        assert!(chunks.len() > 3);
+        for c in &chunks {
+            let at: String = normalised[c.start..c.end].iter().collect();
+            assert_eq!(at, c.text);
+        }
+        assert_eq!(
+            chunks.iter().map(|c| c.text.clone()).collect::<Vec<_>>(),
+            chunk(&text, 300, 60)
+        );
     }
 
     #[test]

@@ -46,9 +46,9 @@ use tokio::sync::Semaphore;
 
 use crate::input::Input;
 
-pub use chunk::chunk;
 #[doc(hidden)]
 pub use chunk::chunk_spans;
+pub use chunk::{TextChunk, chunk, chunk_with_offsets, normalized_text};
 #[doc(hidden)]
 pub use sink::Budget;
 
@@ -335,7 +335,7 @@ impl Extractor {
     /// The permit is held until the blocking work has really ended, so at most `max_concurrent`
     /// extractions ever run at once; after a timeout the caller gets `Timeout` at once while the
     /// extraction notices its cancelled budget at its next check and stops.
-    pub async fn process(&self, kind: FileKind, bytes: bytes::Bytes) -> Result<Vec<String>, ExtractError> {
+    pub async fn process(&self, kind: FileKind, bytes: bytes::Bytes) -> Result<Vec<TextChunk>, ExtractError> {
         self.extract_and_chunk(move |cfg, budget| {
             extract_with_budget(kind, Input::memory(&bytes), cfg, budget)
         })
@@ -349,7 +349,7 @@ impl Extractor {
         &self,
         kind: FileKind,
         path: impl Into<PathBuf>,
-    ) -> Result<Vec<String>, ExtractError> {
+    ) -> Result<Vec<TextChunk>, ExtractError> {
         let path = path.into();
         self.extract_and_chunk(move |cfg, budget| {
             let file = std::fs::File::open(&path).map_err(|e| ExtractError::Io(e.to_string()))?;
@@ -359,7 +359,7 @@ impl Extractor {
         .await
     }
 
-    async fn extract_and_chunk<F>(&self, extract: F) -> Result<Vec<String>, ExtractError>
+    async fn extract_and_chunk<F>(&self, extract: F) -> Result<Vec<TextChunk>, ExtractError>
     where
         F: FnOnce(&IngestConfig, &Budget) -> Result<String, ExtractError> + Send + 'static,
     {
@@ -367,7 +367,7 @@ impl Extractor {
         self.run(move |budget| {
             let text = extract(&cfg, budget)?;
             budget.check()?;
-            Ok(chunk(&text, cfg.chunk_size, cfg.chunk_overlap))
+            Ok(chunk_with_offsets(&text, cfg.chunk_size, cfg.chunk_overlap))
         })
         .await
     }

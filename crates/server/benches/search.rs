@@ -125,6 +125,7 @@ async fn run(label: &str, store: Arc<dyn Store>, args: &Args) {
             )
             .await
             .unwrap();
+        let chunks: Vec<kbsync_core::Chunk> = chunks.into_iter().map(Into::into).collect();
         store.complete_document(doc.id, &chunks, now).await.unwrap();
     }
     let build_rate = (documents * CHUNKS_PER_DOCUMENT) as f64 / started.elapsed().as_secs_f64();

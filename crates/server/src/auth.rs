@@ -68,13 +68,54 @@ impl FromRequestParts<AppState> for SessionUser {
     }
 }
 
+/// The header in which Open WebUI forwards the chatting user's email to a tool server (with
+/// `ENABLE_FORWARD_USER_INFO_HEADERS=true`; Open WebUI's default header name).
+pub const ASSERTED_USER_EMAIL_HEADER: &str = "x-openwebui-user-email";
+
+/// The caller of a tool server operation (`/api/v1/tools/…`, which only read). Any signed-in
+/// caller, read keys included; and when the request comes with an API key an admin marked
+/// `trusted_user_assertion` and carries [`ASSERTED_USER_EMAIL_HEADER`], the user with that email
+/// instead (who must exist, be a person and be enabled: otherwise 403, never the key's own
+/// account). For every other credential the header is ignored: a header alone never changes who
+/// the caller is.
+#[derive(Debug, Clone)]
+pub struct ToolCaller(pub User);
+
+impl FromRequestParts<AppState> for ToolCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await?;
+        let trusted = matches!(
+            caller.credential,
+            Credential::ApiKey {
+                trusted_user_assertion: true,
+                ..
+            }
+        );
+        let Some(header) = parts.headers.get(ASSERTED_USER_EMAIL_HEADER).filter(|_| trusted) else {
+            return Ok(ToolCaller(caller.user));
+        };
+        let email = header
+            .to_str()
+            .map_err(|_| ApiError::Forbidden("the asserted user email is not readable text".into()))?;
+        let user = api_keys::asserted_user(state, email).await?;
+        tracing::debug!(by = %caller.user.id, user.id = %user.id, "tool request for an asserted user");
+        Ok(ToolCaller(user))
+    }
+}
+
 /// How a request proved who it is.
 #[derive(Debug, Clone)]
 pub enum Credential {
     /// A session token: a bearer token from `POST /auth/login`, or the web UI's cookie.
     Session { token: String },
-    /// An API key with its scope.
-    ApiKey { id: uuid::Uuid, scope: ApiKeyScope },
+    /// An API key with its scope, and whether it may assert users (see [`ToolCaller`]).
+    ApiKey {
+        id: uuid::Uuid,
+        scope: ApiKeyScope,
+        trusted_user_assertion: bool,
+    },
 }
 
 /// An authenticated request: the account, and how it signed the request.
@@ -101,6 +142,7 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Api
                 credential: Credential::ApiKey {
                     id: found.key.id,
                     scope: found.key.scope,
+                    trusted_user_assertion: found.key.trusted_user_assertion,
                 },
             });
         }

@@ -12,7 +12,7 @@ use std::{
     time::Instant,
 };
 
-use kbsync_core::{Clock, Document, DocumentId};
+use kbsync_core::{CharSpan, Chunk, Clock, Document, DocumentId};
 use kbsync_ingest::{ExtractError, Extractor, FileKind};
 use kbsync_store::{BlobStore, Store, StoreError};
 use tokio::sync::Semaphore;
@@ -123,7 +123,7 @@ impl Pipeline {
     }
 
     /// Extracts and chunks a document; the error is the reason shown to users.
-    async fn extract(&self, doc: &Document) -> Result<Vec<String>, String> {
+    async fn extract(&self, doc: &Document) -> Result<Vec<Chunk>, String> {
         let kind = FileKind::detect(&doc.name, Some(&doc.mime))
             .ok_or_else(|| format!("unsupported file type: {}", doc.mime))?;
         let path = self
@@ -133,9 +133,21 @@ impl Pipeline {
         self.extractor
             .process_file(kind, path)
             .await
+            .map(|chunks| chunks.into_iter().map(indexed_chunk).collect())
             .map_err(|e| match e {
                 ExtractError::Io(e) => format!("the stored file could not be read: {e}"),
                 other => other.to_string(),
             })
+    }
+}
+
+/// A chunk as the store indexes it, with its place in the document's normalised text.
+fn indexed_chunk(c: kbsync_ingest::TextChunk) -> Chunk {
+    Chunk {
+        text: c.text,
+        span: Some(CharSpan {
+            start: u64::try_from(c.start).unwrap_or(u64::MAX),
+            end: u64::try_from(c.end).unwrap_or(u64::MAX),
+        }),
     }
 }

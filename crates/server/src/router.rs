@@ -11,7 +11,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::{
     AppState,
-    api::{accounts, datasources, health, openwebui, sync, v1},
+    api::{accounts, datasources, health, openwebui, sync, tools, v1},
     error::ApiError,
     metrics_layer, ui,
 };
@@ -38,7 +38,10 @@ pub fn router(state: AppState) -> Router {
             "/admin/api-keys",
             post(accounts::create_service_key).get(accounts::list_all_keys),
         )
-        .route("/admin/api-keys/{id}", delete(accounts::revoke_any_key))
+        .route(
+            "/admin/api-keys/{id}",
+            delete(accounts::revoke_any_key).patch(accounts::patch_any_key),
+        )
         .route("/users", post(v1::create_user).get(accounts::list_accounts))
         .route(
             "/users/{id}",
@@ -61,6 +64,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/knowledge/{id}/files/{file_id}/content", get(v1::file_content))
         .route("/search", get(v1::search_route))
+        .route("/retrieve", get(v1::retrieve_route))
+        .route("/tools/openapi.json", get(tools::openapi_spec))
+        .route("/tools/search_knowledge", post(tools::search_knowledge))
         .route(
             "/knowledge/{id}/connection",
             get(datasources::get_connection).delete(datasources::delete_connection),

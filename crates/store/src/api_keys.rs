@@ -41,6 +41,12 @@ pub trait ApiKeyStore: Send + Sync {
     /// Deletes (revokes) a key; with `owner`, only when it belongs to that account. `NotFound` when
     /// there is no such key (or it belongs to someone else).
     async fn delete_api_key(&self, id: Uuid, owner: Option<UserId>) -> Result<()>;
+    /// A key with its account, whatever its state. `NotFound` when there is no such key.
+    async fn get_api_key(&self, id: Uuid) -> Result<KeyWithOwner>;
+    /// Sets whether the key may assert the user a tool server request is for; returns the key.
+    /// The store does not check whose key it is: the service allows it for service accounts'
+    /// keys only. `NotFound` when there is no such key.
+    async fn set_api_key_user_assertion(&self, id: Uuid, trusted: bool) -> Result<KeyWithOwner>;
     /// The key with this hash and its account, when it opens anything at `now`: `NotFound` when the
     /// hash is unknown, the key expired, or its account is disabled.
     async fn api_key_user(&self, key_hash: &str, now: DateTime<Utc>) -> Result<KeyWithOwner>;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kbsync_core::{Document, DocumentId, KbId};
+use kbsync_core::{Chunk, Document, DocumentId, KbId};
 
 use crate::{Page, PageOf, Result};
 
@@ -37,7 +37,7 @@ pub trait DocumentStore: Send + Sync {
     /// A knowledge base's documents ordered by path, with the total count.
     async fn list_documents(&self, kb_id: KbId, page: Page) -> Result<PageOf<Document>>;
     /// Atomically replaces the document's chunks and marks it `processed` (clearing any error).
-    async fn complete_document(&self, id: DocumentId, chunks: &[String], now: DateTime<Utc>) -> Result<()>;
+    async fn complete_document(&self, id: DocumentId, chunks: &[Chunk], now: DateTime<Utc>) -> Result<()>;
     /// Marks the document `failed` with a readable reason and removes any chunks it had.
     async fn fail_document(&self, id: DocumentId, error: &str, now: DateTime<Utc>) -> Result<()>;
     /// Deletes the document and its chunks. Returns its content hash when no other document

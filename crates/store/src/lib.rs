@@ -87,7 +87,7 @@ pub use postgres::PostgresStore;
 pub use publications::{PUBLISH_HISTORY, PublicationStore};
 pub use runs::RunStore;
 pub use schedule::{ClaimedSync, LeaseRenewal, ScheduleStore, SyncRelease};
-pub use search::{SEARCH_DEPTH, SearchQuery, SearchStore};
+pub use search::{RetrieveQuery, SEARCH_DEPTH, SearchQuery, SearchStore};
 pub use sources::{NewSource, SavedState, SourceStore};
 pub use sqlite::SqliteStore;
 pub use users::{

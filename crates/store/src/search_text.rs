@@ -11,25 +11,6 @@ pub(crate) const SNIPPET_MAX_CHARS: usize = 240;
 /// At most this many words of a query are used (a pasted page of text is not a useful query).
 pub(crate) const MAX_QUERY_WORDS: usize = 32;
 
-/// The words of a plain-text query as typed (for FTS5, whose tokenizer folds them itself):
-/// maximal runs of letters and digits; everything else separates words. At most
-/// [`MAX_QUERY_WORDS`], duplicates removed.
-pub(crate) fn raw_query_words(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for w in text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-    {
-        if !out.iter().any(|o| o == w) {
-            out.push(w.to_owned());
-        }
-        if out.len() >= MAX_QUERY_WORDS {
-            break;
-        }
-    }
-    out
-}
-
 /// Folds text for matching: compatibility decomposition, combining marks removed, lower case.
 pub(crate) fn fold(text: &str) -> String {
     text.nfkd()
@@ -47,32 +28,187 @@ pub(crate) fn folded_words(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The folded words of a query: distinct, at most [`MAX_QUERY_WORDS`].
-pub(crate) fn folded_query_words(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for w in folded_words(text) {
-        if !out.contains(&w) {
-            out.push(w);
-        }
-        if out.len() >= MAX_QUERY_WORDS {
-            break;
-        }
-    }
-    out
+/// English words too common to tell passages apart: dropped from a query's words (unless the
+/// query has nothing else), kept inside a quoted phrase. Lower case, sorted.
+pub(crate) const STOP_WORDS: &[&str] = &[
+    "a", "about", "an", "and", "any", "are", "as", "at", "be", "but", "by", "can", "could", "did", "do",
+    "does", "for", "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me",
+    "my", "no", "not", "of", "on", "or", "our", "should", "so", "some", "that", "the", "their", "them",
+    "there", "these", "they", "this", "those", "to", "us", "was", "we", "were", "what", "when", "where",
+    "which", "who", "whom", "why", "will", "with", "would", "you", "your",
+];
+
+/// Score factor for a chunk that holds every (non-stop) word of the query: `1 + ALL_WORDS_BOOST`.
+pub(crate) const ALL_WORDS_BOOST: f64 = 0.5;
+/// Score factor for a chunk that holds the query's unquoted words as a phrase:
+/// `1 + PHRASE_BOOST` (on top of [`ALL_WORDS_BOOST`]).
+pub(crate) const PHRASE_BOOST: f64 = 1.0;
+
+/// Whether a word (any case or accents) is one of [`STOP_WORDS`].
+pub(crate) fn is_stop_word(word: &str) -> bool {
+    let folded = fold(word);
+    STOP_WORDS.binary_search(&folded.as_str()).is_ok()
 }
 
-/// An FTS5 MATCH expression that requires every word, each quoted as a string so that nothing
-/// the user typed is read as FTS5 syntax. `None` when the query has no words.
-pub(crate) fn fts5_match_expression(text: &str) -> Option<String> {
-    let words = raw_query_words(text);
-    if words.is_empty() {
+/// A plain-text query as search reads it. Text in double quotes is a phrase that must occur as
+/// written (words in that order, stop words included); an unmatched quote is an ordinary
+/// character. The other words are alternatives: a chunk matches when it holds any of them (and
+/// every phrase), and ranks higher the more (and the rarer) of them it holds. Words are maximal
+/// runs of letters and digits; everything else, query syntax included, only separates words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ParsedQuery {
+    /// Quoted phrases, each one or more words.
+    pub phrases: Vec<Vec<String>>,
+    /// The unquoted words without stop words (or all of them when there is nothing else),
+    /// distinct.
+    pub words: Vec<String>,
+    /// The unquoted words in the order typed, stop words included: the phrase that earns
+    /// [`PHRASE_BOOST`] when there are at least two.
+    pub typed: Vec<String>,
+}
+
+impl ParsedQuery {
+    /// Parses `text`; `split` turns a piece of text into words (as typed for FTS5, whose tokenizer
+    /// folds by itself; folded for PostgreSQL). At most [`MAX_QUERY_WORDS`] words in all.
+    pub(crate) fn parse(text: &str, split: fn(&str) -> Vec<String>) -> Self {
+        let pieces: Vec<&str> = text.split('"').collect();
+        // Pieces at odd positions are quoted, except a last one without a closing quote.
+        let closed = if pieces.len() % 2 == 0 {
+            pieces.len() - 1
+        } else {
+            pieces.len()
+        };
+        let mut budget = MAX_QUERY_WORDS;
+        let mut phrases: Vec<Vec<String>> = Vec::new();
+        let mut typed: Vec<String> = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            let quoted = i % 2 == 1 && i < closed;
+            let mut words = split(piece);
+            words.truncate(budget);
+            budget -= words.len();
+            if words.is_empty() {
+                continue;
+            }
+            if quoted {
+                if !phrases.contains(&words) {
+                    phrases.push(words);
+                }
+            } else {
+                typed.extend(words);
+            }
+        }
+        let mut distinct: Vec<String> = Vec::new();
+        for w in &typed {
+            if !distinct.contains(w) {
+                distinct.push(w.clone());
+            }
+        }
+        let content: Vec<String> = distinct.iter().filter(|w| !is_stop_word(w)).cloned().collect();
+        let words = if content.is_empty() && phrases.is_empty() {
+            distinct
+        } else {
+            content
+        };
+        Self {
+            phrases,
+            words,
+            typed,
+        }
+    }
+
+    /// Nothing to search for.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.phrases.is_empty() && self.words.is_empty()
+    }
+
+    /// The unquoted words as a phrase, for [`PHRASE_BOOST`], when there are two or more.
+    pub(crate) fn boost_phrase(&self) -> Option<&[String]> {
+        (self.words.len() >= 2 && self.typed.len() >= 2).then_some(self.typed.as_slice())
+    }
+
+    /// The words a chunk must all hold for [`ALL_WORDS_BOOST`], when there are two or more.
+    pub(crate) fn boost_all_words(&self) -> Option<&[String]> {
+        (self.words.len() >= 2).then_some(self.words.as_slice())
+    }
+}
+
+/// An FTS5 string (a word or a phrase of words), quoted so that nothing in it is FTS5 syntax.
+fn fts5_string(words: &[String]) -> String {
+    format!("\"{}\"", words.join(" ").replace('"', "\"\""))
+}
+
+/// The FTS5 MATCH expressions of a query (words as typed; FTS5 folds them itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fts5Query {
+    /// What a chunk must match: every phrase, and any word.
+    pub matching: String,
+    /// Chunks that hold every word (see [`ALL_WORDS_BOOST`]).
+    pub all_words: Option<String>,
+    /// Chunks that hold the typed words as a phrase (see [`PHRASE_BOOST`]).
+    pub phrase: Option<String>,
+    /// One expression per alternative (each word, with every phrase; or the phrases alone):
+    /// a chunk matches `matching` exactly when it matches one of these. The match-phase limit
+    /// is applied per alternative (see `SEARCH_DEPTH`).
+    pub alternatives: Vec<String>,
+}
+
+/// The FTS5 form of a plain-text query; `None` when the query has no words.
+pub(crate) fn fts5_query(text: &str) -> Option<Fts5Query> {
+    let q = ParsedQuery::parse(text, raw_words);
+    if q.is_empty() {
         return None;
     }
-    let quoted: Vec<String> = words
+    let any_word = q
+        .words
         .iter()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    Some(quoted.join(" "))
+        .map(|w| fts5_string(std::slice::from_ref(w)))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let phrases: Vec<String> = q.phrases.iter().map(|p| fts5_string(p)).collect();
+    let matching = match (phrases.is_empty(), any_word.is_empty()) {
+        (true, _) => any_word,
+        (false, true) => phrases.join(" AND "),
+        // The first phrase is one of the alternatives too, so that the words only rank.
+        (false, false) => format!("{} AND ({} OR {any_word})", phrases.join(" AND "), phrases[0]),
+    };
+    let all_words = q.boost_all_words().map(|ws| {
+        ws.iter()
+            .map(|w| fts5_string(std::slice::from_ref(w)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    });
+    let phrase = q.boost_phrase().map(fts5_string);
+    let required = phrases.join(" AND ");
+    let alternatives: Vec<String> = if q.words.is_empty() {
+        vec![required]
+    } else {
+        q.words
+            .iter()
+            .map(|w| {
+                let w = fts5_string(std::slice::from_ref(w));
+                if required.is_empty() {
+                    w
+                } else {
+                    format!("{required} AND {w}")
+                }
+            })
+            .chain((!required.is_empty()).then(|| required.clone()))
+            .collect()
+    };
+    Some(Fts5Query {
+        matching,
+        all_words,
+        phrase,
+        alternatives,
+    })
+}
+
+/// The words of a piece of query text as typed (no folding).
+fn raw_words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whitespace runs become one space; the result is trimmed.
@@ -159,12 +295,49 @@ mod tests {
     }
 
     #[test]
-    fn fts5_expression_quotes_every_word_and_drops_syntax() {
+    fn stop_words_are_sorted_for_binary_search() {
+        assert!(STOP_WORDS.windows(2).all(|w| w[0] < w[1]));
+        assert!(is_stop_word("The") && is_stop_word("WHAT") && !is_stop_word("budget"));
+    }
+
+    #[test]
+    fn query_words_are_alternatives_without_stop_words() {
+        let q = ParsedQuery::parse("What is the budget for Marketing?", raw_words);
+        assert_eq!(q.words, vec!["budget", "Marketing"]);
+        assert!(q.phrases.is_empty());
+        assert_eq!(q.typed.len(), 6);
+        // Only stop words: they are the query.
+        let q = ParsedQuery::parse("to be or not to be", raw_words);
+        assert_eq!(q.words, vec!["to", "be", "or", "not"]);
+    }
+
+    #[test]
+    fn quoted_text_is_a_phrase_and_an_unmatched_quote_is_plain() {
+        let q = ParsedQuery::parse("\"state of the art\" budget \"x", folded_words);
+        assert_eq!(q.phrases, vec![vec!["state", "of", "the", "art"]]);
+        assert_eq!(q.words, vec!["budget", "x"]);
+        let q = ParsedQuery::parse("\"the\"", folded_words);
+        assert_eq!(q.phrases, vec![vec!["the"]]);
+        assert!(q.words.is_empty() && !q.is_empty());
+        assert!(ParsedQuery::parse(" \"\" - ( ) ", folded_words).is_empty());
+    }
+
+    #[test]
+    fn fts5_query_quotes_every_word_and_drops_syntax() {
+        let q = fts5_query("foo OR \"bar baz\" NEAR(x* -y)").unwrap();
         assert_eq!(
-            fts5_match_expression("foo OR \"bar\" NEAR(x* -y)").as_deref(),
-            Some("\"foo\" \"OR\" \"bar\" \"NEAR\" \"x\" \"y\"")
+            q.matching,
+            "\"bar baz\" AND (\"bar baz\" OR \"foo\" OR \"NEAR\" OR \"x\" OR \"y\")"
         );
-        assert_eq!(fts5_match_expression(" \"*- () "), None);
+        assert_eq!(
+            q.all_words.as_deref(),
+            Some("\"foo\" AND \"NEAR\" AND \"x\" AND \"y\"")
+        );
+        let q = fts5_query("red pears").unwrap();
+        assert_eq!(q.matching, "\"red\" OR \"pears\"");
+        assert_eq!(q.phrase.as_deref(), Some("\"red pears\""));
+        assert_eq!(fts5_query(" \"*- () "), None);
+        assert_eq!(fts5_query("budget").unwrap().phrase, None);
     }
 
     #[test]

@@ -27,7 +27,9 @@ async fn process_extracts_and_chunks() {
     let docx = fx::docx(&corpus.split("\n\n").collect::<Vec<_>>());
     let chunks = ex.process(FileKind::Docx, Bytes::from(docx)).await.unwrap();
     assert!(chunks.len() > 50);
-    assert!(chunks.iter().all(|c| !c.is_empty() && c.chars().count() <= 200));
+    assert!(chunks.iter().all(|c| !c.text.is_empty()
+        && c.text.chars().count() <= 200
+        && c.end - c.start == c.text.chars().count()));
     assert_eq!(ex.config().chunk_size, 200);
 }
 
@@ -56,7 +58,14 @@ async fn a_panicking_extraction_is_contained() {
         .process(FileKind::Txt, Bytes::from_static(b"still alive"))
         .await
         .unwrap();
-    assert_eq!(chunks, vec!["still alive".to_string()]);
+    assert_eq!(
+        chunks,
+        vec![kbsync_ingest::TextChunk {
+            text: "still alive".to_string(),
+            start: 0,
+            end: 11
+        }]
+    );
 }
 
 #[tokio::test]
@@ -89,7 +98,7 @@ async fn a_slow_extraction_times_out_and_is_cancelled() {
         .process(FileKind::Txt, Bytes::from_static(b"next"))
         .await
         .unwrap();
-    assert_eq!(ok, vec!["next".to_string()]);
+    assert_eq!(ok.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(), ["next"]);
 }
 
 #[tokio::test]

@@ -53,6 +53,8 @@ pub struct ApiKeyDto {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The key may name the user a tool server request is for (service keys only).
+    pub trusted_user_assertion: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<KeyOwnerDto>,
 }
@@ -67,6 +69,7 @@ impl From<ApiKey> for ApiKeyDto {
             created_at: k.created_at,
             expires_at: k.expires_at,
             last_used_at: k.last_used_at,
+            trusted_user_assertion: k.trusted_user_assertion,
             owner: None,
         }
     }
@@ -229,6 +232,24 @@ pub async fn list_all_keys(
     Ok(Json(KeysDto {
         items: keys.into_iter().map(Into::into).collect(),
     }))
+}
+
+/// What an admin may change on an existing key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchKeyRequest {
+    pub trusted_user_assertion: bool,
+}
+
+/// Changing what a key may assert is credential management: it needs a signed-in admin session.
+pub async fn patch_any_key(
+    State(state): State<AppState>,
+    caller: SessionUser,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<PatchKeyRequest>,
+) -> ApiResult<Json<ApiKeyDto>> {
+    let key = api_keys::set_user_assertion(&state, &caller.user, id, req.trusted_user_assertion).await?;
+    Ok(Json(key.into()))
 }
 
 pub async fn revoke_any_key(

@@ -7,4 +7,5 @@ pub mod health;
 pub mod multipart;
 pub mod openwebui;
 pub mod sync;
+pub mod tools;
 pub mod v1;

@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use kbsync_core::{Document, DocumentId, DocumentStatus, KbId, Role, SearchHit, User, UserId};
+use kbsync_core::{Document, DocumentId, DocumentStatus, KbId, Passage, Role, SearchHit, User, UserId};
 use kbsync_store::PageOf;
 use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
@@ -508,6 +508,45 @@ pub async fn search_route(
     let q = q.ok_or_else(|| ApiError::invalid("q", "is required"))?;
     let results = search::search(&state, &user, &q, &kb_ids, limit).await?;
     Ok(Json(SearchResponse { results }))
+}
+
+#[derive(Serialize)]
+pub struct RetrieveResponse {
+    pub passages: Vec<Passage>,
+}
+
+/// `q`, `top_k`, `neighbours` and any number of `knowledge_id` parameters (parsed by hand, like
+/// search's).
+pub async fn retrieve_route(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<RetrieveResponse>> {
+    let mut q = None;
+    let mut top_k = None;
+    let mut neighbours = None;
+    let mut kb_ids = Vec::new();
+    let whole = |field: &'static str, value: &str| {
+        value
+            .parse::<u32>()
+            .map_err(|_| ApiError::invalid(field, "must be a whole number"))
+    };
+    for (key, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "q" => q = Some(value.into_owned()),
+            "top_k" => top_k = Some(whole("top_k", &value)?),
+            "neighbours" => neighbours = Some(whole("neighbours", &value)?),
+            "knowledge_id" => kb_ids.push(
+                value
+                    .parse::<KbId>()
+                    .map_err(|_| ApiError::invalid("knowledge_id", "must be a knowledge base id"))?,
+            ),
+            _ => {}
+        }
+    }
+    let q = q.ok_or_else(|| ApiError::invalid("q", "is required"))?;
+    let passages = search::retrieve(&state, &user, &q, &kb_ids, top_k, neighbours).await?;
+    Ok(Json(RetrieveResponse { passages }))
 }
 
 #[cfg(test)]

@@ -177,6 +177,62 @@ pub async fn revoke_any(state: &AppState, admin: &User, id: Uuid) -> Result<(), 
     }
 }
 
+/// Lets a service account's key assert the user a tool server request is for (or stops it).
+/// Admins only; a person's key is refused: a person's key acting as other people would let
+/// whoever holds it read what they may read.
+pub async fn set_user_assertion(
+    state: &AppState,
+    admin: &User,
+    id: Uuid,
+    trusted: bool,
+) -> Result<KeyWithOwner, ApiError> {
+    require_admin(admin, "change what API keys may assert")?;
+    let found = match state.store.get_api_key(id).await {
+        Ok(found) => found,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("API key")),
+        Err(e) => return Err(e.into()),
+    };
+    if trusted && !found.owner.is_service() {
+        return Err(ApiError::invalid(
+            "trusted_user_assertion",
+            "only a service account's key may assert users; make a service key for the tool server",
+        ));
+    }
+    let key = match state.store.set_api_key_user_assertion(id, trusted).await {
+        Ok(key) => key,
+        Err(StoreError::NotFound) => return Err(ApiError::NotFound("API key")),
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(key.id = %id, by = %admin.id, trusted, "API key user assertion changed");
+    Ok(key)
+}
+
+/// The user a trusted key's request names by email (see [`crate::auth::ToolCaller`]): a person
+/// with that email whose account is enabled. Anything else is 403, never the key's own account.
+pub async fn asserted_user(state: &AppState, email: &str) -> Result<User, ApiError> {
+    let email = email.trim();
+    if email.is_empty() {
+        return Err(ApiError::Forbidden("the asserted user email is empty".into()));
+    }
+    let user = state
+        .store
+        .users_by_emails(&[email.to_owned()])
+        .await?
+        .into_iter()
+        .next();
+    match user {
+        Some(user) if !user.disabled && !user.is_service() => Ok(user),
+        Some(user) if user.disabled => Err(ApiError::Forbidden(
+            "the asserted user's kbsync account is disabled".into(),
+        )),
+        _ => Err(ApiError::Forbidden(
+            "the asserted user has no kbsync account; they must sign in to kbsync once (or an admin \
+             must create their account) before the tool can search for them"
+                .into(),
+        )),
+    }
+}
+
 /// The account a key opens at `now`, with the key; records the use at most once per
 /// [`LAST_USED_RESOLUTION`]. `Unauthenticated` when the key is unknown, revoked, expired, or its
 /// account is disabled.

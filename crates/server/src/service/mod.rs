@@ -13,6 +13,7 @@ pub mod overview;
 pub mod search;
 pub mod sync;
 pub mod sync_events;
+pub mod tools;
 pub mod users;
 
 use kbsync_store::Page;

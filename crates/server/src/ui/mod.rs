@@ -73,6 +73,7 @@ pub fn router() -> Router<AppState> {
             get(pages::admin_keys).post(pages::admin_key_create),
         )
         .route("/admin/keys/{id}/revoke", post(pages::admin_key_revoke))
+        .route("/admin/keys/{id}/assertion", post(pages::admin_key_assertion))
         .route("/static/app.css", get(pages::stylesheet))
         .route("/static/app.js", get(pages::script))
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))

@@ -272,6 +272,8 @@ pub struct KeyRow {
     /// The account it acts as (the admin's list).
     pub owner: String,
     pub service: bool,
+    /// The key may name the user a tool server request is for (Open WebUI's forwarded email).
+    pub asserts_users: bool,
 }
 
 #[derive(Template)]

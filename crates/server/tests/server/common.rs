@@ -557,7 +557,7 @@ impl TestServer {
             .unwrap();
         self.state
             .store
-            .complete_document(doc.id, &[text.to_owned()], self.clock.now())
+            .complete_document(doc.id, &[text.into()], self.clock.now())
             .await
             .unwrap();
         doc.id

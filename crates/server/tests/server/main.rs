@@ -9,6 +9,7 @@ mod common;
 mod datasources;
 mod oidc;
 mod openwebui;
+mod retrieve;
 mod sync;
 mod ui;
 mod ui_browser;

@@ -378,6 +378,7 @@ async fn every_form_needs_the_csrf_token_of_its_session(db: Db) {
         format!("/admin/users/{}/delete", uuid::Uuid::new_v4()),
         format!("/keys/{}/revoke", uuid::Uuid::new_v4()),
         format!("/admin/keys/{}/revoke", uuid::Uuid::new_v4()),
+        format!("/admin/keys/{}/assertion", uuid::Uuid::new_v4()),
         "/logout".to_owned(),
     ] {
         let resp = http
@@ -1020,6 +1021,36 @@ async fn only_admins_see_the_admin_pages_and_their_forms_act(db: Db) {
         list.contains("assistant") && list.contains("(service)") && !list.contains(&key),
         "{list}"
     );
+
+    // The service key may be allowed to assert Open WebUI users, and stopped again.
+    assert!(!list.contains("data-testid=\"asserts-users\""), "{list}");
+    let (_, keys) = s.get("/api/v1/admin/api-keys", Some(&admin)).await;
+    let key_id = keys["items"][0]["id"].as_str().unwrap().to_owned();
+    let (status, location, _) = submit(
+        &s,
+        &cookie,
+        &format!("/admin/keys/{key_id}/assertion"),
+        &[("csrf", &csrf), ("trusted", "on")],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (StatusCode::SEE_OTHER, "/admin/keys")
+    );
+    let (_, list) = page(&s, &cookie, "/admin/keys").await;
+    assert!(list.contains("data-testid=\"asserts-users\""), "{list}");
+    let (_, keys) = s.get("/api/v1/admin/api-keys", Some(&admin)).await;
+    assert_eq!(keys["items"][0]["trusted_user_assertion"], true);
+    let (status, _, _) = submit(
+        &s,
+        &cookie,
+        &format!("/admin/keys/{key_id}/assertion"),
+        &[("csrf", &csrf), ("trusted", "off")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, keys) = s.get("/api/v1/admin/api-keys", Some(&admin)).await;
+    assert_eq!(keys["items"][0]["trusted_user_assertion"], false);
 
     // The last enabled admin stays: the page says why.
     let (_, me) = s.get("/api/v1/me", Some(&admin)).await;

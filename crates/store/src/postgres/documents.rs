@@ -2,7 +2,7 @@
 //! transaction per document.
 
 use chrono::{DateTime, Utc};
-use kbsync_core::DocumentId;
+use kbsync_core::{Chunk, DocumentId};
 use sqlx::postgres::PgConnection;
 
 use super::PostgresStore;
@@ -19,7 +19,7 @@ impl PostgresStore {
     pub(super) async fn complete_document_impl(
         &self,
         id: DocumentId,
-        chunks: &[String],
+        chunks: &[Chunk],
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut tx = self.begin_write().await?;
@@ -27,7 +27,7 @@ impl PostgresStore {
         tx.commit().await.map_err(Self::err)
     }
 
-    /// Inserts a document's chunks, numbered from 0 in order, in one statement (UNNEST of three
+    /// Inserts a document's chunks, numbered from 0 in order, in one statement (UNNEST of five
     /// arrays) per [`MAX_INSERT_BYTES`] of text: one statement for any ordinary document, and a
     /// bounded message for a huge one.
     ///
@@ -39,14 +39,14 @@ impl PostgresStore {
         conn: &mut PgConnection,
         document_id: &str,
         kb_id: &str,
-        chunks: &[String],
+        chunks: &[Chunk],
     ) -> Result<()> {
         let mut start = 0;
         while start < chunks.len() {
             let mut end = start;
             let mut bytes = 0;
-            while end < chunks.len() && (end == start || bytes + chunks[end].len() <= MAX_INSERT_BYTES) {
-                bytes += chunks[end].len();
+            while end < chunks.len() && (end == start || bytes + chunks[end].text.len() <= MAX_INSERT_BYTES) {
+                bytes += chunks[end].text.len();
                 end += 1;
             }
             let batch = &chunks[start..end];
@@ -54,19 +54,24 @@ impl PostgresStore {
                 .map(|i| i64::try_from(i).unwrap_or(i64::MAX))
                 .collect();
             // PostgreSQL text cannot hold NUL characters.
-            let texts: Vec<String> = batch.iter().map(|t| t.replace('\0', "")).collect();
-            let folded: Vec<String> = batch.iter().map(|t| folded_words(t).join(" ")).collect();
+            let texts: Vec<String> = batch.iter().map(|c| c.text.replace('\0', "")).collect();
+            let folded: Vec<String> = batch.iter().map(|c| folded_words(&c.text).join(" ")).collect();
+            let starts: Vec<Option<i64>> = batch.iter().map(|c| c.span.map(|s| offset(s.start))).collect();
+            let ends: Vec<Option<i64>> = batch.iter().map(|c| c.span.map(|s| offset(s.end))).collect();
             sqlx::query(
-                "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv, acl_id) \
+                "INSERT INTO chunks (document_id, kb_id, ordinal, text, tsv, acl_id, start_offset, end_offset) \
                  SELECT $1, $2, u.ordinal, u.text, to_tsvector('simple', u.folded), \
-                 (SELECT d.acl_id FROM documents d WHERE d.id = $1) \
-                 FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[]) AS u (ordinal, text, folded)",
+                 (SELECT d.acl_id FROM documents d WHERE d.id = $1), u.start_offset, u.end_offset \
+                 FROM UNNEST($3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[]) \
+                 AS u (ordinal, text, folded, start_offset, end_offset)",
             )
             .bind(document_id)
             .bind(kb_id)
             .bind(ordinals)
             .bind(texts)
             .bind(folded)
+            .bind(starts)
+            .bind(ends)
             .execute(&mut *conn)
             .await
             .map_err(Self::err)?;
@@ -74,4 +79,9 @@ impl PostgresStore {
         }
         Ok(())
     }
+}
+
+/// A character offset as the database stores it.
+fn offset(at: u64) -> i64 {
+    i64::try_from(at).unwrap_or(i64::MAX)
 }

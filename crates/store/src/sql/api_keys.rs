@@ -10,7 +10,7 @@ macro_rules! api_key_cols {
     () => {
         "k.id AS key_id, k.user_id AS key_user_id, k.name AS key_name, k.scope AS key_scope, \
          k.prefix AS key_prefix, k.created_at AS key_created_at, k.expires_at AS key_expires_at, \
-         k.last_used_at AS key_last_used_at"
+         k.last_used_at AS key_last_used_at, k.trusted_user_assertion AS key_trusted_user_assertion"
     };
 }
 
@@ -26,6 +26,7 @@ pub(crate) struct ApiKeyRow {
     pub key_created_at: i64,
     pub key_expires_at: Option<i64>,
     pub key_last_used_at: Option<i64>,
+    pub key_trusted_user_assertion: bool,
 }
 
 impl ApiKeyRow {
@@ -39,6 +40,7 @@ impl ApiKeyRow {
             created_at: from_ms(self.key_created_at)?,
             expires_at: self.key_expires_at.map(from_ms).transpose()?,
             last_used_at: self.key_last_used_at.map(from_ms).transpose()?,
+            trusted_user_assertion: self.key_trusted_user_assertion,
         })
     }
 }
@@ -106,6 +108,7 @@ macro_rules! impl_api_key_store {
                     created_at,
                     expires_at,
                     last_used_at: None,
+                    trusted_user_assertion: false,
                 })
             }
 
@@ -154,6 +157,38 @@ macro_rules! impl_api_key_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 Ok(())
+            }
+
+            async fn set_api_key_user_assertion(
+                &self,
+                id: uuid::Uuid,
+                trusted: bool,
+            ) -> $crate::Result<$crate::KeyWithOwner> {
+                let done = sqlx::query("UPDATE api_keys SET trusted_user_assertion = $2 WHERE id = $1")
+                    .bind(id.to_string())
+                    .bind(trusted)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                self.get_api_key(id).await
+            }
+
+            async fn get_api_key(&self, id: uuid::Uuid) -> $crate::Result<$crate::KeyWithOwner> {
+                sqlx::query_as::<_, $crate::sql::api_keys::KeyWithOwnerRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::api_keys::api_key_cols!(),
+                    ", u.id, u.email, u.role, u.display_name, u.disabled_at, u.kind, u.created_at \
+                     FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1"
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(Self::err)?
+                .ok_or($crate::StoreError::NotFound)?
+                .into_key_with_owner()
             }
 
             async fn api_key_user(

@@ -62,7 +62,7 @@ macro_rules! impl_document_store {
             async fn write_completed_document(
                 conn: &mut DbConnection,
                 doc_id: &str,
-                chunks: &[String],
+                chunks: &[kbsync_core::Chunk],
                 now_ms: i64,
             ) -> $crate::Result<()> {
                 let kb_id: Option<String> = sqlx::query_scalar(
@@ -187,7 +187,7 @@ macro_rules! impl_document_store {
             async fn complete_document(
                 &self,
                 id: kbsync_core::DocumentId,
-                chunks: &[String],
+                chunks: &[kbsync_core::Chunk],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<()> {
                 self.complete_document_impl(id, chunks, now).await

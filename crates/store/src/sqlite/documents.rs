@@ -2,7 +2,7 @@
 //! group commit, so that FTS5 writes one index segment per batch of documents.
 
 use chrono::{DateTime, Utc};
-use kbsync_core::DocumentId;
+use kbsync_core::{Chunk, DocumentId};
 use sqlx::SqliteConnection;
 
 use super::{SqliteStore, index_writer};
@@ -15,7 +15,7 @@ impl SqliteStore {
     pub(super) async fn complete_document_impl(
         &self,
         id: DocumentId,
-        chunks: &[String],
+        chunks: &[Chunk],
         now: DateTime<Utc>,
     ) -> Result<()> {
         self.index_writer
@@ -29,7 +29,7 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         document_id: &str,
         kb_id: &str,
-        chunks: &[String],
+        chunks: &[Chunk],
     ) -> Result<()> {
         index_writer::insert_chunk_rows(conn, &[(document_id, kb_id, chunks)]).await
     }

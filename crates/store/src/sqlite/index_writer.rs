@@ -29,6 +29,7 @@ use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use kbsync_core::Chunk;
 use sqlx::{Acquire, QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use tokio::sync::oneshot;
 
@@ -40,7 +41,7 @@ const MAX_BATCH_DOCUMENTS: usize = 256;
 /// The most chunk text one transaction writes (a larger document is written alone), so that a
 /// batch holds the write lock for a fraction of a second and other writers never wait long.
 const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
-/// The most rows of one INSERT: four bind parameters each, under SQLite's limit of 32,766.
+/// The most rows of one INSERT: six bind parameters each, under SQLite's limit of 32,766.
 const MAX_INSERT_ROWS: usize = 1_000;
 /// The most chunk text one INSERT carries. FTS5 flushes its pending terms at 1 MiB anyway.
 const MAX_INSERT_BYTES: usize = 4 * 1024 * 1024;
@@ -50,14 +51,14 @@ const MAX_IN_LIST: usize = 500;
 /// A completed document waiting to be written, and where its result goes.
 struct Job {
     doc_id: String,
-    chunks: Vec<String>,
+    chunks: Vec<Chunk>,
     now_ms: i64,
     done: oneshot::Sender<Result<()>>,
 }
 
 impl Job {
     fn text_bytes(&self) -> usize {
-        self.chunks.iter().map(String::len).sum()
+        self.chunks.iter().map(|c| c.text.len()).sum()
     }
 }
 
@@ -94,7 +95,7 @@ impl IndexWriter {
     }
 
     /// Queues the document and waits until the transaction that holds it has committed.
-    pub(super) async fn complete(&self, doc_id: String, chunks: Vec<String>, now_ms: i64) -> Result<()> {
+    pub(super) async fn complete(&self, doc_id: String, chunks: Vec<Chunk>, now_ms: i64) -> Result<()> {
         let (done, result) = oneshot::channel();
         let start_writer = {
             let mut q = lock(&self.queue);
@@ -247,7 +248,7 @@ async fn write_together(
 
 async fn write_together_in(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<Vec<Result<()>>> {
     let mut results = Vec::with_capacity(jobs.len());
-    let mut found: Vec<(&str, String, &[String])> = Vec::with_capacity(jobs.len());
+    let mut found: Vec<(&str, String, &[Chunk])> = Vec::with_capacity(jobs.len());
     for job in jobs {
         let kb_id: Option<String> = sqlx::query_scalar(
             "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
@@ -279,7 +280,7 @@ async fn write_together_in(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<
             .await
             .map_err(SqliteStore::err)?;
     }
-    let mut docs: Vec<(&str, &str, &[String])> = Vec::with_capacity(found.len());
+    let mut docs: Vec<(&str, &str, &[Chunk])> = Vec::with_capacity(found.len());
     for (doc_id, kb_id, chunks) in &found {
         docs.push((doc_id, kb_id, chunks));
     }
@@ -313,14 +314,19 @@ async fn write_one_by_one(tx: &mut Transaction<'static, Sqlite>, jobs: &[Job]) -
 /// [`MAX_INSERT_ROWS`] rows and [`MAX_INSERT_BYTES`] of text.
 pub(super) async fn insert_chunk_rows(
     conn: &mut SqliteConnection,
-    docs: &[(&str, &str, &[String])],
+    docs: &[(&str, &str, &[Chunk])],
 ) -> Result<()> {
-    let mut statement: Vec<(&str, &str, i64, &str)> = Vec::new();
+    let mut statement: Vec<ChunkRow<'_>> = Vec::new();
     let mut bytes = 0;
     for &(doc_id, kb_id, chunks) in docs {
-        for (ordinal, text) in chunks.iter().enumerate() {
-            bytes += text.len();
-            statement.push((doc_id, kb_id, i64::try_from(ordinal).unwrap_or(i64::MAX), text));
+        for (ordinal, chunk) in chunks.iter().enumerate() {
+            bytes += chunk.text.len();
+            statement.push(ChunkRow {
+                doc_id,
+                kb_id,
+                ordinal: i64::try_from(ordinal).unwrap_or(i64::MAX),
+                chunk,
+            });
             if statement.len() >= MAX_INSERT_ROWS || bytes >= MAX_INSERT_BYTES {
                 insert_statement(conn, &statement).await?;
                 statement.clear();
@@ -347,14 +353,26 @@ pub(super) async fn insert_chunk_rows(
     Ok(())
 }
 
-async fn insert_statement(conn: &mut SqliteConnection, rows: &[(&str, &str, i64, &str)]) -> Result<()> {
-    let mut qb: QueryBuilder<Sqlite> =
-        QueryBuilder::new("INSERT INTO chunks (document_id, kb_id, ordinal, text) ");
-    qb.push_values(rows, |mut row, &(doc_id, kb_id, ordinal, text)| {
-        row.push_bind(doc_id)
-            .push_bind(kb_id)
-            .push_bind(ordinal)
-            .push_bind(text);
+/// One row of an INSERT into `chunks`.
+struct ChunkRow<'a> {
+    doc_id: &'a str,
+    kb_id: &'a str,
+    ordinal: i64,
+    chunk: &'a Chunk,
+}
+
+async fn insert_statement(conn: &mut SqliteConnection, rows: &[ChunkRow<'_>]) -> Result<()> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO chunks (document_id, kb_id, ordinal, text, start_offset, end_offset) ",
+    );
+    qb.push_values(rows, |mut row, r| {
+        let span = r.chunk.span;
+        row.push_bind(r.doc_id)
+            .push_bind(r.kb_id)
+            .push_bind(r.ordinal)
+            .push_bind(r.chunk.text.as_str())
+            .push_bind(span.map(|s| offset(s.start)))
+            .push_bind(span.map(|s| offset(s.end)));
     });
     // The statement's text depends on the row count: not worth a place in the statement cache.
     qb.build()
@@ -363,6 +381,11 @@ async fn insert_statement(conn: &mut SqliteConnection, rows: &[(&str, &str, i64,
         .await
         .map_err(SqliteStore::err)?;
     Ok(())
+}
+
+/// A character offset as the database stores it.
+fn offset(at: u64) -> i64 {
+    i64::try_from(at).unwrap_or(i64::MAX)
 }
 
 fn all_failed(n: usize, e: &StoreError) -> Vec<Result<()>> {
@@ -420,7 +443,7 @@ mod tests {
     fn job(id: Uuid, chunks: &[&str]) -> Job {
         Job {
             doc_id: id.to_string(),
-            chunks: chunks.iter().map(|c| (*c).to_owned()).collect(),
+            chunks: chunks.iter().map(|c| Chunk::from(*c)).collect(),
             now_ms: 1_750_000_000_000,
             done: oneshot::channel().0,
         }
@@ -530,13 +553,14 @@ mod tests {
     async fn a_document_of_many_chunks_is_indexed_as_one_fts5_segment() {
         let (_dir, store, kb) = store_with_kb().await;
         let id = pending_doc(&store, kb, 0).await;
-        let chunks: Vec<String> = (0..200).map(|c| format!("chunk {c} of one document")).collect();
+        let texts: Vec<String> = (0..200).map(|c| format!("chunk {c} of one document")).collect();
+        let chunks: Vec<Chunk> = texts.iter().map(|t| Chunk::from(t.as_str())).collect();
         store
             .complete_document(id, &chunks, DateTime::UNIX_EPOCH)
             .await
             .unwrap();
         assert_eq!(fts5_segments(&store).await, 1);
-        assert_eq!(chunk_texts(&store, id).await, chunks);
+        assert_eq!(chunk_texts(&store, id).await, texts);
     }
 
     #[test]
@@ -546,12 +570,12 @@ mod tests {
             [job(x, &["1"]), job(y, &["2"]), job(x, &["3"]), job(y, &["4"])].into();
         let first: Vec<String> = take_batch(&mut waiting)
             .into_iter()
-            .map(|j| j.chunks.concat())
+            .map(|j| j.chunks.iter().map(|c| c.text.as_str()).collect::<String>())
             .collect();
         assert_eq!(first, ["1", "2"]);
         let second: Vec<String> = take_batch(&mut waiting)
             .into_iter()
-            .map(|j| j.chunks.concat())
+            .map(|j| j.chunks.iter().map(|c| c.text.as_str()).collect::<String>())
             .collect();
         assert_eq!(second, ["3", "4"]);
         assert!(take_batch(&mut waiting).is_empty());

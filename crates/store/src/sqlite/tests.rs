@@ -176,7 +176,7 @@ async fn fts_index_stays_consistent_when_a_source_is_deleted() {
                 .await
                 .unwrap();
             store
-                .complete_document(doc.id, &[format!("alpha s{s}"), "gamma".into()], now)
+                .complete_document(doc.id, &[format!("alpha s{s}").into(), "gamma".into()], now)
                 .await
                 .unwrap();
         }

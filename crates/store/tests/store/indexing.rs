@@ -78,11 +78,11 @@ async fn pending_docs(s: &dyn Store, kb_id: KbId, n: usize) -> Vec<Uuid> {
 }
 
 /// Three chunks per document: one with a word of its own, two with words every document has.
-fn chunks_of(i: usize) -> Vec<String> {
+fn chunks_of(i: usize) -> Vec<kbsync_core::Chunk> {
     vec![
-        format!("report number{i:03} opening"),
-        "shared middle words".to_owned(),
-        format!("closing shared number{i:03}"),
+        format!("report number{i:03} opening").into(),
+        "shared middle words".into(),
+        format!("closing shared number{i:03}").into(),
     ]
 }
 
@@ -196,8 +196,8 @@ async fn postgres_inserts_a_documents_chunks_in_one_statement_all_there_in_order
             let (owner, kb) = owner_and_kb(&*s).await;
             let id = pending_docs(&*s, kb, 1).await[0];
             // More chunks than one INSERT per row could bind (65,535 parameters, 4 per row).
-            let chunks: Vec<String> = (0..20_000)
-                .map(|i| format!("chunk{i:05} of the long one"))
+            let chunks: Vec<kbsync_core::Chunk> = (0..20_000)
+                .map(|i| format!("chunk{i:05} of the long one").into())
                 .collect();
             s.complete_document(id, &chunks, t(1)).await.unwrap();
 
@@ -216,7 +216,7 @@ async fn postgres_inserts_a_documents_chunks_in_one_statement_all_there_in_order
                 .iter()
                 .cloned()
                 .enumerate()
-                .map(|(i, c)| (i as i64, c))
+                .map(|(i, c)| (i as i64, c.text))
                 .collect();
             assert_eq!(rows, want);
             assert_eq!(search(&*s, owner, "chunk19999", 10).await, vec![id]);

@@ -53,8 +53,14 @@ async fn load_and_measure(s: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-        let chunks: Vec<String> = (0..CHUNKS_PER_DOC)
-            .map(|_| (0..40).map(|_| word(&mut state)).collect::<Vec<_>>().join(" "))
+        let chunks: Vec<kbsync_core::Chunk> = (0..CHUNKS_PER_DOC)
+            .map(|_| {
+                (0..40)
+                    .map(|_| word(&mut state))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .into()
+            })
             .collect();
         s.complete_document(id, &chunks, now).await.unwrap();
     }

@@ -27,7 +27,7 @@ enum FileOutcome {
 enum Fetched {
     Indexed {
         blob: kbsync_store::StoredBlob,
-        chunks: Vec<String>,
+        chunks: Vec<kbsync_core::Chunk>,
         kind: FileKind,
     },
     Unreadable {
@@ -250,7 +250,11 @@ impl SyncEngine {
         // From the stored file rather than a copy in memory: plain text is read only up to the
         // text cap and zip containers part by part, so a large file does not cost its size.
         match self.cx.extractor.process_file(kind, path).await {
-            Ok(chunks) => Fetched::Indexed { blob, chunks, kind },
+            Ok(chunks) => Fetched::Indexed {
+                blob,
+                chunks: chunks.into_iter().map(indexed_chunk).collect(),
+                kind,
+            },
             // Our own storage failed, not the file: not recorded against the document, retried.
             Err(kbsync_ingest::ExtractError::Io(e)) => Fetched::Done(FileOutcome::Failed(format!(
                 "the stored file could not be read: {e}"
@@ -327,5 +331,16 @@ impl SyncEngine {
             .await?;
         plan.saved = true;
         Ok(())
+    }
+}
+
+/// A chunk as the store indexes it, with its place in the document's normalised text.
+fn indexed_chunk(c: kbsync_ingest::TextChunk) -> kbsync_core::Chunk {
+    kbsync_core::Chunk {
+        text: c.text,
+        span: Some(kbsync_core::CharSpan {
+            start: u64::try_from(c.start).unwrap_or(u64::MAX),
+            end: u64::try_from(c.end).unwrap_or(u64::MAX),
+        }),
     }
 }

@@ -25,6 +25,7 @@ fn key_row(key: ApiKey, owner: Option<&kbsync_core::User>) -> views::KeyRow {
         last_used: never_or(key.last_used_at, "never"),
         owner: owner.map(|o| o.email.clone()).unwrap_or_default(),
         service: owner.is_some_and(|o| o.is_service()),
+        asserts_users: key.trusted_user_assertion,
     }
 }
 
@@ -481,6 +482,33 @@ pub async fn admin_key_create(
             admin_keys_page(&state, &session, None, false, Some((&f, message))).await
         }
     }
+}
+
+/// The form that turns a service key's user assertion on or off.
+#[derive(Deserialize)]
+pub struct AssertionForm {
+    #[serde(default)]
+    csrf: String,
+    /// `on` or `off`.
+    #[serde(default)]
+    trusted: String,
+}
+
+pub async fn admin_key_assertion(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(f): Form<AssertionForm>,
+) -> UiResult {
+    session.check_csrf(&f.csrf)?;
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound("API key"))?;
+    let trusted = match f.trusted.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => return Err(ApiError::invalid("trusted", "must be on or off").into()),
+    };
+    api_keys::set_user_assertion(&state, &session.user, id, trusted).await?;
+    Ok(Redirect::to("/admin/keys").into_response())
 }
 
 pub async fn admin_key_revoke(

@@ -27,9 +27,7 @@ async fn synced(s: &dyn Store, kb_id: KbId, source: Uuid, item: &str, text: &str
         .upsert_source_document(Uuid::new_v4(), source, new, t(0))
         .await
         .unwrap();
-    s.complete_document(doc.id, &[text.to_owned()], t(1))
-        .await
-        .unwrap();
+    s.complete_document(doc.id, &[text.into()], t(1)).await.unwrap();
     doc.id
 }
 

@@ -8,6 +8,7 @@ use kbsync_core::datasource::DatasourceKind;
 use kbsync_core::{
     AccessGrant, DocumentStatus, GrantOrigin, KbId, KbType, Permission, Role, SyncStatus, UserId,
 };
+use kbsync_core::{CharSpan, Chunk};
 use kbsync_core::{
     Connection, ConnectionCredentials, Encrypted, RefreshLease, SourceKind, StoredAccessToken, SyncFailure,
     SyncProgress, SyncRunOutcome, SyncState, SyncTrigger,
@@ -15,7 +16,8 @@ use kbsync_core::{
 use kbsync_store::{
     AddressLimit, ClaimedSync, DocumentLocation, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
     NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser, OAuthState, Page,
-    PostgresStore, Reader, RefreshedTokens, SavedState, SearchQuery, Store, StoreError, SyncRelease,
+    PostgresStore, Reader, RefreshedTokens, RetrieveQuery, SavedState, SearchQuery, Store, StoreError,
+    SyncRelease,
 };
 use uuid::Uuid;
 
@@ -96,7 +98,7 @@ async fn doc_at(s: &dyn Store, kb_id: KbId, path: &str, hash: &str, at: DateTime
 /// A processed document whose chunks are `chunks`.
 async fn indexed(s: &dyn Store, kb_id: KbId, path: &str, chunks: &[&str]) -> Uuid {
     let id = doc_at(s, kb_id, path, &hash(rand_u32()), t(0)).await;
-    let chunks: Vec<String> = chunks.iter().map(|c| (*c).to_owned()).collect();
+    let chunks: Vec<kbsync_core::Chunk> = chunks.iter().map(|c| (*c).into()).collect();
     s.complete_document(id, &chunks, t(1)).await.unwrap();
     id
 }
