@@ -26,7 +26,11 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     a_publish_cut_short_converges_when_another_instance_takes_it_up_without_duplicates,
     open_webui_going_away_fails_the_publish_not_the_sync_and_the_next_publish_converges,
     publishing_is_refused_without_open_webui_settings_or_manage_access_and_with_a_bad_target,
+    open_webui_loads_the_tool_server_spec_with_a_service_key_and_lists_the_tool,
 );
+
+/// Tool server connections are one setting of the shared Open WebUI: tests that change it take turns.
+static TOOL_SERVER_SETTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A name no other test (or database variant) of this process uses in the shared Open WebUI.
 fn unique(name: &str) -> String {
@@ -714,5 +718,55 @@ async fn publishing_is_refused_without_open_webui_settings_or_manage_access_and_
         .await;
     assert_eq!(body["status"], "failed", "{body}");
     assert!(body["error"].as_str().unwrap().contains("Open WebUI"), "{body}");
+    s.stop().await;
+}
+
+async fn open_webui_loads_the_tool_server_spec_with_a_service_key_and_lists_the_tool(db: Db) {
+    let Some(owui) = OpenWebUi::shared().await else {
+        return;
+    };
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let admin = s.admin_token().await;
+    let (key, _, _) = crate::retrieve::service_key(&s, &admin, true).await;
+    let id = unique("kbsync");
+    let connection = json!({
+        "url": format!("{}/api/v1/tools", s.base),
+        "path": "openapi.json",
+        "type": "openapi",
+        "auth_type": "bearer",
+        "key": key,
+        "config": {"enable": true},
+        // No name here: the listing then takes the spec's title, which it has only if the spec loaded.
+        "info": {"id": id},
+    });
+    // Open WebUI's own check of a connection fetches and parses the spec with the key.
+    let verified = owui
+        .post("/api/v1/configs/tool_servers/verify", &connection)
+        .await;
+    let op = &verified["paths"]["/api/v1/tools/search_knowledge"]["post"];
+    assert_eq!(op["operationId"], "search_knowledge", "{verified}");
+    // Registered, it is among the tools Open WebUI offers, under the spec's title.
+    let _turn = TOOL_SERVER_SETTING.lock().await;
+    owui.post(
+        "/api/v1/configs/tool_servers",
+        &json!({"TOOL_SERVER_CONNECTIONS": [connection]}),
+    )
+    .await;
+    let tools = owui.get("/api/v1/tools/").await;
+    let listed = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == format!("server:{id}"))
+        .unwrap_or_else(|| panic!("server:{id} not listed: {tools}"));
+    let (_, spec) = s.get("/api/v1/tools/openapi.json", None).await;
+    assert_eq!(listed["name"], spec["info"]["title"], "{listed}");
+    owui.post(
+        "/api/v1/configs/tool_servers",
+        &json!({"TOOL_SERVER_CONNECTIONS": []}),
+    )
+    .await;
     s.stop().await;
 }

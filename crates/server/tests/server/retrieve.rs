@@ -290,7 +290,7 @@ async fn the_tool_server_spec_is_public_json_with_the_search_operation(db: Db) {
 }
 
 /// A read-only service key, optionally trusted to assert users; returns (key, key id, account id).
-async fn service_key(s: &TestServer, admin: &str, trusted: bool) -> (String, String, String) {
+pub(crate) async fn service_key(s: &TestServer, admin: &str, trusted: bool) -> (String, String, String) {
     let (status, body) = s
         .post(
             "/api/v1/admin/api-keys",
