@@ -85,6 +85,20 @@ async fn synced_kb(s: &TestServer, owui: &OpenWebUi, files: &[(&str, &str)]) -> 
     }
 }
 
+/// Runs a sync of the knowledge base now (a second later on the server's clock) and waits for its end.
+async fn sync_again(s: &TestServer, p: &Published) -> Value {
+    s.clock.advance(chrono::Duration::seconds(1));
+    let (status, body) = s
+        .post(
+            &format!("/api/v1/knowledge/{}/sync", p.kb),
+            Some(&p.owner),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_idle(s, &p.owner, &p.kb).await
+}
+
 /// Polls the publication until no publish waits or runs and its last one ended after `after`
 /// publishes (counted in the history), with a deadline.
 #[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
@@ -219,16 +233,7 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
         .unwrap();
     s.user(&admin, &partial_email).await;
     owui.create_user(&partial_email, "Partial").await;
-    s.clock.advance(chrono::Duration::seconds(1));
-    let (status, _) = s
-        .post(
-            &format!("/api/v1/knowledge/{}/sync", p.kb),
-            Some(&p.owner),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    wait_idle(&s, &p.owner, &p.kb).await;
+    sync_again(&s, &p).await;
 
     // Turned on: a new Open WebUI knowledge base, published by the loop.
     let (status, on) = s
@@ -332,16 +337,7 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
             b"Third quarter figures".to_vec(),
         )
         .unwrap();
-    s.clock.advance(chrono::Duration::seconds(1));
-    let (status, _) = s
-        .post(
-            &format!("/api/v1/knowledge/{}/sync", p.kb),
-            Some(&p.owner),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    wait_idle(&s, &p.owner, &p.kb).await;
+    sync_again(&s, &p).await;
     let again = wait_published(&s, &p.owner, &p.kb, 2).await;
     assert_eq!(again["status"], "published", "{again}");
     let expected = kbsync_files(&s, &p.owner, &p.kb).await;
@@ -360,14 +356,7 @@ async fn publishing_mirrors_the_synced_drive_into_open_webui_and_follows_changes
     assert_eq!(openwebui_files(owui, &knowledge_id).await, expected);
 
     // A sync that changes nothing publishes nothing (no new history entry).
-    s.clock.advance(chrono::Duration::seconds(1));
-    s.post(
-        &format!("/api/v1/knowledge/{}/sync", p.kb),
-        Some(&p.owner),
-        json!({}),
-    )
-    .await;
-    wait_idle(&s, &p.owner, &p.kb).await;
+    sync_again(&s, &p).await;
     wait_published(&s, &p.owner, &p.kb, 2).await;
     let (_, history) = s
         .get(
@@ -568,16 +557,7 @@ async fn open_webui_going_away_fails_the_publish_not_the_sync_and_the_next_publi
     s.drive()
         .put_file(&s.drive().default_drive_id(), "/Team/c.txt", b"charlie".to_vec())
         .unwrap();
-    s.clock.advance(chrono::Duration::seconds(1));
-    let (status, _) = s
-        .post(
-            &format!("/api/v1/knowledge/{}/sync", p.kb),
-            Some(&p.owner),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    let state = wait_idle(&s, &p.owner, &p.kb).await;
+    let state = sync_again(&s, &p).await;
     assert_eq!(state["status"], "completed", "{state}");
     assert_eq!(s.publisher().tick().await.unwrap(), 1);
     let (_, failed) = s
