@@ -193,6 +193,9 @@ impl Publisher {
         let started = self.clock.now();
         let (progress_tx, progress_rx) = watch::channel((0u64, 0u64));
         let stop_renewing = CancellationToken::new();
+        // Also when this future is dropped half-way (shutdown, or the task aborted): a lease nobody
+        // renews expires, and another instance takes the publish over.
+        let _stop_on_drop = stop_renewing.clone().drop_guard();
         let renewer = tokio::spawn(renew_while_publishing(
             self.store.clone(),
             self.clock.clone(),
