@@ -73,7 +73,7 @@ impl ParsedQuery {
     pub(crate) fn parse(text: &str, split: fn(&str) -> Vec<String>) -> Self {
         let pieces: Vec<&str> = text.split('"').collect();
         // Pieces at odd positions are quoted, except a last one without a closing quote.
-        let closed = if pieces.len() % 2 == 0 {
+        let closed = if pieces.len().is_multiple_of(2) {
             pieces.len() - 1
         } else {
             pieces.len()
