@@ -20,6 +20,8 @@ const CHUNK_WORDS: usize = 160;
 const DISTINCT_ACLS: u64 = 10_000;
 /// Groups the access lists name; the document-level reader is a member of a tenth of them.
 const GROUPS: u64 = 1_000;
+/// The writer's pace during the queries: 50 documents (1,000 chunks) a second.
+const WRITER_DOCUMENTS_PER_SECOND: f64 = 50.0;
 
 /// The access list of document `d`: one of [`DISTINCT_ACLS`], as permission sync writes them.
 fn acl_of(d: u64) -> DocumentAcl {
@@ -124,14 +126,22 @@ async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
         .add_user_principal(reader, &format!("user:reader-{reader}"))
         .await?;
 
-    // The writer: indexes further documents into the same knowledge base until the queries end.
+    // The writer: indexes further documents into the same knowledge base until the queries end,
+    // at most WRITER_DOCUMENTS_PER_SECOND (a sync's pace: scenario 1 indexes ~270 files/s, most
+    // of them a chunk or two; these documents have 20 chunks). Unpaced, a writer on the same two
+    // cores as the queries grows a small index many times over while it is being measured.
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
     let writer = {
         let (store, stop, written) = (store.clone(), stop.clone(), written.clone());
         tokio::spawn(async move {
+            let mut pace = tokio::time::interval(std::time::Duration::from_secs_f64(
+                1.0 / WRITER_DOCUMENTS_PER_SECOND,
+            ));
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut d = documents;
             while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
                 index(&store, kb, d, true).await?;
                 written.fetch_add(1, Ordering::Relaxed);
                 d += 1;
@@ -213,15 +223,15 @@ async fn one(db: &Db, total: usize, queries: usize) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let w = written.load(Ordering::Relaxed);
     b.line(format!(
-        "writer: {w} documents ({} chunks) indexed during the {:.1} s of queries",
+        "writer: {w} documents ({} chunks) indexed during the {:.1} s of queries (paced at most {WRITER_DOCUMENTS_PER_SECOND} documents/s)",
         w * CHUNKS_PER_DOCUMENT as u64,
         secs
     ));
     b.target(
         "p99 (worst shape)",
         format!("{worst_p99:.2} ms"),
-        "< 50 ms",
-        worst_p99 < 50.0,
+        "< 20 ms",
+        worst_p99 < 20.0,
     );
     b.print();
     Ok(())

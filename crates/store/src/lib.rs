@@ -61,6 +61,7 @@ mod knowledge_bases;
 mod page;
 mod postgres;
 mod publications;
+mod rank;
 mod runs;
 mod schedule;
 mod search;

@@ -1,6 +1,7 @@
 //! Full-text search over the chunks of processed documents, filtered by access inside the query.
-//! Its SQL differs per database (`sqlite/search.rs`: FTS5; `postgres/search.rs`: `tsvector`); the
-//! text handling both share is in `search_text.rs`.
+//! Finding the candidates differs per database (`sqlite/search.rs`: FTS5; `postgres/search.rs`:
+//! `tsvector`); the text handling both share is in `search_text.rs`, and the ranking, done by the
+//! store over the candidates' text so that both databases rank alike, in `rank.rs`.
 //!
 //! A query is plain text in natural language: its words are alternatives (a chunk matches when it
 //! holds any of them), common English stop words are dropped, and chunks rank higher the more and
@@ -11,6 +12,9 @@
 use async_trait::async_trait;
 use kbsync_core::{KbId, Passage, SearchHit};
 
+use crate::convert::parse_uuid;
+use crate::rank::{Scored, best_chunks, best_per_document};
+use crate::search_text::{ParsedQuery, SNIPPET_MAX_CHARS, snippet_around};
 use crate::{Reader, Result};
 
 /// Search's match-phase limit: a query that matches more chunks than this ranks only the newest
@@ -18,8 +22,7 @@ use crate::{Reader, Result};
 /// however large the index grows; a query that matches fewer (the usual case: any word that is
 /// not in a large share of all chunks) is ranked exactly. Words that occur in most chunks carry
 /// little weight in BM25 anyway; the newest chunks are the ones a sync has just brought in. The
-/// size is set by PostgreSQL's cost: ranking a match reads its stored `tsvector` (~5–10 µs on the
-/// benchmark machine), so 2,000 matches keep a common word near 15 ms (10,000 took ~130 ms).
+/// size bounds what a query reads: each candidate's text is read and scored (see `rank.rs`).
 pub const SEARCH_DEPTH: i64 = 2_000;
 
 #[derive(Debug, Clone)]
@@ -72,9 +75,9 @@ pub trait SearchStore: Send + Sync {
     async fn retrieve(&self, query: RetrieveQuery<'_>) -> Result<Vec<Passage>>;
 }
 
-/// A passage as both databases select it: document id, knowledge base id, name, path, web URL,
-/// score, chunk ordinal, text, start and end offsets.
-#[derive(Debug, sqlx::FromRow)]
+/// A passage before its neighbours are attached: document id, knowledge base id, name, path,
+/// web URL, score, chunk ordinal, text, start and end offsets.
+#[derive(Debug)]
 pub(crate) struct PassageRow {
     pub id: String,
     pub kb_id: String,
@@ -86,6 +89,49 @@ pub(crate) struct PassageRow {
     pub text: String,
     pub start_offset: Option<i64>,
     pub end_offset: Option<i64>,
+}
+
+/// Search's hits: the best chunk of each document among `scored` (best first), at most `limit`,
+/// with a snippet around the first query word.
+pub(crate) fn hits(scored: Vec<Scored>, q: &ParsedQuery, limit: u32) -> Result<Vec<SearchHit>> {
+    let terms: Vec<String> = q
+        .words
+        .iter()
+        .chain(q.phrases.iter().flatten())
+        .cloned()
+        .collect();
+    best_per_document(scored, usize::try_from(limit).unwrap_or(usize::MAX))
+        .into_iter()
+        .map(|s| {
+            Ok(SearchHit {
+                knowledge_id: parse_uuid(&s.chunk.kb_id)?,
+                document_id: parse_uuid(&s.chunk.document_id)?,
+                snippet: snippet_around(&s.chunk.text, &terms, SNIPPET_MAX_CHARS),
+                name: s.chunk.name,
+                score: s.score,
+                web_url: s.chunk.web_url,
+            })
+        })
+        .collect()
+}
+
+/// Retrieval's passages: the best `limit` chunks among `scored` (best first).
+pub(crate) fn passage_rows(scored: Vec<Scored>, limit: u32) -> Vec<PassageRow> {
+    best_chunks(scored, usize::try_from(limit).unwrap_or(usize::MAX))
+        .into_iter()
+        .map(|s| PassageRow {
+            id: s.chunk.document_id,
+            kb_id: s.chunk.kb_id,
+            name: s.chunk.name,
+            path: s.chunk.path,
+            web_url: s.chunk.web_url,
+            score: s.score,
+            ordinal: s.chunk.ordinal,
+            text: s.chunk.text,
+            start_offset: s.chunk.start_offset,
+            end_offset: s.chunk.end_offset,
+        })
+        .collect()
 }
 
 /// A chunk near a passage: document id, ordinal, text.

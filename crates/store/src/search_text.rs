@@ -216,20 +216,6 @@ pub(crate) fn collapse_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Cuts text to at most `max` characters, at a word boundary where possible, ending with "…"
-/// when something was cut.
-pub(crate) fn clamp_chars(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let keep: String = text.chars().take(max.saturating_sub(1)).collect();
-    let cut = match keep.rfind(' ') {
-        Some(i) if i > keep.len() / 2 => &keep[..i],
-        _ => keep.as_str(),
-    };
-    format!("{}…", cut.trim_end())
-}
-
 /// A plain-text snippet of at most `max` characters around the first word of `text` whose
 /// folded form is one of `terms` (the start of the text when none is).
 pub(crate) fn snippet_around(text: &str, terms: &[String], max: usize) -> String {
@@ -355,12 +341,5 @@ mod tests {
         let text = format!("{} Übergabe {}", "a ".repeat(300), "b ".repeat(300));
         let s = snippet_around(&text, &["ubergabe".to_owned()], 240);
         assert!(s.contains("Übergabe"), "{s}");
-    }
-
-    #[test]
-    fn clamp_cuts_at_word_boundary() {
-        let s = clamp_chars(&"word ".repeat(100), 240);
-        assert!(s.chars().count() <= 240);
-        assert!(s.ends_with("word…"), "{s}");
     }
 }

@@ -1,59 +1,35 @@
-//! Search on PostgreSQL: a `tsvector` column (configuration `simple`) with a GIN index. The store
-//! folds text itself (Unicode decomposition, diacritics removed, lower case, split into words,
-//! see `search_text`) before building the vector and the query, so matching ignores diacritics
-//! without the `unaccent` extension and user text never reaches tsquery syntax: each word or
-//! phrase becomes its own `phraseto_tsquery`, and they are combined with `||` and `&&`.
-//!
-//! PostgreSQL's own ranking functions know nothing of how common a word is (`ts_rank` counts how
-//! often the query's words occur; `ts_rank_cd` counts covers, stretches of text that satisfy the
-//! query, weighted by how short they are). So the score is computed in the query, BM25-like: each
-//! query word (or phrase) a chunk holds adds its inverse document frequency, measured over the
-//! matching chunks the reader may read (at most [`SEARCH_DEPTH`] of them: corpus-wide counts would
-//! cost a scan of each word's posting list), `ln(1 + (N - df + 0.5) / (df + 0.5))`; the sum is
-//! multiplied by `1 + tf / (1 + tf)` with `tf = ts_rank_cd` (more occurrences count, with
-//! saturation) and by the boosts of `search_text` (every word, the typed phrase).
+//! Search on PostgreSQL: a `tsvector` column (configuration `simple`) with a GIN index finds the
+//! candidates; the store ranks them (`rank.rs`). The store folds text itself (Unicode
+//! decomposition, diacritics removed, lower case, split into words, see `search_text`) before
+//! building the vector and the query, so matching ignores diacritics without the `unaccent`
+//! extension and user text never reaches tsquery syntax: each word or phrase becomes its own
+//! `phraseto_tsquery`, and they are combined with `||` and `&&`.
 
 use async_trait::async_trait;
 use kbsync_core::{Passage, SearchHit};
 use sqlx::{Postgres, QueryBuilder};
 
 use super::PostgresStore;
-use crate::convert::parse_uuid;
-use crate::search::{NeighbourRow, PassageRow, attach_neighbours};
-use crate::search_text::{
-    ALL_WORDS_BOOST, PHRASE_BOOST, ParsedQuery, SNIPPET_MAX_CHARS, folded_words, snippet_around,
-};
+use crate::rank::{Candidate, Scorer};
+use crate::search::{NeighbourRow, attach_neighbours, hits, passage_rows};
+use crate::search_text::{ParsedQuery, folded_words};
 use crate::{Reader, Result, RetrieveQuery, SEARCH_DEPTH, SearchQuery, SearchStore};
 
 #[async_trait]
 impl SearchStore for PostgresStore {
     async fn search(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>> {
-        self.search_with_depth(query, SEARCH_DEPTH).await
+        let Some((parsed, candidates)) = self.candidates(&query, SEARCH_DEPTH).await? else {
+            return Ok(Vec::new());
+        };
+        hits(Scorer::new(&parsed).rank(candidates), &parsed, query.limit)
     }
 
     async fn retrieve(&self, query: RetrieveQuery<'_>) -> Result<Vec<Passage>> {
         let search = query.as_search();
-        let parsed = ParsedQuery::parse(search.text, folded_words);
-        if parsed.is_empty() || search.limit == 0 {
+        let Some((parsed, candidates)) = self.candidates(&search, SEARCH_DEPTH).await? else {
             return Ok(Vec::new());
-        }
-        let rare = self.rare_alternatives(&parsed, &search, SEARCH_DEPTH).await?;
-        let mut qb = scored_hits(&parsed, &search, SEARCH_DEPTH, &rare);
-        qb.push(
-            " SELECT d.id, d.kb_id, d.name, d.path, d.web_url, h.score, c.ordinal, c.text, \
-             c.start_offset, c.end_offset \
-             FROM scored h JOIN documents d ON d.id = h.document_id \
-             JOIN chunks c ON c.id = h.chunk_id \
-             WHERE d.status = 'processed' AND NOT EXISTS (SELECT 1 FROM sources s \
-             WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL) \
-             ORDER BY h.score DESC, h.chunk_id DESC LIMIT ",
-        );
-        qb.push_bind(i64::from(search.limit));
-        let rows: Vec<PassageRow> = qb
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::err)?;
+        };
+        let rows = passage_rows(Scorer::new(&parsed).rank(candidates), search.limit);
         let neighbours = if query.neighbours == 0 || rows.is_empty() {
             Vec::new()
         } else {
@@ -158,72 +134,6 @@ fn push_readable(qb: &mut QueryBuilder<Postgres>, query: &SearchQuery<'_>) {
     }
 }
 
-/// `WITH cand AS (…), weights AS (…), scored AS (…)`: the matching chunks the reader may read,
-/// newest first and at most `depth` of them (the match-phase limit, see `SEARCH_DEPTH`: the
-/// planner either walks the primary key backwards and stops after that many matches — a word in
-/// most chunks — or takes the few matches from the GIN index and sorts them), plus every match
-/// of the `rare` alternatives (see [`PostgresStore::rare_alternatives`]); each query word's
-/// weight over them, and each chunk's score (see the module docs).
-fn scored_hits(
-    q: &ParsedQuery,
-    query: &SearchQuery<'_>,
-    depth: i64,
-    rare: &[Option<&String>],
-) -> QueryBuilder<Postgres> {
-    let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-        "WITH cand AS MATERIALIZED ((SELECT c.id, c.document_id, c.tsv FROM chunks c WHERE c.tsv @@ ",
-    );
-    push_matching(&mut qb, q);
-    push_readable(&mut qb, query);
-    qb.push(" ORDER BY c.id DESC LIMIT ").push_bind(depth.max(1));
-    qb.push(")");
-    if !rare.is_empty() {
-        qb.push(" UNION (SELECT c.id, c.document_id, c.tsv FROM chunks c WHERE c.tsv @@ (");
-        for (i, alt) in rare.iter().enumerate() {
-            if i > 0 {
-                qb.push(" || ");
-            }
-            push_alternative(&mut qb, q, *alt);
-        }
-        qb.push(")");
-        push_readable(&mut qb, query);
-        qb.push(")");
-    }
-    // The weighed terms: the words, and the phrases (one word each is fine too).
-    let terms: Vec<String> = q
-        .words
-        .iter()
-        .cloned()
-        .chain(q.phrases.iter().map(|p| p.join(" ")))
-        .collect();
-    qb.push("), terms AS (SELECT u.t, phraseto_tsquery('simple', u.t) AS q FROM UNNEST(")
-        .push_bind(terms)
-        .push(
-            "::TEXT[]) AS u (t)), total AS (SELECT COUNT(*)::FLOAT8 AS n FROM cand), \
-         weights AS (SELECT t.t, LN(1.0 + ((SELECT n FROM total) - COUNT(c.id)::FLOAT8 + 0.5) \
-         / (COUNT(c.id)::FLOAT8 + 0.5)) AS idf \
-         FROM terms t LEFT JOIN cand c ON c.tsv @@ t.q GROUP BY t.t), \
-         scored AS (SELECT c.id AS chunk_id, c.document_id, \
-         CAST((SELECT COALESCE(SUM(w.idf), 0.0) FROM weights w \
-         WHERE c.tsv @@ phraseto_tsquery('simple', w.t)) \
-         * (1.0 + r.tf / (1.0 + r.tf))",
-        );
-    if let Some(words) = q.boost_all_words() {
-        qb.push(" * (CASE WHEN c.tsv @@ plainto_tsquery('simple', ")
-            .push_bind(words.join(" "))
-            .push(format!(") THEN {:.3} ELSE 1.0 END)", 1.0 + ALL_WORDS_BOOST));
-    }
-    if let Some(phrase) = q.boost_phrase() {
-        qb.push(" * (CASE WHEN c.tsv @@ ");
-        push_tsquery(&mut qb, phrase);
-        qb.push(format!(" THEN {:.3} ELSE 1.0 END)", 1.0 + PHRASE_BOOST));
-    }
-    qb.push(" AS DOUBLE PRECISION) AS score FROM cand c CROSS JOIN LATERAL (SELECT ts_rank_cd(c.tsv, ");
-    push_matching(&mut qb, q);
-    qb.push(")::FLOAT8 AS tf) r)");
-    qb
-}
-
 impl PostgresStore {
     /// Whether more than `depth` readable chunks match `expr` (pushed by `push`).
     async fn matches_more_than(
@@ -245,84 +155,96 @@ impl PostgresStore {
         Ok(n > depth.max(1))
     }
 
-    /// The match-phase limit applies per alternative (each word of the query): when the query
-    /// as a whole matches more than `depth` readable chunks, the alternatives that match at most
-    /// `depth` (rare words) are ranked in full, so that "budget zebra" finds the one old chunk
-    /// about zebras however many newer ones mention budgets. Empty when no limit applies.
-    async fn rare_alternatives<'q>(
+    /// The chunks a query ranks (the query parsed for ranking, and the chunks); `None` when it
+    /// has no words or asks for nothing.
+    ///
+    /// The match-phase limit: the `depth` newest matching chunks the reader may read are ranked
+    /// (the planner either walks the primary key backwards and stops after that many matches —
+    /// a word in most chunks — or takes the few matches from the GIN index and sorts them). When
+    /// there are more, the limit applies per alternative (each word of the query): the
+    /// alternatives that match at most `depth` readable chunks (rare words) are ranked in full,
+    /// so that "budget zebra" finds the one old chunk about zebras however many newer ones
+    /// mention budgets.
+    async fn candidates(
         &self,
-        q: &'q ParsedQuery,
         query: &SearchQuery<'_>,
         depth: i64,
-    ) -> Result<Vec<Option<&'q String>>> {
-        let alts = alternatives(q);
-        if alts.len() < 2
-            || !self
-                .matches_more_than(query, depth, |qb| push_matching(qb, q))
-                .await?
-        {
-            return Ok(Vec::new());
+    ) -> Result<Option<(ParsedQuery, Vec<Candidate>)>> {
+        let q = ParsedQuery::parse(query.text, folded_words);
+        if q.is_empty() || query.limit == 0 {
+            return Ok(None);
         }
-        tracing::debug!(
-            depth,
-            "search matched more chunks than its depth: the newest are ranked, and rare words in full"
-        );
-        let mut rare = Vec::new();
-        for alt in alts {
-            if !self
-                .matches_more_than(query, depth, |qb| push_alternative(qb, q, alt))
-                .await?
-            {
-                rare.push(alt);
+        let depth = depth.max(1);
+        let mut rows = self
+            .walk(query, None, Some(depth + 1), |qb| push_matching(qb, &q))
+            .await?;
+        if rows.len() > usize::try_from(depth).unwrap_or(usize::MAX)
+            && let Some(floor) = rows.pop().map(|r| r.chunk_id)
+        {
+            tracing::debug!(depth, "search matched more chunks than its depth: the newest are ranked");
+            let alts = alternatives(&q);
+            let mut rare = Vec::new();
+            if alts.len() >= 2 {
+                for alt in alts {
+                    if !self
+                        .matches_more_than(query, depth, |qb| push_alternative(qb, &q, alt))
+                        .await?
+                    {
+                        rare.push(alt);
+                    }
+                }
+            }
+            if !rare.is_empty() {
+                let older = self
+                    .walk(query, Some(floor), None, |qb| {
+                        qb.push("(");
+                        for (i, alt) in rare.iter().enumerate() {
+                            if i > 0 {
+                                qb.push(" || ");
+                            }
+                            push_alternative(qb, &q, *alt);
+                        }
+                        qb.push(")");
+                    })
+                    .await?;
+                rows.extend(older);
             }
         }
-        Ok(rare)
+        Ok(Some((q, rows)))
     }
 
-    /// Search ranking at most the `depth` newest matching chunks the reader may read.
-    async fn search_with_depth(&self, query: SearchQuery<'_>, depth: i64) -> Result<Vec<SearchHit>> {
-        let parsed = ParsedQuery::parse(query.text, folded_words);
-        if parsed.is_empty() || query.limit == 0 {
-            return Ok(Vec::new());
+    /// The readable chunks matching the tsquery pushed by `push`, newest first, at or below a
+    /// chunk id and at most `limit` when given, with their documents.
+    async fn walk(
+        &self,
+        query: &SearchQuery<'_>,
+        at_or_below: Option<i64>,
+        limit: Option<i64>,
+        push: impl FnOnce(&mut QueryBuilder<Postgres>),
+    ) -> Result<Vec<Candidate>> {
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(concat!(
+            "WITH cand AS MATERIALIZED (SELECT c.id, c.document_id, c.kb_id, c.ordinal, c.text, ",
+            "c.start_offset, c.end_offset FROM chunks c WHERE c.tsv @@ "
+        ));
+        push(&mut qb);
+        if let Some(at) = at_or_below {
+            qb.push(" AND c.id <= ").push_bind(at);
         }
-        let terms: Vec<String> = parsed
-            .words
-            .iter()
-            .chain(parsed.phrases.iter().flatten())
-            .cloned()
-            .collect();
-        // The scored chunks are reduced to the best chunk per document, joined to documents
-        // and cut to the limit; only then is the text of the returned chunks read.
-        let rare = self.rare_alternatives(&parsed, &query, depth).await?;
-        let mut qb = scored_hits(&parsed, &query, depth, &rare);
-        qb.push(
-            " SELECT t.id, t.kb_id, t.name, t.web_url, t.score, c.text FROM ( \
-             SELECT d.id, d.kb_id, d.name, d.web_url, h.chunk_id, h.score FROM ( \
-             SELECT DISTINCT ON (s.document_id) s.document_id, s.chunk_id, s.score FROM scored s \
-             ORDER BY s.document_id, s.score DESC, s.chunk_id) h \
-             JOIN documents d ON d.id = h.document_id \
-             WHERE d.status = 'processed' AND NOT EXISTS (SELECT 1 FROM sources s \
-             WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL) \
-             ORDER BY h.score DESC, d.id LIMIT ",
-        );
-        qb.push_bind(i64::from(query.limit));
-        qb.push(") t JOIN chunks c ON c.id = t.chunk_id ORDER BY t.score DESC, t.id");
-        let rows: Vec<(String, String, String, Option<String>, f64, String)> = qb
-            .build_query_as()
+        push_readable(&mut qb, query);
+        qb.push(" ORDER BY c.id DESC");
+        if let Some(limit) = limit {
+            qb.push(" LIMIT ").push_bind(limit);
+        }
+        qb.push(concat!(
+            ") SELECT cand.id AS chunk_id, cand.document_id, cand.kb_id, d.name, d.path, d.web_url, ",
+            "cand.ordinal, cand.text, cand.start_offset, cand.end_offset, ",
+            "(d.status = 'processed' AND NOT EXISTS (SELECT 1 FROM sources s ",
+            "WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL)) AS servable ",
+            "FROM cand JOIN documents d ON d.id = cand.document_id ORDER BY cand.id DESC"
+        ));
+        qb.build_query_as()
             .fetch_all(&self.pool)
             .await
-            .map_err(Self::err)?;
-        rows.into_iter()
-            .map(|(id, kb_id, name, web_url, score, text)| {
-                Ok(SearchHit {
-                    knowledge_id: parse_uuid(&kb_id)?,
-                    document_id: parse_uuid(&id)?,
-                    name,
-                    snippet: snippet_around(&text, &terms, SNIPPET_MAX_CHARS),
-                    score,
-                    web_url,
-                })
-            })
-            .collect()
+            .map_err(Self::err)
     }
 }

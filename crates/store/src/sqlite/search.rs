@@ -1,54 +1,33 @@
 //! Search on SQLite: an external-content FTS5 index over `chunks` (`unicode61 remove_diacritics 2`
-//! tokenizer, so FTS5 folds diacritics and case itself), ranked with FTS5's `bm25()`: the query
-//! words' inverse document frequency over the whole index, term frequency with saturation, and
-//! chunk length normalisation. The boosts of `search_text` (every word, the typed phrase)
-//! multiply it.
-
-use std::collections::HashMap;
+//! tokenizer, so FTS5 folds diacritics and case itself) finds the candidates, newest first; the
+//! store ranks them (`rank.rs`). FTS5's own `bm25()` is not used: it counts each query word's
+//! matches over the whole index on every query.
 
 use async_trait::async_trait;
 use kbsync_core::{Passage, SearchHit};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::SqliteStore;
-use crate::convert::parse_uuid;
-use crate::search::{NeighbourRow, PassageRow, attach_neighbours};
-use crate::search_text::{
-    ALL_WORDS_BOOST, Fts5Query, PHRASE_BOOST, SNIPPET_MAX_CHARS, clamp_chars, collapse_whitespace, fts5_query,
-};
+use crate::rank::{Candidate, Scorer};
+use crate::search::{NeighbourRow, attach_neighbours, hits, passage_rows};
+use crate::search_text::{ParsedQuery, folded_words, fts5_query};
 use crate::{Reader, Result, RetrieveQuery, SEARCH_DEPTH, SearchQuery, SearchStore};
 
 #[async_trait]
 impl SearchStore for SqliteStore {
     async fn search(&self, query: SearchQuery<'_>) -> Result<Vec<SearchHit>> {
-        self.search_with_depth(query, SEARCH_DEPTH).await
+        let Some((parsed, candidates)) = self.candidates(&query, SEARCH_DEPTH).await? else {
+            return Ok(Vec::new());
+        };
+        hits(Scorer::new(&parsed).rank(candidates), &parsed, query.limit)
     }
 
     async fn retrieve(&self, query: RetrieveQuery<'_>) -> Result<Vec<Passage>> {
         let search = query.as_search();
-        let Some(fq) = fts5_query(search.text) else {
+        let Some((parsed, candidates)) = self.candidates(&search, SEARCH_DEPTH).await? else {
             return Ok(Vec::new());
         };
-        if search.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let window = self.depth_window(&fq, &search, SEARCH_DEPTH).await?;
-        let mut qb = scored_hits(&fq, &search, &window);
-        qb.push(
-            " SELECT d.id, d.kb_id, d.name, d.path, d.web_url, h.score, c.ordinal, c.text, \
-             c.start_offset, c.end_offset \
-             FROM scored h CROSS JOIN documents d ON d.id = h.document_id \
-             CROSS JOIN chunks c ON c.id = h.chunk_id \
-             WHERE d.status = 'processed' AND NOT EXISTS (SELECT 1 FROM sources s \
-             WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL) \
-             ORDER BY h.score DESC, h.chunk_id DESC LIMIT ",
-        );
-        qb.push_bind(i64::from(search.limit));
-        let rows: Vec<PassageRow> = qb
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::err)?;
+        let rows = passage_rows(Scorer::new(&parsed).rank(candidates), search.limit);
         let neighbours = if query.neighbours == 0 || rows.is_empty() {
             Vec::new()
         } else {
@@ -77,189 +56,103 @@ impl SearchStore for SqliteStore {
     }
 }
 
-/// Which matches are ranked (see [`SqliteStore::depth_window`]).
-struct Window {
-    /// Only matches above this rowid, unless they match `rare`; `None`: every match.
-    floor: Option<i64>,
-    /// The alternatives with at most `SEARCH_DEPTH` readable matches, all of which are ranked.
-    rare: Option<String>,
-}
-
-/// `WITH hits AS (…), scored AS (…)`: the readable chunks matching the query within `window`, with
-/// their score (bm25 times the boosts). bm25 and the boosts are computed only for rows that passed
-/// the access filter. FTS5 drives the plan (CROSS JOIN fixes the join order): each match is
-/// joined to its chunk row by primary key and filtered by knowledge base. A boost looks up the
-/// chunk's rowid in a second FTS5 query (a seek, not a scan).
-fn scored_hits(fq: &Fts5Query, query: &SearchQuery<'_>, window: &Window) -> QueryBuilder<Sqlite> {
-    // Without a floor every match is ranked; with one, the matches above it, and (a second
-    // branch: an OR next to MATCH is refused by SQLite) the rare alternatives' matches below it.
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH hits AS MATERIALIZED (");
-    push_hits_branch(&mut qb, fq, query, window.floor.map(|f| (">", f)), None);
-    if let (Some(floor), Some(rare)) = (window.floor, &window.rare) {
-        qb.push(" UNION ALL ");
-        push_hits_branch(&mut qb, fq, query, Some(("<=", floor)), Some(rare));
-    }
-    qb.push("), scored AS (SELECT h.chunk_id, h.document_id, h.base");
-    for (expr, boost) in [(&fq.all_words, ALL_WORDS_BOOST), (&fq.phrase, PHRASE_BOOST)] {
-        if let Some(expr) = expr {
-            qb.push(" * (CASE WHEN EXISTS (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ")
-                .push_bind(expr.clone())
-                .push(" AND chunks_fts.rowid = h.chunk_id) THEN ")
-                .push(format!("{:.3}", 1.0 + boost))
-                .push(" ELSE 1.0 END)");
-        }
-    }
-    qb.push(" AS score FROM hits h)");
-    qb
-}
-
-/// One branch of `hits`: the readable matches of the query with their bm25, optionally on one
-/// side of a rowid and among the matches of `among`.
-fn push_hits_branch(
-    qb: &mut QueryBuilder<Sqlite>,
-    fq: &Fts5Query,
-    query: &SearchQuery<'_>,
-    rowid: Option<(&'static str, i64)>,
-    among: Option<&String>,
-) {
-    qb.push(
-        "SELECT chunks_fts.rowid AS chunk_id, c.document_id AS document_id, \
-         -bm25(chunks_fts) AS base FROM chunks_fts CROSS JOIN chunks c ON c.id = chunks_fts.rowid \
-         WHERE chunks_fts MATCH ",
-    );
-    qb.push_bind(fq.matching.clone());
-    if let Some((op, at)) = rowid {
-        qb.push(format!(" AND chunks_fts.rowid {op} ")).push_bind(at);
-    }
-    if let Some(among) = among {
-        qb.push(" AND chunks_fts.rowid IN (SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH ")
-            .push_bind(among.clone())
-            .push(")");
-    }
-    push_readable(qb, query);
-}
-
 impl SqliteStore {
+    /// The chunks a query ranks (the query parsed for ranking, and the chunks); `None` when it
+    /// has no words or asks for nothing.
+    ///
     /// The match-phase limit: when the reader may read more than `depth` matching chunks, only
-    /// the `depth` newest of those (highest rowid) are ranked. FTS5 walks the doclist newest
-    /// first; each match's chunk is looked up by primary key and kept when its knowledge base
-    /// is readable (and among `kb_ids`); the walk stops at the (depth + 1)th readable match,
-    /// whose rowid is the floor. Chunks the reader cannot read never count towards the depth
-    /// (as on PostgreSQL). Below the limit (the usual case) there is no floor and the ranking is
-    /// exact.
+    /// the `depth` newest of them (highest rowid) are ranked. FTS5 walks the doclist newest first;
+    /// each match's chunk is looked up by primary key and kept when its knowledge base or access
+    /// list is readable (and among `kb_ids`); the walk stops after the (depth + 1)th readable
+    /// match, whose rowid is the floor. Chunks the reader cannot read never count towards the
+    /// depth (as on PostgreSQL). Below the limit (the usual case) every match is ranked.
     ///
     /// The limit applies per alternative (each word of the query): when the query as a whole
     /// matches more than `depth` chunks, an alternative that matches at most `depth` (a rare
     /// word) is still ranked in full, so that "budget zebra" finds the one old chunk about
     /// zebras however many newer ones mention budgets.
-    async fn depth_window(&self, fq: &Fts5Query, query: &SearchQuery<'_>, depth: i64) -> Result<Window> {
-        let floor = self.depth_floor(&fq.matching, query, depth).await?;
-        if floor.is_none() || fq.alternatives.len() < 2 {
-            return Ok(Window { floor, rare: None });
+    async fn candidates(
+        &self,
+        query: &SearchQuery<'_>,
+        depth: i64,
+    ) -> Result<Option<(ParsedQuery, Vec<Candidate>)>> {
+        let Some(fq) = fts5_query(query.text) else {
+            return Ok(None);
+        };
+        if query.limit == 0 {
+            return Ok(None);
         }
-        let mut rare = Vec::new();
-        for alt in &fq.alternatives {
-            if self.depth_floor(alt, query, depth).await?.is_none() {
-                rare.push(format!("({alt})"));
+        let depth = depth.max(1);
+        let mut rows = self.walk(&fq.matching, query, None, Some(depth + 1)).await?;
+        if rows.len() > usize::try_from(depth).unwrap_or(usize::MAX)
+            && let Some(floor) = rows.pop().map(|r| r.chunk_id)
+        {
+            tracing::debug!(depth, "search matched more chunks than its depth: the newest are ranked");
+            if fq.alternatives.len() >= 2 {
+                let mut rare = Vec::new();
+                for alt in &fq.alternatives {
+                    if !self.matches_more_than(alt, query, depth).await? {
+                        rare.push(format!("({alt})"));
+                    }
+                }
+                if !rare.is_empty() {
+                    rows.extend(self.walk(&rare.join(" OR "), query, Some(floor), None).await?);
+                }
             }
         }
-        Ok(Window {
-            floor,
-            rare: (!rare.is_empty()).then(|| rare.join(" OR ")),
-        })
+        Ok(Some((ParsedQuery::parse(query.text, folded_words), rows)))
     }
 
-    /// The rowid of the (depth + 1)th newest readable match of `expr`, if it has that many.
-    async fn depth_floor(&self, expr: &str, query: &SearchQuery<'_>, depth: i64) -> Result<Option<i64>> {
-        let mut fq_sql: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT chunks_fts.rowid FROM chunks_fts");
-        if filters_kbs(query) {
-            fq_sql.push(" CROSS JOIN chunks c ON c.id = chunks_fts.rowid");
+    /// The readable matches of the FTS5 expression `expr`, newest first, at or below a rowid
+    /// and at most `limit` when given. FTS5 drives the plan (CROSS JOIN fixes the join order):
+    /// each match is joined to its chunk row by primary key and filtered by access there, and
+    /// only the kept ones are joined to their document.
+    async fn walk(
+        &self,
+        expr: &str,
+        query: &SearchQuery<'_>,
+        at_or_below: Option<i64>,
+        limit: Option<i64>,
+    ) -> Result<Vec<Candidate>> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(concat!(
+            "SELECT c.id AS chunk_id, c.document_id, c.kb_id, d.name, d.path, d.web_url, c.ordinal, ",
+            "c.text, c.start_offset, c.end_offset, (d.status = 'processed' AND NOT EXISTS ",
+            "(SELECT 1 FROM sources s WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL)) AS servable ",
+            "FROM chunks_fts CROSS JOIN chunks c ON c.id = chunks_fts.rowid ",
+            "CROSS JOIN documents d ON d.id = c.document_id WHERE chunks_fts MATCH "
+        ));
+        qb.push_bind(expr.to_owned());
+        if let Some(at) = at_or_below {
+            qb.push(" AND chunks_fts.rowid <= ").push_bind(at);
         }
-        fq_sql.push(" WHERE chunks_fts MATCH ");
-        fq_sql.push_bind(expr.to_owned());
-        push_readable(&mut fq_sql, query);
-        fq_sql.push(" ORDER BY chunks_fts.rowid DESC LIMIT 1 OFFSET ");
-        fq_sql.push_bind(depth.max(1));
-        let floor: Option<i64> = fq_sql
+        push_readable(&mut qb, query);
+        qb.push(" ORDER BY chunks_fts.rowid DESC");
+        if let Some(limit) = limit {
+            qb.push(" LIMIT ").push_bind(limit);
+        }
+        qb.build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(Self::err)
+    }
+
+    /// Whether more than `depth` readable chunks match the FTS5 expression `expr`.
+    async fn matches_more_than(&self, expr: &str, query: &SearchQuery<'_>, depth: i64) -> Result<bool> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("SELECT chunks_fts.rowid FROM chunks_fts");
+        if filters_kbs(query) {
+            qb.push(" CROSS JOIN chunks c ON c.id = chunks_fts.rowid");
+        }
+        qb.push(" WHERE chunks_fts MATCH ");
+        qb.push_bind(expr.to_owned());
+        push_readable(&mut qb, query);
+        qb.push(" ORDER BY chunks_fts.rowid DESC LIMIT 1 OFFSET ");
+        qb.push_bind(depth.max(1));
+        let beyond: Option<i64> = qb
             .build_query_scalar()
             .fetch_optional(&self.pool)
             .await
             .map_err(Self::err)?;
-        if floor.is_some() {
-            tracing::debug!(
-                depth,
-                "search matched more chunks than its depth: the newest are ranked"
-            );
-        }
-        Ok(floor)
-    }
-
-    /// Search ranking at most the `depth` newest matching chunks (see [`SEARCH_DEPTH`]).
-    async fn search_with_depth(&self, query: SearchQuery<'_>, depth: i64) -> Result<Vec<SearchHit>> {
-        let Some(fq) = fts5_query(query.text) else {
-            return Ok(Vec::new());
-        };
-        if query.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let window = self.depth_window(&fq, &query, depth).await?;
-        // The readable matches above the floor are scored, reduced to the best chunk per
-        // document (SQLite takes the bare column `chunk_id` from the row with the MAX), and
-        // joined to documents last, leaving out those not processed or of a revoked source.
-        let mut qb = scored_hits(&fq, &query, &window);
-        qb.push(
-            ", best AS (SELECT document_id, chunk_id, MAX(score) AS score FROM scored \
-             GROUP BY document_id) \
-             SELECT d.id, d.kb_id, d.name, d.web_url, b.chunk_id, b.score \
-             FROM best b CROSS JOIN documents d ON d.id = b.document_id \
-             WHERE d.status = 'processed' AND NOT EXISTS (SELECT 1 FROM sources s \
-             WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL) ORDER BY b.score DESC, d.id LIMIT ",
-        );
-        qb.push_bind(i64::from(query.limit));
-        let rows: Vec<RankedRow> = qb
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::err)?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-
-        let mut sq: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT rowid, snippet(chunks_fts, 0, '', '', '…', 24) FROM chunks_fts \
-             WHERE chunks_fts MATCH ",
-        );
-        sq.push_bind(fq.matching.clone());
-        sq.push(" AND rowid IN (");
-        let mut list = sq.separated(", ");
-        for row in &rows {
-            list.push_bind(row.4);
-        }
-        sq.push(")");
-        let snippets: HashMap<i64, String> = sq
-            .build_query_as::<(i64, String)>()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::err)?
-            .into_iter()
-            .collect();
-
-        rows.into_iter()
-            .map(|(id, kb_id, name, web_url, chunk_id, score)| {
-                let snippet = snippets
-                    .get(&chunk_id)
-                    .map(|s| clamp_chars(&collapse_whitespace(s), SNIPPET_MAX_CHARS))
-                    .unwrap_or_default();
-                Ok(SearchHit {
-                    knowledge_id: parse_uuid(&kb_id)?,
-                    document_id: parse_uuid(&id)?,
-                    name,
-                    snippet,
-                    score,
-                    web_url,
-                })
-            })
-            .collect()
+        Ok(beyond.is_some())
     }
 }
 
@@ -291,6 +184,3 @@ fn push_readable(qb: &mut QueryBuilder<Sqlite>, query: &SearchQuery<'_>) {
         qb.push(")");
     }
 }
-
-/// (document id, knowledge base id, name, web URL, best chunk id, score).
-type RankedRow = (String, String, String, Option<String>, i64, f64);
