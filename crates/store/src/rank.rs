@@ -53,8 +53,10 @@ pub(crate) struct Scored {
 pub(crate) struct Scorer {
     /// Folded word → vocabulary id.
     vocabulary: HashMap<String, u32>,
-    /// Longest vocabulary word in bytes: longer words cannot match.
-    longest: usize,
+    /// The ASCII words of the vocabulary with their ids, for ASCII text: a query has a few
+    /// words, so comparing each word of the text with them (length first, no allocation) is
+    /// faster than hashing it.
+    ascii: Vec<(Vec<u8>, u32)>,
     /// The weighed terms: each unquoted word, then each quoted phrase.
     terms: Vec<Vec<u32>>,
     /// How many of `terms` are unquoted words (they come first).
@@ -80,10 +82,14 @@ impl Scorer {
         let words = terms.len();
         terms.extend(q.phrases.iter().map(|p| p.iter().map(&mut id).collect()));
         let phrase_boost = q.boost_phrase().map(|p| p.iter().map(&mut id).collect());
-        let longest = vocabulary.keys().map(String::len).max().unwrap_or(0);
+        let ascii = vocabulary
+            .iter()
+            .filter(|(w, _)| w.is_ascii())
+            .map(|(w, id)| (w.as_bytes().to_vec(), *id))
+            .collect();
         Self {
             vocabulary,
-            longest,
+            ascii,
             terms,
             words,
             all_words_boost: q.boost_all_words().is_some(),
@@ -99,19 +105,25 @@ impl Scorer {
                 .map(|w| self.vocabulary.get(w).copied().unwrap_or(OTHER))
                 .collect();
         }
-        let mut out = Vec::with_capacity(text.len() / 6);
-        let mut lower = String::with_capacity(self.longest);
-        for word in text
-            .split(|c: char| !c.is_ascii_alphanumeric())
-            .filter(|w| !w.is_empty())
-        {
-            if word.len() > self.longest {
-                out.push(OTHER);
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len() / 5);
+        let mut i = 0;
+        while i < bytes.len() {
+            if !bytes[i].is_ascii_alphanumeric() {
+                i += 1;
                 continue;
             }
-            lower.clear();
-            lower.extend(word.chars().map(|c| c.to_ascii_lowercase()));
-            out.push(self.vocabulary.get(&lower).copied().unwrap_or(OTHER));
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            let word = &bytes[start..i];
+            let id = self
+                .ascii
+                .iter()
+                .find(|(w, _)| w.len() == word.len() && w.eq_ignore_ascii_case(word))
+                .map_or(OTHER, |(_, id)| *id);
+            out.push(id);
         }
         out
     }
