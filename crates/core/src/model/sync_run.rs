@@ -93,9 +93,9 @@ impl SyncPhase {
 /// Where a run's time went, in real elapsed time. The steps of a run (enumerate, plan,
 /// permissions) follow one another and are timed as wall time; the files of the work list run
 /// concurrently, so download, extract and index are each the *sum* over files of the time a file
-/// spent in that phase: with several files in flight their sum may exceed `wall`. What no phase
-/// covers (the work list's bookkeeping: progress, cursors, failed files) is what `wall` has left
-/// beyond `enumerate + plan + permissions` and the work list's own wall time.
+/// spent in that phase: with several files in flight their sum may exceed `wall`. The work list's
+/// own wall time is about `wall - enumerate - plan - permissions`; its bookkeeping between files
+/// (progress, failed files, cursors) is in no phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SyncPhaseTimes {
     pub enumerate: Duration,
@@ -104,7 +104,7 @@ pub struct SyncPhaseTimes {
     pub extract: Duration,
     pub index: Duration,
     pub permissions: Duration,
-    /// The run from its start to its end.
+    /// The run from its start until its end is recorded.
     pub wall: Duration,
 }
 

@@ -2,6 +2,8 @@
 //! bounded concurrency, each within its time limit; each finished file is booked (counts, state,
 //! progress, failures) and a source's cursor is saved once all of its files are done.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use kbsync_core::datasource::{Datasource, DatasourceError, TokenSource};
 use kbsync_core::{Source, SyncFailure, SyncPhase};
@@ -177,7 +179,7 @@ impl SyncEngine {
         ds: &dyn Datasource,
         tokens: &dyn TokenSource,
         stop: &CancellationToken,
-        meter: &std::sync::Arc<PhaseMeter>,
+        meter: &Arc<PhaseMeter>,
     ) -> Result<FileOutcome, SyncError> {
         let limit = self.cx.limits.file_timeout;
         let fetched = tokio::select! {
@@ -234,7 +236,7 @@ impl SyncEngine {
         w: &Work,
         ds: &dyn Datasource,
         tokens: &dyn TokenSource,
-        meter: &std::sync::Arc<PhaseMeter>,
+        meter: &Arc<PhaseMeter>,
     ) -> Fetched {
         let Some(kind) = FileKind::detect(&w.item.name, w.item.mime.as_deref()) else {
             return Fetched::Done(FileOutcome::Skipped(Skip::UnsupportedType));
