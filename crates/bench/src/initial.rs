@@ -200,6 +200,18 @@ pub async fn run(small: bool) -> Result<()> {
         summary.failed,
         summary.skipped
     ));
+    let p = &summary.phases;
+    b.line(format!(
+        "  where its time went: enumerate {:.2} s, plan {:.2} s, permissions {:.2} s of {:.2} s wall; summed over \
+         files: download {:.2} s, extract {:.2} s, index {:.2} s",
+        p.enumerate.as_secs_f64(),
+        p.plan.as_secs_f64(),
+        p.permissions.as_secs_f64(),
+        p.wall.as_secs_f64(),
+        p.download.as_secs_f64(),
+        p.extract.as_secs_f64(),
+        p.index.as_secs_f64()
+    ));
     b.line(format!("baseline: HTTP fetch only {}", rate(network)));
     b.line(format!(
         "baseline: local disk      {}  ({local_ok} indexed; same pipeline, no network)",

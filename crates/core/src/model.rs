@@ -16,7 +16,7 @@ pub use publication::{
     PublishRun,
 };
 pub use source::{Source, SourceKind};
-pub use sync_run::{SyncFailure, SyncRun, SyncRunOutcome, SyncTrigger};
+pub use sync_run::{SyncFailure, SyncPhase, SyncPhaseTimes, SyncRun, SyncRunOutcome, SyncTrigger};
 pub use sync_state::{SyncProgress, SyncState};
 
 pub type UserId = Uuid;

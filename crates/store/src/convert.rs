@@ -50,6 +50,17 @@ pub(crate) fn to_u64(v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative count: {v}")))
 }
 
+/// A measured duration as stored: whole microseconds (`BIGINT`, saturating).
+pub(crate) fn micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_micros(v: i64) -> Result<std::time::Duration> {
+    u64::try_from(v)
+        .map(std::time::Duration::from_micros)
+        .map_err(|_| StoreError::Corrupt(format!("negative duration: {v} µs")))
+}
+
 /// An `i32` column (INTEGER) read back as a count or a number of minutes.
 pub(crate) fn to_u32(v: i32) -> Result<u32> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative value: {v}")))

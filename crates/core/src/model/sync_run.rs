@@ -1,4 +1,7 @@
-//! Sync runs: one execution of a knowledge base's sync, kept as history with its failed files.
+//! Sync runs: one execution of a knowledge base's sync, kept as history with its failed files and
+//! where its time went.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -40,6 +43,95 @@ pub struct SyncRunOutcome {
     pub skipped: u64,
     pub total_found: u64,
     pub failures: Vec<SyncFailure>,
+    /// Where the run's time went; `None` while it runs, and for a run that never finished (an
+    /// instance died) or finished before kbsync measured it.
+    pub phases: Option<SyncPhaseTimes>,
+}
+
+/// A part of a sync run whose time is measured (docs/sync.md, "Where a run's time goes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SyncPhase {
+    /// Asking every source what changed (change-feed pages, a file source's metadata) and applying
+    /// each round to the source's saved state. A step of the run: its wall time.
+    Enumerate,
+    /// Comparing the gathered states with the documents: the file limit, renames and moves,
+    /// removals, skips, and the work list. A step of the run: its wall time.
+    Plan,
+    /// Bringing files' bytes into the blob store, summed over the files brought in.
+    Download,
+    /// Turning stored files into chunks, summed over the files.
+    Extract,
+    /// Writing documents and their chunks to the store, summed over the files.
+    Index,
+    /// Reading permissions, writing documents' access lists and expanding groups. A step of the
+    /// run: its wall time.
+    Permissions,
+}
+
+impl SyncPhase {
+    pub const ALL: [SyncPhase; 6] = [
+        SyncPhase::Enumerate,
+        SyncPhase::Plan,
+        SyncPhase::Download,
+        SyncPhase::Extract,
+        SyncPhase::Index,
+        SyncPhase::Permissions,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncPhase::Enumerate => "enumerate",
+            SyncPhase::Plan => "plan",
+            SyncPhase::Download => "download",
+            SyncPhase::Extract => "extract",
+            SyncPhase::Index => "index",
+            SyncPhase::Permissions => "permissions",
+        }
+    }
+}
+
+/// Where a run's time went, in real elapsed time. The steps of a run (enumerate, plan,
+/// permissions) follow one another and are timed as wall time; the files of the work list run
+/// concurrently, so download, extract and index are each the *sum* over files of the time a file
+/// spent in that phase: with several files in flight their sum may exceed `wall`. The work list's
+/// own wall time is about `wall - enumerate - plan - permissions`; its bookkeeping between files
+/// (progress, failed files, cursors) is in no phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncPhaseTimes {
+    pub enumerate: Duration,
+    pub plan: Duration,
+    pub download: Duration,
+    pub extract: Duration,
+    pub index: Duration,
+    pub permissions: Duration,
+    /// The run from its start until its end is recorded.
+    pub wall: Duration,
+}
+
+impl SyncPhaseTimes {
+    /// The time of one phase.
+    pub fn get(&self, phase: SyncPhase) -> Duration {
+        match phase {
+            SyncPhase::Enumerate => self.enumerate,
+            SyncPhase::Plan => self.plan,
+            SyncPhase::Download => self.download,
+            SyncPhase::Extract => self.extract,
+            SyncPhase::Index => self.index,
+            SyncPhase::Permissions => self.permissions,
+        }
+    }
+
+    /// The time of one phase, to be changed.
+    pub fn get_mut(&mut self, phase: SyncPhase) -> &mut Duration {
+        match phase {
+            SyncPhase::Enumerate => &mut self.enumerate,
+            SyncPhase::Plan => &mut self.plan,
+            SyncPhase::Download => &mut self.download,
+            SyncPhase::Extract => &mut self.extract,
+            SyncPhase::Index => &mut self.index,
+            SyncPhase::Permissions => &mut self.permissions,
+        }
+    }
 }
 
 /// One recorded sync run; while it runs, its status is `syncing` and its counts are zero.

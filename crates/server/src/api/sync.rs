@@ -12,7 +12,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use kbsync_core::{KbId, SyncStatus, datasource::DatasourceKind};
-use kbsync_core::{Source, SyncRun};
+use kbsync_core::{Source, SyncPhaseTimes, SyncRun};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -172,6 +172,37 @@ pub struct RunDto {
     pub skipped: u64,
     pub total_found: u64,
     pub failures: Vec<FailureDto>,
+    /// Where the run's time went; `null` while it runs and for runs that never finished or
+    /// finished before kbsync measured it.
+    pub phases: Option<PhasesDto>,
+}
+
+/// A run's phase times in seconds (docs/sync.md, "Where a run's time goes"): enumerate, plan and
+/// permissions are steps of the run (wall time); download, extract and index are summed over the
+/// files, which run concurrently, so together they may exceed `wall_seconds`.
+#[derive(Serialize)]
+pub struct PhasesDto {
+    pub enumerate_seconds: f64,
+    pub plan_seconds: f64,
+    pub download_seconds: f64,
+    pub extract_seconds: f64,
+    pub index_seconds: f64,
+    pub permissions_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+impl From<SyncPhaseTimes> for PhasesDto {
+    fn from(p: SyncPhaseTimes) -> Self {
+        Self {
+            enumerate_seconds: p.enumerate.as_secs_f64(),
+            plan_seconds: p.plan.as_secs_f64(),
+            download_seconds: p.download.as_secs_f64(),
+            extract_seconds: p.extract.as_secs_f64(),
+            index_seconds: p.index.as_secs_f64(),
+            permissions_seconds: p.permissions.as_secs_f64(),
+            wall_seconds: p.wall.as_secs_f64(),
+        }
+    }
 }
 
 impl From<SyncRun> for RunDto {
@@ -197,6 +228,7 @@ impl From<SyncRun> for RunDto {
                     reason: f.reason,
                 })
                 .collect(),
+            phases: r.outcome.phases.map(PhasesDto::from),
         }
     }
 }

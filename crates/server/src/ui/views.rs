@@ -133,6 +133,8 @@ pub struct RunRow {
     pub tone: &'static str,
     pub duration: String,
     pub counts: String,
+    /// Where the run's time went (empty when it was not measured).
+    pub phases: String,
     pub failures: Vec<FailureRow>,
 }
 

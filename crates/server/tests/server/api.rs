@@ -19,6 +19,7 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     search_returns_only_documents_the_caller_may_read,
     deleting_a_knowledge_base_removes_its_files_from_search,
     health_readiness_metrics_and_unknown_routes,
+    latency_metrics_are_exported_as_histograms_with_buckets_not_summaries,
 );
 
 async fn knowledge_routes_enforce_access_for_every_kind_of_caller(db: Db) {
@@ -756,5 +757,36 @@ async fn health_readiness_metrics_and_unknown_routes(db: Db) {
     let (status, body) = s.get("/api/v1/nope", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "not_found");
+    s.stop().await;
+}
+
+async fn latency_metrics_are_exported_as_histograms_with_buckets_not_summaries(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let admin = s.admin_token().await;
+    let (status, body) = s.get("/api/v1/search?q=orchard", Some(&admin)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let resp = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    // The request's own histogram, labelled by route, on the request-time buckets.
+    for le in ["0.001", "0.25", "30", "+Inf"] {
+        let bucket = format!(
+            "kbsync_http_request_seconds_bucket{{method=\"GET\",route=\"/api/v1/search\",le=\"{le}\"}} "
+        );
+        assert!(text.contains(&bucket), "{bucket} missing: {text}");
+        let search = format!("kbsync_search_seconds_bucket{{le=\"{le}\"}} ");
+        assert!(text.contains(&search), "{search} missing: {text}");
+    }
+    assert!(
+        text.contains("kbsync_http_request_seconds_count{method=\"GET\",route=\"/api/v1/search\"} "),
+        "{text}"
+    );
+    assert!(text.contains("# TYPE kbsync_search_seconds histogram"), "{text}");
+    assert!(text.contains("kbsync_search_seconds_sum "), "{text}");
+    assert!(text.contains("kbsync_search_seconds_count "), "{text}");
+    // No histogram of the process is a summary: quantiles cannot be aggregated across instances.
+    assert!(!text.contains("quantile="), "{text}");
     s.stop().await;
 }

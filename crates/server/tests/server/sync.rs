@@ -21,6 +21,7 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     a_browser_access_token_syncs_once_without_storing_a_connection,
     a_kb_sets_its_own_sync_interval_and_can_return_to_the_default,
     the_drive_root_picked_by_its_alias_syncs_with_paths_from_the_root,
+    a_run_records_where_its_time_went_in_its_history_page_and_metrics,
 );
 
 fn with_onedrive() -> Options {
@@ -555,5 +556,97 @@ async fn the_drive_root_picked_by_its_alias_syncs_with_paths_from_the_root(db: D
         .get(&format!("/api/v1/knowledge/{}/files", kb.id), Some(&kb.owner))
         .await;
     assert_eq!(files["items"][0]["path"], "/Team/Deep/memo.txt", "{files}");
+    s.stop().await;
+}
+
+/// A run's phase time in seconds, as `GET …/sync/runs` reports it.
+fn phase(run: &Value, name: &str) -> f64 {
+    run["phases"][format!("{name}_seconds")]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no {name}_seconds: {run}"))
+}
+
+async fn a_run_records_where_its_time_went_in_its_history_page_and_metrics(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let kb = connected_kb(&s).await;
+    let folder = team_folder(
+        &s,
+        &[
+            ("plan.txt", "The quarterly harvest plan for the orchard"),
+            ("Notes/minutes.md", "# Minutes\nWe agreed on the zeppelin budget."),
+            ("Notes/budget.csv", "item,amount\nzeppelin,1200"),
+        ],
+    );
+    // Each download takes at least this long, so the download phase has a known lower bound.
+    let delay = 0.15;
+    let slow = s.drive().add_fault(FaultRule::new(
+        "GET",
+        "/_download/*",
+        FaultAction::Delay { millis: 150 },
+    ));
+    let (status, body) = add_sources(&s, &kb.owner, &kb.id, json!([folder])).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let state = wait_idle(&s, &kb.owner, &kb.id).await;
+    assert_eq!(state["status"], "completed", "{state}");
+    s.drive().remove_fault(slow);
+
+    // Nothing changed: a second run enumerates, and downloads, extracts and indexes nothing.
+    s.clock.advance(chrono::Duration::seconds(1));
+    let sync = format!("/api/v1/knowledge/{}/sync", kb.id);
+    let (status, body) = s.post(&sync, Some(&kb.owner), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let state = wait_idle(&s, &kb.owner, &kb.id).await;
+    assert_eq!(state["status"], "completed", "{state}");
+
+    let (status, runs) = s.get(&format!("{sync}/runs"), Some(&kb.owner)).await;
+    assert_eq!(status, StatusCode::OK, "{runs}");
+    let (quiet, first) = (&runs["runs"][0], &runs["runs"][1]);
+    assert_eq!(first["processed"], 3, "{runs}");
+    for name in [
+        "enumerate",
+        "plan",
+        "download",
+        "extract",
+        "index",
+        "permissions",
+        "wall",
+    ] {
+        assert!(phase(first, name) > 0.0, "{name}: {first}");
+    }
+    // Three files each waited for their download: summed over files, whatever ran at once.
+    assert!(phase(first, "download") >= 3.0 * delay, "{first}");
+    // The steps of a run follow one another inside its wall time.
+    let steps = phase(first, "enumerate") + phase(first, "plan") + phase(first, "permissions");
+    assert!(steps <= phase(first, "wall"), "{first}");
+    assert!(phase(first, "download") <= 3.0 * phase(first, "wall"), "{first}");
+    assert_eq!(quiet["processed"], 0, "{runs}");
+    assert!(phase(quiet, "enumerate") > 0.0, "{quiet}");
+    for name in ["download", "extract", "index"] {
+        assert_eq!(phase(quiet, name), 0.0, "{name}: {quiet}");
+    }
+
+    // The knowledge base's page shows them with each run.
+    let (cookie, _) = crate::ui::sign_in_as(&s, "owner@example.com").await;
+    let (status, html) = crate::ui::page(&s, &cookie, &format!("/kb/{}", kb.id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("Time: enumerate ").count(), 2, "{html}");
+    assert!(html.contains(" · download 0 µs · "), "the quiet run: {html}");
+
+    // And /metrics has their histogram, one observation per phase per run.
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in ["enumerate", "plan", "download", "extract", "index", "permissions"] {
+        let bucket = format!("kbsync_sync_phase_seconds_bucket{{phase=\"{name}\",le=\"+Inf\"}} ");
+        assert!(text.contains(&bucket), "{bucket} missing: {text}");
+    }
     s.stop().await;
 }

@@ -61,7 +61,7 @@ async fn sign_in(s: &TestServer) -> (String, String) {
 }
 
 /// Signs in as `email` (password [`PASSWORD`]) through the form.
-async fn sign_in_as(s: &TestServer, email: &str) -> (String, String) {
+pub(crate) async fn sign_in_as(s: &TestServer, email: &str) -> (String, String) {
     let http = client();
     let resp = http.get(format!("{}/login", s.base)).send().await.unwrap();
     let login_cookie = set_cookies(&resp)
@@ -813,7 +813,7 @@ async fn writers_get_no_source_controls_and_may_not_pick_add_or_remove_sources(d
 }
 
 /// The text of a page.
-async fn page(s: &TestServer, cookie: &str, path: &str) -> (StatusCode, String) {
+pub(crate) async fn page(s: &TestServer, cookie: &str, path: &str) -> (StatusCode, String) {
     let resp = client()
         .get(format!("{}{path}", s.base))
         .header(header::COOKIE, cookie)

@@ -1,8 +1,17 @@
 //! The SQL of [`RunStore`](crate::RunStore): sync runs and their failed files, the same text on both
 //! databases.
 
-use crate::convert::{from_ms, parse_enum, parse_uuid, to_u64};
+use crate::convert::{from_micros, from_ms, parse_enum, parse_uuid, to_u64};
 use crate::{Result, StoreError};
+
+/// The columns of a [`SyncRunRow`], as a literal for `concat!`.
+macro_rules! sync_run_columns {
+    () => {
+        "id, kb_id, run_trigger, started_at, finished_at, status, processed, failed, deleted, skipped, \
+         total_found, phase_enumerate_us, phase_plan_us, phase_download_us, phase_extract_us, \
+         phase_index_us, phase_permissions_us, wall_us"
+    };
+}
 
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SyncRunRow {
@@ -17,6 +26,13 @@ pub(crate) struct SyncRunRow {
     pub deleted: i64,
     pub skipped: i64,
     pub total_found: i64,
+    pub phase_enumerate_us: Option<i64>,
+    pub phase_plan_us: Option<i64>,
+    pub phase_download_us: Option<i64>,
+    pub phase_extract_us: Option<i64>,
+    pub phase_index_us: Option<i64>,
+    pub phase_permissions_us: Option<i64>,
+    pub wall_us: Option<i64>,
 }
 
 impl SyncRunRow {
@@ -41,8 +57,49 @@ impl SyncRunRow {
                 skipped: to_u64(self.skipped)?,
                 total_found: to_u64(self.total_found)?,
                 failures,
+                phases: self.phases()?,
             },
         })
+    }
+
+    /// The run's phase times: all of them or none (see migration 0017).
+    fn phases(&self) -> Result<Option<kbsync_core::SyncPhaseTimes>> {
+        let columns = [
+            self.phase_enumerate_us,
+            self.phase_plan_us,
+            self.phase_download_us,
+            self.phase_extract_us,
+            self.phase_index_us,
+            self.phase_permissions_us,
+            self.wall_us,
+        ];
+        if columns.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let [
+            Some(enumerate),
+            Some(plan),
+            Some(download),
+            Some(extract),
+            Some(index),
+            Some(permissions),
+            Some(wall),
+        ] = columns
+        else {
+            return Err(StoreError::Corrupt(format!(
+                "sync run {} has only some of its phase times",
+                self.id
+            )));
+        };
+        Ok(Some(kbsync_core::SyncPhaseTimes {
+            enumerate: from_micros(enumerate)?,
+            plan: from_micros(plan)?,
+            download: from_micros(download)?,
+            extract: from_micros(extract)?,
+            index: from_micros(index)?,
+            permissions: from_micros(permissions)?,
+            wall: from_micros(wall)?,
+        }))
     }
 }
 
@@ -125,10 +182,15 @@ macro_rules! impl_run_store {
             ) -> $crate::Result<()> {
                 use $crate::convert::*;
                 let run = id.to_string();
+                let phase = |f: fn(&kbsync_core::SyncPhaseTimes) -> std::time::Duration| {
+                    outcome.phases.as_ref().map(|p| micros(f(p)))
+                };
                 let mut tx = self.begin_write().await?;
                 let done = sqlx::query(
                     "UPDATE sync_runs SET finished_at = $2, status = $3, processed = $4, failed = $5, \
-                     deleted = $6, skipped = $7, total_found = $8 WHERE id = $1",
+                     deleted = $6, skipped = $7, total_found = $8, phase_enumerate_us = $9, \
+                     phase_plan_us = $10, phase_download_us = $11, phase_extract_us = $12, \
+                     phase_index_us = $13, phase_permissions_us = $14, wall_us = $15 WHERE id = $1",
                 )
                 .bind(&run)
                 .bind(ms(now))
@@ -138,6 +200,13 @@ macro_rules! impl_run_store {
                 .bind(to_i64(outcome.deleted))
                 .bind(to_i64(outcome.skipped))
                 .bind(to_i64(outcome.total_found))
+                .bind(phase(|p| p.enumerate))
+                .bind(phase(|p| p.plan))
+                .bind(phase(|p| p.download))
+                .bind(phase(|p| p.extract))
+                .bind(phase(|p| p.index))
+                .bind(phase(|p| p.permissions))
+                .bind(phase(|p| p.wall))
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::err)?;
@@ -157,11 +226,11 @@ macro_rules! impl_run_store {
                 limit: u32,
             ) -> $crate::Result<Vec<kbsync_core::SyncRun>> {
                 use $crate::sql::runs::{SyncFailureRow, SyncRunRow};
-                let rows = sqlx::query_as::<_, SyncRunRow>(
-                    "SELECT id, kb_id, run_trigger, started_at, finished_at, status, processed, failed, \
-                     deleted, skipped, total_found FROM sync_runs WHERE kb_id = $1 \
-                     ORDER BY started_at DESC, id DESC LIMIT $2",
-                )
+                let rows = sqlx::query_as::<_, SyncRunRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::runs::sync_run_columns!(),
+                    " FROM sync_runs WHERE kb_id = $1 ORDER BY started_at DESC, id DESC LIMIT $2"
+                ))
                 .bind(kb_id.to_string())
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
@@ -282,5 +351,7 @@ macro_rules! impl_run_store {
 }
 
 pub(crate) use impl_run_store;
+
+pub(crate) use sync_run_columns;
 
 pub(crate) use append_sync_failures;

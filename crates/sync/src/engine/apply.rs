@@ -2,13 +2,16 @@
 //! bounded concurrency, each within its time limit; each finished file is booked (counts, state,
 //! progress, failures) and a source's cursor is saved once all of its files are done.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use kbsync_core::datasource::{Datasource, DatasourceError, TokenSource};
-use kbsync_core::{Source, SyncFailure};
+use kbsync_core::{Source, SyncFailure, SyncPhase};
 use kbsync_ingest::FileKind;
 use kbsync_store::{BlobError, NewDocument};
 use tokio_util::sync::CancellationToken;
 
+use super::phases::PhaseMeter;
 use super::plan::mark_synced;
 use super::types::{Plan, Run, Stop, Work};
 use super::{FILES_METRIC, SyncEngine, SyncError};
@@ -58,13 +61,16 @@ impl SyncEngine {
         // the bookkeeping waits for the database.
         let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
         let stop_ref = &stop;
+        // The files add their own download, extract and index times.
+        let meter = run.phases.clone();
+        let meter = &meter;
         let produce = async move {
             let mut files = futures::stream::iter(work)
                 .map(|w| async move {
                     let outcome = if stop_ref.is_cancelled() {
                         Ok(FileOutcome::Cancelled)
                     } else {
-                        self.bring_in(&w, ds, tokens, stop_ref).await
+                        self.bring_in(&w, ds, tokens, stop_ref, meter).await
                     };
                     (w, outcome)
                 })
@@ -165,19 +171,21 @@ impl SyncEngine {
     /// Downloads, stores, extracts and indexes one file. Failures of this one file are an
     /// outcome; only a storage failure is an error. Download and extraction together get
     /// [`SyncLimits::file_timeout`]; the store writes that follow are never interrupted, so a
-    /// document is never left half written.
+    /// document is never left half written. Its time goes to `meter`'s download, extract and
+    /// index phases.
     async fn bring_in(
         &self,
         w: &Work,
         ds: &dyn Datasource,
         tokens: &dyn TokenSource,
         stop: &CancellationToken,
+        meter: &Arc<PhaseMeter>,
     ) -> Result<FileOutcome, SyncError> {
         let limit = self.cx.limits.file_timeout;
         let fetched = tokio::select! {
             biased;
             () = stop.cancelled() => return Ok(FileOutcome::Cancelled),
-            fetched = tokio::time::timeout(limit, self.fetch(w, ds, tokens)) => fetched,
+            fetched = tokio::time::timeout(limit, self.fetch(w, ds, tokens, meter)) => fetched,
         };
         let (blob, kind, chunks) = match fetched {
             Err(_) => {
@@ -201,6 +209,7 @@ impl SyncEngine {
             web_url: w.item.web_url.clone(),
         };
         let store = &self.cx.store;
+        let _indexing = meter.time(SyncPhase::Index);
         let (doc, unreferenced) = store
             .upsert_source_document(self.cx.random.uuid(), w.source_id, new, self.cx.clock.now())
             .await?;
@@ -222,11 +231,19 @@ impl SyncEngine {
     }
 
     /// The interruptible part of bringing a file in: download to the blob store, then extract.
-    async fn fetch(&self, w: &Work, ds: &dyn Datasource, tokens: &dyn TokenSource) -> Fetched {
+    async fn fetch(
+        &self,
+        w: &Work,
+        ds: &dyn Datasource,
+        tokens: &dyn TokenSource,
+        meter: &Arc<PhaseMeter>,
+    ) -> Fetched {
         let Some(kind) = FileKind::detect(&w.item.name, w.item.mime.as_deref()) else {
             return Fetched::Done(FileOutcome::Skipped(Skip::UnsupportedType));
         };
         let max = self.cx.limits.max_file_size;
+        // The bytes are streamed into the blob store as they arrive: both are the download.
+        let downloading = meter.time(SyncPhase::Download);
         let stream = match ds.download(tokens, &w.item.to_remote(&w.id, &w.drive_id)).await {
             Ok(stream) => stream,
             Err(DatasourceError::Unauthorized(why)) => return Fetched::Done(FileOutcome::Unauthorized(why)),
@@ -239,6 +256,8 @@ impl SyncEngine {
             }
             Err(e) => return Fetched::Done(FileOutcome::Failed(format!("download failed: {e}"))),
         };
+        drop(downloading);
+        let _extracting = meter.time(SyncPhase::Extract);
         let path = match self.cx.blobs.path(&blob.hash) {
             Ok(path) => path,
             Err(e) => {

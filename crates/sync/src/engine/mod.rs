@@ -7,13 +7,14 @@ mod access;
 mod apply;
 mod documents;
 mod gather;
+mod phases;
 mod plan;
 mod types;
 
 use std::collections::HashSet;
 
 use kbsync_core::datasource::{Datasource, TokenSource};
-use kbsync_core::{KbId, SyncStatus};
+use kbsync_core::{KbId, SyncPhase, SyncStatus};
 use kbsync_core::{Source, SourceKind, SyncFailure, SyncProgress, SyncTrigger};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -58,6 +59,8 @@ impl SyncEngine {
         cancel: CancellationToken,
     ) -> Result<RunSummary, SyncError> {
         let store = &self.cx.store;
+        // Its wall time starts here.
+        let mut run = Run::new(run_id, kb_id);
         store
             .create_sync_run(run_id, kb_id, trigger, self.cx.clock.now())
             .await?;
@@ -69,29 +72,36 @@ impl SyncEngine {
                 status: SyncStatus::Syncing,
             },
         );
-        let mut run = Run::new(run_id, kb_id);
         self.save_progress(&run, None).await;
         tracing::info!(kb.id = %kb_id, run.id = %run_id, trigger = trigger.as_str(), "sync run started");
         match self.run_sources(&mut run, datasource, tokens, &cancel).await {
             Ok(status) => {
+                let times = run.phases.times();
+                phases::record_metrics(&times);
                 store
-                    .finish_sync_run(run_id, &run.outcome(status), self.cx.clock.now())
+                    .finish_sync_run(run_id, &run.outcome(status, times), self.cx.clock.now())
                     .await?;
                 store.set_sync_status(kb_id, status).await?;
                 self.publish_end(&run, status);
                 tracing::info!(
                     kb.id = %kb_id, run.id = %run_id, status = status.as_str(), processed = run.processed,
                     failed = run.failed, deleted = run.deleted, skipped = run.skipped,
-                    total_found = run.total_found, "sync run finished"
+                    total_found = run.total_found, wall_s = times.wall.as_secs_f64(),
+                    enumerate_s = times.enumerate.as_secs_f64(), plan_s = times.plan.as_secs_f64(),
+                    download_s = times.download.as_secs_f64(), extract_s = times.extract.as_secs_f64(),
+                    index_s = times.index.as_secs_f64(), permissions_s = times.permissions.as_secs_f64(),
+                    "sync run finished"
                 );
-                Ok(run.summary(status))
+                Ok(run.summary(status, times))
             }
             Err(e) => {
                 tracing::error!(kb.id = %kb_id, run.id = %run_id, error = %e, "sync run failed");
                 let status = SyncStatus::Failed;
+                let times = run.phases.times();
+                phases::record_metrics(&times);
                 // Best effort: the database may be what failed.
                 let _ = store
-                    .finish_sync_run(run_id, &run.outcome(status), self.cx.clock.now())
+                    .finish_sync_run(run_id, &run.outcome(status, times), self.cx.clock.now())
                     .await;
                 let _ = store.set_sync_status(kb_id, status).await;
                 self.publish_end(&run, status);
@@ -107,9 +117,9 @@ impl SyncEngine {
         tokens: &dyn TokenSource,
         cancel: &CancellationToken,
     ) -> Result<SyncStatus, SyncError> {
-        let sources = self.cx.store.list_sources(run.kb_id).await?;
-
         // 1. Gather every source's changes.
+        let enumerating = run.phases.time(SyncPhase::Enumerate);
+        let sources = self.cx.store.list_sources(run.kb_id).await?;
         let mut gathered = Vec::with_capacity(sources.len());
         for source in sources {
             if cancel.is_cancelled() {
@@ -132,6 +142,8 @@ impl SyncEngine {
                 Err(Stop::NeedsReauth(why)) => return Ok(self.needs_reauth(run, &why)),
             }
         }
+        drop(enumerating);
+        let planning = run.phases.time(SyncPhase::Plan);
 
         // Nothing changed anywhere, nothing is left to retry and no permission is due: move the
         // cursors on, without reading any saved state or document.
@@ -141,6 +153,7 @@ impl SyncEngine {
                 .iter()
                 .all(|(source, g)| is_quiet(source, g, &self.settings))
         {
+            drop(planning);
             return self.quiet_run(run, &gathered, ds, tokens).await;
         }
         // Otherwise every source is planned, quiet ones included (an item may be in several).
@@ -207,6 +220,7 @@ impl SyncEngine {
                 self.save_cursor(plan).await?;
             }
         }
+        drop(planning);
         if let Some(stop) = self
             .bring_in_all(run, &mut plans, work, ds, tokens, cancel)
             .await?
@@ -216,6 +230,7 @@ impl SyncEngine {
 
         // 4. Document access, for every source whose round is applied.
         let complete = folders_ok && plans.iter().all(|p| p.saved);
+        let _permissions = run.phases.time(SyncPhase::Permissions);
         if let Err(stop) = self
             .sync_access(run, &mut plans, access_due, complete, ds, tokens)
             .await?
@@ -234,6 +249,7 @@ impl SyncEngine {
         ds: &dyn Datasource,
         tokens: &dyn TokenSource,
     ) -> Result<SyncStatus, SyncError> {
+        let planning = run.phases.time(SyncPhase::Plan);
         // Each source counts the files it looks after, so the sum counts distinct files.
         run.total_found = gathered
             .iter()
@@ -252,6 +268,8 @@ impl SyncEngine {
                     .await?;
             }
         }
+        drop(planning);
+        let _permissions = run.phases.time(SyncPhase::Permissions);
         if let Err(stop) = self.refresh_groups(run, ds, tokens).await? {
             return Ok(self.stopped(run, stop));
         }

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use kbsync_core::datasource::DatasourceError;
 use kbsync_core::{Clock, KbId, Random, SyncStatus};
-use kbsync_core::{Source, SyncFailure, SyncRunOutcome};
+use kbsync_core::{Source, SyncFailure, SyncPhaseTimes, SyncRunOutcome};
 use kbsync_ingest::Extractor;
 use kbsync_store::{BlobStore, Store, StoreError};
 use uuid::Uuid;
 
+use super::phases::PhaseMeter;
 use crate::events::SyncEvents;
 use crate::permissions::PermissionPolicy;
 use crate::state::{KnownItem, SourceState};
@@ -74,6 +75,8 @@ pub struct RunSummary {
     pub total_found: u64,
     /// Failed files, then failures of whole sources (a source that could not be read).
     pub failures: Vec<SyncFailure>,
+    /// Where the run's time went (as recorded with the run).
+    pub phases: SyncPhaseTimes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +116,8 @@ pub(super) struct Run {
     /// Files of the work list finished, and their number.
     pub(super) current: u64,
     pub(super) total: u64,
+    /// Where the run's time goes; its wall time started with the run.
+    pub(super) phases: Arc<PhaseMeter>,
 }
 
 impl Run {
@@ -132,10 +137,13 @@ impl Run {
             source_failed: false,
             current: 0,
             total: 0,
+            phases: PhaseMeter::start(),
         }
     }
 
-    pub(super) fn outcome(&self, status: SyncStatus) -> SyncRunOutcome {
+    /// How the run ended, for the store; `phases` are its times at the end (see
+    /// [`PhaseMeter::times`]), given by the caller so that the record and the summary agree.
+    pub(super) fn outcome(&self, status: SyncStatus, phases: SyncPhaseTimes) -> SyncRunOutcome {
         SyncRunOutcome {
             status,
             processed: self.processed,
@@ -149,10 +157,11 @@ impl Run {
                 .chain(&self.source_failures)
                 .cloned()
                 .collect(),
+            phases: Some(phases),
         }
     }
 
-    pub(super) fn summary(&self, status: SyncStatus) -> RunSummary {
+    pub(super) fn summary(&self, status: SyncStatus, phases: SyncPhaseTimes) -> RunSummary {
         RunSummary {
             run_id: self.id,
             status,
@@ -167,6 +176,7 @@ impl Run {
                 .chain(&self.source_failures)
                 .cloned()
                 .collect(),
+            phases,
         }
     }
 

@@ -241,6 +241,7 @@ fn run_row(r: kbsync_core::SyncRun) -> views::RunRow {
             "{} found · {} processed · {} failed · {} deleted · {} skipped",
             o.total_found, o.processed, o.failed, o.deleted, o.skipped
         ),
+        phases: o.phases.map(phase_line).unwrap_or_default(),
         failures: o
             .failures
             .into_iter()
@@ -249,6 +250,32 @@ fn run_row(r: kbsync_core::SyncRun) -> views::RunRow {
                 reason: f.reason,
             })
             .collect(),
+    }
+}
+
+/// A run's phase times on one line, in the order the run goes through them, then its wall time.
+fn phase_line(p: kbsync_core::SyncPhaseTimes) -> String {
+    let phases: Vec<String> = kbsync_core::SyncPhase::ALL
+        .iter()
+        .map(|&phase| format!("{} {}", phase.as_str(), short_duration(p.get(phase))))
+        .collect();
+    format!("{} · of {} in all", phases.join(" · "), short_duration(p.wall))
+}
+
+/// A measured time, as precise as it is worth reading: sub-millisecond times in µs, then ms,
+/// seconds with one decimal, minutes, hours.
+fn short_duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if d < std::time::Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if secs < 120 {
+        format!("{:.1} s", d.as_secs_f64())
+    } else if secs < 2 * 3600 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{} h {} min", secs / 3600, secs % 3600 / 60)
     }
 }
 
@@ -322,5 +349,45 @@ async fn store_upload(
         Err(ApiError::invalid("file", "choose a file to upload").into())
     } else {
         Err(UiError::Csrf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn measured_times_read_in_a_unit_that_fits_them() {
+        for (d, text) in [
+            (Duration::ZERO, "0 µs"),
+            (Duration::from_micros(420), "420 µs"),
+            (Duration::from_micros(12_700), "12 ms"),
+            (Duration::from_millis(1_250), "1.2 s"),
+            (Duration::from_secs(119), "119.0 s"),
+            (Duration::from_secs(600), "10 min"),
+            (Duration::from_secs(3 * 3600 + 5 * 60 + 9), "3 h 5 min"),
+        ] {
+            assert_eq!(short_duration(d), text, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn the_phase_line_names_every_phase_in_run_order_then_the_wall_time() {
+        let line = phase_line(kbsync_core::SyncPhaseTimes {
+            enumerate: Duration::from_millis(30),
+            plan: Duration::from_micros(800),
+            download: Duration::from_secs(2),
+            extract: Duration::from_millis(500),
+            index: Duration::from_millis(40),
+            permissions: Duration::ZERO,
+            wall: Duration::from_secs(3),
+        });
+        assert_eq!(
+            line,
+            "enumerate 30 ms · plan 800 µs · download 2.0 s · extract 500 ms · index 40 ms · \
+             permissions 0 µs · of 3.0 s in all"
+        );
     }
 }

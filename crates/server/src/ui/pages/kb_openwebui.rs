@@ -145,6 +145,8 @@ fn publish_row(r: PublishRun) -> views::RunRow {
                 c.uploaded, c.unchanged, c.removed, c.failed
             ),
         },
+        // A publish is not split into phases.
+        phases: String::new(),
         failures: o
             .failures
             .into_iter()

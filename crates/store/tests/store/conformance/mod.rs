@@ -11,7 +11,7 @@ use kbsync_core::{
 use kbsync_core::{CharSpan, Chunk};
 use kbsync_core::{
     Connection, ConnectionCredentials, Encrypted, RefreshLease, SourceKind, StoredAccessToken, SyncFailure,
-    SyncProgress, SyncRunOutcome, SyncState, SyncTrigger,
+    SyncPhaseTimes, SyncProgress, SyncRunOutcome, SyncState, SyncTrigger,
 };
 use kbsync_store::{
     AddressLimit, ClaimedSync, DocumentLocation, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
@@ -173,6 +173,7 @@ fn outcome_with(status: SyncStatus, failures: Vec<SyncFailure>) -> SyncRunOutcom
         skipped: 0,
         total_found: 1 + failures.len() as u64,
         failures,
+        phases: None,
     }
 }
 

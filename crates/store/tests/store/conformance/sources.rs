@@ -9,6 +9,7 @@ kbsync_kit::on_both_databases!(
     update_document_location_keeps_content_and_chunks,
     deleting_a_source_or_kb_cascades_to_its_documents,
     sync_runs_record_outcome_and_failures_newest_first,
+    sync_runs_keep_their_phase_times_to_the_microsecond,
     set_sync_status_changes_kb_and_unknown_is_not_found,
     advancing_a_cursor_keeps_the_saved_state_and_needs_one,
     sharing_is_read_again_after_sources_or_users_change,
@@ -327,6 +328,7 @@ async fn sync_runs_record_outcome_and_failures_newest_first(s: Arc<dyn Store>) {
                 reason: "too large".into(),
             },
         ],
+        phases: None,
     };
     s.finish_sync_run(first, &outcome, t(5)).await.unwrap();
     let runs = s.list_sync_runs(kb_id, 10).await.unwrap();
@@ -350,6 +352,51 @@ async fn sync_runs_record_outcome_and_failures_newest_first(s: Arc<dyn Store>) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
+}
+
+async fn sync_runs_keep_their_phase_times_to_the_microsecond(s: Arc<dyn Store>) {
+    use std::time::Duration as StdDuration;
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let (measured, unmeasured, interrupted) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for (run, at) in [(measured, 0), (unmeasured, 10), (interrupted, 20)] {
+        s.create_sync_run(run, kb_id, SyncTrigger::Manual, t(at))
+            .await
+            .unwrap();
+    }
+    let phases = SyncPhaseTimes {
+        enumerate: StdDuration::from_micros(1_234_567),
+        plan: StdDuration::from_micros(89),
+        download: StdDuration::from_secs(7 * 3600),
+        extract: StdDuration::from_micros(1),
+        index: StdDuration::from_millis(2_500),
+        permissions: StdDuration::ZERO,
+        wall: StdDuration::from_secs(3 * 3600) + StdDuration::from_micros(5),
+    };
+    let mut outcome = outcome_with(SyncStatus::Completed, vec![]);
+    // What is below a microsecond is not kept.
+    outcome.phases = Some(SyncPhaseTimes {
+        plan: StdDuration::from_nanos(89_999),
+        ..phases
+    });
+    s.finish_sync_run(measured, &outcome, t(5)).await.unwrap();
+    let runs = s.list_sync_runs(kb_id, 10).await.unwrap();
+    assert_eq!(runs[2].id, measured);
+    assert_eq!(runs[2].outcome.phases, Some(phases));
+
+    s.finish_sync_run(unmeasured, &outcome_with(SyncStatus::Failed, vec![]), t(15))
+        .await
+        .unwrap();
+    assert_eq!(s.close_interrupted_runs(kb_id, t(30)).await.unwrap(), 1);
+    let runs = s.list_sync_runs(kb_id, 10).await.unwrap();
+    assert_eq!(runs[0].id, interrupted);
+    assert_eq!(runs[0].outcome.status, SyncStatus::Failed);
+    assert_eq!(
+        runs[0].outcome.phases, None,
+        "an interrupted run was never measured"
+    );
+    assert_eq!(runs[1].id, unmeasured);
+    assert_eq!(runs[1].outcome.phases, None);
+    assert_eq!(runs[2].outcome.phases, Some(phases));
 }
 
 async fn set_sync_status_changes_kb_and_unknown_is_not_found(s: Arc<dyn Store>) {
