@@ -181,7 +181,10 @@ impl PostgresStore {
         if rows.len() > usize::try_from(depth).unwrap_or(usize::MAX)
             && let Some(floor) = rows.pop().map(|r| r.chunk_id)
         {
-            tracing::debug!(depth, "search matched more chunks than its depth: the newest are ranked");
+            tracing::debug!(
+                depth,
+                "search matched more chunks than its depth: the newest are ranked"
+            );
             let alts = alternatives(&q);
             let mut rare = Vec::new();
             if alts.len() >= 2 {
@@ -242,9 +245,6 @@ impl PostgresStore {
             "WHERE s.id = d.source_id AND s.revoked_at IS NOT NULL)) AS servable ",
             "FROM cand JOIN documents d ON d.id = cand.document_id ORDER BY cand.id DESC"
         ));
-        qb.build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::err)
+        qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)
     }
 }

@@ -87,7 +87,10 @@ impl SqliteStore {
         if rows.len() > usize::try_from(depth).unwrap_or(usize::MAX)
             && let Some(floor) = rows.pop().map(|r| r.chunk_id)
         {
-            tracing::debug!(depth, "search matched more chunks than its depth: the newest are ranked");
+            tracing::debug!(
+                depth,
+                "search matched more chunks than its depth: the newest are ranked"
+            );
             if fq.alternatives.len() >= 2 {
                 let mut rare = Vec::new();
                 for alt in &fq.alternatives {
@@ -130,10 +133,7 @@ impl SqliteStore {
         if let Some(limit) = limit {
             qb.push(" LIMIT ").push_bind(limit);
         }
-        qb.build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::err)
+        qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)
     }
 
     /// Whether more than `depth` readable chunks match the FTS5 expression `expr`.
