@@ -185,9 +185,18 @@ mod tests {
         let b = AccessToken::new(jwt(serde_json::json!({"tid": "b", "appid": "x"})));
         let opaque = AccessToken::new("opaque");
         let now = at(0);
-        assert!(Arc::ptr_eq(&gates.for_token(Some(&a1), now), &gates.for_token(Some(&a2), now)));
-        assert!(!Arc::ptr_eq(&gates.for_token(Some(&a1), now), &gates.for_token(Some(&b), now)));
-        assert!(!Arc::ptr_eq(&gates.for_token(Some(&a1), now), &gates.for_token(Some(&opaque), now)));
+        assert!(Arc::ptr_eq(
+            &gates.for_token(Some(&a1), now),
+            &gates.for_token(Some(&a2), now)
+        ));
+        assert!(!Arc::ptr_eq(
+            &gates.for_token(Some(&a1), now),
+            &gates.for_token(Some(&b), now)
+        ));
+        assert!(!Arc::ptr_eq(
+            &gates.for_token(Some(&a1), now),
+            &gates.for_token(Some(&opaque), now)
+        ));
         assert!(Arc::ptr_eq(
             &gates.for_token(Some(&opaque), now),
             &gates.for_token(Some(&AccessToken::new("other-opaque")), now)
@@ -208,9 +217,15 @@ mod tests {
         );
         // An earlier reopening does not shorten the closure.
         assert!(!gate.close_until(at(3)));
-        assert_eq!(gate.closed_at(at(4)).map(|c| (c.until, c.number)), Some((at(5), 1)));
+        assert_eq!(
+            gate.closed_at(at(4)).map(|c| (c.until, c.number)),
+            Some((at(5), 1))
+        );
         assert!(gate.close_until(at(8)));
-        assert_eq!(gate.closed_at(at(6)).map(|c| (c.until, c.number)), Some((at(8), 2)));
+        assert_eq!(
+            gate.closed_at(at(6)).map(|c| (c.until, c.number)),
+            Some((at(8), 2))
+        );
         assert_eq!(gate.closed_at(at(8)), None);
     }
 

@@ -140,7 +140,10 @@ impl<S> Gated<S> {
     }
 
     fn file(&self, path: &str) -> String {
-        self.ctl.put_file(&self.drive, path, path.as_bytes().to_vec()).unwrap().id
+        self.ctl
+            .put_file(&self.drive, path, path.as_bytes().to_vec())
+            .unwrap()
+            .id
     }
 
     /// The statuses of the requests for item `id` itself (not its content), in order.
@@ -187,7 +190,11 @@ async fn a_429_pauses_the_other_requests_of_the_tenant_until_its_retry_after() {
         },
         async {
             env.sleeper.until_waiting(2).await;
-            assert_eq!(env.item_requests(&b), Vec::<u16>::new(), "b waits at the gate before sending");
+            assert_eq!(
+                env.item_requests(&b),
+                Vec::<u16>::new(),
+                "b waits at the gate before sending"
+            );
             env.sleeper.release();
         },
     );
@@ -201,7 +208,11 @@ async fn a_429_pauses_the_other_requests_of_the_tenant_until_its_retry_after() {
         "both wait the whole Retry-After: {waits:?}"
     );
     assert_eq!(env.item_requests(&a), vec![429, 200]);
-    assert_eq!(env.item_requests(&b), vec![200], "b never collected a 429 of its own");
+    assert_eq!(
+        env.item_requests(&b),
+        vec![200],
+        "b never collected a 429 of its own"
+    );
     env.shutdown().await;
 }
 
@@ -314,10 +325,13 @@ async fn a_throttled_download_host_pauses_the_tenants_graph_requests() {
 
 #[tokio::test]
 async fn the_jitter_on_a_retry_after_stays_below_5_percent_of_it_and_below_250_ms() {
-    let env = gated_with(|_| {}, |clock| ClockSleeper {
-        waits: Mutex::default(),
-        clock: clock.clone(),
-    })
+    let env = gated_with(
+        |_| {},
+        |clock| ClockSleeper {
+            waits: Mutex::default(),
+            clock: clock.clone(),
+        },
+    )
     .await;
     let a = env.file("/a.txt");
     let tokens = env.tokens();
