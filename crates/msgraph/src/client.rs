@@ -1,22 +1,31 @@
 //! The Graph HTTP client: one place that sends requests, times them out, retries them and turns
 //! answers into [`DatasourceError`]s.
 //!
-//! * 429 and 503 honour `Retry-After` fully (seconds, decimals or an HTTP date) plus jitter, up to
-//!   [`GraphConfig::max_retry_wait`]; a longer wait is handed back as `Throttled` at once.
-//! * 408, 500, 502, 504, 509, timeouts and connection errors back off exponentially with jitter.
+//! * 429 and 503 with `Retry-After` (seconds, decimals or an HTTP date) close the tenant's
+//!   throttle gate until then (see [`crate::throttle`]): this request and every other request of
+//!   the tenant wait at the gate before they send again. The wait is the full `Retry-After` plus a
+//!   small jitter, uniform in `[0, min(5 % of the wait, 250 ms))`, so that the waiting requests
+//!   do not all arrive in the same millisecond while none comes back much later than asked.
+//! * A `Retry-After` (or a closed gate) longer than [`GraphConfig::max_retry_wait`] is not waited
+//!   for: the call returns `Throttled { retry_after }` at once, so the engine can reschedule.
+//! * 408, 500, 502, 504, 509, timeouts, connection errors and throttling without `Retry-After`
+//!   back off exponentially with "equal jitter" from [`GraphConfig::base_backoff`]; that request
+//!   alone waits.
 //! * A 401 asks the [`TokenSource`] for a refresh once; a second 401 is `Unauthorized`.
 //! * Failures are bounded by [`GraphConfig::max_attempts`]; throttled answers with `Retry-After`
-//!   do not count as attempts but by the time waited for them, [`GraphConfig::max_throttle_wait`].
+//!   do not count as attempts but by the time one request waited on throttling (at its gate),
+//!   [`GraphConfig::max_throttle_wait`].
 //!
-//! Waiting goes through a [`Sleeper`] and jitter through a [`Random`], so tests record the waits
-//! instead of sleeping. Tokens are never logged, and neither are URLs (pre-authenticated download
-//! URLs are credentials themselves); only the path of Graph URLs is.
+//! Waiting goes through a [`Sleeper`], "now" through a [`Clock`] and jitter through a [`Random`],
+//! so tests record the waits instead of sleeping. Tokens are never logged, and neither are URLs
+//! (pre-authenticated download URLs are credentials themselves); only the path of Graph URLs is.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, TimeDelta, Utc};
 use kbsync_core::datasource::{AccessToken, DatasourceError, TokenSource};
 use kbsync_core::{Clock, Random};
 use reqwest::header::{ACCEPT, HeaderMap, USER_AGENT};
@@ -27,11 +36,16 @@ use url::Url;
 
 use crate::config::GraphConfig;
 use crate::errors::{Decision, GraphErrorBody, decide};
+use crate::throttle::{Gate, Gates};
 
 /// Largest JSON answer read into memory (a delta page of 1000 items is a few MB).
 const MAX_JSON_BYTES: usize = 64 * 1024 * 1024;
 /// Largest error body read (the rest is dropped).
 const MAX_ERROR_BYTES: usize = 64 * 1024;
+/// The jitter on top of a `Retry-After` is below this share of the wait (1/20 = 5 %) …
+const RETRY_AFTER_JITTER_DIVISOR: u32 = 20;
+/// … and below this.
+const MAX_RETRY_AFTER_JITTER: Duration = Duration::from_millis(250);
 
 /// Waits. Production uses [`TokioSleeper`]; tests record the durations and return at once.
 #[async_trait]
@@ -53,10 +67,12 @@ impl Sleeper for TokioSleeper {
 /// Who may see a request's credentials.
 #[derive(Clone, Copy)]
 pub(crate) enum Auth<'a> {
-    /// A Graph request: `Authorization: Bearer …` from the token source.
+    /// A Graph request: `Authorization: Bearer …` from the token source, waiting at the gate of
+    /// the token's tenant.
     Bearer(&'a dyn TokenSource),
-    /// A pre-authenticated download URL: no `Authorization` header at all.
-    Anonymous,
+    /// A pre-authenticated download URL: no `Authorization` header at all. It waits at the gate
+    /// of the request that handed the URL out.
+    Anonymous(&'a Arc<Gate>),
 }
 
 /// What the caller wants from a successful answer.
@@ -72,6 +88,22 @@ enum Want {
 pub(crate) enum Answer {
     Body(Bytes),
     Head(Response),
+}
+
+/// An answer's headers, and the throttle gate its request went through (for requests that
+/// follow from it, such as the download a `/content` redirect points to).
+pub(crate) struct Head {
+    pub response: Response,
+    pub gate: Arc<Gate>,
+}
+
+/// What one request has waited on throttling so far.
+#[derive(Debug, Default)]
+struct ThrottleWaits {
+    /// Time spent waiting at the gate, against [`GraphConfig::max_throttle_wait`].
+    total: Duration,
+    /// The gate closure this request last waited out.
+    last_closure: Option<u64>,
 }
 
 /// Why one attempt failed and whether to try again.
@@ -94,6 +126,7 @@ pub(crate) struct GraphClient {
     sleeper: Arc<dyn Sleeper>,
     pub(crate) random: Arc<dyn Random>,
     pub(crate) clock: Arc<dyn Clock>,
+    gates: Gates,
 }
 
 impl GraphClient {
@@ -110,6 +143,7 @@ impl GraphClient {
             sleeper,
             random,
             clock,
+            gates: Gates::default(),
         }
     }
 
@@ -170,6 +204,7 @@ impl GraphClient {
         match self
             .execute(Auth::Bearer(tokens), url, Want::Body, prefer)
             .await?
+            .0
         {
             Answer::Body(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 DatasourceError::Permanent(format!("unexpected answer from GET {}: {e}", url.path()))
@@ -182,10 +217,10 @@ impl GraphClient {
 
     /// GET and return the answer once its headers arrived (2xx or 3xx), for redirects and
     /// downloads.
-    pub(crate) async fn get_head(&self, auth: Auth<'_>, url: &Url) -> Result<Response, DatasourceError> {
+    pub(crate) async fn get_head(&self, auth: Auth<'_>, url: &Url) -> Result<Head, DatasourceError> {
         match self.execute(auth, url, Want::Head, None).await? {
-            Answer::Head(r) => Ok(r),
-            Answer::Body(_) => Err(DatasourceError::Permanent(
+            (Answer::Head(response), gate) => Ok(Head { response, gate }),
+            (Answer::Body(_), _) => Err(DatasourceError::Permanent(
                 "internal: headers were asked for".into(),
             )),
         }
@@ -195,31 +230,46 @@ impl GraphClient {
     fn loggable(auth: Auth<'_>, url: &Url) -> String {
         match auth {
             Auth::Bearer(_) => url.path().to_string(),
-            Auth::Anonymous => "<download URL>".to_string(),
+            Auth::Anonymous(_) => "<download URL>".to_string(),
         }
     }
 
+    /// The throttle gate a request waits at: its token's tenant's, or the one it was given.
+    fn gate(&self, auth: Auth<'_>, token: Option<&AccessToken>) -> Arc<Gate> {
+        match auth {
+            Auth::Anonymous(gate) => gate.clone(),
+            Auth::Bearer(_) => self.gates.for_token(token, self.clock.now()),
+        }
+    }
+
+    /// Sends a request until it succeeds or must fail; returns the answer and the gate the
+    /// request went through.
     async fn execute(
         &self,
         auth: Auth<'_>,
         url: &Url,
         want: Want,
         prefer: Option<&str>,
-    ) -> Result<Answer, DatasourceError> {
+    ) -> Result<(Answer, Arc<Gate>), DatasourceError> {
         let target = Self::loggable(auth, url);
         let max_attempts = self.config.max_attempts.max(1);
         let mut token: Option<AccessToken> = match auth {
             Auth::Bearer(tokens) => Some(tokens.access_token().await?),
-            Auth::Anonymous => None,
+            Auth::Anonymous(_) => None,
         };
+        let mut gate = self.gate(auth, token.as_ref());
         let mut refreshed = false;
         let mut attempt: u32 = 0;
         let mut throttled_answers: u32 = 0;
-        let mut throttle_waited = Duration::ZERO;
+        let mut waits = ThrottleWaits::default();
+        // When this request's own answer closed the gate: its wait counts from that answer.
+        let mut throttled_at: Option<DateTime<Utc>> = None;
         loop {
             attempt += 1;
+            let now = throttled_at.take().unwrap_or_else(|| self.clock.now());
+            self.wait_at_gate(&gate, now, &target, &mut waits).await?;
             let failure = match self.attempt(url, token.as_ref(), want, auth, prefer).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => return Ok((answer, gate)),
                 Err(f) => f,
             };
             let (why, wait, throttled) = match failure {
@@ -239,41 +289,37 @@ impl GraphClient {
                     debug!(request.path = %target, "access token refused; refreshing it once");
                     refreshed = true;
                     token = Some(tokens.refresh(rejected).await?);
+                    gate = self.gate(auth, token.as_ref());
                     // A refresh is not a failed attempt: repeat at once.
                     attempt -= 1;
                     continue;
                 }
             };
-            if let Some(w) = wait
-                && w > self.config.max_retry_wait
-            {
-                debug!(request.path = %target, retry_after_ms = w.as_millis() as u64, "throttled beyond the retry cap");
-                return Err(DatasourceError::Throttled { retry_after: w });
-            }
-            if throttled && wait.is_some() {
+            if throttled && let Some(retry_after) = wait.filter(|w| !w.is_zero()) {
                 // Not a failed attempt: the service said when to come back. (Throttling without
-                // `Retry-After`, e.g. a bare 503, still counts as an attempt.)
+                // `Retry-After`, e.g. a bare 503, or with `Retry-After: 0`, still counts as an
+                // attempt.) The whole tenant waits, this request at the top of the loop.
                 attempt -= 1;
                 throttled_answers += 1;
-                let delay = wait.unwrap_or_default() + self.jitter(self.config.base_backoff);
-                if throttle_waited + delay > self.config.max_throttle_wait {
-                    warn!(
-                        request.path = %target, throttled = throttled_answers,
-                        waited_ms = throttle_waited.as_millis() as u64, "giving up: still throttled: {why}"
-                    );
-                    return Err(DatasourceError::Throttled {
-                        retry_after: wait.unwrap_or(delay),
-                    });
+                let now = self.clock.now();
+                if gate.close_until(later(now, retry_after)) {
+                    metrics::counter!("kbsync_graph_throttle_gate_closed_total").increment(1);
                 }
-                throttle_waited += delay;
-                debug!(request.path = %target, throttled = throttled_answers, wait_ms = delay.as_millis() as u64, "throttled: waiting");
-                self.sleeper.sleep(delay).await;
+                // A throttled answer always costs this request a wait, even when its clock says
+                // the closure it waited out is still in force (a clock that does not move).
+                waits.last_closure = None;
+                if retry_after > self.config.max_retry_wait {
+                    debug!(request.path = %target, retry_after_ms = retry_after.as_millis() as u64, "throttled beyond the retry cap");
+                    return Err(DatasourceError::Throttled { retry_after });
+                }
+                debug!(
+                    request.path = %target, throttled = throttled_answers,
+                    retry_after_ms = retry_after.as_millis() as u64, "throttled: closing the tenant's gate: {why}"
+                );
+                throttled_at = Some(now);
                 continue;
             }
-            let delay = match wait {
-                Some(w) => w + self.jitter(self.config.base_backoff),
-                None => self.backoff(attempt),
-            };
+            let delay = self.backoff(attempt);
             if attempt >= max_attempts {
                 warn!(request.path = %target, attempts = attempt, "giving up: {why}");
                 return Err(if throttled {
@@ -289,6 +335,51 @@ impl GraphClient {
                 "retrying: {why}"
             );
             self.sleeper.sleep(delay).await;
+        }
+    }
+
+    /// Waits while `gate` is closed (looking first at `now`), plus the small jitter, and again if
+    /// it closed for longer meanwhile. `Throttled` instead of a wait beyond
+    /// [`GraphConfig::max_retry_wait`], or beyond what is left of the request's
+    /// [`GraphConfig::max_throttle_wait`].
+    async fn wait_at_gate(
+        &self,
+        gate: &Gate,
+        mut now: DateTime<Utc>,
+        target: &str,
+        waits: &mut ThrottleWaits,
+    ) -> Result<(), DatasourceError> {
+        loop {
+            let Some(closure) = gate.closed_at(now) else {
+                return Ok(());
+            };
+            if waits.last_closure == Some(closure.number) {
+                // Already waited out (by a sleeper that returned early, or a lagging clock).
+                return Ok(());
+            }
+            let remaining = (closure.until - now).to_std().unwrap_or_default();
+            if remaining > self.config.max_retry_wait {
+                debug!(request.path = %target, retry_after_ms = remaining.as_millis() as u64, "the tenant is throttled beyond the retry cap");
+                return Err(DatasourceError::Throttled {
+                    retry_after: remaining,
+                });
+            }
+            let delay = remaining + self.retry_after_jitter(remaining);
+            if waits.total + delay > self.config.max_throttle_wait {
+                warn!(
+                    request.path = %target, waited_ms = waits.total.as_millis() as u64,
+                    "giving up: the tenant is still throttled"
+                );
+                return Err(DatasourceError::Throttled {
+                    retry_after: remaining,
+                });
+            }
+            waits.total += delay;
+            waits.last_closure = Some(closure.number);
+            debug!(request.path = %target, wait_ms = delay.as_millis() as u64, "the tenant is throttled: waiting at its gate");
+            metrics::counter!("kbsync_graph_throttle_waits_total").increment(1);
+            self.sleeper.sleep(delay).await;
+            now = self.clock.now();
         }
     }
 
@@ -374,6 +465,11 @@ impl GraphClient {
         step / 2 + self.jitter(step / 2)
     }
 
+    /// The jitter on top of an explicit wait: uniform in `[0, min(wait / 20, 250 ms))`.
+    fn retry_after_jitter(&self, wait: Duration) -> Duration {
+        self.jitter((wait / RETRY_AFTER_JITTER_DIVISOR).min(MAX_RETRY_AFTER_JITTER))
+    }
+
     /// A uniformly random duration in `[0, max)`.
     fn jitter(&self, max: Duration) -> Duration {
         let mut bytes = [0u8; 8];
@@ -381,6 +477,14 @@ impl GraphClient {
         let fraction = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64;
         max.mul_f64(fraction)
     }
+}
+
+/// `now + wait`, or the end of time when that does not fit.
+fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(wait)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn retry(why: &str) -> Failure {

@@ -49,19 +49,21 @@ pub struct GraphConfig {
     /// `Throttled`). Neither a token refresh after a 401 nor a throttled answer with `Retry-After`
     /// counts: those have their own budget, `max_throttle_wait`.
     pub max_attempts: u32,
-    /// Total time one request may spend waiting on throttled answers (429/503 with `Retry-After`) before it is
-    /// reported as `Throttled`. Throttling says "later", not "broken": under a sustained rate
-    /// limit a request keeps its place for this long instead of failing after a few answers.
+    /// Total time one request may spend waiting on throttling (at its tenant's throttle gate,
+    /// closed by 429/503 answers with `Retry-After` to it or to any other request of the tenant)
+    /// before it is reported as `Throttled`. Throttling says "later", not "broken": under a
+    /// sustained rate limit a request keeps its place for this long instead of failing after a
+    /// few answers.
     #[serde(with = "secs")]
     pub max_throttle_wait: Duration,
-    /// Longest wait the client does on its own. A `Retry-After` longer than this is not waited
-    /// for here: the call returns `Throttled { retry_after }` so the engine can reschedule the
-    /// work. Exponential backoff is capped at this value too.
+    /// Longest wait the client does on its own. A `Retry-After` (or a tenant's closed throttle
+    /// gate) longer than this is not waited for here: the call returns `Throttled { retry_after }`
+    /// so the engine can reschedule the work. Exponential backoff is capped at this value too.
     #[serde(with = "secs")]
     pub max_retry_wait: Duration,
     /// First step of the exponential backoff on 5xx answers, connection errors and throttling
-    /// without `Retry-After` (then ×2 per attempt, "equal jitter"); also the largest jitter added
-    /// on top of a `Retry-After`.
+    /// without `Retry-After` (then ×2 per attempt, "equal jitter"). A `Retry-After` gets no
+    /// backoff: it is waited in full plus a jitter below 5 % of it and below 250 ms.
     #[serde(with = "secs")]
     pub base_backoff: Duration,
     /// `$top` for delta and children listings. Graph may return fewer (or, for delta, more)

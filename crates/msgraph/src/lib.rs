@@ -3,7 +3,8 @@
 //!
 //! [`OneDrive`] implements [`Datasource`]; it is stateless, and the sync engine owns cursors,
 //! retries across runs and persistence. Within one call the Graph client retries on its own
-//! (see [`client`]'s module documentation for the policy).
+//! (see [`client`]'s module documentation for the policy), and all requests of one tenant share
+//! one throttle gate across calls and sync runs (see [`throttle`]).
 //!
 //! # Browse locations
 //! | `BrowseLocation` | lists |
@@ -41,6 +42,7 @@ pub mod mapping;
 pub mod model;
 pub mod quickxorhash;
 mod site_groups;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -262,7 +264,8 @@ impl OneDrive {
         let content_url = self
             .client
             .url(&["drives", &item.drive_id, "items", &item.id, "content"])?;
-        let answer = self.client.get_head(Auth::Bearer(tokens), &content_url).await?;
+        let head = self.client.get_head(Auth::Bearer(tokens), &content_url).await?;
+        let answer = head.response;
         if !answer.status().is_redirection() {
             return Ok(Content::Ready(answer));
         }
@@ -282,8 +285,9 @@ impl OneDrive {
         }
         drop(answer);
         // Pre-authenticated: the bearer token must not go to the download host.
-        match self.client.get_head(Auth::Anonymous, &target).await {
-            Ok(r) => Ok(Content::Ready(r)),
+        // The download host serves and throttles the same tenant: the same gate.
+        match self.client.get_head(Auth::Anonymous(&head.gate), &target).await {
+            Ok(r) => Ok(Content::Ready(r.response)),
             Err(DatasourceError::Unauthorized(why) | DatasourceError::NotFound(why)) => {
                 Ok(Content::Refused(why))
             }

@@ -338,7 +338,9 @@ impl Store {
         code
     }
 
-    /// Mints an access token for a user directly (tests of Graph clients skip the OAuth dance with it).
+    /// Mints an access token for a user directly (tests of Graph clients skip the OAuth dance with it). Its
+    /// `tid` is the tenant the user signs in to ([`Self::user_tenant`]): a user of another organisation gets
+    /// tokens of that organisation's tenant, as at Entra, where Graph serves every tenant at one URL.
     pub fn mint_access_token(
         &mut self,
         user_id: &str,
@@ -348,13 +350,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
         let user = self.user(user_id)?.clone();
+        let tid = self.user_tenant(&user);
         let exp = now + lifetime;
         let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "kid": "msgraph-emulator"});
         let payload = serde_json::json!({
             "aud": "00000003-0000-0000-c000-000000000000",
-            "iss": format!("https://sts.windows.net/{}/", self.tenant.id),
+            "iss": format!("https://sts.windows.net/{tid}/"),
             "iat": now.timestamp(), "nbf": now.timestamp(), "exp": exp.timestamp(),
-            "appid": client_id, "name": user.display_name, "oid": user.id, "tid": self.tenant.id,
+            "appid": client_id, "name": user.display_name, "oid": user.id, "tid": tid,
             "scp": scopes.join(" "), "upn": user.upn, "uti": self.ids.token(22), "ver": "1.0",
         });
         let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.ids.bytes::<64>());

@@ -12,3 +12,4 @@ mod groups;
 mod permissions;
 mod quickxorhash;
 mod site_groups;
+mod throttle;

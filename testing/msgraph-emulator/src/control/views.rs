@@ -64,7 +64,7 @@ pub struct NewUser {
     #[serde(default)]
     pub drive_type: Option<DriveType>,
     /// Makes the user a member of another organisation's tenant (its id, a GUID): they sign in through
-    /// `/common` or `/organizations` (or that tenant's own path), their ID tokens carry that `tid` and issuer,
+    /// `/common` or `/organizations` (or that tenant's own path), their ID and access tokens carry that `tid`,
     /// and the emulated tenant's own authorize endpoint refuses them (AADSTS50020).
     #[serde(default)]
     pub tenant_id: Option<String>,

@@ -11,7 +11,7 @@ kbsync_kit::on_both_databases!(
     a_401_whose_refresh_is_refused_stops_the_run_with_needs_reauth_and_advances_no_cursor,
     a_single_401_is_refreshed_once_and_the_run_completes,
     throttled_downloads_honour_retry_after_and_nothing_fails,
-    throttling_that_outlasts_the_retries_fails_the_file_or_the_whole_source,
+    throttling_that_outlasts_the_retries_fails_the_source_and_holds_back_the_tenants_other_requests,
 );
 
 async fn a_failing_file_is_recorded_and_retried_next_run(store: Arc<dyn Store>) {
@@ -346,8 +346,12 @@ async fn throttled_downloads_honour_retry_after_and_nothing_fails(store: Arc<dyn
     env.assert_mirrors(&files).await;
 }
 
-async fn throttling_that_outlasts_the_retries_fails_the_file_or_the_whole_source(store: Arc<dyn Store>) {
-    // Retry-After beyond what the datasource waits on its own: it reports `Throttled` at once.
+async fn throttling_that_outlasts_the_retries_fails_the_source_and_holds_back_the_tenants_other_requests(
+    store: Arc<dyn Store>,
+) {
+    // Retry-After beyond what the datasource waits on its own: it reports `Throttled` at once, and
+    // the tenant's throttle gate stays closed that long, so the run's later requests (the
+    // downloads, which come after every source's changes were gathered) are not even sent.
     let env = env_with(
         store,
         Options {
@@ -356,57 +360,57 @@ async fn throttling_that_outlasts_the_retries_fails_the_file_or_the_whole_source
         },
     )
     .await;
-    env.put("/A/ok.txt", "okay oat");
-    let stuck = env.put("/A/stuck.txt", "stuck sesame");
+    let ok = env.put("/A/ok.txt", "okay oat");
     env.put("/B/b.txt", "bravo banana");
     let a = env.add_folder("/A").await;
     let b = env.add_folder("/B").await;
-    let throttle = || FaultAction::Throttle {
-        status: 429,
-        retry_after: RetryAfter::Seconds(120),
-        rate_limit_headers: false,
-    };
-    let on_file = env.ctl.add_fault(FaultRule::new(
-        "GET",
-        &format!("/v1.0/drives/*/items/{stuck}/content"),
-        throttle(),
-    ));
     let on_b = env.ctl.add_fault(FaultRule::new(
         "GET",
         &format!("/v1.0/drives/*/items/{}/delta", b.item_id),
-        throttle(),
+        FaultAction::Throttle {
+            status: 429,
+            retry_after: RetryAfter::Seconds(120),
+            rate_limit_headers: false,
+        },
     ));
 
     let summary = env.sync().await;
 
     assert_eq!(summary.status, SyncStatus::Failed, "{summary:?}");
-    assert_eq!((summary.processed, summary.failed), (1, 1));
+    assert_eq!((summary.processed, summary.failed), (0, 1));
     let reasons: Vec<(&str, &str)> = summary
         .failures
         .iter()
         .map(|f| (f.item_id.as_str(), f.reason.as_str()))
         .collect();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
-    assert_eq!(reasons[0].0, stuck, "the file first, then the source");
+    assert_eq!(reasons[0].0, ok, "the file first, then the source");
     assert_eq!(reasons[1].0, b.item_id);
     assert!(
         reasons.iter().all(|(_, r)| r.contains("throttled")),
         "{reasons:?}"
     );
-    assert!(env.cursor(a.id).await.is_some(), "A's round was applied");
+    assert!(
+        !env.ctl
+            .request_log()
+            .entries
+            .iter()
+            .any(|e| e.path.ends_with("/content")),
+        "the download waited at the closed gate instead of being sent"
+    );
+    assert!(
+        env.cursor(a.id).await.is_some(),
+        "A's round was applied, its file recorded as failed"
+    );
     assert_eq!(env.cursor(b.id).await, None, "B's cursor did not move");
     let runs = env.store.list_sync_runs(env.kb, 1).await.unwrap();
     assert_eq!(runs[0].outcome.failures.len(), 2);
-    env.assert_mirrors(&[("A/ok.txt", "okay oat")]).await;
 
-    env.ctl.remove_fault(on_file);
+    // Once the Retry-After has passed, the next run catches up.
     env.ctl.remove_fault(on_b);
+    env.clock.advance(chrono::Duration::seconds(120));
     let summary = env.sync().await;
     assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
-    env.assert_mirrors(&[
-        ("A/ok.txt", "okay oat"),
-        ("A/stuck.txt", "stuck sesame"),
-        ("B/b.txt", "bravo banana"),
-    ])
-    .await;
+    env.assert_mirrors(&[("A/ok.txt", "okay oat"), ("B/b.txt", "bravo banana")])
+        .await;
 }

@@ -101,11 +101,13 @@ async fn env_with(store: Arc<dyn Store>, options: Options) -> Env {
         ..kbsync_kit::emulator::graph_config(&emu)
     };
     (options.graph)(&mut config);
-    let ds = kbsync_kit::emulator::onedrive(&emu, config, Arc::new(TokioSleeper));
+    let clock = Arc::new(ManualClock::new(ctl.now()));
+    // The datasource's clock is the engine's: a tenant's throttle gate reopens when the test
+    // moves time on.
+    let ds = kbsync_kit::emulator::onedrive(&emu, config, Arc::new(TokioSleeper)).with_clock(clock.clone());
     let user = ctl.default_user_id();
     let tokens = TestTokens::new(&ctl, &user);
     let drive = ctl.default_drive_id();
-    let clock = Arc::new(ManualClock::new(ctl.now()));
     let owner = kbsync_kit::fixtures::user(store.as_ref(), Role::User, ctl.now()).await;
     let kb = kbsync_kit::fixtures::kb(store.as_ref(), owner, "synced", KbType::OneDrive, ctl.now()).await;
     let blob_dir = tempfile::tempdir().unwrap();
