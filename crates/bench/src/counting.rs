@@ -519,6 +519,17 @@ impl ScheduleStore for CountingStore {
         self.inner.try_claim_sync(kb_id, owner, now, lease_until).await
     }
 
+    async fn request_drive_syncs(
+        &self,
+        datasource: &str,
+        drive_id: &str,
+        now: DateTime<Utc>,
+        run_at: DateTime<Utc>,
+    ) -> Result<Vec<KbId>> {
+        self.count("request_drive_syncs");
+        self.inner.request_drive_syncs(datasource, drive_id, now, run_at).await
+    }
+
     async fn renew_sync_lease(
         &self,
         kb_id: KbId,
@@ -862,5 +873,67 @@ impl PublicationStore for CountingStore {
     async fn publish_runs(&self, kb_id: KbId, limit: u32) -> Result<Vec<kbsync_core::PublishRun>> {
         self.count("publish_runs");
         self.inner.publish_runs(kb_id, limit).await
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for CountingStore {
+    async fn watched_drives(&self) -> Result<Vec<WatchedDrive>> {
+        self.count("watched_drives");
+        self.inner.watched_drives().await
+    }
+
+    async fn drive_subscriptions(&self) -> Result<Vec<DriveSubscription>> {
+        self.count("drive_subscriptions");
+        self.inner.drive_subscriptions().await
+    }
+
+    async fn kb_drive_subscriptions(&self, kb_id: KbId) -> Result<Vec<DriveSubscription>> {
+        self.count("kb_drive_subscriptions");
+        self.inner.kb_drive_subscriptions(kb_id).await
+    }
+
+    async fn drive_subscription_by_id(&self, subscription_id: &str) -> Result<Option<DriveSubscription>> {
+        self.count("drive_subscription_by_id");
+        self.inner.drive_subscription_by_id(subscription_id).await
+    }
+
+    async fn claim_drive_subscription(
+        &self,
+        datasource: &str,
+        drive_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<DriveSubscription>> {
+        self.count("claim_drive_subscription");
+        self.inner
+            .claim_drive_subscription(datasource, drive_id, owner, now, lease_until)
+            .await
+    }
+
+    async fn save_drive_subscription(&self, subscription: &DriveSubscription, owner: &str) -> Result<bool> {
+        self.count("save_drive_subscription");
+        self.inner.save_drive_subscription(subscription, owner).await
+    }
+
+    async fn delete_drive_subscription(&self, datasource: &str, drive_id: &str, owner: &str) -> Result<bool> {
+        self.count("delete_drive_subscription");
+        self.inner.delete_drive_subscription(datasource, drive_id, owner).await
+    }
+
+    async fn record_drive_notification(&self, subscription_id: &str, now: DateTime<Utc>) -> Result<()> {
+        self.count("record_drive_notification");
+        self.inner.record_drive_notification(subscription_id, now).await
+    }
+
+    async fn flag_drive_subscription(
+        &self,
+        subscription_id: &str,
+        status: SubscriptionStatus,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.count("flag_drive_subscription");
+        self.inner.flag_drive_subscription(subscription_id, status, now).await
     }
 }

@@ -38,6 +38,9 @@ pub struct DatasourceInfo {
     pub kb_choice: &'static str,
     /// The top level of the picker (what browsing without a location lists).
     pub picker_root: &'static str,
+    /// The last segment of its change-notification endpoint, `/api/v1/webhooks/{webhook}`, when
+    /// it can notify changes (see [`Datasource::watch`]).
+    pub webhook: Option<&'static str>,
 }
 
 /// OneDrive and SharePoint (Microsoft Graph), crate `kbsync-msgraph`.
@@ -47,6 +50,7 @@ const ONEDRIVE: DatasourceInfo = DatasourceInfo {
     display_name: "OneDrive / SharePoint",
     kb_choice: "OneDrive / SharePoint folders, kept in sync",
     picker_root: "OneDrive and SharePoint",
+    webhook: Some("msgraph"),
 };
 
 impl DatasourceKind {
@@ -57,6 +61,14 @@ impl DatasourceKind {
         match self {
             DatasourceKind::OneDrive => &ONEDRIVE,
         }
+    }
+
+    /// The datasource whose change-notification endpoint ends in `webhook`.
+    pub fn from_webhook(webhook: &str) -> Option<DatasourceKind> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|k| k.info().webhook == Some(webhook))
     }
 
     /// The datasource an API path or a form names (its [`DatasourceInfo::name`]).
@@ -334,6 +346,30 @@ pub struct OAuthSpec {
     pub scopes: Vec<String>,
 }
 
+/// What a datasource is asked to watch: a drive's changes delivered to kbsync's webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchRequest {
+    /// The drive whose changes are wanted (its whole tree).
+    pub drive_id: String,
+    /// Where the source posts change notifications.
+    pub notification_url: String,
+    /// Where the source posts lifecycle events (renewal needed, removal, missed changes).
+    pub lifecycle_url: Option<String>,
+    /// The secret every notification must carry back; kbsync keeps only its hash.
+    pub client_state: String,
+    /// When the watch should end (at most the datasource's [`Datasource::watch_lifetime`]).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A watch the source created or renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    /// The source's id of the watch (a Graph subscription id).
+    pub id: String,
+    /// When the source will end it unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// What every datasource provides.
 #[async_trait]
 pub trait Datasource: Send + Sync + 'static {
@@ -387,6 +423,43 @@ pub trait Datasource: Send + Sync + 'static {
         tokens: &dyn TokenSource,
         group: &Principal,
     ) -> Result<Vec<GroupMember>, DatasourceError>;
+
+    /// The longest a watch of a drive may live, when this datasource can notify kbsync of
+    /// changes; `None` (the default) when it cannot, and its knowledge bases are only polled.
+    fn watch_lifetime(&self) -> Option<chrono::Duration> {
+        None
+    }
+
+    /// Asks the source to notify `request.notification_url` of every change of a drive. The
+    /// source may call that URL (a validation handshake) before it answers.
+    async fn watch(&self, _tokens: &dyn TokenSource, _request: &WatchRequest) -> Result<Watch, DatasourceError> {
+        Err(DatasourceError::Permanent(format!(
+            "{} cannot notify changes",
+            self.kind().display_name()
+        )))
+    }
+
+    /// Extends a watch to `expires_at`. `NotFound` when the source no longer has it (it must be
+    /// created again).
+    async fn renew_watch(
+        &self,
+        _tokens: &dyn TokenSource,
+        _watch_id: &str,
+        _expires_at: DateTime<Utc>,
+    ) -> Result<Watch, DatasourceError> {
+        Err(DatasourceError::Permanent(format!(
+            "{} cannot notify changes",
+            self.kind().display_name()
+        )))
+    }
+
+    /// Ends a watch. `NotFound` when the source no longer has it.
+    async fn unwatch(&self, _tokens: &dyn TokenSource, _watch_id: &str) -> Result<(), DatasourceError> {
+        Err(DatasourceError::Permanent(format!(
+            "{} cannot notify changes",
+            self.kind().display_name()
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,11 @@ pub async fn start_emulator(settings: &mut Settings) -> anyhow::Result<RunningEm
             .collect(),
         app_only: None,
     });
+    // The emulator reaches kbsync on loopback, so change notifications work whatever the public
+    // URL's scheme: on unless the environment turned them off.
+    if std::env::var("KBSYNC_WEBHOOKS").map_or(true, |v| v.is_empty()) {
+        settings.webhooks = true;
+    }
     println!(
         "demo: an emulated OneDrive with {DEMO_DRIVE_FILES} sample files runs at {}; create a knowledge base of type \
          \"onedrive\" and connect it (consent is automatic)",

@@ -17,7 +17,9 @@ use kbsync_oauth::{
 };
 use kbsync_openwebui::{OpenWebUiClient, OpenWebUiConfig};
 use kbsync_server::publishing::{Publisher, PublisherSettings};
-use kbsync_server::{AppState, Datasources, HousekeepingSettings, ServerSettings, service::oidc::OidcSignIn};
+use kbsync_server::{
+    AppState, Datasources, HousekeepingSettings, ServerSettings, service::oidc::OidcSignIn, service::webhooks::WebhookSettings,
+};
 use kbsync_store::{AddressLimit, BlobStore, Store, TokenCipher};
 use kbsync_sync::{
     PermissionPolicy, SyncLimits, SyncRuntime, SyncSettings, runner::RunnerSettings,
@@ -265,6 +267,12 @@ fn server_settings(settings: &Settings) -> ServerSettings {
             keep_runs_per_kb: settings.run_keep_latest,
         }),
         password_login: settings.password_login,
+        webhooks: settings.webhooks.then(|| WebhookSettings {
+            tick: Duration::from_secs(settings.webhook_tick_secs),
+            renew_before: chrono::Duration::hours(i64::from(settings.webhook_renew_before_hours)),
+            debounce: chrono::Duration::milliseconds(i64::try_from(settings.webhook_debounce_ms).unwrap_or(i64::MAX)),
+            ..WebhookSettings::default()
+        }),
         ..ServerSettings::default()
     }
 }

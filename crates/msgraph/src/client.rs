@@ -84,6 +84,24 @@ enum Want {
     Head,
 }
 
+/// What a request sends besides its URL and credentials.
+#[derive(Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub method: &'a reqwest::Method,
+    /// A JSON body (POST, PATCH).
+    pub body: Option<&'a serde_json::Value>,
+    /// A `Prefer` request header.
+    pub prefer: Option<&'a str>,
+}
+
+impl Call<'_> {
+    pub(crate) const GET: Call<'static> = Call {
+        method: &reqwest::Method::GET,
+        body: None,
+        prefer: None,
+    };
+}
+
 /// A successful answer.
 pub(crate) enum Answer {
     Body(Bytes),
@@ -201,14 +219,35 @@ impl GraphClient {
         url: &Url,
         prefer: Option<&str>,
     ) -> Result<T, DatasourceError> {
-        match self
-            .execute(Auth::Bearer(tokens), url, Want::Body, prefer)
-            .await?
-            .0
-        {
-            Answer::Body(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                DatasourceError::Permanent(format!("unexpected answer from GET {}: {e}", url.path()))
-            }),
+        let call = Call {
+            prefer,
+            ..Call::GET
+        };
+        self.send_json(tokens, url, call).await
+    }
+
+    /// Sends `call` to a Graph URL and parses its JSON answer.
+    pub(crate) async fn send_json<T: DeserializeOwned>(
+        &self,
+        tokens: &dyn TokenSource,
+        url: &Url,
+        call: Call<'_>,
+    ) -> Result<T, DatasourceError> {
+        let bytes = self.send(tokens, url, call).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            DatasourceError::Permanent(format!("unexpected answer from {} {}: {e}", call.method, url.path()))
+        })
+    }
+
+    /// Sends `call` to a Graph URL and returns its body (empty for a 204).
+    pub(crate) async fn send(
+        &self,
+        tokens: &dyn TokenSource,
+        url: &Url,
+        call: Call<'_>,
+    ) -> Result<Bytes, DatasourceError> {
+        match self.execute(Auth::Bearer(tokens), url, Want::Body, call).await?.0 {
+            Answer::Body(bytes) => Ok(bytes),
             Answer::Head(_) => Err(DatasourceError::Permanent(
                 "internal: a body was asked for".into(),
             )),
@@ -218,7 +257,7 @@ impl GraphClient {
     /// GET and return the answer once its headers arrived (2xx or 3xx), for redirects and
     /// downloads.
     pub(crate) async fn get_head(&self, auth: Auth<'_>, url: &Url) -> Result<Head, DatasourceError> {
-        match self.execute(auth, url, Want::Head, None).await? {
+        match self.execute(auth, url, Want::Head, Call::GET).await? {
             (Answer::Head(response), gate) => Ok(Head { response, gate }),
             (Answer::Body(_), _) => Err(DatasourceError::Permanent(
                 "internal: headers were asked for".into(),
@@ -249,7 +288,7 @@ impl GraphClient {
         auth: Auth<'_>,
         url: &Url,
         want: Want,
-        prefer: Option<&str>,
+        call: Call<'_>,
     ) -> Result<(Answer, Arc<Gate>), DatasourceError> {
         let target = Self::loggable(auth, url);
         let max_attempts = self.config.max_attempts.max(1);
@@ -268,7 +307,7 @@ impl GraphClient {
             attempt += 1;
             let now = throttled_at.take().unwrap_or_else(|| self.clock.now());
             self.wait_at_gate(&gate, now, &target, &mut waits).await?;
-            let failure = match self.attempt(url, token.as_ref(), want, auth, prefer).await {
+            let failure = match self.attempt(url, token.as_ref(), want, auth, call).await {
                 Ok(answer) => return Ok((answer, gate)),
                 Err(f) => f,
             };
@@ -283,7 +322,7 @@ impl GraphClient {
                     };
                     if refreshed {
                         return Err(DatasourceError::Unauthorized(format!(
-                            "GET {target} was refused again after a token refresh"
+                            "{} {target} was refused again after a token refresh", call.method
                         )));
                     }
                     debug!(request.path = %target, "access token refused; refreshing it once");
@@ -325,7 +364,10 @@ impl GraphClient {
                 return Err(if throttled {
                     DatasourceError::Throttled { retry_after: delay }
                 } else {
-                    DatasourceError::Transient(format!("GET {target} failed after {attempt} attempts: {why}"))
+                    DatasourceError::Transient(format!(
+                        "{} {target} failed after {attempt} attempts: {why}",
+                        call.method
+                    ))
                 });
             }
             debug!(
@@ -390,14 +432,17 @@ impl GraphClient {
         token: Option<&AccessToken>,
         want: Want,
         auth: Auth<'_>,
-        prefer: Option<&str>,
+        call: Call<'_>,
     ) -> Result<Answer, Failure> {
         let mut req = self
             .http
-            .get(url.clone())
+            .request(call.method.clone(), url.clone())
             .header(USER_AGENT, &self.config.user_agent);
-        if let Some(prefer) = prefer {
+        if let Some(prefer) = call.prefer {
             req = req.header("Prefer", prefer);
+        }
+        if let Some(body) = call.body {
+            req = req.json(body);
         }
         if want == Want::Body {
             req = req

@@ -50,7 +50,7 @@ use async_trait::async_trait;
 use kbsync_core::datasource::{
     BrowseEntry, BrowseLocation, ByteStream, ChangePage, Datasource, DatasourceError, DatasourceKind,
     GroupMember, ItemKind, NextPage, OAuthSpec, Principal, RemoteItem, RemotePermission, SourceRef,
-    TokenSource,
+    TokenSource, Watch, WatchRequest,
 };
 use kbsync_core::{Clock, OsRandom, Random, SystemClock};
 use reqwest::header::LOCATION;
@@ -65,9 +65,9 @@ pub use config::{
 pub use mapping::{QUICK_XOR_HASH, SITE_PREFIX};
 pub use quickxorhash::QuickXorHash;
 
-use client::{Auth, GraphClient};
+use client::{Auth, Call, GraphClient};
 use download::{Expected, verified_stream};
-use model::{DriveItem, Page, Permission};
+use model::{DriveItem, Page, Permission, Subscription};
 
 /// Upper bound on pages followed in one listing, against a service that never stops paging.
 const MAX_PAGES: usize = 100_000;
@@ -83,6 +83,10 @@ const DELTA_PREFER: &str =
 
 /// What reading a group's members needs (learn.microsoft.com/graph/api/group-list-transitivemembers).
 const GROUP_MEMBERS_PERMISSION: &str = "GroupMember.Read.All";
+
+/// The longest a driveItem subscription may live: 42,300 minutes (learn.microsoft.com/graph/api/resources/subscription,
+/// "Subscription lifetime").
+pub const MAX_SUBSCRIPTION_MINUTES: i64 = 42_300;
 
 /// The largest `$top` directory collections accept (learn.microsoft.com/graph/paging).
 const MAX_DIRECTORY_PAGE: u32 = 999;
@@ -495,4 +499,70 @@ impl Datasource for OneDrive {
             }
         }
     }
+
+    fn watch_lifetime(&self) -> Option<chrono::Duration> {
+        Some(chrono::Duration::minutes(MAX_SUBSCRIPTION_MINUTES))
+    }
+
+    /// `POST /subscriptions` on the drive's root (`changeType: updated`, the only one drives
+    /// support). Graph validates `notificationUrl` (and `lifecycleNotificationUrl`) with a
+    /// handshake before it answers 201.
+    #[instrument(skip_all)]
+    async fn watch(&self, tokens: &dyn TokenSource, request: &WatchRequest) -> Result<Watch, DatasourceError> {
+        let mut body = serde_json::json!({
+            "changeType": "updated",
+            "notificationUrl": request.notification_url,
+            "resource": format!("/drives/{}/root", request.drive_id),
+            "expirationDateTime": graph_time(request.expires_at),
+            "clientState": request.client_state,
+        });
+        if let Some(lifecycle) = &request.lifecycle_url {
+            body["lifecycleNotificationUrl"] = serde_json::Value::String(lifecycle.clone());
+        }
+        let url = self.client.url(&["subscriptions"])?;
+        let call = Call {
+            method: &reqwest::Method::POST,
+            body: Some(&body),
+            prefer: None,
+        };
+        let created: Subscription = self.client.send_json(tokens, &url, call).await?;
+        Ok(created.into_watch())
+    }
+
+    /// `PATCH /subscriptions/{id}` with the new expiry.
+    #[instrument(skip_all)]
+    async fn renew_watch(
+        &self,
+        tokens: &dyn TokenSource,
+        watch_id: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Watch, DatasourceError> {
+        let body = serde_json::json!({ "expirationDateTime": graph_time(expires_at) });
+        let url = self.client.url(&["subscriptions", watch_id])?;
+        let call = Call {
+            method: &reqwest::Method::PATCH,
+            body: Some(&body),
+            prefer: None,
+        };
+        let renewed: Subscription = self.client.send_json(tokens, &url, call).await?;
+        Ok(renewed.into_watch())
+    }
+
+    /// `DELETE /subscriptions/{id}` (204).
+    #[instrument(skip_all)]
+    async fn unwatch(&self, tokens: &dyn TokenSource, watch_id: &str) -> Result<(), DatasourceError> {
+        let url = self.client.url(&["subscriptions", watch_id])?;
+        let call = Call {
+            method: &reqwest::Method::DELETE,
+            body: None,
+            prefer: None,
+        };
+        self.client.send(tokens, &url, call).await?;
+        Ok(())
+    }
+}
+
+/// A time as Graph writes it: UTC, `Z`, whole seconds are enough.
+fn graph_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -2,6 +2,7 @@
 //! omits in some answer (names on tombstones, sizes, hashes, timestamps) is optional, and
 //! timestamps stay strings until mapping so that one odd value cannot fail a whole page.
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -225,4 +226,21 @@ pub struct DirectoryObject {
     pub id: Option<String>,
     pub mail: Option<String>,
     pub user_principal_name: Option<String>,
+}
+
+/// A change-notification subscription as `POST`/`PATCH /subscriptions` return it (the fields kbsync reads).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    pub id: String,
+    pub expiration_date_time: DateTime<Utc>,
+}
+
+impl Subscription {
+    pub fn into_watch(self) -> kbsync_core::datasource::Watch {
+        kbsync_core::datasource::Watch {
+            id: self.id,
+            expires_at: self.expiration_date_time,
+        }
+    }
 }

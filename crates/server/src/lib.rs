@@ -61,6 +61,9 @@ pub struct ServerSettings {
     /// Whether people may sign in with an email and password (`false` leaves only the OpenID
     /// provider, when one is configured).
     pub password_login: bool,
+    /// Change notifications (subscriptions at the sources, the webhook endpoints); `None` when
+    /// off (knowledge bases are only polled).
+    pub webhooks: Option<service::webhooks::WebhookSettings>,
 }
 
 impl Default for ServerSettings {
@@ -80,6 +83,7 @@ impl Default for ServerSettings {
             housekeeping: Some(HousekeepingSettings::default()),
             sse_poll_interval: std::time::Duration::from_secs(1),
             password_login: true,
+            webhooks: None,
         }
     }
 }
@@ -109,6 +113,8 @@ pub struct AppState {
     pub oidc: Option<Arc<service::oidc::OidcSignIn>>,
     /// Publishes knowledge bases into Open WebUI, when one is configured ([`AppState::with_openwebui`]).
     pub openwebui: Option<Arc<publishing::Publisher>>,
+    /// Wakes this instance's drive subscription maintenance (a lifecycle event asked for it).
+    pub webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -147,6 +153,7 @@ impl AppState {
             metrics: metrics_layer::prometheus_handle(),
             oidc: None,
             openwebui: None,
+            webhook_wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -164,7 +171,8 @@ impl AppState {
     }
 }
 
-/// Serves until `shutdown` resolves (with housekeeping and the Open WebUI publisher running beside it), then stops accepting,
+/// Serves until `shutdown` resolves (with housekeeping, the Open WebUI publisher and drive subscription maintenance
+/// running beside it), then stops accepting,
 /// finishes open requests, stops the scheduler (runs of this instance are cancelled and their
 /// leases released for another instance) and housekeeping, and waits for queued ingestion to
 /// finish.
@@ -198,6 +206,11 @@ pub async fn serve(
         .openwebui
         .clone()
         .map(|publisher| publisher.spawn(stop_scheduler.clone()));
+    let subscriptions = state
+        .settings
+        .webhooks
+        .clone()
+        .map(|settings| service::webhooks::spawn(state.clone(), settings, stop_scheduler.clone()));
     let shutting_down = state.shutting_down.clone();
     // The peer address reaches handlers (`ConnectInfo`): sign-in failures are limited per client.
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -225,6 +238,11 @@ pub async fn serve(
         && let Err(e) = handle.await
     {
         tracing::error!(error = %e, "the Open WebUI publisher ended abnormally");
+    }
+    if let Some(handle) = subscriptions
+        && let Err(e) = handle.await
+    {
+        tracing::error!(error = %e, "the drive subscription maintenance ended abnormally");
     }
     pipeline.drain().await;
     served

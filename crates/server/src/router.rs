@@ -11,7 +11,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::{
     AppState,
-    api::{accounts, datasources, health, openwebui, sync, tools, v1},
+    api::{accounts, datasources, health, openwebui, sync, tools, v1, webhooks},
     error::ApiError,
     metrics_layer, ui,
 };
@@ -105,6 +105,8 @@ pub fn router(state: AppState) -> Router {
             get(datasources::callback),
         )
         .route("/datasources/{datasource}/browse", get(datasources::browse))
+        .route("/webhooks/{webhook}", post(webhooks::notify))
+        .route("/webhooks/{webhook}/lifecycle", post(webhooks::notify))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .merge(uploads);
 

@@ -69,6 +69,7 @@ mod search_text;
 mod sources;
 mod sql;
 mod sqlite;
+mod subscriptions;
 mod users;
 
 use std::sync::Arc;
@@ -91,6 +92,7 @@ pub use schedule::{ClaimedSync, LeaseRenewal, ScheduleStore, SyncRelease};
 pub use search::{RetrieveQuery, SEARCH_DEPTH, SearchQuery, SearchStore};
 pub use sources::{NewSource, SavedState, SourceStore};
 pub use sqlite::SqliteStore;
+pub use subscriptions::{DriveSubscription, SubscriptionStatus, SubscriptionStore, WatchedDrive};
 pub use users::{
     AddressLimit, LoginAttempt, LoginBackoff, LoginFailures, NewUser, SignInFlowRecord, UserCredentials,
     UserStore,
@@ -115,6 +117,7 @@ pub trait Store:
     + AccountStore
     + ApiKeyStore
     + PublicationStore
+    + SubscriptionStore
     + Send
     + Sync
     + 'static
@@ -135,6 +138,7 @@ impl<T> Store for T where
         + AccountStore
         + ApiKeyStore
         + PublicationStore
+        + SubscriptionStore
         + Send
         + Sync
         + 'static

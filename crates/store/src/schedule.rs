@@ -13,6 +13,9 @@ use crate::Result;
 pub struct ClaimedSync {
     pub kb_id: KbId,
     pub due_at: Option<DateTime<Utc>>,
+    /// When the latest change notification not yet answered by a run came (`None`: none is
+    /// pending, the run is a scheduled one).
+    pub requested_at: Option<DateTime<Utc>>,
 }
 
 /// What a lease holder learns when it renews its sync lease.
@@ -37,6 +40,13 @@ pub struct SyncRelease {
     pub last_sync_at: Option<DateTime<Utc>>,
     /// The run's error for the KB view; `None` clears it.
     pub last_error: Option<String>,
+    /// When the run that ends began reading the source (`None`: nothing ran). A change
+    /// notification that came after it is still pending: unless the knowledge base is backing off
+    /// after failures, it is due again at `next_sync_at`'s release time rather than after its
+    /// interval. Notifications that came before it are answered and forgotten.
+    pub run_started_at: Option<DateTime<Utc>>,
+    /// The release's own time, when a pending notification makes the knowledge base due again.
+    pub released_at: DateTime<Utc>,
 }
 
 /// Sync leases, schedule and state of knowledge bases.
@@ -91,6 +101,19 @@ pub trait ScheduleStore: Send + Sync {
     /// renew); `false`, changing nothing, when no run holds a live lease at `now`. `NotFound`
     /// when the knowledge base does not exist.
     async fn request_sync_cancel(&self, kb_id: KbId, now: DateTime<Utc>) -> Result<bool>;
+    /// A change notification for the knowledge bases that sync `drive_id` of `datasource`, received
+    /// at `now`: each is due no later than `run_at` (unless it is backing off after failures: the
+    /// backoff holds), and the notification stays pending until a run that started after `now`
+    /// ends (see [`SyncRelease::run_started_at`]), so one that comes during a run is not lost. A
+    /// knowledge base due earlier keeps its time, so a burst makes one run. Returns the knowledge
+    /// bases concerned.
+    async fn request_drive_syncs(
+        &self,
+        datasource: &str,
+        drive_id: &str,
+        now: DateTime<Utc>,
+        run_at: DateTime<Utc>,
+    ) -> Result<Vec<KbId>>;
     /// Sets when the scheduler next considers the knowledge base (e.g. now, after sources were
     /// added or a connection restored). `NotFound` when it does not exist.
     async fn schedule_sync(&self, kb_id: KbId, next_sync_at: DateTime<Utc>) -> Result<()>;

@@ -169,6 +169,9 @@ struct Inner {
     shutdown: CancellationToken,
     /// How many entries `runs` has, for `wait_idle`.
     count: watch::Sender<usize>,
+    /// Wakes this instance's scheduler loop before its next tick (a change notification made
+    /// knowledge bases due).
+    wake: tokio::sync::Notify,
 }
 
 /// What a spawned run needs.
@@ -242,6 +245,7 @@ impl SyncRunner {
                 runs: Mutex::new(HashMap::new()),
                 shutdown: CancellationToken::new(),
                 count: watch::Sender::new(0),
+                wake: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -338,6 +342,17 @@ impl SyncRunner {
         self.inner.settings.max_runs.saturating_sub(self.running())
     }
 
+    /// Has this instance's scheduler claim due knowledge bases now rather than at its next tick.
+    pub fn wake_scheduler(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Resolves when [`SyncRunner::wake_scheduler`] was called (once per call, or once for
+    /// several calls made while nobody waited).
+    pub(crate) async fn woken(&self) {
+        self.inner.wake.notified().await;
+    }
+
     /// Waits until no run of this instance is going (tests).
     pub async fn wait_idle(&self) {
         let mut count = self.inner.count.subscribe();
@@ -431,7 +446,12 @@ impl SyncRunner {
             Job {
                 kb_id,
                 run_id: inner.cx.random.uuid(),
-                trigger: SyncTrigger::Scheduled,
+                // A change notification is pending: the run answers it.
+                trigger: if claim.requested_at.is_some() {
+                    SyncTrigger::Webhook
+                } else {
+                    SyncTrigger::Scheduled
+                },
                 datasource,
                 tokens: tokens.source,
                 connection_stored_at: Some(tokens.stored_at),
@@ -528,7 +548,7 @@ impl Inner {
         }
         let by_shutdown = status == SyncStatus::Cancelled && self.shutdown.is_cancelled();
         let release = self
-            .release_after_run(kb_id, &outcome, by_shutdown, finished)
+            .release_after_run(kb_id, &outcome, by_shutdown, started, finished)
             .await;
         match store.release_sync(kb_id, &self.instance_id, &release).await {
             Ok(true) => debug!(
@@ -636,6 +656,7 @@ impl Inner {
         kb_id: KbId,
         outcome: &Result<RunSummary, SyncError>,
         by_shutdown: bool,
+        started: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> SyncRelease {
         let state = self.sync_state(kb_id, now).await;
@@ -649,6 +670,8 @@ impl Inner {
                 consecutive_failures: failures,
                 last_sync_at: Some(now),
                 last_error: Some(error),
+                run_started_at: Some(started),
+                released_at: now,
             }
         };
         let summary = match outcome {
@@ -664,6 +687,8 @@ impl Inner {
                 consecutive_failures: previous_failures,
                 last_sync_at: None,
                 last_error: previous_error,
+                run_started_at: Some(started),
+                released_at: now,
             },
             // A cancelled run neither failed nor succeeded: the backoff and the error stay.
             SyncStatus::Cancelled => SyncRelease {
@@ -671,12 +696,16 @@ impl Inner {
                 consecutive_failures: previous_failures,
                 last_sync_at: Some(now),
                 last_error: previous_error,
+                run_started_at: Some(started),
+                released_at: now,
             },
             status => SyncRelease {
                 next_sync_at: next,
                 consecutive_failures: 0,
                 last_sync_at: Some(now),
                 last_error: status_error(status),
+                run_started_at: Some(started),
+                released_at: now,
             },
         }
     }
@@ -695,6 +724,8 @@ impl Inner {
             consecutive_failures: state.as_ref().map_or(0, |s| s.consecutive_failures),
             last_sync_at: None,
             last_error: state.and_then(|s| s.last_error),
+            run_started_at: None,
+            released_at: now,
         };
         match self
             .cx

@@ -128,7 +128,12 @@ impl Scheduler {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = ticker.tick() => match self.tick().await {
+                    _ = async {
+                        tokio::select! {
+                            _ = ticker.tick() => {}
+                            () = self.runner.woken() => {}
+                        }
+                    } => match self.tick().await {
                         Ok(0) => {}
                         Ok(n) => debug!(launched = n, "scheduler tick"),
                         Err(e) => warn!(error = %e, "scheduler tick failed; trying again at the next one"),

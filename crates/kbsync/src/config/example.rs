@@ -85,6 +85,20 @@ housekeeping_minutes = 60
 run_retention_days = 90
 run_keep_latest = 20
 
+# Change notifications: kbsync subscribes to the changes of every drive it syncs a folder of, and a
+# change is searchable seconds later instead of at the next scheduled run (which still happens, as
+# the safety net). The source must reach <public_url>/api/v1/webhooks/... over the internet, so
+# "auto" turns them on only when public_url is https; "on" turns them on whatever the scheme
+# (trusted networks, tests); "off" turns them off.
+webhooks = "auto"
+# Hours before its expiry a subscription is renewed (OneDrive's live at most 705 hours).
+webhook_renew_before_hours = 48
+# Milliseconds a notified knowledge base waits for more notifications before it runs (a save that
+# fires several notifications makes one run).
+webhook_debounce_ms = 2000
+# Seconds between two looks at the subscriptions (creation, renewal, removal).
+webhook_tick_secs = 60
+
 # While rotating KBSYNC_SECRET_KEY: the previous key, so rows it encrypted stay readable.
 # secret_key_previous = "the old key"
 

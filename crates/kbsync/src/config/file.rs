@@ -44,6 +44,10 @@ pub struct FileConfig {
     pub reauth_grace_hours: Option<u32>,
     pub onedrive: Option<OneDriveFileConfig>,
     pub password_login: Option<bool>,
+    pub webhooks: Option<String>,
+    pub webhook_renew_before_hours: Option<u32>,
+    pub webhook_debounce_ms: Option<u64>,
+    pub webhook_tick_secs: Option<u64>,
     pub oidc: Option<OidcFileConfig>,
     pub openwebui: Option<OpenWebUiFileConfig>,
 }

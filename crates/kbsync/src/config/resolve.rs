@@ -214,6 +214,33 @@ impl Settings {
         let onedrive = onedrive_settings(env, &text, file.onedrive.unwrap_or_default())?;
         let oidc = oidc_settings(&text, file.oidc.unwrap_or_default())?;
         let openwebui = openwebui_settings(env, &text, file.openwebui.unwrap_or_default())?;
+        let https = public_url.scheme() == "https";
+        let webhooks = match text("KBSYNC_WEBHOOKS", file.webhooks).as_deref() {
+            None | Some("auto") => https,
+            Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "KBSYNC_WEBHOOKS: {other:?} is not one of: auto, on, off"
+                )));
+            }
+        };
+        let webhook_renew_before_hours: u32 = number(
+            env,
+            "KBSYNC_WEBHOOK_RENEW_BEFORE_HOURS",
+            file.webhook_renew_before_hours,
+            48,
+        )?;
+        if !(1..=600).contains(&webhook_renew_before_hours) {
+            return Err(ConfigError(
+                "KBSYNC_WEBHOOK_RENEW_BEFORE_HOURS: must be between 1 and 600 (a OneDrive subscription lives at most 705 hours)"
+                    .into(),
+            ));
+        }
+        let webhook_debounce_ms: u64 =
+            number(env, "KBSYNC_WEBHOOK_DEBOUNCE_MS", file.webhook_debounce_ms, 2000)?;
+        let webhook_tick_secs: u64 = number(env, "KBSYNC_WEBHOOK_TICK_SECS", file.webhook_tick_secs, 60)?;
+        positive("KBSYNC_WEBHOOK_TICK_SECS", webhook_tick_secs)?;
         let password_login = boolean(env, "KBSYNC_PASSWORD_LOGIN", file.password_login, true)?;
         if !password_login && oidc.is_none() {
             return Err(ConfigError(
@@ -256,6 +283,10 @@ impl Settings {
             oidc,
             openwebui,
             password_login,
+            webhooks,
+            webhook_renew_before_hours,
+            webhook_debounce_ms,
+            webhook_tick_secs,
         })
     }
 

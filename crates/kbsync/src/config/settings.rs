@@ -215,6 +215,15 @@ pub struct Settings {
     pub openwebui: Option<OpenWebUiSettings>,
     /// Whether people may sign in with an email and password (`KBSYNC_PASSWORD_LOGIN`).
     pub password_login: bool,
+    /// Whether kbsync subscribes to the sources' change notifications (`KBSYNC_WEBHOOKS`: `auto`,
+    /// the default, turns them on when the public URL is https; `on`; `off`).
+    pub webhooks: bool,
+    /// Hours before its expiry a subscription is renewed.
+    pub webhook_renew_before_hours: u32,
+    /// Milliseconds a notified knowledge base waits for more notifications before it runs.
+    pub webhook_debounce_ms: u64,
+    /// Seconds between two looks at the subscriptions (creation, renewal, removal).
+    pub webhook_tick_secs: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -237,6 +246,7 @@ impl std::fmt::Debug for Settings {
             .field("oidc", &self.oidc)
             .field("openwebui", &self.openwebui)
             .field("password_login", &self.password_login)
+            .field("webhooks", &self.webhooks)
             .finish_non_exhaustive()
     }
 }

@@ -9,3 +9,4 @@ pub mod openwebui;
 pub mod sync;
 pub mod tools;
 pub mod v1;
+pub mod webhooks;

@@ -15,6 +15,7 @@ pub mod sync;
 pub mod sync_events;
 pub mod tools;
 pub mod users;
+pub mod webhooks;
 
 use kbsync_store::Page;
 

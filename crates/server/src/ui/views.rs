@@ -172,6 +172,9 @@ pub struct KbPage {
     pub openwebui_available: bool,
     /// The knowledge base's publication into Open WebUI, when it is on.
     pub publication: Option<PublicationPanel>,
+    /// Change notifications: `None` when this server has them off (polling only); otherwise one
+    /// line per drive the knowledge base syncs that has a subscription.
+    pub notifications: Option<Vec<LabelRow>>,
 }
 
 /// A knowledge base's publication into Open WebUI, as its page shows it.
@@ -245,6 +248,12 @@ pub struct SettingRow {
     pub value: String,
 }
 
+/// A row whose label is made at run time (a drive's change notifications).
+pub struct LabelRow {
+    pub label: String,
+    pub value: String,
+}
+
 #[derive(Template)]
 #[template(path = "admin.html")]
 pub struct AdminPage {
@@ -252,6 +261,8 @@ pub struct AdminPage {
     pub settings: Vec<SettingRow>,
     pub datasources: Vec<SettingRow>,
     pub scheduler: Vec<SettingRow>,
+    /// Change notifications: whether they are on, then one row per drive subscription.
+    pub notifications: Vec<LabelRow>,
 }
 
 /// A key just made, shown once.

@@ -55,6 +55,10 @@ pub struct Options {
     pub oidc: Option<OidcTest>,
     /// Publish into this Open WebUI.
     pub openwebui: Option<OpenWebUiTest>,
+    /// Start the emulated OneDrive's clock at the server's start time (it then follows real time
+    /// and `advance_clock`), so times the server sends it (subscription expiries) are judged on the
+    /// same time line.
+    pub emulator_at_server_time: bool,
 }
 
 /// Where and how the server publishes into Open WebUI.
@@ -109,6 +113,7 @@ impl Default for Options {
             adjust: |_| {},
             oidc: None,
             openwebui: None,
+            emulator_at_server_time: false,
         }
     }
 }
@@ -154,7 +159,11 @@ impl TestServer {
         if let Some(od) = options.onedrive {
             public_url = base.clone();
             let redirect_uri = format!("{base}/api/v1/datasources/onedrive/auth/callback");
-            let emu = msgraph_emulator::Emulator::builder()
+            let mut builder = msgraph_emulator::Emulator::builder();
+            if options.emulator_at_server_time {
+                builder = builder.start_time(start);
+            }
+            let emu = builder
                 .seed(3)
                 .auto_consent(true)
                 .client(msgraph_emulator::ClientRegistration {

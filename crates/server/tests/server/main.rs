@@ -13,3 +13,4 @@ mod retrieve;
 mod sync;
 mod ui;
 mod ui_browser;
+mod webhooks;

@@ -38,6 +38,7 @@ pub(crate) mod publications;
 pub(crate) mod runs;
 pub(crate) mod schedule;
 pub(crate) mod sources;
+pub(crate) mod subscriptions;
 pub(crate) mod users;
 
 /// Writes every area's trait impl whose SQL is shared (all but search) for `$ty`.
@@ -55,6 +56,7 @@ macro_rules! impl_store_areas {
         $crate::sql::accounts::impl_account_store!($ty);
         $crate::sql::api_keys::impl_api_key_store!($ty);
         $crate::sql::publications::impl_publication_store!($ty);
+        $crate::sql::subscriptions::impl_subscription_store!($ty);
     };
 }
 

@@ -74,7 +74,7 @@ macro_rules! claim_due_syncs_sql {
              AND EXISTS (SELECT 1 FROM connections c WHERE c.kb_id = k.id AND c.needs_reauth = FALSE) \
              ORDER BY COALESCE(k.next_sync_at, -1), k.id LIMIT $4",
             $lock,
-            ") RETURNING id, next_sync_at"
+            ") RETURNING id, next_sync_at, sync_requested_at"
         )
     };
 }
@@ -100,7 +100,7 @@ macro_rules! impl_schedule_store {
                 // under its one write lock; PostgreSQL locks the picked rows and skips rows another
                 // claimer has locked, and re-checks a row another claimer changed meanwhile, so no
                 // row is claimed twice.
-                let rows: Vec<(String, Option<i64>)> = sqlx::query_as(Self::CLAIM_DUE_SYNCS)
+                let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as(Self::CLAIM_DUE_SYNCS)
                 .bind(owner)
                 .bind(ms(now))
                 .bind(ms(lease_until))
@@ -110,10 +110,11 @@ macro_rules! impl_schedule_store {
                 .map_err(Self::err)?;
                 let mut claimed = rows
                     .into_iter()
-                    .map(|(id, due)| {
+                    .map(|(id, due, requested)| {
                         Ok($crate::ClaimedSync {
                             kb_id: parse_uuid(&id)?,
                             due_at: due.map(from_ms).transpose()?,
+                            requested_at: requested.map(from_ms).transpose()?,
                         })
                     })
                     .collect::<$crate::Result<Vec<_>>>()?;
@@ -181,10 +182,18 @@ macro_rules! impl_schedule_store {
                 release: &$crate::SyncRelease,
             ) -> $crate::Result<bool> {
                 use $crate::convert::*;
+                // $7: when the run began (NULL: nothing ran); $8: now. A notification that came
+                // after the run began is still pending: due again now, unless backing off.
                 let done = sqlx::query(
                     "UPDATE knowledge_bases SET sync_lease_owner = NULL, sync_lease_expires_at = NULL, \
-                     sync_cancel_requested = FALSE, next_sync_at = $3, sync_failures = $4, \
-                     last_sync_at = COALESCE($5, last_sync_at), sync_error = $6 \
+                     sync_cancel_requested = FALSE, \
+                     next_sync_at = CASE WHEN $4 = 0 AND sync_requested_at IS NOT NULL \
+                     AND sync_requested_at > COALESCE(CAST($7 AS BIGINT), CAST(-1 AS BIGINT)) \
+                     AND CAST($8 AS BIGINT) < CAST($3 AS BIGINT) THEN CAST($8 AS BIGINT) \
+                     ELSE CAST($3 AS BIGINT) END, \
+                     sync_requested_at = CASE WHEN sync_requested_at > COALESCE(CAST($7 AS BIGINT), CAST(-1 AS BIGINT)) \
+                     THEN sync_requested_at ELSE NULL END, \
+                     sync_failures = $4, last_sync_at = COALESCE($5, last_sync_at), sync_error = $6 \
                      WHERE id = $1 AND sync_lease_owner = $2",
                 )
                 .bind(kb_id.to_string())
@@ -193,6 +202,8 @@ macro_rules! impl_schedule_store {
                 .bind(to_i32(release.consecutive_failures))
                 .bind(release.last_sync_at.map(ms))
                 .bind(&release.last_error)
+                .bind(release.run_started_at.map(ms))
+                .bind(ms(release.released_at))
                 .execute(&self.pool)
                 .await
                 .map_err(Self::err)?;
@@ -219,6 +230,36 @@ macro_rules! impl_schedule_store {
                 }
                 self.kb_exists(&kb).await?;
                 Ok(false)
+            }
+
+            async fn request_drive_syncs(
+                &self,
+                datasource: &str,
+                drive_id: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                run_at: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Vec<kbsync_core::KbId>> {
+                use $crate::convert::{ms, parse_uuid};
+                // A never-synced knowledge base (next_sync_at NULL) is already due at once.
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "UPDATE knowledge_bases SET \
+                     sync_requested_at = CASE WHEN sync_requested_at IS NULL OR sync_requested_at < $3 \
+                     THEN $3 ELSE sync_requested_at END, \
+                     next_sync_at = CASE WHEN sync_failures = 0 AND next_sync_at > $4 THEN $4 \
+                     ELSE next_sync_at END \
+                     WHERE id IN (SELECT kb_id FROM sources WHERE datasource = $1 AND drive_id = $2) \
+                     RETURNING id",
+                )
+                .bind(datasource)
+                .bind(drive_id)
+                .bind(ms(now))
+                .bind(ms(run_at))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                let mut kbs = ids.iter().map(|id| parse_uuid(id)).collect::<$crate::Result<Vec<_>>>()?;
+                kbs.sort();
+                Ok(kbs)
             }
 
             async fn schedule_sync(

@@ -139,6 +139,19 @@ pub async fn kb_page(
     let access = d.view.access;
     let publication =
         kb_openwebui::publication_panel(&state, &session.user, kb.id, access.can_manage()).await?;
+    let notifications = match (&state.settings.webhooks, kb.kb_type) {
+        (Some(_), t) if t != KbType::Local => Some(
+            webhooks::of_kb(&state, kb.id)
+                .await?
+                .iter()
+                .map(|r| views::LabelRow {
+                    label: r.drive_id.clone(),
+                    value: webhooks::describe(r, now),
+                })
+                .collect(),
+        ),
+        _ => None,
+    };
     Ok(render(&views::KbPage {
         chrome: Chrome::of(&session, "kb"),
         id: kb.id.to_string(),
@@ -204,6 +217,7 @@ pub async fn kb_page(
         runs: d.runs.into_iter().map(run_row).collect(),
         openwebui_available: state.openwebui.is_some(),
         publication,
+        notifications,
         name: kb.name,
         description: kb.description,
     }))

@@ -25,7 +25,7 @@ use crate::{
     api::multipart::{self, FormFields},
     auth::{self, ClientAddress, SESSION_COOKIE, constant_time_eq},
     error::ApiError,
-    service::{self, connections, documents, knowledge, overview, sync, users},
+    service::{self, connections, documents, knowledge, overview, sync, users, webhooks},
 };
 
 type UiResult = Result<Response, UiError>;

@@ -135,10 +135,30 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult 
         row("Runs going on this instance", a.running_runs.to_string()),
         row("Free run slots", format!("{} of {}", a.free_slots, a.max_runs)),
     ];
+    let now = state.clock.now();
+    let mut notifications = vec![views::LabelRow {
+        label: "Change notifications".to_owned(),
+        value: match &state.settings.webhooks {
+            Some(w) => format!(
+                "on: sources post to {}/api/v1/webhooks/…; renewed {} h before expiry; a notified knowledge base runs {} s later",
+                s.public_url.trim_end_matches('/'),
+                w.renew_before.num_hours(),
+                w.debounce.num_seconds()
+            ),
+            None => "off: knowledge bases are only polled".to_owned(),
+        },
+    }];
+    for r in webhooks::all(&state).await? {
+        notifications.push(views::LabelRow {
+            label: format!("{} drive {}", r.datasource, r.drive_id),
+            value: webhooks::describe(&r, now),
+        });
+    }
     Ok(render(&views::AdminPage {
         chrome: Chrome::of(&session, "admin"),
         settings,
         datasources,
         scheduler,
+        notifications,
     }))
 }

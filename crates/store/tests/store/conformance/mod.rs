@@ -33,6 +33,7 @@ mod publications;
 mod scheduling;
 mod search;
 mod sources;
+mod subscriptions;
 mod users;
 
 /// A folder source `/Docs` of `kb_id` on drive `drive-1`.

@@ -21,7 +21,7 @@ kbsync_kit::on_both_databases!(
 
 /// A OneDrive knowledge base with a source and a healthy connection: due unless scheduled later
 /// or leased.
-async fn connected_kb(s: &dyn Store, owner: UserId, name: &str) -> KbId {
+pub(super) async fn connected_kb(s: &dyn Store, owner: UserId, name: &str) -> KbId {
     let id = Uuid::new_v4();
     s.create_kb(
         id,
@@ -42,7 +42,7 @@ async fn connected_kb(s: &dyn Store, owner: UserId, name: &str) -> KbId {
     id
 }
 
-async fn owner_of_many(s: &dyn Store) -> UserId {
+pub(super) async fn owner_of_many(s: &dyn Store) -> UserId {
     user(s, &format!("m{}@example.com", rand_u32()), Role::User).await
 }
 
@@ -61,6 +61,8 @@ fn release(
         consecutive_failures: failures,
         last_sync_at: ran,
         last_error: error.map(str::to_owned),
+        run_started_at: None,
+        released_at: next,
     }
 }
 
@@ -130,15 +132,18 @@ async fn claim_due_syncs_skips_local_needs_reauth_leased_and_not_yet_due_kbs(s: 
         vec![
             ClaimedSync {
                 kb_id: never,
-                due_at: None
+                due_at: None,
+                requested_at: None
             },
             ClaimedSync {
                 kb_id: overdue,
-                due_at: Some(t(-10))
+                due_at: Some(t(-10)),
+                requested_at: None
             },
             ClaimedSync {
                 kb_id: due_now,
-                due_at: Some(t(0))
+                due_at: Some(t(0)),
+                requested_at: None
             },
         ]
     );
@@ -228,7 +233,8 @@ async fn an_expired_lease_is_taken_over_by_another_owner(s: Arc<dyn Store>) {
         taken,
         vec![ClaimedSync {
             kb_id: k,
-            due_at: None
+            due_at: None,
+            requested_at: None
         }]
     );
     assert_eq!(
