@@ -527,7 +527,9 @@ impl ScheduleStore for CountingStore {
         run_at: DateTime<Utc>,
     ) -> Result<Vec<KbId>> {
         self.count("request_drive_syncs");
-        self.inner.request_drive_syncs(datasource, drive_id, now, run_at).await
+        self.inner
+            .request_drive_syncs(datasource, drive_id, now, run_at)
+            .await
     }
 
     async fn renew_sync_lease(
@@ -919,7 +921,9 @@ impl SubscriptionStore for CountingStore {
 
     async fn delete_drive_subscription(&self, datasource: &str, drive_id: &str, owner: &str) -> Result<bool> {
         self.count("delete_drive_subscription");
-        self.inner.delete_drive_subscription(datasource, drive_id, owner).await
+        self.inner
+            .delete_drive_subscription(datasource, drive_id, owner)
+            .await
     }
 
     async fn record_drive_notification(&self, subscription_id: &str, now: DateTime<Utc>) -> Result<()> {
@@ -934,6 +938,8 @@ impl SubscriptionStore for CountingStore {
         now: DateTime<Utc>,
     ) -> Result<bool> {
         self.count("flag_drive_subscription");
-        self.inner.flag_drive_subscription(subscription_id, status, now).await
+        self.inner
+            .flag_drive_subscription(subscription_id, status, now)
+            .await
     }
 }

@@ -432,7 +432,11 @@ pub trait Datasource: Send + Sync + 'static {
 
     /// Asks the source to notify `request.notification_url` of every change of a drive. The
     /// source may call that URL (a validation handshake) before it answers.
-    async fn watch(&self, _tokens: &dyn TokenSource, _request: &WatchRequest) -> Result<Watch, DatasourceError> {
+    async fn watch(
+        &self,
+        _tokens: &dyn TokenSource,
+        _request: &WatchRequest,
+    ) -> Result<Watch, DatasourceError> {
         Err(DatasourceError::Permanent(format!(
             "{} cannot notify changes",
             self.kind().display_name()

@@ -18,7 +18,8 @@ use kbsync_oauth::{
 use kbsync_openwebui::{OpenWebUiClient, OpenWebUiConfig};
 use kbsync_server::publishing::{Publisher, PublisherSettings};
 use kbsync_server::{
-    AppState, Datasources, HousekeepingSettings, ServerSettings, service::oidc::OidcSignIn, service::webhooks::WebhookSettings,
+    AppState, Datasources, HousekeepingSettings, ServerSettings, service::oidc::OidcSignIn,
+    service::webhooks::WebhookSettings,
 };
 use kbsync_store::{AddressLimit, BlobStore, Store, TokenCipher};
 use kbsync_sync::{
@@ -270,7 +271,9 @@ fn server_settings(settings: &Settings) -> ServerSettings {
         webhooks: settings.webhooks.then(|| WebhookSettings {
             tick: Duration::from_secs(settings.webhook_tick_secs),
             renew_before: chrono::Duration::hours(i64::from(settings.webhook_renew_before_hours)),
-            debounce: chrono::Duration::milliseconds(i64::try_from(settings.webhook_debounce_ms).unwrap_or(i64::MAX)),
+            debounce: chrono::Duration::milliseconds(
+                i64::try_from(settings.webhook_debounce_ms).unwrap_or(i64::MAX),
+            ),
             ..WebhookSettings::default()
         }),
         ..ServerSettings::default()

@@ -219,10 +219,7 @@ impl GraphClient {
         url: &Url,
         prefer: Option<&str>,
     ) -> Result<T, DatasourceError> {
-        let call = Call {
-            prefer,
-            ..Call::GET
-        };
+        let call = Call { prefer, ..Call::GET };
         self.send_json(tokens, url, call).await
     }
 
@@ -235,7 +232,11 @@ impl GraphClient {
     ) -> Result<T, DatasourceError> {
         let bytes = self.send(tokens, url, call).await?;
         serde_json::from_slice(&bytes).map_err(|e| {
-            DatasourceError::Permanent(format!("unexpected answer from {} {}: {e}", call.method, url.path()))
+            DatasourceError::Permanent(format!(
+                "unexpected answer from {} {}: {e}",
+                call.method,
+                url.path()
+            ))
         })
     }
 
@@ -322,7 +323,8 @@ impl GraphClient {
                     };
                     if refreshed {
                         return Err(DatasourceError::Unauthorized(format!(
-                            "{} {target} was refused again after a token refresh", call.method
+                            "{} {target} was refused again after a token refresh",
+                            call.method
                         )));
                     }
                     debug!(request.path = %target, "access token refused; refreshing it once");

@@ -508,7 +508,11 @@ impl Datasource for OneDrive {
     /// support). Graph validates `notificationUrl` (and `lifecycleNotificationUrl`) with a
     /// handshake before it answers 201.
     #[instrument(skip_all)]
-    async fn watch(&self, tokens: &dyn TokenSource, request: &WatchRequest) -> Result<Watch, DatasourceError> {
+    async fn watch(
+        &self,
+        tokens: &dyn TokenSource,
+        request: &WatchRequest,
+    ) -> Result<Watch, DatasourceError> {
         let mut body = serde_json::json!({
             "changeType": "updated",
             "notificationUrl": request.notification_url,

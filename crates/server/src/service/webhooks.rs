@@ -85,7 +85,10 @@ fn operation(op: &'static str, ok: bool) {
 /// One maintenance pass at the clock's now: every watched drive whose row is missing or due is
 /// created or renewed, and every row no watched drive needs any more is deleted at the source and
 /// here. A drive whose row another instance holds is left to it.
-pub async fn maintain(state: &AppState, settings: &WebhookSettings) -> Result<Maintained, kbsync_store::StoreError> {
+pub async fn maintain(
+    state: &AppState,
+    settings: &WebhookSettings,
+) -> Result<Maintained, kbsync_store::StoreError> {
     let now = state.clock.now();
     let watched: Vec<(WatchedDrive, Arc<dyn Datasource>)> = state
         .store
@@ -112,7 +115,13 @@ pub async fn maintain(state: &AppState, settings: &WebhookSettings) -> Result<Ma
         }
         let Some(row) = state
             .store
-            .claim_drive_subscription(&drive.datasource, &drive.drive_id, owner, now, now + settings.lease)
+            .claim_drive_subscription(
+                &drive.datasource,
+                &drive.drive_id,
+                owner,
+                now,
+                now + settings.lease,
+            )
             .await?
         else {
             continue;
@@ -149,7 +158,9 @@ async fn tokens_for(
     for kb_id in ordered {
         match DatasourceResolver::tokens(&state.datasources, kb_id).await {
             Ok(t) => return Some((kb_id, t.source)),
-            Err(e) => debug!(kb.id = %kb_id, reason = %e, "no tokens for a drive subscription from this knowledge base"),
+            Err(e) => {
+                debug!(kb.id = %kb_id, reason = %e, "no tokens for a drive subscription from this knowledge base")
+            }
         }
     }
     None
@@ -171,7 +182,12 @@ async fn keep(
     // source refuse it.
     let expires_at = now + lifetime - Duration::minutes(1);
     let Some((kb_id, tokens)) = tokens_for(state, row.kb_id, &drive.kb_ids).await else {
-        fail(&mut row, settings, now, "no connection of the knowledge bases syncing this drive works".into());
+        fail(
+            &mut row,
+            settings,
+            now,
+            "no connection of the knowledge bases syncing this drive works".into(),
+        );
         done.failed += 1;
         state.store.save_drive_subscription(&row, owner).await?;
         return Ok(());
@@ -248,7 +264,12 @@ async fn keep(
     Ok(())
 }
 
-fn activate(row: &mut DriveSubscription, settings: &WebhookSettings, now: DateTime<Utc>, expires_at: DateTime<Utc>) {
+fn activate(
+    row: &mut DriveSubscription,
+    settings: &WebhookSettings,
+    now: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) {
     row.status = SubscriptionStatus::Active;
     row.expires_at = Some(expires_at);
     // Renewed `renew_before` ahead, but never sooner than a minute from now.
@@ -270,7 +291,11 @@ fn fail(row: &mut DriveSubscription, settings: &WebhookSettings, now: DateTime<U
 /// base that created it can still reach the source. When it cannot (deleted, disconnected), the
 /// source ends the subscription at its expiry, and its notifications meanwhile name an unknown
 /// subscription and are ignored.
-async fn remove(state: &AppState, row: DriveSubscription, done: &mut Maintained) -> Result<(), kbsync_store::StoreError> {
+async fn remove(
+    state: &AppState,
+    row: DriveSubscription,
+    done: &mut Maintained,
+) -> Result<(), kbsync_store::StoreError> {
     let owner = state.sync_settings.instance_id.as_str();
     let ds = DatasourceKind::from_name(&row.datasource).and_then(|k| state.datasources.datasource(k));
     if let (Some(ds), Some(id), Some(kb_id)) = (ds, row.subscription_id.as_deref(), row.kb_id)
@@ -307,11 +332,16 @@ pub fn spawn(state: AppState, settings: WebhookSettings, stop: CancellationToken
             }
             match maintain(&state, &settings).await {
                 Ok(m) if m != Maintained::default() => debug!(
-                    created = m.created, renewed = m.renewed, deleted = m.deleted, failed = m.failed,
+                    created = m.created,
+                    renewed = m.renewed,
+                    deleted = m.deleted,
+                    failed = m.failed,
                     "drive subscriptions maintained"
                 ),
                 Ok(_) => {}
-                Err(e) => warn!(error = %e, "drive subscription maintenance failed; trying again at the next tick"),
+                Err(e) => {
+                    warn!(error = %e, "drive subscription maintenance failed; trying again at the next tick")
+                }
             }
         }
     })
@@ -333,11 +363,20 @@ pub fn describe(row: &DriveSubscription, now: DateTime<Utc>) -> String {
             "failing ({} attempt{}), next try {}",
             row.failures,
             if row.failures == 1 { "" } else { "s" },
-            if row.next_check_at <= now { "now".to_owned() } else { at(row.next_check_at) }
+            if row.next_check_at <= now {
+                "now".to_owned()
+            } else {
+                at(row.next_check_at)
+            }
         ),
     }];
     parts.push(match row.last_notification_at {
-        Some(t) => format!("{} notification{}, last {}", row.notifications, if row.notifications == 1 { "" } else { "s" }, at(t)),
+        Some(t) => format!(
+            "{} notification{}, last {}",
+            row.notifications,
+            if row.notifications == 1 { "" } else { "s" },
+            at(t)
+        ),
         None => "no notification yet".to_owned(),
     });
     if let Some(e) = &row.last_error {
@@ -402,7 +441,12 @@ pub fn parse(body: &[u8]) -> Result<NotificationBatch, ApiError> {
 }
 
 /// Handles the notifications of one POST (spawned by the handler after it answered 202).
-pub async fn receive(state: &AppState, settings: &WebhookSettings, kind: DatasourceKind, batch: NotificationBatch) {
+pub async fn receive(
+    state: &AppState,
+    settings: &WebhookSettings,
+    kind: DatasourceKind,
+    batch: NotificationBatch,
+) {
     for n in batch.value {
         let verdict = match handle(state, settings, kind, &n).await {
             Ok(v) => v,
@@ -442,12 +486,16 @@ async fn handle(
         return Ok(Verdict::Rejected);
     }
     let now = state.clock.now();
-    state.store.record_drive_notification(&n.subscription_id, now).await?;
+    state
+        .store
+        .record_drive_notification(&n.subscription_id, now)
+        .await?;
     let mut run_at = now + settings.debounce;
     match n.lifecycle_event.as_deref() {
         None => {}
         Some(event) => {
-            metrics::counter!("kbsync_webhook_lifecycle_events_total", "event" => lifecycle_label(event)).increment(1);
+            metrics::counter!("kbsync_webhook_lifecycle_events_total", "event" => lifecycle_label(event))
+                .increment(1);
             info!(subscription.id = %n.subscription_id, event, "drive subscription lifecycle event");
             match event {
                 "reauthorizationRequired" => {

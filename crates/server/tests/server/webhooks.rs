@@ -5,7 +5,9 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use crate::common::{Db, OneDriveTest, Options, TestServer, add_sources, connected_kb, team_folder, wait_idle};
+use crate::common::{
+    Db, OneDriveTest, Options, TestServer, add_sources, connected_kb, team_folder, wait_idle,
+};
 use kbsync_core::datasource::{Datasource, DatasourceKind, TokenSource};
 use kbsync_core::{Clock, KbId, OsRandom};
 use kbsync_server::{
@@ -70,7 +72,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -83,13 +88,33 @@ async fn the_subscription(s: &TestServer) -> Option<DriveSubscription> {
 
 async fn active(s: &TestServer) -> DriveSubscription {
     eventually("an active subscription", || async {
-        the_subscription(s).await.filter(|r| r.status == SubscriptionStatus::Active)
+        the_subscription(s)
+            .await
+            .filter(|r| r.status == SubscriptionStatus::Active)
     })
     .await
 }
 
+/// Waits until the subscription is active and the knowledge base is idle with nothing due (the
+/// catch-up run its creation asked for has run, or was answered by the run going on then), then
+/// moves the clock a second on, so that the next run starts later than every earlier one.
+async fn settled(s: &TestServer, kb: &str) -> DriveSubscription {
+    let kb_id: KbId = kb.parse().unwrap();
+    let sub = active(s).await;
+    eventually("the knowledge base idle with nothing due", || async {
+        let now = s.clock.now();
+        let state = s.state.store.get_sync_state(kb_id, now).await.unwrap();
+        (!state.running && state.next_sync_at.is_some_and(|n| n > now)).then_some(())
+    })
+    .await;
+    s.clock.advance(chrono::Duration::seconds(1));
+    sub
+}
+
 async fn runs(s: &TestServer, token: &str, kb: &str) -> Vec<Value> {
-    let (status, body) = s.get(&format!("/api/v1/knowledge/{kb}/sync/runs"), Some(token)).await;
+    let (status, body) = s
+        .get(&format!("/api/v1/knowledge/{kb}/sync/runs"), Some(token))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["runs"].as_array().unwrap().clone()
 }
@@ -97,7 +122,10 @@ async fn runs(s: &TestServer, token: &str, kb: &str) -> Vec<Value> {
 /// The knowledge base's connection's tokens, to talk to the emulated Graph as kbsync does.
 async fn tokens(s: &TestServer, kb: &str) -> Arc<dyn TokenSource> {
     let kb: KbId = kb.parse().unwrap();
-    DatasourceResolver::tokens(&s.state.datasources, kb).await.unwrap().source
+    DatasourceResolver::tokens(&s.state.datasources, kb)
+        .await
+        .unwrap()
+        .source
 }
 
 /// The emulated Graph's live subscriptions, as its API lists them.
@@ -118,7 +146,11 @@ async fn live_subscriptions(s: &TestServer, kb: &str) -> Vec<Value> {
 }
 
 fn onedrive(s: &TestServer) -> Arc<dyn Datasource> {
-    s.state.datasources.datasource(DatasourceKind::OneDrive).unwrap().clone()
+    s.state
+        .datasources
+        .datasource(DatasourceKind::OneDrive)
+        .unwrap()
+        .clone()
 }
 
 /// A connected knowledge base syncing `/Team`, synced once by hand.
@@ -149,12 +181,25 @@ async fn post_raw(s: &TestServer, path: &str, body: &str) -> (StatusCode, Option
 }
 
 async fn the_endpoint_answers_the_handshake_and_refuses_what_is_not_a_notification(db: Db) {
-    let Some(s) = TestServer::start(db, Options { adjust: fast, ..Options::default() }).await else {
+    let Some(s) = TestServer::start(
+        db,
+        Options {
+            adjust: fast,
+            ..Options::default()
+        },
+    )
+    .await
+    else {
         return;
     };
     // The token comes back decoded, as plain text.
     for path in ["/api/v1/webhooks/msgraph", "/api/v1/webhooks/msgraph/lifecycle"] {
-        let (status, kind, body) = post_raw(&s, &format!("{path}?validationToken=Validation%3A%20a%20b%2Bc"), "").await;
+        let (status, kind, body) = post_raw(
+            &s,
+            &format!("{path}?validationToken=Validation%3A%20a%20b%2Bc"),
+            "",
+        )
+        .await;
         assert_eq!(status, StatusCode::OK);
         assert!(kind.unwrap().starts_with("text/plain"));
         assert_eq!(body, "Validation: a b+c");
@@ -167,7 +212,8 @@ async fn the_endpoint_answers_the_handshake_and_refuses_what_is_not_a_notificati
         assert!(body.contains("not a change notification collection"), "{body}");
     }
     // A notification for a subscription kbsync does not have is accepted and ignored.
-    let unknown = json!({"value": [{"subscriptionId": "not-ours", "clientState": "x", "changeType": "updated"}]});
+    let unknown =
+        json!({"value": [{"subscriptionId": "not-ours", "clientState": "x", "changeType": "updated"}]});
     let (status, _, _) = post_raw(&s, "/api/v1/webhooks/msgraph", &unknown.to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     s.stop().await;
@@ -186,20 +232,22 @@ async fn a_change_at_the_source_is_synced_through_its_notification_without_waiti
         return;
     };
     let kb = synced_team(&s).await;
-    let sub = active(&s).await;
-    let now = s.clock.now();
+    let created_at = s.clock.now();
+    let sub = settled(&s, &kb.id).await;
+    let now = created_at;
     assert_eq!(sub.kb_id, Some(kb.id.parse().unwrap()));
-    assert_eq!(sub.client_state_hash.as_ref().map(String::len), Some(64), "only its SHA-256 is kept");
+    assert_eq!(
+        sub.client_state_hash.as_ref().map(String::len),
+        Some(64),
+        "only its SHA-256 is kept"
+    );
     let lifetime = chrono::Duration::minutes(kbsync_msgraph::MAX_SUBSCRIPTION_MINUTES);
     let expires = sub.expires_at.unwrap();
-    assert!(expires > now + lifetime - chrono::Duration::minutes(2) && expires <= now + lifetime, "{expires}");
+    assert!(
+        expires > now + lifetime - chrono::Duration::minutes(2) && expires <= now + lifetime,
+        "{expires}"
+    );
     assert_eq!(live_subscriptions(&s, &kb.id).await.len(), 1);
-    // Creating it asked for a catch-up run; wait for it, so what follows is the notification's.
-    eventually("the catch-up run", || async {
-        let runs = runs(&s, &kb.owner, &kb.id).await;
-        (runs.len() >= 2 && runs[0]["status"] != "running").then_some(())
-    })
-    .await;
     let before = runs(&s, &kb.owner, &kb.id).await.len();
 
     let drive = s.drive();
@@ -220,7 +268,7 @@ async fn a_change_at_the_source_is_synced_through_its_notification_without_waiti
     wait_idle(&s, &kb.owner, &kb.id).await;
     let after = runs(&s, &kb.owner, &kb.id).await;
     assert_eq!(after[0]["trigger"], "webhook", "{after:?}");
-    assert!(after.len() > before, "{after:?}");
+    assert_eq!(after.len(), before + 1, "{after:?}");
     let row = the_subscription(&s).await.unwrap();
     assert!(row.notifications >= 1, "{row:?}");
     assert!(row.last_notification_at.is_some());
@@ -235,13 +283,27 @@ async fn a_notification_with_the_wrong_client_state_is_refused_and_counts_nothin
     let sub = active(&s).await;
     let id = sub.subscription_id.clone().unwrap();
     for state in [json!("forged"), Value::Null] {
-        let forged = json!({"value": [{"subscriptionId": id, "clientState": state, "changeType": "updated"}]});
+        let forged =
+            json!({"value": [{"subscriptionId": id, "clientState": state, "changeType": "updated"}]});
         let (status, _, _) = post_raw(&s, "/api/v1/webhooks/msgraph", &forged.to_string()).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "answered like any other, so nothing is learnt");
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "answered like any other, so nothing is learnt"
+        );
     }
     let metrics = eventually("the refusals counted", || async {
-        let text = s.http.get(format!("{}/metrics", s.base)).send().await.unwrap().text().await.unwrap();
-        text.contains("kbsync_webhook_notifications_total{result=\"rejected\"}").then_some(text)
+        let text = s
+            .http
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains("kbsync_webhook_notifications_total{result=\"rejected\"}")
+            .then_some(text)
     })
     .await;
     assert!(!metrics.contains(&id), "no subscription id in the metrics");
@@ -259,7 +321,8 @@ fn advance(s: &TestServer, by: chrono::Duration) {
 
 /// How far to move the clocks for a subscription created now to be due for renewal.
 fn to_renewal() -> chrono::Duration {
-    chrono::Duration::minutes(kbsync_msgraph::MAX_SUBSCRIPTION_MINUTES) - WebhookSettings::default().renew_before
+    chrono::Duration::minutes(kbsync_msgraph::MAX_SUBSCRIPTION_MINUTES)
+        - WebhookSettings::default().renew_before
 }
 
 async fn a_subscription_is_renewed_before_it_expires_on_the_injected_clock(db: Db) {
@@ -268,11 +331,17 @@ async fn a_subscription_is_renewed_before_it_expires_on_the_injected_clock(db: D
     };
     let kb = synced_team(&s).await;
     let first = active(&s).await;
-    assert_eq!(first.next_check_at, first.expires_at.unwrap() - WebhookSettings::default().renew_before);
+    assert_eq!(
+        first.next_check_at,
+        first.expires_at.unwrap() - WebhookSettings::default().renew_before
+    );
     // Two minutes early, a pass finds nothing to do.
     advance(&s, to_renewal() - chrono::Duration::minutes(2));
     let settings = s.state.settings.webhooks.clone().unwrap();
-    assert_eq!(maintain(&s.state, &settings).await.unwrap(), Maintained::default());
+    assert_eq!(
+        maintain(&s.state, &settings).await.unwrap(),
+        Maintained::default()
+    );
     assert_eq!(the_subscription(&s).await.unwrap().renewed_at, None);
 
     advance(&s, chrono::Duration::minutes(2));
@@ -280,7 +349,10 @@ async fn a_subscription_is_renewed_before_it_expires_on_the_injected_clock(db: D
         the_subscription(&s).await.filter(|r| r.renewed_at.is_some())
     })
     .await;
-    assert_eq!(renewed.subscription_id, first.subscription_id, "renewed, not replaced");
+    assert_eq!(
+        renewed.subscription_id, first.subscription_id,
+        "renewed, not replaced"
+    );
     assert!(renewed.expires_at.unwrap() > first.expires_at.unwrap());
     assert_eq!(renewed.status, SubscriptionStatus::Active);
     let live = live_subscriptions(&s, &kb.id).await;
@@ -298,17 +370,23 @@ async fn a_subscription_the_source_no_longer_has_is_created_again(db: Db) {
     let kb = synced_team(&s).await;
     let first = active(&s).await;
     let old = first.subscription_id.clone().unwrap();
-    onedrive(&s).unwatch(tokens(&s, &kb.id).await.as_ref(), &old).await.unwrap();
+    onedrive(&s)
+        .unwatch(tokens(&s, &kb.id).await.as_ref(), &old)
+        .await
+        .unwrap();
     assert!(live_subscriptions(&s, &kb.id).await.is_empty());
 
     advance(&s, to_renewal() + chrono::Duration::minutes(1));
     let again = eventually("a new subscription", || async {
-        the_subscription(&s)
-            .await
-            .filter(|r| r.status == SubscriptionStatus::Active && r.subscription_id.as_deref() != Some(old.as_str()))
+        the_subscription(&s).await.filter(|r| {
+            r.status == SubscriptionStatus::Active && r.subscription_id.as_deref() != Some(old.as_str())
+        })
     })
     .await;
-    assert_ne!(again.client_state_hash, first.client_state_hash, "a new client state");
+    assert_ne!(
+        again.client_state_hash, first.client_state_hash,
+        "a new client state"
+    );
     let live = live_subscriptions(&s, &kb.id).await;
     assert_eq!(live.len(), 1);
     assert_eq!(live[0]["id"].as_str(), again.subscription_id.as_deref());
@@ -329,14 +407,9 @@ async fn reauthorization_required_renews_the_subscription_and_catches_up(db: Db)
         return;
     };
     let kb = synced_team(&s).await;
-    let first = active(&s).await;
     let kb_id: KbId = kb.id.parse().unwrap();
-    // Consume the catch-up the creation asked for.
     let scheduler = Scheduler::new(s.state.sync.clone(), SchedulerSettings::default());
-    scheduler.tick().await.unwrap();
-    s.state.sync.wait_idle().await;
-    s.clock.advance(chrono::Duration::seconds(1));
-    assert_eq!(scheduler.tick().await.unwrap(), 0, "nothing due");
+    let first = drained(&s, &scheduler, &kb.id).await;
 
     s.drive()
         .send_reauthorization_required(first.subscription_id.as_deref().unwrap())
@@ -361,11 +434,8 @@ async fn a_burst_of_notifications_makes_one_run(db: Db) {
         return;
     };
     let kb = synced_team(&s).await;
-    active(&s).await;
     let scheduler = Scheduler::new(s.state.sync.clone(), SchedulerSettings::default());
-    // The catch-up the creation asked for.
-    assert_eq!(scheduler.tick().await.unwrap(), 1);
-    s.state.sync.wait_idle().await;
+    drained(&s, &scheduler, &kb.id).await;
     let before = runs(&s, &kb.owner, &kb.id).await.len();
 
     // One save after another: ten notifications.
@@ -373,7 +443,11 @@ async fn a_burst_of_notifications_makes_one_run(db: Db) {
     let drive_id = drive.default_drive_id();
     for i in 0..10 {
         drive
-            .put_file(&drive_id, &format!("/Team/burst-{i}.txt"), format!("burst number {i}").into_bytes())
+            .put_file(
+                &drive_id,
+                &format!("/Team/burst-{i}.txt"),
+                format!("burst number {i}").into_bytes(),
+            )
             .unwrap();
     }
     eventually("ten notifications", || async {
@@ -392,9 +466,25 @@ async fn a_burst_of_notifications_makes_one_run(db: Db) {
     s.stop().await;
 }
 
+/// Without a scheduler loop: runs what is due (the catch-up the subscription's creation asked
+/// for, unless the run going on then answered it) until nothing is, as [`settled`] waits for.
+async fn drained(s: &TestServer, scheduler: &Scheduler, kb: &str) -> DriveSubscription {
+    active(s).await;
+    while scheduler.tick().await.unwrap() > 0 {
+        s.state.sync.wait_idle().await;
+    }
+    settled(s, kb).await
+}
+
 /// A second instance over the first one's database, blobs and datasources, with its own runner
 /// and scheduler, serving on a port of its own; stopped by the returned sender.
-async fn second_instance(s: &TestServer) -> (AppState, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+async fn second_instance(
+    s: &TestServer,
+) -> (
+    AppState,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let extractor = kbsync_ingest::Extractor::new(kbsync_ingest::IngestConfig::default());
     let sync = kbsync_sync::SyncRuntime::new(
@@ -441,19 +531,21 @@ async fn two_instances_keep_one_subscription_and_run_a_notified_change_once(db: 
     };
     let (second, stop, task) = second_instance(&s).await;
     let kb = synced_team(&s).await;
-    active(&s).await;
-    eventually("the catch-up run", || async {
-        let runs = runs(&s, &kb.owner, &kb.id).await;
-        (runs.len() >= 2 && runs[0]["status"] != "running").then_some(())
-    })
-    .await;
-    wait_idle(&s, &kb.owner, &kb.id).await;
-    assert_eq!(live_subscriptions(&s, &kb.id).await.len(), 1, "one subscription for the drive");
+    settled(&s, &kb.id).await;
+    assert_eq!(
+        live_subscriptions(&s, &kb.id).await.len(),
+        1,
+        "one subscription for the drive"
+    );
     let before = runs(&s, &kb.owner, &kb.id).await.len();
 
     let drive = s.drive();
     drive
-        .put_file(&drive.default_drive_id(), "/Team/once.txt", b"the solstice report".to_vec())
+        .put_file(
+            &drive.default_drive_id(),
+            "/Team/once.txt",
+            b"the solstice report".to_vec(),
+        )
         .unwrap();
     eventually("the new file in search", || async {
         let (_, hits) = s.get("/api/v1/search?q=solstice", Some(&kb.owner)).await;
@@ -465,7 +557,10 @@ async fn two_instances_keep_one_subscription_and_run_a_notified_change_once(db: 
     // Nothing is left due (the frozen clock is an hour from the next poll), so no second run can come.
     let kb_id: KbId = kb.id.parse().unwrap();
     let state = s.state.store.get_sync_state(kb_id, s.clock.now()).await.unwrap();
-    assert!(!state.running && state.next_sync_at.unwrap() > s.clock.now(), "{state:?}");
+    assert!(
+        !state.running && state.next_sync_at.unwrap() > s.clock.now(),
+        "{state:?}"
+    );
     let after = runs(&s, &kb.owner, &kb.id).await;
     assert_eq!(after.len(), before + 1, "run exactly once: {after:?}");
     assert_eq!(after[0]["trigger"], "webhook");

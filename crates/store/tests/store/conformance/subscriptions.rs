@@ -1,7 +1,7 @@
 //! Change notifications: drive subscriptions under a lease, and the runs a notification asks for.
 
-use super::*;
 use super::scheduling::{connected_kb, owner_of_many};
+use super::*;
 use kbsync_store::{DriveSubscription, SubscriptionStatus, WatchedDrive};
 
 kbsync_kit::on_both_databases!(
@@ -20,7 +20,10 @@ const OD: &str = "onedrive";
 /// Claims every due knowledge base at `now` for `owner` and releases each after a run from
 /// `started` to `now` that completed, next due an hour later.
 async fn run_due(s: &dyn Store, owner: &str, started: DateTime<Utc>, now: DateTime<Utc>) -> Vec<ClaimedSync> {
-    let claimed = s.claim_due_syncs(owner, started, now + Duration::hours(1), 100).await.unwrap();
+    let claimed = s
+        .claim_due_syncs(owner, started, now + Duration::hours(1), 100)
+        .await
+        .unwrap();
     for c in &claimed {
         let released = s
             .release_sync(
@@ -49,7 +52,9 @@ async fn next_sync_at(s: &dyn Store, kb: KbId) -> Option<DateTime<Utc>> {
 async fn kb_on_drive(s: &dyn Store, owner: UserId, drive: &str) -> KbId {
     let kb = connected_kb(s, owner, drive).await;
     if drive != "drive-1" {
-        s.delete_source(kb, s.list_sources(kb).await.unwrap()[0].id).await.unwrap();
+        s.delete_source(kb, s.list_sources(kb).await.unwrap()[0].id)
+            .await
+            .unwrap();
         s.add_source(
             Uuid::new_v4(),
             kbsync_kit::fixtures::onedrive_source(kb, SourceKind::Folder, drive, "root", "/Docs"),
@@ -71,17 +76,37 @@ async fn a_notification_makes_every_kb_of_the_drive_due_and_a_burst_keeps_the_fi
 
     let mut expected = vec![a, b];
     expected.sort();
-    assert_eq!(s.request_drive_syncs(OD, "drive-1", t(10), t(12)).await.unwrap(), expected);
+    assert_eq!(
+        s.request_drive_syncs(OD, "drive-1", t(10), t(12)).await.unwrap(),
+        expected
+    );
     // A burst: later notifications keep the first due time.
     for i in 11..20 {
-        s.request_drive_syncs(OD, "drive-1", t(i), t(i + 2)).await.unwrap();
+        s.request_drive_syncs(OD, "drive-1", t(i), t(i + 2))
+            .await
+            .unwrap();
     }
     assert_eq!(next_sync_at(&*s, a).await, Some(t(12)));
     assert_eq!(next_sync_at(&*s, other).await, Some(t(3601)));
-    assert!(s.request_drive_syncs(OD, "drive-9", t(10), t(12)).await.unwrap().is_empty());
-    assert!(s.request_drive_syncs("gdrive", "drive-1", t(10), t(12)).await.unwrap().is_empty());
+    assert!(
+        s.request_drive_syncs(OD, "drive-9", t(10), t(12))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.request_drive_syncs("gdrive", "drive-1", t(10), t(12))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
-    assert!(s.claim_due_syncs("i1", t(11), t(40), 100).await.unwrap().is_empty());
+    assert!(
+        s.claim_due_syncs("i1", t(11), t(40), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let claimed = s.claim_due_syncs("i1", t(12), t(40), 100).await.unwrap();
     assert_eq!(claimed.len(), 2, "{claimed:?}");
     assert!(
@@ -98,7 +123,10 @@ async fn a_notification_during_a_run_makes_the_kb_due_again_when_the_run_ends(s:
     assert_eq!(claimed[0].requested_at, None);
     // The run began at t(1); a change is notified at t(5), while it runs (it holds the lease).
     s.request_drive_syncs(OD, "drive-1", t(5), t(7)).await.unwrap();
-    assert!(s.claim_due_syncs("i2", t(8), t(60), 10).await.unwrap().is_empty(), "leased");
+    assert!(
+        s.claim_due_syncs("i2", t(8), t(60), 10).await.unwrap().is_empty(),
+        "leased"
+    );
     let release = SyncRelease {
         next_sync_at: t(3600),
         consecutive_failures: 0,
@@ -143,7 +171,10 @@ async fn a_kb_backing_off_after_failures_keeps_its_backoff_when_notified(s: Arc<
         released_at: t(5),
     };
     assert!(s.release_sync(kb, "i1", &failed).await.unwrap());
-    assert_eq!(s.request_drive_syncs(OD, "drive-1", t(10), t(12)).await.unwrap(), vec![kb]);
+    assert_eq!(
+        s.request_drive_syncs(OD, "drive-1", t(10), t(12)).await.unwrap(),
+        vec![kb]
+    );
     assert_eq!(next_sync_at(&*s, kb).await, Some(t(600)));
 }
 
@@ -154,7 +185,9 @@ async fn watched_drives_are_folder_sources_of_usable_connections_by_drive(s: Arc
     let c = kb_on_drive(&*s, owner, "drive-2").await;
     // A file source alone does not make a drive watched.
     let files = kb_on_drive(&*s, owner, "drive-3").await;
-    s.delete_source(files, s.list_sources(files).await.unwrap()[0].id).await.unwrap();
+    s.delete_source(files, s.list_sources(files).await.unwrap()[0].id)
+        .await
+        .unwrap();
     s.add_source(
         Uuid::new_v4(),
         kbsync_kit::fixtures::onedrive_source(files, SourceKind::File, "drive-3", "f1", "/a.pdf"),
@@ -168,7 +201,11 @@ async fn watched_drives_are_folder_sources_of_usable_connections_by_drive(s: Arc
         .await
         .unwrap();
     let lapsed = kb_on_drive(&*s, owner, "drive-5").await;
-    assert!(s.try_acquire_refresh_lease(lapsed, "a", t(1), t(60)).await.unwrap());
+    assert!(
+        s.try_acquire_refresh_lease(lapsed, "a", t(1), t(60))
+            .await
+            .unwrap()
+    );
     assert!(s.mark_needs_reauth(lapsed, "a", t(1)).await.unwrap());
 
     let mut ab = vec![a, b];
@@ -203,7 +240,10 @@ async fn a_subscription_row_is_leased_saved_and_deleted_by_its_holder_only(s: Ar
     assert_eq!(row.next_check_at, t(0));
     assert_eq!(row.created_at, t(0));
     assert!(
-        s.claim_drive_subscription(OD, "drive-1", "i2", t(1), t(31)).await.unwrap().is_none(),
+        s.claim_drive_subscription(OD, "drive-1", "i2", t(1), t(31))
+            .await
+            .unwrap()
+            .is_none(),
         "a live lease keeps others out"
     );
 
@@ -215,11 +255,17 @@ async fn a_subscription_row_is_leased_saved_and_deleted_by_its_holder_only(s: Ar
     row.renewed_at = Some(t(2));
     row.next_check_at = t(80_000);
     row.failures = 0;
-    assert!(!s.save_drive_subscription(&row, "i2").await.unwrap(), "not i2's lease");
+    assert!(
+        !s.save_drive_subscription(&row, "i2").await.unwrap(),
+        "not i2's lease"
+    );
     assert!(s.save_drive_subscription(&row, "i1").await.unwrap());
     assert!(!s.save_drive_subscription(&row, "i1").await.unwrap(), "released");
     assert_eq!(s.drive_subscriptions().await.unwrap(), vec![row.clone()]);
-    assert_eq!(s.drive_subscription_by_id("sub-1").await.unwrap(), Some(row.clone()));
+    assert_eq!(
+        s.drive_subscription_by_id("sub-1").await.unwrap(),
+        Some(row.clone())
+    );
     assert_eq!(s.drive_subscription_by_id("sub-2").await.unwrap(), None);
 
     // Free again: another instance claims it, finds it as saved, and only it may delete it.
@@ -230,7 +276,10 @@ async fn a_subscription_row_is_leased_saved_and_deleted_by_its_holder_only(s: Ar
         .unwrap();
     assert_eq!(again, row);
     // Its lease expires: another takes it over.
-    let taken = s.claim_drive_subscription(OD, "drive-1", "i3", t(33), t(63)).await.unwrap();
+    let taken = s
+        .claim_drive_subscription(OD, "drive-1", "i3", t(33), t(63))
+        .await
+        .unwrap();
     assert!(taken.is_some());
     assert!(!s.delete_drive_subscription(OD, "drive-1", "i2").await.unwrap());
     assert!(s.delete_drive_subscription(OD, "drive-1", "i3").await.unwrap());
@@ -261,15 +310,34 @@ async fn notifications_are_counted_and_lifecycle_flags_set_by_subscription_id(s:
     assert_eq!(row.notifications, 2);
     assert_eq!(row.last_notification_at, Some(t(6)));
 
-    assert!(s.flag_drive_subscription("sub-1", SubscriptionStatus::Renew, t(7)).await.unwrap());
-    assert!(!s.flag_drive_subscription("sub-2", SubscriptionStatus::Renew, t(7)).await.unwrap());
+    assert!(
+        s.flag_drive_subscription("sub-1", SubscriptionStatus::Renew, t(7))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.flag_drive_subscription("sub-2", SubscriptionStatus::Renew, t(7))
+            .await
+            .unwrap()
+    );
     let row = s.drive_subscription_by_id("sub-1").await.unwrap().unwrap();
     assert_eq!(row.status, SubscriptionStatus::Renew);
     assert_eq!(row.next_check_at, t(7));
     // Maintenance's own save keeps the counts.
-    let claimed = s.claim_drive_subscription(OD, "drive-1", "i1", t(8), t(30)).await.unwrap().unwrap();
+    let claimed = s
+        .claim_drive_subscription(OD, "drive-1", "i1", t(8), t(30))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(s.save_drive_subscription(&claimed, "i1").await.unwrap());
-    assert_eq!(s.drive_subscription_by_id("sub-1").await.unwrap().unwrap().notifications, 2);
+    assert_eq!(
+        s.drive_subscription_by_id("sub-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .notifications,
+        2
+    );
 }
 
 async fn a_kbs_subscriptions_are_those_of_its_sources_drives(s: Arc<dyn Store>) {
