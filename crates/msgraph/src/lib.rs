@@ -506,7 +506,9 @@ impl Datasource for OneDrive {
 
     /// `POST /subscriptions` on the drive's root (`changeType: updated`, the only one drives
     /// support). Graph validates `notificationUrl` (and `lifecycleNotificationUrl`) with a
-    /// handshake before it answers 201.
+    /// handshake before it answers 201. Like every request, a 5xx is retried; should the first
+    /// attempt have created a subscription after all, that one is never renewed and ends at its
+    /// expiry, and its notifications name a subscription kbsync does not know (ignored).
     #[instrument(skip_all)]
     async fn watch(
         &self,
@@ -566,7 +568,7 @@ impl Datasource for OneDrive {
     }
 }
 
-/// A time as Graph writes it: UTC, `Z`, whole seconds are enough.
+/// A time as Graph reads it: UTC with `Z`, to the millisecond.
 fn graph_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -307,15 +307,35 @@ async fn two_instances_on_postgres_sync_each_due_kb_exactly_once_and_share_progr
     drop(database);
 }
 
-/// The README's first command with a one-minute interval: connecting a knowledge base to the
-/// sample drive and adding its root folder makes it searchable, and a file changed through the
-/// emulator's control API is searchable after the next scheduled run.
+/// The README's first command with a one-minute interval and change notifications off:
+/// connecting a knowledge base to the sample drive and adding its root folder makes it
+/// searchable, and a file changed through the emulator's control API is searchable after the
+/// next scheduled run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_the_next_scheduled_run() {
+    demo_change_becomes_searchable(Bring::ScheduledRun).await;
+}
+
+/// The README's first command as it is (the demo turns change notifications on; the interval
+/// stays an hour): a file changed through the emulator's control API is searchable seconds
+/// later, through the run its change notification asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_a_changed_file_is_searchable_within_seconds_through_its_change_notification() {
+    demo_change_becomes_searchable(Bring::Notification).await;
+}
+
+/// What brings a changed file in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bring {
+    ScheduledRun,
+    Notification,
+}
+
 #[expect(
     clippy::disallowed_methods,
     reason = "the kbsync process runs on the real clock; polls against a real-time deadline"
 )]
-async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_the_next_scheduled_run() {
+async fn demo_change_becomes_searchable(bring: Bring) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut cmd = crate::common::kbsync();
@@ -327,10 +347,17 @@ async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_th
         "--data-dir",
     ])
     .arg(dir.path())
-    .env("KBSYNC_SYNC_INTERVAL_MINUTES", "1")
     .env("KBSYNC_SCHEDULER_TICK_SECS", "1")
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::piped());
+    match bring {
+        Bring::ScheduledRun => {
+            cmd.env("KBSYNC_SYNC_INTERVAL_MINUTES", "1").env("KBSYNC_WEBHOOKS", "off");
+        }
+        Bring::Notification => {
+            cmd.env("KBSYNC_WEBHOOK_TICK_SECS", "1");
+        }
+    }
     // The demo prints where its emulator runs on stdout.
     let instance = {
         let mut child = cmd.spawn().unwrap();
@@ -402,7 +429,31 @@ async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_th
         "paths read as in the drive"
     );
 
-    // Change one file through the control API; the next scheduled run brings it in.
+    if bring == Bring::Notification {
+        // The drive's subscription is created within a tick of the root folder being added.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let subscriptions: Value = control
+                .get(format!("{emulator_base}/_emulator/subscriptions"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if subscriptions.as_array().is_some_and(|s| s.iter().any(|s| s["expired"] == false)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no subscription\n{}", instance.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Let the catch-up run its creation asked for finish.
+        api.wait_status(&kb, "completed", Duration::from_secs(60)).await;
+    }
+
+    // Change one file through the control API; the next scheduled run, or the run its change
+    // notification asks for, brings it in.
+    let changed = Instant::now();
     let resp = control
         .put(format!(
             "{emulator_base}/_emulator/drives/{drive_id}/items/{}/content",
@@ -413,7 +464,11 @@ async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_th
         .await
         .unwrap();
     assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
-    let deadline = Instant::now() + Duration::from_secs(150);
+    let deadline = Instant::now()
+        + match bring {
+            Bring::ScheduledRun => Duration::from_secs(150),
+            Bring::Notification => Duration::from_secs(30),
+        };
     loop {
         let (_, hits) = api.get("/api/v1/search?q=aubergine").await;
         if hits["results"].as_array().is_some_and(|r| !r.is_empty()) {
@@ -425,17 +480,21 @@ async fn demo_connect_add_root_folder_then_a_changed_file_is_searchable_after_th
             "the change never became searchable\n{}",
             instance.log()
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let took = changed.elapsed();
     let (_, runs) = api.get(&format!("/api/v1/knowledge/{kb}/sync/runs")).await;
+    let trigger = match bring {
+        Bring::ScheduledRun => "scheduled",
+        Bring::Notification => "webhook",
+    };
     assert!(
-        runs["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["trigger"] == "scheduled"),
+        runs["runs"].as_array().unwrap().iter().any(|r| r["trigger"] == trigger),
         "{runs}"
     );
+    if bring == Bring::Notification {
+        assert!(took < Duration::from_secs(30), "{took:?}");
+    }
     let log = instance.terminate().await;
     assert!(log.contains("scheduler started"), "{log}");
     assert!(log.contains("scheduler stopped"), "{log}");

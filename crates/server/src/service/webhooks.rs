@@ -403,7 +403,7 @@ pub struct NotificationBatch {
     pub value: Vec<Notification>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     pub subscription_id: String,
@@ -447,7 +447,11 @@ pub async fn receive(
     kind: DatasourceKind,
     batch: NotificationBatch,
 ) {
-    for n in batch.value {
+    // A batch may repeat one subscription's notification many times; each distinct one is
+    // looked at once.
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<Notification> = batch.value.into_iter().filter(|n| seen.insert(n.clone())).collect();
+    for n in distinct {
         let verdict = match handle(state, settings, kind, &n).await {
             Ok(v) => v,
             Err(e) => {
@@ -539,5 +543,84 @@ fn lifecycle_label(event: &str) -> &'static str {
         "subscriptionRemoved" => "subscriptionRemoved",
         "missed" => "missed",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(now: DateTime<Utc>) -> DriveSubscription {
+        DriveSubscription {
+            datasource: "onedrive".into(),
+            drive_id: "d1".into(),
+            kb_id: None,
+            subscription_id: Some("s1".into()),
+            client_state_hash: None,
+            status: SubscriptionStatus::Active,
+            expires_at: Some(now + Duration::days(29)),
+            created_at: now,
+            renewed_at: None,
+            next_check_at: now,
+            last_notification_at: None,
+            notifications: 0,
+            failures: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn failures_back_off_doubling_from_the_base_up_to_the_cap() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let settings = WebhookSettings::default();
+        let mut r = row(now);
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            fail(&mut r, &settings, now, "no".into());
+            delays.push((r.next_check_at - now).num_minutes());
+        }
+        assert_eq!(&delays[..5], &[1, 2, 4, 8, 16]);
+        assert_eq!(delays[11], 360, "capped at six hours");
+        assert_eq!(r.status, SubscriptionStatus::Failed);
+        assert_eq!(r.failures, 12);
+        activate(&mut r, &settings, now, now + Duration::days(29));
+        assert_eq!((r.failures, r.last_error.as_deref()), (0, None));
+        assert_eq!(r.next_check_at, now + Duration::days(27), "renewed two days ahead");
+    }
+
+    #[test]
+    fn a_subscription_expiring_soon_is_looked_at_again_a_minute_later_not_in_the_past() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let mut r = row(now);
+        activate(&mut r, &WebhookSettings::default(), now, now + Duration::hours(1));
+        assert_eq!(r.next_check_at, now + Duration::minutes(1));
+    }
+
+    #[test]
+    fn the_endpoints_hang_off_the_public_url_by_the_datasources_webhook_name() {
+        assert_eq!(
+            endpoints("https://kb.example.com/", DatasourceKind::OneDrive),
+            Some((
+                "https://kb.example.com/api/v1/webhooks/msgraph".to_owned(),
+                "https://kb.example.com/api/v1/webhooks/msgraph/lifecycle".to_owned()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_description_says_state_expiry_notifications_and_the_last_error() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let mut r = row(now);
+        r.notifications = 3;
+        r.last_notification_at = Some(now);
+        assert_eq!(
+            describe(&r, now),
+            "active until 2027-02-13 08:00 UTC · 3 notifications, last 2027-01-15 08:00 UTC"
+        );
+        fail(&mut r, &WebhookSettings::default(), now, "renewal failed: 503".into());
+        assert_eq!(
+            describe(&r, now),
+            "failing (1 attempt), next try 2027-01-15 08:01 UTC · 3 notifications, last 2027-01-15 08:00 UTC · renewal failed: 503"
+        );
     }
 }
