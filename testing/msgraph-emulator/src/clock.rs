@@ -62,6 +62,16 @@ pub(crate) fn wall_clock_whole_seconds() -> DateTime<Utc> {
     DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now)
 }
 
+/// Starts measuring real elapsed time (how long a receiver takes to answer, the gaps between delivery
+/// attempts); never a source of "now".
+#[expect(
+    clippy::disallowed_methods,
+    reason = "measures real elapsed time of outgoing deliveries"
+)]
+pub(crate) fn stopwatch() -> Instant {
+    Instant::now()
+}
+
 /// Formats an instant as an HTTP date (IMF-fixdate).
 pub fn http_date(t: DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()

@@ -49,7 +49,9 @@ pub use control::{
 };
 pub use signing::SigningKeyInfo;
 pub use store::{DeltaBehaviour, DriveType, LinkUser, ResyncCode, StoreError};
-pub use subscriptions::{MAX_EXPIRATION_MINUTES, NotificationDelivery};
+pub use subscriptions::{
+    MAX_EXPIRATION_MINUTES, NotificationDelivery, NotificationPolicy, SLOW_ANSWER_MS, SubscriptionInfo,
+};
 pub use traffic::{
     AuthorizationLeak, FaultAction, FaultRule, FaultTrigger, InstalledFault, LogEntry, RequestLog,
     RetryAfter, glob_match, resource_units, route_key,
@@ -62,7 +64,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use store::{DriveOwner, NewDriveSpec, Site, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -82,6 +84,13 @@ pub(crate) struct Shared {
     pub download_lifetime_secs: i64,
     /// Outgoing HTTP (subscription validation and notifications), loopback in tests.
     pub http: reqwest::Client,
+    /// How notifications are delivered and retried (changeable at run time).
+    pub notification_policy: Mutex<subscriptions::NotificationPolicy>,
+    pub initial_notification_policy: subscriptions::NotificationPolicy,
+    /// Notifications being delivered or waiting for a retry.
+    pub deliveries_in_flight: AtomicUsize,
+    /// Cancelled when the emulator stops: pending deliveries give up.
+    pub stop: CancellationToken,
 }
 
 /// Why the emulator could not start.
@@ -119,6 +128,7 @@ pub struct EmulatorBuilder {
     frozen_clock: bool,
     delta: DeltaBehaviour,
     download_url_lifetime_secs: i64,
+    notification_policy: subscriptions::NotificationPolicy,
 }
 
 impl Default for EmulatorBuilder {
@@ -135,6 +145,7 @@ impl Default for EmulatorBuilder {
             frozen_clock: false,
             delta: DeltaBehaviour::default(),
             download_url_lifetime_secs: 300,
+            notification_policy: subscriptions::NotificationPolicy::default(),
         }
     }
 }
@@ -200,6 +211,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// How change and lifecycle notifications are delivered: answer timeout and retry schedule (default
+    /// [`NotificationPolicy::default`]; [`Control::set_notification_policy`] changes it later).
+    pub fn notification_policy(mut self, p: NotificationPolicy) -> Self {
+        self.notification_policy = p;
+        self
+    }
+
     /// Binds, builds the initial state and starts serving.
     pub async fn start(self) -> Result<RunningEmulator, StartError> {
         let listener = tokio::net::TcpListener::bind(self.bind)
@@ -227,6 +245,7 @@ impl EmulatorBuilder {
         let clock = clock::EmulatorClock::new(start, self.frozen_clock);
         let store = initial_store(&self, &base_url, clock.now())?;
         let mut key_gen = ids::IdGen::new(self.seed ^ 0xd0_a4_10_ad);
+        let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
             graph_url: format!("{base_url}/v1.0"),
             base_url,
@@ -241,9 +260,12 @@ impl EmulatorBuilder {
             download_key: key_gen.bytes::<32>(),
             download_lifetime_secs: self.download_url_lifetime_secs,
             http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
+            notification_policy: Mutex::new(self.notification_policy),
+            initial_notification_policy: self.notification_policy,
+            deliveries_in_flight: AtomicUsize::new(0),
+            stop: stop.clone(),
         });
         let router = app(shared.clone());
-        let stop = CancellationToken::new();
         let task = tokio::spawn(serve(listener, router, stop.clone()));
         Ok(RunningEmulator {
             shared,

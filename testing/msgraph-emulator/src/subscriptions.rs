@@ -1,9 +1,10 @@
 //! Change notifications for drives (`/v1.0/subscriptions`): creation with the validation handshake, renewal,
 //! deletion, notifications on every change of the drive (without resource data: clients run delta), and
-//! `reauthorizationRequired` lifecycle notifications on demand.
+//! `reauthorizationRequired` lifecycle notifications on demand. A delivery the receiver does not accept in
+//! time is retried with doubling delays ([`NotificationPolicy`]) while the subscription lives.
 
 use crate::Shared;
-use crate::clock::graph_time;
+use crate::clock::{graph_time, stopwatch};
 use crate::error::{GraphError, RequestMeta};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,9 +12,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// The longest a driveItem subscription may live: 42,300 minutes.
 pub const MAX_EXPIRATION_MINUTES: i64 = 42_300;
+
+/// Graph counts an answer slower than this as slow, and throttles endpoints where more than 10% are.
+pub const SLOW_ANSWER_MS: u64 = 2_900;
 
 #[derive(Debug, Clone)]
 pub struct Subscription {
@@ -29,16 +34,104 @@ pub struct Subscription {
     pub creator_id: String,
 }
 
+/// How notifications are delivered. Graph waits 3 s for an answer and retries a failed delivery with
+/// exponential backoff for up to 4 hours; the defaults keep that shape on a scale tests can wait for
+/// (200 ms, 400 ms, 800 ms, 1.6 s and 3.2 s between six attempts).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct NotificationPolicy {
+    /// The wait before the first retry; each further retry waits twice as long as the one before.
+    pub retry_base_delay_ms: u64,
+    /// Attempts per notification, the first included (at least one is made).
+    pub max_attempts: u32,
+    /// An attempt the receiver has not answered in this time fails (Graph: 3 s).
+    pub answer_timeout_ms: u64,
+}
+
+impl Default for NotificationPolicy {
+    fn default() -> Self {
+        Self {
+            retry_base_delay_ms: 200,
+            max_attempts: 6,
+            answer_timeout_ms: 3_000,
+        }
+    }
+}
+
+impl NotificationPolicy {
+    /// The wait before attempt `attempt` (1-based): none before the first, then base, 2 × base, 4 × base, …
+    pub fn delay_before(&self, attempt: u32) -> std::time::Duration {
+        if attempt <= 1 {
+            return std::time::Duration::ZERO;
+        }
+        let factor = 1u64.checked_shl(attempt - 2).unwrap_or(u64::MAX);
+        std::time::Duration::from_millis(self.retry_base_delay_ms.saturating_mul(factor))
+    }
+}
+
 /// One attempt to deliver a notification, as the control API reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NotificationDelivery {
+    /// Shared by every attempt to deliver the same notification (a change notification's `id`).
+    #[serde(default)]
+    pub notification_id: String,
     pub subscription_id: String,
     pub url: String,
     /// `change` or `reauthorizationRequired`.
     pub kind: String,
-    /// HTTP status of the receiver, or `None` when it could not be reached.
+    /// HTTP status of the receiver, or `None` when it could not be reached or did not answer in time.
     pub status: Option<u16>,
+    /// 1 for the first attempt, 2 for the first retry, …
     pub attempt: u32,
+    /// Real milliseconds from the start of the first attempt to the start of this one.
+    #[serde(default)]
+    pub since_first_attempt_ms: u64,
+    /// Real milliseconds the receiver took to answer (or until the attempt failed); above
+    /// [`SLOW_ANSWER_MS`] Graph counts the answer as slow.
+    #[serde(default)]
+    pub elapsed_ms: u64,
+    /// Why the attempt got no HTTP status: `timeout` (no answer within the policy's answer timeout) or
+    /// `connection` (refused, reset, …).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl NotificationDelivery {
+    /// Whether the receiver accepted the notification (2xx).
+    pub fn accepted(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// A subscription as the control API reports it, named as Graph names a subscription's properties.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionInfo {
+    pub id: String,
+    pub drive_id: String,
+    pub resource: String,
+    pub notification_url: String,
+    pub lifecycle_notification_url: Option<String>,
+    pub client_state: Option<String>,
+    pub expiration_date_time: DateTime<Utc>,
+    /// Past its expiration on the emulator clock: Graph no longer knows it (GET and PATCH answer 404) and
+    /// sends it nothing.
+    pub expired: bool,
+}
+
+impl SubscriptionInfo {
+    pub(crate) fn of(s: &Subscription, now: DateTime<Utc>) -> Self {
+        Self {
+            id: s.id.clone(),
+            drive_id: s.drive_id.clone(),
+            resource: s.resource.clone(),
+            notification_url: s.notification_url.clone(),
+            lifecycle_notification_url: s.lifecycle_url.clone(),
+            client_state: s.client_state.clone(),
+            expiration_date_time: s.expires,
+            expired: s.expires <= now,
+        }
+    }
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
@@ -145,7 +238,16 @@ fn append_query(url: &str, key: &str, value: &str) -> String {
     format!("{url}{sep}{key}={encoded}")
 }
 
-/// The validation handshake: POST `?validationToken=…` and expect 200 with the token as plain text in 10 s.
+/// Whether a `Content-Type` value is `text/plain` (parameters such as `charset` allowed).
+fn is_text_plain(content_type: Option<&reqwest::header::HeaderValue>) -> bool {
+    content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/plain"))
+}
+
+/// The validation handshake: POST `?validationToken=…` and expect, within 10 s, 200 with `Content-Type:
+/// text/plain` and the URL-decoded token as the body.
 async fn validate(shared: &Shared, url: &str) -> Result<(), GraphError> {
     let token = {
         let mut s = shared.store.write();
@@ -173,6 +275,9 @@ async fn validate(shared: &Shared, url: &str) -> Result<(), GraphError> {
         .map_err(|e| fail(e.to_string()))?;
     if resp.status() != reqwest::StatusCode::OK {
         return Err(fail(format!("status {}", resp.status().as_u16())));
+    }
+    if !is_text_plain(resp.headers().get(reqwest::header::CONTENT_TYPE)) {
+        return Err(fail("the response Content-Type was not text/plain".into()));
     }
     let body = resp.text().await.map_err(|e| fail(e.to_string()))?;
     if body != token {
@@ -273,7 +378,12 @@ pub(crate) async fn handle(
         }
         ("DELETE", ["subscriptions", id]) => {
             let mut store = shared.store.write();
-            store.subscriptions.remove(*id).ok_or_else(|| not_found(id))?;
+            store
+                .subscriptions
+                .get(*id)
+                .filter(|s| s.expires > now)
+                .ok_or_else(|| not_found(id))?;
+            store.subscriptions.remove(*id);
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         ("POST", ["subscriptions", id, "reauthorize"]) => {
@@ -301,36 +411,109 @@ fn not_found(id: &str) -> GraphError {
     )
 }
 
-/// Posts `payload` to `url`, retrying a few times on failure, and records every attempt.
-fn deliver(shared: &Arc<Shared>, sub_id: String, url: String, kind: &'static str, payload: Value) {
+/// A notification on its way to a receiver.
+struct Outgoing {
+    notification_id: String,
+    subscription_id: String,
+    url: String,
+    kind: &'static str,
+    payload: Value,
+}
+
+/// Whether Graph still knows the subscription (not deleted, not expired on the emulator clock).
+fn is_live(shared: &Shared, subscription_id: &str) -> bool {
+    let now = shared.clock.now();
+    shared
+        .store
+        .read()
+        .subscriptions
+        .get(subscription_id)
+        .is_some_and(|s| s.expires > now)
+}
+
+/// Counts a delivery as in flight for as long as it lives, however its task ends.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn start(shared: &Arc<Shared>) -> Self {
+        shared.deliveries_in_flight.fetch_add(1, Ordering::SeqCst);
+        Self(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.deliveries_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Posts the notification, retrying with doubling delays until the receiver answers 2xx in time, the attempts
+/// of the [`NotificationPolicy`] are used up, the subscription is deleted or expires, or the emulator stops.
+/// Every attempt is recorded.
+fn deliver(shared: &Arc<Shared>, out: Outgoing) {
     let Ok(rt) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    let in_flight = InFlight::start(shared);
     let shared = shared.clone();
     rt.spawn(async move {
-        for attempt in 1..=3u32 {
-            let status = shared
-                .http
-                .post(&url)
-                .json(&payload)
-                .timeout(std::time::Duration::from_secs(3))
-                .send()
-                .await
-                .ok()
-                .map(|r| r.status().as_u16());
-            shared.traffic.lock().notifications.push(NotificationDelivery {
-                subscription_id: sub_id.clone(),
-                url: url.clone(),
-                kind: kind.to_string(),
+        let _in_flight = in_flight;
+        let policy = *shared.notification_policy.lock();
+        let timeout = std::time::Duration::from_millis(policy.answer_timeout_ms);
+        let first = stopwatch();
+        for attempt in 1..=policy.max_attempts.max(1) {
+            let delay = policy.delay_before(attempt);
+            if !delay.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = shared.stop.cancelled() => return,
+                }
+                if !is_live(&shared, &out.subscription_id) {
+                    return;
+                }
+            }
+            let since_first = first.elapsed();
+            let started = stopwatch();
+            let answer = tokio::select! {
+                a = shared.http.post(&out.url).json(&out.payload).timeout(timeout).send() => a,
+                () = shared.stop.cancelled() => return,
+            };
+            let elapsed = started.elapsed();
+            let (status, error) = match answer {
+                Ok(r) => (Some(r.status().as_u16()), None),
+                Err(e) if e.is_timeout() => (None, Some("timeout".to_string())),
+                Err(_) => (None, Some("connection".to_string())),
+            };
+            let delivery = NotificationDelivery {
+                notification_id: out.notification_id.clone(),
+                subscription_id: out.subscription_id.clone(),
+                url: out.url.clone(),
+                kind: out.kind.to_string(),
                 status,
                 attempt,
-            });
-            if status.is_some_and(|s| (200..300).contains(&s)) {
+                since_first_attempt_ms: millis(since_first),
+                elapsed_ms: millis(elapsed),
+                error,
+            };
+            let accepted = delivery.accepted();
+            shared.traffic.lock().notifications.push(delivery);
+            if accepted {
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
         }
     });
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A fresh notification id (deterministic by seed and request order).
+fn notification_id(shared: &Shared) -> String {
+    crate::ids::derived_guid(
+        shared.seed,
+        shared.request_counter.fetch_add(1, Ordering::Relaxed),
+    )
 }
 
 /// Sends a change notification to every live subscription of `drive_id`.
@@ -347,12 +530,7 @@ pub(crate) fn notify_drive_changed(shared: &Arc<Shared>, drive_id: &str) {
         (store.tenant.id.clone(), subs)
     };
     for s in subs {
-        let id = crate::ids::derived_guid(
-            shared.seed,
-            shared
-                .request_counter
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        );
+        let id = notification_id(shared);
         let payload = json!({"value": [{
             "id": id,
             "subscriptionId": s.id,
@@ -364,24 +542,30 @@ pub(crate) fn notify_drive_changed(shared: &Arc<Shared>, drive_id: &str) {
         }]});
         deliver(
             shared,
-            s.id.clone(),
-            s.notification_url.clone(),
-            "change",
-            payload,
+            Outgoing {
+                notification_id: id,
+                subscription_id: s.id.clone(),
+                url: s.notification_url.clone(),
+                kind: "change",
+                payload,
+            },
         );
     }
 }
 
-/// Sends `reauthorizationRequired` to a subscription's lifecycle URL.
+/// Sends `reauthorizationRequired` to a live subscription's lifecycle URL (the only lifecycle event Graph has
+/// for driveItem subscriptions: `subscriptionRemoved` and `missed` are Outlook and Teams only).
 pub(crate) fn send_reauthorization_required(
     shared: &Arc<Shared>,
     sub_id: &str,
 ) -> Result<(), crate::StoreError> {
+    let now = shared.clock.now();
     let (tenant, s) = {
         let store = shared.store.read();
         let s = store
             .subscriptions
             .get(sub_id)
+            .filter(|s| s.expires > now)
             .cloned()
             .ok_or_else(|| crate::StoreError::NotFound(format!("subscription {sub_id}")))?;
         (store.tenant.id.clone(), s)
@@ -396,6 +580,15 @@ pub(crate) fn send_reauthorization_required(
         "clientState": s.client_state,
         "lifecycleEvent": "reauthorizationRequired",
     }]});
-    deliver(shared, s.id, url, "reauthorizationRequired", payload);
+    deliver(
+        shared,
+        Outgoing {
+            notification_id: notification_id(shared),
+            subscription_id: s.id,
+            url,
+            kind: "reauthorizationRequired",
+            payload,
+        },
+    );
     Ok(())
 }

@@ -5,6 +5,7 @@ use super::{Control, ItemInfo, NewDrive, NewGroup, NewSite, NewUser, PermissionS
 use crate::Shared;
 use crate::auth::{ClientRegistration, GroupMembershipClaims, IdTokenOverrides};
 use crate::store::{DeltaBehaviour, ResyncCode, StoreError};
+use crate::subscriptions::NotificationPolicy;
 use crate::traffic::FaultRule;
 use axum::Json;
 use axum::Router;
@@ -482,6 +483,39 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
             .delete(|State(s): State<Arc<Shared>>| async move {
                 ctl(&s).clear_request_log();
                 StatusCode::NO_CONTENT
+            }),
+        )
+        .route("/_emulator/subscriptions", get(|State(s): State<Arc<Shared>>| async move { Json(ctl(&s).subscriptions()) }))
+        .route(
+            "/_emulator/subscriptions/{id}",
+            get(|State(s): State<Arc<Shared>>, Path(id): Path<String>| async move {
+                Ok::<_, ControlError>(Json(ctl(&s).subscription(&id)?))
+            })
+            .delete(|State(s): State<Arc<Shared>>, Path(id): Path<String>| async move {
+                ctl(&s).remove_subscription(&id)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/_emulator/subscriptions/{id}/expire",
+            post(|State(s): State<Arc<Shared>>, Path(id): Path<String>| async move {
+                ctl(&s).expire_subscription(&id)?;
+                Ok::<_, ControlError>(StatusCode::NO_CONTENT)
+            }),
+        )
+        .route(
+            "/_emulator/notification-policy",
+            get(|State(s): State<Arc<Shared>>| async move { Json(ctl(&s).notification_policy()) }).put(
+                |State(s): State<Arc<Shared>>, Json(b): Json<NotificationPolicy>| async move {
+                    ctl(&s).set_notification_policy(b);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/_emulator/notifications/in-flight",
+            get(|State(s): State<Arc<Shared>>| async move {
+                Json(serde_json::json!({"in_flight": ctl(&s).notifications_in_flight()}))
             }),
         )
         .route(

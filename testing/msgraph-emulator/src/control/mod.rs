@@ -10,10 +10,12 @@ use crate::Shared;
 use crate::auth::{ClientRegistration, GroupMembershipClaims, IdTokenOverrides};
 use crate::signing::SigningKeyInfo;
 use crate::store::{Content, DeltaBehaviour, DriveOwner, NewDriveSpec, ResyncCode, StoreError};
+use crate::subscriptions::{NotificationDelivery, NotificationPolicy, SubscriptionInfo};
 use crate::traffic::{AuthorizationLeak, FaultRule, InstalledFault, RequestLog};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 pub(crate) use self::http::router;
 pub use self::permissions::PermissionSpec;
@@ -317,9 +319,76 @@ impl Control {
         crate::subscriptions::send_reauthorization_required(&self.shared, subscription_id)
     }
 
-    /// Every notification delivery attempt so far.
-    pub fn notification_deliveries(&self) -> Vec<crate::subscriptions::NotificationDelivery> {
+    /// Every notification delivery attempt so far, in the order they ended.
+    pub fn notification_deliveries(&self) -> Vec<NotificationDelivery> {
         self.shared.traffic.lock().notifications.clone()
+    }
+
+    /// How many notifications are being delivered or wait for a retry. Zero means every notification sent so
+    /// far has been accepted, has used up its attempts, or was dropped with its subscription.
+    pub fn notifications_in_flight(&self) -> usize {
+        self.shared.deliveries_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// How notifications are delivered and retried now.
+    pub fn notification_policy(&self) -> NotificationPolicy {
+        *self.shared.notification_policy.lock()
+    }
+
+    /// Changes how notifications sent from now on are delivered and retried.
+    pub fn set_notification_policy(&self, policy: NotificationPolicy) {
+        *self.shared.notification_policy.lock() = policy;
+    }
+
+    /// Every subscription Graph created, expired ones too (flagged), ordered by id.
+    pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
+        let now = self.now_();
+        self.shared
+            .store
+            .read()
+            .subscriptions
+            .values()
+            .map(|s| SubscriptionInfo::of(s, now))
+            .collect()
+    }
+
+    /// One subscription, expired or not.
+    pub fn subscription(&self, subscription_id: &str) -> Result<SubscriptionInfo, StoreError> {
+        let now = self.now_();
+        self.shared
+            .store
+            .read()
+            .subscriptions
+            .get(subscription_id)
+            .map(|s| SubscriptionInfo::of(s, now))
+            .ok_or_else(|| StoreError::NotFound(format!("subscription {subscription_id}")))
+    }
+
+    /// Drops a subscription without telling anyone, as Graph does when it removes one: its notifications
+    /// stop (pending retries included), and GET, PATCH and DELETE on it answer 404 `ResourceNotFound`, so the
+    /// client has to create a new one.
+    pub fn remove_subscription(&self, subscription_id: &str) -> Result<(), StoreError> {
+        self.shared
+            .store
+            .write()
+            .subscriptions
+            .remove(subscription_id)
+            .map(|_| ())
+            .ok_or_else(|| StoreError::NotFound(format!("subscription {subscription_id}")))
+    }
+
+    /// Makes a subscription expire now (its expiration becomes the emulator clock's current time): Graph then
+    /// answers 404 `ResourceNotFound` for it and sends it no more notifications (pending retries included). It
+    /// stays listed by [`Control::subscriptions`] with `expired: true`.
+    pub fn expire_subscription(&self, subscription_id: &str) -> Result<(), StoreError> {
+        let now = self.now_();
+        let mut store = self.shared.store.write();
+        let s = store
+            .subscriptions
+            .get_mut(subscription_id)
+            .ok_or_else(|| StoreError::NotFound(format!("subscription {subscription_id}")))?;
+        s.expires = s.expires.min(now);
+        Ok(())
     }
 
     /// Replaces the permissions set directly on an item; returns their ids.
@@ -740,13 +809,15 @@ impl Control {
         s.mint_access_token(user_id, &client, &scopes, lifetime, now)
     }
 
-    /// Puts everything back as it was right after start: state, clock, faults, rate limit, log.
+    /// Puts everything back as it was right after start: state (subscriptions too), clock, faults, rate limit,
+    /// logs, notification policy.
     pub fn reset(&self) {
         let initial = self.shared.initial.lock().clone();
         if let Some(st) = initial {
             *self.shared.store.write() = st;
         }
         self.shared.traffic.lock().reset();
+        *self.shared.notification_policy.lock() = self.shared.initial_notification_policy;
         self.shared.clock.reset();
         self.shared.auto_consent.store(
             self.shared.initial_auto_consent,
