@@ -352,7 +352,8 @@ async fn demo_change_becomes_searchable(bring: Bring) {
     .stderr(std::process::Stdio::piped());
     match bring {
         Bring::ScheduledRun => {
-            cmd.env("KBSYNC_SYNC_INTERVAL_MINUTES", "1").env("KBSYNC_WEBHOOKS", "off");
+            cmd.env("KBSYNC_SYNC_INTERVAL_MINUTES", "1")
+                .env("KBSYNC_WEBHOOKS", "off");
         }
         Bring::Notification => {
             cmd.env("KBSYNC_WEBHOOK_TICK_SECS", "1");
@@ -441,7 +442,10 @@ async fn demo_change_becomes_searchable(bring: Bring) {
                 .json()
                 .await
                 .unwrap();
-            if subscriptions.as_array().is_some_and(|s| s.iter().any(|s| s["expired"] == false)) {
+            if subscriptions
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["expired"] == false))
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "no subscription\n{}", instance.log());
@@ -454,6 +458,7 @@ async fn demo_change_becomes_searchable(bring: Bring) {
     // Change one file through the control API; the next scheduled run, or the run its change
     // notification asks for, brings it in.
     let changed = Instant::now();
+    let changed_at = chrono::Utc::now();
     let resp = control
         .put(format!(
             "{emulator_base}/_emulator/drives/{drive_id}/items/{}/content",
@@ -488,8 +493,19 @@ async fn demo_change_becomes_searchable(bring: Bring) {
         Bring::ScheduledRun => "scheduled",
         Bring::Notification => "webhook",
     };
+    // A run of that trigger started after the change.
+    let after_change = |r: &Value| {
+        r["started_at"]
+            .as_str()
+            .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            .is_some_and(|t| t >= changed_at - chrono::Duration::milliseconds(5))
+    };
     assert!(
-        runs["runs"].as_array().unwrap().iter().any(|r| r["trigger"] == trigger),
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["trigger"] == trigger && after_change(r)),
         "{runs}"
     );
     if bring == Bring::Notification {

@@ -450,7 +450,11 @@ pub async fn receive(
     // A batch may repeat one subscription's notification many times; each distinct one is
     // looked at once.
     let mut seen = std::collections::HashSet::new();
-    let distinct: Vec<Notification> = batch.value.into_iter().filter(|n| seen.insert(n.clone())).collect();
+    let distinct: Vec<Notification> = batch
+        .value
+        .into_iter()
+        .filter(|n| seen.insert(n.clone()))
+        .collect();
     for n in distinct {
         let verdict = match handle(state, settings, kind, &n).await {
             Ok(v) => v,
@@ -585,7 +589,11 @@ mod tests {
         assert_eq!(r.failures, 12);
         activate(&mut r, &settings, now, now + Duration::days(29));
         assert_eq!((r.failures, r.last_error.as_deref()), (0, None));
-        assert_eq!(r.next_check_at, now + Duration::days(27), "renewed two days ahead");
+        assert_eq!(
+            r.next_check_at,
+            now + Duration::days(27),
+            "renewed two days ahead"
+        );
     }
 
     #[test]
@@ -617,7 +625,12 @@ mod tests {
             describe(&r, now),
             "active until 2027-02-13 08:00 UTC · 3 notifications, last 2027-01-15 08:00 UTC"
         );
-        fail(&mut r, &WebhookSettings::default(), now, "renewal failed: 503".into());
+        fail(
+            &mut r,
+            &WebhookSettings::default(),
+            now,
+            "renewal failed: 503".into(),
+        );
         assert_eq!(
             describe(&r, now),
             "failing (1 attempt), next try 2027-01-15 08:01 UTC · 3 notifications, last 2027-01-15 08:00 UTC · renewal failed: 503"
