@@ -8,7 +8,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 use crate::common::{
     Db, OneDriveTest, Options, TestServer, add_sources, connected_kb, team_folder, wait_idle,
 };
-use kbsync_core::datasource::{Datasource, DatasourceKind, TokenSource};
+use kbsync_core::datasource::TokenSource;
 use kbsync_core::{Clock, KbId, OsRandom};
 use kbsync_server::{
     AppState, ServerSettings,
@@ -264,6 +264,20 @@ async fn a_change_at_the_source_is_synced_through_its_notification_without_waiti
     let row = the_subscription(&s).await.unwrap();
     assert!(row.notifications >= 1, "{row:?}");
     assert!(row.last_notification_at.is_some());
+
+    // The KB page and the admin page show it.
+    let drive_id = s.drive().default_drive_id();
+    let (cookie, _) = crate::ui::sign_in_as(&s, "owner@example.com").await;
+    let (status, html) = crate::ui::page(&s, &cookie, &format!("/kb/{}", kb.id)).await;
+    assert_eq!(status, StatusCode::OK);
+    let line = format!("Change notifications for drive {drive_id}: active until ");
+    assert!(html.contains(&line), "{html}");
+    assert!(html.contains(&format!("{} notification", row.notifications)), "{html}");
+    let (cookie, _) = crate::ui::sign_in_as(&s, crate::common::ADMIN_EMAIL).await;
+    let (status, html) = crate::ui::page(&s, &cookie, "/admin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("on: sources post to "), "{html}");
+    assert!(html.contains(&format!("onedrive drive {drive_id}")), "{html}");
     s.stop().await;
 }
 
