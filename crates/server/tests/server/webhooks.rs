@@ -272,7 +272,10 @@ async fn a_change_at_the_source_is_synced_through_its_notification_without_waiti
     assert_eq!(status, StatusCode::OK);
     let line = format!("Change notifications for drive {drive_id}: active until ");
     assert!(html.contains(&line), "{html}");
-    assert!(html.contains(&format!("{} notification", row.notifications)), "{html}");
+    assert!(
+        html.contains(&format!("{} notification", row.notifications)),
+        "{html}"
+    );
     let (cookie, _) = crate::ui::sign_in_as(&s, crate::common::ADMIN_EMAIL).await;
     let (status, html) = crate::ui::page(&s, &cookie, "/admin").await;
     assert_eq!(status, StatusCode::OK);
