@@ -370,6 +370,11 @@ pub struct Watch {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What a datasource without change notifications answers when asked to watch.
+fn cannot_watch(kind: DatasourceKind) -> DatasourceError {
+    DatasourceError::Permanent(format!("{} cannot notify changes", kind.display_name()))
+}
+
 /// What every datasource provides.
 #[async_trait]
 pub trait Datasource: Send + Sync + 'static {
@@ -437,10 +442,7 @@ pub trait Datasource: Send + Sync + 'static {
         _tokens: &dyn TokenSource,
         _request: &WatchRequest,
     ) -> Result<Watch, DatasourceError> {
-        Err(DatasourceError::Permanent(format!(
-            "{} cannot notify changes",
-            self.kind().display_name()
-        )))
+        Err(cannot_watch(self.kind()))
     }
 
     /// Extends a watch to `expires_at`. `NotFound` when the source no longer has it (it must be
@@ -451,18 +453,12 @@ pub trait Datasource: Send + Sync + 'static {
         _watch_id: &str,
         _expires_at: DateTime<Utc>,
     ) -> Result<Watch, DatasourceError> {
-        Err(DatasourceError::Permanent(format!(
-            "{} cannot notify changes",
-            self.kind().display_name()
-        )))
+        Err(cannot_watch(self.kind()))
     }
 
     /// Ends a watch. `NotFound` when the source no longer has it.
     async fn unwatch(&self, _tokens: &dyn TokenSource, _watch_id: &str) -> Result<(), DatasourceError> {
-        Err(DatasourceError::Permanent(format!(
-            "{} cannot notify changes",
-            self.kind().display_name()
-        )))
+        Err(cannot_watch(self.kind()))
     }
 }
 

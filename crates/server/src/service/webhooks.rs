@@ -126,6 +126,11 @@ pub async fn maintain(
         else {
             continue;
         };
+        // Another instance saw to it since the rows were read: give it back as it is.
+        if row.status == SubscriptionStatus::Active && row.next_check_at > now {
+            state.store.save_drive_subscription(&row, owner).await?;
+            continue;
+        }
         keep(state, settings, drive, ds.as_ref(), row, &mut done).await?;
     }
     for row in rows.iter().filter(|r| {
