@@ -58,7 +58,8 @@ async fn one(db: &Db, small: bool) -> Result<()> {
     k.settled(Duration::from_secs(120)).await?;
     let setup = t.elapsed();
     let sub = k.state.store.drive_subscriptions().await?;
-    let setup_runs = k.state.store.list_sync_runs(k.kb, 100).await?;
+    let mut setup_runs = k.state.store.list_sync_runs(k.kb, 100).await?;
+    setup_runs.sort_by_key(|r| r.started_at);
     let latencies = k
         .one_after_another(&g, "ntf", changes, Duration::from_secs(120), |_| Duration::ZERO)
         .await?;
