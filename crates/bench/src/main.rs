@@ -6,7 +6,7 @@
 //! cargo run --release -p kbsync-bench -- all --small    # tiny sizes, seconds (CI)
 //! cargo run --release -p kbsync-bench -- scheduler      # one scenario
 //! ```
-//! PostgreSQL (scenarios 5 and 7) when KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL is
+//! PostgreSQL (scenarios 5, 7 and 9) when KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL is
 //! set, in a schema of its own dropped afterwards.
 #![allow(
     clippy::disallowed_methods,
@@ -16,6 +16,7 @@
 mod common;
 mod counting;
 mod extraction;
+mod freshness;
 mod initial;
 mod memory;
 mod openwebui;
@@ -37,6 +38,7 @@ const SCENARIOS: &[&str] = &[
     "memory",
     "search",
     "extraction",
+    "freshness",
 ];
 
 #[derive(Parser, Debug)]
@@ -46,7 +48,7 @@ const SCENARIOS: &[&str] = &[
 )]
 struct Args {
     /// all, or one of: initial (1), resync (2 no-op + 3 incremental; also `noop`, `incremental`),
-    /// throttled (4), scheduler (5), memory (6), search (7), extraction (8); not in `all`:
+    /// throttled (4), scheduler (5), memory (6), search (7), extraction (8), freshness (9); not in `all`:
     /// openwebui-publish (needs a real Open WebUI).
     scenario: String,
     /// Tiny sizes that run in seconds (CI: the harness must not rot).
@@ -108,6 +110,7 @@ async fn main() -> Result<()> {
             "memory" => memory::run(args.small).await?,
             "search" => search::run(args.small, args.search_chunks).await?,
             "extraction" => extraction::run(args.small)?,
+            "freshness" => freshness::run(args.small).await?,
             "openwebui-publish" => openwebui::run(args.small).await?,
             _ => bail!("unknown scenario {s}"),
         }
