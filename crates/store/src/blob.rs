@@ -482,4 +482,61 @@ mod tests {
         );
         store.delete(&blob.hash).await.unwrap();
     }
+
+    #[tokio::test]
+    async fn a_held_blob_stays_readable_and_its_settle_puts_back_a_removed_blob() {
+        let (_dir, store) = store();
+        let held = store
+            .write_stream_held(chunks(&[b"held ", b"bytes"]), 1024)
+            .await
+            .unwrap();
+        let hash = held.blob().hash.clone();
+        assert_eq!(store.read(&hash).await.unwrap(), b"held bytes");
+        store.delete(&hash).await.unwrap();
+        assert_eq!(std::fs::read(held.content_path()).unwrap(), b"held bytes");
+        let blob = held.settle().await.unwrap();
+        assert_eq!(blob.hash, hash);
+        assert_eq!(store.read(&hash).await.unwrap(), b"held bytes");
+        assert_eq!(tmp_entries(&store), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unsettled_hold_is_removed_when_dropped_and_the_blob_stays() {
+        let (_dir, store) = store();
+        let held = store
+            .write_stream_held(chunks(&[b"dropped"]), 1024)
+            .await
+            .unwrap();
+        let hash = held.blob().hash.clone();
+        drop(held);
+        assert_eq!(tmp_entries(&store), 0);
+        assert_eq!(store.read(&hash).await.unwrap(), b"dropped");
+    }
+
+    #[tokio::test]
+    async fn only_blob_files_at_least_as_old_as_the_cutoff_are_listed() {
+        let (_dir, store) = store();
+        let old = store.put_bytes(b"old").await.unwrap();
+        let new = store.put_bytes(b"new").await.unwrap();
+        let now = store.filesystem_now().await.unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(store.path(&old.hash).unwrap())
+            .unwrap()
+            .set_modified(now - hour * 2)
+            .unwrap();
+        // Not a blob's name: never listed.
+        std::fs::write(store.path(&old.hash).unwrap().with_file_name("notes.txt"), b"x").unwrap();
+        assert_eq!(
+            store.files_modified_before(now - hour).await.unwrap(),
+            vec![old.hash.clone()]
+        );
+        let mut both = store.files_modified_before(now + hour).await.unwrap();
+        both.sort();
+        let mut expected = vec![old.hash, new.hash];
+        expected.sort();
+        assert_eq!(both, expected);
+        assert_eq!(tmp_entries(&store), 0, "the probe file is gone");
+    }
 }
