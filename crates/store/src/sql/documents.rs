@@ -131,8 +131,8 @@ macro_rules! impl_document_store {
                 use $crate::convert::*;
                 let now = truncate_ms(now)?;
                 let mut tx = self.begin_write().await?;
-                Self::take_blob(&mut tx, &new.content_hash).await?;
                 Self::insert_document(&mut tx, id, &new, ms(now)).await?;
+                Self::take_blob(&mut tx, &new.content_hash).await?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok(kbsync_core::Document {
                     id,
@@ -252,7 +252,6 @@ macro_rules! impl_document_store {
                 let mut tx = self.begin_write().await?;
                 // Two uploads of one path wait for each other, so the second replaces the first.
                 Self::lock_name(&mut tx, &format!("upload:{kb}:{}", new.path)).await?;
-                Self::take_blob(&mut tx, &new.content_hash).await?;
                 let existing: Option<(String, String)> = sqlx::query_as(
                     "SELECT id, content_hash FROM documents \
                      WHERE kb_id = $1 AND path = $2 AND source_item_id IS NULL \
@@ -263,44 +262,57 @@ macro_rules! impl_document_store {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(Self::err)?;
-                let Some((existing_id, old_hash)) = existing else {
-                    Self::insert_document(&mut tx, id, &new, ms(now)).await?;
+                let mut replaced = None;
+                if let Some((existing_id, old_hash)) = existing {
+                    // The row lock first (a deletion of this document waits, or has won: then
+                    // the upload creates a new document).
                     let row = sqlx::query_as::<_, DocRow>(concat!(
-                        "SELECT ",
-                        $crate::sql::documents::doc_cols!(),
-                        " FROM documents WHERE id = $1"
+                        "UPDATE documents SET name = $2, mime = $3, size = $4, content_hash = $5, \
+                         status = 'pending', error = NULL, updated_at = $6 WHERE id = $1 RETURNING ",
+                        $crate::sql::documents::doc_cols!()
                     ))
-                    .bind(id.to_string())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
-                    tx.commit().await.map_err(Self::err)?;
-                    return Ok((row.into_document()?, false));
-                };
-                sqlx::query("DELETE FROM chunks WHERE document_id = $1")
                     .bind(&existing_id)
-                    .execute(&mut *tx)
+                    .bind(&new.name)
+                    .bind(&new.mime)
+                    .bind(new.size)
+                    .bind(&new.content_hash)
+                    .bind(ms(now))
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(Self::err)?;
-                let row = sqlx::query_as::<_, DocRow>(concat!(
-                    "UPDATE documents SET name = $2, mime = $3, size = $4, content_hash = $5, \
-                     status = 'pending', error = NULL, updated_at = $6 WHERE id = $1 RETURNING ",
-                    $crate::sql::documents::doc_cols!()
-                ))
-                .bind(&existing_id)
-                .bind(&new.name)
-                .bind(&new.mime)
-                .bind(new.size)
-                .bind(&new.content_hash)
-                .bind(ms(now))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(Self::err)?;
-                if old_hash != new.content_hash {
-                    Self::release_blob(&mut tx, &old_hash, ms(now)).await?;
+                    if let Some(row) = row {
+                        sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+                            .bind(&existing_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(Self::err)?;
+                        if old_hash != new.content_hash {
+                            Self::release_blob(&mut tx, &old_hash, ms(now)).await?;
+                        }
+                        replaced = Some(row);
+                    }
                 }
+                let (row, was_replaced) = match replaced {
+                    Some(row) => (row, true),
+                    None => {
+                        Self::insert_document(&mut tx, id, &new, ms(now)).await?;
+                        let row = sqlx::query_as::<_, DocRow>(concat!(
+                            "SELECT ",
+                            $crate::sql::documents::doc_cols!(),
+                            " FROM documents WHERE id = $1"
+                        ))
+                        .bind(id.to_string())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(Self::err)?;
+                        (row, false)
+                    }
+                };
+                // Last, so a deletion racing this upload never waits on the candidate while
+                // holding the row this upload needs.
+                Self::take_blob(&mut tx, &new.content_hash).await?;
                 tx.commit().await.map_err(Self::err)?;
-                Ok((row.into_document()?, true))
+                Ok((row.into_document()?, was_replaced))
             }
 
             async fn delete_document(
@@ -394,7 +406,6 @@ macro_rules! impl_document_store {
                 let now = truncate_ms(now)?;
                 let kb = new.kb_id.to_string();
                 let mut tx = self.begin_write().await?;
-                Self::take_blob(&mut tx, &new.content_hash).await?;
                 let old_hash: Option<String> = sqlx::query_scalar(
                     "SELECT content_hash FROM documents WHERE kb_id = $1 AND source_item_id = $2",
                 )
@@ -461,6 +472,7 @@ macro_rules! impl_document_store {
                         unreferenced = Some(old);
                     }
                 }
+                Self::take_blob(&mut tx, &new.content_hash).await?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok((row.into_document()?, unreferenced))
             }

@@ -10,9 +10,11 @@ pub(crate) fn blob_lock(hash: &str) -> String {
 macro_rules! impl_orphan_blob_store {
     ($ty:ty) => {
         impl $ty {
-            /// A document row is about to reference `hash`: serializes with the collector's
-            /// decisions about it and clears its candidate. Call first in the transaction that
-            /// writes the row; after it commits, settle the [`HeldBlob`](crate::HeldBlob).
+            /// A document row references `hash`: serializes with the collector's decisions
+            /// about it and clears its candidate. Call in the transaction that writes the row,
+            /// after the row is written (where in the transaction does not matter for safety:
+            /// the collector either ends before this lock is granted or sees the committed row);
+            /// after the commit, settle the [`HeldBlob`](crate::HeldBlob).
             pub(crate) async fn take_blob(conn: &mut DbConnection, hash: &str) -> $crate::Result<()> {
                 Self::lock_name(&mut *conn, &$crate::sql::orphans::blob_lock(hash)).await?;
                 sqlx::query("DELETE FROM blob_orphans WHERE content_hash = $1")

@@ -220,9 +220,9 @@ impl SyncEngine {
         // The row is committed: from now on the collector keeps the blob; put it back in case
         // it was collected before.
         if let Err(e) = held.settle().await {
-            return Ok(FileOutcome::Failed(format!(
-                "the stored file could not be kept: {e}"
-            )));
+            let reason = format!("the stored file could not be kept: {e}");
+            store.fail_document(doc.id, &reason, self.cx.clock.now()).await?;
+            return Ok(FileOutcome::Failed(reason));
         }
         match chunks {
             Ok(chunks) => {

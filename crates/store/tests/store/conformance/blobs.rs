@@ -14,6 +14,7 @@ kbsync_kit::on_both_databases!(
     concurrent_uploads_deletes_and_collections_of_identical_bytes_never_lose_a_documents_blob,
     a_same_path_upload_replaces_the_document_and_its_old_blob_becomes_a_candidate,
     deleting_a_kb_or_source_makes_its_hashes_candidates,
+    concurrent_uploads_of_one_path_leave_one_document,
 );
 
 const GRACE: Duration = Duration::hours(1);
@@ -337,4 +338,34 @@ async fn deleting_a_kb_or_source_makes_its_hashes_candidates(s: Arc<dyn Store>) 
     assert!(!s.is_orphan_candidate(&hash(701)).await.unwrap());
     s.delete_kb(k, t(0)).await.unwrap();
     assert!(s.is_orphan_candidate(&hash(701)).await.unwrap());
+}
+
+async fn concurrent_uploads_of_one_path_leave_one_document(s: Arc<dyn Store>) {
+    let owner = user(&*s, "gc8@example.com", Role::User).await;
+    let k = kb(&*s, owner, "gc8").await;
+    let uploads: Vec<_> = (0..8u32)
+        .map(|n| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.put_uploaded_document(Uuid::new_v4(), upload(k, "/same.txt", &hash(800 + n)), t(0))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for u in uploads {
+        ids.push(u.await.unwrap().0.id);
+    }
+    let docs = s.list_documents(k, page(20, 0)).await.unwrap();
+    assert_eq!(docs.total, 1, "{:?}", docs.items);
+    assert!(ids.iter().all(|id| *id == docs.items[0].id));
+    // Every hash but the one kept became a candidate.
+    let kept = &docs.items[0].content_hash;
+    for n in 0..8u32 {
+        assert_eq!(
+            s.is_orphan_candidate(&hash(800 + n)).await.unwrap(),
+            hash(800 + n) != *kept
+        );
+    }
 }
