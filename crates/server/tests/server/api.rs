@@ -796,8 +796,9 @@ async fn a_same_name_upload_replaces_the_earlier_document(db: Db) {
 }
 
 /// Uploads of the same bytes race the deletion of the previous document holding them and the
-/// blob collector (run as if a day had passed, so it acts whenever it can), many times: every
-/// document keeps its blob, and each upload is extracted from it.
+/// blob collector (run again and again while the upload is in flight, as if a day had passed,
+/// so it acts whenever it can), many times: every document keeps its blob, and each upload is
+/// extracted from it.
 async fn uploads_and_deletes_of_identical_bytes_racing_the_collector_never_lose_a_blob(db: Db) {
     let Some(s) = TestServer::start(db, Options::default()).await else {
         return;
@@ -809,7 +810,12 @@ async fn uploads_and_deletes_of_identical_bytes_racing_the_collector_never_lose_
     let mut previous: Option<String> = None;
     for round in 0..15 {
         let name = format!("{round}.txt");
-        let upload = s.upload(Some(&token), &kb, &name, bytes.clone());
+        let uploaded = std::sync::atomic::AtomicBool::new(false);
+        let upload = async {
+            let answer = s.upload(Some(&token), &kb, &name, bytes.clone()).await;
+            uploaded.store(true, std::sync::atomic::Ordering::SeqCst);
+            answer
+        };
         let delete = async {
             if let Some(id) = &previous {
                 let path = format!("/api/v1/knowledge/{kb}/files/{id}");
@@ -819,11 +825,15 @@ async fn uploads_and_deletes_of_identical_bytes_racing_the_collector_never_lose_
                 );
             }
         };
+        // Collects again and again while the upload is in flight.
         let collect = async {
-            let a_day_later = kbsync_core::Clock::now(&s.clock) + chrono::Duration::days(1);
-            kbsync_store::collect_blobs(&*s.state.store, &s.state.blobs, a_day_later, grace)
-                .await
-                .unwrap();
+            while !uploaded.load(std::sync::atomic::Ordering::SeqCst) {
+                let a_day_later = kbsync_core::Clock::now(&s.clock) + chrono::Duration::days(1);
+                kbsync_store::collect_blobs(&*s.state.store, &s.state.blobs, a_day_later, grace)
+                    .await
+                    .unwrap();
+                tokio::task::yield_now().await;
+            }
         };
         let ((status, up), (), ()) = futures::join!(upload, delete, collect);
         assert_eq!(status, StatusCode::ACCEPTED, "{up}");
