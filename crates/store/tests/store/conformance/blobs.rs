@@ -15,6 +15,7 @@ kbsync_kit::on_both_databases!(
     a_same_path_upload_replaces_the_document_and_its_old_blob_becomes_a_candidate,
     deleting_a_kb_or_source_makes_its_hashes_candidates,
     concurrent_uploads_of_one_path_leave_one_document,
+    a_synced_document_takes_its_blob_back_from_the_candidates_and_lets_go_of_the_old_one,
 );
 
 const GRACE: Duration = Duration::hours(1);
@@ -368,4 +369,45 @@ async fn concurrent_uploads_of_one_path_leave_one_document(s: Arc<dyn Store>) {
             hash(800 + n) != *kept
         );
     }
+}
+
+async fn a_synced_document_takes_its_blob_back_from_the_candidates_and_lets_go_of_the_old_one(
+    s: Arc<dyn Store>,
+) {
+    let (_dir, blobs) = blob_store();
+    let (_, k) = kb_with_owner(&*s).await;
+    let source = s
+        .add_source(Uuid::new_v4(), new_source(k, "folder-gc"), t(0))
+        .await
+        .unwrap();
+    let old = blobs.put_bytes(b"version one").await.unwrap();
+    let new = blobs.put_bytes(b"version two").await.unwrap();
+    // Another document had the new bytes and was deleted: its hash is a candidate.
+    let other = Uuid::new_v4();
+    s.create_document(other, upload(k, "/other.txt", &new.hash), t(0))
+        .await
+        .unwrap();
+    s.delete_document(k, other, t(0)).await.unwrap();
+    assert!(s.is_orphan_candidate(&new.hash).await.unwrap());
+
+    let (doc, _) = s
+        .upsert_source_document(Uuid::new_v4(), source.id, new_doc(k, "a/x.txt", &old.hash), t(1))
+        .await
+        .unwrap();
+    let (again, replaced) = s
+        .upsert_source_document(Uuid::new_v4(), source.id, new_doc(k, "a/x.txt", &new.hash), t(2))
+        .await
+        .unwrap();
+    assert_eq!(again.id, doc.id);
+    assert_eq!(replaced, Some(old.hash.clone()));
+    assert!(
+        !s.is_orphan_candidate(&new.hash).await.unwrap(),
+        "the synced row took it back"
+    );
+    assert!(s.is_orphan_candidate(&old.hash).await.unwrap());
+
+    let collected = collect_blobs(&*s, &blobs, t(2) + GRACE, GRACE).await.unwrap();
+    assert_eq!(collected.orphans, 1);
+    assert!(!exists(&blobs, &old.hash));
+    assert!(exists(&blobs, &new.hash));
 }
