@@ -247,9 +247,9 @@ impl KnowledgeBaseStore for CountingStore {
         self.inner.update_kb(id, patch, now).await
     }
 
-    async fn delete_kb(&self, id: KbId) -> Result<Vec<String>> {
+    async fn delete_kb(&self, id: KbId, now: DateTime<Utc>) -> Result<Vec<String>> {
         self.count("delete_kb");
-        self.inner.delete_kb(id).await
+        self.inner.delete_kb(id, now).await
     }
 
     async fn strongest_grant(&self, kb_id: KbId, user_id: UserId) -> Result<Option<Permission>> {
@@ -322,9 +322,24 @@ impl DocumentStore for CountingStore {
         self.inner.fail_document(id, error, now).await
     }
 
-    async fn delete_document(&self, kb_id: KbId, id: DocumentId) -> Result<Option<String>> {
+    async fn put_uploaded_document(
+        &self,
+        id: DocumentId,
+        new: NewDocument,
+        now: DateTime<Utc>,
+    ) -> Result<(Document, bool)> {
+        self.count("put_uploaded_document");
+        self.inner.put_uploaded_document(id, new, now).await
+    }
+
+    async fn delete_document(
+        &self,
+        kb_id: KbId,
+        id: DocumentId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>> {
         self.count("delete_document");
-        self.inner.delete_document(kb_id, id).await
+        self.inner.delete_document(kb_id, id, now).await
     }
 
     async fn pending_documents(&self, limit: u32) -> Result<Vec<Document>> {
@@ -459,9 +474,14 @@ impl SourceStore for CountingStore {
         self.inner.list_sources(kb_id).await
     }
 
-    async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>> {
+    async fn delete_source(
+        &self,
+        kb_id: KbId,
+        source_id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
         self.count("delete_source");
-        self.inner.delete_source(kb_id, source_id).await
+        self.inner.delete_source(kb_id, source_id, now).await
     }
 
     async fn set_source_cursor(
@@ -941,5 +961,38 @@ impl SubscriptionStore for CountingStore {
         self.inner
             .flag_drive_subscription(subscription_id, status, now)
             .await
+    }
+}
+
+#[async_trait]
+impl OrphanBlobStore for CountingStore {
+    async fn orphan_candidates(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<Vec<String>> {
+        self.count("orphan_candidates");
+        self.inner.orphan_candidates(cutoff, limit).await
+    }
+
+    async fn is_orphan_candidate(&self, hash: &str) -> Result<bool> {
+        self.count("is_orphan_candidate");
+        self.inner.is_orphan_candidate(hash).await
+    }
+
+    async fn collect_orphan(&self, blobs: &BlobStore, hash: &str, cutoff: DateTime<Utc>) -> Result<bool> {
+        self.count("collect_orphan");
+        self.inner.collect_orphan(blobs, hash, cutoff).await
+    }
+
+    async fn known_blob_hashes(&self, hashes: &[String]) -> Result<Vec<String>> {
+        self.count("known_blob_hashes");
+        self.inner.known_blob_hashes(hashes).await
+    }
+
+    async fn collect_unknown_blob(
+        &self,
+        blobs: &BlobStore,
+        hash: &str,
+        cutoff: std::time::SystemTime,
+    ) -> Result<bool> {
+        self.count("collect_unknown_blob");
+        self.inner.collect_unknown_blob(blobs, hash, cutoff).await
     }
 }

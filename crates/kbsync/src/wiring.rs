@@ -266,6 +266,7 @@ fn server_settings(settings: &Settings) -> ServerSettings {
             interval: Duration::from_secs(u64::from(settings.housekeeping_minutes) * 60),
             run_retention: chrono::Duration::days(i64::from(settings.run_retention_days)),
             keep_runs_per_kb: settings.run_keep_latest,
+            blob_grace: chrono::Duration::minutes(i64::from(settings.blob_grace_minutes)),
         }),
         password_login: settings.password_login,
         webhooks: settings.webhooks.then(|| WebhookSettings {

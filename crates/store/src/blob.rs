@@ -1,6 +1,11 @@
 //! Content-addressed blobs on the local filesystem: `root/ab/cd/<sha256>` for the hash
 //! `abcd…`, written through a temporary file under `root/tmp` and renamed into place, so a blob
 //! path either does not exist or holds the complete content.
+//!
+//! Blob files are removed only by the collector ([`collect_blobs`](crate::collect_blobs)); a
+//! writer that is about to make a document reference a blob holds a second link to its bytes
+//! ([`HeldBlob`]) until that row is committed, and then settles it, which puts the blob back if
+//! the collector removed it meanwhile.
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +57,49 @@ impl Drop for TempFile {
     }
 }
 
+/// A blob that is in place, plus a second link to its bytes under `root/tmp` (the hold) that the
+/// collector never touches while it is young. Read it through [`content_path`](Self::content_path);
+/// once the row referencing it has committed, [`settle`](Self::settle) it. Dropped unsettled
+/// (the row was not written), the hold is removed and the blob is left to the collector.
+#[derive(Debug)]
+pub struct HeldBlob {
+    blob: StoredBlob,
+    hold: TempFile,
+    dest: PathBuf,
+}
+
+impl std::fmt::Debug for TempFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TempFile").field("path", &self.path).finish()
+    }
+}
+
+impl HeldBlob {
+    pub fn blob(&self) -> &StoredBlob {
+        &self.blob
+    }
+
+    /// The held copy of the bytes: readable whatever the collector does to the blob's path.
+    pub fn content_path(&self) -> &Path {
+        &self.hold.path
+    }
+
+    /// Puts the held bytes at the blob's path (again: same hash, same content), so the blob
+    /// exists even if the collector removed it before the referencing row committed. Call only
+    /// after that commit: from then on the collector keeps the blob.
+    pub async fn settle(mut self) -> Result<StoredBlob, BlobError> {
+        if let Some(parent) = self.dest.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::rename(&self.hold.path, &self.dest).await?;
+        self.hold.armed = false;
+        if let Some(parent) = self.dest.parent() {
+            sync_dir(parent).await;
+        }
+        Ok(self.blob)
+    }
+}
+
 impl BlobStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
@@ -69,10 +117,47 @@ impl BlobStore {
         S: Stream<Item = Result<bytes::Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        let (mut temp, blob) = self.write_temp(stream, max_bytes).await?;
+        let dest = self.path(&blob.hash)?;
+        self.place(&mut temp, &dest).await?;
+        Ok(blob)
+    }
+
+    /// Like [`write_stream`](Self::write_stream), and keeps a second link to the bytes until
+    /// the document row that references the blob has committed: see [`HeldBlob`].
+    pub async fn write_stream_held<S, E>(&self, stream: S, max_bytes: u64) -> Result<HeldBlob, BlobError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
+        let (mut temp, blob) = self.write_temp(stream, max_bytes).await?;
+        let dest = self.path(&blob.hash)?;
+        let hold = TempFile {
+            path: self.temp_path(),
+            armed: true,
+        };
+        if tokio::fs::hard_link(&temp.path, &hold.path).await.is_err() {
+            tokio::fs::copy(&temp.path, &hold.path).await?;
+        }
+        self.place(&mut temp, &dest).await?;
+        Ok(HeldBlob { blob, hold, dest })
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root
+            .join("tmp")
+            .join(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    async fn write_temp<S, E>(&self, stream: S, max_bytes: u64) -> Result<(TempFile, StoredBlob), BlobError>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
         let tmp_dir = self.root.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir).await?;
-        let mut temp = TempFile {
-            path: tmp_dir.join(uuid::Uuid::new_v4().simple().to_string()),
+        let temp = TempFile {
+            path: self.temp_path(),
             armed: true,
         };
         let mut file = tokio::fs::OpenOptions::new()
@@ -97,19 +182,22 @@ impl BlobStore {
         file.flush().await?;
         file.sync_all().await?;
         drop(file);
-
         let hash = hex::encode(hasher.finalize());
-        let dest = self.path(&hash)?;
+        Ok((temp, StoredBlob { hash, size }))
+    }
+
+    /// Renames the written temporary file to the blob's path.
+    async fn place(&self, temp: &mut TempFile, dest: &Path) -> Result<(), BlobError> {
         if let Some(parent) = dest.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
         // Same hash, same content: replacing an existing blob is harmless.
-        tokio::fs::rename(&temp.path, &dest).await?;
+        tokio::fs::rename(&temp.path, dest).await?;
         temp.armed = false;
         if let Some(parent) = dest.parent() {
             sync_dir(parent).await;
         }
-        Ok(StoredBlob { hash, size })
+        Ok(())
     }
 
     pub async fn put_bytes(&self, bytes: &[u8]) -> Result<StoredBlob, BlobError> {
@@ -136,7 +224,85 @@ impl BlobStore {
         Ok(tokio::fs::read(self.path(hash)?).await?)
     }
 
-    /// Removes the blob; a blob that is not there is fine.
+    /// When the blob's file was last written; `None` when there is no such file.
+    pub async fn modified(&self, hash: &str) -> Result<Option<std::time::SystemTime>, BlobError> {
+        match tokio::fs::metadata(self.path(hash)?).await {
+            Ok(meta) => Ok(Some(meta.modified()?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The time by the clock that stamps the files' modification times: that of a file written
+    /// now (and removed again). File ages are judged by it, whatever clock the caller runs on.
+    pub async fn filesystem_now(&self) -> Result<std::time::SystemTime, BlobError> {
+        tokio::fs::create_dir_all(self.root.join("tmp")).await?;
+        let probe = TempFile {
+            path: self.temp_path(),
+            armed: true,
+        };
+        tokio::fs::write(&probe.path, b"").await?;
+        Ok(tokio::fs::metadata(&probe.path).await?.modified()?)
+    }
+
+    /// The hashes of the blob files last written at `cutoff` or earlier (files whose names are
+    /// not blob hashes are left alone).
+    pub async fn files_modified_before(
+        &self,
+        cutoff: std::time::SystemTime,
+    ) -> Result<Vec<String>, BlobError> {
+        let mut found = Vec::new();
+        for first in list_dir(&self.root).await? {
+            if !is_hex_of_len(&first, 2) {
+                continue;
+            }
+            let first_dir = self.root.join(&first);
+            for second in list_dir(&first_dir).await? {
+                if !is_hex_of_len(&second, 2) {
+                    continue;
+                }
+                let second_dir = first_dir.join(&second);
+                for name in list_dir(&second_dir).await? {
+                    if !is_hex_of_len(&name, 64) {
+                        continue;
+                    }
+                    match tokio::fs::metadata(second_dir.join(&name)).await {
+                        Ok(meta) if meta.is_file() && meta.modified()? <= cutoff => found.push(name),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes the temporary files last written at `cutoff` or earlier: writes that a crash
+    /// interrupted, or holds never settled. Returns how many it removed.
+    pub async fn remove_stale_temp_files(&self, cutoff: std::time::SystemTime) -> Result<u64, BlobError> {
+        let tmp_dir = self.root.join("tmp");
+        let mut removed = 0;
+        for name in list_dir(&tmp_dir).await? {
+            let path = tmp_dir.join(name);
+            let stale = match tokio::fs::metadata(&path).await {
+                Ok(meta) => meta.is_file() && meta.modified()? <= cutoff,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => return Err(e.into()),
+            };
+            if stale {
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes the blob; a blob that is not there is fine. Only the collector calls this, in the
+    /// transaction that decided the blob is garbage ([`OrphanBlobStore`](crate::OrphanBlobStore)).
     pub async fn delete(&self, hash: &str) -> Result<(), BlobError> {
         match tokio::fs::remove_file(self.path(hash)?).await {
             Ok(()) => Ok(()),
@@ -144,6 +310,29 @@ impl BlobStore {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The names of a directory's entries; none when it does not exist.
+async fn list_dir(dir: &Path) -> Result<Vec<String>, BlobError> {
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = Vec::new();
+    while let Some(entry) = entries.next_entry().await? {
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+fn is_hex_of_len(name: &str, len: usize) -> bool {
+    name.len() == len
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 /// Makes a rename durable (best effort: not every platform can open a directory).
@@ -292,5 +481,62 @@ mod tests {
             "{err}"
         );
         store.delete(&blob.hash).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_held_blob_stays_readable_and_its_settle_puts_back_a_removed_blob() {
+        let (_dir, store) = store();
+        let held = store
+            .write_stream_held(chunks(&[b"held ", b"bytes"]), 1024)
+            .await
+            .unwrap();
+        let hash = held.blob().hash.clone();
+        assert_eq!(store.read(&hash).await.unwrap(), b"held bytes");
+        store.delete(&hash).await.unwrap();
+        assert_eq!(std::fs::read(held.content_path()).unwrap(), b"held bytes");
+        let blob = held.settle().await.unwrap();
+        assert_eq!(blob.hash, hash);
+        assert_eq!(store.read(&hash).await.unwrap(), b"held bytes");
+        assert_eq!(tmp_entries(&store), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unsettled_hold_is_removed_when_dropped_and_the_blob_stays() {
+        let (_dir, store) = store();
+        let held = store
+            .write_stream_held(chunks(&[b"dropped"]), 1024)
+            .await
+            .unwrap();
+        let hash = held.blob().hash.clone();
+        drop(held);
+        assert_eq!(tmp_entries(&store), 0);
+        assert_eq!(store.read(&hash).await.unwrap(), b"dropped");
+    }
+
+    #[tokio::test]
+    async fn only_blob_files_at_least_as_old_as_the_cutoff_are_listed() {
+        let (_dir, store) = store();
+        let old = store.put_bytes(b"old").await.unwrap();
+        let new = store.put_bytes(b"new").await.unwrap();
+        let now = store.filesystem_now().await.unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(store.path(&old.hash).unwrap())
+            .unwrap()
+            .set_modified(now - hour * 2)
+            .unwrap();
+        // Not a blob's name: never listed.
+        std::fs::write(store.path(&old.hash).unwrap().with_file_name("notes.txt"), b"x").unwrap();
+        assert_eq!(
+            store.files_modified_before(now - hour).await.unwrap(),
+            vec![old.hash.clone()]
+        );
+        let mut both = store.files_modified_before(now + hour).await.unwrap();
+        both.sort();
+        let mut expected = vec![old.hash, new.hash];
+        expected.sort();
+        assert_eq!(both, expected);
+        assert_eq!(tmp_entries(&store), 0, "the probe file is gone");
     }
 }

@@ -30,7 +30,9 @@ pub struct DocumentLocation {
 /// `pending` until its chunks are written (`processed`) or it fails.
 #[async_trait]
 pub trait DocumentStore: Send + Sync {
-    /// Creates a document in status `pending`.
+    /// Creates a document in status `pending`. Its content hash stops being an orphan candidate
+    /// in the same transaction (see [`OrphanBlobStore`](crate::OrphanBlobStore)): the caller then
+    /// makes sure the blob file exists ([`HeldBlob::settle`](crate::HeldBlob::settle)).
     async fn create_document(&self, id: DocumentId, new: NewDocument, now: DateTime<Utc>)
     -> Result<Document>;
     async fn get_document(&self, kb_id: KbId, id: DocumentId) -> Result<Document>;
@@ -40,9 +42,29 @@ pub trait DocumentStore: Send + Sync {
     async fn complete_document(&self, id: DocumentId, chunks: &[Chunk], now: DateTime<Utc>) -> Result<()>;
     /// Marks the document `failed` with a readable reason and removes any chunks it had.
     async fn fail_document(&self, id: DocumentId, error: &str, now: DateTime<Utc>) -> Result<()>;
-    /// Deletes the document and its chunks. Returns its content hash when no other document
-    /// references it any more (so the blob can be removed).
-    async fn delete_document(&self, kb_id: KbId, id: DocumentId) -> Result<Option<String>>;
+    /// Replaces the content of the document at `new.path` of a knowledge base that did not come
+    /// from a source (a same-name upload): it keeps its id, gets the new name, type, size and
+    /// content hash, loses its chunks and goes back to `pending`, and its old content hash becomes
+    /// an orphan candidate when it changed. Without such a document, creates one with `id` like
+    /// [`create_document`](Self::create_document). Returns the document and whether it replaced
+    /// one. Two uploads of one path at once leave one document.
+    async fn put_uploaded_document(
+        &self,
+        id: DocumentId,
+        new: NewDocument,
+        now: DateTime<Utc>,
+    ) -> Result<(Document, bool)>;
+    /// Deletes the document and its chunks, and records its content hash as an orphan candidate
+    /// at `now` in the same transaction; its blob is removed later, by
+    /// [`collect_blobs`](crate::collect_blobs), and only if no document references it then.
+    /// Returns the hash when no other document references it now (for the caller's records: no
+    /// caller deletes a blob).
+    async fn delete_document(
+        &self,
+        kb_id: KbId,
+        id: DocumentId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>>;
     /// Documents still `pending`, oldest first: work an earlier process did not finish.
     async fn pending_documents(&self, limit: u32) -> Result<Vec<Document>>;
 
@@ -55,8 +77,10 @@ pub trait DocumentStore: Send + Sync {
     /// Creates or replaces the document of a knowledge base that mirrors `new.source_item_id`
     /// (required: `InvalidReference` without it): an existing document keeps its id, gets the new
     /// metadata and content hash, loses its chunks and goes back to `pending`; otherwise a
-    /// `pending` document with `id` is created. Returns the document and the content hash it
-    /// replaced when no document references that hash any more (so its blob can be removed).
+    /// `pending` document with `id` is created. The new hash stops being an orphan candidate and
+    /// a replaced hash becomes one, in the same transaction. Returns the document and the content
+    /// hash it replaced when no document references that hash any more (for the caller's
+    /// records: the blob is collected later).
     async fn upsert_source_document(
         &self,
         id: DocumentId,

@@ -28,6 +28,9 @@ pub enum StoreError {
     /// Any other database failure.
     #[error("database error: {0}")]
     Database(String),
+    /// The blob store's filesystem failed while the database was being changed with it.
+    #[error("blob storage error: {0}")]
+    Blob(String),
 }
 
 /// Maps a sqlx error to what the caller does next.
@@ -86,5 +89,11 @@ fn is_transient(backend: Backend, code: &str) -> bool {
                 || code == "40001"
                 || code == "40P01"
         }
+    }
+}
+
+impl From<crate::BlobError> for StoreError {
+    fn from(e: crate::BlobError) -> Self {
+        StoreError::Blob(e.to_string())
     }
 }

@@ -52,9 +52,10 @@ pub trait KnowledgeBaseStore: Send + Sync {
     /// The knowledge bases a reader may read, newest first, with the total count.
     async fn list_readable_kbs(&self, reader: Reader, page: Page) -> Result<PageOf<KnowledgeBase>>;
     async fn update_kb(&self, id: KbId, patch: KbPatch, now: DateTime<Utc>) -> Result<KnowledgeBase>;
-    /// Deletes the knowledge base with its documents, chunks and grants. Returns the content
-    /// hashes that no remaining document references, so their blobs can be removed.
-    async fn delete_kb(&self, id: KbId) -> Result<Vec<String>>;
+    /// Deletes the knowledge base with its documents, chunks and grants, and records its
+    /// documents' content hashes as orphan candidates at `now`. Returns the content hashes that
+    /// no remaining document references (their blobs are collected later).
+    async fn delete_kb(&self, id: KbId, now: DateTime<Utc>) -> Result<Vec<String>>;
 
     // --- access grants ---------------------------------------------------------------------
 

@@ -21,6 +21,7 @@
 //! | document access lists, group members, user principals | [`AccessStore`] | `access` |
 //! | account administration, service accounts | [`AccountStore`] | `accounts` |
 //! | API keys | [`ApiKeyStore`] | `api_keys` |
+//! | orphan blob candidates and the blob collector | [`OrphanBlobStore`] | `orphans` |
 //!
 //! [`Store`] is all of them at once, implemented for every type that implements them all, so
 //! callers hold an `Arc<dyn Store>` (or take `S: Store`) and call any area's methods without
@@ -58,6 +59,7 @@ mod database;
 mod documents;
 mod error;
 mod knowledge_bases;
+mod orphans;
 mod page;
 mod postgres;
 mod publications;
@@ -77,13 +79,14 @@ use std::sync::Arc;
 pub use access::{AccessStore, DocumentAcl, EVERYONE, NamedGroup, acl_id};
 pub use accounts::{Account, AccountChange, AccountStore, LAST_ADMIN, STILL_OWNS_KNOWLEDGE_BASES};
 pub use api_keys::{ApiKeyStore, KeyWithOwner, NewApiKey};
-pub use blob::{BlobError, BlobStore, StoredBlob};
+pub use blob::{BlobError, BlobStore, HeldBlob, StoredBlob};
 pub use connections::{ConnectionStore, NewConnection, NewOAuthState, OAuthState, RefreshedTokens};
 pub use crypto::{CryptoError, TokenCipher};
 pub use database::{Backend, DatabaseStore};
 pub use documents::{DocumentLocation, DocumentStore, NewDocument};
 pub use error::StoreError;
 pub use knowledge_bases::{KbPatch, KnowledgeBaseStore, NewKnowledgeBase, Reader};
+pub use orphans::{CollectedBlobs, OrphanBlobStore, collect_blobs};
 pub use page::{Page, PageOf};
 pub use postgres::PostgresStore;
 pub use publications::{PUBLISH_HISTORY, PublicationStore};
@@ -118,6 +121,7 @@ pub trait Store:
     + ApiKeyStore
     + PublicationStore
     + SubscriptionStore
+    + OrphanBlobStore
     + Send
     + Sync
     + 'static
@@ -139,6 +143,7 @@ impl<T> Store for T where
         + ApiKeyStore
         + PublicationStore
         + SubscriptionStore
+        + OrphanBlobStore
         + Send
         + Sync
         + 'static

@@ -45,9 +45,15 @@ pub trait SourceStore: Send + Sync {
     async fn list_sources(&self, kb_id: KbId) -> Result<Vec<Source>>;
     /// Removes a source of a knowledge base and the documents that came from it (with their
     /// chunks, so they leave search at once), in one transaction; returns the content hashes, sorted, that no remaining document
-    /// (in any knowledge base) references, so their blobs can be removed. `NotFound` when the
+    /// (in any knowledge base) references (their blobs are collected later: the documents'
+    /// hashes become orphan candidates at `now`, in the same transaction). `NotFound` when the
     /// source is not one of that knowledge base's.
-    async fn delete_source(&self, kb_id: KbId, source_id: uuid::Uuid) -> Result<Vec<String>>;
+    async fn delete_source(
+        &self,
+        kb_id: KbId,
+        source_id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>>;
 
     // --- cursor and saved state ------------------------------------------------------------
 

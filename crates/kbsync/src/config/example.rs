@@ -80,10 +80,13 @@ login_failure_retention_hours = 24
 
 # Housekeeping, every housekeeping_minutes (at start-up first): deletes expired sessions, forgotten
 # login failures, and finished sync run records older than run_retention_days, but always keeps each
-# knowledge base's run_keep_latest most recent runs. Safe to run on every instance.
+# knowledge base's run_keep_latest most recent runs. Safe to run on every instance. It also removes
+# the stored files no document references any more, blob_grace_minutes after the last document let go
+# of them (docs/storage.md).
 housekeeping_minutes = 60
 run_retention_days = 90
 run_keep_latest = 20
+blob_grace_minutes = 60
 
 # Change notifications: kbsync subscribes to the changes of every drive it syncs a folder of, and a
 # change is searchable seconds later instead of at the next scheduled run (which still happens, as

@@ -41,6 +41,7 @@ pub struct FileConfig {
     pub housekeeping_minutes: Option<u32>,
     pub run_retention_days: Option<u32>,
     pub run_keep_latest: Option<u32>,
+    pub blob_grace_minutes: Option<u32>,
     pub reauth_grace_hours: Option<u32>,
     pub onedrive: Option<OneDriveFileConfig>,
     pub password_login: Option<bool>,

@@ -200,6 +200,8 @@ impl Settings {
         let run_retention_days: u32 = number(env, "KBSYNC_RUN_RETENTION_DAYS", file.run_retention_days, 90)?;
         positive("KBSYNC_RUN_RETENTION_DAYS", u64::from(run_retention_days))?;
         let run_keep_latest: u32 = number(env, "KBSYNC_RUN_KEEP_LATEST", file.run_keep_latest, 20)?;
+        let blob_grace_minutes: u32 = number(env, "KBSYNC_BLOB_GRACE_MINUTES", file.blob_grace_minutes, 60)?;
+        positive("KBSYNC_BLOB_GRACE_MINUTES", u64::from(blob_grace_minutes))?;
 
         let log_format = match text("KBSYNC_LOG_FORMAT", file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
@@ -278,6 +280,7 @@ impl Settings {
             housekeeping_minutes,
             run_retention_days,
             run_keep_latest,
+            blob_grace_minutes,
             reauth_grace_hours,
             onedrive,
             oidc,

@@ -204,6 +204,9 @@ pub struct Settings {
     pub run_retention_days: u32,
     /// ... beyond each knowledge base's this many most recent runs, which are always kept.
     pub run_keep_latest: u32,
+    /// Minutes a stored file no document references is kept before housekeeping removes it
+    /// (docs/storage.md): an upload or sync of the same bytes in that time uses it again.
+    pub blob_grace_minutes: u32,
     /// Hours a knowledge base may need re-authorization before the read access sync gave from its
     /// sources' sharing is withdrawn (manual grants stay).
     pub reauth_grace_hours: u32,

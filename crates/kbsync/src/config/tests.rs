@@ -37,16 +37,18 @@ fn example_config_parses_and_resolves_to_the_defaults() {
             from_example.housekeeping_minutes,
             from_example.run_retention_days,
             from_example.run_keep_latest,
+            from_example.blob_grace_minutes,
         ),
-        (60, 90, 20)
+        (60, 90, 20, 60)
     );
     assert_eq!(
         (
             defaults.housekeeping_minutes,
             defaults.run_retention_days,
-            defaults.run_keep_latest
+            defaults.run_keep_latest,
+            defaults.blob_grace_minutes,
         ),
-        (60, 90, 20)
+        (60, 90, 20, 60)
     );
     assert_eq!(from_example.reauth_grace_hours, 72);
     assert_eq!(defaults.reauth_grace_hours, 72);
@@ -112,6 +114,7 @@ fn bad_values_name_the_setting() {
         ("KBSYNC_HOUSEKEEPING_MINUTES", "0"),
         ("KBSYNC_RUN_RETENTION_DAYS", "-1"),
         ("KBSYNC_RUN_KEEP_LATEST", "many"),
+        ("KBSYNC_BLOB_GRACE_MINUTES", "0"),
         ("KBSYNC_REAUTH_GRACE_HOURS", "0"),
         ("KBSYNC_REAUTH_GRACE_HOURS", "soon"),
     ];

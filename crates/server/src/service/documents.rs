@@ -11,7 +11,9 @@ use crate::{AppState, error::ApiError};
 
 const MAX_FILE_NAME_CHARS: usize = 255;
 
-/// Stores an uploaded file and queues it for extraction. The document is `pending` on return.
+/// Stores an uploaded file and queues it for extraction. The document is `pending` on return. A
+/// file named like a document already uploaded to the knowledge base replaces that document's
+/// content (same id; its old chunks leave search and its old blob is collected later).
 pub async fn upload<S, E>(
     state: &AppState,
     user: &User,
@@ -42,8 +44,8 @@ where
         )
     })?;
     let limit = state.settings.max_upload_bytes;
-    let blob = match state.blobs.write_stream(body, limit).await {
-        Ok(blob) => blob,
+    let held = match state.blobs.write_stream_held(body, limit).await {
+        Ok(held) => held,
         Err(BlobError::TooLarge { limit }) => {
             return Err(ApiError::PayloadTooLarge {
                 what: "the file",
@@ -57,9 +59,10 @@ where
         }
         Err(e) => return Err(e.into()),
     };
-    let doc = state
+    let blob = held.blob().clone();
+    let (doc, replaced) = state
         .store
-        .create_document(
+        .put_uploaded_document(
             state.random.uuid(),
             NewDocument {
                 kb_id,
@@ -74,6 +77,12 @@ where
             state.clock.now(),
         )
         .await?;
+    // The row is committed: from now on the collector keeps the blob; put it back in case it
+    // was collected before (docs/storage.md).
+    held.settle().await?;
+    if replaced {
+        tracing::info!(kb.id = %kb_id, document.id = %doc.id, "an upload replaced the document of the same name");
+    }
     state.pipeline.enqueue(doc.clone());
     Ok(doc)
 }
@@ -134,12 +143,9 @@ pub async fn content(
 
 pub async fn delete(state: &AppState, user: &User, kb_id: KbId, id: DocumentId) -> Result<(), ApiError> {
     knowledge::writable(state, user, kb_id).await?;
-    match state.store.delete_document(kb_id, id).await {
-        Ok(Some(orphaned)) => {
-            remove_blob(state, &orphaned).await;
-            Ok(())
-        }
-        Ok(None) => Ok(()),
+    // The blob is collected later, if no document references it then (docs/storage.md).
+    match state.store.delete_document(kb_id, id, state.clock.now()).await {
+        Ok(_) => Ok(()),
         Err(StoreError::NotFound) => Err(ApiError::NotFound("file")),
         Err(e) => Err(e.into()),
     }
@@ -150,14 +156,6 @@ async fn find(state: &AppState, kb_id: KbId, id: DocumentId) -> Result<Document,
         Ok(doc) => Ok(doc),
         Err(StoreError::NotFound) => Err(ApiError::NotFound("file")),
         Err(e) => Err(e.into()),
-    }
-}
-
-/// Removes a blob no document references any more. A failure only leaks disk space, so it is
-/// logged rather than failing the request that freed the blob.
-pub async fn remove_blob(state: &AppState, hash: &str) {
-    if let Err(e) = state.blobs.delete(hash).await {
-        tracing::warn!(blob = %hash, error = %e, "could not remove an unreferenced blob");
     }
 }
 

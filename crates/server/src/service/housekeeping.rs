@@ -1,6 +1,8 @@
 //! Housekeeping: a periodic purge of expired sessions, forgotten login failures and old sync run
-//! records, so that none of these tables grows without bound. Every instance may run it: each
-//! purge is one idempotent `DELETE` by age, so instances running it at once do no harm.
+//! records, so that none of these tables grows without bound, and the collection of blob files
+//! no document references any more (docs/storage.md). Every instance may run it: each purge is
+//! one idempotent `DELETE` by age, and each blob is collected by the one instance whose
+//! statement cleared its candidate, so instances running it at once do no harm.
 
 use chrono::Duration;
 use tokio::task::JoinHandle;
@@ -17,6 +19,9 @@ pub struct HousekeepingSettings {
     pub run_retention: Duration,
     /// ... except each knowledge base's most recent ones.
     pub keep_runs_per_kb: u32,
+    /// How long a blob no document references is kept before its file is removed (also the
+    /// age after which a blob file no row knows, or an unfinished temporary file, is removed).
+    pub blob_grace: Duration,
 }
 
 impl Default for HousekeepingSettings {
@@ -25,6 +30,7 @@ impl Default for HousekeepingSettings {
             interval: std::time::Duration::from_secs(3600),
             run_retention: Duration::days(90),
             keep_runs_per_kb: 20,
+            blob_grace: Duration::hours(1),
         }
     }
 }
@@ -36,11 +42,14 @@ pub struct Purged {
     pub login_failures: u64,
     pub sync_runs: u64,
     pub sign_in_flows: u64,
+    /// Blob files removed (orphans, unknown files and stale temporary files).
+    pub blobs: u64,
 }
 
 /// Deletes what has expired at the clock's `now`: sessions and OpenID sign-ins in flight past their expiry, login failures
 /// older than `login_failure_retention` (and ended address windows), and finished runs older
-/// than `run_retention` beyond each knowledge base's `keep_runs_per_kb` most recent. Goes on
+/// than `run_retention` beyond each knowledge base's `keep_runs_per_kb` most recent, and blob
+/// files that have been garbage for longer than `blob_grace`. Goes on
 /// with the next kind when one fails, and reports the first error.
 pub async fn purge(
     state: &AppState,
@@ -57,11 +66,15 @@ pub async fn purge(
         .purge_sync_runs(now - settings.run_retention, settings.keep_runs_per_kb)
         .await;
     let sign_in_flows = state.store.delete_expired_sign_in_flows(now).await;
+    let blobs = kbsync_store::collect_blobs(&*state.store, &state.blobs, now, settings.blob_grace)
+        .await
+        .map(|c| c.orphans + c.unknown + c.temporary);
     Ok(Purged {
         sessions: sessions?,
         login_failures: login_failures?,
         sync_runs: sync_runs?,
         sign_in_flows: sign_in_flows?,
+        blobs: blobs?,
     })
 }
 
@@ -80,6 +93,7 @@ pub fn spawn(state: AppState, settings: HousekeepingSettings, stop: Cancellation
                     sessions = purged.sessions,
                     login_failures = purged.login_failures,
                     sync_runs = purged.sync_runs,
+                    blobs = purged.blobs,
                     "housekeeping purged expired rows"
                 ),
                 Ok(_) => {}

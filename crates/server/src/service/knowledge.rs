@@ -213,10 +213,8 @@ pub async fn patch(
 
 pub async fn delete(state: &AppState, user: &User, id: KbId) -> Result<(), ApiError> {
     manageable(state, user, id).await?;
-    let orphaned = state.store.delete_kb(id).await?;
-    for hash in orphaned {
-        super::documents::remove_blob(state, &hash).await;
-    }
+    // Its blobs are collected later, if no document references them then (docs/storage.md).
+    state.store.delete_kb(id, state.clock.now()).await?;
     Ok(())
 }
 

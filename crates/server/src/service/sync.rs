@@ -183,15 +183,16 @@ pub async fn remove_source(
             "a sync is running; cancel it or wait for it to finish before removing a source".into(),
         ));
     }
-    let unreferenced = match state.store.delete_source(kb_id, source_id).await {
-        Ok(hashes) => hashes,
+    // The documents' blobs are collected later, if no document references them then
+    // (docs/storage.md).
+    match state
+        .store
+        .delete_source(kb_id, source_id, state.clock.now())
+        .await
+    {
+        Ok(_) => {}
         Err(StoreError::NotFound) => return Err(ApiError::NotFound("source")),
         Err(e) => return Err(e.into()),
-    };
-    for hash in unreferenced {
-        if let Err(e) = state.blobs.delete(&hash).await {
-            tracing::warn!(blob.hash = %hash, error = %e, "could not remove an unreferenced blob");
-        }
     }
     tracing::info!(kb.id = %kb_id, source.id = %source_id, "source removed");
     Ok(())

@@ -18,6 +18,8 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     file_routes_return_metadata_original_bytes_and_delete,
     search_returns_only_documents_the_caller_may_read,
     deleting_a_knowledge_base_removes_its_files_from_search,
+    a_same_name_upload_replaces_the_earlier_document,
+    uploads_and_deletes_of_identical_bytes_racing_the_collector_never_lose_a_blob,
     health_readiness_metrics_and_unknown_routes,
     latency_metrics_are_exported_as_histograms_with_buckets_not_summaries,
 );
@@ -585,8 +587,21 @@ async fn file_routes_return_metadata_original_bytes_and_delete(db: Db) {
     );
     let (_, body) = s.get("/api/v1/search?q=okapi", Some(&admin)).await;
     assert_eq!(body["results"].as_array().unwrap().len(), 0);
-    // The blob went with its last document.
+    // The blob goes with its last document, once the grace period has passed.
     let hash = file["content_hash"].as_str().unwrap();
+    let settings = kbsync_server::HousekeepingSettings::default();
+    kbsync_server::service::housekeeping::purge(&s.state, &settings)
+        .await
+        .unwrap();
+    assert!(
+        s.state.blobs.open(hash).await.is_ok(),
+        "kept during the grace period"
+    );
+    s.clock.advance(settings.blob_grace);
+    let purged = kbsync_server::service::housekeeping::purge(&s.state, &settings)
+        .await
+        .unwrap();
+    assert_eq!(purged.blobs, 1);
     assert!(s.state.blobs.open(hash).await.is_err());
     s.stop().await;
 }
@@ -733,6 +748,111 @@ async fn deleting_a_knowledge_base_removes_its_files_from_search(db: Db) {
             .len(),
         0
     );
+    s.stop().await;
+}
+
+async fn a_same_name_upload_replaces_the_earlier_document(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let token = s.admin_token().await;
+    let kb = s.create_kb(&token, "versions").await;
+    let (status, first) = s
+        .upload(Some(&token), &kb, "a.txt", b"the first aardvark".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let id = first["id"].as_str().unwrap();
+    let first = s.wait_processed(&token, &kb, id).await;
+    let (status, second) = s
+        .upload(Some(&token), &kb, "a.txt", b"the second bonobo".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    assert_eq!(second["id"], id, "a new version of the same document");
+    let second = s.wait_processed(&token, &kb, id).await;
+    assert_eq!(second["status"], "processed");
+    assert_ne!(second["content_hash"], first["content_hash"]);
+
+    let (_, list) = s
+        .get(&format!("/api/v1/knowledge/{kb}/files"), Some(&token))
+        .await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["name"], "a.txt");
+    let hits = |q: &'static str| {
+        let s = &s;
+        let token = &token;
+        async move {
+            s.get(&format!("/api/v1/search?q={q}"), Some(token)).await.1["results"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(hits("aardvark").await, 0, "the old text left search");
+    assert_eq!(hits("bonobo").await, 1);
+    let old_hash = first["content_hash"].as_str().unwrap();
+    assert!(s.state.store.is_orphan_candidate(old_hash).await.unwrap());
+    s.stop().await;
+}
+
+/// Uploads of the same bytes race the deletion of the previous document holding them and the
+/// blob collector (run again and again while the upload is in flight, as if a day had passed,
+/// so it acts whenever it can), many times: every document keeps its blob, and each upload is
+/// extracted from it.
+async fn uploads_and_deletes_of_identical_bytes_racing_the_collector_never_lose_a_blob(db: Db) {
+    let Some(s) = TestServer::start(db, Options::default()).await else {
+        return;
+    };
+    let token = s.admin_token().await;
+    let kb = s.create_kb(&token, "racing").await;
+    let grace = kbsync_server::HousekeepingSettings::default().blob_grace;
+    let bytes = b"the same racing cheetah".to_vec();
+    let mut previous: Option<String> = None;
+    for round in 0..15 {
+        let name = format!("{round}.txt");
+        let uploaded = std::sync::atomic::AtomicBool::new(false);
+        let upload = async {
+            let answer = s.upload(Some(&token), &kb, &name, bytes.clone()).await;
+            uploaded.store(true, std::sync::atomic::Ordering::SeqCst);
+            answer
+        };
+        let delete = async {
+            if let Some(id) = &previous {
+                let path = format!("/api/v1/knowledge/{kb}/files/{id}");
+                assert_eq!(
+                    s.call(Method::DELETE, &path, Some(&token), None).await.0,
+                    StatusCode::NO_CONTENT
+                );
+            }
+        };
+        // Collects again and again while the upload is in flight.
+        let collect = async {
+            while !uploaded.load(std::sync::atomic::Ordering::SeqCst) {
+                let a_day_later = kbsync_core::Clock::now(&s.clock) + chrono::Duration::days(1);
+                kbsync_store::collect_blobs(&*s.state.store, &s.state.blobs, a_day_later, grace)
+                    .await
+                    .unwrap();
+                tokio::task::yield_now().await;
+            }
+        };
+        let ((status, up), (), ()) = futures::join!(upload, delete, collect);
+        assert_eq!(status, StatusCode::ACCEPTED, "{up}");
+        let id = up["id"].as_str().unwrap().to_owned();
+        let file = s.wait_processed(&token, &kb, &id).await;
+        assert_eq!(file["status"], "processed", "round {round}: {file}");
+        let (_, list) = s
+            .get(&format!("/api/v1/knowledge/{kb}/files"), Some(&token))
+            .await;
+        for item in list["items"].as_array().unwrap() {
+            let hash = item["content_hash"].as_str().unwrap();
+            assert!(
+                s.state.blobs.open(hash).await.is_ok(),
+                "round {round}: {} lost its blob",
+                item["name"]
+            );
+        }
+        previous = Some(id);
+    }
     s.stop().await;
 }
 

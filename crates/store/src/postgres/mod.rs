@@ -104,6 +104,22 @@ impl PostgresStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(Self::err)
     }
+
+    /// Serializes the rest of the transaction with the others that lock the same name: a
+    /// transaction-scoped advisory lock on a key derived from the name (a clash of two names'
+    /// keys only makes them wait for each other).
+    async fn lock_name(conn: &mut PgConnection, name: &str) -> Result<()> {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&digest[..8]);
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(i64::from_be_bytes(key))
+            .execute(conn)
+            .await
+            .map_err(Self::err)?;
+        Ok(())
+    }
 }
 
 crate::sql::impl_store_areas!(PostgresStore);

@@ -84,16 +84,14 @@ macro_rules! impl_document_store {
             }
         }
 
-        #[async_trait::async_trait]
-        impl $crate::DocumentStore for $ty {
-            async fn create_document(
-                &self,
+        impl $ty {
+            /// Inserts a `pending` document (in the caller's transaction).
+            async fn insert_document(
+                conn: &mut DbConnection,
                 id: kbsync_core::DocumentId,
-                new: $crate::NewDocument,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> $crate::Result<kbsync_core::Document> {
-                use $crate::convert::*;
-                let now = truncate_ms(now)?;
+                new: &$crate::NewDocument,
+                now_ms: i64,
+            ) -> $crate::Result<()> {
                 sqlx::query(
                     "INSERT INTO documents (id, kb_id, name, path, mime, size, content_hash, \
                      source_item_id, web_url, status, error, created_at, updated_at) \
@@ -108,8 +106,8 @@ macro_rules! impl_document_store {
                 .bind(&new.content_hash)
                 .bind(&new.source_item_id)
                 .bind(&new.web_url)
-                .bind(ms(now))
-                .execute(&self.pool)
+                .bind(now_ms)
+                .execute(&mut *conn)
                 .await
                 .map_err(|e| match Self::err(e) {
                     $crate::StoreError::InvalidReference(_) => {
@@ -118,6 +116,24 @@ macro_rules! impl_document_store {
                     $crate::StoreError::Conflict(_) => $crate::StoreError::Conflict(format!("document {id}")),
                     other => other,
                 })?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::DocumentStore for $ty {
+            async fn create_document(
+                &self,
+                id: kbsync_core::DocumentId,
+                new: $crate::NewDocument,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<kbsync_core::Document> {
+                use $crate::convert::*;
+                let now = truncate_ms(now)?;
+                let mut tx = self.begin_write().await?;
+                Self::insert_document(&mut tx, id, &new, ms(now)).await?;
+                Self::take_blob(&mut tx, &new.content_hash).await?;
+                tx.commit().await.map_err(Self::err)?;
                 Ok(kbsync_core::Document {
                     id,
                     kb_id: new.kb_id,
@@ -223,10 +239,87 @@ macro_rules! impl_document_store {
                 Ok(())
             }
 
+            async fn put_uploaded_document(
+                &self,
+                id: kbsync_core::DocumentId,
+                new: $crate::NewDocument,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<(kbsync_core::Document, bool)> {
+                use $crate::convert::*;
+                use $crate::sql::documents::DocRow;
+                let now = truncate_ms(now)?;
+                let kb = new.kb_id.to_string();
+                let mut tx = self.begin_write().await?;
+                // Two uploads of one path wait for each other, so the second replaces the first.
+                Self::lock_name(&mut tx, &format!("upload:{kb}:{}", new.path)).await?;
+                let existing: Option<(String, String)> = sqlx::query_as(
+                    "SELECT id, content_hash FROM documents \
+                     WHERE kb_id = $1 AND path = $2 AND source_item_id IS NULL \
+                     ORDER BY created_at, id LIMIT 1",
+                )
+                .bind(&kb)
+                .bind(&new.path)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                let mut replaced = None;
+                if let Some((existing_id, old_hash)) = existing {
+                    // The row lock first (a deletion of this document waits, or has won: then
+                    // the upload creates a new document).
+                    let row = sqlx::query_as::<_, DocRow>(concat!(
+                        "UPDATE documents SET name = $2, mime = $3, size = $4, content_hash = $5, \
+                         status = 'pending', error = NULL, updated_at = $6 WHERE id = $1 RETURNING ",
+                        $crate::sql::documents::doc_cols!()
+                    ))
+                    .bind(&existing_id)
+                    .bind(&new.name)
+                    .bind(&new.mime)
+                    .bind(new.size)
+                    .bind(&new.content_hash)
+                    .bind(ms(now))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                    if let Some(row) = row {
+                        sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+                            .bind(&existing_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(Self::err)?;
+                        if old_hash != new.content_hash {
+                            Self::release_blob(&mut tx, &old_hash, ms(now)).await?;
+                        }
+                        replaced = Some(row);
+                    }
+                }
+                let (row, was_replaced) = match replaced {
+                    Some(row) => (row, true),
+                    None => {
+                        Self::insert_document(&mut tx, id, &new, ms(now)).await?;
+                        let row = sqlx::query_as::<_, DocRow>(concat!(
+                            "SELECT ",
+                            $crate::sql::documents::doc_cols!(),
+                            " FROM documents WHERE id = $1"
+                        ))
+                        .bind(id.to_string())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(Self::err)?;
+                        (row, false)
+                    }
+                };
+                // Last, so a deletion racing this upload never waits on the candidate while
+                // holding the row this upload needs.
+                Self::take_blob(&mut tx, &new.content_hash).await?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok((row.into_document()?, was_replaced))
+            }
+
             async fn delete_document(
                 &self,
                 kb_id: kbsync_core::KbId,
                 id: kbsync_core::DocumentId,
+                now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<Option<String>> {
                 let mut tx = self.begin_write().await?;
                 let hash: Option<String> = sqlx::query_scalar(
@@ -238,6 +331,7 @@ macro_rules! impl_document_store {
                 .await
                 .map_err(Self::err)?;
                 let hash = hash.ok_or($crate::StoreError::NotFound)?;
+                Self::release_blob(&mut tx, &hash, $crate::convert::ms(now)).await?;
                 let still_used = sqlx::query("SELECT 1 FROM documents WHERE content_hash = $1 LIMIT 1")
                     .bind(&hash)
                     .fetch_optional(&mut *tx)
@@ -367,6 +461,7 @@ macro_rules! impl_document_store {
                     .map_err(Self::err)?;
                 let mut unreferenced = None;
                 if let Some(old) = old_hash.filter(|h| *h != new.content_hash) {
+                    Self::release_blob(&mut tx, &old, ms(now)).await?;
                     let used = sqlx::query("SELECT 1 FROM documents WHERE content_hash = $1 LIMIT 1")
                         .bind(&old)
                         .fetch_optional(&mut *tx)
@@ -377,6 +472,7 @@ macro_rules! impl_document_store {
                         unreferenced = Some(old);
                     }
                 }
+                Self::take_blob(&mut tx, &new.content_hash).await?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok((row.into_document()?, unreferenced))
             }

@@ -249,9 +249,24 @@ macro_rules! impl_knowledge_base_store {
                 .into_kb()
             }
 
-            async fn delete_kb(&self, id: kbsync_core::KbId) -> $crate::Result<Vec<String>> {
+            async fn delete_kb(
+                &self,
+                id: kbsync_core::KbId,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Vec<String>> {
                 let kb_id = id.to_string();
                 let mut tx = self.begin_write().await?;
+                // Its blobs are collected later (docs/storage.md).
+                sqlx::query(
+                    "INSERT INTO blob_orphans (content_hash, since) \
+                     SELECT DISTINCT content_hash, $2 FROM documents WHERE kb_id = $1 \
+                     ON CONFLICT (content_hash) DO NOTHING",
+                )
+                .bind(&kb_id)
+                .bind($crate::convert::ms(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
                 let mut hashes: Vec<String> = sqlx::query_scalar(
                     "SELECT DISTINCT d.content_hash FROM documents d WHERE d.kb_id = $1 \
                      AND NOT EXISTS (SELECT 1 FROM documents o \

@@ -14,6 +14,9 @@
 //! - `insert_chunks(conn, document_id, kb_id, chunks)` and `complete_document_impl(id, chunks,
 //!   now)` (`*/documents.rs`), which may use `write_completed_document` from
 //!   [`documents`];
+//! - `lock_name(conn, name)`: serializes the rest of a write transaction with the others that
+//!   lock the same name (PostgreSQL: a transaction-scoped advisory lock; SQLite: nothing, its
+//!   write transactions are serial already);
 //! - `CLAIM_DUE_SYNCS`, built with [`schedule::claim_due_syncs_sql!`] and the database's lock
 //!   clause;
 //! - and, in the invoking module, the type alias `DbConnection` (the backend's connection type).
@@ -34,6 +37,7 @@ pub(crate) mod connections;
 pub(crate) mod database;
 pub(crate) mod documents;
 pub(crate) mod knowledge_bases;
+pub(crate) mod orphans;
 pub(crate) mod publications;
 pub(crate) mod runs;
 pub(crate) mod schedule;
@@ -57,6 +61,7 @@ macro_rules! impl_store_areas {
         $crate::sql::api_keys::impl_api_key_store!($ty);
         $crate::sql::publications::impl_publication_store!($ty);
         $crate::sql::subscriptions::impl_subscription_store!($ty);
+        $crate::sql::orphans::impl_orphan_blob_store!($ty);
     };
 }
 

@@ -125,6 +125,7 @@ macro_rules! impl_source_store {
                 &self,
                 kb_id: kbsync_core::KbId,
                 source_id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<Vec<String>> {
                 let kb = kb_id.to_string();
                 let source = source_id.to_string();
@@ -147,6 +148,17 @@ macro_rules! impl_source_store {
                 )
                 .bind(&source)
                 .fetch_all(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                // Their blobs are collected later (docs/storage.md).
+                sqlx::query(
+                    "INSERT INTO blob_orphans (content_hash, since) \
+                     SELECT DISTINCT content_hash, $2 FROM documents WHERE source_id = $1 \
+                     ON CONFLICT (content_hash) DO NOTHING",
+                )
+                .bind(&source)
+                .bind($crate::convert::ms(now))
+                .execute(&mut *tx)
                 .await
                 .map_err(Self::err)?;
                 // Sources changed: the next run reads every permission again.

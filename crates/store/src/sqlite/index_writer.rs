@@ -402,6 +402,7 @@ fn copy(e: &StoreError) -> StoreError {
         StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::Database(m) => StoreError::Database(m.clone()),
+        StoreError::Blob(m) => StoreError::Blob(m.clone()),
     }
 }
 
@@ -473,7 +474,10 @@ mod tests {
             pending_doc(&store, kb, 1).await,
             pending_doc(&store, kb, 2).await,
         );
-        store.delete_document(kb, gone).await.unwrap();
+        store
+            .delete_document(kb, gone, chrono::DateTime::UNIX_EPOCH)
+            .await
+            .unwrap();
         let jobs = [
             job(a, &["alpha one", "alpha two"]),
             job(gone, &["gone"]),

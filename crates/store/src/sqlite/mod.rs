@@ -95,6 +95,12 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(Self::err)
     }
+
+    /// Nothing to do: a write transaction holds the database's write lock, so write
+    /// transactions are serial already.
+    async fn lock_name(_conn: &mut SqliteConnection, _name: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 crate::sql::impl_store_areas!(SqliteStore);

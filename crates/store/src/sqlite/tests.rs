@@ -96,7 +96,7 @@ async fn fts_index_stays_consistent_through_replace_fail_and_cascading_deletes()
     fts_integrity(&store).await;
     store.fail_document(docs[1], "broken", now).await.unwrap();
     fts_integrity(&store).await;
-    store.delete_kb(kb).await.unwrap();
+    store.delete_kb(kb, chrono::DateTime::UNIX_EPOCH).await.unwrap();
     fts_integrity(&store).await;
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'alpha'")
         .fetch_one(&store.pool)
@@ -182,7 +182,10 @@ async fn fts_index_stays_consistent_when_a_source_is_deleted() {
         }
         sources.push(source.id);
     }
-    store.delete_source(kb, sources[0]).await.unwrap();
+    store
+        .delete_source(kb, sources[0], chrono::DateTime::UNIX_EPOCH)
+        .await
+        .unwrap();
     fts_integrity(&store).await;
     let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH 'alpha'")
         .fetch_one(&store.pool)

@@ -158,7 +158,7 @@ async fn a_document_deleted_while_others_complete_alongside_fails_alone_with_not
     const GONE: usize = 11;
     let (owner, kb) = owner_and_kb(&*s).await;
     let ids = pending_docs(&*s, kb, N).await;
-    s.delete_document(kb, ids[GONE]).await.unwrap();
+    s.delete_document(kb, ids[GONE], t(0)).await.unwrap();
     let results = complete_all_at_once(&s, &ids).await;
     for (i, result) in results.into_iter().enumerate() {
         if i == GONE {

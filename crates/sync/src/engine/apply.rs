@@ -29,12 +29,12 @@ enum FileOutcome {
 /// What downloading and extracting one file produced, before anything is written to the store.
 enum Fetched {
     Indexed {
-        blob: kbsync_store::StoredBlob,
+        blob: kbsync_store::HeldBlob,
         chunks: Vec<kbsync_core::Chunk>,
         kind: FileKind,
     },
     Unreadable {
-        blob: kbsync_store::StoredBlob,
+        blob: kbsync_store::HeldBlob,
         reason: String,
         kind: FileKind,
     },
@@ -198,6 +198,8 @@ impl SyncEngine {
             Ok(Fetched::Indexed { blob, chunks, kind }) => (blob, kind, Ok(chunks)),
             Ok(Fetched::Unreadable { blob, reason, kind }) => (blob, kind, Err(reason)),
         };
+        let held = blob;
+        let blob = held.blob();
         let new = NewDocument {
             kb_id: w.kb_id,
             name: w.item.name.clone(),
@@ -210,11 +212,17 @@ impl SyncEngine {
         };
         let store = &self.cx.store;
         let _indexing = meter.time(SyncPhase::Index);
-        let (doc, unreferenced) = store
+        // A replaced blob is collected later, if no document references it then
+        // (docs/storage.md).
+        let (doc, _replaced) = store
             .upsert_source_document(self.cx.random.uuid(), w.source_id, new, self.cx.clock.now())
             .await?;
-        if let Some(hash) = unreferenced {
-            self.delete_blob(&hash).await;
+        // The row is committed: from now on the collector keeps the blob; put it back in case
+        // it was collected before.
+        if let Err(e) = held.settle().await {
+            let reason = format!("the stored file could not be kept: {e}");
+            store.fail_document(doc.id, &reason, self.cx.clock.now()).await?;
+            return Ok(FileOutcome::Failed(reason));
         }
         match chunks {
             Ok(chunks) => {
@@ -249,7 +257,7 @@ impl SyncEngine {
             Err(DatasourceError::Unauthorized(why)) => return Fetched::Done(FileOutcome::Unauthorized(why)),
             Err(e) => return Fetched::Done(FileOutcome::Failed(format!("download failed: {e}"))),
         };
-        let blob = match self.cx.blobs.write_stream(stream, max).await {
+        let blob = match self.cx.blobs.write_stream_held(stream, max).await {
             Ok(blob) => blob,
             Err(BlobError::TooLarge { limit }) => {
                 return Fetched::Done(FileOutcome::Skipped(Skip::TooLarge { limit }));
@@ -258,14 +266,9 @@ impl SyncEngine {
         };
         drop(downloading);
         let _extracting = meter.time(SyncPhase::Extract);
-        let path = match self.cx.blobs.path(&blob.hash) {
-            Ok(path) => path,
-            Err(e) => {
-                return Fetched::Done(FileOutcome::Failed(format!(
-                    "the stored file could not be read: {e}"
-                )));
-            }
-        };
+        // The held copy: the collector may remove the blob's path until the document row is
+        // written (docs/storage.md).
+        let path = blob.content_path().to_path_buf();
         // From the stored file rather than a copy in memory: plain text is read only up to the
         // text cap and zip containers part by part, so a large file does not cost its size.
         match self.cx.extractor.process_file(kind, path).await {

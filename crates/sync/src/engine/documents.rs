@@ -1,6 +1,6 @@
 //! Documents of sources: where a document shows in its knowledge base ([`document_path`]), removing
-//! a document with its blob when nothing else refers to it, and what a revoked source does to its
-//! documents.
+//! a document (its blob is collected later, if nothing refers to it then), and what a revoked
+//! source does to its documents.
 
 use kbsync_core::Document;
 use kbsync_core::{Source, SourceKind};
@@ -34,24 +34,20 @@ impl SyncEngine {
     }
 
     pub(super) async fn remove_document(&self, doc: &Document) -> Result<(), SyncError> {
-        match self.cx.store.delete_document(doc.kb_id, doc.id).await {
-            Ok(unreferenced) => {
+        match self
+            .cx
+            .store
+            .delete_document(doc.kb_id, doc.id, self.cx.clock.now())
+            .await
+        {
+            Ok(_) => {
                 metrics::counter!(FILES_METRIC, "outcome" => "deleted").increment(1);
-                if let Some(hash) = unreferenced {
-                    self.delete_blob(&hash).await;
-                }
             }
             // Removed meanwhile (by hand): nothing left to do.
             Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
         Ok(())
-    }
-
-    pub(super) async fn delete_blob(&self, hash: &str) {
-        if let Err(e) = self.cx.blobs.delete(hash).await {
-            tracing::warn!(blob.hash = hash, error = %e, "could not remove an unreferenced blob");
-        }
     }
 }
 

@@ -412,7 +412,7 @@ async fn deleting_kb_removes_its_connection_and_pending_states(s: Arc<dyn Store>
     s.create_oauth_state(new_state(kb_id, owner, &hash(3), t(0)))
         .await
         .unwrap();
-    s.delete_kb(kb_id).await.unwrap();
+    s.delete_kb(kb_id, t(0)).await.unwrap();
     assert!(matches!(s.get_connection(kb_id).await, Err(StoreError::NotFound)));
     assert!(matches!(
         s.take_oauth_state(&hash(3), t(1)).await,

@@ -58,7 +58,10 @@ async fn get_document_in_another_kb_is_not_found(s: Arc<dyn Store>) {
     let b = kb(&*s, owner, "b").await;
     let d = doc_at(&*s, a, "/x", &hash(1), t(0)).await;
     assert!(matches!(s.get_document(b, d).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.delete_document(b, d).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_document(b, d, t(0)).await,
+        Err(StoreError::NotFound)
+    ));
     assert!(s.get_document(a, d).await.is_ok());
 }
 
@@ -137,7 +140,7 @@ async fn complete_or_fail_unknown_document_is_not_found(s: Arc<dyn Store>) {
     let err = s.fail_document(Uuid::new_v4(), "x", t(0)).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
     let err = s
-        .delete_document(Uuid::new_v4(), Uuid::new_v4())
+        .delete_document(Uuid::new_v4(), Uuid::new_v4(), t(0))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
@@ -151,12 +154,12 @@ async fn delete_document_returns_hash_only_when_last_reference_goes(s: Arc<dyn S
     let d1 = doc_at(&*s, a, "/1", &h, t(0)).await;
     let d2 = doc_at(&*s, b, "/2", &h, t(0)).await;
     s.complete_document(d1, &["quokka".into()], t(1)).await.unwrap();
-    assert_eq!(s.delete_document(a, d1).await.unwrap(), None);
+    assert_eq!(s.delete_document(a, d1, t(0)).await.unwrap(), None);
     assert!(matches!(s.get_document(a, d1).await, Err(StoreError::NotFound)));
     assert!(search_ids(&*s, q("quokka", Reader::Admin)).await.is_empty());
-    assert_eq!(s.delete_document(b, d2).await.unwrap(), Some(h));
+    assert_eq!(s.delete_document(b, d2, t(0)).await.unwrap(), Some(h));
     assert!(matches!(
-        s.delete_document(b, d2).await,
+        s.delete_document(b, d2, t(0)).await,
         Err(StoreError::NotFound)
     ));
 }

@@ -187,7 +187,7 @@ async fn delete_kb_cascades_and_returns_only_unreferenced_hashes(s: Arc<dyn Stor
         .await
         .unwrap();
 
-    let freed = s.delete_kb(doomed).await.unwrap();
+    let freed = s.delete_kb(doomed, t(0)).await.unwrap();
     assert_eq!(freed, vec![only_here]);
     assert!(matches!(s.get_kb(doomed).await, Err(StoreError::NotFound)));
     assert!(matches!(
@@ -205,8 +205,8 @@ async fn delete_kb_cascades_and_returns_only_unreferenced_hashes(s: Arc<dyn Stor
     assert_eq!(s.get_document(kept, k2).await.unwrap().content_hash, shared);
 
     // the last reference going frees the shared hash too
-    assert_eq!(s.delete_kb(kept).await.unwrap(), vec![shared]);
-    assert!(matches!(s.delete_kb(kept).await, Err(StoreError::NotFound)));
+    assert_eq!(s.delete_kb(kept, t(0)).await.unwrap(), vec![shared]);
+    assert!(matches!(s.delete_kb(kept, t(0)).await, Err(StoreError::NotFound)));
 }
 
 async fn set_manual_grants_replaces_previous_manual_grants(s: Arc<dyn Store>) {

@@ -25,6 +25,7 @@ mod access;
 mod accounts;
 mod api_keys;
 mod backends;
+mod blobs;
 mod connections;
 mod documents;
 mod identities;

@@ -226,7 +226,7 @@ async fn publications_go_with_their_knowledge_base(s: Arc<dyn Store>) {
     s.finish_publication(&r, "i1", c.requested_at, None)
         .await
         .unwrap();
-    s.delete_kb(k).await.unwrap();
+    s.delete_kb(k, t(0)).await.unwrap();
     assert_eq!(s.publication(k).await.unwrap(), None);
     assert!(s.publish_runs(k, 10).await.unwrap().is_empty());
 }

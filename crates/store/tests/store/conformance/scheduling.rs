@@ -349,7 +349,7 @@ async fn renew_sync_lease_extends_only_the_holders_lease(s: Arc<dyn Store>) {
         s.renew_sync_lease(Uuid::new_v4(), "a", t(100)).await.unwrap(),
         LeaseRenewal::Lost
     );
-    s.delete_kb(k).await.unwrap();
+    s.delete_kb(k, t(0)).await.unwrap();
     assert_eq!(
         s.renew_sync_lease(k, "a", t(100)).await.unwrap(),
         LeaseRenewal::Lost
@@ -668,12 +668,15 @@ async fn delete_source_removes_only_its_documents_and_reports_unreferenced_blobs
 
     // Not this knowledge base's source: nothing happens.
     assert!(matches!(
-        s.delete_source(other_kb, gone.id).await,
+        s.delete_source(other_kb, gone.id, t(0)).await,
         Err(StoreError::NotFound)
     ));
     assert_eq!(s.source_documents(gone.id).await.unwrap().len(), 5);
 
-    assert_eq!(s.delete_source(k, gone.id).await.unwrap(), vec![hash(1), hash(5)]);
+    assert_eq!(
+        s.delete_source(k, gone.id, t(0)).await.unwrap(),
+        vec![hash(1), hash(5)]
+    );
     assert!(s.source_documents(gone.id).await.unwrap().is_empty());
     assert_eq!(
         s.list_sources(k)
@@ -697,15 +700,15 @@ async fn delete_source_removes_only_its_documents_and_reports_unreferenced_blobs
     s.get_document(k, uploaded).await.unwrap();
     assert_eq!(s.list_documents(other_kb, page(10, 0)).await.unwrap().total, 1);
     assert!(matches!(
-        s.delete_source(k, gone.id).await,
+        s.delete_source(k, gone.id, t(0)).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        s.delete_source(Uuid::new_v4(), kept.id).await,
+        s.delete_source(Uuid::new_v4(), kept.id, t(0)).await,
         Err(StoreError::NotFound)
     ));
     // A source without documents goes too.
-    assert_eq!(s.delete_source(k, kept.id).await.unwrap(), vec![hash(2)]);
+    assert_eq!(s.delete_source(k, kept.id, t(0)).await.unwrap(), vec![hash(2)]);
     assert!(s.list_sources(k).await.unwrap().is_empty());
     assert!(s.search(q("aardvark", Reader::Admin)).await.unwrap().is_empty());
 }

@@ -130,7 +130,7 @@ async fn sharing_is_read_again_after_sources_or_users_change(s: Arc<dyn Store>) 
         .unwrap();
     assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), Some(t(12)));
 
-    s.delete_source(kb_id, first.id).await.unwrap();
+    s.delete_source(kb_id, first.id, t(0)).await.unwrap();
     assert_eq!(s.sharing_read_at(kb_id).await.unwrap(), None);
 
     s.mark_sharing_read(kb_id, t(14)).await.unwrap();
@@ -293,7 +293,7 @@ async fn deleting_a_source_or_kb_cascades_to_its_documents(s: Arc<dyn Store>) {
     s.create_sync_run(run, kb_id, SyncTrigger::Manual, t(0))
         .await
         .unwrap();
-    assert_eq!(s.delete_kb(kb_id).await.unwrap(), vec![hash(1)]);
+    assert_eq!(s.delete_kb(kb_id, t(0)).await.unwrap(), vec![hash(1)]);
     assert!(s.list_sources(kb_id).await.unwrap().is_empty());
     assert!(s.source_documents(source.id).await.unwrap().is_empty());
     assert!(s.list_sync_runs(kb_id, 10).await.unwrap().is_empty());

@@ -52,7 +52,7 @@ async fn next_sync_at(s: &dyn Store, kb: KbId) -> Option<DateTime<Utc>> {
 async fn kb_on_drive(s: &dyn Store, owner: UserId, drive: &str) -> KbId {
     let kb = connected_kb(s, owner, drive).await;
     if drive != "drive-1" {
-        s.delete_source(kb, s.list_sources(kb).await.unwrap()[0].id)
+        s.delete_source(kb, s.list_sources(kb).await.unwrap()[0].id, t(0))
             .await
             .unwrap();
         s.add_source(
@@ -185,7 +185,7 @@ async fn watched_drives_are_folder_sources_of_usable_connections_by_drive(s: Arc
     let c = kb_on_drive(&*s, owner, "drive-2").await;
     // A file source alone does not make a drive watched.
     let files = kb_on_drive(&*s, owner, "drive-3").await;
-    s.delete_source(files, s.list_sources(files).await.unwrap()[0].id)
+    s.delete_source(files, s.list_sources(files).await.unwrap()[0].id, t(0))
         .await
         .unwrap();
     s.add_source(
