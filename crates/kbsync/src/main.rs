@@ -5,6 +5,7 @@
 //! The `demo` cargo feature (on by default) adds `serve --demo`: an in-process emulated OneDrive
 //! and sample documents. A production build can leave it out (`--no-default-features`).
 
+mod backup;
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
@@ -17,7 +18,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use kbsync_core::{Clock, OsRandom, Role, SystemClock};
 use kbsync_server::service::users;
-use kbsync_store::{Store, TokenCipher};
+use kbsync_store::{PostgresStore, RotationReport, SqliteStore, Store, TokenCipher, rotate_secrets};
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::{FileConfig, Flags, LogFormat, Settings};
@@ -46,6 +47,33 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Back up a SQLite deployment, also while a server runs: the database as of one moment
+    /// (SQLite `VACUUM INTO`), then the stored files it references, and the generated secret
+    /// key when the data directory has one. The backup is a directory (created when missing):
+    /// kbsync.sqlite, blobs/ and secret_key. Backing up into an earlier backup copies only new
+    /// files. For PostgreSQL use pg_dump plus a copy of the data directory's blobs/.
+    Backup {
+        /// The backup directory.
+        backup: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Restore a backup made by `kbsync backup` into an empty or new data directory (refuses
+    /// otherwise), then start the server on it with the same settings.
+    Restore {
+        /// The backup directory.
+        backup: PathBuf,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Re-encrypt every stored secret (connection tokens, pending sign-in verifiers) under the
+    /// current KBSYNC_SECRET_KEY, decrypting what was written under KBSYNC_SECRET_KEY_PREVIOUS.
+    /// Row by row, safe while servers run and to run again; prints how many rows are still
+    /// under another key (0 when KBSYNC_SECRET_KEY_PREVIOUS can be dropped).
+    RotateKey {
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -134,6 +162,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
+        Command::Backup { backup, common } => {
+            let settings = load_settings(&common)?;
+            init_logging(settings.log_format);
+            let copied = backup::backup(&settings, &backup).await?;
+            println!(
+                "backed up the database and {} blob files ({} already in the backup){} to {}",
+                copied.blobs,
+                copied.blobs_present,
+                if copied.secret_key {
+                    " and the secret key"
+                } else {
+                    ""
+                },
+                backup.display()
+            );
+            Ok(())
+        }
+        Command::Restore { backup, common } => {
+            let settings = load_settings(&common)?;
+            init_logging(settings.log_format);
+            let copied = backup::restore(&settings, &backup)?;
+            println!(
+                "restored the database and {} blob files{} into {}",
+                copied.blobs,
+                if copied.secret_key {
+                    " and the secret key"
+                } else {
+                    ""
+                },
+                settings.data_dir.display()
+            );
+            Ok(())
+        }
+        Command::RotateKey { common } => {
+            let settings = load_settings(&common)?;
+            init_logging(settings.log_format);
+            rotate_key(&settings).await
+        }
         Command::User {
             command:
                 UserCommand::Create {
@@ -211,6 +277,44 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         .await
         .context("cannot open the database")?;
     Ok(store)
+}
+
+/// `kbsync rotate-key`: every stored secret under the current key, then how many are not.
+async fn rotate_key(settings: &Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+    let secret_key = secret::load(settings)?;
+    let cipher = TokenCipher::new(&secret_key, settings.secret_key_previous.as_deref())
+        .map_err(|e| anyhow::anyhow!("KBSYNC_SECRET_KEY: {e}"))?;
+    let url = &settings.database_url;
+    let report: RotationReport = if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(url)
+            .await
+            .context("cannot open the database")?;
+        store.migrate().await.context("cannot migrate the database")?;
+        rotate_secrets(&store, &cipher).await?
+    } else {
+        let store = PostgresStore::connect(url)
+            .await
+            .context("cannot open the database")?;
+        store.migrate().await.context("cannot migrate the database")?;
+        rotate_secrets(&store, &cipher).await?
+    };
+    println!(
+        "re-encrypted {} stored secrets under key {}",
+        report.rotated,
+        cipher.key_id()
+    );
+    println!("{} remain under another key", report.remaining);
+    if report.unreadable > 0 {
+        anyhow::bail!(
+            "{} stored secrets could be decrypted with neither KBSYNC_SECRET_KEY nor \
+             KBSYNC_SECRET_KEY_PREVIOUS; they stay as they are (set the key they were written under \
+             as KBSYNC_SECRET_KEY_PREVIOUS and run again, or have those knowledge bases connect again)",
+            report.unreadable
+        );
+    }
+    Ok(())
 }
 
 #[cfg_attr(

@@ -19,6 +19,19 @@ pub fn load_or_generate(settings: &Settings) -> anyhow::Result<String> {
     load_or_generate_at(&path)
 }
 
+/// The secret key, from the configuration or the data directory; never generates one (an
+/// operator command must not invent a key the stored secrets were not written under).
+pub fn load(settings: &Settings) -> anyhow::Result<String> {
+    if let Some(key) = &settings.secret_key {
+        return Ok(key.clone());
+    }
+    let path = settings.data_dir.join(FILE_NAME);
+    if !path.exists() {
+        anyhow::bail!("KBSYNC_SECRET_KEY is not set and the data directory has no {FILE_NAME} file",);
+    }
+    load_or_generate_at(&path)
+}
+
 fn load_or_generate_at(path: &Path) -> anyhow::Result<String> {
     match fs::read_to_string(path) {
         Ok(text) => {

@@ -22,6 +22,7 @@
 //! | account administration, service accounts | [`AccountStore`] | `accounts` |
 //! | API keys | [`ApiKeyStore`] | `api_keys` |
 //! | orphan blob candidates and the blob collector | [`OrphanBlobStore`] | `orphans` |
+//! | encrypted columns, for key rotation (not part of [`Store`]) | [`SecretStore`] | `secrets` |
 //!
 //! [`Store`] is all of them at once, implemented for every type that implements them all, so
 //! callers hold an `Arc<dyn Store>` (or take `S: Store`) and call any area's methods without
@@ -68,6 +69,7 @@ mod runs;
 mod schedule;
 mod search;
 mod search_text;
+mod secrets;
 mod sources;
 mod sql;
 mod sqlite;
@@ -93,6 +95,7 @@ pub use publications::{PUBLISH_HISTORY, PublicationStore};
 pub use runs::RunStore;
 pub use schedule::{ClaimedSync, LeaseRenewal, ScheduleStore, SyncRelease};
 pub use search::{RetrieveQuery, SEARCH_DEPTH, SearchQuery, SearchStore};
+pub use secrets::{RotationReport, SecretColumn, SecretStore, StoredSecret, rotate_secrets};
 pub use sources::{NewSource, SavedState, SourceStore};
 pub use sqlite::SqliteStore;
 pub use subscriptions::{DriveSubscription, SubscriptionStatus, SubscriptionStore, WatchedDrive};

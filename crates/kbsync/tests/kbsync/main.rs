@@ -4,4 +4,5 @@
 mod app_only;
 mod cli;
 mod common;
+mod ops;
 mod sync_process;

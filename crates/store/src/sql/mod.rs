@@ -41,6 +41,7 @@ pub(crate) mod orphans;
 pub(crate) mod publications;
 pub(crate) mod runs;
 pub(crate) mod schedule;
+pub(crate) mod secrets;
 pub(crate) mod sources;
 pub(crate) mod subscriptions;
 pub(crate) mod users;
@@ -62,6 +63,7 @@ macro_rules! impl_store_areas {
         $crate::sql::publications::impl_publication_store!($ty);
         $crate::sql::subscriptions::impl_subscription_store!($ty);
         $crate::sql::orphans::impl_orphan_blob_store!($ty);
+        $crate::sql::secrets::impl_secret_store!($ty);
     };
 }
 

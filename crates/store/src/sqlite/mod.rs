@@ -90,6 +90,21 @@ impl SqliteStore {
         map_sqlx(Backend::Sqlite, e)
     }
 
+    /// Writes a copy of the whole database to the new file `path` (`VACUUM INTO`): one read
+    /// transaction, so the copy is the database as it was at one moment, while other connections
+    /// (a running server) go on writing. The file must not exist.
+    pub async fn vacuum_into(&self, path: &std::path::Path) -> Result<()> {
+        let path = path
+            .to_str()
+            .ok_or_else(|| StoreError::Database(format!("not a UTF-8 path: {}", path.display())))?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(path)
+            .execute(&self.pool)
+            .await
+            .map_err(Self::err)?;
+        Ok(())
+    }
+
     /// A transaction that takes the write lock up front, so it never fails half-way with
     /// SQLITE_BUSY when upgrading from a read.
     async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
