@@ -4,10 +4,16 @@
 //! A backup is a directory: `kbsync.sqlite` (the database, written by SQLite's `VACUUM INTO`, so
 //! it is the database as of one moment), `blobs/` (the stored files, in the blob store's layout)
 //! and, when the data directory has one, `secret_key` (the generated key that encrypts stored
-//! tokens). The database is copied first and the blobs after it: blobs are content-addressed and
-//! never change, and a blob that the copied database references was in place before that
-//! moment, so it is there when the blobs are copied. Backing up again into the same directory
-//! copies only the blobs it does not hold yet and replaces the database last.
+//! tokens).
+//!
+//! Blobs are content-addressed and never change, so copying one is copying it for good. They
+//! are copied in two passes around the database: the bulk before it, then, after the database,
+//! what was added meanwhile. A blob the copied database references was in place when its
+//! document committed, so the first or the second pass finds it, unless the collector removed it
+//! in between; the collector removes a blob only once no document has taken it for the grace
+//! period (`KBSYNC_BLOB_GRACE_MINUTES`), so that cannot happen to a backup that takes less than
+//! the grace period. Backing up again into the same directory copies only the blobs it does not
+//! hold yet and replaces the database last.
 //!
 //! PostgreSQL deployments are backed up with `pg_dump` plus a copy of the blob directory.
 
@@ -60,8 +66,11 @@ pub async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<Copied
             target.display()
         );
     }
-    // The database first, under a temporary name: an interrupted backup leaves the previous
-    // database (if any) with its blobs.
+    let blobs = settings.data_dir.join(BLOBS_DIR);
+    let mut copied = Copied::default();
+    copy_blobs(&blobs, &target.join(BLOBS_DIR), &mut copied)?;
+    // The database under a temporary name: an interrupted backup leaves the previous database
+    // (if any) with its blobs.
     let partial = target.join(format!("{DATABASE_FILE}.partial"));
     remove_if_present(&partial)?;
     let url = format!("sqlite://{}", database.display());
@@ -74,12 +83,10 @@ pub async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<Copied
         .context("cannot copy the database")?;
     drop(store);
 
-    let mut copied = Copied::default();
-    copy_blobs(
-        &settings.data_dir.join(BLOBS_DIR),
-        &target.join(BLOBS_DIR),
-        &mut copied,
-    )?;
+    // What was added while the database was copied; the blobs the first pass copied count once.
+    let mut second = Copied::default();
+    copy_blobs(&blobs, &target.join(BLOBS_DIR), &mut second)?;
+    copied.blobs += second.blobs;
     let key = settings.data_dir.join(SECRET_KEY_FILE);
     if key.is_file() {
         copy_private(&key, &target.join(SECRET_KEY_FILE))?;
@@ -228,10 +235,7 @@ fn copy_then_rename(from: &Path, to: &Path) -> anyhow::Result<()> {
     let mut partial = to.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let mut source = match fs::File::open(from) {
-        Ok(f) => f,
-        Err(e) => return Err(e.into()),
-    };
+    let mut source = fs::File::open(from)?;
     let mut dest =
         fs::File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
     std::io::copy(&mut source, &mut dest).with_context(|| format!("cannot copy {}", from.display()))?;

@@ -51,8 +51,8 @@ enum Command {
         common: CommonArgs,
     },
     /// Back up a SQLite deployment, also while a server runs: the database as of one moment
-    /// (SQLite `VACUUM INTO`), then the stored files it references, and the generated secret
-    /// key when the data directory has one. The backup is a directory (created when missing):
+    /// (SQLite `VACUUM INTO`), the stored files (before and after the database, so that every
+    /// file it references is there) and the generated secret key when the data directory has one. The backup is a directory (created when missing):
     /// kbsync.sqlite, blobs/ and secret_key. Backing up into an earlier backup copies only new
     /// files. For PostgreSQL use pg_dump plus a copy of the data directory's blobs/.
     Backup {

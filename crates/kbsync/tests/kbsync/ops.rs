@@ -149,26 +149,48 @@ fn backup_of_a_postgres_deployment_is_refused_naming_pg_dump() {
     assert!(err.contains("pg_dump") && err.contains("blobs"), "{err}");
 }
 
-/// Every key id stored in the connections and pending authorizations, with its ciphertext.
-async fn stored_secrets(data: &Path) -> Vec<(String, String)> {
-    let url = format!("sqlite://{}", data.join("kbsync.sqlite").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT refresh_token_key_id, refresh_token_ciphertext FROM connections \
-         WHERE refresh_token_ciphertext IS NOT NULL \
-         UNION ALL SELECT access_token_key_id, access_token_ciphertext FROM connections \
-         WHERE access_token_ciphertext IS NOT NULL \
-         UNION ALL SELECT code_verifier_key_id, code_verifier_ciphertext FROM oauth_states",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-    rows
+const SECRETS: &str = "SELECT refresh_token_key_id, refresh_token_ciphertext FROM connections \
+     WHERE refresh_token_ciphertext IS NOT NULL \
+     UNION ALL SELECT access_token_key_id, access_token_ciphertext FROM connections \
+     WHERE access_token_ciphertext IS NOT NULL \
+     UNION ALL SELECT code_verifier_key_id, code_verifier_ciphertext FROM oauth_states ORDER BY 2";
+
+/// Every stored secret's key id and ciphertext, from the data directory's SQLite database or the
+/// PostgreSQL database at `database`.
+async fn stored_secrets(data: &Path, database: Option<&str>) -> Vec<(String, String)> {
+    match database {
+        Some(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            let rows = sqlx::query_as(SECRETS).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        }
+        None => {
+            let url = format!("sqlite://{}", data.join("kbsync.sqlite").display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let rows = sqlx::query_as(SECRETS).fetch_all(&pool).await.unwrap();
+            pool.close().await;
+            rows
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rotate_key_moves_every_token_to_the_new_key_and_the_old_key_can_then_be_dropped() {
+    rotate_key_round_trip(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_key_moves_every_token_to_the_new_key_on_postgres() {
+    let Some(database) = kbsync_kit::PgDatabase::create("kbsync_rotate").await else {
+        return;
+    };
+    rotate_key_round_trip(Some(database.url().to_owned())).await;
+}
+
+/// Tokens stored under an old key; `rotate-key`; every row under the new key and readable by a
+/// server that no longer knows the old key; a second run changes nothing.
+async fn rotate_key_round_trip(database: Option<String>) {
     const OLD: &str = "the old process-test secret key";
     const NEW: &str = "the new process-test secret key";
     let port = free_port();
@@ -185,7 +207,12 @@ async fn rotate_key_moves_every_token_to_the_new_key_and_the_old_key_can_then_be
     let folder = control.item_by_path(&drive_id, "/Plans").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let launch = Launch::new(port, &data, &emu);
+    let mut launch = Launch::new(port, &data, &emu);
+    let mut rotate_env = vec![("KBSYNC_SECRET_KEY", NEW), ("KBSYNC_SECRET_KEY_PREVIOUS", OLD)];
+    if let Some(url) = &database {
+        launch = launch.env("KBSYNC_DATABASE_URL", url);
+        rotate_env.push(("KBSYNC_DATABASE_URL", url.as_str()));
+    }
 
     // Connected under the old key.
     let instance = launch.clone().env("KBSYNC_SECRET_KEY", OLD).start();
@@ -193,19 +220,18 @@ async fn rotate_key_moves_every_token_to_the_new_key_and_the_old_key_can_then_be
     let kb = api.create_onedrive_kb("Plans").await;
     api.connect(&kb).await;
     instance.terminate().await;
-    let before = stored_secrets(&data).await;
+    let before = stored_secrets(&data, database.as_deref()).await;
     assert!(before.len() >= 2, "a refresh and an access token: {before:?}");
     let old_id = before[0].0.clone();
     assert!(before.iter().all(|(id, _)| *id == old_id), "{before:?}");
 
-    let rotate_env = [("KBSYNC_SECRET_KEY", NEW), ("KBSYNC_SECRET_KEY_PREVIOUS", OLD)];
     let out = stdout(&run(&["rotate-key"], &data, &rotate_env));
     assert!(
         out.contains(&format!("re-encrypted {} stored secrets", before.len())),
         "{out}"
     );
     assert!(out.contains("0 remain under another key"), "{out}");
-    let after = stored_secrets(&data).await;
+    let after = stored_secrets(&data, database.as_deref()).await;
     assert_eq!(after.len(), before.len());
     let new_id = after[0].0.clone();
     assert_ne!(new_id, old_id);
@@ -215,7 +241,7 @@ async fn rotate_key_moves_every_token_to_the_new_key_and_the_old_key_can_then_be
     let out = stdout(&run(&["rotate-key"], &data, &rotate_env));
     assert!(out.contains("re-encrypted 0 stored secrets"), "{out}");
     assert!(out.contains("0 remain under another key"), "{out}");
-    assert_eq!(stored_secrets(&data).await, after);
+    assert_eq!(stored_secrets(&data, database.as_deref()).await, after);
 
     // Without the previous key the new one reads the tokens: a sync (which needs the access token,
     // or the refresh token to get one) completes.
