@@ -1,5 +1,7 @@
 //! SQLite-only checks: the FTS5 index stays consistent with `chunks`, and an in-memory database
-//! keeps its data.
+//! keeps its data. Also key rotation's SQL (`SecretStore` is not part of `Store`, so the
+//! conformance suite does not reach it; the `kbsync rotate-key` process tests run it on both
+//! databases).
 
 use chrono::DateTime;
 use kbsync_core::{KbId, KbType, Role};
@@ -204,4 +206,84 @@ async fn in_memory_database_keeps_its_data_across_calls() {
     let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
     store.migrate().await.unwrap();
     assert_eq!(store.count_users().await.unwrap(), 0);
+}
+
+/// A delegated connection of `kb` whose tokens `cipher` encrypted.
+fn connection(kb: KbId, cipher: &crate::TokenCipher, refresh: &str) -> crate::NewConnection {
+    crate::NewConnection {
+        kb_id: kb,
+        datasource: DatasourceKind::OneDrive,
+        credentials: kbsync_core::ConnectionCredentials::Delegated,
+        refresh_token: Some(cipher.encrypt(refresh)),
+        access_token: Some(kbsync_core::StoredAccessToken {
+            token: cipher.encrypt("access"),
+            expires_at: DateTime::UNIX_EPOCH,
+        }),
+        tenant: None,
+    }
+}
+
+#[tokio::test]
+async fn rotation_rewrites_rows_under_the_previous_key_once_and_leaves_unknown_keys_counted() {
+    use crate::{ConnectionStore, TokenCipher, rotate_secrets};
+    let (_dir, store, kb) = store_with_kb("rotate.sqlite").await;
+    let now = DateTime::UNIX_EPOCH;
+    let old = TokenCipher::new("old key", None).unwrap();
+    let cipher = TokenCipher::new("new key", Some("old key")).unwrap();
+    store
+        .upsert_connection(connection(kb, &old, "refresh"), now)
+        .await
+        .unwrap();
+
+    let report = rotate_secrets(&store, &cipher).await.unwrap();
+    assert_eq!((report.rotated, report.unreadable, report.remaining), (2, 0, 0));
+    let c = store.get_connection(kb).await.unwrap();
+    let refresh = c.refresh_token.unwrap();
+    assert_eq!(refresh.key_id, cipher.key_id());
+    assert_eq!(cipher.open(&refresh).unwrap(), "refresh");
+    assert_eq!(cipher.open(&c.access_token.unwrap().token).unwrap(), "access");
+    assert_eq!(
+        rotate_secrets(&store, &cipher).await.unwrap(),
+        crate::RotationReport::default(),
+        "a second run has nothing to do"
+    );
+
+    // A row under a key the cipher does not know stays, counted.
+    let stranger = TokenCipher::new("someone else's key", None).unwrap();
+    store
+        .upsert_connection(connection(kb, &stranger, "refresh"), now)
+        .await
+        .unwrap();
+    let report = rotate_secrets(&store, &cipher).await.unwrap();
+    assert_eq!((report.rotated, report.unreadable, report.remaining), (0, 2, 2));
+}
+
+#[tokio::test]
+async fn a_row_rewritten_after_it_was_read_is_not_replaced_by_the_rotation() {
+    use crate::{ConnectionStore, SecretStore, TokenCipher};
+    let (_dir, store, kb) = store_with_kb("race.sqlite").await;
+    let now = DateTime::UNIX_EPOCH;
+    let old = TokenCipher::new("old key", None).unwrap();
+    let cipher = TokenCipher::new("new key", Some("old key")).unwrap();
+    store
+        .upsert_connection(connection(kb, &old, "first"), now)
+        .await
+        .unwrap();
+    let read = store.secrets_not_under_key(cipher.key_id()).await.unwrap();
+    assert_eq!(read.len(), 2);
+    // A server stores new tokens (under the new key) between the read and the write.
+    store
+        .upsert_connection(connection(kb, &cipher, "second"), now)
+        .await
+        .unwrap();
+    for secret in &read {
+        assert!(
+            !store
+                .replace_secret(secret, &cipher.encrypt("stale"))
+                .await
+                .unwrap()
+        );
+    }
+    let c = store.get_connection(kb).await.unwrap();
+    assert_eq!(cipher.open(&c.refresh_token.unwrap()).unwrap(), "second");
 }
