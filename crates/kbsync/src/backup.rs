@@ -148,7 +148,7 @@ pub fn restore(settings: &Settings, source: &Path) -> anyhow::Result<Copied> {
 }
 
 /// The file a `sqlite:` URL names (`None` for PostgreSQL or an in-memory database).
-fn sqlite_file(url: &str) -> Option<PathBuf> {
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite:")?;
     let path = rest.trim_start_matches("//");
     let path = path.split_once('?').map_or(path, |(path, _)| path);

@@ -52,9 +52,10 @@ enum Command {
     },
     /// Back up a SQLite deployment, also while a server runs: the database as of one moment
     /// (SQLite `VACUUM INTO`), the stored files (before and after the database, so that every
-    /// file it references is there) and the generated secret key when the data directory has one. The backup is a directory (created when missing):
-    /// kbsync.sqlite, blobs/ and secret_key. Backing up into an earlier backup copies only new
-    /// files. For PostgreSQL use pg_dump plus a copy of the data directory's blobs/.
+    /// file it references is there) and the generated secret key when the data directory has
+    /// one. The backup is a directory (created when missing) holding kbsync.sqlite, blobs/ and
+    /// secret_key; backing up into an earlier backup copies only new files. For PostgreSQL use
+    /// pg_dump plus a copy of the data directory's blobs/.
     Backup {
         /// The backup directory.
         backup: PathBuf,
@@ -281,8 +282,12 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 
 /// `kbsync rotate-key`: every stored secret under the current key, then how many are not.
 async fn rotate_key(settings: &Settings) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", settings.data_dir.display()))?;
+    // Never a new, empty database: rotating nothing would report success.
+    if let Some(file) = backup::sqlite_file(&settings.database_url)
+        && !file.is_file()
+    {
+        anyhow::bail!("there is no database at {}", file.display());
+    }
     let secret_key = secret::load(settings)?;
     let cipher = TokenCipher::new(&secret_key, settings.secret_key_previous.as_deref())
         .map_err(|e| anyhow::anyhow!("KBSYNC_SECRET_KEY: {e}"))?;

@@ -259,3 +259,17 @@ async fn rotate_key_round_trip(database: Option<String>) {
     assert!(files.iter().any(|f| f["name"] == "roadmap.txt"), "{files:?}");
     instance.terminate().await;
 }
+
+#[test]
+fn rotate_key_refuses_a_data_directory_without_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &["rotate-key"],
+        dir.path(),
+        &[("KBSYNC_SECRET_KEY", "a new process-test secret key")],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("there is no database"), "{err}");
+    assert!(!dir.path().join("kbsync.sqlite").exists());
+}
