@@ -60,12 +60,7 @@ pub async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<Copied
         anyhow::bail!("there is no database at {}", database.display());
     }
     fs::create_dir_all(target).with_context(|| format!("cannot create {}", target.display()))?;
-    if target.join(BLOBS_DIR).exists() && !target.join(DATABASE_FILE).is_file() {
-        anyhow::bail!(
-            "{} holds blobs but no {DATABASE_FILE}: not a kbsync backup",
-            target.display()
-        );
-    }
+    check_backup_target(target, &settings.data_dir, &database)?;
     let blobs = settings.data_dir.join(BLOBS_DIR);
     let mut copied = Copied::default();
     copy_blobs(&blobs, &target.join(BLOBS_DIR), &mut copied)?;
@@ -82,6 +77,9 @@ pub async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<Copied
         .await
         .context("cannot copy the database")?;
     drop(store);
+    fs::File::open(&partial)
+        .and_then(|f| f.sync_all())
+        .context("cannot sync the database copy")?;
 
     // What was added while the database was copied; the blobs the first pass copied count once.
     let mut second = Copied::default();
@@ -95,6 +93,43 @@ pub async fn backup(settings: &Settings, target: &Path) -> anyhow::Result<Copied
     fs::rename(&partial, target.join(DATABASE_FILE)).context("cannot put the database copy in place")?;
     sync_dir(target);
     Ok(copied)
+}
+
+/// A backup goes into a directory of its own: never into (or above) the data directory or the
+/// database's directory, and never into a directory that holds anything but an earlier (maybe
+/// interrupted) backup.
+fn check_backup_target(target: &Path, data_dir: &Path, database: &Path) -> anyhow::Result<()> {
+    let target = fs::canonicalize(target).with_context(|| format!("cannot resolve {}", target.display()))?;
+    let database_dir = database.parent().map(fs::canonicalize).transpose().ok().flatten();
+    for dir in [fs::canonicalize(data_dir).ok(), database_dir]
+        .into_iter()
+        .flatten()
+    {
+        if target.starts_with(&dir) || dir.starts_with(&target) {
+            anyhow::bail!(
+                "the backup directory {} must lie outside the data directory {}",
+                target.display(),
+                dir.display()
+            );
+        }
+    }
+    let ours = [
+        DATABASE_FILE.to_owned(),
+        format!("{DATABASE_FILE}.partial"),
+        BLOBS_DIR.to_owned(),
+        SECRET_KEY_FILE.to_owned(),
+    ];
+    for entry in fs::read_dir(&target).with_context(|| format!("cannot read {}", target.display()))? {
+        let name = entry?.file_name();
+        if !ours.iter().any(|o| name.to_str() == Some(o.as_str())) {
+            anyhow::bail!(
+                "{} holds {} and is not a kbsync backup: back up into a new or empty directory",
+                target.display(),
+                name.to_string_lossy()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Puts a backup back into an empty (or missing) data directory.
@@ -290,6 +325,32 @@ mod tests {
         );
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://db/kbsync"), None);
+    }
+
+    #[test]
+    fn a_backup_goes_only_into_a_directory_of_its_own() {
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("data");
+        fs::create_dir_all(data.join(BLOBS_DIR)).unwrap();
+        let database = data.join(DATABASE_FILE);
+        fs::write(&database, b"").unwrap();
+        assert!(check_backup_target(&data, &data, &database).is_err());
+        assert!(check_backup_target(root.path(), &data, &database).is_err());
+        let inside = data.join("backup");
+        fs::create_dir_all(&inside).unwrap();
+        assert!(check_backup_target(&inside, &data, &database).is_err());
+
+        let other = root.path().join("elsewhere");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("notes.txt"), b"x").unwrap();
+        let err = check_backup_target(&other, &data, &database).unwrap_err();
+        assert!(err.to_string().contains("notes.txt"), "{err}");
+
+        // An earlier backup, even an interrupted one, is fine.
+        let earlier = root.path().join("backup");
+        fs::create_dir_all(earlier.join(BLOBS_DIR)).unwrap();
+        fs::write(earlier.join(format!("{DATABASE_FILE}.partial")), b"").unwrap();
+        check_backup_target(&earlier, &data, &database).unwrap();
     }
 
     #[test]

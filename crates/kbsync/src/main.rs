@@ -53,9 +53,9 @@ enum Command {
     /// Back up a SQLite deployment, also while a server runs: the database as of one moment
     /// (SQLite `VACUUM INTO`), the stored files (before and after the database, so that every
     /// file it references is there) and the generated secret key when the data directory has
-    /// one. The backup is a directory (created when missing) holding kbsync.sqlite, blobs/ and
-    /// secret_key; backing up into an earlier backup copies only new files. For PostgreSQL use
-    /// pg_dump plus a copy of the data directory's blobs/.
+    /// one. The backup is a directory outside the data directory (created when missing) holding
+    /// kbsync.sqlite, blobs/ and secret_key; backing up into an earlier backup copies only new
+    /// files. For PostgreSQL use pg_dump plus a copy of the data directory's blobs/.
     Backup {
         /// The backup directory.
         backup: PathBuf,
