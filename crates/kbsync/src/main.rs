@@ -50,30 +50,36 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Back up a SQLite deployment, also while a server runs: the database as of one moment
-    /// (SQLite `VACUUM INTO`), the stored files (before and after the database, so that every
-    /// file it references is there) and the generated secret key when the data directory has
-    /// one. The backup is a directory outside the data directory (created when missing) holding
-    /// kbsync.sqlite, blobs/ and secret_key; backing up into an earlier backup copies only new
-    /// files. For PostgreSQL use pg_dump plus a copy of the data directory's blobs/.
+    /// Back up a SQLite deployment into a directory, also while a server runs.
+    ///
+    /// The backup holds the database as of one moment (SQLite `VACUUM INTO`), the stored files
+    /// (copied before and after the database, so that every file it references is there) and
+    /// the generated secret key when the data directory has one. The backup is a directory
+    /// outside the data directory (created when missing) holding kbsync.sqlite, blobs/ and
+    /// secret_key; backing up into an earlier backup copies only new files. For PostgreSQL use
+    /// pg_dump plus a copy of the data directory's blobs/.
     Backup {
         /// The backup directory.
         backup: PathBuf,
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Restore a backup made by `kbsync backup` into an empty or new data directory (refuses
-    /// otherwise), then start the server on it with the same settings.
+    /// Restore a backup made by `kbsync backup` into an empty or new data directory.
+    ///
+    /// Refuses a data directory that holds anything. Start the server on it afterwards, with the
+    /// same settings.
     Restore {
         /// The backup directory.
         backup: PathBuf,
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// Re-encrypt every stored secret (connection tokens, pending sign-in verifiers) under the
-    /// current KBSYNC_SECRET_KEY, decrypting what was written under KBSYNC_SECRET_KEY_PREVIOUS.
-    /// Row by row, safe while servers run and to run again; prints how many rows are still
-    /// under another key (0 when KBSYNC_SECRET_KEY_PREVIOUS can be dropped).
+    /// Re-encrypt every stored secret under the current KBSYNC_SECRET_KEY.
+    ///
+    /// Connection tokens and pending sign-in verifiers written under KBSYNC_SECRET_KEY_PREVIOUS
+    /// are decrypted with it and encrypted again. Row by row, safe while servers run and to run
+    /// again; prints how many rows are still under another key (0 when
+    /// KBSYNC_SECRET_KEY_PREVIOUS can be dropped).
     RotateKey {
         #[command(flatten)]
         common: CommonArgs,
