@@ -66,9 +66,26 @@ fn html_tricks_that_hide_nesting_from_a_tag_count_are_extracted() {
     // `<div/>` is no self-closing tag in HTML, `</html>` closes nothing, and formatting elements
     // closed by their paragraph are opened again inside the next one.
     let cases = [
-        ("slash-closed divs", format!("{}deep text", "<div/>".repeat(100_000))),
-        ("end html between divs", format!("{}deep text", format!("{}</html>", "<div>".repeat(400)).repeat(250))),
-        ("formatting reopened per paragraph", format!("{}deep text", (0..20_000).map(|i| format!("<p><b id={i}>x</p>")).collect::<String>())),
+        (
+            "slash-closed divs",
+            format!("{}deep text", "<div/>".repeat(100_000)),
+        ),
+        (
+            "end html between divs",
+            format!(
+                "{}deep text",
+                format!("{}</html>", "<div>".repeat(400)).repeat(250)
+            ),
+        ),
+        (
+            "formatting reopened per paragraph",
+            format!(
+                "{}deep text",
+                (0..20_000)
+                    .map(|i| format!("<p><b id={i}>x</p>"))
+                    .collect::<String>()
+            ),
+        ),
     ];
     for (what, html) in cases {
         let text = extract(FileKind::Html, html.as_bytes(), &cfg()).unwrap();
