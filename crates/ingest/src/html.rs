@@ -176,13 +176,15 @@ const FORMATTING: &[&str] = &[
 /// (`</span>` inside an open `<div>` closes nothing; `</html>`, `</body>` and `</form>` close
 /// nothing), a `/>` closes only inside SVG or MathML, `<p>`, `<li>`, `<dt>`, `<dd>` close an open
 /// one of their kind, and a formatting element (`<b>`) counts until its own end tag. Stops once
-/// the depth passes `limit` (so each tag costs at most `limit` steps) and returns it.
-fn max_depth(html: &str, limit: usize) -> usize {
+/// the depth passes `limit` (so each tag costs at most `limit` steps) and returns it; checks the
+/// deadline every few thousand tags.
+fn max_depth(html: &str, limit: usize, budget: &Budget) -> Result<usize, ExtractError> {
     let b = html.as_bytes();
     let mut open: Vec<String> = Vec::new();
     // Formatting elements closed by something else than their own end tag.
     let mut dangling: Vec<String> = Vec::new();
     let mut max = 0usize;
+    let mut tags = 0u32;
     let mut i = 0;
     let pop_to = |open: &mut Vec<String>, dangling: &mut Vec<String>, k: usize| {
         dangling.extend(open.drain(k + 1..).filter(|el| FORMATTING.contains(&el.as_str())));
@@ -192,6 +194,10 @@ fn max_depth(html: &str, limit: usize) -> usize {
         if b[i] != b'<' {
             i += 1;
             continue;
+        }
+        tags = tags.wrapping_add(1);
+        if tags.is_multiple_of(4096) {
+            budget.check()?;
         }
         if b.get(i + 1) == Some(&b'/') {
             let (name, j) = tag_name(b, i + 2);
@@ -238,7 +244,7 @@ fn max_depth(html: &str, limit: usize) -> usize {
             break;
         }
     }
-    max
+    Ok(max)
 }
 
 /// html2text parses from memory: the page is read whole, once its size passed the check below.
@@ -253,7 +259,7 @@ pub(crate) fn html(mut input: Input<'_>, max: usize, budget: &Budget) -> Result<
     }
     let bytes = input.into_bytes()?;
     let source = crate::text::decode(&bytes);
-    if max_depth(&source, MAX_HTML_DEPTH) > MAX_HTML_DEPTH {
+    if max_depth(&source, MAX_HTML_DEPTH, budget)? > MAX_HTML_DEPTH {
         return strip_tags(&source, max, budget);
     }
     let unreadable = |e: html2text::Error| ExtractError::Corrupt(format!("the HTML could not be read: {e}"));
@@ -384,11 +390,21 @@ mod tests {
 
     #[test]
     fn depth_is_approximated() {
+        let budget = Budget::new(std::time::Duration::from_secs(5));
         assert_eq!(
-            max_depth("<html><body><p>a<br>b</p><img src=x/></body></html>", 512),
-            3
+            max_depth(
+                "<html><body><p>a<br>b</p><img src=x/></body></html>",
+                512,
+                &budget
+            ),
+            Ok(3)
         );
-        assert_eq!(max_depth(&"<div>".repeat(1000), 512), 513);
+        assert_eq!(max_depth(&"<div>".repeat(1000), 512, &budget), Ok(513));
+        // An end tag that matches nothing open closes nothing; `<div/>` is an open div.
+        assert_eq!(max_depth(&"<div></span>".repeat(600), 512, &budget), Ok(513));
+        assert_eq!(max_depth(&"<div/>".repeat(600), 512, &budget), Ok(513));
+        // Omitted end tags the parser implies do not add up.
+        assert_eq!(max_depth(&"<p>a<li>b<dt>c".repeat(600), 512, &budget), Ok(3));
     }
 
     #[test]
