@@ -55,33 +55,196 @@ fn tag_name(bytes: &[u8], mut i: usize) -> (String, usize) {
     (String::from_utf8_lossy(&bytes[start..i]).to_ascii_lowercase(), i)
 }
 
-/// Approximate maximum element depth (HTML lets many end tags be omitted; good enough to spot abuse).
-fn max_depth(html: &str) -> usize {
-    let b = html.as_bytes();
-    let (mut depth, mut max) = (0usize, 0usize);
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'<' {
-            if b.get(i + 1) == Some(&b'/') {
-                depth = depth.saturating_sub(1);
-                i += 2;
-                continue;
-            }
-            if b.get(i + 1).is_some_and(u8::is_ascii_alphabetic) {
-                let (name, j) = tag_name(b, i + 1);
-                let close = b[j..].iter().position(|&c| c == b'>').map_or(b.len(), |p| j + p);
-                let self_closing = close > 0 && b.get(close - 1) == Some(&b'/');
-                if !self_closing && !VOID.contains(&name.as_str()) {
-                    depth += 1;
-                    max = max.max(depth);
-                }
-                i = close;
-                continue;
-            }
+/// Elements that stop the search for the element an end tag closes (html5ever's scope markers,
+/// plus lists and buttons): the parser ignores an end tag whose element lies beyond one of them.
+const SCOPE: &[&str] = &[
+    "html", "table", "td", "th", "caption", "marquee", "object", "applet", "template", "ol", "ul", "button",
+    "select", "svg", "math",
+];
+
+/// The HTML "special" elements: an end tag of an ordinary element (`</span>`) that would have to
+/// close one of these is ignored by the parser.
+const SPECIAL: &[&str] = &[
+    "address",
+    "applet",
+    "area",
+    "article",
+    "aside",
+    "base",
+    "basefont",
+    "bgsound",
+    "blockquote",
+    "body",
+    "br",
+    "button",
+    "caption",
+    "center",
+    "col",
+    "colgroup",
+    "dd",
+    "details",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "embed",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "frame",
+    "frameset",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "iframe",
+    "img",
+    "input",
+    "li",
+    "link",
+    "listing",
+    "main",
+    "marquee",
+    "menu",
+    "meta",
+    "nav",
+    "noembed",
+    "noframes",
+    "noscript",
+    "object",
+    "ol",
+    "p",
+    "param",
+    "plaintext",
+    "pre",
+    "script",
+    "search",
+    "section",
+    "select",
+    "source",
+    "style",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "template",
+    "textarea",
+    "tfoot",
+    "th",
+    "thead",
+    "title",
+    "tr",
+    "track",
+    "ul",
+    "wbr",
+    "xmp",
+    "svg",
+    "math",
+];
+
+/// Index in `open` of the element that `name` closes: the nearest one of that name, searched from
+/// the innermost outwards and stopped by any element of `stop`.
+fn closes(open: &[String], name: &str, stop: &[&str]) -> Option<usize> {
+    for (k, el) in open.iter().enumerate().rev() {
+        if el == name {
+            return Some(k);
         }
-        i += 1;
+        if stop.contains(&el.as_str()) {
+            return None;
+        }
     }
-    max
+    None
+}
+
+/// Formatting elements: closed by a block's end tag, the parser still keeps them active and opens
+/// them again inside the next block, so they count until their own end tag.
+const FORMATTING: &[&str] = &[
+    "a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small", "strike", "strong", "tt", "u",
+];
+
+/// Element depth of the tree the parser will build, estimated in one pass without building it,
+/// and erring high: an end tag closes an element only where the parser's rules would let it
+/// (`</span>` inside an open `<div>` closes nothing; `</html>`, `</body>` and `</form>` close
+/// nothing), a `/>` closes only inside SVG or MathML, `<p>`, `<li>`, `<dt>`, `<dd>` close an open
+/// one of their kind, and a formatting element (`<b>`) counts until its own end tag. Stops once
+/// the depth passes `limit` (so each tag costs at most `limit` steps) and returns it; checks the
+/// deadline every few thousand tags.
+fn max_depth(html: &str, limit: usize, budget: &Budget) -> Result<usize, ExtractError> {
+    let b = html.as_bytes();
+    let mut open: Vec<String> = Vec::new();
+    // Formatting elements closed by something else than their own end tag.
+    let mut dangling: Vec<String> = Vec::new();
+    let mut max = 0usize;
+    let mut tags = 0u32;
+    let mut i = 0;
+    let pop_to = |open: &mut Vec<String>, dangling: &mut Vec<String>, k: usize| {
+        dangling.extend(open.drain(k + 1..).filter(|el| FORMATTING.contains(&el.as_str())));
+        open.truncate(k);
+    };
+    while i < b.len() {
+        if b[i] != b'<' {
+            i += 1;
+            continue;
+        }
+        tags = tags.wrapping_add(1);
+        if tags.is_multiple_of(4096) {
+            budget.check()?;
+        }
+        if b.get(i + 1) == Some(&b'/') {
+            let (name, j) = tag_name(b, i + 2);
+            i = j.max(i + 2);
+            if matches!(name.as_str(), "html" | "body" | "form") {
+                continue;
+            }
+            let stop = if SPECIAL.contains(&name.as_str()) {
+                SCOPE
+            } else {
+                SPECIAL
+            };
+            if let Some(k) = closes(&open, &name, stop) {
+                pop_to(&mut open, &mut dangling, k);
+            } else if let Some(k) = dangling.iter().rposition(|el| *el == name) {
+                dangling.remove(k);
+            }
+            continue;
+        }
+        if !b.get(i + 1).is_some_and(u8::is_ascii_alphabetic) {
+            i += 1;
+            continue;
+        }
+        let (name, j) = tag_name(b, i + 1);
+        let close = b[j..].iter().position(|&c| c == b'>').map_or(b.len(), |p| j + p);
+        let slash = close > 0 && b.get(close - 1) == Some(&b'/');
+        let foreign = open.iter().any(|el| el == "svg" || el == "math");
+        i = close;
+        if VOID.contains(&name.as_str()) || (slash && foreign) {
+            continue;
+        }
+        let implied = match name.as_str() {
+            "p" => closes(&open, "p", SCOPE),
+            "li" => closes(&open, "li", SPECIAL),
+            "dt" | "dd" => closes(&open, "dt", SPECIAL).max(closes(&open, "dd", SPECIAL)),
+            _ => None,
+        };
+        if let Some(k) = implied {
+            pop_to(&mut open, &mut dangling, k);
+        }
+        open.push(name);
+        max = max.max(open.len() + dangling.len());
+        if max > limit {
+            break;
+        }
+    }
+    Ok(max)
 }
 
 /// html2text parses from memory: the page is read whole, once its size passed the check below.
@@ -96,17 +259,43 @@ pub(crate) fn html(mut input: Input<'_>, max: usize, budget: &Budget) -> Result<
     }
     let bytes = input.into_bytes()?;
     let source = crate::text::decode(&bytes);
-    if max_depth(&source) > MAX_HTML_DEPTH {
+    if max_depth(&source, MAX_HTML_DEPTH, budget)? > MAX_HTML_DEPTH {
         return strip_tags(&source, max, budget);
     }
-    let text = html2text::config::plain_no_decorate()
-        .no_table_borders()
-        .string_from_read(source.as_bytes(), 10_000)
-        .map_err(|e| ExtractError::Corrupt(format!("the HTML could not be read: {e}")))?;
+    let unreadable = |e: html2text::Error| ExtractError::Corrupt(format!("the HTML could not be read: {e}"));
+    let config = html2text::config::plain_no_decorate().no_table_borders();
+    let dom = config.parse_html(source.as_bytes()).map_err(unreadable)?;
+    // The estimate above misses trees the parser builds deeper than the markup reads (an end tag
+    // that matches no open element closes nothing): html2text walks the tree recursively, so the
+    // parsed depth is what must stay bounded.
+    if dom_deeper_than(&dom, MAX_HTML_DEPTH) {
+        drop(dom);
+        return strip_tags(&source, max, budget);
+    }
+    let tree = config.dom_to_render_tree(&dom).map_err(unreadable)?;
+    drop(dom);
+    let text = config.render_to_string(tree, 10_000).map_err(unreadable)?;
     if text.len() > max {
         return Err(too_much_text(max));
     }
     Ok(text)
+}
+
+/// Whether an element of the parsed page lies more than `limit` levels deep (walked without recursion).
+fn dom_deeper_than(dom: &html2text::RcDom, limit: usize) -> bool {
+    let mut stack = vec![(dom.document.clone(), 0usize)];
+    while let Some((node, depth)) = stack.pop() {
+        if depth > limit {
+            return true;
+        }
+        stack.extend(
+            node.children
+                .borrow()
+                .iter()
+                .map(|child| (child.clone(), depth + 1)),
+        );
+    }
+    false
 }
 
 fn decode_entity(name: &str) -> Option<char> {
@@ -201,11 +390,21 @@ mod tests {
 
     #[test]
     fn depth_is_approximated() {
+        let budget = Budget::new(std::time::Duration::from_secs(5));
         assert_eq!(
-            max_depth("<html><body><p>a<br>b</p><img src=x/></body></html>"),
-            3
+            max_depth(
+                "<html><body><p>a<br>b</p><img src=x/></body></html>",
+                512,
+                &budget
+            ),
+            Ok(3)
         );
-        assert_eq!(max_depth(&"<div>".repeat(1000)), 1000);
+        assert_eq!(max_depth(&"<div>".repeat(1000), 512, &budget), Ok(513));
+        // An end tag that matches nothing open closes nothing; `<div/>` is an open div.
+        assert_eq!(max_depth(&"<div></span>".repeat(600), 512, &budget), Ok(513));
+        assert_eq!(max_depth(&"<div/>".repeat(600), 512, &budget), Ok(513));
+        // Omitted end tags the parser implies do not add up.
+        assert_eq!(max_depth(&"<p>a<li>b<dt>c".repeat(600), 512, &budget), Ok(3));
     }
 
     #[test]

@@ -59,7 +59,7 @@ fn image_only_pdf_has_no_text() {
 // ------------------------------------------------------------------ zip bombs
 
 /// A hand-written zip (so that declared sizes can lie). `(name, method, crc, data, declared_size)`.
-fn raw_zip(entries: &[(&str, u16, u32, Vec<u8>, u32)]) -> Vec<u8> {
+pub(super) fn raw_zip(entries: &[(&str, u16, u32, Vec<u8>, u32)]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut central = Vec::new();
     for (name, method, crc, data, size) in entries {
@@ -106,7 +106,7 @@ fn raw_zip(entries: &[(&str, u16, u32, Vec<u8>, u32)]) -> Vec<u8> {
     out
 }
 
-fn stored(name: &'static str, text: &str) -> (&'static str, u16, u32, Vec<u8>, u32) {
+pub(super) fn stored(name: &'static str, text: &str) -> (&'static str, u16, u32, Vec<u8>, u32) {
     let mut crc = Crc::new();
     crc.update(text.as_bytes());
     (name, 0, crc.sum(), text.as_bytes().to_vec(), text.len() as u32)
@@ -114,7 +114,7 @@ fn stored(name: &'static str, text: &str) -> (&'static str, u16, u32, Vec<u8>, u
 
 /// Raw deflate of `mib` MiB of zeros, built by repeating one fully-flushed 1 MiB block (a full flush
 /// makes blocks independent), so building a 1 GiB bomb takes milliseconds. Returns (data, crc).
-fn deflated_zeros(mib: usize) -> (Vec<u8>, u32) {
+pub(super) fn deflated_zeros(mib: usize) -> (Vec<u8>, u32) {
     let zeros = vec![0u8; 1 << 20];
     let mut c = Compress::new(Compression::best(), false);
     let mut block = Vec::with_capacity(1 << 16);
@@ -132,7 +132,7 @@ fn deflated_zeros(mib: usize) -> (Vec<u8>, u32) {
     (data, crc.sum())
 }
 
-const CT: &str = r#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/></Types>"#;
+pub(super) const CT: &str = r#"<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/></Types>"#;
 
 fn bomb_docx(declared: Option<u32>) -> Vec<u8> {
     let (data, crc) = deflated_zeros(1024);

@@ -7,3 +7,4 @@ mod chunk_properties;
 mod extract_from_file;
 mod extract_roundtrip;
 mod extractor_pool;
+mod hostile_files;
