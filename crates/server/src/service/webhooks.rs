@@ -354,42 +354,6 @@ pub fn spawn(state: AppState, settings: WebhookSettings, stop: CancellationToken
 
 // --- what people see ---------------------------------------------------------------------------
 
-/// One line on a drive's subscription for the KB and admin pages.
-pub fn describe(row: &DriveSubscription, now: DateTime<Utc>) -> String {
-    let at = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
-    let mut parts = vec![match row.status {
-        SubscriptionStatus::Active => match row.expires_at {
-            Some(e) => format!("active until {}", at(e)),
-            None => "active".to_owned(),
-        },
-        SubscriptionStatus::Pending => "being created".to_owned(),
-        SubscriptionStatus::Renew => "renewal asked for by the source".to_owned(),
-        SubscriptionStatus::Failed => format!(
-            "failing ({} attempt{}), next try {}",
-            row.failures,
-            if row.failures == 1 { "" } else { "s" },
-            if row.next_check_at <= now {
-                "now".to_owned()
-            } else {
-                at(row.next_check_at)
-            }
-        ),
-    }];
-    parts.push(match row.last_notification_at {
-        Some(t) => format!(
-            "{} notification{}, last {}",
-            row.notifications,
-            if row.notifications == 1 { "" } else { "s" },
-            at(t)
-        ),
-        None => "no notification yet".to_owned(),
-    });
-    if let Some(e) = &row.last_error {
-        parts.push(e.clone());
-    }
-    parts.join(" · ")
-}
-
 /// The subscriptions of the drives a knowledge base syncs.
 pub async fn of_kb(state: &AppState, kb_id: kbsync_core::KbId) -> Result<Vec<DriveSubscription>, ApiError> {
     Ok(state.store.kb_drive_subscriptions(kb_id).await?)
@@ -617,28 +581,6 @@ mod tests {
                 "https://kb.example.com/api/v1/webhooks/msgraph".to_owned(),
                 "https://kb.example.com/api/v1/webhooks/msgraph/lifecycle".to_owned()
             ))
-        );
-    }
-
-    #[test]
-    fn the_description_says_state_expiry_notifications_and_the_last_error() {
-        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
-        let mut r = row(now);
-        r.notifications = 3;
-        r.last_notification_at = Some(now);
-        assert_eq!(
-            describe(&r, now),
-            "active until 2027-02-13 08:00 UTC · 3 notifications, last 2027-01-15 08:00 UTC"
-        );
-        fail(
-            &mut r,
-            &WebhookSettings::default(),
-            now,
-            "renewal failed: 503".into(),
-        );
-        assert_eq!(
-            describe(&r, now),
-            "failing (1 attempt), next try 2027-01-15 08:01 UTC · 3 notifications, last 2027-01-15 08:00 UTC · renewal failed: 503"
         );
     }
 }

@@ -146,7 +146,7 @@ pub async fn kb_page(
                 .iter()
                 .map(|r| views::LabelRow {
                     label: r.drive_id.clone(),
-                    value: webhooks::describe(r, now),
+                    value: subscription_line(r, now),
                 })
                 .collect(),
         ),

@@ -83,6 +83,41 @@ fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// One line on a drive's subscription for the KB and admin pages.
+fn subscription_line(row: &kbsync_store::DriveSubscription, now: DateTime<Utc>) -> String {
+    let mut parts = vec![match row.status {
+        kbsync_store::SubscriptionStatus::Active => match row.expires_at {
+            Some(e) => format!("active until {}", when(e)),
+            None => "active".to_owned(),
+        },
+        kbsync_store::SubscriptionStatus::Pending => "being created".to_owned(),
+        kbsync_store::SubscriptionStatus::Renew => "renewal asked for by the source".to_owned(),
+        kbsync_store::SubscriptionStatus::Failed => format!(
+            "failing ({} attempt{}), next try {}",
+            row.failures,
+            if row.failures == 1 { "" } else { "s" },
+            if row.next_check_at <= now {
+                "now".to_owned()
+            } else {
+                when(row.next_check_at)
+            }
+        ),
+    }];
+    parts.push(match row.last_notification_at {
+        Some(t) => format!(
+            "{} notification{}, last {}",
+            row.notifications,
+            if row.notifications == 1 { "" } else { "s" },
+            when(t)
+        ),
+        None => "no notification yet".to_owned(),
+    });
+    if let Some(e) = &row.last_error {
+        parts.push(e.clone());
+    }
+    parts.join(" · ")
+}
+
 fn human_size(bytes: i64) -> String {
     let b = bytes.max(0) as f64;
     if b < 1024.0 {
@@ -117,5 +152,43 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
 fn append_cookie(response: &mut Response, cookie: &str) {
     if let Ok(v) = HeaderValue::from_str(cookie) {
         response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscription_line_says_state_expiry_notifications_and_the_last_error() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let mut r = kbsync_store::DriveSubscription {
+            datasource: "onedrive".into(),
+            drive_id: "d1".into(),
+            kb_id: None,
+            subscription_id: Some("s1".into()),
+            client_state_hash: None,
+            status: kbsync_store::SubscriptionStatus::Active,
+            expires_at: Some(now + chrono::Duration::days(29)),
+            created_at: now,
+            renewed_at: None,
+            next_check_at: now,
+            last_notification_at: Some(now),
+            notifications: 3,
+            failures: 0,
+            last_error: None,
+        };
+        assert_eq!(
+            subscription_line(&r, now),
+            "active until 2027-02-13 08:00 UTC · 3 notifications, last 2027-01-15 08:00 UTC"
+        );
+        r.status = kbsync_store::SubscriptionStatus::Failed;
+        r.failures = 1;
+        r.next_check_at = now + chrono::Duration::minutes(1);
+        r.last_error = Some("renewal failed: 503".into());
+        assert_eq!(
+            subscription_line(&r, now),
+            "failing (1 attempt), next try 2027-01-15 08:01 UTC · 3 notifications, last 2027-01-15 08:00 UTC · renewal failed: 503"
+        );
     }
 }

@@ -151,7 +151,7 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult 
     for r in webhooks::all(&state).await? {
         notifications.push(views::LabelRow {
             label: format!("{} drive {}", r.datasource, r.drive_id),
-            value: webhooks::describe(&r, now),
+            value: subscription_line(&r, now),
         });
     }
     Ok(render(&views::AdminPage {
