@@ -416,3 +416,13 @@ fn openwebui_settings_need_an_api_key_that_is_never_shown_and_links_default_to_t
         assert!(!err.contains("sk-"), "{err}");
     }
 }
+
+#[test]
+fn debian_package_config_parses_and_puts_the_data_in_the_state_directory() {
+    let packaged = include_str!("../../../../packaging/debian/kbsync.toml");
+    let file: FileConfig = toml::from_str(packaged).unwrap();
+    let settings = Settings::resolve(&Flags::default(), &env_of(&[]), file).unwrap();
+    assert_eq!(settings.data_dir, std::path::PathBuf::from("/var/lib/kbsync"));
+    assert_eq!(settings.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(settings.database_url, "sqlite:///var/lib/kbsync/kbsync.sqlite");
+}
