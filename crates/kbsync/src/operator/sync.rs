@@ -4,10 +4,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use anyhow::Context;
 use kbsync_core::{KnowledgeBase, SyncRun, SyncStatus};
 use kbsync_server::AppState;
 use kbsync_sync::events::SyncEvent;
 use kbsync_sync::runner::StartError;
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
@@ -26,6 +28,8 @@ pub async fn run(state: &AppState, wanted: &str, wait: bool) -> anyhow::Result<(
     let kb = find_kb(state.store.as_ref(), wanted).await?;
     let mut display = Display::for_stdout();
     let mut events = state.sync_events.subscribe(kb.id);
+    // Ctrl-C is ours from before the run starts: it cancels the run rather than end the process.
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
     let run_id = start(state, &kb, wait, &display).await?;
     display.run_started();
     display.say(&format!("syncing \"{}\" ({}), run {run_id}", kb.name, kb.id));
@@ -54,11 +58,7 @@ pub async fn run(state: &AppState, wanted: &str, wait: bool) -> anyhow::Result<(
                     display.total_known(stored.progress.total);
                 }
             }
-            result = tokio::signal::ctrl_c() => {
-                if result.is_err() {
-                    // No Ctrl-C handling here: the default (ending the process) stays.
-                    continue;
-                }
+            Some(()) = interrupt.recv() => {
                 if cancelling {
                     display.finish();
                     return Err(Failure::new(

@@ -311,6 +311,94 @@ async fn sync_of_a_revoked_connection_exits_5_and_status_shows_it_needs_reauthor
     d.emu.shutdown().await;
 }
 
+/// A file that cannot be read: the run completes with errors, exit 4, the file named on its
+/// own line.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_with_a_failed_file_exits_4_and_names_the_file() {
+    let d = Deployment::new(None).await;
+    let control = d.emu.control();
+    control
+        .put_file(
+            &control.default_drive_id(),
+            "/Handbook/broken.pdf",
+            b"%PDF-1.4 this is not a pdf at all".to_vec(),
+        )
+        .unwrap();
+    let out = d.run(&["sync", "Handbook"]);
+    assert_exit(&out, 4);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("failed: broken.pdf: ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("completed_with_errors: 3 processed, 1 failed"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("the next run retries them"),
+        "{}",
+        text(&out.stderr)
+    );
+    d.emu.shutdown().await;
+}
+
+/// Ctrl-C (SIGINT) cancels the run: the process ends by itself with exit 8 and the run is
+/// recorded as cancelled, its lease released.
+#[tokio::test(flavor = "multi_thread")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the lease is read on the real clock the kbsync process wrote it on"
+)]
+async fn ctrl_c_cancels_the_sync_and_exits_8() {
+    let d = Deployment::new(None).await;
+    let control = d.emu.control();
+    // Slow downloads: the run is still going when it is interrupted.
+    control.add_fault(FaultRule::new(
+        "GET",
+        "/_download/*",
+        FaultAction::Delay { millis: 3000 },
+    ));
+    let mut child = kbsync()
+        .args(["sync", "Handbook", "--data-dir"])
+        .arg(&d.data)
+        .envs(d.launch.env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.starts_with("syncing \"Handbook\""), "{first}");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(out.status.code(), Some(8), "{rest}\n{}", text(&out.stderr));
+    assert!(rest.contains("cancelled: "), "{rest}");
+    let store = d.store().await;
+    let kb = d.handbook.parse().unwrap();
+    let runs = store.list_sync_runs(kb, 1).await.unwrap();
+    assert_eq!(runs[0].outcome.status, kbsync_core::SyncStatus::Cancelled);
+    assert!(
+        !store
+            .get_sync_state(kb, chrono::Utc::now())
+            .await
+            .unwrap()
+            .running,
+        "the lease was released"
+    );
+    d.emu.shutdown().await;
+}
+
 /// `kbsync` on a data directory with a database but no such knowledge base, and on one without
 /// a database.
 fn run_in(data: &Path, args: &[&str]) -> Output {
