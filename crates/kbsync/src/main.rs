@@ -106,7 +106,7 @@ enum Command {
     /// Runs against the configured database (the same settings as `serve`), taking the knowledge
     /// base's lease like every run, so a server on the same database never syncs it at the same
     /// time. Shows a progress bar on a terminal and one line per event otherwise. Ctrl-C cancels
-    /// the run (the files under way finish; no cursor moves).
+    /// the run (no cursor moves; a second Ctrl-C leaves at once).
     #[command(after_help = SYNC_EXIT_STATUS)]
     Sync {
         /// The knowledge base: its id, or its exact name.

@@ -9,7 +9,7 @@ use kbsync_core::{KnowledgeBase, SyncRun, SyncStatus};
 use kbsync_server::AppState;
 use kbsync_sync::events::SyncEvent;
 use kbsync_sync::runner::StartError;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
@@ -30,7 +30,7 @@ pub async fn run(state: &AppState, wanted: &str, wait: bool) -> anyhow::Result<(
     let mut events = state.sync_events.subscribe(kb.id);
     // Ctrl-C is ours from before the run starts: it cancels the run rather than end the process.
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
-    let run_id = start(state, &kb, wait, &display).await?;
+    let run_id = start(state, &kb, wait, &display, &mut interrupt).await?;
     display.run_started();
     display.say(&format!("syncing \"{}\" ({}), run {run_id}", kb.name, kb.id));
 
@@ -68,7 +68,7 @@ pub async fn run(state: &AppState, wanted: &str, wait: bool) -> anyhow::Result<(
                     .into());
                 }
                 cancelling = true;
-                display.say("cancelling: the files under way finish, no cursor moves (Ctrl-C again to leave at once)");
+                display.say("cancelling the run (no cursor moves); Ctrl-C again to leave at once");
                 state.sync.cancel(kb.id).await?;
             }
         }
@@ -83,7 +83,13 @@ pub async fn run(state: &AppState, wanted: &str, wait: bool) -> anyhow::Result<(
 }
 
 /// Starts the run, or says why not.
-async fn start(state: &AppState, kb: &KnowledgeBase, wait: bool, display: &Display) -> anyhow::Result<Uuid> {
+async fn start(
+    state: &AppState,
+    kb: &KnowledgeBase,
+    wait: bool,
+    display: &Display,
+    interrupt: &mut Signal,
+) -> anyhow::Result<Uuid> {
     let mut said_waiting = false;
     loop {
         let refusal = match state.sync.start_manual(kb.id, None).await {
@@ -100,8 +106,12 @@ async fn start(state: &AppState, kb: &KnowledgeBase, wait: bool, display: &Displ
                     ));
                     said_waiting = true;
                 }
-                tokio::time::sleep(POLL).await;
-                continue;
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => continue,
+                    _ = interrupt.recv() => {
+                        return Err(Failure::new(Exit::Cancelled, "interrupted while waiting; no run started").into());
+                    }
+                }
             }
             StartError::AlreadyRunning => {
                 return Err(Failure::new(
