@@ -9,6 +9,8 @@ mod backup;
 mod config;
 #[cfg(feature = "demo")]
 mod demo;
+mod operator;
+mod password;
 mod secret;
 mod wiring;
 
@@ -22,6 +24,21 @@ use kbsync_store::{PostgresStore, RotationReport, SqliteStore, Store, TokenCiphe
 use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::{FileConfig, Flags, LogFormat, Settings};
+use crate::operator::Failure;
+use crate::password::PasswordArgs;
+
+/// The exit statuses of `kbsync sync` (also in the README).
+const SYNC_EXIT_STATUS: &str = "\
+Exit status:
+  0  the run completed
+  1  an error before the run could start (settings, database, a knowledge base that cannot sync)
+  2  a bad command line
+  3  the run failed (also: a source's access was revoked, or the file limit was reached)
+  4  the run completed, but some files could not be brought in (the next run retries them)
+  5  the knowledge base is not connected, or its connection needs re-authorisation
+  6  no knowledge base has that id or name
+  7  the knowledge base is being synced elsewhere (a server or another kbsync sync) and --wait was not given
+  8  the run was cancelled (Ctrl-C, or a cancel through the web UI or API)";
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +101,47 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Sync one knowledge base now, in the foreground, showing its progress.
+    ///
+    /// Runs against the configured database (the same settings as `serve`), taking the knowledge
+    /// base's lease like every run, so a server on the same database never syncs it at the same
+    /// time. Shows a progress bar on a terminal and one line per event otherwise. Ctrl-C cancels
+    /// the run (no cursor moves; a second Ctrl-C leaves at once).
+    #[command(after_help = SYNC_EXIT_STATUS)]
+    Sync {
+        /// The knowledge base: its id, or its exact name.
+        kb: String,
+        /// When it is being synced elsewhere, wait for that run to end and sync then (instead of
+        /// exiting with 7).
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// List the knowledge bases: sync state, last run, next run, connection.
+    Status {
+        /// A JSON array for scripts instead of the table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Search the knowledge bases, as the operator (all of them) or as one user.
+    Search {
+        /// The words to look for.
+        query: String,
+        /// Only this knowledge base (its id or exact name).
+        #[arg(long, value_name = "ID|NAME")]
+        kb: Option<String>,
+        /// How many hits to show (1 to 100) [default: 10]
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+        /// Search with what this user may read instead of everything.
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_email: Option<String>,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Manage users.
     User {
         #[command(subcommand)]
@@ -111,14 +169,15 @@ struct CommonArgs {
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// Create a user.
+    /// Create a user. The password is asked for on the terminal (without echo), or read from
+    /// --password-file or --password-stdin; never taken on the command line.
     Create {
         #[command(flatten)]
         common: CommonArgs,
         #[arg(long)]
         email: String,
-        #[arg(long)]
-        password: String,
+        #[command(flatten)]
+        password: PasswordArgs,
         /// Give the user the admin role.
         #[arg(long)]
         admin: bool,
@@ -144,7 +203,10 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kbsync: {e:#}");
-            std::process::ExitCode::FAILURE
+            match e.downcast_ref::<Failure>() {
+                Some(failure) => std::process::ExitCode::from(failure.exit.code()),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -157,21 +219,60 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", config::EXAMPLE);
             Ok(())
         }
+        Command::Sync { kb, wait, common } => {
+            let settings = load_settings(&common)?;
+            init_logging(settings.log_format, QUIET_LOG);
+            let state = operator::open(&settings, true).await?;
+            operator::sync::run(&state, &kb, wait).await
+        }
+        Command::Status { json, common } => {
+            let settings = load_settings(&common)?;
+            init_logging(settings.log_format, QUIET_LOG);
+            let state = operator::open(&settings, false).await?;
+            let rows = operator::status::collect(&state).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", operator::status::table(&rows));
+            }
+            Ok(())
+        }
+        Command::Search {
+            query,
+            kb,
+            limit,
+            as_email,
+            common,
+        } => {
+            let settings = load_settings(&common)?;
+            init_logging(settings.log_format, QUIET_LOG);
+            let state = operator::open(&settings, false).await?;
+            operator::search::run(
+                &state,
+                operator::search::Query {
+                    text: &query,
+                    kb: kb.as_deref(),
+                    limit,
+                    as_email: as_email.as_deref(),
+                },
+            )
+            .await
+        }
         Command::Serve { common, demo } => {
             let settings = load_settings(&common)?;
-            init_logging(settings.log_format);
+            init_logging(settings.log_format, SERVER_LOG);
             serve(settings, demo).await
         }
         Command::Migrate { common } => {
             let settings = load_settings(&common)?;
-            init_logging(settings.log_format);
+            init_logging(settings.log_format, SERVER_LOG);
             open_store(&settings).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::Backup { backup, common } => {
             let settings = load_settings(&common)?;
-            init_logging(settings.log_format);
+            init_logging(settings.log_format, SERVER_LOG);
             let copied = backup::backup(&settings, &backup).await?;
             println!(
                 "backed up the database and {} blob files ({} already in the backup){} to {}",
@@ -188,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Restore { backup, common } => {
             let settings = load_settings(&common)?;
-            init_logging(settings.log_format);
+            init_logging(settings.log_format, SERVER_LOG);
             let copied = backup::restore(&settings, &backup)?;
             println!(
                 "restored the database and {} blob files{} into {}",
@@ -204,7 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::RotateKey { common } => {
             let settings = load_settings(&common)?;
-            init_logging(settings.log_format);
+            init_logging(settings.log_format, SERVER_LOG);
             rotate_key(&settings).await
         }
         Command::User {
@@ -217,7 +318,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
         } => {
             let settings = load_settings(&common)?;
-            init_logging(settings.log_format);
+            init_logging(settings.log_format, SERVER_LOG);
+            let password = password.read()?;
             let store = open_store(&settings).await?;
             let role = if admin { Role::Admin } else { Role::User };
             let user = users::create_user(
@@ -248,8 +350,14 @@ fn load_settings(common: &CommonArgs) -> anyhow::Result<Settings> {
     Ok(Settings::resolve(&flags, &|name| std::env::var(name).ok(), file)?)
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+/// What a server logs unless RUST_LOG says otherwise.
+const SERVER_LOG: &str = "info,sqlx=warn";
+/// What the commands for a terminal log: their output is what the person reads; the log only
+/// warns.
+const QUIET_LOG: &str = "warn";
+
+fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = fmt()
         .with_env_filter(filter)

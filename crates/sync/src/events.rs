@@ -19,11 +19,14 @@ const CHANNEL_CAPACITY: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum SyncEvent {
-    /// `current` of `total` files of the run are done; `file` is the one just finished.
+    /// `current` of `total` files of the run are done; `file` is the one just finished. `bytes`
+    /// of `total_bytes` are done, by the sizes the source announced (a file without one counts 0).
     Progress {
         run_id: Uuid,
         current: u64,
         total: u64,
+        bytes: u64,
+        total_bytes: u64,
         file: Option<String>,
     },
     /// The knowledge base's sync status changed.
@@ -149,11 +152,15 @@ mod tests {
             run_id: Uuid::nil(),
             current: 3,
             total: 10,
+            bytes: 2048,
+            total_bytes: 8192,
             file: Some("a.pdf".into()),
         };
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(event.name(), "progress");
         assert_eq!(json["current"], 3);
         assert_eq!(json["file"], "a.pdf");
+        assert_eq!(json["bytes"], 2048);
+        assert_eq!(json["total_bytes"], 8192);
     }
 }

@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -68,31 +68,135 @@ fn a_bad_setting_stops_start_up_with_a_message_naming_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bindd"));
 }
 
-#[test]
-fn user_create_makes_an_account_that_can_log_in_and_refuses_duplicates() {
-    let dir = tempfile::tempdir().unwrap();
-    let create = |email: &str| {
-        kbsync()
-            .args([
-                "user",
-                "create",
-                "--email",
-                email,
-                "--password",
-                "a long password",
-                "--admin",
-                "--data-dir",
-            ])
-            .arg(dir.path())
-            .output()
+/// `kbsync user create` with the password on standard input.
+fn user_create_from_stdin(data_dir: &std::path::Path, email: &str, input: &str) -> std::process::Output {
+    let mut child = kbsync()
+        .args([
+            "user",
+            "create",
+            "--email",
+            email,
+            "--password-stdin",
+            "--admin",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Whether `email` can sign in with `password`, through a server on the data directory.
+fn can_log_in(data_dir: &std::path::Path, email: &str, password: &str) -> bool {
+    let mut child = kbsync()
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|line| line.contains("kbsync listening"))
+        .and_then(|line| {
+            line.split("addr=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_owned)
+        })
+        .expect("the server never said where it listens");
+    std::thread::spawn(move || lines.for_each(drop));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await
             .unwrap()
-    };
-    let out = create("ops@example.com");
+            .status()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    status == reqwest::StatusCode::OK
+}
+
+#[test]
+fn user_create_reads_the_password_from_stdin_and_refuses_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = user_create_from_stdin(dir.path(), "ops@example.com", "a long password\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("created admin user ops@example.com"));
-    let out = create("OPS@example.com");
+    let out = user_create_from_stdin(dir.path(), "OPS@example.com", "a long password\n");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
+    // The line break that ends the input is not part of the password.
+    assert!(can_log_in(dir.path(), "ops@example.com", "a long password"));
+}
+
+#[test]
+fn user_create_reads_the_password_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password.txt");
+    std::fs::write(&file, "a password from a file\r\n").unwrap();
+    let data = dir.path().join("data");
+    let out = kbsync()
+        .args(["user", "create", "--email", "file@example.com", "--password-file"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created user user file@example.com"));
+    assert!(can_log_in(&data, "file@example.com", "a password from a file"));
+
+    let out = kbsync()
+        .args([
+            "user",
+            "create",
+            "--email",
+            "missing@example.com",
+            "--password-file",
+        ])
+        .arg(dir.path().join("no-such-file"))
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password-file"));
+}
+
+#[test]
+fn user_create_refuses_a_password_on_the_command_line_and_creates_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kbsync()
+        .args([
+            "user",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "a long password",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--password is not accepted"), "{stderr}");
+    assert!(stderr.contains("--password-stdin"), "{stderr}");
+    // Nobody was created: the same email is free for a proper attempt.
+    let out = user_create_from_stdin(dir.path(), "ops@example.com", "a long password\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// A build without the demo refuses `--demo` with a message that says why.
@@ -211,20 +315,7 @@ fn serve_demo_answers_search_and_stops_cleanly_on_sigterm() {
 )]
 fn serve_demo_on_an_existing_database_creates_no_demo_account() {
     let dir = tempfile::tempdir().unwrap();
-    let out = kbsync()
-        .args([
-            "user",
-            "create",
-            "--email",
-            "ops@example.com",
-            "--password",
-            "a long password",
-            "--admin",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = user_create_from_stdin(dir.path(), "ops@example.com", "a long password\n");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut child = kbsync()
         .args(["serve", "--demo", "--bind", "127.0.0.1:0", "--data-dir"])

@@ -6,3 +6,4 @@ mod cli;
 mod common;
 mod ops;
 mod sync_process;
+mod terminal;

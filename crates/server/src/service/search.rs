@@ -79,6 +79,18 @@ pub async fn search(
     kb_ids: &[KbId],
     limit: Option<u32>,
 ) -> Result<Vec<SearchHit>, ApiError> {
+    search_as(state, Reader::of(user), text, kb_ids, limit).await
+}
+
+/// [`search`] for a reader rather than a signed-in user: the operator's `kbsync search` reads
+/// as [`Reader::Admin`].
+pub async fn search_as(
+    state: &AppState,
+    reader: Reader,
+    text: &str,
+    kb_ids: &[KbId],
+    limit: Option<u32>,
+) -> Result<Vec<SearchHit>, ApiError> {
     let text = checked_query(text)?;
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
@@ -93,7 +105,7 @@ pub async fn search(
         .store
         .search(SearchQuery {
             text,
-            reader: Reader::of(user),
+            reader,
             kb_ids,
             limit,
         })

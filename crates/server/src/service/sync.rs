@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use kbsync_core::{
-    KbId, SyncStatus, User,
+    KbId, KnowledgeBase, SyncStatus, User,
     datasource::{AccessToken, DatasourceKind, TokenSource},
 };
 use kbsync_core::{Source, SourceKind, SyncProgress, SyncRun};
@@ -243,9 +243,16 @@ pub struct PublicationBrief {
 /// The sync state of a knowledge base the caller sees (at least some of its documents).
 pub async fn state_of(state: &AppState, user: &User, kb_id: KbId) -> Result<SyncStateView, ApiError> {
     let view = knowledge::visible(state, user, kb_id).await?;
+    state_view(state, &view.kb).await
+}
+
+/// The sync state of a knowledge base, without an access check: for callers that checked
+/// already, and for the operator's `kbsync status`, which sees every knowledge base.
+pub async fn state_view(state: &AppState, kb: &KnowledgeBase) -> Result<SyncStateView, ApiError> {
+    let kb_id = kb.id;
     let now = state.clock.now();
     let stored = state.store.get_sync_state(kb_id, now).await?;
-    let connection = match DatasourceKind::of(view.kb.kb_type) {
+    let connection = match DatasourceKind::of(kb.kb_type) {
         Some(_) => state
             .datasources
             .manager

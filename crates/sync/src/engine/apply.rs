@@ -150,6 +150,7 @@ impl SyncEngine {
         };
         if finished {
             run.current += 1;
+            run.bytes = run.bytes.saturating_add(w.announced_size());
             self.save_progress(run, Some(&w.path)).await;
             self.publish(
                 run.kb_id,
@@ -157,6 +158,8 @@ impl SyncEngine {
                     run_id: run.id,
                     current: run.current,
                     total: run.total,
+                    bytes: run.bytes,
+                    total_bytes: run.total_bytes,
                     file: Some(w.path.clone()),
                 },
             );

@@ -23,7 +23,7 @@ pub use self::types::{RunSummary, SyncContext, SyncError, SyncLimits};
 
 use self::gather::is_quiet;
 use self::plan::state_settings;
-use self::types::{Gathered, Run, Stop};
+use self::types::{Gathered, Run, Stop, Work};
 use crate::events::SyncEvent;
 
 /// The counter of files by outcome.
@@ -214,6 +214,7 @@ impl SyncEngine {
             return Ok(SyncStatus::Cancelled);
         }
         run.total = u64::try_from(work.len()).unwrap_or(u64::MAX);
+        run.total_bytes = work.iter().map(Work::announced_size).sum();
         self.save_progress(run, None).await;
         for plan in &mut plans {
             if plan.remaining == 0 {

@@ -116,6 +116,10 @@ pub(super) struct Run {
     /// Files of the work list finished, and their number.
     pub(super) current: u64,
     pub(super) total: u64,
+    /// Bytes of the finished files of the work list, and of the whole list, as the source
+    /// announced their sizes (a file without an announced size counts 0).
+    pub(super) bytes: u64,
+    pub(super) total_bytes: u64,
     /// Where the run's time goes; its wall time started with the run.
     pub(super) phases: Arc<PhaseMeter>,
 }
@@ -137,6 +141,8 @@ impl Run {
             source_failed: false,
             current: 0,
             total: 0,
+            bytes: 0,
+            total_bytes: 0,
             phases: PhaseMeter::start(),
         }
     }
@@ -259,4 +265,11 @@ pub(super) struct Work {
     pub(super) id: String,
     pub(super) item: KnownItem,
     pub(super) path: String,
+}
+
+impl Work {
+    /// The file's size as the source announced it; 0 when it announced none.
+    pub(super) fn announced_size(&self) -> u64 {
+        self.item.size.map_or(0, |s| u64::try_from(s).unwrap_or(0))
+    }
 }

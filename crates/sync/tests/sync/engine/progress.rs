@@ -136,6 +136,7 @@ async fn progress_is_persisted_and_events_tell_the_run_as_it_goes(store: Arc<dyn
             status: SyncStatus::Syncing
         })
     );
+    let mut bytes_seen = Vec::new();
     let progress: Vec<(u64, u64)> = events
         .iter()
         .filter_map(|e| match e {
@@ -143,16 +144,28 @@ async fn progress_is_persisted_and_events_tell_the_run_as_it_goes(store: Arc<dyn
                 run_id: r,
                 current,
                 total,
+                bytes,
+                total_bytes,
                 file,
             } => {
                 assert_eq!(*r, run_id);
                 assert!(file.as_deref().is_some_and(|f| f.starts_with("/P/")), "{file:?}");
+                bytes_seen.push((*bytes, *total_bytes));
                 Some((*current, *total))
             }
             _ => None,
         })
         .collect();
     assert_eq!(progress, [(1, 3), (2, 3), (3, 3)], "the three files to download");
+    // The bytes of the three files (failed ones count: they are done), as the drive announced them.
+    let total_bytes =
+        ("alpha apple".len() + "bravo banana".len() + "%PDF-1.4 this is not a pdf at all".len()) as u64;
+    assert!(
+        bytes_seen.iter().all(|(_, t)| *t == total_bytes),
+        "{bytes_seen:?}"
+    );
+    assert!(bytes_seen.windows(2).all(|w| w[0].0 < w[1].0), "{bytes_seen:?}");
+    assert_eq!(bytes_seen.last().map(|b| b.0), Some(total_bytes));
     let failed: Vec<&SyncEvent> = events
         .iter()
         .filter(|e| matches!(e, SyncEvent::FileFailed { .. }))
