@@ -116,5 +116,9 @@ mod tests {
                  `#[utoipa::path]` on the handler, so that the OpenAPI document describes it"
             );
         }
+        // The web UI's router (merged above, undocumented: its pages are not the API) must not
+        // serve anything under the API's prefix.
+        let ui = include_str!("ui/mod.rs");
+        assert!(!ui.contains("\"/api"), "the UI router serves a route under /api");
     }
 }
