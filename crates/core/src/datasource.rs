@@ -19,7 +19,7 @@ use crate::KbType;
 /// the API, the settings and the metrics; what people see) is its [`DatasourceInfo`] in the
 /// registry below: outside the datasource's own crate, code asks [`DatasourceKind::info`]
 /// rather than matching on the kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum DatasourceKind {
     #[serde(rename = "onedrive")]
     OneDrive,
@@ -193,7 +193,8 @@ pub struct BrowseLocation {
     pub item_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What a picker row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     Drive,
@@ -203,7 +204,7 @@ pub enum EntryKind {
 }
 
 /// One row of the picker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BrowseEntry {
     pub kind: EntryKind,
     pub id: String,

@@ -49,6 +49,23 @@ macro_rules! string_enum {
             }
         }
 
+        // By hand rather than derived: the derive does not see `serde(rename)` through the macro
+        // and would document the variants' Rust names; the spellings come from `as_str`.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some($name::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                std::borrow::Cow::Borrowed(stringify!($name))
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
@@ -263,9 +280,11 @@ pub struct Document {
 }
 
 /// One ranked search result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchHit {
+    #[schema(value_type = uuid::Uuid)]
     pub knowledge_id: KbId,
+    #[schema(value_type = uuid::Uuid)]
     pub document_id: DocumentId,
     pub name: String,
     pub snippet: String,
@@ -303,9 +322,11 @@ impl From<&str> for Chunk {
 }
 
 /// One ranked passage for retrieval: a whole chunk of a document, with where it comes from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Passage {
+    #[schema(value_type = uuid::Uuid)]
     pub knowledge_id: KbId,
+    #[schema(value_type = uuid::Uuid)]
     pub document_id: DocumentId,
     pub name: String,
     /// The document's path at its source (for uploads, the path it was given).
@@ -368,6 +389,18 @@ mod tests {
         }
         let err = "bogus".parse::<KbType>().unwrap_err();
         assert!(err.to_string().contains("local onedrive"), "{err}");
+    }
+
+    #[test]
+    fn string_enums_document_their_json_spellings() {
+        let schema = serde_json::to_value(<KbType as utoipa::PartialSchema>::schema()).unwrap();
+        let json: Vec<serde_json::Value> = KbType::ALL
+            .iter()
+            .map(|t| serde_json::to_value(t).unwrap())
+            .collect();
+        assert_eq!(schema["enum"], serde_json::Value::Array(json), "{schema}");
+        assert_eq!(schema["type"], "string");
+        assert_eq!(<SyncStatus as utoipa::ToSchema>::name(), "SyncStatus");
     }
 
     #[test]

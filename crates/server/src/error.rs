@@ -7,7 +7,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use kbsync_store::{BlobError, StoreError};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -65,24 +66,71 @@ impl ApiError {
         self.status_and_code().0
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         match self {
-            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            ApiError::BadCredentials => (StatusCode::UNAUTHORIZED, "bad_credentials"),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
-            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_configured"),
-            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, "bad_gateway"),
-            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, ErrorCode::BadRequest),
+            ApiError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Invalid),
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
+            ApiError::BadCredentials => (StatusCode::UNAUTHORIZED, ErrorCode::BadCredentials),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            ApiError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Busy),
+            ApiError::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, ErrorCode::NotConfigured),
+            ApiError::BadGateway(_) => (StatusCode::BAD_GATEWAY, ErrorCode::BadGateway),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
         }
     }
+}
+
+/// Every error answer's body: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people: what went wrong (for 5xx, never the internal cause).
+    pub message: String,
+}
+
+/// What kind of error it is, for programs; each code comes with one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request is malformed (unparseable body, wrong content type).
+    BadRequest,
+    /// 422: a field has a value the service cannot accept; the message names the field.
+    Invalid,
+    /// 401: no valid session token, API key or session cookie.
+    Unauthenticated,
+    /// 401: sign-in with a wrong email or password.
+    BadCredentials,
+    /// 403: the caller may see the resource but not do this to it.
+    Forbidden,
+    /// 404: the resource does not exist, or the caller may not know that it does.
+    NotFound,
+    /// 409: the change conflicts with the current state.
+    Conflict,
+    /// 413: the body is larger than the limit.
+    PayloadTooLarge,
+    /// 429: too many failed attempts; see `Retry-After`.
+    TooManyRequests,
+    /// 503: a dependency (the database) is unavailable.
+    Unavailable,
+    /// 503: the server has no capacity right now; see `Retry-After`.
+    Busy,
+    /// 501: the server is not set up for this.
+    NotConfigured,
+    /// 502: a remote service answered something unusable.
+    BadGateway,
+    /// 500: an internal error (details are in the server's log).
+    Internal,
 }
 
 impl IntoResponse for ApiError {
@@ -99,8 +147,10 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response =
-            (status, Json(json!({"error": {"code": code, "message": message}}))).into_response();
+        let body = ErrorBody {
+            error: ErrorDetail { code, message },
+        };
+        let mut response = (status, Json(body)).into_response();
         match &self {
             ApiError::TooManyRequests { retry_after_secs } | ApiError::Busy { retry_after_secs } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {

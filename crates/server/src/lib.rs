@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod error;
 pub mod metrics_layer;
+pub mod openapi;
 pub mod pipeline;
 pub mod publishing;
 pub mod router;

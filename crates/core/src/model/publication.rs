@@ -20,7 +20,7 @@ string_enum!(
 );
 
 /// Counts of the last publish that got as far as comparing files.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct PublicationCounts {
     /// Files Open WebUI's knowledge base holds after the publish, as kbsync sent them.
@@ -36,7 +36,7 @@ pub struct PublicationCounts {
 }
 
 /// A file the last publish could not bring into Open WebUI, with Open WebUI's reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublishFailure {
     pub path: String,
     pub error: String,
@@ -44,7 +44,7 @@ pub struct PublishFailure {
 
 /// A person who may read some of the knowledge base in kbsync but has no grant in Open WebUI,
 /// and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeftOutReader {
     pub email: String,
     pub reason: String,

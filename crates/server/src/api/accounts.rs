@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use kbsync_core::{ApiKey, ApiKeyScope, Role, User, UserId, UserKind};
 use kbsync_store::{Account, KeyWithOwner};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
@@ -15,15 +16,16 @@ use super::{
 use crate::{
     AppState,
     auth::{CurrentUser, SessionUser},
-    error::ApiResult,
+    error::{ApiResult, ErrorBody},
     service::{self, accounts, api_keys},
 };
 
 // --- wire types --------------------------------------------------------------------------------
 
 /// The account a key acts as, in an administrator's list.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyOwnerDto {
+    #[schema(value_type = uuid::Uuid)]
     pub id: UserId,
     pub email: String,
     pub display_name: Option<String>,
@@ -44,7 +46,7 @@ impl From<User> for KeyOwnerDto {
 }
 
 /// A key as lists show it: never the key itself, only its first characters (`prefix`).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ApiKeyDto {
     pub id: Uuid,
     pub name: String,
@@ -85,17 +87,19 @@ impl From<KeyWithOwner> for ApiKeyDto {
 }
 
 /// A key just made: the only answer that carries the key itself.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CreatedKeyDto {
     #[serde(flatten)]
     pub listed: ApiKeyDto,
     pub key: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateKeyRequest {
     pub name: String,
+    /// `read` (GET and HEAD only) or `write`.
     pub scope: String,
+    /// Absent: the key never expires.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -109,14 +113,15 @@ impl CreateKeyRequest {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeysDto {
     pub items: Vec<ApiKeyDto>,
 }
 
 /// An account as administrators see it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AccountDto {
+    #[schema(value_type = uuid::Uuid)]
     pub id: UserId,
     pub email: String,
     pub display_name: Option<String>,
@@ -145,23 +150,27 @@ impl From<Account> for AccountDto {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PatchAccountRequest {
+    /// `admin` or `user`.
     pub role: Option<String>,
     pub disabled: Option<bool>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteAccountParams {
+    /// The account that takes over the deleted one's knowledge bases (needed when it owns any).
+    #[param(value_type = Option<uuid::Uuid>)]
     pub transfer_to: Option<UserId>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ResetPasswordRequest {
     pub password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
     pub current_password: String,
     pub new_password: String,
@@ -169,6 +178,19 @@ pub struct ChangePasswordRequest {
 
 // --- personal keys -----------------------------------------------------------------------------
 
+/// Create an API key for the caller's own account
+///
+/// The answer is the only one that carries the key itself.
+#[utoipa::path(post, path = "/me/api-keys", tag = "api keys",
+    security(("session_token" = [])),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "Created", body = CreatedKeyDto),
+        (status = 400, description = "The body is not JSON, or an unknown scope", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "An API key: managing credentials needs a signed-in session", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn create_own_key(
     State(state): State<AppState>,
     caller: SessionUser,
@@ -184,6 +206,13 @@ pub async fn create_own_key(
     ))
 }
 
+/// The caller's API keys (never the keys themselves)
+#[utoipa::path(get, path = "/me/api-keys", tag = "api keys",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The keys", body = KeysDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+    ))]
 pub async fn list_own_keys(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -194,6 +223,16 @@ pub async fn list_own_keys(
     }))
 }
 
+/// Revoke one of the caller's API keys
+#[utoipa::path(delete, path = "/me/api-keys/{id}", tag = "api keys",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = Uuid, Path, description = "The key")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key", body = ErrorBody),
+        (status = 404, description = "No such key of the caller's", body = ErrorBody),
+    ))]
 pub async fn revoke_own_key(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -205,6 +244,18 @@ pub async fn revoke_own_key(
 
 // --- service keys and every key (admins) -------------------------------------------------------
 
+/// Create a service account with an API key (admins)
+#[utoipa::path(post, path = "/admin/api-keys", tag = "api keys",
+    security(("session_token" = [])),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "Created, with its service account as `owner`", body = CreatedKeyDto),
+        (status = 400, description = "The body is not JSON, or an unknown scope", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "An API key, or the caller is not an admin", body = ErrorBody),
+        (status = 409, description = "A service account of this name exists", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn create_service_key(
     State(state): State<AppState>,
     caller: SessionUser,
@@ -224,6 +275,14 @@ pub async fn create_service_key(
     ))
 }
 
+/// Every API key, with the account it acts as (admins)
+#[utoipa::path(get, path = "/admin/api-keys", tag = "api keys",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The keys", body = KeysDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+    ))]
 pub async fn list_all_keys(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -235,13 +294,27 @@ pub async fn list_all_keys(
 }
 
 /// What an admin may change on an existing key.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchKeyRequest {
     pub trusted_user_assertion: bool,
 }
 
+/// Let a service key name the user a tool request is for, or stop it (admins)
+///
 /// Changing what a key may assert is credential management: it needs a signed-in admin session.
+#[utoipa::path(patch, path = "/admin/api-keys/{id}", tag = "api keys",
+    security(("session_token" = [])),
+    params(("id" = Uuid, Path, description = "The key")),
+    request_body = PatchKeyRequest,
+    responses(
+        (status = 200, description = "The key", body = ApiKeyDto),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "An API key, or the caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn patch_any_key(
     State(state): State<AppState>,
     caller: SessionUser,
@@ -252,6 +325,16 @@ pub async fn patch_any_key(
     Ok(Json(key.into()))
 }
 
+/// Revoke any API key (admins)
+#[utoipa::path(delete, path = "/admin/api-keys/{id}", tag = "api keys",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = Uuid, Path, description = "The key")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin, or uses a read-only key", body = ErrorBody),
+        (status = 404, description = "No such key", body = ErrorBody),
+    ))]
 pub async fn revoke_any_key(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -263,6 +346,16 @@ pub async fn revoke_any_key(
 
 // --- accounts (admins) -------------------------------------------------------------------------
 
+/// Every account (admins)
+#[utoipa::path(get, path = "/users", tag = "users",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of accounts", body = ListDto<AccountDto>),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn list_accounts(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -273,6 +366,16 @@ pub async fn list_accounts(
     Ok(Json(ListDto::of(page, found)))
 }
 
+/// One account (admins)
+#[utoipa::path(get, path = "/users/{id}", tag = "users",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The account")),
+    responses(
+        (status = 200, description = "The account", body = AccountDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+    ))]
 pub async fn get_account(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -281,6 +384,20 @@ pub async fn get_account(
     Ok(Json(accounts::get(&state, &user, id).await?.into()))
 }
 
+/// Change an account's role or disable it (admins)
+#[utoipa::path(patch, path = "/users/{id}", tag = "users",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = Uuid, Path, description = "The account")),
+    request_body = PatchAccountRequest,
+    responses(
+        (status = 200, description = "The account", body = AccountDto),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin, or uses a read-only key", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 409, description = "It would leave no enabled admin", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn patch_account(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -291,6 +408,18 @@ pub async fn patch_account(
     Ok(Json(account.into()))
 }
 
+/// Delete an account (admins)
+#[utoipa::path(delete, path = "/users/{id}", tag = "users",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = Uuid, Path, description = "The account"), DeleteAccountParams),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin, or uses a read-only key", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 409, description = "It would leave no enabled admin", body = ErrorBody),
+        (status = 422, description = "It owns knowledge bases and `transfer_to` is missing or unusable", body = ErrorBody),
+    ))]
 pub async fn delete_account(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -301,6 +430,20 @@ pub async fn delete_account(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Set another account's password and end its sessions (admins)
+#[utoipa::path(post, path = "/users/{id}/password", tag = "users",
+    security(("session_token" = [])),
+    params(("id" = Uuid, Path, description = "The account")),
+    request_body = ResetPasswordRequest,
+    responses(
+        (status = 204, description = "Set"),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "An API key, or the caller is not an admin", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+        (status = 409, description = "A service account (it has no password)", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn reset_password(
     State(state): State<AppState>,
     caller: SessionUser,
@@ -311,6 +454,19 @@ pub async fn reset_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Change the caller's own password; the caller's other sessions end
+#[utoipa::path(post, path = "/me/password", tag = "auth",
+    security(("session_token" = [])),
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "An API key: managing credentials needs a signed-in session", body = ErrorBody),
+        (status = 409, description = "The account has no password (it signs in through the organisation's provider)", body = ErrorBody),
+        (status = 422, description = "The current password is wrong, or the new one is too short", body = ErrorBody),
+        (status = 429, description = "Too many wrong current passwords; see `Retry-After`", body = ErrorBody),
+    ))]
 pub async fn change_own_password(
     State(state): State<AppState>,
     caller: SessionUser,

@@ -13,6 +13,7 @@ use kbsync_core::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiPath, ApiQuery};
 use kbsync_oauth::{CallbackError, Initiated};
@@ -20,21 +21,36 @@ use kbsync_oauth::{CallbackError, Initiated};
 use crate::{
     AppState,
     auth::{self, CurrentUser},
-    error::ApiResult,
+    error::{ApiResult, ErrorBody},
     service::connections,
 };
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct DatasourceDto {
     pub datasource: DatasourceKind,
+    /// What people call it.
+    #[schema(value_type = String)]
     pub name: &'static str,
     pub configured: bool,
     /// Knowledge bases can connect as the organisation's application (`POST …/auth/app-only`).
     pub app_only: bool,
 }
 
-pub async fn list(State(state): State<AppState>, CurrentUser(_user): CurrentUser) -> Json<serde_json::Value> {
-    let items: Vec<DatasourceDto> = connections::datasources(&state)
+/// The datasources kbsync knows.
+#[derive(Serialize, ToSchema)]
+pub struct DatasourcesDto {
+    pub datasources: Vec<DatasourceDto>,
+}
+
+/// The datasources kbsync knows, and whether each is configured
+#[utoipa::path(get, path = "/datasources", tag = "datasources",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The datasources", body = DatasourcesDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<AppState>, CurrentUser(_user): CurrentUser) -> Json<DatasourcesDto> {
+    let datasources = connections::datasources(&state)
         .into_iter()
         .map(|c| DatasourceDto {
             datasource: c.kind,
@@ -43,21 +59,40 @@ pub async fn list(State(state): State<AppState>, CurrentUser(_user): CurrentUser
             app_only: connections::app_only_configured(&state, c.kind),
         })
         .collect();
-    Json(json!({ "datasources": items }))
+    Json(DatasourcesDto { datasources })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct KbParam {
+    /// The knowledge base to connect.
+    #[param(value_type = uuid::Uuid)]
     pub knowledge_id: KbId,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct InitiateResponse {
+    /// Where to send the browser: the authorization server's sign-in and consent.
     pub auth_url: String,
 }
 
+/// Start connecting a knowledge base to a datasource (OAuth authorization code with PKCE; managers)
+///
 /// Answers the authorize URL and sets the cookie that binds the flow to the caller's browser
 /// (or cookie jar): the callback completes only when it comes back with that cookie.
+#[utoipa::path(get, path = "/datasources/{datasource}/auth/initiate", tag = "datasources",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive`"), KbParam),
+    responses(
+        (status = 200, description = "The authorize URL; `Set-Cookie` binds the flow to this client", body = InitiateResponse,
+            headers(("set-cookie" = String, description = "The flow's binding cookie"))),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such datasource or knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "The knowledge base is of another type", body = ErrorBody),
+        (status = 422, description = "No or a malformed `knowledge_id`", body = ErrorBody),
+        (status = 501, description = "The datasource's OAuth client is not configured", body = ErrorBody),
+    ))]
 pub async fn initiate(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -79,8 +114,22 @@ pub async fn initiate(
         .into_response())
 }
 
-/// Connects a knowledge base as the organisation's application (administrators only; 409 when app-only
-/// access is not configured): no sign-in, answered with 204. The knowledge base is then due for a sync.
+/// Connect a knowledge base as the organisation's application, without sign-in (admins)
+///
+/// The knowledge base is then due for a sync.
+#[utoipa::path(post, path = "/datasources/{datasource}/auth/app-only", tag = "datasources",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive`"), KbParam),
+    responses(
+        (status = 204, description = "Connected"),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin, or uses a read-only key", body = ErrorBody),
+        (status = 404, description = "No such datasource or knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "App-only access is not configured, or the knowledge base is of another type", body = ErrorBody),
+        (status = 422, description = "No or a malformed `knowledge_id`", body = ErrorBody),
+        (status = 501, description = "The datasource's OAuth client is not configured", body = ErrorBody),
+        (status = 502, description = "The token endpoint refused", body = ErrorBody),
+    ))]
 pub async fn connect_app_only(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -130,7 +179,8 @@ fn cookie_line(public_url: &str, flow_id: &str, value: &str, max_age_secs: i64) 
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackParams {
     pub code: Option<String>,
     pub state: Option<String>,
@@ -138,9 +188,18 @@ pub struct CallbackParams {
     pub error_description: Option<String>,
 }
 
-/// The redirect target of the authorization server. Needs no login: the single-use state, and
-/// the binding cookie of the browser that started the flow, are the proof. Always answers the
-/// small page that reports to the opener, and removes the flow's binding cookie.
+/// The authorization server's redirect target: completes a connect flow
+///
+/// Needs no login: the single-use state, and the binding cookie of the browser that started the
+/// flow, are the proof. Always answers the small page that reports to the opener, and removes the
+/// flow's binding cookie.
+#[utoipa::path(get, path = "/datasources/{datasource}/auth/callback", tag = "datasources",
+    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive`"), CallbackParams,
+        ("kbsync_oauth_binding_{flow}" = Option<String>, Cookie, description = "The binding cookie `initiate` set")),
+    responses(
+        (status = 200, description = "Connected: a page that tells its opener", content(("text/html"))),
+        (status = 400, description = "Refused or failed: a page that tells its opener why", content(("text/html"))),
+    ))]
 pub async fn callback(
     State(state): State<AppState>,
     ApiPath(datasource): ApiPath<String>,
@@ -288,7 +347,8 @@ pub fn html_escape(text: &str) -> String {
     out
 }
 
-#[derive(Serialize)]
+/// A knowledge base's stored connection (never the token itself).
+#[derive(Serialize, ToSchema)]
 pub struct ConnectionDto {
     pub datasource: DatasourceKind,
     pub has_stored_token: bool,
@@ -299,6 +359,16 @@ pub struct ConnectionDto {
     pub app_only: bool,
 }
 
+/// The knowledge base's connection: whether a token is stored, and whether it needs re-authorisation
+#[utoipa::path(get, path = "/knowledge/{id}/connection", tag = "datasources",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such knowledge base or no connection, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn get_connection(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -315,6 +385,16 @@ pub async fn get_connection(
     }))
 }
 
+/// Forget the knowledge base's stored connection (managers)
+#[utoipa::path(delete, path = "/knowledge/{id}/connection", tag = "datasources",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base")),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn delete_connection(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -324,18 +404,35 @@ pub async fn delete_connection(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BrowseParams {
+    /// The connected knowledge base whose connection browses.
+    #[param(value_type = uuid::Uuid)]
     pub knowledge_id: KbId,
+    /// With `item_id`: the folder to list; absent: the top level (drives and sites).
     pub drive_id: Option<String>,
     pub item_id: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct BrowseResponse {
     pub items: Vec<BrowseEntry>,
 }
 
+/// The picker: drives, sites, folders and files at a location of the connected datasource
+#[utoipa::path(get, path = "/datasources/{datasource}/browse", tag = "datasources",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive`"), BrowseParams),
+    responses(
+        (status = 200, description = "The entries at the location", body = BrowseResponse),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such datasource, knowledge base or location", body = ErrorBody),
+        (status = 409, description = "The knowledge base is not connected, or needs re-authorisation", body = ErrorBody),
+        (status = 422, description = "No or a malformed `knowledge_id`", body = ErrorBody),
+        (status = 502, description = "The datasource answered with an error", body = ErrorBody),
+    ))]
 pub async fn browse(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -14,14 +14,14 @@ use futures::Stream;
 use kbsync_core::{KbId, SyncStatus, datasource::DatasourceKind};
 use kbsync_core::{Source, SyncPhaseTimes, SyncRun};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::{
     AppState,
     auth::CurrentUser,
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorBody},
     service::{
         sync::{self as service, PickedItem},
         sync_events,
@@ -30,8 +30,10 @@ use crate::{
 
 // --- wire types --------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+/// A folder or file chosen in the picker.
+#[derive(Deserialize, ToSchema)]
 pub struct PickedItemDto {
+    /// `folder` or `file`.
     #[serde(rename = "type")]
     pub kind: String,
     pub drive_id: String,
@@ -41,19 +43,22 @@ pub struct PickedItemDto {
     pub path: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AddSourcesRequest {
+    /// The datasource the items are in, e.g. `onedrive`.
     pub datasource: String,
     pub items: Vec<PickedItemDto>,
     /// A token from the browser for this run only; never stored.
     pub access_token: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SourceDto {
     pub id: Uuid,
     pub datasource: DatasourceKind,
+    /// `folder` or `file`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "folder")]
     pub kind: &'static str,
     pub drive_id: String,
     pub item_id: String,
@@ -80,7 +85,7 @@ impl From<Source> for SourceDto {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SourcesAccepted {
     /// The run that syncs the sources; `null` when a run was already going (the sources are
     /// picked up by the next run).
@@ -88,23 +93,26 @@ pub struct SourcesAccepted {
     pub sources: Vec<SourceDto>,
 }
 
-#[derive(Deserialize, Default)]
+/// The optional body of a manual sync.
+#[derive(Deserialize, Default, ToSchema)]
 pub struct StartSyncRequest {
+    /// A token from the browser for this run only; never stored. Absent: the stored connection.
     pub access_token: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RunAccepted {
     pub run_id: Uuid,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CancelAccepted {
     /// Whether a run was going and was asked to stop.
     pub cancel_requested: bool,
 }
 
-#[derive(Serialize)]
+/// The progress of the current (or last) run: files done of those found.
+#[derive(Serialize, ToSchema)]
 pub struct ProgressDto {
     pub run_id: Option<Uuid>,
     pub current: u64,
@@ -112,7 +120,8 @@ pub struct ProgressDto {
     pub file: Option<String>,
 }
 
-#[derive(Serialize)]
+/// A knowledge base's sync state.
+#[derive(Serialize, ToSchema)]
 pub struct SyncStateDto {
     pub status: SyncStatus,
     pub running: bool,
@@ -152,16 +161,20 @@ impl From<service::SyncStateView> for SyncStateDto {
     }
 }
 
-#[derive(Serialize)]
+/// A file a run could not sync, and why.
+#[derive(Serialize, ToSchema)]
 pub struct FailureDto {
     pub item_id: String,
     pub name: String,
     pub reason: String,
 }
 
-#[derive(Serialize)]
+/// One sync run.
+#[derive(Serialize, ToSchema)]
 pub struct RunDto {
     pub id: Uuid,
+    /// `manual`, `scheduled` or `webhook`.
+    #[schema(value_type = String, example = "manual")]
     pub trigger: &'static str,
     pub status: SyncStatus,
     pub started_at: DateTime<Utc>,
@@ -180,7 +193,7 @@ pub struct RunDto {
 /// A run's phase times in seconds (docs/sync.md, "Where a run's time goes"): enumerate, plan and
 /// permissions are steps of the run (wall time); download, extract and index are summed over the
 /// files, which run concurrently, so together they may exceed `wall_seconds`.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PhasesDto {
     pub enumerate_seconds: f64,
     pub plan_seconds: f64,
@@ -233,13 +246,41 @@ impl From<SyncRun> for RunDto {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunsParams {
+    /// Most runs to answer, newest first.
     pub limit: Option<u32>,
+}
+
+/// A knowledge base's sources.
+#[derive(Serialize, ToSchema)]
+pub struct SourcesDto {
+    pub sources: Vec<SourceDto>,
+}
+
+/// A knowledge base's recent runs, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct RunsDto {
+    pub runs: Vec<RunDto>,
 }
 
 // --- handlers ------------------------------------------------------------------------------------
 
+/// Add picked folders and files as sources, and start a run that syncs them (managers)
+#[utoipa::path(post, path = "/knowledge/{id}/sources", tag = "sync",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = Uuid, Path, description = "The knowledge base")),
+    request_body = AddSourcesRequest,
+    responses(
+        (status = 202, description = "Added; a run syncs them", body = SourcesAccepted),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "The knowledge base is not connected to this datasource", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn add_sources(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -268,19 +309,38 @@ pub async fn add_sources(
     ))
 }
 
+/// The folders and files the knowledge base syncs from
+#[utoipa::path(get, path = "/knowledge/{id}/sources", tag = "sync",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The knowledge base")),
+    responses(
+        (status = 200, description = "The sources", body = SourcesDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn list_sources(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     ApiPath(id): ApiPath<KbId>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let sources: Vec<SourceDto> = service::list_sources(&state, &user, id)
+) -> ApiResult<Json<SourcesDto>> {
+    let sources = service::list_sources(&state, &user, id)
         .await?
         .into_iter()
         .map(SourceDto::from)
         .collect();
-    Ok(Json(json!({ "sources": sources })))
+    Ok(Json(SourcesDto { sources }))
 }
 
+/// Remove a source and the documents that came from it (managers)
+#[utoipa::path(delete, path = "/knowledge/{id}/sources/{source_id}", tag = "sync",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = Uuid, Path, description = "The knowledge base"), ("source_id" = Uuid, Path, description = "The source")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such knowledge base or source, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn delete_source(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -290,6 +350,22 @@ pub async fn delete_source(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Start a sync run now (managers)
+///
+/// The body is optional: without one the run uses the stored connection.
+#[utoipa::path(post, path = "/knowledge/{id}/sync", tag = "sync",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = Uuid, Path, description = "The knowledge base")),
+    request_body(content = Option<StartSyncRequest>, description = "Optional"),
+    responses(
+        (status = 202, description = "Started", body = RunAccepted),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "A run is going already, or the knowledge base is not connected or needs re-authorisation", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn start_sync(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -312,6 +388,16 @@ pub async fn start_sync(
     Ok((StatusCode::ACCEPTED, Json(RunAccepted { run_id })))
 }
 
+/// Ask the running sync to stop (managers)
+#[utoipa::path(post, path = "/knowledge/{id}/sync/cancel", tag = "sync",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = Uuid, Path, description = "The knowledge base")),
+    responses(
+        (status = 202, description = "Asked (or nothing was running)", body = CancelAccepted),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn cancel_sync(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -321,6 +407,15 @@ pub async fn cancel_sync(
     Ok((StatusCode::ACCEPTED, Json(CancelAccepted { cancel_requested })))
 }
 
+/// The knowledge base's sync state: status, progress, last and next run, connection
+#[utoipa::path(get, path = "/knowledge/{id}/sync", tag = "sync",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The knowledge base")),
+    responses(
+        (status = 200, description = "The sync state", body = SyncStateDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn get_sync(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -329,22 +424,42 @@ pub async fn get_sync(
     Ok(Json(service::state_of(&state, &user, id).await?.into()))
 }
 
+/// The knowledge base's recent sync runs, newest first, with counts and failed files
+#[utoipa::path(get, path = "/knowledge/{id}/sync/runs", tag = "sync",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The knowledge base"), RunsParams),
+    responses(
+        (status = 200, description = "The runs", body = RunsDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn list_runs(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     ApiPath(id): ApiPath<KbId>,
     ApiQuery(params): ApiQuery<RunsParams>,
-) -> ApiResult<Json<serde_json::Value>> {
-    let runs: Vec<RunDto> = service::runs(&state, &user, id, params.limit)
+) -> ApiResult<Json<RunsDto>> {
+    let runs = service::runs(&state, &user, id, params.limit)
         .await?
         .into_iter()
         .map(RunDto::from)
         .collect();
-    Ok(Json(json!({ "runs": runs })))
+    Ok(Json(RunsDto { runs }))
 }
 
-/// Server-Sent Events of a knowledge base's sync: `status` at once, then `progress`,
-/// `file_failed`, `status` and `finished` as they happen, from whichever instance runs the sync.
+/// Live sync events (Server-Sent Events)
+///
+/// `status` at once, then `progress`, `file_failed`, `status` and `finished` as they happen, from
+/// whichever instance runs the sync; a comment every 15 s keeps the connection open.
+#[utoipa::path(get, path = "/knowledge/{id}/sync/events", tag = "sync",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = Uuid, Path, description = "The knowledge base")),
+    responses(
+        (status = 200, description = "An event stream", content(("text/event-stream"))),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn sync_events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -12,6 +12,7 @@ use kbsync_core::{Document, DocumentId, DocumentStatus, KbId, Passage, Role, Sea
 use kbsync_store::PageOf;
 use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
     extract::{ApiJson, ApiPath, ApiQuery},
@@ -20,14 +21,15 @@ use super::{
 use crate::{
     AppState,
     auth::{ClientAddress, CurrentUser},
-    error::{ApiError, ApiResult},
+    error::{ApiError, ApiResult, ErrorBody},
     service::{self, documents, knowledge, knowledge::KbView, search, users},
 };
 
 // --- wire types --------------------------------------------------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UserDto {
+    #[schema(value_type = uuid::Uuid)]
     pub id: UserId,
     pub email: String,
     pub role: Role,
@@ -43,17 +45,20 @@ impl From<User> for UserDto {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KnowledgeDto {
+    #[schema(value_type = uuid::Uuid)]
     pub id: KbId,
     pub name: String,
     pub description: String,
     #[serde(rename = "type")]
     pub kb_type: kbsync_core::KbType,
+    #[schema(value_type = uuid::Uuid)]
     pub owner_id: UserId,
     pub sync_status: kbsync_core::SyncStatus,
     /// What the caller may do: `documents` (read only the documents whose permissions at the
     /// source name them), `read`, `write` or `manage`.
+    #[schema(value_type = String, example = "manage")]
     pub access: &'static str,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -82,9 +87,11 @@ impl From<KbView> for KnowledgeDto {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct FileDto {
+    #[schema(value_type = uuid::Uuid)]
     pub id: DocumentId,
+    #[schema(value_type = uuid::Uuid)]
     pub knowledge_id: KbId,
     pub name: String,
     pub path: String,
@@ -117,7 +124,8 @@ impl From<Document> for FileDto {
     }
 }
 
-#[derive(Serialize)]
+/// One page of a list: `items`, the `total` number there are, and the page asked for.
+#[derive(Serialize, ToSchema)]
 pub struct ListDto<T> {
     pub items: Vec<T>,
     pub total: u64,
@@ -136,26 +144,45 @@ impl<T> ListDto<T> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// Items per page (default 50, at most 200).
     pub limit: Option<u32>,
+    /// Items to skip.
     pub offset: Option<u64>,
 }
 
 // --- auth and users ----------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LoginResponse {
+    /// The session token: send it as `Authorization: Bearer <token>`.
     pub token: String,
     pub user: UserDto,
 }
 
+/// Sign in with email and password
+///
+/// Answers a session token for `Authorization: Bearer`. Failed attempts are counted per account
+/// and per client address.
+#[utoipa::path(post, path = "/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = LoginResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Wrong email or password", body = ErrorBody),
+        (status = 403, description = "Password sign-in is turned off, or the account is disabled", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts; see `Retry-After`", body = ErrorBody),
+        (status = 503, description = "Password hashing is saturated; see `Retry-After`", body = ErrorBody),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     client: ClientAddress,
@@ -168,22 +195,49 @@ pub async fn login(
     }))
 }
 
+/// Sign out: end the session whose token the request carries
+#[utoipa::path(post, path = "/auth/logout", tag = "auth",
+    security(("session_token" = [])),
+    responses(
+        (status = 204, description = "The session has ended"),
+        (status = 401, description = "No bearer token", body = ErrorBody),
+    ))]
 pub async fn logout(State(state): State<AppState>, token: crate::auth::BearerToken) -> ApiResult<StatusCode> {
     users::logout(&state, &token.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The caller's own account
+#[utoipa::path(get, path = "/me", tag = "auth",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "The caller", body = UserDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+    ))]
 pub async fn me(CurrentUser(user): CurrentUser) -> Json<UserDto> {
     Json(user.into())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateUserRequest {
     pub email: String,
     pub password: String,
+    /// `admin` or `user` (the default).
     pub role: Option<String>,
 }
 
+/// Create a user account (admins)
+#[utoipa::path(post, path = "/users", tag = "users",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    request_body = CreateUserRequest,
+    responses(
+        (status = 201, description = "Created", body = UserDto),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin, or uses a read-only key", body = ErrorBody),
+        (status = 409, description = "An account with this email exists", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn create_user(
     State(state): State<AppState>,
     CurrentUser(caller): CurrentUser,
@@ -212,14 +266,26 @@ pub async fn create_user(
 
 // --- knowledge bases ---------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateKnowledgeRequest {
     pub name: String,
     pub description: Option<String>,
+    /// `local` (the default: uploads) or a datasource, e.g. `onedrive`.
     #[serde(rename = "type")]
     pub kb_type: Option<String>,
 }
 
+/// Create a knowledge base
+#[utoipa::path(post, path = "/knowledge", tag = "knowledge",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    request_body = CreateKnowledgeRequest,
+    responses(
+        (status = 201, description = "Created; the caller owns it", body = KnowledgeDto),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn create_knowledge(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -236,6 +302,15 @@ pub async fn create_knowledge(
     Ok((StatusCode::CREATED, Json(view.into())))
 }
 
+/// The knowledge bases the caller may read (at least some documents of)
+#[utoipa::path(get, path = "/knowledge", tag = "knowledge",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(PageParams),
+    responses(
+        (status = 200, description = "One page of knowledge bases", body = ListDto<KnowledgeDto>),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn list_knowledge(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -246,6 +321,15 @@ pub async fn list_knowledge(
     Ok(Json(ListDto::of(page, found)))
 }
 
+/// One knowledge base
+#[utoipa::path(get, path = "/knowledge/{id}", tag = "knowledge",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base")),
+    responses(
+        (status = 200, description = "The knowledge base", body = KnowledgeDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn get_knowledge(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -254,12 +338,13 @@ pub async fn get_knowledge(
     Ok(Json(knowledge::visible(&state, &user, id).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PatchKnowledgeRequest {
     pub name: Option<String>,
     pub description: Option<String>,
     /// Absent: unchanged; `null`: the server's default; a number: this knowledge base's own.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1)]
     pub sync_interval_minutes: Option<Option<u32>>,
 }
 
@@ -268,6 +353,19 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>
     Option::<u32>::deserialize(d).map(Some)
 }
 
+/// Change a knowledge base's name, description or sync interval (managers)
+#[utoipa::path(patch, path = "/knowledge/{id}", tag = "knowledge",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base")),
+    request_body = PatchKnowledgeRequest,
+    responses(
+        (status = 200, description = "The changed knowledge base", body = KnowledgeDto),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller may not change this", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn patch_knowledge(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -283,6 +381,16 @@ pub async fn patch_knowledge(
     Ok(Json(view.into()))
 }
 
+/// Delete a knowledge base with its documents, sources and connection (managers)
+#[utoipa::path(delete, path = "/knowledge/{id}", tag = "knowledge",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller may not change this", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn delete_knowledge(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -292,14 +400,27 @@ pub async fn delete_knowledge(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize, Deserialize)]
+/// The users granted access by hand (grants from the drive's sharing are not listed here).
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct AccessDto {
     #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     pub read: Vec<UserId>,
     #[serde(default)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     pub write: Vec<UserId>,
 }
 
+/// The knowledge base's manual read and write grants (managers)
+#[utoipa::path(get, path = "/knowledge/{id}/access", tag = "knowledge",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base")),
+    responses(
+        (status = 200, description = "The grants", body = AccessDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn get_access(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -312,6 +433,19 @@ pub async fn get_access(
     }))
 }
 
+/// Replace the knowledge base's manual grants (managers)
+#[utoipa::path(put, path = "/knowledge/{id}/access", tag = "knowledge",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base")),
+    request_body = AccessDto,
+    responses(
+        (status = 200, description = "The grants now", body = AccessDto),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller may not change this", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 422, description = "An unknown user id, or a field of the wrong type", body = ErrorBody),
+    ))]
 pub async fn put_access(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -327,13 +461,39 @@ pub async fn put_access(
 
 // --- files -------------------------------------------------------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct UploadAccepted {
+    #[schema(value_type = uuid::Uuid)]
     pub id: DocumentId,
     pub name: String,
     pub status: DocumentStatus,
 }
 
+/// The form of an upload: one file, in a part named `file` (other small fields are ignored).
+#[derive(ToSchema)]
+pub struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// Upload a file (writers of a local knowledge base)
+///
+/// The file is stored at once and extracted and indexed in the background; a file of the same
+/// name replaces the earlier one.
+#[utoipa::path(post, path = "/knowledge/{id}/files", tag = "files",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base")),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 202, description = "Stored; extraction follows (`status` is `pending`)", body = UploadAccepted),
+        (status = 400, description = "Not a multipart body, or a malformed one", body = ErrorBody),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller may not change this", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "The knowledge base syncs from a datasource; uploads go to local ones", body = ErrorBody),
+        (status = 413, description = "The file is larger than the upload limit", body = ErrorBody),
+        (status = 422, description = "No `file` part, or an unsupported file type", body = ErrorBody),
+    ))]
 pub async fn upload_file(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -398,6 +558,16 @@ async fn store_upload(
     }
 }
 
+/// The knowledge base's documents the caller may read
+#[utoipa::path(get, path = "/knowledge/{id}/files", tag = "files",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base"), PageParams),
+    responses(
+        (status = 200, description = "One page of documents", body = ListDto<FileDto>),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 404, description = "No such knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
+    ))]
 pub async fn list_files(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -409,6 +579,15 @@ pub async fn list_files(
     Ok(Json(ListDto::of(page, found)))
 }
 
+/// One document's metadata and status
+#[utoipa::path(get, path = "/knowledge/{id}/files/{file_id}", tag = "files",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base"), ("file_id" = uuid::Uuid, Path, description = "The document")),
+    responses(
+        (status = 200, description = "The document", body = FileDto),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 404, description = "No such knowledge base or document, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn get_file(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -417,6 +596,15 @@ pub async fn get_file(
     Ok(Json(documents::get(&state, &user, kb_id, id).await?.into()))
 }
 
+/// The document's original bytes, as an attachment
+#[utoipa::path(get, path = "/knowledge/{id}/files/{file_id}/content", tag = "files",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base"), ("file_id" = uuid::Uuid, Path, description = "The document")),
+    responses(
+        (status = 200, description = "The file, with its media type", content(("application/octet-stream"))),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 404, description = "No such knowledge base or document, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn file_content(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -436,6 +624,16 @@ pub async fn file_content(
         .into_response())
 }
 
+/// Delete a document (writers)
+#[utoipa::path(delete, path = "/knowledge/{id}/files/{file_id}", tag = "files",
+    security(("session_token" = []), ("api_key" = ["write"])),
+    params(("id" = uuid::Uuid, Path, description = "The knowledge base"), ("file_id" = uuid::Uuid, Path, description = "The document")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "A read-only API key, or the caller may not change this", body = ErrorBody),
+        (status = 404, description = "No such knowledge base or document, or the caller may not see it", body = ErrorBody),
+    ))]
 pub async fn delete_file(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -472,13 +670,23 @@ fn content_disposition(name: &str) -> String {
 
 // --- search ------------------------------------------------------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SearchResponse {
     pub results: Vec<SearchHit>,
 }
 
-/// `q`, `limit` and any number of `knowledge_id` parameters; parsed by hand because the
-/// repeated key does not fit a struct.
+/// Full-text search over every document the caller may read
+#[utoipa::path(get, path = "/search", tag = "search",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    description = "Ranked hits with a snippet each, only from documents the caller may read.",
+    params(("q" = String, Query, description = "The words to search for"), ("limit" = Option<u32>, Query, description = "Most hits to answer"), ("knowledge_id" = Option<Vec<uuid::Uuid>>, Query, explode, description = "Limit the search to these knowledge bases (repeat the parameter); default: every readable one")),
+    responses(
+        (status = 200, description = "The hits, best first", body = SearchResponse),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 422, description = "No `q`, or a malformed `limit` or `knowledge_id`", body = ErrorBody),
+    ))]
+// `q`, `limit` and any number of `knowledge_id` parameters; parsed by hand because the
+// repeated key does not fit a struct.
 pub async fn search_route(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -510,13 +718,26 @@ pub async fn search_route(
     Ok(Json(SearchResponse { results }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RetrieveResponse {
     pub passages: Vec<Passage>,
 }
 
-/// `q`, `top_k`, `neighbours` and any number of `knowledge_id` parameters (parsed by hand, like
-/// search's).
+/// Passages for retrieval-augmented generation: whole chunks, best first
+#[utoipa::path(get, path = "/retrieve", tag = "search",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    description = "Whole chunks of the documents the caller may read, best first, optionally with neighbouring chunks.",
+    params(("q" = String, Query, description = "The words to search for"),
+        ("top_k" = Option<u32>, Query, description = "Most passages to answer"),
+        ("neighbours" = Option<u32>, Query, description = "Preceding and following chunks to add to each passage"),
+        ("knowledge_id" = Option<Vec<uuid::Uuid>>, Query, explode, description = "Limit the search to these knowledge bases (repeat the parameter); default: every readable one")),
+    responses(
+        (status = 200, description = "The passages, best first", body = RetrieveResponse),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 422, description = "No `q`, or a malformed number or `knowledge_id`", body = ErrorBody),
+    ))]
+// `q`, `top_k`, `neighbours` and any number of `knowledge_id` parameters (parsed by hand, like
+// search's).
 pub async fn retrieve_route(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

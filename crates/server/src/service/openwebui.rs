@@ -8,6 +8,7 @@ use kbsync_core::{
 };
 use kbsync_openwebui::OpenWebUiError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::knowledge;
 use crate::{AppState, error::ApiError, publishing::Publisher};
@@ -16,7 +17,7 @@ use crate::{AppState, error::ApiError, publishing::Publisher};
 pub const MAX_HISTORY: u32 = 50;
 
 /// A knowledge base's publication as its manager sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PublicationView {
     pub enabled: bool,
     pub openwebui_knowledge_id: Option<String>,
@@ -34,7 +35,8 @@ pub struct PublicationView {
     pub left_out: Vec<LeftOutReader>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// Files done of those to upload, while publishing.
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct PublishProgressView {
     pub done: u64,
     pub total: u64,

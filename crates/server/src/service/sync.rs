@@ -231,7 +231,7 @@ pub struct SyncStateView {
 }
 
 /// Where a knowledge base's publication into Open WebUI stands, as its sync state shows it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct PublicationBrief {
     pub status: kbsync_core::PublicationStatus,
     pub done: u64,

@@ -28,25 +28,29 @@ pub const DEFAULT_TOOL_TOP_K: u32 = 5;
 
 /// The operation's arguments, as the model fills them in. Unknown fields are ignored: Open WebUI
 /// passes on whatever extra arguments a model invents, and refusing them would fail the tool call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SearchKnowledgeRequest {
+    /// What to look for.
     pub query: String,
+    /// Most passages to answer (default 5).
     pub top_k: Option<u32>,
 }
 
 /// One passage as the tool answers it: what a model needs to quote and cite it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ToolPassage {
     pub name: String,
     pub path: String,
     pub web_url: Option<String>,
     pub text: String,
     pub score: f64,
+    #[schema(value_type = uuid::Uuid)]
     pub knowledge_id: KbId,
+    #[schema(value_type = uuid::Uuid)]
     pub document_id: DocumentId,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchKnowledgeResponse {
     pub passages: Vec<ToolPassage>,
 }

@@ -6,6 +6,7 @@
 //! Sessions are the API's session tokens carried in the `kbsync_session` cookie. Every form
 //! carries a CSRF token derived from the session, checked before anything changes.
 
+pub(crate) mod api_docs;
 pub mod badge;
 mod pages;
 mod views;
@@ -83,7 +84,7 @@ pub fn router() -> Router<AppState> {
 
 /// Pages may load only their own script and stylesheet, talk only to this origin, and not be
 /// framed.
-async fn security_headers(mut response: Response) -> Response {
+pub(crate) async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
