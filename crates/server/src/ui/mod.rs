@@ -7,6 +7,7 @@
 //! carries a CSRF token derived from the session, checked before anything changes.
 
 pub mod badge;
+mod chart;
 mod pages;
 mod views;
 
