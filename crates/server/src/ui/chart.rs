@@ -96,7 +96,14 @@ impl Figure {
         let mut html = format!("<figure class=\"chart-figure\" id=\"{id}\">");
         html.push_str("<div class=\"chart-panels\">");
         for (i, panel) in self.panels.iter().enumerate() {
-            html.push_str(&panel.to_svg(&format!("{id}-{i}")));
+            // The visible title repeats the image's accessible name: hidden from assistive
+            // technology, which reads the image's own.
+            let _ = write!(
+                html,
+                "<div class=\"chart-panel\"><p class=\"chart-title\" aria-hidden=\"true\">{}</p>{}</div>",
+                escape(&panel.title),
+                panel.to_svg(&format!("{id}-{i}"))
+            );
         }
         html.push_str("</div>");
         let marks = |m: Mark| self.panels.iter().flat_map(|p| &p.bars).any(|b| b.mark == m);
@@ -473,6 +480,7 @@ mod tests {
             "{html}"
         );
         assert!(html.contains("<title id=\"runs-0-title\">Files changed per run</title>"));
+        assert!(html.contains("<p class=\"chart-title\" aria-hidden=\"true\">Files changed per run</p><svg"));
         assert!(html.contains("<desc id=\"runs-0-desc\">Three runs.</desc>"));
         assert!(html.contains("<details class=\"chart-data\"><summary>The numbers</summary>"));
         assert!(html.contains("<th scope=\"col\">Started</th>"));
