@@ -605,10 +605,11 @@ impl RunStore for CountingStore {
         id: uuid::Uuid,
         kb_id: KbId,
         trigger: SyncTrigger,
+        due_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<()> {
         self.count("create_sync_run");
-        self.inner.create_sync_run(id, kb_id, trigger, now).await
+        self.inner.create_sync_run(id, kb_id, trigger, due_at, now).await
     }
 
     async fn finish_sync_run(
@@ -644,6 +645,16 @@ impl RunStore for CountingStore {
     async fn purge_sync_runs(&self, finished_before: DateTime<Utc>, keep_per_kb: u32) -> Result<u64> {
         self.count("purge_sync_runs");
         self.inner.purge_sync_runs(finished_before, keep_per_kb).await
+    }
+
+    async fn sync_activity(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        period: chrono::TimeDelta,
+    ) -> Result<Vec<RunActivity>> {
+        self.count("sync_activity");
+        self.inner.sync_activity(since, until, period).await
     }
 }
 

@@ -129,6 +129,23 @@ string_enum!(
     }
 );
 
+impl SyncStatus {
+    /// The statuses a run ends with when it failed: it brought in nothing it was meant to, or
+    /// stopped before the end for a reason its owner must look at. A run that completed with
+    /// errors or was cancelled did not fail.
+    pub const FAILURES: [SyncStatus; 4] = [
+        SyncStatus::Failed,
+        SyncStatus::AccessRevoked,
+        SyncStatus::FileLimitExceeded,
+        SyncStatus::NeedsReauth,
+    ];
+
+    /// Whether a run that ended with this status failed (one of [`SyncStatus::FAILURES`]).
+    pub fn is_failure(self) -> bool {
+        Self::FAILURES.contains(&self)
+    }
+}
+
 string_enum!(
     /// What a grant lets its user do with a knowledge base.
     Permission, "permission", { Read => "read", Write => "write" }

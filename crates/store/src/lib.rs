@@ -92,7 +92,7 @@ pub use orphans::{CollectedBlobs, OrphanBlobStore, collect_blobs};
 pub use page::{Page, PageOf};
 pub use postgres::PostgresStore;
 pub use publications::{PUBLISH_HISTORY, PublicationStore};
-pub use runs::RunStore;
+pub use runs::{RunActivity, RunStore};
 pub use schedule::{ClaimedSync, LeaseRenewal, ScheduleStore, SyncRelease};
 pub use search::{RetrieveQuery, SEARCH_DEPTH, SearchQuery, SearchStore};
 pub use secrets::{RotationReport, SecretColumn, SecretStore, StoredSecret, rotate_secrets};

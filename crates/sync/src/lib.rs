@@ -52,6 +52,6 @@ pub mod runtime;
 pub mod scheduler;
 pub mod state;
 
-pub use crate::engine::{RunSummary, SyncContext, SyncEngine, SyncError, SyncLimits};
+pub use crate::engine::{RunStart, RunSummary, SyncContext, SyncEngine, SyncError, SyncLimits};
 pub use crate::permissions::PermissionPolicy;
 pub use crate::runtime::{SyncRuntime, SyncSettings};

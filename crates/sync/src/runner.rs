@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use crate::{RunSummary, SyncContext, SyncEngine, SyncError};
+use crate::{RunStart, RunSummary, SyncContext, SyncEngine, SyncError};
 
 /// Where the runner finds the datasource and the credentials of a knowledge base. The server
 /// implements it over the configured datasources and the OAuth connection manager, which owns
@@ -179,6 +179,8 @@ struct Job {
     kb_id: KbId,
     run_id: Uuid,
     trigger: SyncTrigger,
+    /// When the scheduler found the knowledge base due (`None`: a manual run, or due at once).
+    due_at: Option<DateTime<Utc>>,
     datasource: Arc<dyn Datasource>,
     tokens: Arc<dyn TokenSource>,
     /// When the stored connection the tokens come from was stored; `None` for a
@@ -286,6 +288,7 @@ impl SyncRunner {
                 kb_id,
                 run_id,
                 trigger: SyncTrigger::Manual,
+                due_at: None,
                 datasource,
                 tokens,
                 connection_stored_at,
@@ -452,6 +455,7 @@ impl SyncRunner {
                 } else {
                     SyncTrigger::Scheduled
                 },
+                due_at: claim.due_at,
                 datasource,
                 tokens: tokens.source,
                 connection_stored_at: Some(tokens.stored_at),
@@ -496,6 +500,7 @@ impl Inner {
             kb_id,
             run_id,
             trigger,
+            due_at,
             datasource,
             tokens,
             connection_stored_at,
@@ -514,7 +519,7 @@ impl Inner {
             .drive(
                 kb_id,
                 run_id,
-                trigger,
+                RunStart { trigger, due_at },
                 datasource.as_ref(),
                 tokens.as_ref(),
                 &cancel,
@@ -572,7 +577,7 @@ impl Inner {
         self: &Arc<Self>,
         kb_id: KbId,
         run_id: Uuid,
-        trigger: SyncTrigger,
+        start: RunStart,
         datasource: &dyn Datasource,
         tokens: &dyn TokenSource,
         cancel: &CancellationToken,
@@ -584,7 +589,7 @@ impl Inner {
         );
         let outcome = self
             .engine
-            .run(run_id, kb_id, datasource, tokens, trigger, cancel.clone())
+            .run(run_id, kb_id, datasource, tokens, start, cancel.clone())
             .await;
         stop.cancel();
         // A renewal in flight finishes before the lease is released.

@@ -2,9 +2,10 @@
 //! its sync state, and the people behind access grants (the API speaks in user ids, people in
 //! email addresses).
 
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use kbsync_core::{Document, KbId, SyncStatus, User};
 use kbsync_core::{Source, SyncRun};
-use kbsync_store::{Page, PageOf, StoreError};
+use kbsync_store::{Page, PageOf, RunActivity, StoreError};
 
 use super::{
     knowledge::{self, KbView},
@@ -52,11 +53,14 @@ pub struct KbDetail {
     pub sync: SyncStateView,
     pub sources: Vec<Source>,
     pub files: PageOf<Document>,
+    /// The latest runs, newest first: the page lists the first [`RUNS_SHOWN`] and charts all.
     pub runs: Vec<SyncRun>,
 }
 
-/// The most runs a knowledge base's page lists.
-const RUNS_SHOWN: u32 = 10;
+/// The most runs a knowledge base's page lists (its chart shows [`RUNS_CHARTED`]).
+pub const RUNS_SHOWN: usize = 10;
+/// The most runs a knowledge base's run history chart shows.
+const RUNS_CHARTED: u32 = 30;
 
 /// A caller who reads only some documents sees those (and their count), the sync state, and no
 /// sources or runs (their names and failures speak of documents they may not read).
@@ -66,7 +70,7 @@ pub async fn detail(state: &AppState, user: &User, kb_id: KbId, files: Page) -> 
     let (sources, runs) = if view.access.can_read() {
         (
             sync::list_sources(state, user, kb_id).await?,
-            sync::runs(state, user, kb_id, Some(RUNS_SHOWN)).await?,
+            sync::runs(state, user, kb_id, Some(RUNS_CHARTED)).await?,
         )
     } else {
         (Vec::new(), Vec::new())
@@ -163,9 +167,7 @@ pub struct AdminView {
 }
 
 pub fn admin(state: &AppState, user: &User) -> Result<AdminView, ApiError> {
-    if !user.is_admin() {
-        return Err(ApiError::Forbidden("only admins may see the settings".into()));
-    }
+    require_admin(user)?;
     Ok(AdminView {
         settings: state.settings.clone(),
         sync: state.sync_settings.clone(),
@@ -174,6 +176,39 @@ pub fn admin(state: &AppState, user: &User) -> Result<AdminView, ApiError> {
         free_slots: state.sync.free_slots(),
         max_runs: state.sync_settings.runner.max_runs,
     })
+}
+
+fn require_admin(user: &User) -> Result<(), ApiError> {
+    if user.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("only admins may see the settings".into()))
+    }
+}
+
+/// How many hours of sync activity the admin page shows, the current one included.
+pub const ACTIVITY_HOURS: i32 = 24;
+
+/// The sync runs of every knowledge base over the last [`ACTIVITY_HOURS`], by clock hour.
+pub struct SyncActivity {
+    /// The start of the first hour shown.
+    pub since: DateTime<Utc>,
+    /// The hours in which a run started, oldest first (the others had none).
+    pub hours: Vec<RunActivity>,
+}
+
+/// The admin page's sync activity: runs of every knowledge base that started in the current
+/// clock hour or the [`ACTIVITY_HOURS`] - 1 before it, grouped by hour.
+pub async fn activity(state: &AppState, user: &User) -> Result<SyncActivity, ApiError> {
+    require_admin(user)?;
+    let now = state.clock.now();
+    let hour = TimeDelta::hours(1);
+    let this_hour = now
+        .duration_trunc(hour)
+        .map_err(|e| ApiError::Internal(format!("cannot round {now} to the hour: {e}")))?;
+    let since = this_hour - hour * (ACTIVITY_HOURS - 1);
+    let hours = state.store.sync_activity(since, this_hour + hour, hour).await?;
+    Ok(SyncActivity { since, hours })
 }
 
 /// The search page: the knowledge bases to choose from and, when there is a query, the hits.

@@ -8,6 +8,7 @@
 
 pub(crate) mod api_docs;
 pub mod badge;
+mod chart;
 mod pages;
 mod views;
 

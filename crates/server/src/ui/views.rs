@@ -168,6 +168,8 @@ pub struct KbPage {
     pub prev_offset: Option<u64>,
     pub next_offset: Option<u64>,
     pub runs: Vec<RunRow>,
+    /// The run history chart with its numbers (escaped HTML, inserted as is).
+    pub run_chart: String,
     /// Whether this server can publish into Open WebUI (it is configured).
     pub openwebui_available: bool,
     /// The knowledge base's publication into Open WebUI, when it is on.
@@ -263,6 +265,8 @@ pub struct AdminPage {
     pub scheduler: Vec<SettingRow>,
     /// Change notifications: whether they are on, then one row per drive subscription.
     pub notifications: Vec<LabelRow>,
+    /// The last day's sync activity chart with its numbers (escaped HTML, inserted as is).
+    pub activity_chart: String,
 }
 
 /// A key just made, shown once.

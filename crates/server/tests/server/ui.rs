@@ -21,6 +21,7 @@ kbsync_kit::on_both_databases!(run = kbsync_kit::with_db;
     a_disabled_users_cookie_opens_nothing,
     only_admins_see_the_admin_pages_and_their_forms_act,
     the_account_page_changes_the_password_and_ends_other_sessions,
+    the_kb_and_admin_pages_chart_the_runs_with_their_numbers,
 );
 
 fn client() -> reqwest::Client {
@@ -1120,5 +1121,142 @@ async fn the_account_page_changes_the_password_and_ends_other_sessions(db: Db) {
     assert!(done.contains("Password changed"), "{done}");
     assert_eq!(page(&s, &other_cookie, "/kb").await.0, StatusCode::SEE_OTHER);
     s.login("alice@example.com", "brand new password").await;
+    s.stop().await;
+}
+
+/// Records finished runs of `kb` in the store, as the scheduler would have: over the last hours
+/// of the server's clock, each started some time after it was due, one that completed with
+/// errors and one that failed among them. Returns how many.
+pub(crate) async fn record_runs(s: &TestServer, kb: &str) -> usize {
+    use chrono::Duration;
+    use kbsync_core::{Clock, SyncFailure, SyncRunOutcome, SyncStatus, SyncTrigger};
+    let kb: uuid::Uuid = kb.parse().unwrap();
+    let now = s.clock.now();
+    // (hours ago, status, files brought in, removed, seconds it took, seconds late)
+    let runs = [
+        (20, SyncStatus::Completed, 48, 0, 95, 4),
+        (17, SyncStatus::Completed, 6, 2, 21, 3),
+        (14, SyncStatus::CompletedWithErrors, 11, 0, 40, 12),
+        (11, SyncStatus::Completed, 0, 0, 3, 2),
+        (8, SyncStatus::Failed, 0, 0, 7, 65),
+        (6, SyncStatus::Completed, 23, 4, 52, 8),
+        (3, SyncStatus::Completed, 9, 1, 18, 5),
+        (1, SyncStatus::Completed, 2, 0, 6, 3),
+    ];
+    for (ago, status, processed, deleted, took, late) in runs {
+        let id = uuid::Uuid::new_v4();
+        let started = now - Duration::hours(ago);
+        s.state
+            .store
+            .create_sync_run(
+                id,
+                kb,
+                SyncTrigger::Scheduled,
+                Some(started - Duration::seconds(late)),
+                started,
+            )
+            .await
+            .unwrap();
+        let failures: Vec<SyncFailure> = (status == SyncStatus::CompletedWithErrors)
+            .then(|| SyncFailure {
+                item_id: "broken".into(),
+                name: "Broken <scan>.pdf".into(),
+                reason: "the PDF is damaged".into(),
+            })
+            .into_iter()
+            .collect();
+        let outcome = SyncRunOutcome {
+            status,
+            processed,
+            failed: failures.len() as u64,
+            deleted,
+            skipped: 0,
+            total_found: processed + failures.len() as u64,
+            failures,
+            phases: None,
+        };
+        s.state
+            .store
+            .finish_sync_run(id, &outcome, started + Duration::seconds(took))
+            .await
+            .unwrap();
+    }
+    runs.len()
+}
+
+/// A knowledge base's page charts its runs (files changed and duration, failures marked) and the
+/// admin page the day's activity (files brought in and queue lag per hour), each as an image with
+/// a title and a description, and with a table of the numbers; before any run both say so in a
+/// sentence instead of drawing an empty chart.
+async fn the_kb_and_admin_pages_chart_the_runs_with_their_numbers(db: Db) {
+    let Some(s) = TestServer::start(db, with_onedrive()).await else {
+        return;
+    };
+    let http = client();
+    let (cookie, _) = sign_in(&s).await;
+    let token = s.admin_token().await;
+    let kb = onedrive_kb(&s, &token).await;
+    let page = |path: String| {
+        let http = http.clone();
+        let cookie = cookie.clone();
+        let base = s.base.clone();
+        async move {
+            let resp = http
+                .get(format!("{base}{path}"))
+                .header(header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            resp.text().await.unwrap()
+        }
+    };
+    let admin = page("/admin".into()).await;
+    assert!(
+        admin.contains("<p class=\"empty\">No sync run started in the last 24 hours.</p>"),
+        "{admin}"
+    );
+    assert!(!admin.contains("<svg class=\"chart\""), "{admin}");
+    let kb_page = page(format!("/kb/{kb}")).await;
+    assert!(kb_page.contains("No run yet."), "{kb_page}");
+    assert!(!kb_page.contains("<svg class=\"chart\""), "{kb_page}");
+
+    let runs = record_runs(&s, &kb).await;
+
+    let kb_page = page(format!("/kb/{kb}")).await;
+    assert_eq!(kb_page.matches("<svg class=\"chart\"").count(), 2, "{kb_page}");
+    for needle in [
+        "role=\"img\"",
+        "<title id=\"run-chart-0-title\">Files changed per run</title>",
+        "<title id=\"run-chart-1-title\">Duration per run</title>",
+        &format!("{runs} runs from "),
+        "1 failed (marked with a cross)",
+        "class=\"bar failed\"",
+        "class=\"bar partial\"",
+        "class=\"mark-failed\"",
+        "<summary>The runs in numbers</summary>",
+        "<th scope=\"col\">Files changed</th>",
+        // The first run: 48 files in 95 s.
+        "<td>48</td><td>0</td><td>95.0 s</td>",
+    ] {
+        assert!(kb_page.contains(needle), "{needle}: {kb_page}");
+    }
+    // The list under the chart still names the failed file, escaped.
+    assert!(kb_page.contains("Broken &#60;scan&#62;.pdf"), "{kb_page}");
+
+    let admin = page("/admin".into()).await;
+    assert_eq!(admin.matches("<svg class=\"chart\"").count(), 2, "{admin}");
+    for needle in [
+        "Files brought in per hour, all knowledge bases",
+        "Queue lag per hour: the longest wait of a due run",
+        &format!("{runs} runs from "),
+        "1 run failed (their hours are marked with a cross)",
+        "the longest wait was 65.0 s",
+        "class=\"bar failed\"",
+        "<summary>The hours with runs, in numbers (UTC)</summary>",
+        "<th scope=\"col\">Longest lag</th>",
+    ] {
+        assert!(admin.contains(needle), "{needle}: {admin}");
+    }
     s.stop().await;
 }

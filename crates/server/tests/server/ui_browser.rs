@@ -85,20 +85,25 @@ async fn start_driver() -> Option<Driver> {
 
 /// A browser at desktop size in light mode, or at phone size in dark mode.
 async fn browser(driver: &Driver, phone_dark: bool) -> Client {
+    if phone_dark {
+        browser_with(driver, "390,844", true).await
+    } else {
+        browser_with(driver, "1280,900", false).await
+    }
+}
+
+/// A browser with a window of `size` ("width,height"), in dark mode or light.
+async fn browser_with(driver: &Driver, size: &str, dark: bool) -> Client {
+    let window = format!("--window-size={size}");
     let mut args = vec![
         "--headless=new",
         "--no-sandbox",
         "--disable-gpu",
         "--disable-dev-shm-usage",
+        window.as_str(),
     ];
-    if phone_dark {
-        args.extend([
-            "--window-size=390,844",
-            "--force-dark-mode",
-            "--blink-settings=preferredColorScheme=0",
-        ]);
-    } else {
-        args.push("--window-size=1280,900");
+    if dark {
+        args.extend(["--force-dark-mode", "--blink-settings=preferredColorScheme=0"]);
     }
     let mut chrome = serde_json::json!({ "args": args });
     if let Some(binary) = on_path("chromium") {
@@ -152,9 +157,24 @@ async fn reload_until(c: &Client, url: &str, xpath: &str) {
 }
 
 async fn screenshot(c: &Client, name: &str) {
+    save_screenshot(name, c.screenshot().await.unwrap());
+}
+
+/// A screenshot of one element only (a chart), scrolled into view first.
+async fn element_screenshot(c: &Client, css: &str, name: &str) {
+    let element = c.find(Locator::Css(css)).await.unwrap();
+    c.execute(
+        "arguments[0].scrollIntoView({block: 'center'});",
+        vec![serde_json::to_value(&element).unwrap()],
+    )
+    .await
+    .unwrap();
+    save_screenshot(name, element.screenshot().await.unwrap());
+}
+
+fn save_screenshot(name: &str, png: Vec<u8>) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
     std::fs::create_dir_all(&dir).unwrap();
-    let png = c.screenshot().await.unwrap();
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
@@ -481,6 +501,69 @@ async fn connect_pick_watch_search_and_reauthorise_in_a_real_browser() {
     wait_for(&phone, "//span[@class='file-name' and text()='Onboarding.txt']").await;
     screenshot(&phone, "kb-phone-dark").await;
     phone.close().await.unwrap();
+    drop(driver);
+    s.stop().await;
+}
+
+/// The run history chart of a knowledge base and the admin page's activity chart, drawn by the
+/// server, in light and in dark mode: each is an image with its numbers in a table under a
+/// disclosure. Takes their screenshots for the README.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_history_and_activity_charts_read_in_light_and_dark_mode() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let s = TestServer::start(
+        Db::Sqlite,
+        Options {
+            onedrive: Some(OneDriveTest { with_secret: true }),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let token = s.admin_token().await;
+    let (status, body) = s
+        .post(
+            "/api/v1/knowledge",
+            Some(&token),
+            serde_json::json!({"name": "Team handbook", "type": "onedrive"}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{body}");
+    let kb = body["id"].as_str().unwrap().to_owned();
+    crate::ui::record_runs(&s, &kb).await;
+    let base = s.base.clone();
+    for (dark, suffix) in [(false, ""), (true, "-dark")] {
+        let c = browser_with(&driver, "1100,900", dark).await;
+        sign_in(&c, &base).await;
+        c.goto(&format!("{base}/kb/{kb}")).await.unwrap();
+        wait_for(
+            &c,
+            "//figure[@id='run-chart']//*[local-name()='svg' and @role='img']",
+        )
+        .await;
+        // The numbers are there for whoever cannot see the picture.
+        wait_for(
+            &c,
+            "//figure[@id='run-chart']//details/summary[normalize-space()='The runs in numbers']",
+        )
+        .await;
+        element_screenshot(&c, "figure#run-chart", &format!("kb-run-chart{suffix}")).await;
+        c.goto(&format!("{base}/admin")).await.unwrap();
+        wait_for(
+            &c,
+            "//figure[@id='activity-chart']//*[local-name()='svg' and @role='img']",
+        )
+        .await;
+        element_screenshot(
+            &c,
+            "section[aria-labelledby='activity-h']",
+            &format!("admin-activity-chart{suffix}"),
+        )
+        .await;
+        c.close().await.unwrap();
+    }
     drop(driver);
     s.stop().await;
 }

@@ -103,6 +103,64 @@ impl SyncRunRow {
     }
 }
 
+/// [`RunStore::sync_activity`](crate::RunStore::sync_activity): `$1` since, `$2` the period, `$3`
+/// until (milliseconds), `$4`..`$7` the failure statuses. Sums are cast back to `BIGINT`
+/// (PostgreSQL sums `BIGINT`s as `NUMERIC`); a lag is never negative (a run may start before it
+/// was due, when it was started by hand or the schedule moved).
+pub(crate) const SYNC_ACTIVITY: &str = "\
+    SELECT bucket, COUNT(*) AS runs, \
+      CAST(SUM(CASE WHEN status IN ($4, $5, $6, $7) THEN 1 ELSE 0 END) AS BIGINT) AS failed_runs, \
+      CAST(SUM(processed) AS BIGINT) AS processed, \
+      CAST(SUM(failed) AS BIGINT) AS failed_files, \
+      CAST(SUM(deleted) AS BIGINT) AS deleted, \
+      COUNT(lag) AS lagged_runs, \
+      CAST(COALESCE(SUM(lag), 0) AS BIGINT) AS lag_total, \
+      CAST(COALESCE(MAX(lag), 0) AS BIGINT) AS lag_max \
+    FROM (SELECT (started_at - CAST($1 AS BIGINT)) / CAST($2 AS BIGINT) AS bucket, status, processed, \
+            failed, deleted, \
+            CASE WHEN due_at IS NULL THEN NULL WHEN started_at > due_at THEN started_at - due_at ELSE 0 END AS lag \
+          FROM sync_runs WHERE started_at >= CAST($1 AS BIGINT) AND started_at < CAST($3 AS BIGINT)) r \
+    GROUP BY bucket ORDER BY bucket";
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RunActivityRow {
+    /// The period's number from `since`.
+    pub bucket: i64,
+    pub runs: i64,
+    pub failed_runs: i64,
+    pub processed: i64,
+    pub failed_files: i64,
+    pub deleted: i64,
+    pub lagged_runs: i64,
+    pub lag_total: i64,
+    pub lag_max: i64,
+}
+
+impl RunActivityRow {
+    pub(crate) fn into_activity(
+        self,
+        since: chrono::DateTime<chrono::Utc>,
+        period: chrono::TimeDelta,
+    ) -> Result<crate::RunActivity> {
+        let period_start = i32::try_from(self.bucket)
+            .ok()
+            .and_then(|index| period.checked_mul(index))
+            .and_then(|offset| since.checked_add_signed(offset))
+            .ok_or_else(|| StoreError::Corrupt(format!("activity period {} out of range", self.bucket)))?;
+        Ok(crate::RunActivity {
+            period_start,
+            runs: to_u64(self.runs)?,
+            failed_runs: to_u64(self.failed_runs)?,
+            processed: to_u64(self.processed)?,
+            failed_files: to_u64(self.failed_files)?,
+            deleted: to_u64(self.deleted)?,
+            lagged_runs: to_u64(self.lagged_runs)?,
+            lag_total: chrono::TimeDelta::milliseconds(self.lag_total),
+            lag_max: chrono::TimeDelta::milliseconds(self.lag_max),
+        })
+    }
+}
+
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct SyncFailureRow {
     pub run_id: String,
@@ -153,16 +211,18 @@ macro_rules! impl_run_store {
                 id: uuid::Uuid,
                 kb_id: kbsync_core::KbId,
                 trigger: kbsync_core::SyncTrigger,
+                due_at: Option<chrono::DateTime<chrono::Utc>>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<()> {
                 sqlx::query(
-                    "INSERT INTO sync_runs (id, kb_id, run_trigger, started_at, status) \
-                     VALUES ($1, $2, $3, $4, 'syncing')",
+                    "INSERT INTO sync_runs (id, kb_id, run_trigger, started_at, status, due_at) \
+                     VALUES ($1, $2, $3, $4, 'syncing', $5)",
                 )
                 .bind(id.to_string())
                 .bind(kb_id.to_string())
                 .bind(trigger.as_str())
                 .bind($crate::convert::ms(now))
+                .bind(due_at.map($crate::convert::ms))
                 .execute(&self.pool)
                 .await
                 .map_err(|e| match Self::err(e) {
@@ -345,6 +405,32 @@ macro_rules! impl_run_store {
                 .await
                 .map_err(Self::err)?;
                 Ok(done.rows_affected())
+            }
+
+            async fn sync_activity(
+                &self,
+                since: chrono::DateTime<chrono::Utc>,
+                until: chrono::DateTime<chrono::Utc>,
+                period: chrono::TimeDelta,
+            ) -> $crate::Result<Vec<$crate::RunActivity>> {
+                use $crate::sql::runs::RunActivityRow;
+                let period_ms = period.num_milliseconds();
+                if period_ms <= 0 || until <= since {
+                    return Ok(Vec::new());
+                }
+                let [f1, f2, f3, f4] = kbsync_core::SyncStatus::FAILURES.map(|s| s.as_str());
+                let rows = sqlx::query_as::<_, RunActivityRow>($crate::sql::runs::SYNC_ACTIVITY)
+                    .bind($crate::convert::ms(since))
+                    .bind(period_ms)
+                    .bind($crate::convert::ms(until))
+                    .bind(f1)
+                    .bind(f2)
+                    .bind(f3)
+                    .bind(f4)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                $crate::convert::collect(rows, |row| row.into_activity(since, period))
             }
         }
     };

@@ -15,11 +15,11 @@ use std::collections::HashSet;
 
 use kbsync_core::datasource::{Datasource, TokenSource};
 use kbsync_core::{KbId, SyncPhase, SyncStatus};
-use kbsync_core::{Source, SourceKind, SyncFailure, SyncProgress, SyncTrigger};
+use kbsync_core::{Source, SourceKind, SyncFailure, SyncProgress};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-pub use self::types::{RunSummary, SyncContext, SyncError, SyncLimits};
+pub use self::types::{RunStart, RunSummary, SyncContext, SyncError, SyncLimits};
 
 use self::gather::is_quiet;
 use self::plan::state_settings;
@@ -55,14 +55,15 @@ impl SyncEngine {
         kb_id: KbId,
         datasource: &dyn Datasource,
         tokens: &dyn TokenSource,
-        trigger: SyncTrigger,
+        start: impl Into<RunStart>,
         cancel: CancellationToken,
     ) -> Result<RunSummary, SyncError> {
+        let RunStart { trigger, due_at } = start.into();
         let store = &self.cx.store;
         // Its wall time starts here.
         let mut run = Run::new(run_id, kb_id);
         store
-            .create_sync_run(run_id, kb_id, trigger, self.cx.clock.now())
+            .create_sync_run(run_id, kb_id, trigger, due_at, self.cx.clock.now())
             .await?;
         store.set_sync_status(kb_id, SyncStatus::Syncing).await?;
         self.publish(

@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use kbsync_core::SyncTrigger;
 use kbsync_core::datasource::DatasourceError;
 use kbsync_core::{Clock, KbId, Random, SyncStatus};
 use kbsync_core::{Source, SyncFailure, SyncPhaseTimes, SyncRunOutcome};
@@ -17,6 +19,24 @@ use super::phases::PhaseMeter;
 use crate::events::SyncEvents;
 use crate::permissions::PermissionPolicy;
 use crate::state::{KnownItem, SourceState};
+
+/// Why a run starts: what triggered it and, for a run the scheduler claimed, when the knowledge
+/// base was due (recorded with the run for its queue lag). A bare [`SyncTrigger`] is a start that
+/// was not due at a known time (a manual run, or a first run due at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunStart {
+    pub trigger: SyncTrigger,
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl From<SyncTrigger> for RunStart {
+    fn from(trigger: SyncTrigger) -> Self {
+        Self {
+            trigger,
+            due_at: None,
+        }
+    }
+}
 
 /// Limits of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]

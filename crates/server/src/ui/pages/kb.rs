@@ -214,7 +214,13 @@ pub async fn kb_page(
         files_total: d.files.total,
         prev_offset,
         next_offset,
-        runs: d.runs.into_iter().map(run_row).collect(),
+        run_chart: charts::run_history(&d.runs).to_html(),
+        runs: d
+            .runs
+            .into_iter()
+            .take(overview::RUNS_SHOWN)
+            .map(run_row)
+            .collect(),
         openwebui_available: state.openwebui.is_some(),
         publication,
         notifications,

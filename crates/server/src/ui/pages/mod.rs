@@ -38,6 +38,7 @@ const KBS_PER_PAGE: u32 = 50;
 
 mod account;
 mod assets;
+mod charts;
 mod kb;
 mod kb_access;
 mod kb_openwebui;

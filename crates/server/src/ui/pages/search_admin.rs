@@ -154,11 +154,13 @@ pub async fn admin(State(state): State<AppState>, session: Session) -> UiResult 
             value: subscription_line(&r, now),
         });
     }
+    let activity = overview::activity(&state, &session.user).await?;
     Ok(render(&views::AdminPage {
         chrome: Chrome::of(&session, "admin"),
         settings,
         datasources,
         scheduler,
         notifications,
+        activity_chart: charts::activity(&activity).to_html(),
     }))
 }

@@ -520,16 +520,16 @@ async fn close_interrupted_runs_fails_only_that_kbs_runs_still_syncing(s: Arc<dy
     let (_, k) = kb_with_owner(&*s).await;
     let (_, other) = kb_with_owner(&*s).await;
     let (dead, done, elsewhere) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-    s.create_sync_run(dead, k, SyncTrigger::Scheduled, t(0))
+    s.create_sync_run(dead, k, SyncTrigger::Scheduled, None, t(0))
         .await
         .unwrap();
-    s.create_sync_run(done, k, SyncTrigger::Manual, t(1))
+    s.create_sync_run(done, k, SyncTrigger::Manual, None, t(1))
         .await
         .unwrap();
     s.finish_sync_run(done, &outcome_with(SyncStatus::Completed, vec![]), t(2))
         .await
         .unwrap();
-    s.create_sync_run(elsewhere, other, SyncTrigger::Manual, t(0))
+    s.create_sync_run(elsewhere, other, SyncTrigger::Manual, None, t(0))
         .await
         .unwrap();
 
@@ -552,7 +552,7 @@ async fn close_interrupted_runs_fails_only_that_kbs_runs_still_syncing(s: Arc<dy
 async fn recorded_failures_list_in_order_and_finish_appends_after_them(s: Arc<dyn Store>) {
     let (_, k) = kb_with_owner(&*s).await;
     let run = Uuid::new_v4();
-    s.create_sync_run(run, k, SyncTrigger::Scheduled, t(0))
+    s.create_sync_run(run, k, SyncTrigger::Scheduled, None, t(0))
         .await
         .unwrap();
     s.record_sync_failures(run, &[failure(1), failure(2)])
@@ -585,7 +585,7 @@ async fn recorded_failures_list_in_order_and_finish_appends_after_them(s: Arc<dy
 
     // Another run's failures are its own.
     let next = Uuid::new_v4();
-    s.create_sync_run(next, k, SyncTrigger::Manual, t(10))
+    s.create_sync_run(next, k, SyncTrigger::Manual, None, t(10))
         .await
         .unwrap();
     s.record_sync_failures(next, &[failure(9)]).await.unwrap();
@@ -604,7 +604,7 @@ async fn recorded_failures_list_in_order_and_finish_appends_after_them(s: Arc<dy
 async fn concurrent_failure_records_to_one_run_all_land_in_order(s: Arc<dyn Store>) {
     let (_, k) = kb_with_owner(&*s).await;
     let run = Uuid::new_v4();
-    s.create_sync_run(run, k, SyncTrigger::Scheduled, t(0))
+    s.create_sync_run(run, k, SyncTrigger::Scheduled, None, t(0))
         .await
         .unwrap();
     let writers = (0..8u32).map(|w| {

@@ -10,6 +10,7 @@ kbsync_kit::on_both_databases!(
     deleting_a_source_or_kb_cascades_to_its_documents,
     sync_runs_record_outcome_and_failures_newest_first,
     sync_runs_keep_their_phase_times_to_the_microsecond,
+    sync_activity_groups_every_kbs_runs_by_period_with_counts_and_queue_lag,
     set_sync_status_changes_kb_and_unknown_is_not_found,
     advancing_a_cursor_keeps_the_saved_state_and_needs_one,
     sharing_is_read_again_after_sources_or_users_change,
@@ -290,7 +291,7 @@ async fn deleting_a_source_or_kb_cascades_to_its_documents(s: Arc<dyn Store>) {
         .await
         .unwrap();
     let run = Uuid::new_v4();
-    s.create_sync_run(run, kb_id, SyncTrigger::Manual, t(0))
+    s.create_sync_run(run, kb_id, SyncTrigger::Manual, None, t(0))
         .await
         .unwrap();
     assert_eq!(s.delete_kb(kb_id, t(0)).await.unwrap(), vec![hash(1)]);
@@ -303,10 +304,10 @@ async fn deleting_a_source_or_kb_cascades_to_its_documents(s: Arc<dyn Store>) {
 async fn sync_runs_record_outcome_and_failures_newest_first(s: Arc<dyn Store>) {
     let (_, kb_id) = kb_with_owner(&*s).await;
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
-    s.create_sync_run(first, kb_id, SyncTrigger::Manual, t(0))
+    s.create_sync_run(first, kb_id, SyncTrigger::Manual, None, t(0))
         .await
         .unwrap();
-    s.create_sync_run(second, kb_id, SyncTrigger::Scheduled, t(10))
+    s.create_sync_run(second, kb_id, SyncTrigger::Scheduled, None, t(10))
         .await
         .unwrap();
     let outcome = SyncRunOutcome {
@@ -348,10 +349,129 @@ async fn sync_runs_record_outcome_and_failures_newest_first(s: Arc<dyn Store>) {
         Err(StoreError::NotFound)
     ));
     let err = s
-        .create_sync_run(Uuid::new_v4(), Uuid::new_v4(), SyncTrigger::Manual, t(0))
+        .create_sync_run(Uuid::new_v4(), Uuid::new_v4(), SyncTrigger::Manual, None, t(0))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::InvalidReference(_)), "{err:?}");
+}
+
+async fn sync_activity_groups_every_kbs_runs_by_period_with_counts_and_queue_lag(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let (_, other) = kb_with_owner(&*s).await;
+    let hour = Duration::hours(1);
+    let finished = |processed, failed, deleted, status| SyncRunOutcome {
+        status,
+        processed,
+        failed,
+        deleted,
+        skipped: 0,
+        total_found: processed + failed,
+        failures: vec![],
+        phases: None,
+    };
+    // (kb, started, due, outcome): `None` outcome = still running.
+    let runs = [
+        // Before the window and at its end: not counted.
+        (
+            kb_id,
+            t(-5),
+            None,
+            Some(finished(100, 0, 0, SyncStatus::Completed)),
+        ),
+        (
+            kb_id,
+            t(3 * 3600),
+            None,
+            Some(finished(100, 0, 0, SyncStatus::Completed)),
+        ),
+        // First hour: 10 s late, and one that started before it was due (lag 0), which failed.
+        (
+            kb_id,
+            t(10),
+            Some(t(0)),
+            Some(finished(5, 1, 2, SyncStatus::CompletedWithErrors)),
+        ),
+        (
+            other,
+            t(100),
+            Some(t(130)),
+            Some(finished(0, 0, 0, SyncStatus::AccessRevoked)),
+        ),
+        // Second hour: a manual run of the other knowledge base (no due time).
+        (
+            other,
+            t(3600 + 5),
+            None,
+            Some(finished(7, 0, 0, SyncStatus::Completed)),
+        ),
+        // Third hour: a run still going, a minute late.
+        (kb_id, t(2 * 3600 + 1), Some(t(2 * 3600 - 59)), None),
+    ];
+    for (kb, started, due, outcome) in runs {
+        let id = Uuid::new_v4();
+        let trigger = if due.is_some() {
+            SyncTrigger::Scheduled
+        } else {
+            SyncTrigger::Manual
+        };
+        s.create_sync_run(id, kb, trigger, due, started).await.unwrap();
+        if let Some(outcome) = outcome {
+            s.finish_sync_run(id, &outcome, started + Duration::seconds(30))
+                .await
+                .unwrap();
+        }
+    }
+    let activity = s.sync_activity(t(0), t(3 * 3600), hour).await.unwrap();
+    let zero = Duration::zero();
+    assert_eq!(
+        activity,
+        vec![
+            kbsync_store::RunActivity {
+                period_start: t(0),
+                runs: 2,
+                failed_runs: 1,
+                processed: 5,
+                failed_files: 1,
+                deleted: 2,
+                lagged_runs: 2,
+                lag_total: Duration::seconds(10),
+                lag_max: Duration::seconds(10),
+            },
+            kbsync_store::RunActivity {
+                period_start: t(3600),
+                runs: 1,
+                failed_runs: 0,
+                processed: 7,
+                failed_files: 0,
+                deleted: 0,
+                lagged_runs: 0,
+                lag_total: zero,
+                lag_max: zero,
+            },
+            kbsync_store::RunActivity {
+                period_start: t(2 * 3600),
+                runs: 1,
+                failed_runs: 0,
+                processed: 0,
+                failed_files: 0,
+                deleted: 0,
+                lagged_runs: 1,
+                lag_total: Duration::seconds(60),
+                lag_max: Duration::seconds(60),
+            },
+        ]
+    );
+    assert_eq!(activity[0].lag_mean(), Some(Duration::seconds(5)));
+    assert_eq!(activity[1].lag_mean(), None);
+    // A window that holds no run, an empty window and a period that is not positive find nothing.
+    assert!(
+        s.sync_activity(t(-7200), t(-3600), hour)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.sync_activity(t(0), t(0), hour).await.unwrap().is_empty());
+    assert!(s.sync_activity(t(0), t(3600), zero).await.unwrap().is_empty());
 }
 
 async fn sync_runs_keep_their_phase_times_to_the_microsecond(s: Arc<dyn Store>) {
@@ -359,7 +479,7 @@ async fn sync_runs_keep_their_phase_times_to_the_microsecond(s: Arc<dyn Store>) 
     let (_, kb_id) = kb_with_owner(&*s).await;
     let (measured, unmeasured, interrupted) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     for (run, at) in [(measured, 0), (unmeasured, 10), (interrupted, 20)] {
-        s.create_sync_run(run, kb_id, SyncTrigger::Manual, t(at))
+        s.create_sync_run(run, kb_id, SyncTrigger::Manual, None, t(at))
             .await
             .unwrap();
     }

@@ -375,7 +375,7 @@ async fn purge_sync_runs_keeps_recent_and_running_runs(s: Arc<dyn Store>) {
     let mut finished = Vec::new();
     for i in 0..5 {
         let id = Uuid::new_v4();
-        s.create_sync_run(id, busy, SyncTrigger::Scheduled, t(i * 10))
+        s.create_sync_run(id, busy, SyncTrigger::Scheduled, None, t(i * 10))
             .await
             .unwrap();
         s.finish_sync_run(
@@ -388,12 +388,12 @@ async fn purge_sync_runs_keeps_recent_and_running_runs(s: Arc<dyn Store>) {
         finished.push(id);
     }
     let running = Uuid::new_v4();
-    s.create_sync_run(running, busy, SyncTrigger::Manual, t(1))
+    s.create_sync_run(running, busy, SyncTrigger::Manual, None, t(1))
         .await
         .unwrap();
     // quiet: one old finished run.
     let lone = Uuid::new_v4();
-    s.create_sync_run(lone, quiet, SyncTrigger::Manual, t(0))
+    s.create_sync_run(lone, quiet, SyncTrigger::Manual, None, t(0))
         .await
         .unwrap();
     s.finish_sync_run(lone, &outcome_with(SyncStatus::Completed, vec![]), t(5))

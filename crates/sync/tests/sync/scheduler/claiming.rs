@@ -5,6 +5,7 @@ use super::*;
 kbsync_kit::on_both_databases!(
     due_kbs_are_claimed_and_synced_once_and_not_yet_due_ones_are_not,
     scheduled_runs_record_the_scheduled_trigger_and_manual_runs_the_manual_one,
+    scheduled_runs_record_how_late_they_started_after_they_were_due,
     after_a_run_the_next_sync_is_the_interval_plus_bounded_jitter,
     advancing_the_clock_past_the_interval_makes_a_kb_due_again,
     failed_runs_back_off_exponentially_up_to_the_cap_and_success_resets,
@@ -62,6 +63,35 @@ async fn scheduled_runs_record_the_scheduled_trigger_and_manual_runs_the_manual_
         "start_manual returns the id the run is recorded under"
     );
     assert_eq!(runs[0].outcome.status, SyncStatus::Completed);
+}
+
+/// A run the scheduler starts records when its knowledge base was due, so the queue lag can be
+/// read back from the store (the admin page's activity chart); a manual run has no due time.
+async fn scheduled_runs_record_how_late_they_started_after_they_were_due(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let late = w.synced_kb("late", 1).await;
+    let manual = w.synced_kb("manual", 1).await;
+    w.store.schedule_sync(late, w.now() - minutes(3)).await.unwrap();
+    w.store
+        .schedule_sync(manual, w.now() + minutes(30))
+        .await
+        .unwrap();
+    let runner = w.runner("instance-a", settings());
+
+    assert_eq!(w.scheduler(&runner, 10).tick().await.unwrap(), 1);
+    runner.start_manual(manual, None).await.unwrap();
+    idle(&runner).await;
+
+    let activity = w
+        .store
+        .sync_activity(w.now() - minutes(60), w.now() + minutes(60), minutes(120))
+        .await
+        .unwrap();
+    assert_eq!(activity.len(), 1, "{activity:?}");
+    assert_eq!(activity[0].runs, 2);
+    assert_eq!(activity[0].lagged_runs, 1, "a manual run has no due time");
+    assert_eq!(activity[0].lag_max, minutes(3));
+    assert_eq!(activity[0].processed, 2);
 }
 
 async fn after_a_run_the_next_sync_is_the_interval_plus_bounded_jitter(store: Arc<dyn Store>) {
@@ -188,7 +218,7 @@ async fn a_stale_lease_is_taken_over_and_its_interrupted_run_closed(store: Arc<d
     assert_eq!(claimed.len(), 1);
     let orphan = Uuid::new_v4();
     w.store
-        .create_sync_run(orphan, kb, SyncTrigger::Scheduled, w.now())
+        .create_sync_run(orphan, kb, SyncTrigger::Scheduled, None, w.now())
         .await
         .unwrap();
     let runner = w.runner("instance-a", settings());
