@@ -12,24 +12,25 @@
 //! | xlsx | calamine's streaming cell reader; rows as tab-separated cells, one block per sheet |
 //! | HTML | html2text (script/style dropped); a linear tag stripper for absurdly nested markup |
 //! | txt, md, csv | text, decoded from UTF-8/UTF-16 (BOM) or whatever chardetng detects; never fails |
-//! | JSON | keys and string values (serde_json); invalid JSON is `Corrupt` |
-//! | XML | text nodes (quick-xml); deeper than 256 levels is `Corrupt`; DTD entities are never expanded |
+//! | JSON | keys and string values in document order, parsed as a stream; invalid JSON or deeper than 512 levels is `Corrupt` |
+//! | XML | text nodes (quick-xml, as a stream); deeper than 256 levels is `Corrupt`; DTD entities are never expanded |
 //!
 //! Limits ([`IngestConfig`]): extracted text is capped at `max_text_bytes`, zip-based formats at
 //! `max_decompressed_bytes` (the central directory's declared total and the bytes actually inflated are
 //! both checked), and every extraction at `per_file_timeout`.
 //!
 //! Memory: [`Extractor::process_file`] (and [`extract_reader`]) read a file without loading it
-//! whole where the format allows. Plain text is decoded as it is read, so it costs about
-//! `max_text_bytes` whatever the file's size (and reading stops once the text exceeds the cap); zip
-//! containers are read through `Seek`, one part at a time. PDF, HTML, JSON and XML are parsed from
-//! memory, so the file is read whole: HTML over `max(4 × max_text_bytes, 1 MiB)` is refused before
-//! reading, the others are bounded only by the caller's cap on file size. The worst case is thus
-//! `max_concurrent` × the largest PDF, JSON or XML file the caller accepts.
+//! whole where the format allows. Plain text, JSON and XML are decoded and parsed as they are read,
+//! so they cost about `max_text_bytes` whatever the file's size (and reading stops once the text
+//! exceeds the cap); zip containers are read through `Seek`, one part at a time. PDF and HTML are
+//! parsed from memory, so the file is read whole: HTML over `max(4 × max_text_bytes, 1 MiB)` is
+//! refused before reading, PDF is bounded only by the caller's cap on file size. The worst case is
+//! thus `max_concurrent` × the largest PDF the caller accepts.
 
 mod chunk;
 mod html;
 mod input;
+mod json;
 mod office;
 mod pdf;
 mod sink;
@@ -284,11 +285,13 @@ fn extract_with_budget(
             text::plain(&mut input, len, max, budget)?
         }
         FileKind::Html => html::html(input, max, budget)?,
-        FileKind::Json => text::json(&input.into_bytes()?, max, budget)?,
+        FileKind::Json => {
+            input.rewind().map_err(input::read_error)?;
+            json::extract(text::Utf8Reader::new(input), max, budget)?
+        }
         FileKind::Xml => {
-            let bytes = input.into_bytes()?;
-            let source = text::decode(&bytes);
-            xml::extract(&source, max, budget)?
+            input.rewind().map_err(input::read_error)?;
+            xml::extract(text::Utf8Reader::new(input), max, budget)?
         }
     };
     budget.check()?;

@@ -1,13 +1,14 @@
-//! Plain-text formats: txt, md, csv (decoded as text) and JSON.
+//! Plain-text formats: txt, md, csv (decoded as text), and a decoding reader that turns text of
+//! any encoding into UTF-8 as it is read (for the JSON and XML parsers).
 
 use std::borrow::Cow;
-use std::io::Read;
+use std::io::{self, BufRead, Read};
 
 use encoding_rs::{CoderResult, Decoder, Encoding, UTF_8};
 
 use crate::ExtractError;
 use crate::input::read_error;
-use crate::sink::{Budget, Sink, too_much_text};
+use crate::sink::{Budget, too_much_text};
 
 /// How much of a text chardetng looks at: plenty to guess from, and cheap on big files.
 const SAMPLE: usize = 1 << 20;
@@ -130,40 +131,94 @@ impl PlainText {
     }
 }
 
-/// JSON: every object key and string value (keys in serde_json's sorted map order), one per line; numbers and booleans are
-/// left out (they are rarely what people search for and would drown the text). Invalid JSON is `Corrupt`;
-/// nesting deeper than serde_json's limit of 128 is rejected by the parser itself.
-pub(crate) fn json(bytes: &[u8], max: usize, budget: &Budget) -> Result<String, ExtractError> {
-    enum Item<'a> {
-        Value(&'a serde_json::Value),
-        Key(&'a str),
-    }
-    let text = decode(bytes);
-    let value: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
-        .map_err(|e| ExtractError::Corrupt(format!("invalid JSON: {e}")))?;
-    let mut sink = Sink::new(max, budget);
-    // An explicit stack: no recursion, whatever the input.
-    let mut stack = vec![Item::Value(&value)];
-    while let Some(item) = stack.pop() {
-        match item {
-            Item::Key(k) => {
-                sink.push_str(k)?;
-                sink.push('\n')?;
-            }
-            Item::Value(serde_json::Value::String(s)) => {
-                sink.push_str(s)?;
-                sink.push('\n')?;
-            }
-            Item::Value(serde_json::Value::Array(items)) => stack.extend(items.iter().rev().map(Item::Value)),
-            Item::Value(serde_json::Value::Object(map)) => {
-                // Reversed, so that keys come out in document order, each before its value.
-                for (k, v) in map.iter().rev() {
-                    stack.push(Item::Value(v));
-                    stack.push(Item::Key(k));
-                }
-            }
-            Item::Value(_) => {}
+/// Text of unknown encoding read as UTF-8: the encoding is detected from the first [`SAMPLE`]
+/// bytes (as [`decode`] does for a whole text) and the rest is decoded as it is read, a piece at a
+/// time, so memory stays at a few pieces whatever the size of the input. Undecodable bytes become
+/// U+FFFD; what it yields is always valid UTF-8.
+pub(crate) struct Utf8Reader<R> {
+    inner: R,
+    decoder: Option<Decoder>,
+    raw: Vec<u8>,
+    raw_pos: usize,
+    input_done: bool,
+    out: Vec<u8>,
+    out_pos: usize,
+    done: bool,
+}
+
+impl<R: Read> Utf8Reader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Self {
+            inner,
+            decoder: None,
+            raw: Vec::new(),
+            raw_pos: 0,
+            input_done: false,
+            out: Vec::new(),
+            out_pos: 0,
+            done: false,
         }
     }
-    Ok(sink.finish())
+
+    /// Reads more input when all of it has been decoded, and decodes the next piece.
+    fn decode_more(&mut self) -> io::Result<()> {
+        let decoder = match &mut self.decoder {
+            Some(decoder) => decoder,
+            None => {
+                let mut head = Vec::new();
+                (&mut self.inner).take(SAMPLE as u64 + 1).read_to_end(&mut head)?;
+                let complete = head.len() <= SAMPLE;
+                let (encoding, bom_len) = detect(&head, complete);
+                self.raw = head;
+                self.raw_pos = bom_len;
+                self.input_done = complete;
+                self.decoder.insert(encoding.new_decoder_without_bom_handling())
+            }
+        };
+        if self.raw_pos == self.raw.len() && !self.input_done {
+            self.raw.clear();
+            self.raw.resize(CHUNK, 0);
+            let n = crate::input::read_full(&mut self.inner, &mut self.raw)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            self.raw.truncate(n);
+            self.raw_pos = 0;
+            self.input_done = n == 0;
+        }
+        let src = &self.raw[self.raw_pos..];
+        let src = &src[..src.len().min(CHUNK)];
+        self.out.clear();
+        self.out.resize(PIECE_CAPACITY, 0);
+        let last = self.input_done && self.raw_pos + src.len() == self.raw.len();
+        let (result, read, written, _) = decoder.decode_to_utf8(src, &mut self.out, last);
+        self.raw_pos += read;
+        self.out.truncate(written);
+        self.out_pos = 0;
+        if last && result == CoderResult::InputEmpty {
+            self.done = true;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> BufRead for Utf8Reader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.out_pos == self.out.len() && !self.done {
+            self.decode_more()?;
+        }
+        Ok(&self.out[self.out_pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.out_pos = (self.out_pos + amt).min(self.out.len());
+    }
+}
+
+impl<R: Read> Read for Utf8Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
 }

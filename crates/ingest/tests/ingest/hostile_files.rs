@@ -242,8 +242,10 @@ fn many_honest_parts_summing_over_the_cap_are_too_large() {
 
 // ------------------------------------------------------------------ huge plain text
 
-/// `len` bytes of `fill` (no line break anywhere), generated on demand: nothing is held.
+/// A short `prefix`, then bytes of `fill` (no line break anywhere) up to `len` in all, generated on
+/// demand: nothing is held.
 struct Generated {
+    prefix: Vec<u8>,
     len: u64,
     pos: u64,
     fill: u8,
@@ -252,9 +254,14 @@ struct Generated {
 
 impl Generated {
     fn new(len: u64, fill: u8) -> (Self, Arc<AtomicU64>) {
+        Self::after("", len, fill)
+    }
+
+    fn after(prefix: &str, len: u64, fill: u8) -> (Self, Arc<AtomicU64>) {
         let read = Arc::new(AtomicU64::new(0));
         (
             Self {
+                prefix: prefix.as_bytes().to_vec(),
                 len,
                 pos: 0,
                 fill,
@@ -269,6 +276,12 @@ impl Read for Generated {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = usize::try_from((self.len - self.pos.min(self.len)).min(buf.len() as u64)).unwrap();
         buf[..n].fill(self.fill);
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            match self.prefix.get(usize::try_from(self.pos).unwrap() + i) {
+                Some(p) => *b = *p,
+                None => break,
+            }
+        }
         self.pos += n as u64;
         self.read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -653,4 +666,75 @@ fn pdf_with_a_flate_bomb_content_stream_ends_cleanly() {
     bytes.extend(&tail);
     assert!(bytes.len() < 2 << 20);
     assert_pdf_ends_cleanly(&bytes, "flate bomb");
+}
+
+// ------------------------------------------------------------------ JSON and XML as streams
+
+#[test]
+fn a_one_terabyte_json_string_is_too_large_after_reading_about_the_text_cap() {
+    // Read whole, this file could not even be held; parsed as a stream, the string is refused
+    // once it cannot fit in the text.
+    let (reader, read) = Generated::after(r#"{"key": ""#, 1 << 40, b'j');
+    assert_too_large(
+        extract_reader(FileKind::Json, reader, &cfg()),
+        "extracted text",
+        "1 TB JSON",
+    );
+    let read = read.load(Ordering::Relaxed);
+    assert!(read <= (20 << 20) + (2 << 20), "read {read} bytes");
+}
+
+#[test]
+fn a_one_terabyte_xml_text_node_is_too_large_after_reading_about_the_text_cap() {
+    let (reader, read) = Generated::after("<?xml version=\"1.0\"?><doc><p>", 1 << 40, b'x');
+    assert_too_large(
+        extract_reader(FileKind::Xml, reader, &cfg()),
+        "extracted text",
+        "1 TB XML",
+    );
+    let read = read.load(Ordering::Relaxed);
+    assert!(read <= (20 << 20) + (2 << 20), "read {read} bytes");
+}
+
+#[test]
+fn a_100_mb_json_file_of_numbers_is_parsed_as_a_stream_to_its_few_strings() {
+    // 100 MB of numbers between two strings: the text is the two strings, whatever the size.
+    let mut file = tempfile::tempfile().unwrap();
+    {
+        use std::io::Write;
+        let mut w = io::BufWriter::new(&mut file);
+        w.write_all(br#"{"first": "opening words", "numbers": ["#)
+            .unwrap();
+        let row = b"12345.678e-3, -0.5, 1000000, ";
+        for _ in 0..(100_000_000 / row.len()) {
+            w.write_all(row).unwrap();
+        }
+        w.write_all(br#"0], "last": "closing words"}"#).unwrap();
+    }
+    let text = extract_reader(FileKind::Json, &mut file, &cfg()).unwrap();
+    assert_eq!(text, "first\nopening words\nnumbers\nlast\nclosing words\n");
+}
+
+#[test]
+fn a_100_mb_xml_file_of_small_elements_is_parsed_as_a_stream() {
+    let mut file = tempfile::tempfile().unwrap();
+    let rows = 100_000_000 / 40;
+    {
+        use std::io::Write;
+        let mut w = io::BufWriter::new(&mut file);
+        w.write_all(b"<?xml version=\"1.0\"?><rows>").unwrap();
+        for i in 0..rows {
+            write!(w, "<r a=\"1\"><v>{:>20}</v></r>", i % 7).unwrap();
+        }
+        w.write_all(b"<end>final words</end></rows>").unwrap();
+    }
+    let mut cfg = cfg();
+    cfg.max_text_bytes = 64 << 20;
+    let text = extract_reader(FileKind::Xml, &mut file, &cfg).unwrap();
+    assert!(
+        text.ends_with("final words\n"),
+        "{:?}",
+        &text[text.len().saturating_sub(40)..]
+    );
+    assert_eq!(text.matches('6').count(), rows / 7);
 }
