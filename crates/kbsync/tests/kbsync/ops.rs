@@ -172,6 +172,126 @@ async fn a_backup_taken_while_serving_restores_into_a_server_with_the_same_searc
     second.terminate().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "polls a child process against a real-time deadline"
+)]
+async fn a_backup_taken_during_a_drive_sync_restores_into_a_server_that_serves_it_and_finishes_the_sync() {
+    let (port, restored_port) = (free_port(), free_port());
+    let emu = emulator(&[port, restored_port]).await;
+    let drive = emu.control();
+    let drive_id = drive.default_drive_id();
+    for i in 0..300 {
+        drive
+            .put_file(
+                &drive_id,
+                &format!("/Shared/doc-{i:03}.txt"),
+                format!("backup during sync, document {i} says quokka{i:03}").into_bytes(),
+            )
+            .unwrap();
+    }
+    let folder = drive.item_by_path(&drive_id, "/Shared").unwrap();
+    // Downloads take a little while, so that the run is still going when the backup is taken.
+    drive.add_fault(msgraph_emulator::FaultRule::new(
+        "GET",
+        "/_download/*",
+        msgraph_emulator::FaultAction::Delay { millis: 20 },
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let instance = Launch::new(port, &data, &emu).start();
+    let api = Api::login(&instance.base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let kb = api.create_onedrive_kb("Shared drive").await;
+    api.connect(&kb).await;
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/knowledge/{kb}/sources"),
+            json!({"datasource": "onedrive", "items": [{"type": "folder", "drive_id": drive_id, "item_id": folder.id, "name": "Shared", "path": "/Shared"}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = api.sync_state(&kb).await;
+        let done = state["progress"]["current"].as_u64().unwrap_or(0);
+        if state["running"] == true && done >= 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sync never got going: {state}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let backup = dir.path().join("backup");
+    let backup_arg = backup.to_str().unwrap();
+    stdout(&run(&["backup", backup_arg], &data, &[]));
+    let state = api.sync_state(&kb).await;
+    assert_eq!(
+        state["running"], true,
+        "the backup should be taken during the run: {state}"
+    );
+    // What the backup holds, as the server searched it then: the files processed by that moment
+    // (at least those done before the backup started, at most those done after it ended).
+    let restored = dir.path().join("restored");
+    stdout(&run(&["restore", backup_arg], &restored, &[]));
+    instance.terminate().await;
+
+    let second = Launch::new(restored_port, &restored, &emu).start();
+    let api = api.on(&second.base);
+    let files = api.all_files(&kb).await;
+    let processed: Vec<_> = files.iter().filter(|f| f["status"] == "processed").collect();
+    assert!(
+        processed.len() >= 20,
+        "{} processed in the backup",
+        processed.len()
+    );
+    // Every document of the snapshot is served whole and found by its own words.
+    for f in processed.iter().take(40) {
+        let name = f["name"].as_str().unwrap();
+        let n = &name["doc-".len().."doc-".len() + 3];
+        let (status, hits) = api.get(&format!("/api/v1/search?q=quokka{n}")).await;
+        assert_eq!(status, 200, "{hits}");
+        assert_eq!(hits["results"][0]["name"], name, "{hits}");
+        let resp = api
+            .http
+            .get(format!(
+                "{}/api/v1/knowledge/{kb}/files/{}/content",
+                api.base,
+                f["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&api.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{f}");
+        assert!(resp.text().await.unwrap().contains(&format!("quokka{n}")));
+    }
+    // The run the backup caught is taken over once its lease expires, and the restored server
+    // ends with the whole drive.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let state = api.sync_state(&kb).await;
+        if state["running"] == false && state["status"] == "completed" {
+            let files = api.all_files(&kb).await;
+            if files.len() == 300 && files.iter().all(|f| f["status"] == "processed") {
+                break;
+            }
+            let (status, body) = api.post(&format!("/api/v1/knowledge/{kb}/sync"), json!({})).await;
+            assert!(status == 202 || status == 409, "{status} {body}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restored server never finished the sync: {state}\n{}",
+            second.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, hits) = api.get("/api/v1/search?q=quokka299").await;
+    assert_eq!(hits["results"][0]["name"], "doc-299.txt", "{hits}");
+    second.terminate().await;
+    emu.shutdown().await;
+}
+
 #[test]
 fn backup_of_a_postgres_deployment_is_refused_naming_pg_dump() {
     let dir = tempfile::tempdir().unwrap();
