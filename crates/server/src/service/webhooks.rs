@@ -463,10 +463,6 @@ async fn handle(
         return Ok(Verdict::Rejected);
     }
     let now = state.clock.now();
-    state
-        .store
-        .record_drive_notification(&n.subscription_id, now)
-        .await?;
     let mut run_at = now + settings.debounce;
     match n.lifecycle_event.as_deref() {
         None => {}
@@ -498,6 +494,11 @@ async fn handle(
     let kbs = state
         .store
         .request_drive_syncs(&row.datasource, &row.drive_id, now, run_at)
+        .await?;
+    // Counted once its knowledge bases are due: whoever sees the count sees what it asked for.
+    state
+        .store
+        .record_drive_notification(&n.subscription_id, now)
         .await?;
     debug!(drive.id = %row.drive_id, knowledge_bases = kbs.len(), "change notification: knowledge bases due");
     // Wake this instance's scheduler when the debounce is over; another instance's wakes at its tick.
