@@ -4,5 +4,6 @@
 mod app_only;
 mod cli;
 mod common;
+mod fault_matrix;
 mod ops;
 mod sync_process;
