@@ -68,7 +68,7 @@ async fn killed_mid_sync(database: Option<String>) {
     }
 
     let mut instance = launch.start();
-    let api = Api::login(&instance.base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut api = Api::login(&instance.base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let kb = api.create_onedrive_kb("Big drive").await;
     api.connect(&kb).await;
     let (status, body) = api
@@ -116,6 +116,9 @@ async fn killed_mid_sync(database: Option<String>) {
         tokio::time::sleep(Duration::from_millis(delays.next_millis(50, 2500))).await;
         instance.kill();
         instance = launch.start();
+        // A new client: a pooled keep-alive connection to the killed process may not be known
+        // dead yet, and a request on it would fail.
+        api.http = reqwest::Client::new();
     }
     let state = api.wait_status(&kb, "completed", Duration::from_secs(600)).await;
     assert_eq!(state["running"], false);
