@@ -47,6 +47,17 @@ impl GraphError {
         ));
         e
     }
+    /// 410 Gone `resyncRequired` with the delta code in `innerError.code` and, in `Location`, the token-less
+    /// delta URL that starts a fresh enumeration (driveitem-delta.md, Example 2).
+    pub fn resync_required(code: crate::store::ResyncCode, location: String) -> Self {
+        Self::new(
+            StatusCode::GONE,
+            "resyncRequired",
+            "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd. Upload any local changes that the server doesn't know about.",
+        )
+        .with_inner(code.as_str())
+        .with_header(header::LOCATION, location)
+    }
     pub fn with_inner(mut self, code: &'static str) -> Self {
         self.inner_code = Some(code);
         self

@@ -785,13 +785,7 @@ fn delta(
             ));
         }
         Err(DeltaError::Expired { code }) => {
-            return Err(GraphError::new(
-                StatusCode::GONE,
-                "resyncRequired",
-                "Resync required. Replace any local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd. Upload any local changes that the server doesn't know about.",
-            )
-            .with_inner(code.as_str())
-            .with_header(header::LOCATION, base));
+            return Err(GraphError::resync_required(code, base));
         }
     };
     let store = &*store;

@@ -66,6 +66,42 @@ pub enum FaultAction {
     TruncateBody,
     /// The normal answer, after a real-time delay.
     Delay { millis: u64 },
+    /// 410 Gone `resyncRequired` (with `code` in `innerError.code`) and a `Location` holding the token-less
+    /// delta URL of the same scope, as Graph answers a delta token it can no longer serve. Graph sends it only
+    /// on a delta request that carries a token (a nextLink or a deltaLink), so the rule passes over every other
+    /// request without counting it as matched.
+    ResyncRequired {
+        #[serde(default)]
+        code: crate::store::ResyncCode,
+    },
+}
+
+impl FaultAction {
+    /// Whether this action is one Graph could answer `method path?query` with.
+    fn applies_to(&self, method: &str, path: &str, query: Option<&str>) -> bool {
+        match self {
+            FaultAction::ResyncRequired { .. } => {
+                method.eq_ignore_ascii_case("GET") && delta_token_request(path, query)
+            }
+            _ => true,
+        }
+    }
+}
+
+/// A driveItem delta request that carries a token: `…/delta?token=…` or `…/delta(token='…')`.
+fn delta_token_request(path: &str, query: Option<&str>) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    if let Some(inner) = last.strip_prefix("delta(").and_then(|s| s.strip_suffix(')')) {
+        return !inner.trim_start_matches("token=").trim_matches('\'').is_empty();
+    }
+    last == "delta" && query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("token=")))
+}
+
+/// The token-less delta URL of the scope a delta request addresses: where a fresh enumeration starts.
+fn fresh_delta_url(graph_url: &str, path: &str) -> String {
+    let path = path.strip_prefix("/v1.0").unwrap_or(path);
+    let scope = path.rsplit_once('/').map_or(path, |(scope, _)| scope);
+    format!("{graph_url}{scope}/delta")
 }
 
 fn default_500() -> u16 {
@@ -197,6 +233,34 @@ mod tests {
     }
 
     #[test]
+    fn a_resync_fault_applies_only_to_delta_requests_with_a_token() {
+        let resync = FaultAction::ResyncRequired {
+            code: crate::store::ResyncCode::default(),
+        };
+        let delta = "/v1.0/drives/d/items/i/delta";
+        assert!(resync.applies_to("GET", delta, Some("token=abc&$top=5")));
+        assert!(resync.applies_to("GET", "/v1.0/drives/d/root/delta(token='x')", None));
+        assert!(!resync.applies_to("GET", delta, None), "a fresh enumeration");
+        assert!(!resync.applies_to("GET", delta, Some("$top=5")));
+        assert!(!resync.applies_to("GET", "/v1.0/drives/d/items/i", Some("token=abc")));
+        assert!(!resync.applies_to("GET", "/_download/x", None));
+        assert!(FaultAction::Unauthorized.applies_to("GET", "/_download/x", None));
+    }
+
+    #[test]
+    fn a_fresh_delta_url_drops_the_token_and_keeps_the_scope() {
+        let g = "http://e/v1.0";
+        assert_eq!(
+            fresh_delta_url(g, "/v1.0/drives/d/items/i/delta"),
+            "http://e/v1.0/drives/d/items/i/delta"
+        );
+        assert_eq!(
+            fresh_delta_url(g, "/v1.0/drives/d/root/delta(token='x')"),
+            "http://e/v1.0/drives/d/root/delta"
+        );
+    }
+
+    #[test]
     fn glob_star_stays_within_a_segment_and_double_star_crosses() {
         assert!(glob_match(
             "/v1.0/drives/*/root/delta",
@@ -288,7 +352,13 @@ impl Traffic {
     }
 
     /// The action to apply to this request, if any.
-    fn decide(&mut self, method: &str, path: &str, now: DateTime<Utc>) -> Option<(String, FaultAction)> {
+    fn decide(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Option<(String, FaultAction)> {
         if let Some(rl) = &mut self.rate_limit {
             let window = now.timestamp();
             if rl.window != window {
@@ -312,7 +382,10 @@ impl Traffic {
             if f.rule.count.is_some_and(|c| f.fired >= c) {
                 continue;
             }
-            if !(r.method == "*" || r.method.eq_ignore_ascii_case(method)) || !glob_match(&r.route, path) {
+            if !(r.method == "*" || r.method.eq_ignore_ascii_case(method))
+                || !glob_match(&r.route, path)
+                || !r.action.applies_to(method, path, query)
+            {
                 continue;
             }
             f.matched += 1;
@@ -576,7 +649,7 @@ pub(crate) async fn layer(State(shared): State<Arc<Shared>>, mut req: Request, n
                 scheme: a.split_whitespace().next().unwrap_or("").to_string(),
             });
         }
-        t.decide(&method, &path, now)
+        t.decide(&method, &path, query.as_deref(), now)
     };
 
     let (fault_name, mut resp) = match decision {
@@ -619,6 +692,10 @@ pub(crate) async fn layer(State(shared): State<Arc<Shared>>, mut req: Request, n
                 FaultAction::Delay { millis } => {
                     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
                     next.run(req).await
+                }
+                FaultAction::ResyncRequired { code } => {
+                    GraphError::resync_required(code, fresh_delta_url(&shared.graph_url, &path))
+                        .into_response_with(&meta)
                 }
             };
             (Some(name), resp)

@@ -352,3 +352,144 @@ impl Api {
         }
     }
 }
+
+/// A PostgreSQL cluster of a test's own (the machine's shared server is never restarted: other
+/// tests use it): initdb into a temporary directory, trust authentication, a free port, its
+/// socket in that directory. Run as the `postgres` OS user when the test runs as root, since
+/// PostgreSQL refuses root. Stopped and removed when dropped, also when the test fails.
+pub struct PrivatePostgres {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    as_postgres: bool,
+    // Dropped last: the cluster is stopped before its directory goes.
+    dir: tempfile::TempDir,
+}
+
+impl PrivatePostgres {
+    /// Starts a cluster, or `None` (with a message) when PostgreSQL's server programs are not
+    /// installed and CI is unset; with CI set, their absence fails the test.
+    pub fn start() -> Option<PrivatePostgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+            .max();
+        let Some(bin) = bin else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but PostgreSQL's initdb is not installed (/usr/lib/postgresql/*/bin)"
+            );
+            eprintln!("skipped: PostgreSQL's initdb is not installed (/usr/lib/postgresql/*/bin)");
+            return None;
+        };
+        let as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        let dir = tempfile::tempdir().unwrap();
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown the cluster's directory to postgres");
+        }
+        let cluster = PrivatePostgres {
+            data: dir.path().join("data"),
+            port: free_port(),
+            bin,
+            as_postgres,
+            dir,
+        };
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                cluster.data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ],
+        );
+        cluster.pg_ctl(&["start"]);
+        Some(cluster)
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A fast restart (`pg_ctl restart -m fast`): every connection is closed, the server is
+    /// back when this returns.
+    pub fn restart(&self) {
+        self.pg_ctl(&["restart", "-m", "fast"]);
+    }
+
+    fn pg_ctl(&self, action: &[&str]) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        let mut args = vec![
+            "-D",
+            self.data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-o",
+            &options,
+            "-w",
+            "-t",
+            "60",
+        ];
+        args.extend_from_slice(action);
+        self.run("pg_ctl", &args);
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let program = self.bin.join(program);
+        if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let out = self.command(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args([
+                "-D",
+                self.data.to_str().unwrap_or_default(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}

@@ -12,6 +12,22 @@ use serde_json::{Value, json};
 /// A deterministic sequence of kill delays (no RNG crate needed for a test's schedule).
 struct Lcg(u64);
 impl Lcg {
+    /// The seed in `KBSYNC_KILL_SEED`, or a fresh random one; printed, so that a failing schedule
+    /// can be replayed with `KBSYNC_KILL_SEED=<seed>`.
+    fn seeded() -> Lcg {
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::env::var("KBSYNC_KILL_SEED")
+            .ok()
+            .map(|s| s.parse().expect("KBSYNC_KILL_SEED is a number"))
+            .unwrap_or_else(|| {
+                std::collections::hash_map::RandomState::new()
+                    .build_hasher()
+                    .finish()
+            });
+        eprintln!("kill schedule seed: KBSYNC_KILL_SEED={seed}");
+        Lcg(seed)
+    }
+
     fn next_millis(&mut self, lo: u64, hi: u64) -> u64 {
         self.0 = self
             .0
@@ -25,13 +41,15 @@ impl Lcg {
     clippy::disallowed_methods,
     reason = "polls child processes against a real-time deadline"
 )]
-async fn killed_mid_sync_ten_times(database: Option<String>) {
+async fn killed_mid_sync(database: Option<String>) {
+    let started = Instant::now();
+    let count = KILL_TEST_FILES;
     let port = free_port();
     let emu = crate::common::emulator(&[port]).await;
     let drive = emu.control();
     let drive_id = drive.default_drive_id();
     let mut expected = BTreeMap::new();
-    for i in 0..2000 {
+    for i in 0..count {
         let path = format!("/Big/Folder {:02}/file-{i:04}.txt", i % 20);
         drive
             .put_file(
@@ -50,7 +68,7 @@ async fn killed_mid_sync_ten_times(database: Option<String>) {
     }
 
     let mut instance = launch.start();
-    let api = Api::login(&instance.base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let mut api = Api::login(&instance.base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     let kb = api.create_onedrive_kb("Big drive").await;
     api.connect(&kb).await;
     let (status, body) = api
@@ -67,9 +85,9 @@ async fn killed_mid_sync_ten_times(database: Option<String>) {
         "/_download/*",
         FaultAction::Delay { millis: 15 },
     ));
-    let mut delays = Lcg(42);
+    let mut delays = Lcg::seeded();
     let mut killed_runs = BTreeSet::new();
-    for round in 0..10 {
+    for round in 0..KILLS {
         // Kill at a random point of a run this instance started (after a restart, the scheduler
         // starts one once the dead instance's lease has expired); a run that finished before we
         // struck is followed by a manual one, so every kill lands in a run.
@@ -98,6 +116,9 @@ async fn killed_mid_sync_ten_times(database: Option<String>) {
         tokio::time::sleep(Duration::from_millis(delays.next_millis(50, 2500))).await;
         instance.kill();
         instance = launch.start();
+        // A new client: a pooled keep-alive connection to the killed process may not be known
+        // dead yet, and a request on it would fail.
+        api.http = reqwest::Client::new();
     }
     let state = api.wait_status(&kb, "completed", Duration::from_secs(600)).await;
     assert_eq!(state["running"], false);
@@ -112,7 +133,7 @@ async fn killed_mid_sync_ten_times(database: Option<String>) {
         );
         assert!(previous.is_none(), "duplicate document {f}");
     }
-    assert_eq!(found.len(), 2000, "documents: {}", files.len());
+    assert_eq!(found.len(), count, "documents: {}", files.len());
     let differing: Vec<_> = expected
         .iter()
         .filter(|(name, path)| found.get(*name) != Some(*path))
@@ -122,8 +143,13 @@ async fn killed_mid_sync_ten_times(database: Option<String>) {
         differing.is_empty(),
         "not where the drive has them: {differing:?}"
     );
-    let (_, hits) = api.get("/api/v1/search?q=marker1999").await;
-    assert_eq!(hits["results"][0]["name"], "file-1999.txt", "{hits}");
+    let last = count - 1;
+    let (_, hits) = api.get(&format!("/api/v1/search?q=marker{last:04}")).await;
+    assert_eq!(
+        hits["results"][0]["name"],
+        format!("file-{last:04}.txt"),
+        "{hits}"
+    );
     // Runs cut short by a kill are recorded as failed, none stays `syncing`.
     let (_, runs) = api
         .get(&format!("/api/v1/knowledge/{kb}/sync/runs?limit=100"))
@@ -133,19 +159,35 @@ async fn killed_mid_sync_ten_times(database: Option<String>) {
     assert_eq!(runs[0]["status"], "completed");
     instance.terminate().await;
     emu.shutdown().await;
+    eprintln!(
+        "killed {KILLS} times on {}: {count} files, {:.1} s",
+        if database.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// SIGKILLs per crash test, each at a random point of a run.
+const KILLS: usize = 20;
+
+/// The crash tests' drive, in CI too: a run's length grows with it, so that the kills land inside
+/// runs, while the test's time is mostly the 20 restarts (500 files saved a fifth of it).
+const KILL_TEST_FILES: usize = 2000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_killed_twenty_times_at_random_points_ends_equal_to_the_drive_on_sqlite() {
+    killed_mid_sync(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_killed_ten_times_ends_equal_to_the_drive_on_sqlite() {
-    killed_mid_sync_ten_times(None).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_killed_ten_times_ends_equal_to_the_drive_on_postgres() {
+async fn a_sync_killed_twenty_times_at_random_points_ends_equal_to_the_drive_on_postgres() {
     let Some(database) = kbsync_kit::PgDatabase::create("kbsync_proc").await else {
         return;
     };
-    killed_mid_sync_ten_times(Some(database.url().to_owned())).await;
+    killed_mid_sync(Some(database.url().to_owned())).await;
 }
 
 /// Reads server-sent events until one named `until` arrives (or two minutes pass).
@@ -514,4 +556,145 @@ async fn demo_change_becomes_searchable(bring: Bring) {
     let log = instance.terminate().await;
     assert!(log.contains("scheduler started"), "{log}");
     assert!(log.contains("scheduler stopped"), "{log}");
+}
+
+/// A PostgreSQL restart in the middle of a run (a private cluster: the shared server stays up):
+/// the run ends, failed with a reason or completed, never stuck in `syncing`; the process lives
+/// on, and the next run leaves the knowledge base equal to the drive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "polls a child process against a real-time deadline"
+)]
+async fn a_postgres_restart_mid_sync_ends_the_run_cleanly_and_the_next_run_converges() {
+    let started = Instant::now();
+    let Some(cluster) = crate::common::PrivatePostgres::start() else {
+        return;
+    };
+    let count = 400;
+    let port = free_port();
+    let emu = crate::common::emulator(&[port]).await;
+    let drive = emu.control();
+    let drive_id = drive.default_drive_id();
+    let mut expected = BTreeMap::new();
+    for i in 0..count {
+        let path = format!("/Restart/Folder {:02}/file-{i:04}.txt", i % 10);
+        drive
+            .put_file(
+                &drive_id,
+                &path,
+                format!("restart test file {i} marker{i:04}").into_bytes(),
+            )
+            .unwrap();
+        expected.insert(format!("file-{i:04}.txt"), path);
+    }
+    let folder = drive.item_by_path(&drive_id, "/Restart").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let launch = Launch::new(port, dir.path(), &emu)
+        .env("KBSYNC_DATABASE_URL", &cluster.url())
+        .env("KBSYNC_SCHEDULER", "false");
+    let instance = launch.start();
+    let api = Api::login(&instance.base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let kb = api.create_onedrive_kb("Restarted database").await;
+    api.connect(&kb).await;
+    // Slow downloads, so that the run is still going when the database goes away.
+    drive.add_fault(FaultRule::new(
+        "GET",
+        "/_download/*",
+        FaultAction::Delay { millis: 20 },
+    ));
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/knowledge/{kb}/sources"),
+            json!({"datasource": "onedrive", "items": [{"type": "folder", "drive_id": drive_id, "item_id": folder.id, "name": "Restart", "path": "/Restart"}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = api.sync_state(&kb).await;
+        if state["running"] == true && state["progress"]["current"].as_u64().unwrap_or(0) >= 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never got going: {state}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.restart();
+
+    // The run ends and lets its lease go (the API itself may answer 5xx while the pool
+    // reconnects).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let run = loop {
+        let (status, body) = api
+            .get(&format!("/api/v1/knowledge/{kb}/sync/runs?limit=5"))
+            .await;
+        if status == 200
+            && let Some(run) = body["runs"].as_array().and_then(|r| r.first())
+            && !run["finished_at"].is_null()
+            && api.get(&format!("/api/v1/knowledge/{kb}/sync")).await.1["running"] == false
+        {
+            break run.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run never ended after the restart: {status} {body}\n{}",
+            instance.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let outcome = run["status"].as_str().unwrap().to_owned();
+    assert!(
+        ["failed", "completed", "completed_with_errors"].contains(&outcome.as_str()),
+        "{run}"
+    );
+    let state = api.sync_state(&kb).await;
+    assert_eq!(state["running"], false, "{state}");
+    if outcome == "failed" {
+        assert!(
+            state["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+            "a failed run says why: {state}"
+        );
+    }
+    eprintln!(
+        "after the restart the run ended {outcome}: {}",
+        state["last_error"]
+    );
+
+    // The next run converges.
+    drive.clear_faults();
+    let (status, body) = api.post(&format!("/api/v1/knowledge/{kb}/sync"), json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    let state = api.wait_status(&kb, "completed", Duration::from_secs(300)).await;
+    assert_eq!(state["running"], false);
+    let files = api.all_files(&kb).await;
+    let mut found = BTreeMap::new();
+    for f in &files {
+        assert_eq!(f["status"], "processed", "{f}");
+        let previous = found.insert(
+            f["name"].as_str().unwrap().to_owned(),
+            f["path"].as_str().unwrap().to_owned(),
+        );
+        assert!(previous.is_none(), "duplicate document {f}");
+    }
+    assert_eq!(found, expected);
+    let (_, hits) = api.get("/api/v1/search?q=marker0399").await;
+    assert_eq!(hits["results"][0]["name"], "file-0399.txt", "{hits}");
+    let (_, runs) = api
+        .get(&format!("/api/v1/knowledge/{kb}/sync/runs?limit=100"))
+        .await;
+    assert!(
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] != "syncing"),
+        "{runs}"
+    );
+    eprintln!(
+        "PostgreSQL restarted mid-sync: the run ended {outcome}, the next converged; {count} files, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    instance.terminate().await;
+    emu.shutdown().await;
+    drop(cluster);
 }

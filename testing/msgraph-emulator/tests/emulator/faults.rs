@@ -1,5 +1,5 @@
 use crate::common::*;
-use msgraph_emulator::{FaultAction, FaultRule, RetryAfter};
+use msgraph_emulator::{FaultAction, FaultRule, ResyncCode, RetryAfter};
 use serde_json::Value;
 
 fn throttle(status: u16, retry_after: RetryAfter) -> FaultAction {
@@ -286,5 +286,117 @@ async fn request_log_records_the_user_agent_of_each_request() {
     assert_eq!(json["entries"][0]["user_agent"], ua);
     assert_eq!(json["entries"][0]["had_authorization"], true);
     assert!(json["entries"][1]["user_agent"].is_null());
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn resync_fault_answers_a_delta_token_with_410_resync_required_and_a_fresh_location() {
+    let env = env().await;
+    env.ctl.put_file(&env.drive, "/a.txt", "a").unwrap();
+    env.ctl.put_file(&env.drive, "/b.txt", "b").unwrap();
+    let folder_delta = format!("/drives/{}/root/delta", env.drive);
+    env.ctl.add_fault(FaultRule::new(
+        "GET",
+        "/v1.0/drives/**",
+        FaultAction::ResyncRequired {
+            code: ResyncCode::ResyncChangesUploadDifferences,
+        },
+    ));
+    // A token-less delta, an item read and a listing are never answered 410: Graph sends it only for a token.
+    let first = env.get(&format!("{folder_delta}?$top=1")).await;
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    let item = &first["value"][0]["id"];
+    assert_eq!(
+        env.get(&format!("/drives/{}/items/{}", env.drive, item.as_str().unwrap()))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        env.get(&format!("/drives/{}/root/children", env.drive))
+            .await
+            .status(),
+        200
+    );
+    // The nextLink (a page token) is.
+    let next = first["@odata.nextLink"].as_str().unwrap();
+    let r = env.get(next).await;
+    assert_eq!(r.status(), 410);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, format!("{}{folder_delta}", env.emu.graph_url()));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "resyncRequired");
+    assert_eq!(
+        body["error"]["innerError"]["code"],
+        "resyncChangesUploadDifferences"
+    );
+    let fault = &env.ctl.faults()[0];
+    assert_eq!(
+        (fault.matched, fault.fired),
+        (1, 1),
+        "only the token request matched"
+    );
+    // With the fault gone, Location starts a full enumeration, and a deltaLink is answered 410 once the fault
+    // is back, also in its `delta(token='…')` form.
+    env.ctl.clear_faults();
+    let (items, _, link) = env.delta_round(&location).await;
+    assert!(names(&items).contains(&"b.txt".to_owned()));
+    env.ctl.add_fault(
+        FaultRule::new(
+            "GET",
+            "/v1.0/**",
+            FaultAction::ResyncRequired {
+                code: ResyncCode::ResyncChangesApplyDifferences,
+            },
+        )
+        .times(2),
+    );
+    let r = env.get(&link).await;
+    assert_eq!(r.status(), 410);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error"]["innerError"]["code"],
+        "resyncChangesApplyDifferences"
+    );
+    let token = link.split("token=").nth(1).unwrap();
+    let r = env.get(&format!("{folder_delta}(token='{token}')")).await;
+    assert_eq!(r.status(), 410);
+    assert_eq!(r.headers()["location"].to_str().unwrap(), location);
+    env.ctl.clear_faults();
+    assert_eq!(
+        env.get(&link).await.status(),
+        200,
+        "the token itself is still good"
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn resync_fault_rule_reads_from_the_control_api_json() {
+    let env = env().await;
+    let resp = env
+        .http
+        .post(format!("{}/faults", env.emu.control_url()))
+        .json(&serde_json::json!({
+            "route": "/v1.0/drives/**",
+            "trigger": {"type": "probability", "p": 0.1},
+            "action": {"type": "resync_required"}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let rule = &env.ctl.faults()[0].rule;
+    assert_eq!(
+        rule.action,
+        FaultAction::ResyncRequired {
+            code: ResyncCode::ResyncChangesApplyDifferences
+        }
+    );
+    assert_eq!(
+        rule.trigger,
+        msgraph_emulator::FaultTrigger::Probability { p: 0.1 }
+    );
     env.shutdown().await;
 }
