@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use msgraph_emulator::{ClientRegistration, Emulator, RunningEmulator};
+use msgraph_emulator::{ClientRegistration, Control, Emulator, RunningEmulator};
 use serde_json::{Value, json};
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
@@ -57,6 +57,28 @@ pub async fn emulator(ports: &[u16]) -> RunningEmulator {
 }
 
 /// How to start one instance.
+/// Fills the drive under `root` with `count` text files `file-NNNN.txt` spread over `folders`
+/// folders (`Folder NN`), file i saying "`words` i markerNNNN"; returns each file's name and path.
+pub fn fill_drive(
+    drive: &Control,
+    drive_id: &str,
+    root: &str,
+    count: usize,
+    folders: usize,
+    words: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..count {
+        let name = format!("file-{i:04}.txt");
+        let path = format!("{root}/Folder {:02}/{name}", i % folders);
+        drive
+            .put_file(drive_id, &path, format!("{words} {i} marker{i:04}").into_bytes())
+            .unwrap();
+        files.insert(name, path);
+    }
+    files
+}
+
 #[derive(Clone)]
 pub struct Launch {
     pub port: u16,
@@ -331,6 +353,21 @@ impl Api {
             assert!(Instant::now() < deadline, "never reached {status}: {state}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A document's stored content: its status and text.
+    pub async fn file_text(&self, kb: &str, file: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/api/v1/knowledge/{kb}/files/{file}/content",
+                self.base
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
     /// Every document of a knowledge base, page by page.

@@ -140,34 +140,15 @@ async fn a_backup_taken_while_serving_restores_into_a_server_with_the_same_searc
     let api = api.on(&second.base);
     let after = search_until(&api, "zebrafinch", 2).await;
     assert_eq!(after, before);
-    let content = api
-        .http
-        .get(format!(
-            "{}/api/v1/knowledge/{kb}/files/{vacation}/content",
-            api.base
-        ))
-        .bearer_auth(&api.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(content.status().as_u16(), 200);
-    assert!(content.text().await.unwrap().contains("twenty days off"));
+    let (status, content) = api.file_text(&kb, &vacation).await;
+    assert_eq!(status, 200);
+    assert!(content.contains("twenty days off"));
     // Every document the restored database has, uploaded during the backup or not, has its file.
     let files = api.all_files(&kb).await;
     assert!(files.len() >= 3, "{files:?}");
     for f in &files {
-        let resp = api
-            .http
-            .get(format!(
-                "{}/api/v1/knowledge/{kb}/files/{}/content",
-                api.base,
-                f["id"].as_str().unwrap()
-            ))
-            .bearer_auth(&api.token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200, "{f}");
+        let (status, _) = api.file_text(&kb, f["id"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{f}");
     }
     second.terminate().await;
 }
@@ -182,15 +163,7 @@ async fn a_backup_taken_during_a_drive_sync_restores_into_a_server_that_serves_i
     let emu = emulator(&[port, restored_port]).await;
     let drive = emu.control();
     let drive_id = drive.default_drive_id();
-    for i in 0..300 {
-        drive
-            .put_file(
-                &drive_id,
-                &format!("/Shared/doc-{i:03}.txt"),
-                format!("backup during sync, document {i} says quokka{i:03}").into_bytes(),
-            )
-            .unwrap();
-    }
+    crate::common::fill_drive(&drive, &drive_id, "/Shared", 300, 3, "backup during sync, file");
     let folder = drive.item_by_path(&drive_id, "/Shared").unwrap();
     // Downloads take a little while, so that the run is still going when the backup is taken.
     drive.add_fault(msgraph_emulator::FaultRule::new(
@@ -248,23 +221,13 @@ async fn a_backup_taken_during_a_drive_sync_restores_into_a_server_that_serves_i
     // Every document of the snapshot is served whole and found by its own words.
     for f in processed.iter().take(40) {
         let name = f["name"].as_str().unwrap();
-        let n = &name["doc-".len().."doc-".len() + 3];
-        let (status, hits) = api.get(&format!("/api/v1/search?q=quokka{n}")).await;
+        let n = &name["file-".len().."file-".len() + 4];
+        let (status, hits) = api.get(&format!("/api/v1/search?q=marker{n}")).await;
         assert_eq!(status, 200, "{hits}");
         assert_eq!(hits["results"][0]["name"], name, "{hits}");
-        let resp = api
-            .http
-            .get(format!(
-                "{}/api/v1/knowledge/{kb}/files/{}/content",
-                api.base,
-                f["id"].as_str().unwrap()
-            ))
-            .bearer_auth(&api.token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200, "{f}");
-        assert!(resp.text().await.unwrap().contains(&format!("quokka{n}")));
+        let (status, content) = api.file_text(&kb, f["id"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{f}");
+        assert!(content.contains(&format!("marker{n}")));
     }
     // The run the backup caught is taken over once its lease expires, and the restored server
     // ends with the whole drive.
@@ -286,8 +249,8 @@ async fn a_backup_taken_during_a_drive_sync_restores_into_a_server_that_serves_i
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (_, hits) = api.get("/api/v1/search?q=quokka299").await;
-    assert_eq!(hits["results"][0]["name"], "doc-299.txt", "{hits}");
+    let (_, hits) = api.get("/api/v1/search?q=marker0299").await;
+    assert_eq!(hits["results"][0]["name"], "file-0299.txt", "{hits}");
     second.terminate().await;
     emu.shutdown().await;
 }

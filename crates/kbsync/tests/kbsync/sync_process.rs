@@ -48,18 +48,7 @@ async fn killed_mid_sync(database: Option<String>) {
     let emu = crate::common::emulator(&[port]).await;
     let drive = emu.control();
     let drive_id = drive.default_drive_id();
-    let mut expected = BTreeMap::new();
-    for i in 0..count {
-        let path = format!("/Big/Folder {:02}/file-{i:04}.txt", i % 20);
-        drive
-            .put_file(
-                &drive_id,
-                &path,
-                format!("crash test file {i} marker{i:04}").into_bytes(),
-            )
-            .unwrap();
-        expected.insert(format!("file-{i:04}.txt"), path);
-    }
+    let expected = crate::common::fill_drive(&drive, &drive_id, "/Big", count, 20, "crash test file");
     let folder = drive.item_by_path(&drive_id, "/Big").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut launch = Launch::new(port, dir.path(), &emu);
@@ -576,18 +565,7 @@ async fn a_postgres_restart_mid_sync_ends_the_run_cleanly_and_the_next_run_conve
     let emu = crate::common::emulator(&[port]).await;
     let drive = emu.control();
     let drive_id = drive.default_drive_id();
-    let mut expected = BTreeMap::new();
-    for i in 0..count {
-        let path = format!("/Restart/Folder {:02}/file-{i:04}.txt", i % 10);
-        drive
-            .put_file(
-                &drive_id,
-                &path,
-                format!("restart test file {i} marker{i:04}").into_bytes(),
-            )
-            .unwrap();
-        expected.insert(format!("file-{i:04}.txt"), path);
-    }
+    let expected = crate::common::fill_drive(&drive, &drive_id, "/Restart", count, 10, "restart test file");
     let folder = drive.item_by_path(&drive_id, "/Restart").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let launch = Launch::new(port, dir.path(), &emu)
