@@ -7,4 +7,5 @@ mod chunk_properties;
 mod extract_from_file;
 mod extract_roundtrip;
 mod extractor_pool;
+mod fuzz_properties;
 mod hostile_files;

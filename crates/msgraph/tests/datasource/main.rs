@@ -8,6 +8,7 @@ mod config;
 mod delta;
 mod download;
 mod faults;
+mod fuzz_properties;
 mod groups;
 mod permissions;
 mod quickxorhash;

@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod common;
 mod datasources;
+mod fuzz;
 mod json_schema;
 mod oidc;
 mod openapi;
