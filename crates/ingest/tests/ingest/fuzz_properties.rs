@@ -20,7 +20,7 @@ fn documents() -> &'static [(FileKind, Vec<u8>)] {
     static DOCS: OnceLock<Vec<(FileKind, Vec<u8>)>> = OnceLock::new();
     DOCS.get_or_init(|| {
         let corpus = kbsync_fixtures::text_corpus(11, 400);
-        kbsync_fixtures::every_type(&corpus)
+        kbsync_fixtures::corpus::every_type(&corpus)
             .into_iter()
             .map(|(name, bytes)| (FileKind::detect(name, None).unwrap(), bytes))
             .collect()
