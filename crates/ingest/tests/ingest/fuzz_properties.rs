@@ -1,7 +1,7 @@
 //! Bounded fuzzing on stable: every extractor gets arbitrary bytes and damaged copies of a valid
 //! document of its type (truncated, bytes overwritten, bytes inserted). Whatever comes in, the
 //! extractor returns text or an `ExtractError` — it never panics — and the text stays under the
-//! cap. The cases are few enough for CI; `PROPTEST_CASES=<n>` runs more.
+//! cap. The cases are few enough for CI; raise `with_cases` for a longer search.
 
 use std::sync::OnceLock;
 
