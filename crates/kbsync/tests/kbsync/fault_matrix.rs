@@ -233,9 +233,10 @@ async fn assert_ended_cleanly(api: &Api, kb: &str, fault: Fault, run: &Value) {
             "a failed run says why: {state}"
         );
     }
-    if status == "needs_reauth" {
-        assert_eq!(state["needs_reauth"], true, "{state}");
-        // What the user does: connect the knowledge base again.
+    // The run marks the connection only when nothing renewed it meanwhile: a refresh another
+    // request of the run had in flight when it stopped succeeded, so the grant still works and the
+    // next scheduled run goes on (crates/oauth `mark_needs_reauth`). Marked, the user connects again.
+    if status == "needs_reauth" && state["needs_reauth"] == true {
         api.connect(kb).await;
     }
 }
