@@ -176,11 +176,15 @@ async fn multipart_bodies_of_any_shape_never_get_a_server_error(db: Db) {
     let mut accepted = 0;
     for case in 0..200 {
         let (content_type, body) = multipart(&mut rng);
+        // A header value no HTTP client can send (control characters) is not a case.
+        let Ok(content_type_header) = reqwest::header::HeaderValue::from_str(&content_type) else {
+            continue;
+        };
         let resp = s
             .http
             .post(format!("{}/api/v1/knowledge/{kb}/files", s.base))
             .bearer_auth(&admin)
-            .header(reqwest::header::CONTENT_TYPE, &content_type)
+            .header(reqwest::header::CONTENT_TYPE, content_type_header)
             .body(body.clone())
             .send()
             .await
