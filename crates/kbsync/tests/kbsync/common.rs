@@ -370,6 +370,32 @@ impl Api {
         (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
+    /// Every document of a knowledge base by name, with its path; each must be processed and
+    /// present once.
+    pub async fn processed_files_by_name(&self, kb: &str) -> std::collections::BTreeMap<String, String> {
+        let mut found = std::collections::BTreeMap::new();
+        for f in &self.all_files(kb).await {
+            assert_eq!(f["status"], "processed", "{f}");
+            let previous = found.insert(
+                f["name"].as_str().unwrap().to_owned(),
+                f["path"].as_str().unwrap().to_owned(),
+            );
+            assert!(previous.is_none(), "duplicate document {f}");
+        }
+        found
+    }
+
+    /// The knowledge base's runs, newest first; none may be left `syncing` (a run cut short is
+    /// closed as failed).
+    pub async fn runs_none_left_syncing(&self, kb: &str) -> Vec<Value> {
+        let (_, runs) = self
+            .get(&format!("/api/v1/knowledge/{kb}/sync/runs?limit=100"))
+            .await;
+        let runs = runs["runs"].as_array().unwrap().clone();
+        assert!(runs.iter().all(|r| r["status"] != "syncing"), "{runs:?}");
+        runs
+    }
+
     /// Every document of a knowledge base, page by page.
     pub async fn all_files(&self, kb: &str) -> Vec<Value> {
         let mut files = Vec::new();

@@ -350,17 +350,7 @@ async fn sync_under(fault: Fault, database: Option<String>) {
     let run = finished_run(&api, &kb, body["run_id"].as_str()).await;
     assert_eq!(run["status"], "completed", "{run}\n{}", instance.log());
     assert_equal_to_drive(&api, &kb, &expected, &replaced).await;
-    let (_, runs) = api
-        .get(&format!("/api/v1/knowledge/{kb}/sync/runs?limit=100"))
-        .await;
-    assert!(
-        runs["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["status"] != "syncing"),
-        "{runs}"
-    );
+    api.runs_none_left_syncing(&kb).await;
     eprintln!(
         "fault matrix {fault:?} on {}: {count} files, faulty runs {statuses:?}, rules fired {fired:?}, {:.1} s",
         if database.is_some() {

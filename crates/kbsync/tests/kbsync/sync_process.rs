@@ -112,17 +112,8 @@ async fn killed_mid_sync(database: Option<String>) {
     let state = api.wait_status(&kb, "completed", Duration::from_secs(600)).await;
     assert_eq!(state["running"], false);
 
-    let files = api.all_files(&kb).await;
-    let mut found = BTreeMap::new();
-    for f in &files {
-        assert_eq!(f["status"], "processed", "{f}");
-        let previous = found.insert(
-            f["name"].as_str().unwrap().to_owned(),
-            f["path"].as_str().unwrap().to_owned(),
-        );
-        assert!(previous.is_none(), "duplicate document {f}");
-    }
-    assert_eq!(found.len(), count, "documents: {}", files.len());
+    let found = api.processed_files_by_name(&kb).await;
+    assert_eq!(found.len(), count, "documents: {}", found.len());
     let differing: Vec<_> = expected
         .iter()
         .filter(|(name, path)| found.get(*name) != Some(*path))
@@ -140,11 +131,7 @@ async fn killed_mid_sync(database: Option<String>) {
         "{hits}"
     );
     // Runs cut short by a kill are recorded as failed, none stays `syncing`.
-    let (_, runs) = api
-        .get(&format!("/api/v1/knowledge/{kb}/sync/runs?limit=100"))
-        .await;
-    let runs = runs["runs"].as_array().unwrap();
-    assert!(runs.iter().all(|r| r["status"] != "syncing"), "{runs:?}");
+    let runs = api.runs_none_left_syncing(&kb).await;
     assert_eq!(runs[0]["status"], "completed");
     instance.terminate().await;
     emu.shutdown().await;
@@ -644,30 +631,11 @@ async fn a_postgres_restart_mid_sync_ends_the_run_cleanly_and_the_next_run_conve
     assert_eq!(status, 202, "{body}");
     let state = api.wait_status(&kb, "completed", Duration::from_secs(300)).await;
     assert_eq!(state["running"], false);
-    let files = api.all_files(&kb).await;
-    let mut found = BTreeMap::new();
-    for f in &files {
-        assert_eq!(f["status"], "processed", "{f}");
-        let previous = found.insert(
-            f["name"].as_str().unwrap().to_owned(),
-            f["path"].as_str().unwrap().to_owned(),
-        );
-        assert!(previous.is_none(), "duplicate document {f}");
-    }
+    let found = api.processed_files_by_name(&kb).await;
     assert_eq!(found, expected);
     let (_, hits) = api.get("/api/v1/search?q=marker0399").await;
     assert_eq!(hits["results"][0]["name"], "file-0399.txt", "{hits}");
-    let (_, runs) = api
-        .get(&format!("/api/v1/knowledge/{kb}/sync/runs?limit=100"))
-        .await;
-    assert!(
-        runs["runs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["status"] != "syncing"),
-        "{runs}"
-    );
+    api.runs_none_left_syncing(&kb).await;
     eprintln!(
         "PostgreSQL restarted mid-sync: the run ended {outcome}, the next converged; {count} files, {:.1} s",
         started.elapsed().as_secs_f64()
