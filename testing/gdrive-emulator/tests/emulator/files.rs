@@ -304,3 +304,61 @@ async fn ids_for(env: &Env, q: &str) -> BTreeSet<String> {
         .map(|f| f["id"].as_str().unwrap().to_string())
         .collect()
 }
+
+#[tokio::test]
+async fn a_metadata_only_scope_lists_files_but_cannot_download_or_export() {
+    let env = start().await;
+    let id = env.ctl.create_file(&env.root(), "a.txt", "x").unwrap();
+    let doc = env
+        .ctl
+        .create_google(
+            &env.root(),
+            "D",
+            DocBody::Document {
+                paragraphs: vec!["d".into()],
+            },
+        )
+        .unwrap();
+    let meta = env
+        .ctl
+        .mint_tokens(
+            &env.ctl.default_user_id(),
+            "https://www.googleapis.com/auth/drive.metadata.readonly",
+        )
+        .unwrap()
+        .access_token;
+    assert_eq!(env.json_as(&meta, "files").await.0, 200);
+    let (s, body) = env.json_as(&meta, &format!("files/{id}?alt=media")).await;
+    assert_eq!((s, reason(&body)), (403, "insufficientPermissions"));
+    let (s, _) = env
+        .json_as(&meta, &format!("files/{doc}/export?mimeType=text/plain"))
+        .await;
+    assert_eq!(s, 403);
+    let profile = env
+        .ctl
+        .mint_tokens(&env.ctl.default_user_id(), "openid email")
+        .unwrap()
+        .access_token;
+    let (s, body) = env.json_as(&profile, "files").await;
+    assert_eq!((s, reason(&body)), (403, "insufficientPermissions"));
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn owners_queries_tell_my_files_from_files_shared_with_me() {
+    let env = start_generated(10).await;
+    let mine = ids_for(&env, "'me' in owners").await;
+    let blakes = ids_for(&env, "'blake.rivera@example.com' in owners").await;
+    assert!(!mine.is_empty() && !blakes.is_empty());
+    assert!(mine.is_disjoint(&blakes));
+    let shared = ids_for(&env, "sharedWithMe").await;
+    assert!(shared.is_subset(&blakes));
+    let (_, body) = env
+        .json("files?q=sharedWithMe&fields=files(owners(emailAddress))")
+        .await;
+    assert_eq!(
+        body["files"][0]["owners"][0]["emailAddress"],
+        "blake.rivera@example.com"
+    );
+    env.shutdown().await;
+}
