@@ -748,16 +748,18 @@ fn changes_list(store: &Store, caller: &Caller, p: &Params) -> Result<Response, 
         }
         let change = match &rec.key {
             ChangeKey::File(id) => {
-                match drive {
-                    Some(d) if rec.drive_id.as_deref() != Some(d) => continue,
-                    None if rec.drive_id.is_some() && !all_drives => continue,
-                    _ => {}
+                let in_feed = |corpus: Option<&str>| match drive {
+                    Some(d) => corpus == Some(d),
+                    None => all_drives || corpus.is_none(),
+                };
+                if !rec.corpora.iter().any(|c| in_feed(c.as_deref())) {
+                    continue;
                 }
                 let current = store
                     .files
                     .get(id)
                     .filter(|f| store.role_for(me, &f.id, false).is_some())
-                    .filter(|f| drive.is_none_or(|d| f.drive_id.as_deref() == Some(d)));
+                    .filter(|f| in_feed(f.drive_id.as_deref()));
                 if restrict && current.is_some_and(|f| f.owner.as_deref() != Some(me)) {
                     continue;
                 }

@@ -152,9 +152,19 @@ pub(crate) enum ChangeKey {
 pub(crate) struct ChangeRecord {
     pub key: ChangeKey,
     pub drive_id: Option<String>,
+    /// Where the item was before or after the change: `None` for My Drives, a shared drive's id otherwise
+    /// (a move between them is news to both feeds).
+    pub corpora: BTreeSet<Option<String>>,
     pub time: DateTime<Utc>,
     /// Users who could see the item before or after the change (the change is theirs to read).
     pub audience: BTreeSet<String>,
+}
+
+/// An item's audience and drive before a mutation.
+pub(crate) struct Snapshot {
+    id: String,
+    audience: BTreeSet<String>,
+    drive: Option<String>,
 }
 
 /// A registered OAuth client.
@@ -474,14 +484,16 @@ impl Store {
         &mut self,
         key: ChangeKey,
         drive_id: Option<String>,
-        audience: BTreeSet<String>,
+        mut corpora: BTreeSet<Option<String>>,
+        mut audience: BTreeSet<String>,
         now: DateTime<Utc>,
     ) {
-        let mut audience = audience;
+        corpora.insert(drive_id.clone());
         if let Some(old) = self.latest_change.remove(&key)
             && let Some(rec) = self.changes.remove(&old)
         {
             audience.extend(rec.audience);
+            corpora.extend(rec.corpora);
         }
         let seq = self.next_change;
         self.next_change += 1;
@@ -491,32 +503,39 @@ impl Store {
             ChangeRecord {
                 key,
                 drive_id,
+                corpora,
                 time: now,
                 audience,
             },
         );
     }
 
-    /// Audiences of the item and its descendants, before a mutation.
-    fn audiences(&self, id: &str) -> Vec<(String, BTreeSet<String>)> {
+    /// Audiences and drives of the item and its descendants, before a mutation.
+    fn audiences(&self, id: &str) -> Vec<Snapshot> {
         std::iter::once(id.to_string())
             .chain(self.descendants(id))
             .map(|f| {
-                let a = self.audience(&f);
-                (f, a)
+                let audience = self.audience(&f);
+                let drive = self.files.get(&f).and_then(|x| x.drive_id.clone());
+                Snapshot {
+                    id: f,
+                    audience,
+                    drive,
+                }
             })
             .collect()
     }
 
-    /// Records a change for the item, and for each descendant whose audience changed.
-    fn record_subtree(&mut self, before: Vec<(String, BTreeSet<String>)>, now: DateTime<Utc>) {
-        for (i, (f, prev)) in before.into_iter().enumerate() {
-            let after = self.audience(&f);
-            if i == 0 || after != prev {
-                let drive = self.files.get(&f).and_then(|x| x.drive_id.clone());
-                let mut all = prev;
+    /// Records a change for the item, and for each descendant whose audience or drive changed.
+    fn record_subtree(&mut self, before: Vec<Snapshot>, now: DateTime<Utc>) {
+        for (i, prev) in before.into_iter().enumerate() {
+            let after = self.audience(&prev.id);
+            let drive = self.files.get(&prev.id).and_then(|x| x.drive_id.clone());
+            if i == 0 || after != prev.audience || drive != prev.drive {
+                let mut all = prev.audience;
                 all.extend(after);
-                self.record(ChangeKey::File(f), drive, all, now);
+                let corpora = BTreeSet::from([prev.drive]);
+                self.record(ChangeKey::File(prev.id), drive, corpora, all, now);
             }
         }
     }
@@ -584,7 +603,13 @@ impl Store {
             },
         );
         let audience = self.audience(&id);
-        self.record(ChangeKey::File(id.clone()), drive_id, audience, now);
+        self.record(
+            ChangeKey::File(id.clone()),
+            drive_id,
+            BTreeSet::new(),
+            audience,
+            now,
+        );
         Ok(id)
     }
 
@@ -675,13 +700,12 @@ impl Store {
             return Err(StoreError::Invalid("a root cannot be deleted".into()));
         }
         let before = self.audiences(id);
-        let drive_id = self.file(id)?.drive_id.clone();
-        for (f, _) in &before {
-            self.files.remove(f);
+        for s in &before {
+            self.files.remove(&s.id);
         }
         // Shortcuts to a deleted target stay, dangling, as on Drive.
-        for (f, audience) in before {
-            self.record(ChangeKey::File(f), drive_id.clone(), audience, now);
+        for s in before {
+            self.record(ChangeKey::File(s.id), s.drive, BTreeSet::new(), s.audience, now);
         }
         Ok(())
     }
@@ -751,7 +775,13 @@ impl Store {
             },
         );
         let audience = self.audience(&id);
-        self.record(ChangeKey::Drive(id.clone()), Some(id.clone()), audience, now);
+        self.record(
+            ChangeKey::Drive(id.clone()),
+            Some(id.clone()),
+            BTreeSet::new(),
+            audience,
+            now,
+        );
         Ok(id)
     }
 
@@ -768,11 +798,18 @@ impl Store {
         self.files.remove(id);
         self.drives.remove(id);
         for f in items {
-            self.record(ChangeKey::File(f), Some(id.to_string()), audience.clone(), now);
+            self.record(
+                ChangeKey::File(f),
+                Some(id.to_string()),
+                BTreeSet::new(),
+                audience.clone(),
+                now,
+            );
         }
         self.record(
             ChangeKey::Drive(id.to_string()),
             Some(id.to_string()),
+            BTreeSet::new(),
             audience,
             now,
         );

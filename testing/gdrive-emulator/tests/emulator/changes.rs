@@ -218,3 +218,28 @@ async fn unknown_and_expired_page_tokens_get_400_invalid_on_page_token() {
     assert_eq!(env.json(&format!("changes?pageToken={fresh}")).await.0, 200);
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_move_between_my_drive_and_a_shared_drive_is_news_to_both_feeds() {
+    let env = start().await;
+    let drive = env.ctl.create_shared_drive("Team", vec![]).unwrap();
+    let folder = env.ctl.create_folder(&env.root(), "Move me").unwrap();
+    let inner = env.ctl.create_file(&folder, "inner.txt", "i").unwrap();
+    let drive_q = format!("driveId={drive}&supportsAllDrives=true&includeItemsFromAllDrives=true");
+    let user_t = start_token(&env, "").await;
+    let drive_t = start_token(&env, &drive_q).await;
+    env.ctl.move_item(&folder, &drive).unwrap();
+    let (changes, user_t2) = drain(&env, &user_t, "").await;
+    assert_eq!(only(&changes, &folder)["removed"], true, "left My Drive");
+    assert_eq!(only(&changes, &inner)["removed"], true, "its subtree left too");
+    let (changes, drive_t2) = drain(&env, &drive_t, &drive_q).await;
+    assert_eq!(only(&changes, &folder)["file"]["driveId"], drive.as_str());
+    assert_eq!(only(&changes, &inner)["file"]["parents"][0], folder.as_str());
+
+    env.ctl.move_item(&folder, &env.root()).unwrap();
+    let (changes, _) = drain(&env, &drive_t2, &drive_q).await;
+    assert_eq!(only(&changes, &folder)["removed"], true, "left the shared drive");
+    let (changes, _) = drain(&env, &user_t2, "").await;
+    assert_eq!(only(&changes, &inner)["removed"], false, "back in My Drive");
+    env.shutdown().await;
+}
