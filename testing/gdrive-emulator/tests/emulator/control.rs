@@ -130,3 +130,79 @@ async fn the_generated_domain_is_reproducible_from_the_seed_and_has_every_kind_o
     b.shutdown().await;
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn http_control_scripts_users_groups_drives_tokens_and_page_token_expiry() {
+    let env = start().await;
+    let ctl = env.emu.control_url();
+    let send = |req: reqwest::RequestBuilder| async move {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (s, user) = send(
+        env.http
+            .post(format!("{ctl}/users"))
+            .json(&json!({"name": "Casey Lee", "email": "casey@example.com"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = send(
+        env.http
+            .put(format!("{ctl}/groups/sales@example.com"))
+            .json(&json!(["casey@example.com"])),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, drive) = send(env.http.post(format!("{ctl}/drives")).json(&json!({
+        "name": "Sales",
+        "members": [{"type": "group", "email_address": "sales@example.com", "role": "reader"}]
+    })))
+    .await;
+    assert_eq!(s, 200);
+    let drive_id = drive["id"].as_str().unwrap().to_string();
+    let (s, tokens) = send(env.http.post(format!("{ctl}/tokens")).json(&json!({
+        "user_id": user["id"], "scope": "https://www.googleapis.com/auth/drive.readonly"
+    })))
+    .await;
+    assert_eq!(s, 200);
+    let casey = tokens["access_token"].as_str().unwrap().to_string();
+    let (s, drives) = env.json_as(&casey, "drives").await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        drives["drives"][0]["id"],
+        drive_id.as_str(),
+        "a member through the group"
+    );
+    assert_eq!(
+        env.json("drives").await.1["drives"],
+        json!([]),
+        "Alex is not a member"
+    );
+
+    let (_, start) = env.json_as(&casey, "changes/startPageToken").await;
+    let token = start["startPageToken"].as_str().unwrap().to_string();
+    let (s, _) = send(env.http.post(format!("{ctl}/page-tokens/expire"))).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        env.json_as(&casey, &format!("changes?pageToken={token}")).await.0,
+        400
+    );
+
+    let user_id = user["id"].as_str().unwrap();
+    let (s, revoked) = send(env.http.post(format!("{ctl}/users/{user_id}/revoke-tokens"))).await;
+    assert_eq!(s, 200);
+    assert_eq!(revoked["revoked"], 2, "the access and the refresh token");
+    assert_eq!(env.json_as(&casey, "drives").await.0, 401);
+    let log: Value = env
+        .http
+        .get(format!("{ctl}/traffic"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(log["counts"]["GET /drive/v3/drives"].as_u64().unwrap() >= 3);
+    env.shutdown().await;
+}
