@@ -680,7 +680,11 @@ async fn search(shared: &Shared, http: &reqwest::Client, token: &str, words: &st
 async fn list(shared: &Shared, http: &reqwest::Client, token: &str, r: u64) -> Result<()> {
     // A page within what the list last counted, and now and then the first.
     let pages = shared.listed.load(Ordering::Relaxed).div_ceil(PAGE).max(1);
-    let offset = if r % 4 == 0 { 0 } else { (r / 4 % pages) * PAGE };
+    let offset = if r.is_multiple_of(4) {
+        0
+    } else {
+        (r / 4 % pages) * PAGE
+    };
     let url = format!(
         "{}/api/v1/knowledge/{}/files?limit={PAGE}&offset={offset}",
         shared.base, shared.kb
