@@ -6,7 +6,7 @@
 //! cargo run --release -p kbsync-bench -- all --small    # tiny sizes, seconds (CI)
 //! cargo run --release -p kbsync-bench -- scheduler      # one scenario
 //! ```
-//! PostgreSQL (scenarios 5, 7 and 9) when KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL is
+//! PostgreSQL (scenarios 5, 7, 9 and 10) when KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL is
 //! set, in a schema of its own dropped afterwards.
 #![allow(
     clippy::disallowed_methods,
@@ -18,6 +18,7 @@ mod counting;
 mod extraction;
 mod freshness;
 mod initial;
+mod load;
 mod memory;
 mod openwebui;
 mod resync;
@@ -39,6 +40,7 @@ const SCENARIOS: &[&str] = &[
     "search",
     "extraction",
     "freshness",
+    "load",
 ];
 
 #[derive(Parser, Debug)]
@@ -48,7 +50,8 @@ const SCENARIOS: &[&str] = &[
 )]
 struct Args {
     /// all, or one of: initial (1), resync (2 no-op + 3 incremental; also `noop`, `incremental`),
-    /// throttled (4), scheduler (5), memory (6), search (7), extraction (8), freshness (9); not in `all`:
+    /// throttled (4), scheduler (5), memory (6), search (7), extraction (8), freshness (9), load (10); not in
+    /// `all`:
     /// openwebui-publish (needs a real Open WebUI).
     scenario: String,
     /// Tiny sizes that run in seconds (CI: the harness must not rot).
@@ -60,6 +63,12 @@ struct Args {
     /// Chunks in the index of scenario 7 (default 1,000,000; 2,000 with --small).
     #[arg(long)]
     search_chunks: Option<usize>,
+    /// Files in the drive of scenario 10 (default 10,000; 150 with --small).
+    #[arg(long)]
+    load_files: Option<usize>,
+    /// API clients of scenario 10 (default 100; 20 with --small).
+    #[arg(long)]
+    load_clients: Option<usize>,
     /// Internal: the arguments of `memory-child`.
     #[arg(hide = true, trailing_var_arg = true)]
     rest: Vec<String>,
@@ -111,6 +120,7 @@ async fn main() -> Result<()> {
             "search" => search::run(args.small, args.search_chunks).await?,
             "extraction" => extraction::run(args.small)?,
             "freshness" => freshness::run(args.small).await?,
+            "load" => load::run(args.small, args.load_files, args.load_clients).await?,
             "openwebui-publish" => openwebui::run(args.small).await?,
             _ => bail!("unknown scenario {s}"),
         }

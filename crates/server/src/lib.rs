@@ -4,6 +4,7 @@
 //! [`serve`]; tests do the same on port 0. The server serves the sync runtime it is given; it
 //! does not build one.
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod error;
@@ -65,6 +66,10 @@ pub struct ServerSettings {
     /// Change notifications (subscriptions at the sources, the webhook endpoints); `None` when
     /// off (knowledge bases are only polled).
     pub webhooks: Option<service::webhooks::WebhookSettings>,
+    /// API and web UI reads (GET, HEAD) handled at once; further ones wait their turn. Below the
+    /// store's pool size (SQLite 8, PostgreSQL 10), so that clients never take every database
+    /// connection from the sync runs of this instance (see [`admission`]).
+    pub api_concurrency: usize,
 }
 
 impl Default for ServerSettings {
@@ -85,6 +90,7 @@ impl Default for ServerSettings {
             sse_poll_interval: std::time::Duration::from_secs(1),
             password_login: true,
             webhooks: None,
+            api_concurrency: 4,
         }
     }
 }
@@ -116,6 +122,8 @@ pub struct AppState {
     pub openwebui: Option<Arc<publishing::Publisher>>,
     /// Wakes this instance's drive subscription maintenance (a lifecycle event asked for it).
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// Turns to handle a read (see `ServerSettings::api_concurrency`).
+    pub api_admission: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -144,6 +152,7 @@ impl AppState {
             password_hashing: Arc::new(tokio::sync::Semaphore::new(
                 settings.password_hash_concurrency.max(1),
             )),
+            api_admission: Arc::new(tokio::sync::Semaphore::new(settings.api_concurrency.max(1))),
             store,
             blobs,
             pipeline,

@@ -11,7 +11,7 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    AppState,
+    AppState, admission,
     api::{accounts, datasources, health, openwebui, sync, tools, v1, webhooks},
     error::ApiError,
     metrics_layer, openapi, ui,
@@ -25,6 +25,11 @@ pub fn router(state: AppState) -> Router {
     documented
         .merge(ui::router())
         .fallback(|| async { ApiError::NotFound("route") })
+        // Inside the metrics: a request's recorded time includes its wait for a turn.
+        .layer(middleware::from_fn_with_state(
+            state.api_admission.clone(),
+            admission::admit,
+        ))
         .layer(middleware::from_fn(metrics_layer::record_request))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
