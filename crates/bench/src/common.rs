@@ -272,10 +272,9 @@ pub fn engine_with(
 /// the same protocol loop as `kbsync extract-worker`).
 pub fn worker_isolation() -> Result<kbsync_ingest::Isolation> {
     let exe = std::env::current_exe()?;
-    Ok(kbsync_ingest::Isolation::Process(kbsync_ingest::WorkerCommand::new(
-        exe,
-        ["extract-worker"],
-    )))
+    Ok(kbsync_ingest::Isolation::Process(
+        kbsync_ingest::WorkerCommand::new(exe, ["extract-worker"]),
+    ))
 }
 
 /// Resident memory of this process: (current, peak) in bytes, from /proc/self/status.

@@ -53,7 +53,12 @@ pub async fn run(small: bool) -> Result<()> {
             add_folder(&db.store, kb, &g.drive, &g.root, "/").await?;
             let blobs = tempfile::tempdir()?;
             let extractor = Extractor::with_isolation(IngestConfig::default(), isolation);
-            let engine = engine_with(db.store.clone(), blobs.path(), limits(2 * n as u64), extractor.clone());
+            let engine = engine_with(
+                db.store.clone(),
+                blobs.path(),
+                limits(2 * n as u64),
+                extractor.clone(),
+            );
             g.ctl.clear_request_log();
             let t = Instant::now();
             let summary = engine
@@ -87,7 +92,8 @@ pub async fn run(small: bool) -> Result<()> {
             in_process = Some(run);
         }
     }
-    let (Some((kbsync, summary, requests)), Some((threads, thread_summary, _))) = (isolated, in_process) else {
+    let (Some((kbsync, summary, requests)), Some((threads, thread_summary, _))) = (isolated, in_process)
+    else {
         bail!("no sync run");
     };
     if thread_summary.processed != summary.processed || thread_summary.failed != summary.failed {

@@ -42,8 +42,8 @@ mod pdf;
 mod pool;
 mod sink;
 mod text;
-mod xml;
 pub mod worker;
+mod xml;
 
 use std::io::{BufReader, Read, Seek};
 use std::panic::AssertUnwindSafe;
@@ -58,9 +58,9 @@ use crate::input::Input;
 #[doc(hidden)]
 pub use chunk::chunk_spans;
 pub use chunk::{TextChunk, chunk, chunk_with_offsets, normalized_text};
+pub use pool::{Isolation, WorkerCommand};
 #[doc(hidden)]
 pub use sink::Budget;
-pub use pool::{Isolation, WorkerCommand};
 
 /// Limits and chunking parameters of the ingestion pipeline.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -149,7 +149,10 @@ fn death_reason(status: Option<ExitStatus>, stderr: &str, memory_limit_mb: u64) 
         );
     }
     if stderr.contains("has overflowed its stack") {
-        return ("stack", "it overflowed its stack (too deeply nested content)".into());
+        return (
+            "stack",
+            "it overflowed its stack (too deeply nested content)".into(),
+        );
     }
     match status {
         Some(s) if s.signal() == Some(9) => ("killed", "it was killed (SIGKILL)".into()),
@@ -198,7 +201,8 @@ impl WorkerPool {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
-        let (Some(stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
             return Err(std::io::Error::other("the worker's pipes are missing"));
         };
@@ -236,7 +240,10 @@ impl WorkerPool {
                     if w.is_alive() {
                         return Ok(w);
                     }
-                    tracing::warn!(worker.pid = w.pid(), "an idle extraction worker had ended; starting another");
+                    tracing::warn!(
+                        worker.pid = w.pid(),
+                        "an idle extraction worker had ended; starting another"
+                    );
                     // Dropping it reaps it (kill_on_drop; the runtime reaps orphans).
                     drop(w);
                 }
@@ -262,8 +269,9 @@ impl WorkerPool {
         permits: &Semaphore,
         request: Request,
     ) -> Result<Vec<TextChunk>, ExtractError> {
-        let frame = worker::encode_request(&request)
-            .map_err(|e| ExtractError::TooLarge(format!("the file cannot be sent to the text extractor: {e}")))?;
+        let frame = worker::encode_request(&request).map_err(|e| {
+            ExtractError::TooLarge(format!("the file cannot be sent to the text extractor: {e}"))
+        })?;
         let _permit = permits
             .acquire()
             .await
@@ -284,13 +292,16 @@ impl WorkerPool {
                     worker.stop().await;
                     count_restart("protocol");
                     tracing::error!(worker.pid = pid, error = %e, "extraction worker answered nonsense; stopped it");
-                    Err(ExtractError::WorkerDied("it sent an answer that could not be read".into()))
+                    Err(ExtractError::WorkerDied(
+                        "it sent an answer that could not be read".into(),
+                    ))
                 }
             },
             Ok(Err(e)) => {
                 let pid = worker.pid();
                 let status = worker.reap().await;
-                let (label, reason) = death_reason(status, &worker.stderr_text(), self.command.memory_limit_mb);
+                let (label, reason) =
+                    death_reason(status, &worker.stderr_text(), self.command.memory_limit_mb);
                 count_restart(label);
                 tracing::warn!(worker.pid = pid, error = %e, reason = %reason, "extraction worker died");
                 Err(ExtractError::WorkerDied(reason))
@@ -299,7 +310,11 @@ impl WorkerPool {
                 let pid = worker.pid();
                 worker.stop().await;
                 count_restart("timeout");
-                tracing::warn!(worker.pid = pid, timeout_ms = timeout.as_millis() as u64, "extraction worker over the time limit; killed it");
+                tracing::warn!(
+                    worker.pid = pid,
+                    timeout_ms = timeout.as_millis() as u64,
+                    "extraction worker over the time limit; killed it"
+                );
                 Err(ExtractError::Timeout(timeout))
             }
         }
@@ -308,7 +323,11 @@ impl WorkerPool {
     /// Kills and reaps every idle worker (busy ones are killed when their extraction ends or is
     /// dropped).
     pub(crate) async fn shutdown(&self) {
-        let workers = self.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
+        let workers = self
+            .idle
+            .lock()
+            .map(|mut idle| std::mem::take(&mut *idle))
+            .unwrap_or_default();
         for mut w in workers {
             w.stop().await;
         }

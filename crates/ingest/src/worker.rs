@@ -182,7 +182,9 @@ pub fn decode_request(body: &[u8]) -> Result<Request, ProtocolError> {
     let mut r = Reader(body);
     let version = r.u8()?;
     if version != VERSION {
-        return Err(malformed(format!("protocol version {version} (expected {VERSION})")));
+        return Err(malformed(format!(
+            "protocol version {version} (expected {VERSION})"
+        )));
     }
     let kind = FileKind::ALL
         .get(r.u8()? as usize)
@@ -358,7 +360,9 @@ pub fn serve_with(
     while let Some(body) = read_frame(&mut input)? {
         let result = match decode_request(&body) {
             Ok(request) => answer(&request),
-            Err(e) => Err(ExtractError::Io(format!("the extractor received a malformed request: {e}"))),
+            Err(e) => Err(ExtractError::Io(format!(
+                "the extractor received a malformed request: {e}"
+            ))),
         };
         let frame = match encode_response(&result) {
             Ok(frame) => frame,
@@ -432,7 +436,10 @@ mod tests {
 
     #[test]
     fn requests_and_responses_round_trip() {
-        for source in [Source::Path("/tmp/a b/ü.pdf".into()), Source::Bytes(b"{\"a\":1}".to_vec())] {
+        for source in [
+            Source::Path("/tmp/a b/ü.pdf".into()),
+            Source::Bytes(b"{\"a\":1}".to_vec()),
+        ] {
             let req = request(source);
             let frame = encode_request(&req).unwrap();
             let body = read_frame(&mut &frame[..]).unwrap().unwrap();
@@ -459,7 +466,10 @@ mod tests {
 
     #[test]
     fn malformed_messages_are_errors_not_panics() {
-        assert!(matches!(read_frame(&mut &[1u8, 0][..]), Err(ProtocolError::Truncated)));
+        assert!(matches!(
+            read_frame(&mut &[1u8, 0][..]),
+            Err(ProtocolError::Truncated)
+        ));
         assert!(matches!(
             read_frame(&mut &[255u8, 255, 255, 255, 1][..]),
             Err(ProtocolError::Truncated)
@@ -484,7 +494,9 @@ mod tests {
         let mut output = Vec::new();
         serve(&input[..], &mut output).unwrap();
         let mut out = &output[..];
-        let first = decode_response(&read_frame(&mut out).unwrap().unwrap()).unwrap().unwrap();
+        let first = decode_response(&read_frame(&mut out).unwrap().unwrap())
+            .unwrap()
+            .unwrap();
         assert_eq!(first[0].text, "k\nvalue");
         let second = decode_response(&read_frame(&mut out).unwrap().unwrap()).unwrap();
         assert!(matches!(second, Err(ExtractError::Io(m)) if m.contains("malformed")));

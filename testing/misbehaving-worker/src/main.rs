@@ -47,13 +47,16 @@ fn hang() -> ! {
 }
 
 fn main() -> ExitCode {
-    let memory = worker::memory_limit_from_args(std::env::args()).unwrap_or(WorkerCommand::DEFAULT_MEMORY_LIMIT_MB);
+    let memory =
+        worker::memory_limit_from_args(std::env::args()).unwrap_or(WorkerCommand::DEFAULT_MEMORY_LIMIT_MB);
     if let Err(e) = worker::limit_process(memory) {
         eprintln!("misbehaving-extract-worker: {e}");
         return ExitCode::FAILURE;
     }
-    let result = worker::serve_with(std::io::stdin().lock(), std::io::stdout().lock(), |request| {
-        match magic(request) {
+    let result = worker::serve_with(
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+        |request| match magic(request) {
             Some(b) if b.starts_with(b"HANG") => hang(),
             Some(b) if b.starts_with(b"ABORT") => std::process::abort(),
             Some(b) if b.starts_with(b"ALLOCATE") => {
@@ -76,8 +79,8 @@ fn main() -> ExitCode {
                 worker::run_request(request)
             }
             _ => worker::run_request(request),
-        }
-    });
+        },
+    );
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -21,7 +21,10 @@ fn extractor(max_concurrent: usize, timeout: Duration) -> Extractor {
 
 async fn works(ex: &Extractor) {
     let chunks = ex
-        .process(FileKind::Txt, Bytes::from_static(b"an ordinary file after the bad one"))
+        .process(
+            FileKind::Txt,
+            Bytes::from_static(b"an ordinary file after the bad one"),
+        )
         .await
         .unwrap();
     assert_eq!(chunks.len(), 1);
@@ -46,7 +49,10 @@ fn exists(pid: u32) -> bool {
 async fn until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -58,12 +64,21 @@ async fn a_hang_without_budget_checks_is_killed_at_the_limit_and_the_next_file_w
     works(&ex).await;
     let first = ex.idle_worker_pids();
     let started = std::time::Instant::now();
-    let err = ex.process(FileKind::Txt, Bytes::from_static(b"HANG")).await.unwrap_err();
+    let err = ex
+        .process(FileKind::Txt, Bytes::from_static(b"HANG"))
+        .await
+        .unwrap_err();
     let took = started.elapsed();
     assert_eq!(err, ExtractError::Timeout(Duration::from_millis(700)));
-    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+        "took {took:?}"
+    );
     // The hung worker was killed and reaped, not left behind.
-    assert!(first.iter().all(|&pid| !exists(pid)), "the hung worker {first:?} still exists");
+    assert!(
+        first.iter().all(|&pid| !exists(pid)),
+        "the hung worker {first:?} still exists"
+    );
     works(&ex).await;
     assert_ne!(ex.idle_worker_pids(), first);
     ex.shutdown().await;
@@ -72,7 +87,10 @@ async fn a_hang_without_budget_checks_is_killed_at_the_limit_and_the_next_file_w
 #[tokio::test]
 async fn an_abort_is_a_worker_died_error_and_the_pool_restarts_the_worker() {
     let ex = extractor(1, Duration::from_secs(20));
-    let err = ex.process(FileKind::Txt, Bytes::from_static(b"ABORT")).await.unwrap_err();
+    let err = ex
+        .process(FileKind::Txt, Bytes::from_static(b"ABORT"))
+        .await
+        .unwrap_err();
     assert_eq!(err, ExtractError::WorkerDied("it crashed (aborted)".into()));
     assert_eq!(
         err.to_string(),
@@ -88,7 +106,10 @@ async fn an_abort_is_a_worker_died_error_and_the_pool_restarts_the_worker() {
 async fn an_allocation_over_the_memory_limit_fails_only_that_file() {
     let ex = extractor(1, Duration::from_secs(20));
     works(&ex).await;
-    let err = ex.process(FileKind::Txt, Bytes::from_static(b"ALLOCATE")).await.unwrap_err();
+    let err = ex
+        .process(FileKind::Txt, Bytes::from_static(b"ALLOCATE"))
+        .await
+        .unwrap_err();
     assert_eq!(
         err,
         ExtractError::WorkerDied("it exceeded its memory limit of 256 MiB".into())
@@ -106,7 +127,10 @@ async fn a_stack_overflow_an_exit_and_a_garbled_answer_each_fail_only_their_file
         (b"GARBAGE", "it sent an answer that could not be read"),
     ];
     for (content, reason) in cases {
-        let err = ex.process(FileKind::Txt, Bytes::from_static(content)).await.unwrap_err();
+        let err = ex
+            .process(FileKind::Txt, Bytes::from_static(content))
+            .await
+            .unwrap_err();
         assert_eq!(err, ExtractError::WorkerDied(reason.into()), "for {content:?}");
         works(&ex).await;
     }
@@ -120,7 +144,8 @@ async fn concurrent_files_use_at_most_max_concurrent_workers_and_reuse_them() {
     for i in 0..12 {
         let ex = ex.clone();
         tasks.push(tokio::spawn(async move {
-            ex.process(FileKind::Txt, Bytes::from(format!("file number {i}"))).await
+            ex.process(FileKind::Txt, Bytes::from(format!("file number {i}")))
+                .await
         }));
     }
     for (i, task) in tasks.into_iter().enumerate() {
@@ -129,7 +154,10 @@ async fn concurrent_files_use_at_most_max_concurrent_workers_and_reuse_them() {
     let pids = ex.idle_worker_pids();
     assert!((1..=2).contains(&pids.len()), "workers: {pids:?}");
     ex.shutdown().await;
-    assert!(pids.iter().all(|&pid| !exists(pid)), "workers left after shutdown: {pids:?}");
+    assert!(
+        pids.iter().all(|&pid| !exists(pid)),
+        "workers left after shutdown: {pids:?}"
+    );
 }
 
 #[tokio::test]
@@ -144,7 +172,10 @@ async fn dropping_the_extractor_kills_its_workers() {
     let pids = ex.idle_worker_pids();
     assert!(!pids.is_empty());
     drop(ex);
-    until("the dropped extractor's workers are gone", || pids.iter().all(|&pid| !alive(pid))).await;
+    until("the dropped extractor's workers are gone", || {
+        pids.iter().all(|&pid| !alive(pid))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -155,7 +186,10 @@ async fn a_file_on_disk_is_read_by_the_worker() {
     let ex = extractor(1, Duration::from_secs(20));
     let chunks = ex.process_file(FileKind::Docx, &path).await.unwrap();
     assert_eq!(chunks[0].text, "Worker read this from disk.");
-    let missing = ex.process_file(FileKind::Pdf, dir.path().join("gone.pdf")).await.unwrap_err();
+    let missing = ex
+        .process_file(FileKind::Pdf, dir.path().join("gone.pdf"))
+        .await
+        .unwrap_err();
     assert!(matches!(missing, ExtractError::Io(_)), "{missing:?}");
     ex.shutdown().await;
 }

@@ -7,8 +7,8 @@ use url::Url;
 
 use super::{
     AppOnlyCredential, AppOnlySettings, ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL,
-    DEFAULT_SCOPES, ExtractIsolation, FileConfig, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcFileConfig, OidcSettings,
-    OneDriveFileConfig, OneDriveSettings, OpenWebUiFileConfig, OpenWebUiSettings, Settings,
+    DEFAULT_SCOPES, ExtractIsolation, FileConfig, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcFileConfig,
+    OidcSettings, OneDriveFileConfig, OneDriveSettings, OpenWebUiFileConfig, OpenWebUiSettings, Settings,
 };
 
 impl Settings {

@@ -66,7 +66,10 @@ fn example_config_parses_and_resolves_to_the_defaults() {
 fn extraction_isolation_and_memory_come_from_the_environment() {
     let settings = Settings::resolve(
         &Flags::default(),
-        &env_of(&[("KBSYNC_EXTRACT_ISOLATION", "thread"), ("KBSYNC_EXTRACT_MEMORY_MB", "512")]),
+        &env_of(&[
+            ("KBSYNC_EXTRACT_ISOLATION", "thread"),
+            ("KBSYNC_EXTRACT_MEMORY_MB", "512"),
+        ]),
         FileConfig::default(),
     )
     .unwrap();

@@ -20,7 +20,10 @@ fn extractor(isolation: Isolation) -> Extractor {
 }
 
 fn workers() -> Isolation {
-    Isolation::Process(WorkerCommand::new(env!("CARGO_BIN_EXE_kbsync"), ["extract-worker"]))
+    Isolation::Process(WorkerCommand::new(
+        env!("CARGO_BIN_EXE_kbsync"),
+        ["extract-worker"],
+    ))
 }
 
 /// The pids of the live `extract-worker` children of `parent`.
@@ -34,7 +37,9 @@ fn worker_children(parent: u32) -> Vec<u32> {
             continue;
         };
         // pid (comm) state ppid ...
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         if fields.first() == Some(&"Z") || fields.get(1) != Some(&parent.to_string().as_str()) {
             continue;
@@ -55,7 +60,10 @@ async fn real_files_extract_identically_in_worker_processes_and_in_process() {
         .into_iter()
         .map(|(name, bytes)| (name.to_owned(), bytes))
         .collect();
-    files.push(("encrypted.pdf".into(), kbsync_fixtures::pdf_encrypted_stub(&["secret"])));
+    files.push((
+        "encrypted.pdf".into(),
+        kbsync_fixtures::pdf_encrypted_stub(&["secret"]),
+    ));
     files.push(("scanned.pdf".into(), kbsync_fixtures::pdf_image_only(2)));
     files.push(("broken.docx".into(), b"PK not really a zip".to_vec()));
     let in_process = extractor(Isolation::Thread);
@@ -74,11 +82,17 @@ async fn real_files_extract_identically_in_worker_processes_and_in_process() {
     assert!((1..=2).contains(&pids.len()), "{pids:?}");
     isolated.shutdown().await;
     let me = std::process::id();
-    assert!(worker_children(me).iter().all(|p| !pids.contains(p)), "workers left: {pids:?}");
+    assert!(
+        worker_children(me).iter().all(|p| !pids.contains(p)),
+        "workers left: {pids:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[expect(clippy::disallowed_methods, reason = "polls a process list against a real-time deadline")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "polls a process list against a real-time deadline"
+)]
 async fn no_worker_process_outlives_a_dropped_extractor() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.txt");
@@ -94,22 +108,37 @@ async fn no_worker_process_outlives_a_dropped_extractor() {
     assert!(!pids.is_empty());
     drop(isolated);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
-        assert!(Instant::now() < deadline, "workers {pids:?} outlived the extractor");
+    while pids
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "workers {pids:?} outlived the extractor"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[expect(clippy::disallowed_methods, reason = "polls a process list against a real-time deadline")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "polls a process list against a real-time deadline"
+)]
 async fn a_served_sync_indexes_documents_through_extraction_workers() {
     let port = free_port();
     let emu = crate::common::emulator(&[port]).await;
     let drive = emu.control();
     let drive_id = drive.default_drive_id();
     let docs: [(&str, Vec<u8>); 3] = [
-        ("/Docs/report.pdf", kbsync_fixtures::pdf(&["The quarterly pelican report."])),
-        ("/Docs/minutes.docx", kbsync_fixtures::docx(&["Minutes about the flamingo budget."])),
+        (
+            "/Docs/report.pdf",
+            kbsync_fixtures::pdf(&["The quarterly pelican report."]),
+        ),
+        (
+            "/Docs/minutes.docx",
+            kbsync_fixtures::docx(&["Minutes about the flamingo budget."]),
+        ),
         ("/Docs/notes.txt", b"Notes on the heron migration.".to_vec()),
     ];
     for (path, bytes) in &docs {
@@ -135,7 +164,11 @@ async fn a_served_sync_indexes_documents_through_extraction_workers() {
     api.wait_status(&kb, "completed", Duration::from_secs(120)).await;
     let found = api.processed_files_by_name(&kb).await;
     assert_eq!(found.len(), 3, "{found:?}");
-    for (word, name) in [("pelican", "report.pdf"), ("flamingo", "minutes.docx"), ("heron", "notes.txt")] {
+    for (word, name) in [
+        ("pelican", "report.pdf"),
+        ("flamingo", "minutes.docx"),
+        ("heron", "notes.txt"),
+    ] {
         let (_, hits) = api.get(&format!("/api/v1/search?q={word}")).await;
         assert_eq!(hits["results"][0]["name"], name, "{hits}");
     }
@@ -149,13 +182,23 @@ async fn a_served_sync_indexes_documents_through_extraction_workers() {
         instance.log()
     );
     for pid in &workers {
-        let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
-        assert!(cmdline.contains("extract-worker --memory-limit-mb 512"), "{cmdline}");
+        let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap())
+            .replace('\0', " ");
+        assert!(
+            cmdline.contains("extract-worker --memory-limit-mb 512"),
+            "{cmdline}"
+        );
     }
     instance.terminate().await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while workers.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
-        assert!(Instant::now() < deadline, "workers {workers:?} outlived the server");
+    while workers
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "workers {workers:?} outlived the server"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     emu.shutdown().await;
