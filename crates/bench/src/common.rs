@@ -255,6 +255,28 @@ pub fn engine(store: Arc<dyn Store>, blobs: &std::path::Path, limits: SyncLimits
     SyncEngine::new(context(store, blobs, limits))
 }
 
+/// [`engine`] with the given extractor (thread or process isolation).
+pub fn engine_with(
+    store: Arc<dyn Store>,
+    blobs: &std::path::Path,
+    limits: SyncLimits,
+    extractor: Extractor,
+) -> SyncEngine {
+    SyncEngine::new(SyncContext {
+        extractor,
+        ..context(store, blobs, limits)
+    })
+}
+
+/// Process isolation with this very binary as the worker (`kbsync-bench extract-worker` serves
+/// the same protocol loop as `kbsync extract-worker`).
+pub fn worker_isolation() -> Result<kbsync_ingest::Isolation> {
+    let exe = std::env::current_exe()?;
+    Ok(kbsync_ingest::Isolation::Process(
+        kbsync_ingest::WorkerCommand::new(exe, ["extract-worker"]),
+    ))
+}
+
 /// Resident memory of this process: (current, peak) in bytes, from /proc/self/status.
 pub fn memory() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

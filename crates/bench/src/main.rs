@@ -74,8 +74,18 @@ struct Args {
     rest: Vec<String>,
 }
 
+fn main() -> Result<()> {
+    // The extraction worker of the process-isolation figures: no runtime, just the worker loop.
+    if std::env::args().nth(1).as_deref() == Some("extract-worker") {
+        let memory = kbsync_ingest::worker::memory_limit_from_args(std::env::args())
+            .unwrap_or(kbsync_ingest::WorkerCommand::DEFAULT_MEMORY_LIMIT_MB);
+        return Ok(kbsync_ingest::worker::run_worker(memory)?);
+    }
+    bench()
+}
+
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn bench() -> Result<()> {
     let args = Args::parse();
     if args.scenario == "memory-child" {
         return memory::child(&args.rest).await;

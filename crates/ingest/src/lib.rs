@@ -19,6 +19,12 @@
 //! `max_decompressed_bytes` (the central directory's declared total and the bytes actually inflated are
 //! both checked), and every extraction at `per_file_timeout`.
 //!
+//! Isolation ([`Isolation`]): by default parsers run on the blocking threads of this process, under
+//! `catch_unwind` and a cooperative deadline; in process mode they run in worker processes
+//! ([`worker`]: `kbsync extract-worker`), which the parent kills at the per-file limit and which
+//! die alone when a parser aborts, overflows its stack or exceeds the worker's memory limit
+//! ([`ExtractError::WorkerDied`]); the pool starts fresh workers as needed.
+//!
 //! Memory: [`Extractor::process_file`] (and [`extract_reader`]) read a file without loading it
 //! whole where the format allows. Plain text, JSON and XML are decoded and parsed as they are read,
 //! so they cost about `max_text_bytes` whatever the file's size (and reading stops once the text
@@ -33,8 +39,10 @@ mod input;
 mod json;
 mod office;
 mod pdf;
+mod pool;
 mod sink;
 mod text;
+pub mod worker;
 mod xml;
 
 use std::io::{BufReader, Read, Seek};
@@ -50,6 +58,7 @@ use crate::input::Input;
 #[doc(hidden)]
 pub use chunk::chunk_spans;
 pub use chunk::{TextChunk, chunk, chunk_with_offsets, normalized_text};
+pub use pool::{Isolation, WorkerCommand};
 #[doc(hidden)]
 pub use sink::Budget;
 
@@ -228,6 +237,11 @@ pub enum ExtractError {
     /// The extractor panicked (a bug in a parser, contained).
     #[error("the text extractor crashed on this file")]
     Panicked,
+    /// The worker process extracting the file was stopped (process isolation): it crashed, ran out
+    /// of its memory limit, overflowed its stack, was killed, or answered nonsense. The text says
+    /// which; the pool starts a fresh worker for the next file.
+    #[error("the text extractor was stopped: {0}")]
+    WorkerDied(String),
     #[error("I/O error: {0}")]
     Io(String),
 }
@@ -304,9 +318,15 @@ const READ_BUFFER: usize = 64 << 10;
 struct Inner {
     cfg: IngestConfig,
     permits: Arc<Semaphore>,
+    /// `Some` in process mode.
+    workers: Option<pool::WorkerPool>,
 }
 
 /// A bounded pool for extraction + chunking. Cheap to clone; clones share the pool.
+///
+/// In [`Isolation::Thread`] mode parsers run on blocking threads of this process; in
+/// [`Isolation::Process`] mode they run in worker processes (see [`worker`]) that the parent kills
+/// at the per-file time limit, and that die alone when they crash or exceed their memory limit.
 #[derive(Clone)]
 pub struct Extractor {
     inner: Arc<Inner>,
@@ -316,15 +336,30 @@ impl std::fmt::Debug for Extractor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Extractor")
             .field("cfg", &self.inner.cfg)
+            .field("process_isolation", &self.inner.workers.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Extractor {
+    /// An extractor running parsers on this process's blocking threads ([`Isolation::Thread`]).
     pub fn new(cfg: IngestConfig) -> Self {
+        Self::with_isolation(cfg, Isolation::Thread)
+    }
+
+    /// An extractor running parsers where `isolation` says. Worker processes are started lazily.
+    pub fn with_isolation(cfg: IngestConfig, isolation: Isolation) -> Self {
         let permits = Arc::new(Semaphore::new(cfg.max_concurrent.max(1)));
+        let workers = match isolation {
+            Isolation::Thread => None,
+            Isolation::Process(command) => Some(pool::WorkerPool::new(command)),
+        };
         Self {
-            inner: Arc::new(Inner { cfg, permits }),
+            inner: Arc::new(Inner {
+                cfg,
+                permits,
+                workers,
+            }),
         }
     }
 
@@ -332,28 +367,69 @@ impl Extractor {
         &self.inner.cfg
     }
 
-    /// Waits for a permit, extracts on a blocking thread under `catch_unwind` with the per-file timeout,
-    /// then chunks. Never panics and never blocks the async runtime.
+    /// Whether parsers run in worker processes.
+    pub fn is_process_isolated(&self) -> bool {
+        self.inner.workers.is_some()
+    }
+
+    /// Kills and reaps the idle worker processes (process mode; a no-op otherwise). Dropping the
+    /// last clone kills them too, without waiting for them.
+    pub async fn shutdown(&self) {
+        if let Some(workers) = &self.inner.workers {
+            workers.shutdown().await;
+        }
+    }
+
+    /// The process ids of the idle workers (process mode), for tests and diagnostics.
+    #[doc(hidden)]
+    pub fn idle_worker_pids(&self) -> Vec<u32> {
+        self.inner
+            .workers
+            .as_ref()
+            .map(pool::WorkerPool::idle_pids)
+            .unwrap_or_default()
+    }
+
+    /// Waits for a permit, extracts (in a worker process, or on a blocking thread under
+    /// `catch_unwind`) with the per-file timeout, then chunks. Never panics and never blocks the
+    /// async runtime.
     ///
     /// The permit is held until the blocking work has really ended, so at most `max_concurrent`
     /// extractions ever run at once; after a timeout the caller gets `Timeout` at once while the
-    /// extraction notices its cancelled budget at its next check and stops.
+    /// extraction notices its cancelled budget at its next check and stops (in process mode the
+    /// worker is killed).
     pub async fn process(&self, kind: FileKind, bytes: bytes::Bytes) -> Result<Vec<TextChunk>, ExtractError> {
+        if let Some(workers) = &self.inner.workers {
+            let request = worker::Request {
+                kind,
+                cfg: self.inner.cfg.clone(),
+                source: worker::Source::Bytes(bytes.to_vec()),
+            };
+            return workers.extract(&self.inner.permits, request).await;
+        }
         self.extract_and_chunk(move |cfg, budget| {
             extract_with_budget(kind, Input::memory(&bytes), cfg, budget)
         })
         .await
     }
 
-    /// [`Extractor::process`] for a file on disk, which is opened on the blocking thread and read
-    /// in bounded memory where the format allows (see the crate documentation). A file that
-    /// cannot be opened or read is an [`ExtractError::Io`].
+    /// [`Extractor::process`] for a file on disk, which is opened by the extraction (on the
+    /// blocking thread, or in the worker) and read in bounded memory where the format allows (see
+    /// the crate documentation). A file that cannot be opened or read is an [`ExtractError::Io`].
     pub async fn process_file(
         &self,
         kind: FileKind,
         path: impl Into<PathBuf>,
     ) -> Result<Vec<TextChunk>, ExtractError> {
         let path = path.into();
+        if let Some(workers) = &self.inner.workers {
+            let request = worker::Request {
+                kind,
+                cfg: self.inner.cfg.clone(),
+                source: worker::Source::Path(path),
+            };
+            return workers.extract(&self.inner.permits, request).await;
+        }
         self.extract_and_chunk(move |cfg, budget| {
             let file = std::fs::File::open(&path).map_err(|e| ExtractError::Io(e.to_string()))?;
             let mut reader = BufReader::with_capacity(READ_BUFFER, file);
@@ -375,8 +451,8 @@ impl Extractor {
         .await
     }
 
-    /// Test hook: runs `work` exactly as [`Extractor::process`] runs an extraction (pool permit,
-    /// blocking thread, `catch_unwind`, timeout). `work` should return once `budget.is_cancelled()`.
+    /// Test hook: runs `work` exactly as [`Extractor::process`] runs an extraction in thread mode
+    /// (pool permit, blocking thread, `catch_unwind`, timeout), whatever this extractor's mode. `work` should return once `budget.is_cancelled()`.
     #[doc(hidden)]
     pub async fn run<T, F>(&self, work: F) -> Result<T, ExtractError>
     where

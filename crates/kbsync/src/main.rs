@@ -152,6 +152,14 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Serve the text-extraction worker protocol on stdin/stdout (the server starts these itself
+    /// when KBSYNC_EXTRACT_ISOLATION=process).
+    #[command(hide = true)]
+    ExtractWorker {
+        /// This process's address-space limit in MiB (RLIMIT_AS).
+        #[arg(long, default_value_t = kbsync_ingest::WorkerCommand::DEFAULT_MEMORY_LIMIT_MB)]
+        memory_limit_mb: u64,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -192,6 +200,16 @@ enum ConfigCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // A worker runs no async runtime and no logging: it limits itself, then serves its parent.
+    if let Command::ExtractWorker { memory_limit_mb } = cli.command {
+        return match kbsync_ingest::worker::run_worker(memory_limit_mb) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("kbsync extract-worker: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -213,6 +231,9 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::ExtractWorker { .. } => {
+            anyhow::bail!("extract-worker is served before the async runtime starts")
+        }
         Command::Config {
             command: ConfigCommand::Example,
         } => {

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use kbsync_core::datasource::{Datasource, DatasourceKind, OAuthSpec};
 use kbsync_core::{Clock, Random};
-use kbsync_ingest::{Extractor, IngestConfig};
+use kbsync_ingest::{Extractor, IngestConfig, Isolation, WorkerCommand};
 use kbsync_msgraph::{GRAPH_RESOURCE, GraphConfig, OneDrive, TokioSleeper};
 use kbsync_oauth::{
     AppOnlyConfig, AppOnlyTokens, ClientCertificate, ClientCredential, ClientSecret, ConnectionManager,
@@ -27,7 +27,7 @@ use kbsync_sync::{
     scheduler::SchedulerSettings,
 };
 
-use crate::config::{AppOnlyCredential, Settings};
+use crate::config::{AppOnlyCredential, ExtractIsolation, Settings};
 
 /// The server's state over an open store: datasources, blob store, extractor, the sync runtime
 /// that the server serves, and the server's own settings.
@@ -40,7 +40,7 @@ pub fn app_state(
 ) -> anyhow::Result<AppState> {
     let datasources = datasources(settings, store.clone(), cipher, clock.clone(), random.clone())?;
     let blobs = BlobStore::new(settings.data_dir.join("blobs"));
-    let extractor = extractor(settings);
+    let extractor = extractor(settings)?;
     let sync = SyncRuntime::new(
         store.clone(),
         blobs.clone(),
@@ -212,15 +212,28 @@ pub fn datasources(
     Ok(Datasources::new(manager, datasources))
 }
 
-/// Text extraction and chunking, for uploads and synced files alike.
-fn extractor(settings: &Settings) -> Extractor {
-    Extractor::new(IngestConfig {
+/// Text extraction and chunking, for uploads and synced files alike. In process isolation (the
+/// default) parsers run in `kbsync extract-worker` processes started from this very executable,
+/// never on the server's threads.
+fn extractor(settings: &Settings) -> anyhow::Result<Extractor> {
+    let cfg = IngestConfig {
         max_concurrent: settings.ingest_concurrency,
         per_file_timeout: Duration::from_secs(settings.ingest_timeout_secs),
         chunk_size: settings.chunk_size,
         chunk_overlap: settings.chunk_overlap,
         ..IngestConfig::default()
-    })
+    };
+    let isolation = match settings.extract_isolation {
+        ExtractIsolation::Thread => Isolation::Thread,
+        ExtractIsolation::Process => {
+            let exe = std::env::current_exe()
+                .context("finding kbsync's own executable to start extraction workers")?;
+            Isolation::Process(
+                WorkerCommand::new(exe, ["extract-worker"]).memory_limit_mb(settings.extract_memory_mb),
+            )
+        }
+    };
+    Ok(Extractor::with_isolation(cfg, isolation))
 }
 
 /// Limits of runs, what permissions grant, leases, the default interval and the scheduler loop.

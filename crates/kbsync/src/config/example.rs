@@ -35,6 +35,12 @@ chunk_overlap = 100
 # ingest_concurrency = 2
 ingest_timeout_secs = 60
 
+# Where document parsers run: "process" (worker processes that are killed at the time limit and
+# may use at most extract_memory_mb MiB of address space each; a crash there fails only that
+# file) or "thread" (the server's own threads; a parser that loops or aborts hurts the server).
+extract_isolation = "process"
+extract_memory_mb = 1024
+
 # Log lines as "text" or "json". The level comes from RUST_LOG (default: info).
 log_format = "text"
 

@@ -17,6 +17,6 @@ pub use example::EXAMPLE;
 pub use file::{FileConfig, OidcFileConfig, OneDriveFileConfig, OpenWebUiFileConfig};
 pub use settings::{
     AppOnlyCredential, AppOnlySettings, ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL,
-    DEFAULT_SCOPES, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcSettings, OneDriveSettings,
+    DEFAULT_SCOPES, ExtractIsolation, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcSettings, OneDriveSettings,
     OpenWebUiSettings, Settings,
 };

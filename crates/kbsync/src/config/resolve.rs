@@ -7,8 +7,8 @@ use url::Url;
 
 use super::{
     AppOnlyCredential, AppOnlySettings, ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL,
-    DEFAULT_SCOPES, FileConfig, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcFileConfig, OidcSettings,
-    OneDriveFileConfig, OneDriveSettings, OpenWebUiFileConfig, OpenWebUiSettings, Settings,
+    DEFAULT_SCOPES, ExtractIsolation, FileConfig, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcFileConfig,
+    OidcSettings, OneDriveFileConfig, OneDriveSettings, OpenWebUiFileConfig, OpenWebUiSettings, Settings,
 };
 
 impl Settings {
@@ -118,6 +118,21 @@ impl Settings {
         let ingest_timeout_secs: u64 =
             number(env, "KBSYNC_INGEST_TIMEOUT_SECS", file.ingest_timeout_secs, 60)?;
         positive("KBSYNC_INGEST_TIMEOUT_SECS", ingest_timeout_secs)?;
+        let extract_isolation = match text("KBSYNC_EXTRACT_ISOLATION", file.extract_isolation).as_deref() {
+            None | Some("process") => ExtractIsolation::Process,
+            Some("thread") => ExtractIsolation::Thread,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "KBSYNC_EXTRACT_ISOLATION: {other:?} is not one of: process, thread"
+                )));
+            }
+        };
+        let extract_memory_mb: u64 = number(env, "KBSYNC_EXTRACT_MEMORY_MB", file.extract_memory_mb, 1024)?;
+        if extract_memory_mb < 64 {
+            return Err(ConfigError(
+                "KBSYNC_EXTRACT_MEMORY_MB: must be at least 64 (MiB)".into(),
+            ));
+        }
 
         let sync_interval_minutes: u32 = number(
             env,
@@ -263,6 +278,8 @@ impl Settings {
             chunk_overlap,
             ingest_concurrency,
             ingest_timeout_secs,
+            extract_isolation,
+            extract_memory_mb,
             log_format,
             sync_interval_minutes,
             sync_concurrency,

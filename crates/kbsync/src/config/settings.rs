@@ -149,6 +149,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where document parsers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtractIsolation {
+    /// In `kbsync extract-worker` processes, killed at the time limit and capped in memory.
+    Process,
+    /// On the server's own threads (a parser that loops or aborts can hurt the server).
+    Thread,
+}
+
 /// The resolved settings of one kbsync process.
 #[derive(Clone)]
 pub struct Settings {
@@ -167,6 +176,10 @@ pub struct Settings {
     pub chunk_overlap: usize,
     pub ingest_concurrency: usize,
     pub ingest_timeout_secs: u64,
+    /// Where parsers run (default: worker processes).
+    pub extract_isolation: ExtractIsolation,
+    /// The address-space limit of one extraction worker, in MiB.
+    pub extract_memory_mb: u64,
     pub log_format: LogFormat,
     /// Minutes between scheduled runs of a knowledge base (a knowledge base may set its own).
     pub sync_interval_minutes: u32,

@@ -52,6 +52,31 @@ fn example_config_parses_and_resolves_to_the_defaults() {
     );
     assert_eq!(from_example.reauth_grace_hours, 72);
     assert_eq!(defaults.reauth_grace_hours, 72);
+    assert_eq!(
+        (from_example.extract_isolation, from_example.extract_memory_mb),
+        (ExtractIsolation::Process, 1024)
+    );
+    assert_eq!(
+        (defaults.extract_isolation, defaults.extract_memory_mb),
+        (ExtractIsolation::Process, 1024)
+    );
+}
+
+#[test]
+fn extraction_isolation_and_memory_come_from_the_environment() {
+    let settings = Settings::resolve(
+        &Flags::default(),
+        &env_of(&[
+            ("KBSYNC_EXTRACT_ISOLATION", "thread"),
+            ("KBSYNC_EXTRACT_MEMORY_MB", "512"),
+        ]),
+        FileConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (settings.extract_isolation, settings.extract_memory_mb),
+        (ExtractIsolation::Thread, 512)
+    );
 }
 
 #[test]
@@ -117,6 +142,9 @@ fn bad_values_name_the_setting() {
         ("KBSYNC_BLOB_GRACE_MINUTES", "0"),
         ("KBSYNC_REAUTH_GRACE_HOURS", "0"),
         ("KBSYNC_REAUTH_GRACE_HOURS", "soon"),
+        ("KBSYNC_EXTRACT_ISOLATION", "sandbox"),
+        ("KBSYNC_EXTRACT_MEMORY_MB", "10"),
+        ("KBSYNC_EXTRACT_MEMORY_MB", "much"),
     ];
     for (var, value) in cases {
         let err = Settings::resolve(&Flags::default(), &env_of(&[(var, value)]), FileConfig::default())

@@ -4,6 +4,7 @@
 mod app_only;
 mod cli;
 mod common;
+mod extract_worker;
 mod fault_matrix;
 mod ops;
 mod sync_process;
