@@ -282,6 +282,7 @@ fn server_settings(settings: &Settings) -> ServerSettings {
             blob_grace: chrono::Duration::minutes(i64::from(settings.blob_grace_minutes)),
         }),
         password_login: settings.password_login,
+        api_concurrency: settings.api_concurrency,
         webhooks: settings.webhooks.then(|| WebhookSettings {
             tick: Duration::from_secs(settings.webhook_tick_secs),
             renew_before: chrono::Duration::hours(i64::from(settings.webhook_renew_before_hours)),

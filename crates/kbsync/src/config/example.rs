@@ -41,6 +41,11 @@ ingest_timeout_secs = 60
 extract_isolation = "process"
 extract_memory_mb = 1024
 
+# How many API and web UI reads (GET, HEAD) are handled at once; more wait their turn. Keep it
+# below the database pool (SQLite 8, PostgreSQL 10 connections) so that a crowd of clients never
+# takes every connection from the sync runs. Writes, health checks and metrics never wait.
+api_concurrency = 4
+
 # Log lines as "text" or "json". The level comes from RUST_LOG (default: info).
 log_format = "text"
 

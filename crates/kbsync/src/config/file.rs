@@ -25,6 +25,7 @@ pub struct FileConfig {
     pub ingest_timeout_secs: Option<u64>,
     pub extract_isolation: Option<String>,
     pub extract_memory_mb: Option<u64>,
+    pub api_concurrency: Option<usize>,
     pub log_format: Option<String>,
     pub secret_key_previous: Option<String>,
     pub sync_interval_minutes: Option<u32>,

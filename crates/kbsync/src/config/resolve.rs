@@ -134,6 +134,9 @@ impl Settings {
             ));
         }
 
+        let api_concurrency: usize = number(env, "KBSYNC_API_CONCURRENCY", file.api_concurrency, 4)?;
+        positive("KBSYNC_API_CONCURRENCY", api_concurrency as u64)?;
+
         let sync_interval_minutes: u32 = number(
             env,
             "KBSYNC_SYNC_INTERVAL_MINUTES",
@@ -280,6 +283,7 @@ impl Settings {
             ingest_timeout_secs,
             extract_isolation,
             extract_memory_mb,
+            api_concurrency,
             log_format,
             sync_interval_minutes,
             sync_concurrency,

@@ -180,6 +180,9 @@ pub struct Settings {
     pub extract_isolation: ExtractIsolation,
     /// The address-space limit of one extraction worker, in MiB.
     pub extract_memory_mb: u64,
+    /// API and web UI reads (GET, HEAD) handled at once; more wait their turn, so that clients
+    /// never take every database connection from this instance's sync runs.
+    pub api_concurrency: usize,
     pub log_format: LogFormat,
     /// Minutes between scheduled runs of a knowledge base (a knowledge base may set its own).
     pub sync_interval_minutes: u32,

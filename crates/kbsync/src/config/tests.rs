@@ -60,6 +60,24 @@ fn example_config_parses_and_resolves_to_the_defaults() {
         (defaults.extract_isolation, defaults.extract_memory_mb),
         (ExtractIsolation::Process, 1024)
     );
+    assert_eq!((from_example.api_concurrency, defaults.api_concurrency), (4, 4));
+}
+
+#[test]
+fn api_concurrency_comes_from_the_environment_and_must_be_positive() {
+    let settings = Settings::resolve(
+        &Flags::default(),
+        &env_of(&[("KBSYNC_API_CONCURRENCY", "16")]),
+        FileConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(settings.api_concurrency, 16);
+    let refused = Settings::resolve(
+        &Flags::default(),
+        &env_of(&[("KBSYNC_API_CONCURRENCY", "0")]),
+        FileConfig::default(),
+    );
+    assert!(refused.is_err(), "0 would admit no read at all");
 }
 
 #[test]
