@@ -30,6 +30,10 @@
 //! The gates live in the datasource instance: the process builds one OneDrive datasource and all
 //! knowledge bases and runs share it. Several kbsync instances do not share gates; each learns
 //! of a tenant's throttling from its own answers.
+//!
+//! The gate itself (closing it, waiting at it with jitter, the per-request budget) is
+//! [`kbsync_core::retry::Gate`], shared with the other datasource clients; this module decides
+//! which requests share one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -22,7 +22,7 @@ async fn a_binary_file_streams_its_bytes_when_md5_and_size_match() {
         .fake
         .requests()
         .into_iter()
-        .find(|r| r.query.get("alt").is_some())
+        .find(|r| r.query.contains_key("alt"))
         .unwrap();
     assert_eq!(
         (media.path.as_str(), media.query["alt"].as_str()),
