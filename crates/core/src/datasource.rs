@@ -23,6 +23,8 @@ use crate::KbType;
 pub enum DatasourceKind {
     #[serde(rename = "onedrive")]
     OneDrive,
+    #[serde(rename = "gdrive")]
+    GDrive,
 }
 
 /// What kbsync names and shows of a datasource: one entry per [`DatasourceKind`].
@@ -53,13 +55,24 @@ const ONEDRIVE: DatasourceInfo = DatasourceInfo {
     webhook: Some("msgraph"),
 };
 
+/// Google Drive (Drive API v3), crate `kbsync-gdrive`.
+const GDRIVE: DatasourceInfo = DatasourceInfo {
+    kind: DatasourceKind::GDrive,
+    name: "gdrive",
+    display_name: "Google Drive",
+    kb_choice: "Google Drive folders, kept in sync",
+    picker_root: "Google Drive",
+    webhook: None,
+};
+
 impl DatasourceKind {
-    pub const ALL: &'static [DatasourceKind] = &[DatasourceKind::OneDrive];
+    pub const ALL: &'static [DatasourceKind] = &[DatasourceKind::OneDrive, DatasourceKind::GDrive];
 
     /// This datasource's entry in the registry.
     pub fn info(self) -> &'static DatasourceInfo {
         match self {
             DatasourceKind::OneDrive => &ONEDRIVE,
+            DatasourceKind::GDrive => &GDRIVE,
         }
     }
 
@@ -84,6 +97,7 @@ impl DatasourceKind {
     pub fn kb_type(self) -> KbType {
         match self {
             DatasourceKind::OneDrive => KbType::OneDrive,
+            DatasourceKind::GDrive => KbType::GDrive,
         }
     }
 
@@ -92,6 +106,7 @@ impl DatasourceKind {
         match kb_type {
             KbType::Local => None,
             KbType::OneDrive => Some(DatasourceKind::OneDrive),
+            KbType::GDrive => Some(DatasourceKind::GDrive),
         }
     }
 
@@ -345,6 +360,9 @@ pub struct OAuthSpec {
     pub authorize_url: String,
     pub token_url: String,
     pub scopes: Vec<String>,
+    /// Parameters the authorization server wants on the authorize URL besides the standard ones
+    /// (Google: `access_type=offline` for a refresh token); empty for most.
+    pub extra_authorize_params: Vec<(String, String)>,
 }
 
 /// What a datasource is asked to watch: a drive's changes delivered to kbsync's webhook.

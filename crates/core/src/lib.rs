@@ -7,6 +7,7 @@ pub mod clock;
 pub mod datasource;
 pub mod model;
 pub mod random;
+pub mod retry;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use model::*;

@@ -111,7 +111,7 @@ string_enum!(
 
 string_enum!(
     /// Where a knowledge base's documents come from: uploads, or a datasource that kbsync syncs.
-    KbType, "knowledge base type", { Local => "local", OneDrive => "onedrive" }
+    KbType, "knowledge base type", { Local => "local", OneDrive => "onedrive", GDrive => "gdrive" }
 );
 
 string_enum!(
@@ -405,7 +405,7 @@ mod tests {
             assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{}\"", s.as_str()));
         }
         let err = "bogus".parse::<KbType>().unwrap_err();
-        assert!(err.to_string().contains("local onedrive"), "{err}");
+        assert!(err.to_string().contains("local onedrive gdrive"), "{err}");
     }
 
     #[test]

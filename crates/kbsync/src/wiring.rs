@@ -155,6 +155,7 @@ pub fn datasources(
             authorize_url: od.authorize_url.clone(),
             token_url: od.token_url.clone(),
             scopes: od.scopes.clone(),
+            extra_authorize_params: Vec::new(),
         };
         datasources.push(Arc::new(
             OneDrive::new(graph, oauth, graph_http, Arc::new(TokioSleeper)).with_random(random.clone()),

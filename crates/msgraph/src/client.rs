@@ -23,10 +23,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use kbsync_core::datasource::{AccessToken, DatasourceError, TokenSource};
+use kbsync_core::retry::{GateWaits, Refusal, WaitLimits, backoff, later};
 use kbsync_core::{Clock, Random};
 use reqwest::header::{ACCEPT, HeaderMap, USER_AGENT};
 use reqwest::{Response, StatusCode};
@@ -42,27 +42,8 @@ use crate::throttle::{Gate, Gates};
 const MAX_JSON_BYTES: usize = 64 * 1024 * 1024;
 /// Largest error body read (the rest is dropped).
 const MAX_ERROR_BYTES: usize = 64 * 1024;
-/// The jitter on top of a `Retry-After` is below this share of the wait (1/20 = 5 %) …
-const RETRY_AFTER_JITTER_DIVISOR: u32 = 20;
-/// … and below this.
-const MAX_RETRY_AFTER_JITTER: Duration = Duration::from_millis(250);
 
-/// Waits. Production uses [`TokioSleeper`]; tests record the durations and return at once.
-#[async_trait]
-pub trait Sleeper: Send + Sync {
-    async fn sleep(&self, duration: Duration);
-}
-
-/// Sleeps on the Tokio timer.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct TokioSleeper;
-
-#[async_trait]
-impl Sleeper for TokioSleeper {
-    async fn sleep(&self, duration: Duration) {
-        tokio::time::sleep(duration).await;
-    }
-}
+pub use kbsync_core::retry::{Sleeper, TokioSleeper};
 
 /// Who may see a request's credentials.
 #[derive(Clone, Copy)]
@@ -113,15 +94,6 @@ pub(crate) enum Answer {
 pub(crate) struct Head {
     pub response: Response,
     pub gate: Arc<Gate>,
-}
-
-/// What one request has waited on throttling so far.
-#[derive(Debug, Default)]
-struct ThrottleWaits {
-    /// Time spent waiting at the gate, against [`GraphConfig::max_throttle_wait`].
-    total: Duration,
-    /// The gate closure this request last waited out.
-    last_closure: Option<u64>,
 }
 
 /// Why one attempt failed and whether to try again.
@@ -301,7 +273,7 @@ impl GraphClient {
         let mut refreshed = false;
         let mut attempt: u32 = 0;
         let mut throttled_answers: u32 = 0;
-        let mut waits = ThrottleWaits::default();
+        let mut waits = GateWaits::default();
         // When this request's own answer closed the gate: its wait counts from that answer.
         let mut throttled_at: Option<DateTime<Utc>> = None;
         loop {
@@ -389,41 +361,43 @@ impl GraphClient {
     async fn wait_at_gate(
         &self,
         gate: &Gate,
-        mut now: DateTime<Utc>,
+        now: DateTime<Utc>,
         target: &str,
-        waits: &mut ThrottleWaits,
+        waits: &mut GateWaits,
     ) -> Result<(), DatasourceError> {
-        loop {
-            let Some(closure) = gate.closed_at(now) else {
-                return Ok(());
-            };
-            if waits.last_closure == Some(closure.number) {
-                // Already waited out (by a sleeper that returned early, or a lagging clock).
-                return Ok(());
+        let limits = WaitLimits {
+            max_wait: self.config.max_retry_wait,
+            budget: self.config.max_throttle_wait,
+        };
+        let waited = waits.total;
+        match gate
+            .wait_open(now, &*self.clock, &*self.sleeper, &*self.random, limits, waits)
+            .await
+        {
+            Ok(0) => Ok(()),
+            Ok(n) => {
+                debug!(
+                    request.path = %target, waits = n, wait_ms = (waits.total - waited).as_millis() as u64,
+                    "the tenant was throttled: waited at its gate"
+                );
+                metrics::counter!("kbsync_graph_throttle_waits_total").increment(u64::from(n));
+                Ok(())
             }
-            let remaining = (closure.until - now).to_std().unwrap_or_default();
-            if remaining > self.config.max_retry_wait {
+            Err(Refusal::BeyondMaxWait { remaining }) => {
                 debug!(request.path = %target, retry_after_ms = remaining.as_millis() as u64, "the tenant is throttled beyond the retry cap");
-                return Err(DatasourceError::Throttled {
+                Err(DatasourceError::Throttled {
                     retry_after: remaining,
-                });
+                })
             }
-            let delay = remaining + self.retry_after_jitter(remaining);
-            if waits.total + delay > self.config.max_throttle_wait {
+            Err(Refusal::OutOfBudget { remaining }) => {
                 warn!(
                     request.path = %target, waited_ms = waits.total.as_millis() as u64,
                     "giving up: the tenant is still throttled"
                 );
-                return Err(DatasourceError::Throttled {
+                Err(DatasourceError::Throttled {
                     retry_after: remaining,
-                });
+                })
             }
-            waits.total += delay;
-            waits.last_closure = Some(closure.number);
-            debug!(request.path = %target, wait_ms = delay.as_millis() as u64, "the tenant is throttled: waiting at its gate");
-            metrics::counter!("kbsync_graph_throttle_waits_total").increment(1);
-            self.sleeper.sleep(delay).await;
-            now = self.clock.now();
         }
     }
 
@@ -503,35 +477,13 @@ impl GraphClient {
 
     /// Exponential backoff with "equal jitter": half the step for sure, half at random.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(20);
-        let step = self
-            .config
-            .base_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.config.max_retry_wait);
-        step / 2 + self.jitter(step / 2)
+        backoff(
+            self.config.base_backoff,
+            self.config.max_retry_wait,
+            attempt,
+            &*self.random,
+        )
     }
-
-    /// The jitter on top of an explicit wait: uniform in `[0, min(wait / 20, 250 ms))`.
-    fn retry_after_jitter(&self, wait: Duration) -> Duration {
-        self.jitter((wait / RETRY_AFTER_JITTER_DIVISOR).min(MAX_RETRY_AFTER_JITTER))
-    }
-
-    /// A uniformly random duration in `[0, max)`.
-    fn jitter(&self, max: Duration) -> Duration {
-        let mut bytes = [0u8; 8];
-        self.random.fill(&mut bytes);
-        let fraction = (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64;
-        max.mul_f64(fraction)
-    }
-}
-
-/// `now + wait`, or the end of time when that does not fit.
-fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
-    TimeDelta::from_std(wait)
-        .ok()
-        .and_then(|d| now.checked_add_signed(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn retry(why: &str) -> Failure {

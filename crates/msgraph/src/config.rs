@@ -113,6 +113,7 @@ pub fn microsoft_oauth(authority_url: &str, tenant: &str, scopes: Vec<String>) -
         authorize_url: format!("{authority}/oauth2/v2.0/authorize"),
         token_url: format!("{authority}/oauth2/v2.0/token"),
         scopes,
+        extra_authorize_params: Vec::new(),
     }
 }
 

@@ -30,65 +30,21 @@
 //! The gates live in the datasource instance: the process builds one OneDrive datasource and all
 //! knowledge bases and runs share it. Several kbsync instances do not share gates; each learns
 //! of a tenant's throttling from its own answers.
+//!
+//! The gate itself (closing it, waiting at it with jitter, the per-request budget) is
+//! [`kbsync_core::retry::Gate`], shared with the other datasource clients; this module decides
+//! which requests share one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use kbsync_core::datasource::AccessToken;
+pub use kbsync_core::retry::{Closure, Gate};
 
 /// Gates kept before forgetting open gates that no request is using.
 const KEEP_GATES: usize = 1024;
-
-/// The gate of one tenant (or of the requests whose tenant is unknown).
-#[derive(Debug, Default)]
-pub(crate) struct Gate {
-    state: Mutex<GateState>,
-}
-
-#[derive(Debug, Default)]
-struct GateState {
-    /// When the gate reopens; `None` if it was never closed.
-    until: Option<DateTime<Utc>>,
-    /// How many times the reopening was set or moved later.
-    closures: u64,
-}
-
-/// A closed gate, as one request saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Closure {
-    pub until: DateTime<Utc>,
-    /// Which closure this is: a request that waited for it passes even if its clock says the gate
-    /// is still closed (a sleeper that returned early), and waits again only for a later one.
-    pub number: u64,
-}
-
-impl Gate {
-    fn lock(&self) -> MutexGuard<'_, GateState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Keeps the gate closed until at least `until`. Returns whether that moved its reopening.
-    pub(crate) fn close_until(&self, until: DateTime<Utc>) -> bool {
-        let mut s = self.lock();
-        if s.until.is_some_and(|u| u >= until) {
-            return false;
-        }
-        s.until = Some(until);
-        s.closures += 1;
-        true
-    }
-
-    /// The closure in force at `now`, if the gate is closed.
-    pub(crate) fn closed_at(&self, now: DateTime<Utc>) -> Option<Closure> {
-        let s = self.lock();
-        s.until.filter(|u| *u > now).map(|until| Closure {
-            until,
-            number: s.closures,
-        })
-    }
-}
 
 /// The gates of one datasource instance, by tenant.
 #[derive(Debug, Default)]
@@ -201,32 +157,6 @@ mod tests {
             &gates.for_token(Some(&opaque), now),
             &gates.for_token(Some(&AccessToken::new("other-opaque")), now)
         ));
-    }
-
-    #[test]
-    fn a_gate_stays_closed_until_the_latest_reopening_and_counts_only_moves() {
-        let gate = Gate::default();
-        assert_eq!(gate.closed_at(at(0)), None);
-        assert!(gate.close_until(at(5)));
-        assert_eq!(
-            gate.closed_at(at(1)),
-            Some(Closure {
-                until: at(5),
-                number: 1
-            })
-        );
-        // An earlier reopening does not shorten the closure.
-        assert!(!gate.close_until(at(3)));
-        assert_eq!(
-            gate.closed_at(at(4)).map(|c| (c.until, c.number)),
-            Some((at(5), 1))
-        );
-        assert!(gate.close_until(at(8)));
-        assert_eq!(
-            gate.closed_at(at(6)).map(|c| (c.until, c.number)),
-            Some((at(8), 2))
-        );
-        assert_eq!(gate.closed_at(at(8)), None);
     }
 
     #[test]

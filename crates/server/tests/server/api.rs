@@ -146,6 +146,8 @@ async fn knowledge_creation_validates_name_type_and_body(db: Db) {
         (json!({"name": "x".repeat(201)}), "name"),
         (json!({"name": "a", "type": "dropbox"}), "type"),
         (json!({"name": "a", "type": "onedrive"}), "type"),
+        // Registered but not wired on this server: refused, not a knowledge base nothing syncs.
+        (json!({"name": "a", "type": "gdrive"}), "type"),
         (json!({"description": "no name"}), "body"),
     ] {
         let (status, resp) = s.post("/api/v1/knowledge", Some(&token), req.clone()).await;

@@ -189,6 +189,7 @@ impl TestServer {
                 authorize_url: emu.authorize_url(),
                 token_url: emu.token_url(),
                 scopes: scopes.clone(),
+                extra_authorize_params: Vec::new(),
             };
             datasources.push(Arc::new(kbsync_msgraph::OneDrive::new(
                 graph,
