@@ -140,7 +140,10 @@ impl Pipeline {
                 .complete_document(doc.id, &chunks, self.clock.now())
                 .await
                 .map(|()| "processed"),
-            Err(Failure { reason, strike: false }) => {
+            Err(Failure {
+                reason,
+                strike: false,
+            }) => {
                 tracing::info!(document.id = %doc.id, kb.id = %doc.kb_id, reason = %reason, "document failed");
                 self.store
                     .fail_document(doc.id, &reason, self.clock.now())
@@ -204,7 +207,10 @@ struct Failure {
 
 impl Failure {
     fn plain(reason: String) -> Self {
-        Self { reason, strike: false }
+        Self {
+            reason,
+            strike: false,
+        }
     }
 }
 

@@ -114,10 +114,7 @@ async fn a_changed_synced_file_brought_in_again_is_no_longer_quarantined(s: Arc<
     s.fail_document(d, "download failed: connection reset", t(7))
         .await
         .unwrap();
-    assert_eq!(
-        s.get_document(k, d).await.unwrap().status,
-        DocumentStatus::Failed
-    );
+    assert_eq!(s.get_document(k, d).await.unwrap().status, DocumentStatus::Failed);
     assert!(s.quarantined_documents(k).await.unwrap().is_empty());
 }
 
@@ -166,7 +163,13 @@ async fn an_upload_of_the_same_bytes_stays_quarantined_and_other_bytes_clear_it(
     assert_eq!(third.id, doc.id);
     assert_eq!(third.status, DocumentStatus::Quarantined);
     assert!(third.error.unwrap().starts_with("quarantined: "));
-    assert!(s.pending_documents(100).await.unwrap().iter().all(|p| p.id != doc.id));
+    assert!(
+        s.pending_documents(100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.id != doc.id)
+    );
 
     let (fixed, _) = s
         .put_uploaded_document(Uuid::new_v4(), upload(&hash(2)), t(5))

@@ -79,7 +79,11 @@ async fn a_file_that_times_out_the_extractor_twice_is_quarantined_not_downloaded
     // Unchanged: not downloaded (nor extracted) again, and every run says why.
     env.ctl.clear_request_log();
     let third = env.sync_on(&engine).await;
-    assert_eq!(env.content_requests(), 0, "a quarantined file was downloaded again");
+    assert_eq!(
+        env.content_requests(),
+        0,
+        "a quarantined file was downloaded again"
+    );
     assert_eq!(third.status, SyncStatus::CompletedWithErrors, "{third:?}");
     assert_eq!((third.processed, third.failed, third.quarantined), (0, 0, 1));
     assert_eq!(third.failures.len(), 1);
