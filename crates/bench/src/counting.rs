@@ -322,6 +322,22 @@ impl DocumentStore for CountingStore {
         self.inner.fail_document(id, error, now).await
     }
 
+    async fn strike_document(
+        &self,
+        id: DocumentId,
+        content: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<kbsync_core::DocumentStatus> {
+        self.count("strike_document");
+        self.inner.strike_document(id, content, reason, now).await
+    }
+
+    async fn quarantined_documents(&self, kb_id: KbId) -> Result<Vec<kbsync_store::QuarantinedDocument>> {
+        self.count("quarantined_documents");
+        self.inner.quarantined_documents(kb_id).await
+    }
+
     async fn put_uploaded_document(
         &self,
         id: DocumentId,

@@ -157,9 +157,25 @@ string_enum!(
 );
 
 string_enum!(
-    /// Where a document is in the ingestion pipeline.
-    DocumentStatus, "document status", { Pending => "pending", Processed => "processed", Failed => "failed" }
+    /// Where a document is in the ingestion pipeline. `quarantined`: extracting its content killed or
+    /// timed out the text extractor twice; it is not tried again until its content changes (its error
+    /// says why, see [`quarantine_reason`]).
+    DocumentStatus, "document status", {
+        Pending => "pending",
+        Processed => "processed",
+        Failed => "failed",
+        Quarantined => "quarantined",
+    }
 );
+
+/// The error of a quarantined document: `last` is why extraction failed the second time (the
+/// extractor's own words, such as "text extraction took longer than the limit of 60 s").
+pub fn quarantine_reason(last: &str) -> String {
+    format!(
+        "quarantined: the text extractor timed out or crashed on this file twice ({last}); \
+         it is retried when the file changes"
+    )
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {

@@ -246,6 +246,24 @@ pub enum ExtractError {
     Io(String),
 }
 
+impl ExtractError {
+    /// Whether the failure counts against the file as a strike towards its quarantine: the
+    /// extractor itself timed out or crashed on it (docs/reliability.md, "Quarantine"). What the
+    /// file plainly is (encrypted, damaged, too large, unsupported, without text) and our own I/O
+    /// do not count.
+    pub fn counts_as_strike(&self) -> bool {
+        match self {
+            ExtractError::Timeout(_) | ExtractError::Panicked | ExtractError::WorkerDied(_) => true,
+            ExtractError::Unsupported(_)
+            | ExtractError::Corrupt(_)
+            | ExtractError::Encrypted
+            | ExtractError::NoText
+            | ExtractError::TooLarge(_)
+            | ExtractError::Io(_) => false,
+        }
+    }
+}
+
 fn fmt_duration(d: Duration) -> String {
     if d.as_millis() < 1000 {
         format!("{} ms", d.as_millis())

@@ -12,7 +12,7 @@ use std::{
     time::Instant,
 };
 
-use kbsync_core::{CharSpan, Chunk, Clock, Document, DocumentId};
+use kbsync_core::{CharSpan, Chunk, Clock, Document, DocumentId, DocumentStatus};
 use kbsync_ingest::{ExtractError, Extractor, FileKind};
 use kbsync_store::{BlobStore, Store, StoreError};
 use tokio::sync::Semaphore;
@@ -124,6 +124,11 @@ impl Pipeline {
     }
 
     async fn process(&self, doc: Document) {
+        // The same bytes uploaded again: not tried again (docs/reliability.md, "Quarantine").
+        if doc.status == DocumentStatus::Quarantined {
+            tracing::info!(document.id = %doc.id, kb.id = %doc.kb_id, "document quarantined: not extracted again");
+            return;
+        }
         let Ok(_permit) = self.permits.clone().acquire_owned().await else {
             return;
         };
@@ -135,12 +140,26 @@ impl Pipeline {
                 .complete_document(doc.id, &chunks, self.clock.now())
                 .await
                 .map(|()| "processed"),
-            Err(reason) => {
+            Err(Failure {
+                reason,
+                strike: false,
+            }) => {
                 tracing::info!(document.id = %doc.id, kb.id = %doc.kb_id, reason = %reason, "document failed");
                 self.store
                     .fail_document(doc.id, &reason, self.clock.now())
                     .await
                     .map(|()| "failed")
+            }
+            // The extractor timed out or crashed: a strike against these bytes.
+            Err(Failure { reason, strike: true }) => {
+                tracing::info!(document.id = %doc.id, kb.id = %doc.kb_id, reason = %reason, "document failed: a strike towards quarantine");
+                self.store
+                    .strike_document(doc.id, &doc.content_hash, &reason, self.clock.now())
+                    .await
+                    .map(|status| match status {
+                        DocumentStatus::Quarantined => "quarantined",
+                        _ => "failed",
+                    })
             }
         };
         match outcome {
@@ -156,22 +175,42 @@ impl Pipeline {
         }
     }
 
-    /// Extracts and chunks a document; the error is the reason shown to users.
-    async fn extract(&self, doc: &Document) -> Result<Vec<Chunk>, String> {
+    /// Extracts and chunks a document.
+    async fn extract(&self, doc: &Document) -> Result<Vec<Chunk>, Failure> {
         let kind = FileKind::detect(&doc.name, Some(&doc.mime))
-            .ok_or_else(|| format!("unsupported file type: {}", doc.mime))?;
+            .ok_or_else(|| Failure::plain(format!("unsupported file type: {}", doc.mime)))?;
         let path = self
             .blobs
             .path(&doc.content_hash)
-            .map_err(|e| format!("the stored file could not be read: {e}"))?;
+            .map_err(|e| Failure::plain(format!("the stored file could not be read: {e}")))?;
         self.extractor
             .process_file(kind, path)
             .await
             .map(|chunks| chunks.into_iter().map(indexed_chunk).collect())
             .map_err(|e| match e {
-                ExtractError::Io(e) => format!("the stored file could not be read: {e}"),
-                other => other.to_string(),
+                ExtractError::Io(e) => Failure::plain(format!("the stored file could not be read: {e}")),
+                other => Failure {
+                    strike: other.counts_as_strike(),
+                    reason: other.to_string(),
+                },
             })
+    }
+}
+
+/// Why a document could not be extracted.
+struct Failure {
+    /// Shown to users.
+    reason: String,
+    /// The extractor itself timed out or crashed: a strike towards quarantine.
+    strike: bool,
+}
+
+impl Failure {
+    fn plain(reason: String) -> Self {
+        Self {
+            reason,
+            strike: false,
+        }
     }
 }
 
@@ -259,5 +298,80 @@ mod tests {
         assert_eq!(doc.status, DocumentStatus::Processed);
         assert_eq!(hits(&*store, "bonobo").await, 1);
         assert_eq!(hits(&*store, "walrus").await, 0);
+    }
+
+    #[tokio::test]
+    async fn the_same_bytes_timing_out_the_extractor_twice_are_quarantined_and_not_extracted_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = kbsync_store::connect("sqlite::memory:").await.unwrap();
+        let blobs = BlobStore::new(dir.path());
+        let start: DateTime<Utc> = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let clock = Arc::new(ManualClock::new(start));
+        // A real file the extractor times out on: millions of empty XML elements, 400 ms allowed.
+        let pipeline = Pipeline::new(
+            store.clone(),
+            blobs.clone(),
+            Extractor::new(IngestConfig {
+                per_file_timeout: std::time::Duration::from_millis(400),
+                ..IngestConfig::default()
+            }),
+            clock.clone(),
+        );
+        let owner = kbsync_kit::fixtures::user(&*store, Role::User, start).await;
+        let kb = kbsync_kit::fixtures::kb(&*store, owner, "uploads", KbType::Local, start).await;
+        let slow = blobs
+            .put_bytes(format!("<r>{}</r>", "<a/>".repeat(8_000_000)).as_bytes())
+            .await
+            .unwrap();
+        let upload = |hash: &str| NewDocument {
+            kb_id: kb,
+            name: "slow.xml".into(),
+            path: "/slow.xml".into(),
+            mime: "application/xml".into(),
+            size: 1,
+            content_hash: hash.to_owned(),
+            source_item_id: None,
+            web_url: None,
+        };
+        let put_and_process = |hash: String, at: i64| {
+            let (store, pipeline, clock) = (store.clone(), pipeline.clone(), clock.clone());
+            async move {
+                let at = start + chrono::Duration::seconds(at);
+                let (doc, _) = store
+                    .put_uploaded_document(uuid::Uuid::new_v4(), upload(&hash), at)
+                    .await
+                    .unwrap();
+                // Whatever the pipeline records is stamped later than the upload.
+                clock.set(at + chrono::Duration::seconds(1));
+                pipeline.enqueue(doc);
+                pipeline.drain().await;
+                store.get_document(kb, doc_id(&*store, kb).await).await.unwrap()
+            }
+        };
+
+        let first = put_and_process(slow.hash.clone(), 10).await;
+        assert_eq!(first.status, DocumentStatus::Failed, "{first:?}");
+        let second = put_and_process(slow.hash.clone(), 20).await;
+        assert_eq!(second.status, DocumentStatus::Quarantined, "{second:?}");
+        let reason = second.error.clone().unwrap();
+        assert!(reason.starts_with("quarantined: "), "{reason}");
+        // The same bytes again: still quarantined, and the pipeline recorded nothing (no
+        // extraction, no strike).
+        let third = put_and_process(slow.hash.clone(), 30).await;
+        assert_eq!(third.status, DocumentStatus::Quarantined);
+        assert_eq!(third.error.as_deref(), Some(reason.as_str()));
+        assert_eq!(third.updated_at, start + chrono::Duration::seconds(30));
+        // Other bytes are extracted.
+        let fixed = blobs.put_bytes(b"<r>defused dandelion</r>").await.unwrap();
+        let fourth = put_and_process(fixed.hash, 40).await;
+        assert_eq!(fourth.status, DocumentStatus::Processed, "{fourth:?}");
+        assert_eq!(hits(&*store, "dandelion").await, 1);
+    }
+
+    async fn doc_id(store: &dyn Store, kb: kbsync_core::KbId) -> DocumentId {
+        let page = kbsync_store::Page { limit: 10, offset: 0 };
+        let docs = store.list_documents(kb, page).await.unwrap();
+        assert_eq!(docs.total, 1, "one path, one document");
+        docs.items[0].id
     }
 }

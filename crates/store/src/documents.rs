@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kbsync_core::{Chunk, Document, DocumentId, KbId};
+use kbsync_core::{Chunk, Document, DocumentId, DocumentStatus, KbId};
 
 use crate::{Page, PageOf, Result};
 
@@ -16,6 +16,19 @@ pub struct NewDocument {
     pub content_hash: String,
     pub source_item_id: Option<String>,
     pub web_url: Option<String>,
+}
+
+/// How many strikes against the same content quarantine a document
+/// ([`DocumentStore::strike_document`]).
+pub const QUARANTINE_STRIKES: u64 = 2;
+
+/// A quarantined document and the content its strikes were against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedDocument {
+    pub document: Document,
+    /// The source's hash of the item (a synced document) or the content hash (an upload) at which
+    /// it is quarantined: other content is tried again.
+    pub content: String,
 }
 
 /// Where a document is, as a rename or move changes it.
@@ -42,9 +55,29 @@ pub trait DocumentStore: Send + Sync {
     async fn complete_document(&self, id: DocumentId, chunks: &[Chunk], now: DateTime<Utc>) -> Result<()>;
     /// Marks the document `failed` with a readable reason and removes any chunks it had.
     async fn fail_document(&self, id: DocumentId, error: &str, now: DateTime<Utc>) -> Result<()>;
+    /// Records a strike against the document: extracting its content, identified by `content` (a
+    /// synced document: the source's hash of the item; an upload: its content hash), killed or
+    /// timed out the text extractor, as `reason` says. Like [`fail_document`](Self::fail_document)
+    /// the document becomes `failed` with `reason` and loses its chunks; at the
+    /// [`QUARANTINE_STRIKES`]th strike against the same `content` it is quarantined instead: status
+    /// `quarantined`, error [`quarantine_reason`](kbsync_core::quarantine_reason). A strike against
+    /// other content counts as the first. Returns the document's status afterwards.
+    async fn strike_document(
+        &self,
+        id: DocumentId,
+        content: &str,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DocumentStatus>;
+    /// The quarantined documents of a knowledge base, ordered by path. A document stays
+    /// quarantined until it is brought in again ([`complete_document`](Self::complete_document),
+    /// [`upsert_source_document`](Self::upsert_source_document), a failure other than a strike,
+    /// or an upload of other content at its path).
+    async fn quarantined_documents(&self, kb_id: KbId) -> Result<Vec<QuarantinedDocument>>;
     /// Replaces the content of the document at `new.path` of a knowledge base that did not come
     /// from a source (a same-name upload): it keeps its id, gets the new name, type, size and
-    /// content hash, loses its chunks and goes back to `pending`, and its old content hash becomes
+    /// content hash, loses its chunks and goes back to `pending` (unless it is quarantined and the
+    /// content is the same: it stays so), and its old content hash becomes
     /// an orphan candidate when it changed. Without such a document, creates one with `id` like
     /// [`create_document`](Self::create_document). Returns the document and whether it replaced
     /// one. Two uploads of one path at once leave one document.

@@ -85,7 +85,7 @@ pub use blob::{BlobError, BlobStore, HeldBlob, StoredBlob};
 pub use connections::{ConnectionStore, NewConnection, NewOAuthState, OAuthState, RefreshedTokens};
 pub use crypto::{CryptoError, TokenCipher};
 pub use database::{Backend, DatabaseStore};
-pub use documents::{DocumentLocation, DocumentStore, NewDocument};
+pub use documents::{DocumentLocation, DocumentStore, NewDocument, QUARANTINE_STRIKES, QuarantinedDocument};
 pub use error::StoreError;
 pub use knowledge_bases::{KbPatch, KnowledgeBaseStore, NewKnowledgeBase, Reader};
 pub use orphans::{CollectedBlobs, OrphanBlobStore, collect_blobs};

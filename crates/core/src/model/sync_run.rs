@@ -41,6 +41,9 @@ pub struct SyncRunOutcome {
     pub failed: u64,
     pub deleted: u64,
     pub skipped: u64,
+    /// Files not brought in because they are quarantined (each also listed in `failures`, with
+    /// the reason); not counted in `failed`.
+    pub quarantined: u64,
     pub total_found: u64,
     pub failures: Vec<SyncFailure>,
     /// Where the run's time went; `None` while it runs, and for a run that never finished (an

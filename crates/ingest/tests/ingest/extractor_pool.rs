@@ -178,3 +178,25 @@ async fn process_does_not_block_the_runtime() {
     assert!(ticks > 1, "the runtime kept running while extracting");
     assert!(!work.await.unwrap().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn only_a_timeout_or_a_crash_of_the_extractor_counts_as_a_strike() {
+    let ex = extractor(2, Duration::from_millis(200));
+    let crashed: Result<(), _> = ex.run(|_| panic!("parser bug")).await;
+    assert!(crashed.unwrap_err().counts_as_strike());
+    // A real file the extractor times out on: millions of empty XML elements.
+    let slow = format!("<r>{}</r>", "<a/>".repeat(8_000_000));
+    let timed_out = ex.process(FileKind::Xml, Bytes::from(slow)).await.unwrap_err();
+    assert_eq!(timed_out, ExtractError::Timeout(Duration::from_millis(200)));
+    assert!(timed_out.counts_as_strike());
+    let damaged = ex
+        .process(FileKind::Pdf, Bytes::from_static(b"garbage"))
+        .await
+        .unwrap_err();
+    assert!(!damaged.counts_as_strike(), "{damaged:?}");
+    let scanned = ex
+        .process(FileKind::Pdf, Bytes::from(fx::pdf_image_only(1)))
+        .await
+        .unwrap_err();
+    assert!(!scanned.counts_as_strike());
+}

@@ -183,7 +183,11 @@ pub struct RunDto {
     pub failed: u64,
     pub deleted: u64,
     pub skipped: u64,
+    /// Files not brought in because they are quarantined (listed in `failures` with the reason;
+    /// not counted in `failed`).
+    pub quarantined: u64,
     pub total_found: u64,
+    /// Failed files, quarantined files, then sources that could not be read.
     pub failures: Vec<FailureDto>,
     /// Where the run's time went; `null` while it runs and for runs that never finished or
     /// finished before kbsync measured it.
@@ -230,6 +234,7 @@ impl From<SyncRun> for RunDto {
             failed: r.outcome.failed,
             deleted: r.outcome.deleted,
             skipped: r.outcome.skipped,
+            quarantined: r.outcome.quarantined,
             total_found: r.outcome.total_found,
             failures: r
                 .outcome

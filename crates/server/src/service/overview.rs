@@ -31,7 +31,7 @@ pub async fn list(state: &AppState, user: &User, page: Page) -> Result<PageOf<Kb
             sync::runs(state, user, view.kb.id, Some(1))
                 .await?
                 .first()
-                .map(|r| r.outcome.failed)
+                .map(|r| r.outcome.failed + r.outcome.quarantined)
         } else {
             None
         };

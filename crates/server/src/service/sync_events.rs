@@ -189,6 +189,7 @@ impl Watcher {
                 "failed": o.failed,
                 "deleted": o.deleted,
                 "skipped": o.skipped,
+                "quarantined": o.quarantined,
                 "total_found": o.total_found,
             }),
         );

@@ -1171,6 +1171,7 @@ pub(crate) async fn record_runs(s: &TestServer, kb: &str) -> usize {
             failed: failures.len() as u64,
             deleted,
             skipped: 0,
+            quarantined: 0,
             total_found: processed + failures.len() as u64,
             failures,
             phases: None,

@@ -10,7 +10,7 @@ use crate::convert::{from_ms, parse_enum, parse_uuid};
 macro_rules! doc_cols {
     () => {
         "id, kb_id, name, path, mime, size, content_hash, source_item_id, web_url, status, error, \
-         created_at, updated_at"
+         created_at, updated_at, quarantined_at"
     };
 }
 
@@ -29,6 +29,8 @@ pub(crate) struct DocRow {
     pub error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Set while the document is quarantined (its `status` column then says `failed`).
+    pub quarantined_at: Option<i64>,
 }
 
 impl DocRow {
@@ -43,10 +45,31 @@ impl DocRow {
             content_hash: self.content_hash,
             source_item_id: self.source_item_id,
             web_url: self.web_url,
-            status: parse_enum(&self.status)?,
+            status: if self.quarantined_at.is_some() {
+                kbsync_core::DocumentStatus::Quarantined
+            } else {
+                parse_enum(&self.status)?
+            },
             error: self.error,
             created_at: from_ms(self.created_at)?,
             updated_at: from_ms(self.updated_at)?,
+        })
+    }
+}
+
+/// A quarantined document's row and the content its strikes were against.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct QuarantineRow {
+    #[sqlx(flatten)]
+    pub doc: DocRow,
+    pub strike_content: Option<String>,
+}
+
+impl QuarantineRow {
+    pub(crate) fn into_quarantined(self) -> Result<crate::QuarantinedDocument> {
+        Ok(crate::QuarantinedDocument {
+            content: self.strike_content.unwrap_or_default(),
+            document: self.doc.into_document()?,
         })
     }
 }
@@ -66,7 +89,8 @@ macro_rules! impl_document_store {
                 now_ms: i64,
             ) -> $crate::Result<()> {
                 let kb_id: Option<String> = sqlx::query_scalar(
-                    "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
+                    "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2, \
+                     strikes = 0, strike_content = NULL, quarantined_at = NULL \
                      WHERE id = $1 RETURNING kb_id",
                 )
                 .bind(doc_id)
@@ -218,8 +242,8 @@ macro_rules! impl_document_store {
                 let doc_id = id.to_string();
                 let mut tx = self.begin_write().await?;
                 let updated = sqlx::query(
-                    "UPDATE documents SET status = 'failed', error = $2, updated_at = $3 \
-                     WHERE id = $1",
+                    "UPDATE documents SET status = 'failed', error = $2, updated_at = $3, \
+                     quarantined_at = NULL WHERE id = $1",
                 )
                 .bind(&doc_id)
                 .bind(error)
@@ -237,6 +261,70 @@ macro_rules! impl_document_store {
                     .map_err(Self::err)?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok(())
+            }
+
+            async fn strike_document(
+                &self,
+                id: kbsync_core::DocumentId,
+                content: &str,
+                reason: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<kbsync_core::DocumentStatus> {
+                use $crate::convert::*;
+                let doc_id = id.to_string();
+                let mut tx = self.begin_write().await?;
+                let strikes: Option<i64> = sqlx::query_scalar(
+                    "UPDATE documents SET \
+                     strikes = CASE WHEN strike_content = $2 THEN strikes + 1 ELSE 1 END, \
+                     strike_content = $2, status = 'failed', error = $3, quarantined_at = NULL, \
+                     updated_at = $4 WHERE id = $1 RETURNING strikes",
+                )
+                .bind(&doc_id)
+                .bind(content)
+                .bind(reason)
+                .bind(ms(now))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                let strikes = strikes.ok_or($crate::StoreError::NotFound)?;
+                let quarantined = to_u64(strikes)? >= $crate::QUARANTINE_STRIKES;
+                if quarantined {
+                    sqlx::query("UPDATE documents SET quarantined_at = $2, error = $3 WHERE id = $1")
+                        .bind(&doc_id)
+                        .bind(ms(now))
+                        .bind(kbsync_core::quarantine_reason(reason))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Self::err)?;
+                }
+                sqlx::query("DELETE FROM chunks WHERE document_id = $1")
+                    .bind(&doc_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok(if quarantined {
+                    kbsync_core::DocumentStatus::Quarantined
+                } else {
+                    kbsync_core::DocumentStatus::Failed
+                })
+            }
+
+            async fn quarantined_documents(
+                &self,
+                kb_id: kbsync_core::KbId,
+            ) -> $crate::Result<Vec<$crate::QuarantinedDocument>> {
+                let rows = sqlx::query_as::<_, $crate::sql::documents::QuarantineRow>(concat!(
+                    "SELECT ",
+                    $crate::sql::documents::doc_cols!(),
+                    ", strike_content FROM documents \
+                     WHERE kb_id = $1 AND quarantined_at IS NOT NULL ORDER BY path, id"
+                ))
+                .bind(kb_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)?;
+                $crate::convert::collect(rows, $crate::sql::documents::QuarantineRow::into_quarantined)
             }
 
             async fn put_uploaded_document(
@@ -268,7 +356,12 @@ macro_rules! impl_document_store {
                     // the upload creates a new document).
                     let row = sqlx::query_as::<_, DocRow>(concat!(
                         "UPDATE documents SET name = $2, mime = $3, size = $4, content_hash = $5, \
-                         status = 'pending', error = NULL, updated_at = $6 WHERE id = $1 RETURNING ",
+                         status = CASE WHEN quarantined_at IS NOT NULL AND strike_content = $5 \
+                             THEN 'failed' ELSE 'pending' END, \
+                         error = CASE WHEN quarantined_at IS NOT NULL AND strike_content = $5 \
+                             THEN error ELSE NULL END, \
+                         quarantined_at = CASE WHEN strike_content = $5 THEN quarantined_at END, \
+                         updated_at = $6 WHERE id = $1 RETURNING ",
                         $crate::sql::documents::doc_cols!()
                     ))
                     .bind(&existing_id)
@@ -422,7 +515,8 @@ macro_rules! impl_document_store {
                      name = excluded.name, path = excluded.path, mime = excluded.mime, \
                      size = excluded.size, content_hash = excluded.content_hash, \
                      web_url = excluded.web_url, status = 'pending', error = NULL, \
-                     updated_at = excluded.updated_at, source_id = excluded.source_id",
+                     updated_at = excluded.updated_at, source_id = excluded.source_id, \
+                     quarantined_at = NULL",
                 )
                 .bind(id.to_string())
                 .bind(&kb)

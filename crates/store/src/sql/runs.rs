@@ -9,7 +9,7 @@ macro_rules! sync_run_columns {
     () => {
         "id, kb_id, run_trigger, started_at, finished_at, status, processed, failed, deleted, skipped, \
          total_found, phase_enumerate_us, phase_plan_us, phase_download_us, phase_extract_us, \
-         phase_index_us, phase_permissions_us, wall_us"
+         phase_index_us, phase_permissions_us, wall_us, quarantined"
     };
 }
 
@@ -33,6 +33,7 @@ pub(crate) struct SyncRunRow {
     pub phase_index_us: Option<i64>,
     pub phase_permissions_us: Option<i64>,
     pub wall_us: Option<i64>,
+    pub quarantined: i64,
 }
 
 impl SyncRunRow {
@@ -55,6 +56,7 @@ impl SyncRunRow {
                 failed: to_u64(self.failed)?,
                 deleted: to_u64(self.deleted)?,
                 skipped: to_u64(self.skipped)?,
+                quarantined: to_u64(self.quarantined)?,
                 total_found: to_u64(self.total_found)?,
                 failures,
                 phases: self.phases()?,
@@ -250,7 +252,8 @@ macro_rules! impl_run_store {
                     "UPDATE sync_runs SET finished_at = $2, status = $3, processed = $4, failed = $5, \
                      deleted = $6, skipped = $7, total_found = $8, phase_enumerate_us = $9, \
                      phase_plan_us = $10, phase_download_us = $11, phase_extract_us = $12, \
-                     phase_index_us = $13, phase_permissions_us = $14, wall_us = $15 WHERE id = $1",
+                     phase_index_us = $13, phase_permissions_us = $14, wall_us = $15, quarantined = $16 \
+                     WHERE id = $1",
                 )
                 .bind(&run)
                 .bind(ms(now))
@@ -267,6 +270,7 @@ macro_rules! impl_run_store {
                 .bind(phase(|p| p.index))
                 .bind(phase(|p| p.permissions))
                 .bind(phase(|p| p.wall))
+                .bind(to_i64(outcome.quarantined))
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::err)?;

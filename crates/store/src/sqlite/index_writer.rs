@@ -251,8 +251,8 @@ async fn write_together_in(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<
     let mut found: Vec<(&str, String, &[Chunk])> = Vec::with_capacity(jobs.len());
     for job in jobs {
         let kb_id: Option<String> = sqlx::query_scalar(
-            "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2 \
-             WHERE id = $1 RETURNING kb_id",
+            "UPDATE documents SET status = 'processed', error = NULL, updated_at = $2, \
+             strikes = 0, strike_content = NULL, quarantined_at = NULL WHERE id = $1 RETURNING kb_id",
         )
         .bind(&job.doc_id)
         .bind(job.now_ms)

@@ -22,6 +22,9 @@ enum FileOutcome {
     Processed,
     Skipped(Skip),
     Failed(String),
+    /// Extraction killed or timed out the extractor again on the same content: the document
+    /// is quarantined, with this reason.
+    Quarantined(String),
     Cancelled,
     Unauthorized(String),
 }
@@ -37,6 +40,8 @@ enum Fetched {
         blob: kbsync_store::HeldBlob,
         reason: String,
         kind: FileKind,
+        /// The extractor itself timed out or crashed: a strike towards quarantine.
+        strike: bool,
     },
     Done(FileOutcome),
 }
@@ -135,6 +140,12 @@ impl SyncEngine {
                 self.fail_file(run, w, reason).await;
                 true
             }
+            FileOutcome::Quarantined(reason) => {
+                // Brought in as far as it goes: not tried again until its content changes.
+                mark_synced(&mut plan.state, &w.id, None);
+                self.report_quarantined(run, &w.id, &w.item.name, reason).await;
+                true
+            }
             FileOutcome::Cancelled => {
                 plan.incomplete = true;
                 false
@@ -191,6 +202,8 @@ impl SyncEngine {
             fetched = tokio::time::timeout(limit, self.fetch(w, ds, tokens, meter)) => fetched,
         };
         let (blob, kind, chunks) = match fetched {
+            // Not a strike: the download may have been what was slow, or the file waited for
+            // the extractor; the extractor's own limit is what times out a file.
             Err(_) => {
                 return Ok(FileOutcome::Failed(format!(
                     "timed out: downloading and extracting took longer than {}s",
@@ -199,7 +212,12 @@ impl SyncEngine {
             }
             Ok(Fetched::Done(outcome)) => return Ok(outcome),
             Ok(Fetched::Indexed { blob, chunks, kind }) => (blob, kind, Ok(chunks)),
-            Ok(Fetched::Unreadable { blob, reason, kind }) => (blob, kind, Err(reason)),
+            Ok(Fetched::Unreadable {
+                blob,
+                reason,
+                kind,
+                strike,
+            }) => (blob, kind, Err((reason, strike))),
         };
         let held = blob;
         let blob = held.blob();
@@ -234,9 +252,21 @@ impl SyncEngine {
                     .await?;
                 Ok(FileOutcome::Processed)
             }
-            Err(reason) => {
+            Err((reason, false)) => {
                 store.fail_document(doc.id, &reason, self.cx.clock.now()).await?;
                 Ok(FileOutcome::Failed(reason))
+            }
+            Err((reason, true)) => {
+                // Counted against the content as the source identifies it, which planning
+                // compares before downloading.
+                let status = store
+                    .strike_document(doc.id, &w.item.hash_value(), &reason, self.cx.clock.now())
+                    .await?;
+                if status == kbsync_core::DocumentStatus::Quarantined {
+                    Ok(FileOutcome::Quarantined(kbsync_core::quarantine_reason(&reason)))
+                } else {
+                    Ok(FileOutcome::Failed(reason))
+                }
             }
         }
     }
@@ -288,6 +318,7 @@ impl SyncEngine {
                 blob,
                 reason: e.to_string(),
                 kind,
+                strike: e.counts_as_strike(),
             },
         }
     }
@@ -306,9 +337,22 @@ impl SyncEngine {
         run.failed += 1;
         metrics::counter!(FILES_METRIC, "outcome" => "failed").increment(1);
         tracing::info!(kb.id = %run.kb_id, run.id = %run.id, file = %w.path, reason = %reason, "file could not be synced");
+        self.record_failure(run, &w.id, &w.item.name, reason).await;
+    }
+
+    /// Reports a quarantined file in the run's history (with its failed files, but not counted
+    /// as failed) and to the listeners.
+    pub(super) async fn report_quarantined(&self, run: &mut Run, item_id: &str, name: &str, reason: String) {
+        run.quarantined += 1;
+        metrics::counter!(FILES_METRIC, "outcome" => "quarantined").increment(1);
+        tracing::info!(kb.id = %run.kb_id, run.id = %run.id, file = name, reason = %reason, "file quarantined");
+        self.record_failure(run, item_id, name, reason).await;
+    }
+
+    async fn record_failure(&self, run: &mut Run, item_id: &str, name: &str, reason: String) {
         let failure = SyncFailure {
-            item_id: w.id.clone(),
-            name: w.item.name.clone(),
+            item_id: item_id.to_owned(),
+            name: name.to_owned(),
             reason: reason.clone(),
         };
         // Recorded now unless an unrecorded failure precedes it (kept in order for the end).
@@ -326,7 +370,7 @@ impl SyncEngine {
             run.kb_id,
             SyncEvent::FileFailed {
                 run_id: run.id,
-                name: w.item.name.clone(),
+                name: name.to_owned(),
                 reason,
             },
         );

@@ -270,6 +270,7 @@ impl SyncEngine {
                     .await?;
             }
         }
+        self.report_quarantine(run, &HashSet::new()).await?;
         drop(planning);
         let _permissions = run.phases.time(SyncPhase::Permissions);
         if let Err(stop) = self.refresh_groups(run, ds, tokens).await? {

@@ -64,6 +64,15 @@ impl SyncEngine {
             run.deleted += 1;
         }
 
+        // Quarantined documents, by item id, with the content they are quarantined at: unchanged,
+        // they are not brought in again.
+        let quarantined: HashMap<String, String> = store
+            .quarantined_documents(run.kb_id)
+            .await?
+            .into_iter()
+            .filter_map(|q| Some((q.document.source_item_id?, q.content)))
+            .collect();
+
         let mut work = Vec::new();
         for (i, plan) in plans.iter_mut().enumerate() {
             let root = plan.source.item_id.clone();
@@ -81,7 +90,12 @@ impl SyncEngine {
                     continue;
                 };
                 let hash = item.hash_value();
-                let synced = item.synced_hash.as_deref() == Some(hash.as_str());
+                let mut synced = item.synced_hash.as_deref() == Some(hash.as_str());
+                if !synced && quarantined.get(&id) == Some(&hash) {
+                    // Quarantined at this content (by a run whose state was not saved).
+                    mark_synced(&mut plan.state, &id, None);
+                    synced = true;
+                }
                 let doc = docs.get(&id);
                 let skip = if FileKind::detect(&item.name, item.mime.as_deref()).is_none() {
                     Some(Skip::UnsupportedType)
@@ -146,7 +160,30 @@ impl SyncEngine {
                 });
             }
         }
+        let retried: HashSet<&str> = work.iter().map(|w| w.id.as_str()).collect();
+        self.report_quarantine(run, &retried).await?;
         Ok(work)
+    }
+
+    /// Reports the knowledge base's quarantined documents in the run, except those of `retried`
+    /// (their content changed: the work list brings them in again).
+    pub(super) async fn report_quarantine(
+        &self,
+        run: &mut Run,
+        retried: &HashSet<&str>,
+    ) -> Result<(), SyncError> {
+        for q in self.cx.store.quarantined_documents(run.kb_id).await? {
+            let doc = q.document;
+            let item_id = doc.source_item_id.unwrap_or_default();
+            if retried.contains(item_id.as_str()) {
+                continue;
+            }
+            let reason = doc
+                .error
+                .unwrap_or_else(|| kbsync_core::quarantine_reason("no reason recorded"));
+            self.report_quarantined(run, &item_id, &doc.name, reason).await;
+        }
+        Ok(())
     }
 }
 

@@ -86,11 +86,14 @@ pub struct RunSummary {
     pub run_id: Uuid,
     pub status: SyncStatus,
     pub processed: u64,
-    /// Files that could not be brought in (retried by the next run).
+    /// Files that could not be brought in (retried by the next run, unless quarantined).
     pub failed: u64,
     pub deleted: u64,
     /// Files skipped for their type or size (not failures).
     pub skipped: u64,
+    /// Files not brought in because they are quarantined (each listed in `failures` with the
+    /// reason; not counted in `failed`).
+    pub quarantined: u64,
     /// Files the sources hold (distinct items), as far as the run got to know them.
     pub total_found: u64,
     /// Failed files, then failures of whole sources (a source that could not be read).
@@ -124,6 +127,8 @@ pub(super) struct Run {
     pub(super) failed: u64,
     pub(super) deleted: u64,
     pub(super) skipped: u64,
+    /// Files found quarantined, or quarantined by this run (listed in `failures` too).
+    pub(super) quarantined: u64,
     pub(super) total_found: u64,
     /// Failed files, in the order they happened.
     pub(super) failures: Vec<SyncFailure>,
@@ -153,6 +158,7 @@ impl Run {
             failed: 0,
             deleted: 0,
             skipped: 0,
+            quarantined: 0,
             total_found: 0,
             failures: Vec::new(),
             recorded: 0,
@@ -176,6 +182,7 @@ impl Run {
             failed: self.failed,
             deleted: self.deleted,
             skipped: self.skipped,
+            quarantined: self.quarantined,
             total_found: self.total_found,
             // Recorded ones are in the store already; `finish_sync_run` appends the rest.
             failures: self.failures[self.recorded..]
@@ -195,6 +202,7 @@ impl Run {
             failed: self.failed,
             deleted: self.deleted,
             skipped: self.skipped,
+            quarantined: self.quarantined,
             total_found: self.total_found,
             failures: self
                 .failures
@@ -212,7 +220,8 @@ impl Run {
             SyncStatus::AccessRevoked
         } else if self.source_failed {
             SyncStatus::Failed
-        } else if self.failed > 0 {
+        } else if self.failed > 0 || self.quarantined > 0 {
+            // A quarantined file is not in the knowledge base either.
             SyncStatus::CompletedWithErrors
         } else {
             SyncStatus::Completed

@@ -375,6 +375,7 @@ mod tests {
                 failed: u64::from(status == SyncStatus::CompletedWithErrors),
                 deleted: 1,
                 skipped: 0,
+                quarantined: 0,
                 total_found: processed,
                 failures: vec![],
                 phases: None,

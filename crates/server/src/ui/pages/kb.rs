@@ -131,7 +131,8 @@ pub async fn kb_page(
         .runs
         .first()
         .filter(|_| d.sync.status == SyncStatus::CompletedWithErrors)
-        .map(|r| r.outcome.failed);
+        // A quarantined file is an error the user must look at too.
+        .map(|r| r.outcome.failed + r.outcome.quarantined);
     let b = badge(d.view.kb.kb_type, &d.sync, failed_files, now);
     let connection = d.sync.connection.as_ref();
     let (prev_offset, next_offset) = pager(page, d.files.total);
@@ -205,6 +206,7 @@ pub async fn kb_page(
                     DocumentStatus::Processed => "ok",
                     DocumentStatus::Pending => "busy",
                     DocumentStatus::Failed => "danger",
+                    DocumentStatus::Quarantined => "warn",
                 },
                 error: f.error,
                 name: f.name,
@@ -257,10 +259,16 @@ fn run_row(r: kbsync_core::SyncRun) -> views::RunRow {
                 }
             })
             .unwrap_or_default(),
-        counts: format!(
-            "{} found · {} processed · {} failed · {} deleted · {} skipped",
-            o.total_found, o.processed, o.failed, o.deleted, o.skipped
-        ),
+        counts: {
+            let mut counts = format!(
+                "{} found · {} processed · {} failed · {} deleted · {} skipped",
+                o.total_found, o.processed, o.failed, o.deleted, o.skipped
+            );
+            if o.quarantined > 0 {
+                counts.push_str(&format!(" · {} quarantined", o.quarantined));
+            }
+            counts
+        },
         phases: o.phases.map(phase_line).unwrap_or_default(),
         failures: o
             .failures

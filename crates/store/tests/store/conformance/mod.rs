@@ -31,6 +31,7 @@ mod documents;
 mod identities;
 mod knowledge_bases;
 mod publications;
+mod quarantine;
 mod scheduling;
 mod search;
 mod sources;
@@ -173,6 +174,7 @@ fn outcome_with(status: SyncStatus, failures: Vec<SyncFailure>) -> SyncRunOutcom
         failed: failures.len() as u64,
         deleted: 0,
         skipped: 0,
+        quarantined: 0,
         total_found: 1 + failures.len() as u64,
         failures,
         phases: None,

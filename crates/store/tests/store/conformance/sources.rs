@@ -316,6 +316,7 @@ async fn sync_runs_record_outcome_and_failures_newest_first(s: Arc<dyn Store>) {
         failed: 2,
         deleted: 1,
         skipped: 4,
+        quarantined: 1,
         total_found: 10,
         failures: vec![
             SyncFailure {
@@ -365,6 +366,7 @@ async fn sync_activity_groups_every_kbs_runs_by_period_with_counts_and_queue_lag
         failed,
         deleted,
         skipped: 0,
+        quarantined: 0,
         total_found: processed + failed,
         failures: vec![],
         phases: None,

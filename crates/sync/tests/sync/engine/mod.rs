@@ -28,6 +28,7 @@ use uuid::Uuid;
 mod failures;
 mod mirroring;
 mod progress;
+mod quarantine;
 mod scenario;
 mod sharing;
 
@@ -154,6 +155,21 @@ impl Env {
             limits,
             events: self.events.clone(),
             permissions,
+        })
+    }
+
+    /// Another engine over the same store, blobs, events and randomness whose extractor has its
+    /// own settings.
+    fn engine_with_ingest(&self, limits: SyncLimits, ingest: IngestConfig) -> SyncEngine {
+        SyncEngine::new(SyncContext {
+            store: self.store.clone(),
+            blobs: BlobStore::new(self.blob_dir.path()),
+            extractor: Extractor::new(ingest),
+            clock: self.clock.clone(),
+            random: self.random.clone(),
+            limits,
+            events: self.events.clone(),
+            permissions: PermissionPolicy::default(),
         })
     }
 
