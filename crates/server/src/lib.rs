@@ -7,6 +7,8 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics_layer;
 pub mod openapi;
 pub mod pipeline;
