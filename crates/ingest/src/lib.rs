@@ -34,6 +34,8 @@
 //! thus `max_concurrent` × the largest PDF the caller accepts.
 
 mod chunk;
+#[doc(hidden)]
+pub mod fuzzing;
 mod html;
 mod input;
 mod json;

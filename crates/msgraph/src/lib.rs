@@ -38,6 +38,8 @@ pub mod client;
 pub mod config;
 mod download;
 pub mod errors;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mapping;
 pub mod model;
 pub mod quickxorhash;

@@ -8,6 +8,8 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics_layer;
 pub mod openapi;
 pub mod pipeline;

@@ -2,18 +2,15 @@
 //! document of its type (truncated, bytes overwritten, bytes inserted). Whatever comes in, the
 //! extractor returns text or an `ExtractError` — it never panics — and the text stays under the
 //! cap. The cases are few enough for CI; raise `with_cases` for a longer search.
+//!
+//! Every extraction goes through `kbsync_ingest::fuzzing`, the entry points the cargo-fuzz target
+//! `extract` (`fuzz/`, nightly) calls: what CI runs is what the fuzzer runs.
 
 use std::sync::OnceLock;
 
-use kbsync_ingest::{FileKind, IngestConfig, extract};
+use kbsync_ingest::FileKind;
+use kbsync_ingest::fuzzing::{Outcome, extract_one, extract_selected};
 use proptest::prelude::*;
-
-fn cfg() -> IngestConfig {
-    IngestConfig {
-        max_text_bytes: 1 << 20,
-        ..IngestConfig::default()
-    }
-}
 
 /// One small valid document of every type, with its kind.
 fn documents() -> &'static [(FileKind, Vec<u8>)] {
@@ -68,14 +65,8 @@ fn apply(doc: &[u8], damage: &Damage) -> Vec<u8> {
 }
 
 fn assert_bounded(kind: FileKind, input: &[u8]) {
-    let cfg = cfg();
-    if let Ok(text) = extract(kind, input, &cfg) {
-        assert!(
-            text.len() <= cfg.max_text_bytes,
-            "{kind:?}: {} bytes of text",
-            text.len()
-        );
-    }
+    let outcome = extract_one(kind, input);
+    assert!(!matches!(outcome, Outcome::OverCap(_)), "{kind:?}: {outcome:?}");
 }
 
 proptest! {
@@ -88,6 +79,13 @@ proptest! {
     ) {
         let (kind, _) = &documents()[which % documents().len()];
         assert_bounded(*kind, &bytes);
+    }
+
+    /// Exactly the `extract` fuzz target: the first byte picks the kind.
+    #[test]
+    fn fuzz_target_inputs_give_text_or_an_error(data in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let outcome = extract_selected(&data);
+        prop_assert!(!matches!(outcome, Outcome::OverCap(_)), "{:?}", outcome);
     }
 
     #[test]

@@ -1,16 +1,11 @@
 //! Bounded fuzzing on stable of what kbsync reads from Graph before it trusts it: `Retry-After`
 //! headers and delta pages. Arbitrary input gives a value or a refusal, never a panic.
+//!
+//! Every input goes through `kbsync_msgraph::fuzzing`, the entry points the cargo-fuzz targets
+//! `retry_after` and `delta_page` (`fuzz/`, nightly) call: what CI runs is what the fuzzer runs.
 
-use chrono::{DateTime, Utc};
-use kbsync_msgraph::errors::retry_after;
-use kbsync_msgraph::mapping::{browse_entry, remote_item, remote_permission, sharing_changed};
-use kbsync_msgraph::model::{DriveItem, Page, Permission};
+use kbsync_msgraph::fuzzing::{DeltaOutcome, delta_page, permission, retry_after_header, retry_after_input};
 use proptest::prelude::*;
-use reqwest::header::{DATE, HeaderMap, HeaderValue, RETRY_AFTER};
-
-fn now() -> DateTime<Utc> {
-    "2026-03-01T09:00:00Z".parse().unwrap()
-}
 
 /// Strings near what a server sends: numbers, decimals, dates in several shapes, and junk.
 fn header_text() -> impl Strategy<Value = String> {
@@ -91,25 +86,18 @@ proptest! {
 
     #[test]
     fn any_retry_after_gives_a_duration_or_none(value in header_text(), date in proptest::option::of(header_text())) {
-        let mut headers = HeaderMap::new();
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            headers.insert(RETRY_AFTER, v);
-        }
-        if let Some(Ok(d)) = date.map(|d| HeaderValue::from_str(&d)) {
-            headers.insert(DATE, d);
-        }
-        let _ = retry_after(&headers, now());
+        let _ = retry_after_header(value.as_bytes(), date.as_deref().map(str::as_bytes));
+    }
+
+    /// Exactly the `retry_after` fuzz target's input: raw bytes, a `Date` after a newline.
+    #[test]
+    fn any_bytes_as_retry_after_give_a_duration_or_none(bytes in proptest::collection::vec(any::<u8>(), 0..80)) {
+        let _ = retry_after_input(&bytes);
     }
 
     #[test]
     fn any_bytes_as_a_delta_page_are_refused_or_mapped(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-        if let Ok(page) = serde_json::from_slice::<Page<DriveItem>>(&bytes) {
-            for item in &page.value {
-                let _ = remote_item(item, "drive", None);
-                let _ = browse_entry(item, Some("drive"));
-                let _ = sharing_changed(item);
-            }
-        }
+        let _ = delta_page(&bytes);
     }
 
     #[test]
@@ -117,16 +105,15 @@ proptest! {
         items in proptest::collection::vec(item_json(), 0..20),
         next in proptest::option::of("\\PC{0,30}"),
     ) {
+        let count = items.len();
         let mut page = serde_json::json!({ "value": items });
         if let Some(next) = next {
             page["@odata.nextLink"] = next.into();
         }
         let bytes = serde_json::to_vec(&page).unwrap();
-        if let Ok(page) = serde_json::from_slice::<Page<DriveItem>>(&bytes) {
-            for item in &page.value {
-                let _ = remote_item(item, "drive", Some("scope"));
-                let _ = browse_entry(item, None);
-            }
+        let outcome = delta_page(&bytes);
+        if let DeltaOutcome::Mapped { items: n, .. } = outcome {
+            prop_assert_eq!(n, count);
         }
     }
 
@@ -143,8 +130,6 @@ proptest! {
         if let Some(who) = granted {
             p["grantedToV2"] = serde_json::json!({ "user": { "id": who, "email": who } });
         }
-        if let Ok(p) = serde_json::from_value::<Permission>(p) {
-            let _ = remote_permission(&p, "drive");
-        }
+        let _ = permission(&serde_json::to_vec(&p).unwrap());
     }
 }

@@ -5,6 +5,7 @@ mod access;
 mod accounts;
 mod api;
 mod auth;
+mod authz_matrix;
 mod common;
 mod datasources;
 mod fuzz;
