@@ -41,7 +41,8 @@ impl FromRequestParts<AppState> for CurrentUser {
     }
 }
 
-/// The caller of a route that manages credentials (creating API keys, changing passwords): it needs
+/// The caller of a route that manages credentials (creating API keys or accounts, changing passwords,
+/// roles or whether an account is enabled): it needs
 /// a signed-in session, never an API key (403), so that a leaked key can neither make itself
 /// permanent nor take its account over. Carries the session token, which such routes keep alive
 /// while they end the account's other sessions.
@@ -62,7 +63,7 @@ impl FromRequestParts<AppState> for SessionUser {
                 session_token: token,
             }),
             Credential::ApiKey { .. } => Err(ApiError::Forbidden(
-                "API keys cannot create keys or change passwords; sign in to do this".into(),
+                "API keys cannot create keys or accounts, change passwords or change accounts; sign in to do this".into(),
             )),
         }
     }

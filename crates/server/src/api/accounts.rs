@@ -384,23 +384,24 @@ pub async fn get_account(
     Ok(Json(accounts::get(&state, &user, id).await?.into()))
 }
 
-/// Change an account's role or disable it (admins)
+/// Change an account's role or disable it (admins, signed in: an API key cannot promote or
+/// re-enable accounts)
 #[utoipa::path(patch, path = "/users/{id}", tag = "users",
-    security(("session_token" = []), ("api_key" = ["write"])),
+    security(("session_token" = [])),
     params(("id" = Uuid, Path, description = "The account")),
     request_body = PatchAccountRequest,
     responses(
         (status = 200, description = "The account", body = AccountDto),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
-        (status = 403, description = "The caller is not an admin, or uses a read-only key", body = ErrorBody),
+        (status = 403, description = "An API key, or the caller is not an admin", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
         (status = 409, description = "It would leave no enabled admin", body = ErrorBody),
         (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
     ))]
 pub async fn patch_account(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    SessionUser { user, .. }: SessionUser,
     ApiPath(id): ApiPath<UserId>,
     ApiJson(req): ApiJson<PatchAccountRequest>,
 ) -> ApiResult<Json<AccountDto>> {

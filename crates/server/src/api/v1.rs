@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     AppState,
-    auth::{ClientAddress, CurrentUser},
+    auth::{ClientAddress, CurrentUser, SessionUser},
     error::{ApiError, ApiResult, ErrorBody},
     service::{self, documents, knowledge, knowledge::KbView, search, users},
 };
@@ -226,21 +226,22 @@ pub struct CreateUserRequest {
     pub role: Option<String>,
 }
 
-/// Create a user account (admins)
+/// Create a user account (admins, signed in: an API key cannot create accounts, so that a leaked
+/// key cannot make itself an admin with a password of its choosing)
 #[utoipa::path(post, path = "/users", tag = "users",
-    security(("session_token" = []), ("api_key" = ["write"])),
+    security(("session_token" = [])),
     request_body = CreateUserRequest,
     responses(
         (status = 201, description = "Created", body = UserDto),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
-        (status = 403, description = "The caller is not an admin, or uses a read-only key", body = ErrorBody),
+        (status = 403, description = "An API key, or the caller is not an admin", body = ErrorBody),
         (status = 409, description = "An account with this email exists", body = ErrorBody),
         (status = 422, description = "A field has a value the service cannot accept; the message names it", body = ErrorBody),
     ))]
 pub async fn create_user(
     State(state): State<AppState>,
-    CurrentUser(caller): CurrentUser,
+    SessionUser { user: caller, .. }: SessionUser,
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> ApiResult<(StatusCode, Json<UserDto>)> {
     if !caller.is_admin() {

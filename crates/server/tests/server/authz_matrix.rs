@@ -170,16 +170,17 @@ const EXPECTED: &[(&str, Rule, u16)] = &[
     ("POST /api/v1/me/api-keys", Rule::Session, 201),
     ("GET /api/v1/me/api-keys", Rule::SignedIn, 200),
     ("DELETE /api/v1/me/api-keys/{id}", Rule::SignedIn, 204),
-    // Administration. An admin's `write` key may create, change and delete accounts (only
-    // passwords and key creation need a session): see docs/reliability.md.
+    // Administration. Creating accounts and keys, changing roles, enabling and passwords need a
+    // signed-in admin, never a key (a leaked key must not make itself an admin); an admin's
+    // `write` key may still delete accounts and revoke keys.
     ("POST /api/v1/admin/api-keys", Rule::AdminSession, 201),
     ("GET /api/v1/admin/api-keys", Rule::Admin, 200),
     ("PATCH /api/v1/admin/api-keys/{id}", Rule::AdminSession, 200),
     ("DELETE /api/v1/admin/api-keys/{id}", Rule::Admin, 204),
-    ("POST /api/v1/users", Rule::Admin, 201),
+    ("POST /api/v1/users", Rule::AdminSession, 201),
     ("GET /api/v1/users", Rule::Admin, 200),
     ("GET /api/v1/users/{id}", Rule::Admin, 200),
-    ("PATCH /api/v1/users/{id}", Rule::Admin, 200),
+    ("PATCH /api/v1/users/{id}", Rule::AdminSession, 200),
     ("DELETE /api/v1/users/{id}", Rule::Admin, 204),
     ("POST /api/v1/users/{id}/password", Rule::AdminSession, 204),
     // Knowledge bases.
