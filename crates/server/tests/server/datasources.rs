@@ -109,7 +109,10 @@ async fn datasources_list_shows_whether_each_datasource_is_configured(db: Db) {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body["datasources"],
-        json!([{"datasource": "onedrive", "name": "OneDrive / SharePoint", "configured": true, "app_only": false}])
+        json!([
+            {"datasource": "onedrive", "name": "OneDrive / SharePoint", "configured": true, "app_only": false},
+            {"datasource": "gdrive", "name": "Google Drive", "configured": false, "app_only": false},
+        ])
     );
     s.stop().await;
 
