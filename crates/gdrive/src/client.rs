@@ -18,13 +18,13 @@
 //! client. Tokens are never logged; only the path of a URL is.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::Utc;
 use kbsync_core::datasource::{AccessToken, DatasourceError, TokenSource};
 use kbsync_core::retry::{Gate, GateWaits, Refusal, Sleeper, WaitLimits, backoff, later};
 use kbsync_core::{Clock, Random};
+use kbsync_http::{Failure, read_limited, transport_failure};
 use reqwest::header::ACCEPT;
 use reqwest::{Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -51,17 +51,6 @@ enum Want {
 enum Answer {
     Body(Bytes),
     Head(Response),
-}
-
-/// Why one attempt failed and whether to try again.
-enum Failure {
-    Refresh,
-    Retry {
-        why: String,
-        wait: Option<Duration>,
-        throttled: bool,
-    },
-    Fail(DatasourceError),
 }
 
 pub(crate) struct DriveClient {
@@ -245,7 +234,7 @@ impl DriveClient {
         let response = match tokio::time::timeout(self.config.request_timeout, req.send()).await {
             Err(_) => {
                 metrics::counter!("kbsync_gdrive_requests_total", "status" => "timeout").increment(1);
-                return Err(retry("the request timed out"));
+                return Err(Failure::retry("the request timed out"));
             }
             Ok(Err(e)) => {
                 metrics::counter!("kbsync_gdrive_requests_total", "status" => "connection_error")
@@ -294,60 +283,5 @@ fn classify(
             throttled: false,
         },
         Decision::Fail(e) => Failure::Fail(e),
-    }
-}
-
-fn retry(why: &str) -> Failure {
-    Failure::Retry {
-        why: why.to_string(),
-        wait: None,
-        throttled: false,
-    }
-}
-
-/// A failure below HTTP: timeouts and connection trouble are retried; a request that cannot be
-/// built never will be.
-fn transport_failure(e: reqwest::Error) -> Failure {
-    if e.is_builder() {
-        return Failure::Fail(DatasourceError::Permanent(e.without_url().to_string()));
-    }
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else {
-        "connection error"
-    };
-    retry(&format!("{kind}: {}", error_chain(e)))
-}
-
-/// The error and its sources, without the URL.
-pub(crate) fn error_chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-async fn read_limited(mut response: Response, limit: usize) -> Result<Bytes, Failure> {
-    let mut buf = BytesMut::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > limit {
-                    return Err(Failure::Fail(DatasourceError::Permanent(format!(
-                        "the answer is larger than {limit} bytes"
-                    ))));
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(buf.freeze()),
-            Err(e) => return Err(transport_failure(e)),
-        }
     }
 }

@@ -16,12 +16,12 @@
 //! | other 5xx | `Transient` |
 //! | anything else | `Permanent` |
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kbsync_core::datasource::DatasourceError;
 use reqwest::StatusCode;
-use reqwest::header::{DATE, HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 /// How many entries of `errors[]` are read.
@@ -160,32 +160,16 @@ pub fn decide(
     }
 }
 
-/// `Retry-After` as a duration: integer or decimal seconds, or an HTTP date measured from the
-/// answer's own `Date` header (falling back to `now`). A date in the past means zero. Drive does
-/// not document the header; it is honoured when present.
-pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = raw.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).ok();
-    }
-    let at = httpdate::parse_http_date(raw).ok()?;
-    let reference = headers
-        .get(DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|d| httpdate::parse_http_date(d).ok())
-        .unwrap_or_else(|| SystemTime::from(now));
-    Some(at.duration_since(reference).unwrap_or(Duration::ZERO))
-}
+/// `Retry-After` as a duration ([`kbsync_http::retry_after`]). Drive does not document the header;
+/// it is honoured when present.
+pub use kbsync_http::retry_after;
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use reqwest::header::HeaderValue;
+    use reqwest::header::{DATE, HeaderValue, RETRY_AFTER};
 
     fn now() -> DateTime<Utc> {
         "2026-03-01T09:00:00Z".parse().unwrap()

@@ -90,9 +90,9 @@
 pub mod client;
 pub mod config;
 pub mod cursor;
-mod download;
 pub mod errors;
 pub mod mapping;
+mod md5hash;
 pub mod model;
 
 use std::collections::HashMap;
@@ -117,8 +117,9 @@ pub use mapping::{MD5, MODIFIED_TIME, SHARED_WITH_ME, USER_DRIVE};
 
 use client::DriveClient;
 use cursor::Cursor;
-use download::{Expected, verified_stream};
+use kbsync_http::{Expected, verified_stream};
 use mapping::Content;
+use md5hash::Md5Hash;
 use model::{ChangeList, DriveList, FILE_FIELDS, File, FileList, PermissionList, StartPageToken};
 
 /// Upper bound on pages followed in one listing, against a service that never stops paging.
@@ -760,18 +761,24 @@ impl Datasource for GoogleDrive {
                     .map(|h| h.value.clone())
                     .or(file.md5_checksum.clone());
                 let expected = Expected {
-                    md5,
+                    hash: md5,
                     size: item.size.or(file.size).and_then(|s| u64::try_from(s).ok()),
                 };
                 let response = self.client.get_head(tokens, &url).await?;
-                Ok(verified_stream(response, expected, idle))
+                Ok(verified_stream(response, Md5Hash::default(), expected, idle))
             }
             Content::Export(export, _) => {
                 let url = self
                     .client
                     .url(&["files", &file.id, "export"], &[("mimeType", export)])?;
                 let response = self.client.get_head(tokens, &url).await?;
-                Ok(verified_stream(response, Expected::default(), idle))
+                // Exports have no checksum: only a stall or a cut is caught.
+                Ok(verified_stream(
+                    response,
+                    Md5Hash::default(),
+                    Expected::default(),
+                    idle,
+                ))
             }
             Content::Folder | Content::Shortcut | Content::Unsupported => Err(DatasourceError::Permanent(
                 format!("{} has no content kbsync can read ({})", item.id, file.mime()),

@@ -3,12 +3,12 @@
 //! codes only matter for the resync family, which may sit at any depth of the
 //! `innerError`/`innererror` chain.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kbsync_core::datasource::DatasourceError;
 use reqwest::StatusCode;
-use reqwest::header::{DATE, HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::{HeaderMap, LOCATION};
 use serde_json::Value;
 
 /// How deep the `innerError` chain is walked.
@@ -134,25 +134,8 @@ pub fn is_forbidden(not_found: &str) -> bool {
     not_found.starts_with("403 ")
 }
 
-/// `Retry-After` as a duration: integer or decimal seconds, or an HTTP date measured from the
-/// answer's own `Date` header (so that clock skew between us and the server does not matter),
-/// falling back to `now`. A date in the past means "now" (zero).
-pub fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
-    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = raw.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).ok();
-    }
-    let at = httpdate::parse_http_date(raw).ok()?;
-    let reference = headers
-        .get(DATE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|d| httpdate::parse_http_date(d).ok())
-        .unwrap_or_else(|| SystemTime::from(now));
-    Some(at.duration_since(reference).unwrap_or(Duration::ZERO))
-}
+/// `Retry-After` as a duration ([`kbsync_http::retry_after`]).
+pub use kbsync_http::retry_after;
 
 #[cfg(test)]
 mod tests {
@@ -289,46 +272,5 @@ mod tests {
         };
         assert!(is_forbidden(&text(403)));
         assert!(!is_forbidden(&text(404)));
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_decimals_and_http_dates() {
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "2")]), now()),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            retry_after(&headers(&[("retry-after", "1.5")]), now()),
-            Some(Duration::from_millis(1500))
-        );
-        // Measured from the answer's Date, not from our clock.
-        assert_eq!(
-            retry_after(
-                &headers(&[
-                    ("retry-after", "Sat, 01 Mar 2025 09:02:00 GMT"),
-                    ("date", "Sat, 01 Mar 2025 09:00:30 GMT"),
-                ]),
-                "2030-01-01T00:00:00Z".parse().unwrap(),
-            ),
-            Some(Duration::from_secs(90))
-        );
-        // Without Date, from now.
-        assert_eq!(
-            retry_after(
-                &headers(&[("retry-after", "Sat, 01 Mar 2025 09:02:00 GMT")]),
-                now()
-            ),
-            Some(Duration::from_secs(120))
-        );
-        // In the past: no wait.
-        assert_eq!(
-            retry_after(
-                &headers(&[("retry-after", "Sat, 01 Mar 2025 08:00:00 GMT")]),
-                now()
-            ),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), now()), None);
-        assert_eq!(retry_after(&headers(&[("retry-after", "-3")]), now()), None);
     }
 }

@@ -36,7 +36,6 @@
 
 pub mod client;
 pub mod config;
-mod download;
 pub mod errors;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -68,7 +67,7 @@ pub use mapping::{QUICK_XOR_HASH, SITE_PREFIX};
 pub use quickxorhash::QuickXorHash;
 
 use client::{Auth, Call, GraphClient};
-use download::{Expected, verified_stream};
+use kbsync_http::{Expected, verified_stream};
 use model::{DriveItem, Page, Permission, Subscription};
 
 /// Upper bound on pages followed in one listing, against a service that never stops paging.
@@ -440,13 +439,16 @@ impl Datasource for OneDrive {
                 item.id
             )));
         }
+        // Checked only when the item has a quickXorHash: a missing hash is not a mismatch, Graph
+        // fills hashes in lazily.
+        let hash = item
+            .hash
+            .as_ref()
+            .filter(|h| h.algorithm == QUICK_XOR_HASH)
+            .map(|h| h.value.clone());
         let expected = Expected {
-            quick_xor_hash: item
-                .hash
-                .as_ref()
-                .filter(|h| h.algorithm == QUICK_XOR_HASH)
-                .map(|h| h.value.clone()),
-            size: item.size.and_then(|s| u64::try_from(s).ok()),
+            size: hash.as_ref().and(item.size).and_then(|s| u64::try_from(s).ok()),
+            hash,
         };
         let idle = self.client.config.download_idle_timeout;
         let response = match self.content_answer(tokens, item).await? {
@@ -463,7 +465,7 @@ impl Datasource for OneDrive {
                 }
             }
         };
-        Ok(verified_stream(response, expected, idle))
+        Ok(verified_stream(response, QuickXorHash::new(), expected, idle))
     }
 
     #[instrument(skip_all, fields(drive.id = %drive_id, item.id = %item_id))]

@@ -79,3 +79,15 @@ impl QuickXorHash {
         h.finish_base64()
     }
 }
+
+impl kbsync_http::ContentHash for QuickXorHash {
+    const FIELD: &'static str = "quickXorHash";
+
+    fn update(&mut self, data: &[u8]) {
+        QuickXorHash::update(self, data);
+    }
+
+    fn finish(self) -> String {
+        self.finish_base64()
+    }
+}

@@ -270,7 +270,8 @@ impl SyncEngine {
                     .await?;
             }
         }
-        self.report_quarantine(run, &HashSet::new()).await?;
+        let quarantine = self.cx.store.quarantined_documents(run.kb_id).await?;
+        self.report_quarantine(run, quarantine, &HashSet::new()).await;
         drop(planning);
         let _permissions = run.phases.time(SyncPhase::Permissions);
         if let Err(stop) = self.refresh_groups(run, ds, tokens).await? {

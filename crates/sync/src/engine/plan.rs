@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use kbsync_core::Document;
 use kbsync_core::SourceKind;
 use kbsync_ingest::FileKind;
-use kbsync_store::DocumentLocation;
+use kbsync_store::{DocumentLocation, QuarantinedDocument};
 
 use super::SyncEngine;
 use super::documents::document_path;
@@ -66,11 +66,10 @@ impl SyncEngine {
 
         // Quarantined documents, by item id, with the content they are quarantined at: unchanged,
         // they are not brought in again.
-        let quarantined: HashMap<String, String> = store
-            .quarantined_documents(run.kb_id)
-            .await?
-            .into_iter()
-            .filter_map(|q| Some((q.document.source_item_id?, q.content)))
+        let quarantine = store.quarantined_documents(run.kb_id).await?;
+        let quarantined: HashMap<&str, &str> = quarantine
+            .iter()
+            .filter_map(|q| Some((q.document.source_item_id.as_deref()?, q.content.as_str())))
             .collect();
 
         let mut work = Vec::new();
@@ -91,7 +90,7 @@ impl SyncEngine {
                 };
                 let hash = item.hash_value();
                 let mut synced = item.synced_hash.as_deref() == Some(hash.as_str());
-                if !synced && quarantined.get(&id) == Some(&hash) {
+                if !synced && quarantined.get(id.as_str()) == Some(&hash.as_str()) {
                     // Quarantined at this content (by a run whose state was not saved).
                     mark_synced(&mut plan.state, &id, None);
                     synced = true;
@@ -161,18 +160,20 @@ impl SyncEngine {
             }
         }
         let retried: HashSet<&str> = work.iter().map(|w| w.id.as_str()).collect();
-        self.report_quarantine(run, &retried).await?;
+        self.report_quarantine(run, quarantine, &retried).await;
         Ok(work)
     }
 
-    /// Reports the knowledge base's quarantined documents in the run, except those of `retried`
-    /// (their content changed: the work list brings them in again).
+    /// Reports the knowledge base's quarantined documents (`quarantine`, as the store lists them)
+    /// in the run, except those of `retried` (their content changed: the work list brings them in
+    /// again).
     pub(super) async fn report_quarantine(
         &self,
         run: &mut Run,
+        quarantine: Vec<QuarantinedDocument>,
         retried: &HashSet<&str>,
-    ) -> Result<(), SyncError> {
-        for q in self.cx.store.quarantined_documents(run.kb_id).await? {
+    ) {
+        for q in quarantine {
             let doc = q.document;
             let item_id = doc.source_item_id.unwrap_or_default();
             if retried.contains(item_id.as_str()) {
@@ -183,7 +184,6 @@ impl SyncEngine {
                 .unwrap_or_else(|| kbsync_core::quarantine_reason("no reason recorded"));
             self.report_quarantined(run, &item_id, &doc.name, reason).await;
         }
-        Ok(())
     }
 }
 
