@@ -52,6 +52,9 @@ pub struct LastRun {
     pub failed: u64,
     pub deleted: u64,
     pub skipped: u64,
+    /// Files left out because extracting them killed or timed out the extractor twice; each is
+    /// retried when it changes at the source.
+    pub quarantined: u64,
 }
 
 /// Every knowledge base's status, by name.
@@ -102,6 +105,7 @@ fn row(kb: &KnowledgeBase, sync: &SyncStateView, last: Option<kbsync_core::SyncR
             failed: r.outcome.failed,
             deleted: r.outcome.deleted,
             skipped: r.outcome.skipped,
+            quarantined: r.outcome.quarantined,
         }),
         last_error: sync.last_error.clone(),
         next_run_at: sync.next_sync_at,
@@ -134,17 +138,14 @@ pub fn table(rows: &[KbStatus]) -> String {
         let last_run = match &r.last_run {
             Some(run) => {
                 let when = run.finished_at.unwrap_or(run.started_at);
-                let failed = if run.failed > 0 {
-                    format!(", {} failed", run.failed)
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{} {} ({} processed{failed})",
-                    run.status,
-                    time(when),
-                    run.processed
-                )
+                let mut counts = format!("{} processed", run.processed);
+                if run.failed > 0 {
+                    counts.push_str(&format!(", {} failed", run.failed));
+                }
+                if run.quarantined > 0 {
+                    counts.push_str(&format!(", {} quarantined", run.quarantined));
+                }
+                format!("{} {} ({counts})", run.status, time(when),)
             }
             None => "never".to_owned(),
         };
@@ -186,4 +187,62 @@ pub fn table(rows: &[KbStatus]) -> String {
 
 fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(last_run: Option<LastRun>) -> KbStatus {
+        KbStatus {
+            id: "kb-1".into(),
+            name: "Handbook".into(),
+            datasource: "onedrive".into(),
+            state: "completed_with_errors".into(),
+            running: false,
+            progress: None,
+            last_run,
+            last_error: None,
+            next_run_at: None,
+            connection: Some("connected"),
+            needs_reauth: false,
+        }
+    }
+
+    fn run(failed: u64, quarantined: u64) -> LastRun {
+        let at: DateTime<Utc> = "2026-12-07T10:00:00Z".parse().unwrap();
+        LastRun {
+            id: "run-1".into(),
+            trigger: "scheduled",
+            status: "completed_with_errors".into(),
+            started_at: at,
+            finished_at: Some(at),
+            processed: 40,
+            failed,
+            deleted: 0,
+            skipped: 0,
+            quarantined,
+        }
+    }
+
+    #[test]
+    fn the_table_counts_failed_and_quarantined_files_of_the_last_run_only_when_there_are_some() {
+        let out = table(&[status(Some(run(2, 1)))]);
+        assert!(
+            out.contains(
+                "completed_with_errors 2026-12-07 10:00 UTC (40 processed, 2 failed, 1 quarantined)"
+            ),
+            "{out}"
+        );
+        let out = table(&[status(Some(run(0, 0)))]);
+        assert!(out.contains("(40 processed)"), "{out}");
+        let out = table(&[status(None)]);
+        assert!(out.contains("never"), "{out}");
+    }
+
+    #[test]
+    fn the_json_names_the_quarantined_count_of_the_last_run() {
+        let json = serde_json::to_value(status(Some(run(0, 3)))).unwrap();
+        assert_eq!(json["last_run"]["quarantined"], 3);
+    }
 }
