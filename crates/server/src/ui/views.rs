@@ -204,6 +204,8 @@ pub struct PickerPage {
     /// The knowledge base's datasource: its API name and the picker's top level.
     pub datasource: &'static str,
     pub picker_root: &'static str,
+    /// What the picker calls each kind of row (JSON: `{"drive": …, "site": …, …}`).
+    pub entry_labels: String,
 }
 
 pub struct HitRow {
@@ -239,6 +241,8 @@ pub struct AccessPage {
     pub id: String,
     pub name: String,
     pub owner: String,
+    /// What the source's sharing lets people read, for a knowledge base synced from one.
+    pub sharing: Option<&'static str>,
     pub read: String,
     pub write: String,
     pub error: Option<String>,
