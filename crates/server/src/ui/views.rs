@@ -177,6 +177,9 @@ pub struct KbPage {
     /// Change notifications: `None` when this server has them off (polling only); otherwise one
     /// line per drive the knowledge base syncs that has a subscription.
     pub notifications: Option<Vec<LabelRow>>,
+    /// Whether the knowledge base's datasource can notify kbsync of changes at all (the registry's
+    /// webhook); when it cannot, only the scheduled runs find them, whatever this server's setting.
+    pub source_notifies: bool,
 }
 
 /// A knowledge base's publication into Open WebUI, as its page shows it.

@@ -670,6 +670,13 @@ async fn a_google_drive_knowledge_base_connects_picks_and_syncs_in_a_real_browse
     )
     .await;
 
+    // Drive sends no change notifications to kbsync: the page does not promise any.
+    wait_for(
+        &c,
+        "//p[normalize-space()='Change notifications: Google Drive does not send kbsync any; changes are found by the scheduled runs.']",
+    )
+    .await;
+
     // The access page says what Google Drive sharing grants, in Drive's words.
     c.goto(&format!("{kb_url}/access")).await.unwrap();
     wait_for(
