@@ -560,6 +560,25 @@ mod tests {
             );
         }
         assert_eq!(DatasourceKind::from_name("local"), None);
+        // What people see of every datasource is written out, not left for a page to guess.
+        for kind in DatasourceKind::ALL {
+            let info = kind.info();
+            let labels = &info.entry_labels;
+            for text in [
+                info.display_name,
+                info.kb_choice,
+                info.picker_root,
+                info.sharing,
+                labels.drive,
+                labels.site,
+                labels.folder,
+                labels.file,
+            ] {
+                assert!(!text.trim().is_empty(), "{kind}: an empty text");
+            }
+            assert_eq!(labels.label(EntryKind::Site), labels.site);
+            assert!(info.sharing.ends_with('.'), "{kind}: {}", info.sharing);
+        }
         assert_eq!(DatasourceKind::from_name("OneDrive"), None);
     }
 }
