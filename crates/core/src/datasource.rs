@@ -40,9 +40,35 @@ pub struct DatasourceInfo {
     pub kb_choice: &'static str,
     /// The top level of the picker (what browsing without a location lists).
     pub picker_root: &'static str,
+    /// What the picker calls each kind of row, in the words of the datasource's users.
+    pub entry_labels: EntryLabels,
+    /// What a document's sharing at the source lets people read in kbsync (which grants count,
+    /// which do not), in the words of the datasource's users: shown where a knowledge base's
+    /// access is managed.
+    pub sharing: &'static str,
     /// The last segment of its change-notification endpoint, `/api/v1/webhooks/{webhook}`, when
     /// it can notify changes (see [`Datasource::watch`]).
     pub webhook: Option<&'static str>,
+}
+
+/// What the picker calls the rows of each [`EntryKind`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct EntryLabels {
+    pub drive: &'static str,
+    pub site: &'static str,
+    pub folder: &'static str,
+    pub file: &'static str,
+}
+
+impl EntryLabels {
+    pub fn label(&self, kind: EntryKind) -> &'static str {
+        match kind {
+            EntryKind::Drive => self.drive,
+            EntryKind::Site => self.site,
+            EntryKind::Folder => self.folder,
+            EntryKind::File => self.file,
+        }
+    }
 }
 
 /// OneDrive and SharePoint (Microsoft Graph), crate `kbsync-msgraph`.
@@ -52,6 +78,16 @@ const ONEDRIVE: DatasourceInfo = DatasourceInfo {
     display_name: "OneDrive / SharePoint",
     kb_choice: "OneDrive / SharePoint folders, kept in sync",
     picker_root: "OneDrive and SharePoint",
+    entry_labels: EntryLabels {
+        drive: "drive",
+        site: "site",
+        folder: "folder",
+        file: "file",
+    },
+    sharing: "Each synced document may also be read by the people, Microsoft 365 and security groups \
+              and SharePoint site groups its OneDrive or SharePoint sharing names, as of the last sync. \
+              A link open to the whole organisation or to anyone grants nothing unless an administrator \
+              lets links grant access.",
     webhook: Some("msgraph"),
 };
 
@@ -62,6 +98,17 @@ const GDRIVE: DatasourceInfo = DatasourceInfo {
     display_name: "Google Drive",
     kb_choice: "Google Drive folders, kept in sync",
     picker_root: "Google Drive",
+    entry_labels: EntryLabels {
+        drive: "drive",
+        site: "view",
+        folder: "folder",
+        file: "file",
+    },
+    sharing: "Each synced document may also be read by the people its Google Drive sharing names \
+              (shared drive members included), as of the last sync. Google groups cannot be expanded \
+              with read-only Drive access, so sharing with a group lets no one read through it. \
+              Sharing with a whole domain, or with anyone who has the link, grants nothing unless an \
+              administrator lets links grant access.",
     webhook: None,
 };
 
@@ -513,6 +560,25 @@ mod tests {
             );
         }
         assert_eq!(DatasourceKind::from_name("local"), None);
+        // What people see of every datasource is written out, not left for a page to guess.
+        for kind in DatasourceKind::ALL {
+            let info = kind.info();
+            let labels = &info.entry_labels;
+            for text in [
+                info.display_name,
+                info.kb_choice,
+                info.picker_root,
+                info.sharing,
+                labels.drive,
+                labels.site,
+                labels.folder,
+                labels.file,
+            ] {
+                assert!(!text.trim().is_empty(), "{kind}: an empty text");
+            }
+            assert_eq!(labels.label(EntryKind::Site), labels.site);
+            assert!(info.sharing.ends_with('.'), "{kind}: {}", info.sharing);
+        }
         assert_eq!(DatasourceKind::from_name("OneDrive"), None);
     }
 }

@@ -28,6 +28,7 @@ fn exempt(method: &Method, path: &str) -> bool {
     !matches!(*method, Method::GET | Method::HEAD)
         || matches!(path, "/healthz" | "/readyz" | "/metrics")
         || path.starts_with("/api/v1/datasources/")
+        || path.starts_with("/api/v1/connectors/")
         || path.ends_with("/callback")
 }
 
@@ -121,6 +122,8 @@ mod tests {
             "/metrics",
             "/api/v1/datasources/onedrive/browse",
             "/api/v1/datasources/onedrive/auth/callback",
+            "/api/v1/connectors/gdrive/browse",
+            "/api/v1/connectors/gdrive/auth/callback",
             "/auth/oidc/callback",
         ] {
             assert!(exempt(&Method::GET, path), "{path}");

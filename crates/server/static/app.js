@@ -166,9 +166,10 @@
   }
 
   // --- picker ---------------------------------------------------------------------------------
-  var KINDS = { drive: "drive", site: "site", folder: "folder", file: "file" };
-
   function picker(box) {
+    // What the datasource calls each kind of row (from the registry, through the page).
+    var KINDS = { drive: "drive", site: "site", folder: "folder", file: "file" };
+    try { KINDS = JSON.parse(box.dataset.kinds) || KINDS; } catch (e) { /* keep the plain words */ }
     var list = $(box, ".picker-list");
     var crumbs = $(box, ".picker-crumbs");
     var status = $(box, ".picker-status");

@@ -1,4 +1,5 @@
-//! `/api/v1/datasources/…` and `/api/v1/knowledge/{id}/connection`.
+//! `/api/v1/datasources/…` (also served as `/api/v1/connectors/…`: see [`RouteFamily`]) and
+//! `/api/v1/knowledge/{id}/connection`.
 
 use axum::{
     Json,
@@ -82,7 +83,7 @@ pub struct InitiateResponse {
 /// (or cookie jar): the callback completes only when it comes back with that cookie.
 #[utoipa::path(get, path = "/datasources/{datasource}/auth/initiate", tag = "datasources",
     security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
-    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive`"), KbParam),
+    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive` or `gdrive`"), KbParam),
     responses(
         (status = 200, description = "The authorize URL; `Set-Cookie` binds the flow to this client", body = InitiateResponse,
             headers(("set-cookie" = String, description = "The flow's binding cookie"))),
@@ -100,8 +101,12 @@ pub async fn initiate(
     ApiQuery(params): ApiQuery<KbParam>,
 ) -> ApiResult<Response> {
     let kind = connections::datasource(&datasource)?;
-    let started = connections::initiate(&state, &user, Some(kind), params.knowledge_id).await?;
-    let cookie = binding_cookie(&state.settings.public_url, &started);
+    let (kind, started) = connections::initiate(&state, &user, Some(kind), params.knowledge_id).await?;
+    let cookie = binding_cookie(
+        &state.settings.public_url,
+        RouteFamily::of_callback(&state, kind),
+        &started,
+    );
     Ok((
         [
             (header::SET_COOKIE, cookie),
@@ -114,12 +119,38 @@ pub async fn initiate(
         .into_response())
 }
 
+/// Start connecting a knowledge base to a datasource (the `connectors` name of `…/datasources/{datasource}/auth/initiate`; managers)
+///
+/// The same operation as `GET /datasources/{datasource}/auth/initiate`, under the path the
+/// Open WebUI fork's connectors use (e.g. `/connectors/gdrive/auth/initiate`).
+#[utoipa::path(get, path = "/connectors/{datasource}/auth/initiate", tag = "datasources",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("datasource" = String, Path, description = "The datasource, e.g. `gdrive` or `onedrive`"), KbParam),
+    responses(
+        (status = 200, description = "The authorize URL; `Set-Cookie` binds the flow to this client", body = InitiateResponse,
+            headers(("set-cookie" = String, description = "The flow's binding cookie"))),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such datasource or knowledge base, or the caller may not see it", body = ErrorBody),
+        (status = 409, description = "The knowledge base is of another type", body = ErrorBody),
+        (status = 422, description = "No or a malformed `knowledge_id`", body = ErrorBody),
+        (status = 501, description = "The datasource's OAuth client is not configured", body = ErrorBody),
+    ))]
+pub async fn connectors_initiate(
+    state: State<AppState>,
+    user: CurrentUser,
+    datasource: ApiPath<String>,
+    params: ApiQuery<KbParam>,
+) -> ApiResult<Response> {
+    initiate(state, user, datasource, params).await
+}
+
 /// Connect a knowledge base as the organisation's application, without sign-in (admins)
 ///
 /// The knowledge base is then due for a sync.
 #[utoipa::path(post, path = "/datasources/{datasource}/auth/app-only", tag = "datasources",
     security(("session_token" = []), ("api_key" = ["write"])),
-    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive`"), KbParam),
+    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive` or `gdrive`"), KbParam),
     responses(
         (status = 204, description = "Connected"),
         (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
@@ -146,36 +177,79 @@ pub async fn connect_app_only(
 /// one browser (two knowledge bases at once) do not overwrite each other's.
 pub const BINDING_COOKIE_PREFIX: &str = "kbsync_oauth_binding_";
 
-/// The binding cookies are sent only to the datasources routes (initiate and the callback).
-const BINDING_COOKIE_PATH: &str = "/api/v1/datasources/";
+/// The two path families the connect routes are served under: kbsync's own
+/// `/api/v1/datasources/{datasource}/…`, and `/api/v1/connectors/{datasource}/…`, the names the
+/// Open WebUI fork's connectors use (`/api/v1/connectors/gdrive/auth/callback`). Both run the same
+/// handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteFamily {
+    Datasources,
+    Connectors,
+}
+
+impl RouteFamily {
+    /// The prefix of the family's routes: binding cookies are sent only there.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            RouteFamily::Datasources => "/api/v1/datasources/",
+            RouteFamily::Connectors => "/api/v1/connectors/",
+        }
+    }
+
+    /// The family of a callback URL (a redirect URI registered with an authorization server).
+    pub fn of_redirect_uri(redirect_uri: &str) -> RouteFamily {
+        let path = url::Url::parse(redirect_uri)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        if path.starts_with(RouteFamily::Connectors.prefix()) {
+            RouteFamily::Connectors
+        } else {
+            RouteFamily::Datasources
+        }
+    }
+
+    /// The family of the callback the authorization server sends a datasource's browsers back to
+    /// (its registered redirect URI; kbsync's own family when none is configured).
+    pub fn of_callback(state: &AppState, kind: DatasourceKind) -> RouteFamily {
+        connections::redirect_uri(state, kind).map_or(RouteFamily::Datasources, RouteFamily::of_redirect_uri)
+    }
+}
 
 /// The `Set-Cookie` value that gives a started flow's binding to the browser: `HttpOnly`,
 /// `SameSite=Lax` (it must come back on the authorization server's redirect, a top-level `GET`),
-/// limited to the datasources routes, living as long as the flow's state, and `Secure` when users
-/// reach kbsync over https.
-pub fn binding_cookie(public_url: &str, started: &Initiated) -> String {
+/// limited to the routes of `family` (the family of the registered callback), living as long as
+/// the flow's state, and `Secure` when users reach kbsync over https.
+pub fn binding_cookie(public_url: &str, family: RouteFamily, started: &Initiated) -> String {
     cookie_line(
         public_url,
+        family,
         &started.flow_id,
         &started.binding,
         started.ttl.num_seconds(),
     )
 }
 
-/// The `Set-Cookie` value that removes a flow's binding cookie.
-fn cleared_binding_cookie(public_url: &str, flow_id: &str) -> String {
-    cookie_line(public_url, flow_id, "", 0)
+/// The `Set-Cookie` value that removes a flow's binding cookie sent to the routes of `family`.
+fn cleared_binding_cookie(public_url: &str, family: RouteFamily, flow_id: &str) -> String {
+    cookie_line(public_url, family, flow_id, "", 0)
 }
 
-fn cookie_line(public_url: &str, flow_id: &str, value: &str, max_age_secs: i64) -> String {
+fn cookie_line(
+    public_url: &str,
+    family: RouteFamily,
+    flow_id: &str,
+    value: &str,
+    max_age_secs: i64,
+) -> String {
     let secure = if public_url.starts_with("https:") {
         "; Secure"
     } else {
         ""
     };
     format!(
-        "{BINDING_COOKIE_PREFIX}{flow_id}={value}; Path={BINDING_COOKIE_PATH}; HttpOnly; \
-         SameSite=Lax; Max-Age={max_age_secs}{secure}"
+        "{BINDING_COOKIE_PREFIX}{flow_id}={value}; Path={}; HttpOnly; \
+         SameSite=Lax; Max-Age={max_age_secs}{secure}",
+        family.prefix()
     )
 }
 
@@ -194,7 +268,7 @@ pub struct CallbackParams {
 /// flow, are the proof. Always answers the small page that reports to the opener, and removes the
 /// flow's binding cookie.
 #[utoipa::path(get, path = "/datasources/{datasource}/auth/callback", tag = "datasources",
-    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive`"), CallbackParams,
+    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive` or `gdrive`"), CallbackParams,
         ("kbsync_oauth_binding_{flow}" = Option<String>, Cookie, description = "The binding cookie `initiate` set")),
     responses(
         (status = 200, description = "Connected: a page that tells its opener", content(("text/html"))),
@@ -206,25 +280,58 @@ pub async fn callback(
     headers: HeaderMap,
     params: Result<axum::extract::Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
+    complete_callback(&state, RouteFamily::Datasources, &datasource, &headers, params).await
+}
+
+/// The authorization server's redirect target under the `connectors` name (the same operation as `GET /datasources/{datasource}/auth/callback`)
+///
+/// Serves a redirect URI registered as `/api/v1/connectors/{datasource}/auth/callback`. Needs no
+/// login: the single-use state, and the binding cookie of the browser that started the flow, are
+/// the proof.
+#[utoipa::path(get, path = "/connectors/{datasource}/auth/callback", tag = "datasources",
+    params(("datasource" = String, Path, description = "The datasource, e.g. `gdrive` or `onedrive`"), CallbackParams,
+        ("kbsync_oauth_binding_{flow}" = Option<String>, Cookie, description = "The binding cookie `initiate` set")),
+    responses(
+        (status = 200, description = "Connected: a page that tells its opener", content(("text/html"))),
+        (status = 400, description = "Refused or failed: a page that tells its opener why", content(("text/html"))),
+    ))]
+pub async fn connectors_callback(
+    State(state): State<AppState>,
+    ApiPath(datasource): ApiPath<String>,
+    headers: HeaderMap,
+    params: Result<axum::extract::Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    complete_callback(&state, RouteFamily::Connectors, &datasource, &headers, params).await
+}
+
+/// Both callbacks: `family` is the one the request came to (the binding cookie it carries was
+/// sent to that family's routes, so that is where it is removed).
+async fn complete_callback(
+    state: &AppState,
+    family: RouteFamily,
+    datasource: &str,
+    headers: &HeaderMap,
+    params: Result<axum::extract::Query<CallbackParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let mut flow = None;
-    let outcome = match (connections::datasource(&datasource), params) {
+    let outcome = match (connections::datasource(datasource), params) {
         (Err(_), _) => CallbackOutcome::error(None, "unknown datasource"),
         (_, Err(_)) => CallbackOutcome::error(None, "the authorization response was malformed"),
         (Ok(_), Ok(axum::extract::Query(p))) => {
             let binding = p.state.as_deref().and_then(|st| {
                 let id = kbsync_oauth::flow_id(st);
-                let cookie = auth::cookie(&headers, &format!("{BINDING_COOKIE_PREFIX}{id}"));
+                let cookie = auth::cookie(headers, &format!("{BINDING_COOKIE_PREFIX}{id}"));
                 flow = Some(id);
                 cookie
             });
             match (p.state, p.code, p.error) {
                 (Some(st), _, Some(error)) => {
-                    let kb = connections::abandon(&state, &st, binding).await;
+                    let kb = connections::abandon(state, &st, binding).await;
                     let denied = CallbackError::denied(kb, &error, p.error_description.as_deref());
                     CallbackOutcome::error(denied.kb_id, &denied.reason)
                 }
                 (Some(st), Some(code), None) => {
-                    match connections::complete(&state, &st, &code, binding).await {
+                    match connections::complete(state, &st, &code, binding).await {
                         Ok(kb) => CallbackOutcome {
                             knowledge_id: Some(kb),
                             error: None,
@@ -257,7 +364,7 @@ pub async fn callback(
     )
         .into_response();
     if let Some(id) = flow
-        && let Ok(v) = HeaderValue::from_str(&cleared_binding_cookie(&state.settings.public_url, &id))
+        && let Ok(v) = HeaderValue::from_str(&cleared_binding_cookie(&state.settings.public_url, family, &id))
     {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -423,7 +530,7 @@ pub struct BrowseResponse {
 /// The picker: drives, sites, folders and files at a location of the connected datasource
 #[utoipa::path(get, path = "/datasources/{datasource}/browse", tag = "datasources",
     security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
-    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive`"), BrowseParams),
+    params(("datasource" = String, Path, description = "The datasource, e.g. `onedrive` or `gdrive`"), BrowseParams),
     responses(
         (status = 200, description = "The entries at the location", body = BrowseResponse),
         (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
@@ -446,6 +553,28 @@ pub async fn browse(
     };
     let items = connections::browse(&state, &user, kind, params.knowledge_id, at).await?;
     Ok(Json(BrowseResponse { items }))
+}
+
+/// The picker under the `connectors` name (the same operation as `GET /datasources/{datasource}/browse`)
+#[utoipa::path(get, path = "/connectors/{datasource}/browse", tag = "datasources",
+    security(("session_token" = []), ("api_key" = []), ("session_cookie" = [])),
+    params(("datasource" = String, Path, description = "The datasource, e.g. `gdrive` or `onedrive`"), BrowseParams),
+    responses(
+        (status = 200, description = "The entries at the location", body = BrowseResponse),
+        (status = 401, description = "No valid session token, API key or (on GET) session cookie", body = ErrorBody),
+        (status = 403, description = "The caller does not manage the knowledge base", body = ErrorBody),
+        (status = 404, description = "No such datasource, knowledge base or location", body = ErrorBody),
+        (status = 409, description = "The knowledge base is not connected, or needs re-authorisation", body = ErrorBody),
+        (status = 422, description = "No or a malformed `knowledge_id`", body = ErrorBody),
+        (status = 502, description = "The datasource answered with an error", body = ErrorBody),
+    ))]
+pub async fn connectors_browse(
+    state: State<AppState>,
+    user: CurrentUser,
+    datasource: ApiPath<String>,
+    params: ApiQuery<BrowseParams>,
+) -> ApiResult<Json<BrowseResponse>> {
+    browse(state, user, datasource, params).await
 }
 
 #[cfg(test)]
@@ -485,20 +614,64 @@ mod tests {
             binding: "the-secret".into(),
             ttl: chrono::Duration::minutes(10),
         };
-        let https = binding_cookie("https://kb.example.com", &started);
+        let https = binding_cookie("https://kb.example.com", RouteFamily::Datasources, &started);
         assert_eq!(
             https,
             "kbsync_oauth_binding_0123456789abcdef=the-secret; Path=/api/v1/datasources/; HttpOnly; \
              SameSite=Lax; Max-Age=600; Secure"
         );
-        let http = binding_cookie("http://127.0.0.1:8080", &started);
+        let http = binding_cookie("http://127.0.0.1:8080", RouteFamily::Datasources, &started);
         assert!(!http.contains("Secure"), "{http}");
-        let cleared = cleared_binding_cookie("https://kb.example.com", "0123456789abcdef");
+        let cleared = cleared_binding_cookie(
+            "https://kb.example.com",
+            RouteFamily::Datasources,
+            "0123456789abcdef",
+        );
         assert!(
             cleared.starts_with("kbsync_oauth_binding_0123456789abcdef=; ")
                 && cleared.contains("Max-Age=0")
                 && cleared.contains("Path=/api/v1/datasources/")
                 && cleared.ends_with("; Secure"),
+            "{cleared}"
+        );
+    }
+
+    #[test]
+    fn the_binding_cookie_goes_to_the_route_family_of_the_registered_callback() {
+        for (uri, family) in [
+            (
+                "https://kb.example.com/api/v1/datasources/gdrive/auth/callback",
+                RouteFamily::Datasources,
+            ),
+            (
+                "https://kb.example.com/api/v1/connectors/gdrive/auth/callback",
+                RouteFamily::Connectors,
+            ),
+            (
+                "http://127.0.0.1:8080/api/v1/connectors/onedrive/auth/callback",
+                RouteFamily::Connectors,
+            ),
+            // Not a kbsync path at all (a proxy rewrites it): kbsync's own family.
+            ("https://kb.example.com/oauth/cb", RouteFamily::Datasources),
+            ("not a url", RouteFamily::Datasources),
+        ] {
+            assert_eq!(RouteFamily::of_redirect_uri(uri), family, "{uri}");
+        }
+        let started = Initiated {
+            auth_url: "https://accounts.example.com/o/oauth2/v2/auth".into(),
+            flow_id: "0123456789abcdef".into(),
+            binding: "the-secret".into(),
+            ttl: chrono::Duration::minutes(10),
+        };
+        let cookie = binding_cookie("https://kb.example.com", RouteFamily::Connectors, &started);
+        assert!(cookie.contains("; Path=/api/v1/connectors/; "), "{cookie}");
+        let cleared = cleared_binding_cookie(
+            "https://kb.example.com",
+            RouteFamily::Connectors,
+            "0123456789abcdef",
+        );
+        assert!(
+            cleared.contains("; Path=/api/v1/connectors/; ") && cleared.contains("Max-Age=0"),
             "{cleared}"
         );
     }

@@ -45,7 +45,7 @@ pub struct PickedItemDto {
 
 #[derive(Deserialize, ToSchema)]
 pub struct AddSourcesRequest {
-    /// The datasource the items are in, e.g. `onedrive`.
+    /// The datasource the items are in, e.g. `onedrive` or `gdrive`.
     pub datasource: String,
     pub items: Vec<PickedItemDto>,
     /// A token from the browser for this run only; never stored.

@@ -271,7 +271,7 @@ pub async fn create_user(
 pub struct CreateKnowledgeRequest {
     pub name: String,
     pub description: Option<String>,
-    /// `local` (the default: uploads) or a datasource, e.g. `onedrive`.
+    /// `local` (the default: uploads) or a datasource, e.g. `onedrive` or `gdrive`.
     #[serde(rename = "type")]
     pub kb_type: Option<String>,
 }

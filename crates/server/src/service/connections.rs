@@ -34,15 +34,25 @@ pub fn datasource(name: &str) -> Result<DatasourceKind, ApiError> {
     DatasourceKind::from_name(name).ok_or(ApiError::NotFound("datasource"))
 }
 
+/// The callback URL registered for a datasource's OAuth client, when it is configured.
+pub fn redirect_uri(state: &AppState, kind: DatasourceKind) -> Option<&str> {
+    state
+        .datasources
+        .manager
+        .oauth_client(kind)
+        .map(|c| c.redirect_uri.as_str())
+}
+
 /// Starts the authorization-code flow for a knowledge base the caller may change. The answer's
 /// binding must reach the caller's browser only (as a cookie): the callback needs it back.
-/// `kind: None` connects the knowledge base to its own datasource.
+/// `kind: None` connects the knowledge base to its own datasource; the answer names the
+/// datasource connected.
 pub async fn initiate(
     state: &AppState,
     user: &User,
     kind: Option<DatasourceKind>,
     kb_id: KbId,
-) -> Result<Initiated, ApiError> {
+) -> Result<(DatasourceKind, Initiated), ApiError> {
     let view = knowledge::manageable(state, user, kb_id).await?;
     let kind = match kind {
         Some(kind) => kind,
@@ -56,12 +66,13 @@ pub async fn initiate(
             kind.display_name()
         )));
     }
-    state
+    let started = state
         .datasources
         .manager
         .initiate(kind, kb_id, user.id)
         .await
-        .map_err(oauth_error)
+        .map_err(oauth_error)?;
+    Ok((kind, started))
 }
 
 /// Connects a knowledge base as the organisation's application (app-only access, configured by the

@@ -92,6 +92,16 @@ pub async fn search_knowledge(
 /// operation has an `operationId`, `summary` and `description`: Open WebUI turns each operation
 /// into a function the model may call, named by `operationId` and described by the rest.
 pub fn openapi_spec(public_url: &str) -> Value {
+    // The datasources from the registry, for the model: "OneDrive / SharePoint and Google Drive".
+    let names: Vec<&str> = kbsync_core::datasource::DatasourceKind::ALL
+        .iter()
+        .map(|k| k.display_name())
+        .collect();
+    let sources = match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => "cloud drives".to_owned(),
+    };
     let passage = json!({
         "type": "object",
         "required": ["name", "path", "text", "score", "knowledge_id", "document_id"],
@@ -110,8 +120,8 @@ pub fn openapi_spec(public_url: &str) -> Value {
         "info": {
             "title": "kbsync knowledge search",
             "version": "1.0.0",
-            "description": "Searches the documents kbsync keeps in sync from OneDrive and SharePoint, \
-                returning only what the chatting user may read at the source."
+            "description": format!("Searches the documents kbsync keeps in sync from {sources}, \
+                returning only what the chatting user may read at the source.")
         },
         "servers": [{"url": public_url.trim_end_matches('/')}],
         "paths": {
@@ -119,13 +129,13 @@ pub fn openapi_spec(public_url: &str) -> Value {
                 "post": {
                     "operationId": "search_knowledge",
                     "summary": "Search the user's documents for passages relevant to a question",
-                    "description": "Full-text search over the documents (Word, PDF, Excel, PowerPoint, text and \
-                        more, synced from OneDrive and SharePoint) that the user may read. Returns the most \
+                    "description": format!("Full-text search over the documents (Word, PDF, Excel, PowerPoint, text and \
+                        more, synced from {sources}) that the user may read. Returns the most \
                         relevant passages, best first, each with the document's name, path and a web link. \
                         Use it when a question may be answered by the user's or their organisation's \
                         documents; phrase the query with the distinctive words the answer would contain, and \
                         put an exact phrase in double quotes to require it. Quote the passages and cite \
-                        their web_url.",
+                        their web_url."),
                     "requestBody": {
                         "required": true,
                         "content": {

@@ -177,6 +177,9 @@ pub struct KbPage {
     /// Change notifications: `None` when this server has them off (polling only); otherwise one
     /// line per drive the knowledge base syncs that has a subscription.
     pub notifications: Option<Vec<LabelRow>>,
+    /// Whether the knowledge base's datasource can notify kbsync of changes at all (the registry's
+    /// webhook); when it cannot, only the scheduled runs find them, whatever this server's setting.
+    pub source_notifies: bool,
 }
 
 /// A knowledge base's publication into Open WebUI, as its page shows it.
@@ -204,6 +207,8 @@ pub struct PickerPage {
     /// The knowledge base's datasource: its API name and the picker's top level.
     pub datasource: &'static str,
     pub picker_root: &'static str,
+    /// What the picker calls each kind of row (JSON: `{"drive": …, "site": …, …}`).
+    pub entry_labels: String,
 }
 
 pub struct HitRow {
@@ -239,6 +244,8 @@ pub struct AccessPage {
     pub id: String,
     pub name: String,
     pub owner: String,
+    /// What the source's sharing lets people read, for a knowledge base synced from one.
+    pub sharing: Option<&'static str>,
     pub read: String,
     pub write: String,
     pub error: Option<String>,

@@ -242,6 +242,18 @@ const EXPECTED: &[(&str, Rule, u16)] = &[
         200,
     ),
     ("GET /api/v1/datasources/{datasource}/browse", Rule::KbManage, 200),
+    // The same handlers under the connectors names (`/api/v1/connectors/gdrive/…`).
+    (
+        "GET /api/v1/connectors/{datasource}/auth/initiate",
+        Rule::KbManage,
+        200,
+    ),
+    (
+        "GET /api/v1/connectors/{datasource}/auth/callback",
+        Rule::Public,
+        200,
+    ),
+    ("GET /api/v1/connectors/{datasource}/browse", Rule::KbManage, 200),
     ("GET /api/v1/knowledge/{id}/connection", Rule::KbSee, 200),
     ("DELETE /api/v1/knowledge/{id}/connection", Rule::KbManage, 204),
     // Publishing into Open WebUI.
@@ -724,8 +736,18 @@ impl Fixture {
                 method,
                 format!("/api/v1/datasources/onedrive/browse?knowledge_id={drive}"),
             ),
-            "GET /api/v1/datasources/{datasource}/auth/callback" => {
-                // A real flow of the manager's, up to the callback the browser would load.
+            "GET /api/v1/connectors/{datasource}/auth/initiate" => Request::new(
+                method,
+                format!("/api/v1/connectors/onedrive/auth/initiate?knowledge_id={drive}"),
+            ),
+            "GET /api/v1/connectors/{datasource}/browse" => Request::new(
+                method,
+                format!("/api/v1/connectors/onedrive/browse?knowledge_id={drive}"),
+            ),
+            "GET /api/v1/datasources/{datasource}/auth/callback"
+            | "GET /api/v1/connectors/{datasource}/auth/callback" => {
+                // A real flow of the manager's, up to the callback the browser would load (under
+                // the connectors names: the same callback at the other path).
                 let kb = self.fresh_kb(s, "onedrive").await;
                 let (status, body, cookie) = s.initiate(Some(&self.manager), &kb).await;
                 assert_eq!(status, StatusCode::OK, "{body}");
@@ -736,9 +758,15 @@ impl Fixture {
                 let resp = http.get(body["auth_url"].as_str().unwrap()).send().await.unwrap();
                 assert_eq!(resp.status(), StatusCode::FOUND);
                 let callback = resp.headers()["location"].to_str().unwrap().to_owned();
+                let path = callback.strip_prefix(&s.base).unwrap();
+                let path = if template.starts_with("/api/v1/connectors/") {
+                    path.replacen("/api/v1/datasources/", "/api/v1/connectors/", 1)
+                } else {
+                    path.to_owned()
+                };
                 Request {
                     cookie,
-                    ..Request::new(method, callback.strip_prefix(&s.base).unwrap())
+                    ..Request::new(method, path)
                 }
             }
             "DELETE /api/v1/knowledge/{id}/connection" => {

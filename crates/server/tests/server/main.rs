@@ -1,5 +1,6 @@
 //! The server's end-to-end tests, one test binary (faster to link than one per file): a real
-//! server on port 0 (`common`), on SQLite and PostgreSQL, against the in-process Graph emulator.
+//! server on port 0 (`common`), on SQLite and PostgreSQL, against the in-process Graph and Google
+//! Drive emulators.
 
 mod access;
 mod accounts;
@@ -9,6 +10,7 @@ mod authz_matrix;
 mod common;
 mod datasources;
 mod fuzz;
+mod gdrive;
 mod json_schema;
 mod oidc;
 mod openapi;

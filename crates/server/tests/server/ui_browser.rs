@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use crate::common::{ADMIN_EMAIL, Db, OneDriveTest, Options, PASSWORD, TestServer};
+use crate::common::{ADMIN_EMAIL, Db, GDriveTest, OneDriveTest, Options, PASSWORD, TestServer};
 use fantoccini::{Client, ClientBuilder, Locator};
 use msgraph_emulator::{FaultAction, FaultRule};
 
@@ -501,6 +501,191 @@ async fn connect_pick_watch_search_and_reauthorise_in_a_real_browser() {
     wait_for(&phone, "//span[@class='file-name' and text()='Onboarding.txt']").await;
     screenshot(&phone, "kb-phone-dark").await;
     phone.close().await.unwrap();
+    drop(driver);
+    s.stop().await;
+}
+
+/// Google Drive in the browser: create a Google Drive knowledge base → connect in the popup
+/// through the emulated Google consent → the picker's top level (My Drive, a shared drive,
+/// "Shared with me", named as Drive users know them) → open My Drive, tick a folder → the sync
+/// completes, the badge says so and the folder's document is listed → the access page says what
+/// Google Drive sharing grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_google_drive_knowledge_base_connects_picks_and_syncs_in_a_real_browser() {
+    let Some(driver) = start_driver().await else {
+        return;
+    };
+    let s = TestServer::start(
+        Db::Sqlite,
+        Options {
+            gdrive: Some(GDriveTest::default()),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let drive = s.gdrive();
+    let root = drive.root_id();
+    let handbook = drive.create_folder(&root, "Handbook").unwrap();
+    drive
+        .create_file(
+            &handbook,
+            "Onboarding.txt",
+            format!("Welcome aboard. The {PHRASE} starts on Monday."),
+        )
+        .unwrap();
+    for i in 0..4 {
+        drive
+            .create_file(
+                &handbook,
+                &format!("Chapter {i}.txt"),
+                format!("Chapter {i} of the handbook."),
+            )
+            .unwrap();
+    }
+    drive.create_file(&root, "Diary.txt", "not picked").unwrap();
+    let me = drive.info().default_user.email;
+    drive
+        .create_shared_drive(
+            "Engineering",
+            vec![gdrive_emulator::Grant {
+                grantee: gdrive_emulator::Grantee::User { email_address: me },
+                role: "organizer".into(),
+                allow_file_discovery: false,
+            }],
+        )
+        .unwrap();
+
+    let c = browser(&driver, false).await;
+    let base = s.base.clone();
+    sign_in(&c, &base).await;
+
+    // The new knowledge base form offers Google Drive, from the registry.
+    c.goto(&format!("{base}/kb/new")).await.unwrap();
+    wait_for(&c, "//input[@id='name']")
+        .await
+        .send_keys("Drive handbook")
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        "//label[contains(., 'Google Drive folders, kept in sync')]/input[@name='type' and @value='gdrive']",
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    c.find(Locator::XPath("//button[normalize-space()='Create']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, "//h1[normalize-space()='Drive handbook']").await;
+    let kb_url = c.current_url().await.unwrap().to_string();
+
+    // Connect in the popup; the page then opens the picker.
+    c.find(Locator::XPath(
+        "//a[@data-connect and normalize-space()='Connect Google Drive']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    wait_for(&c, "//h1[normalize-space()='Add folders and files']").await;
+
+    // The top level: My Drive and the shared drive as drives, "Shared with me" as a view.
+    let row = |name: &str| {
+        format!("//ul[contains(@class,'picker-list')]/li[.//span[@class='entry-name' and text()='{name}']]")
+    };
+    wait_for(
+        &c,
+        &format!(
+            "{}//span[contains(@class,'kind-drive') and text()='drive']",
+            row("Engineering")
+        ),
+    )
+    .await;
+    wait_for(
+        &c,
+        &format!(
+            "{}//span[contains(@class,'kind-site') and text()='view']",
+            row("Shared with me")
+        ),
+    )
+    .await;
+    wait_for(
+        &c,
+        "//nav[contains(@class,'picker-crumbs')]/button[normalize-space()='Google Drive']",
+    )
+    .await;
+    wait_for(
+        &c,
+        &format!("{}/button[contains(@class,'open')]", row("My Drive")),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    wait_for(&c, &format!("{}//input[@type='checkbox']", row("Handbook")))
+        .await
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        "//p[contains(@class,'picked-summary') and contains(., '1 selected: Handbook')]",
+    )
+    .await;
+    c.find(Locator::XPath(
+        "//button[normalize-space()='Add to knowledge base']",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+
+    // The run completes; the page shows the document and the badge says the base is synced.
+    wait_for(&c, "//span[@class='file-name' and text()='Onboarding.txt']").await;
+    reload_until(
+        &c,
+        &kb_url,
+        "//span[@id='kb-badge' and (starts-with(normalize-space(), 'Auto-sync on') or normalize-space()='Completed')]",
+    )
+    .await;
+    wait_for(&c, "//span[@class='file-name' and text()='Chapter 3.txt']").await;
+    assert!(
+        c.find(Locator::XPath(
+            "//span[@class='file-name' and text()='Diary.txt']"
+        ))
+        .await
+        .is_err(),
+        "a file outside the picked folder was synced"
+    );
+    wait_for(
+        &c,
+        "//p[contains(@class,'muted') and starts-with(normalize-space(), 'Google Drive')]",
+    )
+    .await;
+
+    // Drive sends no change notifications to kbsync: the page does not promise any.
+    wait_for(
+        &c,
+        "//p[normalize-space()='Change notifications: Google Drive does not send kbsync any; changes are found by the scheduled runs.']",
+    )
+    .await;
+
+    // The access page says what Google Drive sharing grants, in Drive's words.
+    c.goto(&format!("{kb_url}/access")).await.unwrap();
+    wait_for(
+        &c,
+        "//p[@id='source-sharing' and contains(., 'Google Drive sharing') and contains(., 'Google groups') and contains(., 'whole domain') and contains(., 'anyone who has the link')]",
+    )
+    .await;
+
+    c.close().await.unwrap();
     drop(driver);
     s.stop().await;
 }

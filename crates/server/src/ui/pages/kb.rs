@@ -140,8 +140,9 @@ pub async fn kb_page(
     let access = d.view.access;
     let publication =
         kb_openwebui::publication_panel(&state, &session.user, kb.id, access.can_manage()).await?;
-    let notifications = match (&state.settings.webhooks, kb.kb_type) {
-        (Some(_), t) if t != KbType::Local => Some(
+    let source_notifies = DatasourceKind::of(kb.kb_type).is_some_and(|kind| kind.info().webhook.is_some());
+    let notifications = match (&state.settings.webhooks, source_notifies) {
+        (Some(_), true) => Some(
             webhooks::of_kb(&state, kb.id)
                 .await?
                 .iter()
@@ -226,6 +227,7 @@ pub async fn kb_page(
         openwebui_available: state.openwebui.is_some(),
         publication,
         notifications,
+        source_notifies,
         name: kb.name,
         description: kb.description,
     }))

@@ -42,6 +42,7 @@ async fn access_view(
         id: people.view.kb.id.to_string(),
         name: people.view.kb.name.clone(),
         owner: owner.email,
+        sharing: DatasourceKind::of(people.view.kb.kb_type).map(|k| k.info().sharing),
         read: emails(&people.read),
         write: emails(&people.write),
         error,

@@ -46,8 +46,12 @@ pub async fn connect(
     session.check_csrf(&p.csrf)?;
     let kb_id = parse_kb(&id)?;
     let kind = p.datasource.as_deref().map(connections::datasource).transpose()?;
-    let started = connections::initiate(&state, &session.user, kind, kb_id).await?;
-    let cookie = api::datasources::binding_cookie(&state.settings.public_url, &started);
+    let (kind, started) = connections::initiate(&state, &session.user, kind, kb_id).await?;
+    let cookie = api::datasources::binding_cookie(
+        &state.settings.public_url,
+        api::datasources::RouteFamily::of_callback(&state, kind),
+        &started,
+    );
     Ok(with_cookie(
         Redirect::to(&started.auth_url).into_response(),
         &cookie,
@@ -69,6 +73,13 @@ pub async fn picker(State(state): State<AppState>, session: Session, Path(id): P
         name: view.kb.name,
         datasource: info.name,
         picker_root: info.picker_root,
+        entry_labels: serde_json::json!({
+            "drive": info.entry_labels.drive,
+            "site": info.entry_labels.site,
+            "folder": info.entry_labels.folder,
+            "file": info.entry_labels.file,
+        })
+        .to_string(),
     }))
 }
 
