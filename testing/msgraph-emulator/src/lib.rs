@@ -220,27 +220,13 @@ impl EmulatorBuilder {
 
     /// Binds, builds the initial state and starts serving.
     pub async fn start(self) -> Result<RunningEmulator, StartError> {
-        let listener = tokio::net::TcpListener::bind(self.bind)
+        let bound = emulator_kit::Listener::bind(self.bind, self.public_base_url.as_deref())
             .await
             .map_err(|source| StartError::Bind {
                 addr: self.bind,
                 source,
             })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: self.bind,
-            source,
-        })?;
-        let host = if addr.ip().is_unspecified() {
-            SocketAddr::from(([127, 0, 0, 1], addr.port()))
-        } else {
-            addr
-        };
-        let base_url = self
-            .public_base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{host}"))
-            .trim_end_matches('/')
-            .to_string();
+        let (addr, base_url) = (bound.addr, bound.base_url.clone());
         let start = self.start_time.unwrap_or_else(clock::wall_clock_whole_seconds);
         let clock = clock::EmulatorClock::new(start, self.frozen_clock);
         let store = initial_store(&self, &base_url, clock.now())?;
@@ -266,7 +252,7 @@ impl EmulatorBuilder {
             stop: stop.clone(),
         });
         let router = app(shared.clone());
-        let task = tokio::spawn(serve(listener, router, stop.clone()));
+        let task = tokio::spawn(serve(bound.listener, router, stop.clone()));
         Ok(RunningEmulator {
             shared,
             addr,
