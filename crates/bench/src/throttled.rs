@@ -121,11 +121,11 @@ async fn throttled(n: usize, rate: u32, runs: usize) -> Result<()> {
     ));
     b.line(format!(
         "where the time beyond admitted / R went, kbsync: {}",
-        kbsync.describe()
+        kbsync.describe(rate)
     ));
     b.line(format!(
         "  the same for the minimal client: {}",
-        minimal.describe()
+        minimal.describe(rate)
     ));
     b.target("failed files", failed.to_string(), "0", failed == 0);
     b.target(
@@ -220,12 +220,19 @@ impl Windows {
         out
     }
 
-    fn describe(&self) -> String {
+    fn describe(&self, rate: u32) -> String {
         format!(
-            "{} windows of 1 s, {} full; unused slots {:.2} s while waiting out a Retry-After (the first request of \
+            "{} windows of 1 s (the fewest that admit {} requests: {}), {} full; unused slots {:.2} s while waiting out a Retry-After (the first request of \
              a window after a 429 came {:.0} ms in; a throttled window took {:.0} ms to fill), {:.2} s where the \
              client asked for less",
-            self.spanned, self.full, self.lost_waiting, self.resume_ms, self.fill_ms, self.lost_client
+            self.spanned,
+            self.admitted,
+            self.admitted.div_ceil(u64::from(rate)),
+            self.full,
+            self.lost_waiting,
+            self.resume_ms,
+            self.fill_ms,
+            self.lost_client
         )
     }
 }
