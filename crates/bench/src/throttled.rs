@@ -298,3 +298,49 @@ async fn fetch_honouring_retry_after(g: &Graph, ids: &[String], concurrency: usi
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+
+    fn entry(ms: i64, status: u16) -> LogEntry {
+        let timestamp: DateTime<Utc> = DateTime::from_timestamp_millis(1_700_000_000_000 + ms).unwrap();
+        LogEntry {
+            seq: 0,
+            timestamp,
+            method: "GET".into(),
+            path: "/v1.0/drives/d/items/i/content".into(),
+            query: None,
+            route: "GET /v1.0/drives/{id}/items/{id}/content".into(),
+            status,
+            had_authorization: true,
+            user_agent: None,
+            resource_units: 1,
+            fault: None,
+        }
+    }
+
+    #[test]
+    fn windows_count_unused_slots_after_a_429_apart_from_those_the_client_left() {
+        // R = 2. Window 0: 2 admitted from 100 ms, a 429 at 300 ms. Window 1: the gate reopened
+        // 300 ms in, 1 admitted. Window 2: nothing asked (the client's own pause). Window 3: 2.
+        let log = [
+            entry(100, 200),
+            entry(200, 200),
+            entry(300, 429),
+            entry(1_300, 200),
+            entry(3_000, 200),
+            entry(3_500, 200),
+        ];
+        let w = Windows::read(&log, 2);
+        assert_eq!((w.admitted, w.throttled, w.spanned, w.full), (5, 1, 4, 2));
+        assert!((w.lost_waiting - 0.5).abs() < 1e-9, "{w:?}");
+        assert!((w.lost_client - 1.0).abs() < 1e-9, "{w:?}");
+        assert!((w.resume_ms - 300.0).abs() < 1e-6, "{w:?}");
+        assert!((w.fill_ms - 200.0).abs() < 1e-6, "{w:?}");
+    }
+}
