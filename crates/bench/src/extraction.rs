@@ -49,6 +49,7 @@ pub fn run(small: bool) -> Result<()> {
     ));
     let dir = tempfile::tempdir()?;
     let mut pdf_line = None;
+    let mut pdf_ratio = None;
     for (kind, bytes) in &files {
         let (t, text) = best_of(runs, || Ok(extract(*kind, bytes, &cfg)?))?;
         b.line(format!(
@@ -74,6 +75,7 @@ pub fn run(small: bool) -> Result<()> {
                         .output()?)
                 })?;
                 let theirs = mb(bytes.len() as u64) / pt.as_secs_f64();
+                pdf_ratio = Some(ours / theirs);
                 format!(
                     "pdf: kbsync (pdf_oxide) {ours:.2} MB/s, pdftotext {theirs:.2} MB/s ({:.2} text MB, process start included): ratio {:.2}x",
                     mb(out.stdout.len() as u64),
@@ -97,7 +99,17 @@ pub fn run(small: bool) -> Result<()> {
     if let Some(line) = pdf_line {
         b.line(line);
     }
-    b.line("no target: extraction is reported against pdftotext only");
+    // Issue 19's target. Its other half (>= 99 % of pdftotext's words, on real PDFs made by TeX,
+    // Word and LibreOffice) is not measured by this generated PDF.
+    match pdf_ratio {
+        Some(ratio) => b.target(
+            "PDF MB/s vs pdftotext (generated PDF; word coverage not measured here)",
+            format!("{ratio:.2}x"),
+            ">= 1.00x",
+            ratio >= 1.0,
+        ),
+        None => b.line("target PDF MB/s >= 1.00x pdftotext: not measured (no pdftotext)"),
+    }
     b.print();
     Ok(())
 }

@@ -1,12 +1,12 @@
-//! `kbsync-bench`: kbsync against the in-process Graph emulator on loopback, one block per
-//! scenario with its figures, baseline, ratio and target. See docs/benchmarks.md.
+//! `kbsync-bench`: kbsync against the in-process Graph and Google Drive emulators on loopback,
+//! one block per scenario with its figures, baseline, ratio and target. See docs/benchmarks.md.
 //!
 //! ```sh
 //! cargo run --release -p kbsync-bench -- all            # every scenario at full size
 //! cargo run --release -p kbsync-bench -- all --small    # tiny sizes, seconds (CI)
 //! cargo run --release -p kbsync-bench -- scheduler      # one scenario
 //! ```
-//! PostgreSQL (scenarios 5, 7, 9 and 10) when KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL is
+//! PostgreSQL (scenarios 1, 5, 7, 9 and 10) when KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL is
 //! set, in a schema of its own dropped afterwards.
 #![allow(
     clippy::disallowed_methods,
@@ -15,6 +15,7 @@
 
 mod common;
 mod counting;
+mod drives;
 mod extraction;
 mod freshness;
 mod initial;
@@ -31,9 +32,13 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Parser;
 
+use crate::drives::Which;
+
 const SCENARIOS: &[&str] = &[
     "initial",
+    "gdrive-initial",
     "resync",
+    "gdrive-resync",
     "throttled",
     "scheduler",
     "memory",
@@ -46,10 +51,11 @@ const SCENARIOS: &[&str] = &[
 #[derive(Parser, Debug)]
 #[command(
     name = "kbsync-bench",
-    about = "Benchmarks of kbsync against the in-process Graph emulator"
+    about = "Benchmarks of kbsync against the in-process Graph and Google Drive emulators"
 )]
 struct Args {
     /// all, or one of: initial (1), resync (2 no-op + 3 incremental; also `noop`, `incremental`),
+    /// gdrive-initial and gdrive-resync (1, 2 and 3 on Google Drive; also `gdrive-noop`, `gdrive-incremental`),
     /// throttled (4), scheduler (5), memory (6), search (7), extraction (8), freshness (9), load (10); not in
     /// `all`:
     /// openwebui-publish (needs a real Open WebUI).
@@ -57,7 +63,7 @@ struct Args {
     /// Tiny sizes that run in seconds (CI: the harness must not rot).
     #[arg(long)]
     small: bool,
-    /// Files in the drive of scenarios 2 and 3 (default 100,000; 1,000 with --small).
+    /// Files in the drive of scenarios 2 and 3, on both datasources (default 100,000; 1,000 with --small).
     #[arg(long)]
     drive_items: Option<usize>,
     /// Chunks in the index of scenario 7 (default 1,000,000; 2,000 with --small).
@@ -93,6 +99,7 @@ async fn bench() -> Result<()> {
     let chosen: Vec<&str> = match args.scenario.as_str() {
         "all" => SCENARIOS.to_vec(),
         "noop" | "incremental" => vec!["resync"],
+        "gdrive-noop" | "gdrive-incremental" => vec!["gdrive-resync"],
         // Needs a real Open WebUI (skips without one), so not part of `all`.
         "openwebui-publish" => vec!["openwebui-publish"],
         s if SCENARIOS.contains(&s) => vec![s],
@@ -122,8 +129,10 @@ async fn bench() -> Result<()> {
     for s in chosen {
         let t = Instant::now();
         match s {
-            "initial" => initial::run(args.small).await?,
-            "resync" => resync::run(args.small, args.drive_items).await?,
+            "initial" => initial::run(args.small, Which::OneDrive).await?,
+            "gdrive-initial" => initial::run(args.small, Which::GDrive).await?,
+            "resync" => resync::run(args.small, args.drive_items, Which::OneDrive).await?,
+            "gdrive-resync" => resync::run(args.small, args.drive_items, Which::GDrive).await?,
             "throttled" => throttled::run(args.small).await?,
             "scheduler" => scheduler::run(args.small).await?,
             "memory" => memory::run(args.small).await?,

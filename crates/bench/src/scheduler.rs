@@ -166,8 +166,8 @@ async fn one(db: &Db, n: usize) -> Result<()> {
     b.target(
         "claim + dispatch per KB",
         format!("{per_kb:.3} ms, {per_kb_queries:.2} queries"),
-        "< 5 ms, bounded queries",
-        per_kb < 5.0 && per_kb_queries <= 3.0,
+        "< 2 ms, bounded queries",
+        per_kb < 2.0 && per_kb_queries <= 3.0,
     );
     b.print();
     Ok(())
