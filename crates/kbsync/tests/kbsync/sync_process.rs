@@ -578,7 +578,7 @@ async fn demo_gdrive_kb_connects_syncs_and_is_searchable(api: &Api, gdrive_base:
     let root_id = info["my_drive_root_id"].as_str().unwrap().to_owned();
     let created = control
         .post(format!("{gdrive_base}/_emulator/files"))
-        .json(&json!({"parent_id": root_id, "name": "Allotment plan.txt", "content": "Sow the kohlrabi in April."}))
+        .json(&json!({"parent_id": root_id, "name": "Allotment plan.txt", "kind": "file", "content": "Sow the kohlrabi in April."}))
         .send()
         .await
         .unwrap();
