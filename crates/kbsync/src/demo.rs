@@ -1,33 +1,59 @@
 //! `kbsync serve --demo`: a demo account and a knowledge base of generated sample documents of
-//! every supported type, so that a fresh machine has something real to log in to and search.
+//! every supported type, so that a fresh machine has something real to log in to and search, and
+//! emulated OneDrive and Google Drive drives to connect knowledge bases to.
 
 use std::convert::Infallible;
 
 use bytes::Bytes;
+use kbsync_core::datasource::DatasourceKind;
 use kbsync_core::{OsRandom, Random, Role, User};
 use kbsync_server::{AppState, service::documents, service::knowledge, service::users};
 use kbsync_store::{Page, Reader, StoreError};
-use msgraph_emulator::{ClientRegistration, Emulator, RunningEmulator};
 
-use crate::config::{OneDriveSettings, Settings};
+use crate::config::{GDriveSettings, OneDriveSettings, Settings};
 
 /// How many files the emulated demo drive holds.
 const DEMO_DRIVE_FILES: usize = 60;
 
-/// Starts the Microsoft Graph emulator in-process with a generated drive and points the OneDrive
-/// datasource at it, so that connecting a knowledge base works without a Microsoft account.
-/// Consent is given automatically. The emulator lives as long as the returned handle.
-pub async fn start_emulator(settings: &mut Settings) -> anyhow::Result<RunningEmulator> {
+/// The demo's emulated drives; they live as long as this value.
+pub struct DemoEmulators {
+    onedrive: msgraph_emulator::RunningEmulator,
+    gdrive: gdrive_emulator::RunningEmulator,
+}
+
+impl DemoEmulators {
+    /// Stops both emulators and waits for them.
+    pub async fn shutdown(self) {
+        self.onedrive.shutdown().await;
+        self.gdrive.shutdown().await;
+    }
+}
+
+/// Starts the Microsoft Graph and Google Drive emulators in-process, each with a generated drive,
+/// and points the OneDrive and Google Drive datasources at them, so that connecting a knowledge
+/// base works without a Microsoft or Google account. Consent is given automatically.
+pub async fn start_emulators(settings: &mut Settings) -> anyhow::Result<DemoEmulators> {
+    let onedrive = start_onedrive(settings).await?;
+    let gdrive = start_gdrive(settings).await?;
+    // The emulators reach kbsync on loopback, so change notifications work whatever the public
+    // URL's scheme: on unless the environment turned them off.
+    if std::env::var("KBSYNC_WEBHOOKS").map_or(true, |v| v.is_empty()) {
+        settings.webhooks = true;
+    }
+    Ok(DemoEmulators { onedrive, gdrive })
+}
+
+async fn start_onedrive(settings: &mut Settings) -> anyhow::Result<msgraph_emulator::RunningEmulator> {
     let client_id = "kbsync-demo".to_owned();
     let client_secret = OsRandom.token_hex(24);
-    let emulator = Emulator::builder()
+    let emulator = msgraph_emulator::Emulator::builder()
         .seed(7)
         .generate(DEMO_DRIVE_FILES)
         .auto_consent(true)
-        .client(ClientRegistration {
+        .client(msgraph_emulator::ClientRegistration {
             client_id: client_id.clone(),
             client_secret: client_secret.clone(),
-            redirect_uris: vec![settings.onedrive_redirect_uri()],
+            redirect_uris: vec![settings.redirect_uri(DatasourceKind::OneDrive)],
             display_name: "kbsync demo".into(),
             spa: false,
         })
@@ -46,14 +72,39 @@ pub async fn start_emulator(settings: &mut Settings) -> anyhow::Result<RunningEm
             .collect(),
         app_only: None,
     });
-    // The emulator reaches kbsync on loopback, so change notifications work whatever the public
-    // URL's scheme: on unless the environment turned them off.
-    if std::env::var("KBSYNC_WEBHOOKS").map_or(true, |v| v.is_empty()) {
-        settings.webhooks = true;
-    }
     println!(
         "demo: an emulated OneDrive with {DEMO_DRIVE_FILES} sample files runs at {}; create a knowledge base of type \
          \"onedrive\" and connect it (consent is automatic)",
+        emulator.base_url()
+    );
+    Ok(emulator)
+}
+
+async fn start_gdrive(settings: &mut Settings) -> anyhow::Result<gdrive_emulator::RunningEmulator> {
+    let client_id = "kbsync-demo.apps.googleusercontent.com".to_owned();
+    let client_secret = format!("GOCSPX-{}", OsRandom.token_hex(24));
+    let emulator = gdrive_emulator::Emulator::builder()
+        .seed(7)
+        .generate(DEMO_DRIVE_FILES)
+        .auto_consent(true)
+        .client(gdrive_emulator::ClientRegistration {
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            redirect_uris: vec![settings.redirect_uri(DatasourceKind::GDrive)],
+        })
+        .start()
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the demo Google Drive emulator: {e}"))?;
+    settings.gdrive = Some(GDriveSettings {
+        client_id,
+        client_secret: Some(client_secret),
+        authorize_url: emulator.authorize_url(),
+        token_url: emulator.token_url(),
+        api_url: emulator.api_url(),
+    });
+    println!(
+        "demo: an emulated Google Drive with {DEMO_DRIVE_FILES} sample files runs at {}; create a knowledge base of \
+         type \"gdrive\" and connect it (consent is automatic)",
         emulator.base_url()
     );
     Ok(emulator)

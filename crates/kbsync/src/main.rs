@@ -3,7 +3,7 @@
 //! names concrete implementations.
 //!
 //! The `demo` cargo feature (on by default) adds `serve --demo`: an in-process emulated OneDrive
-//! and sample documents. A production build can leave it out (`--no-default-features`).
+//! and Google Drive, and sample documents. A production build can leave it out (`--no-default-features`).
 
 mod backup;
 mod config;
@@ -466,10 +466,10 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
     if demo {
         anyhow::bail!("--demo: this kbsync was built without the demo (cargo feature `demo`)");
     }
-    // The demo's emulated OneDrive must be up before the datasource is built from the settings.
+    // The demo's emulated drives must be up before the datasources are built from the settings.
     #[cfg(feature = "demo")]
-    let emulator = if demo {
-        Some(demo::start_emulator(&mut settings).await?)
+    let emulators = if demo {
+        Some(demo::start_emulators(&mut settings).await?)
     } else {
         None
     };
@@ -506,8 +506,8 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
     tracing::info!(%addr, public_url = %settings.public_url, database = store_kind(&settings.database_url), "kbsync listening");
     kbsync_server::serve(listener, state, shutdown_signal()).await?;
     #[cfg(feature = "demo")]
-    if let Some(emulator) = emulator {
-        emulator.shutdown().await;
+    if let Some(emulators) = emulators {
+        emulators.shutdown().await;
     }
     tracing::info!("kbsync stopped");
     Ok(())

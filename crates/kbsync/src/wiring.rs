@@ -1,6 +1,6 @@
 //! Wiring: builds what `kbsync serve` runs from the resolved settings. Read top to bottom, it is
-//! the list of parts of a running kbsync: the datasources and the OAuth connection manager
-//! ([`datasources`]), the extractor, the sync runtime (engine, runner, scheduler settings), the Open WebUI
+//! the list of parts of a running kbsync: the datasources (OneDrive / SharePoint, Google Drive) and
+//! the OAuth connection manager ([`datasources`]), the extractor, the sync runtime (engine, runner, scheduler settings), the Open WebUI
 //! publisher and the server's state ([`app_state`]). This is the only place that names concrete
 //! implementations.
 
@@ -9,6 +9,7 @@ use std::{sync::Arc, time::Duration};
 use anyhow::Context;
 use kbsync_core::datasource::{Datasource, DatasourceKind, OAuthSpec};
 use kbsync_core::{Clock, Random};
+use kbsync_gdrive::{GDriveConfig, GoogleDrive, google_oauth};
 use kbsync_ingest::{Extractor, IngestConfig, Isolation, WorkerCommand};
 use kbsync_msgraph::{GRAPH_RESOURCE, GraphConfig, OneDrive, TokioSleeper};
 use kbsync_oauth::{
@@ -157,23 +158,21 @@ pub fn datasources(
             scopes: od.scopes.clone(),
             extra_authorize_params: Vec::new(),
         };
-        datasources.push(Arc::new(
-            OneDrive::new(graph, oauth, graph_http, Arc::new(TokioSleeper)).with_random(random.clone()),
-        ));
         match &od.client_secret {
-            Some(secret) => oauth_clients.push(OAuthClientConfig {
-                kind: DatasourceKind::OneDrive,
-                client_id: od.client_id.clone(),
-                client_secret: ClientSecret::new(secret.clone()),
-                authorize_url: od.authorize_url.clone(),
-                token_url: od.token_url.clone(),
-                scopes: od.scopes.clone(),
-                redirect_uri: settings.onedrive_redirect_uri(),
-            }),
+            Some(secret) => oauth_clients.push(OAuthClientConfig::from_spec(
+                DatasourceKind::OneDrive,
+                &oauth,
+                od.client_id.clone(),
+                ClientSecret::new(secret.clone()),
+                settings.redirect_uri(DatasourceKind::OneDrive),
+            )),
             None => tracing::warn!(
                 "KBSYNC_ONEDRIVE_CLIENT_SECRET is not set: knowledge bases cannot connect to OneDrive"
             ),
         }
+        datasources.push(Arc::new(
+            OneDrive::new(graph, oauth, graph_http, Arc::new(TokioSleeper)).with_random(random.clone()),
+        ));
         if let Some(a) = &od.app_only {
             let credential = match &a.credential {
                 AppOnlyCredential::Secret(secret) => {
@@ -205,6 +204,31 @@ pub fn datasources(
                 Duration::from_secs(20),
             ));
         }
+    }
+    if let Some(gd) = &settings.gdrive {
+        let config = GDriveConfig {
+            api_url: gd.api_url.clone(),
+            ..GDriveConfig::default()
+        };
+        let drive_http = config.http_client().context("building the Drive HTTP client")?;
+        let oauth = google_oauth(&gd.authorize_url, &gd.token_url);
+        match &gd.client_secret {
+            Some(secret) => oauth_clients.push(OAuthClientConfig::from_spec(
+                DatasourceKind::GDrive,
+                &oauth,
+                gd.client_id.clone(),
+                ClientSecret::new(secret.clone()),
+                settings.redirect_uri(DatasourceKind::GDrive),
+            )),
+            None => tracing::warn!(
+                "KBSYNC_GDRIVE_CLIENT_SECRET is not set: knowledge bases cannot connect to Google Drive"
+            ),
+        }
+        datasources.push(Arc::new(
+            GoogleDrive::new(config, oauth, drive_http, Arc::new(TokioSleeper))
+                .with_random(random.clone())
+                .with_clock(clock.clone()),
+        ));
     }
     let mut manager = ConnectionManager::new(store, http, cipher, clock, random, oauth_clients);
     if let Some(tokens) = app_only {

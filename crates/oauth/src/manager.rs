@@ -256,9 +256,10 @@ impl ConnectionManager {
     /// Starts connecting a knowledge base: creates a random `state` (256 bits, URL-safe), a PKCE
     /// S256 verifier and a browser binding secret, stores them (the state and the binding only
     /// hashed, the verifier encrypted) for 10 minutes, and returns the authorize URL to send the
-    /// user to (`response_type=code`, `client_id`, `redirect_uri`, `scope` with `offline_access`,
-    /// `state`, `code_challenge`, `code_challenge_method=S256`, `prompt=consent`,
-    /// `response_mode=query`) together with the binding the starting browser must keep.
+    /// user to (`response_type=code`, `client_id`, `redirect_uri`, `scope`, `state`,
+    /// `code_challenge`, `code_challenge_method=S256`, `response_mode=query`, `prompt=consent`
+    /// unless the datasource names another prompt, and the datasource's extra parameters, each
+    /// parameter once) together with the binding the starting browser must keep.
     #[instrument(skip_all, fields(kb.id = %kb_id, datasource = %kind))]
     pub async fn initiate(
         &self,
@@ -269,6 +270,7 @@ impl ConnectionManager {
         let datasource = self.oauth_client(kind).ok_or(OAuthError::NotConfigured(kind))?;
         let mut url = url::Url::parse(&datasource.authorize_url)
             .map_err(|e| OAuthError::Misconfigured(format!("the authorize URL is invalid: {e}")))?;
+        let params = datasource.authorize_params().map_err(OAuthError::Misconfigured)?;
         let state = pkce::random_url_safe(&*self.inner.random);
         let verifier = pkce::random_url_safe(&*self.inner.random);
         let binding = pkce::random_url_safe(&*self.inner.random);
@@ -289,16 +291,16 @@ impl ConnectionManager {
                 expires_at: now + STATE_TTL,
             })
             .await?;
-        url.query_pairs_mut()
-            .append_pair("client_id", &datasource.client_id)
-            .append_pair("response_type", "code")
-            .append_pair("redirect_uri", &datasource.redirect_uri)
-            .append_pair("response_mode", "query")
-            .append_pair("scope", &datasource.scope_param())
-            .append_pair("state", &state)
-            .append_pair("code_challenge", &pkce::s256_challenge(&verifier))
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("prompt", "consent");
+        {
+            let mut query = url.query_pairs_mut();
+            for (name, value) in &params {
+                query.append_pair(name, value);
+            }
+            query
+                .append_pair("state", &state)
+                .append_pair("code_challenge", &pkce::s256_challenge(&verifier))
+                .append_pair("code_challenge_method", "S256");
+        }
         info!(user.id = %user_id, "authorization started");
         Ok(Initiated {
             auth_url: url.into(),

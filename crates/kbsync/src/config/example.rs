@@ -143,6 +143,18 @@ app_only = false
 # client_cert_file = "/run/secrets/onedrive_app_cert.pem"
 # client_key_file = "/run/secrets/onedrive_app_key.pem"
 
+# Google Drive (Drive API v3). Without client_id the datasource is off. The client secret is never
+# read from this file: set KBSYNC_GDRIVE_CLIENT_SECRET or client_secret_file. The OAuth client is a
+# "Web application" client of a Google Cloud project with the Google Drive API enabled (scope
+# https://www.googleapis.com/auth/drive.readonly); its authorized redirect URI is
+# <public_url>/api/v1/datasources/gdrive/auth/callback. The README's "Google Drive" says how.
+[gdrive]
+# client_id = "000000000000-abcdefghijklmnopqrstuvwxyz012345.apps.googleusercontent.com"
+# client_secret_file = "/run/secrets/gdrive_client_secret"
+authorize_url = "https://accounts.google.com/o/oauth2/v2/auth"
+token_url = "https://oauth2.googleapis.com/token"
+api_url = "https://www.googleapis.com/drive/v3"
+
 # Sign-in with an OpenID provider (Entra ID or any other). Without issuer it is off. The client
 # secret is never read from this file: set KBSYNC_OIDC_CLIENT_SECRET or client_secret_file. Register
 # the redirect URI <public_url>/auth/oidc/callback with the provider. For Entra ID use the tenant's

@@ -47,6 +47,7 @@ pub struct FileConfig {
     pub blob_grace_minutes: Option<u32>,
     pub reauth_grace_hours: Option<u32>,
     pub onedrive: Option<OneDriveFileConfig>,
+    pub gdrive: Option<GDriveFileConfig>,
     pub password_login: Option<bool>,
     pub webhooks: Option<String>,
     pub webhook_renew_before_hours: Option<u32>,
@@ -104,6 +105,18 @@ pub struct OneDriveFileConfig {
     pub client_cert_file: Option<PathBuf>,
     /// The certificate's private key (PEM, unencrypted PKCS#8 or PKCS#1 RSA key).
     pub client_key_file: Option<PathBuf>,
+}
+
+/// The `[gdrive]` table. The client secret itself is never read from this file: give it in
+/// `KBSYNC_GDRIVE_CLIENT_SECRET` or point `client_secret_file` at a file holding it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GDriveFileConfig {
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub api_url: Option<String>,
 }
 
 impl FileConfig {

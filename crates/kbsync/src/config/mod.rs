@@ -14,9 +14,9 @@ mod settings;
 mod tests;
 
 pub use example::EXAMPLE;
-pub use file::{FileConfig, OidcFileConfig, OneDriveFileConfig, OpenWebUiFileConfig};
+pub use file::{FileConfig, GDriveFileConfig, OidcFileConfig, OneDriveFileConfig, OpenWebUiFileConfig};
 pub use settings::{
     AppOnlyCredential, AppOnlySettings, ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL,
-    DEFAULT_SCOPES, ExtractIsolation, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcSettings, OneDriveSettings,
-    OpenWebUiSettings, Settings,
+    DEFAULT_SCOPES, ExtractIsolation, Flags, GDriveSettings, LogFormat, MIN_SECRET_KEY_CHARS, OidcSettings,
+    OneDriveSettings, OpenWebUiSettings, Settings,
 };

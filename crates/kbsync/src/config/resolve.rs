@@ -3,12 +3,14 @@
 
 use std::{net::SocketAddr, path::PathBuf, str::FromStr};
 
+use kbsync_core::datasource::DatasourceKind;
 use url::Url;
 
 use super::{
     AppOnlyCredential, AppOnlySettings, ConfigError, DEFAULT_AUTHORITY_URL, DEFAULT_GRAPH_URL,
-    DEFAULT_SCOPES, ExtractIsolation, FileConfig, Flags, LogFormat, MIN_SECRET_KEY_CHARS, OidcFileConfig,
-    OidcSettings, OneDriveFileConfig, OneDriveSettings, OpenWebUiFileConfig, OpenWebUiSettings, Settings,
+    DEFAULT_SCOPES, ExtractIsolation, FileConfig, Flags, GDriveFileConfig, GDriveSettings, LogFormat,
+    MIN_SECRET_KEY_CHARS, OidcFileConfig, OidcSettings, OneDriveFileConfig, OneDriveSettings,
+    OpenWebUiFileConfig, OpenWebUiSettings, Settings,
 };
 
 impl Settings {
@@ -232,6 +234,7 @@ impl Settings {
         };
 
         let onedrive = onedrive_settings(env, &text, file.onedrive.unwrap_or_default())?;
+        let gdrive = gdrive_settings(&text, file.gdrive.unwrap_or_default())?;
         let oidc = oidc_settings(&text, file.oidc.unwrap_or_default())?;
         let openwebui = openwebui_settings(env, &text, file.openwebui.unwrap_or_default())?;
         let https = public_url.scheme() == "https";
@@ -304,6 +307,7 @@ impl Settings {
             blob_grace_minutes,
             reauth_grace_hours,
             onedrive,
+            gdrive,
             oidc,
             openwebui,
             password_login,
@@ -314,11 +318,14 @@ impl Settings {
         })
     }
 
-    /// Where the identity platform sends the user back after consent.
-    pub fn onedrive_redirect_uri(&self) -> String {
+    /// Where a datasource's authorization server sends the user back after consent (the redirect
+    /// URI to register with it): `{public_url}/api/v1/datasources/{name}/auth/callback`, `name`
+    /// being the datasource's name in the registry.
+    pub fn redirect_uri(&self, kind: DatasourceKind) -> String {
         format!(
-            "{}/api/v1/datasources/onedrive/auth/callback",
-            self.public_origin()
+            "{}/api/v1/datasources/{}/auth/callback",
+            self.public_origin(),
+            kind.info().name
         )
     }
 
@@ -411,6 +418,45 @@ fn onedrive_settings(
         graph_url,
         scopes,
         app_only,
+    }))
+}
+
+fn gdrive_settings(
+    text: &dyn Fn(&str, Option<String>) -> Option<String>,
+    file: GDriveFileConfig,
+) -> Result<Option<GDriveSettings>, ConfigError> {
+    let Some(client_id) = text("KBSYNC_GDRIVE_CLIENT_ID", file.client_id) else {
+        return Ok(None);
+    };
+    let client_secret = secret(
+        text("KBSYNC_GDRIVE_CLIENT_SECRET", None),
+        "KBSYNC_GDRIVE_CLIENT_SECRET_FILE",
+        text(
+            "KBSYNC_GDRIVE_CLIENT_SECRET_FILE",
+            file.client_secret_file.map(|p| p.display().to_string()),
+        ),
+    )?;
+    let url = |var: &str, from_file: Option<String>, default: &str| {
+        http_url(var, &text(var, from_file).unwrap_or_else(|| default.to_owned()))
+    };
+    Ok(Some(GDriveSettings {
+        client_id,
+        client_secret,
+        authorize_url: url(
+            "KBSYNC_GDRIVE_AUTHORIZE_URL",
+            file.authorize_url,
+            kbsync_gdrive::DEFAULT_AUTHORIZE_URL,
+        )?,
+        token_url: url(
+            "KBSYNC_GDRIVE_TOKEN_URL",
+            file.token_url,
+            kbsync_gdrive::DEFAULT_TOKEN_URL,
+        )?,
+        api_url: url(
+            "KBSYNC_GDRIVE_API_URL",
+            file.api_url,
+            kbsync_gdrive::DEFAULT_API_URL,
+        )?,
     }))
 }
 

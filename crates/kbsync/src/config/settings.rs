@@ -69,6 +69,31 @@ impl std::fmt::Debug for OneDriveSettings {
     }
 }
 
+/// The Google Drive datasource's settings (`KBSYNC_GDRIVE_*`).
+#[derive(Clone)]
+pub struct GDriveSettings {
+    /// The OAuth client's id (a "Web application" client of a Google Cloud project).
+    pub client_id: String,
+    /// `None` when no secret is configured: connecting then answers 501.
+    pub client_secret: Option<String>,
+    pub authorize_url: String,
+    pub token_url: String,
+    /// The Drive API v3's base URL.
+    pub api_url: String,
+}
+
+impl std::fmt::Debug for GDriveSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GDriveSettings")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("api_url", &self.api_url)
+            .finish()
+    }
+}
+
 /// Publishing knowledge bases into Open WebUI (`KBSYNC_OPENWEBUI_*`).
 #[derive(Clone)]
 pub struct OpenWebUiSettings {
@@ -228,6 +253,8 @@ pub struct Settings {
     pub reauth_grace_hours: u32,
     /// `None` when no client id is configured: the OneDrive datasource is then unavailable.
     pub onedrive: Option<OneDriveSettings>,
+    /// `None` when no client id is configured: the Google Drive datasource is then unavailable.
+    pub gdrive: Option<GDriveSettings>,
     /// `None` when no issuer is configured: people sign in with passwords only.
     pub oidc: Option<OidcSettings>,
     /// `None` when no Open WebUI URL is configured: knowledge bases cannot be published.
@@ -262,6 +289,7 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url.as_str())
             .field("admin", &self.admin.as_ref().map(|(email, _)| email))
             .field("onedrive", &self.onedrive)
+            .field("gdrive", &self.gdrive)
             .field("oidc", &self.oidc)
             .field("openwebui", &self.openwebui)
             .field("password_login", &self.password_login)

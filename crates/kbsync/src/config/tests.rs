@@ -190,7 +190,7 @@ fn onedrive_urls_derive_from_authority_and_tenant_unless_overridden() {
     assert_eq!(od.graph_url, DEFAULT_GRAPH_URL);
     assert_eq!(od.client_secret, None);
     assert_eq!(
-        s.onedrive_redirect_uri(),
+        s.redirect_uri(kbsync_core::datasource::DatasourceKind::OneDrive),
         "http://127.0.0.1:8080/api/v1/datasources/onedrive/auth/callback"
     );
 
@@ -225,6 +225,138 @@ fn bad_onedrive_values_name_the_setting() {
         let err = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap_err();
         assert!(err.0.contains(var), "{var}: {err}");
     }
+}
+
+#[test]
+fn gdrive_defaults_to_googles_endpoints_and_its_redirect_uri_follows_the_registry_name() {
+    let s = Settings::resolve(
+        &Flags::default(),
+        &env_of(&[
+            ("KBSYNC_GDRIVE_CLIENT_ID", "app.apps.googleusercontent.com"),
+            ("KBSYNC_PUBLIC_URL", "https://kbsync.example.com/"),
+        ]),
+        FileConfig::default(),
+    )
+    .unwrap();
+    let gd = s.gdrive.clone().unwrap();
+    assert_eq!(gd.client_id, "app.apps.googleusercontent.com");
+    assert_eq!(gd.client_secret, None);
+    assert_eq!(gd.authorize_url, "https://accounts.google.com/o/oauth2/v2/auth");
+    assert_eq!(gd.token_url, "https://oauth2.googleapis.com/token");
+    assert_eq!(gd.api_url, "https://www.googleapis.com/drive/v3");
+    assert_eq!(
+        (
+            gd.authorize_url.as_str(),
+            gd.token_url.as_str(),
+            gd.api_url.as_str()
+        ),
+        (
+            kbsync_gdrive::DEFAULT_AUTHORIZE_URL,
+            kbsync_gdrive::DEFAULT_TOKEN_URL,
+            kbsync_gdrive::DEFAULT_API_URL
+        )
+    );
+    assert_eq!(
+        s.redirect_uri(kbsync_core::datasource::DatasourceKind::GDrive),
+        "https://kbsync.example.com/api/v1/datasources/gdrive/auth/callback"
+    );
+    // Without a client id Google Drive is off, whatever else is set.
+    let off = Settings::resolve(
+        &Flags::default(),
+        &env_of(&[("KBSYNC_GDRIVE_CLIENT_SECRET", "s")]),
+        FileConfig::default(),
+    )
+    .unwrap();
+    assert!(off.gdrive.is_none());
+}
+
+#[test]
+fn gdrive_secret_and_urls_come_from_the_environment_or_the_file_and_the_secret_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_path = dir.path().join("secret");
+    std::fs::write(&secret_path, "GOCSPX-s3cret\n").unwrap();
+    let env = env_of(&[
+        ("KBSYNC_GDRIVE_CLIENT_ID", "app"),
+        ("KBSYNC_GDRIVE_CLIENT_SECRET_FILE", secret_path.to_str().unwrap()),
+        (
+            "KBSYNC_GDRIVE_AUTHORIZE_URL",
+            "http://127.0.0.1:9000/o/oauth2/v2/auth",
+        ),
+        ("KBSYNC_GDRIVE_TOKEN_URL", "http://127.0.0.1:9000/token/"),
+        ("KBSYNC_GDRIVE_API_URL", "http://127.0.0.1:9000/drive/v3"),
+    ]);
+    let gd = Settings::resolve(&Flags::default(), &env, FileConfig::default())
+        .unwrap()
+        .gdrive
+        .unwrap();
+    assert_eq!(gd.client_secret.as_deref(), Some("GOCSPX-s3cret"));
+    assert_eq!(gd.authorize_url, "http://127.0.0.1:9000/o/oauth2/v2/auth");
+    assert_eq!(gd.token_url, "http://127.0.0.1:9000/token");
+    assert_eq!(gd.api_url, "http://127.0.0.1:9000/drive/v3");
+    assert!(!format!("{gd:?}").contains("s3cret"), "{gd:?}");
+
+    // The secret in the environment wins over the file's; the file's table gives the rest.
+    let file: FileConfig = toml::from_str(&format!(
+        "[gdrive]\nclient_id = \"from-file\"\nclient_secret_file = {:?}\napi_url = \"http://drive.internal/drive/v3\"\n",
+        secret_path.to_str().unwrap()
+    ))
+    .unwrap();
+    let gd = Settings::resolve(
+        &Flags::default(),
+        &env_of(&[("KBSYNC_GDRIVE_CLIENT_SECRET", "from-env")]),
+        file,
+    )
+    .unwrap()
+    .gdrive
+    .unwrap();
+    assert_eq!(gd.client_id, "from-file");
+    assert_eq!(gd.client_secret.as_deref(), Some("from-env"));
+    assert_eq!(gd.api_url, "http://drive.internal/drive/v3");
+    assert_eq!(gd.token_url, kbsync_gdrive::DEFAULT_TOKEN_URL);
+}
+
+#[test]
+fn bad_gdrive_values_name_the_setting() {
+    for (var, value) in [
+        ("KBSYNC_GDRIVE_AUTHORIZE_URL", "accounts.google.com"),
+        ("KBSYNC_GDRIVE_TOKEN_URL", "ftp://oauth2.googleapis.com/token"),
+        ("KBSYNC_GDRIVE_API_URL", "drive"),
+        ("KBSYNC_GDRIVE_CLIENT_SECRET_FILE", "/nonexistent/secret"),
+    ] {
+        let env = env_of(&[("KBSYNC_GDRIVE_CLIENT_ID", "app"), (var, value)]);
+        let err = Settings::resolve(&Flags::default(), &env, FileConfig::default()).unwrap_err();
+        assert!(err.0.contains(var), "{var}: {err}");
+    }
+    // The client secret is not a file setting.
+    let err = toml::from_str::<FileConfig>("[gdrive]\nclient_secret = \"x\"\n").unwrap_err();
+    assert!(err.to_string().contains("client_secret"), "{err}");
+}
+
+#[test]
+fn example_and_packaged_configs_name_googles_endpoints() {
+    for (which, text) in [
+        ("example", EXAMPLE),
+        ("debian", include_str!("../../../../packaging/debian/kbsync.toml")),
+    ] {
+        let file: FileConfig = toml::from_str(text).unwrap();
+        let table = file
+            .gdrive
+            .unwrap_or_else(|| panic!("{which}: no [gdrive] table"));
+        assert_eq!(
+            table.client_id, None,
+            "{which}: Google Drive is off until configured"
+        );
+        for (value, default) in [
+            (table.authorize_url, kbsync_gdrive::DEFAULT_AUTHORIZE_URL),
+            (table.token_url, kbsync_gdrive::DEFAULT_TOKEN_URL),
+            (table.api_url, kbsync_gdrive::DEFAULT_API_URL),
+        ] {
+            if let Some(value) = value {
+                assert_eq!(value, default, "{which}");
+            }
+        }
+    }
+    assert!(EXAMPLE.contains("/api/v1/datasources/gdrive/auth/callback"));
 }
 
 #[test]

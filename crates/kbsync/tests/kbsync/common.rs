@@ -280,20 +280,30 @@ impl Api {
     }
 
     pub async fn create_onedrive_kb(&self, name: &str) -> String {
+        self.create_kb(name, "onedrive").await
+    }
+
+    /// A knowledge base of type `kb_type` (`local` or a datasource's name).
+    pub async fn create_kb(&self, name: &str, kb_type: &str) -> String {
         let (status, body) = self
-            .post("/api/v1/knowledge", json!({"name": name, "type": "onedrive"}))
+            .post("/api/v1/knowledge", json!({"name": name, "type": kb_type}))
             .await;
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// Connects a OneDrive knowledge base (see [`Api::connect_to`]).
+    pub async fn connect(&self, kb: &str) {
+        self.connect_to("onedrive", kb).await;
+    }
+
     /// initiate → the emulator's automatic consent → kbsync's callback, as a browser would: the
     /// binding cookie initiate sets goes back to the callback.
-    pub async fn connect(&self, kb: &str) {
+    pub async fn connect_to(&self, datasource: &str, kb: &str) {
         let resp = self
             .http
             .get(format!(
-                "{}/api/v1/datasources/onedrive/auth/initiate?knowledge_id={kb}",
+                "{}/api/v1/datasources/{datasource}/auth/initiate?knowledge_id={kb}",
                 self.base
             ))
             .bearer_auth(&self.token)

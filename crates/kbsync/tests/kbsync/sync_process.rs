@@ -377,7 +377,7 @@ async fn demo_change_becomes_searchable(bring: Bring) {
             cmd.env("KBSYNC_WEBHOOK_TICK_SECS", "1");
         }
     }
-    // The demo prints where its emulator runs on stdout.
+    // The demo prints where its emulators run on stdout, one line each.
     let instance = {
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -387,17 +387,40 @@ async fn demo_change_becomes_searchable(bring: Bring) {
             for line in std::io::BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("runs at ").nth(1) {
-                    let _ = tx.send(rest.split(';').next().unwrap().trim().to_owned());
+                    let which = if line.contains("emulated Google Drive") {
+                        "gdrive"
+                    } else {
+                        "onedrive"
+                    };
+                    let _ = tx.send((which, rest.split(';').next().unwrap().trim().to_owned()));
                 }
             }
         });
-        let emulator_base = rx
-            .recv_timeout(Duration::from_secs(120))
-            .expect("the demo never printed its emulator");
-        (Instance::adopt(child, port), emulator_base)
+        let mut bases = BTreeMap::new();
+        while bases.len() < 2 {
+            let (which, base) = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the demo never printed both of its emulators");
+            bases.insert(which, base);
+        }
+        (Instance::adopt(child, port), bases)
     };
-    let (instance, emulator_base) = instance;
+    let (instance, bases) = instance;
+    let (emulator_base, gdrive_base) = (bases["onedrive"].clone(), bases["gdrive"].clone());
     let api = Api::login(&instance.base, "demo@kbsync.local", "kbsync-demo").await;
+    // The demo offers both datasources, both ready to connect.
+    let (status, listed) = api.get("/api/v1/datasources").await;
+    assert_eq!(status, 200, "{listed}");
+    for name in ["onedrive", "gdrive"] {
+        assert!(
+            listed["datasources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["datasource"] == name && d["configured"] == true),
+            "{name} is not offered as configured: {listed}"
+        );
+    }
     let kb = api.create_onedrive_kb("My OneDrive").await;
     api.connect(&kb).await;
     let (status, root) = api
@@ -473,6 +496,11 @@ async fn demo_change_becomes_searchable(bring: Bring) {
         api.wait_status(&kb, "completed", Duration::from_secs(60)).await;
     }
 
+    if bring == Bring::ScheduledRun {
+        // While the scheduled run is a minute away: the demo's Google Drive syncs too.
+        demo_gdrive_kb_connects_syncs_and_is_searchable(&api, &gdrive_base, &instance).await;
+    }
+
     // Change one file through the control API; the next scheduled run, or the run its change
     // notification asks for, brings it in.
     let changed = Instant::now();
@@ -532,6 +560,80 @@ async fn demo_change_becomes_searchable(bring: Bring) {
     let log = instance.terminate().await;
     assert!(log.contains("scheduler started"), "{log}");
     assert!(log.contains("scheduler stopped"), "{log}");
+}
+
+/// A knowledge base of type `gdrive` on the demo's emulated Google Drive: it connects through the
+/// emulator's automatic consent, its My Drive syncs (Google Docs exported, binary files
+/// downloaded), and a file put into the drive is searchable.
+async fn demo_gdrive_kb_connects_syncs_and_is_searchable(api: &Api, gdrive_base: &str, instance: &Instance) {
+    let control = reqwest::Client::new();
+    let info: Value = control
+        .get(format!("{gdrive_base}/_emulator/info"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let root_id = info["my_drive_root_id"].as_str().unwrap().to_owned();
+    let created = control
+        .post(format!("{gdrive_base}/_emulator/files"))
+        .json(&json!({"parent_id": root_id, "name": "Allotment plan.txt", "kind": "file", "content": "Sow the kohlrabi in April."}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.text().await.unwrap());
+    let files: Value = control
+        .get(format!("{gdrive_base}/_emulator/files"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let google_docs_in_my_drive = files
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["path"].as_str().unwrap().starts_with("/My Drive/")
+                && f["mimeType"] == "application/vnd.google-apps.document"
+                && f["trashed"] == false
+        })
+        .count();
+
+    let kb = api.create_kb("My Google Drive", "gdrive").await;
+    api.connect_to("gdrive", &kb).await;
+    let (status, top) = api
+        .get(&format!("/api/v1/datasources/gdrive/browse?knowledge_id={kb}"))
+        .await;
+    assert_eq!(status, 200, "{top}");
+    assert!(top.to_string().contains("My Drive"), "{top}");
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/knowledge/{kb}/sources"),
+            json!({"datasource": "gdrive", "items": [{"type": "folder", "drive_id": "user", "item_id": root_id, "name": "My Drive", "path": "/"}]}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let state = api.wait_status(&kb, "completed", Duration::from_secs(90)).await;
+    let synced = api.all_files(&kb).await;
+    assert!(synced.len() >= 10, "only {} files synced: {state}", synced.len());
+    let exported_docs = synced
+        .iter()
+        .filter(|f| f["name"].as_str().is_some_and(|n| n.ends_with(".docx")))
+        .count();
+    assert!(
+        google_docs_in_my_drive == 0 || exported_docs > 0,
+        "no Google Doc was exported ({google_docs_in_my_drive} in My Drive)"
+    );
+    let (_, hits) = api.get("/api/v1/search?q=kohlrabi").await;
+    let results = hits["results"].as_array().unwrap();
+    assert!(
+        results.iter().any(|r| r["name"] == "Allotment plan.txt"),
+        "{hits}\n{}",
+        instance.log()
+    );
 }
 
 /// A PostgreSQL restart in the middle of a run (a private cluster: the shared server stays up):

@@ -63,8 +63,12 @@ fn datasource(emu: &RunningEmulator) -> OAuthClientConfig {
         client_secret: ClientSecret::new(CLIENT_SECRET),
         authorize_url: emu.authorize_url(),
         token_url: emu.token_url(),
-        scopes: vec!["https://graph.microsoft.com/Files.Read.All".into()],
+        scopes: vec![
+            "https://graph.microsoft.com/Files.Read.All".into(),
+            "offline_access".into(),
+        ],
         redirect_uri: REDIRECT_URI.into(),
+        extra_authorize_params: Vec::new(),
     }
 }
 

@@ -231,6 +231,7 @@ impl TestServer {
                     token_url: emu.token_url(),
                     scopes,
                     redirect_uri,
+                    extra_authorize_params: Vec::new(),
                 });
             }
             emulator = Some(emu);
