@@ -267,20 +267,13 @@ impl TestServer {
                 Arc::new(kbsync_gdrive::TokioSleeper),
             )));
             if gd.with_secret {
-                // The connection manager on this branch sends no datasource-specific authorize
-                // parameters (`OAuthSpec::extra_authorize_params`); Google returns a refresh token
-                // only with `access_type=offline`, so it rides on the configured authorize URL here.
-                // Once the manager sends the spec's extras, configure `emu.authorize_url()` as is.
-                let authorize_url = format!("{}?access_type=offline", emu.authorize_url());
-                oauth_clients.push(OAuthClientConfig {
-                    kind: kbsync_core::datasource::DatasourceKind::GDrive,
-                    client_id: GDRIVE_CLIENT.into(),
-                    client_secret: kbsync_oauth::ClientSecret::new("kbsync-gdrive-test-secret"),
-                    authorize_url,
-                    token_url: emu.token_url(),
-                    scopes: spec.scopes,
+                oauth_clients.push(OAuthClientConfig::from_spec(
+                    kbsync_core::datasource::DatasourceKind::GDrive,
+                    &spec,
+                    GDRIVE_CLIENT,
+                    kbsync_oauth::ClientSecret::new("kbsync-gdrive-test-secret"),
                     redirect_uri,
-                });
+                ));
             }
             gdrive_emulator = Some(emu);
         }
