@@ -149,19 +149,27 @@ where
 
 /// Declares every compliance behaviour as a test for `$subject` (a [`Subject`] type), once per
 /// database: `sqlite::NAME` and `postgres::NAME`. Use it inside a module named after the
-/// datasource.
+/// datasource. `oauth_ignored = "why"` marks the behaviours that go through kbsync's connection
+/// manager (connect, refresh, revocation) `#[ignore]` with that reason, for a datasource whose
+/// OAuth flow kbsync does not complete yet: they still build, and run with `--ignored`.
 #[macro_export]
 macro_rules! suite {
     ($subject:ty) => {
-        $crate::suite!(@db $subject, sqlite, Sqlite);
-        $crate::suite!(@db $subject, postgres, Postgres);
+        $crate::suite!(@db $subject, sqlite, Sqlite, [cfg(all())]);
+        $crate::suite!(@db $subject, postgres, Postgres, [cfg(all())]);
     };
-    (@db $subject:ty, $module:ident, $db:ident) => {
+    ($subject:ty, oauth_ignored = $why:literal) => {
+        $crate::suite!(@db $subject, sqlite, Sqlite, [ignore = $why]);
+        $crate::suite!(@db $subject, postgres, Postgres, [ignore = $why]);
+    };
+    (@db $subject:ty, $module:ident, $db:ident, $oauth_attr:tt) => {
         mod $module {
-            $crate::suite!(@tests $subject, $db;
+            $crate::suite!(@tests $subject, $db, $oauth_attr;
                 connect_through_the_oauth_flow_stores_the_connection_and_syncs,
                 an_expired_access_token_is_refreshed_once_for_concurrent_callers,
                 a_revoked_grant_needs_reauthorisation_and_keeps_every_document,
+            );
+            $crate::suite!(@tests $subject, $db, [cfg(all())];
                 browse_lists_the_drive_and_every_page_of_a_folder,
                 initial_sync_equals_the_source,
                 incremental_changes_download_only_new_and_modified_files,
@@ -175,8 +183,9 @@ macro_rules! suite {
             );
         }
     };
-    (@tests $subject:ty, $db:ident; $($name:ident),* $(,)?) => {
+    (@tests $subject:ty, $db:ident, $attr:tt; $($name:ident),* $(,)?) => {
         $(
+            #$attr
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 $crate::run::<$subject, _, _>(
