@@ -154,6 +154,20 @@ fn authorize(shared: &Shared, p: &HashMap<String, String>, mode: ConsentMode) ->
             "Missing required parameter: scope",
         );
     };
+    let (valid, invalid): (Vec<&str>, Vec<&str>) = scope.split_whitespace().partition(|s| known_scope(s));
+    if !invalid.is_empty() {
+        // Google answers with an error page, not a redirect; OpenID Connect's `offline_access` is
+        // one of the scopes it refuses (offline access is `access_type=offline`).
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            &format!(
+                "Some requested scopes were invalid. {{valid=[{}], invalid=[{}]}}",
+                valid.join(", "),
+                invalid.join(", ")
+            ),
+        );
+    }
     let access_type = get("access_type").unwrap_or("online");
     if access_type != "online" && access_type != "offline" {
         return error_page(
@@ -225,6 +239,14 @@ fn authorize(shared: &Shared, p: &HashMap<String, String>, mode: ConsentMode) ->
             redirect_with(redirect_uri, &refs)
         }
     }
+}
+
+/// Whether Google knows a scope: the OpenID Connect ones it accepts, or a Google API scope URL.
+fn known_scope(scope: &str) -> bool {
+    matches!(scope, "openid" | "email" | "profile")
+        || scope
+            .strip_prefix("https://www.googleapis.com/auth/")
+            .is_some_and(|rest| !rest.is_empty())
 }
 
 fn consent_page(shared: &Shared, p: &HashMap<String, String>, client_id: &str, scope: &str) -> Response {

@@ -1,29 +1,21 @@
 //! The in-process Graph emulator in tests: an emulator whose answers can be asserted exactly, a
 //! OneDrive datasource pointed at it, access tokens it minted, and users with drives of their own.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use kbsync_core::datasource::{AccessToken, DatasourceError, TokenSource};
+use kbsync_core::datasource::AccessToken;
 use kbsync_msgraph::{GraphConfig, OneDrive, Sleeper, microsoft_oauth};
 use msgraph_emulator::{
     Control, DeltaBehaviour, DriveType, Emulator, EmulatorBuilder, NewUser, RunningEmulator, UserInfo,
 };
 
-/// When an exact emulator's frozen clock stands.
-pub const START: &str = "2025-03-01T09:00:00Z";
+pub use crate::tokens::TestTokens;
+pub use crate::{START, start_time};
 
 /// The scopes of the access tokens tests mint: what kbsync asks a user to consent to (files,
 /// SharePoint sites for the picker, group memberships for per-document access).
 pub const SCOPES: &[&str] = &["Files.Read.All", "Sites.Read.All", "GroupMember.Read.All"];
-
-/// [`START`] as a time.
-pub fn start_time() -> DateTime<Utc> {
-    START.parse().unwrap()
-}
 
 /// Delta rounds as plain as Graph may give them: parents before children, each item once.
 pub fn plain_delta() -> DeltaBehaviour {
@@ -88,27 +80,11 @@ pub fn personal_drive_user(ctl: &Control, display_name: &str, mail: Option<&str>
     .unwrap()
 }
 
-/// Access tokens of one emulator user, as the connection manager hands them out: a refresh mints
-/// a fresh one (counted), unless the refresh token is taken to be revoked
-/// ([`TestTokens::refuse_refresh`]): then it answers `Unauthorized`, as the connection manager
-/// does after `invalid_grant`.
-pub struct TestTokens {
-    ctl: Control,
-    user: String,
-    current: Mutex<AccessToken>,
-    refreshes: AtomicUsize,
-    refuse_refresh: AtomicBool,
-}
-
 impl TestTokens {
+    /// Tokens of `user` minted by the emulator with [`SCOPES`].
     pub fn new(ctl: &Control, user: &str) -> Self {
-        Self {
-            ctl: ctl.clone(),
-            user: user.to_owned(),
-            current: Mutex::new(access_token(ctl, user)),
-            refreshes: AtomicUsize::new(0),
-            refuse_refresh: AtomicBool::new(false),
-        }
+        let (ctl, user) = (ctl.clone(), user.to_owned());
+        Self::minted_by(Box::new(move || access_token(&ctl, &user)))
     }
 
     /// Tokens whose first access token lives `secs` seconds of emulator time.
@@ -117,38 +93,8 @@ impl TestTokens {
         let token = ctl
             .mint_access_token_for(user, &["Files.Read.All"], chrono::Duration::seconds(secs))
             .unwrap();
-        *tokens.current.lock().unwrap() = AccessToken::new(token);
+        tokens.set_current(AccessToken::new(token));
         tokens
-    }
-
-    /// How many refreshes were asked for (refused ones too).
-    pub fn refreshes(&self) -> usize {
-        self.refreshes.load(Ordering::SeqCst)
-    }
-
-    /// From now on refreshes are refused (`true`) or granted again (`false`).
-    pub fn refuse_refresh(&self, refuse: bool) {
-        self.refuse_refresh.store(refuse, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl TokenSource for TestTokens {
-    async fn access_token(&self) -> Result<AccessToken, DatasourceError> {
-        Ok(self.current.lock().unwrap().clone())
-    }
-
-    async fn refresh(&self, rejected: &AccessToken) -> Result<AccessToken, DatasourceError> {
-        self.refreshes.fetch_add(1, Ordering::SeqCst);
-        if self.refuse_refresh.load(Ordering::SeqCst) {
-            return Err(DatasourceError::Unauthorized(
-                "the refresh token was revoked (invalid_grant)".into(),
-            ));
-        }
-        let fresh = access_token(&self.ctl, &self.user);
-        assert_ne!(&fresh, rejected);
-        *self.current.lock().unwrap() = fresh.clone();
-        Ok(fresh)
     }
 }
 

@@ -12,6 +12,9 @@
 //! - [`openwebui`]: a real Open WebUI 0.12 to publish knowledge bases into.
 //! - `emulator` (feature `emulator`): an exactly assertable Graph emulator, a OneDrive datasource
 //!   pointed at it, [`emulator::TestTokens`] and users with personal drives.
+//! - `gdrive` (feature `gdrive`): the same for the Google Drive emulator and datasource.
+//! - `tokens` (either feature): access tokens an emulator mints, refreshed like the connection
+//!   manager's.
 //!
 //! The PostgreSQL rule everywhere: when `KBSYNC_TEST_DATABASE_URL` is unset (or empty) the
 //! PostgreSQL variants are skipped with a message on stderr; when it is set and the database
@@ -25,9 +28,21 @@ mod db;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod fixtures;
+#[cfg(feature = "gdrive")]
+pub mod gdrive;
 pub mod oidc_peer;
 pub mod openwebui;
 pub mod sse;
+#[cfg(any(feature = "emulator", feature = "gdrive"))]
+pub mod tokens;
+
+/// When an exact emulator's frozen clock stands (the Graph and the Google Drive one alike).
+pub const START: &str = "2025-03-01T09:00:00Z";
+
+/// [`START`] as a time.
+pub fn start_time() -> chrono::DateTime<chrono::Utc> {
+    START.parse().unwrap()
+}
 
 pub use db::{Db, PG_ENV, PgDatabase, PgSchema, TestDb, postgres_url, with_db, with_store, with_test_db};
 

@@ -246,6 +246,35 @@ async fn a_redirect_uri_mismatch_shows_an_error_page_instead_of_redirecting() {
 }
 
 #[tokio::test]
+async fn an_unknown_scope_such_as_offline_access_shows_invalid_scope_instead_of_redirecting() {
+    let env = start().await;
+    let with_scope = |scope: &str| {
+        authorize_url(&env, &[]).replace(
+            &url::form_urlencoded::byte_serialize(DRIVE_READONLY_SCOPE.as_bytes()).collect::<String>(),
+            &url::form_urlencoded::byte_serialize(scope.as_bytes()).collect::<String>(),
+        )
+    };
+    let r = client()
+        .get(with_scope(&format!("{DRIVE_READONLY_SCOPE} offline_access")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.headers().get("location").is_none());
+    let page = r.text().await.unwrap();
+    assert!(page.contains("invalid_scope"), "{page}");
+    assert!(page.contains("invalid=[offline_access]"), "{page}");
+    // The OpenID Connect scopes Google knows are accepted next to Drive's.
+    let r = client()
+        .get(with_scope(&format!("openid email {DRIVE_READONLY_SCOPE}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302, "{}", r.text().await.unwrap());
+    env.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_denied_consent_redirects_with_access_denied_and_the_state() {
     let env = start().await;
     env.ctl.set_consent(ConsentMode::Deny);
