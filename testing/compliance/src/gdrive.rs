@@ -26,7 +26,8 @@ const MY_DRIVE: &str = "/My Drive";
 
 /// The Drive emulator and the Google Drive datasource.
 pub struct GDriveSubject {
-    emu: RunningEmulator,
+    /// Kept for its lifetime: dropping it stops the emulator.
+    _emu: RunningEmulator,
     ctl: Control,
     ds: GoogleDrive,
     tokens: TestTokens,
@@ -94,7 +95,7 @@ impl Subject for GDriveSubject {
         let user = ctl.default_user_id();
         let tokens = kbsync_kit::gdrive::tokens(&ctl, &user);
         Self {
-            emu,
+            _emu: emu,
             ctl,
             ds,
             tokens,
