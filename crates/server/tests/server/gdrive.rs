@@ -75,10 +75,8 @@ async fn connect_via(
         ("access_type", "offline"),
         ("prompt", "consent"),
         ("code_challenge_method", "S256"),
-        (
-            "scope",
-            "https://www.googleapis.com/auth/drive.readonly offline_access",
-        ),
+        // Exactly the datasource's scope: Google refuses `offline_access` as an invalid scope.
+        ("scope", "https://www.googleapis.com/auth/drive.readonly"),
     ] {
         assert!(
             query.iter().any(|(qk, qv)| qk == k && qv == v),
