@@ -368,6 +368,15 @@ impl DocumentStore for CountingStore {
         self.inner.source_documents(source_id).await
     }
 
+    async fn source_documents_of_items(
+        &self,
+        source_ids: &[uuid::Uuid],
+        item_ids: &[String],
+    ) -> Result<Vec<Document>> {
+        self.count("source_documents_of_items");
+        self.inner.source_documents_of_items(source_ids, item_ids).await
+    }
+
     async fn document_by_source_item(&self, kb_id: KbId, source_item_id: &str) -> Result<Option<Document>> {
         self.count("document_by_source_item");
         self.inner.document_by_source_item(kb_id, source_item_id).await
@@ -500,14 +509,19 @@ impl SourceStore for CountingStore {
         self.inner.delete_source(kb_id, source_id, now).await
     }
 
-    async fn set_source_cursor(
+    async fn save_source_items(
         &self,
         source_id: uuid::Uuid,
-        cursor: Option<&str>,
-        state: Option<SavedState<'_>>,
+        cursor: &str,
+        saved: SavedItems<'_>,
     ) -> Result<()> {
-        self.count("set_source_cursor");
-        self.inner.set_source_cursor(source_id, cursor, state).await
+        self.count("save_source_items");
+        self.inner.save_source_items(source_id, cursor, saved).await
+    }
+
+    async fn forget_source_state(&self, source_id: uuid::Uuid) -> Result<()> {
+        self.count("forget_source_state");
+        self.inner.forget_source_state(source_id).await
     }
 
     async fn advance_source_cursor(&self, source_id: uuid::Uuid, cursor: &str) -> Result<()> {
@@ -515,9 +529,14 @@ impl SourceStore for CountingStore {
         self.inner.advance_source_cursor(source_id, cursor).await
     }
 
-    async fn source_state(&self, source_id: uuid::Uuid) -> Result<Option<String>> {
-        self.count("source_state");
-        self.inner.source_state(source_id).await
+    async fn source_items(&self, source_id: uuid::Uuid, which: ItemSelection<'_>) -> Result<Vec<SourceItem>> {
+        self.count("source_items");
+        self.inner.source_items(source_id, which).await
+    }
+
+    async fn legacy_source_state(&self, source_id: uuid::Uuid) -> Result<Option<String>> {
+        self.count("legacy_source_state");
+        self.inner.legacy_source_state(source_id).await
     }
 
     async fn mark_source_revoked(&self, source_id: uuid::Uuid, now: DateTime<Utc>) -> Result<()> {

@@ -105,6 +105,13 @@ pub trait DocumentStore: Send + Sync {
 
     /// The documents that came from a source (hidden ones included), ordered by path.
     async fn source_documents(&self, source_id: uuid::Uuid) -> Result<Vec<Document>>;
+    /// The documents that came from any of `source_ids` (hidden ones included) and mirror one
+    /// of `item_ids`, in no particular order.
+    async fn source_documents_of_items(
+        &self,
+        source_ids: &[uuid::Uuid],
+        item_ids: &[String],
+    ) -> Result<Vec<Document>>;
     /// The document of a knowledge base that mirrors a remote item, if any.
     async fn document_by_source_item(&self, kb_id: KbId, source_item_id: &str) -> Result<Option<Document>>;
     /// Creates or replaces the document of a knowledge base that mirrors `new.source_item_id`

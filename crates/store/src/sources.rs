@@ -20,14 +20,45 @@ pub struct NewSource {
     pub path: String,
 }
 
-/// What the sync engine saves with a source's cursor: its state (its own serialization) and the
-/// two counts a later run reads without parsing it.
+/// One item of a source's saved state, as the store keeps it: the engine's serialization of the
+/// item (`data`) with what the store looks items up by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceItem {
+    pub item_id: String,
+    /// Paths and inherited access follow parents; `None` for the source's root.
+    pub parent_id: Option<String>,
+    /// The source looks after the item's document (an item in several sources is one document).
+    pub owned: bool,
+    /// An owned file not yet brought in at its current content (to be retried by the next run).
+    pub pending: bool,
+    pub data: String,
+}
+
+/// Which of a source's saved items to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SavedState<'a> {
-    pub json: &'a str,
-    /// Files inside the source's subtree.
+pub enum ItemSelection<'a> {
+    /// Every item.
+    All,
+    /// These items (those the source holds), with every folder above each of them.
+    WithAncestors(&'a [String]),
+    /// Everything below these items (not the items themselves), at any depth.
+    Descendants(&'a [String]),
+    /// The pending items.
+    Pending,
+}
+
+/// What the sync engine saves with a source's cursor, in one transaction: the items that changed
+/// since they were read, the ones that left the source, and the counts a later run reads without
+/// reading any item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SavedItems<'a> {
+    /// Items to write (inserted or replaced).
+    pub upsert: &'a [SourceItem],
+    /// Items to forget.
+    pub remove: &'a [String],
+    /// Files the source looks after (`owned` items).
     pub files: u64,
-    /// Files not brought in at their current content (failed, to be retried by the next run).
+    /// Of those, files not brought in at their current content (`pending` items).
     pub pending: u64,
     /// The engine settings the state was decided under (size limit, supported types).
     pub settings: &'a str,
@@ -57,20 +88,31 @@ pub trait SourceStore: Send + Sync {
 
     // --- cursor and saved state ------------------------------------------------------------
 
-    /// Saves a source's cursor together with the engine's state at that cursor, in one write
-    /// (`None` forgets them). `NotFound` when the source is gone.
-    async fn set_source_cursor(
+    /// Saves a source's cursor together with the changes to its saved items and their counts, in
+    /// one transaction. A state saved as one document by an earlier version is removed with it.
+    /// `NotFound` when the source is gone.
+    async fn save_source_items(
         &self,
         source_id: uuid::Uuid,
-        cursor: Option<&str>,
-        state: Option<SavedState<'_>>,
+        cursor: &str,
+        saved: SavedItems<'_>,
     ) -> Result<()>;
+    /// Forgets a source's cursor, its saved items and their counts (the next run enumerates the
+    /// source from the start). `NotFound` when the source is gone.
+    async fn forget_source_state(&self, source_id: uuid::Uuid) -> Result<()>;
     /// Moves a source's cursor on without touching its saved state (a round that changed
     /// nothing). `NotFound` when the source is gone or has no cursor yet.
     async fn advance_source_cursor(&self, source_id: uuid::Uuid, cursor: &str) -> Result<()>;
-    /// The engine's saved state of a source (`None` when it has none). `NotFound` when the source
-    /// is gone.
-    async fn source_state(&self, source_id: uuid::Uuid) -> Result<Option<String>>;
+    /// A source's saved items, as `which` selects them, in no particular order. `NotFound` when
+    /// the source is gone.
+    async fn source_items(
+        &self,
+        source_id: uuid::Uuid,
+        which: ItemSelection<'_>,
+    ) -> Result<Vec<SourceItem>>;
+    /// The state an earlier version saved as one document (`None` when there is none: the
+    /// source has none, or its items are saved as rows). `NotFound` when the source is gone.
+    async fn legacy_source_state(&self, source_id: uuid::Uuid) -> Result<Option<String>>;
 
     // --- revocation ------------------------------------------------------------------------
 

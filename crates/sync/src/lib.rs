@@ -6,8 +6,9 @@
 //!    change feed from its cursor, page by page, and buffers the whole round (items arrive in any
 //!    order, possibly twice, children before parents); a file source reads the file's metadata.
 //!    What the engine knows of a source's items (names, parents, hashes) is kept in a
-//!    [`state::SourceState`] saved together with the cursor, so paths are rebuilt from parent ids
-//!    and nameless tombstones are resolved by id. A source that answers "not found" (404/403) is
+//!    [`state::SourceState`] saved together with the cursor, one row per item, so paths are
+//!    rebuilt from parent ids and nameless tombstones are resolved by id; a round with a few
+//!    changes reads and writes only the items it touches. A source that answers "not found" (404/403) is
 //!    revoked at once, whatever else the run does: its documents leave search (kept, with its
 //!    cursor) and their access lists are cleared; if the next run gets the same answer the loss is
 //!    confirmed and the documents are removed, if it reads the source they come back.

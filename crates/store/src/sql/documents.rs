@@ -463,6 +463,41 @@ macro_rules! impl_document_store {
                 $crate::convert::collect(rows, $crate::sql::documents::DocRow::into_document)
             }
 
+            async fn source_documents_of_items(
+                &self,
+                source_ids: &[uuid::Uuid],
+                item_ids: &[String],
+            ) -> $crate::Result<Vec<kbsync_core::Document>> {
+                let mut docs = Vec::new();
+                if source_ids.is_empty() {
+                    return Ok(docs);
+                }
+                // Bounded batches keep every statement under the backends' bind-parameter limits.
+                for batch in item_ids.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::new(concat!(
+                        "SELECT ",
+                        $crate::sql::documents::doc_cols!(),
+                        " FROM documents WHERE source_id IN ("
+                    ));
+                    let mut list = qb.separated(", ");
+                    for id in source_ids {
+                        list.push_bind(id.to_string());
+                    }
+                    qb.push(") AND source_item_id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in batch {
+                        list.push_bind(id.as_str());
+                    }
+                    qb.push(")");
+                    let rows: Vec<$crate::sql::documents::DocRow> =
+                        qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+                    for row in rows {
+                        docs.push(row.into_document()?);
+                    }
+                }
+                Ok(docs)
+            }
+
             async fn document_by_source_item(
                 &self,
                 kb_id: kbsync_core::KbId,

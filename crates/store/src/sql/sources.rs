@@ -55,6 +55,28 @@ impl SourceRow {
     }
 }
 
+/// A row of `source_items`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SourceItemRow {
+    pub item_id: String,
+    pub parent_id: Option<String>,
+    pub owned: bool,
+    pub pending: bool,
+    pub data: String,
+}
+
+impl From<SourceItemRow> for crate::SourceItem {
+    fn from(row: SourceItemRow) -> Self {
+        Self {
+            item_id: row.item_id,
+            parent_id: row.parent_id,
+            owned: row.owned,
+            pending: row.pending,
+            data: row.data,
+        }
+    }
+}
+
 /// Writes `impl SourceStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_source_store {
     ($ty:ty) => {
@@ -186,11 +208,11 @@ macro_rules! impl_source_store {
 
             // --- cursor and saved state ----------------------------------------------------
 
-            async fn set_source_cursor(
+            async fn save_source_items(
                 &self,
                 source_id: uuid::Uuid,
-                cursor: Option<&str>,
-                state: Option<$crate::SavedState<'_>>,
+                cursor: &str,
+                saved: $crate::SavedItems<'_>,
             ) -> $crate::Result<()> {
                 let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 let id = source_id.to_string();
@@ -201,30 +223,75 @@ macro_rules! impl_source_store {
                 )
                 .bind(&id)
                 .bind(cursor)
-                .bind(state.map(|s| count(s.files)))
-                .bind(state.map(|s| count(s.pending)))
-                .bind(state.map(|s| s.settings))
+                .bind(count(saved.files))
+                .bind(count(saved.pending))
+                .bind(saved.settings)
                 .execute(&mut *tx)
                 .await
                 .map_err(Self::err)?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                match state {
-                    Some(state) => sqlx::query(
-                        "INSERT INTO source_states (source_id, state) VALUES ($1, $2) \
-                         ON CONFLICT (source_id) DO UPDATE SET state = excluded.state",
-                    )
+                // A state saved as one document is replaced by the rows.
+                sqlx::query("DELETE FROM source_states WHERE source_id = $1")
                     .bind(&id)
-                    .bind(state.json)
                     .execute(&mut *tx)
-                    .await,
-                    None => sqlx::query("DELETE FROM source_states WHERE source_id = $1")
+                    .await
+                    .map_err(Self::err)?;
+                // Bounded batches keep every statement under the backends' bind-parameter limits.
+                for batch in saved.remove.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::new("DELETE FROM source_items WHERE source_id = ");
+                    qb.push_bind(&id).push(" AND item_id IN (");
+                    let mut list = qb.separated(", ");
+                    for item in batch {
+                        list.push_bind(item.as_str());
+                    }
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await.map_err(Self::err)?;
+                }
+                for batch in saved.upsert.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "INSERT INTO source_items (source_id, item_id, parent_id, owned, pending, data) ",
+                    );
+                    qb.push_values(batch, |mut row, item| {
+                        row.push_bind(&id)
+                            .push_bind(item.item_id.as_str())
+                            .push_bind(item.parent_id.as_deref())
+                            .push_bind(item.owned)
+                            .push_bind(item.pending)
+                            .push_bind(item.data.as_str());
+                    });
+                    qb.push(
+                        " ON CONFLICT (source_id, item_id) DO UPDATE SET parent_id = excluded.parent_id, \
+                         owned = excluded.owned, pending = excluded.pending, data = excluded.data",
+                    );
+                    qb.build().execute(&mut *tx).await.map_err(Self::err)?;
+                }
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn forget_source_state(&self, source_id: uuid::Uuid) -> $crate::Result<()> {
+                let id = source_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE sources SET cursor = NULL, state_files = NULL, state_pending = NULL, \
+                     state_settings = NULL WHERE id = $1",
+                )
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                for table in ["DELETE FROM source_items WHERE source_id = $1", "DELETE FROM source_states WHERE source_id = $1"] {
+                    sqlx::query(table)
                         .bind(&id)
                         .execute(&mut *tx)
-                        .await,
+                        .await
+                        .map_err(Self::err)?;
                 }
-                .map_err(Self::err)?;
                 tx.commit().await.map_err(Self::err)?;
                 Ok(())
             }
@@ -242,7 +309,77 @@ macro_rules! impl_source_store {
                 Ok(())
             }
 
-            async fn source_state(&self, source_id: uuid::Uuid) -> $crate::Result<Option<String>> {
+            async fn source_items(
+                &self,
+                source_id: uuid::Uuid,
+                which: $crate::ItemSelection<'_>,
+            ) -> $crate::Result<Vec<$crate::SourceItem>> {
+                use $crate::ItemSelection;
+                let id = source_id.to_string();
+                let exists: Option<String> = sqlx::query_scalar("SELECT id FROM sources WHERE id = $1")
+                    .bind(&id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                if exists.is_none() {
+                    return Err($crate::StoreError::NotFound);
+                }
+                const COLS: &str = "SELECT si.item_id, si.parent_id, si.owned, si.pending, si.data FROM source_items si ";
+                let (ids, recursive) = match which {
+                    ItemSelection::All | ItemSelection::Pending => {
+                        let filter = if which == ItemSelection::Pending { " AND si.pending" } else { "" };
+                        let mut qb = sqlx::QueryBuilder::new(COLS);
+                        qb.push("WHERE si.source_id = ").push_bind(&id).push(filter);
+                        let rows: Vec<$crate::sql::sources::SourceItemRow> =
+                            qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+                        return Ok(rows.into_iter().map(Into::into).collect());
+                    }
+                    // Up from the items: each step adds the parent of what was reached.
+                    ItemSelection::WithAncestors(ids) => (
+                        ids,
+                        [
+                            "WITH RECURSIVE reached (item_id) AS (SELECT item_id FROM source_items WHERE source_id = ",
+                            " AND item_id IN (",
+                            ") UNION SELECT s.parent_id FROM source_items s JOIN reached ON s.item_id = reached.item_id \
+                             WHERE s.source_id = ",
+                            " AND s.parent_id IS NOT NULL) ",
+                        ],
+                    ),
+                    // Down from the items: each step adds the children of what was reached.
+                    ItemSelection::Descendants(ids) => (
+                        ids,
+                        [
+                            "WITH RECURSIVE reached (item_id) AS (SELECT item_id FROM source_items WHERE source_id = ",
+                            " AND parent_id IN (",
+                            ") UNION SELECT s.item_id FROM source_items s JOIN reached ON s.parent_id = reached.item_id \
+                             WHERE s.source_id = ",
+                            ") ",
+                        ],
+                    ),
+                };
+                let mut found: std::collections::BTreeMap<String, $crate::SourceItem> = Default::default();
+                for batch in ids.chunks(500) {
+                    let [head, list_start, step, tail] = recursive;
+                    let mut qb = sqlx::QueryBuilder::new(head);
+                    qb.push_bind(&id).push(list_start);
+                    let mut list = qb.separated(", ");
+                    for item in batch {
+                        list.push_bind(item.as_str());
+                    }
+                    qb.push(step).push_bind(&id).push(tail);
+                    qb.push(COLS)
+                        .push("JOIN reached ON si.item_id = reached.item_id WHERE si.source_id = ")
+                        .push_bind(&id);
+                    let rows: Vec<$crate::sql::sources::SourceItemRow> =
+                        qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+                    for row in rows {
+                        found.insert(row.item_id.clone(), row.into());
+                    }
+                }
+                Ok(found.into_values().collect())
+            }
+
+            async fn legacy_source_state(&self, source_id: uuid::Uuid) -> $crate::Result<Option<String>> {
                 let row: Option<(Option<String>,)> = sqlx::query_as(
                     "SELECT st.state FROM sources s LEFT JOIN source_states st ON st.source_id = s.id \
                      WHERE s.id = $1",

@@ -287,3 +287,56 @@ async fn a_row_rewritten_after_it_was_read_is_not_replaced_by_the_rotation() {
     let c = store.get_connection(kb).await.unwrap();
     assert_eq!(cipher.open(&c.refresh_token.unwrap()).unwrap(), "second");
 }
+
+#[tokio::test]
+async fn a_state_saved_as_one_document_is_read_until_its_items_are_saved_as_rows() {
+    let (_dir, store, kb) = store_with_kb("legacy.db").await;
+    let now = DateTime::UNIX_EPOCH;
+    let source = store
+        .add_source(
+            Uuid::new_v4(),
+            NewSource {
+                kb_id: kb,
+                datasource: DatasourceKind::OneDrive,
+                kind: SourceKind::Folder,
+                drive_id: "d".into(),
+                item_id: "root".into(),
+                name: "Docs".into(),
+                path: "/Docs".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    // As an earlier version saved it.
+    sqlx::query("INSERT INTO source_states (source_id, state) VALUES ($1, $2)")
+        .bind(source.id.to_string())
+        .bind(r#"{"items":{}}"#)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.legacy_source_state(source.id).await.unwrap().as_deref(),
+        Some(r#"{"items":{}}"#)
+    );
+    let row = crate::SourceItem {
+        item_id: "root".into(),
+        parent_id: None,
+        owned: false,
+        pending: false,
+        data: "{}".into(),
+    };
+    let saved = crate::SavedItems {
+        upsert: std::slice::from_ref(&row),
+        remove: &[],
+        files: 0,
+        pending: 0,
+        settings: "",
+    };
+    store.save_source_items(source.id, "delta", saved).await.unwrap();
+    assert_eq!(store.legacy_source_state(source.id).await.unwrap(), None);
+    assert_eq!(
+        store.source_items(source.id, crate::ItemSelection::All).await.unwrap(),
+        [row]
+    );
+}

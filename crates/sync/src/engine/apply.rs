@@ -376,28 +376,21 @@ impl SyncEngine {
         );
     }
 
+    /// Saves the source's cursor with what changed in its state since it was read or last saved.
     pub(super) async fn save_cursor(&self, plan: &mut Plan) -> Result<(), SyncError> {
-        let json = plan.state.to_json()?;
-        let pending = plan
-            .owned
-            .iter()
-            .filter(|id| {
-                plan.state
-                    .items
-                    .get(id.as_str())
-                    .is_some_and(|item| item.synced_hash.as_deref() != Some(item.hash_value().as_str()))
-            })
-            .count();
-        let saved = kbsync_store::SavedState {
-            json: &json,
-            files: u64::try_from(plan.owned.len()).unwrap_or(u64::MAX),
-            pending: u64::try_from(pending).unwrap_or(u64::MAX),
+        let changes = plan.state.changes(&plan.owned)?;
+        let saved = kbsync_store::SavedItems {
+            upsert: &changes.upsert,
+            remove: &changes.remove,
+            files: changes.files,
+            pending: changes.pending,
             settings: &self.settings,
         };
         self.cx
             .store
-            .set_source_cursor(plan.source.id, Some(&plan.cursor), Some(saved))
+            .save_source_items(plan.source.id, &plan.cursor, saved)
             .await?;
+        plan.state.saved(&changes);
         plan.saved = true;
         Ok(())
     }

@@ -25,7 +25,7 @@ impl SyncEngine {
                 self.remove_document(&doc).await?;
                 run.deleted += 1;
             }
-            store.set_source_cursor(source.id, None, None).await?;
+            store.forget_source_state(source.id).await?;
         }
         // Its permissions no longer count: the next run reads them all again (and gives its
         // documents their access lists back if it answers again).

@@ -2,12 +2,13 @@
 //! feed from its cursor to the end of the round and applies it to its saved state; a file source
 //! reads the file's metadata. A source that answers "not found" is revoked on the spot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kbsync_core::datasource::{
     Datasource, DatasourceError, ItemKind, NextPage, RemoteItem, SourceRef, TokenSource,
 };
 use kbsync_core::{Source, SourceKind};
+use kbsync_store::ItemSelection;
 use tokio_util::sync::CancellationToken;
 
 use super::SyncEngine;
@@ -29,10 +30,20 @@ enum Round {
 }
 
 impl SyncEngine {
-    /// A quiet folder that must be planned after all (another source changed): its saved state,
-    /// with nothing to apply. A state that cannot be read is forgotten with the cursor, so the
-    /// next run enumerates the folder again; this run counts the source as failed.
-    pub(super) async fn wake(&self, source: &Source, quiet: Quiet) -> Result<Gathered, SyncError> {
+    /// A quiet folder that must be planned after all (another source changed), with nothing to
+    /// apply: with every saved item when `read_all` (a state that cannot be read is then
+    /// forgotten with the cursor, so the next run enumerates the folder again, and this run
+    /// counts the source as failed), else with none read yet (the items other sources touch
+    /// are read later).
+    pub(super) async fn wake(&self, source: &Source, quiet: Quiet, read_all: bool) -> Result<Gathered, SyncError> {
+        if !read_all {
+            let state = SourceState::partial(
+                Vec::new(),
+                source.state_files.unwrap_or(0),
+                source.state_pending.unwrap_or(0),
+            )?;
+            return Ok(Gathered::Ready(Box::new(Plan::new(source.clone(), state, quiet.cursor))));
+        }
         match self.load_state(source).await? {
             Some(state) => Ok(Gathered::Ready(Box::new(Plan::new(
                 source.clone(),
@@ -40,7 +51,7 @@ impl SyncEngine {
                 quiet.cursor,
             )))),
             None => {
-                self.cx.store.set_source_cursor(source.id, None, None).await?;
+                self.cx.store.forget_source_state(source.id).await?;
                 Ok(Gathered::Failed(DatasourceError::Transient(
                     "the saved state of this source could not be read; it will be enumerated again".into(),
                 )))
@@ -48,14 +59,135 @@ impl SyncEngine {
         }
     }
 
-    /// A source's saved state; `None` when it has none or it cannot be parsed.
+    /// Every saved item of a source (a state an earlier version saved as one document
+    /// included); `None` when it has none or it cannot be read.
     pub(super) async fn load_state(&self, source: &Source) -> Result<Option<SourceState>, SyncError> {
-        let text = self.cx.store.source_state(source.id).await?;
-        Ok(SourceState::parse(text.as_deref()))
+        let rows = self.cx.store.source_items(source.id, ItemSelection::All).await?;
+        if rows.is_empty() {
+            let legacy = self.cx.store.legacy_source_state(source.id).await?;
+            return Ok(legacy.as_deref().and_then(SourceState::from_legacy));
+        }
+        Ok(SourceState::from_rows(rows).ok())
+    }
+
+    /// The saved items a round of `changes` touches: the changed items and the folders above
+    /// them up to the source's root, the files left to retry (with theirs), and everything below
+    /// a folder whose change reaches it (see [`SourceState::reaches_below`]). `None` when the
+    /// source's root has no row (a state saved by an earlier version) or a row cannot be read:
+    /// the caller reads them all.
+    async fn load_touched(
+        &self,
+        source: &Source,
+        changes: &BTreeMap<String, RemoteItem>,
+    ) -> Result<Option<SourceState>, SyncError> {
+        let store = &self.cx.store;
+        let pending = store.source_items(source.id, ItemSelection::Pending).await?;
+        let mut starts: BTreeSet<String> = changes.keys().cloned().collect();
+        starts.extend(changes.values().filter_map(|c| c.parent_id.clone()));
+        starts.extend(pending.into_iter().map(|row| row.item_id));
+        starts.insert(source.item_id.clone());
+        let starts: Vec<String> = starts.into_iter().collect();
+        let rows = store
+            .source_items(source.id, ItemSelection::WithAncestors(&starts))
+            .await?;
+        let Ok(mut state) = SourceState::partial(
+            rows,
+            source.state_files.unwrap_or(0),
+            source.state_pending.unwrap_or(0),
+        ) else {
+            return Ok(None);
+        };
+        if !state.items.contains_key(&source.item_id) {
+            return Ok(None);
+        }
+        let reaching: Vec<String> = changes
+            .values()
+            .filter(|c| {
+                state
+                    .items
+                    .get(&c.id)
+                    .is_some_and(|known| known.kind != ItemKind::File && SourceState::reaches_below(known, c))
+            })
+            .map(|c| c.id.clone())
+            .collect();
+        if !reaching.is_empty() {
+            let below = store
+                .source_items(source.id, ItemSelection::Descendants(&reaching))
+                .await?;
+            if state.add_rows(below).is_err() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(state))
+    }
+
+    /// When some source read only the items its round touches: the files every gathered
+    /// source touches (held now, or held before and removed), each such source having read its
+    /// own rows of them too. `None` when every source read all of its items.
+    pub(super) async fn read_touched(
+        &self,
+        gathered: &mut [(Source, Gathered)],
+    ) -> Result<Option<Vec<String>>, SyncError> {
+        let plans = || {
+            gathered.iter().filter_map(|(_, g)| match g {
+                Gathered::Ready(plan) => Some(plan),
+                _ => None,
+            })
+        };
+        if plans().all(|plan| plan.state.is_complete()) {
+            return Ok(None);
+        }
+        let mut touched: BTreeSet<String> = BTreeSet::new();
+        for plan in plans() {
+            touched.extend(plan.state.files(&plan.source.item_id).map(str::to_owned));
+            touched.extend(plan.state.removed().map(str::to_owned));
+        }
+        let touched: Vec<String> = touched.into_iter().collect();
+        for (source, g) in gathered.iter_mut() {
+            let Gathered::Ready(plan) = g else {
+                continue;
+            };
+            if plan.state.is_complete() {
+                continue;
+            }
+            let unread: Vec<String> = touched
+                .iter()
+                .filter(|id| !plan.state.was_read(id))
+                .cloned()
+                .collect();
+            if unread.is_empty() {
+                continue;
+            }
+            let rows = self
+                .cx
+                .store
+                .source_items(source.id, ItemSelection::WithAncestors(&unread))
+                .await?;
+            plan.state.add_rows(rows)?;
+        }
+        Ok(Some(touched))
+    }
+
+    /// A source's saved rows of `ids`, with the folders above them; `None` when a row cannot
+    /// be read.
+    pub(super) async fn read_items(&self, source: &Source, ids: &[String]) -> Result<Option<SourceState>, SyncError> {
+        let rows = self
+            .cx
+            .store
+            .source_items(source.id, ItemSelection::WithAncestors(ids))
+            .await?;
+        Ok(SourceState::partial(
+            rows,
+            source.state_files.unwrap_or(0),
+            source.state_pending.unwrap_or(0),
+        )
+        .ok())
     }
 
     /// A folder's round of changes, buffered and applied to its state (not yet to documents).
-    /// The saved state is read only when the round brought something or a file is left to retry.
+    /// Saved items are read only when the round brought something or a file is left to retry:
+    /// every one of them when `read_all` or the round was a full enumeration, else those the
+    /// round touches.
     pub(super) async fn gather_folder(
         &self,
         source: &Source,
@@ -63,6 +195,7 @@ impl SyncEngine {
         tokens: &dyn TokenSource,
         cancel: &CancellationToken,
         run: &mut Run,
+        read_all: bool,
     ) -> Result<Result<Gathered, Stop>, SyncError> {
         // A state saved without its counts (before they existed) is read first, as it always was.
         let mut state = None;
@@ -93,14 +226,17 @@ impl SyncEngine {
         {
             return Ok(Ok(Gathered::Quiet(Box::new(Quiet { cursor: next_cursor }))));
         }
+        if state.is_none() && source.cursor.is_some() && !full && !read_all {
+            state = self.load_touched(source, &changes).await?;
+        }
         // A full round after an expired cursor starts from the saved state too: files it still
         // returns at the content already brought in are not downloaded again.
         let state = match state {
             Some(state) => state,
-            None if source.cursor.is_none() => SourceState::default(),
+            None if source.cursor.is_none() => SourceState::complete(),
             None => match self.load_state(source).await? {
                 Some(state) => state,
-                None if full => SourceState::default(),
+                None if full => SourceState::complete(),
                 None => {
                     // The round is relative to a state that cannot be read: start over.
                     tracing::warn!(source.id = %source.id, "saved source state unreadable: enumerating the source again");
@@ -123,7 +259,7 @@ impl SyncEngine {
         match self.follow_changes(source, ds, tokens, cancel, run, None).await? {
             Round::Done { changes, cursor, .. } => Ok(Ok(planned(
                 source,
-                SourceState::default(),
+                SourceState::complete(),
                 &changes,
                 cursor,
                 true,
@@ -209,7 +345,10 @@ impl SyncEngine {
             Err(DatasourceError::Unauthorized(why)) => return Ok(Err(Stop::NeedsReauth(why))),
             Err(e) => return Ok(Ok(Gathered::Failed(e))),
         };
-        let saved = self.load_state(source).await?.unwrap_or_default();
+        let saved = self
+            .load_state(source)
+            .await?
+            .unwrap_or_else(SourceState::complete);
         let mut state = saved.clone();
         state.items.retain(|id, _| *id == item.id);
         // The file is its own root: its path is its name.

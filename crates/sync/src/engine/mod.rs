@@ -22,8 +22,8 @@ use uuid::Uuid;
 pub use self::types::{RunStart, RunSummary, SyncContext, SyncError, SyncLimits};
 
 use self::gather::is_quiet;
-use self::plan::state_settings;
-use self::types::{Gathered, Run, Stop, Work};
+use self::plan::{assign_owners, state_settings};
+use self::types::{Gathered, Plan, Run, Stop, Work};
 use crate::events::SyncEvent;
 
 /// The counter of files by outcome.
@@ -118,16 +118,25 @@ impl SyncEngine {
         tokens: &dyn TokenSource,
         cancel: &CancellationToken,
     ) -> Result<SyncStatus, SyncError> {
-        // 1. Gather every source's changes.
+        // 1. Gather every source's changes. A source reads every saved item when every
+        // permission is due (the read covers them all) or its items were decided under other
+        // settings; otherwise only those its round touches.
         let enumerating = run.phases.time(SyncPhase::Enumerate);
+        let access_due = self.permissions_due(run).await?;
         let sources = self.cx.store.list_sources(run.kb_id).await?;
+        let read_all = |source: &Source| {
+            access_due || source.state_settings.as_deref() != Some(self.settings.as_str())
+        };
         let mut gathered = Vec::with_capacity(sources.len());
         for source in sources {
             if cancel.is_cancelled() {
                 return Ok(SyncStatus::Cancelled);
             }
             let outcome = match source.kind {
-                SourceKind::Folder => self.gather_folder(&source, ds, tokens, cancel, run).await?,
+                SourceKind::Folder => {
+                    let all = read_all(&source);
+                    self.gather_folder(&source, ds, tokens, cancel, run, all).await?
+                }
                 SourceKind::File => self.gather_file(&source, ds, tokens, run).await?,
             };
             match outcome {
@@ -148,7 +157,6 @@ impl SyncEngine {
 
         // Nothing changed anywhere, nothing is left to retry and no permission is due: move the
         // cursors on, without reading any saved state or document.
-        let access_due = self.permissions_due(run).await?;
         if !access_due
             && gathered
                 .iter()
@@ -161,29 +169,55 @@ impl SyncEngine {
         let mut loaded = Vec::with_capacity(gathered.len());
         for (source, g) in gathered {
             let g = match g {
-                Gathered::Quiet(quiet) => self.wake(&source, *quiet).await?,
+                Gathered::Quiet(quiet) => {
+                    let all = read_all(&source);
+                    self.wake(&source, *quiet, all).await?
+                }
                 other => other,
             };
             loaded.push((source, g));
         }
-        let gathered = loaded;
+        let mut gathered = loaded;
 
-        // 2. The limit, over distinct files (the same item in two sources is one document).
-        let mut files: HashSet<String> = HashSet::new();
+        // A source that read only the items its round touches reads those the others touch too:
+        // an item in several sources is one document, and each must know whether it holds it.
+        let touched = self.read_touched(&mut gathered).await?;
+
+        // 2. The limit, over distinct files (the same item in two sources is one document), and
+        // which source looks after each file.
+        let owner = {
+            let mut plans: Vec<&mut Plan> = gathered
+                .iter_mut()
+                .filter_map(|(_, g)| match g {
+                    Gathered::Ready(plan) => Some(plan.as_mut()),
+                    _ => None,
+                })
+                .collect();
+            assign_owners(&mut plans)
+        };
         let mut failed_files: HashSet<String> = HashSet::new();
+        let mut found: u64 = 0;
         for (source, g) in &gathered {
             match g {
-                Gathered::Ready(plan) => files.extend(plan.state.files(&source.item_id).map(str::to_owned)),
+                Gathered::Ready(plan) => found += plan.state.owned_files(&plan.owned),
                 Gathered::Failed(_) => {
-                    if let Some(old) = self.load_state(source).await? {
-                        failed_files.extend(old.files(&source.item_id).map(str::to_owned));
+                    // Its files are kept; those no other source looks after still count.
+                    let old = match &touched {
+                        None => self.load_state(source).await?,
+                        Some(ids) => self.read_items(source, ids).await?,
+                    };
+                    if let Some(old) = old {
+                        let files: Vec<String> = old.files(&source.item_id).map(str::to_owned).collect();
+                        found += u64::try_from(files.iter().filter(|id| !owner.contains_key(*id)).count())
+                            .unwrap_or(u64::MAX);
+                        found += old.owned_files(&HashSet::new());
+                        failed_files.extend(files);
                     }
                 }
                 Gathered::Revoked | Gathered::Quiet(_) => {}
             }
         }
-        files.extend(failed_files.iter().cloned());
-        run.total_found = u64::try_from(files.len()).unwrap_or(u64::MAX);
+        run.total_found = found;
         if run.total_found > self.cx.limits.max_files {
             return Ok(self.over_limit(run));
         }
@@ -210,7 +244,9 @@ impl SyncEngine {
         }
 
         // 3. Apply: renames, removals and skips now; then the work list.
-        let work = self.plan(run, &mut plans, &failed_files).await?;
+        let work = self
+            .plan(run, &mut plans, &owner, &failed_files, touched.as_deref())
+            .await?;
         if cancel.is_cancelled() {
             return Ok(SyncStatus::Cancelled);
         }

@@ -18,42 +18,51 @@ impl SyncEngine {
     /// Brings the documents in line with the gathered states, except for the files that must
     /// be downloaded: those are returned as the work list.
     ///
-    /// An item in several sources is one document, looked after by one of them: the oldest
-    /// folder source that holds it, else the oldest file source. A document is removed when no source holds its item any more, neither a
-    /// gathered one nor one that failed this time (its files are kept until it answers again).
+    /// An item in several sources is one document, looked after by the plan `owner` names (see
+    /// [`assign_owners`]). A document is removed when no source holds its item any more, neither
+    /// a gathered one nor one that failed this time (`failed_files`: its files are kept until it
+    /// answers again). `touched`: the files the plans hold or removed, when some plan holds
+    /// only those (see `read_touched`).
     pub(super) async fn plan(
         &self,
         run: &mut Run,
         plans: &mut [Plan],
+        owner: &HashMap<String, usize>,
         failed_files: &HashSet<String>,
+        touched: Option<&[String]>,
     ) -> Result<Vec<Work>, SyncError> {
         let store = &self.cx.store;
         let max = self.cx.limits.max_file_size;
-        // Folders first (a folder gives the document its path in the folder), then in source order.
-        let mut order: Vec<usize> = (0..plans.len()).collect();
-        order.sort_by_key(|&i| plans[i].source.kind != SourceKind::Folder);
-        let mut owner: HashMap<String, usize> = HashMap::new();
-        for i in order {
-            for id in plans[i].state.files(&plans[i].source.item_id) {
-                owner.entry(id.to_owned()).or_insert(i);
-            }
-        }
-        for (id, &i) in &owner {
-            plans[i].owned.insert(id.clone());
-        }
-        // The documents of the sources being applied, by item id.
+        // The documents of the sources being applied, by item id: all of a source that read all
+        // of its items, those of the touched items otherwise.
         let mut docs: HashMap<String, Document> = HashMap::new();
+        let mut partial = Vec::new();
         for plan in plans.iter() {
-            for doc in store.source_documents(plan.source.id).await? {
-                if let Some(item_id) = doc.source_item_id.clone() {
-                    docs.insert(item_id, doc);
-                }
+            if plan.state.is_complete() {
+                docs.extend(
+                    store
+                        .source_documents(plan.source.id)
+                        .await?
+                        .into_iter()
+                        .filter_map(|doc| Some((doc.source_item_id.clone()?, doc))),
+                );
+            } else {
+                partial.push(plan.source.id);
             }
+        }
+        if let Some(touched) = touched {
+            docs.extend(
+                store
+                    .source_documents_of_items(&partial, touched)
+                    .await?
+                    .into_iter()
+                    .filter_map(|doc| Some((doc.source_item_id.clone()?, doc))),
+            );
         }
         // Whatever document is left mirrors an item that was deleted or left every source.
         let gone: Vec<Document> = docs
             .iter()
-            .filter(|(id, _)| !owner.contains_key(*id) && !failed_files.contains(*id))
+            .filter(|(id, _)| !owner.contains_key(id.as_str()) && !failed_files.contains(id.as_str()))
             .map(|(_, d)| d.clone())
             .collect();
         for doc in gone {
@@ -185,6 +194,28 @@ impl SyncEngine {
             self.report_quarantined(run, &item_id, &doc.name, reason).await;
         }
     }
+}
+
+/// Which source looks after each file the plans hold (an item in several sources is one
+/// document): the oldest folder source that holds it, else the oldest file source. Sets each
+/// plan's `owned`; the map gives the index of the owner in `plans`.
+pub(super) fn assign_owners(plans: &mut [&mut Plan]) -> HashMap<String, usize> {
+    // Folders first (a folder gives the document its path in the folder), then in source order.
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by_key(|&i| plans[i].source.kind != SourceKind::Folder);
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for i in order {
+        for id in plans[i].state.files(&plans[i].source.item_id) {
+            owner.entry(id.to_owned()).or_insert(i);
+        }
+    }
+    for plan in plans.iter_mut() {
+        plan.owned.clear();
+    }
+    for (id, &i) in &owner {
+        plans[i].owned.insert(id.clone());
+    }
+    owner
 }
 
 /// The settings that decide what a saved state says about skipped files: the size limit and the

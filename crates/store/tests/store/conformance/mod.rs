@@ -14,9 +14,9 @@ use kbsync_core::{
     SyncPhaseTimes, SyncProgress, SyncRunOutcome, SyncState, SyncTrigger,
 };
 use kbsync_store::{
-    AddressLimit, ClaimedSync, DocumentLocation, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
+    AddressLimit, ClaimedSync, DocumentLocation, ItemSelection, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
     NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser, OAuthState, Page,
-    PostgresStore, Reader, RefreshedTokens, RetrieveQuery, SavedState, SearchQuery, Store, StoreError,
+    PostgresStore, Reader, RefreshedTokens, RetrieveQuery, SavedItems, SearchQuery, SourceItem, Store, StoreError,
     SyncRelease,
 };
 use uuid::Uuid;

@@ -13,6 +13,7 @@ kbsync_kit::on_both_databases!(
     sync_activity_groups_every_kbs_runs_by_period_with_counts_and_queue_lag,
     set_sync_status_changes_kb_and_unknown_is_not_found,
     advancing_a_cursor_keeps_the_saved_state_and_needs_one,
+    saved_items_are_read_by_id_with_ancestors_below_folders_or_pending,
     sharing_is_read_again_after_sources_or_users_change,
 );
 
@@ -34,13 +35,19 @@ async fn add_source_twice_is_harmless_and_cursor_round_trips(s: Arc<dyn Store>) 
         .add_source(Uuid::new_v4(), new_source(kb_id, "folder-2"), t(1))
         .await
         .unwrap();
-    let saved = SavedState {
-        json: "{}",
+    let rows = vec![
+        item_row("root", None, false, false),
+        item_row("f1", Some("root"), true, false),
+        item_row("f2", Some("root"), true, true),
+    ];
+    let saved = SavedItems {
+        upsert: &rows,
+        remove: &[],
         files: 7,
         pending: 2,
         settings: "limit=1",
     };
-    s.set_source_cursor(first.id, Some("delta-link-1"), Some(saved))
+    s.save_source_items(first.id, "delta-link-1", saved)
         .await
         .unwrap();
     let sources = s.list_sources(kb_id).await.unwrap();
@@ -52,11 +59,12 @@ async fn add_source_twice_is_harmless_and_cursor_round_trips(s: Arc<dyn Store>) 
         (Some(7), Some(2))
     );
     assert_eq!(sources[0].state_settings.as_deref(), Some("limit=1"));
-    assert_eq!(s.source_state(first.id).await.unwrap().as_deref(), Some("{}"));
+    assert_eq!(sorted(s.source_items(first.id, ItemSelection::All).await.unwrap()), rows);
     assert_eq!(sources[1].id, other.id);
     assert_eq!((sources[1].state_files, sources[1].state_pending), (None, None));
-    assert_eq!(s.source_state(other.id).await.unwrap(), None);
-    s.set_source_cursor(first.id, None, None).await.unwrap();
+    assert!(s.source_items(other.id, ItemSelection::All).await.unwrap().is_empty());
+    assert_eq!(s.legacy_source_state(first.id).await.unwrap(), None);
+    s.forget_source_state(first.id).await.unwrap();
     let cleared = &s.list_sources(kb_id).await.unwrap()[0];
     assert_eq!(
         (
@@ -67,13 +75,139 @@ async fn add_source_twice_is_harmless_and_cursor_round_trips(s: Arc<dyn Store>) 
         (None, None, None)
     );
     assert_eq!(cleared.state_settings, None);
-    assert_eq!(s.source_state(first.id).await.unwrap(), None);
+    assert!(s.source_items(first.id, ItemSelection::All).await.unwrap().is_empty());
+    let none = SavedItems {
+        upsert: &[],
+        remove: &[],
+        files: 0,
+        pending: 0,
+        settings: "",
+    };
     assert!(matches!(
-        s.set_source_cursor(Uuid::new_v4(), Some("x"), None).await,
+        s.save_source_items(Uuid::new_v4(), "x", none).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(
-        s.source_state(Uuid::new_v4()).await,
+        s.forget_source_state(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.source_items(Uuid::new_v4(), ItemSelection::All).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.legacy_source_state(Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn item_row(id: &str, parent: Option<&str>, owned: bool, pending: bool) -> SourceItem {
+    SourceItem {
+        item_id: id.into(),
+        parent_id: parent.map(Into::into),
+        owned,
+        pending,
+        data: format!(r#"{{"name":"{id}"}}"#),
+    }
+}
+
+fn sorted(mut rows: Vec<SourceItem>) -> Vec<SourceItem> {
+    rows.sort_by(|a, b| a.item_id.cmp(&b.item_id));
+    rows
+}
+
+fn ids(rows: Vec<SourceItem>) -> Vec<String> {
+    sorted(rows).into_iter().map(|r| r.item_id).collect()
+}
+
+async fn save(s: &dyn Store, source: Uuid, upsert: &[SourceItem], remove: &[String], cursor: &str) {
+    let saved = SavedItems {
+        upsert,
+        remove,
+        files: 3,
+        pending: 1,
+        settings: "",
+    };
+    s.save_source_items(source, cursor, saved).await.unwrap();
+}
+
+async fn read(s: &dyn Store, source: Uuid, which: ItemSelection<'_>) -> Vec<String> {
+    ids(s.source_items(source, which).await.unwrap())
+}
+
+async fn saved_items_are_read_by_id_with_ancestors_below_folders_or_pending(s: Arc<dyn Store>) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let source = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(0))
+        .await
+        .unwrap();
+    let other = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-2"), t(0))
+        .await
+        .unwrap();
+    // root ─ a ─ a1 ─ f1 (pending)
+    //      │    └ f2
+    //      └ b ─ f3
+    let rows = vec![
+        item_row("root", None, false, false),
+        item_row("a", Some("root"), false, false),
+        item_row("a1", Some("a"), false, false),
+        item_row("f1", Some("a1"), true, true),
+        item_row("f2", Some("a"), true, false),
+        item_row("b", Some("root"), false, false),
+        item_row("f3", Some("b"), true, false),
+    ];
+    save(&*s, source.id, &rows, &[], "d1").await;
+    // Another source's rows are its own.
+    save(&*s, other.id, &[item_row("f1", Some("x"), true, true)], &[], "o1").await;
+
+    let strings = |ids: &[&str]| ids.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>();
+    let wanted = strings(&["f1", "f3", "gone"]);
+    assert_eq!(
+        read(&*s, source.id, ItemSelection::WithAncestors(&wanted)).await,
+        ["a", "a1", "b", "f1", "f3", "root"]
+    );
+    let folder = strings(&["a"]);
+    assert_eq!(
+        read(&*s, source.id, ItemSelection::Descendants(&folder)).await,
+        ["a1", "f1", "f2"]
+    );
+    assert_eq!(read(&*s, source.id, ItemSelection::Pending).await, ["f1"]);
+    assert_eq!(read(&*s, source.id, ItemSelection::All).await.len(), 7);
+
+    // A save replaces changed rows and removes the ones that left, nothing else.
+    let mut moved = item_row("f2", Some("b"), true, false);
+    moved.data = r#"{"name":"moved"}"#.into();
+    let upsert = [moved.clone(), item_row("f1", Some("a1"), true, false)];
+    save(&*s, source.id, &upsert, &strings(&["a1"]), "d2").await;
+    let all = s.source_items(source.id, ItemSelection::All).await.unwrap();
+    assert_eq!(all.iter().find(|r| r.item_id == "f2"), Some(&moved));
+    assert!(read(&*s, source.id, ItemSelection::Pending).await.is_empty());
+    assert!(read(&*s, source.id, ItemSelection::Descendants(&folder)).await.is_empty());
+    assert_eq!(read(&*s, other.id, ItemSelection::All).await, ["f1"]);
+
+    // Many ids at once (more than one statement's worth).
+    let many: Vec<SourceItem> = (0..1_200)
+        .map(|i| item_row(&format!("n{i:04}"), Some("b"), true, false))
+        .collect();
+    save(&*s, source.id, &many, &[], "d3").await;
+    let names: Vec<String> = many.iter().map(|r| r.item_id.clone()).collect();
+    // The 1,200 with b and the root above them.
+    assert_eq!(
+        read(&*s, source.id, ItemSelection::WithAncestors(&names)).await.len(),
+        1_202
+    );
+    // The 1,200, f3 and the moved f2.
+    assert_eq!(
+        read(&*s, source.id, ItemSelection::Descendants(&strings(&["b"]))).await.len(),
+        1_202
+    );
+    save(&*s, source.id, &[], &names, "d4").await;
+    assert_eq!(read(&*s, source.id, ItemSelection::All).await.len(), 6);
+    // Gone with the source.
+    s.delete_source(kb_id, source.id, t(9)).await.unwrap();
+    assert!(matches!(
+        s.source_items(source.id, ItemSelection::All).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -89,24 +223,21 @@ async fn advancing_a_cursor_keeps_the_saved_state_and_needs_one(s: Arc<dyn Store
         s.advance_source_cursor(source.id, "delta-2").await,
         Err(StoreError::NotFound)
     ));
-    let saved = SavedState {
-        json: r#"{"items":{}}"#,
+    let rows = vec![item_row("root", None, false, false)];
+    let saved = SavedItems {
+        upsert: &rows,
+        remove: &[],
         files: 3,
         pending: 0,
         settings: "limit=2",
     };
-    s.set_source_cursor(source.id, Some("delta-1"), Some(saved))
-        .await
-        .unwrap();
+    s.save_source_items(source.id, "delta-1", saved).await.unwrap();
     s.advance_source_cursor(source.id, "delta-2").await.unwrap();
     let after = &s.list_sources(kb_id).await.unwrap()[0];
     assert_eq!(after.cursor.as_deref(), Some("delta-2"));
     assert_eq!((after.state_files, after.state_pending), (Some(3), Some(0)));
     assert_eq!(after.state_settings.as_deref(), Some("limit=2"));
-    assert_eq!(
-        s.source_state(source.id).await.unwrap().as_deref(),
-        Some(r#"{"items":{}}"#)
-    );
+    assert_eq!(s.source_items(source.id, ItemSelection::All).await.unwrap(), rows);
     assert!(matches!(
         s.advance_source_cursor(Uuid::new_v4(), "x").await,
         Err(StoreError::NotFound)

@@ -11,6 +11,8 @@ kbsync_kit::on_both_databases!(
     a_run_without_changes_makes_one_delta_request_per_folder,
     a_file_source_is_fetched_only_when_its_hash_changes,
     a_file_in_two_sources_is_one_document_fetched_once,
+    a_run_with_a_few_changes_reads_only_the_saved_items_it_touches,
+    a_folder_rename_or_deletion_reaches_every_file_below_it_in_a_run_that_reads_few_items,
 );
 
 async fn initial_sync_of_a_nested_folder_mirrors_the_drive(store: Arc<dyn Store>) {
@@ -232,4 +234,108 @@ async fn a_file_in_two_sources_is_one_document_fetched_once(store: Arc<dyn Store
     assert_eq!((third.processed, third.deleted), (1, 0), "{third:?}");
     env.assert_mirrors(&[("P/a.txt", "alpha apricot"), ("P/b.txt", "bravo banana")])
         .await;
+}
+
+/// Replaces the saved row of `id` in `source` with one no engine can read, keeping the cursor and
+/// the counts: only a run that reads that row notices.
+async fn spoil_saved_item(env: &Env, source: &Source, id: &str) {
+    let source = env
+        .store
+        .list_sources(env.kb)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == source.id)
+        .unwrap();
+    let mut row = env
+        .store
+        .source_items(source.id, ItemSelection::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|row| row.item_id == id)
+        .unwrap();
+    row.data = "not the engine's".into();
+    let saved = SavedItems {
+        upsert: std::slice::from_ref(&row),
+        remove: &[],
+        files: source.state_files.unwrap(),
+        pending: source.state_pending.unwrap(),
+        settings: source.state_settings.as_deref().unwrap(),
+    };
+    env.store
+        .save_source_items(source.id, source.cursor.as_deref().unwrap(), saved)
+        .await
+        .unwrap();
+}
+
+async fn a_run_with_a_few_changes_reads_only_the_saved_items_it_touches(store: Arc<dyn Store>) {
+    let env = env(store).await;
+    for i in 0..20 {
+        env.put(&format!("/P/A/a{i}.txt"), &format!("alpha number{i}"));
+    }
+    let changed = env.put("/P/B/b.txt", "bravo banana");
+    let source = env.add_folder("/P").await;
+    env.sync().await;
+    // A file the next round does not touch can no longer be read from its row.
+    spoil_saved_item(&env, &source, &env.id("/P/A/a3.txt")).await;
+
+    env.ctl
+        .modify_file(&env.drive, &changed, "bravo blueberry".to_owned())
+        .unwrap();
+    env.put("/P/A/new.txt", "new nectarine");
+    env.ctl.clear_request_log();
+    let summary = env.sync().await;
+
+    // The round was applied without reading the spoiled row (reading every row would have
+    // found it unreadable and enumerated the folder again).
+    assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
+    assert_eq!((summary.processed, summary.total_found), (2, 22), "{summary:?}");
+    assert_eq!(env.delta_requests(), 1);
+    assert_eq!(env.content_requests(), 2);
+    assert_eq!(env.finds("blueberry").await, ["b.txt"]);
+    assert_eq!(env.finds("nectarine").await, ["new.txt"]);
+    assert_eq!(env.finds("number3").await, ["a3.txt"]);
+    assert_eq!(env.contents().await.len(), 22);
+    let saved = &env.store.list_sources(env.kb).await.unwrap()[0];
+    assert_eq!((saved.state_files, saved.state_pending), (Some(22), Some(0)));
+}
+
+async fn a_folder_rename_or_deletion_reaches_every_file_below_it_in_a_run_that_reads_few_items(
+    store: Arc<dyn Store>,
+) {
+    let env = env(store).await;
+    env.put("/P/keep.txt", "keep kiwi");
+    env.put("/P/R/one.txt", "one quince");
+    env.put("/P/R/Deep/two.txt", "two tangerine");
+    env.put("/P/D/three.txt", "three tamarind");
+    env.put("/P/D/Deep/four.txt", "four feijoa");
+    env.add_folder("/P").await;
+    env.sync().await;
+
+    env.ctl.rename(&env.drive, &env.id("/P/R"), "Renamed").unwrap();
+    env.ctl.delete(&env.drive, &env.id("/P/D")).unwrap();
+    env.ctl.clear_request_log();
+    let summary = env.sync().await;
+
+    assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
+    assert_eq!((summary.processed, summary.deleted), (0, 2), "{summary:?}");
+    assert_eq!(env.content_requests(), 0);
+    assert_eq!(
+        env.contents().await,
+        env.drive_files(&[
+            ("P/keep.txt", "keep kiwi"),
+            ("P/Renamed/one.txt", "one quince"),
+            ("P/Renamed/Deep/two.txt", "two tangerine"),
+        ])
+    );
+    let saved = &env.store.list_sources(env.kb).await.unwrap()[0];
+    assert_eq!((saved.state_files, saved.state_pending), (Some(3), Some(0)));
+    // The rows of the deleted folder went with it.
+    let rows = env
+        .store
+        .source_items(saved.id, ItemSelection::All)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 6, "P, keep, Renamed, one, Deep, two: {rows:?}");
 }

@@ -14,7 +14,7 @@ use kbsync_core::{Source, SourceKind, SyncTrigger};
 use kbsync_ingest::{Extractor, IngestConfig};
 use kbsync_kit::emulator::TestTokens;
 use kbsync_msgraph::{GraphConfig, OneDrive, TokioSleeper};
-use kbsync_store::{BlobStore, Page, Reader, SearchQuery, Store};
+use kbsync_store::{BlobStore, ItemSelection, Page, Reader, SavedItems, SearchQuery, Store};
 use kbsync_sync::events::{SyncEvent, SyncEvents};
 use kbsync_sync::{PermissionPolicy, RunSummary, SyncContext, SyncEngine, SyncLimits};
 use msgraph_emulator::{
