@@ -105,11 +105,7 @@ pub trait SourceStore: Send + Sync {
     async fn advance_source_cursor(&self, source_id: uuid::Uuid, cursor: &str) -> Result<()>;
     /// A source's saved items, as `which` selects them, in no particular order. `NotFound` when
     /// the source is gone.
-    async fn source_items(
-        &self,
-        source_id: uuid::Uuid,
-        which: ItemSelection<'_>,
-    ) -> Result<Vec<SourceItem>>;
+    async fn source_items(&self, source_id: uuid::Uuid, which: ItemSelection<'_>) -> Result<Vec<SourceItem>>;
     /// The state an earlier version saved as one document (`None` when there is none: the
     /// source has none, or its items are saved as rows). `NotFound` when the source is gone.
     async fn legacy_source_state(&self, source_id: uuid::Uuid) -> Result<Option<String>>;

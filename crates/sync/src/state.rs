@@ -531,7 +531,10 @@ mod tests {
         s.apply(&gone);
         assert_eq!(s.path("root", "f"), None);
         let last = write(&mut s, &[], &mut rows);
-        assert_eq!((last.remove.as_slice(), last.files), (["f".to_owned()].as_slice(), 0));
+        assert_eq!(
+            (last.remove.as_slice(), last.files),
+            (["f".to_owned()].as_slice(), 0)
+        );
         assert_eq!(rows.keys().collect::<Vec<_>>(), ["root"]);
 
         let mut bad = rows["root"].clone();
@@ -580,9 +583,18 @@ mod tests {
         s.apply(&item("a", Some("A"), Some("root"), ItemKind::Folder));
         let known = s.items["a"].clone();
         // Reported again as it was (the parent hierarchy of a changed child): nothing below.
-        assert!(!SourceState::reaches_below(&known, &item("a", Some("A"), Some("root"), ItemKind::Folder)));
-        assert!(SourceState::reaches_below(&known, &item("a", Some("A2"), Some("root"), ItemKind::Folder)));
-        assert!(SourceState::reaches_below(&known, &item("a", Some("A"), Some("b"), ItemKind::Folder)));
+        assert!(!SourceState::reaches_below(
+            &known,
+            &item("a", Some("A"), Some("root"), ItemKind::Folder)
+        ));
+        assert!(SourceState::reaches_below(
+            &known,
+            &item("a", Some("A2"), Some("root"), ItemKind::Folder)
+        ));
+        assert!(SourceState::reaches_below(
+            &known,
+            &item("a", Some("A"), Some("b"), ItemKind::Folder)
+        ));
         let mut gone = item("a", None, None, ItemKind::Folder);
         gone.deleted = true;
         assert!(SourceState::reaches_below(&known, &gone));

@@ -336,7 +336,10 @@ async fn a_state_saved_as_one_document_is_read_until_its_items_are_saved_as_rows
     store.save_source_items(source.id, "delta", saved).await.unwrap();
     assert_eq!(store.legacy_source_state(source.id).await.unwrap(), None);
     assert_eq!(
-        store.source_items(source.id, crate::ItemSelection::All).await.unwrap(),
+        store
+            .source_items(source.id, crate::ItemSelection::All)
+            .await
+            .unwrap(),
         [row]
     );
 }

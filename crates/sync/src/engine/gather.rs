@@ -35,14 +35,23 @@ impl SyncEngine {
     /// forgotten with the cursor, so the next run enumerates the folder again, and this run
     /// counts the source as failed), else with none read yet (the items other sources touch
     /// are read later).
-    pub(super) async fn wake(&self, source: &Source, quiet: Quiet, read_all: bool) -> Result<Gathered, SyncError> {
+    pub(super) async fn wake(
+        &self,
+        source: &Source,
+        quiet: Quiet,
+        read_all: bool,
+    ) -> Result<Gathered, SyncError> {
         if !read_all {
             let state = SourceState::partial(
                 Vec::new(),
                 source.state_files.unwrap_or(0),
                 source.state_pending.unwrap_or(0),
             )?;
-            return Ok(Gathered::Ready(Box::new(Plan::new(source.clone(), state, quiet.cursor))));
+            return Ok(Gathered::Ready(Box::new(Plan::new(
+                source.clone(),
+                state,
+                quiet.cursor,
+            ))));
         }
         match self.load_state(source).await? {
             Some(state) => Ok(Gathered::Ready(Box::new(Plan::new(
@@ -170,7 +179,11 @@ impl SyncEngine {
 
     /// A source's saved rows of `ids`, with the folders above them; `None` when a row cannot
     /// be read.
-    pub(super) async fn read_items(&self, source: &Source, ids: &[String]) -> Result<Option<SourceState>, SyncError> {
+    pub(super) async fn read_items(
+        &self,
+        source: &Source,
+        ids: &[String],
+    ) -> Result<Option<SourceState>, SyncError> {
         let rows = self
             .cx
             .store

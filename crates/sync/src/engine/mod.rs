@@ -124,9 +124,8 @@ impl SyncEngine {
         let enumerating = run.phases.time(SyncPhase::Enumerate);
         let access_due = self.permissions_due(run).await?;
         let sources = self.cx.store.list_sources(run.kb_id).await?;
-        let read_all = |source: &Source| {
-            access_due || source.state_settings.as_deref() != Some(self.settings.as_str())
-        };
+        let read_all =
+            |source: &Source| access_due || source.state_settings.as_deref() != Some(self.settings.as_str());
         let mut gathered = Vec::with_capacity(sources.len());
         for source in sources {
             if cancel.is_cancelled() {

@@ -14,10 +14,10 @@ use kbsync_core::{
     SyncPhaseTimes, SyncProgress, SyncRunOutcome, SyncState, SyncTrigger,
 };
 use kbsync_store::{
-    AddressLimit, ClaimedSync, DocumentLocation, ItemSelection, KbPatch, LeaseRenewal, LoginAttempt, LoginBackoff,
-    NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser, OAuthState, Page,
-    PostgresStore, Reader, RefreshedTokens, RetrieveQuery, SavedItems, SearchQuery, SourceItem, Store, StoreError,
-    SyncRelease,
+    AddressLimit, ClaimedSync, DocumentLocation, ItemSelection, KbPatch, LeaseRenewal, LoginAttempt,
+    LoginBackoff, NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser,
+    OAuthState, Page, PostgresStore, Reader, RefreshedTokens, RetrieveQuery, SavedItems, SearchQuery,
+    SourceItem, Store, StoreError, SyncRelease,
 };
 use uuid::Uuid;
 

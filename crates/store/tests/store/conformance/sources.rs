@@ -59,10 +59,18 @@ async fn add_source_twice_is_harmless_and_cursor_round_trips(s: Arc<dyn Store>) 
         (Some(7), Some(2))
     );
     assert_eq!(sources[0].state_settings.as_deref(), Some("limit=1"));
-    assert_eq!(sorted(s.source_items(first.id, ItemSelection::All).await.unwrap()), sorted(rows));
+    assert_eq!(
+        sorted(s.source_items(first.id, ItemSelection::All).await.unwrap()),
+        sorted(rows)
+    );
     assert_eq!(sources[1].id, other.id);
     assert_eq!((sources[1].state_files, sources[1].state_pending), (None, None));
-    assert!(s.source_items(other.id, ItemSelection::All).await.unwrap().is_empty());
+    assert!(
+        s.source_items(other.id, ItemSelection::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(s.legacy_source_state(first.id).await.unwrap(), None);
     s.forget_source_state(first.id).await.unwrap();
     let cleared = &s.list_sources(kb_id).await.unwrap()[0];
@@ -75,7 +83,12 @@ async fn add_source_twice_is_harmless_and_cursor_round_trips(s: Arc<dyn Store>) 
         (None, None, None)
     );
     assert_eq!(cleared.state_settings, None);
-    assert!(s.source_items(first.id, ItemSelection::All).await.unwrap().is_empty());
+    assert!(
+        s.source_items(first.id, ItemSelection::All)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let none = SavedItems {
         upsert: &[],
         remove: &[],
@@ -183,7 +196,11 @@ async fn saved_items_are_read_by_id_with_ancestors_below_folders_or_pending(s: A
     let all = s.source_items(source.id, ItemSelection::All).await.unwrap();
     assert_eq!(all.iter().find(|r| r.item_id == "f2"), Some(&moved));
     assert!(read(&*s, source.id, ItemSelection::Pending).await.is_empty());
-    assert!(read(&*s, source.id, ItemSelection::Descendants(&folder)).await.is_empty());
+    assert!(
+        read(&*s, source.id, ItemSelection::Descendants(&folder))
+            .await
+            .is_empty()
+    );
     assert_eq!(read(&*s, other.id, ItemSelection::All).await, ["f1"]);
 
     // Many ids at once (more than one statement's worth).
@@ -194,12 +211,16 @@ async fn saved_items_are_read_by_id_with_ancestors_below_folders_or_pending(s: A
     let names: Vec<String> = many.iter().map(|r| r.item_id.clone()).collect();
     // The 1,200 with b and the root above them.
     assert_eq!(
-        read(&*s, source.id, ItemSelection::WithAncestors(&names)).await.len(),
+        read(&*s, source.id, ItemSelection::WithAncestors(&names))
+            .await
+            .len(),
         1_202
     );
     // The 1,200, f3 and the moved f2.
     assert_eq!(
-        read(&*s, source.id, ItemSelection::Descendants(&strings(&["b"]))).await.len(),
+        read(&*s, source.id, ItemSelection::Descendants(&strings(&["b"])))
+            .await
+            .len(),
         1_202
     );
     save(&*s, source.id, &[], &names, "d4").await;
