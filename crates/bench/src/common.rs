@@ -51,8 +51,13 @@ impl Db {
     }
 
     pub async fn postgres(url: &str) -> Result<Db> {
+        Self::postgres_pooled(url, 5).await
+    }
+
+    /// [`Db::postgres`] with a pool of `connections` (the server's: [`PostgresStore::POOL_SIZE`]).
+    pub async fn postgres_pooled(url: &str, connections: u32) -> Result<Db> {
         let schema = PgSchema::new(url, "kbsync_bench");
-        let store = PostgresStore::connect_in_schema(schema.url(), schema.name()).await?;
+        let store = PostgresStore::connect_in_schema_with(schema.url(), schema.name(), connections).await?;
         store.migrate().await?;
         Ok(Db {
             label: "PostgreSQL",
@@ -64,9 +69,19 @@ impl Db {
 
     /// SQLite, then PostgreSQL when a server is named.
     pub async fn all() -> Result<Vec<Db>> {
+        Self::all_pooled(5).await
+    }
+
+    /// [`Db::all`] with the pools the server opens: SQLite's own (8 connections) and
+    /// PostgreSQL's [`PostgresStore::POOL_SIZE`].
+    pub async fn all_as_in_production() -> Result<Vec<Db>> {
+        Self::all_pooled(PostgresStore::POOL_SIZE).await
+    }
+
+    async fn all_pooled(pg_connections: u32) -> Result<Vec<Db>> {
         let mut dbs = vec![Db::sqlite().await?];
         match pg_url() {
-            Some(url) => dbs.push(Db::postgres(&url).await?),
+            Some(url) => dbs.push(Db::postgres_pooled(&url, pg_connections).await?),
             None => {
                 println!("  (PostgreSQL skipped: set KBSYNC_BENCH_DATABASE_URL or KBSYNC_TEST_DATABASE_URL)")
             }

@@ -42,21 +42,31 @@ pub struct Requests {
     /// Download bodies: Graph's download URL, Drive's `alt=media` and `files.export`.
     pub download: u64,
     pub permissions: u64,
-    /// Everything else (item metadata, Drive's ancestor look-ups).
+    /// Drive's ancestor look-ups (`files.get` of a changed file's folders, to decide whether it
+    /// lies under the source: Drive has no folder-scoped change feed).
+    pub ancestors: u64,
+    /// Everything else (item metadata).
     pub other: u64,
 }
 
 impl Requests {
     pub fn describe(&self) -> String {
         format!(
-            "{} requests: {} listing/change pages, {} /content, {} download bodies, {} permissions, {} other",
-            self.total, self.listing, self.content, self.download, self.permissions, self.other
+            "{} requests: {} listing/change pages, {} /content, {} download bodies, {} permissions, {} ancestor look-ups, {} other",
+            self.total,
+            self.listing,
+            self.content,
+            self.download,
+            self.permissions,
+            self.ancestors,
+            self.other
         )
     }
 
-    /// Floor of an incremental run: its listing pages and the downloads of `changed` files.
+    /// Floor of an incremental run: its listing pages, Drive's ancestor look-ups (one per folder
+    /// of the changed files, which the feed does not carry) and the downloads of `changed` files.
     pub fn floor(&self, changed: u64, requests_per_download: u64) -> u64 {
-        self.listing + requests_per_download * changed
+        self.listing + self.ancestors + requests_per_download * changed
     }
 }
 
@@ -356,6 +366,11 @@ impl Drive for GDrive {
                 r.download += 1;
             } else if e.route.contains("/permissions") {
                 r.permissions += 1;
+            } else if query
+                .split('&')
+                .any(|p| p == "fields=id%2Cparents%2Ctrashed" || p == "fields=id,parents,trashed")
+            {
+                r.ancestors += 1;
             } else {
                 r.other += 1;
             }

@@ -130,8 +130,8 @@ async fn scenarios(small: bool, items: Option<usize>, drive: &dyn Drive) -> Resu
         inc.failed
     ));
     b.line(format!(
-        "floor: {} change page(s) + {changed} downloads x {per_download} request(s) = {floor}",
-        inc_requests.listing
+        "floor: {} change page(s) + {} ancestor look-up(s) + {changed} downloads x {per_download} request(s) = {floor}",
+        inc_requests.listing, inc_requests.ancestors
     ));
     b.target("requests beyond the floor", beyond.to_string(), "0", beyond == 0);
     b.target(

@@ -46,11 +46,16 @@ enum Want {
     Body,
     /// The answer as soon as its headers arrive; the body is streamed by the caller.
     Head,
+    /// Like `Head`, but a 400 or 403 with one of these reasons is [`Answer::Refused`], not an
+    /// error: the caller has another way to get the content.
+    HeadUnless(&'static [&'static str]),
 }
 
 enum Answer {
     Body(Bytes),
     Head(Response),
+    /// Refused with one of the reasons of [`Want::HeadUnless`] (described).
+    Refused(String),
 }
 
 pub(crate) struct DriveClient {
@@ -129,6 +134,26 @@ impl DriveClient {
             ));
         };
         Ok(response)
+    }
+
+    /// GET for a download, like [`get_head`](Self::get_head), unless Drive refuses it (400 or
+    /// 403) with one of `reasons`: then `None`, and the caller reads the content another way.
+    pub(crate) async fn get_head_unless(
+        &self,
+        tokens: &dyn TokenSource,
+        url: &Url,
+        reasons: &'static [&'static str],
+    ) -> Result<Option<Response>, DatasourceError> {
+        match self.execute(tokens, url, Want::HeadUnless(reasons)).await? {
+            Answer::Head(response) => Ok(Some(response)),
+            Answer::Refused(why) => {
+                debug!(request.path = %url.path(), "refused: {why}");
+                Ok(None)
+            }
+            Answer::Body(_) => Err(DatasourceError::Permanent(
+                "internal: headers were asked for".into(),
+            )),
+        }
     }
 
     async fn execute(
@@ -248,13 +273,19 @@ impl DriveClient {
             .increment(1);
         if status.is_success() {
             return match want {
-                Want::Head => Ok(Answer::Head(response)),
+                Want::Head | Want::HeadUnless(_) => Ok(Answer::Head(response)),
                 Want::Body => read_limited(response, MAX_JSON_BYTES).await.map(Answer::Body),
             };
         }
         let headers = response.headers().clone();
         let body = read_limited(response, MAX_ERROR_BYTES).await.unwrap_or_default();
         let parsed = GoogleErrorBody::parse(&body);
+        if let Want::HeadUnless(reasons) = want
+            && matches!(status.as_u16(), 400 | 403)
+            && parsed.has_reason(reasons)
+        {
+            return Ok(Answer::Refused(parsed.describe(status)));
+        }
         Err(classify(status, &headers, &parsed, self.clock.now()))
     }
 }

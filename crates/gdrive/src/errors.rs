@@ -41,6 +41,11 @@ const DENIED_REASONS: &[&str] = &[
     "notFound",
 ];
 
+/// What Drive answers a download (`alt=media`) or an export of an id that has no content of its
+/// own, such as a shortcut (400 or 403): the datasource then reads the id's metadata and follows
+/// it (see [`crate::GoogleDrive`]'s `download`).
+pub const NOT_CONTENT_REASONS: &[&str] = &["fileNotDownloadable", "fileNotExportable", "badRequest"];
+
 /// One entry of Google's `errors[]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorEntry {
@@ -89,7 +94,7 @@ impl GoogleErrorBody {
         self.errors.iter().find_map(|e| e.reason.as_deref())
     }
 
-    fn has_reason(&self, reasons: &[&str]) -> bool {
+    pub(crate) fn has_reason(&self, reasons: &[&str]) -> bool {
         self.errors
             .iter()
             .filter_map(|e| e.reason.as_deref())

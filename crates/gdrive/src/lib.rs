@@ -49,6 +49,10 @@
 //!   cursor this datasource did not write → `CursorExpired { restart: None }`.
 //!
 //! # Content
+//! A download is decided from the item as listed, so it costs one request: the listing already
+//! carries the type, `md5Checksum` and `size`. Only an id Drive refuses to download or export as
+//! having no content of its own ([`errors::NOT_CONTENT_REASONS`]: a shortcut) is read again
+//! with `files.get` and followed.
 //! * Binary files: `files.get?alt=media`, verified while streaming against the item's
 //!   `md5Checksum` (hash algorithm [`MD5`]) and `size`; a mismatch ends the stream with
 //!   `Transient`.
@@ -64,7 +68,8 @@
 //! * Other Google types (forms, sites, maps, drawings, Jamboards, Apps Script, …) are left out of
 //!   listings and feeds: they have no bytes kbsync can read.
 //! * Shortcuts are followed once: a shortcut to a file is reported under the shortcut's id,
-//!   name and folder with its target's type, size and hash, and its download fetches the target.
+//!   name and folder with its target's type, size and hash, and its download fetches the target
+//!   (after the refused attempt on the shortcut's id and a `files.get` of it).
 //!   A shortcut to a folder is **not** followed (it could lead back into the source, or duplicate
 //!   a subtree the source already holds); neither is a shortcut to a shortcut. A shortcut's item
 //!   changes when the shortcut does; an edit of its target outside the source is seen on the
@@ -461,6 +466,63 @@ impl GoogleDrive {
         Ok(false)
     }
 
+    /// A download decided from the file's metadata read again (`files.get`): a shortcut is
+    /// followed once to its target; then `alt=media` or an export, by the type.
+    async fn download_by_metadata(
+        &self,
+        tokens: &dyn TokenSource,
+        item: &RemoteItem,
+    ) -> Result<ByteStream, DatasourceError> {
+        const FIELDS: &str = "id,mimeType,trashed,md5Checksum,size,shortcutDetails(targetId,targetMimeType)";
+        let mut file = self.get_file(tokens, &item.id, FIELDS).await?;
+        if file.is_shortcut() {
+            // Followed once: the target's bytes.
+            let target = file
+                .shortcut_details
+                .as_ref()
+                .and_then(|d| d.target_id.clone())
+                .ok_or_else(|| DatasourceError::NotFound(format!("shortcut {} has no target", item.id)))?;
+            file = self.get_file(tokens, &target, FIELDS).await?;
+        }
+        let idle = self.client.config.download_idle_timeout;
+        match mapping::content(file.mime()) {
+            Content::Binary => {
+                let url = self.client.url(
+                    &["files", &file.id],
+                    &[("alt", "media"), ("supportsAllDrives", "true")],
+                )?;
+                let md5 = item
+                    .hash
+                    .as_ref()
+                    .filter(|h| h.algorithm == MD5)
+                    .map(|h| h.value.clone())
+                    .or(file.md5_checksum.clone());
+                let expected = Expected {
+                    hash: md5,
+                    size: item.size.or(file.size).and_then(|s| u64::try_from(s).ok()),
+                };
+                let response = self.client.get_head(tokens, &url).await?;
+                Ok(verified_stream(response, Md5Hash::default(), expected, idle))
+            }
+            Content::Export(export, _) => {
+                let url = self
+                    .client
+                    .url(&["files", &file.id, "export"], &[("mimeType", export)])?;
+                let response = self.client.get_head(tokens, &url).await?;
+                // Exports have no checksum: only a stall or a cut is caught.
+                Ok(verified_stream(
+                    response,
+                    Md5Hash::default(),
+                    Expected::default(),
+                    idle,
+                ))
+            }
+            Content::Folder | Content::Shortcut | Content::Unsupported => Err(DatasourceError::Permanent(
+                format!("{} has no content kbsync can read ({})", item.id, file.mime()),
+            )),
+        }
+    }
+
     /// The first call of a first round: the start token, the source folder, and a walk from it.
     async fn first_cursor(
         &self,
@@ -736,54 +798,52 @@ impl Datasource for GoogleDrive {
                 item.id
             )));
         }
-        const FIELDS: &str = "id,mimeType,trashed,md5Checksum,size,shortcutDetails(targetId,targetMimeType)";
-        let mut file = self.get_file(tokens, &item.id, FIELDS).await?;
-        if file.is_shortcut() {
-            // Followed once: the target's bytes.
-            let target = file
-                .shortcut_details
-                .as_ref()
-                .and_then(|d| d.target_id.clone())
-                .ok_or_else(|| DatasourceError::NotFound(format!("shortcut {} has no target", item.id)))?;
-            file = self.get_file(tokens, &target, FIELDS).await?;
-        }
+        // Decided from the listed item: a binary file is downloaded and a Docs Editors file
+        // exported at once, one request each. An id without content of its own (a shortcut:
+        // Drive refuses to download or export it) is read again and followed.
         let idle = self.client.config.download_idle_timeout;
-        match mapping::content(file.mime()) {
-            Content::Binary => {
-                let url = self.client.url(
-                    &["files", &file.id],
-                    &[("alt", "media"), ("supportsAllDrives", "true")],
-                )?;
-                let md5 = item
-                    .hash
-                    .as_ref()
-                    .filter(|h| h.algorithm == MD5)
-                    .map(|h| h.value.clone())
-                    .or(file.md5_checksum.clone());
-                let expected = Expected {
-                    hash: md5,
-                    size: item.size.or(file.size).and_then(|s| u64::try_from(s).ok()),
-                };
-                let response = self.client.get_head(tokens, &url).await?;
-                Ok(verified_stream(response, Md5Hash::default(), expected, idle))
+        let hash = item.hash.as_ref();
+        if let Some(md5) = hash.filter(|h| h.algorithm == MD5) {
+            let url = self.client.url(
+                &["files", &item.id],
+                &[("alt", "media"), ("supportsAllDrives", "true")],
+            )?;
+            let expected = Expected {
+                hash: Some(md5.value.clone()),
+                size: item.size.and_then(|s| u64::try_from(s).ok()),
+            };
+            if let Some(response) = self
+                .client
+                .get_head_unless(tokens, &url, errors::NOT_CONTENT_REASONS)
+                .await?
+            {
+                return Ok(verified_stream(response, Md5Hash::default(), expected, idle));
             }
-            Content::Export(export, _) => {
-                let url = self
-                    .client
-                    .url(&["files", &file.id, "export"], &[("mimeType", export)])?;
-                let response = self.client.get_head(tokens, &url).await?;
+        } else if let Some(export) = item
+            .mime
+            .as_deref()
+            .filter(|_| hash.is_some_and(|h| h.algorithm == MODIFIED_TIME))
+            .and_then(|mime| mapping::EXPORTS.iter().find(|(_, export, _)| *export == mime))
+            .map(|(_, export, _)| *export)
+        {
+            let url = self
+                .client
+                .url(&["files", &item.id, "export"], &[("mimeType", export)])?;
+            if let Some(response) = self
+                .client
+                .get_head_unless(tokens, &url, errors::NOT_CONTENT_REASONS)
+                .await?
+            {
                 // Exports have no checksum: only a stall or a cut is caught.
-                Ok(verified_stream(
+                return Ok(verified_stream(
                     response,
                     Md5Hash::default(),
                     Expected::default(),
                     idle,
-                ))
+                ));
             }
-            Content::Folder | Content::Shortcut | Content::Unsupported => Err(DatasourceError::Permanent(
-                format!("{} has no content kbsync can read ({})", item.id, file.mime()),
-            )),
         }
+        self.download_by_metadata(tokens, item).await
     }
 
     #[instrument(skip_all, fields(drive.id = %drive_id, item.id = %item_id))]

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kbsync_core::{KbId, SyncProgress, SyncState, SyncStatus};
+use kbsync_core::{KbId, KbType, SyncProgress, SyncState, SyncStatus};
 
 use crate::Result;
 
@@ -12,6 +12,8 @@ use crate::Result;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedSync {
     pub kb_id: KbId,
+    /// The knowledge base's type (never `local`): which datasource runs it.
+    pub kb_type: KbType,
     pub due_at: Option<DateTime<Utc>>,
     /// When the latest change notification not yet answered by a run came (`None`: none is
     /// pending, the run is a scheduled one).
@@ -62,9 +64,10 @@ pub trait ScheduleStore: Send + Sync {
     /// connection that is not `needs_reauth`, no live lease at `now` (an expired one is stale and
     /// taken over), and `next_sync_at` is unset or not after `now`. Taken in claim order: never
     /// scheduled (`next_sync_at` unset) first, then oldest `next_sync_at`, then by id; the result
-    /// is in that order. Claiming clears a pending cancel request. A PostgreSQL claimer may come
-    /// back with fewer than `limit` while due rows remain, when it skipped rows another claimer
-    /// was taking: callers claim again on their next tick.
+    /// is in that order, each with its type (no further read is needed to start its run).
+    /// Claiming clears a pending cancel request. A PostgreSQL claimer may come back with fewer
+    /// than `limit` while due rows remain, when it skipped rows another claimer was taking:
+    /// callers claim again on their next tick.
     async fn claim_due_syncs(
         &self,
         owner: &str,

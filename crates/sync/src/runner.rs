@@ -170,7 +170,7 @@ struct Inner {
     /// How many entries `runs` has, for `wait_idle`.
     count: watch::Sender<usize>,
     /// Wakes this instance's scheduler loop before its next tick (a change notification made
-    /// knowledge bases due).
+    /// knowledge bases due, or a run ended and freed a slot).
     wake: tokio::sync::Notify,
 }
 
@@ -200,6 +200,11 @@ impl Drop for Reservation {
         let mut runs = self.inner.runs.lock().unwrap_or_else(PoisonError::into_inner);
         runs.remove(&self.kb_id);
         self.inner.count.send_replace(runs.len());
+        drop(runs);
+        // A slot is free: the scheduler loop claims the next due knowledge base now rather than
+        // at its next tick (with few slots and many due knowledge bases, waiting for the tick
+        // would leave the slots idle most of the time).
+        self.inner.wake.notify_one();
     }
 }
 
@@ -414,17 +419,12 @@ impl SyncRunner {
                 return false;
             }
         };
-        let kb = match inner.cx.store.get_kb(kb_id).await {
-            Ok(kb) => kb,
-            Err(e) => {
-                warn!(kb.id = %kb_id, error = %e, "claimed knowledge base cannot be read; its lease will expire");
-                return false;
-            }
-        };
+        // The claim carries the type: no read of the knowledge base is needed to choose its
+        // datasource.
         let Some(datasource) =
-            DatasourceKind::of(kb.kb_type).and_then(|kind| inner.resolver.datasource(kind))
+            DatasourceKind::of(claim.kb_type).and_then(|kind| inner.resolver.datasource(kind))
         else {
-            warn!(kb.id = %kb_id, kb.kind = %kb.kb_type, "no datasource configured for the knowledge base; not syncing it");
+            warn!(kb.id = %kb_id, kb.kind = %claim.kb_type, "no datasource configured for the knowledge base; not syncing it");
             inner.release_unrun(kb_id, NotRun::Interval).await;
             return false;
         };

@@ -7,7 +7,10 @@
 //! instance has free slots.
 
 use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use kbsync_store::StoreError;
 use tokio::time::MissedTickBehavior;
@@ -44,11 +47,17 @@ impl Default for SchedulerSettings {
 pub struct Scheduler {
     runner: SyncRunner,
     settings: SchedulerSettings,
+    /// When the last pass withdrew lapsed access (on the injected clock).
+    last_withdrawal: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Scheduler {
     pub fn new(runner: SyncRunner, settings: SchedulerSettings) -> Self {
-        Self { runner, settings }
+        Self {
+            runner,
+            settings,
+            last_withdrawal: Mutex::new(None),
+        }
     }
 
     /// One claim pass: claims up to min(free slots, batch) due knowledge bases at a time (with
@@ -96,11 +105,24 @@ impl Scheduler {
     }
 
     /// Withdraws the document access lists of knowledge bases that have needed re-authorization for longer
-    /// than [`SchedulerSettings::reauth_grace`] (on the injected clock). A failure is logged and
-    /// tried again at the next tick; claiming goes on.
+    /// than [`SchedulerSettings::reauth_grace`] (on the injected clock), at most once per `tick`
+    /// period: a loop woken after every run would otherwise repeat it for each knowledge base
+    /// claimed. A failure is logged and tried again at the next tick; claiming goes on.
     async fn withdraw_lapsed_access(&self) {
         let cx = self.runner.context();
-        let since = cx.clock.now() - self.settings.reauth_grace;
+        let now = cx.clock.now();
+        {
+            let mut last = self
+                .last_withdrawal
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let period = chrono::Duration::from_std(self.settings.tick).unwrap_or(chrono::Duration::MAX);
+            if last.is_some_and(|at| now >= at && now - at < period) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let since = now - self.settings.reauth_grace;
         match cx.store.withdraw_lapsed_document_access(since).await {
             Ok(kbs) => {
                 for kb_id in kbs {
@@ -108,13 +130,19 @@ impl Scheduler {
                 }
             }
             Err(e) => {
+                *self
+                    .last_withdrawal
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = None;
                 warn!(error = %e, "could not withdraw the document access lists of knowledge bases awaiting re-authorization")
             }
         }
     }
 
-    /// The loop: logs `scheduler started`, ticks every `tick` until `shutdown` is cancelled,
-    /// then stops claiming, shuts the runner down, and logs `scheduler stopped`.
+    /// The loop: logs `scheduler started`, ticks every `tick`, and sooner when woken (a change
+    /// notification made knowledge bases due, or a run of this instance ended and freed a slot),
+    /// until `shutdown` is cancelled; then stops claiming, shuts the runner down, and logs
+    /// `scheduler stopped`.
     pub fn spawn(self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             info!(

@@ -110,3 +110,70 @@ async fn a_file_drive_will_not_hand_out_is_a_permanent_failure_naming_the_reason
     assert!(env.sleeper.waits().is_empty(), "nothing was retried");
     env.shutdown();
 }
+
+/// The requests made after the first `n` (those of the listing).
+fn requests_after(env: &Env, n: usize) -> Vec<(String, Option<String>)> {
+    env.fake
+        .requests()
+        .into_iter()
+        .skip(n)
+        .map(|r| (r.path, r.query.get("alt").cloned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_listed_binary_file_downloads_with_its_one_alt_media_request() {
+    let env = env().await;
+    env.fake.blob("f", "a.pdf", MY_ROOT, b"the bytes");
+    let item = listed(&env, "f").await;
+    let listing = env.fake.requests().len();
+    let (bytes, err) = drain(env.ds.download(&env.tokens, &item).await.unwrap()).await;
+    assert_eq!((bytes.as_slice(), err), (&b"the bytes"[..], None));
+    assert_eq!(
+        requests_after(&env, listing),
+        vec![("/files/f".to_string(), Some("media".to_string()))],
+        "no metadata read before the download"
+    );
+    env.shutdown();
+}
+
+#[tokio::test]
+async fn a_listed_google_doc_exports_with_its_one_export_request() {
+    let env = env().await;
+    env.fake.put(file("d", "Plan", DOC, MY_ROOT, b"PK docx"));
+    let item = listed(&env, "d").await;
+    let listing = env.fake.requests().len();
+    let (bytes, err) = drain(env.ds.download(&env.tokens, &item).await.unwrap()).await;
+    assert_eq!((bytes.as_slice(), err), (&b"PK docx"[..], None));
+    assert_eq!(
+        requests_after(&env, listing),
+        vec![("/files/d/export".to_string(), None)]
+    );
+    env.shutdown();
+}
+
+#[tokio::test]
+async fn a_shortcut_refused_as_content_is_read_again_and_its_target_downloaded() {
+    let env = env().await;
+    env.fake.blob("x", "x.pdf", MY_ROOT, b"xray");
+    env.fake.put(FakeFile {
+        target: Some(("x".into(), "application/pdf".into())),
+        ..file("s", "x link", SHORTCUT, MY_ROOT, b"")
+    });
+    let item = listed(&env, "s").await;
+    assert_eq!(item.id, "s");
+    let listing = env.fake.requests().len();
+    let (bytes, err) = drain(env.ds.download(&env.tokens, &item).await.unwrap()).await;
+    assert_eq!((bytes.as_slice(), err), (&b"xray"[..], None));
+    assert_eq!(
+        requests_after(&env, listing),
+        vec![
+            ("/files/s".to_string(), Some("media".to_string())),
+            ("/files/s".to_string(), None),
+            ("/files/x".to_string(), None),
+            ("/files/x".to_string(), Some("media".to_string())),
+        ],
+        "the refused download, the shortcut's and its target's metadata, the target's bytes"
+    );
+    env.shutdown();
+}

@@ -43,15 +43,25 @@ impl PostgresStore {
     /// migrations: call [`migrate`](Self::migrate) or use [`connect`](crate::connect).
     pub async fn connect(url: &str) -> Result<Self> {
         let options = Self::parse(url)?;
-        Self::connect_with(options, 10).await
+        Self::connect_with(options, Self::POOL_SIZE).await
     }
+
+    /// The connections [`connect`](Self::connect) keeps open at most (what the server runs with).
+    pub const POOL_SIZE: u32 = 10;
 
     /// Connects like [`connect`](Self::connect), but keeps every table in `schema` (created when
     /// missing; `search_path` is set on every connection). For tests, which each take their own
     /// schema in one database, and for deployments that share a database with other software.
     ///
     /// `schema` must be a plain lower-case identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
+    /// The pool is smaller than [`connect`](Self::connect)'s (5 connections), as tests open many
+    /// at once; [`connect_in_schema_with`](Self::connect_in_schema_with) chooses its size.
     pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self> {
+        Self::connect_in_schema_with(url, schema, 5).await
+    }
+
+    /// [`connect_in_schema`](Self::connect_in_schema) with a pool of `max_connections`.
+    pub async fn connect_in_schema_with(url: &str, schema: &str, max_connections: u32) -> Result<Self> {
         let valid = !schema.is_empty()
             && schema.len() <= 63
             && schema
@@ -80,7 +90,7 @@ impl PostgresStore {
             Err(e) => return Err(Self::err(e)),
         }
         let _ = conn.close().await;
-        Self::connect_with(options.options([("search_path", schema)]), 5).await
+        Self::connect_with(options.options([("search_path", schema)]), max_connections).await
     }
 
     fn parse(url: &str) -> Result<PgConnectOptions> {

@@ -55,7 +55,8 @@ impl SyncStateRow {
 
 /// The statement behind `claim_due_syncs`; `$lock` is what the backend appends to the picking
 /// subquery (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: nothing, its writers are serialised).
-/// Binds: owner, now, lease_until, limit.
+/// Binds: owner, now, lease_until, limit. Returns each claimed row's type with it, so that the
+/// caller needs no further read to choose its datasource.
 ///
 /// `COALESCE(next_sync_at, -1)` is "never synced: due at once, and first" written as the
 /// expression of the `knowledge_bases_due` index (migration 0004), so the due rows are one range
@@ -74,7 +75,7 @@ macro_rules! claim_due_syncs_sql {
              AND EXISTS (SELECT 1 FROM connections c WHERE c.kb_id = k.id AND c.needs_reauth = FALSE) \
              ORDER BY COALESCE(k.next_sync_at, -1), k.id LIMIT $4",
             $lock,
-            ") RETURNING id, next_sync_at, sync_requested_at"
+            ") RETURNING id, kb_type, next_sync_at, sync_requested_at"
         )
     };
 }
@@ -100,7 +101,7 @@ macro_rules! impl_schedule_store {
                 // under its one write lock; PostgreSQL locks the picked rows and skips rows another
                 // claimer has locked, and re-checks a row another claimer changed meanwhile, so no
                 // row is claimed twice.
-                let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as(Self::CLAIM_DUE_SYNCS)
+                let rows: Vec<(String, String, Option<i64>, Option<i64>)> = sqlx::query_as(Self::CLAIM_DUE_SYNCS)
                 .bind(owner)
                 .bind(ms(now))
                 .bind(ms(lease_until))
@@ -110,9 +111,10 @@ macro_rules! impl_schedule_store {
                 .map_err(Self::err)?;
                 let mut claimed = rows
                     .into_iter()
-                    .map(|(id, due, requested)| {
+                    .map(|(id, kb_type, due, requested)| {
                         Ok($crate::ClaimedSync {
                             kb_id: parse_uuid(&id)?,
+                            kb_type: parse_enum(&kb_type)?,
                             due_at: due.map(from_ms).transpose()?,
                             requested_at: requested.map(from_ms).transpose()?,
                         })

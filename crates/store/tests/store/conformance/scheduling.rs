@@ -5,6 +5,7 @@ use super::*;
 kbsync_kit::on_both_databases!(
     claim_due_syncs_skips_local_needs_reauth_leased_and_not_yet_due_kbs,
     claim_due_syncs_takes_never_synced_first_then_oldest_due_up_to_the_limit,
+    claimed_kbs_come_with_their_type,
     claiming_sets_a_live_lease_and_clears_a_stale_cancel_request,
     an_expired_lease_is_taken_over_by_another_owner,
     two_concurrent_claimers_never_claim_the_same_kb,
@@ -22,6 +23,11 @@ kbsync_kit::on_both_databases!(
 /// A OneDrive knowledge base with a source and a healthy connection: due unless scheduled later
 /// or leased.
 pub(super) async fn connected_kb(s: &dyn Store, owner: UserId, name: &str) -> KbId {
+    connected_kb_of(s, owner, name, KbType::OneDrive).await
+}
+
+/// [`connected_kb`] of another type.
+async fn connected_kb_of(s: &dyn Store, owner: UserId, name: &str, kb_type: KbType) -> KbId {
     let id = Uuid::new_v4();
     s.create_kb(
         id,
@@ -29,7 +35,7 @@ pub(super) async fn connected_kb(s: &dyn Store, owner: UserId, name: &str) -> Kb
             name: name.into(),
             description: String::new(),
             owner_id: owner,
-            kb_type: KbType::OneDrive,
+            kb_type,
         },
         t(0),
     )
@@ -132,16 +138,19 @@ async fn claim_due_syncs_skips_local_needs_reauth_leased_and_not_yet_due_kbs(s: 
         vec![
             ClaimedSync {
                 kb_id: never,
+                kb_type: KbType::OneDrive,
                 due_at: None,
                 requested_at: None
             },
             ClaimedSync {
                 kb_id: overdue,
+                kb_type: KbType::OneDrive,
                 due_at: Some(t(-10)),
                 requested_at: None
             },
             ClaimedSync {
                 kb_id: due_now,
+                kb_type: KbType::OneDrive,
                 due_at: Some(t(0)),
                 requested_at: None
             },
@@ -192,6 +201,19 @@ async fn claim_due_syncs_takes_never_synced_first_then_oldest_due_up_to_the_limi
     assert_eq!(third[0].due_at, Some(t(-1)));
 }
 
+async fn claimed_kbs_come_with_their_type(s: Arc<dyn Store>) {
+    let owner = owner_of_many(&*s).await;
+    let onedrive = connected_kb(&*s, owner, "onedrive").await;
+    s.schedule_sync(onedrive, t(-2)).await.unwrap();
+    let gdrive = connected_kb_of(&*s, owner, "gdrive", KbType::GDrive).await;
+    s.schedule_sync(gdrive, t(-1)).await.unwrap();
+    let claimed = s.claim_due_syncs("me", t(0), t(30), 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| (c.kb_id, c.kb_type)).collect::<Vec<_>>(),
+        vec![(onedrive, KbType::OneDrive), (gdrive, KbType::GDrive)]
+    );
+}
+
 async fn claiming_sets_a_live_lease_and_clears_a_stale_cancel_request(s: Arc<dyn Store>) {
     let owner = owner_of_many(&*s).await;
     let k = connected_kb(&*s, owner, "k").await;
@@ -233,6 +255,7 @@ async fn an_expired_lease_is_taken_over_by_another_owner(s: Arc<dyn Store>) {
         taken,
         vec![ClaimedSync {
             kb_id: k,
+            kb_type: KbType::OneDrive,
             due_at: None,
             requested_at: None
         }]

@@ -8,6 +8,7 @@ kbsync_kit::on_both_databases!(
     a_cancel_through_another_instance_stops_the_run_without_advancing_cursors,
     shutdown_releases_leases_for_immediate_pickup_and_leaves_no_run_syncing,
     the_scheduler_loop_syncs_due_kbs_and_stops_on_shutdown,
+    a_run_that_ends_has_the_loop_fill_its_slot_before_the_next_tick,
 );
 
 #[expect(clippy::disallowed_methods, reason = "polls against a real-time deadline")]
@@ -196,4 +197,52 @@ async fn the_scheduler_loop_syncs_due_kbs_and_stops_on_shutdown(store: Arc<dyn S
         Err(StartError::ShuttingDown)
     ));
     assert_eq!(w.runs(kb).await.len(), 1);
+}
+
+async fn a_run_that_ends_has_the_loop_fill_its_slot_before_the_next_tick(store: Arc<dyn Store>) {
+    let w = world(store).await;
+    let mut kbs = Vec::new();
+    for i in 0..3 {
+        kbs.push(w.synced_kb(&format!("kb-{i}"), 1).await);
+    }
+    // One slot, and a tick far beyond the test's deadline: only the first tick (at once) claims
+    // by the clock, so every later knowledge base is claimed because a run ended.
+    let runner = w.runner(
+        "instance-a",
+        RunnerSettings {
+            max_runs: 1,
+            ..settings()
+        },
+    );
+    let scheduler = Scheduler::new(
+        runner.clone(),
+        SchedulerSettings {
+            tick: Duration::from_secs(3600),
+            batch: 10,
+            reauth_grace: chrono::Duration::hours(72),
+        },
+    );
+    let shutdown = CancellationToken::new();
+    let handle = scheduler.spawn(shutdown.clone());
+
+    for kb in &kbs {
+        eventually(
+            "every due knowledge base to sync, one after the other",
+            || async {
+                w.runs(*kb)
+                    .await
+                    .iter()
+                    .any(|r| r.outcome.status == SyncStatus::Completed)
+            },
+        )
+        .await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(DEADLINE, handle)
+        .await
+        .expect("the loop did not stop")
+        .unwrap();
+    for kb in kbs {
+        assert_eq!(w.runs(kb).await.len(), 1);
+    }
 }
