@@ -30,8 +30,10 @@
 //! so they cost about `max_text_bytes` whatever the file's size (and reading stops once the text
 //! exceeds the cap); zip containers are read through `Seek`, one part at a time. PDF and HTML are
 //! parsed from memory, so the file is read whole: HTML over `max(4 × max_text_bytes, 1 MiB)` is
-//! refused before reading, PDF is bounded only by the caller's cap on file size. The worst case is
-//! thus `max_concurrent` × the largest PDF the caller accepts.
+//! refused before reading, PDF is bounded only by the caller's cap on file size, and pdf_oxide
+//! copies the file while it opens it (the copy is freed at once), so a PDF costs twice its size
+//! for a moment and its size while its pages are read. The worst case is thus about
+//! `max_concurrent` × twice the largest PDF the caller accepts.
 
 mod chunk;
 #[doc(hidden)]

@@ -17,9 +17,12 @@ fn map_error(e: PdfError) -> ExtractError {
     }
 }
 
-/// pdf_oxide parses from memory: it takes the whole file.
+/// pdf_oxide parses from memory: it takes the whole file, and keeps a second copy of it
+/// (`source_bytes`, for editing), which text extraction never reads: it is freed at once, so that a
+/// PDF costs its size once while its pages are read (twice only while it is opened).
 pub(crate) fn pdf(bytes: Vec<u8>, cfg: &IngestConfig, budget: &Budget) -> Result<String, ExtractError> {
-    let doc = PdfDocument::from_bytes(bytes).map_err(map_error)?;
+    let mut doc = PdfDocument::from_bytes(bytes).map_err(map_error)?;
+    doc.source_bytes = Vec::new();
     if doc.is_encrypted() {
         // Many PDFs are "encrypted" with an empty user password (owner restrictions only): try it.
         match doc.authenticate(b"") {

@@ -111,6 +111,38 @@ fn pdf_long_page_overflows_onto_more_pages_and_keeps_all_words() {
 }
 
 #[test]
+fn documents_padded_with_photos_give_the_same_text_as_without() {
+    let corpus = corpus_paragraphs(21, 3000);
+    let paragraphs: Vec<&str> = corpus.split("\n\n").collect();
+    let photos = vec![
+        ("image1.jpeg".to_string(), fx::noise(1, 300_000)),
+        ("image2.jpeg".to_string(), fx::noise(2, 200_000)),
+    ];
+    let pdf = fx::pdf_with_images(&[&corpus], 500_000, 3);
+    assert!(pdf.len() > 500_000);
+    assert_eq!(
+        extract(FileKind::Pdf, &pdf, &cfg()).unwrap(),
+        extract(FileKind::Pdf, &fx::pdf(&[&corpus]), &cfg()).unwrap()
+    );
+    let docx = fx::docx_with_media(&paragraphs, &photos);
+    assert!(docx.len() > 500_000);
+    assert_eq!(
+        extract(FileKind::Docx, &docx, &cfg()).unwrap(),
+        extract(FileKind::Docx, &fx::docx(&paragraphs), &cfg()).unwrap()
+    );
+    let rows: Vec<Vec<String>> = paragraphs
+        .iter()
+        .map(|p| vec![p.to_string(), "3".into()])
+        .collect();
+    let xlsx = fx::xlsx_with_media(&[("Data", rows.clone())], &photos);
+    assert!(xlsx.len() > 500_000);
+    assert_eq!(
+        extract(FileKind::Xlsx, &xlsx, &cfg()).unwrap(),
+        extract(FileKind::Xlsx, &fx::xlsx(&[("Data", rows)]), &cfg()).unwrap()
+    );
+}
+
+#[test]
 fn html_drops_script_and_style() {
     let text = extract(
         FileKind::Html,
