@@ -70,9 +70,10 @@ pub async fn run(small: bool, items: Option<u64>) -> Result<()> {
         Duration::from_millis(result.get("enumerate_ms")).as_secs_f64()
     ));
     b.line(format!(
-        "total {:.1} s (run {:.1} s); files indexed {}, skipped {}, failed {}, found {}; status {}",
-        watched.elapsed.as_secs_f64(),
+        "run {:.1} s (child from start to result {:.1} s, to exit {:.1} s); files indexed {}, skipped {}, failed {}, found {}; status {}",
         Duration::from_millis(result.get("run_ms")).as_secs_f64(),
+        Duration::from_millis(result.get("child_ms")).as_secs_f64(),
+        watched.elapsed.as_secs_f64(),
         result.get("processed"),
         result.get("skipped"),
         result.get("failed"),
@@ -295,6 +296,7 @@ pub async fn child(args: &[String]) -> Result<()> {
     let [graph_url, base_url, tenant, db_url, kb, max_file_size] = args else {
         bail!("million-child GRAPH_URL BASE_URL TENANT SQLITE_URL KB_ID MAX_FILE_SIZE|none");
     };
+    let started = Instant::now();
     let token = AccessToken::new(std::env::var(TOKEN_ENV).context(TOKEN_ENV)?);
     let kb: Uuid = kb.parse()?;
     let config = GraphConfig {
@@ -330,6 +332,7 @@ pub async fn child(args: &[String]) -> Result<()> {
         "rss_before": rss_before,
         "peak_rss": peak,
         "run_ms": run_ms,
+        "child_ms": started.elapsed().as_millis(),
         "enumerate_ms": summary.phases.enumerate.as_millis(),
         "processed": summary.processed,
         "failed": summary.failed,
