@@ -101,8 +101,12 @@ pub async fn run(small: bool, items: Option<u64>) -> Result<()> {
         );
     }
     drop(db);
+    b.print();
 
     // 2. Kill at half the pages, then resume on the same database.
+    let mut b = Block::new(
+        "11. the same drive: SIGKILL at 50 % of the first enumeration, then a new child on the same database",
+    );
     g.ctl.clear_delta_page_counts(&g.drive)?;
     let db = ChildDb::new(&g).await?;
     let killed = Child::spawn(&g, &db, Some(1))?;
@@ -117,7 +121,7 @@ pub async fn run(small: bool, items: Option<u64>) -> Result<()> {
     let after = g.ctl.delta_page_counts(&g.drive)?;
     let repeated = after.repeated;
     b.line(format!(
-        "kill test: SIGKILL after {} of {} delta pages ({:.1} s); the second child requested {} pages, {repeated} of them again, and ended {} ({} found); {} pages in all",
+        "SIGKILL after {} of {} delta pages ({:.1} s); the second child requested {} pages, {repeated} of them again, and ended {} ({} found); {} pages in all",
         before.requests,
         pages.pages_per_round,
         watched.elapsed.as_secs_f64(),
