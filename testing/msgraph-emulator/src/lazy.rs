@@ -675,11 +675,9 @@ mod tests {
         for k in [200, 201, 7_777, 20_000] {
             let bytes = l.bytes(k);
             assert_eq!(bytes.len() as u64, l.size(k));
-            assert!(
-                std::str::from_utf8(&bytes)
-                    .unwrap()
-                    .starts_with(&l.name(k).rsplit_once('.').unwrap().0.to_string())
-            );
+            let name = l.name(k);
+            let title = name.rsplit_once('.').unwrap().0;
+            assert!(std::str::from_utf8(&bytes).unwrap().starts_with(title));
             assert_eq!(bytes, l.bytes(k));
             let m = l.item_json(&store, d, k, &ctx, Mode::Delta);
             assert_eq!(
