@@ -231,7 +231,7 @@ impl LazyDrive {
         } else if self.is_folder(k) {
             format!("Folder {k}")
         } else {
-            let ext = if mix(self.seed ^ k ^ 0x6d64) % 7 == 0 {
+            let ext = if mix(self.seed ^ k ^ 0x6d64).is_multiple_of(7) {
                 "md"
             } else {
                 "txt"
