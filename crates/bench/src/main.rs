@@ -21,6 +21,7 @@ mod freshness;
 mod initial;
 mod load;
 mod memory;
+mod million;
 mod openwebui;
 mod resync;
 mod scheduler;
@@ -46,6 +47,7 @@ const SCENARIOS: &[&str] = &[
     "extraction",
     "freshness",
     "load",
+    "million",
 ];
 
 #[derive(Parser, Debug)]
@@ -56,7 +58,8 @@ const SCENARIOS: &[&str] = &[
 struct Args {
     /// all, or one of: initial (1), resync (2 no-op + 3 incremental; also `noop`, `incremental`),
     /// gdrive-initial and gdrive-resync (1, 2 and 3 on Google Drive; also `gdrive-noop`, `gdrive-incremental`),
-    /// throttled (4), scheduler (5), memory (6), search (7), extraction (8), freshness (9), load (10); not in
+    /// throttled (4), scheduler (5), memory (6), search (7), extraction (8), freshness (9), load (10),
+    /// million (11); not in
     /// `all`:
     /// openwebui-publish (needs a real Open WebUI).
     scenario: String,
@@ -75,7 +78,10 @@ struct Args {
     /// API clients of scenario 10 (default 100; 20 with --small).
     #[arg(long)]
     load_clients: Option<usize>,
-    /// Internal: the arguments of `memory-child`.
+    /// Items in the generated drive of scenario 11 (default 1,000,000; 20,000 with --small).
+    #[arg(long)]
+    million_items: Option<u64>,
+    /// Internal: the arguments of `memory-child` and `million-child`.
     #[arg(hide = true, trailing_var_arg = true)]
     rest: Vec<String>,
 }
@@ -95,6 +101,9 @@ async fn bench() -> Result<()> {
     let args = Args::parse();
     if args.scenario == "memory-child" {
         return memory::child(&args.rest).await;
+    }
+    if args.scenario == "million-child" {
+        return million::child(&args.rest).await;
     }
     let chosen: Vec<&str> = match args.scenario.as_str() {
         "all" => SCENARIOS.to_vec(),
@@ -140,6 +149,7 @@ async fn bench() -> Result<()> {
             "extraction" => extraction::run(args.small)?,
             "freshness" => freshness::run(args.small).await?,
             "load" => load::run(args.small, args.load_files, args.load_clients).await?,
+            "million" => million::run(args.small, args.million_items).await?,
             "openwebui-publish" => openwebui::run(args.small).await?,
             _ => bail!("unknown scenario {s}"),
         }

@@ -57,10 +57,12 @@ pub(crate) async fn handle(
     };
     let (content, name) = {
         let store = shared.store.read();
-        let found = store
-            .drive(&drive_id)
-            .and_then(|d| d.item(&item_id))
-            .map(|i| (i.content.clone(), i.name.clone()));
+        let found = store.drive(&drive_id).and_then(|d| {
+            match d.lazy.as_ref().and_then(|l| Some((l, l.index_of(d, &item_id)?))) {
+                Some((l, k)) if k > 0 && !l.is_folder(k) => Ok((Some(l.content(k)), l.name(k))),
+                _ => d.item(&item_id).map(|i| (i.content.clone(), i.name.clone())),
+            }
+        });
         match found {
             Ok((Some(c), name)) => (c, name),
             _ => return GraphError::not_found("Item does not exist").into_response_with(&meta),

@@ -450,6 +450,15 @@ fn drive_route(
         return Ok(json_response(StatusCode::OK, v));
     }
     let (base, rel, action) = parse_item_path(tail)?;
+    let lazy = shared.store.read().drive(drive_id)?.lazy.clone();
+    if let Some(lazy) = lazy {
+        let target = LazyTarget {
+            base,
+            rel,
+            action: decode(&action),
+        };
+        return lazy_route(shared, ctx, caller, drive_id, &lazy, target, q, headers);
+    }
     let item_id = {
         let store = shared.store.read();
         let drive = store.drive(drive_id)?;
@@ -684,6 +693,20 @@ fn permissions(
     let drive = store.drive(drive_id)?;
     let item = drive.item(item_id)?;
     let all = render::effective_permissions(drive, item);
+    permissions_page(shared, &store, drive, item_id, all, q, single)
+}
+
+/// One page of an item's permissions (or the one named `single`).
+fn permissions_page(
+    shared: &Shared,
+    store: &Store,
+    drive: &crate::store::Drive,
+    item_id: &str,
+    all: Vec<(&crate::store::StoredPermission, Option<&crate::store::Item>)>,
+    q: &Query,
+    single: Option<&str>,
+) -> Result<Response, GraphError> {
+    let drive_id = drive.id.as_str();
     if let Some(pid) = single {
         let (p, from) = all
             .into_iter()
@@ -691,7 +714,7 @@ fn permissions(
             .ok_or_else(|| GraphError::not_found(format!("permission {pid}")))?;
         return Ok(json_response(
             StatusCode::OK,
-            render::permission_json(&store, drive, p, from),
+            render::permission_json(store, drive, p, from),
         ));
     }
     let top = top_of(q)?.unwrap_or(100);
@@ -706,7 +729,7 @@ fn permissions(
         .skip(offset)
         .take(top)
         .map(|(p, from)| {
-            let v = render::permission_json(&store, drive, p, *from);
+            let v = render::permission_json(store, drive, p, *from);
             match v {
                 Value::Object(m) => render::apply_select(m, select.as_deref()),
                 other => other,
@@ -832,4 +855,213 @@ fn delta(
         };
     }
     Ok(json_response(StatusCode::OK, body))
+}
+
+/// What a request addresses in a generated drive: an item (by id or root, then a relative path) and an action.
+struct LazyTarget {
+    base: ItemRef,
+    rel: Option<String>,
+    action: String,
+}
+
+/// The Graph surface of a generated drive (see [`crate::lazy`]): items, children, content, permissions and
+/// delta computed on demand. Every generated item inherits the root's permissions, so whoever reads the root
+/// reads them all.
+#[allow(clippy::too_many_arguments)]
+fn lazy_route(
+    shared: &Shared,
+    ctx: &RenderCtx<'_>,
+    caller: &str,
+    drive_id: &str,
+    lazy: &crate::lazy::LazyDrive,
+    target: LazyTarget,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Response, GraphError> {
+    let store = shared.store.read();
+    let drive = store.drive(drive_id)?;
+    let missing = || GraphError::not_found("Item does not exist");
+    let base = match &target.base {
+        ItemRef::Root => 0,
+        ItemRef::Id(id) => lazy.index_of(drive, id).ok_or_else(missing)?,
+    };
+    let k = match &target.rel {
+        Some(p) => lazy.resolve(base, p).ok_or_else(missing)?,
+        None => base,
+    };
+    if !store.can_read(caller, drive, &drive.root_id) {
+        return Err(access_error(drive));
+    }
+    let item_id = lazy.id(drive, k);
+    match target.action.as_str() {
+        "" => {
+            let mut m = lazy.item_json(&store, drive, k, ctx, Mode::Full);
+            m.insert(
+                "@odata.context".into(),
+                format!(
+                    "{}/$metadata#drives('{}')/items/$entity",
+                    shared.graph_url, drive_id
+                )
+                .into(),
+            );
+            let mut sel = select_of(q);
+            if let Some(s) = &mut sel {
+                s.push("@odata.context".into());
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                render::apply_select(m, sel.as_deref()),
+            ))
+        }
+        "children" => {
+            let top = top_of(q)?.unwrap_or(200) as u64;
+            let offset = q
+                .get("skiptoken")
+                .map(|t| decode_skiptoken(t))
+                .transpose()?
+                .unwrap_or(0) as u64;
+            let select = select_of(q);
+            let children = lazy.children(k);
+            let count = children.end - children.start;
+            let page: Vec<Value> = children
+                .skip(offset as usize)
+                .take(top as usize)
+                .map(|c| {
+                    render::apply_select(
+                        lazy.item_json(&store, drive, c, ctx, Mode::Full),
+                        select.as_deref(),
+                    )
+                })
+                .collect();
+            let mut body = json!({
+                "@odata.context": format!("{}/$metadata#drives('{}')/items('{}')/children", shared.graph_url, drive_id, item_id),
+                "value": page,
+            });
+            if offset + top < count {
+                let path = format!(
+                    "/drives/{}/items/{}/children",
+                    drive_id,
+                    render::encode_segment(&item_id)
+                );
+                if let Some(o) = body.as_object_mut() {
+                    o.insert(
+                        "@odata.nextLink".into(),
+                        next_link(
+                            &shared.graph_url,
+                            &path,
+                            top as usize,
+                            (offset + top) as usize,
+                            q.get("select"),
+                        )
+                        .into(),
+                    );
+                }
+            }
+            Ok(json_response(StatusCode::OK, body))
+        }
+        "content" => {
+            if lazy.is_folder(k) {
+                return Err(GraphError::not_found("The item is a folder and has no content."));
+            }
+            let (etag, ctag) = lazy.etags(k);
+            if let Some(inm) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+                && (inm.trim() == "*" || inm.contains(&etag) || inm.contains(&ctag))
+            {
+                return Ok(StatusCode::NOT_MODIFIED.into_response());
+            }
+            let mut resp = StatusCode::FOUND.into_response();
+            if let Ok(v) = HeaderValue::from_str(&render::download_url(ctx, drive_id, &item_id)) {
+                resp.headers_mut().insert(header::LOCATION, v);
+            }
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            Ok(resp)
+        }
+        a if a == "permissions" || a.starts_with("permissions/") => {
+            let root = drive.root()?;
+            let all: Vec<_> = if k == 0 {
+                root.permissions.iter().map(|p| (p, None)).collect()
+            } else {
+                root.permissions.iter().map(|p| (p, Some(root))).collect()
+            };
+            permissions_page(
+                shared,
+                &store,
+                drive,
+                &item_id,
+                all,
+                q,
+                a.strip_prefix("permissions/"),
+            )
+        }
+        a if a == "delta" || a.starts_with("delta(") => {
+            let mut token = q.get("token").cloned();
+            if let Some(inner) = a.strip_prefix("delta(").and_then(|s| s.strip_suffix(')')) {
+                let v = inner.trim_start_matches("token=").trim_matches('\'');
+                if !v.is_empty() {
+                    token = Some(v.to_string());
+                }
+            }
+            if !lazy.is_folder(k) {
+                return Err(GraphError::bad_request("delta needs a folder"));
+            }
+            let base = delta_base(&shared.graph_url, drive_id, &drive.root_id, &item_id);
+            let page = lazy
+                .delta_page(
+                    drive,
+                    k,
+                    token.as_deref(),
+                    top_of(q)?,
+                    store.delta.page_size,
+                    store.delta.token_lifetime_secs,
+                    ctx.now,
+                )
+                .map_err(|e| match e {
+                    DeltaError::Store(e) => e.into(),
+                    DeltaError::Mismatch => {
+                        GraphError::bad_request("The delta token does not belong to this drive and item.")
+                    }
+                    DeltaError::Expired { code } => GraphError::resync_required(code, base.clone()),
+                })?;
+            let prefers = |what: &str| {
+                headers.get_all("prefer").iter().any(|v| {
+                    v.to_str()
+                        .is_ok_and(|s| s.split(',').any(|p| p.trim().eq_ignore_ascii_case(what)))
+                })
+            };
+            let hierarchical = !drive.drive_type.is_personal() && prefers("hierarchicalsharing");
+            let select = select_of(q);
+            let values: Vec<Value> = page
+                .nodes
+                .iter()
+                .map(|&n| {
+                    let mut m = lazy.item_json(&store, drive, n, ctx, Mode::Delta);
+                    if hierarchical
+                        && n == 0
+                        && let Ok(root) = drive.root()
+                    {
+                        m.insert("shared".into(), render::shared_facet(&store, drive, root));
+                    }
+                    render::apply_select(m, select.as_deref())
+                })
+                .collect();
+            let mut body = json!({"@odata.context": format!("{}/$metadata#Collection(driveItem)", shared.graph_url), "value": values});
+            if let Some(o) = body.as_object_mut() {
+                match page.link {
+                    DeltaLink::Next(t) => {
+                        o.insert("@odata.nextLink".into(), format!("{base}?token={t}").into())
+                    }
+                    DeltaLink::Delta(t) => {
+                        o.insert("@odata.deltaLink".into(), format!("{base}?token={t}").into())
+                    }
+                };
+            }
+            Ok(json_response(StatusCode::OK, body))
+        }
+        other => Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("Resource not found for the segment '{other}'."),
+        )),
+    }
 }

@@ -29,6 +29,7 @@ pub mod generate;
 mod graph;
 mod identity;
 mod ids;
+pub mod lazy;
 pub mod quickxorhash;
 mod render;
 mod scopes;
@@ -47,6 +48,7 @@ pub use control::{
     Control, DriveInfo, EmulatorInfo, GroupInfo, ItemInfo, NewDrive, NewGroup, NewSite, NewUser,
     PermissionSpec, SiteInfo, UserInfo, UserPatch,
 };
+pub use lazy::DeltaPageCounts;
 pub use signing::SigningKeyInfo;
 pub use store::{DeltaBehaviour, DriveType, LinkUser, ResyncCode, StoreError};
 pub use subscriptions::{
@@ -122,6 +124,7 @@ pub struct EmulatorBuilder {
     clients: Vec<ClientRegistration>,
     generate: usize,
     generate_bytes: Option<u64>,
+    generate_lazily: Option<u64>,
     bind: SocketAddr,
     public_base_url: Option<String>,
     start_time: Option<DateTime<Utc>>,
@@ -139,6 +142,7 @@ impl Default for EmulatorBuilder {
             clients: Vec::new(),
             generate: 0,
             generate_bytes: None,
+            generate_lazily: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_base_url: None,
             start_time: None,
@@ -178,6 +182,13 @@ impl EmulatorBuilder {
     pub fn generate_sized(mut self, n: usize, total_bytes: u64) -> Self {
         self.generate = n;
         self.generate_bytes = Some(total_bytes);
+        self
+    }
+    /// Makes the default drive a generated drive of `n` items (folders and mostly small text files) that are
+    /// computed on demand, so that even a million items cost no memory (see [`lazy`]). Replaces `generate`.
+    pub fn generate_lazily(mut self, n: u64) -> Self {
+        self.generate_lazily = Some(n);
+        self.generate = 0;
         self
     }
     /// Address to listen on (default `127.0.0.1:0`).
@@ -295,6 +306,10 @@ fn initial_store(b: &EmulatorBuilder, base_url: &str, now: DateTime<Utc>) -> Res
     }
     for c in &b.clients {
         s.register_client(c.clone());
+    }
+    if let Some(n) = b.generate_lazily {
+        let lazy = Arc::new(lazy::LazyDrive::new(n, b.seed, &drive));
+        s.drive_mut(&drive)?.lazy = Some(lazy);
     }
     generate::generate_drive_sized(
         &mut s,

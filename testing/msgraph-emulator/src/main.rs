@@ -16,6 +16,10 @@ struct Args {
     /// Fill the default drive with this many generated files.
     #[arg(long, default_value_t = 0)]
     generate: usize,
+    /// Make the default drive a lazily generated drive of this many items (folders and small text files,
+    /// computed on demand; a million cost no memory). Replaces --generate.
+    #[arg(long)]
+    generate_lazily: Option<u64>,
     /// Seed of ids, tokens and generated content.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -56,6 +60,9 @@ async fn main() -> anyhow::Result<()> {
             display_name: "kbsync".into(),
             spa: false,
         });
+    if let Some(n) = args.generate_lazily {
+        b = b.generate_lazily(n);
+    }
     if let Some(u) = args.public_url {
         b = b.public_base_url(u);
     }
@@ -82,7 +89,10 @@ async fn main() -> anyhow::Result<()> {
         println!("redirect uri:      {r}");
     }
     println!("auto consent:      {}", args.auto_consent);
-    println!("generated files:   {}", args.generate);
+    match args.generate_lazily {
+        Some(n) => println!("generated items:   {n} (lazily)"),
+        None => println!("generated files:   {}", args.generate),
+    }
     tokio::signal::ctrl_c().await?;
     emu.shutdown().await;
     Ok(())

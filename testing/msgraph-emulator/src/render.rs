@@ -95,7 +95,7 @@ pub fn user_json(u: &User, graph_url: &str) -> Value {
     })
 }
 
-fn identity_of(store: &Store, drive: &Drive, user_id: &str) -> Value {
+pub(crate) fn identity_of(store: &Store, drive: &Drive, user_id: &str) -> Value {
     match store.users.get(user_id) {
         Some(u) if drive.drive_type.is_personal() => {
             json!({"user": {"displayName": u.display_name, "id": u.id}})

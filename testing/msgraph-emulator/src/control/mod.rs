@@ -179,6 +179,36 @@ impl Control {
         self.drive(&id)
     }
 
+    /// Creates a drive like [`Control::create_drive`] whose items are generated lazily: `items` folders and
+    /// mostly small text files, deterministic for the emulator's seed (see [`crate::lazy`]).
+    pub fn create_generated_drive(&self, new: NewDrive, items: u64) -> Result<DriveInfo, StoreError> {
+        let info = self.create_drive(new)?;
+        let lazy = Arc::new(crate::lazy::LazyDrive::new(items, self.shared.seed, &info.id));
+        self.shared.store.write().drive_mut(&info.id)?.lazy = Some(lazy);
+        Ok(info)
+    }
+
+    /// The delta pages a generated drive has served, repeats included.
+    pub fn delta_page_counts(&self, drive_id: &str) -> Result<crate::lazy::DeltaPageCounts, StoreError> {
+        Ok(self.lazy_drive(drive_id)?.page_counts())
+    }
+
+    /// Starts counting a generated drive's delta pages afresh.
+    pub fn clear_delta_page_counts(&self, drive_id: &str) -> Result<(), StoreError> {
+        self.lazy_drive(drive_id)?.clear_page_counts();
+        Ok(())
+    }
+
+    fn lazy_drive(&self, drive_id: &str) -> Result<Arc<crate::lazy::LazyDrive>, StoreError> {
+        self.shared
+            .store
+            .read()
+            .drive(drive_id)?
+            .lazy
+            .clone()
+            .ok_or_else(|| StoreError::Invalid(format!("drive {drive_id} is not a generated drive")))
+    }
+
     pub fn drive(&self, drive_id: &str) -> Result<DriveInfo, StoreError> {
         let s = self.shared.store.read();
         let d = s.drive(drive_id)?;

@@ -153,6 +153,9 @@ impl Drive {
         now: DateTime<Utc>,
     ) -> Result<String, StoreError> {
         validate_name(name)?;
+        if self.lazy.is_some() {
+            return Err(StoreError::Invalid("a generated drive is read-only".into()));
+        }
         let parent = self.item(parent_id)?;
         if !parent.folder {
             return Err(StoreError::Invalid(format!("{parent_id} is not a folder")));

@@ -230,6 +230,8 @@ pub struct Drive {
     pub token_epoch: u64,
     pub resync_code: ResyncCode,
     pub created_at: DateTime<Utc>,
+    /// The generated items of a lazily generated drive (then read-only; see [`crate::lazy`]).
+    pub lazy: Option<Arc<crate::lazy::LazyDrive>>,
     next_personal: u64,
     next_site_user: u32,
 }
@@ -464,6 +466,7 @@ impl Store {
             token_epoch: 0,
             resync_code: ResyncCode::default(),
             created_at: now,
+            lazy: None,
             next_personal: 100,
             next_site_user: 6,
         };

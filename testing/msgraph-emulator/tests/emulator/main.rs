@@ -14,6 +14,7 @@ mod generator;
 mod graph_read;
 mod groups;
 mod identity;
+mod lazy_drive;
 mod oidc;
 mod permissions;
 mod shared_with_me;
