@@ -35,7 +35,7 @@ const DOWNLOAD_LIMIT: u64 = 50_000;
 const POLL: Duration = Duration::from_millis(20);
 
 pub async fn run(small: bool, items: Option<u64>) -> Result<()> {
-    let n = items.unwrap_or(if small { 20_000 } else { 1_000_000 });
+    let n = items.unwrap_or(if small { 5_000 } else { 1_000_000 });
     let files = LazyDrive::new(n, SEED, "").files();
     let g = Graph::start(Emulator::builder().seed(SEED).generate_lazily(n), |_| {}).await?;
     let downloads = n <= DOWNLOAD_LIMIT;
