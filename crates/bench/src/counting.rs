@@ -529,6 +529,21 @@ impl SourceStore for CountingStore {
         self.inner.advance_source_cursor(source_id, cursor).await
     }
 
+    async fn save_round_page(&self, source_id: uuid::Uuid, page: RoundPage<'_>) -> Result<()> {
+        self.count("save_round_page");
+        self.inner.save_round_page(source_id, page).await
+    }
+
+    async fn round_page(&self, source_id: uuid::Uuid, page: u64) -> Result<Vec<String>> {
+        self.count("round_page");
+        self.inner.round_page(source_id, page).await
+    }
+
+    async fn forget_round(&self, source_id: uuid::Uuid) -> Result<()> {
+        self.count("forget_round");
+        self.inner.forget_round(source_id).await
+    }
+
     async fn source_items(&self, source_id: uuid::Uuid, which: ItemSelection<'_>) -> Result<Vec<SourceItem>> {
         self.count("source_items");
         self.inner.source_items(source_id, which).await

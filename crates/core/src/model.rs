@@ -15,7 +15,7 @@ pub use publication::{
     LeftOutReader, Publication, PublicationCounts, PublicationStatus, PublishFailure, PublishOutcome,
     PublishRun,
 };
-pub use source::{Source, SourceKind};
+pub use source::{SavedRound, Source, SourceKind};
 pub use sync_run::{SyncFailure, SyncPhase, SyncPhaseTimes, SyncRun, SyncRunOutcome, SyncTrigger};
 pub use sync_state::{SyncProgress, SyncState};
 

@@ -96,7 +96,7 @@ pub use runs::{RunActivity, RunStore};
 pub use schedule::{ClaimedSync, LeaseRenewal, ScheduleStore, SyncRelease};
 pub use search::{RetrieveQuery, SEARCH_DEPTH, SearchQuery, SearchStore};
 pub use secrets::{RotationReport, SecretColumn, SecretStore, StoredSecret, rotate_secrets};
-pub use sources::{ItemSelection, NewSource, SavedItems, SourceItem, SourceStore};
+pub use sources::{ItemSelection, NewSource, RoundPage, SavedItems, SourceItem, SourceStore};
 pub use sqlite::SqliteStore;
 pub use subscriptions::{DriveSubscription, SubscriptionStatus, SubscriptionStore, WatchedDrive};
 pub use users::{

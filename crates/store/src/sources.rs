@@ -41,6 +41,8 @@ pub enum ItemSelection<'a> {
     All,
     /// These items (those the source holds), with every folder above each of them.
     WithAncestors(&'a [String]),
+    /// These items and the pending ones, with every folder above each of them.
+    PendingWithAncestors(&'a [String]),
     /// Everything below these items (not the items themselves), at any depth.
     Descendants(&'a [String]),
     /// The pending items.
@@ -62,6 +64,22 @@ pub struct SavedItems<'a> {
     pub pending: u64,
     /// The engine settings the state was decided under (size limit, supported types).
     pub settings: &'a str,
+}
+
+/// One page of a folder's round of changes, saved before the round is complete (see
+/// [`kbsync_core::SavedRound`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundPage<'a> {
+    /// The cursor the round started from; `None` for the start of the feed.
+    pub from: Option<&'a str>,
+    /// The round enumerates everything.
+    pub full: bool,
+    /// The page's number in the round, from 0. Page 0 replaces any round saved before.
+    pub page: u64,
+    /// The link to ask for after this page.
+    pub next: &'a str,
+    /// The page's items: `(item id, the engine's serialization of the item)`.
+    pub items: &'a [(String, String)],
 }
 
 /// A knowledge base's sources, each with its cursor and the engine's saved state at it, and
@@ -89,7 +107,8 @@ pub trait SourceStore: Send + Sync {
     // --- cursor and saved state ------------------------------------------------------------
 
     /// Saves a source's cursor together with the changes to its saved items and their counts, in
-    /// one transaction. A state saved as one document by an earlier version is removed with it.
+    /// one transaction. A state saved as one document by an earlier version is removed with it,
+    /// and so is a round saved page by page (the round this cursor ends).
     /// `NotFound` when the source is gone.
     async fn save_source_items(
         &self,
@@ -97,14 +116,24 @@ pub trait SourceStore: Send + Sync {
         cursor: &str,
         saved: SavedItems<'_>,
     ) -> Result<()>;
-    /// Forgets a source's cursor, its saved items and their counts (the next run enumerates the
-    /// source from the start). `NotFound` when the source is gone.
+    /// Forgets a source's cursor, its saved items and their counts, and a saved round (the next
+    /// run enumerates the source from the start). `NotFound` when the source is gone.
     async fn forget_source_state(&self, source_id: uuid::Uuid) -> Result<()>;
     /// Moves a source's cursor on without touching its saved state (a round that changed
     /// nothing). `NotFound` when the source is gone or has no cursor yet.
     async fn advance_source_cursor(&self, source_id: uuid::Uuid, cursor: &str) -> Result<()>;
+    /// Saves one page of a round of a folder's changes with the link to ask for next, in one
+    /// transaction; the source's `round` then names it. `NotFound` when the source is gone.
+    async fn save_round_page(&self, source_id: uuid::Uuid, page: RoundPage<'_>) -> Result<()>;
+    /// The items of one saved page of a source's round (as saved, ordered by item id); empty when
+    /// no such page is saved.
+    async fn round_page(&self, source_id: uuid::Uuid, page: u64) -> Result<Vec<String>>;
+    /// Forgets a source's saved round (its pages and link). `NotFound` when the source is gone.
+    /// Saving the source's items at the end of a round ([`SourceStore::save_source_items`]) and
+    /// forgetting its state forget the round too.
+    async fn forget_round(&self, source_id: uuid::Uuid) -> Result<()>;
     /// A source's saved items, as `which` selects them, in no particular order. `NotFound` when
-    /// the source is gone.
+    /// the source is gone (asked only when nothing was found).
     async fn source_items(&self, source_id: uuid::Uuid, which: ItemSelection<'_>) -> Result<Vec<SourceItem>>;
     /// The state an earlier version saved as one document (`None` when there is none: the
     /// source has none, or its items are saved as rows). `NotFound` when the source is gone.

@@ -28,6 +28,8 @@ pub enum FaultTrigger {
     EveryNth { n: u64 },
     /// Each matching request with this probability, drawn from the seeded generator.
     Probability { p: f64 },
+    /// Every matching request after the first `n` (which pass untouched).
+    AfterFirst { n: u64 },
 }
 
 /// The `Retry-After` a throttling answer carries.
@@ -149,6 +151,10 @@ impl FaultRule {
     }
     pub fn probability(mut self, p: f64) -> Self {
         self.trigger = FaultTrigger::Probability { p };
+        self
+    }
+    pub fn after_first(mut self, n: u64) -> Self {
+        self.trigger = FaultTrigger::AfterFirst { n };
         self
     }
 }
@@ -393,6 +399,7 @@ impl Traffic {
                 FaultTrigger::Always => true,
                 FaultTrigger::EveryNth { n } => n > 0 && f.matched % n == 0,
                 FaultTrigger::Probability { p } => p > 0.0 && self.rng.random_bool(p.clamp(0.0, 1.0)),
+                FaultTrigger::AfterFirst { n } => f.matched > n,
             };
             if fire {
                 f.fired += 1;

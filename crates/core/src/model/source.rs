@@ -46,4 +46,23 @@ pub struct Source {
     /// are cleared.
     pub revoked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// A round of the folder's change feed that a run saved page by page and did not finish;
+    /// the next run resumes it. `None` for a file source and between rounds.
+    pub round: Option<SavedRound>,
+}
+
+/// A round of a folder's change feed saved page by page (the store's `save_round_page`): the
+/// pages' items wait in the store until the round is complete, so that a run stopped in the
+/// middle of a long enumeration resumes from the last saved page instead of from the start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedRound {
+    /// The cursor the round started from; `None` for the start of the feed. A round is resumed
+    /// only by a run that would start from the same cursor.
+    pub from: Option<String>,
+    /// The link to ask for next.
+    pub next: String,
+    /// The round enumerates everything (a first round, or one after an expired cursor).
+    pub full: bool,
+    /// How many pages are saved (numbered from 0).
+    pub pages: u64,
 }

@@ -7,7 +7,7 @@ use crate::{Result, StoreError};
 macro_rules! source_cols {
     () => {
         "id, kb_id, datasource, kind, drive_id, item_id, name, path, cursor, state_files, state_pending, state_settings, \
-         revoked_at, created_at"
+         revoked_at, created_at, round_from, round_next, round_full, round_pages"
     };
 }
 
@@ -27,6 +27,10 @@ pub(crate) struct SourceRow {
     pub state_settings: Option<String>,
     pub revoked_at: Option<i64>,
     pub created_at: i64,
+    pub round_from: Option<String>,
+    pub round_next: Option<String>,
+    pub round_full: bool,
+    pub round_pages: i64,
 }
 
 impl SourceRow {
@@ -51,6 +55,12 @@ impl SourceRow {
             state_settings: self.state_settings,
             revoked_at: self.revoked_at.map(from_ms).transpose()?,
             created_at: from_ms(self.created_at)?,
+            round: self.round_next.map(|next| kbsync_core::SavedRound {
+                from: self.round_from,
+                next,
+                full: self.round_full,
+                pages: u64::try_from(self.round_pages).unwrap_or(0),
+            }),
         })
     }
 }
@@ -77,9 +87,64 @@ impl From<SourceItemRow> for crate::SourceItem {
     }
 }
 
+/// Which way a recursive read of `source_items` walks from its seed rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Each step adds the parent of what was reached: the folders above.
+    Up,
+    /// Each step adds the children of what was reached: everything below.
+    Down,
+}
+
+/// Pushes `WITH RECURSIVE reached (item_id) AS (…)`: the ids of a source's rows reached by
+/// walking `step` from the seed rows. `seed` is the seed rows' condition up to the id list, e.g.
+/// `"item_id IN ("` or `"(pending OR item_id IN ("`; the ids follow, then a `)` for each `(` it opened.
+pub(crate) fn reached<'a, DB>(
+    qb: &mut sqlx::QueryBuilder<DB>,
+    source_id: &'a str,
+    seed: &'static str,
+    ids: &'a [String],
+    step: Step,
+) where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push("WITH RECURSIVE reached (item_id) AS (SELECT item_id FROM source_items WHERE source_id = ")
+        .push_bind(source_id)
+        .push(" AND ")
+        .push(seed);
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(id.as_str());
+    }
+    let opened = seed.matches('(').count();
+    qb.push(")".repeat(opened));
+    let (walked, joined) = match step {
+        Step::Up => ("s.parent_id", "s.item_id"),
+        Step::Down => ("s.item_id", "s.parent_id"),
+    };
+    qb.push(format!(
+        " UNION SELECT {walked} FROM source_items s JOIN reached ON {joined} = reached.item_id WHERE s.source_id = "
+    ))
+    .push_bind(source_id)
+    .push(format!(" AND {walked} IS NOT NULL) "));
+}
+
 /// Writes `impl SourceStore for $ty`. `$ty` provides what `sql/mod.rs` lists.
 macro_rules! impl_source_store {
     ($ty:ty) => {
+        impl $ty {
+            /// `NotFound` unless the source exists (asked after a read found nothing).
+            async fn source_exists(&self, source_id: &str) -> $crate::Result<()> {
+                let exists: Option<String> = sqlx::query_scalar("SELECT id FROM sources WHERE id = $1")
+                    .bind(source_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(Self::err)?;
+                exists.map(|_| ()).ok_or($crate::StoreError::NotFound)
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::SourceStore for $ty {
             async fn add_source(
@@ -217,10 +282,12 @@ macro_rules! impl_source_store {
                 let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
                 let id = source_id.to_string();
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query(
-                    "UPDATE sources SET cursor = $2, state_files = $3, state_pending = $4, state_settings = $5 \
-                     WHERE id = $1",
-                )
+                // The round that ends here was saved page by page, or not at all.
+                let done = sqlx::query(concat!(
+                    "UPDATE sources SET cursor = $2, state_files = $3, state_pending = $4, state_settings = $5, ",
+                    $crate::sql::sources::no_round!(),
+                    " WHERE id = $1"
+                ))
                 .bind(&id)
                 .bind(cursor)
                 .bind(count(saved.files))
@@ -233,11 +300,16 @@ macro_rules! impl_source_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 // A state saved as one document is replaced by the rows.
-                sqlx::query("DELETE FROM source_states WHERE source_id = $1")
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(Self::err)?;
+                for table in [
+                    "DELETE FROM source_states WHERE source_id = $1",
+                    "DELETE FROM source_round_items WHERE source_id = $1",
+                ] {
+                    sqlx::query(table)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Self::err)?;
+                }
                 // Bounded batches keep every statement under the backends' bind-parameter limits.
                 for batch in saved.remove.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::new("DELETE FROM source_items WHERE source_id = ");
@@ -274,10 +346,12 @@ macro_rules! impl_source_store {
             async fn forget_source_state(&self, source_id: uuid::Uuid) -> $crate::Result<()> {
                 let id = source_id.to_string();
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query(
+                let done = sqlx::query(concat!(
                     "UPDATE sources SET cursor = NULL, state_files = NULL, state_pending = NULL, \
-                     state_settings = NULL WHERE id = $1",
-                )
+                     state_settings = NULL, ",
+                    $crate::sql::sources::no_round!(),
+                    " WHERE id = $1"
+                ))
                 .bind(&id)
                 .execute(&mut *tx)
                 .await
@@ -285,7 +359,11 @@ macro_rules! impl_source_store {
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
-                for table in ["DELETE FROM source_items WHERE source_id = $1", "DELETE FROM source_states WHERE source_id = $1"] {
+                for table in [
+                    "DELETE FROM source_items WHERE source_id = $1",
+                    "DELETE FROM source_states WHERE source_id = $1",
+                    "DELETE FROM source_round_items WHERE source_id = $1",
+                ] {
                     sqlx::query(table)
                         .bind(&id)
                         .execute(&mut *tx)
@@ -309,64 +387,122 @@ macro_rules! impl_source_store {
                 Ok(())
             }
 
+            async fn save_round_page(
+                &self,
+                source_id: uuid::Uuid,
+                page: $crate::RoundPage<'_>,
+            ) -> $crate::Result<()> {
+                let id = source_id.to_string();
+                let number = i64::try_from(page.page).unwrap_or(i64::MAX);
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(
+                    "UPDATE sources SET round_from = $2, round_next = $3, round_full = $4, round_pages = $5 \
+                     WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(page.from)
+                .bind(page.next)
+                .bind(page.full)
+                .bind(number.saturating_add(1))
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                if page.page == 0 {
+                    // A new round replaces whatever an earlier one saved.
+                    sqlx::query("DELETE FROM source_round_items WHERE source_id = $1")
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(Self::err)?;
+                }
+                // Four parameters a row: 1,000 rows stay under both backends' limits.
+                for batch in page.items.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::new(
+                        "INSERT INTO source_round_items (source_id, page, item_id, data) ",
+                    );
+                    qb.push_values(batch, |mut row, (item_id, data)| {
+                        row.push_bind(&id)
+                            .push_bind(number)
+                            .push_bind(item_id.as_str())
+                            .push_bind(data.as_str());
+                    });
+                    qb.push(" ON CONFLICT (source_id, page, item_id) DO UPDATE SET data = excluded.data");
+                    qb.build().execute(&mut *tx).await.map_err(Self::err)?;
+                }
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
+            async fn round_page(&self, source_id: uuid::Uuid, page: u64) -> $crate::Result<Vec<String>> {
+                let Ok(number) = i64::try_from(page) else {
+                    return Ok(Vec::new());
+                };
+                sqlx::query_scalar(
+                    "SELECT data FROM source_round_items WHERE source_id = $1 AND page = $2 ORDER BY item_id",
+                )
+                .bind(source_id.to_string())
+                .bind(number)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(Self::err)
+            }
+
+            async fn forget_round(&self, source_id: uuid::Uuid) -> $crate::Result<()> {
+                let id = source_id.to_string();
+                let mut tx = self.begin_write().await?;
+                let done = sqlx::query(concat!(
+                    "UPDATE sources SET ",
+                    $crate::sql::sources::no_round!(),
+                    " WHERE id = $1"
+                ))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(Self::err)?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::NotFound);
+                }
+                sqlx::query("DELETE FROM source_round_items WHERE source_id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(Self::err)?;
+                tx.commit().await.map_err(Self::err)?;
+                Ok(())
+            }
+
             async fn source_items(
                 &self,
                 source_id: uuid::Uuid,
                 which: $crate::ItemSelection<'_>,
             ) -> $crate::Result<Vec<$crate::SourceItem>> {
                 use $crate::ItemSelection;
+                use $crate::sql::sources::{Step, reached};
                 let id = source_id.to_string();
-                let exists: Option<String> = sqlx::query_scalar("SELECT id FROM sources WHERE id = $1")
-                    .bind(&id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(Self::err)?;
-                if exists.is_none() {
-                    return Err($crate::StoreError::NotFound);
-                }
                 const COLS: &str = "SELECT si.item_id, si.parent_id, si.owned, si.pending, si.data FROM source_items si ";
-                let (ids, recursive) = match which {
+                let (ids, seed, step) = match which {
                     ItemSelection::All | ItemSelection::Pending => {
                         let filter = if which == ItemSelection::Pending { " AND si.pending" } else { "" };
                         let mut qb = sqlx::QueryBuilder::new(COLS);
                         qb.push("WHERE si.source_id = ").push_bind(&id).push(filter);
                         let rows: Vec<$crate::sql::sources::SourceItemRow> =
                             qb.build_query_as().fetch_all(&self.pool).await.map_err(Self::err)?;
+                        if rows.is_empty() {
+                            self.source_exists(&id).await?;
+                        }
                         return Ok(rows.into_iter().map(Into::into).collect());
                     }
-                    // Up from the items: each step adds the parent of what was reached.
-                    ItemSelection::WithAncestors(ids) => (
-                        ids,
-                        [
-                            "WITH RECURSIVE reached (item_id) AS (SELECT item_id FROM source_items WHERE source_id = ",
-                            " AND item_id IN (",
-                            ") UNION SELECT s.parent_id FROM source_items s JOIN reached ON s.item_id = reached.item_id \
-                             WHERE s.source_id = ",
-                            " AND s.parent_id IS NOT NULL) ",
-                        ],
-                    ),
-                    // Down from the items: each step adds the children of what was reached.
-                    ItemSelection::Descendants(ids) => (
-                        ids,
-                        [
-                            "WITH RECURSIVE reached (item_id) AS (SELECT item_id FROM source_items WHERE source_id = ",
-                            " AND parent_id IN (",
-                            ") UNION SELECT s.item_id FROM source_items s JOIN reached ON s.parent_id = reached.item_id \
-                             WHERE s.source_id = ",
-                            ") ",
-                        ],
-                    ),
+                    ItemSelection::WithAncestors(ids) => (ids, "item_id IN (", Step::Up),
+                    ItemSelection::PendingWithAncestors(ids) => (ids, "(pending OR item_id IN (", Step::Up),
+                    ItemSelection::Descendants(ids) => (ids, "parent_id IN (", Step::Down),
                 };
                 let mut found: std::collections::BTreeMap<String, $crate::SourceItem> = Default::default();
                 for batch in ids.chunks(500) {
-                    let [head, list_start, step, tail] = recursive;
-                    let mut qb = sqlx::QueryBuilder::new(head);
-                    qb.push_bind(&id).push(list_start);
-                    let mut list = qb.separated(", ");
-                    for item in batch {
-                        list.push_bind(item.as_str());
-                    }
-                    qb.push(step).push_bind(&id).push(tail);
+                    let mut qb = sqlx::QueryBuilder::new("");
+                    reached(&mut qb, &id, seed, batch, step);
                     qb.push(COLS)
                         .push("JOIN reached ON si.item_id = reached.item_id WHERE si.source_id = ")
                         .push_bind(&id);
@@ -375,6 +511,9 @@ macro_rules! impl_source_store {
                     for row in rows {
                         found.insert(row.item_id.clone(), row.into());
                     }
+                }
+                if found.is_empty() {
+                    self.source_exists(&id).await?;
                 }
                 Ok(found.into_values().collect())
             }
@@ -453,3 +592,12 @@ macro_rules! impl_source_store {
 pub(crate) use impl_source_store;
 
 pub(crate) use source_cols;
+
+/// The assignments of an `UPDATE sources` that clear a saved round.
+macro_rules! no_round {
+    () => {
+        "round_from = NULL, round_next = NULL, round_full = FALSE, round_pages = 0"
+    };
+}
+
+pub(crate) use no_round;

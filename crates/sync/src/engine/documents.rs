@@ -94,6 +94,7 @@ mod document_path_tests {
             state_settings: None,
             revoked_at: None,
             created_at: chrono::DateTime::UNIX_EPOCH,
+            round: None,
         }
     }
 

@@ -24,6 +24,8 @@ enum Round {
         changes: BTreeMap<String, RemoteItem>,
         cursor: String,
         full: bool,
+        /// Pages of the round are saved in the store: only saving the source's items forgets them.
+        resumable: bool,
     },
     Gathered(Gathered),
     Stop(Stop),
@@ -90,14 +92,12 @@ impl SyncEngine {
         changes: &BTreeMap<String, RemoteItem>,
     ) -> Result<Option<SourceState>, SyncError> {
         let store = &self.cx.store;
-        let pending = store.source_items(source.id, ItemSelection::Pending).await?;
         let mut starts: BTreeSet<String> = changes.keys().cloned().collect();
         starts.extend(changes.values().filter_map(|c| c.parent_id.clone()));
-        starts.extend(pending.into_iter().map(|row| row.item_id));
         starts.insert(source.item_id.clone());
         let starts: Vec<String> = starts.into_iter().collect();
         let rows = store
-            .source_items(source.id, ItemSelection::WithAncestors(&starts))
+            .source_items(source.id, ItemSelection::PendingWithAncestors(&starts))
             .await?;
         let Ok(mut state) = SourceState::partial(
             rows,
@@ -219,7 +219,7 @@ impl SyncEngine {
                 cursor = None;
             }
         }
-        let (changes, next_cursor, full) = match self
+        let (changes, next_cursor, full, resumable) = match self
             .follow_changes(source, ds, tokens, cancel, run, cursor)
             .await?
         {
@@ -227,11 +227,13 @@ impl SyncEngine {
                 changes,
                 cursor,
                 full,
-            } => (changes, cursor, full),
+                resumable,
+            } => (changes, cursor, full, resumable),
             Round::Gathered(g) => return Ok(Ok(g)),
             Round::Stop(stop) => return Ok(Err(stop)),
         };
         if !full
+            && !resumable
             && changes.is_empty()
             && state.is_none()
             && source.state_pending == Some(0)
@@ -283,7 +285,11 @@ impl SyncEngine {
     }
 
     /// Follows a folder's change feed from `cursor` (from the start when `None`) to the end of the
-    /// round, buffering the latest state of each item (duplicates: last wins).
+    /// round, gathering the latest state of each item (duplicates: last wins). Every page but the
+    /// last is saved in the store with the link that follows it before the next is asked for, and
+    /// its items are read back only once the round is complete: a long enumeration holds one page
+    /// at a time, and a run stopped in the middle of it (killed, failed, cancelled) leaves a round
+    /// the next run resumes from its last saved page (when it starts from the same cursor).
     async fn follow_changes(
         &self,
         source: &Source,
@@ -293,45 +299,87 @@ impl SyncEngine {
         run: &mut Run,
         mut cursor: Option<String>,
     ) -> Result<Round, SyncError> {
-        let mut full = cursor.is_none();
+        let store = &self.cx.store;
+        let from = cursor.clone();
+        let mut full = from.is_none();
+        // Pages saved in the store for this round (numbered from 0).
+        let mut saved: u64 = 0;
+        match &source.round {
+            Some(round) if round.from == from && round.pages > 0 => {
+                tracing::info!(source.id = %source.id, pages = round.pages, "resuming the change round a stopped run saved");
+                cursor = Some(round.next.clone());
+                full = round.full;
+                saved = round.pages;
+            }
+            Some(_) => store.forget_round(source.id).await?,
+            None => {}
+        }
         let at = SourceRef {
             drive_id: source.drive_id.clone(),
             item_id: source.item_id.clone(),
         };
-        let mut changes: BTreeMap<String, RemoteItem> = BTreeMap::new();
         let mut restarts = 0;
         loop {
             if cancel.is_cancelled() {
                 return Ok(Round::Stop(Stop::Cancelled));
             }
             match ds.changes(tokens, &at, cursor.as_deref()).await {
-                Ok(page) => {
-                    for mut item in page.items {
-                        // The latest state wins, but a sharing change anywhere in the round counts.
-                        if let Some(earlier) = changes.get(&item.id) {
-                            item.sharing.changed |= earlier.sharing.changed;
-                        }
-                        changes.insert(item.id.clone(), item);
+                Ok(page) => match page.next {
+                    NextPage::More(next) => {
+                        let items = latest(BTreeMap::new(), page.items)
+                            .into_values()
+                            .map(|item| Ok((item.id.clone(), serde_json::to_string(&item)?)))
+                            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+                        let page = kbsync_store::RoundPage {
+                            from: from.as_deref(),
+                            full,
+                            page: saved,
+                            next: &next,
+                            items: &items,
+                        };
+                        store.save_round_page(source.id, page).await?;
+                        saved += 1;
+                        cursor = Some(next);
                     }
-                    match page.next {
-                        NextPage::More(next) => cursor = Some(next),
-                        NextPage::Done(next) => {
-                            return Ok(Round::Done {
-                                changes,
-                                cursor: next,
-                                full,
-                            });
-                        }
+                    NextPage::Done(next) => {
+                        let Some(changes) = self.saved_pages(source, saved).await? else {
+                            // A saved page that cannot be read back: the round starts over.
+                            store.forget_round(source.id).await?;
+                            if restarts >= MAX_RESTARTS {
+                                return Ok(Round::Gathered(Gathered::Failed(DatasourceError::Transient(
+                                    "the saved pages of this source's change round could not be read back"
+                                        .into(),
+                                ))));
+                            }
+                            tracing::warn!(source.id = %source.id, "a saved page of the change round is unreadable: starting the round again");
+                            restarts += 1;
+                            saved = 0;
+                            cursor = from.clone();
+                            full = from.is_none();
+                            continue;
+                        };
+                        return Ok(Round::Done {
+                            changes: latest(changes, page.items),
+                            cursor: next,
+                            full,
+                            resumable: saved > 0,
+                        });
                     }
-                }
+                },
                 Err(DatasourceError::CursorExpired { restart }) if restarts < MAX_RESTARTS => {
                     tracing::info!(source.id = %source.id, "change cursor expired: enumerating the source again");
                     restarts += 1;
-                    changes.clear();
+                    if saved > 0 {
+                        store.forget_round(source.id).await?;
+                        saved = 0;
+                    }
                     full = true;
                     cursor = restart;
                 }
                 Err(DatasourceError::NotFound(_)) => {
+                    if saved > 0 {
+                        store.forget_round(source.id).await?;
+                    }
                     self.revoke(source, run).await?;
                     return Ok(Round::Gathered(Gathered::Revoked));
                 }
@@ -339,6 +387,27 @@ impl SyncEngine {
                 Err(e) => return Ok(Round::Gathered(Gathered::Failed(e))),
             }
         }
+    }
+
+    /// The items of a round's first `pages` saved pages, the latest state of each; `None` when
+    /// one cannot be read back.
+    async fn saved_pages(
+        &self,
+        source: &Source,
+        pages: u64,
+    ) -> Result<Option<BTreeMap<String, RemoteItem>>, SyncError> {
+        let mut changes = BTreeMap::new();
+        for page in 0..pages {
+            let mut items = Vec::new();
+            for data in self.cx.store.round_page(source.id, page).await? {
+                match serde_json::from_str::<RemoteItem>(&data) {
+                    Ok(item) => items.push(item),
+                    Err(_) => return Ok(None),
+                }
+            }
+            changes = latest(changes, items);
+        }
+        Ok(Some(changes))
     }
 
     /// A file source: its current metadata; its cursor is its content hash.
@@ -376,6 +445,18 @@ impl SyncEngine {
         plan.changed = plan.state != saved || source.cursor.as_deref() != Some(plan.cursor.as_str());
         Ok(Ok(Gathered::Ready(Box::new(plan))))
     }
+}
+
+/// `changes` with `items` (a later page) over them: the latest state of each item wins, but a
+/// sharing change anywhere in the round counts.
+fn latest(mut changes: BTreeMap<String, RemoteItem>, items: Vec<RemoteItem>) -> BTreeMap<String, RemoteItem> {
+    for mut item in items {
+        if let Some(earlier) = changes.get(&item.id) {
+            item.sharing.changed |= earlier.sharing.changed;
+        }
+        changes.insert(item.id.clone(), item);
+    }
+    changes
 }
 
 /// A folder's round applied to the state it is relative to: the source ready to be planned.

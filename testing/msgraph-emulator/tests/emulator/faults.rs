@@ -71,6 +71,20 @@ async fn fault_fires_on_every_nth_matching_request() {
 }
 
 #[tokio::test]
+async fn fault_after_the_first_n_fires_on_every_later_matching_request() {
+    let env = env().await;
+    env.ctl.add_fault(
+        FaultRule::new("GET", "/v1.0/me", FaultAction::ServerError { status: 503 }).after_first(2),
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(env.get("/me").await.status().as_u16());
+    }
+    assert_eq!(statuses, vec![200, 200, 503, 503, 503]);
+    env.shutdown().await;
+}
+
+#[tokio::test]
 async fn fault_with_probability_is_seeded_and_deterministic() {
     async fn pattern() -> Vec<u16> {
         let env = env().await;

@@ -16,8 +16,8 @@ use kbsync_core::{
 use kbsync_store::{
     AddressLimit, ClaimedSync, DocumentLocation, ItemSelection, KbPatch, LeaseRenewal, LoginAttempt,
     LoginBackoff, NewConnection, NewDocument, NewKnowledgeBase, NewOAuthState, NewSource, NewUser,
-    OAuthState, Page, PostgresStore, Reader, RefreshedTokens, RetrieveQuery, SavedItems, SearchQuery,
-    SourceItem, Store, StoreError, SyncRelease,
+    OAuthState, Page, PostgresStore, Reader, RefreshedTokens, RetrieveQuery, RoundPage, SavedItems,
+    SearchQuery, SourceItem, Store, StoreError, SyncRelease,
 };
 use uuid::Uuid;
 

@@ -14,6 +14,7 @@ kbsync_kit::on_both_databases!(
     set_sync_status_changes_kb_and_unknown_is_not_found,
     advancing_a_cursor_keeps_the_saved_state_and_needs_one,
     saved_items_are_read_by_id_with_ancestors_below_folders_or_pending,
+    a_round_saved_page_by_page_is_read_back_by_page_and_forgotten_when_its_end_is_saved,
     sharing_is_read_again_after_sources_or_users_change,
 );
 
@@ -186,6 +187,15 @@ async fn saved_items_are_read_by_id_with_ancestors_below_folders_or_pending(s: A
         ["a1", "f1", "f2"]
     );
     assert_eq!(read(&*s, source.id, ItemSelection::Pending).await, ["f1"]);
+    assert_eq!(
+        read(
+            &*s,
+            source.id,
+            ItemSelection::PendingWithAncestors(&strings(&["f3"]))
+        )
+        .await,
+        ["a", "a1", "b", "f1", "f3", "root"]
+    );
     assert_eq!(read(&*s, source.id, ItemSelection::All).await.len(), 7);
 
     // A save replaces changed rows and removes the ones that left, nothing else.
@@ -229,6 +239,116 @@ async fn saved_items_are_read_by_id_with_ancestors_below_folders_or_pending(s: A
     s.delete_source(kb_id, source.id, t(9)).await.unwrap();
     assert!(matches!(
         s.source_items(source.id, ItemSelection::All).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn round_of(s: &dyn Store, kb_id: KbId, source: Uuid) -> Option<kbsync_core::SavedRound> {
+    s.list_sources(kb_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == source)
+        .unwrap()
+        .round
+}
+
+async fn a_round_saved_page_by_page_is_read_back_by_page_and_forgotten_when_its_end_is_saved(
+    s: Arc<dyn Store>,
+) {
+    let (_, kb_id) = kb_with_owner(&*s).await;
+    let source = s
+        .add_source(Uuid::new_v4(), new_source(kb_id, "folder-1"), t(0))
+        .await
+        .unwrap();
+    assert_eq!(source.round, None);
+    let items = |names: &[&str]| -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), format!(r#"{{"id":"{n}"}}"#)))
+            .collect()
+    };
+    fn page<'a>(page: u64, next: &'a str, items: &'a [(String, String)]) -> RoundPage<'a> {
+        RoundPage {
+            from: None,
+            full: true,
+            page,
+            next,
+            items,
+        }
+    }
+    let first = items(&["b", "a"]);
+    let second = items(&["a", "c"]);
+    s.save_round_page(source.id, page(0, "next-1", &first))
+        .await
+        .unwrap();
+    s.save_round_page(source.id, page(1, "next-2", &second))
+        .await
+        .unwrap();
+    assert_eq!(
+        round_of(&*s, kb_id, source.id).await,
+        Some(kbsync_core::SavedRound {
+            from: None,
+            next: "next-2".into(),
+            full: true,
+            pages: 2,
+        })
+    );
+    // Each page as saved, by item id; the same item on two pages is on both.
+    assert_eq!(
+        s.round_page(source.id, 0).await.unwrap(),
+        [r#"{"id":"a"}"#, r#"{"id":"b"}"#]
+    );
+    assert_eq!(
+        s.round_page(source.id, 1).await.unwrap(),
+        [r#"{"id":"a"}"#, r#"{"id":"c"}"#]
+    );
+    assert!(s.round_page(source.id, 2).await.unwrap().is_empty());
+
+    // A round started anew (page 0) replaces the old one, and remembers where it started.
+    let other = items(&["z"]);
+    let anew = RoundPage {
+        from: Some("d0"),
+        full: false,
+        page: 0,
+        next: "next-z",
+        items: &other,
+    };
+    s.save_round_page(source.id, anew).await.unwrap();
+    let round = round_of(&*s, kb_id, source.id).await.unwrap();
+    assert_eq!(
+        (round.from.as_deref(), round.full, round.pages),
+        (Some("d0"), false, 1)
+    );
+    assert_eq!(s.round_page(source.id, 0).await.unwrap(), [r#"{"id":"z"}"#]);
+    assert!(s.round_page(source.id, 1).await.unwrap().is_empty());
+
+    // Saving the source's items at the end of the round forgets it.
+    save(&*s, source.id, &[item_row("root", None, false, false)], &[], "d1").await;
+    assert_eq!(round_of(&*s, kb_id, source.id).await, None);
+    assert!(s.round_page(source.id, 0).await.unwrap().is_empty());
+
+    // So do forget_round and forgetting the source's state.
+    s.save_round_page(source.id, page(0, "next-1", &first))
+        .await
+        .unwrap();
+    s.forget_round(source.id).await.unwrap();
+    assert_eq!(round_of(&*s, kb_id, source.id).await, None);
+    assert!(s.round_page(source.id, 0).await.unwrap().is_empty());
+    s.save_round_page(source.id, page(0, "next-1", &first))
+        .await
+        .unwrap();
+    s.forget_source_state(source.id).await.unwrap();
+    assert_eq!(round_of(&*s, kb_id, source.id).await, None);
+    assert!(s.round_page(source.id, 0).await.unwrap().is_empty());
+
+    // An unknown source.
+    assert!(matches!(
+        s.save_round_page(Uuid::new_v4(), page(0, "n", &first)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.forget_round(Uuid::new_v4()).await,
         Err(StoreError::NotFound)
     ));
 }

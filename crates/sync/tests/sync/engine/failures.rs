@@ -12,6 +12,7 @@ kbsync_kit::on_both_databases!(
     a_single_401_is_refreshed_once_and_the_run_completes,
     throttled_downloads_honour_retry_after_and_nothing_fails,
     throttling_that_outlasts_the_retries_fails_the_source_and_holds_back_the_tenants_other_requests,
+    a_run_stopped_in_the_middle_of_a_round_leaves_it_saved_and_the_next_run_resumes_from_its_last_page,
 );
 
 async fn a_failing_file_is_recorded_and_retried_next_run(store: Arc<dyn Store>) {
@@ -413,4 +414,75 @@ async fn throttling_that_outlasts_the_retries_fails_the_source_and_holds_back_th
     assert_eq!(summary.status, SyncStatus::Completed, "{summary:?}");
     env.assert_mirrors(&[("A/ok.txt", "okay oat"), ("B/b.txt", "bravo banana")])
         .await;
+}
+
+async fn a_run_stopped_in_the_middle_of_a_round_leaves_it_saved_and_the_next_run_resumes_from_its_last_page(
+    store: Arc<dyn Store>,
+) {
+    // Pages of two items and no retries: the enumeration of 12 files in 3 folders takes many pages,
+    // and a failing page fails the source at once.
+    let env = env_with(
+        store,
+        Options {
+            graph: |g| {
+                g.page_size = 2;
+                g.max_attempts = 1;
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let files: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("Docs/f{}/file{i}.txt", i % 3), format!("text{i} word{i}")))
+        .collect();
+    for (path, text) in &files {
+        env.put(&format!("/{path}"), text);
+    }
+    let source = env.add_folder("/Docs").await;
+    let fault = env.ctl.add_fault(
+        FaultRule::new(
+            "GET",
+            &format!("/v1.0/drives/*/items/{}/delta", source.item_id),
+            FaultAction::ServerError { status: 503 },
+        )
+        .after_first(3),
+    );
+
+    let first = env.sync().await;
+
+    assert_eq!(first.status, SyncStatus::Failed, "{first:?}");
+    assert_eq!(
+        env.content_requests(),
+        0,
+        "nothing is applied before the round is complete"
+    );
+    assert_eq!(env.cursor(source.id).await, None);
+    let sources = env.store.list_sources(env.kb).await.unwrap();
+    let round = sources[0]
+        .round
+        .clone()
+        .expect("the three pages served are saved");
+    assert_eq!((round.from.as_deref(), round.full, round.pages), (None, true, 3));
+
+    env.ctl.remove_fault(fault);
+    env.ctl.clear_request_log();
+    let second = env.sync().await;
+
+    assert_eq!(second.status, SyncStatus::Completed, "{second:?}");
+    // The first delta request of the new run is the link saved after the third page: the pages
+    // served before are not asked for again, and their items come from the store.
+    let log = env.ctl.request_log();
+    let resumed = log
+        .entries
+        .iter()
+        .find(|e| e.path.contains("delta"))
+        .expect("a delta request");
+    let asked = format!("{}?{}", resumed.path, resumed.query.as_deref().unwrap_or(""));
+    assert!(round.next.ends_with(&asked), "{asked} is {}", round.next);
+    let expected: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
+    env.assert_mirrors(&expected).await;
+    let sources = env.store.list_sources(env.kb).await.unwrap();
+    assert_eq!(sources[0].round, None, "the saved round ends with it");
+    assert!(env.store.round_page(source.id, 0).await.unwrap().is_empty());
+    assert!(env.cursor(source.id).await.is_some());
 }
