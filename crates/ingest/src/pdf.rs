@@ -4,14 +4,15 @@
 //! their positions), in the order the page's content stream draws them, joined with line breaks
 //! where the baseline moves and spaces where a gap separates two spans. pdf_oxide's own page text
 //! (`extract_text`) reorders spans by geometry, aligns every glyph a second time and looks for
-//! tables, which made it 2.5–3.5× slower on real PDFs (below pdftotext) for 0.16 % more of
-//! pdftotext's words: see docs/benchmarks.md, section 8. Pages with rotated text keep `extract_text`, which reads them in
+//! tables, which made it about 2.5× slower on real PDFs (below pdftotext's speed) for 0.16 % more
+//! of pdftotext's words: see docs/benchmarks.md, section 8. Pages with rotated text keep `extract_text`, which reads them in
 //! their rotated frame.
 
 use pdf_oxide::PdfDocument;
 use pdf_oxide::error::Error as PdfError;
 use pdf_oxide::extractors::SpanMergingConfig;
 use pdf_oxide::layout::TextSpan;
+use pdf_oxide::object::Object;
 
 use crate::sink::{Budget, Sink};
 use crate::{ExtractError, IngestConfig};
@@ -93,13 +94,40 @@ pub(crate) fn pdf(bytes: Vec<u8>, cfg: &IngestConfig, budget: &Budget) -> Result
 }
 
 /// One page's text: its spans in drawing order, or pdf_oxide's page text when some of its text is
-/// rotated (a landscape table on a portrait page, a vertical caption).
+/// rotated (a landscape table on a portrait page, a vertical caption) or when it carries annotations
+/// other than links (form fields, whose values pdf_oxide's page text includes, and notes).
 fn page_text(doc: &PdfDocument, page: usize) -> Result<String, PdfError> {
     let spans = doc.extract_spans_with_config(page, SpanMergingConfig::default())?;
-    if spans.iter().any(|s| s.rotation_degrees != 0.0) {
+    if spans.iter().any(|s| s.rotation_degrees != 0.0) || has_annotations_beyond_links(doc, page) {
         return doc.extract_text(page);
     }
     Ok(join_spans(&spans))
+}
+
+fn has_annotations_beyond_links(doc: &PdfDocument, page: usize) -> bool {
+    let Ok(page) = doc.get_page(page) else {
+        return false;
+    };
+    let annotations = match page.as_dict().and_then(|d| d.get("Annots")) {
+        Some(Object::Array(list)) => list.clone(),
+        Some(Object::Reference(r)) => match doc.load_object(*r) {
+            Ok(Object::Array(list)) => list,
+            _ => return false,
+        },
+        _ => return false,
+    };
+    annotations.iter().any(|a| {
+        let annotation = match a {
+            Object::Reference(r) => doc.load_object(*r).ok(),
+            other => Some(other.clone()),
+        };
+        let subtype = annotation
+            .as_ref()
+            .and_then(|o| o.as_dict())
+            .and_then(|d| d.get("Subtype"))
+            .and_then(|s| s.as_name());
+        subtype != Some("Link")
+    })
 }
 
 /// Joins spans in the order given: a line break where the baseline moves by more than
