@@ -41,8 +41,6 @@ pub enum ItemSelection<'a> {
     All,
     /// These items (those the source holds), with every folder above each of them.
     WithAncestors(&'a [String]),
-    /// These items and the pending ones, with every folder above each of them.
-    PendingWithAncestors(&'a [String]),
     /// Everything below these items (not the items themselves), at any depth.
     Descendants(&'a [String]),
     /// The pending items.

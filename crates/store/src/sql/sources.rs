@@ -98,7 +98,7 @@ pub(crate) enum Step {
 
 /// Pushes `WITH RECURSIVE reached (item_id) AS (…)`: the ids of a source's rows reached by
 /// walking `step` from the seed rows. `seed` is the seed rows' condition up to the id list, e.g.
-/// `"item_id IN ("` or `"(pending OR item_id IN ("`; the ids follow, then a `)` for each `(` it opened.
+/// `"item_id IN ("`; the ids follow, then a `)` for each `(` it opened.
 pub(crate) fn reached<'a, DB>(
     qb: &mut sqlx::QueryBuilder<DB>,
     source_id: &'a str,
@@ -496,7 +496,6 @@ macro_rules! impl_source_store {
                         return Ok(rows.into_iter().map(Into::into).collect());
                     }
                     ItemSelection::WithAncestors(ids) => (ids, "item_id IN (", Step::Up),
-                    ItemSelection::PendingWithAncestors(ids) => (ids, "(pending OR item_id IN (", Step::Up),
                     ItemSelection::Descendants(ids) => (ids, "parent_id IN (", Step::Down),
                 };
                 let mut found: std::collections::BTreeMap<String, $crate::SourceItem> = Default::default();

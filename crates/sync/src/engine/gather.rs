@@ -92,12 +92,16 @@ impl SyncEngine {
         changes: &BTreeMap<String, RemoteItem>,
     ) -> Result<Option<SourceState>, SyncError> {
         let store = &self.cx.store;
+        // The pending rows are read on their own first: on SQLite a seed of "pending OR these ids"
+        // scans every row of the source, two reads by index do not.
+        let pending = store.source_items(source.id, ItemSelection::Pending).await?;
         let mut starts: BTreeSet<String> = changes.keys().cloned().collect();
         starts.extend(changes.values().filter_map(|c| c.parent_id.clone()));
+        starts.extend(pending.into_iter().map(|row| row.item_id));
         starts.insert(source.item_id.clone());
         let starts: Vec<String> = starts.into_iter().collect();
         let rows = store
-            .source_items(source.id, ItemSelection::PendingWithAncestors(&starts))
+            .source_items(source.id, ItemSelection::WithAncestors(&starts))
             .await?;
         let Ok(mut state) = SourceState::partial(
             rows,
